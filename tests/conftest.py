@@ -1,0 +1,48 @@
+"""Shared fixtures: a tiny toy digit-scenes dataset generated once per test session."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+TOY_CONFIG = os.path.join(REPO, "configs", "toy", "digits_R_50_C4.yaml")
+
+# Overrides that make a toy run take seconds on 2 CPU cores (every test run uses them).
+FAST = [
+    "SOLVER.IMS_PER_BATCH", "1",
+    "INPUT.MIN_SIZE_TRAIN", "(128,)",
+    "INPUT.MIN_SIZE_TEST", "128",
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "16",
+    "MODEL.RPN.POST_NMS_TOPK_TEST", "20",
+    "TEST.PRECISE_BN.NUM_ITER", "1",
+    "DATALOADER.NUM_WORKERS", "0",
+]
+
+
+@pytest.fixture(scope="session")
+def toy_root(tmp_path_factory):
+    """``$DETECTRON2_DATASETS`` holding toy_digits/ (10 trainval, 4 test images), registered."""
+    from contrastive_det.data import register_toy_digits
+    from contrastive_det.data.toy_digits import generate_toy_digits
+
+    root = tmp_path_factory.mktemp("d2datasets")
+    generate_toy_digits(str(root / "toy_digits"), num_trainval=10, num_test=4, seed=0, progress=False)
+    register_toy_digits(str(root / "toy_digits"))
+    return root
+
+
+def run_cli(script, args, datasets_root, check=True, timeout=900):
+    """Run ``tools/<script>`` in a subprocess with ``DETECTRON2_DATASETS`` set; return the result."""
+    env = dict(os.environ, DETECTRON2_DATASETS=str(datasets_root), PYTHONWARNINGS="ignore")
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", script), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{script} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-5000:]}\n{proc.stderr[-5000:]}")
+    return proc

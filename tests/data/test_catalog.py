@@ -1,0 +1,110 @@
+"""Dataset registration from the config, layout checks, and errors that name the file."""
+import os
+
+import pytest
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+
+from contrastive_det.config import get_cfg
+from contrastive_det.data import (
+    CheckedDatasetMapper,
+    DatasetLayoutError,
+    ImageReadError,
+    check_dataset_layout,
+    register_datasets_from_config,
+)
+from contrastive_det.data.catalog import register_voc
+
+from conftest import TOY_CONFIG
+
+
+def cfg_with_custom(entries):
+    cfg = get_cfg()
+    cfg.DATASETS.CUSTOM = entries
+    return cfg
+
+
+def test_toy_digits_registered_in_every_format(toy_root):
+    names = DatasetCatalog.list()
+    for name in ("toy_digits_trainval", "toy_digits_test", "toy_digits_coco_trainval", "toy_digits_coco_test",
+                 "toy_digits_cls_train", "toy_digits_cls_test"):
+        assert name in names
+    assert MetadataCatalog.get("toy_digits_test").year == 2007
+    cls = DatasetCatalog.get("toy_digits_cls_test")
+    assert {d["label"] for d in cls} == set(range(10)) and all(os.path.isfile(d["file_name"]) for d in cls[:5])
+
+
+def test_custom_voc_and_coco_datasets_from_config(toy_root):
+    toy = toy_root / "toy_digits"
+    cfg = cfg_with_custom([
+        {"NAME": "my_voc_test", "FORMAT": "voc", "ROOT": str(toy / "VOC"), "SPLIT": "test",
+         "CLASSES": [str(i) for i in range(10)]},
+        {"NAME": "my_coco_test", "FORMAT": "coco", "JSON": str(toy / "coco/annotations/instances_test.json"),
+         "IMAGE_ROOT": str(toy / "VOC/JPEGImages")},
+    ])
+    assert register_datasets_from_config(cfg) == ["my_voc_test", "my_coco_test"]
+    voc, coco = DatasetCatalog.get("my_voc_test"), DatasetCatalog.get("my_coco_test")
+    assert len(voc) == len(coco) == 4
+    assert MetadataCatalog.get("my_voc_test").evaluator_type == "pascal_voc"
+    assert MetadataCatalog.get("my_coco_test").evaluator_type == "coco"
+    assert sum(len(d["annotations"]) for d in voc) == sum(len(d["annotations"]) for d in coco)
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ({"NAME": "x", "FORMAT": "yolo"}, r"DATASETS.CUSTOM\[0\].FORMAT must be one of \['coco', 'voc'\]"),
+        ({"NAME": "x", "FORMAT": "voc", "ROOT": "/d", "SPLIT": "test"}, r"missing key\(s\) \['CLASSES'\]"),
+        ({"NAME": "x", "FORMAT": "coco", "JSON": "a", "IMAGE_ROOT": "b", "ROOTS": "c"}, r"unknown key\(s\) \['ROOTS'\]"),
+        ({"NAME": "x", "FORMAT": "voc", "ROOT": "/d", "SPLIT": "t", "CLASSES": "cat"}, "CLASSES must be a list"),
+    ],
+)
+def test_malformed_custom_entries_name_the_key(entry, message):
+    with pytest.raises(ValueError, match=message):
+        register_datasets_from_config(cfg_with_custom([entry]))
+
+
+def test_missing_voc_folder_names_path_and_layout(tmp_path):
+    register_voc("test_missing_voc", str(tmp_path / "VOC2007"), "trainval", ["a"])
+    with pytest.raises(DatasetLayoutError) as err:
+        check_dataset_layout("test_missing_voc")
+    msg = str(err.value)
+    assert str(tmp_path / "VOC2007" / "JPEGImages") in msg
+    assert "ImageSets/Main/trainval.txt" in msg and "Annotations/<id>.xml" in msg and "datasets/README.md" in msg
+
+
+def test_missing_coco_json_and_unregistered_names(tmp_path):
+    register_datasets_from_config(cfg_with_custom([
+        {"NAME": "test_missing_coco", "FORMAT": "coco", "JSON": str(tmp_path / "inst.json"), "IMAGE_ROOT": str(tmp_path)}
+    ]))
+    with pytest.raises(DatasetLayoutError, match=r"missing its annotation file .*inst\.json"):
+        check_dataset_layout("test_missing_coco")
+    with pytest.raises(KeyError, match="'nope' is not registered"):
+        check_dataset_layout("nope")
+
+
+def test_corrupt_and_truncated_images_name_the_file(toy_root, tmp_path):
+    cfg = get_cfg()
+    cfg.merge_from_file(TOY_CONFIG)
+    mapper = CheckedDatasetMapper(cfg, is_train=True)
+    record = DatasetCatalog.get("toy_digits_trainval")[0]
+    assert mapper(dict(record))["image"].shape[0] == 3  # the real file maps
+
+    garbage = tmp_path / "garbage.jpg"
+    garbage.write_bytes(b"this is not a jpeg")
+    with pytest.raises(ImageReadError, match="garbage.jpg"):
+        mapper(dict(record, file_name=str(garbage)))
+
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(open(record["file_name"], "rb").read()[:300])
+    with pytest.raises(ImageReadError, match="truncated.jpg"):
+        mapper(dict(record, file_name=str(truncated)))
+
+
+def test_voc_image_set_with_one_id_is_reported(tmp_path):
+    for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
+        (tmp_path / sub).mkdir(parents=True)
+    (tmp_path / "ImageSets" / "Main" / "one.txt").write_text("000001\n")
+    register_voc("test_one_id_voc", str(tmp_path), "one", ["a"])
+    with pytest.raises(DatasetLayoutError, match=r"one\.txt lists 1 image\(s\)"):
+        check_dataset_layout("test_one_id_voc")

@@ -1,0 +1,345 @@
+"""Tests of the toy digit-scene generator (contrastive_det/data/toy_digits.py) and its CLI."""
+
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from contrastive_det.data import toy_digits as td
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ARGS = dict(num_trainval=12, num_test=6, seed=0, min_digits=2, max_digits=6)
+
+
+def _generate(path, **overrides):
+    return td.generate_toy_digits(str(path), progress=False, **{**ARGS, **overrides})
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("toy") / "toy_digits"
+    manifest = _generate(root)
+    return str(root), manifest
+
+
+def _voc_dicts(root, split):
+    from detectron2.data.datasets.pascal_voc import load_voc_instances
+
+    return load_voc_instances(os.path.join(root, td.VOC_SUBDIR), split, td.TOY_DIGITS_CLASSES)
+
+
+def _xml_objects(root, image_id):
+    tree = ET.parse(os.path.join(root, td.VOC_SUBDIR, "Annotations", image_id + ".xml"))
+    objs = []
+    for obj in tree.findall("object"):
+        box = [int(obj.find("bndbox/" + k).text) for k in ("xmin", "ymin", "xmax", "ymax")]
+        objs.append((obj.find("name").text, int(obj.find("difficult").text), box))
+    return tree, objs
+
+
+def _annotation_files(root):
+    """{relative path: bytes} of every annotation / index / manifest file."""
+    out = {}
+    for sub in ("VOC/Annotations", "VOC/ImageSets/Main", td.COCO_ANN_DIR):
+        for name in sorted(os.listdir(os.path.join(root, sub))):
+            with open(os.path.join(root, sub, name), "rb") as f:
+                out[f"{sub}/{name}"] = f.read()
+    with open(os.path.join(root, td.MANIFEST), "rb") as f:
+        out[td.MANIFEST] = f.read()
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Formats
+# ------------------------------------------------------------------------------------------------
+def test_detectron2_voc_loader_reads_both_splits(dataset):
+    root, _ = dataset
+    trainval, test = _voc_dicts(root, "trainval"), _voc_dicts(root, "test")
+    assert [d["image_id"] for d in trainval] == [f"{i:06d}" for i in range(1, 13)]
+    assert [d["image_id"] for d in test] == [f"{i:06d}" for i in range(13, 19)]
+    for d in trainval + test:
+        with Image.open(d["file_name"]) as im:
+            assert im.format == "JPEG" and im.mode == "RGB"
+            assert im.size == (d["width"], d["height"])
+        assert 192 <= d["width"] <= 256 and 192 <= d["height"] <= 256
+        tree, _ = _xml_objects(root, d["image_id"])
+        assert tree.find("size/depth").text == "3"
+        assert tree.find("filename").text == d["image_id"] + ".jpg"
+        for ann in d["annotations"]:
+            assert 0 <= ann["category_id"] < 10
+
+
+def test_coco_json_matches_voc_exactly(dataset):
+    from pycocotools.coco import COCO
+
+    root, _ = dataset
+    for split in td.SPLITS:
+        coco = COCO(os.path.join(root, td.COCO_ANN_DIR, f"instances_{split}.json"))
+        assert [c["name"] for c in coco.loadCats(sorted(coco.getCatIds()))] == list(td.TOY_DIGITS_CLASSES)
+        assert sorted(coco.getCatIds()) == list(range(1, 11))
+        voc = _voc_dicts(root, split)
+        assert sorted(coco.getImgIds()) == [int(d["image_id"]) for d in voc]
+        for d in voc:
+            img = coco.loadImgs(int(d["image_id"]))[0]
+            assert img["file_name"] == d["image_id"] + ".jpg"
+            assert (img["width"], img["height"]) == (d["width"], d["height"])
+            anns = coco.loadAnns(coco.getAnnIds(imgIds=img["id"]))
+            from_coco = sorted(
+                (
+                    a["category_id"] - 1,
+                    a["bbox"][0],
+                    a["bbox"][1],
+                    a["bbox"][0] + a["bbox"][2],
+                    a["bbox"][1] + a["bbox"][3],
+                )
+                for a in anns
+            )
+            from_voc = sorted((a["category_id"], *a["bbox"]) for a in d["annotations"])
+            assert from_coco == from_voc
+            _, xml_objs = _xml_objects(root, d["image_id"])
+            assert sorted(a["difficult"] for a in anns) == sorted(o[1] for o in xml_objs)
+            for a in anns:
+                assert a["area"] == a["bbox"][2] * a["bbox"][3] and a["iscrowd"] == 0
+
+
+def test_boxes_inside_image_and_tight(dataset):
+    root, _ = dataset
+    for d in _voc_dicts(root, "trainval") + _voc_dicts(root, "test"):
+        _, objs = _xml_objects(root, d["image_id"])
+        for _, _, (x0, y0, x1, y1) in objs:
+            assert 1 <= x0 <= x1 <= d["width"] and 1 <= y0 <= y1 <= d["height"]
+    # Tightness of the box of a resized digit: stroke pixels touch all four sides, none outside.
+    images, labels = td.load_mnist_digits()
+    for index, height, aspect in ((0, 20.0, 1.0), (1234, 45.0, 0.9), (4999, 78.0, 1.15), (2500, 10.0, 1.0)):
+        alpha, (x0, y0, x1, y1) = td._digit_patch(images[index], height, aspect)
+        stroke = alpha > td.STROKE_THRESHOLD
+        assert stroke[y0, x0 : x1 + 1].any() and stroke[y1, x0 : x1 + 1].any()
+        assert stroke[y0 : y1 + 1, x0].any() and stroke[y0 : y1 + 1, x1].any()
+        assert stroke.sum() == stroke[y0 : y1 + 1, x0 : x1 + 1].sum()
+        assert abs((y1 - y0 + 1) - height) <= 2.5
+    # A "1" gets a narrow box (a box around the square 28x28 frame would not).
+    ones = np.flatnonzero(labels == 1)[:20]
+    widths = []
+    for i in ones:
+        _, (x0, _, x1, _) = td._digit_patch(images[i], 60.0, 1.0)
+        widths.append(x1 - x0 + 1)
+    assert np.median(widths) < 0.8 * 60 and min(widths) < 0.3 * 60
+
+
+# ------------------------------------------------------------------------------------------------
+# Digit split and crops
+# ------------------------------------------------------------------------------------------------
+def test_digit_split_disjoint_complete_stratified(dataset):
+    root, manifest = dataset
+    train, test = manifest["train_digit_indices"], manifest["test_digit_indices"]
+    assert set(train).isdisjoint(test)
+    assert sorted(train + test) == list(range(5000))
+    _, labels = td.load_mnist_digits()
+    assert np.bincount(labels[test], minlength=10).tolist() == [100] * 10
+    assert np.bincount(labels[train], minlength=10).tolist() == [400] * 10
+    # Deterministic by seed, different for another seed.
+    tr2, te2 = td.split_digit_indices(labels, 0.2, 0)
+    assert te2.tolist() == test and tr2.tolist() == train
+    assert td.split_digit_indices(labels, 0.2, 1)[1].tolist() != test
+
+
+def test_crops_follow_the_split(dataset):
+    root, manifest = dataset
+    images, labels = td.load_mnist_digits()
+    for split, key in (("train", "train_digit_indices"), ("test", "test_digit_indices")):
+        indices = manifest[key]
+        for c, name in enumerate(td.TOY_DIGITS_CLASSES):
+            files = os.listdir(os.path.join(root, td.CROPS_SUBDIR, split, name))
+            expected = {f"{i}.png" for i in indices if labels[i] == c}
+            assert set(files) == expected
+        i = indices[len(indices) // 2]
+        with Image.open(os.path.join(root, td.CROPS_SUBDIR, split, str(labels[i]), f"{i}.png")) as im:
+            assert im.mode == "L" and np.array_equal(np.asarray(im), images[i])
+
+
+def test_scenes_use_only_their_split_digits(dataset):
+    root, manifest = dataset
+    for split, key in (("trainval", "train_digit_indices"), ("test", "test_digit_indices")):
+        with open(os.path.join(root, td.COCO_ANN_DIR, f"instances_{split}.json")) as f:
+            anns = json.load(f)["annotations"]
+        used = {a["mnist_index"] for a in anns}
+        assert used and used <= set(manifest[key])
+        _, labels = td.load_mnist_digits()
+        assert all(labels[a["mnist_index"]] == a["category_id"] - 1 for a in anns)
+
+
+# ------------------------------------------------------------------------------------------------
+# Scene statistics
+# ------------------------------------------------------------------------------------------------
+def test_objects_per_image_difficult_and_overlap(dataset):
+    root, manifest = dataset
+    n_objects = n_difficult = n_overlap = 0
+    for split in td.SPLITS:
+        for d in _voc_dicts(root, split):
+            _, objs = _xml_objects(root, d["image_id"])
+            assert ARGS["min_digits"] <= len(objs) <= ARGS["max_digits"]
+            flags = [o[1] for o in objs]
+            assert set(flags) <= {0, 1} and not all(flags)
+            n_objects += len(objs)
+            n_difficult += sum(flags)
+            for i in range(len(objs)):
+                for j in range(i):
+                    iou = td._box_iou(objs[i][2], objs[j][2])
+                    assert iou <= td.MAX_OVERLAP_IOU + 1e-9
+                    n_overlap += iou > 0
+        assert manifest["counts"][split]["objects"] == sum(
+            len(_xml_objects(root, d["image_id"])[1]) for d in _voc_dicts(root, split)
+        )
+    assert n_difficult == manifest["counts"]["trainval"]["difficult"] + manifest["counts"]["test"]["difficult"]
+    assert 0 < n_difficult < 0.3 * n_objects
+    assert n_overlap >= 1
+
+
+def test_difficult_rate_over_many_scenes():
+    images, labels = td.load_mnist_digits()
+    train, _ = td.split_digit_indices(labels, 0.2, 0)
+    pools = td._pools_by_class(labels, train)
+    n = difficult = 0
+    reasons = set()
+    for k in range(150):
+        rng = np.random.RandomState([7, 0, k])
+        image, objects = td.render_scene(rng, images, pools, int(rng.randint(2, 7)), (200, 240))
+        assert image.shape == (200, 240, 3) and image.dtype == np.uint8
+        assert not all(o["difficult"] for o in objects)
+        n += len(objects)
+        difficult += sum(o["difficult"] for o in objects)
+        reasons.update(r for o in objects for r in o["reason"])
+    assert 0.04 <= difficult / n <= 0.18
+    assert reasons == {"small", "occluded", "low_contrast"}
+
+
+# ------------------------------------------------------------------------------------------------
+# Determinism, reuse, atomicity, arguments
+# ------------------------------------------------------------------------------------------------
+def test_same_seed_identical_other_seed_different(dataset, tmp_path):
+    root, _ = dataset
+    again = _generate(tmp_path / "again")
+    files_a, files_b = _annotation_files(root), _annotation_files(str(tmp_path / "again"))
+    assert files_a.keys() == files_b.keys() and files_a == files_b
+    assert b"time" not in files_a[td.MANIFEST]
+    jpeg = os.path.join(td.VOC_SUBDIR, "JPEGImages")
+    names = sorted(os.listdir(os.path.join(root, jpeg)))
+    assert names == sorted(os.listdir(tmp_path / "again" / jpeg)) and len(names) == 18
+    for name in names:
+        a = np.asarray(Image.open(os.path.join(root, jpeg, name)))
+        b = np.asarray(Image.open(tmp_path / "again" / jpeg / name))
+        assert np.array_equal(a, b)
+    assert again["counts"] == dataset[1]["counts"]
+
+    other = _generate(tmp_path / "other", seed=1)
+    files_c = _annotation_files(str(tmp_path / "other"))
+    assert files_c["VOC/Annotations/000001.xml"] != files_a["VOC/Annotations/000001.xml"]
+    assert files_c["coco/annotations/instances_test.json"] != files_a["coco/annotations/instances_test.json"]
+    assert other["test_digit_indices"] != dataset[1]["test_digit_indices"]
+
+
+def test_reuse_with_same_args_does_not_regenerate(dataset):
+    root, manifest = dataset
+    watched = [os.path.join(root, td.MANIFEST), os.path.join(root, "VOC", "JPEGImages", "000001.jpg")]
+    before = [os.stat(p).st_mtime_ns for p in watched]
+    again = _generate(root)
+    assert again == manifest
+    assert [os.stat(p).st_mtime_ns for p in watched] == before
+    assert sorted(os.listdir(os.path.dirname(root))) == ["toy_digits"]  # no temporary leftovers
+
+
+def test_existing_dir_with_other_args_raises(dataset, tmp_path):
+    root, manifest = dataset
+    with pytest.raises(FileExistsError, match="overwrite=True") as info:
+        _generate(root, num_test=7)
+    assert root in str(info.value)
+    with open(os.path.join(root, td.MANIFEST)) as f:
+        assert json.load(f) == manifest  # untouched
+    unrelated = tmp_path / "unrelated"
+    unrelated.mkdir()
+    (unrelated / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match=str(unrelated)):
+        _generate(unrelated)
+    assert (unrelated / "notes.txt").read_text() == "keep me"
+
+
+def test_overwrite_replaces_atomically(tmp_path):
+    target = tmp_path / "toy_digits"
+    target.mkdir()
+    (target / "stale.txt").write_text("old")
+    manifest = _generate(target, num_trainval=2, num_test=2, overwrite=True)
+    assert manifest["args"]["num_trainval"] == 2 and manifest["counts"]["test"]["images"] == 2
+    assert not (target / "stale.txt").exists()
+    assert sorted(os.listdir(target / "VOC" / "JPEGImages")) == [f"{i:06d}.jpg" for i in range(1, 5)]
+    assert sorted(os.listdir(tmp_path)) == ["toy_digits"]
+
+
+def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch):
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt("simulated interruption")
+
+    monkeypatch.setattr(td, "_write_crops", boom)
+    with pytest.raises(KeyboardInterrupt):
+        _generate(tmp_path / "toy_digits", num_trainval=2, num_test=2)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "overrides, name",
+    [
+        (dict(min_digits=4, max_digits=3), "min_digits"),
+        (dict(min_digits=0), "min_digits"),
+        (dict(max_digits=21), "max_digits"),
+        (dict(num_test=0), "num_test"),
+        (dict(num_test=1), "num_test"),
+        (dict(num_trainval=-1), "num_trainval"),
+        (dict(num_trainval=2.5), "num_trainval"),
+        (dict(test_digit_fraction=0.0), "test_digit_fraction"),
+        (dict(test_digit_fraction=1.0), "test_digit_fraction"),
+        (dict(seed=-1), "seed"),
+        (dict(image_size=(300, 200)), "image_size"),
+        (dict(image_size=(32, 64)), "image_size"),
+        (dict(image_size=256), "image_size"),
+    ],
+)
+def test_bad_arguments_raise_value_error(tmp_path, overrides, name):
+    with pytest.raises(ValueError, match=name):
+        _generate(tmp_path / "toy_digits", **overrides)
+    assert os.listdir(tmp_path) == []
+
+
+def test_cli_runs(tmp_path):
+    out = tmp_path / "cli" / "toy_digits"
+    cmd = [
+        sys.executable,
+        "datasets/prepare_toy_digits.py",
+        "--output",
+        str(out),
+        "--num-trainval",
+        "3",
+        "--num-test",
+        "2",
+        "--min-digits",
+        "1",
+        "--max-digits",
+        "3",
+        "--seed",
+        "5",
+        "--no-progress",
+    ]
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert str(out) in proc.stdout
+    with open(out / td.MANIFEST) as f:
+        manifest = json.load(f)
+    assert manifest["args"]["seed"] == 5 and manifest["args"]["max_digits"] == 3
+    c = manifest["counts"]["trainval"]
+    assert f"images {c['images']:5d}  objects {c['objects']:6d}" in proc.stdout
+    assert sorted(os.listdir(out / "VOC" / "JPEGImages")) == [f"{i:06d}.jpg" for i in range(1, 6)]
+    bad = subprocess.run(cmd[:-1] + ["--num-test", "4"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "overwrite" in bad.stderr

@@ -1,0 +1,76 @@
+"""VOCDetectionEvaluator on a hand-written 2-image VOC set with hand-computed 11-point APs."""
+import pytest
+import torch
+
+from detectron2.structures import Boxes, Instances
+
+from contrastive_det.data.catalog import register_voc
+from contrastive_det.evaluation import VOCDetectionEvaluator
+
+XML = """<annotation><filename>{id}.jpg</filename><size><width>100</width><height>100</height><depth>3</depth></size>
+{objects}</annotation>"""
+OBJ = """<object><name>{name}</name><pose>Unspecified</pose><truncated>0</truncated><difficult>{difficult}</difficult>
+<bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>"""
+
+
+def write_voc(root, images):
+    (root / "Annotations").mkdir(parents=True)
+    (root / "ImageSets" / "Main").mkdir(parents=True)
+    (root / "JPEGImages").mkdir()
+    for image_id, objects in images.items():
+        body = "".join(OBJ.format(name=n, difficult=d, x0=b[0], y0=b[1], x1=b[2], y1=b[3]) for n, b, d in objects)
+        (root / "Annotations" / f"{image_id}.xml").write_text(XML.format(id=image_id, objects=body))
+    (root / "ImageSets" / "Main" / "test.txt").write_text("\n".join(images) + "\n")
+
+
+def prediction(boxes, scores, classes):
+    inst = Instances((100, 100))
+    inst.pred_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32))
+    inst.scores = torch.tensor(scores)
+    inst.pred_classes = torch.tensor(classes)
+    return {"instances": inst}
+
+
+def test_hand_computed_ap_and_absent_class(tmp_path):
+    # VOC boxes are 1-based inclusive; the evaluator writes predictions as xmin+1, ymin+1, xmax, ymax,
+    # so the 0-based prediction [x0-1, y0-1, x1, y1] matches the ground truth exactly.
+    write_voc(
+        tmp_path,
+        {
+            "img1": [("a", (11, 11, 40, 40), 0), ("b", (51, 51, 90, 90), 0)],
+            "img2": [("b", (21, 21, 60, 60), 1)],  # difficult: neither a positive nor a false positive
+        },
+    )
+    register_voc("test_voc_golden", str(tmp_path), "test", ["a", "b", "c"], year=2007)
+    evaluator = VOCDetectionEvaluator("test_voc_golden")
+    evaluator.reset()
+    # class a: one exact detection -> AP 100 at every IoU.
+    # class b: a false positive (score .9) ranked above the exact detection (score .8):
+    #   precision/recall after each detection: (0, 0), (0.5, 1) -> 11-point AP = 0.5 -> 50.
+    #   The detection on the difficult box in img2 is ignored.
+    evaluator.process(
+        [{"image_id": "img1"}],
+        [prediction([[10, 10, 40, 40], [0, 0, 8, 8], [50, 50, 90, 90]], [0.95, 0.9, 0.8], [0, 1, 1])],
+    )
+    evaluator.process([{"image_id": "img2"}], [prediction([[20, 20, 60, 60]], [0.99], [1])])
+    bbox = evaluator.evaluate()["bbox"]
+    assert bbox["AP50-a"] == pytest.approx(100.0)
+    assert bbox["AP50-b"] == pytest.approx(50.0)
+    assert "AP50-c" not in bbox  # no ground truth for c: left out instead of averaging a NaN
+    assert bbox["AP50"] == pytest.approx(75.0)
+    assert bbox["AP75"] == pytest.approx(75.0)
+    assert bbox["AP"] == pytest.approx(75.0)
+
+
+def test_shifted_box_counts_only_at_low_iou(tmp_path):
+    write_voc(tmp_path, {"img1": [("a", (1, 1, 100, 100), 0)]})
+    register_voc("test_voc_shift", str(tmp_path), "test", ["a"], year=2007)
+    evaluator = VOCDetectionEvaluator("test_voc_shift")
+    evaluator.reset()
+    # The prediction is written as (x0+1, y0+1, x1, y1) = (1, 1, 100, 62): 100 x 62 pixels inside the
+    # 100 x 100 ground truth, IoU 0.62; voc_eval matches when IoU > threshold (strictly).
+    evaluator.process([{"image_id": "img1"}], [prediction([[0, 0, 100, 62]], [0.9], [0])])
+    bbox = evaluator.evaluate()["bbox"]
+    assert bbox["AP50"] == pytest.approx(100.0)
+    assert bbox["AP75"] == pytest.approx(0.0)
+    assert bbox["AP"] == pytest.approx(100.0 * 3 / 10)  # matched at IoU .50, .55, .60 of 10 thresholds

@@ -1,0 +1,82 @@
+"""End to end: the real tools/train_net.py on the toy config, a few iterations at a time."""
+import json
+import math
+import os
+
+import pytest
+import torch
+
+from conftest import FAST, TOY_CONFIG, run_cli
+
+
+def read_results(output_dir):
+    with open(os.path.join(output_dir, "results.json")) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def trained(toy_root, tmp_path_factory):
+    """One 4-iteration toy run, shared by the tests that inspect or continue it."""
+    out = tmp_path_factory.mktemp("train")
+    proc = run_cli(
+        "train_net.py",
+        ["--config-file", TOY_CONFIG, *FAST, "SOLVER.MAX_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "2",
+         "SEED", "3", "OUTPUT_DIR", str(out)],
+        toy_root,
+    )
+    return out, proc
+
+
+def test_train_writes_checkpoints_and_finite_ap(trained):
+    out, proc = trained
+    assert os.path.isfile(out / "model_0000001.pth") and os.path.isfile(out / "model_final.pth")
+    assert (out / "last_checkpoint").read_text() == "model_final.pth"
+    assert torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)["iteration"] == 3
+    res = read_results(out)
+    metrics = res["metrics"]["toy_digits_test"]
+    for key in ("bbox/AP", "bbox/AP50", "bbox/AP75"):
+        assert math.isfinite(metrics[key]) and 0.0 <= metrics[key] <= 100.0
+    assert res["task"] == "detection" and res["method"] == "random-init" and res["seed"] == 3
+    assert res["iteration"] == 4 and res["dataset"] == {"train": ["toy_digits_trainval"], "test": ["toy_digits_test"]}
+    assert len(res["config_digest"]) == 64 and res["versions"]["detectron2"]
+    # single process on CPU: SyncBN replaced by BN, and said so once
+    assert (out / "config.yaml").read_text().count("NORM: SyncBN") == 0
+    assert "synchronized BN replaced (MODEL.RESNETS.NORM SyncBN -> BN)" in proc.stdout + proc.stderr
+    # no temporary files left behind by atomic writes
+    assert not [p for p in os.listdir(out) if p.endswith(".tmp")]
+
+
+def test_resume_continues_at_the_next_iteration(trained, toy_root, tmp_path):
+    out, _ = trained
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    for name in ("model_final.pth", "last_checkpoint"):
+        (resumed / name).write_bytes((out / name).read_bytes())
+    proc = run_cli(
+        "train_net.py",
+        ["--config-file", TOY_CONFIG, "--resume", *FAST, "SOLVER.MAX_ITER", "6", "SEED", "3",
+         "OUTPUT_DIR", str(resumed)],
+        toy_root,
+        check=False,
+    )
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-4000:]
+    assert "Starting training from iteration 4" in log
+    assert torch.load(resumed / "model_final.pth", map_location="cpu", weights_only=False)["iteration"] == 5
+    assert read_results(resumed)["iteration"] == 6
+
+
+def test_eval_only_with_saved_model(trained, toy_root, tmp_path):
+    out, _ = trained
+    proc = run_cli(
+        "train_net.py",
+        ["--config-file", TOY_CONFIG, "--eval-only", *FAST, "MODEL.WEIGHTS", str(out / "model_final.pth"),
+         "OUTPUT_DIR", str(tmp_path)],
+        toy_root,
+        check=False,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    res, trained_res = read_results(tmp_path), read_results(out)
+    assert res["iteration"] == 3 and res["weights"].endswith("model_final.pth") and res["method"] == "unspecified"
+    # the same weights on the same data give the same AP as the evaluation at the end of training
+    assert res["metrics"] == trained_res["metrics"]
