@@ -7,15 +7,9 @@ from detectron2.data.datasets import load_coco_json
 from detectron2.data.datasets.pascal_voc import load_voc_instances
 
 from .classification import load_class_folders
+from .toy_digits import COCO_ANN_DIR, CROPS_SUBDIR, TOY_DIGITS_CLASSES, VOC_SUBDIR, default_output_dir
 
 logger = logging.getLogger(__name__)
-
-TOY_DIGITS_CLASSES = tuple(str(i) for i in range(10))
-
-
-def datasets_root():
-    """The dataset root detectron2 uses: ``$DETECTRON2_DATASETS``, default ``datasets``."""
-    return os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))
 
 
 def _register(name, loader, **metadata):
@@ -66,10 +60,10 @@ def register_toy_digits(root=None):
     (default ``$DETECTRON2_DATASETS/toy_digits``); parts whose folders are missing are skipped.
     Returns the names registered.
     """
-    root = root or os.path.join(datasets_root(), "toy_digits")
+    root = root or default_output_dir()
     names = []
-    voc = os.path.join(root, "VOC")
-    coco_ann = os.path.join(root, "coco", "annotations")
+    voc = os.path.join(root, VOC_SUBDIR)
+    coco_ann = os.path.join(root, COCO_ANN_DIR)
     for split in ("trainval", "test"):
         if os.path.isdir(voc):
             register_voc(f"toy_digits_{split}", voc, split, TOY_DIGITS_CLASSES, year=2007)
@@ -79,7 +73,7 @@ def register_toy_digits(root=None):
             register_coco(f"toy_digits_coco_{split}", json_file, os.path.join(voc, "JPEGImages"))
             names.append(f"toy_digits_coco_{split}")
     for split in ("train", "test"):
-        crops = os.path.join(root, "crops", split)
+        crops = os.path.join(root, CROPS_SUBDIR, split)
         if os.path.isdir(crops):
             register_classification(f"toy_digits_cls_{split}", crops, TOY_DIGITS_CLASSES)
             names.append(f"toy_digits_cls_{split}")

@@ -1,0 +1,107 @@
+"""
+Training-step benchmarks on CPU or GPU: seconds per iteration of a config, and the overhead of our
+Trainer (its hooks, writers, results) over detectron2's bare ``SimpleTrainer`` on the same model,
+optimizer and data, measured in interleaved blocks so that machine drift affects both sides alike.
+"""
+import statistics
+import time
+
+import torch
+
+from detectron2.engine import SimpleTrainer
+from detectron2.utils.events import EventStorage
+
+from .trainer import Trainer
+
+
+def _sync(cfg):
+    if cfg.MODEL.DEVICE.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _timed_steps(cfg, step, start_iter, num_iters):
+    """Per-iteration wall seconds of ``step(i)`` for i in [start_iter, start_iter + num_iters)."""
+    times = []
+    for i in range(start_iter, start_iter + num_iters):
+        _sync(cfg)
+        t0 = time.perf_counter()
+        step(i)
+        _sync(cfg)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+class StepBench:
+    """
+    Drives one :class:`Trainer` (with all its hooks) and one bare :class:`SimpleTrainer` that
+    shares its model and optimizer and has its own loader over the same data.
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.trainer = Trainer(cfg)
+        self.bare = SimpleTrainer(self.trainer.model, Trainer.build_train_loader(cfg), self.trainer.optimizer)
+        self._iter = 0
+
+    def _trainer_step(self, i):
+        t = self.trainer
+        t.iter = i
+        t.before_step()
+        t.run_step()
+        t.after_step()
+
+    def _bare_step(self, i):
+        self.bare.iter = i
+        self.bare.run_step()
+
+    def run(self, which, num_iters):
+        """Run ``num_iters`` steps of ``"trainer"`` or ``"bare"``; return per-iteration seconds."""
+        trainer, step = (self.trainer, self._trainer_step) if which == "trainer" else (self.bare, self._bare_step)
+        times = _timed_steps(self.cfg, step, self._iter, num_iters)
+        self._iter += num_iters
+        return times
+
+    def __enter__(self):
+        self._storages = [EventStorage(0), EventStorage(0)]
+        self.trainer.storage = self._storages[0].__enter__()
+        self.trainer.iter = self.trainer.start_iter = 0
+        self.trainer.before_train()
+        self.bare.storage = self._storages[1]
+        return self
+
+    def __exit__(self, *exc):
+        self._storages[0].__exit__(*exc)
+        return False
+
+
+def seconds_per_iter(cfg, warmup, iters):
+    """Median seconds per training iteration of ``cfg`` with our Trainer (warm-up excluded)."""
+    with StepBench(cfg) as bench:
+        bench.run("trainer", warmup)
+        times = bench.run("trainer", iters)
+    return statistics.median(times), times
+
+
+def trainer_overhead(cfg, warmup, block, trials):
+    """
+    Alternate blocks of ``block`` iterations: our Trainer, then bare SimpleTrainer, ``trials``
+    times (after ``warmup`` iterations of each). Returns the medians and the per-trial ratios
+    (Trainer / bare) of the blocks' mean iteration time.
+    """
+    with StepBench(cfg) as bench:
+        bench.run("trainer", warmup)
+        with EventStorage(0) as bench.bare.storage:
+            bench.run("bare", warmup)
+            ours, bare, ratios = [], [], []
+            for _ in range(trials):
+                a = bench.run("trainer", block)
+                b = bench.run("bare", block)
+                ours += a
+                bare += b
+                ratios.append(statistics.fmean(a) / statistics.fmean(b))
+    return {
+        "trainer_s_per_iter": statistics.median(ours),
+        "bare_s_per_iter": statistics.median(bare),
+        "ratio_median": statistics.median(ratios),
+        "ratios": ratios,
+    }

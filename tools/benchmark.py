@@ -1,0 +1,83 @@
+#!/usr/bin/env python
+"""
+Training-step benchmark. Prints seconds per iteration of the toy config and of the VOC0712 R50-C4
+protocol at a reduced input size (on the toy images: VOC itself is not needed), and the ratio of
+our train_net step (Trainer with all hooks) to detectron2's bare SimpleTrainer on the same model,
+optimizer and data, measured side by side in alternating blocks.
+
+    tools/benchmark.py                       # everything, defaults sized for a 2-core CPU
+    tools/benchmark.py --only ratio --trials 8
+    tools/benchmark.py MODEL.DEVICE cuda     # trailing KEY VALUE overrides apply to every config
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+from detectron2.utils.logger import setup_logger
+
+from contrastive_det.engine.benchmark import seconds_per_iter, trainer_overhead
+from contrastive_det.engine.setup import setup
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOY = os.path.join(REPO, "configs", "toy", "digits_R_50_C4.yaml")
+VOC = os.path.join(REPO, "configs", "detection", "voc0712_R_50_C4_24k.yaml")
+# The VOC protocol's model and RoI/proposal counts, at a reduced input size, one image per step,
+# trained on the toy images (VOC itself may be absent). Everything else is the protocol's.
+VOC_REDUCED = [
+    "INPUT.MIN_SIZE_TRAIN", "(320,)", "INPUT.MAX_SIZE_TRAIN", "480", "SOLVER.IMS_PER_BATCH", "1",
+    "DATASETS.TRAIN", "('toy_digits_trainval',)", "DATASETS.TEST", "()",
+]
+# Push checkpointing and evaluation past the benchmark: their cost is set by the user's periods.
+NO_PERIODIC = ["SOLVER.CHECKPOINT_PERIOD", "1000000", "TEST.EVAL_PERIOD", "0"]
+
+
+def build_cfg(config_file, opts, output_dir):
+    args = argparse.Namespace(config_file=config_file, opts=list(opts) + NO_PERIODIC, eval_only=False, resume=False)
+    return setup(args, seed=0, output_dir=output_dir)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=["toy", "voc", "ratio"], action="append", help="run only these parts")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first (each side)")
+    parser.add_argument("--iters", type=int, default=5, help="timed iterations for seconds/iter (toy)")
+    parser.add_argument("--voc-iters", type=int, default=3, help="timed iterations for the VOC config")
+    parser.add_argument("--block", type=int, default=3, help="iterations per block in the ratio measurement")
+    parser.add_argument("--trials", type=int, default=5, help="Trainer/bare block pairs in the ratio measurement")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every config")
+    args = parser.parse_args()
+    parts = args.only or ["toy", "voc", "ratio"]
+    setup_logger(name="benchmark")
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="cdet_bench_") as tmp:
+        if "toy" in parts:
+            cfg = build_cfg(TOY, args.opts, os.path.join(tmp, "toy"))
+            out["toy_s_per_iter"], _ = seconds_per_iter(cfg, args.warmup, args.iters)
+            print(f"toy R50-C4 ({cfg.SOLVER.IMS_PER_BATCH} img/iter, {cfg.MODEL.DEVICE}): "
+                  f"{out['toy_s_per_iter']:.3f} s/iter", flush=True)
+        if "voc" in parts:
+            cfg = build_cfg(VOC, VOC_REDUCED + list(args.opts), os.path.join(tmp, "voc"))
+            out["voc_reduced_s_per_iter"], _ = seconds_per_iter(cfg, 1, args.voc_iters)
+            print(f"VOC R50-C4 at 320px ({cfg.SOLVER.IMS_PER_BATCH} img/iter, "
+                  f"{cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE} RoIs/img, {cfg.MODEL.DEVICE}): "
+                  f"{out['voc_reduced_s_per_iter']:.3f} s/iter", flush=True)
+        if "ratio" in parts:
+            cfg = build_cfg(TOY, args.opts, os.path.join(tmp, "ratio"))
+            r = trainer_overhead(cfg, args.warmup, args.block, args.trials)
+            out["ratio"] = r
+            print(f"train_net step / bare SimpleTrainer step (toy, {args.trials} x {args.block} iters each, "
+                  f"alternating): median ratio {r['ratio_median']:.3f} "
+                  f"[{min(r['ratios']):.3f} .. {max(r['ratios']):.3f}]; "
+                  f"{r['trainer_s_per_iter']:.3f} vs {r['bare_s_per_iter']:.3f} s/iter", flush=True)
+    if args.json:
+        from contrastive_det.utils.atomic import atomic_write_json
+
+        atomic_write_json(args.json, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
