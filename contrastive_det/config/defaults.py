@@ -15,9 +15,13 @@ def add_contrastive_det_config(cfg):
     #   {NAME: str, FORMAT: "voc" | "coco", CLASSES: [str, ...],
     #    voc:  ROOT (folder with JPEGImages/ Annotations/ ImageSets/Main/), SPLIT (e.g. "trainval"),
     #          YEAR (2007 -> 11-point VOC metric, the default; anything else -> area metric)
-    #    coco: JSON (instances file), IMAGE_ROOT (folder the file names are relative to)}
-    # CLASSES is required for voc and optional for coco (the JSON's categories are used).
+    #    coco: JSON (instances file), IMAGE_ROOT (folder the file names are relative to)
+    #    folder: ROOT (class-per-folder classification set: ROOT/<class>/<image>)}
+    # CLASSES is required for voc and optional for coco (the JSON's categories) and folder
+    # (the sorted folder names).
     cfg.DATASETS.CUSTOM = []
+
+    add_pretrain_config(cfg)
 
     cfg.RESULTS = CN()
     # Name of the pretraining method behind MODEL.WEIGHTS (e.g. "mocov2", "supcon"), recorded in
@@ -30,3 +34,77 @@ def add_contrastive_det_config(cfg):
 def get_cfg():
     """detectron2's default config with contrastive-det's keys added."""
     return add_contrastive_det_config(_d2_get_cfg())
+
+
+def add_pretrain_config(cfg):
+    """Keys of contrastive pretraining (TASK "PretrainTask"); see DESIGN.md section 5."""
+    # torchvision ResNet trunk used by every pretrainer (exported in torchvision layout).
+    cfg.MODEL.TV_RESNET = CN()
+    cfg.MODEL.TV_RESNET.DEPTH = 50  # 18, 34, 50 or 101
+    cfg.MODEL.TV_RESNET.WIDTH_PER_GROUP = 64  # bottleneck width (64 = standard; 128 = wide ResNet-50-2)
+    cfg.MODEL.TV_RESNET.NORM = "BN"  # "BN" or "SyncBN" (SyncBN becomes BN in one process)
+    cfg.MODEL.TV_RESNET.ZERO_INIT_RESIDUAL = False  # zero-init the last BN gamma of each residual block
+
+    cfg.MODEL.CONTRASTIVE = CN()
+    # Projection MLP: PROJ_LAYERS linear layers (BN + ReLU between them), hidden width PROJ_HIDDEN_DIM,
+    # output PROJ_DIM. MoCo v2: 2 layers 2048-2048-128; SimCLR: 2 layers 2048-2048-128.
+    cfg.MODEL.CONTRASTIVE.PROJ_LAYERS = 2
+    cfg.MODEL.CONTRASTIVE.PROJ_HIDDEN_DIM = 2048
+    cfg.MODEL.CONTRASTIVE.PROJ_DIM = 128
+    cfg.MODEL.CONTRASTIVE.PROJ_BN = False  # BN after hidden linear layers (SimCLR v1 uses it; MoCo v2 not)
+    cfg.MODEL.CONTRASTIVE.TEMPERATURE = 0.2  # MoCo v2 0.2; SimCLR 0.5 (batch 256) / 0.1; SupCon 0.07
+    cfg.MODEL.CONTRASTIVE.BASE_TEMPERATURE = 0.07  # SupCon: loss scaled by TEMPERATURE / BASE_TEMPERATURE
+    cfg.MODEL.CONTRASTIVE.CONTRAST_MODE = "all"  # SupCon: "all" views are anchors, or only view "one"
+    cfg.MODEL.CONTRASTIVE.MOMENTUM = 0.999  # momentum of the key encoder (MoCo-style methods)
+    cfg.MODEL.CONTRASTIVE.QUEUE_SIZE = 65536  # keys (and labels) kept in the queue; multiple of the global batch
+    cfg.MODEL.CONTRASTIVE.SHUFFLE_BN = True  # MoCo's shuffled BN for the key encoder (needs > 1 process)
+    cfg.MODEL.CONTRASTIVE.NUM_CLASSES = 1000  # classes of the supervised/joint objectives' labels
+    cfg.MODEL.CONTRASTIVE.INSTANCE_WEIGHT = 0.5  # joint objectives: weight of the MoCo instance term
+    cfg.MODEL.CONTRASTIVE.SUPCON_WEIGHT = 1.0  # SupCon+SelfSupCon: weight of the queue SupCon term
+    cfg.MODEL.CONTRASTIVE.SCAN_NUM_NEIGHBORS = 100  # SCAN: neighbourhood size k (momentum embeddings)
+    cfg.MODEL.CONTRASTIVE.SCAN_NON_NEIGHBOR = "mask"  # SCAN: same-label non-neighbours "mask"ed or "negative"
+
+    # Two-view augmentation (torchvision.transforms.v2); defaults are MoCo v2's / SimCLR's.
+    cfg.INPUT.TWO_VIEW = CN()
+    cfg.INPUT.TWO_VIEW.CROP_SIZE = 224  # output side of RandomResizedCrop
+    cfg.INPUT.TWO_VIEW.CROP_SCALE = (0.2, 1.0)  # area range of RandomResizedCrop (SimCLR 0.08-1)
+    cfg.INPUT.TWO_VIEW.FLIP_PROB = 0.5
+    cfg.INPUT.TWO_VIEW.JITTER = (0.4, 0.4, 0.4, 0.1)  # brightness, contrast, saturation, hue
+    cfg.INPUT.TWO_VIEW.JITTER_PROB = 0.8
+    cfg.INPUT.TWO_VIEW.GRAYSCALE_PROB = 0.2
+    cfg.INPUT.TWO_VIEW.BLUR_PROB = 0.5  # Gaussian blur probability (0 disables)
+    cfg.INPUT.TWO_VIEW.BLUR_SIGMA = (0.1, 2.0)
+    cfg.INPUT.TWO_VIEW.BLUR_KERNEL_FRACTION = 0.1  # kernel side as a fraction of CROP_SIZE (made odd)
+    cfg.INPUT.TWO_VIEW.SOLARIZE_PROB = 0.0  # optional solarization (BYOL-style), threshold 128
+    cfg.INPUT.TWO_VIEW.TEST_RESIZE = 256  # kNN/eval: resize shorter side, then center crop CROP_SIZE
+
+    # kNN monitor on a held-out split (run by the eval hook): bank = TEST.KNN.BANK, queries = DATASETS.TEST.
+    cfg.TEST.KNN = CN()
+    cfg.TEST.KNN.BANK = ""  # dataset whose embeddings form the bank ("" = DATASETS.TRAIN[0])
+    cfg.TEST.KNN.K = 200  # neighbours that vote
+    cfg.TEST.KNN.T = 0.1  # votes weighted by exp(cosine / T)
+    cfg.TEST.KNN.BATCH_SIZE = 256  # images per inference batch (per process)
+
+    # Study axes of Cole et al. (DESIGN.md section 6), applied to the pretraining images.
+    cfg.DATASETS.PRETRAIN = CN()
+    # Data quantity: a deterministic, class-stratified subset of the (mixed) training images, by
+    # count (SUBSET_COUNT > 0) or by fraction (SUBSET_FRACTION < 1); never both. Seeded by SUBSET_SEED.
+    cfg.DATASETS.PRETRAIN.SUBSET_COUNT = 0
+    cfg.DATASETS.PRETRAIN.SUBSET_FRACTION = 1.0
+    cfg.DATASETS.PRETRAIN.SUBSET_SEED = 0
+    # Domain mixing: one proportion per DATASETS.TRAIN entry (empty = plain concatenation). The
+    # mixture has MIX_TOTAL images (0 = the largest total the proportions allow without repeats).
+    cfg.DATASETS.PRETRAIN.MIX_PROPORTIONS = ()
+    cfg.DATASETS.PRETRAIN.MIX_TOTAL = 0
+    # Label granularity: a JSON file {"fine class name": "coarse class name", ...} applied to the
+    # labels of the supervised/joint objectives and of kNN evaluation ("" = fine labels).
+    cfg.DATASETS.PRETRAIN.LABEL_MAP = ""
+    # Corruption of pretraining images (before the two views; evaluation images stay clean).
+    cfg.INPUT.CORRUPTION = CN()
+    cfg.INPUT.CORRUPTION.JPEG_QUALITY = 0  # re-encode as JPEG at this quality (1-95; 0 = off)
+    cfg.INPUT.CORRUPTION.SALT_PEPPER = 0.0  # fraction of pixels set to 0 or 255 (0 = off)
+    cfg.INPUT.CORRUPTION.DOWNSAMPLE = 1  # downsample by this factor and upsample back (1 = off)
+
+    cfg.SOLVER.OPTIMIZER = "SGD"  # "SGD" (detectron2's, MOMENTUM/NESTEROV) or "LARS"
+    cfg.SOLVER.LARS_ETA = 0.001  # LARS trust coefficient
+    return cfg

@@ -80,9 +80,34 @@ def register_toy_digits(root=None):
     return names
 
 
+def register_imagenet(root=None):
+    """
+    ImageNet in its class-per-folder layout, ``$DETECTRON2_DATASETS/imagenet/{train,val}/<wnid>/``,
+    as ``imagenet_train`` and ``imagenet_val`` (registered lazily, like detectron2's builtins: a
+    missing folder is reported when a run uses the name). Labels follow the sorted wnids of train.
+    """
+    root = root or os.path.join(os.path.dirname(default_output_dir()), "imagenet")
+    train = os.path.join(root, "train")
+
+    def classes():
+        return sorted(d for d in os.listdir(train) if os.path.isdir(os.path.join(train, d)))
+
+    for split in ("train", "val"):
+        split_root = os.path.join(root, split)
+        name = f"imagenet_{split}"
+        _register(
+            name,
+            lambda split_root=split_root: load_class_folders(split_root, classes()),
+            image_root=split_root,
+            evaluator_type="classification",
+        )
+    return ["imagenet_train", "imagenet_val"]
+
+
 _CUSTOM_KEYS = {
     "voc": ({"NAME", "FORMAT", "ROOT", "SPLIT", "CLASSES"}, {"YEAR"}),
     "coco": ({"NAME", "FORMAT", "JSON", "IMAGE_ROOT"}, {"CLASSES"}),
+    "folder": ({"NAME", "FORMAT", "ROOT"}, {"CLASSES"}),
 }
 
 
@@ -115,6 +140,8 @@ def register_datasets_from_config(cfg):
         name = entry["NAME"]
         if fmt == "voc":
             register_voc(name, os.path.expanduser(entry["ROOT"]), entry["SPLIT"], classes, int(entry.get("YEAR", 2007)))
+        elif fmt == "folder":
+            register_classification(name, os.path.expanduser(entry["ROOT"]), classes)
         else:
             register_coco(name, os.path.expanduser(entry["JSON"]), os.path.expanduser(entry["IMAGE_ROOT"]), classes)
         logger.info(f"Registered {fmt} dataset '{name}' from {where}")

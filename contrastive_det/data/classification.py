@@ -25,4 +25,9 @@ def load_class_folders(root, class_names=None):
                 dicts.append(
                     {"file_name": os.path.join(cls_dir, fname), "image_id": f"{cls}/{fname}", "label": label}
                 )
+    if not dicts:
+        raise FileNotFoundError(
+            f"Classification root {root} has no images (extensions {', '.join(IMAGE_EXTENSIONS)}) "
+            f"in its class folders {class_names}"
+        )
     return dicts

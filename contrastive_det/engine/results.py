@@ -36,9 +36,9 @@ def versions():
 
 
 def method_name(cfg):
-    if cfg.RESULTS.METHOD:
-        return cfg.RESULTS.METHOD
-    return "unspecified" if cfg.MODEL.WEIGHTS else "random-init"
+    from .tasks import get_task
+
+    return cfg.RESULTS.METHOD or get_task(cfg).method_name(cfg)
 
 
 def normalize_metrics(results, test_datasets):

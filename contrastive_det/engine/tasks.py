@@ -7,7 +7,9 @@ A task is a class registered here and selected by ``cfg.TASK`` (its class name).
 * ``build_train_loader(cfg)`` -> iterable of batches for the meta-architecture;
 * ``build_test_loader(cfg, dataset_name)`` -> data loader over one test set;
 * ``build_evaluator(cfg, dataset_name, output_folder)`` -> a ``DatasetEvaluator``;
-* ``datasets_to_check(cfg, eval_only)`` -> dataset names whose files must exist before a run.
+* ``datasets_to_check(cfg, eval_only)`` -> dataset names whose files must exist before a run;
+* ``build_hooks(cfg)`` -> extra hooks for the Trainer (run after detectron2's, before the writers);
+* ``method_name(cfg)`` -> the method recorded in ``results.json`` when ``RESULTS.METHOD`` is empty.
 
 The model itself comes from ``cfg.MODEL.META_ARCHITECTURE`` as in detectron2; tasks never
 own a training loop.
@@ -19,7 +21,8 @@ from detectron2.evaluation import COCOEvaluator
 from detectron2.utils.registry import Registry
 
 from ..data import CheckedDatasetMapper
-from ..evaluation import VOCDetectionEvaluator
+from ..data.two_view import build_knn_test_loader, build_pretrain_train_loader, knn_bank_name
+from ..evaluation import KNNEvaluator, VOCDetectionEvaluator
 
 TASK_REGISTRY = Registry("TASK")
 TASK_REGISTRY.__doc__ = __doc__
@@ -59,3 +62,48 @@ class DetectionTask:
     @staticmethod
     def datasets_to_check(cfg, eval_only):
         return list(cfg.DATASETS.TEST) + ([] if eval_only else list(cfg.DATASETS.TRAIN))
+
+    @staticmethod
+    def build_hooks(cfg):
+        return []
+
+    @staticmethod
+    def method_name(cfg):
+        return "unspecified" if cfg.MODEL.WEIGHTS else "random-init"
+
+
+@TASK_REGISTRY.register()
+class PretrainTask:
+    """
+    Contrastive pretraining of a torchvision ResNet on class-per-folder datasets (DATASETS.TRAIN),
+    monitored by kNN top-1 on DATASETS.TEST against the bank TEST.KNN.BANK; exports the backbone.
+    """
+
+    name = "pretraining"
+
+    @staticmethod
+    def build_train_loader(cfg):
+        return build_pretrain_train_loader(cfg)
+
+    @staticmethod
+    def build_test_loader(cfg, dataset_name):
+        return build_knn_test_loader(cfg, dataset_name)
+
+    @staticmethod
+    def build_evaluator(cfg, dataset_name, output_folder=None):
+        return KNNEvaluator(cfg.TEST.KNN.K, cfg.TEST.KNN.T)
+
+    @staticmethod
+    def datasets_to_check(cfg, eval_only):
+        names = list(cfg.DATASETS.TEST) + ([] if eval_only else list(cfg.DATASETS.TRAIN))
+        return names + ([knn_bank_name(cfg)] if cfg.DATASETS.TEST else [])
+
+    @staticmethod
+    def build_hooks(cfg):
+        from .hooks import ExportBackbone
+
+        return [ExportBackbone()]
+
+    @staticmethod
+    def method_name(cfg):
+        return cfg.MODEL.META_ARCHITECTURE

@@ -9,6 +9,7 @@ from detectron2.engine.train_loop import TrainerBase
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
+from ..solver import build_optimizer
 from .checkpoint import AtomicDetectionCheckpointer
 from .hooks import WriteResults
 from .tasks import get_task
@@ -55,8 +56,13 @@ class Trainer(DefaultTrainer):
         ret = super().build_hooks()
         if comm.is_main_process():
             # After the EvalHook (which runs the final evaluation) and before the writers.
-            ret.insert(len(ret) - 1, WriteResults(self.config_file))
+            extra = get_task(self.cfg).build_hooks(self.cfg) + [WriteResults(self.config_file)]
+            ret[-1:-1] = extra
         return ret
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        return build_optimizer(cfg, model)
 
     @classmethod
     def build_train_loader(cls, cfg):

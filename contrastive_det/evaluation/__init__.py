@@ -1,3 +1,4 @@
+from .knn import KNNEvaluator, knn_predict
 from .voc import VOCDetectionEvaluator
 
-__all__ = ["VOCDetectionEvaluator"]
+__all__ = ["KNNEvaluator", "knn_predict", "VOCDetectionEvaluator"]

@@ -1,4 +1,19 @@
 """Importing this package registers every model part of contrastive-det in detectron2's registries."""
+from .backbone import ProjectionMLP, TorchvisionResNetTrunk, build_projection, build_tv_resnet
+from .pretrainers import SCAN, CESelfSupCon, ContrastivePretrainer, MoCoV2, SimCLR, SupCon, SupConSelfSupCon
 from .roi_heads import Res5ROIHeadsExtraNorm
 
-__all__ = ["Res5ROIHeadsExtraNorm"]
+__all__ = [
+    "ProjectionMLP",
+    "TorchvisionResNetTrunk",
+    "build_projection",
+    "build_tv_resnet",
+    "ContrastivePretrainer",
+    "SimCLR",
+    "SupCon",
+    "MoCoV2",
+    "CESelfSupCon",
+    "SupConSelfSupCon",
+    "SCAN",
+    "Res5ROIHeadsExtraNorm",
+]

@@ -1,0 +1,141 @@
+"""End to end: tools/pretrain_net.py for every method on tiny class-per-folder sets of the toy digit crops."""
+import json
+import math
+import os
+import shutil
+
+import pytest
+import torch
+
+from conftest import REPO, run_cli
+
+METHODS = ["simclr", "mocov2", "supcon", "ce_selfsupcon", "supcon_selfsupcon", "scan"]
+META_ARCH = {"simclr": "SimCLR", "mocov2": "MoCoV2", "supcon": "SupCon", "ce_selfsupcon": "CESelfSupCon",
+             "supcon_selfsupcon": "SupConSelfSupCon", "scan": "SCAN"}
+
+
+def config(method):
+    return os.path.join(REPO, "configs", "toy", f"pretrain_{method}_R18.yaml")
+
+
+@pytest.fixture(scope="module")
+def mini_crops(toy_root, tmp_path_factory):
+    """8 train and 4 test crops per class, copied from the toy digit crops (class-per-folder)."""
+    root = tmp_path_factory.mktemp("mini_crops")
+    for split, n in (("train", 8), ("test", 4)):
+        for cls in range(10):
+            src = toy_root / "toy_digits" / "crops" / split / str(cls)
+            dst = root / split / str(cls)
+            dst.mkdir(parents=True)
+            for name in sorted(os.listdir(src))[:n]:
+                shutil.copy(src / name, dst / name)
+    return root
+
+
+def fast_opts(mini_crops, out, max_iter=3, **extra):
+    custom = (f"[{{'NAME': 'mini_train', 'FORMAT': 'folder', 'ROOT': '{mini_crops / 'train'}'}}, "
+              f"{{'NAME': 'mini_test', 'FORMAT': 'folder', 'ROOT': '{mini_crops / 'test'}'}}]")
+    opts = {
+        "DATASETS.CUSTOM": custom, "DATASETS.TRAIN": "('mini_train',)", "DATASETS.TEST": "('mini_test',)",
+        "SOLVER.IMS_PER_BATCH": "16", "SOLVER.MAX_ITER": str(max_iter), "SOLVER.WARMUP_ITERS": "1",
+        "MODEL.CONTRASTIVE.QUEUE_SIZE": "64", "MODEL.CONTRASTIVE.PROJ_HIDDEN_DIM": "64",
+        "MODEL.CONTRASTIVE.SCAN_NUM_NEIGHBORS": "8", "DATALOADER.NUM_WORKERS": "0", "SEED": "7",
+        "TEST.KNN.K": "10", "OUTPUT_DIR": str(out),
+    }
+    opts.update(extra)
+    return [x for kv in opts.items() for x in kv]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_each_method_trains_evaluates_and_exports(method, mini_crops, toy_root, tmp_path):
+    out = tmp_path / method
+    run_cli("pretrain_net.py", ["--config-file", config(method), *fast_opts(mini_crops, out)], toy_root)
+    res = json.load(open(out / "results.json"))
+    top1 = res["metrics"]["mini_test"]["knn/top1"]
+    assert res["task"] == "pretraining" and res["method"] == META_ARCH[method]
+    assert math.isfinite(top1) and 0.0 <= top1 <= 100.0 and res["iteration"] == 3
+    exported = torch.load(out / "backbone.pth", weights_only=True)
+    state, meta = exported["state_dict"], exported["meta"]
+    reference = torchvision_resnet18_keys()
+    assert set(state) == reference
+    assert meta["arch"] == "resnet18" and meta["method"] == META_ARCH[method] and meta["input_format"] == "RGB"
+    # the exported trunk is the trained query encoder, not a fresh network
+    final = torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)["model"]
+    torch.testing.assert_close(state["layer4.1.conv2.weight"], final["encoder.resnet.layer4.1.conv2.weight"])
+
+
+def torchvision_resnet18_keys():
+    import torchvision
+
+    keys = torchvision.models.resnet18(weights=None).state_dict()
+    return {k for k in keys if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
+
+
+def lrs(out):
+    with open(out / "metrics.json") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return {r["iteration"]: r["lr"] for r in rows if "lr" in r}
+
+
+def test_resume_restores_iteration_lr_queue_and_momentum_encoder(mini_crops, toy_root, tmp_path):
+    # An interrupted 6-iteration run, resumed from its iteration-3 checkpoint. MOMENTUM 1.0 keeps the
+    # key encoder fixed, so after resuming it must equal the checkpoint's exactly; with K = 112 and 16
+    # images per step, the queue pointer is 64 after 4 steps and 96 after 6 (a reset pointer gives 32).
+    extra = {"MODEL.CONTRASTIVE.MOMENTUM": "1.0", "MODEL.CONTRASTIVE.QUEUE_SIZE": "112",
+             "SOLVER.CHECKPOINT_PERIOD": "2", "TEST.EVAL_PERIOD": "0"}
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    run_cli("pretrain_net.py", ["--config-file", config("mocov2"), *fast_opts(mini_crops, straight, 6, **extra)], toy_root)
+    resumed.mkdir()
+    shutil.copy(straight / "model_0000003.pth", resumed / "model_0000003.pth")
+    (resumed / "last_checkpoint").write_text("model_0000003.pth")
+    ckpt = torch.load(resumed / "model_0000003.pth", map_location="cpu", weights_only=False)
+    assert ckpt["iteration"] == 3 and int(ckpt["model"]["queues.projection.ptr"]) == 64
+
+    proc = run_cli("pretrain_net.py", ["--config-file", config("mocov2"), "--resume",
+                                       *fast_opts(mini_crops, resumed, 6, **extra)], toy_root)
+    assert "Starting training from iteration 4" in proc.stdout + proc.stderr
+    final = torch.load(resumed / "model_final.pth", map_location="cpu", weights_only=False)
+    reference = torch.load(straight / "model_final.pth", map_location="cpu", weights_only=False)
+    assert final["iteration"] == 5 and int(final["model"]["queues.projection.ptr"]) == 96
+    for key in ("encoder_k.resnet.conv1.weight", "heads_k.projection.mlp.2.weight"):
+        torch.testing.assert_close(final["model"][key], ckpt["model"][key], rtol=0, atol=0)
+    # the LR schedule continues where it stopped: same scheduler state and LR as without interruption
+    sched = "LRScheduler"
+    assert final["trainer"]["hooks"][sched] == reference["trainer"]["hooks"][sched]
+    assert lrs(resumed)[5] == pytest.approx(lrs(straight)[5])
+
+
+def test_export_from_any_checkpoint(mini_crops, toy_root, tmp_path):
+    out = tmp_path / "run"
+    run_cli("pretrain_net.py", ["--config-file", config("simclr"),
+                                *fast_opts(mini_crops, out, 2, **{"SOLVER.CHECKPOINT_PERIOD": "1"})], toy_root)
+    target = tmp_path / "early.pth"
+    run_cli("pretrain_net.py", ["--config-file", config("simclr"), "--export-from", str(out / "model_0000000.pth"),
+                                "--export-to", str(target), *fast_opts(mini_crops, tmp_path / "x")], toy_root)
+    early = torch.load(target, weights_only=True)["state_dict"]
+    ckpt = torch.load(out / "model_0000000.pth", map_location="cpu", weights_only=False)["model"]
+    torch.testing.assert_close(early["conv1.weight"], ckpt["encoder.resnet.conv1.weight"])
+
+
+def test_empty_and_unreadable_image_folders(mini_crops, toy_root, tmp_path):
+    empty = tmp_path / "empty"
+    (empty / "0").mkdir(parents=True)
+    custom = f"[{{'NAME': 'empty_train', 'FORMAT': 'folder', 'ROOT': '{empty}'}}]"
+    proc = run_cli("pretrain_net.py", ["--config-file", config("simclr"), "DATASETS.CUSTOM", custom,
+                                       "DATASETS.TRAIN", "('empty_train',)", "DATASETS.TEST", "()",
+                                       "OUTPUT_DIR", str(tmp_path / "o1")], toy_root, check=False)
+    assert proc.returncode != 0 and f"Classification root {empty} has no images" in proc.stderr
+
+    broken = tmp_path / "broken"
+    shutil.copytree(mini_crops / "train", broken)
+    for cls in range(10):
+        for name in os.listdir(broken / str(cls)):
+            (broken / str(cls) / name).write_bytes(b"not a png")
+    bad_file = broken / "0" / sorted(os.listdir(broken / "0"))[0]
+    custom = f"[{{'NAME': 'broken_train', 'FORMAT': 'folder', 'ROOT': '{broken}'}}]"
+    proc = run_cli("pretrain_net.py", ["--config-file", config("simclr"), "DATASETS.CUSTOM", custom,
+                                       "DATASETS.TRAIN", "('broken_train',)", "DATASETS.TEST", "()",
+                                       "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "8",
+                                       "OUTPUT_DIR", str(tmp_path / "o2")], toy_root, check=False)
+    assert proc.returncode != 0 and "Could not read image" in proc.stderr and str(broken) in proc.stderr
+    assert bad_file.exists()
