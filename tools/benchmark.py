@@ -1,24 +1,27 @@
 #!/usr/bin/env python
 """
-Training-step benchmark. Prints seconds per iteration of the toy config and of the VOC0712 R50-C4
-protocol at a reduced input size (on the toy images: VOC itself is not needed), and the ratio of
-our train_net step (Trainer with all hooks) to detectron2's bare SimpleTrainer on the same model,
-optimizer and data, measured side by side in alternating blocks.
+Training-step benchmark, sized for a 2-core CPU by default. Detection: seconds per iteration of the
+toy config and of the VOC0712 R50-C4 protocol at a reduced input size (on the toy images: VOC itself
+is not needed), and the ratio of our train_net step (Trainer with all hooks) to detectron2's bare
+SimpleTrainer. Pretraining (SimCLR on the toy digit crops): images per second of ResNet-18 at 32 px
+and ResNet-50 at 64 px, and the ratio of the engine's step to a bare PyTorch loop doing the same
+forward, backward and step. Ratios are measured side by side in alternating blocks.
 
-    tools/benchmark.py                       # everything, defaults sized for a 2-core CPU
-    tools/benchmark.py --only ratio --trials 8
-    tools/benchmark.py MODEL.DEVICE cuda     # trailing KEY VALUE overrides apply to every config
+    tools/benchmark.py                                  # everything
+    tools/benchmark.py --only ratio --only pretrain_ratio --trials 8
+    tools/benchmark.py MODEL.DEVICE cuda                # trailing KEY VALUE overrides apply to every config
 """
 import argparse
-import json
+import logging
 import os
 import sys
 import tempfile
 
+from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
 from contrastive_det.engine.benchmark import seconds_per_iter, trainer_overhead
-from contrastive_det.engine.setup import setup
+from contrastive_det.engine.setup import build_run_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOY = os.path.join(REPO, "configs", "toy", "digits_R_50_C4.yaml")
@@ -31,16 +34,26 @@ VOC_REDUCED = [
 ]
 # Push checkpointing and evaluation past the benchmark: their cost is set by the user's periods.
 NO_PERIODIC = ["SOLVER.CHECKPOINT_PERIOD", "1000000", "TEST.EVAL_PERIOD", "0"]
+SIMCLR = os.path.join(REPO, "configs", "toy", "pretrain_simclr_R18.yaml")
+PRETRAIN = {  # name: (overrides, description)
+    "pretrain_r18": (["SOLVER.IMS_PER_BATCH", "64"], "SimCLR ResNet-18 at 32 px"),
+    "pretrain_r50": (["MODEL.TV_RESNET.DEPTH", "50", "MODEL.CONTRASTIVE.PROJ_HIDDEN_DIM", "2048",
+                      "INPUT.TWO_VIEW.CROP_SIZE", "64", "INPUT.TWO_VIEW.TEST_RESIZE", "64",
+                      "SOLVER.IMS_PER_BATCH", "16"], "SimCLR ResNet-50 at 64 px"),
+}
+PARTS = ["toy", "voc", "ratio", "pretrain_r18", "pretrain_r50", "pretrain_ratio"]
 
 
 def build_cfg(config_file, opts, output_dir):
-    args = argparse.Namespace(config_file=config_file, opts=list(opts) + NO_PERIODIC, eval_only=False, resume=False)
-    return setup(args, seed=0, output_dir=output_dir)
+    args = argparse.Namespace(config_file=config_file, opts=list(opts) + NO_PERIODIC)
+    cfg, _ = build_run_config(args, seed=0, output_dir=output_dir)
+    seed_all_rng(0)
+    return cfg
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["toy", "voc", "ratio"], action="append", help="run only these parts")
+    parser.add_argument("--only", choices=PARTS, action="append", help="run only these parts")
     parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first (each side)")
     parser.add_argument("--iters", type=int, default=5, help="timed iterations for seconds/iter (toy)")
     parser.add_argument("--voc-iters", type=int, default=3, help="timed iterations for the VOC config")
@@ -49,8 +62,9 @@ def main():
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every config")
     args = parser.parse_args()
-    parts = args.only or ["toy", "voc", "ratio"]
-    setup_logger(name="benchmark")
+    parts = args.only or PARTS
+    setup_logger()  # detectron2's logger, set up once, then quiet: the output is the figures
+    logging.getLogger("detectron2").setLevel(logging.WARNING)
     out = {}
     with tempfile.TemporaryDirectory(prefix="cdet_bench_") as tmp:
         if "toy" in parts:
@@ -70,6 +84,21 @@ def main():
             out["ratio"] = r
             print(f"train_net step / bare SimpleTrainer step (toy, {args.trials} x {args.block} iters each, "
                   f"alternating): median ratio {r['ratio_median']:.3f} "
+                  f"[{min(r['ratios']):.3f} .. {max(r['ratios']):.3f}]; "
+                  f"{r['trainer_s_per_iter']:.3f} vs {r['bare_s_per_iter']:.3f} s/iter", flush=True)
+        for name, (opts, what) in PRETRAIN.items():
+            if name in parts:
+                cfg = build_cfg(SIMCLR, opts + list(args.opts), os.path.join(tmp, name))
+                s_per_iter, _ = seconds_per_iter(cfg, args.warmup, args.iters)
+                out[f"{name}_images_per_s"] = cfg.SOLVER.IMS_PER_BATCH / s_per_iter
+                print(f"{what} ({cfg.SOLVER.IMS_PER_BATCH} img/iter, {cfg.MODEL.DEVICE}): "
+                      f"{out[f'{name}_images_per_s']:.1f} images/s ({s_per_iter:.3f} s/iter)", flush=True)
+        if "pretrain_ratio" in parts:
+            cfg = build_cfg(SIMCLR, PRETRAIN["pretrain_r18"][0] + list(args.opts), os.path.join(tmp, "pratio"))
+            r = trainer_overhead(cfg, args.warmup, args.block, args.trials, baseline="torch")
+            out["pretrain_ratio"] = r
+            print(f"pretrain_net step / bare PyTorch loop (SimCLR R18 32 px, {args.trials} x {args.block} iters "
+                  f"each, alternating): median ratio {r['ratio_median']:.3f} "
                   f"[{min(r['ratios']):.3f} .. {max(r['ratios']):.3f}]; "
                   f"{r['trainer_s_per_iter']:.3f} vs {r['bare_s_per_iter']:.3f} s/iter", flush=True)
     if args.json:

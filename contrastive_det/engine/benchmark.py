@@ -1,7 +1,8 @@
 """
 Training-step benchmarks on CPU or GPU: seconds per iteration of a config, and the overhead of our
-Trainer (its hooks, writers, results) over detectron2's bare ``SimpleTrainer`` on the same model,
-optimizer and data, measured in interleaved blocks so that machine drift affects both sides alike.
+Trainer (its hooks, writers, results) over detectron2's bare ``SimpleTrainer``, or over a bare
+PyTorch loop (next batch, forward, backward, step), on the same model, optimizer and data, measured
+in interleaved blocks so that machine drift affects both sides alike.
 """
 import statistics
 import time
@@ -33,14 +34,16 @@ def _timed_steps(cfg, step, start_iter, num_iters):
 
 class StepBench:
     """
-    Drives one :class:`Trainer` (with all its hooks) and one bare :class:`SimpleTrainer` that
-    shares its model and optimizer and has its own loader over the same data.
+    Drives one :class:`Trainer` (with all its hooks), a bare :class:`SimpleTrainer` and a bare
+    PyTorch loop; the bare ones share the Trainer's model and optimizer and have their own loader
+    over the same data.
     """
 
     def __init__(self, cfg):
         self.cfg = cfg
         self.trainer = Trainer(cfg)
         self.bare = SimpleTrainer(self.trainer.model, Trainer.build_train_loader(cfg), self.trainer.optimizer)
+        self._torch_batches = iter(Trainer.build_train_loader(cfg))
         self._iter = 0
 
     def _trainer_step(self, i):
@@ -54,9 +57,17 @@ class StepBench:
         self.bare.iter = i
         self.bare.run_step()
 
+    def _torch_step(self, i):
+        model, optimizer = self.trainer.model, self.trainer.optimizer
+        losses = model(next(self._torch_batches))
+        loss = sum(losses.values())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
     def run(self, which, num_iters):
-        """Run ``num_iters`` steps of ``"trainer"`` or ``"bare"``; return per-iteration seconds."""
-        trainer, step = (self.trainer, self._trainer_step) if which == "trainer" else (self.bare, self._bare_step)
+        """Run ``num_iters`` steps of ``"trainer"``, ``"bare"`` or ``"torch"``; return per-iteration seconds."""
+        step = {"trainer": self._trainer_step, "bare": self._bare_step, "torch": self._torch_step}[which]
         times = _timed_steps(self.cfg, step, self._iter, num_iters)
         self._iter += num_iters
         return times
@@ -82,20 +93,21 @@ def seconds_per_iter(cfg, warmup, iters):
     return statistics.median(times), times
 
 
-def trainer_overhead(cfg, warmup, block, trials):
+def trainer_overhead(cfg, warmup, block, trials, baseline="bare"):
     """
-    Alternate blocks of ``block`` iterations: our Trainer, then bare SimpleTrainer, ``trials``
-    times (after ``warmup`` iterations of each). Returns the medians and the per-trial ratios
-    (Trainer / bare) of the blocks' mean iteration time.
+    Alternate blocks of ``block`` iterations: our Trainer, then the ``baseline`` ("bare":
+    detectron2's SimpleTrainer; "torch": a plain PyTorch loop), ``trials`` times (after ``warmup``
+    iterations of each). Returns the medians and the per-trial ratios (Trainer / baseline) of the
+    blocks' mean iteration time.
     """
     with StepBench(cfg) as bench:
         bench.run("trainer", warmup)
         with EventStorage(0) as bench.bare.storage:
-            bench.run("bare", warmup)
+            bench.run(baseline, warmup)
             ours, bare, ratios = [], [], []
             for _ in range(trials):
                 a = bench.run("trainer", block)
-                b = bench.run("bare", block)
+                b = bench.run(baseline, block)
                 ours += a
                 bare += b
                 ratios.append(statistics.fmean(a) / statistics.fmean(b))

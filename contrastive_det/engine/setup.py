@@ -90,12 +90,11 @@ def load_config(args):
     return cfg
 
 
-def setup(args, seed=None, output_dir=None):
+def build_run_config(args, seed=None, output_dir=None):
     """
-    The frozen config of one run: :func:`load_config`, then the seed and output folder of
-    this run, the machine's device and BN flavour, the fewer-GPU rule (``--fewer-gpus``) and
-    the datasets declared in DATASETS.CUSTOM; then detectron2's ``default_setup`` (logging,
-    OUTPUT_DIR/config.yaml, seeding). Every adaptation is logged once.
+    The frozen config of one run: :func:`load_config`, then the seed and output folder of this run,
+    the machine's device and BN flavour, the fewer-GPU rule (``--fewer-gpus``) and the datasets
+    declared in DATASETS.CUSTOM. Returns (cfg, messages describing each adaptation).
     """
     cfg = load_config(args)
     if seed is not None:
@@ -113,8 +112,17 @@ def setup(args, seed=None, output_dir=None):
     if registered:
         messages.append(f"Registered from DATASETS.CUSTOM: {', '.join(registered)}")
     cfg.freeze()
+    return cfg, [m for m in messages if m]
+
+
+def setup(args, seed=None, output_dir=None):
+    """
+    :func:`build_run_config`, then detectron2's ``default_setup`` (logging, OUTPUT_DIR/config.yaml,
+    seeding); every adaptation is logged once.
+    """
+    cfg, messages = build_run_config(args, seed, output_dir)
     default_setup(cfg, args)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="contrastive_det", abbrev_name="cdet")
-    for message in filter(None, messages):
+    for message in messages:
         logger.info(message)
     return cfg

@@ -1,0 +1,63 @@
+"""
+Checkpoint conversion: any common ResNet checkpoint -> canonical torchvision backbone (the hub)
+-> detectron2 ``.pkl`` for ``MODEL.WEIGHTS`` (and back), with a coverage report and a numeric
+proof. The CLI is ``tools/convert_to_detectron2.py``.
+
+    from contrastive_det.convert import convert_checkpoint, save_canonical, load_canonical
+    save_canonical("r50.pth", model.state_dict(), arch="resnet50", method="mocov2")
+    convert_checkpoint("r50.pth", "r50.pkl", log=print)
+"""
+from .canonical import (
+    CANONICAL_FORMAT,
+    TORCHVISION_PIXEL_MEAN,
+    TORCHVISION_PIXEL_STD,
+    load_canonical,
+    save_canonical,
+)
+from .checkpoint_io import load_checkpoint_file
+from .d2config import config_overrides, detectron2_config
+from .errors import ConversionError, UnsafeCheckpointError, VerificationError
+from .pipeline import ConversionResult, convert_checkpoint
+from .readers import FORMAT_ALIASES, READERS, Extraction, read_checkpoint, register_reader
+from .resnet_keys import (
+    d2_to_tv_key,
+    detectron2_to_torchvision,
+    infer_depth,
+    torchvision_to_detectron2,
+    tv_to_d2_key,
+)
+from .verify import CoverageReport, VerificationResult, check_coverage, verify_conversion
+from .writers import detectron2_payload, write_detectron2, write_torchvision
+
+__all__ = [
+    "CANONICAL_FORMAT",
+    "TORCHVISION_PIXEL_MEAN",
+    "TORCHVISION_PIXEL_STD",
+    "save_canonical",
+    "load_canonical",
+    "load_checkpoint_file",
+    "convert_checkpoint",
+    "ConversionResult",
+    "read_checkpoint",
+    "register_reader",
+    "READERS",
+    "FORMAT_ALIASES",
+    "Extraction",
+    "check_coverage",
+    "CoverageReport",
+    "verify_conversion",
+    "VerificationResult",
+    "torchvision_to_detectron2",
+    "detectron2_to_torchvision",
+    "tv_to_d2_key",
+    "d2_to_tv_key",
+    "infer_depth",
+    "detectron2_payload",
+    "write_detectron2",
+    "write_torchvision",
+    "detectron2_config",
+    "config_overrides",
+    "ConversionError",
+    "UnsafeCheckpointError",
+    "VerificationError",
+]

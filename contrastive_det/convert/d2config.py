@@ -1,0 +1,162 @@
+"""
+The detectron2 config a converted checkpoint needs, printed as ``KEY VALUE`` overrides and
+written as a YAML that inherits a detection protocol.
+
+Usage chosen: ``--write-config my.yaml --base configs/detection/voc0712_R_50_C4_24k.yaml`` writes
+a complete config ``my.yaml`` whose ``_BASE_`` is the protocol (path relative to ``my.yaml``) and
+which sets ``MODEL.WEIGHTS`` and the keys below; train with
+``tools/train_net.py --config-file my.yaml``. (A ``_BASE_`` file cannot pull settings from the file
+that inherits it, so a keys-only fragment would need a second config anyway.)
+"""
+import json
+import os
+import shlex
+import tempfile
+from collections import OrderedDict
+
+from .canonical import TORCHVISION_PIXEL_MEAN, TORCHVISION_PIXEL_STD
+from .errors import ConversionError
+from .resnet_keys import BOTTLENECK_DEPTHS, res2_out_channels
+
+
+def detectron2_config(depth, meta=None, weights=None):
+    """OrderedDict of dotted config keys -> values for a torchvision-layout ResNet of ``depth``."""
+    meta = meta or {}
+    cfg = OrderedDict()
+    if weights is not None:
+        cfg["MODEL.WEIGHTS"] = os.fspath(weights)
+    cfg["MODEL.PIXEL_MEAN"] = [float(v) for v in meta.get("pixel_mean", TORCHVISION_PIXEL_MEAN)]
+    cfg["MODEL.PIXEL_STD"] = [float(v) for v in meta.get("pixel_std", TORCHVISION_PIXEL_STD)]
+    cfg["INPUT.FORMAT"] = str(meta.get("input_format", "RGB"))
+    cfg["MODEL.RESNETS.DEPTH"] = int(depth)
+    cfg["MODEL.RESNETS.RES2_OUT_CHANNELS"] = res2_out_channels(depth)
+    cfg["MODEL.RESNETS.STRIDE_IN_1X1"] = False
+    return cfg
+
+
+def _value_cli(v):
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(f"{x:g}" if isinstance(x, float) else str(x) for x in v) + "]"
+    return str(v)
+
+
+def config_overrides(cfg):
+    """``KEY VALUE ...`` for ``tools/train_net.py`` (shell-quoted)."""
+    return " ".join(f"{k} {shlex.quote(_value_cli(v))}" for k, v in cfg.items())
+
+
+def _value_yaml(v):
+    if isinstance(v, bool):
+        return "True" if v else "False"
+    if isinstance(v, list):
+        return "[" + ", ".join(f"{x!r}" for x in v) + "]"
+    if isinstance(v, str):
+        return json.dumps(v)
+    return str(v)
+
+
+def _nest(cfg):
+    root = OrderedDict()
+    for key, value in cfg.items():
+        node = root
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, OrderedDict())
+        node[parts[-1]] = value
+    return root
+
+
+def config_yaml_lines(cfg, indent=0):
+    lines = []
+    for k, v in cfg.items():
+        if isinstance(v, dict):
+            lines.append(" " * indent + f"{k}:")
+            lines.extend(config_yaml_lines(v, indent + 2))
+        else:
+            lines.append(" " * indent + f"{k}: {_value_yaml(v)}")
+    return lines
+
+
+def render_config_yaml(cfg, base, yaml_path, header=()):
+    """YAML text: comments, ``_BASE_`` (relative to ``yaml_path``'s folder) and the keys of ``cfg``."""
+    yaml_dir = os.path.dirname(os.path.abspath(yaml_path))
+    base_abs = os.path.abspath(base)
+    try:
+        shared = os.path.commonpath([yaml_dir, base_abs])
+    except ValueError:  # another drive
+        shared = None
+    # relative when both live in one tree (portable with it), absolute otherwise
+    if shared and shared != os.path.dirname(shared):
+        base_ref = os.path.relpath(base_abs, yaml_dir)
+    else:
+        base_ref = base_abs
+    lines = [f"# {h}" for h in header]
+    lines.append(f"_BASE_: {json.dumps(base_ref)}")
+    lines.extend(config_yaml_lines(_nest(cfg)))
+    return "\n".join(lines) + "\n"
+
+
+def _load_cfg(path):
+    from ..config import get_cfg
+
+    cfg = get_cfg()
+    cfg.set_new_allowed(False)
+    cfg.merge_from_file(path)
+    return cfg
+
+
+def check_base(base, depth):
+    """The base protocol exists, loads, and can hold a ResNet-``depth`` (C4 heads need bottlenecks)."""
+    if not os.path.isfile(base):
+        raise ConversionError(f"--base {base}: no such config file")
+    try:
+        cfg = _load_cfg(base)
+    except Exception as e:  # noqa: BLE001
+        raise ConversionError(f"--base {base}: cannot load it as a detectron2 config: {e}") from None
+    from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, Res5ROIHeads
+
+    import contrastive_det.modeling  # noqa: F401  (registers Res5ROIHeadsExtraNorm)
+
+    try:
+        heads = ROI_HEADS_REGISTRY.get(cfg.MODEL.ROI_HEADS.NAME)
+    except KeyError:
+        heads = None
+    if depth not in BOTTLENECK_DEPTHS and heads is not None and issubclass(heads, Res5ROIHeads):
+        raise ConversionError(
+            f"--base {base} is a C4 protocol ({cfg.MODEL.ROI_HEADS.NAME} builds a bottleneck res5), "
+            f"which ResNet-{depth} (basic blocks) cannot fill; use an FPN protocol, e.g. "
+            "configs/detection/voc0712_R_50_FPN_24k.yaml"
+        )
+    return cfg
+
+
+def _check_loaded(cfg, expected, path):
+    wrong = []
+    for key, value in expected.items():
+        node = cfg
+        for p in key.split("."):
+            node = node[p]
+        got = list(node) if isinstance(node, (list, tuple)) else node
+        if got != value:
+            wrong.append(f"{key}: {got!r} (wanted {value!r})")
+    if wrong:
+        raise ConversionError(f"{path} does not set what it should: {wrong}")
+
+
+def validate_config_text(text, yaml_path, expected):
+    """Merge ``text`` as if it were at ``yaml_path`` into the suite's config; check ``expected``."""
+    folder = os.path.dirname(os.path.abspath(yaml_path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".check.", suffix=".yaml", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        try:
+            cfg = _load_cfg(tmp)
+        except Exception as e:  # noqa: BLE001
+            raise ConversionError(f"{yaml_path}: the written config does not load: {e}") from None
+        _check_loaded(cfg, expected, yaml_path)
+    finally:
+        os.remove(tmp)

@@ -1,0 +1,13 @@
+"""Errors raised by the checkpoint converters. Every message names the file or key at fault."""
+
+
+class ConversionError(ValueError):
+    """A checkpoint cannot be converted (unknown layout, missing or mis-shaped keys, bad depth...)."""
+
+
+class UnsafeCheckpointError(ConversionError):
+    """A checkpoint needs arbitrary pickled Python objects to load; refused unless trusted."""
+
+
+class VerificationError(ConversionError):
+    """The converted weights do not reproduce the source network's outputs."""
