@@ -28,6 +28,9 @@ def add_contrastive_det_config(cfg):
     # OUTPUT_DIR/results.json so studies can group runs. "" records "random-init" when
     # MODEL.WEIGHTS is empty and "unspecified" otherwise.
     cfg.RESULTS.METHOD = ""
+    # The checkpoint MODEL.WEIGHTS was converted from (set by tools/train_net.py when it converts a
+    # torchvision-layout/SSL checkpoint on the fly; recorded in results.json). "" = MODEL.WEIGHTS itself.
+    cfg.RESULTS.WEIGHTS_SOURCE = ""
     return cfg
 
 

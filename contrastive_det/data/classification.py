@@ -6,7 +6,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".
 
 def load_class_folders(root, class_names=None):
     """
-    Return detectron2-style dicts ``{"file_name", "image_id", "label"}`` for ``root/<class>/<img>``,
+    Return detectron2-style dicts ``{"file_name", "image_id", "label", "class_name"}`` for ``root/<class>/<img>``,
     sorted by class then file name. ``class_names`` fixes the label order (default: sorted folder
     names); a listed class without a folder raises FileNotFoundError naming it.
     """
@@ -23,7 +23,12 @@ def load_class_folders(root, class_names=None):
         for fname in sorted(os.listdir(cls_dir)):
             if fname.lower().endswith(IMAGE_EXTENSIONS):
                 dicts.append(
-                    {"file_name": os.path.join(cls_dir, fname), "image_id": f"{cls}/{fname}", "label": label}
+                    {
+                        "file_name": os.path.join(cls_dir, fname),
+                        "image_id": f"{cls}/{fname}",
+                        "label": label,
+                        "class_name": cls,
+                    }
                 )
     if not dicts:
         raise FileNotFoundError(

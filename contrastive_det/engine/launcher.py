@@ -20,6 +20,7 @@ from .results import (
 from .setup import load_config, setup
 from .tasks import get_task
 from .trainer import Trainer
+from .weights import convert_weights_for_detection
 
 logger = logging.getLogger("contrastive_det")
 
@@ -111,7 +112,11 @@ def launch_runs(run_fn, args):
     summary to ``OUTPUT_DIR/results.json``. Returns the path of the results file.
     """
     seeds = resolve_seeds(args)
-    base_dir = load_config(args).OUTPUT_DIR
+    cfg = load_config(args)
+    base_dir = cfg.OUTPUT_DIR
+    if get_task(cfg).name == "detection":
+        # once, in the launching process, so that every process and seed loads the same verified file
+        args.opts = list(args.opts) + convert_weights_for_detection(cfg, base_dir)
     run_dirs = [base_dir] if len(seeds) == 1 else [os.path.join(base_dir, f"seed{s}") for s in seeds]
     for seed, run_dir in zip(seeds, run_dirs):
         launch(

@@ -61,6 +61,7 @@ def build_results(cfg, metrics, *, iteration, config_file="", seed=None):
         "task": get_task(cfg).name,
         "method": method_name(cfg),
         "weights": cfg.MODEL.WEIGHTS,
+        "weights_source": cfg.RESULTS.WEIGHTS_SOURCE or cfg.MODEL.WEIGHTS,
         "dataset": {"train": list(cfg.DATASETS.TRAIN), "test": list(cfg.DATASETS.TEST)},
         "metrics": metrics,
         "seed": cfg.SEED if seed is None else seed,
