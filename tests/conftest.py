@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny toy digit-scenes dataset generated once per test session."""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -30,6 +31,17 @@ def toy_root(tmp_path_factory):
     generate_toy_digits(str(root / "toy_digits"), num_trainval=10, num_test=4, seed=0, progress=False)
     register_toy_digits(str(root / "toy_digits"))
     return root
+
+
+def copy_crops(toy_root, dest, per_class):
+    """Copy the first ``per_class[split]`` toy digit crops of each class into ``dest/<split>/<class>/``."""
+    for split, n in per_class.items():
+        for cls in range(10):
+            src = toy_root / "toy_digits" / "crops" / split / str(cls)
+            (dest / split / str(cls)).mkdir(parents=True)
+            for name in sorted(os.listdir(src))[:n]:
+                shutil.copy(src / name, dest / split / str(cls) / name)
+    return dest
 
 
 def run_cli(script, args, datasets_root, check=True, timeout=900):

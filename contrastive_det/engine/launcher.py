@@ -87,7 +87,7 @@ def run_task(args, seed, output_dir):
 
     if args.eval_only:
         if not cfg.MODEL.WEIGHTS and not args.resume:
-            raise ValueError("--eval-only needs MODEL.WEIGHTS, or --resume with a checkpoint in OUTPUT_DIR")
+            logger.warning("--eval-only without MODEL.WEIGHTS: evaluating the randomly initialised model")
         model = Trainer.build_model(cfg)
         checkpoint = AtomicDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume

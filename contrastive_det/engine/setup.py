@@ -97,6 +97,8 @@ def build_run_config(args, seed=None, output_dir=None):
     declared in DATASETS.CUSTOM. Returns (cfg, messages describing each adaptation).
     """
     cfg = load_config(args)
+    if cfg.SOLVER.MAX_ITER < 1 and not getattr(args, "eval_only", False):
+        raise ValueError(f"SOLVER.MAX_ITER must be >= 1 for training, got {cfg.SOLVER.MAX_ITER}")
     if seed is not None:
         cfg.SEED = seed
     if output_dir is not None:

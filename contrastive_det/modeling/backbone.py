@@ -1,5 +1,4 @@
 """The torchvision ResNet trunk that every pretrainer trains and exports (torchvision layout)."""
-import torch
 import torchvision
 from torch import nn
 

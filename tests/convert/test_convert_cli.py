@@ -4,23 +4,11 @@ import os
 import re
 
 import torch
-import torchvision
 
 from conftest import REPO, run_cli
+from resnet_checkpoints import random_resnet
 
 FPN_BASE = os.path.join(REPO, "configs", "detection", "voc0712_R_50_FPN_24k.yaml")
-
-
-def random_resnet(depth, seed=0):
-    torch.manual_seed(seed)
-    model = getattr(torchvision.models, f"resnet{depth}")(weights=None)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.3, 0.3)
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-    return model.state_dict()
 
 
 def sololearn(sd):

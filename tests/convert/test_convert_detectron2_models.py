@@ -8,33 +8,13 @@ import re
 
 import pytest
 import torch
-import torchvision
 
 from conftest import REPO
 from contrastive_det.convert import convert_checkpoint
+from resnet_checkpoints import random_resnet, one_thread  # noqa: F401  (autouse fixture)
 
 C4 = os.path.join(REPO, "configs", "detection", "voc0712_R_50_C4_24k_torchvision.yaml")
 FPN = os.path.join(REPO, "configs", "detection", "voc0712_R_50_FPN_24k_torchvision.yaml")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def random_resnet(depth, seed=0):
-    torch.manual_seed(seed)
-    model = getattr(torchvision.models, f"resnet{depth}")(weights=None)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.3, 0.3)
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-    return model.state_dict()
 
 
 def d2_name(tv_key):

@@ -6,7 +6,6 @@ from collections import OrderedDict
 
 import pytest
 import torch
-import torchvision
 
 from conftest import REPO
 from contrastive_det.convert import (
@@ -20,26 +19,7 @@ from contrastive_det.convert import (
     torchvision_to_detectron2,
     verify_conversion,
 )
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def random_resnet(depth, seed=0):
-    torch.manual_seed(seed)
-    model = getattr(torchvision.models, f"resnet{depth}")(weights=None)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.3, 0.3)
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-    return model.state_dict()
+from resnet_checkpoints import random_resnet, one_thread  # noqa: F401  (autouse fixture)
 
 
 def backbone(sd):

@@ -9,7 +9,6 @@ from collections import OrderedDict
 
 import pytest
 import torch
-import torchvision
 
 from contrastive_det.convert import (
     CANONICAL_FORMAT,
@@ -19,31 +18,10 @@ from contrastive_det.convert import (
     torchvision_to_detectron2,
     write_detectron2,
 )
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
+from resnet_checkpoints import random_resnet, one_thread  # noqa: F401  (autouse fixture)
 
 # ------------------------------------------------------------------------------------------------
 # helpers (independent of the library's key mapping, so the tests check it)
-
-
-def random_resnet(depth, seed=0):
-    """torchvision ResNet with random weights and random BN affine parameters and statistics."""
-    torch.manual_seed(seed)
-    model = getattr(torchvision.models, f"resnet{depth}")(weights=None)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.3, 0.3)
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            m.num_batches_tracked.fill_(123)
-    return model.state_dict()
 
 
 def d2_name(tv_key):

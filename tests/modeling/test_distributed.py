@@ -1,5 +1,4 @@
 """Two CPU processes on gloo versus one process on the concatenated batch."""
-import os
 
 import torch
 import torch.distributed as dist

@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from conftest import REPO, run_cli
+from conftest import REPO, copy_crops, run_cli
 
 METHODS = ["simclr", "mocov2", "supcon", "ce_selfsupcon", "supcon_selfsupcon", "scan"]
 META_ARCH = {"simclr": "SimCLR", "mocov2": "MoCoV2", "supcon": "SupCon", "ce_selfsupcon": "CESelfSupCon",
@@ -21,15 +21,7 @@ def config(method):
 @pytest.fixture(scope="module")
 def mini_crops(toy_root, tmp_path_factory):
     """8 train and 4 test crops per class, copied from the toy digit crops (class-per-folder)."""
-    root = tmp_path_factory.mktemp("mini_crops")
-    for split, n in (("train", 8), ("test", 4)):
-        for cls in range(10):
-            src = toy_root / "toy_digits" / "crops" / split / str(cls)
-            dst = root / split / str(cls)
-            dst.mkdir(parents=True)
-            for name in sorted(os.listdir(src))[:n]:
-                shutil.copy(src / name, dst / name)
-    return root
+    return copy_crops(toy_root, tmp_path_factory.mktemp("mini_crops"), {"train": 8, "test": 4})
 
 
 def fast_opts(mini_crops, out, max_iter=3, **extra):

@@ -1,11 +1,10 @@
 """End to end: tools/pretrain_net.py with the study axes (subset, label map, corruption) on toy digit crops."""
 import json
 import os
-import shutil
 
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO, copy_crops, run_cli
 
 CONFIG = os.path.join(REPO, "configs", "toy", "pretrain_simclr_R18.yaml")
 
@@ -13,14 +12,7 @@ CONFIG = os.path.join(REPO, "configs", "toy", "pretrain_simclr_R18.yaml")
 @pytest.fixture(scope="module")
 def axes_crops(toy_root, tmp_path_factory):
     """8 train and 2 test crops per digit, copied from the toy digit crops; a parity label map."""
-    root = tmp_path_factory.mktemp("axes_crops")
-    for split, n in (("train", 8), ("test", 2)):
-        for cls in range(10):
-            src = toy_root / "toy_digits" / "crops" / split / str(cls)
-            dst = root / split / str(cls)
-            dst.mkdir(parents=True)
-            for name in sorted(os.listdir(src))[:n]:
-                shutil.copy(src / name, dst / name)
+    root = copy_crops(toy_root, tmp_path_factory.mktemp("axes_crops"), {"train": 8, "test": 2})
     (root / "parity.json").write_text(json.dumps({str(i): "odd" if i % 2 else "even" for i in range(10)}))
     return root
 

@@ -1,0 +1,27 @@
+"""Helpers shared by the converter tests: random torchvision ResNets, one torch thread per test."""
+import pytest
+import torch
+import torchvision
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small convolutions run faster on one thread on a busy 2-core machine; restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def random_resnet(depth, seed=0):
+    """state_dict of a torchvision ResNet with random weights, BN affine parameters and statistics."""
+    torch.manual_seed(seed)
+    model = getattr(torchvision.models, f"resnet{depth}")(weights=None)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.3, 0.3)
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.num_batches_tracked.fill_(123)
+    return model.state_dict()
