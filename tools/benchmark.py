@@ -36,7 +36,8 @@ VOC_REDUCED = [
 NO_PERIODIC = ["SOLVER.CHECKPOINT_PERIOD", "1000000", "TEST.EVAL_PERIOD", "0"]
 SIMCLR = os.path.join(REPO, "configs", "toy", "pretrain_simclr_R18.yaml")
 PRETRAIN = {  # name: (overrides, description)
-    "pretrain_r18": (["SOLVER.IMS_PER_BATCH", "64"], "SimCLR ResNet-18 at 32 px"),
+    "pretrain_r18": (["INPUT.TWO_VIEW.CROP_SIZE", "32", "INPUT.TWO_VIEW.TEST_RESIZE", "32",
+                      "SOLVER.IMS_PER_BATCH", "64"], "SimCLR ResNet-18 at 32 px"),
     "pretrain_r50": (["MODEL.TV_RESNET.DEPTH", "50", "MODEL.CONTRASTIVE.PROJ_HIDDEN_DIM", "2048",
                       "INPUT.TWO_VIEW.CROP_SIZE", "64", "INPUT.TWO_VIEW.TEST_RESIZE", "64",
                       "SOLVER.IMS_PER_BATCH", "16"], "SimCLR ResNet-50 at 64 px"),

@@ -23,6 +23,10 @@ def pretrain_config(method):
     return path
 
 
+def _print(line):
+    print(line, flush=True)  # interleave with the stages' own output, also when piped to a file
+
+
 def run_stage(name, argv, log):
     """Run one CLI stage, streaming its output; raise naming the stage and command when it fails."""
     log(f"==> {name}: {' '.join(argv)}")
@@ -89,7 +93,7 @@ def summarize(output_dir, rows):
     return text
 
 
-def run_chain(methods, output_dir, pretrain_iters, detect_iters, extra_detect=(), log=print):
+def run_chain(methods, output_dir, pretrain_iters, detect_iters, extra_detect=(), log=_print):
     os.makedirs(output_dir, exist_ok=True)
     start = time.time()
     for name, argv in chain_stages(methods, output_dir, pretrain_iters, detect_iters, extra_detect):

@@ -1,6 +1,7 @@
 """Hooks added to detectron2's defaults."""
 import logging
 import os
+import time
 
 from detectron2.engine import HookBase
 
@@ -23,6 +24,22 @@ class WriteResults(HookBase):
         record = build_results(cfg, metrics, iteration=trainer.max_iter, config_file=self._config_file)
         path = write_results(cfg.OUTPUT_DIR, record)
         logging.getLogger(__name__).info(f"Results written to {path}")
+
+
+class ImagesPerSecond(HookBase):
+    """Record ``images_per_s`` (global batch / wall time of the step) for metrics.json, TensorBoard and the console."""
+
+    def __init__(self, images_per_batch):
+        self._images = images_per_batch
+        self._start = None
+
+    def before_step(self):
+        self._start = time.perf_counter()
+
+    def after_step(self):
+        elapsed = time.perf_counter() - self._start
+        if elapsed > 0:
+            self.trainer.storage.put_scalar("images_per_s", self._images / elapsed, smoothing_hint=True)
 
 
 BACKBONE_FILE = "backbone.pth"

@@ -100,9 +100,9 @@ class PretrainTask:
 
     @staticmethod
     def build_hooks(cfg):
-        from .hooks import ExportBackbone
+        from .hooks import ExportBackbone, ImagesPerSecond
 
-        return [ExportBackbone()]
+        return [ImagesPerSecond(cfg.SOLVER.IMS_PER_BATCH), ExportBackbone()]
 
     @staticmethod
     def method_name(cfg):

@@ -46,6 +46,9 @@ def test_each_method_trains_evaluates_and_exports(method, mini_crops, toy_root, 
     top1 = res["metrics"]["mini_test"]["knn/top1"]
     assert res["task"] == "pretraining" and res["method"] == META_ARCH[method]
     assert math.isfinite(top1) and 0.0 <= top1 <= 100.0 and res["iteration"] == 3
+    rows = [json.loads(line) for line in open(out / "metrics.json") if line.strip()]
+    trained = [r for r in rows if "total_loss" in r]
+    assert trained and all(r["images_per_s"] > 0 and r["lr"] >= 0 for r in trained)
     exported = torch.load(out / "backbone.pth", weights_only=True)
     state, meta = exported["state_dict"], exported["meta"]
     reference = torchvision_resnet18_keys()
