@@ -7,6 +7,7 @@ from detectron2.data.datasets import load_coco_json
 from detectron2.data.datasets.pascal_voc import load_voc_instances
 
 from .classification import load_class_folders
+from .paths import datasets_root
 from .toy_digits import COCO_ANN_DIR, CROPS_SUBDIR, TOY_DIGITS_CLASSES, VOC_SUBDIR, default_output_dir
 
 logger = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def register_imagenet(root=None):
     as ``imagenet_train`` and ``imagenet_val`` (registered lazily, like detectron2's builtins: a
     missing folder is reported when a run uses the name). Labels follow the sorted wnids of train.
     """
-    root = root or os.path.join(os.path.dirname(default_output_dir()), "imagenet")
+    root = root or os.path.join(datasets_root(), "imagenet")
     train = os.path.join(root, "train")
 
     def classes():

@@ -3,6 +3,8 @@ import os
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from .paths import datasets_root
+
 README_HINT = "See datasets/README.md for the layouts; the root is $DETECTRON2_DATASETS (now {root!r})."
 
 
@@ -27,8 +29,7 @@ def check_dataset_layout(name):
     if name not in DatasetCatalog.list():
         raise KeyError(f"Dataset '{name}' is not registered. Registered: {', '.join(sorted(DatasetCatalog.list()))}")
     meta = MetadataCatalog.get(name)
-    root = os.getenv("DETECTRON2_DATASETS", "datasets")
-    hint = README_HINT.format(root=root)
+    hint = README_HINT.format(root=datasets_root())
     if hasattr(meta, "dirname") and hasattr(meta, "split"):
         expected = _voc_expected(meta.dirname, meta.split)
         missing = [p for p in expected if not os.path.exists(p.rstrip("/"))]

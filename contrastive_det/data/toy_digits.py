@@ -30,6 +30,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from .paths import datasets_root
+
 logger = logging.getLogger(__name__)
 
 TOY_DIGITS_CLASSES = tuple(str(i) for i in range(10))
@@ -470,7 +472,7 @@ def _coco_categories():
 # ----------------------------------------------------------------------------------------------
 def default_output_dir():
     """``$DETECTRON2_DATASETS/toy_digits`` (``$DETECTRON2_DATASETS`` defaults to ``datasets``)."""
-    return os.path.join(os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets")), "toy_digits")
+    return os.path.join(datasets_root(), "toy_digits")
 
 
 def _check_int(name, value, low, high=None):
