@@ -3,7 +3,7 @@ The detectron2 config a converted checkpoint needs, printed as ``KEY VALUE`` ove
 written as a YAML that inherits a detection protocol.
 
 Usage chosen: ``--write-config my.yaml --base configs/detection/voc0712_R_50_C4_24k.yaml`` writes
-a complete config ``my.yaml`` whose ``_BASE_`` is the protocol (path relative to ``my.yaml``) and
+a complete config ``my.yaml`` whose ``_BASE_`` is the protocol (absolute path) and
 which sets ``MODEL.WEIGHTS`` and the keys below; train with
 ``tools/train_net.py --config-file my.yaml``. (A ``_BASE_`` file cannot pull settings from the file
 that inherits it, so a keys-only fragment would need a second config anyway.)
@@ -79,21 +79,14 @@ def config_yaml_lines(cfg, indent=0):
     return lines
 
 
-def render_config_yaml(cfg, base, yaml_path, header=()):
-    """YAML text: comments, ``_BASE_`` (relative to ``yaml_path``'s folder) and the keys of ``cfg``."""
-    yaml_dir = os.path.dirname(os.path.abspath(yaml_path))
-    base_abs = os.path.abspath(base)
-    try:
-        shared = os.path.commonpath([yaml_dir, base_abs])
-    except ValueError:  # another drive
-        shared = None
-    # relative when both live in one tree (portable with it), absolute otherwise
-    if shared and shared != os.path.dirname(shared):
-        base_ref = os.path.relpath(base_abs, yaml_dir)
-    else:
-        base_ref = base_abs
+def render_config_yaml(cfg, base, header=()):
+    """
+    YAML text: comments, ``_BASE_`` and the keys of ``cfg``. ``_BASE_`` is absolute, like the
+    ``MODEL.WEIGHTS`` it sits beside: the file is not meant to move, and a relative path would depend
+    on where the two files happen to share a parent folder.
+    """
     lines = [f"# {h}" for h in header]
-    lines.append(f"_BASE_: {json.dumps(base_ref)}")
+    lines.append(f"_BASE_: {json.dumps(os.path.abspath(base))}")
     lines.extend(config_yaml_lines(_nest(cfg)))
     return "\n".join(lines) + "\n"
 

@@ -134,7 +134,7 @@ def convert_checkpoint(input_path, output_path, *, to="detectron2", fmt=None, pr
             check_base(base, d)
             cfg_file = detectron2_config(d, meta, weights=os.path.abspath(output_path))
             config_text = render_config_yaml(
-                cfg_file, base, write_config,
+                cfg_file, base,
                 header=(
                     f"Written by tools/convert_to_detectron2.py for {os.path.basename(output_path)} "
                     f"({describe_depth(d)}, source format {ext.format}, method {meta['method']}).",

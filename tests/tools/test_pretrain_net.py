@@ -134,3 +134,17 @@ def test_empty_and_unreadable_image_folders(mini_crops, toy_root, tmp_path):
                                        "OUTPUT_DIR", str(tmp_path / "o2")], toy_root, check=False)
     assert proc.returncode != 0 and "Could not read image" in proc.stderr and str(broken) in proc.stderr
     assert bad_file.exists()
+
+
+def test_mocov2_on_two_cpu_processes_with_shuffled_bn(mini_crops, toy_root, tmp_path):
+    """--num-gpus 2 on CPU: gloo, MoCo's shuffled BN across the 2 processes, the global batch enqueued."""
+    out = tmp_path / "ddp"
+    proc = run_cli("pretrain_net.py", ["--config-file", config("mocov2"), "--num-gpus", "2",
+                                       *fast_opts(mini_crops, out, 2, **{"MODEL.CONTRASTIVE.QUEUE_SIZE": "48"})],
+                   toy_root)
+    assert "World size: 2" in proc.stdout + proc.stderr
+    final = torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)["model"]
+    # 2 steps of the global batch (16 = 2 processes x 8) went into the queue, with their labels
+    assert int(final["queues.projection.ptr"]) == 32
+    assert (final["queues.projection.labels"][:32] >= 0).all() and (final["queues.projection.labels"][32:] == -1).all()
+    assert json.load(open(out / "results.json"))["metrics"]["mini_test"]["knn/top1"] >= 0
