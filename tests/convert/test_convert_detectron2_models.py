@@ -11,22 +11,10 @@ import torch
 
 from conftest import REPO
 from contrastive_det.convert import convert_checkpoint
-from resnet_checkpoints import random_resnet, one_thread  # noqa: F401  (autouse fixture)
+from resnet_checkpoints import d2_name, random_resnet, one_thread  # noqa: F401  (autouse fixture)
 
 C4 = os.path.join(REPO, "configs", "detection", "voc0712_R_50_C4_24k_torchvision.yaml")
 FPN = os.path.join(REPO, "configs", "detection", "voc0712_R_50_FPN_24k_torchvision.yaml")
-
-
-def d2_name(tv_key):
-    if tv_key.startswith("conv1."):
-        return "stem.conv1." + tv_key[len("conv1."):]
-    if tv_key.startswith("bn1."):
-        return "stem.conv1.norm." + tv_key[len("bn1."):]
-    layer, block, rest = tv_key.split(".", 2)
-    rest = rest.replace("downsample.0.", "shortcut.").replace("downsample.1.", "shortcut.norm.")
-    for i in (1, 2, 3):
-        rest = rest.replace(f"bn{i}.", f"conv{i}.norm.")
-    return f"res{int(layer[len('layer'):]) + 1}.{block}.{rest}"
 
 
 def build_detector(config, depth):

@@ -18,23 +18,10 @@ from contrastive_det.convert import (
     torchvision_to_detectron2,
     write_detectron2,
 )
-from resnet_checkpoints import random_resnet, one_thread  # noqa: F401  (autouse fixture)
+from resnet_checkpoints import d2_name, random_resnet, one_thread  # noqa: F401  (autouse fixture)
 
 # ------------------------------------------------------------------------------------------------
 # helpers (independent of the library's key mapping, so the tests check it)
-
-
-def d2_name(tv_key):
-    """detectron2 name of a torchvision backbone key, written out independently of the library."""
-    if tv_key.startswith("conv1."):
-        return "stem.conv1." + tv_key[len("conv1."):]
-    if tv_key.startswith("bn1."):
-        return "stem.conv1.norm." + tv_key[len("bn1."):]
-    layer, block, rest = tv_key.split(".", 2)
-    rest = rest.replace("downsample.0.", "shortcut.").replace("downsample.1.", "shortcut.norm.")
-    for i in (1, 2, 3):
-        rest = rest.replace(f"bn{i}.", f"conv{i}.norm.")
-    return f"res{int(layer[len('layer'):]) + 1}.{block}.{rest}"
 
 
 def backbone(sd):
