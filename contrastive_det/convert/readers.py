@@ -419,7 +419,6 @@ FORMAT_ALIASES = {
 
 def register_reader(name, reader, before=None):
     """Add a reader (see the contract above); ``before``: the name it is tried before."""
-    global READERS
     items = [(k, v) for k, v in READERS.items() if k != name]
     idx = next((i for i, (k, _) in enumerate(items) if k == before), len(items))
     items.insert(idx, (name, reader))

@@ -59,10 +59,10 @@ def argument_parser(epilog=None):
     return parser
 
 
-def resolve_seeds(args):
+def resolve_seeds(args, cfg_seed):
     """
-    The seeds to run: ``--seeds``, or ``--num-seeds``, or the config's SEED; a negative SEED is
-    replaced by a drawn one so that results.json always records the seed actually used.
+    The seeds to run: ``--seeds``, or ``--num-seeds``, or the config's SEED (``cfg_seed``); a negative
+    SEED is replaced by a drawn one so that results.json always records the seed actually used.
     """
     if args.seeds and args.num_seeds:
         raise ValueError("Give --seeds or --num-seeds, not both")
@@ -70,7 +70,6 @@ def resolve_seeds(args):
         if len(set(args.seeds)) != len(args.seeds):
             raise ValueError(f"--seeds has duplicates: {args.seeds}")
         return list(args.seeds)
-    cfg_seed = load_config(args).SEED
     if args.num_seeds is not None:
         if args.num_seeds < 1:
             raise ValueError(f"--num-seeds must be >= 1, got {args.num_seeds}")
@@ -111,8 +110,8 @@ def launch_runs(run_fn, args):
     once per seed. With several seeds, each run goes to ``OUTPUT_DIR/seed<S>`` and the mean/std
     summary to ``OUTPUT_DIR/results.json``. Returns the path of the results file.
     """
-    seeds = resolve_seeds(args)
     cfg = load_config(args)
+    seeds = resolve_seeds(args, cfg.SEED)
     base_dir = cfg.OUTPUT_DIR
     if get_task(cfg).name == "detection":
         # once, in the launching process, so that every process and seed loads the same verified file
