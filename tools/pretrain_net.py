@@ -4,6 +4,7 @@ Contrastive pretraining of a torchvision ResNet (SimCLR, MoCo v2, SupCon, CE+Sel
 SupCon+SelfSupCon, SCAN) on detectron2's trainer, monitored by kNN top-1, exporting the backbone
 to OUTPUT_DIR/backbone.pth (torchvision layout + metadata).
 """
+import glob
 import os
 
 from contrastive_det.engine import argument_parser, launch_runs, run_task
@@ -37,7 +38,10 @@ def main():
     path = launch_runs(run_task, args)
     if path:
         print(f"results: {path}")
-        print(f"backbone: {os.path.join(os.path.dirname(path), BACKBONE_FILE)}")
+        out = os.path.dirname(path)
+        candidates = [os.path.join(out, BACKBONE_FILE)] + sorted(glob.glob(os.path.join(out, "seed*", BACKBONE_FILE)))
+        for backbone in filter(os.path.isfile, candidates):  # none after --eval-only
+            print(f"backbone: {backbone}")
 
 
 if __name__ == "__main__":

@@ -108,6 +108,7 @@ def add_pretrain_config(cfg):
     cfg.INPUT.CORRUPTION.SALT_PEPPER = 0.0  # fraction of pixels set to 0 or 255 (0 = off)
     cfg.INPUT.CORRUPTION.DOWNSAMPLE = 1  # downsample by this factor and upsample back (1 = off)
 
-    cfg.SOLVER.OPTIMIZER = "SGD"  # "SGD" (detectron2's, MOMENTUM/NESTEROV) or "LARS"
+    cfg.SOLVER.OPTIMIZER = "SGD"  # "SGD" (detectron2's, MOMENTUM/NESTEROV), "LARS" or "AdamW"
     cfg.SOLVER.LARS_ETA = 0.001  # LARS trust coefficient
+    cfg.SOLVER.ADAM_BETAS = (0.9, 0.999)  # AdamW (beta1, beta2); WEIGHT_DECAY is the decoupled decay
     return cfg

@@ -157,9 +157,11 @@ def write_seed_summary(base_dir, run_dirs):
         "versions": first["versions"],
     }
     path = write_results(base_dir, summary)
+    headline = ("bbox/AP", "bbox/AP50", "bbox/AP75", "knn/top1")
     for dataset, metrics in summary["metrics"].items():
-        for name in ("bbox/AP", "bbox/AP50", "bbox/AP75"):
+        for name in headline:
             if name in metrics:
                 m = metrics[name]
-                print(f"{dataset} {name}: {m['mean']:.2f} +- {m['std']:.2f} (n={m['n']})")
+                values = ", ".join(f"{v:.2f}" for v in m["values"])
+                print(f"{dataset} {name}: {m['mean']:.2f} +- {m['std']:.2f} (n={m['n']}: {values})")
     return path

@@ -3,6 +3,9 @@ import json
 import math
 import os
 import shutil
+import socket
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -148,3 +151,59 @@ def test_mocov2_on_two_cpu_processes_with_shuffled_bn(mini_crops, toy_root, tmp_
     assert int(final["queues.projection.ptr"]) == 32
     assert (final["queues.projection.labels"][:32] >= 0).all() and (final["queues.projection.labels"][32:] == -1).all()
     assert json.load(open(out / "results.json"))["metrics"]["mini_test"]["knn/top1"] >= 0
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_machines_equal_one_machine_with_two_processes(mini_crops, toy_root, tmp_path):
+    """
+    --num-machines 2 (two launches on localhost, one process each, joined by --dist-url) trains the
+    same model as --num-gpus 2 on one machine: the same global ranks, seeds, gathers and queue.
+    """
+    extra = {"MODEL.CONTRASTIVE.QUEUE_SIZE": "48", "TEST.EVAL_PERIOD": "0"}
+    one = tmp_path / "one_machine"
+    run_cli("pretrain_net.py", ["--config-file", config("mocov2"), "--num-gpus", "2",
+                                *fast_opts(mini_crops, one, 2, **extra)], toy_root)
+
+    two = tmp_path / "two_machines"
+    url = f"tcp://127.0.0.1:{_free_port()}"
+    env = dict(os.environ, DETECTRON2_DATASETS=str(toy_root), PYTHONWARNINGS="ignore")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, os.path.join(REPO, "tools", "pretrain_net.py"), "--config-file", config("mocov2"),
+             "--num-machines", "2", "--machine-rank", str(rank), "--num-gpus", "1", "--dist-url", url,
+             *fast_opts(mini_crops, two, 2, **extra)],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        for rank in (0, 1)
+    ]
+    logs = [p.communicate(timeout=600)[0] for p in procs]
+    for rank, (p, log) in enumerate(zip(procs, logs)):
+        assert p.returncode == 0, f"machine {rank} failed:\n{log[-5000:]}"
+    assert "World size: 2" in logs[0]
+
+    a = torch.load(one / "model_final.pth", map_location="cpu", weights_only=False)["model"]
+    b = torch.load(two / "model_final.pth", map_location="cpu", weights_only=False)["model"]
+    assert set(a) == set(b) and int(b["queues.projection.ptr"]) == 32
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=0, msg=f"{key} differs between one and two machines")
+    assert json.load(open(two / "results.json"))["method"] == "MoCoV2"
+
+
+def test_random_init_baseline_over_seeds(mini_crops, toy_root, tmp_path):
+    """--eval-only without weights and --seeds: kNN of the randomly initialised network, one init per seed."""
+    out = tmp_path / "random_init"
+    proc = run_cli("pretrain_net.py", ["--config-file", config("simclr"), "--eval-only", "--seeds", "0,1",
+                                       *fast_opts(mini_crops, out)], toy_root)
+    per_seed = [json.load(open(out / f"seed{s}" / "results.json")) for s in (0, 1)]
+    assert [r["seed"] for r in per_seed] == [0, 1] and all(r["weights"] == "" for r in per_seed)
+    values = [r["metrics"]["mini_test"]["knn/top1"] for r in per_seed]
+    top1 = json.load(open(out / "results.json"))["metrics"]["mini_test"]["knn/top1"]
+    assert top1["values"] == values and top1["n"] == 2
+    expected = f"mini_test knn/top1: {top1['mean']:.2f} +- {top1['std']:.2f} (n=2: {values[0]:.2f}, {values[1]:.2f})"
+    assert expected in proc.stdout
+    assert "evaluating the randomly initialised model" in proc.stdout + proc.stderr
