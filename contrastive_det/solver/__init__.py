@@ -1,3 +1,4 @@
-from .lars import LARS, build_optimizer
+from .build import build_optimizer
+from .lars import LARS
 
 __all__ = ["LARS", "build_optimizer"]
