@@ -44,17 +44,24 @@ def copy_crops(toy_root, dest, per_class):
     return dest
 
 
-def run_cli(script, args, datasets_root, check=True, timeout=900):
-    """Run ``tools/<script>`` in a subprocess with ``DETECTRON2_DATASETS`` set; return the result."""
+def start_cli(script, args, datasets_root, **popen_kwargs):
+    """Start ``tools/<script>`` in a subprocess with ``DETECTRON2_DATASETS`` set; return the Popen."""
     env = dict(os.environ, DETECTRON2_DATASETS=str(datasets_root), PYTHONWARNINGS="ignore")
-    proc = subprocess.run(
-        [sys.executable, os.path.join(REPO, "tools", script), *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+    return subprocess.Popen(
+        [sys.executable, os.path.join(REPO, "tools", script), *args], cwd=REPO, env=env, text=True, **popen_kwargs
     )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{script} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-5000:]}\n{proc.stderr[-5000:]}")
-    return proc
+
+
+def run_cli(script, args, datasets_root, check=True, timeout=900):
+    """Run ``tools/<script>`` (see :func:`start_cli`) to the end; return its CompletedProcess."""
+    proc = start_cli(script, args, datasets_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    if check and done.returncode != 0:
+        raise AssertionError(f"{script} {' '.join(args)} failed ({done.returncode}):\n{done.stdout[-5000:]}\n{done.stderr[-5000:]}")
+    return done

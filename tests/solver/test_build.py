@@ -2,11 +2,11 @@
 import pytest
 import torch
 
-from contrastive_det.solver import LARS
+from contrastive_det.config import get_cfg
+from contrastive_det.solver import LARS, build_optimizer
+
 
 def _tiny_cfg(**solver):
-    from contrastive_det.config import get_cfg
-
     cfg = get_cfg()
     cfg.SOLVER.BASE_LR, cfg.SOLVER.WEIGHT_DECAY = 0.01, 0.1
     for key, value in solver.items():
@@ -15,8 +15,6 @@ def _tiny_cfg(**solver):
 
 
 def test_build_optimizer_choices():
-    from contrastive_det.solver import build_optimizer
-
     model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.BatchNorm1d(3))
     assert isinstance(build_optimizer(_tiny_cfg(OPTIMIZER="SGD"), model), torch.optim.SGD)
     assert isinstance(build_optimizer(_tiny_cfg(OPTIMIZER="LARS"), model), LARS)
@@ -29,8 +27,6 @@ def test_build_optimizer_choices():
 
 
 def test_adamw_step_matches_torch_on_one_weight():
-    from contrastive_det.solver import build_optimizer
-
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 1, bias=False)
     ref = torch.nn.Linear(4, 1, bias=False)
@@ -51,7 +47,5 @@ def test_adamw_step_matches_torch_on_one_weight():
     ({"OPTIMIZER": "AdamW", "ADAM_BETAS": (0.9, 1.0)}, r"SOLVER.ADAM_BETAS must be two numbers in \[0, 1\)"),
 ])
 def test_build_optimizer_rejects_bad_choices(solver, match):
-    from contrastive_det.solver import build_optimizer
-
     with pytest.raises(ValueError, match=match):
         build_optimizer(_tiny_cfg(**solver), torch.nn.Linear(2, 2))

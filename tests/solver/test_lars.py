@@ -38,4 +38,3 @@ def test_zero_weights_fall_back_to_trust_one():
 def test_rejects_bad_hyperparameters():
     with pytest.raises(ValueError, match="lr > 0"):
         LARS([torch.nn.Parameter(torch.zeros(1))], lr=0.0)
-

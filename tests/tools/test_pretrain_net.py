@@ -5,12 +5,11 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 
 import pytest
 import torch
 
-from conftest import REPO, copy_crops, run_cli
+from conftest import REPO, copy_crops, run_cli, start_cli
 
 METHODS = ["simclr", "mocov2", "supcon", "ce_selfsupcon", "supcon_selfsupcon", "scan"]
 META_ARCH = {"simclr": "SimCLR", "mocov2": "MoCoV2", "supcon": "SupCon", "ce_selfsupcon": "CESelfSupCon",
@@ -139,12 +138,21 @@ def test_empty_and_unreadable_image_folders(mini_crops, toy_root, tmp_path):
     assert bad_file.exists()
 
 
-def test_mocov2_on_two_cpu_processes_with_shuffled_bn(mini_crops, toy_root, tmp_path):
-    """--num-gpus 2 on CPU: gloo, MoCo's shuffled BN across the 2 processes, the global batch enqueued."""
-    out = tmp_path / "ddp"
+MOCO_DDP = {"MODEL.CONTRASTIVE.QUEUE_SIZE": "48"}
+
+
+@pytest.fixture(scope="module")
+def mocov2_one_machine(mini_crops, toy_root, tmp_path_factory):
+    """MoCo v2, 2 steps, --num-gpus 2 on CPU (one machine, 2 gloo processes); returns (output dir, process)."""
+    out = tmp_path_factory.mktemp("mocov2_one_machine")
     proc = run_cli("pretrain_net.py", ["--config-file", config("mocov2"), "--num-gpus", "2",
-                                       *fast_opts(mini_crops, out, 2, **{"MODEL.CONTRASTIVE.QUEUE_SIZE": "48"})],
-                   toy_root)
+                                       *fast_opts(mini_crops, out, 2, **MOCO_DDP)], toy_root)
+    return out, proc
+
+
+def test_mocov2_on_two_cpu_processes_with_shuffled_bn(mocov2_one_machine):
+    """--num-gpus 2 on CPU: gloo, MoCo's shuffled BN across the 2 processes, the global batch enqueued."""
+    out, proc = mocov2_one_machine
     assert "World size: 2" in proc.stdout + proc.stderr
     final = torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)["model"]
     # 2 steps of the global batch (16 = 2 processes x 8) went into the queue, with their labels
@@ -159,26 +167,19 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_two_machines_equal_one_machine_with_two_processes(mini_crops, toy_root, tmp_path):
+def test_two_machines_equal_one_machine_with_two_processes(mocov2_one_machine, mini_crops, toy_root, tmp_path):
     """
     --num-machines 2 (two launches on localhost, one process each, joined by --dist-url) trains the
     same model as --num-gpus 2 on one machine: the same global ranks, seeds, gathers and queue.
     """
-    extra = {"MODEL.CONTRASTIVE.QUEUE_SIZE": "48", "TEST.EVAL_PERIOD": "0"}
-    one = tmp_path / "one_machine"
-    run_cli("pretrain_net.py", ["--config-file", config("mocov2"), "--num-gpus", "2",
-                                *fast_opts(mini_crops, one, 2, **extra)], toy_root)
-
+    one, _ = mocov2_one_machine
     two = tmp_path / "two_machines"
     url = f"tcp://127.0.0.1:{_free_port()}"
-    env = dict(os.environ, DETECTRON2_DATASETS=str(toy_root), PYTHONWARNINGS="ignore")
     procs = [
-        subprocess.Popen(
-            [sys.executable, os.path.join(REPO, "tools", "pretrain_net.py"), "--config-file", config("mocov2"),
-             "--num-machines", "2", "--machine-rank", str(rank), "--num-gpus", "1", "--dist-url", url,
-             *fast_opts(mini_crops, two, 2, **extra)],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
+        start_cli("pretrain_net.py", ["--config-file", config("mocov2"), "--num-machines", "2",
+                                      "--machine-rank", str(rank), "--num-gpus", "1", "--dist-url", url,
+                                      *fast_opts(mini_crops, two, 2, **MOCO_DDP)],
+                  toy_root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         for rank in (0, 1)
     ]
     logs = [p.communicate(timeout=600)[0] for p in procs]
