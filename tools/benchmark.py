@@ -20,7 +20,7 @@ import tempfile
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
-from contrastive_det.engine.benchmark import seconds_per_iter, trainer_overhead
+from contrastive_det.apps.benchmark import seconds_per_iter, trainer_overhead
 from contrastive_det.engine.setup import build_run_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

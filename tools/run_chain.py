@@ -8,7 +8,7 @@ against random init, written to OUTPUT/summary.{md,json} and printed.
 """
 import argparse
 
-from contrastive_det.engine.chain import run_chain
+from contrastive_det.apps.chain import run_chain
 
 
 def main():

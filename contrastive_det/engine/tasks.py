@@ -21,7 +21,7 @@ from detectron2.evaluation import COCOEvaluator
 from detectron2.utils.registry import Registry
 
 from ..data import CheckedDatasetMapper
-from ..data.two_view import build_knn_test_loader, build_pretrain_train_loader, knn_bank_name
+from ..data.pretraining import build_knn_test_loader, build_pretrain_train_loader, knn_bank_name
 from ..evaluation import KNNEvaluator, VOCDetectionEvaluator
 
 TASK_REGISTRY = Registry("TASK")

@@ -229,7 +229,7 @@ def test_check_axes_config_names_the_keys():
 
 
 # ---------------------------------------------------------------------------------------------
-# the loaders of contrastive_det/data/two_view.py
+# the loaders of contrastive_det.data.pretraining.py
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
@@ -258,7 +258,7 @@ def loader_cfg(tiny_folder, out, **pretrain):
 
 
 def test_train_dicts_record_and_files(tiny_folder, tmp_path):
-    from contrastive_det.data.two_view import build_pretrain_train_loader
+    from contrastive_det.data.pretraining import build_pretrain_train_loader
 
     cfg = loader_cfg(tiny_folder, tmp_path, SUBSET_FRACTION=0.5, SUBSET_SEED=3, LABEL_MAP=str(tiny_folder / "parity.json"))
     batch = next(iter(build_pretrain_train_loader(cfg)))
@@ -275,7 +275,7 @@ def test_train_dicts_record_and_files(tiny_folder, tmp_path):
 
 
 def test_train_loader_mixes_two_datasets(tiny_folder, tmp_path):
-    from contrastive_det.data.two_view import pretrain_train_dicts
+    from contrastive_det.data.pretraining import pretrain_train_dicts
 
     cfg = loader_cfg(tiny_folder, tmp_path, MIX_PROPORTIONS=(1.0, 2.0))
     cfg.DATASETS.TRAIN = ("axes_tiny_train", "axes_tiny_test")
@@ -288,7 +288,7 @@ def test_train_loader_mixes_two_datasets(tiny_folder, tmp_path):
 
 
 def test_knn_loader_uses_coarse_labels(tiny_folder, tmp_path):
-    from contrastive_det.data.two_view import build_knn_test_loader
+    from contrastive_det.data.pretraining import build_knn_test_loader
 
     def labels(cfg):
         items = [x for batch in build_knn_test_loader(cfg, "axes_tiny_test") for x in batch]
@@ -302,7 +302,7 @@ def test_knn_loader_uses_coarse_labels(tiny_folder, tmp_path):
 
 
 def test_train_mapper_corrupts_and_eval_mapper_does_not(tiny_folder):
-    from contrastive_det.data.two_view import TwoViewMapper
+    from contrastive_det.data.transforms import TwoViewMapper
 
     cfg = get_cfg()
     cfg.INPUT.CORRUPTION.SALT_PEPPER = 1.0  # every pixel black or white

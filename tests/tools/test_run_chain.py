@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from contrastive_det.engine.chain import summarize
+from contrastive_det.apps.chain import summarize
 
 from conftest import FAST, run_cli
 

@@ -12,7 +12,7 @@ import torch
 from detectron2.engine import SimpleTrainer
 from detectron2.utils.events import EventStorage
 
-from .trainer import Trainer
+from ..engine.trainer import Trainer
 
 
 def _sync(cfg):
