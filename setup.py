@@ -40,6 +40,10 @@ setup(
     packages=find_packages(include=["contrastive_det", "contrastive_det.*"]),
     python_requires=">=3.9",
     install_requires=INSTALL_REQUIRES,
-    extras_require={"dev": ["pytest>=7", "pytest-timeout"]},
+    extras_require={
+        "dev": ["pytest>=7", "pytest-timeout"],
+        # tools/benchmark.py --only lightly: the library a user would pick instead
+        "bench": ["lightly==1.6.0"],
+    },
     include_package_data=True,
 )

@@ -4,11 +4,15 @@ Training-step benchmark, sized for a 2-core CPU by default. Detection: seconds p
 toy config and of the VOC0712 R50-C4 protocol at a reduced input size (on the toy images: VOC itself
 is not needed), and the ratio of our train_net step (Trainer with all hooks) to detectron2's bare
 SimpleTrainer. Pretraining (SimCLR on the toy digit crops): images per second of ResNet-18 at 32 px
-and ResNet-50 at 64 px, and the ratio of the engine's step to a bare PyTorch loop doing the same
-forward, backward and step. Ratios are measured side by side in alternating blocks.
+and ResNet-50 at 64 px, the ratio of the engine's step to a bare PyTorch loop doing the same
+forward, backward and step, and (``--only lightly``) images per second of tools/pretrain_net.py's
+run of configs/toy/pretrain_simclr_R18.yaml against lightly's documented SimCLR loop on the same
+data and settings. Ratios are measured side by side in alternating blocks; a Trainer step includes
+every hook's before_step/after_step and the periodic writes.
 
-    tools/benchmark.py                                  # everything
-    tools/benchmark.py --only ratio --only pretrain_ratio --trials 8
+    tools/benchmark.py                                  # everything (lightly's row needs lightly)
+    tools/benchmark.py --only ratio --only pretrain_ratio --trials 10
+    tools/benchmark.py --only lightly --trials 4        # ours against lightly 1.6.0
     tools/benchmark.py MODEL.DEVICE cuda                # trailing KEY VALUE overrides apply to every config
 """
 import argparse
@@ -20,8 +24,10 @@ import tempfile
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
-from contrastive_det.apps.benchmark import seconds_per_iter, trainer_overhead
-from contrastive_det.engine.setup import build_run_config
+from contrastive_det.apps.benchmark import StepBench, seconds_per_iter, trainer_overhead
+from contrastive_det.apps.lightly_compare import compare as lightly_compare
+from contrastive_det.apps.lightly_compare import lightly_missing
+from contrastive_det.engine.defaults import build_run_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOY = os.path.join(REPO, "configs", "toy", "digits_R_50_C4.yaml")
@@ -42,7 +48,7 @@ PRETRAIN = {  # name: (overrides, description)
                       "INPUT.TWO_VIEW.CROP_SIZE", "64", "INPUT.TWO_VIEW.TEST_RESIZE", "64",
                       "SOLVER.IMS_PER_BATCH", "16"], "SimCLR ResNet-50 at 64 px"),
 }
-PARTS = ["toy", "voc", "ratio", "pretrain_r18", "pretrain_r50", "pretrain_ratio"]
+PARTS = ["toy", "voc", "ratio", "pretrain_r18", "pretrain_r50", "pretrain_ratio", "lightly"]
 
 
 def build_cfg(config_file, opts, output_dir):
@@ -52,14 +58,23 @@ def build_cfg(config_file, opts, output_dir):
     return cfg
 
 
+def _ratio_text(r):
+    return (f"ratio {r['ratio_total']:.3f} over all timed iterations; per block pair min {min(r['ratios']):.3f} "
+            f"median {r['ratio_median']:.3f} max {max(r['ratios']):.3f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=PARTS, action="append", help="run only these parts")
     parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first (each side)")
     parser.add_argument("--iters", type=int, default=5, help="timed iterations for seconds/iter (toy)")
     parser.add_argument("--voc-iters", type=int, default=3, help="timed iterations for the VOC config")
-    parser.add_argument("--block", type=int, default=3, help="iterations per block in the ratio measurement")
+    parser.add_argument("--block", type=int, default=4, help="iterations per block in the ratio measurement "
+                        f"(block x trials a multiple of {StepBench.WRITER_PERIOD}: the writer's period)")
     parser.add_argument("--trials", type=int, default=5, help="Trainer/bare block pairs in the ratio measurement")
+    parser.add_argument("--lightly-iters", type=int, default=20, help="timed iterations per block, lightly comparison")
+    parser.add_argument("--lightly-warmup", type=int, default=4, help="untimed iterations per block, lightly comparison")
+    parser.add_argument("--lightly-trials", type=int, default=4, help="block pairs (ABBA order), lightly comparison")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every config")
     args = parser.parse_args()
@@ -84,8 +99,7 @@ def main():
             r = trainer_overhead(cfg, args.warmup, args.block, args.trials)
             out["ratio"] = r
             print(f"train_net step / bare SimpleTrainer step (toy, {args.trials} x {args.block} iters each, "
-                  f"alternating): median ratio {r['ratio_median']:.3f} "
-                  f"[{min(r['ratios']):.3f} .. {max(r['ratios']):.3f}]; "
+                  f"alternating): {_ratio_text(r)}; "
                   f"{r['trainer_s_per_iter']:.3f} vs {r['bare_s_per_iter']:.3f} s/iter", flush=True)
         for name, (opts, what) in PRETRAIN.items():
             if name in parts:
@@ -99,9 +113,22 @@ def main():
             r = trainer_overhead(cfg, args.warmup, args.block, args.trials, baseline="torch")
             out["pretrain_ratio"] = r
             print(f"pretrain_net step / bare PyTorch loop (SimCLR R18 32 px, {args.trials} x {args.block} iters "
-                  f"each, alternating): median ratio {r['ratio_median']:.3f} "
-                  f"[{min(r['ratios']):.3f} .. {max(r['ratios']):.3f}]; "
+                  f"each, alternating): {_ratio_text(r)}; "
                   f"{r['trainer_s_per_iter']:.3f} vs {r['bare_s_per_iter']:.3f} s/iter", flush=True)
+        if "lightly" in parts:
+            missing = lightly_missing()
+            if missing:
+                print(f"pretrain_net vs lightly: skipped. {missing}", flush=True)
+            else:
+                r = lightly_compare(SIMCLR, list(args.opts), args.lightly_warmup, args.lightly_iters,
+                                    args.lightly_trials)
+                out["lightly"] = r
+                ratios = r["ratios"]
+                print(f"pretrain_net vs lightly {r['lightly_version']} SimCLR loop (R18 64 px, "
+                      f"{args.lightly_trials} x 2 blocks of {args.lightly_iters} iters, ABBA order): "
+                      f"{r['ours_images_per_s']:.1f} vs {r['lightly_images_per_s']:.1f} images/s, "
+                      f"ratio ours/lightly median {r['ratio_median']:.3f} "
+                      f"[min {min(ratios):.3f}, max {max(ratios):.3f}]", flush=True)
     if args.json:
         from contrastive_det.utils.atomic import atomic_write_json
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 """
 Convert a ResNet checkpoint (this suite's canonical export, torchvision, MoCo v1/v2/v3,
-SupContrast, VISSL, solo-learn / Lightning, mmselfsup, timm, backbone./encoder. prefixes, raw
-dicts) into detectron2's .pkl for MODEL.WEIGHTS, with a coverage report and a numeric check;
-or a detectron2 ResNet back to the canonical torchvision form (--to torchvision).
+SupContrast, VISSL, solo-learn / Lightning, mmselfsup, timm, lightly-style nn.Sequential trunks,
+backbone./encoder. prefixes, raw dicts) into detectron2's .pkl for MODEL.WEIGHTS, with a coverage
+report and a numeric check; or a detectron2 ResNet back to the canonical torchvision form
+(--to torchvision).
 """
 import argparse
 import os
@@ -38,18 +39,21 @@ is created); 2 bad arguments.
 
 def build_parser():
     from contrastive_det.convert.readers import format_names
+    from contrastive_det.convert.writers import WRITERS
 
     p = argparse.ArgumentParser(
         description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("input", help="checkpoint to convert")
     p.add_argument("output", help="output file: .pkl for detectron2, .pth for --to torchvision")
-    p.add_argument("--to", choices=("detectron2", "torchvision"), default="detectron2",
-                   help="output kind (default: detectron2)")
+    p.add_argument("--to", choices=list(WRITERS), default="detectron2",
+                   help="output kind (default: detectron2): "
+                        + "; ".join(f"{name}: {w.help}" for name, w in WRITERS.items()))
     p.add_argument("--format", dest="fmt", metavar="NAME",
                    help=f"input format instead of auto-detection: {', '.join(format_names())}")
     p.add_argument("--prefix", metavar="[CONTAINER:]PREFIX",
-                   help="take the torchvision-named ResNet under this key prefix (e.g. 'state_dict:module.encoder_q.')")
+                   help="take the ResNet under this key prefix: 'student.' (nested dicts read as dotted "
+                        "keys) or CONTAINER:PREFIX, e.g. 'state_dict:module.encoder_q.'")
     p.add_argument("--depth", type=int, choices=(18, 34, 50, 101, 152),
                    help="expected ResNet depth (checked against the keys; inferred when omitted)")
     p.add_argument("--verify", dest="verify", action="store_true", default=True,

@@ -1,9 +1,12 @@
 #!/usr/bin/env python
 """
-Detection transfer: train and evaluate Faster R-CNN with detectron2 on VOC0712, COCO, the toy
-digit scenes or your own VOC/COCO dataset.
+Train and evaluate with contrastive-det's one Trainer: the task comes from the config's ``TASK``
+(detection transfer by default; pretraining configs set ``TASK: PretrainTask``).
+
+Detection: Faster R-CNN / Mask R-CNN on VOC0712, COCO, the toy digit scenes or your own VOC/COCO
+dataset, with MODEL.WEIGHTS in any checkpoint layout the converter reads.
 """
-from contrastive_det.engine import argument_parser, launch_runs, run_task
+from contrastive_det.engine import AtomicDetectionCheckpointer, Trainer, argument_parser, launch_runs, setup
 
 EPILOG = """
 Examples:
@@ -17,20 +20,35 @@ VOC0712, 8 GPUs, weights converted from a contrastive checkpoint (torchvision la
 
 Mean and std over 5 seeds:  add --num-seeds 5
 4 GPUs instead of 8:         add --num-gpus 4 --fewer-gpus
-Resume / evaluate only:      add --resume / --eval-only MODEL.WEIGHTS out/model_final.pth
+Resume after a crash:        add --resume (same OUTPUT_DIR; continues bit-exactly with the checkpoint's seed)
+Evaluate only:               add --eval-only MODEL.WEIGHTS out/model_final.pth
 Two machines of 8 GPUs:
     (machine0)$ tools/train_net.py --machine-rank 0 --num-machines 2 --num-gpus 8 --dist-url tcp://IP0:PORT [--config-file ...]
     (machine1)$ tools/train_net.py --machine-rank 1 --num-machines 2 --num-gpus 8 --dist-url tcp://IP0:PORT [--config-file ...]
 """
 
 
-def main():
-    args = argument_parser(EPILOG).parse_args()
-    print("Command Line Args:", args)
-    path = launch_runs(run_task, args)
-    if path:
-        print(f"results: {path}")
+def main(args, seed=None, output_dir=None):
+    """One run in one process (of possibly many); ``launch_runs`` picks the seed and folder."""
+    cfg = setup(args, seed=seed, output_dir=output_dir)
+
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        checkpoint = AtomicDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume
+        )
+        results = Trainer.test(cfg, model)
+        Trainer.write_eval_results(cfg, results, checkpoint=checkpoint, config_file=args.config_file)
+        return results
+
+    trainer = Trainer(cfg, config_file=args.config_file)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
 
 
 if __name__ == "__main__":
-    main()
+    args = argument_parser(EPILOG).parse_args()
+    print("Command Line Args:", args)
+    path = launch_runs(main, args)
+    if path:
+        print(f"results: {path}")

@@ -7,19 +7,29 @@ def add_contrastive_det_config(cfg):
     """Add contrastive-det's keys to a detectron2 config (in place). Safe to call twice."""
     if hasattr(cfg, "TASK"):
         return cfg
-    # The task the one Trainer runs: a class name in TASK_REGISTRY (contrastive_det/engine/tasks.py)
+    # The task the one Trainer runs: a class name in TASK_REGISTRY (one file per task in contrastive_det/tasks/)
     # that supplies data loaders and evaluators. "DetectionTask": Faster R-CNN detection transfer.
     cfg.TASK = "DetectionTask"
 
     # User datasets registered from the config, without writing Python. A list of dicts, each:
-    #   {NAME: str, FORMAT: "voc" | "coco", CLASSES: [str, ...],
+    #   {NAME: str, FORMAT: "voc" | "coco" | "folder", CLASSES: [str, ...],
     #    voc:  ROOT (folder with JPEGImages/ Annotations/ ImageSets/Main/), SPLIT (e.g. "trainval"),
     #          YEAR (2007 -> 11-point VOC metric, the default; anything else -> area metric)
     #    coco: JSON (instances file), IMAGE_ROOT (folder the file names are relative to)
     #    folder: ROOT (class-per-folder classification set: ROOT/<class>/<image>)}
     # CLASSES is required for voc and optional for coco (the JSON's categories) and folder
-    # (the sorted folder names).
+    # (the sorted folder names). Examples (YAML and command line): datasets/README.md.
     cfg.DATASETS.CUSTOM = []
+
+    # Key prefix of the backbone inside MODEL.WEIGHTS when the file holds several ResNets (e.g.
+    # "student." of {"student": ..., "teacher": ...}), like the converter's --prefix. "" = detect it.
+    cfg.MODEL.WEIGHTS_PREFIX = ""
+
+    # Pre-flight image scan (contrastive_det.data.checks.check_images): before training, decode
+    # every image of the datasets when they hold at most this many distinct images, and list ALL
+    # unreadable/truncated files in one error. 0 = never. ~1 ms per VOC-sized JPEG: the default
+    # covers VOC0712 (16,551 train + 4,952 test images) but skips COCO train2017 (118k).
+    cfg.DATALOADER.CHECK_IMAGES_MAX = 25000
 
     add_pretrain_config(cfg)
 
@@ -45,7 +55,10 @@ def add_pretrain_config(cfg):
     cfg.MODEL.TV_RESNET = CN()
     cfg.MODEL.TV_RESNET.DEPTH = 50  # 18, 34, 50 or 101
     cfg.MODEL.TV_RESNET.WIDTH_PER_GROUP = 64  # bottleneck width (64 = standard; 128 = wide ResNet-50-2)
-    cfg.MODEL.TV_RESNET.NORM = "BN"  # "BN" or "SyncBN" (SyncBN becomes BN in one process)
+    # Batch norm of the trunk, by detectron2 name: "BN", or global BN "SyncBN" / "nnSyncBN" (torch's,
+    # CUDA) / "naiveSyncBN" (detectron2's, also on CPU over gloo). In one process every synced flavour
+    # becomes BN; on several CPU processes SyncBN becomes naiveSyncBN. The projection heads take it too.
+    cfg.MODEL.TV_RESNET.NORM = "BN"
     cfg.MODEL.TV_RESNET.ZERO_INIT_RESIDUAL = False  # zero-init the last BN gamma of each residual block
 
     cfg.MODEL.CONTRASTIVE = CN()
@@ -54,7 +67,8 @@ def add_pretrain_config(cfg):
     cfg.MODEL.CONTRASTIVE.PROJ_LAYERS = 2
     cfg.MODEL.CONTRASTIVE.PROJ_HIDDEN_DIM = 2048
     cfg.MODEL.CONTRASTIVE.PROJ_DIM = 128
-    cfg.MODEL.CONTRASTIVE.PROJ_BN = False  # BN after hidden linear layers (SimCLR v1 uses it; MoCo v2 not)
+    # A norm after hidden linear layers (SimCLR v1 uses it; MoCo v2 not), of MODEL.TV_RESNET.NORM's kind.
+    cfg.MODEL.CONTRASTIVE.PROJ_BN = False
     cfg.MODEL.CONTRASTIVE.TEMPERATURE = 0.2  # MoCo v2 0.2; SimCLR 0.5 (batch 256) / 0.1; SupCon 0.07
     cfg.MODEL.CONTRASTIVE.BASE_TEMPERATURE = 0.07  # SupCon: loss scaled by TEMPERATURE / BASE_TEMPERATURE
     cfg.MODEL.CONTRASTIVE.CONTRAST_MODE = "all"  # SupCon: "all" views are anchors, or only view "one"

@@ -1,7 +1,9 @@
 """
 Checkpoint conversion: any common ResNet checkpoint -> canonical torchvision backbone (the hub)
 -> detectron2 ``.pkl`` for ``MODEL.WEIGHTS`` (and back), with a coverage report and a numeric
-proof. The CLI is ``tools/convert_to_detectron2.py``.
+proof. Readers (one per input layout) and writers (one per output layout) are tables:
+``READERS`` / :func:`register_reader`, ``WRITERS`` / :func:`register_writer`. The CLI is
+``tools/convert_to_detectron2.py``; detection runs call :func:`convert_weights_for_detection`.
 
     from contrastive_det.convert import convert_checkpoint, save_canonical, load_canonical
     save_canonical("r50.pth", model.state_dict(), arch="resnet50", method="mocov2")
@@ -16,9 +18,11 @@ from .canonical import (
 )
 from .checkpoint_io import load_checkpoint_file
 from .d2config import config_overrides, detectron2_config
-from .errors import ConversionError, UnsafeCheckpointError, VerificationError
+from .errors import AmbiguousCheckpointError, ConversionError, UnsafeCheckpointError, VerificationError
+from .detection_weights import convert_weights_for_detection
+from .extraction import Extraction
 from .pipeline import ConversionResult, convert_checkpoint
-from .readers import FORMAT_ALIASES, READERS, Extraction, read_checkpoint, register_reader
+from .readers import FORMAT_ALIASES, READERS, read_checkpoint, register_reader
 from .resnet_keys import (
     d2_to_tv_key,
     detectron2_to_torchvision,
@@ -27,7 +31,15 @@ from .resnet_keys import (
     tv_to_d2_key,
 )
 from .verify import CoverageReport, VerificationResult, check_coverage, verify_conversion
-from .writers import detectron2_payload, write_detectron2, write_torchvision
+from .writers import (
+    WRITERS,
+    ConvertedBackbone,
+    Writer,
+    detectron2_payload,
+    get_writer,
+    register_writer,
+    write_detectron2,
+)
 
 __all__ = [
     "CANONICAL_FORMAT",
@@ -54,10 +66,16 @@ __all__ = [
     "infer_depth",
     "detectron2_payload",
     "write_detectron2",
-    "write_torchvision",
+    "WRITERS",
+    "Writer",
+    "ConvertedBackbone",
+    "register_writer",
+    "get_writer",
+    "convert_weights_for_detection",
     "detectron2_config",
     "config_overrides",
     "ConversionError",
+    "AmbiguousCheckpointError",
     "UnsafeCheckpointError",
     "VerificationError",
 ]

@@ -172,10 +172,6 @@ def save_canonical(path, state_dict, *, arch, method="unspecified", pixel_mean=T
     return payload["meta"]
 
 
-def is_canonical(obj):
-    return isinstance(obj, dict) and obj.get("format") == CANONICAL_FORMAT
-
-
 def parse_canonical(obj, where="checkpoint"):
     """Validate a loaded canonical dict; return ``(state_dict, meta)``."""
     if not isinstance(obj, dict) or "format" not in obj:

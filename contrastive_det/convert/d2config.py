@@ -14,6 +14,7 @@ import shlex
 import tempfile
 from collections import OrderedDict
 
+from ..utils.config_keys import get_key
 from .canonical import TORCHVISION_PIXEL_MEAN, TORCHVISION_PIXEL_STD
 from .errors import ConversionError
 from .resnet_keys import BOTTLENECK_DEPTHS, res2_out_channels
@@ -128,9 +129,7 @@ def check_base(base, depth):
 def _check_loaded(cfg, expected, path):
     wrong = []
     for key, value in expected.items():
-        node = cfg
-        for p in key.split("."):
-            node = node[p]
+        node = get_key(cfg, key)
         got = list(node) if isinstance(node, (list, tuple)) else node
         if got != value:
             wrong.append(f"{key}: {got!r} (wanted {value!r})")

@@ -11,3 +11,16 @@ class UnsafeCheckpointError(ConversionError):
 
 class VerificationError(ConversionError):
     """The converted weights do not reproduce the source network's outputs."""
+
+
+class AmbiguousCheckpointError(ConversionError):
+    """
+    A checkpoint holds several ResNets and nothing says which one is the backbone.
+
+    Attributes:
+        candidates (list[str]): the ``--prefix`` value that selects each of them.
+    """
+
+    def __init__(self, message, candidates):
+        super().__init__(message)
+        self.candidates = list(candidates)

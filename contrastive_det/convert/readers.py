@@ -1,5 +1,5 @@
 """
-Checkpoint formats: detection and extraction of the ResNet backbone under torchvision names.
+The reader table: one small function per checkpoint layout, tried in order by auto-detection.
 
 Reader contract
 ---------------
@@ -9,164 +9,50 @@ A reader is a function ``reader(ckpt) -> Extraction | None``:
   tensors). Readers never modify it.
 * It returns ``None`` when ``ckpt`` does not have the reader's layout (cheap structural checks
   only), so that auto-detection can try the next reader.
-* Otherwise it returns an :class:`Extraction`: the backbone's tensors renamed to torchvision
-  ResNet names (``conv1.weight``, ``bn1.*``, ``layer1.0.conv1.weight``...). Keys inside the
-  backbone's scope are all passed on, including ``fc.*``, BN counters and names that are not
-  standard ResNet names (the coverage check decides: ``fc.*`` and counters are dropped, anything
-  else non-standard is an error). Tensors outside the backbone (momentum encoders, projection
-  heads, queues, classifiers) go to ``Extraction.dropped`` with a group label.
-* It raises :class:`ConversionError` when the layout is recognised but ambiguous or broken.
+* Otherwise it returns an :class:`~contrastive_det.convert.extraction.Extraction`: the backbone's
+  tensors renamed to torchvision ResNet names (``conv1.weight``, ``bn1.*``,
+  ``layer1.0.conv1.weight``...). Keys inside the backbone's scope are all passed on, including
+  ``fc.*``, BN counters and names that are not standard ResNet names (the coverage check decides:
+  ``fc.*`` and counters are dropped, anything else non-standard is an error). Tensors outside the
+  backbone (momentum encoders, projection heads, queues, classifiers) go to
+  ``Extraction.dropped`` with a group label.
+* It raises :class:`ConversionError` when the layout is recognised but broken, and
+  :class:`AmbiguousCheckpointError` when it holds several candidate backbones.
 * The first line of its docstring describes the layout (shown in error messages).
 
 ``READERS`` maps format names to readers in detection order (most specific first);
 ``FORMAT_ALIASES`` maps other accepted ``--format`` names. Add a format with
-:func:`register_reader`.
+:func:`register_reader`. The shared machinery (prefix search, containers, ``take_prefix``) is in
+:mod:`contrastive_det.convert.extraction`.
 """
 import re
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import Callable, Dict, List
+from typing import Callable
 
 import torch
 
+from ..utils.config_keys import get_key
 from .canonical import CANONICAL_FORMAT
-from .errors import ConversionError
-from .resnet_keys import d2_to_tv_key
+from .errors import AmbiguousCheckpointError, ConversionError
+from .extraction import (
+    D2_PROBE,
+    TV_PROBE,
+    WRAPPERS,
+    container_at,
+    describe_checkpoint,
+    find_candidates,
+    first_prefix,
+    has_keys,
+    path_str,
+    select_candidates,
+    take_candidate,
+    take_prefix,
+)
+from .resnet_keys import d2_to_tv_key, sequential_to_tv_key
 
-# Components that only wrap a model (DataParallel, torch.compile, Lightning's self.model).
-_WRAPPERS = ("module", "model", "_orig_mod")
-_TV_PROBE = ("conv1.weight", "layer1.0.conv1.weight")
-_D2_PROBE = ("stem.conv1.weight", "res2.0.conv1.weight")
-
-
-@dataclass
-class Extraction:
-    """What a reader found in a checkpoint."""
-
-    format: str  # reader name
-    source: str  # where the backbone is, e.g. "state_dict: module.encoder_q.*"
-    state_dict: "OrderedDict[str, torch.Tensor]"  # torchvision names, whole backbone scope
-    original_names: Dict[str, str]  # torchvision name -> key in the file
-    dropped: Dict[str, str] = field(default_factory=dict)  # key in the file -> group label
-    meta: dict = field(default_factory=dict)  # method / pixel stats / input format, when known
-    ignored: List[str] = field(default_factory=list)  # top-level non-weight entries
-
-
-def group_label(key):
-    """``module.encoder_k.layer1.0.conv1.weight`` -> ``module.encoder_k.*``; ``queue`` -> ``queue``."""
-    parts = key.split(".")
-    i = 0
-    while i < len(parts) - 1 and parts[i] in _WRAPPERS:
-        i += 1
-    label = ".".join(parts[: i + 1])
-    return label + ".*" if i + 1 < len(parts) else label
-
-
-def _tensor_dict(obj):
-    """``obj`` if it is a dict holding at least one tensor under a string key, else None."""
-    if isinstance(obj, dict) and any(isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items()):
-        return obj
-    return None
-
-
-def _get(ckpt, *path):
-    cur = ckpt
-    for p in path:
-        if not isinstance(cur, dict) or p not in cur:
-            return None
-        cur = cur[p]
-    return cur
-
-
-def _has(sd, prefix, probe):
-    return all(prefix + k in sd and torch.is_tensor(sd[prefix + k]) for k in probe)
-
-
-def iter_containers(ckpt, max_depth=4):
-    """Yield ``(path, dict)`` for ``ckpt`` and every nested dict that holds tensors."""
-    todo = [((), ckpt)]
-    while todo:
-        path, obj = todo.pop(0)
-        if not isinstance(obj, dict):
-            continue
-        if _tensor_dict(obj) is not None:
-            yield path, obj
-        if len(path) < max_depth:
-            for k, v in obj.items():
-                if isinstance(k, str) and isinstance(v, dict):
-                    todo.append((path + (k,), v))
-
-
-def _path_str(path):
-    return ".".join(path) if path else "<root>"
-
-
-def _find_prefixes(sd, probe):
-    """Every prefix P with P + probe[i] present for all i."""
-    last = probe[-1]
-    found = []
-    for k in sd:
-        if isinstance(k, str) and k.endswith(last):
-            p = k[: len(k) - len(last)]
-            if (p == "" or p.endswith(".")) and _has(sd, p, probe):
-                found.append(p)
-    return found
-
-
-def _ignored(ckpt, path):
-    if not isinstance(ckpt, dict) or not path:
-        return []
-    return [str(k) for k in ckpt if k != path[0]]
-
-
-def take_prefix(fmt, ckpt, path, prefix, *, rename=None, meta=None, extra_sources=()):
-    """
-    Build an :class:`Extraction` from the tensors of ``ckpt[path...]`` whose keys start with
-    ``prefix`` (renamed by stripping ``prefix``, then ``rename(name)``); the container's other
-    tensors are dropped. ``extra_sources``: more ``(path, prefix, rename)`` to merge in (e.g. the
-    res5 of a detectron2 C4 model).
-    """
-    state, original, dropped = OrderedDict(), {}, {}
-    taken_keys = set()
-    sources = [(path, prefix, rename)] + list(extra_sources)
-    for src_path, src_prefix, src_rename in sources:
-        container = _get(ckpt, *src_path) if src_path else ckpt
-        for key, value in container.items():
-            if not (isinstance(key, str) and torch.is_tensor(value)) or not key.startswith(src_prefix):
-                continue
-            name = key[len(src_prefix):]
-            if src_rename is not None:
-                name = src_rename(name)
-            if name is None:
-                continue
-            if name in state:
-                raise ConversionError(
-                    f"{fmt}: both {original[name]!r} and {key!r} map to {name!r}"
-                )
-            state[name] = value
-            original[name] = key
-            taken_keys.add((src_path, key))
-    for src_path in {s[0] for s in sources}:
-        container = _get(ckpt, *src_path) if src_path else ckpt
-        for key, value in container.items():
-            if isinstance(key, str) and torch.is_tensor(value) and (src_path, key) not in taken_keys:
-                dropped[key] = group_label(key)
-    source = f"{_path_str(path)}: {prefix}*" if prefix else _path_str(path)
-    return Extraction(
-        format=fmt, source=source, state_dict=state, original_names=original, dropped=dropped,
-        meta=dict(meta or {}), ignored=_ignored(ckpt, path),
-    )
-
-
-def _first_prefix(sd, prefixes, probe=_TV_PROBE):
-    for p in prefixes:
-        if _has(sd, p, probe):
-            return p
-    return None
-
-
-# ----------------------------------------------------------------------------------------------
-# readers
+# ``nn.Sequential(*list(resnet.children())[:-1])``: 0 conv1, 1 bn1, 4..7 layer1..layer4.
+SEQUENTIAL_PROBE = ("0.weight", "1.running_var", "4.0.conv1.weight", "7.0.conv1.weight")
+_TRUNK_NAMES = ("backbone", "encoder")
 
 
 def read_canonical(ckpt):
@@ -188,30 +74,29 @@ def _d2_rename(name):
     return tv if tv is not None else name
 
 
+def _c4_res5_rename(name):
+    # Faster R-CNN C4: res5 lives in the ROI head; its extra norm (res5.norm) is not backbone.
+    return _d2_rename("res5." + name) if re.match(r"^\d+\.", name) else None
+
+
 def read_detectron2(ckpt):
     """detectron2 ResNet names (stem.conv1.*, res2-res5.*): a converted .pkl {"model": ..., "__author__": ...} or a detectron2 model checkpoint (backbone.[bottom_up.]*; a C4 model's res5 is read from roi_heads.res5)."""
-    candidates = []
-    for path, sd in iter_containers(ckpt):
-        for p in _find_prefixes(sd, _D2_PROBE):
-            candidates.append((path, p, sd))
+    candidates = find_candidates(ckpt, D2_PROBE)
     if not candidates:
         return None
     if len(candidates) > 1:
-        raise ConversionError(
-            "several detectron2 ResNets in the checkpoint: "
-            + ", ".join(f"{_path_str(pa)}:{p}" for pa, p, _ in candidates)
-            + "; choose one with --prefix CONTAINER:PREFIX"
+        specs = [f"{path_str(c.path) if c.path else ''}:{c.prefix}" for c in candidates]
+        raise AmbiguousCheckpointError(
+            f"several detectron2 ResNets in the checkpoint: {', '.join(specs)}; choose one with --prefix "
+            "CONTAINER:PREFIX", specs,
         )
-    path, prefix, sd = candidates[0]
+    c = candidates[0]
+    sd = get_key(ckpt, c.path)
     extra = []
     c4_res5 = "roi_heads.res5."
-    if not _has(sd, prefix, ("res5.0.conv1.weight",)) and _has(sd, c4_res5, ("0.conv1.weight",)):
-        # Faster R-CNN C4: res5 lives in the ROI head; its extra norm (res5.norm) is not backbone.
-        def res5_rename(name):
-            return _d2_rename("res5." + name) if re.match(r"^\d+\.", name) else None
-
-        extra.append((path, c4_res5, res5_rename))
-    return take_prefix("detectron2", ckpt, path, prefix, rename=_d2_rename, extra_sources=extra,
+    if not has_keys(sd, c.prefix, ("res5.0.conv1.weight",)) and has_keys(sd, c4_res5, ("0.conv1.weight",)):
+        extra.append((c.path, c4_res5, _c4_res5_rename))
+    return take_prefix("detectron2", ckpt, c.path, c.prefix, rename=_d2_rename, extra_sources=extra,
                        meta={"method": "unspecified"})
 
 
@@ -225,11 +110,11 @@ _VISSL_TRUNKS = [
 def read_vissl(ckpt):
     """VISSL: {"classy_state_dict": {"base_model": {"model": {"trunk": {"_feature_blocks.conv1.weight", "_feature_blocks.layer1.0...", ...}, "heads": {...}}}}} (heads dropped)."""
     for model_path in _VISSL_TRUNKS:
-        trunk = _tensor_dict(_get(ckpt, *model_path, "trunk"))
-        if trunk is None or not _has(trunk, "_feature_blocks.", _TV_PROBE):
+        trunk = container_at(ckpt, model_path + ("trunk",))
+        if trunk is None or not has_keys(trunk, "_feature_blocks.", TV_PROBE):
             continue
         ext = take_prefix("vissl", ckpt, model_path + ("trunk",), "_feature_blocks.", meta={"method": "vissl"})
-        heads = _tensor_dict(_get(ckpt, *model_path, "heads"))
+        heads = container_at(ckpt, model_path + ("heads",))
         for key, value in (heads or {}).items():
             if torch.is_tensor(value):
                 ext.dropped[f"heads.{key}"] = "heads.*"
@@ -238,19 +123,17 @@ def read_vissl(ckpt):
 
 
 def _state_dict_or_root(ckpt):
-    sd = _tensor_dict(_get(ckpt, "state_dict"))
-    if sd is not None:
-        return ("state_dict",), sd
-    root = _tensor_dict(ckpt)
-    return ((), root) if root is not None else (None, None)
+    for path in (("state_dict",), ()):
+        sd = container_at(ckpt, path)
+        if sd is not None:
+            return path, sd
+    return None, None
 
 
 def read_moco(ckpt):
     """MoCo v1/v2: {"state_dict": {"module.encoder_q.*" (fc: linear v1 / MLP fc.0, fc.2 v2), "module.encoder_k.*", "module.queue", "module.queue_ptr"}, "arch", "epoch", "optimizer"}."""
     path, sd = _state_dict_or_root(ckpt)
-    if sd is None:
-        return None
-    prefix = _first_prefix(sd, ("module.encoder_q.", "encoder_q."))
+    prefix = first_prefix(sd, ("module.encoder_q.", "encoder_q.")) if sd is not None else None
     if prefix is None:
         return None
     method = "mocov2" if prefix + "fc.0.weight" in sd else "mocov1"
@@ -260,9 +143,7 @@ def read_moco(ckpt):
 def read_mocov3(ckpt):
     """MoCo v3: {"state_dict": {"module.base_encoder.*" (fc = projection MLP), "module.momentum_encoder.*", "module.predictor.*"}, "arch", "epoch", "optimizer", "scaler"}."""
     path, sd = _state_dict_or_root(ckpt)
-    if sd is None:
-        return None
-    prefix = _first_prefix(sd, ("module.base_encoder.", "base_encoder."))
+    prefix = first_prefix(sd, ("module.base_encoder.", "base_encoder.")) if sd is not None else None
     if prefix is None:
         return None
     return take_prefix("mocov3", ckpt, path, prefix, meta={"method": "mocov3"})
@@ -275,10 +156,8 @@ def _supcon_rename(name):
 
 def read_supcon(ckpt):
     """SupContrast: {"model": {"encoder.*" | "module.encoder.*" | "encoder.module.*", "head.*"}, "opt", "optimizer", "epoch"} (shortcut.0/1 read as downsample.0/1)."""
-    sd = _tensor_dict(_get(ckpt, "model"))
-    if sd is None:
-        return None
-    prefix = _first_prefix(sd, ("encoder.module.", "module.encoder.", "encoder."))
+    sd = container_at(ckpt, ("model",))
+    prefix = first_prefix(sd, ("encoder.module.", "module.encoder.", "encoder.")) if sd is not None else None
     if prefix is None:
         return None
     return take_prefix("supcon", ckpt, ("model",), prefix, rename=_supcon_rename, meta={"method": "supcon"})
@@ -288,14 +167,12 @@ def read_lightning(ckpt):
     """PyTorch Lightning SSL checkpoints, e.g. solo-learn: {"state_dict": {"backbone.*", "momentum_backbone.*", "projector.*", "classifier.*", ...}, "pytorch-lightning_version", "epoch", "global_step", "hyper_parameters"}."""
     if not isinstance(ckpt, dict) or "pytorch-lightning_version" not in ckpt:
         return None
-    sd = _tensor_dict(_get(ckpt, "state_dict"))
-    if sd is None:
-        return None
-    prefix = _first_prefix(sd, ("backbone.", "model.backbone.", "encoder.", "model.encoder."))
+    sd = container_at(ckpt, ("state_dict",))
+    prefixes = ("backbone.", "model.backbone.", "encoder.", "model.encoder.")
+    prefix = first_prefix(sd, prefixes) if sd is not None else None
     if prefix is None:
         return None
-    hp = ckpt.get("hyper_parameters")
-    method = hp.get("method") if isinstance(hp, dict) else None
+    method = get_key(ckpt, ("hyper_parameters", "method"), default=None)
     return take_prefix("lightning", ckpt, ("state_dict",), prefix,
                        meta={"method": method if isinstance(method, str) else "unspecified"})
 
@@ -304,23 +181,20 @@ def read_mmselfsup(ckpt):
     """mmselfsup / OpenMMLab: {"meta": {...}, "state_dict": {"backbone.*", "neck.*", "head.*", momentum encoder, queue...}, "optimizer"}."""
     if not isinstance(ckpt, dict) or not ("meta" in ckpt or "message_hub" in ckpt):
         return None
-    sd = _tensor_dict(_get(ckpt, "state_dict"))
-    if sd is None or not _has(sd, "backbone.", _TV_PROBE):
+    sd = container_at(ckpt, ("state_dict",))
+    if sd is None or not has_keys(sd, "backbone.", TV_PROBE):
         return None
     return take_prefix("mmselfsup", ckpt, ("state_dict",), "backbone.", meta={"method": "unspecified"})
 
 
 def read_timm(ckpt):
     """timm training checkpoint: {"state_dict": torchvision-named ResNet (conv1, bn1, layer1-4, fc), "arch", "epoch", "args", "state_dict_ema"?} (timm's pretrained files are plain state dicts: "torchvision")."""
-    sd = _tensor_dict(_get(ckpt, "state_dict"))
-    if sd is None:
-        return None
-    prefix = _first_prefix(sd, ("", "module."))
+    sd = container_at(ckpt, ("state_dict",))
+    prefix = first_prefix(sd, ("", "module.")) if sd is not None else None
     if prefix is None:
         return None
     ext = take_prefix("timm", ckpt, ("state_dict",), prefix, meta={"method": "unspecified"})
-    ema = _tensor_dict(_get(ckpt, "state_dict_ema"))
-    for key, value in (ema or {}).items():
+    for key, value in (container_at(ckpt, ("state_dict_ema",)) or {}).items():
         if torch.is_tensor(value):
             ext.dropped[f"state_dict_ema: {key}"] = "state_dict_ema.*"
     return ext
@@ -329,10 +203,8 @@ def read_timm(ckpt):
 def read_torchvision(ckpt):
     """torchvision ResNet state_dict (conv1, bn1, layer1-4, fc), bare or as {"model": ...} (torchvision's reference scripts), optionally under "module."; timm ResNet weights use the same names."""
     for path in ((), ("model",)):
-        sd = _tensor_dict(_get(ckpt, *path) if path else ckpt)
-        if sd is None:
-            continue
-        prefix = _first_prefix(sd, ("", "module."))
+        sd = container_at(ckpt, path)
+        prefix = first_prefix(sd, ("", "module.")) if sd is not None else None
         if prefix is not None:
             return take_prefix("torchvision", ckpt, path, prefix, meta={"method": "unspecified"})
     return None
@@ -346,47 +218,55 @@ _PLAIN_PREFIXES = tuple(
 def read_prefixed(ckpt):
     """A torchvision-named ResNet under "backbone." or "encoder." (optionally inside "module."/"model."), in the file itself or in its "state_dict" / "model" entry."""
     for path in ((), ("state_dict",), ("model",)):
-        sd = _tensor_dict(_get(ckpt, *path) if path else ckpt)
-        if sd is None:
-            continue
-        prefix = _first_prefix(sd, _PLAIN_PREFIXES)
+        sd = container_at(ckpt, path)
+        prefix = first_prefix(sd, _PLAIN_PREFIXES) if sd is not None else None
         if prefix is not None:
             return take_prefix("prefixed", ckpt, path, prefix, meta={"method": "unspecified"})
     return None
 
 
-def parse_prefix(spec):
-    """``"CONTAINER:PREFIX"`` (CONTAINER a dotted path of dict keys, empty for the root) or ``"PREFIX"``."""
-    if ":" in spec:
-        container, prefix = spec.split(":", 1)
-        return (tuple(container.split(".")) if container else ()), prefix
-    return None, spec
+def _is_trunk(candidate):
+    """True for ``backbone.`` / ``model.encoder.`` ...: the trunk of a model, not a momentum copy or a teacher."""
+    parts = [p for p in candidate.dotted.rstrip(".").split(".") if p and p not in WRAPPERS + ("state_dict",)]
+    return bool(parts) and parts[-1] in _TRUNK_NAMES
+
+
+def read_sequential(ckpt):
+    """torchvision ResNet's children in an nn.Sequential (lightly, tutorials: backbone = nn.Sequential(*list(resnet.children())[:-1])): 0.* conv1, 1.* bn1, 4.*-7.* layer1-4, bare or under a prefix ("backbone.", "model.backbone." ...) beside heads; with several, the one named backbone/encoder."""
+    candidates = find_candidates(ckpt, SEQUENTIAL_PROBE, rename=sequential_to_tv_key)
+    if len(candidates) > 1:
+        trunks = [c for c in candidates if _is_trunk(c)]
+        if len(trunks) != 1:
+            raise _ambiguous(candidates)
+        candidates = trunks
+    if not candidates:
+        return None
+    return take_candidate("sequential", ckpt, candidates[0], meta={"method": "unspecified"})
+
+
+def _ambiguous(candidates):
+    names = [str(c) for c in candidates]
+    return AmbiguousCheckpointError(
+        f"several ResNets in the checkpoint: {', '.join(names)}; choose one with --prefix, "
+        f"e.g. --prefix {names[0]} (or --prefix CONTAINER:PREFIX)", names,
+    )
 
 
 def read_raw(ckpt, prefix=None):
-    """Any dict of tensors holding exactly one torchvision-named ResNet under some prefix, at any nesting level (--prefix CONTAINER:PREFIX picks one)."""
-    want_path, want_prefix = parse_prefix(prefix) if prefix is not None else (None, None)
-    candidates = []
-    for path, sd in iter_containers(ckpt):
-        if want_path is not None and path != want_path:
-            continue
-        for p in _find_prefixes(sd, _TV_PROBE):
-            if want_prefix is None or p == want_prefix:
-                candidates.append((path, p))
-    if not candidates:
-        if prefix is not None:
+    """Any dict of tensors holding exactly one ResNet (torchvision names, or nn.Sequential indices) under some prefix, at any nesting level (--prefix picks one)."""
+    candidates = find_candidates(ckpt, TV_PROBE) + find_candidates(ckpt, SEQUENTIAL_PROBE, rename=sequential_to_tv_key)
+    if prefix is not None:
+        candidates = select_candidates(candidates, prefix)
+        if not candidates:
             raise ConversionError(
-                f"no torchvision-named ResNet (conv1.weight, layer1.0.conv1.weight, ...) under --prefix {prefix!r}"
+                f"no ResNet (torchvision names conv1.weight, layer1.0.conv1.weight, ... or nn.Sequential "
+                f"indices 0.weight, 4.0.conv1.weight, ...) under --prefix {prefix!r}"
             )
+    if not candidates:
         return None
     if len(candidates) > 1:
-        raise ConversionError(
-            "several ResNets in the checkpoint: "
-            + ", ".join(f"{_path_str(pa) if pa else ''}:{p}" for pa, p in candidates)
-            + "; choose one with --prefix CONTAINER:PREFIX"
-        )
-    path, p = candidates[0]
-    return take_prefix("raw", ckpt, path, p, meta={"method": "unspecified"})
+        raise _ambiguous(candidates)
+    return take_candidate("raw", ckpt, candidates[0], meta={"method": "unspecified"})
 
 
 READERS: "OrderedDict[str, Callable]" = OrderedDict(
@@ -402,6 +282,7 @@ READERS: "OrderedDict[str, Callable]" = OrderedDict(
         ("timm", read_timm),
         ("torchvision", read_torchvision),
         ("prefixed", read_prefixed),
+        ("sequential", read_sequential),
         ("raw", read_raw),
     ]
 )
@@ -414,11 +295,19 @@ FORMAT_ALIASES = {
     "solo_learn": "lightning",
     "supcontrast": "supcon",
     "d2": "detectron2",
+    "lightly": "sequential",
 }
 
 
 def register_reader(name, reader, before=None):
-    """Add a reader (see the contract above); ``before``: the name it is tried before."""
+    """
+    Add (or replace) a reader.
+
+    Args:
+        name (str): the format name (``--format NAME``).
+        reader (callable): ``ckpt -> Extraction | None`` (see the contract above).
+        before (str or None): the reader it is tried before in auto-detection (default: last).
+    """
     items = [(k, v) for k, v in READERS.items() if k != name]
     idx = next((i for i, (k, _) in enumerate(items) if k == before), len(items))
     items.insert(idx, (name, reader))
@@ -427,10 +316,12 @@ def register_reader(name, reader, before=None):
 
 
 def format_names():
+    """Every accepted ``--format`` name: the readers, then the aliases."""
     return list(READERS) + sorted(a for a in FORMAT_ALIASES if a not in READERS)
 
 
 def resolve_format(name):
+    """The reader name for a format name or alias; raises :class:`ConversionError` if unknown."""
     key = FORMAT_ALIASES.get(name, name)
     if key not in READERS:
         raise ConversionError(f"unknown format {name!r}; known: {', '.join(format_names())}")
@@ -438,37 +329,29 @@ def resolve_format(name):
 
 
 def layout_of(name):
+    """The one-line layout description of reader ``name`` (its docstring's first line)."""
     doc = (READERS[name].__doc__ or "").strip().splitlines()
     return doc[0] if doc else name
 
 
-def describe_checkpoint(ckpt, max_groups=12):
-    """Top-level keys and the key prefixes (with tensor counts) of every container, for errors."""
-    if not isinstance(ckpt, dict):
-        return f"the file holds a {type(ckpt).__name__}, not a dict"
-    top = list(ckpt.keys())
-    lines = [f"top-level keys: {top[:30]}{' ...' if len(top) > 30 else ''}"]
-    containers = list(iter_containers(ckpt))
-    if not containers:
-        lines.append("no tensors found")
-    for path, sd in containers[:8]:
-        groups = OrderedDict()
-        for k, v in sd.items():
-            if isinstance(k, str) and torch.is_tensor(v):
-                label = group_label(k)
-                groups[label] = groups.get(label, 0) + 1
-        shown = [f"{g} ({n})" for g, n in list(groups.items())[:max_groups]]
-        more = f", ... {len(groups) - max_groups} more" if len(groups) > max_groups else ""
-        lines.append(f"prefixes in {_path_str(path)}: {', '.join(shown)}{more}")
-    return "\n".join(lines)
-
-
 def read_checkpoint(ckpt, fmt=None, prefix=None, where="checkpoint"):
     """
-    Find the ResNet backbone in a loaded checkpoint. ``fmt``: a format name (auto-detected when
-    None); ``prefix``: ``"CONTAINER:PREFIX"`` or ``"PREFIX"`` of torchvision-named keys
-    (overrides detection). Returns an :class:`Extraction`; raises :class:`ConversionError` with
-    the top-level keys and prefixes found when nothing matches.
+    Find the ResNet backbone in a loaded checkpoint.
+
+    Args:
+        ckpt: what :func:`~contrastive_det.convert.checkpoint_io.load_checkpoint_file` returned.
+        fmt (str or None): a format name; auto-detected (first reader that answers) when None.
+        prefix (str or None): ``"CONTAINER:PREFIX"`` or ``"PREFIX"`` (see
+            :func:`~contrastive_det.convert.extraction.select_candidates`); overrides detection.
+        where (str): how to name the checkpoint in messages (its path).
+
+    Returns:
+        Extraction
+
+    Raises:
+        ConversionError: nothing matches (with the top-level keys and prefixes found), or the
+            layout is broken; AmbiguousCheckpointError (a ConversionError) when it holds several
+            candidate backbones.
     """
     if isinstance(ckpt, torch.nn.Module):  # a whole pickled model (needs --trust)
         ckpt = ckpt.state_dict()
@@ -484,14 +367,15 @@ def read_checkpoint(ckpt, fmt=None, prefix=None, where="checkpoint"):
                 f"{where} is not a {fmt} checkpoint; expected {layout_of(name)}\n{describe_checkpoint(ckpt)}"
             )
         return ext
-    for name, reader in READERS.items():
+    for reader in READERS.values():
         ext = reader(ckpt)
         if ext is not None:
             return ext
     raise ConversionError(
         f"no ResNet backbone found in {where} (tried formats: {', '.join(READERS)}).\n"
         f"{describe_checkpoint(ckpt)}\n"
-        "A ResNet is recognised by torchvision names (conv1.weight, bn1.*, layer1.0.conv1.weight, ...) "
-        "or detectron2 names (stem.conv1.weight, res2.0.conv1.weight, ...) under some prefix; "
+        "A ResNet is recognised by torchvision names (conv1.weight, bn1.*, layer1.0.conv1.weight, ...), "
+        "detectron2 names (stem.conv1.weight, res2.0.conv1.weight, ...) or nn.Sequential indices of "
+        "torchvision's ResNet (0.weight, 4.0.conv1.weight, ...) under some prefix; "
         "name the format with --format or the prefix with --prefix CONTAINER:PREFIX."
     )

@@ -33,9 +33,8 @@ STAGE_BLOCKS = {
 BOTTLENECK_DEPTHS = frozenset({50, 101, 152})
 DEPTHS = tuple(sorted(STAGE_BLOCKS))
 
-# Fields of a BatchNorm layer; num_batches_tracked is a counter that no forward pass in eval mode
-# (nor detectron2's BN) reads, so converters drop it.
-BN_FIELDS = ("weight", "bias", "running_mean", "running_var")
+# num_batches_tracked is a BatchNorm counter that no forward pass in eval mode (nor detectron2's
+# BN) reads, so converters drop it.
 BN_COUNTER = "num_batches_tracked"
 _BN_ANY = "weight|bias|running_mean|running_var|num_batches_tracked"
 
@@ -82,7 +81,6 @@ _D2_PATTERNS = [
     (re.compile(r"^linear\.(weight|bias)$"), lambda m: f"fc.{m[1]}"),
 ]
 
-_TV_BACKBONE_SCOPE = re.compile(r"^(conv1|bn1|layer[1-4])\.")
 _TV_BLOCK = re.compile(r"^layer([1-4])\.(\d+)\.")
 
 
@@ -113,9 +111,21 @@ def is_bn_counter(key):
     return key.endswith("." + BN_COUNTER)
 
 
-def is_backbone_scope(tv_key):
-    """True for keys under conv1/bn1/layer1-4 (whether or not they are standard ResNet names)."""
-    return bool(_TV_BACKBONE_SCOPE.match(tv_key))
+# Index of each child of torchvision's ResNet in ``nn.Sequential(*resnet.children())`` (relu 2,
+# maxpool 3 and avgpool 8 hold no weights).
+_SEQUENTIAL_CHILDREN = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4",
+                        "9": "fc"}
+
+
+def sequential_to_tv_key(key):
+    """
+    torchvision name of a key of ``nn.Sequential(*list(resnet.children())[:-1])``:
+    ``0.weight`` -> ``conv1.weight``, ``4.0.conv1.weight`` -> ``layer1.0.conv1.weight``. Keys of
+    other indices are returned unchanged (the coverage check reports them as unexpected).
+    """
+    index, _, rest = key.partition(".")
+    child = _SEQUENTIAL_CHILDREN.get(index)
+    return f"{child}.{rest}" if child is not None and rest else key
 
 
 def torchvision_to_detectron2(state_dict):

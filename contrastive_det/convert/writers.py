@@ -1,18 +1,125 @@
 """
-Output files: detectron2's ``.pkl`` and the canonical torchvision form. Every write is atomic
-(a temporary file renamed into place), so a failure never leaves a partial output.
+The writer table: one entry per output layout (``--to NAME``).
+
+Writer contract
+---------------
+A :class:`Writer` turns a :class:`ConvertedBackbone` (checked torchvision-named tensors + metadata)
+into the bytes of one output file, and proves that the file is right:
+
+* ``check_path(path)`` raises :class:`ConversionError` when ``path`` cannot hold this layout
+  (e.g. detectron2 reads a pickle only from a ``.pkl``). Called before anything is read.
+* ``dumps(backbone) -> bytes``: the whole file. The pipeline writes it atomically, after
+  verification, so a failure never leaves a partial or unverified output.
+* ``verify(backbone, path, tolerance) -> VerificationResult``: load ``path`` (those bytes, in a
+  temporary file named ``"converted" + suffix``) the way its consumer does and compare the network
+  outputs with the source's (:func:`~contrastive_det.convert.verify.verify_conversion`); raises
+  :class:`~contrastive_det.convert.errors.VerificationError`.
+* ``describe(backbone) -> str``: appended to the ``wrote PATH: N tensors, X MiB`` line.
+* ``for_detectron2``: the file is meant for ``MODEL.WEIGHTS``: the pipeline prints the config
+  keys the weights need and accepts ``--write-config``.
+
+``WRITERS`` maps ``--to`` names to writers; add one with :func:`register_writer`. Every write is
+atomic (a temporary file renamed into place).
 """
+import io
 import os
 import pickle
 from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
 from ..utils.atomic import atomic_open
-from .canonical import canonical_payload
+from .canonical import CANONICAL_FORMAT, canonical_payload, load_canonical
 from .errors import ConversionError
+from .resnet_keys import torchvision_to_detectron2
+from .verify import verify_conversion
 
 DETECTRON2_AUTHOR = "contrastive_det"
+# meta keys that canonical_payload sets itself; the others travel as "extra"
+_CANONICAL_META = ("arch", "depth", "method", "pixel_mean", "pixel_std", "input_format")
+
+
+@dataclass
+class ConvertedBackbone:
+    """A backbone that passed the coverage check, ready to write."""
+
+    depth: int
+    state_dict: "OrderedDict[str, torch.Tensor]"  # torchvision names, canonical order, CPU tensors
+    meta: dict  # method, pixel_mean, pixel_std, input_format (+ what the source recorded)
+    source_format: str  # the reader that found it
+
+    @property
+    def detectron2_state(self):
+        """The same tensors under detectron2 names."""
+        return torchvision_to_detectron2(self.state_dict)
+
+
+@dataclass(frozen=True)
+class Writer:
+    """One output layout (see the module docstring for the contract)."""
+
+    name: str
+    help: str  # one line for --help
+    suffix: str  # of the temporary file verification reads
+    check_path: Callable[[str], None]
+    dumps: Callable[[ConvertedBackbone], bytes]
+    verify: Callable[[ConvertedBackbone, str, float], object]
+    describe: Callable[[ConvertedBackbone], str] = lambda backbone: ""
+    for_detectron2: bool = False
+
+
+WRITERS: "OrderedDict[str, Writer]" = OrderedDict()
+
+
+def register_writer(writer):
+    """
+    Add (or replace) an output layout.
+
+    Args:
+        writer (Writer): its ``name`` becomes a ``--to`` choice.
+
+    Returns:
+        the writer (so that it can be used as a module-level assignment).
+    """
+    WRITERS[writer.name] = writer
+    return writer
+
+
+def get_writer(name):
+    """
+    Args:
+        name (str): a ``--to`` name.
+
+    Returns:
+        Writer
+
+    Raises:
+        ConversionError: unknown name (the message lists the known ones).
+    """
+    if name not in WRITERS:
+        raise ConversionError(f"unknown output kind {name!r}: {' or '.join(WRITERS)}")
+    return WRITERS[name]
+
+
+def write_bytes_atomic(path, data):
+    """Write ``data`` to ``path`` atomically; returns the number of bytes written."""
+    with atomic_open(os.fspath(path), "wb") as f:
+        f.write(data)
+    return len(data)
+
+
+def check_output_path(path, to):
+    """Raise :class:`ConversionError` unless ``path`` can receive output layout ``to``."""
+    path = os.fspath(path)
+    get_writer(to).check_path(path)
+    if os.path.isdir(path):
+        raise ConversionError(f"{path} is a directory")
+
+
+# ----------------------------------------------------------------------------------------------
+# detectron2 .pkl
 
 
 def _to_numpy(tensor):
@@ -34,32 +141,8 @@ def detectron2_payload(d2_state_dict):
 
 
 def dumps_detectron2(d2_state_dict):
+    """Bytes of the detectron2 ``.pkl`` for a detectron2-named state dict."""
     return pickle.dumps(detectron2_payload(d2_state_dict), protocol=4)
-
-
-def write_bytes_atomic(path, data):
-    with atomic_open(os.fspath(path), "wb") as f:
-        f.write(data)
-    return len(data)
-
-
-def check_output_path(path, to):
-    """detectron2 reads weights as a pickle only when the name ends with .pkl: enforce it."""
-    path = os.fspath(path)
-    if to == "detectron2" and not path.endswith(".pkl"):
-        raise ConversionError(
-            f"{path}: detectron2 output must end with .pkl (detectron2 unpickles only .pkl files; "
-            "anything else is read with torch.load and fails)"
-        )
-    if to == "torchvision" and path.endswith(".pkl"):
-        raise ConversionError(
-            f"{path}: the torchvision (canonical) output is a torch.save file; use .pth, not .pkl "
-            "(detectron2 would try to unpickle a .pkl)"
-        )
-    if to not in ("detectron2", "torchvision"):
-        raise ConversionError(f"unknown output kind {to!r}: detectron2 or torchvision")
-    if os.path.isdir(path):
-        raise ConversionError(f"{path} is a directory")
 
 
 def write_detectron2(path, d2_state_dict):
@@ -68,16 +151,66 @@ def write_detectron2(path, d2_state_dict):
     return write_bytes_atomic(path, dumps_detectron2(d2_state_dict))
 
 
-def dumps_torchvision(tv_state_dict, *, arch, **meta):
-    """Bytes of a canonical checkpoint (see :func:`~contrastive_det.convert.canonical.save_canonical`)."""
-    import io
+def _check_pkl(path):
+    if not path.endswith(".pkl"):
+        raise ConversionError(
+            f"{path}: detectron2 output must end with .pkl (detectron2 unpickles only .pkl files; "
+            "anything else is read with torch.load and fails)"
+        )
 
+
+def _verify_detectron2(backbone, path, tolerance):
+    return verify_conversion(backbone.depth, backbone.state_dict, detectron2_file=path, tolerance=tolerance)
+
+
+DETECTRON2_WRITER = register_writer(Writer(
+    name="detectron2",
+    help="detectron2 .pkl for MODEL.WEIGHTS (read by DetectionCheckpointer, names matched by suffix)",
+    suffix=".pkl",
+    check_path=_check_pkl,
+    dumps=lambda backbone: dumps_detectron2(backbone.detectron2_state),
+    verify=_verify_detectron2,
+    for_detectron2=True,
+))
+
+
+# ----------------------------------------------------------------------------------------------
+# canonical torchvision backbone
+
+
+def _check_not_pkl(path):
+    if path.endswith(".pkl"):
+        raise ConversionError(
+            f"{path}: the torchvision (canonical) output is a torch.save file; use .pth, not .pkl "
+            "(detectron2 would try to unpickle a .pkl)"
+        )
+
+
+def _dumps_canonical(backbone):
+    meta = backbone.meta
+    extra = {k: v for k, v in meta.items() if k not in _CANONICAL_META}
+    extra.setdefault("source_format", backbone.source_format)
     buf = io.BytesIO()
-    torch.save(canonical_payload(tv_state_dict, arch=arch, **meta), buf)
+    torch.save(canonical_payload(
+        backbone.state_dict, arch=f"resnet{backbone.depth}", method=meta["method"],
+        pixel_mean=meta["pixel_mean"], pixel_std=meta["pixel_std"], input_format=meta["input_format"],
+        extra=extra,
+    ), buf)
     return buf.getvalue()
 
 
-def write_torchvision(path, tv_state_dict, *, arch, **meta):
-    """Write the canonical torchvision form atomically; returns the number of bytes written."""
-    check_output_path(path, "torchvision")
-    return write_bytes_atomic(path, dumps_torchvision(tv_state_dict, arch=arch, **meta))
+def _verify_canonical(backbone, path, tolerance):
+    loaded, _ = load_canonical(path)
+    return verify_conversion(backbone.depth, loaded, detectron2_state=backbone.detectron2_state,
+                             tolerance=tolerance, torchvision_label="the output (load_canonical)")
+
+
+TORCHVISION_WRITER = register_writer(Writer(
+    name="torchvision",
+    help=f"canonical torchvision backbone ({CANONICAL_FORMAT}, torch.load(weights_only=True))",
+    suffix=".pth",
+    check_path=_check_not_pkl,
+    dumps=_dumps_canonical,
+    verify=_verify_canonical,
+    describe=lambda backbone: f" ({CANONICAL_FORMAT}, method {backbone.meta['method']})",
+))

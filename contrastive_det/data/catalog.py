@@ -8,7 +8,7 @@ from detectron2.data.datasets.pascal_voc import load_voc_instances
 
 from .classification import load_class_folders
 from .paths import datasets_root
-from .toy_digits import COCO_ANN_DIR, CROPS_SUBDIR, TOY_DIGITS_CLASSES, VOC_SUBDIR, default_output_dir
+from .toy_constants import COCO_ANN_DIR, CROPS_SUBDIR, TOY_DIGITS_CLASSES, VOC_SUBDIR, default_output_dir
 
 logger = logging.getLogger(__name__)
 

@@ -1,15 +1,38 @@
-"""Check that a registered dataset's files are where its metadata says, before any training starts."""
+"""
+Checks that run before any training starts: a registered dataset's files are where its metadata
+says (:func:`check_dataset_layout`), and its images can be decoded (:func:`check_images`).
+"""
+import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
+
+from PIL import Image
+from tqdm import tqdm
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.utils import comm
 
+from .mapper import ImageReadError
 from .paths import datasets_root
+
+logger = logging.getLogger(__name__)
 
 README_HINT = "See datasets/README.md for the layouts; the root is $DETECTRON2_DATASETS (now {root!r})."
 
 
 class DatasetLayoutError(FileNotFoundError):
     """A dataset folder or file is missing or not in the expected layout."""
+
+
+class UnreadableImagesError(ImageReadError):
+    """
+    Some images of a dataset cannot be opened or decoded. ``bad`` lists every one of them as
+    ``(file_name, reason)``; the message shows the first few and the count.
+    """
+
+    def __init__(self, message, bad):
+        super().__init__(message)
+        self.bad = list(bad)
 
 
 def _voc_expected(dirname, split):
@@ -64,3 +87,109 @@ def check_dataset_layout(name):
                 f"Dataset '{name}' (class-per-folder) is missing {meta.image_root}; "
                 f"expected {meta.image_root}/<class_name>/<image>. {hint}"
             )
+
+
+# ----------------------------------------------------------------------------------------------
+# Image pre-flight scan
+# ----------------------------------------------------------------------------------------------
+def image_problem(file_name):
+    """
+    Why ``file_name`` cannot be used as an image, or None if it decodes.
+
+    JPEGs are decoded in PIL's draft mode (DCT scaling to 1/8 size: the whole entropy-coded
+    stream is read, so truncation is caught, at a fraction of a full decode); PNGs are checked with
+    :meth:`PIL.Image.Image.verify` (chunk CRCs up to IEND); other formats are fully decoded.
+    """
+    try:
+        with Image.open(file_name) as im:
+            if im.format == "JPEG":
+                im.draft(im.mode, (max(1, im.width // 8), max(1, im.height // 8)))
+                im.load()
+            elif im.format == "PNG":
+                im.verify()
+            else:
+                im.load()
+    except Exception as e:  # noqa: BLE001  (PIL raises OSError, SyntaxError, ValueError, ...)
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def _file_names(datasets):
+    """Unique file names, in order, of ``datasets``: registered names and/or dataset dicts."""
+    seen = {}
+    for item in datasets:
+        dicts = DatasetCatalog.get(item) if isinstance(item, str) else [item]
+        for d in dicts:
+            seen.setdefault(d["file_name"], None)
+    return list(seen)
+
+
+def scan_images(datasets, max_listed=20, progress=True, num_threads=None):
+    """
+    Open and decode every image of ``datasets`` (see :func:`image_problem`) and raise one error
+    that lists ALL the bad files (the first ``max_listed`` in the message, and the count).
+
+    Args:
+        datasets: iterable of registered dataset names and/or dataset dicts (with "file_name")
+        max_listed: how many bad files the error message names
+        progress: show a tqdm progress bar
+        num_threads: decoding threads (PIL releases the GIL while decoding); default
+            min(8, number of CPUs)
+    Returns:
+        the number of distinct files checked
+    Raises:
+        UnreadableImagesError: listing every unreadable, truncated, missing or non-image file
+            (``.bad``: [(file_name, reason), ...])
+    """
+    files = _file_names(datasets)
+    num_threads = num_threads or min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=num_threads) as pool:
+        problems = list(
+            tqdm(
+                pool.map(image_problem, files, chunksize=16),
+                total=len(files),
+                desc="Checking images",
+                unit="img",
+                disable=not progress,
+                leave=False,
+            )
+        )
+    bad = [(f, p) for f, p in zip(files, problems) if p is not None]
+    if bad:
+        listed = "\n".join(f"  {f}: {p}" for f, p in bad[:max_listed])
+        more = f"\n  ... and {len(bad) - max_listed} more" if len(bad) > max_listed else ""
+        raise UnreadableImagesError(
+            f"{len(bad)} of {len(files)} images cannot be read:\n{listed}{more}\n"
+            "Fix or remove these files (or their annotations). To skip this check, set "
+            "DATALOADER.CHECK_IMAGES_MAX 0.",
+            bad,
+        )
+    return len(files)
+
+
+def check_images(cfg, dataset_names):
+    """
+    The pre-flight image scan of the datasets ``dataset_names`` (e.g. ``cfg.DATASETS.TRAIN``),
+    as configured by ``cfg.DATALOADER.CHECK_IMAGES_MAX``: the scan runs when the datasets together
+    hold at most that many distinct images (0 = never). Call it before training starts, on every
+    process (each reads the files it would train on; the bar shows on the main process only).
+
+    Returns:
+        the number of images checked (0 when skipped)
+    Raises:
+        UnreadableImagesError: see :func:`scan_images`
+    """
+    limit = int(cfg.DATALOADER.CHECK_IMAGES_MAX)
+    names = list(dataset_names)
+    if limit <= 0 or not names:
+        return 0
+    dicts = [d for name in names for d in DatasetCatalog.get(name)]
+    num_files = len({d["file_name"] for d in dicts})
+    if num_files > limit:
+        logger.info(
+            f"Not checking the {num_files} images of {names}: more than DATALOADER.CHECK_IMAGES_MAX "
+            f"({limit}). Raise it to scan them before training."
+        )
+        return 0
+    logger.info(f"Checking that the {num_files} images of {names} can be decoded ...")
+    return scan_images(dicts, progress=comm.is_main_process())

@@ -6,11 +6,12 @@ monitor's bank + query loader.
 import logging
 import os
 
-from detectron2.data import DatasetCatalog, build_detection_test_loader, build_detection_train_loader
+from detectron2.data import DatasetCatalog, build_detection_test_loader
 from detectron2.utils import comm
 
 from ..utils.atomic import atomic_open, atomic_write_json
 from .corruptions import check_corruption_config
+from .samplers import build_resumable_train_loader
 from .study_axes import apply_label_map, check_axes_config, describe, load_label_map, mix_datasets, stratified_subset
 from .transforms import TwoViewMapper
 
@@ -98,11 +99,11 @@ def build_pretrain_train_loader(cfg):
     )
     if comm.is_main_process() and cfg.OUTPUT_DIR:
         write_pretrain_data(cfg.OUTPUT_DIR, dicts, record)
-    return build_detection_train_loader(
+    return build_resumable_train_loader(
         dicts,
-        mapper=TwoViewMapper(cfg, is_train=True),
+        TwoViewMapper(cfg, is_train=True),
+        seed=cfg.SEED,
         total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
-        aspect_ratio_grouping=False,
         num_workers=cfg.DATALOADER.NUM_WORKERS,
     )
 

@@ -30,17 +30,18 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from .paths import datasets_root
+from .toy_constants import (  # noqa: F401  (re-exported: the generator's public names)
+    COCO_ANN_DIR,
+    CROPS_SUBDIR,
+    MANIFEST,
+    TOY_DIGITS_CLASSES,
+    VOC_SUBDIR,
+    default_output_dir,
+)
 
 logger = logging.getLogger(__name__)
 
-TOY_DIGITS_CLASSES = tuple(str(i) for i in range(10))
-VOC_SUBDIR = "VOC"
-COCO_ANN_DIR = "coco/annotations"
-CROPS_SUBDIR = "crops"
-MANIFEST = "manifest.json"
-
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: COCO annotations carry instance masks (RLE) and mask areas
 SPLITS = ("trainval", "test")  # scene splits; the crop splits are "train" and "test"
 JPEG_QUALITY = 95
 
@@ -189,11 +190,17 @@ def _luminance(rgb):
     return float(np.dot(rgb, (0.299, 0.587, 0.114)))
 
 
+def _stroke_mask(alpha):
+    """Stroke pixels of ``alpha`` (HxW in [0,1]): HxW bool, ``alpha > STROKE_THRESHOLD``."""
+    mask = alpha > STROKE_THRESHOLD
+    if not mask.any():  # tiny downscale may wash strokes out; fall back to any ink
+        mask = alpha > 0
+    return mask
+
+
 def _tight_box(alpha):
     """Tight box of the stroke pixels of ``alpha`` (HxW): (x0, y0, x1, y1), inclusive, 0-based."""
-    ys, xs = np.nonzero(alpha > STROKE_THRESHOLD)
-    if len(ys) == 0:  # tiny downscale may wash strokes out; fall back to any ink
-        ys, xs = np.nonzero(alpha > 0)
+    ys, xs = np.nonzero(_stroke_mask(alpha))
     return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
 
 
@@ -300,7 +307,9 @@ def render_scene(rng, images, pools, num_digits, image_hw):
     Returns:
         image: HxWx3 uint8 RGB
         objects: list of dicts {"label", "digit_index", "box" (x0, y0, x1, y1) inclusive 0-based
-            pixels, "contrast", "difficult" 0/1, "reason" (tuple of str)}, in drawing order
+            pixels, "contrast", "difficult" 0/1, "reason" (tuple of str), "mask" HxW bool}, in
+            drawing order. "box" is the tight box of all the digit's stroke pixels; "mask" holds
+            the stroke pixels that stay visible (not under a stroke of a digit drawn later).
     """
     h, w = image_hw
     canvas = make_background(rng, h, w)  # HxWx3 float32
@@ -329,7 +338,11 @@ def render_scene(rng, images, pools, num_digits, image_hw):
         a = (alpha * opacity)[..., None]  # hxwx1
         region[...] = region * (1 - a) + colour * a
         contrast = abs(_luminance(colour) - _luminance(bg_colour)) * opacity
-        objects.append(dict(label=label, digit_index=digit_index, box=box, contrast=contrast))
+        mask = np.zeros((h, w), bool)  # HxW: this digit's stroke pixels
+        mask[py : py + ph, px : px + pw] = _stroke_mask(alpha)
+        for earlier in objects:  # strokes drawn over earlier digits hide them there
+            earlier["mask"] &= ~mask
+        objects.append(dict(label=label, digit_index=digit_index, box=box, contrast=contrast, mask=mask))
     _mark_difficult(objects)
     canvas = canvas + rng.normal(0.0, 0.015, size=canvas.shape).astype(np.float32)  # sensor noise
     image = np.clip(np.rint(canvas * 255.0), 0, 255).astype(np.uint8)  # HxWx3
@@ -401,6 +414,14 @@ def _voc_xml(image_id, width, height, objects):
     return ET.tostring(root, encoding="utf-8") + b"\n"
 
 
+def _mask_rle(mask):
+    """COCO compressed RLE of an HxW bool mask, JSON-ready: {"size": [H, W], "counts": str}."""
+    from pycocotools import mask as mask_util
+
+    rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
 def _coco_annotation(ann_id, image_id, obj):
     x0, y0, x1, y1 = obj["box"]  # 0-based inclusive == VOC (xmin-1, ymin-1, xmax-1, ymax-1)
     w, h = x1 - x0 + 1, y1 - y0 + 1
@@ -409,7 +430,8 @@ def _coco_annotation(ann_id, image_id, obj):
         "image_id": image_id,
         "category_id": obj["label"] + 1,
         "bbox": [x0, y0, w, h],
-        "area": w * h,
+        "segmentation": _mask_rle(obj["mask"]),  # the visible stroke pixels
+        "area": int(obj["mask"].sum()),  # as in COCO: the mask's pixel count
         "iscrowd": 0,
         "difficult": obj["difficult"],
         "mnist_index": obj["digit_index"],  # extra field: which MNIST digit was drawn
@@ -470,11 +492,6 @@ def _coco_categories():
 # ----------------------------------------------------------------------------------------------
 # Entry point
 # ----------------------------------------------------------------------------------------------
-def default_output_dir():
-    """``$DETECTRON2_DATASETS/toy_digits`` (``$DETECTRON2_DATASETS`` defaults to ``datasets``)."""
-    return os.path.join(datasets_root(), "toy_digits")
-
-
 def _check_int(name, value, low, high=None):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name} must be an integer, got {value!r}")
@@ -550,19 +567,34 @@ def generate_toy_digits(
 
     The dataset is built in ``<output_dir>.tmp-<pid>`` and renamed into place, so an interrupted
     run leaves no partial dataset. An existing dataset built with the same arguments is reused
-    (unless ``overwrite``); one built with other arguments raises FileExistsError.
+    (unless ``overwrite``), or rebuilt in place when an older ``FORMAT_VERSION`` wrote it; one
+    built with other arguments raises FileExistsError.
     """
     args = _validated_args(num_trainval, num_test, seed, min_digits, max_digits, image_size, test_digit_fraction)
     output_dir = os.path.abspath(output_dir or default_output_dir())
     if os.path.exists(output_dir) and not overwrite:
         existing = _read_manifest(output_dir)
-        if existing and existing.get("format_version") == FORMAT_VERSION and existing.get("args") == args:
-            logger.info("Reusing the toy digit dataset at %s (same arguments)", output_dir)
-            return existing
+        version = existing.get("format_version") if existing else None
+        if existing and existing.get("args") == args and isinstance(version, int) and version <= FORMAT_VERSION:
+            if version == FORMAT_VERSION:
+                logger.info("Reusing the toy digit dataset at %s (same arguments)", output_dir)
+                return existing
+            # Same arguments, older generator: rebuilding gives the same scenes plus what the
+            # newer format adds (e.g. masks in version 2), so replace it rather than refuse.
+            logger.info(
+                "Rebuilding the toy digit dataset at %s: format version %s -> %s",
+                output_dir, existing.get("format_version"), FORMAT_VERSION,
+            )
+            overwrite = True
+    if os.path.exists(output_dir) and not overwrite:
+        found = (
+            f"no readable {MANIFEST}"
+            if existing is None
+            else f"manifest args {existing.get('args')}, format version {version}"
+        )
         raise FileExistsError(
-            f"{output_dir} already exists and was not built with these arguments "
-            f"({'no readable ' + MANIFEST if existing is None else 'manifest args ' + str(existing.get('args'))}); "
-            "pass overwrite=True (--overwrite) to replace it"
+            f"{output_dir} already exists and was not built with these arguments by format version "
+            f"{FORMAT_VERSION} ({found}); pass overwrite=True (--overwrite) to replace it"
         )
     os.makedirs(os.path.dirname(output_dir), exist_ok=True)
     tmp = f"{output_dir}.tmp-{os.getpid()}"

@@ -1,20 +1,25 @@
+"""
+The one engine every task runs on: the :class:`Task` contract and ``TASK_REGISTRY`` (task.py),
+the :class:`Trainer` and its hooks, atomic checkpoints, ``results.json``, and the command-line
+plumbing (defaults.py: argument parser, per-run setup, launching seeds and processes).
+The engine never imports a task: tasks register themselves (``contrastive_det/tasks``).
+"""
 from .checkpoint import AtomicDetectionCheckpointer
-from .launcher import argument_parser, launch_runs, run_task
+from .defaults import argument_parser, launch_runs, setup
 from .results import RESULTS_FILE, aggregate_seed_results, build_results
-from .setup import setup
-from .tasks import TASK_REGISTRY, DetectionTask
+from .task import TASK_REGISTRY, Task, get_task
 from .trainer import Trainer
 
 __all__ = [
     "AtomicDetectionCheckpointer",
     "argument_parser",
     "launch_runs",
-    "run_task",
+    "setup",
     "RESULTS_FILE",
     "aggregate_seed_results",
     "build_results",
-    "setup",
     "TASK_REGISTRY",
-    "DetectionTask",
+    "Task",
+    "get_task",
     "Trainer",
 ]

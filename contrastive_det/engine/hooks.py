@@ -1,29 +1,77 @@
-"""Hooks added to detectron2's defaults."""
+"""Hooks the Trainer adds to detectron2's defaults (none of them knows which task runs)."""
 import logging
-import os
 import time
 
 from detectron2.engine import HookBase
+from detectron2.engine.hooks import PreciseBN
+from detectron2.utils import comm
 
-from .results import build_results, method_name, normalize_metrics, write_results
+from ..utils.seeding import derive_seed, seed_global_rngs
+from .results import build_results, normalize_metrics, write_results
+
+logger = logging.getLogger(__name__)
+
+
+class StepSeed(HookBase):
+    """
+    Before every step, seed python/numpy/torch from ``(seed, iteration, rank)``: randomness used
+    inside the step (shuffled BN permutations, mixup, dropout) is then a function of the
+    iteration, so a resumed run draws what the uninterrupted run drew without saving RNG states.
+    """
+
+    def __init__(self, seed):
+        self._seed = seed
+
+    def before_step(self):
+        seed_global_rngs(derive_seed(self._seed, self.trainer.iter, comm.get_rank()))
+
+
+class IterationPreciseBN(PreciseBN):
+    """
+    detectron2's :class:`PreciseBN` whose statistics at iteration ``i`` come from the training
+    batches of iterations ``i, i+1, ...`` (a fresh iterator of a resumable loader each time),
+    instead of from wherever a long-lived iterator happened to be: the same after ``--resume``.
+    """
+
+    def update_stat(self):
+        sampler = getattr(self._data_loader, "batch_sampler", None)
+        if hasattr(sampler, "set_start_iter"):
+            sampler.set_start_iter(self.trainer.iter)
+            self._data_iter = None
+        super().update_stat()
 
 
 class WriteResults(HookBase):
-    """After training, write ``OUTPUT_DIR/results.json`` from the last evaluation (atomically)."""
+    """After the final evaluation, write ``OUTPUT_DIR/results.json`` from it (atomically)."""
 
-    def __init__(self, config_file=""):
+    def __init__(self, task, method, config_file=""):
+        """
+        Args:
+            task (str): the task's name recorded in the file.
+            method (str): the pretraining method recorded in the file.
+            config_file (str): the config file given on the command line.
+        """
+        self._task = task
+        self._method = method
         self._config_file = config_file
 
     def after_train(self):
         trainer = self.trainer
         results = getattr(trainer, "_last_eval_results", None)
-        if results is None or trainer.iter + 1 < trainer.max_iter:
+        # detectron2 sets iter = max_iter after the last iteration; a failed run stops below it
+        if results is None or trainer.iter < trainer.max_iter:
             return  # no final evaluation (e.g. training stopped early): write nothing
         cfg = trainer.cfg
-        metrics = normalize_metrics(results, list(cfg.DATASETS.TEST))
-        record = build_results(cfg, metrics, iteration=trainer.max_iter, config_file=self._config_file)
+        record = build_results(
+            cfg,
+            normalize_metrics(results, list(cfg.DATASETS.TEST)),
+            task=self._task,
+            method=self._method,
+            iteration=trainer.iter,
+            config_file=self._config_file,
+        )
         path = write_results(cfg.OUTPUT_DIR, record)
-        logging.getLogger(__name__).info(f"Results written to {path}")
+        logger.info(f"Results written to {path}")
 
 
 class ImagesPerSecond(HookBase):
@@ -40,35 +88,3 @@ class ImagesPerSecond(HookBase):
         elapsed = time.perf_counter() - self._start
         if elapsed > 0:
             self.trainer.storage.put_scalar("images_per_s", self._images / elapsed, smoothing_hint=True)
-
-
-BACKBONE_FILE = "backbone.pth"
-
-
-def export_backbone(model, cfg, path):
-    """Write the model's trunk in the canonical torchvision form (DESIGN.md section 3), atomically."""
-    from ..convert.canonical import save_canonical
-
-    model = getattr(model, "module", model)  # unwrap DDP
-    save_canonical(
-        path,
-        model.export_backbone(),
-        arch=f"resnet{cfg.MODEL.TV_RESNET.DEPTH}",
-        method=method_name(cfg),
-        pixel_mean=list(cfg.MODEL.PIXEL_MEAN),
-        pixel_std=list(cfg.MODEL.PIXEL_STD),
-        input_format=cfg.INPUT.FORMAT,
-        extra={"width_per_group": cfg.MODEL.TV_RESNET.WIDTH_PER_GROUP},
-    )
-    return path
-
-
-class ExportBackbone(HookBase):
-    """After training, export the pretrained trunk to ``OUTPUT_DIR/backbone.pth``."""
-
-    def after_train(self):
-        trainer = self.trainer
-        if trainer.iter + 1 < trainer.max_iter:
-            return
-        path = export_backbone(trainer.model, trainer.cfg, os.path.join(trainer.cfg.OUTPUT_DIR, BACKBONE_FILE))
-        logging.getLogger(__name__).info(f"Backbone exported to {path}")

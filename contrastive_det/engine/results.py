@@ -23,22 +23,16 @@ def versions():
     import torch
     import torchvision
 
-    import contrastive_det
+    from ..version import __version__
 
     return {
-        "contrastive_det": contrastive_det.__version__,
+        "contrastive_det": __version__,
         "detectron2": detectron2.__version__,
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "python": platform.python_version(),
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
     }
-
-
-def method_name(cfg):
-    from .tasks import get_task
-
-    return cfg.RESULTS.METHOD or get_task(cfg).method_name(cfg)
 
 
 def normalize_metrics(results, test_datasets):
@@ -53,13 +47,24 @@ def normalize_metrics(results, test_datasets):
     return {name: flatten_results_dict(res) for name, res in results.items()}
 
 
-def build_results(cfg, metrics, *, iteration, config_file="", seed=None):
-    """The results record of one run (see DESIGN.md section 3)."""
-    from .tasks import get_task
+def build_results(cfg, metrics, *, task, method, iteration, config_file="", seed=None):
+    """
+    The results record of one run (see DESIGN.md section 3).
 
+    Args:
+        cfg: the run's frozen config.
+        metrics: ``{dataset: {"task/metric": value}}`` (see :func:`normalize_metrics`).
+        task (str): the task's name (e.g. "detection").
+        method (str): the pretraining method behind the weights (e.g. "mocov2", "random-init").
+        iteration (int or None): training iterations completed by the evaluated model (the same
+            number whether the record is written at the end of training or by ``--eval-only``);
+            None when the weights do not record it.
+        config_file (str): the config file given on the command line.
+        seed (int): the run's seed; default ``cfg.SEED``.
+    """
     return {
-        "task": get_task(cfg).name,
-        "method": method_name(cfg),
+        "task": task,
+        "method": method,
         "weights": cfg.MODEL.WEIGHTS,
         "weights_source": cfg.RESULTS.WEIGHTS_SOURCE or cfg.MODEL.WEIGHTS,
         "dataset": {"train": list(cfg.DATASETS.TRAIN), "test": list(cfg.DATASETS.TEST)},

@@ -2,17 +2,21 @@
 import logging
 import weakref
 
+import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, create_ddp_model
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, create_ddp_model, hooks
 from detectron2.engine.train_loop import TrainerBase
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from ..solver import build_optimizer
 from .checkpoint import AtomicDetectionCheckpointer
-from .hooks import WriteResults
-from .tasks import get_task
+from .hooks import IterationPreciseBN, StepSeed, WriteResults
+from .results import build_results, normalize_metrics, write_results
+from .task import get_task
+
+logger = logging.getLogger(__name__)
 
 
 def wrap_ddp(model, device):
@@ -22,13 +26,59 @@ def wrap_ddp(model, device):
     return create_ddp_model(model, broadcast_buffers=False)
 
 
+class NonFiniteLossError(FloatingPointError):
+    """A loss term became NaN or infinite; raised on every process at the same iteration."""
+
+
+class _FiniteLossCheck:
+    """
+    Mixin for detectron2's step trainers: before the optimizer step, all processes agree whether
+    every local loss term is finite; if one is not, every process raises
+    :class:`NonFiniteLossError` at the same iteration (detectron2 raises on the main process
+    only, leaving the others waiting in the next collective), naming the iteration, the loss
+    terms and the last good checkpoint. The step that produced the NaN is never applied.
+    """
+
+    last_checkpoint = staticmethod(lambda: None)  # set by the Trainer: () -> path or None
+
+    def _write_metrics(self, loss_dict, data_time, prefix="", iter=None):
+        finite = all(bool(torch.isfinite(v.detach()).all()) for v in loss_dict.values())
+        if comm.get_world_size() > 1:
+            flag = torch.tensor([1.0 if finite else 0.0])
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+            finite = bool(flag.item())
+        if not finite:
+            terms = ", ".join(f"{k}={v.detach().float().mean().item():.4g}" for k, v in loss_dict.items())
+            last = self.last_checkpoint()
+            # every process says it stops here (the launcher shows only the first traceback)
+            print(f"rank {comm.get_rank()}: non-finite loss at iteration {self.iter}, stopping", flush=True)
+            raise NonFiniteLossError(
+                f"Loss became infinite or NaN at iteration {self.iter} on at least one process "
+                f"(this process: {terms}); training stopped on every process before the optimizer step. "
+                + (f"Last good checkpoint: {last} (continue with --resume after fixing the cause, e.g. a lower "
+                   "SOLVER.BASE_LR)" if last else "No checkpoint was written yet.")
+            )
+        super()._write_metrics(loss_dict, data_time, prefix, iter)
+
+
+class CheckedSimpleTrainer(_FiniteLossCheck, SimpleTrainer):
+    """:class:`SimpleTrainer` that stops every process on a non-finite loss."""
+
+
+class CheckedAMPTrainer(_FiniteLossCheck, AMPTrainer):
+    """:class:`AMPTrainer` that stops every process on a non-finite loss."""
+
+
 class Trainer(DefaultTrainer):
     """
     :class:`DefaultTrainer` (SimpleTrainer/AMPTrainer step, detectron2's hooks: LR schedule,
     PreciseBN, periodic checkpointing, evaluation, ETA/JSON/TensorBoard writers) with:
 
-    * data loaders and evaluators from the task selected by ``cfg.TASK``;
-    * atomic checkpoints (:class:`AtomicDetectionCheckpointer`);
+    * data loaders, evaluators and extra hooks from the task selected by ``cfg.TASK``;
+    * atomic checkpoints that record the seed (:class:`AtomicDetectionCheckpointer`);
+    * exact resume: batches, augmentations and in-step randomness are functions of
+      (SEED, iteration), and the loader starts at the resumed iteration;
+    * every process stops at the same iteration on a NaN/inf loss;
     * ``OUTPUT_DIR/results.json`` written after the final evaluation.
     """
 
@@ -37,27 +87,63 @@ class Trainer(DefaultTrainer):
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        self.task = get_task(cfg)
 
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)
         model = wrap_ddp(model, cfg.MODEL.DEVICE)
-        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(model, data_loader, optimizer)
+        step_trainer = CheckedAMPTrainer if cfg.SOLVER.AMP.ENABLED else CheckedSimpleTrainer
+        self._trainer = step_trainer(model, data_loader, optimizer)
 
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = AtomicDetectionCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.checkpointer = AtomicDetectionCheckpointer(
+            model, cfg.OUTPUT_DIR, extra_state={"seed": cfg.SEED}, trainer=weakref.proxy(self)
+        )
+        self._trainer.last_checkpoint = self._last_checkpoint
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
         self.config_file = config_file
         self.register_hooks(self.build_hooks())
 
+    def _last_checkpoint(self):
+        return self.checkpointer.get_checkpoint_file() if self.checkpointer.has_checkpoint() else None
+
+    def resume_or_load(self, resume=True):
+        """detectron2's, then the training loader is positioned at the first iteration to run."""
+        super().resume_or_load(resume=resume)
+        sampler = getattr(self._trainer.data_loader, "batch_sampler", None)
+        if hasattr(sampler, "set_start_iter"):
+            sampler.set_start_iter(self.start_iter)
+
     def build_hooks(self):
-        ret = super().build_hooks()
+        """
+        detectron2's default hooks in detectron2's order (timer, LR schedule, PreciseBN,
+        checkpointer, evaluation, writers), with the per-iteration seeding first, PreciseBN drawing
+        from the iteration it runs at, and the task's hooks plus ``results.json`` after evaluation.
+        """
+        cfg = self.cfg.clone()
+        cfg.defrost()
+        cfg.DATALOADER.NUM_WORKERS = 0  # PreciseBN reads a few batches: no worker start-up
+        precise_bn = None
+        if cfg.TEST.PRECISE_BN.ENABLED and hooks.get_bn_modules(self.model):
+            precise_bn = IterationPreciseBN(
+                cfg.TEST.EVAL_PERIOD, self.model, self.build_train_loader(cfg), cfg.TEST.PRECISE_BN.NUM_ITER
+            )
+        ret = [StepSeed(cfg.SEED), hooks.IterationTimer(), hooks.LRScheduler(), precise_bn]
         if comm.is_main_process():
-            # After the EvalHook (which runs the final evaluation) and before the writers.
-            extra = get_task(self.cfg).build_hooks(self.cfg) + [WriteResults(self.config_file)]
-            ret[-1:-1] = extra
+            ret.append(hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD))
+
+        def test_and_save_results():
+            self._last_eval_results = self.test(self.cfg, self.model)
+            return self._last_eval_results
+
+        ret.append(hooks.EvalHook(cfg.TEST.EVAL_PERIOD, test_and_save_results))
+        if comm.is_main_process():
+            ret += self.task.build_hooks(self.cfg)
+            ret.append(WriteResults(self.task.name, self.task.method(self.cfg), self.config_file))
+            ret.append(hooks.PeriodicWriter(self.build_writers(), period=20))
         return ret
 
     @classmethod
@@ -75,3 +161,26 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         return get_task(cfg).build_evaluator(cfg, dataset_name, output_folder)
+
+    @classmethod
+    def write_eval_results(cls, cfg, results, *, checkpoint, config_file=""):
+        """
+        ``results.json`` of an ``--eval-only`` run (main process only). ``checkpoint`` is what
+        the checkpointer's ``resume_or_load`` returned: its ``iteration`` (the last finished
+        iteration) + 1 is recorded, the same number a training run records for the same model.
+        """
+        if not comm.is_main_process():
+            return None
+        task = get_task(cfg)
+        iteration = checkpoint.get("iteration")
+        record = build_results(
+            cfg,
+            normalize_metrics(results, list(cfg.DATASETS.TEST)),
+            task=task.name,
+            method=task.method(cfg),
+            iteration=None if iteration is None else int(iteration) + 1,
+            config_file=config_file,
+        )
+        path = write_results(cfg.OUTPUT_DIR, record)
+        logger.info(f"Results written to {path}")
+        return path

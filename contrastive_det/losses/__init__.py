@@ -18,6 +18,9 @@ float64 inputs), also under autocast.
   queue SupCon.
 - ``scan_loss``: SCAN, this project's specification (DESIGN.md section 5): queue SupCon whose positives
   are the other view plus same-label entries among the k nearest neighbours of the momentum embedding.
+
+The numerics they share (logit dtype, autocast guard, mask value, masked mean log-probability of
+positives) live in ``contrastive_det.losses.numerics``.
 """
 from .infonce import infonce_loss
 from .joint import ce_selfsupcon_loss, supcon_selfsupcon_loss

@@ -3,8 +3,7 @@ DESIGN.md section 5): a MoCo-style labelled memory; for each anchor the positive
 memory entries that share its label AND are among the k nearest neighbours of its momentum embedding."""
 import torch
 
-from .ntxent import _autocast_off, _to_logit_dtype
-from .supcon import _mean_over_valid, _memory, _positive_mean_log_prob
+from .numerics import autocast_off, labelled_memory, mean_over_valid, positive_mean_log_prob, to_logit_dtype
 
 __all__ = ["scan_loss"]
 
@@ -13,25 +12,45 @@ _NON_NEIGHBOR_MODES = ("mask", "negative")
 
 def scan_loss(q, q_labels, keys, key_labels, queue, queue_labels, num_neighbors, temperature=0.07,
               non_neighbor_same_label="mask"):
-    """SCAN (our specification, DESIGN.md section 5). Same memory as queue_supcon_loss: memory = cat[keys, queue]
-    with labels. For anchor i the positives are its other view (key i, always) plus memory entries that share
-    its label AND are among the num_neighbors nearest neighbours of anchor i's MOMENTUM embedding keys[i]
-    (cosine = dot product of normalised vectors) in the memory excluding entry i itself. Same-label entries
-    outside that neighbourhood: non_neighbor_same_label="mask" (default) removes them from the denominator
-    (neither positive nor negative); "negative" keeps them in the denominator as negatives. loss_i =
-    -mean over positives of log_prob over the kept entries; mean over anchors.
+    """SCAN (our specification, DESIGN.md section 5): queue SupCon whose positives are restricted to
+    label-sharing nearest neighbours of the anchor's momentum embedding.
 
-    Details:
+    Same memory as :func:`queue_supcon_loss`: memory = cat[keys, queue] with labels. For anchor i the
+    positives are its other view (key i, always) plus the memory entries that share its label AND are among
+    the ``num_neighbors`` nearest neighbours of anchor i's MOMENTUM embedding keys[i] (cosine = dot product)
+    in the memory excluding entry i itself. Same-label entries outside that neighbourhood:
+    ``non_neighbor_same_label="mask"`` (default) removes them from the denominator (neither positive nor
+    negative); ``"negative"`` keeps them in the denominator as negatives. Entries with another label are
+    always negatives. loss_i = -mean over positives of log_prob over the kept entries; mean over anchors.
 
-    - q: NxD query-encoder projections (anchors), keys: NxD momentum projections of the same images,
-      queue: KxD; q_labels, key_labels: [N], queue_labels: [K]. All L2-normalised (not re-normalised here).
-    - The neighbourhood is label-agnostic: the ``num_neighbors`` memory entries (any label, entry i excluded)
-      most similar to keys[i]; positives are the same-label entries inside it. It is computed under
-      ``torch.no_grad`` (no gradient through the top-k); ties are broken by ``torch.topk``.
-    - ``num_neighbors`` >= N+K-1 (the number of candidates) or None means all: the loss then equals
-      ``queue_supcon_loss`` on the same inputs (when key_labels == q_labels). 0 means the only positive is key i.
-    - Entries with another label are always negatives; key i is always a positive (so every anchor has one).
-    - Logits are computed in float32 (float64 if an input is float64), also under autocast.
+    Reference: Wei et al., "Supervised Contrastive Adjustment in Neighborhood" (SCAN), 2020; the exact rule
+    is this project's specification.
+
+    Args:
+        q: L2-normalised query-encoder projections (the anchors); q_labels: their labels.
+        keys: L2-normalised momentum projections of the same images; key_labels: their labels.
+        queue, queue_labels: the labelled queue (L2-normalised keys).
+        num_neighbors: k. The neighbourhood is label-agnostic: the k memory entries (any label, entry i
+            excluded) most similar to keys[i], computed under ``torch.no_grad`` (ties broken by
+            ``torch.topk``). k >= N+K-1 (the number of candidates) or None means all: the loss then equals
+            ``queue_supcon_loss`` on the same inputs (when key_labels == q_labels); 0 means the only
+            positive is key i.
+        temperature: T.
+        non_neighbor_same_label: "mask" or "negative" (see above).
+
+    Shape:
+        - q, keys: NxD; q_labels, key_labels: N; queue: KxD; queue_labels: K.
+        - Output: scalar, float32 (float64 if an input is float64), also under autocast.
+
+    Raises:
+        ValueError: unknown ``non_neighbor_same_label``, negative ``num_neighbors``, q and keys not both
+            NxD, or memory shapes / label counts that do not match.
+
+    Examples:
+        >>> q, k = F.normalize(torch.randn(4, 16), dim=1), F.normalize(torch.randn(4, 16), dim=1)
+        >>> queue, queue_labels = F.normalize(torch.randn(8, 16), dim=1), torch.randint(0, 3, (8,))
+        >>> labels = torch.tensor([0, 1, 2, 1])
+        >>> loss = scan_loss(q, labels, k, labels, queue, queue_labels, num_neighbors=5, temperature=0.07)
     """
     if non_neighbor_same_label not in _NON_NEIGHBOR_MODES:
         raise ValueError(f"scan_loss: non_neighbor_same_label must be one of {_NON_NEIGHBOR_MODES}, got {non_neighbor_same_label!r}")
@@ -41,9 +60,9 @@ def scan_loss(q, q_labels, keys, key_labels, queue, queue_labels, num_neighbors,
         raise ValueError(f"q and keys must both be NxD, got {tuple(q.shape)} and {tuple(keys.shape)}")
     n = q.shape[0]
     device = q.device
-    with _autocast_off(device):
-        q, keys, queue = _to_logit_dtype(q, keys, queue)
-        memory, mem_labels = _memory(keys, key_labels, queue, queue_labels)  # memory: MxD, M = N+K
+    with autocast_off(device):
+        q, keys, queue = to_logit_dtype(q, keys, queue)
+        memory, mem_labels = labelled_memory(keys, key_labels, queue, queue_labels)  # memory: MxD, M = N+K
         m = memory.shape[0]
         q_labels = q_labels.reshape(-1).to(mem_labels.dtype)  # N
         own = torch.eye(n, m, dtype=torch.bool, device=device)  # NxM: entry i of the memory is key i
@@ -69,5 +88,5 @@ def scan_loss(q, q_labels, keys, key_labels, queue, queue_labels, num_neighbors,
                 keep = torch.ones_like(positive)  # NxM: they stay, as negatives
 
         logits = (q @ memory.t()) / temperature  # logits: NxM
-        mean_log_prob_pos, valid = _positive_mean_log_prob(logits, positive.to(logits.dtype), keep)  # N
-        return _mean_over_valid(-mean_log_prob_pos, valid)
+        mean_log_prob_pos, valid = positive_mean_log_prob(logits, positive.to(logits.dtype), keep)  # N
+        return mean_over_valid(-mean_log_prob_pos, valid)

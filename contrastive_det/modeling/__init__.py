@@ -1,5 +1,6 @@
 """Importing this package registers every model part of contrastive-det in detectron2's registries."""
-from .backbone import ProjectionMLP, TorchvisionResNetTrunk, build_projection, build_tv_resnet
+from .backbone import TorchvisionResNetTrunk, build_tv_resnet
+from .heads import ProjectionMLP, build_projection
 from .pretrainers import SCAN, CESelfSupCon, ContrastivePretrainer, MoCoV2, SimCLR, SupCon, SupConSelfSupCon
 from .roi_heads import Res5ROIHeadsExtraNorm
 

@@ -11,7 +11,9 @@ class Res5ROIHeadsExtraNorm(Res5ROIHeads):
 
     With BN backbones, the res5 features of a pretrained network are not normalized the same way
     as the features the box predictor was tuned on; the extra norm gives the fine-tuned head
-    its own normalized input. Everything else is :class:`Res5ROIHeads`.
+    its own normalized input. The norm is part of ``self.res5``, so with ``MODEL.MASK_ON`` the
+    mask head gets the same normalized features (the foreground rows of the box pass in training,
+    a second res5 pass on the final boxes in inference). Everything else is :class:`Res5ROIHeads`.
     """
 
     @classmethod

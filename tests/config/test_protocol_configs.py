@@ -5,7 +5,7 @@ from argparse import Namespace
 import pytest
 
 from contrastive_det.config import get_cfg
-from contrastive_det.engine.setup import load_config
+from contrastive_det.engine.defaults import load_config
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
 
@@ -65,6 +65,14 @@ TORCHVISION = {
     "INPUT.FORMAT": "RGB",
     "MODEL.RESNETS.STRIDE_IN_1X1": False,
 }
+# Mask R-CNN C4 (MoCo's COCO table): masks on; detectron2's C4 mask head (deconv + 1x1 predictor on
+# the res5 ROI features, no conv layers), COCO's polygons read as polygons.
+MASK_C4 = {
+    "MODEL.MASK_ON": True,
+    "MODEL.ROI_MASK_HEAD.NAME": "MaskRCNNConvUpsampleHead",
+    "MODEL.ROI_MASK_HEAD.NUM_CONV": 0,
+    "INPUT.MASK_FORMAT": "polygon",
+}
 CAFFE2 = {  # detectron2's defaults, kept by the non-torchvision variants
     "MODEL.PIXEL_MEAN": [103.530, 116.280, 123.675],
     "MODEL.PIXEL_STD": [1.0, 1.0, 1.0],
@@ -78,6 +86,8 @@ PROTOCOLS = {
     "detection/coco_R_50_C4_1x.yaml": {**D2_DEFAULTS, **C4, **COCO_1X, **CAFFE2},
     "detection/coco_R_50_C4_2x.yaml": {**D2_DEFAULTS, **C4, **COCO_2X, **CAFFE2},
     "detection/coco_R_50_FPN_1x.yaml": {**D2_DEFAULTS, **FPN, **COCO_1X, **CAFFE2},
+    "detection/coco_mask_R_50_C4_1x.yaml": {**D2_DEFAULTS, **C4, **COCO_1X, **CAFFE2, **MASK_C4},
+    "detection/coco_mask_R_50_C4_2x.yaml": {**D2_DEFAULTS, **C4, **COCO_2X, **CAFFE2, **MASK_C4},
 }
 PROTOCOLS.update(
     {path.replace(".yaml", "_torchvision.yaml"): {**want, **TORCHVISION} for path, want in list(PROTOCOLS.items())}
@@ -127,6 +137,7 @@ TOY_ALLOWED_PREFIXES = (
     "TEST.EVAL_PERIOD", "TEST.PRECISE_BN.NUM_ITER", "MODEL.ROI_HEADS.NUM_CLASSES",
     "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "MODEL.RPN.BATCH_SIZE_PER_IMAGE",
     "MODEL.RPN.PRE_NMS_TOPK_", "MODEL.RPN.POST_NMS_TOPK_",
+    "INPUT.MASK_FORMAT",  # how the dataset stores its masks (the toy set: RLE -> "bitmask")
 )
 
 
@@ -145,10 +156,12 @@ def flat(cfg, prefix=""):
     [
         ("toy/digits_R_50_C4.yaml", "detection/voc0712_R_50_C4_24k.yaml"),
         ("toy/digits_R_50_FPN.yaml", "detection/voc0712_R_50_FPN_24k.yaml"),
+        ("toy/digits_mask_R_50_C4.yaml", "detection/coco_mask_R_50_C4_1x.yaml"),
     ],
 )
 def test_toy_configs_only_override_size_schedule_batch_datasets(toy, real):
     toy_cfg, real_cfg = flat(merged(toy)), flat(merged(real))
+    assert toy_cfg["MODEL.MASK_ON"] == real_cfg["MODEL.MASK_ON"]
     changed = sorted(k for k in toy_cfg if toy_cfg[k] != real_cfg[k])
     assert changed, "toy config overrides nothing"
     other = [k for k in changed if not k.startswith(TOY_ALLOWED_PREFIXES)]
@@ -169,3 +182,11 @@ def test_unknown_key_names_the_key_and_its_source(tmp_path):
         load_config(Namespace(config_file=good, opts=["SOLVER.MAX_ITER"]))
     with pytest.raises(FileNotFoundError, match="nope.yaml"):
         load_config(Namespace(config_file=str(tmp_path / "nope.yaml"), opts=[]))
+
+
+def test_every_toy_detection_config_is_checked_against_its_protocol():
+    toy = sorted(f for f in os.listdir(os.path.join(CONFIGS, "toy")) if f.startswith("digits_") and f.endswith(".yaml"))
+    assert toy == ["digits_R_50_C4.yaml", "digits_R_50_FPN.yaml", "digits_mask_R_50_C4.yaml"]
+    mask = merged("toy/digits_mask_R_50_C4.yaml")
+    assert mask.MODEL.MASK_ON and mask.DATASETS.TRAIN == ("toy_digits_coco_trainval",)
+    assert mask.INPUT.MASK_FORMAT == "bitmask"  # the toy COCO JSON stores RLE masks

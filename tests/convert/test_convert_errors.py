@@ -163,7 +163,7 @@ def test_two_candidate_backbones_are_ambiguous(tmp_path):
     sd = random_resnet(18)
     teacher = {"teacher." + k: v for k, v in sd.items()}
     teacher.update({"student." + k: v for k, v in sd.items()})
-    fails(tmp_path, teacher, ["several ResNets", ":teacher.", ":student.", "--prefix"])
+    fails(tmp_path, teacher, ["several ResNets", "teacher., student.", "--prefix teacher."])
     result = convert_checkpoint(tmp_path / "in.pth", tmp_path / "out.pkl", prefix="teacher.", verify=False)
     assert result.format == "raw" and "student.*" in result.coverage.dropped.values()
 

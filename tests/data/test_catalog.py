@@ -108,3 +108,58 @@ def test_voc_image_set_with_one_id_is_reported(tmp_path):
     register_voc("test_one_id_voc", str(tmp_path), "one", ["a"])
     with pytest.raises(DatasetLayoutError, match=r"one\.txt lists 1 image\(s\)"):
         check_dataset_layout("test_one_id_voc")
+
+
+def test_importing_the_package_does_not_import_the_toy_generator():
+    """Registration needs only the toy constants; the generator (cv2, mlxtend) loads on demand."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, contrastive_det\n"
+        "from detectron2.data import DatasetCatalog\n"
+        "assert 'contrastive_det.data.toy_constants' in sys.modules\n"
+        "assert 'contrastive_det.data.toy_digits' not in sys.modules, 'generator imported'\n"
+        "assert 'mlxtend' not in sys.modules\n"
+        "from contrastive_det.data.toy_digits import generate_toy_digits, default_output_dir, TOY_DIGITS_CLASSES\n"
+        "from contrastive_det.data import toy_constants as c\n"
+        "assert default_output_dir is c.default_output_dir and TOY_DIGITS_CLASSES is c.TOY_DIGITS_CLASSES\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_readme_own_data_examples_load(tmp_path):
+    """datasets/README.md's DATASETS.CUSTOM examples: the YAML files (from configs/my/) and the commands."""
+    import re
+    import shlex
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(repo, "datasets", "README.md")) as f:
+        readme = f.read()
+    configs = tmp_path / "configs"
+    (configs / "my").mkdir(parents=True)
+    for entry in os.listdir(os.path.join(repo, "configs")):  # a checkout's configs/, plus configs/my/
+        (configs / entry).symlink_to(os.path.join(repo, "configs", entry))
+    examples = re.findall(r"```yaml\n# configs/my/(\S+)\n(.*?)```", readme, re.S)
+    assert len(examples) >= 2
+    formats = set()
+    for name, body in examples:
+        (configs / "my" / name).write_text(body)
+        cfg = get_cfg()
+        cfg.merge_from_file(str(configs / "my" / name))  # relative _BASE_ resolved from configs/my/
+        names = register_datasets_from_config(cfg)
+        assert set(cfg.DATASETS.TRAIN) | set(cfg.DATASETS.TEST) <= set(names)
+        assert cfg.SOLVER.MAX_ITER <= 200  # a CPU-sized starting point, not the 24k protocol
+        formats |= {e["FORMAT"] for e in cfg.DATASETS.CUSTOM}
+    commands = re.findall(r"^python tools/\S+ --config-file (\S+) \\\n(.*?)\n(?:\n|```)", readme, re.S | re.M)
+    assert len(commands) >= 2
+    for config_file, rest in commands:
+        opts = shlex.split(rest.replace("\\\n", " "))
+        cfg = get_cfg()
+        cfg.merge_from_file(os.path.join(repo, config_file))
+        cfg.merge_from_list(opts)
+        names = register_datasets_from_config(cfg)
+        assert set(cfg.DATASETS.TRAIN) | set(cfg.DATASETS.TEST) <= set(names)
+        formats |= {e["FORMAT"] for e in cfg.DATASETS.CUSTOM}
+    assert formats == {"voc", "coco", "folder"}

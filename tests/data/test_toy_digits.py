@@ -104,7 +104,94 @@ def test_coco_json_matches_voc_exactly(dataset):
             _, xml_objs = _xml_objects(root, d["image_id"])
             assert sorted(a["difficult"] for a in anns) == sorted(o[1] for o in xml_objs)
             for a in anns:
-                assert a["area"] == a["bbox"][2] * a["bbox"][3] and a["iscrowd"] == 0
+                assert a["area"] == int(coco.annToMask(a).sum()) and a["iscrowd"] == 0  # area of the mask
+
+
+def _masks_by_image(root, split):
+    """{image id: [(annotation, HxW uint8 mask), ...] in drawing order} from the COCO JSON."""
+    from pycocotools.coco import COCO
+
+    coco = COCO(os.path.join(root, td.COCO_ANN_DIR, f"instances_{split}.json"))
+    out = {}
+    for img_id in sorted(coco.getImgIds()):
+        anns = sorted(coco.loadAnns(coco.getAnnIds(imgIds=img_id)), key=lambda a: a["id"])
+        out[img_id] = (coco.loadImgs(img_id)[0], [(a, coco.annToMask(a)) for a in anns])
+    return out
+
+
+def _tight(mask):
+    ys, xs = np.nonzero(mask)
+    return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
+
+
+def test_coco_masks_are_the_visible_digit_strokes(dataset):
+    from pycocotools import mask as mask_util
+
+    root, _ = dataset
+    n_occluded = 0
+    for split in td.SPLITS:
+        for img, anns in _masks_by_image(root, split).values():
+            image = np.asarray(Image.open(os.path.join(root, td.VOC_SUBDIR, "JPEGImages", img["file_name"])))
+            union = np.zeros((img["height"], img["width"]), np.uint8)
+            for k, (a, m) in enumerate(anns):
+                seg = a["segmentation"]
+                assert isinstance(seg["counts"], str) and seg["size"] == [img["height"], img["width"]]  # compressed RLE
+                assert m.shape == (img["height"], img["width"]) and a["area"] == int(m.sum()) > 0
+                assert mask_util.area(seg) == a["area"]  # pycocotools reads it as it is
+                x, y, w, h = a["bbox"]
+                assert m[y : y + h, x : x + w].sum() == m.sum()  # inside the box
+                if k == len(anns) - 1:  # the last digit drawn is never covered: its strokes fill the box
+                    assert _tight(m) == (x, y, x + w - 1, y + h - 1)
+                # the mask is drawn ink: its mean colour is not the image's mean colour
+                assert not np.array_equal(image[m.astype(bool)].mean(0).round(), image.mean((0, 1)).round())
+                n_occluded += int(_tight(m) != (x, y, x + w - 1, y + h - 1))
+                assert not (union & m).any()  # visible parts: every pixel belongs to one digit at most
+                union |= m
+            # strokes are thin: a mask covers well under its box
+            assert all(a["area"] < a["bbox"][2] * a["bbox"][3] for a, _ in anns)
+    assert n_occluded >= 1  # some digit is partly hidden by a later one
+
+
+def test_render_scene_masks_are_strokes_minus_later_strokes():
+    images, labels = td.load_mnist_digits()
+    pools = td._pools_by_class(labels, np.arange(len(labels)))
+    for k in range(30):
+        rng = np.random.RandomState([11, 0, k])
+        _, objects = td.render_scene(rng, images, pools, 6, (128, 160))
+        union = np.zeros((128, 160), bool)
+        for obj in reversed(objects):  # from the last drawn (on top) to the first
+            mask = obj["mask"]
+            assert mask.dtype == bool and mask.shape == (128, 160)
+            assert not (mask & union).any()
+            x0, y0, x1, y1 = obj["box"]
+            assert mask[y0 : y1 + 1, x0 : x1 + 1].sum() == mask.sum()
+            union |= mask
+        assert _tight(objects[-1]["mask"]) == objects[-1]["box"]
+
+
+def test_detectron2_loads_the_masks_for_mask_rcnn(dataset):
+    from detectron2.data import DatasetMapper
+    from detectron2.data.datasets import load_coco_json
+    from detectron2.structures import BitMasks
+
+    from contrastive_det.config import get_cfg
+
+    root, _ = dataset
+    dicts = load_coco_json(
+        os.path.join(root, td.COCO_ANN_DIR, "instances_test.json"), os.path.join(root, td.VOC_SUBDIR, "JPEGImages")
+    )
+    assert all("segmentation" in a for d in dicts for a in d["annotations"])
+    cfg = get_cfg()
+    cfg.merge_from_file(os.path.join(REPO_ROOT, "configs", "toy", "digits_mask_R_50_C4.yaml"))
+    mapped = DatasetMapper(cfg, is_train=True)(dicts[0])
+    inst = mapped["instances"]
+    assert isinstance(inst.gt_masks, BitMasks) and len(inst.gt_masks) == len(dicts[0]["annotations"])
+    assert tuple(inst.gt_masks.tensor.shape[1:]) == tuple(mapped["image"].shape[1:])
+    # the masks follow the resize (and flip): each still lies inside its box
+    boxes = inst.gt_boxes.tensor
+    for m, (x0, y0, x1, y1) in zip(inst.gt_masks.tensor, boxes.tolist()):
+        ys, xs = np.nonzero(m.numpy())
+        assert len(ys) and xs.min() >= x0 - 2 and xs.max() <= x1 + 2 and ys.min() >= y0 - 2 and ys.max() <= y1 + 2
 
 
 def test_boxes_inside_image_and_tight(dataset):
@@ -251,6 +338,24 @@ def test_reuse_with_same_args_does_not_regenerate(dataset):
     assert again == manifest
     assert [os.stat(p).st_mtime_ns for p in watched] == before
     assert sorted(os.listdir(os.path.dirname(root))) == ["toy_digits"]  # no temporary leftovers
+
+
+def test_dataset_of_an_older_format_version_is_rebuilt(tmp_path):
+    root = tmp_path / "toy_digits"
+    manifest = _generate(root, num_trainval=2, num_test=2)
+    coco = root / td.COCO_ANN_DIR / "instances_test.json"
+    expected = coco.read_bytes()
+    old = json.loads(coco.read_text())
+    for a in old["annotations"]:  # what format version 1 wrote: no masks
+        del a["segmentation"]
+    coco.write_text(json.dumps(old))
+    (root / td.MANIFEST).write_text(json.dumps(dict(manifest, format_version=td.FORMAT_VERSION - 1)))
+    assert _generate(root, num_trainval=2, num_test=2) == manifest
+    assert coco.read_bytes() == expected
+    # a newer format version than this code knows is not downgraded
+    (root / td.MANIFEST).write_text(json.dumps(dict(manifest, format_version=td.FORMAT_VERSION + 1)))
+    with pytest.raises(FileExistsError, match="format version"):
+        _generate(root, num_trainval=2, num_test=2)
 
 
 def test_existing_dir_with_other_args_raises(dataset, tmp_path):

@@ -74,3 +74,56 @@ def test_shifted_box_counts_only_at_low_iou(tmp_path):
     assert bbox["AP50"] == pytest.approx(100.0)
     assert bbox["AP75"] == pytest.approx(0.0)
     assert bbox["AP"] == pytest.approx(100.0 * 3 / 10)  # matched at IoU .50, .55, .60 of 10 thresholds
+
+
+
+# One class, 2 ground-truth boxes, 1 exact detection (score 1): the PR curve is precision 1 up to
+# recall 0.5, then nothing.
+#   11-point (VOC2007): recall thresholds 0, .1, ..., .5 reach precision 1 -> 6/11 = 54.545...
+#   area (VOC2010+):    precision 1 over recall [0, .5]                  -> 0.5    = 50.0
+AP_11_POINT, AP_AREA = 100.0 * 6 / 11, 50.0
+
+
+def evaluate_half_recall(dataset_name, voc_root, class_name="aeroplane"):
+    """
+    Score the golden case with ``dataset_name``'s registered metadata (its year decides the
+    metric, its class list the classes): only its files are swapped for the golden ones.
+    """
+    if not (voc_root / "Annotations").exists():
+        write_voc(voc_root, {"img1": [(class_name, (11, 11, 40, 40), 0), (class_name, (51, 51, 90, 90), 0)]})
+    evaluator = VOCDetectionEvaluator(dataset_name)
+    evaluator._anno_file_template = str(voc_root / "Annotations" / "{}.xml")
+    evaluator._image_set_path = str(voc_root / "ImageSets" / "Main" / "test.txt")
+    evaluator.reset()
+    cls = evaluator._class_names.index(class_name)
+    evaluator.process([{"image_id": "img1"}], [prediction([[10, 10, 40, 40]], [1.0], [cls])])
+    return evaluator.evaluate()["bbox"]
+
+
+def test_11_point_and_area_metrics_differ_on_the_golden_case(tmp_path):
+    write_voc(tmp_path, {"img1": [("a", (11, 11, 40, 40), 0), ("a", (51, 51, 90, 90), 0)]})
+    register_voc("test_voc_half_2007", str(tmp_path), "test", ["a"], year=2007)
+    register_voc("test_voc_half_2012", str(tmp_path), "test", ["a"], year=2012)
+    assert evaluate_half_recall("test_voc_half_2007", tmp_path, "a")["AP50"] == pytest.approx(AP_11_POINT)
+    assert evaluate_half_recall("test_voc_half_2012", tmp_path, "a")["AP50"] == pytest.approx(AP_AREA)
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [("voc_2007_test", AP_11_POINT), ("voc_2007_trainval", AP_11_POINT), ("voc_2012_trainval", AP_AREA)],
+)
+def test_registered_voc_sets_use_their_years_metric(name, expected, tmp_path):
+    """voc_2007_test (the VOC0712 protocol's test set) is scored 11-point; a 2012 set by area."""
+    from detectron2.data import MetadataCatalog
+
+    assert MetadataCatalog.get(name).year == int(name.split("_")[1])
+    bbox = evaluate_half_recall(name, tmp_path)
+    assert bbox["AP50"] == pytest.approx(expected)
+    assert [k for k in bbox if k.startswith("AP50-")] == ["AP50-aeroplane"]  # 19 classes without GT left out
+
+
+def test_toy_digits_are_scored_as_voc2007(toy_root, tmp_path):
+    from detectron2.data import MetadataCatalog
+
+    assert MetadataCatalog.get("toy_digits_test").year == 2007
+    assert evaluate_half_recall("toy_digits_test", tmp_path, "3")["AP50"] == pytest.approx(AP_11_POINT)

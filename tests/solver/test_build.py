@@ -26,20 +26,44 @@ def test_build_optimizer_choices():
     assert all(g["betas"] == (0.8, 0.99) and g["lr"] == 0.01 for g in adamw.param_groups)
 
 
-def test_adamw_step_matches_torch_on_one_weight():
+def _hand_adamw(p, grads, lr, betas, eps, weight_decay):
+    """Loshchilov & Hutter's AdamW written out: decoupled decay p <- p - lr*wd*p, then the bias-corrected
+    Adam step lr * m_hat / (sqrt(v_hat) + eps)."""
+    b1, b2 = betas
+    p, m, v = p.clone(), torch.zeros_like(p), torch.zeros_like(p)
+    for t, g in enumerate(grads, start=1):
+        p = p - lr * weight_decay * p
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        m_hat, v_hat = m / (1 - b1**t), v / (1 - b2**t)
+        p = p - lr * m_hat / (v_hat.sqrt() + eps)
+    return p
+
+
+@pytest.mark.parametrize("wd_norm", [0.0, 0.05])
+def test_adamw_matches_a_hand_written_update_per_parameter_group(wd_norm):
+    """Three AdamW steps with fixed gradients against the update written out by hand: decoupled
+    WEIGHT_DECAY on the linear weight and bias, WEIGHT_DECAY_NORM on the norm's parameters, ADAM_BETAS."""
     torch.manual_seed(0)
-    model = torch.nn.Linear(4, 1, bias=False)
-    ref = torch.nn.Linear(4, 1, bias=False)
-    ref.load_state_dict(model.state_dict())
-    opt = build_optimizer(_tiny_cfg(OPTIMIZER="AdamW"), model)
-    ref_opt = torch.optim.AdamW(ref.parameters(), lr=0.01, weight_decay=0.1)
-    x = torch.randn(8, 4)
-    for m, o in ((model, opt), (ref, ref_opt)):
-        for _ in range(3):
-            o.zero_grad()
-            m(x).pow(2).mean().backward()
-            o.step()
-    torch.testing.assert_close(model.weight, ref.weight, rtol=0, atol=0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3)).double()
+    with torch.no_grad():
+        model[1].weight.uniform_(0.5, 1.5)
+        model[1].bias.uniform_(-1, 1)
+    start = {n: p.detach().clone() for n, p in model.named_parameters()}
+    gen = torch.Generator().manual_seed(1)
+    grads = {n: [torch.randn(p.shape, generator=gen, dtype=p.dtype) * s for s in (1.0, 0.1, 3.0)]
+             for n, p in model.named_parameters()}
+    cfg = _tiny_cfg(OPTIMIZER="AdamW", ADAM_BETAS=(0.8, 0.95), WEIGHT_DECAY_NORM=wd_norm)  # lr 0.01, wd 0.1
+    opt = build_optimizer(cfg, model)
+    for step in range(3):
+        for n, p in model.named_parameters():
+            p.grad = grads[n][step].clone()
+        opt.step()
+    for n, p in model.named_parameters():
+        wd = wd_norm if n.startswith("1.") else 0.1
+        expected = _hand_adamw(start[n], grads[n], lr=0.01, betas=(0.8, 0.95), eps=1e-8, weight_decay=wd)
+        torch.testing.assert_close(p.detach(), expected, rtol=1e-12, atol=1e-12, msg=n)
+        assert not torch.allclose(expected, start[n])
 
 
 @pytest.mark.parametrize("solver, match", [

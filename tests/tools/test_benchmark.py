@@ -1,7 +1,13 @@
-"""tools/benchmark.py runs end to end (tiny settings) and reports every figure; no timing is asserted."""
+"""
+tools/benchmark.py runs end to end (tiny settings) and reports every figure; no timing is asserted
+except that the Trainer's measured blocks contain its periodic writes.
+"""
+import argparse
 import json
+import os
+import time
 
-from conftest import run_cli
+from conftest import REPO, run_cli
 
 
 def test_benchmark_prints_and_writes_every_figure(toy_root, tmp_path):
@@ -18,6 +24,53 @@ def test_benchmark_prints_and_writes_every_figure(toy_root, tmp_path):
     assert figures["toy_s_per_iter"] > 0 and figures["pretrain_r18_images_per_s"] > 0
     for key in ("ratio", "pretrain_ratio"):
         assert figures[key]["ratio_median"] > 0 and len(figures[key]["ratios"]) == 1
+        assert figures[key]["ratio_total"] > 0
     assert "train_net step / bare SimpleTrainer step" in proc.stdout
     assert "pretrain_net step / bare PyTorch loop" in proc.stdout
     assert "Full config saved" not in proc.stdout  # figures only
+
+
+def test_trainer_blocks_include_hooks_and_periodic_writes(toy_root, tmp_path, monkeypatch):
+    """
+    Every JSONWriter write of the Trainer (period 20) happens inside a timed Trainer iteration:
+    the benchmark's clock jumps by an hour at each write, and exactly as many timed Trainer
+    iterations (and no baseline iteration) last that long.
+    """
+    from detectron2.utils.events import JSONWriter
+
+    from contrastive_det.apps import benchmark
+    from contrastive_det.apps.benchmark import StepBench, trainer_overhead
+    from contrastive_det.engine.defaults import build_run_config
+
+    pause, writes = 3600.0, []
+    real_write = JSONWriter.write
+
+    class JumpingClock:
+        offset = 0.0
+
+        def perf_counter(self):
+            return time.perf_counter() + self.offset
+
+    clock = JumpingClock()
+
+    def jumping_write(self):
+        writes.append(self)
+        clock.offset += pause
+        return real_write(self)
+
+    monkeypatch.setattr(benchmark, "time", clock)
+    monkeypatch.setattr(JSONWriter, "write", jumping_write)
+    args = argparse.Namespace(
+        config_file=os.path.join(REPO, "configs", "toy", "pretrain_simclr_R18.yaml"),
+        opts=["SOLVER.IMS_PER_BATCH", "2", "INPUT.TWO_VIEW.CROP_SIZE", "32", "INPUT.TWO_VIEW.TEST_RESIZE", "32",
+              "DATALOADER.NUM_WORKERS", "0", "MODEL.DEVICE", "cpu", "SOLVER.CHECKPOINT_PERIOD", "1000000"],
+    )
+    cfg, _ = build_run_config(args, seed=0, output_dir=str(tmp_path / "out"))
+    block, trials = 5, StepBench.WRITER_PERIOD // 5  # 20 timed Trainer iterations: one write
+    r = trainer_overhead(cfg, warmup=1, block=block, trials=trials, baseline="torch")
+    assert len(r["trainer_s"]) == len(r["baseline_s"]) == block * trials
+    assert len(writes) == 1, writes
+    slow = [t for t in r["trainer_s"] if t >= pause]
+    assert len(slow) == len(writes), (r["trainer_s"], writes)
+    assert not [t for t in r["baseline_s"] if t >= pause]
+    assert r["ratio_total"] > 1  # the write's pause counts in the Trainer's total

@@ -35,13 +35,15 @@ def test_corrupt_training_image_names_the_file(toy_root, tmp_path):
         (voc / "JPEGImages" / f"{image_id}.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     (voc / "ImageSets" / "Main" / "broken.txt").write_text("\n".join(ids) + "\n")
     custom = f"[{{'NAME': 'broken_train', 'FORMAT': 'voc', 'ROOT': '{voc}', 'SPLIT': 'broken', 'CLASSES': {[str(i) for i in range(10)]}}}]"
-    proc = run_cli(
-        "train_net.py",
-        ["--config-file", TOY_CONFIG, *FAST, "DATASETS.CUSTOM", custom, "DATASETS.TRAIN", "('broken_train',)",
-         "SOLVER.MAX_ITER", "2", "OUTPUT_DIR", str(tmp_path / "out")],
-        toy_root,
-        check=False,
-    )
+    args = ["--config-file", TOY_CONFIG, *FAST, "DATASETS.CUSTOM", custom, "DATASETS.TRAIN", "('broken_train',)",
+            "SOLVER.MAX_ITER", "2", "OUTPUT_DIR", str(tmp_path / "out")]
+    # the pre-flight scan (on by default for small sets) lists every bad file (train + test) before training
+    proc = run_cli("train_net.py", args, toy_root, check=False)
+    assert proc.returncode != 0 and "2 of 6 images cannot be read" in proc.stderr, proc.stderr[-3000:]
+    assert all(f"{voc / 'JPEGImages' / i}.jpg" in proc.stderr for i in ids)
+    assert not (tmp_path / "out" / "last_checkpoint").exists()
+    # without the scan, the first bad image met in training names the file and stops the run
+    proc = run_cli("train_net.py", args + ["DATALOADER.CHECK_IMAGES_MAX", "0"], toy_root, check=False)
     assert proc.returncode != 0
     assert any(f"Could not read image {voc / 'JPEGImages' / i}.jpg" in proc.stderr for i in ids), proc.stderr[-3000:]
     assert not (tmp_path / "out" / "results.json").exists()

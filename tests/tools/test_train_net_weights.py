@@ -1,5 +1,9 @@
-"""tools/train_net.py converts a torchvision-layout checkpoint in MODEL.WEIGHTS on the fly, with the report."""
+"""
+tools/train_net.py converts a torchvision-layout checkpoint in MODEL.WEIGHTS on the fly, with the
+report, and refuses weights it can neither load nor convert before training starts.
+"""
 import json
+import os
 import pickle
 
 import torch
@@ -35,3 +39,17 @@ def test_canonical_export_as_model_weights(toy_root, tmp_path):
     assert res["method"] == "simclr"
     converted = pickle.load(open(out / "converted_weights.pkl", "rb"))["model"]
     assert (converted["res4.5.conv3.norm.running_var"] == state["layer3.5.bn3.running_var"].numpy()).all()
+
+
+def test_unrecognised_weights_stop_the_run_before_training(toy_root, tmp_path):
+    weights = tmp_path / "mobilenet_v2.pth"
+    torch.save(torchvision.models.mobilenet_v2().state_dict(), weights)
+    out = tmp_path / "out"
+    proc = run_cli("train_net.py", ["--config-file", TOY_CONFIG, *FAST, "SOLVER.MAX_ITER", "2",
+                                    "MODEL.WEIGHTS", str(weights), "OUTPUT_DIR", str(out)], toy_root, check=False)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode != 0, log[-3000:]
+    assert f"MODEL.WEIGHTS {weights} is neither a detectron2 model nor a ResNet checkpoint" in log, log[-3000:]
+    assert "features.* (" in log and "tools/convert_to_detectron2.py" in log
+    written = [f for f in (os.listdir(out) if out.exists() else []) if f.endswith((".pth", ".pkl", ".json"))]
+    assert written == [], written

@@ -1,0 +1,172 @@
+"""
+``MODEL.WEIGHTS`` of a detection run, decided once before training: loaded by detectron2 as it
+is, converted (and verified) to detectron2's layout, or refused. Nothing silent: a file that is
+neither detectron2's nor a ResNet a reader recognises stops the run, instead of reaching
+detectron2 and training from random weights.
+
+detectron2 loads as it is:
+
+* ``""`` (random initialisation, asked for);
+* remote names: ``detectron2://``, ``catalog://``, ``http(s)://`` (detectron2 downloads them);
+* a ``.pkl`` in detectron2's layout (``{"model": ..., "__author__": ...}``: the model zoo,
+  this converter, MoCo's converter) or Caffe2's (``{"blobs": ...}`` or Caffe2 names such as
+  ``res2_0_branch2a_w``: detectron2's ImageNet models);
+* a detectron2 model checkpoint (``{"model": {"backbone.*", "roi_heads.*" | "proposal_generator.*"
+  | "head.*"}, ...}``, e.g. ``model_final.pth``).
+"""
+import os
+import re
+
+from ..utils.config_keys import get_key
+from .checkpoint_io import load_checkpoint_file
+from .errors import AmbiguousCheckpointError, ConversionError
+from .extraction import container_at
+from .pipeline import convert_checkpoint
+from .readers import read_checkpoint
+
+CONVERTED_FILE = "converted_weights.pkl"
+REMOTE_PREFIXES = ("detectron2://", "catalog://", "http://", "https://")
+# What torchvision-layout weights need from a detection config (see configs/detection/*_torchvision.yaml).
+TORCHVISION_INPUT = {"INPUT.FORMAT": "RGB", "MODEL.RESNETS.STRIDE_IN_1X1": False}
+# Optional config key (str, "" = auto): the key prefix of the backbone to convert, like --prefix.
+PREFIX_KEY = "MODEL.WEIGHTS_PREFIX"
+
+_CAFFE2_NAME = re.compile(r"^(conv1_w|res_conv1_bn_[sb]|res\d+_\d+_branch\w+)$")
+_DETECTOR_HEADS = ("proposal_generator.", "roi_heads.", "head.", "sem_seg_head.")
+
+WHAT_TO_DO = (
+    "MODEL.WEIGHTS must be one of:\n"
+    "  - a detectron2 model: a .pkl (model zoo, tools/convert_to_detectron2.py) or a detectron2 training "
+    "checkpoint such as model_final.pth;\n"
+    "  - a ResNet checkpoint in a layout tools/convert_to_detectron2.py reads (its --help lists them): "
+    "it is converted here;\n"
+    "  - \"\" to train from random initialisation on purpose."
+)
+
+
+def _is_detectron2_pkl(ckpt):
+    """detectron2's own .pkl layout, or Caffe2's (read by detectron2 with name heuristics)."""
+    if not isinstance(ckpt, dict):
+        return False
+    if "model" in ckpt and "__author__" in ckpt:
+        return True
+    blobs = ckpt.get("blobs", ckpt)
+    return isinstance(blobs, dict) and any(isinstance(k, str) and _CAFFE2_NAME.match(k) for k in blobs)
+
+
+def _is_detectron2_model(ckpt):
+    """A detectron2 meta-architecture's state dict (``backbone.*`` + a detector head), bare or under "model"."""
+    for path in (("model",), ()):
+        sd = container_at(ckpt, path)
+        if sd is None:
+            continue
+        keys = [k for k in sd if isinstance(k, str)]
+        if any(k.startswith("backbone.") for k in keys) and any(k.startswith(_DETECTOR_HEADS) for k in keys):
+            return True
+    return False
+
+
+def weights_plan(path, prefix=None, prefix_key=None):
+    """
+    What a detection run does with ``MODEL.WEIGHTS = path``.
+
+    Args:
+        path (str): the value of ``MODEL.WEIGHTS``.
+        prefix (str or None): the backbone's key prefix (``--prefix`` syntax); forces conversion.
+        prefix_key (str or None): the config key that sets ``prefix``, suggested in errors when given.
+
+    Returns:
+        str: ``"none"`` (empty), ``"detectron2"`` (detectron2 loads it as it is) or ``"convert"``
+        (a reader recognises it; :func:`convert_checkpoint` will convert it).
+
+    Raises:
+        ConversionError: the file is missing, unreadable, unsafe to unpickle, ambiguous (several
+            ResNets: the message names them) or holds no ResNet that a reader recognises. The
+            message says what was found and what to do.
+    """
+    if not path:
+        if prefix:
+            raise ConversionError(f"{PREFIX_KEY} {prefix!r} is set but MODEL.WEIGHTS is empty")
+        return "none"
+    if path.startswith(REMOTE_PREFIXES):
+        if prefix:
+            raise ConversionError(
+                f"{PREFIX_KEY} {prefix!r} applies to local checkpoints, not {path}; download it first"
+            )
+        return "detectron2"
+    if not os.path.isfile(path):
+        raise ConversionError(
+            f"MODEL.WEIGHTS {path}: no such file"
+            + (" (a directory)" if os.path.isdir(path) else "")
+            + f" (working directory {os.getcwd()})"
+        )
+    try:
+        ckpt = load_checkpoint_file(path)
+    except ConversionError as e:
+        raise ConversionError(f"MODEL.WEIGHTS {path} cannot be read safely: {e}\n{WHAT_TO_DO}") from None
+    if not prefix and (_is_detectron2_pkl(ckpt) if path.endswith(".pkl") else _is_detectron2_model(ckpt)):
+        return "detectron2"
+    try:
+        read_checkpoint(ckpt, prefix=prefix or None, where=path)
+    except AmbiguousCheckpointError as e:
+        first = e.candidates[0]
+        raise ConversionError(
+            f"MODEL.WEIGHTS {path} holds several ResNets, so it is not clear which one to train from:\n  {e}\n"
+            "Pick one: " + (f"set {prefix_key} {first}, or " if prefix_key else "")
+            + f"convert it first with tools/convert_to_detectron2.py {path} converted.pkl --prefix {first} "
+            "and set MODEL.WEIGHTS converted.pkl."
+        ) from None
+    except ConversionError as e:
+        raise ConversionError(
+            f"MODEL.WEIGHTS {path} is neither a detectron2 model nor a ResNet checkpoint that can be "
+            f"converted; detectron2 would train from random weights, so the run stops here.\n  {e}\n{WHAT_TO_DO}"
+        ) from None
+    return "convert"
+
+
+def convert_weights_for_detection(cfg, output_dir, log=print):
+    """
+    Prepare ``cfg.MODEL.WEIGHTS`` for a detection run, before training starts.
+
+    Weights that detectron2 reads (see the module docstring) are left to it. A checkpoint that a
+    reader recognises is converted into ``output_dir/converted_weights.pkl``, with the converter's
+    coverage report and numeric verification in the log. Anything else raises.
+
+    Args:
+        cfg (CfgNode): the run's config (``MODEL.WEIGHTS``, ``RESULTS.METHOD``, the input keys
+            and, when the config has it, ``MODEL.WEIGHTS_PREFIX``).
+        output_dir (str): where the converted file goes (created if needed).
+        log (callable): takes one line of text.
+
+    Returns:
+        list[str]: config overrides ``[KEY, VALUE, ...]`` to apply: ``MODEL.WEIGHTS``,
+        ``RESULTS.WEIGHTS_SOURCE`` and, when the checkpoint names it and the config does not,
+        ``RESULTS.METHOD``; ``[]`` when detectron2 loads the weights as they are.
+
+    Raises:
+        ConversionError: missing, unreadable, unrecognised or ambiguous weights, or a conversion
+            that fails its coverage or numeric check. Nothing is written then.
+    """
+    source = cfg.MODEL.WEIGHTS
+    prefix = get_key(cfg, PREFIX_KEY, default=None)
+    prefix_key = PREFIX_KEY if prefix is not None else None
+    prefix = prefix or None
+    if weights_plan(source, prefix, prefix_key) != "convert":
+        return []
+    os.makedirs(output_dir, exist_ok=True)
+    target = os.path.join(output_dir, CONVERTED_FILE)
+    log(f"MODEL.WEIGHTS {source} is not in detectron2's layout: converting it to {target}")
+    result = convert_checkpoint(source, target, prefix=prefix, log=lambda line: log(f"  {line}"))
+    mismatched = {k: v for k, v in TORCHVISION_INPUT.items() if get_key(cfg, k) != v}
+    if mismatched and result.format != "detectron2":  # a detectron2-named source keeps its own layout
+        log(
+            "WARNING: these weights are in torchvision layout but the config has "
+            + ", ".join(f"{k}={get_key(cfg, k)!r}" for k in mismatched)
+            + "; use a *_torchvision.yaml config or set "
+            + " ".join(f"{k} {v}" for k, v in mismatched.items())
+        )
+    overrides = ["MODEL.WEIGHTS", target, "RESULTS.WEIGHTS_SOURCE", os.path.abspath(source)]
+    method = result.meta.get("method")
+    if not cfg.RESULTS.METHOD and method and method != "unspecified":
+        overrides += ["RESULTS.METHOD", method]
+    return overrides

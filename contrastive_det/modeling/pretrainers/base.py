@@ -1,0 +1,104 @@
+"""
+The contract and shared base of every pretraining meta-architecture.
+
+Contract shared by every pretrainer (what :class:`ContrastivePretrainer` implements):
+
+* training input: a list of N dicts ``{"views": [3xHxW uint8 RGB tensor, 3xHxW ...], "label": int}``
+  (two augmented views of one image; ``label`` is -1 when the dataset has none);
+* training output: a dict of scalar losses (summed by the trainer);
+* inference input: dicts with ``"image"`` (3xHxW uint8 RGB); output: one dict per image with
+  ``"embedding"``: the L2-normalised pooled trunk feature (D), used by the kNN evaluator;
+* ``export_backbone()``: the trunk as a torchvision-layout ``state_dict``.
+
+The losses are the pure functions of ``contrastive_det.losses``; collectives (gathers, shuffled BN)
+come from ``contrastive_det.modeling.distributed`` and are identities in one process.
+"""
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from detectron2.config import configurable
+
+from ..backbone import build_tv_resnet
+from ..distributed import gather_with_grad
+from ..heads import build_projection
+
+__all__ = ["ContrastivePretrainer", "InBatchPretrainer", "require_labels"]
+
+
+def require_labels(labels, method):
+    """Raise ValueError if a supervised ``method`` gets an unlabelled image (label -1)."""
+    if (labels < 0).any():
+        raise ValueError(f"{method} needs labelled images; the training set has images without a label")
+
+
+class ContrastivePretrainer(nn.Module):
+    """The shared base: input normalisation, the torchvision trunk, kNN embeddings, export."""
+
+    @configurable
+    def __init__(self, *, encoder, pixel_mean, pixel_std, temperature):
+        super().__init__()
+        self.encoder = encoder
+        self.temperature = temperature
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(1, -1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(1, -1, 1, 1), False)
+
+    @classmethod
+    def from_config(cls, cfg):
+        return {
+            "encoder": build_tv_resnet(cfg),
+            "pixel_mean": list(cfg.MODEL.PIXEL_MEAN),
+            "pixel_std": list(cfg.MODEL.PIXEL_STD),
+            "temperature": cfg.MODEL.CONTRASTIVE.TEMPERATURE,
+        }
+
+    @property
+    def device(self):
+        return self.pixel_mean.device
+
+    def _images(self, tensors):
+        x = torch.stack([t.to(self.device, non_blocking=True) for t in tensors]).float()  # Nx3xHxW, 0-255
+        return (x - self.pixel_mean) / self.pixel_std
+
+    def forward(self, batched_inputs):
+        if not self.training:
+            return self.inference(batched_inputs)
+        views = [self._images([d["views"][i] for d in batched_inputs]) for i in range(2)]  # 2 x Nx3xHxW
+        labels = torch.tensor([int(d.get("label", -1)) for d in batched_inputs], device=self.device)  # N
+        return self.losses(views, labels)
+
+    def losses(self, views, labels):
+        """views: two Nx3xHxW normalised image batches; labels: N (-1 = none). Returns a dict of losses."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def inference(self, batched_inputs):
+        feats = F.normalize(self.encoder(self._images([d["image"] for d in batched_inputs])), dim=1)  # NxD
+        return [{"embedding": f} for f in feats]
+
+    def export_backbone(self):
+        return self.encoder.export_state_dict()
+
+
+class InBatchPretrainer(ContrastivePretrainer):
+    """
+    Base of the in-batch methods (SimCLR, SupCon): negatives are the other images of the global batch.
+    One projection head; both views go through trunk and head together, so BN statistics cover both
+    views (and, with a synchronised MODEL.TV_RESNET.NORM, every process's images: SimCLR's global BN).
+    """
+
+    @configurable
+    def __init__(self, *, projection, **kwargs):
+        super().__init__(**kwargs)
+        self.projection = projection
+
+    @classmethod
+    def from_config(cls, cfg):
+        ret = super().from_config(cfg)
+        ret["projection"] = build_projection(cfg, ret["encoder"].out_dim)
+        return ret
+
+    def _projections(self, views):
+        n = views[0].shape[0]
+        z = F.normalize(self.projection(self.encoder(torch.cat(views))), dim=1)  # 2NxD, BN over both views
+        return gather_with_grad(z[:n]), gather_with_grad(z[n:])  # global (W*N)xD each

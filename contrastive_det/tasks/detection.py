@@ -1,0 +1,86 @@
+"""Detection transfer: Faster R-CNN (and Mask R-CNN) on VOC-layout or COCO-JSON datasets."""
+import logging
+import os
+
+from detectron2.data import (
+    MetadataCatalog,
+    build_detection_test_loader,
+    build_detection_train_loader,
+    get_detection_dataset_dicts,
+)
+from detectron2.evaluation import COCOEvaluator
+
+from ..convert.detection_weights import convert_weights_for_detection
+from ..data import CheckedDatasetMapper
+from ..data.samplers import build_resumable_train_loader
+from ..engine.task import TASK_REGISTRY, Task
+from ..evaluation import VOCDetectionEvaluator
+
+logger = logging.getLogger(__name__)
+
+
+def detection_train_dicts(cfg):
+    """The training dicts of ``DATASETS.TRAIN`` with detectron2's filtering (empty images, keypoints)."""
+    return get_detection_dataset_dicts(
+        cfg.DATASETS.TRAIN,
+        filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
+        min_keypoints=cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE if cfg.MODEL.KEYPOINT_ON else 0,
+        proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
+    )
+
+
+@TASK_REGISTRY.register()
+class DetectionTask(Task):
+    """
+    Object detection transfer (DESIGN.md section 4). Training batches are a function of
+    (SEED, iteration) (exact ``--resume``); VOC sets are scored with the VOC metric of their
+    year, COCO sets with pycocotools (``bbox``, plus ``segm`` when ``MODEL.MASK_ON``).
+    ``MODEL.WEIGHTS`` in any layout the converter reads is converted (and verified) before launch.
+    """
+
+    name = "detection"
+    headline_metrics = ("bbox/AP", "bbox/AP50", "bbox/AP75", "segm/AP", "segm/AP50", "segm/AP75")
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        mapper = CheckedDatasetMapper(cfg, is_train=True)
+        if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
+            logger.warning(
+                f"DATALOADER.SAMPLER_TRAIN {cfg.DATALOADER.SAMPLER_TRAIN}: detectron2's loader is used and "
+                "--resume does not restore the data order (only TrainingSampler is resumable)"
+            )
+            return build_detection_train_loader(cfg, mapper=mapper)
+        return build_resumable_train_loader(
+            detection_train_dicts(cfg),
+            mapper,
+            seed=cfg.SEED,
+            total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
+            num_workers=cfg.DATALOADER.NUM_WORKERS,
+            aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
+        )
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return build_detection_test_loader(cfg, dataset_name, mapper=CheckedDatasetMapper(cfg, is_train=False))
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", None)
+        if evaluator_type == "pascal_voc":
+            if cfg.MODEL.MASK_ON:
+                raise ValueError(f"MODEL.MASK_ON: dataset '{dataset_name}' is scored with the VOC box metric; "
+                                 "mask AP needs a COCO-JSON dataset with segmentations")
+            return VOCDetectionEvaluator(dataset_name)
+        if evaluator_type == "coco":
+            tasks = ("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",)
+            return COCOEvaluator(dataset_name, tasks=tasks, output_dir=output_folder)
+        raise NotImplementedError(
+            f"No detection evaluator for dataset '{dataset_name}' (evaluator_type={evaluator_type!r}); "
+            "register it as Pascal VOC or COCO (see DATASETS.CUSTOM)."
+        )
+
+    @classmethod
+    def prepare_weights(cls, cfg, output_dir):
+        """Convert ``MODEL.WEIGHTS`` to detectron2's layout once, or refuse it before training."""
+        return convert_weights_for_detection(cfg, output_dir)

@@ -1,0 +1,30 @@
+"""Dotted keys (``"MODEL.RESNETS.DEPTH"``) into nested configs and checkpoint dicts."""
+
+_RAISE = object()
+
+
+def get_key(node, key, default=_RAISE):
+    """
+    The value at a dotted key of nested mappings (a detectron2 ``CfgNode``, a loaded checkpoint).
+
+    Args:
+        node: the root mapping.
+        key (str or tuple[str]): ``"MODEL.WEIGHTS"``, or the parts ``("MODEL", "WEIGHTS")`` when a
+            part may itself contain dots (checkpoint keys); ``()`` or ``""`` is ``node`` itself.
+        default: returned when a part is missing or its parent is not a mapping; when omitted,
+            a missing part raises.
+
+    Returns:
+        the value found, or ``default``.
+
+    Raises:
+        KeyError: naming the full key and the missing part, when ``default`` is not given.
+    """
+    parts = tuple(key.split(".")) if isinstance(key, str) and key else tuple(key or ())
+    for part in parts:
+        if not isinstance(node, dict) or part not in node:
+            if default is _RAISE:
+                raise KeyError(f"{'.'.join(parts)}: no {part!r}")
+            return default
+        node = node[part]
+    return node

@@ -1,0 +1,120 @@
+"""MODEL.WEIGHTS of a detection run: loaded as it is, converted, or refused (never silently ignored)."""
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from contrastive_det.config import get_cfg
+from contrastive_det.convert import ConversionError, convert_checkpoint
+from contrastive_det.convert.detection_weights import CONVERTED_FILE, convert_weights_for_detection
+from resnet_checkpoints import random_resnet, one_thread  # noqa: F401  (autouse fixture)
+
+
+def cfg_with(weights, prefix=None):
+    cfg = get_cfg()
+    cfg.MODEL.WEIGHTS = str(weights)
+    if prefix is not None:
+        if "WEIGHTS_PREFIX" not in cfg.MODEL:  # until config/defaults.py declares it
+            cfg.MODEL.set_new_allowed(True)
+        cfg.MODEL.WEIGHTS_PREFIX = prefix
+    return cfg
+
+
+def refused(tmp_path, weights, *patterns, prefix=None):
+    out = tmp_path / "run"
+    with pytest.raises(ConversionError) as info:
+        convert_weights_for_detection(cfg_with(weights, prefix), str(out), log=lambda s: None)
+    message = str(info.value)
+    for p in patterns:
+        assert p in message, message
+    assert not out.exists() or os.listdir(out) == []
+    return message
+
+
+def test_mobilenet_v2_state_dict_is_refused_with_what_was_found(tmp_path):
+    path = tmp_path / "mobilenet_v2.pth"
+    torch.save(torchvision.models.mobilenet_v2().state_dict(), path)
+    msg = refused(tmp_path, path, f"MODEL.WEIGHTS {path} is neither a detectron2 model nor a ResNet checkpoint",
+                  "random weights", "features.* (", "classifier.* (", "tools/convert_to_detectron2.py",
+                  '"" to train from random initialisation')
+    assert "no ResNet backbone found" in msg
+
+
+def test_two_resnets_are_refused_naming_both_and_the_prefix(tmp_path):
+    path = tmp_path / "distill.pth"
+    torch.save({"student": random_resnet(18, seed=1), "teacher": random_resnet(18, seed=2)}, path)
+    msg = refused(tmp_path, path, "several ResNets", "student., teacher.",
+                  f"tools/convert_to_detectron2.py {path} converted.pkl --prefix student.")
+    assert "MODEL.WEIGHTS_PREFIX" not in msg or "WEIGHTS_PREFIX" in get_cfg().MODEL
+    # with the config key declared, the message names it too
+    refused(tmp_path, path, "set MODEL.WEIGHTS_PREFIX student., or convert it first", prefix="")
+
+
+def test_weights_prefix_picks_one_of_two_resnets(tmp_path):
+    path = tmp_path / "distill.pth"
+    teacher = random_resnet(18, seed=2)
+    torch.save({"student": random_resnet(18, seed=1), "teacher": teacher}, path)
+    out = tmp_path / "run"
+    lines = []
+    overrides = convert_weights_for_detection(cfg_with(path, prefix="teacher."), str(out), log=lines.append)
+    target = str(out / CONVERTED_FILE)
+    assert overrides[:4] == ["MODEL.WEIGHTS", target, "RESULTS.WEIGHTS_SOURCE", str(path)]
+    converted = pickle.load(open(target, "rb"))["model"]
+    assert np.array_equal(converted["res5.1.conv2.weight"], teacher["layer4.1.conv2.weight"].numpy())
+    assert any("tolerance 0.0001: OK" in line for line in lines)
+
+
+def test_missing_file_names_the_path(tmp_path):
+    refused(tmp_path, tmp_path / "nope.pth", f"MODEL.WEIGHTS {tmp_path / 'nope.pth'}: no such file")
+
+
+def test_unrecognised_pkl_is_refused(tmp_path):
+    path = tmp_path / "weights.pkl"
+    with open(path, "wb") as f:
+        pickle.dump({"features.0.weight": np.zeros((4, 3, 3, 3), dtype=np.float32)}, f)
+    refused(tmp_path, path, "is neither a detectron2 model", "features.*")
+
+
+@pytest.mark.parametrize("weights", ["", "detectron2://ImageNetPretrained/MSRA/R-50.pkl",
+                                     "https://dl.fbaipublicfiles.com/detectron2/x/model_final.pkl"])
+def test_empty_and_remote_weights_are_left_to_detectron2(weights, tmp_path):
+    assert convert_weights_for_detection(cfg_with(weights), str(tmp_path / "run")) == []
+    assert not (tmp_path / "run").exists()
+
+
+def detectron2_files(tmp_path):
+    """What detectron2 loads as it is: its .pkl layouts and a detector training checkpoint."""
+    sd = random_resnet(18)
+    torch.save(sd, tmp_path / "tv.pth")
+    convert_checkpoint(tmp_path / "tv.pth", tmp_path / "converted.pkl", verify=False)  # {"model", "__author__"}
+    with open(tmp_path / "caffe2.pkl", "wb") as f:  # detectron2's ImageNet R-50.pkl: Caffe2 names
+        pickle.dump({"conv1_w": np.zeros((64, 3, 7, 7), np.float32),
+                     "res2_0_branch2a_w": np.zeros((64, 64, 1, 1), np.float32)}, f)
+    model = {"backbone.res2.0.conv1.weight": torch.zeros(64, 64, 1, 1),
+             "roi_heads.box_predictor.cls_score.weight": torch.zeros(3, 8),
+             "proposal_generator.rpn_head.conv.weight": torch.zeros(8, 8, 3, 3)}
+    torch.save({"model": model, "iteration": 3, "trainer": {"iteration": 3}}, tmp_path / "model_final.pth")
+    return ["converted.pkl", "caffe2.pkl", "model_final.pth"]
+
+
+def test_detectron2_files_are_loaded_as_they_are(tmp_path):
+    for name in detectron2_files(tmp_path):
+        assert convert_weights_for_detection(cfg_with(tmp_path / name), str(tmp_path / "run")) == [], name
+    assert not (tmp_path / "run").exists()
+
+
+def test_torchvision_checkpoint_is_converted_with_the_layout_warning(tmp_path):
+    path = tmp_path / "r18.pth"
+    torch.save({"state_dict": {"module.encoder_q." + k: v for k, v in random_resnet(18).items()}}, path)
+    cfg = cfg_with(path)
+    cfg.INPUT.FORMAT = "BGR"
+    lines = []
+    overrides = convert_weights_for_detection(cfg, str(tmp_path / "run"), log=lines.append)
+    assert overrides == ["MODEL.WEIGHTS", str(tmp_path / "run" / CONVERTED_FILE),
+                         "RESULTS.WEIGHTS_SOURCE", str(path), "RESULTS.METHOD", "mocov1"]
+    text = "\n".join(lines)
+    assert f"MODEL.WEIGHTS {path} is not in detectron2's layout" in text and "format moco" in text
+    assert "WARNING: these weights are in torchvision layout but the config has INPUT.FORMAT='BGR'" in text

@@ -1,0 +1,48 @@
+"""Run a function on W CPU processes joined by gloo over tcp://127.0.0.1 (what --num-gpus W does on CPU)."""
+import os
+import socket
+import time
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _entry(rank, fn, world, url, result_file, args):
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=url, rank=rank, world_size=world)
+    try:
+        out = fn(rank, world, *args)
+        gathered = [None] * world
+        dist.all_gather_object(gathered, out)
+        if rank == 0:
+            torch.save(gathered, result_file)
+    finally:
+        dist.destroy_process_group()
+
+
+def run_on_processes(fn, world, tmp_path, *args, timeout=240):
+    """``fn(rank, world, *args)`` on ``world`` gloo processes; returns the list of its per-rank results
+    (objects torch.save can store). The processes are forked (no re-import of torch and detectron2: seconds
+    per process on a busy 2-core machine) and killed if they outlive ``timeout`` seconds."""
+    result_file = str(tmp_path / f"result_{fn.__name__}.pt")
+    url = f"tcp://127.0.0.1:{free_port()}"
+    ctx = mp.start_processes(_entry, args=(fn, world, url, result_file, args), nprocs=world, join=False,
+                             start_method="fork")
+    deadline = time.monotonic() + timeout
+    while not ctx.join(timeout=1):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                if p.is_alive():
+                    p.kill()
+            raise TimeoutError(f"{fn.__name__} on {world} processes did not finish in {timeout} s")
+    return torch.load(result_file, weights_only=False)
