@@ -121,7 +121,7 @@ def main():
                 print(f"pretrain_net vs lightly: skipped. {missing}", flush=True)
             else:
                 r = lightly_compare(SIMCLR, list(args.opts), args.lightly_warmup, args.lightly_iters,
-                                    args.lightly_trials)
+                                    args.lightly_trials, log=lambda m: print(m, flush=True))
                 out["lightly"] = r
                 ratios = r["ratios"]
                 print(f"pretrain_net vs lightly {r['lightly_version']} SimCLR loop (R18 64 px, "

@@ -4,6 +4,7 @@ from argparse import Namespace
 
 import pytest
 
+from contrastive_det.utils.config_keys import get_key
 from contrastive_det.config import get_cfg
 from contrastive_det.engine.defaults import load_config
 
@@ -100,13 +101,6 @@ def merged(path):
     return cfg
 
 
-def lookup(cfg, dotted):
-    node = cfg
-    for part in dotted.split("."):
-        node = node[part]
-    return node
-
-
 def as_comparable(value):
     return list(value) if isinstance(value, (list, tuple)) else value
 
@@ -115,7 +109,7 @@ def as_comparable(value):
 def test_protocol_values(path):
     cfg = merged(path)
     for key, want in PROTOCOLS[path].items():
-        got = lookup(cfg, key)
+        got = get_key(cfg, key)
         if isinstance(want, float):
             assert got == pytest.approx(want), f"{path}: {key} = {got}, expected {want}"
         else:
