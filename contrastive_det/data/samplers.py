@@ -22,7 +22,7 @@ from detectron2.data.build import trivial_batch_collator
 from detectron2.data.common import DatasetFromList
 from detectron2.utils import comm
 
-from ..utils.seeding import derive_seed, isolated_global_rngs
+from ..utils.seeding import derive_seed, isolated_global_rngs, seed_global_rngs
 
 logger = logging.getLogger(__name__)
 
@@ -137,9 +137,17 @@ class SeededMapDataset(torchdata.Dataset):
 
     def __getitem__(self, key):
         index, sample_seed = key
+        # in a loader worker the global generators belong to this dataset alone: seed them, no
+        # need to save and restore them (in the main process they must be restored)
+        in_worker = torchdata.get_worker_info() is not None
         for attempt in range(self.MAX_RETRIES):
-            with isolated_global_rngs(derive_seed(sample_seed, attempt)):
+            seed = sample_seed if attempt == 0 else derive_seed(sample_seed, attempt)
+            if in_worker:
+                seed_global_rngs(seed)
                 out = self._mapper(self._dataset[index])
+            else:
+                with isolated_global_rngs(seed):
+                    out = self._mapper(self._dataset[index])
             if out is not None:
                 return out
             retry = np.random.default_rng([sample_seed, attempt]).integers(len(self._dataset))
