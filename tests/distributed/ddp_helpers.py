@@ -46,3 +46,10 @@ def run_on_processes(fn, world, tmp_path, *args, timeout=240):
                     p.kill()
             raise TimeoutError(f"{fn.__name__} on {world} processes did not finish in {timeout} s")
     return torch.load(result_file, weights_only=False)
+
+
+def two_view_batch(labels, size, seed=0):
+    """Pretraining inputs: one dict per label with two random uint8 views (3 x size x size)."""
+    g = torch.Generator().manual_seed(seed)
+    return [{"views": [torch.randint(0, 256, (3, size, size), generator=g, dtype=torch.uint8) for _ in range(2)],
+             "label": label} for label in labels]

@@ -8,7 +8,7 @@ from detectron2.modeling import build_model
 
 import contrastive_det  # noqa: F401
 from contrastive_det.config import get_cfg
-from ddp_helpers import REPO, run_on_processes
+from ddp_helpers import REPO, run_on_processes, two_view_batch
 
 WORLD, N, SIZE = 2, 4, 32  # processes, images per process, image side
 
@@ -24,9 +24,7 @@ def simclr_cfg(norm):
 
 
 def global_batch():
-    g = torch.Generator().manual_seed(0)
-    return [{"views": [torch.randint(0, 256, (3, SIZE, SIZE), generator=g, dtype=torch.uint8) for _ in range(2)],
-             "label": i % 3} for i in range(WORLD * N)]
+    return two_view_batch([i % 3 for i in range(WORLD * N)], SIZE)
 
 
 def step(model, batch):

@@ -12,7 +12,7 @@ from detectron2.utils import comm
 import contrastive_det  # noqa: F401
 from contrastive_det.config import get_cfg
 from contrastive_det.modeling.distributed import batch_shuffle, batch_unshuffle
-from ddp_helpers import REPO, run_on_processes
+from ddp_helpers import REPO, run_on_processes, two_view_batch
 
 WORLD, N, SIZE = 2, 4, 32
 LABELS = [0, 1, 1, 2, 2, 0, 3, 1]  # global batch; rank r holds LABELS[r*N:(r+1)*N]
@@ -65,9 +65,7 @@ def momentum_cfg(arch):
 
 
 def global_batch():
-    g = torch.Generator().manual_seed(0)
-    return [{"views": [torch.randint(0, 256, (3, SIZE, SIZE), generator=g, dtype=torch.uint8) for _ in range(2)],
-             "label": LABELS[i]} for i in range(WORLD * N)]
+    return two_view_batch(LABELS, SIZE)
 
 
 def queues_after_one_step(model, batch):
