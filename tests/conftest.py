@@ -33,11 +33,14 @@ def toy_root(tmp_path_factory):
     return root
 
 
-def copy_crops(toy_root, dest, per_class):
-    """Copy the first ``per_class[split]`` toy digit crops of each class into ``dest/<split>/<class>/``."""
+def copy_crops(toy_root, dest, per_class, subdir="crops"):
+    """
+    Copy the first ``per_class[split]`` toy digit crops of each class into ``dest/<split>/<class>/``
+    (``subdir`` "crops_textured" for the second toy domain).
+    """
     for split, n in per_class.items():
         for cls in range(10):
-            src = toy_root / "toy_digits" / "crops" / split / str(cls)
+            src = toy_root / "toy_digits" / subdir / split / str(cls)
             (dest / split / str(cls)).mkdir(parents=True)
             for name in sorted(os.listdir(src))[:n]:
                 shutil.copy(src / name, dest / split / str(cls) / name)

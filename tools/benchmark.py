@@ -8,12 +8,19 @@ and ResNet-50 at 64 px, the ratio of the engine's step to a bare PyTorch loop do
 forward, backward and step, and (``--only lightly``) images per second of tools/pretrain_net.py's
 run of configs/toy/pretrain_simclr_R18.yaml against lightly's documented SimCLR loop on the same
 data and settings. Ratios are measured side by side in alternating blocks; a Trainer step includes
-every hook's before_step/after_step and the periodic writes.
+every hook's before_step/after_step and the periodic writes. Classification transfer
+(contrastive_det/apps/cls_benchmark.py, configs/toy/cls_linear_lbfgs_R18.yaml on the textured toy
+crops): ``probe_speed`` (the cached L-BFGS probe against an SGD-trained linear layer on the same
+frozen features), ``extraction`` (feature extraction through the task's loader, inference_on_dataset
+and the probe evaluator against a bare no_grad loop) and ``probe_cache`` (a second L-BFGS probe run
+on cached features against the first, extracting run).
 
     tools/benchmark.py                                  # everything (lightly's row needs lightly)
     tools/benchmark.py --only ratio --only pretrain_ratio --trials 10
     tools/benchmark.py --only lightly --trials 4        # ours against lightly 1.6.0
     tools/benchmark.py MODEL.DEVICE cuda                # trailing KEY VALUE overrides apply to every config
+    tools/benchmark.py --only probe_speed --only extraction --only probe_cache \
+        MODEL.WEIGHTS output/pretrain_simclr_R18/backbone.pth     # classification; "" (default) = random init
 """
 import argparse
 import logging
@@ -24,6 +31,7 @@ import tempfile
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
+from contrastive_det.apps import cls_benchmark
 from contrastive_det.apps.benchmark import StepBench, seconds_per_iter, trainer_overhead
 from contrastive_det.apps.lightly_compare import compare as lightly_compare
 from contrastive_det.apps.lightly_compare import lightly_missing
@@ -48,7 +56,8 @@ PRETRAIN = {  # name: (overrides, description)
                       "INPUT.TWO_VIEW.CROP_SIZE", "64", "INPUT.TWO_VIEW.TEST_RESIZE", "64",
                       "SOLVER.IMS_PER_BATCH", "16"], "SimCLR ResNet-50 at 64 px"),
 }
-PARTS = ["toy", "voc", "ratio", "pretrain_r18", "pretrain_r50", "pretrain_ratio", "lightly"]
+CLS_PARTS = ["probe_speed", "extraction", "probe_cache"]
+PARTS = ["toy", "voc", "ratio", "pretrain_r18", "pretrain_r50", "pretrain_ratio", "lightly"] + CLS_PARTS
 
 
 def build_cfg(config_file, opts, output_dir):
@@ -75,6 +84,15 @@ def main():
     parser.add_argument("--lightly-iters", type=int, default=20, help="timed iterations per block, lightly comparison")
     parser.add_argument("--lightly-warmup", type=int, default=4, help="untimed iterations per block, lightly comparison")
     parser.add_argument("--lightly-trials", type=int, default=4, help="block pairs (ABBA order), lightly comparison")
+    parser.add_argument("--cls-trials", type=int, default=3,
+                        help="probe_speed: alternating L-BFGS/SGD trials; extraction: alternating pass pairs")
+    parser.add_argument("--cls-sgd-epochs", type=int, default=100,
+                        help="probe_speed: epochs of the SGD probe (cosine over them; timed to its best epoch)")
+    parser.add_argument("--cls-cache-trials", type=int, default=1, help="probe_cache: (first, second) run pairs")
+    parser.add_argument("--cls-cli", action="store_true",
+                        help="probe_cache: time tools/train_net.py commands instead of the same calls in-process")
+    parser.add_argument("--cls-workdir", help="probe_*/extraction: folder for weights, caches and runs "
+                        "(default: a temporary folder, removed at the end)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every config")
     args = parser.parse_args()
@@ -129,6 +147,12 @@ def main():
                       f"{r['ours_images_per_s']:.1f} vs {r['lightly_images_per_s']:.1f} images/s, "
                       f"ratio ours/lightly median {r['ratio_median']:.3f} "
                       f"[min {min(ratios):.3f}, max {max(ratios):.3f}]", flush=True)
+        cls_parts = [p for p in CLS_PARTS if p in parts]
+        if cls_parts:
+            out.update(cls_benchmark.run(
+                cls_parts, args.cls_workdir or os.path.join(tmp, "cls"), args.opts, trials=args.cls_trials,
+                sgd_epochs=args.cls_sgd_epochs, cache_trials=args.cls_cache_trials, cli=args.cls_cli,
+                log=lambda m: print(m, flush=True)))
     if args.json:
         from contrastive_det.utils.atomic import atomic_write_json
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env python
 """
 Train and evaluate with contrastive-det's one Trainer: the task comes from the config's ``TASK``
-(detection transfer by default; pretraining configs set ``TASK: PretrainTask``).
+(detection transfer by default; pretraining configs set ``TASK: PretrainTask``, classification
+transfer configs ``TASK: ClassificationTask``).
 
 Detection: Faster R-CNN / Mask R-CNN on VOC0712, COCO, the toy digit scenes or your own VOC/COCO
 dataset, with MODEL.WEIGHTS in any checkpoint layout the converter reads.
 """
-from contrastive_det.engine import AtomicDetectionCheckpointer, Trainer, argument_parser, launch_runs, setup
+from contrastive_det.engine import AtomicDetectionCheckpointer, Trainer, argument_parser, get_task, launch_runs, setup
 
 EPILOG = """
 Examples:
@@ -17,6 +18,9 @@ Toy digit scenes on CPU (run `make data` first):
 VOC0712, 8 GPUs, weights converted from a contrastive checkpoint (torchvision layout):
     tools/train_net.py --config-file configs/detection/voc0712_R_50_C4_24k_torchvision.yaml \\
         --num-gpus 8 MODEL.WEIGHTS converted.pkl OUTPUT_DIR out/voc_mocov2
+
+Linear probe (L-BFGS on cached features) of any checkpoint the converter reads, on CIFAR-10:
+    tools/train_net.py --config-file configs/classification/linear_lbfgs/cifar10.yaml MODEL.WEIGHTS moco_v2_800ep.pth.tar
 
 Mean and std over 5 seeds:  add --num-seeds 5
 4 GPUs instead of 8:         add --num-gpus 4 --fewer-gpus
@@ -32,7 +36,8 @@ def main(args, seed=None, output_dir=None):
     """One run in one process (of possibly many); ``launch_runs`` picks the seed and folder."""
     cfg = setup(args, seed=seed, output_dir=output_dir)
 
-    if args.eval_only:
+    # protocols fitted by their evaluator (L-BFGS probes, few-shot) evaluate MODEL.WEIGHTS directly
+    if args.eval_only or not get_task(cfg).trains(cfg):
         model = Trainer.build_model(cfg)
         checkpoint = AtomicDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume

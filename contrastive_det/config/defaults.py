@@ -12,13 +12,18 @@ def add_contrastive_det_config(cfg):
     cfg.TASK = "DetectionTask"
 
     # User datasets registered from the config, without writing Python. A list of dicts, each:
-    #   {NAME: str, FORMAT: "voc" | "coco" | "folder", CLASSES: [str, ...],
+    #   {NAME: str, FORMAT: "voc" | "coco" | "folder" | "csv", CLASSES: [str, ...],
     #    voc:  ROOT (folder with JPEGImages/ Annotations/ ImageSets/Main/), SPLIT (e.g. "trainval"),
     #          YEAR (2007 -> 11-point VOC metric, the default; anything else -> area metric)
     #    coco: JSON (instances file), IMAGE_ROOT (folder the file names are relative to)
-    #    folder: ROOT (class-per-folder classification set: ROOT/<class>/<image>)}
-    # CLASSES is required for voc and optional for coco (the JSON's categories) and folder
-    # (the sorted folder names). Examples (YAML and command line): datasets/README.md.
+    #    folder: ROOT (class-per-folder classification set: ROOT/<class>/<image>),
+    #          METRIC ("top1", the default, or "mean_per_class")
+    #    csv:  CSV (file of "path,label" rows, optional header line "path,label"; a label is a name of
+    #          CLASSES or else an integer id in [0, len(CLASSES))), ROOT (optional: the folder relative
+    #          paths start from; default the CSV file's folder), METRIC ("top1", the default, or
+    #          "mean_per_class")}
+    # CLASSES is required for voc and csv (the label order) and optional for coco (the JSON's
+    # categories) and folder (the sorted folder names). Examples (YAML and command line): datasets/README.md.
     cfg.DATASETS.CUSTOM = []
 
     # Key prefix of the backbone inside MODEL.WEIGHTS when the file holds several ResNets (e.g.
@@ -32,6 +37,7 @@ def add_contrastive_det_config(cfg):
     cfg.DATALOADER.CHECK_IMAGES_MAX = 25000
 
     add_pretrain_config(cfg)
+    add_classification_config(cfg)
 
     cfg.RESULTS = CN()
     # Name of the pretraining method behind MODEL.WEIGHTS (e.g. "mocov2", "supcon"), recorded in
@@ -125,4 +131,84 @@ def add_pretrain_config(cfg):
     cfg.SOLVER.OPTIMIZER = "SGD"  # "SGD" (detectron2's, MOMENTUM/NESTEROV), "LARS" or "AdamW"
     cfg.SOLVER.LARS_ETA = 0.001  # LARS trust coefficient
     cfg.SOLVER.ADAM_BETAS = (0.9, 0.999)  # AdamW (beta1, beta2); WEIGHT_DECAY is the decoupled decay
+    return cfg
+
+
+def add_classification_config(cfg):
+    """Keys of classification transfer (TASK "ClassificationTask"); see DESIGN.md section 8."""
+    # The classifier meta-architecture ("Classifier"): the torchvision trunk of MODEL.TV_RESNET + a head.
+    cfg.MODEL.CLASSIFIER = CN()
+    # Classes of the head; 0 = the number of classes of DATASETS.TRAIN[0] (its metadata "classes").
+    cfg.MODEL.CLASSIFIER.NUM_CLASSES = 0
+    # Freeze the trunk: no gradients, kept in eval mode (BN statistics untouched), asserted after training.
+    cfg.MODEL.CLASSIFIER.FREEZE_TRUNK = False
+    # Head: "linear"; "bn_linear" = non-affine BatchNorm1d then linear (Islam et al.'s linear probe);
+    # "core_tuning" = bias-free linear + Core-tuning's contrastive head (CLASSIFICATION.CORE_TUNING).
+    cfg.MODEL.CLASSIFIER.HEAD = "linear"
+
+    cfg.CLASSIFICATION = CN()
+    # Protocol (DESIGN.md section 8). Trained by SGD on the one Trainer: "linear_sgd" (frozen trunk),
+    # "finetune" (whole network), "core_tuning". Fitted on frozen features by the evaluator (no SGD
+    # iterations; MODEL.WEIGHTS is evaluated as with --eval-only): "linear_lbfgs", "layerwise", "few_shot".
+    cfg.CLASSIFICATION.PROTOCOL = "linear_sgd"
+    # Validation split (L-BFGS regularisation choice, fine-tuning grid). "" = a class-stratified
+    # VAL_FRACTION of DATASETS.TRAIN (seed VAL_SEED), the rest being the training split.
+    cfg.CLASSIFICATION.VAL_DATASET = ""
+    cfg.CLASSIFICATION.VAL_FRACTION = 0.2
+    cfg.CLASSIFICATION.VAL_SEED = 0
+    # SGD protocols: train on the training split alone and evaluate on the validation split (model
+    # selection, e.g. the fine-tuning grid). False: train on train+val, evaluate on DATASETS.TEST.
+    cfg.CLASSIFICATION.EVAL_ON_VAL = False
+    # Fine-tuning grid of tools/finetune_sweep.py (Kornblith et al. 2019: 7 log-spaced learning rates in
+    # [1e-4, 0.1] x 7 log-spaced weight decays in [1e-6, 1e-3] and none), chosen on the validation split.
+    cfg.CLASSIFICATION.FINETUNE_GRID = CN()
+    cfg.CLASSIFICATION.FINETUNE_GRID.BASE_LRS = (1e-4, 3.16e-4, 1e-3, 3.16e-3, 1e-2, 3.16e-2, 1e-1)
+    cfg.CLASSIFICATION.FINETUNE_GRID.WEIGHT_DECAYS = (0.0, 1e-6, 3.16e-6, 1e-5, 3.16e-5, 1e-4, 3.16e-4, 1e-3)
+    # Metric reported as "score": "top1", "mean_per_class" or "map11"; "" = the test set's metadata "metric".
+    cfg.CLASSIFICATION.METRIC = ""
+    # Pooled trunk outputs used by the frozen-feature protocols ("res2".."res5"); the first one for
+    # linear_lbfgs and few_shot, every one for layerwise.
+    cfg.CLASSIFICATION.LAYERS = ("res5",)
+    # Folder of the feature cache of the frozen-feature protocols, keyed by (weights digest, dataset,
+    # split, transform, layer). "" = $CONTRASTIVE_DET_CACHE or ~/.cache/contrastive_det/features.
+    cfg.CLASSIFICATION.FEATURE_CACHE = ""
+    # Images per inference batch (per process) of evaluation and feature extraction.
+    cfg.CLASSIFICATION.TEST_BATCH_SIZE = 64
+
+    # L-BFGS logistic regression (Kornblith et al. 2019): the L2 penalty reg (= 1/C of scikit-learn)
+    # is chosen among NUM_REGS log-spaced values in [REG_MIN, REG_MAX] on the validation split.
+    cfg.CLASSIFICATION.LBFGS = CN()
+    cfg.CLASSIFICATION.LBFGS.REG_MIN = 1e-6
+    cfg.CLASSIFICATION.LBFGS.REG_MAX = 1e5
+    cfg.CLASSIFICATION.LBFGS.NUM_REGS = 45
+    cfg.CLASSIFICATION.LBFGS.MAX_ITER = 1000  # L-BFGS iterations per fit
+
+    # Few-shot episodes (Islam et al. 2021) drawn from the test split, deterministic from SEED.
+    cfg.CLASSIFICATION.FEW_SHOT = CN()
+    cfg.CLASSIFICATION.FEW_SHOT.WAYS = 5
+    cfg.CLASSIFICATION.FEW_SHOT.SHOTS = (1, 5, 20)
+    cfg.CLASSIFICATION.FEW_SHOT.QUERIES = 15  # query images per class and episode
+    cfg.CLASSIFICATION.FEW_SHOT.EPISODES = 600
+    cfg.CLASSIFICATION.FEW_SHOT.CLASSIFIER = "logistic"  # on L2-normalised features; or "centroid"
+    cfg.CLASSIFICATION.FEW_SHOT.REG = 1.0  # logistic regression's L2 penalty (scikit-learn's default C = 1)
+
+    # Core-tuning (Zhang et al. 2021; DESIGN.md section 5): loss = CE + ETA * focal SupCon.
+    cfg.CLASSIFICATION.CORE_TUNING = CN()
+    cfg.CLASSIFICATION.CORE_TUNING.ETA = 0.1
+    cfg.CLASSIFICATION.CORE_TUNING.ALPHA = 1.0  # mixup lambda ~ Beta(ALPHA, ALPHA)
+    cfg.CLASSIFICATION.CORE_TUNING.TEMPERATURE = 0.07
+    cfg.CLASSIFICATION.CORE_TUNING.HIDDEN_DIM = 2048  # contrastive head in_dim -> HIDDEN_DIM -> PROJ_DIM
+    cfg.CLASSIFICATION.CORE_TUNING.PROJ_DIM = 256
+    cfg.CLASSIFICATION.CORE_TUNING.MIN_SHUFFLED_WEIGHT = 0.8  # hard negatives: weight of the shuffled side
+    # Scale of the focal SupCon term: "batch" = each anchor's weighted sum divided by the batch rows, as
+    # the authors' code does (ETA 0.1 was tuned at this scale); "positives" = SupCon's mean over positives.
+    cfg.CLASSIFICATION.CORE_TUNING.CON_NORMALIZATION = "batch"
+
+    # Classification images (torchvision.transforms.v2): training RandomResizedCrop(CROP_SIZE, CROP_SCALE)
+    # + flip; test resize of the shorter side to TEST_RESIZE + centre crop CROP_SIZE.
+    cfg.INPUT.CLS = CN()
+    cfg.INPUT.CLS.CROP_SIZE = 224
+    cfg.INPUT.CLS.CROP_SCALE = (0.08, 1.0)
+    cfg.INPUT.CLS.FLIP_PROB = 0.5
+    cfg.INPUT.CLS.TEST_RESIZE = 256
     return cfg

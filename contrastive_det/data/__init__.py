@@ -1,21 +1,45 @@
 """
 Datasets, layout checks and mappers.
 
-Importing this package registers the built-in toy datasets (``toy_digits_*``) whose folders exist
-under ``$DETECTRON2_DATASETS`` (default ``datasets``); detectron2 itself registers VOC and COCO
-under their standard names (``voc_2007_trainval``, ``coco_2017_train``, ...).
+Importing this package registers, lazily (no file is read; a missing folder is reported when a
+name is used):
+
+* the toy datasets (``toy_digits_*``) whose folders exist under ``$DETECTRON2_DATASETS``
+  (default ``datasets``);
+* ``imagenet_train`` / ``imagenet_val``;
+* the downstream classification sets, ``<key>_{train,val,trainval,test}`` for every key of
+  :data:`contrastive_det.data.downstream.DOWNSTREAM_SETS` (``eurosat``, ``cifar10``,
+  ``voc2007_cls``, ...; datasets/README.md, "Downstream classification sets").
+
+detectron2 itself registers VOC and COCO under their standard names (``voc_2007_trainval``,
+``coco_2017_train``, ...).
 """
-from .catalog import register_datasets_from_config, register_imagenet, register_toy_digits
+from .catalog import (
+    register_classification,
+    register_classification_csv,
+    register_datasets_from_config,
+    register_imagenet,
+    register_toy_digits,
+)
 from .checks import DatasetLayoutError, check_dataset_layout
+from .classification import read_classification_image
+from .downstream import DOWNSTREAM_SETS, register_all_downstream, register_downstream
 from .mapper import CheckedDatasetMapper, ImageReadError
 
 register_toy_digits()
 register_imagenet()
+register_all_downstream()
 
 __all__ = [
     "register_datasets_from_config",
     "register_toy_digits",
     "register_imagenet",
+    "register_classification",
+    "register_classification_csv",
+    "register_downstream",
+    "register_all_downstream",
+    "DOWNSTREAM_SETS",
+    "read_classification_image",
     "DatasetLayoutError",
     "check_dataset_layout",
     "CheckedDatasetMapper",

@@ -6,18 +6,33 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 from detectron2.data.datasets.pascal_voc import load_voc_instances
 
-from .classification import load_class_folders
+from . import toy_constants
+from .classification import LazyClassList, class_folder_names, load_class_folders, load_classification_csv
 from .paths import datasets_root
 from .toy_constants import COCO_ANN_DIR, CROPS_SUBDIR, TOY_DIGITS_CLASSES, VOC_SUBDIR, default_output_dir
 
 logger = logging.getLogger(__name__)
+
+# The textured-background digit crops (a second toy domain): <toy_root>/crops_textured/{train,test}/<class>/
+CROPS_TEXTURED_SUBDIR = getattr(toy_constants, "CROPS_TEXTURED_SUBDIR", "crops_textured")
+
+# Metrics a single-label classification set may declare (the evaluator's names): top-1 accuracy and
+# mean per-class accuracy. ("map11", 11-point mAP, is for multi-label sets such as voc2007_cls.)
+SINGLE_LABEL_METRICS = ("top1", "mean_per_class")
+
+
+def _same(old, new):
+    """Metadata equality that reads no file: a lazy class list equals only a lazy list of the same source."""
+    if isinstance(old, LazyClassList) or isinstance(new, LazyClassList):
+        return isinstance(old, LazyClassList) and isinstance(new, LazyClassList) and old == new
+    return old == new
 
 
 def _register(name, loader, **metadata):
     """Register ``name`` (idempotent; re-registering with other metadata replaces the entry)."""
     if name in DatasetCatalog.list():
         old = MetadataCatalog.get(name).as_dict()
-        if all(old.get(k) == v for k, v in metadata.items()):
+        if all(_same(old.get(k), v) for k, v in metadata.items()):
             return
         DatasetCatalog.remove(name)
         MetadataCatalog.remove(name)
@@ -47,12 +62,73 @@ def register_coco(name, json_file, image_root, class_names=None):
     _register(name, lambda: load_coco_json(json_file, image_root, name), **metadata)
 
 
-def register_classification(name, root, class_names=None):
-    """A class-per-folder classification set (``root/<class>/<image>``)."""
-    metadata = dict(image_root=root, evaluator_type="classification")
-    if class_names:
-        metadata["classes"] = list(class_names)
-    _register(name, lambda: load_class_folders(root, class_names), **metadata)
+def _check_metric(metric, where):
+    if metric not in SINGLE_LABEL_METRICS:
+        raise ValueError(f"{where}: metric must be one of {list(SINGLE_LABEL_METRICS)}, got {metric!r}")
+    return metric
+
+
+def register_classification(name, root, class_names=None, metric="top1"):
+    """
+    A class-per-folder classification set (``root/<class>/<image>``), registered lazily.
+
+    Args:
+        name (str): the dataset name
+        root (str): the folder holding one sub-folder per class
+        class_names (list[str] or None): the label order; default the sorted folder names (then
+            metadata ``classes`` is a :class:`LazyClassList` that lists the folders on first use)
+        metric (str): "top1" or "mean_per_class"
+    """
+    _check_metric(metric, f"register_classification('{name}')")
+    classes = (
+        list(class_names)
+        if class_names
+        else LazyClassList(class_folder_names, root, description=f"the sorted folder names of {root}")
+    )
+    _register(
+        name,
+        lambda: load_class_folders(root, class_names),
+        image_root=root,
+        evaluator_type="classification",
+        classes=classes,
+        metric=metric,
+        multi_label=False,
+        required_paths=[root.rstrip("/") + "/"],
+        layout=f"{root}/<class_name>/<image>.{{jpg,png,...}} (class-per-folder)",
+    )
+
+
+def register_classification_csv(name, csv_file, class_names, root=None, metric="top1"):
+    """
+    A classification set listed in a CSV file of ``path,label`` rows (see
+    :func:`contrastive_det.data.classification.load_classification_csv`), registered lazily.
+
+    Args:
+        name (str): the dataset name
+        csv_file (str): the CSV file
+        class_names (list[str]): the label order; CSV labels are names of it or integer ids
+        root (str or None): the folder relative image paths start from (default: the CSV's folder)
+        metric (str): "top1" or "mean_per_class"
+    """
+    _check_metric(metric, f"register_classification_csv('{name}')")
+    class_names = [str(c) for c in class_names]
+    if not class_names or len(set(class_names)) != len(class_names):
+        raise ValueError(
+            f"register_classification_csv('{name}'): class names must be non-empty and unique, got {class_names}"
+        )
+    image_root = root or os.path.dirname(os.path.abspath(csv_file))
+    _register(
+        name,
+        lambda: load_classification_csv(csv_file, class_names, image_root),
+        image_root=image_root,
+        csv_file=csv_file,
+        evaluator_type="classification",
+        classes=class_names,
+        metric=metric,
+        multi_label=False,
+        required_paths=[csv_file],
+        layout=f"{csv_file}: rows 'path,label' (optional header 'path,label'; paths relative to {image_root})",
+    )
 
 
 def register_toy_digits(root=None):
@@ -74,10 +150,11 @@ def register_toy_digits(root=None):
             register_coco(f"toy_digits_coco_{split}", json_file, os.path.join(voc, "JPEGImages"))
             names.append(f"toy_digits_coco_{split}")
     for split in ("train", "test"):
-        crops = os.path.join(root, CROPS_SUBDIR, split)
-        if os.path.isdir(crops):
-            register_classification(f"toy_digits_cls_{split}", crops, TOY_DIGITS_CLASSES)
-            names.append(f"toy_digits_cls_{split}")
+        for prefix, subdir in (("toy_digits_cls", CROPS_SUBDIR), ("toy_digits_textured_cls", CROPS_TEXTURED_SUBDIR)):
+            crops = os.path.join(root, subdir, split)
+            if os.path.isdir(crops):
+                register_classification(f"{prefix}_{split}", crops, TOY_DIGITS_CLASSES)
+                names.append(f"{prefix}_{split}")
     return names
 
 
@@ -89,18 +166,21 @@ def register_imagenet(root=None):
     """
     root = root or os.path.join(datasets_root(), "imagenet")
     train = os.path.join(root, "train")
-
-    def classes():
-        return sorted(d for d in os.listdir(train) if os.path.isdir(os.path.join(train, d)))
+    classes = LazyClassList(class_folder_names, train, description=f"the sorted wnid folders of {train}")
 
     for split in ("train", "val"):
         split_root = os.path.join(root, split)
         name = f"imagenet_{split}"
         _register(
             name,
-            lambda split_root=split_root: load_class_folders(split_root, classes()),
+            lambda split_root=split_root: load_class_folders(split_root, list(classes)),
             image_root=split_root,
             evaluator_type="classification",
+            classes=classes,
+            metric="top1",
+            multi_label=False,
+            required_paths=[train + "/", split_root + "/"],
+            layout=f"{root}/{{train,val}}/<wnid>/<image>.JPEG (class-per-folder; labels: the sorted wnids of train)",
         )
     return ["imagenet_train", "imagenet_val"]
 
@@ -108,7 +188,8 @@ def register_imagenet(root=None):
 _CUSTOM_KEYS = {
     "voc": ({"NAME", "FORMAT", "ROOT", "SPLIT", "CLASSES"}, {"YEAR"}),
     "coco": ({"NAME", "FORMAT", "JSON", "IMAGE_ROOT"}, {"CLASSES"}),
-    "folder": ({"NAME", "FORMAT", "ROOT"}, {"CLASSES"}),
+    "folder": ({"NAME", "FORMAT", "ROOT"}, {"CLASSES", "METRIC"}),
+    "csv": ({"NAME", "FORMAT", "CSV", "CLASSES"}, {"ROOT", "METRIC"}),
 }
 
 
@@ -138,11 +219,27 @@ def register_datasets_from_config(cfg):
         classes = entry.get("CLASSES")
         if classes is not None and (isinstance(classes, str) or not all(isinstance(c, str) for c in classes)):
             raise ValueError(f"{where}.CLASSES must be a list of class names, got {classes!r}")
+        if fmt == "csv" and (not classes or len(set(classes)) != len(classes)):
+            raise ValueError(f"{where}.CLASSES must list the (unique) class names in label order, got {classes!r}")
+        metric = entry.get("METRIC", "top1")
+        if metric not in SINGLE_LABEL_METRICS:
+            raise ValueError(f"{where}.METRIC must be one of {list(SINGLE_LABEL_METRICS)}, got {metric!r}")
         name = entry["NAME"]
+        builtin = MetadataCatalog.get(name).get("dataset_key", None) if name in DatasetCatalog.list() else None
+        if builtin:
+            logger.warning(
+                f"{where}: NAME '{name}' replaces the built-in dataset of the same name (downstream set "
+                f"'{builtin}'); choose another NAME to keep both"
+            )
         if fmt == "voc":
             register_voc(name, os.path.expanduser(entry["ROOT"]), entry["SPLIT"], classes, int(entry.get("YEAR", 2007)))
         elif fmt == "folder":
-            register_classification(name, os.path.expanduser(entry["ROOT"]), classes)
+            register_classification(name, os.path.expanduser(entry["ROOT"]), classes, metric=metric)
+        elif fmt == "csv":
+            root = entry.get("ROOT")
+            register_classification_csv(
+                name, os.path.expanduser(entry["CSV"]), classes, os.path.expanduser(root) if root else None, metric
+            )
         else:
             register_coco(name, os.path.expanduser(entry["JSON"]), os.path.expanduser(entry["IMAGE_ROOT"]), classes)
         logger.info(f"Registered {fmt} dataset '{name}' from {where}")

@@ -43,17 +43,46 @@ def _voc_expected(dirname, split):
     ]
 
 
+def missing_path_error(name, path, layout, num_missing=1):
+    """
+    The :class:`DatasetLayoutError` for dataset ``name`` whose ``path`` is missing: it names the
+    path, the dataset, the expected ``layout`` (one line) and the README.
+    """
+    more = f" (and {num_missing - 1} more)" if num_missing > 1 else ""
+    return DatasetLayoutError(
+        f"Dataset '{name}' is missing {path}{more}. Expected layout: {layout}. "
+        + README_HINT.format(root=datasets_root())
+    )
+
+
+def check_required_paths(name, required_paths, layout):
+    """
+    Raise :func:`missing_path_error` for the first of ``required_paths`` that does not exist
+    (a path ending with "/" must be a folder, any other a file).
+    """
+    missing = [p for p in required_paths if not (os.path.isdir(p) if p.endswith("/") else os.path.isfile(p))]
+    if missing:
+        raise missing_path_error(name, missing[0], layout, len(missing))
+
+
 def check_dataset_layout(name):
     """
     Raise :class:`DatasetLayoutError` naming the missing path and the expected layout when the
     files of dataset ``name`` are not in place. Unknown names raise KeyError listing the
     registered ones. Datasets whose metadata names no files are not checked.
+
+    Metadata with ``required_paths`` (classification sets: folders end with "/") is checked
+    against those paths and reported with its ``layout`` line; otherwise Pascal VOC metadata
+    (``dirname``, ``split``), COCO metadata (``json_file``, ``image_root``) and class-per-folder
+    metadata (``image_root``) are checked.
     """
     if name not in DatasetCatalog.list():
         raise KeyError(f"Dataset '{name}' is not registered. Registered: {', '.join(sorted(DatasetCatalog.list()))}")
     meta = MetadataCatalog.get(name)
     hint = README_HINT.format(root=datasets_root())
-    if hasattr(meta, "dirname") and hasattr(meta, "split"):
+    if meta.get("required_paths", None):
+        check_required_paths(name, list(meta.required_paths), meta.get("layout", "see datasets/README.md"))
+    elif hasattr(meta, "dirname") and hasattr(meta, "split"):
         expected = _voc_expected(meta.dirname, meta.split)
         missing = [p for p in expected if not os.path.exists(p.rstrip("/"))]
         if missing:
@@ -114,20 +143,50 @@ def image_problem(file_name):
     return None
 
 
+def container_problem(file_name, max_index):
+    """
+    Why the array container ``file_name`` (a CIFAR python batch, an SVHN ``.mat`` file) cannot
+    serve items ``0..max_index``, or None. The container is decoded (and kept for the process, see
+    :func:`contrastive_det.data.classification.read_classification_image`).
+    """
+    from .classification import read_classification_image
+
+    try:
+        read_classification_image({"file_name": file_name, "array_index": int(max_index)})
+    except ImageReadError as e:
+        cause = e.__cause__
+        return f"{type(cause).__name__}: {cause}" if cause is not None else str(e)
+    return None
+
+
 def _file_names(datasets):
-    """Unique file names, in order, of ``datasets``: registered names and/or dataset dicts."""
+    """
+    ``{file_name: None or the largest array_index}``, in order, of ``datasets`` (registered names
+    and/or dataset dicts): image files map to None, array containers to the last item they serve.
+    """
     seen = {}
     for item in datasets:
         dicts = DatasetCatalog.get(item) if isinstance(item, str) else [item]
         for d in dicts:
-            seen.setdefault(d["file_name"], None)
-    return list(seen)
+            index = d.get("array_index")
+            if index is None:
+                seen.setdefault(d["file_name"], None)
+            else:
+                previous = seen.get(d["file_name"])
+                seen[d["file_name"]] = int(index) if previous is None else max(previous, int(index))
+    return seen
+
+
+def _problem(item):
+    file_name, max_index = item
+    return image_problem(file_name) if max_index is None else container_problem(file_name, max_index)
 
 
 def scan_images(datasets, max_listed=20, progress=True, num_threads=None):
     """
-    Open and decode every image of ``datasets`` (see :func:`image_problem`) and raise one error
-    that lists ALL the bad files (the first ``max_listed`` in the message, and the count).
+    Open and decode every image of ``datasets`` (see :func:`image_problem`; array-stored items:
+    :func:`container_problem` on their container file) and raise one error that lists ALL the bad
+    files (the first ``max_listed`` in the message, and the count).
 
     Args:
         datasets: iterable of registered dataset names and/or dataset dicts (with "file_name")
@@ -141,12 +200,13 @@ def scan_images(datasets, max_listed=20, progress=True, num_threads=None):
         UnreadableImagesError: listing every unreadable, truncated, missing or non-image file
             (``.bad``: [(file_name, reason), ...])
     """
-    files = _file_names(datasets)
+    items = list(_file_names(datasets).items())
+    files = [f for f, _ in items]
     num_threads = num_threads or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=num_threads) as pool:
         problems = list(
             tqdm(
-                pool.map(image_problem, files, chunksize=16),
+                pool.map(_problem, items, chunksize=16),
                 total=len(files),
                 desc="Checking images",
                 unit="img",

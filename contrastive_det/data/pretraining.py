@@ -6,10 +6,11 @@ monitor's bank + query loader.
 import logging
 import os
 
-from detectron2.data import DatasetCatalog, build_detection_test_loader
+from detectron2.data import build_detection_test_loader
 from detectron2.utils import comm
 
 from ..utils.atomic import atomic_open, atomic_write_json
+from .classification import dataset_dicts
 from .corruptions import check_corruption_config
 from .samplers import build_resumable_train_loader
 from .study_axes import apply_label_map, check_axes_config, describe, load_label_map, mix_datasets, stratified_subset
@@ -25,15 +26,8 @@ def classification_dicts(names):
     """The concatenated dicts of registered classification datasets; an empty one raises naming it."""
     dicts = []
     for name in names:
-        dicts.extend(_dataset_dicts(name))
+        dicts.extend(dataset_dicts(name))
     return dicts
-
-
-def _dataset_dicts(name):
-    part = DatasetCatalog.get(name)
-    if not part:
-        raise ValueError(f"Dataset '{name}' has no images")
-    return part
 
 
 def _label_map(cfg):
@@ -70,7 +64,7 @@ def pretrain_train_dicts(cfg):
     mapping, map_path = _label_map(cfg)
     p = cfg.DATASETS.PRETRAIN
     names = list(cfg.DATASETS.TRAIN)
-    parts = [[dict(d, source=name) for d in _dataset_dicts(name)] for name in names]
+    parts = [[dict(d, source=name) for d in dataset_dicts(name)] for name in names]
     before = [d for part in parts for d in part]
     if len(p.MIX_PROPORTIONS):
         dicts = mix_datasets(parts, list(p.MIX_PROPORTIONS), int(p.MIX_TOTAL), int(p.SUBSET_SEED), names)

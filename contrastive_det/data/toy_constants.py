@@ -13,6 +13,9 @@ TOY_DIGITS_CLASSES = tuple(str(i) for i in range(10))  # class names "0".."9"; C
 VOC_SUBDIR = "VOC"  # <root>/VOC/{JPEGImages,Annotations,ImageSets/Main}
 COCO_ANN_DIR = "coco/annotations"  # <root>/coco/annotations/instances_{trainval,test}.json
 CROPS_SUBDIR = "crops"  # <root>/crops/{train,test}/<class_name>/<mnist_index>.png
+# <root>/crops_textured/{train,test}/<class_name>/<mnist_index>.png: the same digits, 64x64 RGB, rotated and
+# scaled on textured backgrounds (a second domain for toy transfer)
+CROPS_TEXTURED_SUBDIR = "crops_textured"
 MANIFEST = "manifest.json"  # <root>/manifest.json: arguments, counts, digit split
 
 

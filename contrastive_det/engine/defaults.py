@@ -196,7 +196,9 @@ def build_run_config(args, seed=None, output_dir=None):
     declared in DATASETS.CUSTOM. Returns (cfg, messages describing each adaptation).
     """
     cfg = load_config(args)
-    if cfg.SOLVER.MAX_ITER < 1 and not getattr(args, "eval_only", False):
+    task = get_task(cfg)
+    task.check_config(cfg)
+    if cfg.SOLVER.MAX_ITER < 1 and not getattr(args, "eval_only", False) and task.trains(cfg):
         raise ValueError(f"SOLVER.MAX_ITER must be >= 1 for training, got {cfg.SOLVER.MAX_ITER}")
     if seed is not None:
         cfg.SEED = seed
@@ -250,9 +252,11 @@ def setup(args, seed=None, output_dir=None):
         logger.info(message)
         if message.startswith("--resume") and comm.is_main_process():
             print(message, flush=True)
-    if args.eval_only and not cfg.MODEL.WEIGHTS and not args.resume:
-        logger.warning("--eval-only without MODEL.WEIGHTS: evaluating the randomly initialised model")
-    names = get_task(cfg).datasets_to_check(cfg, args.eval_only)
+    task = get_task(cfg)
+    evaluates_only = args.eval_only or not task.trains(cfg)
+    if evaluates_only and not cfg.MODEL.WEIGHTS and not args.resume:
+        logger.warning("Evaluation without MODEL.WEIGHTS: evaluating the randomly initialised model")
+    names = task.datasets_to_check(cfg, evaluates_only)
     for name in names:
         check_dataset_layout(name)
     if comm.get_local_rank() == 0:  # one scan per machine; a bad file stops the run before training

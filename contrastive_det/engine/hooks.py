@@ -44,16 +44,18 @@ class IterationPreciseBN(PreciseBN):
 class WriteResults(HookBase):
     """After the final evaluation, write ``OUTPUT_DIR/results.json`` from it (atomically)."""
 
-    def __init__(self, task, method, config_file=""):
+    def __init__(self, task, method, config_file="", extra=None):
         """
         Args:
             task (str): the task's name recorded in the file.
             method (str): the pretraining method recorded in the file.
             config_file (str): the config file given on the command line.
+            extra (dict or None): task-specific fields of the record (``Task.results_extra``).
         """
         self._task = task
         self._method = method
         self._config_file = config_file
+        self._extra = extra
 
     def after_train(self):
         trainer = self.trainer
@@ -69,6 +71,7 @@ class WriteResults(HookBase):
             method=self._method,
             iteration=trainer.iter,
             config_file=self._config_file,
+            extra=self._extra,
         )
         path = write_results(cfg.OUTPUT_DIR, record)
         logger.info(f"Results written to {path}")

@@ -47,7 +47,7 @@ def normalize_metrics(results, test_datasets):
     return {name: flatten_results_dict(res) for name, res in results.items()}
 
 
-def build_results(cfg, metrics, *, task, method, iteration, config_file="", seed=None):
+def build_results(cfg, metrics, *, task, method, iteration, config_file="", seed=None, extra=None):
     """
     The results record of one run (see DESIGN.md section 3).
 
@@ -61,8 +61,10 @@ def build_results(cfg, metrics, *, task, method, iteration, config_file="", seed
             None when the weights do not record it.
         config_file (str): the config file given on the command line.
         seed (int): the run's seed; default ``cfg.SEED``.
+        extra (dict or None): task-specific fields (e.g. the classification protocol), added after
+            the common ones (they cannot replace them).
     """
-    return {
+    record = {
         "task": task,
         "method": method,
         "weights": cfg.MODEL.WEIGHTS,
@@ -76,6 +78,9 @@ def build_results(cfg, metrics, *, task, method, iteration, config_file="", seed
         "output_dir": os.path.abspath(cfg.OUTPUT_DIR),
         "versions": versions(),
     }
+    for key, value in (extra or {}).items():
+        record.setdefault(key, value)
+    return record
 
 
 def write_results(output_dir, record):

@@ -16,8 +16,9 @@ a training loop. It provides:
 * ``build_test_loader(cfg, dataset_name)``: data loader over one test set;
 * ``build_evaluator(cfg, dataset_name, output_folder)``: a ``DatasetEvaluator``;
 
-and may override the documented defaults below (``datasets_to_check``, ``build_hooks``,
-``headline_metrics``, ``prepare_weights``, ``method_name``).
+and may override the documented defaults below (``check_config``, ``trains``,
+``datasets_to_check``, ``build_hooks``, ``headline_metrics``, ``prepare_weights``, ``method_name``,
+``results_extra``).
 """
 from detectron2.utils.registry import Registry
 
@@ -49,6 +50,19 @@ class Task:
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         raise NotImplementedError(f"{cls.__name__}.build_evaluator")
+
+    @classmethod
+    def check_config(cls, cfg):
+        """Raise ValueError naming the key when the task's settings cannot work. Default: no check."""
+
+    @classmethod
+    def trains(cls, cfg):
+        """
+        Whether the run trains by SGD iterations. False for protocols the evaluator fits itself
+        (e.g. a logistic regression on frozen features): the run then evaluates ``MODEL.WEIGHTS``
+        as ``--eval-only`` does. Default: True.
+        """
+        return True
 
     @classmethod
     def datasets_to_check(cls, cfg, eval_only):
@@ -83,6 +97,11 @@ class Task:
         "random-init" without ``MODEL.WEIGHTS``, "unspecified" with it.
         """
         return "unspecified" if cfg.MODEL.WEIGHTS else "random-init"
+
+    @classmethod
+    def results_extra(cls, cfg):
+        """Task-specific fields added to ``results.json`` (JSON-able dict). Default: none."""
+        return {}
 
     @classmethod
     def method(cls, cfg):

@@ -142,9 +142,23 @@ class Trainer(DefaultTrainer):
         ret.append(hooks.EvalHook(cfg.TEST.EVAL_PERIOD, test_and_save_results))
         if comm.is_main_process():
             ret += self.task.build_hooks(self.cfg)
-            ret.append(WriteResults(self.task.name, self.task.method(self.cfg), self.config_file))
+            ret.append(WriteResults(self.task.name, self.task.method(self.cfg), self.config_file, self.task.results_extra(self.cfg)))
             ret.append(hooks.PeriodicWriter(self.build_writers(), period=20))
         return ret
+
+    @classmethod
+    def build_model(cls, cfg):
+        """
+        detectron2's, then every process takes the main process's parameters and buffers:
+        ``default_setup`` seeds each rank differently, so a randomly initialised model would differ
+        between processes (DDP broadcasts at wrap time, but evaluation-only runs never wrap).
+        """
+        model = super().build_model(cfg)
+        if comm.get_world_size() > 1:
+            with torch.no_grad():
+                for tensor in model.state_dict().values():
+                    torch.distributed.broadcast(tensor, src=0)
+        return model
 
     @classmethod
     def build_optimizer(cls, cfg, model):
@@ -180,6 +194,7 @@ class Trainer(DefaultTrainer):
             method=task.method(cfg),
             iteration=None if iteration is None else int(iteration) + 1,
             config_file=config_file,
+            extra=task.results_extra(cfg),
         )
         path = write_results(cfg.OUTPUT_DIR, record)
         logger.info(f"Results written to {path}")

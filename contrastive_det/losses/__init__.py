@@ -18,10 +18,24 @@ float64 inputs), also under autocast.
   queue SupCon.
 - ``scan_loss``: SCAN, this project's specification (DESIGN.md section 5): queue SupCon whose positives
   are the other view plus same-label entries among the k nearest neighbours of the momentum embedding.
+- ``focal_supcon_loss``, ``soft_target_cross_entropy`` and the pure batch construction of Core-tuning
+  (``hard_pair_indices``, ``mix_rows``, ``mixed_soft_targets``, ``soft_label_ids``,
+  ``core_tuning_mixup``): Zhang et al., "Unleashing the Power of Contrastive Self-Supervised Visual
+  Models via Contrast-Regularized Fine-Tuning", NeurIPS 2021. The random draws are the caller's
+  (``contrastive_det.modeling.core_tuning.CoreTuningHead``).
 
 The numerics they share (logit dtype, autocast guard, mask value, masked mean log-probability of
 positives) live in ``contrastive_det.losses.numerics``.
 """
+from .core_tuning import (
+    core_tuning_mixup,
+    focal_supcon_loss,
+    hard_pair_indices,
+    mix_rows,
+    mixed_soft_targets,
+    soft_label_ids,
+    soft_target_cross_entropy,
+)
 from .infonce import infonce_loss
 from .joint import ce_selfsupcon_loss, supcon_selfsupcon_loss
 from .ntxent import nt_xent_loss
@@ -36,4 +50,11 @@ __all__ = [
     "ce_selfsupcon_loss",
     "supcon_selfsupcon_loss",
     "scan_loss",
+    "focal_supcon_loss",
+    "soft_target_cross_entropy",
+    "hard_pair_indices",
+    "mix_rows",
+    "mixed_soft_targets",
+    "soft_label_ids",
+    "core_tuning_mixup",
 ]

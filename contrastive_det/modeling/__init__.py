@@ -2,9 +2,11 @@
 from .backbone import TorchvisionResNetTrunk, build_tv_resnet
 from .heads import ProjectionMLP, build_projection
 from .pretrainers import SCAN, CESelfSupCon, ContrastivePretrainer, MoCoV2, SimCLR, SupCon, SupConSelfSupCon
+from .classifier import Classifier
 from .roi_heads import Res5ROIHeadsExtraNorm
 
 __all__ = [
+    "Classifier",
     "ProjectionMLP",
     "TorchvisionResNetTrunk",
     "build_projection",

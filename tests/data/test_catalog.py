@@ -2,6 +2,7 @@
 import os
 
 import pytest
+from PIL import Image
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
@@ -13,7 +14,7 @@ from contrastive_det.data import (
     check_dataset_layout,
     register_datasets_from_config,
 )
-from contrastive_det.data.catalog import register_voc
+from contrastive_det.data.catalog import register_classification, register_toy_digits, register_voc
 
 from conftest import TOY_CONFIG
 
@@ -32,6 +33,41 @@ def test_toy_digits_registered_in_every_format(toy_root):
     assert MetadataCatalog.get("toy_digits_test").year == 2007
     cls = DatasetCatalog.get("toy_digits_cls_test")
     assert {d["label"] for d in cls} == set(range(10)) and all(os.path.isfile(d["file_name"]) for d in cls[:5])
+
+
+def test_classification_metadata_of_toy_crops_and_folder_sets(toy_root, tmp_path):
+    for name in ("toy_digits_cls_train", "toy_digits_cls_test"):
+        meta = MetadataCatalog.get(name)
+        assert list(meta.classes) == [str(i) for i in range(10)]
+        assert meta.metric == "top1" and meta.multi_label is False and meta.evaluator_type == "classification"
+        assert meta.required_paths == [meta.image_root + "/"]
+        check_dataset_layout(name)
+    # a folder set without class names: classes are the sorted folder names, read on first use
+    for cls in ("dog", "cat"):
+        (tmp_path / "set" / cls).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "set" / cls / "0.png")
+    register_classification("test_folder_meta", str(tmp_path / "set"))
+    assert list(MetadataCatalog.get("test_folder_meta").classes) == ["cat", "dog"]
+    assert [d["class_name"] for d in DatasetCatalog.get("test_folder_meta")] == ["cat", "dog"]
+    register_classification("test_folder_missing", str(tmp_path / "nope"))
+    with pytest.raises(DatasetLayoutError, match=r"missing .*nope/\. Expected layout: .*nope/<class_name>/<image>"):
+        check_dataset_layout("test_folder_missing")
+
+
+def test_textured_toy_crops_are_registered_when_present(toy_root, tmp_path):
+    root = tmp_path / "toy_digits"
+    for split in ("train", "test"):
+        for cls in range(10):
+            (root / "crops_textured" / split / str(cls)).mkdir(parents=True)
+            Image.new("RGB", (28, 28), (cls, 0, 0)).save(root / "crops_textured" / split / str(cls) / f"{cls}.png")
+    try:
+        assert register_toy_digits(str(root)) == ["toy_digits_textured_cls_train", "toy_digits_textured_cls_test"]
+        meta = MetadataCatalog.get("toy_digits_textured_cls_test")
+        assert list(meta.classes) == [str(i) for i in range(10)] and meta.metric == "top1" and not meta.multi_label
+        assert meta.image_root == str(root / "crops_textured" / "test")
+        assert [d["label"] for d in DatasetCatalog.get("toy_digits_textured_cls_train")] == list(range(10))
+    finally:
+        register_toy_digits(str(toy_root / "toy_digits"))  # the session's toy data again
 
 
 def test_custom_voc_and_coco_datasets_from_config(toy_root):
@@ -53,7 +89,7 @@ def test_custom_voc_and_coco_datasets_from_config(toy_root):
 @pytest.mark.parametrize(
     "entry, message",
     [
-        ({"NAME": "x", "FORMAT": "yolo"}, r"DATASETS.CUSTOM\[0\].FORMAT must be one of \['coco', 'folder', 'voc'\]"),
+        ({"NAME": "x", "FORMAT": "yolo"}, r"DATASETS.CUSTOM\[0\].FORMAT must be one of \['coco', 'csv', 'folder', 'voc'\]"),
         ({"NAME": "x", "FORMAT": "voc", "ROOT": "/d", "SPLIT": "test"}, r"missing key\(s\) \['CLASSES'\]"),
         ({"NAME": "x", "FORMAT": "coco", "JSON": "a", "IMAGE_ROOT": "b", "ROOTS": "c"}, r"unknown key\(s\) \['ROOTS'\]"),
         ({"NAME": "x", "FORMAT": "voc", "ROOT": "/d", "SPLIT": "t", "CLASSES": "cat"}, "CLASSES must be a list"),
@@ -162,4 +198,4 @@ def test_readme_own_data_examples_load(tmp_path):
         names = register_datasets_from_config(cfg)
         assert set(cfg.DATASETS.TRAIN) | set(cfg.DATASETS.TEST) <= set(names)
         formats |= {e["FORMAT"] for e in cfg.DATASETS.CUSTOM}
-    assert formats == {"voc", "coco", "folder"}
+    assert formats == {"voc", "coco", "folder", "csv"}

@@ -99,3 +99,34 @@ def test_check_images_on_good_registered_data(toy_root):
     cfg = get_cfg()
     # the same files in two datasets are checked once
     assert check_images(cfg, ["toy_digits_trainval", "toy_digits_coco_trainval", "toy_digits_test"]) == 14
+
+
+def test_required_paths_are_checked_in_order_with_the_layout(tmp_path):
+    """Metadata ``required_paths`` (folders end with "/"): the first missing one is named, with the layout line."""
+    from detectron2.data import MetadataCatalog
+
+    from contrastive_det.data import DatasetLayoutError, check_dataset_layout
+
+    (tmp_path / "set").mkdir()
+    (tmp_path / "set" / "labels.txt").write_text("x\n")
+    (tmp_path / "set" / "images").write_text("a file where a folder is expected")
+    name = "test_checks_required"
+    if name in DatasetCatalog.list():
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    DatasetCatalog.register(name, list)
+    required = [f"{tmp_path}/set/", f"{tmp_path}/set/labels.txt", f"{tmp_path}/set/images/", f"{tmp_path}/set/x.csv"]
+    MetadataCatalog.get(name).set(required_paths=required, layout="set/images/<file> + set/labels.txt + set/x.csv")
+    with pytest.raises(DatasetLayoutError) as err:
+        check_dataset_layout(name)
+    msg = str(err.value)
+    assert msg.startswith(f"Dataset '{name}' is missing {tmp_path}/set/images/ (and 1 more).")
+    assert "Expected layout: set/images/<file> + set/labels.txt + set/x.csv." in msg and "datasets/README.md" in msg
+    (tmp_path / "set" / "images").unlink()
+    (tmp_path / "set" / "images").mkdir()
+    (tmp_path / "set" / "x.csv").mkdir()  # a folder where a file is expected
+    with pytest.raises(DatasetLayoutError, match=r"is missing .*set/x\.csv\. Expected"):
+        check_dataset_layout(name)
+    (tmp_path / "set" / "x.csv").rmdir()
+    (tmp_path / "set" / "x.csv").write_text("")
+    check_dataset_layout(name)

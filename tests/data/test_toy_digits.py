@@ -2,10 +2,13 @@
 
 import json
 import os
+import runpy
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -18,6 +21,14 @@ ARGS = dict(num_trainval=12, num_test=6, seed=0, min_digits=2, max_digits=6)
 
 def _generate(path, **overrides):
     return td.generate_toy_digits(str(path), progress=False, **{**ARGS, **overrides})
+
+
+@pytest.fixture
+def few_digits(monkeypatch):
+    """Builds in this test use 20 MNIST digits per class (200 raw and 200 textured crops, not 5000 of each)."""
+    images, labels = td.load_mnist_digits()
+    keep = np.concatenate([np.flatnonzero(labels == c)[:20] for c in range(10)])
+    monkeypatch.setattr(td, "load_mnist_digits", lambda: (images[keep], labels[keep]))
 
 
 @pytest.fixture(scope="module")
@@ -249,6 +260,98 @@ def test_crops_follow_the_split(dataset):
             assert im.mode == "L" and np.array_equal(np.asarray(im), images[i])
 
 
+def _sample(indices, step=25):
+    return [int(i) for i in indices[::step]]
+
+
+def test_textured_crops_follow_the_split(dataset):
+    root, manifest = dataset
+    images, labels = td.load_mnist_digits()
+    assert sorted(os.listdir(os.path.join(root, td.CROPS_TEXTURED_SUBDIR))) == ["test", "train"]
+    for split, key in (("train", "train_digit_indices"), ("test", "test_digit_indices")):
+        indices = manifest[key]
+        assert manifest["counts"][f"crops_textured_{split}"] == len(indices)
+        split_dir = os.path.join(root, td.CROPS_TEXTURED_SUBDIR, split)
+        assert sorted(os.listdir(split_dir)) == sorted(td.TOY_DIGITS_CLASSES)
+        for c, name in enumerate(td.TOY_DIGITS_CLASSES):
+            assert set(os.listdir(os.path.join(split_dir, name))) == {f"{i}.png" for i in indices if labels[i] == c}
+        for i in _sample(indices):
+            with Image.open(os.path.join(split_dir, str(labels[i]), f"{i}.png")) as im:
+                assert im.format == "PNG" and im.mode == "RGB" and im.size == (64, 64)
+                pixels = np.asarray(im)
+            # the file is the digit's own stream: it does not depend on the other digits or their order
+            expected, _ = td.render_textured_crop(td.textured_crop_rng(0, i), images[i])
+            assert np.array_equal(pixels, expected)
+
+
+def _ring_and_far(mask):
+    """Pixels 2 px around the strokes and pixels more than 2 px away, as HxW bool."""
+    near = cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    touching = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    return near & ~touching, ~near
+
+
+def test_textured_crops_are_another_domain_than_the_raw_crops(dataset):
+    root, manifest = dataset
+    images, labels = td.load_mnist_digits()
+    bg_spread = []
+    for i in _sample(manifest["train_digit_indices"], 40) + _sample(manifest["test_digit_indices"], 10):
+        split = "train" if i in set(manifest["train_digit_indices"]) else "test"
+        with Image.open(os.path.join(root, td.CROPS_SUBDIR, split, str(labels[i]), f"{i}.png")) as im:
+            raw = np.asarray(im)  # 28x28 grayscale, background exactly 0
+        assert raw.ndim == 2 and (raw[np.asarray(images[i]) == 0] == 0).all()
+        with Image.open(os.path.join(root, td.CROPS_TEXTURED_SUBDIR, split, str(labels[i]), f"{i}.png")) as im:
+            img = np.asarray(im).astype(np.float32)  # 64x64x3
+        _, info = td.render_textured_crop(td.textured_crop_rng(0, i), images[i])
+        ring, far = _ring_and_far(info["mask"])
+        assert (img.max(axis=2) - img.min(axis=2)).mean() > 10  # coloured, not grey
+        spread = cv2.blur(img, (5, 5))[far].std(axis=0).max()  # texture beyond the sensor noise
+        assert spread > 2
+        bg_spread.append(spread)
+        lum = img @ np.array([0.299, 0.587, 0.114], np.float32)  # 64x64
+        assert abs(lum[info["mask"]].mean() - lum[ring].mean()) > 15  # the digit stands out from what is around it
+    assert np.median(bg_spread) > 20
+
+
+def _orientation(mask):
+    """Orientation (degrees) of the principal axis of a mask's pixels, image coordinates."""
+    ys, xs = np.nonzero(mask)
+    xs, ys = xs - xs.mean(), ys - ys.mean()
+    return 0.5 * np.degrees(np.arctan2(2 * (xs * ys).mean(), (xs * xs).mean() - (ys * ys).mean()))
+
+
+def test_render_textured_crop_rotation_scale_and_placement():
+    images, labels = td.load_mnist_digits()
+    angles, fractions, mnist_heights, errors = [], [], [], []
+    for i in range(0, 5000, 17):
+        image, info = td.render_textured_crop(td.textured_crop_rng(3, i), images[i])
+        assert image.shape == (64, 64, 3) and image.dtype == np.uint8
+        mask = info["mask"]
+        ys, xs = np.nonzero(mask)
+        assert len(ys) > 0 and xs.min() >= 1 and ys.min() >= 1 and xs.max() <= 62 and ys.max() <= 62  # whole digit inside
+        assert abs(info["angle"]) <= td.TEXTURED_MAX_ROTATION
+        angles.append(info["angle"])
+        upright = images[i] > td.STROKE_THRESHOLD * 255  # 28x28
+        up_ys, _ = np.nonzero(upright)
+        mnist_heights.append(up_ys.max() - up_ys.min() + 1)
+        # the stroke area grows with the square of the scale, whatever the rotation: the drawn height
+        # (before rotation) as a fraction of the crop side, estimated from the pixels
+        fractions.append(np.sqrt(mask.sum() / upright.sum()) * mnist_heights[-1] / 64)
+        if labels[i] == 1:  # an elongated digit: its axis turns by -angle (image y points down)
+            errors.append(abs((_orientation(mask) - _orientation(upright) + info["angle"] + 90) % 180 - 90))
+    assert min(angles) < -20 and max(angles) > 20 and np.std(angles) > 10
+    # scaled to a random height (TEXTURED_HEIGHT_RANGE, 0.45-0.75 of the side; the area estimate is ~4% high),
+    # not to a fixed factor of the MNIST height
+    assert 0.4 < min(fractions) and max(fractions) < 0.9 and np.std(fractions) > 0.06
+    assert abs(np.corrcoef(fractions, mnist_heights)[0, 1]) < 0.35
+    assert len(errors) >= 20 and np.median(errors) < 3 and np.mean(np.array(errors) < 8) > 0.8
+    # the stream is the seed's and the digit's: another seed, another crop; the same, the same pixels
+    a, _ = td.render_textured_crop(td.textured_crop_rng(3, 17), images[17])
+    b, _ = td.render_textured_crop(td.textured_crop_rng(3, 17), images[17])
+    c, _ = td.render_textured_crop(td.textured_crop_rng(4, 17), images[17])
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
 def test_scenes_use_only_their_split_digits(dataset):
     root, manifest = dataset
     for split, key in (("trainval", "train_digit_indices"), ("test", "test_digit_indices")):
@@ -308,26 +411,42 @@ def test_difficult_rate_over_many_scenes():
 # ------------------------------------------------------------------------------------------------
 # Determinism, reuse, atomicity, arguments
 # ------------------------------------------------------------------------------------------------
-def test_same_seed_identical_other_seed_different(dataset, tmp_path):
-    root, _ = dataset
-    again = _generate(tmp_path / "again")
-    files_a, files_b = _annotation_files(root), _annotation_files(str(tmp_path / "again"))
+def _image_files(root, sub):
+    """{path relative to ``sub``: decoded pixels} of every image under root/sub."""
+    out = {}
+    for dirpath, _, files in os.walk(os.path.join(root, sub)):
+        for name in files:
+            with Image.open(os.path.join(dirpath, name)) as im:
+                out[os.path.relpath(os.path.join(dirpath, name), os.path.join(root, sub))] = np.asarray(im)
+    return out
+
+
+def test_same_seed_identical_other_seed_different(tmp_path, few_digits):
+    first, second = str(tmp_path / "first"), str(tmp_path / "second")
+    manifest = _generate(first)
+    again = _generate(second)
+    assert again == manifest
+    files_a, files_b = _annotation_files(first), _annotation_files(second)
     assert files_a.keys() == files_b.keys() and files_a == files_b
     assert b"time" not in files_a[td.MANIFEST]
-    jpeg = os.path.join(td.VOC_SUBDIR, "JPEGImages")
-    names = sorted(os.listdir(os.path.join(root, jpeg)))
-    assert names == sorted(os.listdir(tmp_path / "again" / jpeg)) and len(names) == 18
-    for name in names:
-        a = np.asarray(Image.open(os.path.join(root, jpeg, name)))
-        b = np.asarray(Image.open(tmp_path / "again" / jpeg / name))
-        assert np.array_equal(a, b)
-    assert again["counts"] == dataset[1]["counts"]
+    for sub, count in (
+        (os.path.join(td.VOC_SUBDIR, "JPEGImages"), 18),
+        (td.CROPS_SUBDIR, 200),
+        (td.CROPS_TEXTURED_SUBDIR, 200),
+    ):
+        images_a, images_b = _image_files(first, sub), _image_files(second, sub)
+        assert images_a.keys() == images_b.keys() and len(images_a) == count
+        assert all(np.array_equal(images_a[k], images_b[k]) for k in images_a)  # identical pixels
 
     other = _generate(tmp_path / "other", seed=1)
     files_c = _annotation_files(str(tmp_path / "other"))
     assert files_c["VOC/Annotations/000001.xml"] != files_a["VOC/Annotations/000001.xml"]
     assert files_c["coco/annotations/instances_test.json"] != files_a["coco/annotations/instances_test.json"]
-    assert other["test_digit_indices"] != dataset[1]["test_digit_indices"]
+    assert other["test_digit_indices"] != manifest["test_digit_indices"]
+    textured_a = _image_files(first, td.CROPS_TEXTURED_SUBDIR)
+    textured_c = _image_files(str(tmp_path / "other"), td.CROPS_TEXTURED_SUBDIR)
+    common = textured_c.keys() & textured_a.keys()  # digits in the same split under both seeds
+    assert common and not any(np.array_equal(textured_c[k], textured_a[k]) for k in common)
 
 
 def test_reuse_with_same_args_does_not_regenerate(dataset):
@@ -340,18 +459,25 @@ def test_reuse_with_same_args_does_not_regenerate(dataset):
     assert sorted(os.listdir(os.path.dirname(root))) == ["toy_digits"]  # no temporary leftovers
 
 
-def test_dataset_of_an_older_format_version_is_rebuilt(tmp_path):
+def test_dataset_of_an_older_format_version_is_rebuilt(tmp_path, few_digits):
     root = tmp_path / "toy_digits"
     manifest = _generate(root, num_trainval=2, num_test=2)
     coco = root / td.COCO_ANN_DIR / "instances_test.json"
     expected = coco.read_bytes()
+    textured = root / td.CROPS_TEXTURED_SUBDIR / "test" / "3"
+    expected_textured = {p.name: p.read_bytes() for p in textured.iterdir()}
+    assert len(expected_textured) == 4  # 20 digits of class 3 in this build, 20% of them in the test part
     old = json.loads(coco.read_text())
     for a in old["annotations"]:  # what format version 1 wrote: no masks
         del a["segmentation"]
     coco.write_text(json.dumps(old))
-    (root / td.MANIFEST).write_text(json.dumps(dict(manifest, format_version=td.FORMAT_VERSION - 1)))
+    shutil.rmtree(root / td.CROPS_TEXTURED_SUBDIR)  # nor textured crops (versions 1 and 2)
+    counts = {k: v for k, v in manifest["counts"].items() if not k.startswith("crops_textured")}
+    # format version 2 is the newest without textured crops: such a dataset must be rebuilt, not reused
+    (root / td.MANIFEST).write_text(json.dumps(dict(manifest, counts=counts, format_version=2)))
     assert _generate(root, num_trainval=2, num_test=2) == manifest
     assert coco.read_bytes() == expected
+    assert {p.name: p.read_bytes() for p in textured.iterdir()} == expected_textured
     # a newer format version than this code knows is not downgraded
     (root / td.MANIFEST).write_text(json.dumps(dict(manifest, format_version=td.FORMAT_VERSION + 1)))
     with pytest.raises(FileExistsError, match="format version"):
@@ -373,7 +499,7 @@ def test_existing_dir_with_other_args_raises(dataset, tmp_path):
     assert (unrelated / "notes.txt").read_text() == "keep me"
 
 
-def test_overwrite_replaces_atomically(tmp_path):
+def test_overwrite_replaces_atomically(tmp_path, few_digits):
     target = tmp_path / "toy_digits"
     target.mkdir()
     (target / "stale.txt").write_text("old")
@@ -384,11 +510,12 @@ def test_overwrite_replaces_atomically(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["toy_digits"]
 
 
-def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch):
+@pytest.mark.parametrize("writer", ["_write_crops", "_write_textured_crops"])
+def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch, few_digits, writer):
     def boom(*args, **kwargs):
         raise KeyboardInterrupt("simulated interruption")
 
-    monkeypatch.setattr(td, "_write_crops", boom)
+    monkeypatch.setattr(td, writer, boom)
     with pytest.raises(KeyboardInterrupt):
         _generate(tmp_path / "toy_digits", num_trainval=2, num_test=2)
     assert os.listdir(tmp_path) == []
@@ -418,33 +545,23 @@ def test_bad_arguments_raise_value_error(tmp_path, overrides, name):
     assert os.listdir(tmp_path) == []
 
 
-def test_cli_runs(tmp_path):
+def test_cli_runs(tmp_path, few_digits, capsys):
     out = tmp_path / "cli" / "toy_digits"
-    cmd = [
-        sys.executable,
-        "datasets/prepare_toy_digits.py",
-        "--output",
-        str(out),
-        "--num-trainval",
-        "3",
-        "--num-test",
-        "2",
-        "--min-digits",
-        "1",
-        "--max-digits",
-        "3",
-        "--seed",
-        "5",
-        "--no-progress",
-    ]
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert str(out) in proc.stdout
+    args = ["--output", str(out), "--num-trainval", "3", "--num-test", "2", "--min-digits", "1", "--max-digits", "3",
+            "--seed", "5"]
+    # the build in this process (20 digits per class), the script itself in a subprocess below
+    cli = runpy.run_path(os.path.join(REPO_ROOT, "datasets", "prepare_toy_digits.py"))
+    cli["main"](args + ["--no-progress"])
+    stdout = capsys.readouterr().out
+    assert str(out) in stdout
     with open(out / td.MANIFEST) as f:
         manifest = json.load(f)
     assert manifest["args"]["seed"] == 5 and manifest["args"]["max_digits"] == 3
     c = manifest["counts"]["trainval"]
-    assert f"images {c['images']:5d}  objects {c['objects']:6d}" in proc.stdout
+    assert f"images {c['images']:5d}  objects {c['objects']:6d}" in stdout
+    assert "crops    train 160  test 40" in stdout and "textured crops  train 160  test 40" in stdout
     assert sorted(os.listdir(out / "VOC" / "JPEGImages")) == [f"{i:06d}.jpg" for i in range(1, 6)]
-    bad = subprocess.run(cmd[:-1] + ["--num-test", "4"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
-    assert bad.returncode != 0 and "overwrite" in bad.stderr
+    # run as a script: other arguments on the existing folder -> an error that names --overwrite
+    cmd = [sys.executable, "datasets/prepare_toy_digits.py"] + args[:-2] + ["--seed", "6", "--no-progress"]
+    bad = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "overwrite" in bad.stderr and str(out) in bad.stderr

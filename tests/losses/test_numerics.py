@@ -109,7 +109,8 @@ def test_cuda_matches_cpu_and_autocast():
 
 def test_package_exports_and_docstring():
     expected = {"nt_xent_loss", "infonce_loss", "supcon_loss", "queue_supcon_loss", "ce_selfsupcon_loss",
-                "supcon_selfsupcon_loss", "scan_loss"}
+                "supcon_selfsupcon_loss", "scan_loss", "focal_supcon_loss", "soft_target_cross_entropy",
+                "hard_pair_indices", "mix_rows", "mixed_soft_targets", "soft_label_ids", "core_tuning_mixup"}
     assert set(losses.__all__) == expected
     for name in expected:
         assert callable(getattr(losses, name)) and name in losses.__doc__

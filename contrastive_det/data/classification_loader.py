@@ -1,0 +1,121 @@
+"""
+Loaders of classification transfer: the image mapper (training crop + flip, test resize + centre
+crop), the validation split, and the loaders of the SGD protocols and of the frozen-feature
+protocols (several splits in one pass, cached splits left out).
+"""
+import logging
+
+from torchvision.transforms import v2 as T
+
+from detectron2.data import MetadataCatalog, build_detection_test_loader
+
+from .classification import dataset_dicts, read_classification_image
+from .downstream.splits import fraction_held_out, stratified_holdout
+from .samplers import build_resumable_train_loader
+from .transforms import to_chw_uint8
+
+logger = logging.getLogger(__name__)
+
+#: keys of a dataset dict that travel to the model and evaluator (besides the image)
+PASSED_KEYS = ("image_id", "label", "labels", "ignore_labels", "probe_split")
+
+
+def build_classification_transform(cfg, is_train):
+    """Training: RandomResizedCrop + flip (INPUT.CLS); test: resize shorter side + centre crop."""
+    c = cfg.INPUT.CLS
+    if is_train:
+        return T.Compose([
+            T.RandomResizedCrop(c.CROP_SIZE, scale=tuple(c.CROP_SCALE), antialias=True),
+            T.RandomHorizontalFlip(c.FLIP_PROB),
+        ])
+    return T.Compose([T.Resize(c.TEST_RESIZE, antialias=True), T.CenterCrop(c.CROP_SIZE)])
+
+
+def describe_test_transform(cfg):
+    """The test transform as a string (part of the feature cache key)."""
+    c = cfg.INPUT.CLS
+    return f"resize{c.TEST_RESIZE}-centercrop{c.CROP_SIZE}-{cfg.INPUT.FORMAT}"
+
+
+class ClassificationMapper:
+    """
+    Dataset dict (see contrastive_det/data/classification.py) -> ``{"image": 3xHxW uint8 RGB tensor,
+    "image_id", "label" | "labels"/"ignore_labels", ["probe_split"]}``. Augmentation randomness comes
+    from torch's global generator, which the resumable loader seeds per item.
+    """
+
+    def __init__(self, cfg, is_train):
+        self.transform = build_classification_transform(cfg, is_train)
+
+    def __call__(self, dataset_dict):
+        image = self.transform(read_classification_image(dataset_dict))
+        out = {k: dataset_dict[k] for k in PASSED_KEYS if k in dataset_dict}
+        out["image"] = to_chw_uint8(image)
+        return out
+
+
+def check_labels(dicts, num_classes, name):
+    """Every label in [0, num_classes); the first one outside raises naming the image and dataset."""
+    for d in dicts:
+        labels = list(d.get("labels", [])) + list(d.get("ignore_labels", []))
+        if "labels" not in d:
+            labels.append(int(d["label"]))
+        for y in labels:
+            if not 0 <= int(y) < num_classes:
+                raise ValueError(
+                    f"Dataset '{name}': image {d.get('image_id', d.get('file_name'))} has label {y}, "
+                    f"outside [0, {num_classes}) (MODEL.CLASSIFIER.NUM_CLASSES / the dataset's classes)"
+                )
+
+
+def train_val_dicts(cfg):
+    """
+    (train, val) dicts: ``DATASETS.TRAIN`` and ``CLASSIFICATION.VAL_DATASET`` when one is named,
+    else a class-stratified ``VAL_FRACTION`` of DATASETS.TRAIN held out (seed VAL_SEED; the rule of
+    the downstream sets' generated splits, datasets/README.md).
+    """
+    train = [d for name in cfg.DATASETS.TRAIN for d in dataset_dicts(name)]
+    c = cfg.CLASSIFICATION
+    if c.VAL_DATASET:
+        return train, dataset_dicts(c.VAL_DATASET)
+    if not 0.0 < c.VAL_FRACTION < 1.0:
+        raise ValueError(f"CLASSIFICATION.VAL_FRACTION must be in (0, 1), got {c.VAL_FRACTION}")
+    if any("labels" in d for d in train):
+        raise ValueError(
+            f"{', '.join(cfg.DATASETS.TRAIN)} is multi-label: name its validation split in CLASSIFICATION.VAL_DATASET"
+        )
+    return stratified_holdout(train, fraction_held_out(float(c.VAL_FRACTION)), seed=int(c.VAL_SEED), salt="val")
+
+
+def build_classification_train_loader(cfg, dicts, num_classes):
+    """Resumable training loader of the SGD protocols over ``dicts`` (labels checked first)."""
+    check_labels(dicts, num_classes, ",".join(cfg.DATASETS.TRAIN))
+    return build_resumable_train_loader(
+        dicts,
+        ClassificationMapper(cfg, is_train=True),
+        seed=cfg.SEED,
+        total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
+        num_workers=cfg.DATALOADER.NUM_WORKERS,
+        aspect_ratio_grouping=False,
+    )
+
+
+def build_classification_test_loader(cfg, dicts):
+    """
+    Inference loader (test transform) over ``dicts``, split across processes like detectron2's.
+    No dicts (every split of a probe cached): an empty list, which detectron2's inference loop
+    walks through without a batch.
+    """
+    if not dicts:
+        return []
+    return build_detection_test_loader(
+        dicts,
+        mapper=ClassificationMapper(cfg, is_train=False),
+        batch_size=cfg.CLASSIFICATION.TEST_BATCH_SIZE,
+        num_workers=cfg.DATALOADER.NUM_WORKERS,
+    )
+
+
+def dataset_metric(cfg, dataset_name):
+    """``CLASSIFICATION.METRIC`` or the dataset's metadata ``metric`` (default "top1")."""
+    return cfg.CLASSIFICATION.METRIC or MetadataCatalog.get(dataset_name).get("metric", "top1")

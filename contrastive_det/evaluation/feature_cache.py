@@ -1,0 +1,188 @@
+"""An on-disk cache of extracted frozen features (the L-BFGS probe and the few-shot protocol fit
+many classifiers on the same centre-crop features; extracting them once per model and split is
+what makes the 45-value regularisation sweep affordable).
+
+An entry is identified by what determines its content: the weights (a digest of the checkpoint
+file), the dataset and split, the test transform and the layer. Each entry is ``<key>.pt``
+(``{"features", "targets", "image_ids"}``) with a ``<key>.json`` of free-form metadata beside it,
+both written atomically.
+"""
+
+import hashlib
+import json
+import logging
+import numbers
+import os
+import re
+import threading
+
+import numpy as np
+import torch
+
+from ..utils.atomic import atomic_open
+
+__all__ = ["weights_digest", "FeatureCache"]
+
+logger = logging.getLogger(__name__)
+
+# Part of every key: bump it when the stored layout changes, so old entries are no longer found.
+_FORMAT = 1
+_KEY_RE = re.compile(r"^[0-9a-f]{64}$")
+_digests = {}  # (abspath, size, mtime_ns) -> sha256 hex
+_digests_lock = threading.Lock()
+
+
+def weights_digest(path):
+    """sha256 (hex) of the weights file at ``path``, memoised on (absolute path, size, mtime_ns)
+    so that a file rewritten in place is hashed again.
+
+    A model without a weights file (random initialisation) has no digest: the caller uses
+    ``f"random-init-seed{seed}"`` as the ``weights`` of :meth:`FeatureCache.key` instead, so that
+    differently seeded random networks do not share cache entries.
+
+    Raises:
+        ValueError: ``path`` is empty or None (see above).
+        FileNotFoundError: no file at ``path``.
+    """
+    if not path:
+        raise ValueError(
+            f"weights_digest needs a weights file, got {path!r}; for a randomly initialised model use "
+            "weights='random-init-seed{seed}' in the cache key"
+        )
+    path = os.path.abspath(os.fspath(path))
+    st = os.stat(path)
+    memo = (path, st.st_size, st.st_mtime_ns)
+    with _digests_lock:
+        if memo in _digests:
+            return _digests[memo]
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            sha.update(block)
+    digest = sha.hexdigest()
+    with _digests_lock:
+        _digests[memo] = digest
+    return digest
+
+
+def _plain_image_id(image_id):
+    """int or str image ids only (what ``torch.load(weights_only=True)`` reads back)."""
+    if isinstance(image_id, str):
+        return image_id
+    if isinstance(image_id, numbers.Integral) and not isinstance(image_id, bool):
+        return int(image_id)
+    if torch.is_tensor(image_id) and image_id.numel() == 1 and not image_id.is_floating_point():
+        return int(image_id.item())
+    raise ValueError(f"image_ids must be ints or strings, got {image_id!r} ({type(image_id).__name__})")
+
+
+class FeatureCache:
+    """Features of one (weights, dataset, split, transform, layer) per file under ``root``.
+
+    Example::
+
+        cache = FeatureCache(os.path.join(cfg.OUTPUT_DIR, "feature_cache"))
+        key = cache.key(weights=weights_digest(path), dataset="dtd_train", split="train",
+                        transform="resize256_centercrop224", layer="res5")
+        entry = cache.load(key)          # None on a miss
+        if entry is None:
+            cache.save(key, features, targets, image_ids, meta={"model": path})
+    """
+
+    def __init__(self, root):
+        if not root:
+            raise ValueError(f"FeatureCache needs a directory, got {root!r}")
+        self.root = os.fspath(root)
+
+    @staticmethod
+    def key(*, weights, dataset, split, transform, layer):
+        """sha256 (hex) of the canonical JSON (sorted keys, no spaces) of the fields and the
+        cache format version. ``transform`` is a string describing the test transform.
+
+        Raises:
+            ValueError: a field that is not a non-empty string.
+        """
+        fields = {"weights": weights, "dataset": dataset, "split": split, "transform": transform, "layer": layer}
+        for name, value in fields.items():
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"FeatureCache.key: {name} must be a non-empty string, got {value!r}")
+        canonical = json.dumps({"format": _FORMAT, **fields}, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+    def _check_key(self, key):
+        if not isinstance(key, str) or not _KEY_RE.match(key):
+            raise ValueError(f"not a FeatureCache key (64 lowercase hex characters from FeatureCache.key): {key!r}")
+        return key
+
+    def path(self, key):
+        """The ``.pt`` file of ``key`` (which may not exist)."""
+        return os.path.join(self.root, self._check_key(key) + ".pt")
+
+    def meta_path(self, key):
+        """The ``.json`` metadata file beside :meth:`path`."""
+        return os.path.join(self.root, self._check_key(key) + ".json")
+
+    def load(self, key):
+        """The entry of ``key``: ``{"features": NxD float tensor, "targets": tensor of N rows,
+        "image_ids": list of N}`` on the CPU, or None when there is none. An unreadable or
+        inconsistent file is a miss too: a warning is logged and the next :meth:`save`
+        overwrites it.
+        """
+        path = self.path(key)
+        if not os.path.exists(path):
+            return None
+        try:
+            entry = torch.load(path, map_location="cpu", weights_only=True)
+            features, targets, image_ids = entry["features"], entry["targets"], entry["image_ids"]
+            if not (torch.is_tensor(features) and features.dim() == 2 and features.is_floating_point()):
+                raise ValueError(f"features are not an NxD float tensor: {type(features).__name__}")
+            n = features.shape[0]
+            if not (torch.is_tensor(targets) and targets.dim() >= 1 and targets.shape[0] == n):
+                raise ValueError(f"targets do not have {n} rows")
+            if not (isinstance(image_ids, list) and len(image_ids) == n):
+                raise ValueError(f"image_ids are not a list of {n}")
+        except Exception as e:  # a truncated or foreign file: recompute rather than fail the evaluation
+            logger.warning(
+                f"Feature cache file {path} is unreadable ({type(e).__name__}: {e}); "
+                "treating it as a miss, it will be overwritten"
+            )
+            return None
+        return {"features": features, "targets": targets, "image_ids": image_ids}
+
+    def save(self, key, features, targets, image_ids, meta=None):
+        """Store an entry atomically (a temporary file renamed into place: readers see the old
+        entry or the complete new one, and a failed save leaves no file), then ``meta`` as JSON
+        beside it.
+
+        Args:
+            key: from :meth:`key`.
+            features: NxD floating-point tensor (stored on the CPU, dtype kept).
+            targets: tensor (or array) with N rows (class ids, or NxC multi-label indicators).
+            image_ids: N ints or strings.
+            meta: JSON-serialisable dict (e.g. the weights path, the config); None = {}.
+
+        Raises:
+            ValueError: shapes or image ids that do not fit, or ``meta`` not JSON-serialisable
+                (checked before anything is written).
+        """
+        path, meta_path = self.path(key), self.meta_path(key)
+        features = torch.as_tensor(features).detach().cpu().contiguous()
+        if features.dim() != 2 or not features.is_floating_point():
+            raise ValueError(
+                f"features must be an NxD floating-point tensor, got {features.dtype} of shape {tuple(features.shape)}"
+            )
+        n = features.shape[0]
+        targets = torch.as_tensor(np.asarray(targets) if not torch.is_tensor(targets) else targets).detach().cpu().contiguous()
+        if targets.dim() < 1 or targets.shape[0] != n:
+            raise ValueError(f"targets must have N={n} rows, got shape {tuple(targets.shape)}")
+        image_ids = [_plain_image_id(i) for i in image_ids]
+        if len(image_ids) != n:
+            raise ValueError(f"image_ids must have N={n} entries, got {len(image_ids)}")
+        try:
+            meta_text = json.dumps({} if meta is None else meta, indent=2, sort_keys=True)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"FeatureCache.save: meta must be JSON-serialisable: {e}") from None
+        with atomic_open(path, "wb") as f:
+            torch.save({"features": features, "targets": targets, "image_ids": image_ids}, f)
+        with atomic_open(meta_path, "w") as f:
+            f.write(meta_text + "\n")

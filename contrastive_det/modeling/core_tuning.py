@@ -1,0 +1,194 @@
+"""
+Core-tuning's classification head (Zhang et al., "Unleashing the Power of Contrastive Self-Supervised
+Visual Models via Contrast-Regularized Fine-Tuning", NeurIPS 2021; DESIGN.md section 5).
+
+The head sits on the trunk's pooled features: a bias-free linear classifier and a contrastive head
+(Linear -> ReLU -> Linear, L2-normalised). In training it builds the Core-tuning batch (hard
+negatives by mixup with a shuffled batch, hard positives by mixing each anchor's hardest positive
+with its hardest negative), trains the classifier on it with soft targets and adds the focal SupCon
+term on the projections. The pure parts live in :mod:`contrastive_det.losses.core_tuning`; the only
+randomness (the shuffle and the mixing weights) comes from torch's global RNG, which the trainer
+seeds per step.
+
+Where this head differs from the authors' code (Core-tuning.py of github.com/Vanint/Core-tuning):
+
+- The original features stay attached to the graph. Their ``feature_mixup`` starts the batch with
+  ``features.clone().detach().requires_grad_(True)``, so the trunk learns only through the mixed
+  features; the paper's objective has no such stop-gradient.
+- Hard pairs are mined with the masked entries really excluded and the anchor itself as fallback
+  (see :func:`~contrastive_det.losses.core_tuning.hard_pair_indices`); their ``argmin`` / ``argmax``
+  over 0-filled matrices picks a masked entry whenever every cosine is >= 0.
+- Soft targets become contrastive class ids by comparing rows (``soft_label_ids``), not through
+  ``10**arange(C)``, which overflows int64 for C >= 19 and, in float32, merges distinct rows for
+  much smaller C.
+- No NaN guard by printing and replacing: an anchor without positive is excluded from the mean and
+  a batch without any positive gives 0 (connected to the graph).
+- The shuffle and the mixing weights come from torch's global RNG (theirs: Python's ``random`` and
+  NumPy's global RNG), drawn on the CPU so that a seed gives the same draws on every device.
+
+Kept as in their code: the classifier has no bias; the contrastive head has no batch norm (two
+biased Linear layers and a ReLU); lambda ~ Beta(alpha, alpha) per sample, clipped from below at
+``min_shuffled_weight`` (0.8) for the hard negatives, where it weighs the shuffled side, and
+unclipped for the hard positives, where it weighs the hardest positive; mixtures keep their mixed
+soft targets in both losses; the focal weight (1 - p) is not detached; by default the focal term
+is normalised per anchor by the number of contrast entries (their ``.mean(1)``), the scale that
+their eta (0.1 in their README) was tuned with (``con_normalization``).
+"""
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..losses.core_tuning import (
+    NORMALIZATIONS,
+    core_tuning_mixup,
+    focal_supcon_loss,
+    soft_label_ids,
+    soft_target_cross_entropy,
+)
+from .heads import ProjectionMLP
+
+__all__ = ["CoreTuningHead", "sample_mix_weights"]
+
+
+def sample_mix_weights(n, alpha, min_weight=0.0, *, device=None):
+    """Mixing weights lambda_i ~ Beta(alpha, alpha), i = 1..n, clipped from below at ``min_weight``.
+
+    Drawn on the CPU from torch's global RNG (so ``torch.manual_seed`` fixes them whatever the
+    device), then moved to ``device``. Core-tuning's hard negatives use ``min_weight`` 0.8: values
+    below it become exactly 0.8 (with alpha 1, 80% of them), as in the authors' code.
+
+    Shape:
+        - Output: n, float32.
+
+    Raises:
+        ValueError: alpha <= 0, min_weight outside [0, 1] or n < 0.
+
+    Examples:
+        >>> lam = sample_mix_weights(256, alpha=1.0, min_weight=0.8)  # all >= 0.8
+    """
+    if not alpha > 0:
+        raise ValueError(f"sample_mix_weights: alpha must be > 0, got {alpha}")
+    if not 0.0 <= min_weight <= 1.0:
+        raise ValueError(f"sample_mix_weights: min_weight must be in [0, 1], got {min_weight}")
+    if n < 0:
+        raise ValueError(f"sample_mix_weights: n must be >= 0, got {n}")
+    concentration = torch.tensor(float(alpha))
+    lam = torch.distributions.Beta(concentration, concentration).sample((int(n),))  # n, CPU global RNG
+    return lam.clamp_min(min_weight).to(device) if device is not None else lam.clamp_min(min_weight)
+
+
+class CoreTuningHead(nn.Module):
+    """Core-tuning head: bias-free linear classifier + contrastive head, with Core-tuning's training losses.
+
+    ``forward(features, labels)`` in training mode returns ``{"loss_cls", "loss_con"}``:
+
+    1. draw a permutation of the batch and lambdas (``sample_mix_weights``; hard negatives clipped
+       at ``min_shuffled_weight``, hard positives not) from torch's global RNG;
+    2. build [original; mixed negatives; mixed positives] features (3N) and soft targets with
+       :func:`~contrastive_det.losses.core_tuning.core_tuning_mixup`;
+    3. ``loss_cls`` = soft-target cross-entropy of the classifier on the 3N rows (the smooth
+       decision boundary);
+    4. ``loss_con`` = ``eta`` * focal SupCon of the 3N L2-normalised projections, positives = rows
+       with identical soft targets (``soft_label_ids``).
+
+    In eval mode, or without labels, it returns the classifier's logits.
+
+    Reference: Zhang et al., "Unleashing the Power of Contrastive Self-Supervised Visual Models via
+    Contrast-Regularized Fine-Tuning", NeurIPS 2021. See the module docstring for where this
+    differs from the authors' code.
+
+    Args:
+        in_dim: feature dimension (2048 for a ResNet-50).
+        num_classes: C (any number: no ``10**arange(C)`` encoding).
+        hidden_dim, proj_dim: contrastive head in_dim -> hidden_dim -> ReLU -> proj_dim.
+        eta: weight of the contrastive term.
+        alpha: lambda ~ Beta(alpha, alpha).
+        temperature: T of the focal SupCon term.
+        min_shuffled_weight: smallest weight of the shuffled side of a hard negative.
+        con_normalization: "batch" (default, the authors' code: per-anchor sum over positives
+            divided by the 3N contrast entries) or "positives" (SupCon's mean over positives; about
+            3N / |P| times larger, so scale ``eta`` down accordingly).
+
+    Shape:
+        - features: NxD (D = in_dim); labels: N integer classes in [0, C).
+        - Output: training, a dict of two scalar tensors; otherwise NxC logits.
+
+    Layout (``state_dict`` keys): ``classifier.weight``; ``contrastor.mlp.0`` Linear, ReLU,
+    ``contrastor.mlp.2`` Linear (see :class:`~contrastive_det.modeling.heads.ProjectionMLP`).
+
+    Raises:
+        ValueError: a hyper-parameter is out of range (constructor); features are not NxD or the
+            label count differs from N (forward).
+
+    Examples:
+        >>> head = CoreTuningHead(2048, 10)
+        >>> losses = head(torch.randn(32, 2048), torch.randint(0, 10, (32,)))  # {"loss_cls", "loss_con"}
+        >>> logits = head.eval()(torch.randn(4, 2048))  # 4x10
+    """
+
+    def __init__(
+        self,
+        in_dim,
+        num_classes,
+        *,
+        hidden_dim=2048,
+        proj_dim=256,
+        eta=0.1,
+        alpha=1.0,
+        temperature=0.07,
+        min_shuffled_weight=0.8,
+        con_normalization="batch",
+    ):
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"CoreTuningHead: num_classes must be >= 1, got {num_classes}")
+        if eta < 0:
+            raise ValueError(f"CoreTuningHead: eta must be >= 0, got {eta}")
+        if not alpha > 0:
+            raise ValueError(f"CoreTuningHead: alpha must be > 0, got {alpha}")
+        if not temperature > 0:
+            raise ValueError(f"CoreTuningHead: temperature must be > 0, got {temperature}")
+        if not 0.0 <= min_shuffled_weight <= 1.0:
+            raise ValueError(f"CoreTuningHead: min_shuffled_weight must be in [0, 1], got {min_shuffled_weight}")
+        if con_normalization not in NORMALIZATIONS:
+            raise ValueError(f"CoreTuningHead: con_normalization must be one of {NORMALIZATIONS}, got {con_normalization!r}")
+        self.num_classes = int(num_classes)
+        self.eta = float(eta)
+        self.alpha = float(alpha)
+        self.temperature = float(temperature)
+        self.min_shuffled_weight = float(min_shuffled_weight)
+        self.con_normalization = con_normalization
+        self.classifier = nn.Linear(in_dim, num_classes, bias=False)
+        self.contrastor = ProjectionMLP(in_dim, hidden_dim, proj_dim, num_layers=2, use_bn=False)
+
+    def project(self, features):
+        """L2-normalised contrastive projections: NxD -> Nxproj_dim."""
+        return F.normalize(self.contrastor(features), dim=1)
+
+    def forward(self, features, labels=None):
+        if features.dim() != 2:
+            raise ValueError(f"CoreTuningHead expects features NxD, got shape {tuple(features.shape)}")
+        if not self.training or labels is None:
+            return self.classifier(features)  # NxC
+        n, device = features.shape[0], features.device
+        labels = labels.reshape(-1).to(device)
+        if labels.numel() != n:
+            raise ValueError(f"CoreTuningHead: {labels.numel()} labels for {n} features")
+        perm = torch.randperm(n).to(device)  # N, CPU global RNG
+        shuffled_weight = sample_mix_weights(n, self.alpha, self.min_shuffled_weight, device=device)  # N
+        positive_weight = sample_mix_weights(n, self.alpha, 0.0, device=device)  # N
+        feats, targets = core_tuning_mixup(
+            features, labels, self.num_classes, perm, shuffled_weight, positive_weight
+        )  # feats: 3NxD, targets: 3NxC
+        loss_cls = soft_target_cross_entropy(self.classifier(feats), targets)
+        z = self.project(feats)  # z: 3Nxproj_dim
+        loss_con = focal_supcon_loss(
+            z, soft_label_ids(targets), self.temperature, normalization=self.con_normalization
+        )
+        return {"loss_cls": loss_cls, "loss_con": self.eta * loss_con}
+
+    def extra_repr(self):
+        return (
+            f"num_classes={self.num_classes}, eta={self.eta}, alpha={self.alpha}, temperature={self.temperature}, "
+            f"min_shuffled_weight={self.min_shuffled_weight}, con_normalization={self.con_normalization!r}"
+        )

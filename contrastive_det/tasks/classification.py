@@ -1,0 +1,264 @@
+"""
+Classification transfer (DESIGN.md section 8) on the one Trainer: a linear probe trained by SGD,
+full fine-tuning and Core-tuning train with the Trainer's loop and hooks; the L-BFGS probe, the
+layer-wise probes and few-shot episodes are fitted by the evaluator on frozen, cached features
+(the run evaluates MODEL.WEIGHTS, as ``--eval-only`` does).
+"""
+import logging
+import os
+from collections import Counter
+
+import torch
+from detectron2.engine import HookBase
+
+from ..convert.classifier_weights import prepare_classifier_weights
+from ..data.classification import dataset_dicts
+from ..data.classification_loader import (
+    build_classification_test_loader,
+    build_classification_train_loader,
+    check_labels,
+    dataset_metric,
+    describe_test_transform,
+    train_val_dicts,
+)
+from ..engine.task import TASK_REGISTRY, Task
+from ..evaluation import ClassificationEvaluator, FeatureCache, FeatureProbeEvaluator, weights_digest
+from ..evaluation.logistic import regularisation_grid
+from ..modeling.classifier import resolve_num_classes
+
+logger = logging.getLogger(__name__)
+
+SGD_PROTOCOLS = ("linear_sgd", "finetune", "core_tuning")
+FEATURE_PROTOCOLS = ("linear_lbfgs", "layerwise", "few_shot")
+SPLITS = ("train", "val", "test")
+
+
+def check_classification_config(cfg):
+    """Protocol, head and freezing agree; the grids and episode settings are usable. Raises ValueError."""
+    c, m = cfg.CLASSIFICATION, cfg.MODEL.CLASSIFIER
+    protocol = c.PROTOCOL
+    if protocol not in SGD_PROTOCOLS + FEATURE_PROTOCOLS:
+        raise ValueError(f"CLASSIFICATION.PROTOCOL must be one of {SGD_PROTOCOLS + FEATURE_PROTOCOLS}, got {protocol!r}")
+    if protocol == "linear_sgd" and not m.FREEZE_TRUNK:
+        raise ValueError("CLASSIFICATION.PROTOCOL linear_sgd needs MODEL.CLASSIFIER.FREEZE_TRUNK True")
+    if protocol in ("finetune", "core_tuning") and m.FREEZE_TRUNK:
+        raise ValueError(f"CLASSIFICATION.PROTOCOL {protocol} trains the trunk: set MODEL.CLASSIFIER.FREEZE_TRUNK False")
+    if (protocol == "core_tuning") != (m.HEAD == "core_tuning"):
+        raise ValueError(
+            f"CLASSIFICATION.PROTOCOL {protocol} with MODEL.CLASSIFIER.HEAD {m.HEAD}: the core_tuning protocol and "
+            "head go together"
+        )
+    if not c.LAYERS:
+        raise ValueError("CLASSIFICATION.LAYERS is empty; name at least one of res2, res3, res4, res5")
+    if protocol in ("linear_lbfgs", "layerwise"):
+        regularisation_grid(c.LBFGS.REG_MIN, c.LBFGS.REG_MAX, c.LBFGS.NUM_REGS)  # raises naming the keys
+    if protocol == "few_shot":
+        f = c.FEW_SHOT
+        if f.WAYS < 2 or not f.SHOTS or min(f.SHOTS) < 1 or f.QUERIES < 1 or f.EPISODES < 1:
+            raise ValueError(
+                "CLASSIFICATION.FEW_SHOT needs WAYS >= 2, SHOTS a non-empty list of values >= 1, QUERIES >= 1 and "
+                f"EPISODES >= 1; got WAYS {f.WAYS}, SHOTS {list(f.SHOTS)}, QUERIES {f.QUERIES}, EPISODES {f.EPISODES}"
+            )
+
+
+def _weights_identity(cfg):
+    """What the features depend on besides the images: the weights file's digest, or the random init."""
+    if cfg.MODEL.WEIGHTS:
+        return weights_digest(cfg.MODEL.WEIGHTS)
+    r = cfg.MODEL.TV_RESNET
+    return f"random-init-seed{cfg.SEED}-resnet{r.DEPTH}-w{r.WIDTH_PER_GROUP}"
+
+
+def _split_names(cfg, dataset_name):
+    """Names of the probe's splits in the feature cache (the validation rule is part of them)."""
+    c = cfg.CLASSIFICATION
+    train = "+".join(cfg.DATASETS.TRAIN)
+    if c.VAL_DATASET:
+        return {"train": train, "val": c.VAL_DATASET, "test": dataset_name}
+    rule = f"stratified{c.VAL_FRACTION}-seed{c.VAL_SEED}"
+    return {"train": f"{train}:{rule}:train", "val": f"{train}:{rule}:val", "test": dataset_name}
+
+
+def _needed_splits(cfg):
+    return ("test",) if cfg.CLASSIFICATION.PROTOCOL == "few_shot" else SPLITS
+
+
+def _layers(cfg):
+    layers = tuple(cfg.CLASSIFICATION.LAYERS)
+    return layers if cfg.CLASSIFICATION.PROTOCOL == "layerwise" else layers[:1]
+
+
+def feature_cache(cfg):
+    root = cfg.CLASSIFICATION.FEATURE_CACHE or os.getenv("CONTRASTIVE_DET_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "contrastive_det", "features"
+    )
+    return FeatureCache(root)
+
+
+def cache_keys(cfg, dataset_name):
+    """``{(split, layer): key}`` of every split and layer the protocol needs."""
+    cache, weights, names = feature_cache(cfg), _weights_identity(cfg), _split_names(cfg, dataset_name)
+    transform = describe_test_transform(cfg)
+    return {
+        (split, layer): cache.key(weights=weights, dataset=names[split], split=split, transform=transform, layer=layer)
+        for split in _needed_splits(cfg)
+        for layer in _layers(cfg)
+    }
+
+
+def check_few_shot_counts(cfg, dicts, dataset_name):
+    """Every class of the episodes' split has at least max(SHOTS) + QUERIES images; else ValueError naming them."""
+    f = cfg.CLASSIFICATION.FEW_SHOT
+    need = max(f.SHOTS) + f.QUERIES
+    counts = Counter(int(d["label"]) for d in dicts)
+    short = {c: n for c, n in sorted(counts.items()) if n < need}
+    if short:
+        raise ValueError(
+            f"Few-shot on '{dataset_name}': class(es) {short} (class: images) have fewer than "
+            f"max(CLASSIFICATION.FEW_SHOT.SHOTS) + QUERIES = {need} images"
+        )
+    if len(counts) < f.WAYS:
+        raise ValueError(f"Few-shot on '{dataset_name}': {len(counts)} classes, fewer than WAYS {f.WAYS}")
+
+
+class FrozenTrunkCheck(HookBase):
+    """
+    The linear probe asserts its own freezing (as MoCo's lincls does): after the first step only
+    the head has gradients, and after training the trunk (parameters and BN buffers) is
+    bit-identical to what it loaded. A violation raises RuntimeError naming the tensor.
+    """
+
+    def before_train(self):
+        trunk = getattr(self.trainer.model, "module", self.trainer.model).trunk
+        self._reference = {k: v.detach().clone() for k, v in trunk.state_dict().items()}
+
+    def after_step(self):
+        if self.trainer.iter != self.trainer.start_iter:
+            return
+        model = getattr(self.trainer.model, "module", self.trainer.model)
+        moved = [n for n, p in model.named_parameters() if p.grad is not None and not n.startswith("head.")]
+        if moved:
+            raise RuntimeError(f"Frozen trunk has gradients: {moved[:5]}")
+        if not any(p.grad is not None for p in model.head.parameters()):
+            raise RuntimeError("Linear probe: the head received no gradient")
+
+    def after_train(self):
+        trunk = getattr(self.trainer.model, "module", self.trainer.model).trunk
+        for k, v in trunk.state_dict().items():
+            if not torch.equal(v.detach().cpu(), self._reference[k].cpu()):
+                raise RuntimeError(f"Frozen trunk changed during training: {k} (BN statistics or weights)")
+
+
+@TASK_REGISTRY.register()
+class ClassificationTask(Task):
+    """
+    Classification transfer of a pretrained trunk (``CLASSIFICATION.PROTOCOL``) on registered
+    classification sets (datasets/README.md), weights from any layout the converter reads.
+    """
+
+    name = "classification"
+    headline_metrics = (
+        "classification/score",
+        "linear/score",
+        "few_shot/5way_1shot",
+        "few_shot/5way_5shot",
+        "few_shot/5way_20shot",
+        "layerwise/res2/score",
+        "layerwise/res3/score",
+        "layerwise/res4/score",
+        "layerwise/res5/score",
+    )
+
+    @classmethod
+    def check_config(cls, cfg):
+        check_classification_config(cfg)
+
+    @classmethod
+    def trains(cls, cfg):
+        return cfg.CLASSIFICATION.PROTOCOL in SGD_PROTOCOLS
+
+    @classmethod
+    def datasets_to_check(cls, cfg, eval_only):
+        names = super().datasets_to_check(cfg, eval_only or not cls.trains(cfg))
+        if cfg.CLASSIFICATION.PROTOCOL in ("linear_lbfgs", "layerwise"):
+            names += list(cfg.DATASETS.TRAIN)
+        if cfg.CLASSIFICATION.VAL_DATASET:
+            names.append(cfg.CLASSIFICATION.VAL_DATASET)
+        return list(dict.fromkeys(names))
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        if not cls.trains(cfg):
+            raise ValueError(f"CLASSIFICATION.PROTOCOL {cfg.CLASSIFICATION.PROTOCOL} is fitted on features, not trained")
+        train, val = train_val_dicts(cfg)
+        if not cfg.CLASSIFICATION.EVAL_ON_VAL:
+            train = train + val  # final training on train+val; test on DATASETS.TEST
+        return build_classification_train_loader(cfg, train, resolve_num_classes(cfg))
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        if cls.trains(cfg):
+            dicts = train_val_dicts(cfg)[1] if cfg.CLASSIFICATION.EVAL_ON_VAL else dataset_dicts(dataset_name)
+            check_labels(dicts, resolve_num_classes(cfg), dataset_name)
+            return build_classification_test_loader(cfg, dicts)
+        keys, cache = cache_keys(cfg, dataset_name), feature_cache(cfg)
+        todo = [s for s in _needed_splits(cfg) if any(cache.load(keys[(s, layer)]) is None for layer in _layers(cfg))]
+        parts = {}
+        if "train" in todo or "val" in todo:
+            parts["train"], parts["val"] = train_val_dicts(cfg)
+        if "test" in todo:
+            parts["test"] = dataset_dicts(dataset_name)
+        if cfg.CLASSIFICATION.PROTOCOL == "few_shot":
+            check_few_shot_counts(cfg, dataset_dicts(dataset_name), dataset_name)
+        num_classes = resolve_num_classes(cfg)
+        for split, part in parts.items():
+            check_labels(part, num_classes, f"{dataset_name if split == 'test' else '+'.join(cfg.DATASETS.TRAIN)} ({split})")
+        dicts = [dict(d, probe_split=s) for s in todo for d in parts[s]]
+        cached = [s for s in _needed_splits(cfg) if s not in todo]
+        if cached:
+            logger.info(f"Features of split(s) {cached} come from the cache {cache.root}")
+        return build_classification_test_loader(cfg, dicts)
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        c = cfg.CLASSIFICATION
+        metric = dataset_metric(cfg, dataset_name)
+        num_classes = resolve_num_classes(cfg)
+        if cls.trains(cfg):
+            return ClassificationEvaluator(metric, num_classes)
+        f = c.FEW_SHOT
+        return FeatureProbeEvaluator(
+            c.PROTOCOL,
+            layers=_layers(cfg),
+            metric=metric,
+            num_classes=num_classes,
+            cache=feature_cache(cfg),
+            cache_keys=cache_keys(cfg, dataset_name),
+            grid=regularisation_grid(c.LBFGS.REG_MIN, c.LBFGS.REG_MAX, c.LBFGS.NUM_REGS),
+            few_shot={
+                "ways": f.WAYS, "shots": list(f.SHOTS), "queries": f.QUERIES, "episodes": f.EPISODES,
+                "classifier": f.CLASSIFIER, "reg": f.REG,
+            },
+            seed=cfg.SEED,
+            device=cfg.MODEL.DEVICE,
+        )
+
+    @classmethod
+    def build_hooks(cls, cfg):
+        return [FrozenTrunkCheck()] if cfg.MODEL.CLASSIFIER.FREEZE_TRUNK and cls.trains(cfg) else []
+
+    @classmethod
+    def prepare_weights(cls, cfg, output_dir):
+        return prepare_classifier_weights(cfg, output_dir, log=print)
+
+    @classmethod
+    def results_extra(cls, cfg):
+        test = list(cfg.DATASETS.TEST)
+        c = cfg.CLASSIFICATION
+        val = c.VAL_DATASET or f"{c.VAL_FRACTION:.0%} of {'+'.join(cfg.DATASETS.TRAIN)}, class-stratified (seed {c.VAL_SEED})"
+        return {
+            "protocol": cfg.CLASSIFICATION.PROTOCOL,
+            "validation": val,
+            "metric": {name: dataset_metric(cfg, name) for name in test},
+            "evaluated_on": "validation split" if cfg.CLASSIFICATION.EVAL_ON_VAL and cls.trains(cfg) else "test",
+        }
