@@ -5,7 +5,7 @@
 # domain) with four protocols, 3 seeds each; prints a Markdown table of mean +- std.
 #
 #   scripts/toy_cls_table.sh                      # everything under output/cls_table/
-#   SGD_MAX_ITER=150 FT_MAX_ITER=100 scripts/toy_cls_table.sh
+#   SGD_MAX_ITER=150 FT_MAX_ITER=100 LBFGS_NUM_REGS=12 scripts/toy_cls_table.sh   # the README's CPU budget
 #   scripts/toy_cls_table.sh --table              # only print the table of the runs done so far
 #
 # Idempotent: a run whose results.json exists is skipped (pretraining: its backbone.pth), so an
@@ -20,11 +20,12 @@ OUT=${OUT:-output/cls_table}
 SEEDS=${SEEDS:-0,1,2}
 SGD_MAX_ITER=${SGD_MAX_ITER:-300}   # linear probe (SGD): configs/toy/cls_linear_sgd_R18.yaml has 300
 FT_MAX_ITER=${FT_MAX_ITER:-300}     # fine-tuning: configs/toy/cls_finetune_R18.yaml has 300
+LBFGS_NUM_REGS=${LBFGS_NUM_REGS:-45} # L-BFGS probe: penalties log-spaced over [1e-6, 1e5] (the protocol: 45; 12 = one per decade)
 # torch threads of the feature protocols (L-BFGS, few-shot): their many small L-BFGS fits ran 4-6x
 # slower with 2 threads than with 1 on the shared 2-core machine (README); "" = torch's default
 FEATURE_THREADS=${FEATURE_THREADS:-1}
 METHODS=${METHODS:-"simclr supcon supcon_selfsupcon"}
-PROTOCOLS=${PROTOCOLS:-"linear_lbfgs few_shot linear_sgd finetune"}
+PROTOCOLS=${PROTOCOLS:-"few_shot linear_lbfgs linear_sgd finetune"}
 export DETECTRON2_DATASETS=${DETECTRON2_DATASETS:-datasets}
 export PYTHONWARNINGS=${PYTHONWARNINGS:-ignore}
 LOGS=$OUT/logs
@@ -60,7 +61,7 @@ run_timed() {
 protocol_args() {
   case $1 in
     linear_sgd)   echo "configs/toy/cls_linear_sgd_R18.yaml|SOLVER.MAX_ITER $SGD_MAX_ITER|linear_sgd_it$SGD_MAX_ITER" ;;
-    linear_lbfgs) echo "configs/toy/cls_linear_lbfgs_R18.yaml||linear_lbfgs" ;;
+    linear_lbfgs) echo "configs/toy/cls_linear_lbfgs_R18.yaml|CLASSIFICATION.LBFGS.NUM_REGS $LBFGS_NUM_REGS|linear_lbfgs_regs$LBFGS_NUM_REGS" ;;
     few_shot)     echo "configs/toy/cls_few_shot_R18.yaml|CLASSIFICATION.FEW_SHOT.SHOTS (5,)|few_shot_5shot" ;;
     finetune)     echo "configs/toy/cls_finetune_R18.yaml|SOLVER.MAX_ITER $FT_MAX_ITER|finetune_it$FT_MAX_ITER" ;;
     *) echo "unknown protocol $1" >&2; return 1 ;;
@@ -68,13 +69,13 @@ protocol_args() {
 }
 
 print_table() {
-  "$PY" - "$OUT" "$SGD_MAX_ITER" "$FT_MAX_ITER" "$METHODS" <<'EOF'
+  "$PY" - "$OUT" "$SGD_MAX_ITER" "$FT_MAX_ITER" "$METHODS" "$LBFGS_NUM_REGS" <<'EOF'
 import json, os, sys
-out, sgd_it, ft_it, methods = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].split()
+out, sgd_it, ft_it, methods, regs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].split(), sys.argv[5]
 names = {"random": "random init", "simclr": "SimCLR", "supcon": "SupCon", "supcon_selfsupcon": "SupCon+SelfSupCon"}
 cols = [
     (f"linear_sgd_it{sgd_it}", "classification/score", f"linear probe, SGD ({sgd_it} it.)"),
-    ("linear_lbfgs", "linear/score", "linear probe, L-BFGS"),
+    (f"linear_lbfgs_regs{regs}", "linear/score", f"linear probe, L-BFGS ({regs} penalties)"),
     ("few_shot_5shot", "few_shot/5way_5shot", "few-shot 5-way 5-shot"),
     (f"finetune_it{ft_it}", "classification/score", f"fine-tuning ({ft_it} it.)"),
 ]
@@ -146,3 +147,21 @@ for proto in $PROTOCOLS; do
 done
 
 print_table
+
+# 4. (EXTRA=1) in-domain check: SimCLR pretrained on the textured crops themselves (train split, no
+# labels), the same toy recipe and seed, then the L-BFGS probe and few-shot on the textured test set.
+if [[ ${EXTRA:-0} == 1 ]]; then
+  run_timed pretrain_simclr_textured "$OUT/pretrain_simclr_textured/backbone.pth" \
+    "$PY" tools/pretrain_net.py --config-file configs/toy/pretrain_simclr_R18.yaml SEED 0 \
+    DATASETS.TRAIN '("toy_digits_textured_cls_train",)' DATASETS.TEST '("toy_digits_textured_cls_test",)' \
+    OUTPUT_DIR "$OUT/pretrain_simclr_textured"
+  for proto in linear_lbfgs few_shot; do
+    IFS='|' read -r config extra folder <<<"$(protocol_args "$proto")"
+    # shellcheck disable=SC2086
+    run_timed "simclr_textured_${folder}" "$OUT/simclr_textured/$folder/results.json" \
+      env "OMP_NUM_THREADS=${FEATURE_THREADS:-1}" "$PY" tools/train_net.py --config-file "$config" --seeds "$SEEDS" \
+      MODEL.WEIGHTS "$OUT/pretrain_simclr_textured/backbone.pth" CLASSIFICATION.FEATURE_CACHE "$CACHE" \
+      OUTPUT_DIR "$OUT/simclr_textured/$folder" $extra
+  done
+  METHODS="$METHODS simclr_textured" print_table
+fi
