@@ -9,7 +9,7 @@ same data, model and machine:
   the config's LR, momentum, weight decay and batch, cosine schedule) on the same frozen
   features, train+val / test. The SGD side is timed until the epoch of its best test accuracy
   (evaluation excluded); the L-BFGS side is timed whole (sweep, validation scoring, refit), and
-  also as one fit at the chosen penalty and as the shortest such fit (L-BFGS iterations doubled
+  also as one fit at the chosen penalty and as the shortest such fit (L-BFGS iteration caps grown x1.25
   from 1) that reaches the SGD probe's best accuracy.
 * ``extraction``: images/s of feature extraction through the real path (the ClassificationTask's
   test loader, the Classifier's inference through detectron2's ``inference_on_dataset`` and the
@@ -45,7 +45,7 @@ from ..engine.defaults import build_run_config, load_config
 from ..engine.task import get_task
 from ..engine.trainer import Trainer
 from ..evaluation.classification import classification_scores
-from ..evaluation.logistic import fit_logistic, regularisation_grid, select_and_refit
+from ..evaluation.logistic import LBFGS_DTYPES, fit_logistic, regularisation_grid, select_and_refit
 from ..modeling.classifier import resolve_num_classes
 from ..tasks.classification import cache_keys, feature_cache
 
@@ -120,6 +120,8 @@ class ClsBench:
             self.metric = dataset_metric(cfg, test)
             c = cfg.CLASSIFICATION.LBFGS
             self.grid = regularisation_grid(c.REG_MIN, c.REG_MAX, c.NUM_REGS)
+            # the protocol's stop and precision, as the probe runs it
+            self.max_iter, self.tol, self.dtype = int(c.MAX_ITER), float(c.TOL), LBFGS_DTYPES[c.DTYPE]
         return self._features
 
 
@@ -222,11 +224,12 @@ def _time_to_score(run, score):
     return None
 
 
-def lbfgs_time_to_reach(train, test, *, reg, num_classes, target, metric="top1", max_iter=1000):
+def lbfgs_time_to_reach(train, test, *, reg, num_classes, target, metric="top1", max_iter=1000, tol=1e-4,
+                        dtype=torch.float64):
     """
     The shortest L-BFGS fit at ``reg`` (from zeros, on ``train``) whose test score reaches
-    ``target``: fits with max_iter 1, 2, 4, ... up to ``max_iter``, the first that does.
-    Returns (seconds of that fit or None, its max_iter, its score).
+    ``target``: fits with max_iter 1, 2, 3, 4, 5, 7, 9, ... (each the larger of +1 and x1.25) up
+    to ``max_iter``, the first that does. Returns (seconds of that fit or None, its max_iter, its score).
     """
     k, last = 1, None
     quiet = logging.getLogger(fit_logistic.__module__)
@@ -235,13 +238,13 @@ def lbfgs_time_to_reach(train, test, *, reg, num_classes, target, metric="top1",
     try:
         while k <= max_iter:
             t0 = time.perf_counter()
-            w, b = fit_logistic(train[0], train[1], reg, num_classes=num_classes, max_iter=k)
+            w, b = fit_logistic(train[0], train[1], reg, num_classes=num_classes, max_iter=k, tol=tol, dtype=dtype)
             s = time.perf_counter() - t0
-            score = classification_scores(metric, test[0].double() @ w.t() + b, test[1], num_classes)["score"]
+            score = classification_scores(metric, test[0].to(dtype) @ w.t() + b, test[1], num_classes)["score"]
             last = (s, k, score)
             if score >= target:
                 return last
-            k *= 2
+            k = max(k + 1, math.ceil(k * 1.25))
     finally:
         quiet.setLevel(level)
     return (None, last[1], last[2])
@@ -261,22 +264,25 @@ def probe_speed(bench, *, sgd, epochs, trials=3, log=print):
     for trial in range(trials):
         t0 = time.perf_counter()
         sweep = select_and_refit(f["train"], f["val"], f["test"], grid=bench.grid, metric=metric, num_classes=nc,
-                                 progress=False)
+                                 max_iter=bench.max_iter, tol=bench.tol, dtype=bench.dtype, progress=False)
         sweep_s.append(time.perf_counter() - t0)
         sgd_runs.append(sgd_probe_on_features(trainval, f["test"], num_classes=nc, epochs=epochs, seed=trial,
                                               metric=metric, **sgd))
         t0 = time.perf_counter()
-        w, b = fit_logistic(trainval[0], trainval[1], sweep["reg"], num_classes=nc)
+        w, b = fit_logistic(trainval[0], trainval[1], sweep["reg"], num_classes=nc, max_iter=bench.max_iter, tol=bench.tol,
+                            dtype=bench.dtype)
         single_s.append(time.perf_counter() - t0)
-    single_score = classification_scores(metric, f["test"][0].double() @ w.t() + b, f["test"][1], nc)["score"]
+    single_score = classification_scores(metric, f["test"][0].to(bench.dtype) @ w.t() + b, f["test"][1], nc)["score"]
     sgd_best = statistics.fmean(r["best_score"] for r in sgd_runs)
     sgd_to_best = _median([r["time_to_best_s"] for r in sgd_runs])
     reach_s, reach_iter, reach_score = lbfgs_time_to_reach(trainval, f["test"], reg=sweep["reg"], num_classes=nc,
-                                                           target=sgd_best, metric=metric)
+                                                           target=sgd_best, metric=metric, max_iter=bench.max_iter,
+                                                           tol=bench.tol, dtype=bench.dtype)
     # the SGD probe's time to the L-BFGS probe's accuracy (when SGD gets there)
     to_lbfgs = [_time_to_score(r, sweep["score"]) for r in sgd_runs]
     to_lbfgs = None if any(t is None for t in to_lbfgs) else _median(to_lbfgs)
     r = {
+        "lbfgs_tol": bench.tol, "lbfgs_max_iter": bench.max_iter, "lbfgs_dtype": str(bench.dtype).replace("torch.", ""),
         "num_train": int(trainval[0].shape[0]), "num_test": int(f["test"][0].shape[0]), "dim": int(trainval[0].shape[1]),
         "grid_size": len(bench.grid), "trials": trials, "sgd_epochs": epochs, "sgd": dict(sgd),
         "lbfgs_sweep_s": _median(sweep_s), "lbfgs_sweep_score": sweep["score"], "lbfgs_reg": sweep["reg"],
@@ -296,13 +302,13 @@ def probe_speed(bench, *, sgd, epochs, trials=3, log=print):
 def print_probe_speed(r, log=print):
     sg = r["sgd"]
     log(f"probe_speed: {r['num_train']} train+val / {r['num_test']} test features of dim {r['dim']}; "
-        f"medians of {r['trials']} alternating trials")
+        f"L-BFGS {r['lbfgs_dtype']}, tol {r['lbfgs_tol']:g}, max_iter {r['lbfgs_max_iter']}; medians of {r['trials']} alternating trials")
     rows = [
         (f"L-BFGS probe: {r['grid_size']} regs on val + refit (select_and_refit)",
          f"{r['lbfgs_sweep_s']:.2f} s", f"{r['lbfgs_sweep_score']:.2f} (reg {r['lbfgs_reg']:.3g})"),
         ("L-BFGS: one fit at the chosen reg on train+val", f"{r['lbfgs_single_fit_s']:.3f} s",
          f"{r['lbfgs_single_fit_score']:.2f}"),
-        ("L-BFGS: shortest fit reaching the SGD probe's best (iterations doubled)",
+        ("L-BFGS: shortest fit reaching the SGD probe's best (iteration caps x1.25)",
          "not reached" if r["lbfgs_reach_sgd_s"] is None else f"{r['lbfgs_reach_sgd_s']:.3f} s",
          f"{r['lbfgs_reach_sgd_score']:.2f} ({r['lbfgs_reach_sgd_iters']} it.)"),
         (f"SGD probe (lr {sg['lr']:g}, batch {sg['batch_size']}, cosine {r['sgd_epochs']} epochs) to its best epoch",

@@ -26,9 +26,12 @@ from tqdm import tqdm
 
 from .classification import METRICS, classification_scores
 
-__all__ = ["fit_logistic", "regularisation_grid", "select_and_refit"]
+__all__ = ["LBFGS_DTYPES", "fit_logistic", "regularisation_grid", "select_and_refit"]
 
 logger = logging.getLogger(__name__)
+
+# The precisions of the fits, by config name (CLASSIFICATION.LBFGS.DTYPE).
+LBFGS_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 # L-BFGS memory (scipy's and so scikit-learn's default maxcor): D*C*2*10 numbers of history.
 _HISTORY = 10
@@ -89,17 +92,26 @@ def _objective(weight, bias, x, y, reg):
 
 
 def _fit(x, y, c, reg, init, max_iter, tol):
-    """L-BFGS on prepared tensors (x: NxD, y: N or NxC on x's device and dtype); returns (W CxD, b C)."""
+    """L-BFGS on prepared tensors (x: NxD, y: N or NxC on x's device and dtype); returns (W CxD, b C).
+
+    The fit runs on centred features: ``W x + b = W (x - mu) + (b + W mu)`` with ``mu`` the mean
+    training feature, an exact change of variables (the bias is not penalised, so the objective and
+    its minimiser in W are the same) that removes the large common direction of non-negative
+    (post-ReLU) features and with it most of the ill-conditioning: 3-10x fewer L-BFGS iterations
+    on pooled ResNet features. The returned bias is for the original features.
+    """
     d = x.shape[1]
+    mu = x.mean(0)  # mu: D
+    xc = x - mu  # xc: NxD, centred
     if init is None:
         weight = torch.zeros(c, d, dtype=x.dtype, device=x.device)  # weight: CxD
-        bias = torch.zeros(c, dtype=x.dtype, device=x.device)  # bias: C
+        bias = torch.zeros(c, dtype=x.dtype, device=x.device)  # bias: C, for the centred features
     else:
         weight, bias = init
         if tuple(weight.shape) != (c, d) or tuple(bias.shape) != (c,):
             raise ValueError(f"init must be (weight {c}x{d}, bias {c}), got {tuple(weight.shape)} and {tuple(bias.shape)}")
         weight = weight.detach().to(device=x.device, dtype=x.dtype).clone()
-        bias = bias.detach().to(device=x.device, dtype=x.dtype).clone()
+        bias = bias.detach().to(device=x.device, dtype=x.dtype) + weight @ mu  # to the centred variables
     weight.requires_grad_(True)
     bias.requires_grad_(True)
     # L-BFGS minimises N times the objective (the sum form, e.g. sum_i CE + reg/2 ||W||^2: the same
@@ -107,21 +119,25 @@ def _fit(x, y, c, reg, init, max_iter, tol):
     # s.y <= 1e-10, an absolute threshold: on the mean form, near the optimum of a strongly
     # regularised fit, it stops learning curvature and crawls (reg=1e5, N=1000, D=128, C=10:
     # 1000 iterations unconverged instead of ~50).
+    # torch's tolerance_change also stops on a step whose largest parameter change is below it:
+    # scaled by N it is scikit-learn's ftol on the loss in float64 (N * 1.4e-14), but in float32 it
+    # would stop the first steps of any large set (N=4000: 0.03), so there it stays 64 epsilons.
     scale = float(x.shape[0])
+    change = 64 * torch.finfo(x.dtype).eps * (scale if x.dtype == torch.float64 else 1.0)
     optimizer = torch.optim.LBFGS(
         [weight, bias],
         lr=1.0,
         max_iter=max_iter,
         max_eval=2 * max_iter + 20,
         tolerance_grad=tol * scale,
-        tolerance_change=64 * torch.finfo(x.dtype).eps * scale,  # scikit-learn's ftol: stop only on no progress
+        tolerance_change=change,  # stop only on no progress
         history_size=_HISTORY,
         line_search_fn="strong_wolfe",
     )
 
     def closure():
         optimizer.zero_grad()
-        loss = _objective(weight, bias, x, y, reg) * scale
+        loss = _objective(weight, bias, xc, y, reg) * scale
         loss.backward()
         return loss
 
@@ -135,7 +151,8 @@ def _fit(x, y, c, reg, init, max_iter, tol):
                     f"L-BFGS did not converge in max_iter={max_iter} iterations "
                     f"(reg={reg:g}, largest gradient {worst:.3g} > tol {tol:g})"
                 )
-    weight, bias = weight.detach(), bias.detach()
+    weight = weight.detach()
+    bias = bias.detach() - weight @ mu  # back to the original features
     if y.dim() == 1:
         bias = bias - bias.mean()  # the multinomial bias is defined up to a constant
     return weight, bias
@@ -157,8 +174,8 @@ def fit_logistic(features, labels, reg, *, init=None, num_classes=None, max_iter
         init: (weight, bias) to start from (warm start); zeros when None.
         num_classes: C for single-label fits; default ``init``'s C, else ``labels.max() + 1``.
         max_iter: L-BFGS iterations at most (a warning is logged if it stops there unconverged).
-        tol: stop when every gradient entry of the objective is at most ``tol`` in absolute value
-            (scikit-learn's gtol), or when a step lowers the objective by less than 64 machine
+        tol: stop when every gradient entry of the objective (in the centred variables, see
+            ``_fit``) is at most ``tol`` in absolute value (scikit-learn's gtol), or when a step lowers the objective by less than 64 machine
             epsilons of ``dtype`` (scikit-learn's ftol: float64 cannot do better there).
         device: where to fit; None = the features' device (so a GPU fit for GPU features).
         dtype: the fitting precision; None = float64. torch.float32 is allowed (e.g. on a GPU) but
@@ -208,7 +225,7 @@ def regularisation_grid(reg_min=1e-6, reg_max=1e5, num=45):
 
 
 def select_and_refit(
-    train, val, test, *, grid, metric, num_classes, max_iter=1000, tol=1e-6, device=None, dtype=None, progress=True
+    train, val, test, *, grid, metric, num_classes, max_iter=1000, tol=1e-4, device=None, dtype=None, progress=True
 ):
     """Kornblith et al.'s protocol: choose the regularisation on ``val``, refit on train+val,
     score ``test`` once.
@@ -225,7 +242,10 @@ def select_and_refit(
         grid: the reg values (e.g. :func:`regularisation_grid`), in any order.
         metric: "top1", "mean_per_class" or "map11".
         num_classes: C.
-        max_iter, tol, dtype: as :func:`fit_logistic`.
+        max_iter, tol, dtype: as :func:`fit_logistic`; ``tol`` defaults to scikit-learn's
+            LogisticRegression default (1e-4), a 100x looser stop than fit_logistic's 1e-6 that
+            leaves the chosen penalty and the test score as they were on the toy features
+            (README, "Classification benchmarks") at a 12th of the time.
         device: where to fit; None = the train features' device.
         progress: show a tqdm bar over the grid.
 

@@ -9,6 +9,7 @@ probes in :meth:`FeatureProbeEvaluator.evaluate` on the main process.
 
 import itertools
 import logging
+import math
 import numbers
 from collections import Counter, OrderedDict
 
@@ -19,7 +20,7 @@ from detectron2.utils import comm
 
 from .classification import METRICS, sort_by_image_id, target_from_input
 from .few_shot import CLASSIFIERS, episode_accuracies, mean_ci95, sample_episodes
-from .logistic import _check_reg, regularisation_grid, select_and_refit
+from .logistic import LBFGS_DTYPES, _check_reg, regularisation_grid, select_and_refit
 
 __all__ = ["FeatureProbeEvaluator", "PROBE_PROTOCOLS", "FEW_SHOT_DEFAULTS"]
 
@@ -73,6 +74,8 @@ class FeatureProbeEvaluator(DatasetEvaluator):
         cache_keys: {(split, layer): key} for every split and layer the protocol needs
             (:attr:`needed`); required with ``cache``.
         grid: the regularisation values of the L-BFGS probes; None = :func:`regularisation_grid`.
+        max_iter, tol: each L-BFGS fit's iteration cap and gradient tolerance (:func:`fit_logistic`).
+        dtype: the L-BFGS fits' precision, "float64" or "float32" (see :func:`fit_logistic`).
         few_shot: overrides of :data:`FEW_SHOT_DEFAULTS` (ways, shots, queries, episodes,
             classifier, reg).
         seed: the seed of the few-shot episodes (an int >= 0).
@@ -107,6 +110,9 @@ class FeatureProbeEvaluator(DatasetEvaluator):
         cache=None,
         cache_keys=None,
         grid=None,
+        max_iter=1000,
+        tol=1e-4,
+        dtype="float64",
         few_shot=None,
         seed=0,
         device=None,
@@ -137,6 +143,13 @@ class FeatureProbeEvaluator(DatasetEvaluator):
         self.grid = regularisation_grid() if grid is None else [_check_reg(r) for r in grid]  # fail before extraction
         if protocol != "few_shot" and not self.grid:
             raise ValueError("the L-BFGS probe needs a non-empty regularisation grid (CLASSIFICATION.LBFGS.NUM_REGS >= 1)")
+        if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
+            raise ValueError(f"CLASSIFICATION.LBFGS.MAX_ITER must be an integer >= 1, got {max_iter!r}")
+        if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not (math.isfinite(tol) and tol > 0):
+            raise ValueError(f"CLASSIFICATION.LBFGS.TOL must be a positive number, got {tol!r}")
+        if dtype not in LBFGS_DTYPES:
+            raise ValueError(f"CLASSIFICATION.LBFGS.DTYPE must be one of {', '.join(LBFGS_DTYPES)}, got {dtype!r}")
+        self.max_iter, self.tol, self.dtype = int(max_iter), float(tol), dtype
         self.cache, self.cache_keys = cache, dict(cache_keys or {})
         if cache is not None:
             missing = [(s, layer) for s, layers_ in self.needed.items() for layer in layers_ if (s, layer) not in self.cache_keys]
@@ -271,6 +284,9 @@ class FeatureProbeEvaluator(DatasetEvaluator):
             grid=self.grid,
             metric=self.metric,
             num_classes=self.num_classes,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            dtype=LBFGS_DTYPES[self.dtype],
             device=self.device,
             progress=self.progress,
         )

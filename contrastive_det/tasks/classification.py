@@ -23,7 +23,7 @@ from ..data.classification_loader import (
 )
 from ..engine.task import TASK_REGISTRY, Task
 from ..evaluation import ClassificationEvaluator, FeatureCache, FeatureProbeEvaluator, weights_digest
-from ..evaluation.logistic import regularisation_grid
+from ..evaluation.logistic import LBFGS_DTYPES, regularisation_grid
 from ..modeling.classifier import resolve_num_classes
 
 logger = logging.getLogger(__name__)
@@ -52,6 +52,12 @@ def check_classification_config(cfg):
         raise ValueError("CLASSIFICATION.LAYERS is empty; name at least one of res2, res3, res4, res5")
     if protocol in ("linear_lbfgs", "layerwise"):
         regularisation_grid(c.LBFGS.REG_MIN, c.LBFGS.REG_MAX, c.LBFGS.NUM_REGS)  # raises naming the keys
+        if c.LBFGS.MAX_ITER < 1:
+            raise ValueError(f"CLASSIFICATION.LBFGS.MAX_ITER must be an integer >= 1, got {c.LBFGS.MAX_ITER}")
+        if not c.LBFGS.TOL > 0:
+            raise ValueError(f"CLASSIFICATION.LBFGS.TOL must be a positive number, got {c.LBFGS.TOL}")
+        if c.LBFGS.DTYPE not in LBFGS_DTYPES:
+            raise ValueError(f"CLASSIFICATION.LBFGS.DTYPE must be one of {', '.join(LBFGS_DTYPES)}, got {c.LBFGS.DTYPE!r}")
     if protocol == "few_shot":
         f = c.FEW_SHOT
         if f.WAYS < 2 or not f.SHOTS or min(f.SHOTS) < 1 or f.QUERIES < 1 or f.EPISODES < 1:
@@ -235,6 +241,9 @@ class ClassificationTask(Task):
             cache=feature_cache(cfg),
             cache_keys=cache_keys(cfg, dataset_name),
             grid=regularisation_grid(c.LBFGS.REG_MIN, c.LBFGS.REG_MAX, c.LBFGS.NUM_REGS),
+            max_iter=c.LBFGS.MAX_ITER,
+            tol=c.LBFGS.TOL,
+            dtype=c.LBFGS.DTYPE,
             few_shot={
                 "ways": f.WAYS, "shots": list(f.SHOTS), "queries": f.QUERIES, "episodes": f.EPISODES,
                 "classifier": f.CLASSIFIER, "reg": f.REG,

@@ -79,6 +79,26 @@ def test_warm_start_reaches_the_cold_optimum():
     assert not random_init[0].requires_grad
 
 
+def test_offset_features_fit_like_centred_ones_and_warm_start_stays_at_optimum():
+    # Pooled post-ReLU features share a large positive mean. The fit works on centred features (an
+    # exact change of variables: the bias is free), so shifting every feature by a constant changes
+    # only the bias (by -W shift) and not the work: the same iteration budget converges.
+    x, y = noisy_problem(seed=4, n=80, d=10, c=4)
+    x, y = torch.tensor(x), torch.tensor(y)
+    shift = torch.linspace(5.0, 30.0, 10, dtype=torch.float64)  # D
+    reg, budget = 0.3, 60
+    ref = fit_logistic(x, y, reg, tol=1e-10, max_iter=5000)
+    off = fit_logistic(x + shift, y, reg, tol=1e-10, max_iter=budget)
+    atol = RTOL * ref[0].abs().max().item()
+    torch.testing.assert_close(off[0], ref[0], rtol=0, atol=atol)
+    expected_bias = ref[1] - ref[0] @ shift
+    torch.testing.assert_close(off[1], expected_bias - expected_bias.mean(), rtol=0, atol=atol * shift.sum().item())
+    # a warm start from the optimum (original variables) is already there: one iteration keeps it
+    again = fit_logistic(x + shift, y, reg, init=off, tol=1e-10, max_iter=1)
+    torch.testing.assert_close(again[0], off[0], rtol=0, atol=atol)
+    torch.testing.assert_close(again[1], off[1], rtol=0, atol=atol)
+
+
 def test_float32_and_class_count():
     x, y = noisy_problem(seed=3)
     weight, bias = fit_logistic(torch.tensor(x, dtype=torch.float32), torch.tensor(y), 1.0, dtype=torch.float32)
@@ -88,6 +108,13 @@ def test_float32_and_class_count():
     torch.testing.assert_close(weight.double(), ref[0], rtol=0, atol=1e-2)
     x32 = torch.tensor(x, dtype=torch.float32)
     assert torch.equal((x32 @ weight.T + bias).argmax(1), (torch.tensor(x) @ ref[0].T + ref[1]).argmax(1))
+    # many rows: float32 must not stop on its first small steps (torch's tolerance_change also
+    # bounds the step size; scaled by N it was 0.03 at N=4000 and the fit stopped after 1 step)
+    xb, yb = noisy_problem(seed=5, n=4000, d=16, c=5)
+    xb = xb + 3.0  # post-ReLU-like offset
+    w32, _ = fit_logistic(torch.tensor(xb, dtype=torch.float32), torch.tensor(yb), 1.0, dtype=torch.float32)
+    w64, _ = fit_logistic(torch.tensor(xb), torch.tensor(yb), 1.0, tol=1e-8)
+    torch.testing.assert_close(w32.double(), w64, rtol=0, atol=1e-2 * w64.abs().max().item())
     # a class absent from the training labels still gets a row
     w5, b5 = fit_logistic(torch.tensor(x), torch.tensor(y), 1.0, num_classes=5)
     assert w5.shape == (5, 8) and b5.shape == (5,)

@@ -307,6 +307,34 @@ def test_constructor_errors():
         "reg": 1.0,
     }
     assert len(new_evaluator(grid=None).grid) == 45
+    with pytest.raises(ValueError, match="CLASSIFICATION.LBFGS.MAX_ITER must be an integer >= 1, got 0"):
+        new_evaluator(max_iter=0)
+    with pytest.raises(ValueError, match="CLASSIFICATION.LBFGS.TOL must be a positive number, got 0"):
+        new_evaluator(tol=0)
+    with pytest.raises(ValueError, match="CLASSIFICATION.LBFGS.DTYPE must be one of float64, float32, got 'half'"):
+        new_evaluator(dtype="half")
+
+
+def test_lbfgs_max_iter_and_tol_reach_every_fit(monkeypatch):
+    from contrastive_det.evaluation import logistic
+
+    seen = []
+    real_fit = logistic._fit
+
+    def spy(x, y, c, reg, init, max_iter, tol):
+        seen.append((max_iter, tol, x.dtype))
+        return real_fit(x, y, c, reg, init, max_iter, tol)
+
+    monkeypatch.setattr(logistic, "_fit", spy)
+    data = make_data()
+    for kwargs, expected in (({}, (1000, 1e-4, torch.float64)),
+                             ({"max_iter": 7, "tol": 3e-3, "dtype": "float32"}, (7, 3e-3, torch.float32))):
+        seen.clear()
+        ev = new_evaluator(**kwargs)
+        feed(ev, dicts(data))
+        ev.evaluate()
+        assert seen and set(seen) == {expected}  # the sweep and the refit
+        assert len(seen) == len(GRID) + 1
 
 
 def _load_ddp_helpers():

@@ -100,6 +100,21 @@ def test_lbfgs_probe_caches_features_and_reuses_them(mini_textured, toy_root, tm
     assert sorted(os.listdir(cache)) == files  # nothing re-extracted
 
 
+def test_lbfgs_keys_reach_the_probe(mini_textured, toy_root, tmp_path):
+    import argparse
+
+    from contrastive_det.engine.defaults import build_run_config
+    from contrastive_det.engine.task import get_task
+
+    args = argparse.Namespace(config_file=config("linear_lbfgs"), eval_only=True, resume=False,
+                              opts=opts(mini_textured, tmp_path / "o", tmp_path / "c", **{
+                                  "CLASSIFICATION.LBFGS.MAX_ITER": "17", "CLASSIFICATION.LBFGS.TOL": "0.003",
+                                  "CLASSIFICATION.LBFGS.DTYPE": "float32"}))
+    cfg, _ = build_run_config(args, seed=0)
+    evaluator = get_task(cfg).build_evaluator(cfg, "mini_tex_test")
+    assert (evaluator.max_iter, evaluator.tol, evaluator.dtype, len(evaluator.grid)) == (17, 0.003, "float32", 4)
+
+
 def test_layerwise_probe_reports_every_layer(mini_textured, toy_root, tmp_path):
     out = tmp_path / "layers"
     run_cli("train_net.py", ["--config-file", config("layerwise"), *opts(
@@ -155,6 +170,9 @@ def test_core_tuning_trains(mini_textured, toy_root, tmp_path):
     [
         ("linear_lbfgs", {"DATASETS.TEST": "('no_such_set',)"}, "no_such_set"),
         ("linear_lbfgs", {"CLASSIFICATION.LBFGS.NUM_REGS": "0"}, "CLASSIFICATION.LBFGS"),
+        ("linear_lbfgs", {"CLASSIFICATION.LBFGS.TOL": "0.0"}, "CLASSIFICATION.LBFGS.TOL must be a positive number"),
+        ("layerwise", {"CLASSIFICATION.LBFGS.MAX_ITER": "0"}, "CLASSIFICATION.LBFGS.MAX_ITER must be an integer >= 1"),
+        ("linear_lbfgs", {"CLASSIFICATION.LBFGS.DTYPE": "half"}, "CLASSIFICATION.LBFGS.DTYPE must be one of"),
         ("few_shot", {"CLASSIFICATION.FEW_SHOT.SHOTS": "(6,)"}, "fewer"),
         ("linear_sgd", {"MODEL.CLASSIFIER.NUM_CLASSES": "5", "SOLVER.MAX_ITER": "2"}, "outside [0, 5)"),
         ("linear_sgd", {"MODEL.CLASSIFIER.FREEZE_TRUNK": "False"}, "FREEZE_TRUNK"),
