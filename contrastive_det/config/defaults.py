@@ -86,9 +86,15 @@ def add_pretrain_config(cfg):
     cfg.MODEL.CONTRASTIVE.SUPCON_WEIGHT = 1.0  # SupCon+SelfSupCon: weight of the queue SupCon term
     cfg.MODEL.CONTRASTIVE.SCAN_NUM_NEIGHBORS = 100  # SCAN: neighbourhood size k (momentum embeddings)
     cfg.MODEL.CONTRASTIVE.SCAN_NON_NEIGHBOR = "mask"  # SCAN: same-label non-neighbours "mask"ed or "negative"
+    # Supervised (cross-entropy) baseline: label smoothing of its cross-entropy (0 = plain CE, torchvision's
+    # classic ImageNet recipe; torchvision's newer recipes use 0.1).
+    cfg.MODEL.CONTRASTIVE.LABEL_SMOOTHING = 0.0
 
     # Two-view augmentation (torchvision.transforms.v2); defaults are MoCo v2's / SimCLR's.
     cfg.INPUT.TWO_VIEW = CN()
+    # Augmented views drawn per training image: 2 for the contrastive methods, 1 for the supervised
+    # baseline ("Supervised"); each pretrainer checks that it gets the number it takes.
+    cfg.INPUT.TWO_VIEW.NUM_VIEWS = 2
     cfg.INPUT.TWO_VIEW.CROP_SIZE = 224  # output side of RandomResizedCrop
     cfg.INPUT.TWO_VIEW.CROP_SCALE = (0.2, 1.0)  # area range of RandomResizedCrop (SimCLR 0.08-1)
     cfg.INPUT.TWO_VIEW.FLIP_PROB = 0.5

@@ -7,6 +7,9 @@ name is used):
 * the toy datasets (``toy_digits_*``) whose folders exist under ``$DETECTRON2_DATASETS``
   (default ``datasets``);
 * ``imagenet_train`` / ``imagenet_val``;
+* Cole et al.'s other pretraining sets, read from their official layouts
+  (:mod:`contrastive_det.data.pretraining_sets`): ``inat2021_{train,train_mini,val}`` and
+  ``places365_{train,val}``;
 * the downstream classification sets, ``<key>_{train,val,trainval,test}`` for every key of
   :data:`contrastive_det.data.downstream.DOWNSTREAM_SETS` (``eurosat``, ``cifar10``,
   ``voc2007_cls``, ...; datasets/README.md, "Downstream classification sets").
@@ -25,15 +28,26 @@ from .checks import DatasetLayoutError, check_dataset_layout
 from .classification import read_classification_image
 from .downstream import DOWNSTREAM_SETS, register_all_downstream, register_downstream
 from .mapper import CheckedDatasetMapper, ImageReadError
+from .pretraining_sets import (
+    register_inat2021,
+    register_places365,
+    register_pretraining_sets,
+    write_inat2021_label_map,
+)
 
 register_toy_digits()
 register_imagenet()
+register_pretraining_sets()
 register_all_downstream()
 
 __all__ = [
     "register_datasets_from_config",
     "register_toy_digits",
     "register_imagenet",
+    "register_inat2021",
+    "register_places365",
+    "register_pretraining_sets",
+    "write_inat2021_label_map",
     "register_classification",
     "register_classification_csv",
     "register_downstream",

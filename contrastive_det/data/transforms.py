@@ -97,7 +97,8 @@ def _to_pil(image):
 
 class TwoViewMapper:
     """
-    Dataset dict ``{"file_name", "label"}`` -> training: ``{"views": [view1, view2], "label"}``;
+    Dataset dict ``{"file_name", "label"}`` -> training: ``{"views": [view1, view2], "label"}``
+    (``INPUT.TWO_VIEW.NUM_VIEWS`` views: 2, or 1 for the supervised baseline);
     inference: ``{"image", "label"}`` plus the dict's other keys (e.g. ``knn_role``).
     Views are 3xHxW uint8 RGB tensors (normalisation happens in the model). The image is decoded
     once; in training, the corruption of ``INPUT.CORRUPTION`` (if any) is applied to the decoded
@@ -106,6 +107,9 @@ class TwoViewMapper:
 
     def __init__(self, cfg, is_train):
         self.is_train = is_train
+        self.num_views = cfg.INPUT.TWO_VIEW.NUM_VIEWS
+        if self.num_views not in (1, 2):
+            raise ValueError(f"INPUT.TWO_VIEW.NUM_VIEWS must be 1 or 2, got {self.num_views}")
         self.transform = build_two_view_transform(cfg) if is_train else build_test_transform(cfg)
         self.corruption = build_corruption(cfg) if is_train else None
 
@@ -115,7 +119,7 @@ class TwoViewMapper:
         if self.is_train:
             if self.corruption is not None:
                 image = _to_pil(self.corruption(to_chw_uint8(image)))
-            views = [to_chw_uint8(self.transform(image)) for _ in range(2)]
+            views = [to_chw_uint8(self.transform(image)) for _ in range(self.num_views)]
             return {"views": views, "label": label}
         out = {k: v for k, v in dataset_dict.items() if k != "file_name"}
         out.update(image=to_chw_uint8(self.transform(image)), label=label, file_name=dataset_dict["file_name"])

@@ -15,7 +15,7 @@ from contrastive_det.config import get_cfg
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 FAMILIES = {  # class name -> module of contrastive_det.modeling.pretrainers
     "SimCLR": "simclr", "SupCon": "supcon", "MoCoV2": "moco", "CESelfSupCon": "joint",
-    "SupConSelfSupCon": "joint", "SCAN": "scan",
+    "SupConSelfSupCon": "joint", "SCAN": "scan", "Supervised": "supervised",
 }
 
 

@@ -4,7 +4,8 @@ The contract and shared base of every pretraining meta-architecture.
 Contract shared by every pretrainer (what :class:`ContrastivePretrainer` implements):
 
 * training input: a list of N dicts ``{"views": [3xHxW uint8 RGB tensor, 3xHxW ...], "label": int}``
-  (two augmented views of one image; ``label`` is -1 when the dataset has none);
+  (``num_views`` augmented views of one image: two for the contrastive methods, one for the supervised
+  baseline, as ``INPUT.TWO_VIEW.NUM_VIEWS`` sets; ``label`` is -1 when the dataset has none);
 * training output: a dict of scalar losses (summed by the trainer);
 * inference input: dicts with ``"image"`` (3xHxW uint8 RGB); output: one dict per image with
   ``"embedding"``: the L2-normalised pooled trunk feature (D), used by the kNN evaluator;
@@ -35,6 +36,9 @@ def require_labels(labels, method):
 class ContrastivePretrainer(nn.Module):
     """The shared base: input normalisation, the torchvision trunk, kNN embeddings, export."""
 
+    #: augmented views per training image the method takes (``INPUT.TWO_VIEW.NUM_VIEWS`` must equal it)
+    num_views = 2
+
     @configurable
     def __init__(self, *, encoder, pixel_mean, pixel_std, temperature):
         super().__init__()
@@ -45,6 +49,9 @@ class ContrastivePretrainer(nn.Module):
 
     @classmethod
     def from_config(cls, cfg):
+        if cfg.INPUT.TWO_VIEW.NUM_VIEWS != cls.num_views:
+            raise ValueError(f"{cls.__name__} takes {cls.num_views} view(s) per training image; "
+                             f"set INPUT.TWO_VIEW.NUM_VIEWS {cls.num_views} (got {cfg.INPUT.TWO_VIEW.NUM_VIEWS})")
         return {
             "encoder": build_tv_resnet(cfg),
             "pixel_mean": list(cfg.MODEL.PIXEL_MEAN),
@@ -63,12 +70,12 @@ class ContrastivePretrainer(nn.Module):
     def forward(self, batched_inputs):
         if not self.training:
             return self.inference(batched_inputs)
-        views = [self._images([d["views"][i] for d in batched_inputs]) for i in range(2)]  # 2 x Nx3xHxW
+        views = [self._images([d["views"][i] for d in batched_inputs]) for i in range(self.num_views)]  # V x Nx3xHxW
         labels = torch.tensor([int(d.get("label", -1)) for d in batched_inputs], device=self.device)  # N
         return self.losses(views, labels)
 
     def losses(self, views, labels):
-        """views: two Nx3xHxW normalised image batches; labels: N (-1 = none). Returns a dict of losses."""
+        """views: ``num_views`` Nx3xHxW normalised image batches; labels: N (-1 = none). Returns a dict of losses."""
         raise NotImplementedError
 
     @torch.no_grad()

@@ -1,0 +1,446 @@
+"""
+The study report's pictures of models (not of numbers): for each transfer and each pretraining
+row, the model of one finished run (the smallest seed) is rebuilt from its ``OUTPUT_DIR`` exactly
+as the run built it, and
+
+* :func:`embedding_pictures` (classification transfers): a 2-D UMAP of the pooled res5 features of
+  the test images, one panel per row, points coloured by class;
+* :func:`detection_pictures` (detection transfers): the predictions of ``model_final.pth`` on the
+  first test images next to their ground truth (detectron2's ``Visualizer``), one grid row per row.
+
+Each function writes one PNG per (transfer, test dataset) into ``out_dir`` (atomically) and
+returns ``[(file name relative to out_dir, caption)]``. Runs that did not finish are left out with
+a log line; a transfer without any finished run gets no picture.
+
+How a run's model is rebuilt (``tools/train_net.py``): its ``OUTPUT_DIR/config.yaml`` through
+:func:`~contrastive_det.engine.defaults.build_run_config` (the project's loader; the device falls
+back to CPU, and the sets of ``DATASETS.CUSTOM`` are registered), the RNG seeded with ``SEED`` as
+``default_setup`` does (a random-init trunk is then the run's), ``Trainer.build_model``, then the
+weights the run evaluated: ``model_final.pth`` when the run trained, else ``MODEL.WEIGHTS`` (for
+classification the prepared ``classifier_weights.pth`` that config.yaml records) loaded as the
+``--eval-only`` path loads it.
+"""
+import argparse
+import copy
+import gc
+import io
+import math
+import os
+import re
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+from ..utils.atomic import atomic_open
+
+__all__ = ["embedding_pictures", "detection_pictures", "embed_2d", "pooled_test_features", "load_run_config",
+           "UMAP_PARAMS"]
+
+#: the UMAP of every embedding picture (random_state fixed: the same features give the same picture)
+UMAP_PARAMS = {"n_neighbors": 15, "min_dist": 0.1, "metric": "cosine", "random_state": 0}
+#: a dataset's test images are subsampled (without replacement) with this seed above ``max_images``
+SUBSET_SEED = 0
+#: at most this many classes get a legend entry (the colours repeat beyond 20 anyway)
+MAX_LEGEND = 40
+CONFIG_FILE, RESULTS_FILE, FINAL_MODEL = "config.yaml", "results.json", "model_final.pth"
+
+
+# ---------------------------------------------------------------------------------------------
+# runs and models
+# ---------------------------------------------------------------------------------------------
+def load_run_config(out_dir):
+    """The frozen config of the run in ``out_dir`` (its config.yaml), adapted to this machine as
+    ``build_run_config`` adapts a run's: CPU without CUDA, BN flavour, DATASETS.CUSTOM registered."""
+    from ..engine.defaults import build_run_config
+
+    args = argparse.Namespace(config_file=os.path.join(out_dir, CONFIG_FILE), opts=[], eval_only=True,
+                              fewer_gpus=False, resume=False)
+    cfg, _ = build_run_config(args)
+    return cfg
+
+
+def _missing(out_dir, names):
+    return [n for n in names if not os.path.isfile(os.path.join(out_dir, n))]
+
+
+def _finished_runs(plan, task, needs, log, what):
+    """
+    ``{transfer: {row: (run, cfg)}}`` in plan order: per (transfer, row) the finished run with the
+    smallest (seed, pretraining seed). ``needs(run, cfg)`` returns the missing file names of a run
+    whose config loads (empty: usable). Unfinished runs looked at are logged and skipped.
+    """
+    groups = OrderedDict()
+    for run in plan["runs"]:
+        meta = run.get("meta", {})
+        if run.get("kind") != "transfer" or meta.get("task") != task:
+            continue
+        groups.setdefault(meta["transfer"], OrderedDict()).setdefault(meta["row"], []).append(run)
+    chosen = OrderedDict()
+    for transfer, rows in groups.items():
+        chosen[transfer] = OrderedDict()
+        for row, runs in rows.items():
+            runs = sorted(runs, key=lambda r: (r["meta"].get("seed", 0), r["meta"].get("pretrain_seed") or 0))
+            for run in runs:
+                missing = _missing(run["out_dir"], [CONFIG_FILE, RESULTS_FILE])
+                cfg = None
+                if not missing:
+                    try:
+                        cfg = load_run_config(run["out_dir"])
+                    except Exception as e:  # a config this code base cannot load any more: say so, go on
+                        log(f"{what}: skipped {run['id']}: its {CONFIG_FILE} does not load ({type(e).__name__}: {e})")
+                        continue
+                    missing = needs(run, cfg)
+                if missing:
+                    log(f"{what}: skipped {run['id']}: not finished (no {', '.join(missing)} in {run['out_dir']})")
+                    continue
+                chosen[transfer][row] = (run, cfg)
+                break
+            else:
+                log(f"{what}: {transfer}: row {row} left out: none of its {len(runs)} run(s) finished")
+    return chosen
+
+
+def _seed_rng(cfg):
+    """The RNG as ``default_setup`` leaves it for the main process (a random init is then the run's)."""
+    from detectron2.utils.env import seed_all_rng
+
+    seed_all_rng(None if cfg.SEED < 0 else cfg.SEED)
+
+
+def build_run_model(cfg, out_dir):
+    """The model the run in ``out_dir`` evaluated, in eval mode (see the module docstring)."""
+    from ..engine.checkpoint import AtomicDetectionCheckpointer
+    from ..engine.task import get_task
+    from ..engine.trainer import Trainer
+
+    _seed_rng(cfg)
+    model = Trainer.build_model(cfg)
+    checkpointer = AtomicDetectionCheckpointer(model, save_dir=out_dir)
+    final = os.path.join(out_dir, FINAL_MODEL)
+    if get_task(cfg).trains(cfg):
+        checkpointer.load(final)  # the trained model (the run evaluated it last)
+    else:
+        checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=False)  # train_net.py's evaluation path
+    model.eval()
+    return model
+
+
+def _safe_name(text):
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+
+
+def _save_png(fig, path, dpi=110):
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    with atomic_open(path, "wb") as f:
+        f.write(buf.getvalue())
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _seeds_text(chosen_rows):
+    seeds = sorted({run["meta"].get("seed") for run, _ in chosen_rows.values()})
+    return ("transfer seed " if len(seeds) == 1 else "transfer seeds ") + "/".join(str(s) for s in seeds)
+
+
+# ---------------------------------------------------------------------------------------------
+# embeddings (classification transfers)
+# ---------------------------------------------------------------------------------------------
+def _label_of(d):
+    """A dict's class: ``label``; for multi-label sets the first positive class (-1 when none)."""
+    label = int(d.get("label", -1))
+    if label < 0 and d.get("labels"):
+        label = int(sorted(d["labels"])[0])
+    return label
+
+
+def pictured_dicts(dataset_name, max_images):
+    """
+    The dicts of the test set pictured: all of them, or ``max_images`` drawn without replacement with
+    seed SUBSET_SEED (kept in dataset order). Returns (dicts, the set's number of images).
+    """
+    from ..data.classification import dataset_dicts
+
+    dicts = dataset_dicts(dataset_name)
+    total = len(dicts)
+    if max_images and total > max_images:
+        keep = np.sort(np.random.RandomState(SUBSET_SEED).choice(total, max_images, replace=False))
+        dicts = [dicts[i] for i in keep]
+    return dicts, total
+
+
+@torch.no_grad()
+def pooled_test_features(cfg, model, dicts):
+    """
+    Pooled res5 features of ``dicts`` through the classification test loader (the run's test
+    transform). Returns (features NxD float32 array, labels N int array, image ids list of N).
+    """
+    from ..data.classification_loader import build_classification_test_loader
+    from ..modeling.classifier import pooled_stage_features
+
+    feats, labels, ids = [], [], []
+    for batch in build_classification_test_loader(cfg, list(dicts)):
+        images = model.preprocess(batch)  # Nx3xHxW, normalised as in the run
+        feats.append(pooled_stage_features(model.trunk.resnet, images, ["res5"])["res5"].float().cpu())
+        labels += [_label_of(x) for x in batch]  # the mapper passes label / labels through
+        ids += [x.get("image_id") for x in batch]
+    return torch.cat(feats).numpy(), np.asarray(labels, dtype=np.int64), ids
+
+
+def embed_2d(features, *, random_state=UMAP_PARAMS["random_state"]):
+    """
+    2-D UMAP (umap-learn) of ``features`` (NxD): rows L2-normalised, cosine metric, n_neighbors 15
+    (fewer when N <= 15), min_dist 0.1, fixed ``random_state``. Returns an Nx2 float array.
+    """
+    import warnings
+
+    import umap
+
+    x = np.asarray(features, dtype=np.float32)
+    if x.ndim != 2 or x.shape[0] < 3:
+        raise ValueError(f"embed_2d needs an NxD array with N >= 3, got shape {x.shape}")
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    params = dict(UMAP_PARAMS, random_state=random_state, n_neighbors=min(UMAP_PARAMS["n_neighbors"], x.shape[0] - 1))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*n_jobs value.*")  # a fixed random_state runs one thread
+        warnings.filterwarnings("ignore", category=UserWarning, module="umap")
+        return umap.UMAP(n_components=2, **params).fit_transform(x).astype(np.float64)
+
+
+def _class_colours(num):
+    plt = _pyplot()
+    cmap = plt.get_cmap("tab10" if num <= 10 else "tab20")
+    return [cmap(i % cmap.N) for i in range(num)]
+
+
+def draw_embedding_panels(panels, class_names, title):
+    """
+    One scatter panel per ``(row, embedding Nx2, labels N)``; one scatter (artist labelled with the
+    class name) per class present, colours fixed per class across panels; one legend of classes.
+    Returns the figure.
+    """
+    plt = _pyplot()
+    present = sorted({int(c) for _, _, labels in panels for c in np.unique(labels)})
+    num = max([len(class_names)] + [c + 1 for c in present])
+    colours = _class_colours(num)
+    names = {c: (str(class_names[c]) if 0 <= c < len(class_names) else ("no class" if c < 0 else str(c)))
+             for c in present}
+    ncols = min(len(panels), 3)
+    nrows = math.ceil(len(panels) / ncols)
+    legend_w = 0.0 if len(present) > MAX_LEGEND else (1.4 if len(present) <= 20 else 2.6)  # inches
+    width = 4.2 * ncols + legend_w
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, 4.0 * nrows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (row, emb, labels) in zip(axes.flat, panels):
+        for c in present:
+            sel = labels == c
+            if sel.any():
+                ax.scatter(emb[sel, 0], emb[sel, 1], s=8 if len(labels) > 500 else 16, alpha=0.8, linewidths=0,
+                           color=colours[c] if c >= 0 else (0.5, 0.5, 0.5, 1.0), label=names[c])
+        ax.set_title(f"{row} (n = {len(labels)})", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if len(present) <= MAX_LEGEND:
+        handles = [plt.Line2D([], [], marker="o", linestyle="", color=colours[c] if c >= 0 else (0.5, 0.5, 0.5, 1.0),
+                              label=names[c]) for c in present]
+        fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1 - legend_w / width, 0.5), fontsize=7,
+                   title="class", title_fontsize=8, ncol=1 if len(present) <= 20 else 2)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1 - legend_w / width, 0.95))
+    return fig
+
+
+def embedding_pictures(study_dir, plan, out_dir, *, max_images=2000, log=print):
+    """
+    UMAP pictures of the classification transfers of a study (see the module docstring).
+
+    Args:
+        study_dir: the study folder (runs' folders are read from ``plan``).
+        plan: the study's ``plan.json`` (dict).
+        out_dir: where the PNGs go (the report folder).
+        max_images: at most this many test images per dataset (a fixed random subset beyond).
+        log: takes one line.
+    Returns:
+        list of (PNG file name relative to ``out_dir``, caption), one per (transfer, test dataset).
+    """
+    from detectron2.data import MetadataCatalog
+    from tqdm import tqdm
+
+    made = []
+    try:
+        import umap  # noqa: F401
+    except ImportError as e:
+        log(f"embedding: umap-learn does not import ({e}); no embedding pictures (pip install umap-learn)")
+        return made
+    chosen = _finished_runs(plan, "ClassificationTask", lambda run, cfg: _classifier_needs(run, cfg), log, "embedding")
+    for transfer, rows in chosen.items():
+        if not rows:
+            log(f"embedding: {transfer}: no finished run; no picture")
+            continue
+        datasets = list(next(iter(rows.values()))[1].DATASETS.TEST)
+        panels = {name: [] for name in datasets}
+        totals = {}
+        for row, (run, cfg) in tqdm(rows.items(), desc=f"embedding {transfer}", unit="row"):
+            try:
+                model = build_run_model(cfg, run["out_dir"])
+                for name in datasets:
+                    if name not in cfg.DATASETS.TEST:
+                        log(f"embedding: {run['id']} does not test on {name}; row {row} left out of its picture")
+                        continue
+                    dicts, totals[name] = pictured_dicts(name, max_images)
+                    feats, labels, _ = pooled_test_features(cfg, model, dicts)
+                    if len(feats) < 3:
+                        log(f"embedding: {transfer} on {name}: {len(feats)} test image(s); too few for a UMAP")
+                        continue
+                    panels[name].append((row, embed_2d(feats), labels))
+            except Exception as e:  # one broken run costs its panel, not the report
+                log(f"embedding: {run['id']}: failed ({type(e).__name__}: {e}); row {row} left out")
+            model = None
+            gc.collect()
+        for name in datasets:
+            if not panels[name]:
+                continue
+            classes = list(MetadataCatalog.get(name).get("classes", None) or [])
+            n = len(panels[name][0][2])
+            fig = draw_embedding_panels(panels[name], classes, f"{transfer} on {name}: UMAP of pooled res5 test features")
+            file = _safe_name(f"embedding__{transfer}__{name}") + ".png"
+            _save_png(fig, os.path.join(out_dir, file))
+            _pyplot().close(fig)
+            subset = (f"a fixed random subset (seed {SUBSET_SEED}) of {totals[name]} test images"
+                      if n < totals[name] else "all test images")
+            made.append((file, (
+                f"UMAP (2-D; cosine metric on L2-normalised features, n_neighbors {UMAP_PARAMS['n_neighbors']}, "
+                f"min_dist {UMAP_PARAMS['min_dist']}, random_state {UMAP_PARAMS['random_state']}) of the pooled res5 "
+                f"features of {name} test images after {transfer}: one panel per pretraining row "
+                f"({', '.join(r for r, _, _ in panels[name])}), points coloured by class; n = {n} images per panel "
+                f"({subset}); the model of {_seeds_text({r: rows[r] for r, _, _ in panels[name]})}.")))
+            log(f"embedding: wrote {file}")
+    return made
+
+
+def _classifier_needs(run, cfg):
+    from ..engine.task import get_task
+
+    return _missing(run["out_dir"], [FINAL_MODEL]) if get_task(cfg).trains(cfg) else []
+
+
+# ---------------------------------------------------------------------------------------------
+# detections (detection transfers)
+# ---------------------------------------------------------------------------------------------
+def first_test_images(dataset_name, num_images):
+    """The first ``num_images`` dicts of a registered detection set, sorted by image id."""
+    from detectron2.data import DatasetCatalog
+
+    dicts = DatasetCatalog.get(dataset_name)
+    return sorted(dicts, key=lambda d: (str(type(d.get("image_id"))), d.get("image_id")))[:num_images]
+
+
+@torch.no_grad()
+def predict(cfg, model, dicts):
+    """The model's ``Instances`` (on the CPU, in original image coordinates) for each dict."""
+    from ..data import CheckedDatasetMapper
+
+    mapper = CheckedDatasetMapper(cfg, is_train=False)  # the task's test mapper
+    return [model([mapper(copy.deepcopy(d))])[0]["instances"].to("cpu") for d in dicts]
+
+
+def draw_detections(image, metadata, instances, score_threshold):
+    """RGB HxWx3 image with ``instances`` of score >= threshold drawn; returns (image, count)."""
+    from detectron2.utils.visualizer import Visualizer
+
+    keep = instances[instances.scores >= score_threshold]
+    return Visualizer(image, metadata).draw_instance_predictions(keep).get_image(), len(keep)
+
+
+def draw_ground_truth(image, metadata, dataset_dict):
+    """RGB HxWx3 image with the dict's annotations drawn (``Visualizer.draw_dataset_dict``)."""
+    from detectron2.utils.visualizer import Visualizer
+
+    return Visualizer(image, metadata).draw_dataset_dict(dataset_dict).get_image()
+
+
+def detection_pictures(study_dir, plan, out_dir, *, num_images=3, score_threshold=0.5, log=print):
+    """
+    Prediction | ground-truth grids of the detection transfers of a study (see the module docstring).
+
+    Args:
+        study_dir: the study folder (runs' folders are read from ``plan``).
+        plan: the study's ``plan.json`` (dict).
+        out_dir: where the PNGs go (the report folder).
+        num_images: the first this many test images (sorted by image id).
+        score_threshold: predictions below this score are not drawn.
+        log: takes one line.
+    Returns:
+        list of (PNG file name relative to ``out_dir``, caption), one per (transfer, test dataset).
+    """
+    from detectron2.data import MetadataCatalog
+    from detectron2.data.detection_utils import read_image
+    from tqdm import tqdm
+
+    made = []
+    chosen = _finished_runs(plan, "DetectionTask", lambda run, cfg: _missing(run["out_dir"], [FINAL_MODEL]), log,
+                            "detections")
+    plt = _pyplot()
+    for transfer, rows in chosen.items():
+        if not rows:
+            log(f"detections: {transfer}: no finished run; no picture")
+            continue
+        datasets = list(next(iter(rows.values()))[1].DATASETS.TEST)
+        cells = {name: [] for name in datasets}  # name -> [(row, [(pred image, count, gt image, gt count, id)])]
+        for row, (run, cfg) in tqdm(rows.items(), desc=f"detections {transfer}", unit="row"):
+            try:
+                model = build_run_model(cfg, run["out_dir"])
+                for name in datasets:
+                    if name not in cfg.DATASETS.TEST:
+                        log(f"detections: {run['id']} does not test on {name}; row {row} left out of its picture")
+                        continue
+                    dicts = first_test_images(name, num_images)
+                    meta = MetadataCatalog.get(name)
+                    drawn = []
+                    for d, inst in zip(dicts, predict(cfg, model, dicts)):
+                        image = read_image(d["file_name"], format="RGB")
+                        pred, count = draw_detections(image, meta, inst, score_threshold)
+                        gt = draw_ground_truth(image, meta, d)
+                        drawn.append((pred, count, gt, len(d.get("annotations", [])), d.get("image_id")))
+                    cells[name].append((row, drawn))
+            except Exception as e:  # one broken run costs its grid row, not the report
+                log(f"detections: {run['id']}: failed ({type(e).__name__}: {e}); row {row} left out")
+            model = None
+            gc.collect()
+        for name in datasets:
+            grid = cells[name]
+            if not grid or not grid[0][1]:
+                continue
+            ncols = 2 * max(len(drawn) for _, drawn in grid)
+            fig, axes = plt.subplots(len(grid), ncols, figsize=(2.3 * ncols, 2.6 * len(grid)), squeeze=False)
+            for r, (row, drawn) in enumerate(grid):
+                for ax in axes[r]:
+                    ax.set_xticks([])
+                    ax.set_yticks([])
+                    ax.set_frame_on(False)
+                for i, (pred, count, gt, gt_count, image_id) in enumerate(drawn):
+                    axes[r, 2 * i].imshow(pred)
+                    axes[r, 2 * i].set_title(f"{row}\n{image_id}: predictions ({count})", fontsize=7)
+                    axes[r, 2 * i + 1].imshow(gt)
+                    axes[r, 2 * i + 1].set_title(f"{image_id}: ground truth ({gt_count})", fontsize=7)
+            fig.suptitle(f"{transfer} on {name}: predictions (score >= {score_threshold:g}) | ground truth", fontsize=9)
+            fig.tight_layout(rect=(0, 0, 1, 0.96))
+            file = _safe_name(f"detections__{transfer}__{name}") + ".png"
+            _save_png(fig, os.path.join(out_dir, file))
+            plt.close(fig)
+            k = len(grid[0][1])
+            made.append((file, (
+                f"Detections of {transfer} on the first {k} images of {name} (sorted by image id): one row per "
+                f"pretraining row ({', '.join(r for r, _ in grid)}), each image's predictions with score >= "
+                f"{score_threshold:g} (left) next to its ground truth (right); model_final.pth of {_seeds_text({r: rows[r] for r, _ in grid})}.")))
+            log(f"detections: wrote {file}")
+    return made

@@ -1,0 +1,195 @@
+"""
+Run a study: expand it, skip what is done, run the rest in dependency order on an executor, keep
+``state.json`` current, print progress (done / failed / left, ETA), and report failures without
+stopping the runs that do not depend on them.
+"""
+import os
+import time
+
+from ..utils.atomic import atomic_write_json
+from .executors import DISTRIBUTED_TOOLS
+from .spec import expand
+from .state import PLAN_FILE, StudyState, is_done, mark_done, run_digest
+
+__all__ = ["plan", "run_study", "write_plan"]
+
+
+def write_plan(study, runs):
+    """``plan.json`` of the study folder: what each run is (the report reads its ``meta``)."""
+    atomic_write_json(os.path.join(study.output_dir, PLAN_FILE), {
+        "study": study.name, "study_file": study.path, "study_digest": study.digest(),
+        "axes": {a: s["key"] for a, s in study.axes.items()},
+        "transfers": {name: e["config"] for name, e in study.transfers.items()},
+        "runs": [{"id": r.id, "kind": r.kind, "argv": r.argv, "deps": r.deps, "out_dir": r.out_dir,
+                  "outputs": r.outputs, "meta": r.meta} for r in runs],
+    })
+
+
+def plan(study):
+    """(runs, {run id: digest or None}) where a digest is None until its dependencies are done."""
+    runs = expand(study)
+    digests = {}
+    for r in runs:  # expand() lists dependencies first
+        if all(digests.get(d) for d in r.deps) and all(is_done(_by_id(runs, d), digests[d]) for d in r.deps):
+            digests[r.id] = run_digest(r, [digests[d] for d in r.deps])
+        else:
+            digests[r.id] = None
+    return runs, digests
+
+
+def _by_id(runs, run_id):
+    for r in runs:
+        if r.id == run_id:
+            return r
+    raise KeyError(run_id)
+
+
+def _fmt_s(seconds):
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _launch_argv(run, resume, num_gpus):
+    argv = list(run.argv)
+    flags = []
+    if os.path.basename(argv[0]) in DISTRIBUTED_TOOLS:
+        if resume:
+            flags.append("--resume")
+        if num_gpus:
+            flags += ["--num-gpus", str(num_gpus)]
+    return [argv[0], *flags, *argv[1:]]
+
+
+def run_study(study, executor, *, dry_run=False, num_gpus=0, log=print):
+    """
+    Run every run of ``study`` that is not done, on ``executor``.
+
+    A run is done when its outputs exist and its record carries its current digest (see
+    :mod:`.state`); such runs are skipped. A run whose dependency failed is skipped and reported.
+    A run that was started before with the same digest and left a ``last_checkpoint`` (killed
+    study, preempted job) continues with ``--resume``.
+
+    Args:
+        study: a :class:`~.spec.Study`.
+        executor: see :mod:`.executors`.
+        dry_run: print the plan (each run's state and command) and run nothing.
+        num_gpus: ``--num-gpus`` for the training CLIs (0 = their default).
+        log: takes one line.
+
+    Returns:
+        dict: run id -> final status ("done", "failed", "skipped"; "pending" in a dry run).
+    """
+    os.makedirs(study.output_dir, exist_ok=True)
+    runs, digests = plan(study)
+    by_id = {r.id: r for r in runs}
+    order = [r.id for r in runs]
+    if dry_run:
+        log(f"study {study.name}: {len(runs)} runs in {study.output_dir}")
+        status = {}
+        for r in runs:
+            done = digests[r.id] is not None and is_done(r, digests[r.id])
+            status[r.id] = "done" if done else "pending"
+            log(f"  [{'done' if done else 'todo'}] {r.id}" + (f"  (after {', '.join(r.deps)})" if r.deps else ""))
+            log(f"        {' '.join(r.argv)}")
+        return status
+
+    write_plan(study, runs)
+    state = StudyState(study.output_dir, study.digest())
+    logs_dir = os.path.join(study.output_dir, "logs")
+    finished = {}  # id -> "done" / "failed" / "skipped"
+    for rid in order:
+        d = digests[rid]
+        if d is not None and is_done(by_id[rid], d):
+            finished[rid] = "done"
+            if state.get(rid).get("status") != "done" or state.get(rid).get("digest") != d:
+                state.set(rid, status="done", digest=d)
+    skipped_at_start = len(finished)
+    todo = [rid for rid in order if rid not in finished]
+    log(f"study {study.name}: {len(runs)} runs, {skipped_at_start} done before, {len(todo)} to run "
+        f"(folder {study.output_dir})")
+    running = {}  # id -> (start time, digest)
+    durations = []
+    start = time.time()
+
+    def progress():
+        counts = {s: sum(1 for v in finished.values() if v == s) for s in ("done", "failed", "skipped")}
+        left = len(runs) - len(finished)
+        eta = ""
+        if durations and left:
+            width = max(1, len(running))
+            eta = f", ETA {_fmt_s(sum(durations) / len(durations) * left / width)}"
+        log(f"[study {study.name}] {counts['done']} done, {counts['failed']} failed, {counts['skipped']} skipped, "
+            f"{left} left ({len(running)} running){eta}; {_fmt_s(time.time() - start)} elapsed")
+
+    try:
+        while len(finished) < len(runs):
+            # skip what can no longer run
+            for rid in todo:
+                if rid in finished or rid in running:
+                    continue
+                bad = [d for d in by_id[rid].deps if finished.get(d) in ("failed", "skipped")]
+                if bad:
+                    finished[rid] = "skipped"
+                    state.set(rid, status="skipped", error=f"dependency {bad[0]} {finished[bad[0]]}")
+                    log(f"SKIPPED {rid}: dependency {bad[0]} {finished[bad[0]]}")
+            ready = [rid for rid in todo if rid not in finished and rid not in running
+                     and all(finished.get(d) == "done" for d in by_id[rid].deps)]
+            cap = executor.capacity()
+            if cap is not None:
+                ready = ready[:max(0, cap)]
+            items = []
+            for rid in ready:
+                run = by_id[rid]
+                digest = run_digest(run, [digests[d] for d in run.deps])
+                digests[rid] = digest
+                if is_done(run, digest):  # e.g. a dependency was redone with the same result digest
+                    finished[rid] = "done"
+                    state.set(rid, status="done", digest=digest)
+                    continue
+                previous = state.get(rid)
+                resume = (previous.get("digest") == digest and previous.get("status") in ("running", "failed")
+                          and os.path.isfile(os.path.join(run.out_dir, "last_checkpoint")))
+                os.makedirs(run.out_dir, exist_ok=True)
+                log_path = os.path.join(logs_dir, rid.replace("/", "__") + ".log")
+                argv = _launch_argv(run, resume, num_gpus)
+                state.set(rid, status="running", digest=digest, attempts=previous.get("attempts", 0) + 1,
+                          log=log_path, error=None, started=time.strftime("%Y-%m-%dT%H:%M:%S"))
+                log(f"START {rid}{' (--resume)' if resume else ''}: log {log_path}")
+                running[rid] = (time.time(), digest)
+                items.append((rid, argv, log_path))
+            executor.start(items)
+            if not running:
+                if len(finished) < len(runs) and not ready:
+                    raise RuntimeError(f"study {study.name}: no run can start; the plan's dependencies are broken")
+                continue
+            ended = []
+            while not ended:
+                time.sleep(executor.poll_interval)
+                ended = executor.poll()
+            for rid, code, error in ended:
+                t0, digest = running.pop(rid)
+                seconds = time.time() - t0
+                run = by_id[rid]
+                missing = [p for p in run.outputs if not os.path.isfile(p)]
+                if code == 0 and not missing:
+                    mark_done(run, digest, seconds)
+                    finished[rid] = "done"
+                    durations.append(seconds)
+                    state.set(rid, status="done", seconds=seconds)
+                    log(f"DONE  {rid} ({_fmt_s(seconds)})")
+                else:
+                    why = error or f"finished without {', '.join(os.path.relpath(p, run.out_dir) for p in missing)}"
+                    finished[rid] = "failed"
+                    state.set(rid, status="failed", seconds=seconds, error=why)
+                    log(f"FAILED {rid}: {why} (log: {state.get(rid).get('log')})")
+                progress()
+    except BaseException:
+        executor.stop()
+        for rid in running:
+            state.set(rid, status="running")  # left as running: the next start resumes it
+        raise
+    failed = [rid for rid, s in finished.items() if s == "failed"]
+    skipped = [rid for rid, s in finished.items() if s == "skipped"]
+    log(f"study {study.name}: {sum(1 for s in finished.values() if s == 'done')} of {len(runs)} runs done"
+        + (f"; failed: {', '.join(failed)}" if failed else "") + (f"; skipped: {len(skipped)}" if skipped else ""))
+    return finished

@@ -1,0 +1,335 @@
+"""
+Study files: one YAML that names the pretraining runs, the axes swept over them, the seeds and
+the transfer runs; :func:`expand` turns it into the runs of the real CLIs.
+
+A study file::
+
+    name: islam_toy                      # the study's folder: output/studies/<name> unless output_dir
+    output_dir: output/studies/islam_toy # optional
+    pretrain:
+      methods:                           # label -> pretraining config (+ overrides)
+        simclr: {config: configs/toy/pretrain_simclr_R18.yaml}
+        supcon: {config: configs/toy/pretrain_supcon_R18.yaml, opts: {SOLVER.MAX_ITER: 240}}
+      axes:                              # optional (Cole et al.): the swept config keys
+        images: {key: DATASETS.PRETRAIN.SUBSET_COUNT, values: [500, 1000]}
+      sweep: product                     # every combination of the axes (default), or one_at_a_time:
+                                         # each value alone, plus the methods' own configs as baseline
+      seeds: [0]                         # pretraining seeds (default [0])
+      opts: {}                           # overrides for every pretraining run
+      random_init: true                  # a random-init row in every transfer (default true)
+    transfer:
+      seeds: [0, 1, 2]                   # transfer seeds (default [0])
+      runs:                              # name -> config (+ overrides); the task comes from its TASK
+        linear_lbfgs: {config: configs/toy/cls_linear_lbfgs_R18.yaml, opts: {CLASSIFICATION.LBFGS.NUM_REGS: 12}}
+        detection: {config: configs/toy/digits_R_50_FPN.yaml}
+
+Relative paths are relative to the repository root (where the CLIs run). ``opts`` values are
+written on the command line as yacs reads them: lists become tuples, strings stay as they are.
+
+The runs, with their folders under the study folder:
+
+* ``pretrain/<row>/seed<S>``: ``tools/pretrain_net.py`` (writes ``backbone.pth``); ``<row>`` is
+  the method label, then ``__<axis>-<value>`` for each axis.
+* ``convert/<row>/seed<S>/<transfer>``: for detection transfer only, the verified conversion
+  ``tools/convert_to_detectron2.py backbone.pth weights.pkl --write-config detect.yaml --base
+  <transfer config>`` (the config with the backbone's depth and input format).
+* ``transfer/<transfer>/<row>[/pretrain_seed<S>]/seed<T>``: ``tools/train_net.py`` with the
+  exported backbone (classification) or the converted weights and config (detection); the
+  random-init row uses no weights (detection: the first method's converted config, so that the
+  rows differ only by their weights). ``/pretrain_seed<S>`` appears when there are several
+  pretraining seeds.
+"""
+import copy
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+
+import yaml
+
+__all__ = ["Run", "Study", "StudyError", "load_study", "expand", "format_opt_value", "REPO"]
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RANDOM_INIT = "random-init"
+SWEEPS = ("product", "one_at_a_time")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+class StudyError(ValueError):
+    """A study file that cannot be expanded; the message names the file and the key."""
+
+
+@dataclass
+class Run:
+    """
+    One run of a study: a CLI invocation with its folder and the runs it needs first.
+
+    Attributes:
+        id: stable identifier, also the folder below the study folder (e.g. "pretrain/simclr/seed0").
+        kind: "pretrain", "convert" or "transfer".
+        argv: the command after the interpreter: [tool path, args...] (paths absolute).
+        deps: ids of the runs that must be done first.
+        out_dir: the run's folder (absolute).
+        outputs: files that exist when the run is done (absolute).
+        meta: what the report needs: method, axes ({axis: value}), seed, pretrain_seed, transfer,
+            task, config.
+    """
+
+    id: str
+    kind: str
+    argv: list
+    deps: list
+    out_dir: str
+    outputs: list
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class Study:
+    """A validated study file."""
+
+    path: str
+    name: str
+    output_dir: str
+    methods: dict  # label -> {"config": abs path, "opts": {key: value}}
+    axes: dict  # axis -> {"key": config key, "values": [...]}
+    sweep: str  # "product" or "one_at_a_time"
+    pretrain_seeds: list
+    pretrain_opts: dict
+    random_init: bool
+    transfer_seeds: list
+    transfers: dict  # name -> {"config": abs path, "opts": {key: value}}
+    raw: dict
+
+    def digest(self):
+        """sha256 of the study's content (not its path)."""
+        return hashlib.sha256(json.dumps(self.raw, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _fail(path, where, message):
+    raise StudyError(f"{path}: {where}: {message}")
+
+
+def _mapping(path, where, value, required=False):
+    if value is None and not required:
+        return {}
+    if not isinstance(value, dict):
+        _fail(path, where, f"expected a mapping, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _check_keys(path, where, value, allowed):
+    unknown = sorted(set(value) - set(allowed))
+    if unknown:
+        _fail(path, where, f"unknown keys {unknown}; allowed: {sorted(allowed)}")
+
+
+def _seeds(path, where, value):
+    if value is None:
+        return [0]
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if (not isinstance(value, list) or not value
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)):
+        _fail(path, where, f"expected a non-empty list of integers >= 0, got {value!r}")
+    if len(set(value)) != len(value):
+        _fail(path, where, f"repeated seeds in {value!r}")
+    return list(value)
+
+
+def _config_path(path, where, value):
+    if not isinstance(value, str) or not value:
+        _fail(path, where, f"expected a config file path, got {value!r}")
+    full = value if os.path.isabs(value) else os.path.join(REPO, value)
+    if not os.path.isfile(full):
+        _fail(path, where, f"no such config file {value!r} (relative paths start at the repository root {REPO})")
+    return full
+
+
+def _opts(path, where, value):
+    value = _mapping(path, where, value)
+    for key in value:
+        if not isinstance(key, str) or not re.match(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$", key):
+            _fail(path, where, f"{key!r} is not a config key like SOLVER.MAX_ITER")
+    return dict(value)
+
+
+def _label(path, where, name):
+    if not isinstance(name, str) or not _NAME.match(name) or "__" in name:
+        _fail(path, where, f"{name!r} must be a name of letters, digits and _.+- (no '__', no '/')")
+    return name
+
+
+def _entries(path, where, value):
+    """``{name: {config, opts}}`` (also accepts a list of ``{name, config, opts}``)."""
+    if isinstance(value, list):
+        out = {}
+        for i, item in enumerate(value):
+            item = _mapping(path, f"{where}[{i}]", item, required=True)
+            if "name" not in item:
+                _fail(path, f"{where}[{i}]", "missing 'name'")
+            out[item["name"]] = {k: v for k, v in item.items() if k != "name"}
+        value = out
+    value = _mapping(path, where, value, required=True)
+    if not value:
+        _fail(path, where, "names no runs")
+    entries = {}
+    for name, entry in value.items():
+        _label(path, f"{where}.{name}", name)
+        entry = _mapping(path, f"{where}.{name}", entry, required=True)
+        _check_keys(path, f"{where}.{name}", entry, {"config", "opts"})
+        if "config" not in entry:
+            _fail(path, f"{where}.{name}", "missing 'config'")
+        entries[name] = {"config": _config_path(path, f"{where}.{name}.config", entry["config"]),
+                         "opts": _opts(path, f"{where}.{name}.opts", entry.get("opts"))}
+    return entries
+
+
+def load_study(path):
+    """Read and validate a study file; raises :class:`StudyError` naming the file and key."""
+    if not os.path.isfile(path):
+        raise StudyError(f"{path}: no such study file")
+    with open(path) as f:
+        try:
+            raw = yaml.safe_load(f)
+        except yaml.YAMLError as e:
+            raise StudyError(f"{path}: not valid YAML: {e}") from None
+    raw = _mapping(path, "top level", raw, required=True)
+    _check_keys(path, "top level", raw, {"name", "output_dir", "pretrain", "transfer", "description"})
+    name = _label(path, "name", raw.get("name"))
+    output_dir = raw.get("output_dir") or os.path.join("output", "studies", name)
+    output_dir = output_dir if os.path.isabs(output_dir) else os.path.join(REPO, output_dir)
+
+    pre = _mapping(path, "pretrain", raw.get("pretrain"), required=True)
+    _check_keys(path, "pretrain", pre, {"methods", "axes", "sweep", "seeds", "opts", "random_init"})
+    methods = _entries(path, "pretrain.methods", pre.get("methods"))
+    if RANDOM_INIT in methods:
+        _fail(path, "pretrain.methods", f"{RANDOM_INIT!r} is the baseline row (pretrain.random_init), not a method")
+    axes = {}
+    for axis, spec in _mapping(path, "pretrain.axes", pre.get("axes")).items():
+        _label(path, f"pretrain.axes.{axis}", axis)
+        spec = _mapping(path, f"pretrain.axes.{axis}", spec, required=True)
+        _check_keys(path, f"pretrain.axes.{axis}", spec, {"key", "values"})
+        key = spec.get("key")
+        _opts(path, f"pretrain.axes.{axis}.key", {key: None})
+        values = spec.get("values")
+        if not isinstance(values, list) or not values:
+            _fail(path, f"pretrain.axes.{axis}.values", f"expected a non-empty list, got {values!r}")
+        if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
+            _fail(path, f"pretrain.axes.{axis}.values", f"repeated values in {values!r}")
+        axes[axis] = {"key": key, "values": list(values)}
+    sweep = pre.get("sweep", "product")
+    if sweep not in SWEEPS:
+        _fail(path, "pretrain.sweep", f"expected one of {', '.join(SWEEPS)}, got {sweep!r}")
+    random_init = pre.get("random_init", True)
+    if not isinstance(random_init, bool):
+        _fail(path, "pretrain.random_init", f"expected true or false, got {random_init!r}")
+
+    tr = _mapping(path, "transfer", raw.get("transfer"), required=True)
+    _check_keys(path, "transfer", tr, {"runs", "seeds"})
+    return Study(
+        path=os.path.abspath(path), name=name, output_dir=os.path.abspath(output_dir), methods=methods, axes=axes,
+        sweep=sweep,
+        pretrain_seeds=_seeds(path, "pretrain.seeds", pre.get("seeds")),
+        pretrain_opts=_opts(path, "pretrain.opts", pre.get("opts")), random_init=random_init,
+        transfer_seeds=_seeds(path, "transfer.seeds", tr.get("seeds")),
+        transfers=_entries(path, "transfer.runs", tr.get("runs")), raw=copy.deepcopy(raw),
+    )
+
+
+def format_opt_value(value):
+    """A YAML value as yacs reads it from the command line (lists as tuples)."""
+    if isinstance(value, (list, tuple)):
+        return "(" + "".join(f"{format_opt_value(v) if not isinstance(v, str) else repr(v)}, " for v in value) + ")"
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if value is None:
+        return "None"
+    return str(value)
+
+
+def _argv_opts(*dicts):
+    merged = {}
+    for d in dicts:
+        merged.update(d)
+    return [x for k, v in merged.items() for x in (k, format_opt_value(v))]
+
+
+def _value_name(value):
+    if isinstance(value, str) and "/" in value:  # a file (e.g. a label map): its name
+        value = os.path.splitext(os.path.basename(value))[0]
+    text = format_opt_value(value) if not isinstance(value, str) else value
+    text = re.sub(r"[^A-Za-z0-9_.+-]+", "_", text).strip("_")
+    return text or "empty"
+
+
+def _task_of(config):
+    """The TASK of a config file (its _BASE_ chain merged), without building anything."""
+    from ..engine.defaults import load_config
+    import argparse
+
+    return load_config(argparse.Namespace(config_file=config, opts=[])).TASK
+
+
+def expand(study):
+    """The study's runs, in an order that respects their dependencies (see the module docstring)."""
+    tools = os.path.join(REPO, "tools")
+    root = study.output_dir
+    runs = []
+    if study.sweep == "one_at_a_time":
+        combos = [{}] + [{axis: v} for axis, spec in study.axes.items() for v in spec["values"]]
+    else:
+        combos = [{}]
+        for axis, spec in study.axes.items():
+            combos = [{**c, axis: v} for c in combos for v in spec["values"]]
+    rows = []  # (row label, method, axes, pretrain seed, backbone path or None, pretrain run id or None)
+    for method, entry in study.methods.items():
+        for combo in combos:
+            row = method + "".join(f"__{axis}-{_value_name(v)}" for axis, v in combo.items())
+            for s in study.pretrain_seeds:
+                rid = f"pretrain/{row}/seed{s}"
+                out = os.path.join(root, rid)
+                axis_opts = {study.axes[a]["key"]: v for a, v in combo.items()}
+                argv = [os.path.join(tools, "pretrain_net.py"), "--config-file", entry["config"],
+                        *_argv_opts(study.pretrain_opts, entry["opts"], axis_opts),
+                        "SEED", str(s), "OUTPUT_DIR", out]
+                backbone = os.path.join(out, "backbone.pth")
+                runs.append(Run(rid, "pretrain", argv, [], out, [backbone, os.path.join(out, "results.json")],
+                                {"method": method, "row": row, "axes": dict(combo), "seed": s, "config": entry["config"]}))
+                rows.append((row, method, dict(combo), s, backbone, rid))
+    if study.random_init:
+        rows.append((RANDOM_INIT, RANDOM_INIT, {}, None, None, None))
+
+    multi_seed = len(study.pretrain_seeds) > 1
+    for tname, tentry in study.transfers.items():
+        task = _task_of(tentry["config"])
+        detection = task == "DetectionTask"
+        first_convert = None
+        for row, method, combo, pseed, backbone, pre_id in rows:
+            deps, weights, config = [], "", tentry["config"]
+            if backbone is not None:
+                deps, weights = [pre_id], backbone
+                if detection:
+                    cid = f"convert/{row}/seed{pseed}/{tname}"
+                    cout = os.path.join(root, cid)
+                    pkl, det_cfg = os.path.join(cout, "weights.pkl"), os.path.join(cout, "detect.yaml")
+                    argv = [os.path.join(tools, "convert_to_detectron2.py"), backbone, pkl,
+                            "--write-config", det_cfg, "--base", tentry["config"]]
+                    runs.append(Run(cid, "convert", argv, [pre_id], cout, [pkl, det_cfg],
+                                    {"method": method, "row": row, "axes": combo, "seed": pseed, "transfer": tname}))
+                    first_convert = first_convert or (cid, det_cfg)
+                    deps, weights, config = [cid], pkl, det_cfg
+            elif detection and first_convert is not None:
+                deps, config = [first_convert[0]], first_convert[1]  # the same config, no weights
+            for t in study.transfer_seeds:
+                rid = f"transfer/{tname}/{row}" + (f"/pretrain_seed{pseed}" if multi_seed and pseed is not None else "")
+                rid += f"/seed{t}"
+                out = os.path.join(root, rid)
+                argv = [os.path.join(tools, "train_net.py"), "--config-file", config,
+                        *_argv_opts(tentry["opts"]), "MODEL.WEIGHTS", weights, "RESULTS.METHOD", method,
+                        "SEED", str(t), "OUTPUT_DIR", out]
+                runs.append(Run(rid, "transfer", argv, deps, out, [os.path.join(out, "results.json")],
+                                {"method": method, "row": row, "axes": combo, "seed": t, "pretrain_seed": pseed,
+                                 "transfer": tname, "task": task, "config": tentry["config"]}))
+    return runs

@@ -1,0 +1,114 @@
+"""
+The study folder's bookkeeping, each file written atomically:
+
+* ``plan.json``: the expanded runs (id, kind, command, dependencies, folder, what the report needs).
+* ``state.json``: each run's status ("pending", "running", "done", "failed", "skipped"), its
+  digest, attempts, seconds and error; rewritten after every change, so a killed study knows
+  where it stopped.
+* ``<run folder>/study_run.json``: written when a run succeeds: its digest. A run is done when its
+  outputs exist and this digest equals the digest the study computes for it now.
+
+A run's digest (:func:`run_digest`) is the sha256 of its command, of the fully merged config of
+the config file it names (``_BASE_`` chain and overrides, as the CLI loads it) and of the digests
+of the runs it depends on: a changed config file, override, seed or upstream run changes it, and
+the run is done again.
+"""
+import argparse
+import hashlib
+import json
+import os
+import time
+
+from ..utils.atomic import atomic_write_json
+
+__all__ = ["StudyState", "run_digest", "is_done", "mark_done", "RUN_RECORD", "PLAN_FILE", "STATE_FILE"]
+
+PLAN_FILE = "plan.json"
+STATE_FILE = "state.json"
+RUN_RECORD = "study_run.json"
+STATUSES = ("pending", "running", "done", "failed", "skipped")
+
+
+def _config_dump(argv):
+    """The merged config of ``--config-file`` in ``argv`` (with the trailing KEY VALUE pairs) as
+    YAML, or None for a command without one or whose file does not exist yet."""
+    if "--config-file" not in argv:
+        return None
+    i = argv.index("--config-file")
+    config = argv[i + 1]
+    if not os.path.isfile(config):
+        return None
+    from ..engine.defaults import load_config
+
+    opts = [a for a in argv[i + 2:]]
+    # the KEY VALUE pairs follow the flags of the tools' parsers; only the pairs matter here
+    while opts and opts[0].startswith("--"):
+        opts = opts[1:]
+    return load_config(argparse.Namespace(config_file=config, opts=opts)).dump()
+
+
+def run_digest(run, dep_digests):
+    """sha256 of the run's command, merged config and dependencies' digests (see the module docstring)."""
+    h = hashlib.sha256()
+    h.update(json.dumps(run.argv[1:]).encode())
+    h.update(os.path.basename(run.argv[0]).encode())
+    h.update((_config_dump(run.argv) or "").encode())
+    for d in dep_digests:
+        h.update(d.encode())
+    return h.hexdigest()
+
+
+def _record_path(run):
+    return os.path.join(run.out_dir, RUN_RECORD)
+
+
+def is_done(run, digest):
+    """The run's outputs exist and its record carries ``digest``."""
+    if not all(os.path.isfile(p) for p in run.outputs):
+        return False
+    try:
+        with open(_record_path(run)) as f:
+            return json.load(f).get("digest") == digest
+    except (OSError, ValueError):
+        return False
+
+
+def mark_done(run, digest, seconds):
+    atomic_write_json(_record_path(run), {"id": run.id, "digest": digest, "seconds": seconds,
+                                          "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+
+
+class StudyState:
+    """``state.json`` of a study folder: {run id: {status, digest, attempts, seconds, error, log}}."""
+
+    def __init__(self, study_dir, study_digest):
+        self.path = os.path.join(study_dir, STATE_FILE)
+        self.study_digest = study_digest
+        self.runs = {}
+        if os.path.isfile(self.path):
+            with open(self.path) as f:
+                try:
+                    self.runs = json.load(f).get("runs", {})
+                except ValueError:
+                    self.runs = {}  # only a torn copy could be unreadable; atomic writes make it unlikely
+
+    def get(self, run_id):
+        return self.runs.setdefault(run_id, {"status": "pending", "attempts": 0})
+
+    def set(self, run_id, **fields):
+        entry = self.get(run_id)
+        status = fields.get("status")
+        if status is not None and status not in STATUSES:
+            raise ValueError(f"unknown run status {status!r}")
+        entry.update(fields)
+        self.save()
+
+    def save(self):
+        atomic_write_json(self.path, {"study_digest": self.study_digest,
+                                      "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), "runs": self.runs})
+
+    def counts(self, ids):
+        out = {s: 0 for s in STATUSES}
+        for i in ids:
+            out[self.get(i)["status"]] += 1
+        return out

@@ -1,0 +1,340 @@
+"""The study runner: expansion of study files, digests, skipping, failures, resume, state; a tiny
+real study end to end (local and submitit's local executor), killed and resumed; the report."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from contrastive_det.studies import StudyError, expand, load_study, run_study
+from contrastive_det.studies.spec import format_opt_value
+from contrastive_det.studies.state import RUN_RECORD, StudyState
+
+from conftest import FAST, REPO, copy_crops
+
+TOY = os.path.join(REPO, "configs", "toy")
+
+
+def write_study(path, **overrides):
+    study = {
+        "name": "tiny",
+        "output_dir": str(path.parent / "study_out"),
+        "pretrain": {
+            "methods": {"simclr": {"config": "configs/toy/pretrain_simclr_R18.yaml"},
+                        "supcon": {"config": "configs/toy/pretrain_supcon_R18.yaml", "opts": {"SOLVER.MAX_ITER": 5}}},
+            "axes": {"images": {"key": "DATASETS.PRETRAIN.SUBSET_COUNT", "values": [20, 40]}},
+            "seeds": [0],
+        },
+        "transfer": {"seeds": [0, 1], "runs": {
+            "lbfgs": {"config": "configs/toy/cls_linear_lbfgs_R18.yaml", "opts": {"CLASSIFICATION.LAYERS": ["res5"]}},
+            "det": {"config": "configs/toy/digits_R_50_FPN.yaml"},
+        }},
+    }
+    for key, value in overrides.items():
+        section, _, sub = key.partition(".")
+        if sub:
+            study[section][sub] = value
+        else:
+            study[section] = value
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# expansion
+# ---------------------------------------------------------------------------------------------
+def test_expansion_ids_dependencies_and_commands(tmp_path):
+    study = load_study(write_study(tmp_path / "s.yaml"))
+    runs = expand(study)
+    ids = [r.id for r in runs]
+    rows = ["simclr__images-20", "simclr__images-40", "supcon__images-20", "supcon__images-40"]
+    assert [i for i in ids if i.startswith("pretrain/")] == [f"pretrain/{r}/seed0" for r in rows]
+    assert [i for i in ids if i.startswith("convert/")] == [f"convert/{r}/seed0/det" for r in rows]
+    for t in ("lbfgs", "det"):
+        assert [i for i in ids if i.startswith(f"transfer/{t}/")] == [
+            f"transfer/{t}/{r}/seed{s}" for r in rows + ["random-init"] for s in (0, 1)]
+    assert len(ids) == len(set(ids)) == 4 + 4 + 2 * 10
+    by_id = {r.id: r for r in runs}
+    seen = set()
+    for r in runs:  # dependencies come first
+        assert all(d in seen for d in r.deps), r.id
+        seen.add(r.id)
+    pre = by_id["pretrain/supcon__images-40/seed0"]
+    assert pre.argv[0].endswith("tools/pretrain_net.py")
+    i = pre.argv.index("SOLVER.MAX_ITER")
+    assert pre.argv[i + 1] == "5" and pre.argv[pre.argv.index("DATASETS.PRETRAIN.SUBSET_COUNT") + 1] == "40"
+    assert pre.argv[-4:] == ["SEED", "0", "OUTPUT_DIR", os.path.join(study.output_dir, pre.id)]
+    assert pre.meta["axes"] == {"images": 40} and pre.meta["method"] == "supcon"
+    cls = by_id["transfer/lbfgs/supcon__images-40/seed1"]
+    assert cls.deps == [pre.id]
+    assert cls.argv[cls.argv.index("MODEL.WEIGHTS") + 1] == os.path.join(pre.out_dir, "backbone.pth")
+    assert cls.argv[cls.argv.index("CLASSIFICATION.LAYERS") + 1] == "('res5', )"
+    assert cls.argv[cls.argv.index("RESULTS.METHOD") + 1] == "supcon"
+    conv = by_id["convert/supcon__images-40/seed0/det"]
+    det = by_id["transfer/det/supcon__images-40/seed0"]
+    assert det.deps == [conv.id] and det.argv[det.argv.index("--config-file") + 1] == conv.outputs[1]
+    assert det.argv[det.argv.index("MODEL.WEIGHTS") + 1] == conv.outputs[0]
+    # random init: classification without weights; detection on the first converted config, no weights
+    rnd = by_id["transfer/lbfgs/random-init/seed0"]
+    assert rnd.deps == [] and rnd.argv[rnd.argv.index("MODEL.WEIGHTS") + 1] == ""
+    rdet = by_id["transfer/det/random-init/seed1"]
+    assert rdet.deps == ["convert/simclr__images-20/seed0/det"]
+    assert rdet.argv[rdet.argv.index("MODEL.WEIGHTS") + 1] == ""
+    assert rdet.argv[rdet.argv.index("--config-file") + 1].endswith("convert/simclr__images-20/seed0/det/detect.yaml")
+
+
+def test_several_pretraining_seeds_get_their_own_transfer_folders(tmp_path):
+    study = load_study(write_study(tmp_path / "s.yaml", **{"pretrain.seeds": [0, 1], "pretrain.axes": {}}))
+    ids = [r.id for r in expand(study)]
+    assert "transfer/lbfgs/simclr/pretrain_seed1/seed0" in ids and "transfer/lbfgs/random-init/seed0" in ids
+
+
+def test_one_at_a_time_sweep_varies_each_axis_alone_from_the_baseline(tmp_path):
+    axes = {"jpeg": {"key": "INPUT.CORRUPTION.JPEG_QUALITY", "values": [10, 50]},
+            "downsample": {"key": "INPUT.CORRUPTION.DOWNSAMPLE", "values": [4]}}
+    study = load_study(write_study(tmp_path / "s.yaml", **{"pretrain.axes": axes, "pretrain.sweep": "one_at_a_time"}))
+    pre = [r for r in expand(study) if r.kind == "pretrain" and r.meta["method"] == "simclr"]
+    assert [r.meta["row"] for r in pre] == ["simclr", "simclr__jpeg-10", "simclr__jpeg-50", "simclr__downsample-4"]
+    assert "INPUT.CORRUPTION.JPEG_QUALITY" not in pre[0].argv and "INPUT.CORRUPTION.DOWNSAMPLE" not in pre[1].argv
+    with pytest.raises(StudyError, match="pretrain.sweep: expected one of product, one_at_a_time"):
+        load_study(write_study(tmp_path / "s.yaml", **{"pretrain.sweep": "grid"}))
+
+
+def test_opt_values_as_yacs_reads_them():
+    assert format_opt_value([1, 2]) == "(1, 2, )"
+    assert format_opt_value(["a"]) == "('a', )"
+    assert format_opt_value(True) == "True" and format_opt_value(0.5) == "0.5" and format_opt_value("x") == "x"
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"name": "bad/name"}, "name: 'bad/name' must be a name"),
+    ({"pretrain.methods": {"simclr": {"config": "configs/toy/nope.yaml"}}}, "pretrain.methods.simclr.config: no such config file"),
+    ({"pretrain.methods": {"simclr": {"config": "configs/toy/pretrain_simclr_R18.yaml", "opt": {}}}},
+     "pretrain.methods.simclr: unknown keys \\['opt'\\]"),
+    ({"pretrain.seeds": [0, 0]}, "pretrain.seeds: repeated seeds"),
+    ({"pretrain.axes": {"images": {"key": "subset", "values": [1]}}}, "is not a config key"),
+    ({"pretrain.axes": {"images": {"key": "DATASETS.PRETRAIN.SUBSET_COUNT", "values": []}}}, "non-empty list"),
+    ({"transfer.runs": {}}, "transfer.runs: names no runs"),
+    ({"pretrain.methods": {"random-init": {"config": "configs/toy/pretrain_simclr_R18.yaml"}}}, "baseline row"),
+])
+def test_bad_study_files_name_the_file_and_key(tmp_path, overrides, message):
+    path = write_study(tmp_path / "s.yaml", **overrides)
+    with pytest.raises(StudyError, match=message) as e:
+        load_study(path)
+    assert str(path) in str(e.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# the runner's logic with an executor that "runs" a command by writing its outputs
+# ---------------------------------------------------------------------------------------------
+class WritingExecutor:
+    """Writes each run's outputs (fails the runs whose id contains ``fail``); records commands."""
+
+    poll_interval = 0.0
+
+    def __init__(self, runs, fail=(), jobs=2):
+        self.runs = {r.id: r for r in runs}
+        self.fail, self.jobs = set(fail), jobs
+        self.started, self._ended = [], []
+
+    def capacity(self):
+        return self.jobs - len(self._ended)
+
+    def start(self, items):
+        for key, argv, log_path in items:
+            self.started.append((key, argv))
+            if key not in self.fail:
+                for p in self.runs[key].outputs:
+                    os.makedirs(os.path.dirname(p), exist_ok=True)
+                    # a converted config inherits the transfer config, as the converter writes it
+                    text = f'_BASE_: "{argv[argv.index("--base") + 1]}"\n' if p.endswith(".yaml") else "x"
+                    open(p, "w").write(text)
+            self._ended.append((key, 0 if key not in self.fail else 3, None if key not in self.fail else "exit status 3"))
+
+    def poll(self):
+        ended, self._ended = self._ended, []
+        return ended
+
+    def stop(self):
+        pass
+
+
+def small_study(tmp_path):
+    return load_study(write_study(tmp_path / "s.yaml", **{"pretrain.axes": {}}))
+
+
+def test_runner_skips_done_runs_and_reruns_changed_ones(tmp_path):
+    study = small_study(tmp_path)
+    runs = expand(study)
+    lines = []
+    ex = WritingExecutor(runs)
+    status = run_study(study, ex, log=lines.append)
+    assert set(status.values()) == {"done"} and len(ex.started) == len(runs)
+    assert any("ETA" in line for line in lines)
+    state = json.load(open(os.path.join(study.output_dir, "state.json")))
+    assert {v["status"] for v in state["runs"].values()} == {"done"}
+    plan = json.load(open(os.path.join(study.output_dir, "plan.json")))
+    assert [r["id"] for r in plan["runs"]] == [r.id for r in runs]
+    # second time: nothing runs
+    ex2 = WritingExecutor(runs)
+    run_study(study, ex2, log=lines.append)
+    assert ex2.started == []
+    # a changed override of one method: its pretraining and everything downstream of it run again
+    write_study(tmp_path / "s.yaml", **{"pretrain.axes": {}, "pretrain.methods": {
+        "simclr": {"config": "configs/toy/pretrain_simclr_R18.yaml"},
+        "supcon": {"config": "configs/toy/pretrain_supcon_R18.yaml", "opts": {"SOLVER.MAX_ITER": 6}}}})
+    study = load_study(tmp_path / "s.yaml")
+    ex3 = WritingExecutor(expand(study))
+    run_study(study, ex3, log=lines.append)
+    again = sorted(k for k, _ in ex3.started)
+    assert again == sorted(["pretrain/supcon/seed0", "convert/supcon/seed0/det", "transfer/det/supcon/seed0",
+                            "transfer/det/supcon/seed1", "transfer/lbfgs/supcon/seed0", "transfer/lbfgs/supcon/seed1"])
+
+
+def test_a_failed_run_skips_its_dependents_and_the_rest_go_on(tmp_path):
+    study = small_study(tmp_path)
+    runs = expand(study)
+    lines = []
+    status = run_study(study, WritingExecutor(runs, fail={"pretrain/simclr/seed0"}), log=lines.append)
+    assert status["pretrain/simclr/seed0"] == "failed"
+    assert status["transfer/lbfgs/simclr/seed0"] == "skipped" and status["convert/simclr/seed0/det"] == "skipped"
+    # the detection random-init row uses simclr's converted config: skipped with it
+    assert status["transfer/det/random-init/seed0"] == "skipped"
+    assert status["transfer/lbfgs/supcon/seed1"] == "done" and status["transfer/lbfgs/random-init/seed1"] == "done"
+    assert any(line.startswith("FAILED pretrain/simclr/seed0") for line in lines)
+    state = StudyState(study.output_dir, "")
+    assert state.get("transfer/lbfgs/simclr/seed0")["error"] == "dependency pretrain/simclr/seed0 failed"
+    # the next start runs only what did not finish
+    ex = WritingExecutor(runs)
+    run_study(study, ex, log=lines.append)
+    assert "transfer/lbfgs/supcon/seed1" not in [k for k, _ in ex.started]
+    assert "pretrain/simclr/seed0" in [k for k, _ in ex.started]
+
+
+def test_a_run_killed_with_a_checkpoint_continues_with_resume(tmp_path):
+    study = small_study(tmp_path)
+    runs = expand(study)
+    run_study(study, WritingExecutor(runs, fail={"pretrain/supcon/seed0"}), log=lambda line: None)
+    state = StudyState(study.output_dir, "")
+    state.set("pretrain/supcon/seed0", status="running")  # as a killed study leaves it
+    pre = {r.id: r for r in runs}["pretrain/supcon/seed0"]
+    open(os.path.join(pre.out_dir, "last_checkpoint"), "w").write("model_0000002.pth")
+    ex = WritingExecutor(runs)
+    run_study(study, ex, log=lambda line: None)
+    argv = dict(ex.started)["pretrain/supcon/seed0"]
+    assert argv[1] == "--resume"
+    # a run that never started (no checkpoint) starts afresh
+    assert "--resume" not in dict(ex.started)["transfer/lbfgs/supcon/seed0"]
+
+
+def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path):
+    study = small_study(tmp_path)
+    lines = []
+    status = run_study(study, None, dry_run=True, log=lines.append)
+    assert set(status.values()) == {"pending"} and len(status) == len(expand(study))
+    assert any("[todo] transfer/det/random-init/seed1" in line for line in lines)
+    assert not os.path.exists(os.path.join(study.output_dir, "state.json"))
+
+
+# ---------------------------------------------------------------------------------------------
+# a tiny real study
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def mini_sets(toy_root, tmp_path_factory):
+    root = tmp_path_factory.mktemp("study_sets")
+    copy_crops(toy_root, root / "plain", {"train": 6, "test": 3})
+    copy_crops(toy_root, root / "textured", {"train": 6, "test": 4}, "crops_textured")
+    return root
+
+
+def real_study(tmp_path, sets, detection=True, name="tiny", seeds=(0, 1)):
+    custom = (f"[{{'NAME': 'st_plain_train', 'FORMAT': 'folder', 'ROOT': '{sets / 'plain' / 'train'}'}}, "
+              f"{{'NAME': 'st_plain_test', 'FORMAT': 'folder', 'ROOT': '{sets / 'plain' / 'test'}'}}, "
+              f"{{'NAME': 'st_tex_train', 'FORMAT': 'folder', 'ROOT': '{sets / 'textured' / 'train'}'}}, "
+              f"{{'NAME': 'st_tex_test', 'FORMAT': 'folder', 'ROOT': '{sets / 'textured' / 'test'}'}}]")
+    small = {"DATASETS.CUSTOM": custom, "DATALOADER.NUM_WORKERS": 0}
+    runs = {"lbfgs": {"config": "configs/toy/cls_linear_lbfgs_R18.yaml", "opts": {
+        **small, "DATASETS.TRAIN": ["st_tex_train"], "DATASETS.TEST": ["st_tex_test"], "INPUT.CLS.CROP_SIZE": 32,
+        "INPUT.CLS.TEST_RESIZE": 32, "CLASSIFICATION.LBFGS.NUM_REGS": 3,
+        "CLASSIFICATION.FEATURE_CACHE": str(tmp_path / "cache")}}}
+    if detection:
+        runs["det"] = {"config": "configs/toy/digits_R_50_FPN.yaml",
+                       "opts": {**dict(zip(FAST[::2], FAST[1::2])), "SOLVER.MAX_ITER": 1}}
+    study = {
+        "name": name, "output_dir": str(tmp_path / name),
+        "pretrain": {"methods": {"simclr": {"config": "configs/toy/pretrain_simclr_R18.yaml", "opts": {
+            **small, "DATASETS.TRAIN": ["st_plain_train"], "DATASETS.TEST": ["st_plain_test"],
+            "SOLVER.IMS_PER_BATCH": 16, "SOLVER.MAX_ITER": 2, "SOLVER.WARMUP_ITERS": 1, "TEST.KNN.K": 5}}},
+            "seeds": [0]},
+        "transfer": {"seeds": list(seeds), "runs": runs},
+    }
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    return path
+
+
+def study_cli(args, toy_root, **kwargs):
+    env = dict(os.environ, DETECTRON2_DATASETS=str(toy_root), PYTHONWARNINGS="ignore")
+    return subprocess.run([sys.executable, os.path.join(REPO, "tools", "run_study.py"), *args], cwd=REPO, env=env,
+                          text=True, capture_output=True, **kwargs)
+
+
+def test_tiny_study_end_to_end_then_report(mini_sets, toy_root, tmp_path):
+    path = real_study(tmp_path, mini_sets)
+    proc = study_cli([str(path), "--jobs", "2"], toy_root, timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    out = tmp_path / "tiny"
+    det = json.load(open(out / "transfer/det/simclr/seed1/results.json"))
+    assert det["method"] == "simclr" and det["weights"].endswith("convert/simclr/seed0/det/weights.pkl")
+    assert det["seed"] == 1 and "bbox/AP50" in next(iter(det["metrics"].values()))
+    rnd = json.load(open(out / "transfer/lbfgs/random-init/seed0/results.json"))
+    assert rnd["method"] == "random-init" and rnd["protocol"] == "linear_lbfgs"
+    assert (out / "pretrain/simclr/seed0" / RUN_RECORD).is_file()
+    tables = (out / "report/tables.md").read_text()
+    assert "#### lbfgs on st_tex_test" in tables and "#### det on" in tables
+    assert "| random-init |" in tables and "(2)" in tables  # 2 seeds per row
+    assert "report:" in proc.stdout and (out / "report/report.md").is_file()
+    report = (out / "report/report.md").read_text()
+    assert "## Pictures" in report and "UMAP" in report  # the embedding and detection pictures
+    # run again: everything is skipped
+    proc = study_cli([str(path)], toy_root, timeout=600)
+    assert "10 runs, 10 done before, 0 to run" in proc.stdout, proc.stdout[-3000:]
+
+
+def test_submitit_local_executor_runs_the_study(mini_sets, toy_root, tmp_path):
+    path = real_study(tmp_path, mini_sets, detection=False, name="tiny_submitit", seeds=(1,))
+    proc = study_cli([str(path), "--executor", "submitit-local", "--no-report"], toy_root, timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    out = tmp_path / "tiny_submitit"
+    assert (out / "transfer/lbfgs/simclr/seed1/results.json").is_file()
+    assert (out / "submitit").is_dir()  # submitit's job folder
+
+
+def test_killed_study_continues_where_it_stopped(mini_sets, toy_root, tmp_path):
+    path = real_study(tmp_path, mini_sets, detection=False, name="tiny_killed")
+    out = tmp_path / "tiny_killed"
+    env = dict(os.environ, DETECTRON2_DATASETS=str(toy_root), PYTHONWARNINGS="ignore")
+    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "tools", "run_study.py"), str(path)], cwd=REPO,
+                            env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    record = out / "pretrain/simclr/seed0" / RUN_RECORD
+    deadline = time.time() + 600
+    while not record.is_file() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    assert record.is_file(), "the pretraining run did not finish"
+    time.sleep(2)  # a transfer run is under way
+    os.killpg(proc.pid, signal.SIGKILL)  # the study and its run, as a lost machine would
+    proc.wait()
+    state = json.load(open(out / "state.json"))["runs"]
+    assert state["pretrain/simclr/seed0"]["status"] == "done"
+    first_record = record.read_text()
+    proc = study_cli([str(path), "--no-report"], toy_root, timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "START pretrain/" not in proc.stdout  # not done twice
+    assert record.read_text() == first_record
+    state = json.load(open(out / "state.json"))["runs"]
+    assert {v["status"] for v in state.values()} == {"done"}
+    assert len(state) == 5
