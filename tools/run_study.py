@@ -76,6 +76,8 @@ def main(argv=None):
         from contrastive_det.studies.report import write_report
 
         path = write_report(study.output_dir, pictures=not args.no_pictures, log=lambda line: print(line, flush=True))
+        with open(os.path.join(os.path.dirname(path), "tables.md")) as f:
+            print("\n" + f.read(), flush=True)
         print(f"report: {path}", flush=True)
     return 1 if any(s != "done" for s in status.values()) else 0
 

@@ -298,6 +298,7 @@ def test_tiny_study_end_to_end_then_report(mini_sets, toy_root, tmp_path):
     assert "#### lbfgs on st_tex_test" in tables and "#### det on" in tables
     assert "| random-init |" in tables and "(2)" in tables  # 2 seeds per row
     assert "report:" in proc.stdout and (out / "report/report.md").is_file()
+    assert "| random-init |" in proc.stdout  # the short tables on the console
     report = (out / "report/report.md").read_text()
     assert "## Pictures" in report and "UMAP" in report  # the embedding and detection pictures
     # run again: everything is skipped
