@@ -55,6 +55,37 @@ def missing_path_error(name, path, layout, num_missing=1):
     )
 
 
+def layout_error(name, layout, message):
+    """A :class:`DatasetLayoutError` for dataset ``name``: the problem, the expected layout, the README."""
+    message = str(message).rstrip()
+    message += "" if message.endswith(".") else "."
+    return DatasetLayoutError(
+        f"Dataset '{name}': {message} Expected layout: {layout}. " + README_HINT.format(root=datasets_root())
+    )
+
+
+def read_listed_dicts(name, layout, read, empty_message):
+    """
+    ``read()`` -> the dataset dicts of ``name``, checked: a :class:`DatasetLayoutError` that does not
+    name a dataset yet is re-raised as :func:`layout_error` (with ``layout``), an empty list raises
+    ``empty_message``, and an ``image_id`` listed twice raises naming it. Returns the dicts as read.
+    """
+    try:
+        dicts = read()
+    except DatasetLayoutError as e:
+        if str(e).startswith("Dataset '"):
+            raise
+        raise layout_error(name, layout, e) from e
+    if not dicts:
+        raise layout_error(name, layout, empty_message)
+    seen = set()
+    for d in dicts:
+        if d["image_id"] in seen:
+            raise layout_error(name, layout, f"image {d['image_id']!r} is listed twice")
+        seen.add(d["image_id"])
+    return dicts
+
+
 def check_required_paths(name, required_paths, layout):
     """
     Raise :func:`missing_path_error` for the first of ``required_paths`` that does not exist

@@ -34,7 +34,7 @@ from detectron2.data import MetadataCatalog
 
 from ..utils.atomic import atomic_write_json
 from .catalog import _register
-from .checks import README_HINT, DatasetLayoutError, check_required_paths
+from .checks import DatasetLayoutError, check_required_paths, layout_error, read_listed_dicts
 from .classification import LazyClassList
 from .paths import datasets_root
 
@@ -55,32 +55,12 @@ __all__ = [
 ]
 
 
-def _error(name, layout, message):
-    """A :class:`DatasetLayoutError` for dataset ``name``: the problem, the expected layout, the README."""
-    message = str(message).rstrip()
-    message += "" if message.endswith(".") else "."
-    return DatasetLayoutError(
-        f"Dataset '{name}': {message} Expected layout: {layout}. " + README_HINT.format(root=datasets_root())
-    )
-
-
 def _load(name, root, reader):
     """The DatasetCatalog loader: check the metadata's paths, read, sort, check ids are unique."""
     meta = MetadataCatalog.get(name)
     check_required_paths(name, list(meta.required_paths), meta.layout)
-    try:
-        dicts = reader(list(meta.classes))
-    except DatasetLayoutError as e:
-        if str(e).startswith("Dataset '"):
-            raise
-        raise _error(name, meta.layout, e) from e
-    if not dicts:
-        raise _error(name, meta.layout, f"no images are listed for this split under {root}")
-    seen = set()
-    for d in dicts:
-        if d["image_id"] in seen:
-            raise _error(name, meta.layout, f"image {d['image_id']!r} is listed twice")
-        seen.add(d["image_id"])
+    dicts = read_listed_dicts(name, meta.layout, lambda: reader(list(meta.classes)),
+                              f"no images are listed for this split under {root}")
     return sorted(dicts, key=lambda d: (d["label"], d["image_id"]))
 
 

@@ -27,7 +27,7 @@ from typing import Any, Callable, Optional
 from detectron2.data import MetadataCatalog
 
 from ..catalog import _register
-from ..checks import DatasetLayoutError, README_HINT, check_required_paths
+from ..checks import DatasetLayoutError, check_required_paths, layout_error, read_listed_dicts
 from ..classification import LazyClassList
 from ..paths import datasets_root
 from . import readers as R
@@ -376,14 +376,6 @@ def _required_paths(spec, root, split=None):
     return [root + "/"] + [os.path.join(root, p) for p in rel]
 
 
-def _wrap(name, layout, error):
-    message = str(error).rstrip()
-    message += "" if message.endswith(".") else "."
-    return DatasetLayoutError(
-        f"Dataset '{name}': {message} Expected layout: {layout}. " + README_HINT.format(root=datasets_root())
-    )
-
-
 def _classes_of(key, root):
     """The class names of set ``key`` in folder ``root`` (read from disk; the LazyClassList reader)."""
     spec = DOWNSTREAM_SETS[key]
@@ -391,12 +383,12 @@ def _classes_of(key, root):
     try:
         names = [str(c) for c in spec.classes(root)]
     except DatasetLayoutError as e:
-        raise _wrap(key, spec.layout, e) from e
+        raise layout_error(key, spec.layout, e) from e
     if not names:
-        raise _wrap(key, spec.layout, f"no classes found under {root}")
+        raise layout_error(key, spec.layout, f"no classes found under {root}")
     if len(set(names)) != len(names):
         dup = sorted({c for c in names if names.count(c) > 1})
-        raise _wrap(key, spec.layout, f"class names {dup[:5]} appear twice")
+        raise layout_error(key, spec.layout, f"class names {dup[:5]} appear twice")
     return names
 
 
@@ -405,19 +397,8 @@ def _load(key, root, name, split):
     spec = DOWNSTREAM_SETS[key]
     check_required_paths(name, _required_paths(spec, root, split), spec.layout)
     classes = list(MetadataCatalog.get(name).classes)
-    try:
-        dicts = _split_dicts(spec, root, split, classes)
-    except DatasetLayoutError as e:
-        if str(e).startswith("Dataset '"):
-            raise
-        raise _wrap(name, spec.layout, e) from e
-    if not dicts:
-        raise _wrap(name, spec.layout, f"no images found under {root} for this split")
-    ids = set()
-    for d in dicts:
-        if d["image_id"] in ids:
-            raise _wrap(name, spec.layout, f"image {d['image_id']!r} is listed twice")
-        ids.add(d["image_id"])
+    dicts = read_listed_dicts(name, spec.layout, lambda: _split_dicts(spec, root, split, classes),
+                              f"no images found under {root} for this split")
     if spec.multi_label:
         return sorted(dicts, key=lambda d: d["image_id"])
     return sorted(dicts, key=lambda d: (d["label"], d["image_id"]))
