@@ -7,8 +7,7 @@ import pytest
 from detectron2.data import DatasetCatalog
 
 from contrastive_det.tasks.classification import check_classification_config
-from contrastive_det.utils.config_keys import get_key
-from test_protocol_configs import flat, merged
+from test_protocol_configs import assert_config_values, flat, merged
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 CONFIGS = os.path.join(REPO, "configs")
@@ -53,19 +52,9 @@ PUBLISHED = {
 }
 
 
-def comparable(v):
-    return list(v) if isinstance(v, (list, tuple)) else v
-
-
 @pytest.mark.parametrize("rel", sorted(PUBLISHED))
 def test_published_values(rel):
-    cfg = merged(rel)
-    for key, want in PUBLISHED[rel].items():
-        got = get_key(cfg, key)
-        if isinstance(want, float):
-            assert got == pytest.approx(want), f"{rel}: {key}"
-        else:
-            assert comparable(got) == comparable(want), f"{rel}: {key} = {got!r}"
+    assert_config_values(rel, PUBLISHED[rel])
 
 
 def classification_files():

@@ -2,8 +2,7 @@
 toy twins (configs/toy/pretrain_*_R18.yaml) overriding only size, schedule, batch and data."""
 import pytest
 
-from contrastive_det.utils.config_keys import get_key
-from test_protocol_configs import as_comparable, flat, merged
+from test_protocol_configs import assert_config_values, flat, merged
 
 IMAGENET_TRAIN = 1281167
 
@@ -30,13 +29,7 @@ PUBLISHED = {
 
 @pytest.mark.parametrize("rel", sorted(PUBLISHED))
 def test_published_values(rel):
-    cfg = merged(rel)
-    for key, want in PUBLISHED[rel].items():
-        got = get_key(cfg, key)
-        if isinstance(want, float):
-            assert got == pytest.approx(want), f"{rel}: {key} = {got}, expected {want}"
-        else:
-            assert as_comparable(got) == as_comparable(want), f"{rel}: {key} = {got!r}, expected {want!r}"
+    assert_config_values(rel, PUBLISHED[rel])
 
 
 def test_supervised_schedule_is_90_epochs_stepped_at_30_and_60():

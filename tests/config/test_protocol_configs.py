@@ -105,15 +105,20 @@ def as_comparable(value):
     return list(value) if isinstance(value, (list, tuple)) else value
 
 
-@pytest.mark.parametrize("path", sorted(PROTOCOLS))
-def test_protocol_values(path):
+def assert_config_values(path, expected):
+    """The merged config of ``configs/<path>`` has every {key: value} of ``expected`` (floats approx)."""
     cfg = merged(path)
-    for key, want in PROTOCOLS[path].items():
+    for key, want in expected.items():
         got = get_key(cfg, key)
         if isinstance(want, float):
             assert got == pytest.approx(want), f"{path}: {key} = {got}, expected {want}"
         else:
             assert as_comparable(got) == as_comparable(want), f"{path}: {key} = {got!r}, expected {want!r}"
+
+
+@pytest.mark.parametrize("path", sorted(PROTOCOLS))
+def test_protocol_values(path):
+    assert_config_values(path, PROTOCOLS[path])
 
 
 def test_every_protocol_file_is_covered():
