@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny toy digit-scenes dataset generated once per test session."""
 import os
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -53,6 +54,13 @@ def start_cli(script, args, datasets_root, **popen_kwargs):
     return subprocess.Popen(
         [sys.executable, os.path.join(REPO, "tools", script), *args], cwd=REPO, env=env, text=True, **popen_kwargs
     )
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that is free now (for --dist-url)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def run_cli(script, args, datasets_root, check=True, timeout=900):

@@ -1,19 +1,14 @@
 """Run a function on W CPU processes joined by gloo over tcp://127.0.0.1 (what --num-gpus W does on CPU)."""
 import os
-import socket
 import time
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from conftest import free_port  # noqa: F401  (the CLI tests import it from here)
+
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _entry(rank, fn, world, url, result_file, args):

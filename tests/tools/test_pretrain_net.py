@@ -3,13 +3,13 @@ import json
 import math
 import os
 import shutil
-import socket
 import subprocess
+import time
 
 import pytest
 import torch
 
-from conftest import REPO, copy_crops, run_cli, start_cli
+from conftest import REPO, copy_crops, free_port, run_cli, start_cli
 
 METHODS = ["simclr", "mocov2", "supcon", "ce_selfsupcon", "supcon_selfsupcon", "scan"]
 META_ARCH = {"simclr": "SimCLR", "mocov2": "MoCoV2", "supcon": "SupCon", "ce_selfsupcon": "CESelfSupCon",
@@ -128,10 +128,42 @@ def test_mocov2_on_two_cpu_processes_with_shuffled_bn(mocov2_one_machine):
     assert json.load(open(out / "results.json"))["metrics"]["mini_test"]["knn/top1"] >= 0
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _run_two_machines(argv, out, datasets_root, attempts=3):
+    """
+    Launch ``pretrain_net.py argv`` as machine 0 and machine 1 of two on localhost; return (procs, logs).
+    When one machine fails, the other (left waiting for its peer) is stopped. gloo's tcp transport can
+    abort a process (SIGABRT, "terminate called without an active exception") when a connection of its
+    full-mesh set-up fails transiently (pytorch/gloo#162): such a start, killed by a signal before
+    training began, is retried on a fresh port. Any other failure is returned as is.
+    """
+    for attempt in range(attempts):
+        shutil.rmtree(out, ignore_errors=True)
+        url = f"tcp://127.0.0.1:{free_port()}"
+        log_files = [open(f"{out}_machine{rank}_try{attempt}.log", "w+") for rank in (0, 1)]
+        procs = [start_cli("pretrain_net.py", ["--num-machines", "2", "--machine-rank", str(rank), "--num-gpus", "1",
+                                               "--dist-url", url, *argv],
+                           datasets_root, stdout=log, stderr=subprocess.STDOUT)
+                 for rank, log in enumerate(log_files)]
+        deadline = time.monotonic() + 600
+        while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+            if any(p.poll() not in (None, 0) for p in procs):
+                time.sleep(5)  # let the peer fail on its own first, then stop it
+                break
+            time.sleep(0.5)
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+        logs = []
+        for log in log_files:
+            log.seek(0)
+            logs.append(log.read())
+            log.close()
+        aborted_at_start = any(p.returncode != 0 and "Starting training" not in log
+                               and (p.returncode < 0 or "signal" in log) for p, log in zip(procs, logs))
+        if not aborted_at_start:
+            break
+    return procs, logs
 
 
 def test_two_machines_equal_one_machine_with_two_processes(mocov2_one_machine, mini_crops, toy_root, tmp_path):
@@ -141,15 +173,8 @@ def test_two_machines_equal_one_machine_with_two_processes(mocov2_one_machine, m
     """
     one, _ = mocov2_one_machine
     two = tmp_path / "two_machines"
-    url = f"tcp://127.0.0.1:{_free_port()}"
-    procs = [
-        start_cli("pretrain_net.py", ["--config-file", config("mocov2"), "--num-machines", "2",
-                                      "--machine-rank", str(rank), "--num-gpus", "1", "--dist-url", url,
-                                      *fast_opts(mini_crops, two, 2, **MOCO_DDP)],
-                  toy_root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        for rank in (0, 1)
-    ]
-    logs = [p.communicate(timeout=600)[0] for p in procs]
+    procs, logs = _run_two_machines(["--config-file", config("mocov2"), *fast_opts(mini_crops, two, 2, **MOCO_DDP)],
+                                    two, toy_root)
     for rank, (p, log) in enumerate(zip(procs, logs)):
         assert p.returncode == 0, f"machine {rank} failed:\n{log[-5000:]}"
     assert "World size: 2" in logs[0]
