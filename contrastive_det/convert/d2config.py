@@ -111,16 +111,18 @@ def check_base(base, depth):
         raise ConversionError(f"--base {base}: cannot load it as a detectron2 config: {e}") from None
     from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, Res5ROIHeads
 
-    import contrastive_det.modeling  # noqa: F401  (registers Res5ROIHeadsExtraNorm)
+    from ..modeling.roi_heads import Res5ROIHeadsExtraNorm
 
     try:
         heads = ROI_HEADS_REGISTRY.get(cfg.MODEL.ROI_HEADS.NAME)
     except KeyError:
         heads = None
-    if depth not in BOTTLENECK_DEPTHS and heads is not None and issubclass(heads, Res5ROIHeads):
+    basic_ok = heads is not None and issubclass(heads, Res5ROIHeadsExtraNorm)  # builds a basic-block res5
+    if depth not in BOTTLENECK_DEPTHS and heads is not None and issubclass(heads, Res5ROIHeads) and not basic_ok:
         raise ConversionError(
             f"--base {base} is a C4 protocol ({cfg.MODEL.ROI_HEADS.NAME} builds a bottleneck res5), "
-            f"which ResNet-{depth} (basic blocks) cannot fill; use an FPN protocol, e.g. "
+            f"which ResNet-{depth} (basic blocks) cannot fill; use Res5ROIHeadsExtraNorm (the protocols' C4 "
+            "head, which builds basic-block res5 for ResNet-18/34) or an FPN protocol, e.g. "
             "configs/detection/voc0712_R_50_FPN_24k.yaml"
         )
     return cfg

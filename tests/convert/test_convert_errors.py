@@ -241,10 +241,15 @@ def test_load_canonical_errors(tmp_path):
         load_canonical(tmp_path / "nope.pth")
 
 
-def test_write_config_refuses_a_c4_protocol_for_basic_blocks(tmp_path):
-    c4 = os.path.join(REPO, "configs", "detection", "voc0712_R_50_C4_24k.yaml")
-    fails(tmp_path, random_resnet(18), ["C4 protocol", "Res5ROIHeadsExtraNorm", "FPN"],
-          write_config=str(tmp_path / "cfg.yaml"), base=c4)
+def test_write_config_refuses_a_bottleneck_only_c4_head_for_basic_blocks(tmp_path):
+    """detectron2's own Res5ROIHeads builds bottlenecks only; the protocols' Res5ROIHeadsExtraNorm builds
+    basic-block res5 for ResNet-18/34 (tests/modeling/test_roi_heads.py), so only the former is refused."""
+    c4 = tmp_path / "plain_c4.yaml"
+    c4.write_text('_BASE_: "%s"\nMODEL:\n  ROI_HEADS:\n    NAME: "Res5ROIHeads"\n'
+                  % os.path.join(REPO, "configs", "detection", "voc0712_R_50_C4_24k.yaml"))
+    fails(tmp_path, random_resnet(18), ["C4 protocol", "Res5ROIHeads builds a bottleneck", "FPN"],
+          write_config=str(tmp_path / "cfg.yaml"), base=str(c4))
+    os.remove(c4)
     fails(tmp_path, random_resnet(18), ["--base", "no such config file"],
           write_config=str(tmp_path / "cfg.yaml"), base=str(tmp_path / "nope.yaml"))
     with pytest.raises(ConversionError, match="needs --base"):

@@ -50,6 +50,53 @@ def test_res5_head_ends_with_one_norm_of_the_config_type(model):
     torch.testing.assert_close(y, expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("depth, blocks", [(18, 2), (34, 3)])
+def test_basic_block_resnets_get_a_basic_res5_head(depth, blocks):
+    """ResNet-18/34 under the C4 protocol: res5 of BasicBlocks (512 channels), as the backbone names it."""
+    from detectron2.modeling.backbone.resnet import BasicBlock
+
+    cfg = toy_model_cfg()
+    cfg.MODEL.RESNETS.DEPTH, cfg.MODEL.RESNETS.RES2_OUT_CHANNELS, cfg.MODEL.RESNETS.STRIDE_IN_1X1 = depth, 64, False
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    res5 = model.roi_heads.res5
+    assert [type(b) for b in res5[:-1]] == [BasicBlock] * blocks and len(res5) == blocks + 1
+    assert res5[0].conv1.stride == (2, 2) and all(b.conv1.stride == (1, 1) for b in res5[1:-1])
+    assert isinstance(res5[-1], torch.nn.BatchNorm2d) and res5[-1].num_features == 512
+    assert model.backbone.output_shape()["res4"].channels == 256
+    assert res5(torch.randn(2, 256, 14, 14)).shape == (2, 512, 7, 7)  # pooled RoIs -> R x 512 x 7 x 7
+    assert model.roi_heads.box_predictor.cls_score.in_features == 512
+
+
+def test_converted_resnet18_fills_the_c4_backbone_and_res5_head(tmp_path):
+    """convert_to_detectron2 --base <C4 toy config> on a torchvision ResNet-18: every backbone tensor and
+    the res5 head (layer4) load from the written .pkl; only the extra norm and the heads stay fresh."""
+    import torchvision
+
+    from contrastive_det.convert import convert_checkpoint
+    from contrastive_det.engine.defaults import load_config
+    import argparse
+
+    torch.manual_seed(3)
+    source = torchvision.models.resnet18()
+    for m in source.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            set_nontrivial_norm_stats(m, seed=int(m.num_features))
+    torch.save(source.state_dict(), tmp_path / "r18.pth")
+    convert_checkpoint(tmp_path / "r18.pth", tmp_path / "r18.pkl", write_config=str(tmp_path / "det.yaml"),
+                       base=TOY_CONFIG, log=lambda *a: None)
+    cfg = load_config(argparse.Namespace(config_file=str(tmp_path / "det.yaml"), opts=["MODEL.RESNETS.NORM", "BN"]))
+    cfg.defrost()
+    cfg.MODEL.DEVICE = "cpu"
+    model = build_model(cfg).eval()
+    AtomicDetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    torch.testing.assert_close(model.backbone.stem.conv1.weight, source.conv1.weight)
+    torch.testing.assert_close(model.backbone.res4[1].conv2.norm.running_var, source.layer3[1].bn2.running_var)
+    torch.testing.assert_close(model.roi_heads.res5[0].conv1.weight, source.layer4[0].conv1.weight)
+    torch.testing.assert_close(model.roi_heads.res5[0].shortcut.weight, source.layer4[0].downsample[0].weight)
+    torch.testing.assert_close(model.roi_heads.res5[1].conv2.norm.running_mean, source.layer4[1].bn2.running_mean)
+
+
 def test_detectron2_pkl_with_matching_heuristics_loads_backbone(model, tmp_path):
     """MODEL.WEIGHTS takes a .pkl in the layout MoCo's converter writes (short names, numpy arrays)."""
     torch.manual_seed(1)
