@@ -16,21 +16,36 @@ import os
 import subprocess
 import sys
 
-__all__ = ["LocalExecutor", "SubmititExecutor", "CommandJob", "build_executor", "EXECUTORS"]
+__all__ = ["LocalExecutor", "shared_thread_env", "SubmititExecutor", "CommandJob", "build_executor", "EXECUTORS"]
 
 EXECUTORS = ("local", "slurm", "submitit-local")
 DISTRIBUTED_TOOLS = ("train_net.py", "pretrain_net.py")  # the tools that take --num-gpus / --num-machines
 
 
+def shared_thread_env(jobs, env=None, cpus=None):
+    """
+    The environment for ``jobs`` processes sharing this machine's ``cpus`` cores: each gets
+    ``OMP_NUM_THREADS = max(1, cpus // jobs)`` (torch's intra-op threads), so that N runs at a time do
+    not oversubscribe the cores. A value the user set in ``env`` is kept.
+    """
+    env = dict(os.environ if env is None else env)
+    if "OMP_NUM_THREADS" not in env:
+        if cpus is None:
+            cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        env["OMP_NUM_THREADS"] = str(max(1, cpus // jobs))
+    return env
+
+
 class LocalExecutor:
-    """Subprocesses on this machine, ``jobs`` at a time; each writes its output to its log file."""
+    """Subprocesses on this machine, ``jobs`` at a time, sharing its cores (:func:`shared_thread_env`);
+    each writes its output to its log file."""
 
     poll_interval = 0.2
 
     def __init__(self, jobs=1, cwd=None, env=None):
         if jobs < 1:
             raise ValueError(f"--jobs must be >= 1, got {jobs}")
-        self.jobs, self.cwd, self.env = jobs, cwd, env
+        self.jobs, self.cwd, self.env = jobs, cwd, shared_thread_env(jobs, env)
         self._procs = {}  # key -> (Popen, log file)
 
     def capacity(self):

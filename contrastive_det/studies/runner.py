@@ -191,5 +191,6 @@ def run_study(study, executor, *, dry_run=False, num_gpus=0, log=print):
     failed = [rid for rid, s in finished.items() if s == "failed"]
     skipped = [rid for rid, s in finished.items() if s == "skipped"]
     log(f"study {study.name}: {sum(1 for s in finished.values() if s == 'done')} of {len(runs)} runs done"
+        + f" in {_fmt_s(time.time() - start)}"
         + (f"; failed: {', '.join(failed)}" if failed else "") + (f"; skipped: {len(skipped)}" if skipped else ""))
     return finished

@@ -21,7 +21,10 @@ A study file::
       seeds: [0, 1, 2]                   # transfer seeds (default [0])
       runs:                              # name -> config (+ overrides); the task comes from its TASK
         linear_lbfgs: {config: configs/toy/cls_linear_lbfgs_R18.yaml, opts: {CLASSIFICATION.LBFGS.NUM_REGS: 12}}
-        detection: {config: configs/toy/digits_R_50_FPN.yaml}
+        detection:
+          config: configs/toy/digits_R_50_FPN.yaml
+          methods: [supcon, random-init]  # optional: only these rows (method labels, random-init)
+          seeds: [0, 1, 2]                # optional: this transfer's seeds (default transfer.seeds)
 
 Relative paths are relative to the repository root (where the CLIs run). ``opts`` values are
 written on the command line as yacs reads them: lists become tuples, strings stay as they are.
@@ -99,7 +102,7 @@ class Study:
     pretrain_opts: dict
     random_init: bool
     transfer_seeds: list
-    transfers: dict  # name -> {"config": abs path, "opts": {key: value}}
+    transfers: dict  # name -> {"config": abs path, "opts": {key: value}, "seeds": [...], "methods": [...] or None}
     raw: dict
 
     def digest(self):
@@ -161,8 +164,9 @@ def _label(path, where, name):
     return name
 
 
-def _entries(path, where, value):
-    """``{name: {config, opts}}`` (also accepts a list of ``{name, config, opts}``)."""
+def _entries(path, where, value, extra=()):
+    """``{name: {config, opts}}`` (also accepts a list of ``{name, config, opts}``); ``extra``: further
+    allowed keys, kept as written (validated by the caller)."""
     if isinstance(value, list):
         out = {}
         for i, item in enumerate(value):
@@ -178,11 +182,12 @@ def _entries(path, where, value):
     for name, entry in value.items():
         _label(path, f"{where}.{name}", name)
         entry = _mapping(path, f"{where}.{name}", entry, required=True)
-        _check_keys(path, f"{where}.{name}", entry, {"config", "opts"})
+        _check_keys(path, f"{where}.{name}", entry, {"config", "opts", *extra})
         if "config" not in entry:
             _fail(path, f"{where}.{name}", "missing 'config'")
         entries[name] = {"config": _config_path(path, f"{where}.{name}.config", entry["config"]),
-                         "opts": _opts(path, f"{where}.{name}.opts", entry.get("opts"))}
+                         "opts": _opts(path, f"{where}.{name}.opts", entry.get("opts")),
+                         **{k: entry[k] for k in extra if k in entry}}
     return entries
 
 
@@ -228,13 +233,27 @@ def load_study(path):
 
     tr = _mapping(path, "transfer", raw.get("transfer"), required=True)
     _check_keys(path, "transfer", tr, {"runs", "seeds"})
+    transfer_seeds = _seeds(path, "transfer.seeds", tr.get("seeds"))
+    transfers = _entries(path, "transfer.runs", tr.get("runs"), extra=("seeds", "methods"))
+    for tname, entry in transfers.items():
+        where = f"transfer.runs.{tname}"
+        entry["seeds"] = _seeds(path, f"{where}.seeds", entry["seeds"]) if "seeds" in entry else transfer_seeds
+        if "methods" in entry:
+            known = [*methods, *([RANDOM_INIT] if random_init else [])]
+            chosen = entry["methods"]
+            if not isinstance(chosen, list) or not chosen or not all(isinstance(m, str) for m in chosen):
+                _fail(path, f"{where}.methods", f"expected a non-empty list of method labels, got {chosen!r}")
+            unknown = [m for m in chosen if m not in known]
+            if unknown:
+                _fail(path, f"{where}.methods", f"unknown methods {unknown}; the study has {known}")
+        else:
+            entry["methods"] = None  # every method and the random-init row
     return Study(
         path=os.path.abspath(path), name=name, output_dir=os.path.abspath(output_dir), methods=methods, axes=axes,
         sweep=sweep,
         pretrain_seeds=_seeds(path, "pretrain.seeds", pre.get("seeds")),
         pretrain_opts=_opts(path, "pretrain.opts", pre.get("opts")), random_init=random_init,
-        transfer_seeds=_seeds(path, "transfer.seeds", tr.get("seeds")),
-        transfers=_entries(path, "transfer.runs", tr.get("runs")), raw=copy.deepcopy(raw),
+        transfer_seeds=transfer_seeds, transfers=transfers, raw=copy.deepcopy(raw),
     )
 
 
@@ -307,6 +326,8 @@ def expand(study):
         detection = task == "DetectionTask"
         first_convert = None
         for row, method, combo, pseed, backbone, pre_id in rows:
+            if tentry["methods"] is not None and method not in tentry["methods"]:
+                continue
             deps, weights, config = [], "", tentry["config"]
             if backbone is not None:
                 deps, weights = [pre_id], backbone
@@ -322,7 +343,7 @@ def expand(study):
                     deps, weights, config = [cid], pkl, det_cfg
             elif detection and first_convert is not None:
                 deps, config = [first_convert[0]], first_convert[1]  # the same config, no weights
-            for t in study.transfer_seeds:
+            for t in tentry["seeds"]:
                 rid = f"transfer/{tname}/{row}" + (f"/pretrain_seed{pseed}" if multi_seed and pseed is not None else "")
                 rid += f"/seed{t}"
                 out = os.path.join(root, rid)

@@ -93,6 +93,20 @@ def test_several_pretraining_seeds_get_their_own_transfer_folders(tmp_path):
     assert "transfer/lbfgs/simclr/pretrain_seed1/seed0" in ids and "transfer/lbfgs/random-init/seed0" in ids
 
 
+def test_a_transfer_can_name_its_rows_and_seeds(tmp_path):
+    runs = {"lbfgs": {"config": "configs/toy/cls_linear_lbfgs_R18.yaml"},
+            "det": {"config": "configs/toy/digits_R_50_FPN.yaml", "methods": ["supcon", "random-init"], "seeds": [3, 4, 5]}}
+    study = load_study(write_study(tmp_path / "s.yaml", **{"pretrain.axes": {}, "transfer.runs": runs}))
+    ids = [r.id for r in expand(study)]
+    assert [i for i in ids if i.startswith("transfer/lbfgs/")] == [
+        f"transfer/lbfgs/{r}/seed{s}" for r in ("simclr", "supcon", "random-init") for s in (0, 1)]
+    assert [i for i in ids if i.startswith("transfer/det/")] == [
+        f"transfer/det/{r}/seed{s}" for r in ("supcon", "random-init") for s in (3, 4, 5)]
+    assert [i for i in ids if i.startswith("convert/")] == ["convert/supcon/seed0/det"]
+    rdet = next(r for r in expand(study) if r.id == "transfer/det/random-init/seed3")
+    assert rdet.deps == ["convert/supcon/seed0/det"] and rdet.argv[rdet.argv.index("SEED") + 1] == "3"
+
+
 def test_one_at_a_time_sweep_varies_each_axis_alone_from_the_baseline(tmp_path):
     axes = {"jpeg": {"key": "INPUT.CORRUPTION.JPEG_QUALITY", "values": [10, 50]},
             "downsample": {"key": "INPUT.CORRUPTION.DOWNSAMPLE", "values": [4]}}
@@ -102,6 +116,17 @@ def test_one_at_a_time_sweep_varies_each_axis_alone_from_the_baseline(tmp_path):
     assert "INPUT.CORRUPTION.JPEG_QUALITY" not in pre[0].argv and "INPUT.CORRUPTION.DOWNSAMPLE" not in pre[1].argv
     with pytest.raises(StudyError, match="pretrain.sweep: expected one of product, one_at_a_time"):
         load_study(write_study(tmp_path / "s.yaml", **{"pretrain.sweep": "grid"}))
+
+
+def test_local_runs_share_the_cores_unless_the_user_set_threads():
+    from contrastive_det.studies.executors import LocalExecutor, shared_thread_env
+
+    assert shared_thread_env(2, {}, cpus=2)["OMP_NUM_THREADS"] == "1"
+    assert shared_thread_env(1, {}, cpus=2)["OMP_NUM_THREADS"] == "2"
+    assert shared_thread_env(3, {}, cpus=8)["OMP_NUM_THREADS"] == "2"
+    assert shared_thread_env(4, {}, cpus=2)["OMP_NUM_THREADS"] == "1"
+    assert shared_thread_env(2, {"OMP_NUM_THREADS": "3"}, cpus=2)["OMP_NUM_THREADS"] == "3"
+    assert LocalExecutor(jobs=1, env={"PATH": "/bin"}).env["PATH"] == "/bin"
 
 
 def test_opt_values_as_yacs_reads_them():
@@ -119,6 +144,10 @@ def test_opt_values_as_yacs_reads_them():
     ({"pretrain.axes": {"images": {"key": "subset", "values": [1]}}}, "is not a config key"),
     ({"pretrain.axes": {"images": {"key": "DATASETS.PRETRAIN.SUBSET_COUNT", "values": []}}}, "non-empty list"),
     ({"transfer.runs": {}}, "transfer.runs: names no runs"),
+    ({"transfer.runs": {"det": {"config": "configs/toy/digits_R_50_FPN.yaml", "methods": ["mocov2"]}}},
+     "transfer.runs.det.methods: unknown methods \\['mocov2'\\]"),
+    ({"transfer.runs": {"det": {"config": "configs/toy/digits_R_50_FPN.yaml", "seeds": [1, 1]}}},
+     "transfer.runs.det.seeds: repeated seeds"),
     ({"pretrain.methods": {"random-init": {"config": "configs/toy/pretrain_simclr_R18.yaml"}}}, "baseline row"),
 ])
 def test_bad_study_files_name_the_file_and_key(tmp_path, overrides, message):
