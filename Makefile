@@ -4,7 +4,8 @@ PY := $(VENV)/bin/python
 export DETECTRON2_DATASETS ?= datasets
 TOY_ARGS ?= --num-trainval 300 --num-test 60
 DEMO_CONFIG ?= configs/toy/digits_R_50_C4.yaml
-CHAIN_ARGS ?=
+DEMO_STUDY ?= configs/studies/islam_toy.yaml
+DEMO_JOBS ?= 2
 PYTEST_ARGS ?=
 
 .PHONY: env data demo detect-demo test bench clean-output
@@ -15,10 +16,12 @@ env:
 data: env
 	$(PY) datasets/prepare_toy_digits.py $(TOY_ARGS)
 
-# The main job: pretrain (SimCLR, SupCon) -> export -> verified conversion -> Faster R-CNN transfer
-# on the digit scenes -> table against random init (output/chain/summary.md).
+# The main job: the toy Islam study (configs/studies/islam_toy.yaml): SimCLR, SupCon and SupCon+SelfSupCon
+# pretraining -> export -> verified conversion -> linear probe, few-shot and Faster R-CNN transfer against
+# random init, 3 seeds -> report (output/studies/islam_toy/report/report.md). Each run's output, detectron2's
+# environment dump included, goes to its log file; the console shows progress and the tables.
 demo: data
-	$(PY) tools/run_chain.py $(CHAIN_ARGS)
+	$(PY) tools/run_study.py $(DEMO_STUDY) --jobs $(DEMO_JOBS)
 
 # Detection transfer alone (Faster R-CNN R50-C4 from random init on the digit scenes).
 detect-demo: data

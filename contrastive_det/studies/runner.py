@@ -44,6 +44,26 @@ def _by_id(runs, run_id):
     raise KeyError(run_id)
 
 
+def _group(run):
+    """Runs that take about as long as each other: the same kind and transfer (pretraining, conversion,
+    each transfer run)."""
+    return run.kind, run.meta.get("transfer")
+
+
+def estimate_eta(durations, pending, width):
+    """
+    Seconds left: each pending run (its group) costs the mean duration of its group's finished runs
+    (the mean over every finished run for a group none has finished yet), ``width`` runs at a time.
+    durations: {group: [seconds, ...]}; pending: [group, ...].
+    """
+    every = [s for ss in durations.values() for s in ss]
+    if not every:
+        return 0.0
+    overall = sum(every) / len(every)
+    means = {g: sum(ss) / len(ss) for g, ss in durations.items() if ss}
+    return sum(means.get(g, overall) for g in pending) / width
+
+
 def _fmt_s(seconds):
     seconds = int(round(seconds))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
@@ -108,7 +128,7 @@ def run_study(study, executor, *, dry_run=False, num_gpus=0, log=print):
     log(f"study {study.name}: {len(runs)} runs, {skipped_at_start} done before, {len(todo)} to run "
         f"(folder {study.output_dir})")
     running = {}  # id -> (start time, digest)
-    durations = []
+    durations = {}  # run group (see _group) -> seconds of its finished runs
     start = time.time()
 
     def progress():
@@ -116,8 +136,8 @@ def run_study(study, executor, *, dry_run=False, num_gpus=0, log=print):
         left = len(runs) - len(finished)
         eta = ""
         if durations and left:
-            width = max(1, len(running))
-            eta = f", ETA {_fmt_s(sum(durations) / len(durations) * left / width)}"
+            pending = [_group(by_id[rid]) for rid in order if rid not in finished]
+            eta = f", ETA {_fmt_s(estimate_eta(durations, pending, max(1, len(running))))}"
         log(f"[study {study.name}] {counts['done']} done, {counts['failed']} failed, {counts['skipped']} skipped, "
             f"{left} left ({len(running)} running){eta}; {_fmt_s(time.time() - start)} elapsed")
 
@@ -174,7 +194,7 @@ def run_study(study, executor, *, dry_run=False, num_gpus=0, log=print):
                 if code == 0 and not missing:
                     mark_done(run, digest, seconds)
                     finished[rid] = "done"
-                    durations.append(seconds)
+                    durations.setdefault(_group(run), []).append(seconds)
                     state.set(rid, status="done", seconds=seconds)
                     log(f"DONE  {rid} ({_fmt_s(seconds)})")
                 else:

@@ -36,3 +36,24 @@ def test_study_file_expands_and_every_run_config_loads(path):
         if not os.path.isfile(config):  # written by the conversion run: load the transfer config instead
             config = run.meta["config"]
         load_config(argparse.Namespace(config_file=config, opts=run.argv[i + 2:]))
+
+
+def test_the_demo_study_covers_what_the_main_job_promises():
+    """`make demo` runs Makefile's DEMO_STUDY: SimCLR, SupCon and a joint objective against random init,
+    linear probe and few-shot for every row and detection for SupCon and random init, each over >= 3 seeds."""
+    import re
+
+    makefile = open(os.path.join(REPO, "Makefile")).read()
+    demo = re.search(r"^DEMO_STUDY \?= (\S+)$", makefile, re.M).group(1)
+    assert re.search(r"^demo: data\n\t\$\(PY\) tools/run_study.py \$\(DEMO_STUDY\)", makefile, re.M)
+    runs = expand(load_study(os.path.join(REPO, demo)))
+    rows = {r.meta["row"] for r in runs if r.kind == "pretrain"}
+    assert {"simclr", "supcon", "supcon_selfsupcon"} <= rows
+    seeds = {}
+    for r in runs:
+        if r.kind == "transfer":
+            seeds.setdefault((r.meta["transfer"], r.meta["row"]), set()).add(r.meta["seed"])
+    for transfer in ("linear_lbfgs", "few_shot"):
+        for row in rows | {"random-init"}:
+            assert len(seeds[(transfer, row)]) >= 3, (transfer, row)
+    assert len(seeds[("detection", "supcon")]) >= 3 and len(seeds[("detection", "random-init")]) >= 3
