@@ -176,6 +176,45 @@ def _axis_plots(agg, plan, out_dir):
     return made
 
 
+def _method_bars(agg, plan, out_dir):
+    """Studies without axes (Islam-style): per transfer and dataset, its first headline metric as one bar
+    per row (mean, error bar = std over seeds, each seed's value as a dot); returns [(file, caption)]."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if plan.get("axes"):
+        return []
+    order = list(_row_order(plan))
+    made = []
+    for (transfer, dataset), rows in sorted(agg.items()):
+        metrics = sorted({m for r in rows.values() for m in r if _headline_rank(m) is not None
+                          and not m.endswith("_ci95")}, key=lambda m: (_headline_rank(m), m))
+        if not metrics:
+            continue
+        m = metrics[0]
+        names = [r for r in order if r in rows and m in rows[r]]
+        stats = [rows[r][m] for r in names]
+        fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(names), 3.2))
+        ax.bar(range(len(names)), [s["mean"] for s in stats], yerr=[s["std"] for s in stats], capsize=4,
+               color=["0.6" if r == "random-init" else "C0" for r in names], alpha=0.8)
+        for i, s in enumerate(stats):
+            ax.plot([i] * len(s["values"]), s["values"], "k.", markersize=4)
+        ax.set_xticks(range(len(names)), names, rotation=20, fontsize=8)
+        ax.set_ylabel(m)
+        ax.set_title(f"{transfer} on {dataset}", fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+        fig.tight_layout()
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"bars__{transfer}__{dataset}__{m}") + ".png"
+        _save_fig(fig, os.path.join(out_dir, name))
+        plt.close(fig)
+        ns = "/".join(str(n) for n in sorted({s["n"] for s in stats}))
+        made.append((name, f"{m} of {transfer} on {dataset} per pretraining (random init in grey): bar = mean, "
+                           f"error bar = std over seeds, dots = the seeds' values; n = {ns} runs per bar."))
+    return made
+
+
 def _layer_plots(agg, plan, out_dir):
     import matplotlib
 
@@ -256,7 +295,7 @@ def write_report(study_dir, pictures=True, log=print):
     tables = [t for (tr, ds), rows in sorted(agg.items()) if (t := _table(tr, ds, rows, order))]
     with atomic_open(os.path.join(out_dir, "tables.md")) as f:
         f.write("\n\n".join(tables) + "\n")
-    plots = _axis_plots(agg, plan, out_dir) + _layer_plots(agg, plan, out_dir)
+    plots = _axis_plots(agg, plan, out_dir) + _method_bars(agg, plan, out_dir) + _layer_plots(agg, plan, out_dir)
     shown = []
     if pictures:
         from .pictures import detection_pictures, embedding_pictures

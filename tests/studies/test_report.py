@@ -8,7 +8,7 @@ import pytest
 from contrastive_det.studies.report import aggregate, collect, write_report
 
 
-def fake_study(root, results):
+def fake_study(root, results, axes=None):
     """plan.json with one transfer run per (transfer, row, axes, seed, metrics) and their results.json."""
     runs = []
     for transfer, row, method, axes, seed, metrics in results:
@@ -21,8 +21,8 @@ def fake_study(root, results):
             with open(os.path.join(out, "results.json"), "w") as f:
                 json.dump({"metrics": {"toy_test": metrics}}, f)
     with open(os.path.join(root, "plan.json"), "w") as f:
-        json.dump({"study": "fake", "study_file": "fake.yaml", "axes": {"images": "DATASETS.PRETRAIN.SUBSET_COUNT"},
-                   "runs": runs}, f)
+        json.dump({"study": "fake", "study_file": "fake.yaml",
+                   "axes": {"images": "DATASETS.PRETRAIN.SUBSET_COUNT"} if axes is None else axes, "runs": runs}, f)
 
 
 RESULTS = [
@@ -67,6 +67,24 @@ def test_tables_csv_and_plots(tmp_path):
     report = open(path).read()
     assert "images__lbfgs__toy_test__linear_score.png" in report and "n = 2 runs per point" in report
     assert "1 transfer runs without results" in report
+
+
+def test_a_study_without_axes_gets_one_bar_chart_per_transfer(tmp_path, monkeypatch):
+    """Islam-style: bars = the rows' means of the first headline metric, error bars = their stds."""
+    import matplotlib.axes
+
+    results = [("det", "supcon", "supcon", {}, s, {"bbox/AP50": v, "bbox/AP": v / 2}) for s, v in enumerate([5.0, 6.0, 7.0])]
+    results += [("det", "random-init", "random-init", {}, s, {"bbox/AP50": v, "bbox/AP": 1.0}) for s, v in enumerate([2.0, 4.0])]
+    fake_study(str(tmp_path), results, axes={})
+    bars = []
+    real_bar = matplotlib.axes.Axes.bar
+    monkeypatch.setattr(matplotlib.axes.Axes, "bar",
+                        lambda self, x, height, **kw: bars.append((list(height), list(kw["yerr"]))) or real_bar(self, x, height, **kw))
+    path = write_report(str(tmp_path), pictures=False, log=lambda line: None)
+    assert bars == [([6.0, 3.0], [1.0, pytest.approx(2 ** 0.5)])]  # supcon first (plan order), then random init
+    name = "bars__det__toy_test__bbox_AP50.png"
+    assert (tmp_path / "report" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert name in open(path).read() and "n = 2/3 runs per bar" in open(path).read()
 
 
 def test_not_a_study_folder(tmp_path):
