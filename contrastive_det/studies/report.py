@@ -14,12 +14,15 @@ A study's report from its files: ``plan.json`` (what each run is) and every tran
   a few test images per detection transfer and row.
 * ``report.md``: the tables, plots and pictures, readable on GitHub.
 """
+import contextlib
 import csv
 import io
 import json
+import logging
 import os
 import re
 import statistics
+import warnings
 from collections import OrderedDict, defaultdict
 
 from ..utils.atomic import atomic_open, atomic_write_json
@@ -269,6 +272,24 @@ def _save_fig(fig, path):
         f.write(buf.getvalue())
 
 
+@contextlib.contextmanager
+def _quiet_model_loading():
+    """The pictures rebuild each run's model in this process: keep the checkpoint loaders' notes (a
+    classification head not in a backbone file, ...) and library warnings off the study's console."""
+    names = ("fvcore.common.checkpoint", "d2.checkpoint", "detectron2", "d2", "torch.fx._symbolic_trace")
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
 def write_report(study_dir, pictures=True, log=print):
     """Write ``<study_dir>/report/`` (see the module docstring); returns the path of report.md.
     ``pictures``: also the UMAP embeddings and detection pictures (:mod:`.pictures`; they rebuild
@@ -300,7 +321,9 @@ def write_report(study_dir, pictures=True, log=print):
     if pictures:
         from .pictures import detection_pictures, embedding_pictures
 
-        shown = embedding_pictures(study_dir, plan, out_dir, log=log) + detection_pictures(study_dir, plan, out_dir, log=log)
+        with _quiet_model_loading():
+            shown = (embedding_pictures(study_dir, plan, out_dir, log=log)
+                     + detection_pictures(study_dir, plan, out_dir, log=log))
 
     lines = [f"# Study {plan['study']}", "",
              f"Study file: `{plan['study_file']}`; {len(records)} results from "
