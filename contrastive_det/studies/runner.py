@@ -52,16 +52,14 @@ def _group(run):
 
 def estimate_eta(durations, pending, width):
     """
-    Seconds left: each pending run (its group) costs the mean duration of its group's finished runs
-    (the mean over every finished run for a group none has finished yet), ``width`` runs at a time.
+    (seconds, untimed): each pending run costs the mean duration of its group's finished runs (see
+    :func:`_group`), ``width`` runs at a time; ``untimed`` counts the pending runs of groups none of whose
+    runs has finished yet (not guessed: a probe and a detector differ by minutes).
     durations: {group: [seconds, ...]}; pending: [group, ...].
     """
-    every = [s for ss in durations.values() for s in ss]
-    if not every:
-        return 0.0
-    overall = sum(every) / len(every)
     means = {g: sum(ss) / len(ss) for g, ss in durations.items() if ss}
-    return sum(means.get(g, overall) for g in pending) / width
+    timed = [means[g] for g in pending if g in means]
+    return sum(timed) / max(1, width), len(pending) - len(timed)
 
 
 def _fmt_s(seconds):
@@ -137,7 +135,9 @@ def run_study(study, executor, *, dry_run=False, num_gpus=0, log=print):
         eta = ""
         if durations and left:
             pending = [_group(by_id[rid]) for rid in order if rid not in finished]
-            eta = f", ETA {_fmt_s(estimate_eta(durations, pending, max(1, len(running))))}"
+            width = getattr(executor, "jobs", None) or max(1, len(running))
+            seconds, untimed = estimate_eta(durations, pending, width)
+            eta = f", ETA {_fmt_s(seconds)}" + (f" + {untimed} runs of kinds not timed yet" if untimed else "")
         log(f"[study {study.name}] {counts['done']} done, {counts['failed']} failed, {counts['skipped']} skipped, "
             f"{left} left ({len(running)} running){eta}; {_fmt_s(time.time() - start)} elapsed")
 

@@ -134,10 +134,10 @@ def test_eta_costs_each_pending_run_by_its_own_groups_mean():
 
     pre, det, lin = ("pretrain", None), ("transfer", "det"), ("transfer", "lin")
     durations = {pre: [300.0, 200.0], lin: [10.0, 30.0]}
-    # 2 detection runs (no finished one yet: the mean of all four, 135) + 3 linear (20 each), 2 at a time
-    assert estimate_eta(durations, [det, det, lin, lin, lin], 2) == (2 * 135.0 + 3 * 20.0) / 2
-    assert estimate_eta(durations, [pre], 1) == 250.0  # not the overall mean
-    assert estimate_eta({}, [pre], 1) == 0.0
+    # 3 linear runs (20 s each), 2 at a time; the 2 detection runs have no finished one: counted, not guessed
+    assert estimate_eta(durations, [det, det, lin, lin, lin], 2) == (3 * 20.0 / 2, 2)
+    assert estimate_eta(durations, [pre], 1) == (250.0, 0)  # its group's mean, not the overall mean
+    assert estimate_eta({}, [pre], 1) == (0.0, 1)
 
 
 def test_opt_values_as_yacs_reads_them():
