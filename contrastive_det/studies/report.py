@@ -101,10 +101,15 @@ def _fmt(stats, digits=1):
     return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f} ({stats['n']})"
 
 
+def _headline_metrics(rows):
+    """The headline metrics present in ``rows`` ({row: {metric: stats}}), in headline order (no CI columns)."""
+    return sorted({m for r in rows.values() for m in r if _headline_rank(m) is not None and not m.endswith("_ci95")},
+                  key=lambda m: (_headline_rank(m), m))
+
+
 def _table(transfer, dataset, rows, order):
     """Markdown: rows x headline metrics, rank per column, best bold."""
-    metrics = sorted({m for r in rows.values() for m in r if _headline_rank(m) is not None and not m.endswith("_ci95")},
-                     key=lambda m: (_headline_rank(m), m))
+    metrics = _headline_metrics(rows)
     if not metrics:
         return None
     names = [row for row in order if row in rows]
@@ -147,8 +152,7 @@ def _axis_plots(agg, plan, out_dir):
     made = []
     for axis, key in axes.items():
         for (transfer, dataset), rows in sorted(agg.items()):
-            metrics = sorted({m for r in rows.values() for m in r if _headline_rank(m) is not None
-                              and not m.endswith("_ci95")}, key=lambda m: (_headline_rank(m), m))
+            metrics = _headline_metrics(rows)
             for m in metrics:
                 lines = defaultdict(list)  # method -> [(x, stats)]
                 for row, meta in order.items():
@@ -192,8 +196,7 @@ def _method_bars(agg, plan, out_dir):
     order = list(_row_order(plan))
     made = []
     for (transfer, dataset), rows in sorted(agg.items()):
-        metrics = sorted({m for r in rows.values() for m in r if _headline_rank(m) is not None
-                          and not m.endswith("_ci95")}, key=lambda m: (_headline_rank(m), m))
+        metrics = _headline_metrics(rows)
         if not metrics:
             continue
         m = metrics[0]
