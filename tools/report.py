@@ -8,10 +8,6 @@ the end of a study).
 """
 import argparse
 import sys
-import warnings
-
-# importing detectron2 warns about torch.jit.script: not the user's concern
-warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated")
 
 from contrastive_det.studies.report import write_report
 

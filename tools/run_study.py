@@ -14,10 +14,6 @@ a killed study continues where it stopped. At the end, tools/report.py writes th
 import argparse
 import os
 import sys
-import warnings
-
-# importing detectron2 (to read the configs' TASK) warns about torch.jit.script: not the user's concern
-warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated")
 
 from contrastive_det.studies import StudyError, load_study, run_study
 from contrastive_det.studies.executors import EXECUTORS, build_executor

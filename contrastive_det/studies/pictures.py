@@ -23,16 +23,14 @@ classification the prepared ``classifier_weights.pth`` that config.yaml records)
 import argparse
 import copy
 import gc
-import io
 import math
 import os
-import re
 from collections import OrderedDict
 
 import numpy as np
 import torch
 
-from ..utils.atomic import atomic_open
+from .figures import pyplot, safe_name, save_png
 
 __all__ = ["embedding_pictures", "detection_pictures", "embed_2d", "pooled_test_features", "load_run_config",
            "UMAP_PARAMS"]
@@ -126,26 +124,6 @@ def build_run_model(cfg, out_dir):
     return model
 
 
-def _safe_name(text):
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
-
-
-def _save_png(fig, path, dpi=110):
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    with atomic_open(path, "wb") as f:
-        f.write(buf.getvalue())
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _seeds_text(chosen_rows):
     seeds = sorted({run["meta"].get("seed") for run, _ in chosen_rows.values()})
     return ("transfer seed " if len(seeds) == 1 else "transfer seeds ") + "/".join(str(s) for s in seeds)
@@ -216,7 +194,7 @@ def embed_2d(features, *, random_state=UMAP_PARAMS["random_state"]):
 
 
 def _class_colours(num):
-    plt = _pyplot()
+    plt = pyplot()
     cmap = plt.get_cmap("tab10" if num <= 10 else "tab20")
     return [cmap(i % cmap.N) for i in range(num)]
 
@@ -227,7 +205,7 @@ def draw_embedding_panels(panels, class_names, title):
     class name) per class present, colours fixed per class across panels; one legend of classes.
     Returns the figure.
     """
-    plt = _pyplot()
+    plt = pyplot()
     present = sorted({int(c) for _, _, labels in panels for c in np.unique(labels)})
     num = max([len(class_names)] + [c + 1 for c in present])
     colours = _class_colours(num)
@@ -312,9 +290,9 @@ def embedding_pictures(study_dir, plan, out_dir, *, max_images=2000, log=print):
             classes = list(MetadataCatalog.get(name).get("classes", None) or [])
             n = len(panels[name][0][2])
             fig = draw_embedding_panels(panels[name], classes, f"{transfer} on {name}: UMAP of pooled res5 test features")
-            file = _safe_name(f"embedding__{transfer}__{name}") + ".png"
-            _save_png(fig, os.path.join(out_dir, file))
-            _pyplot().close(fig)
+            file = safe_name(f"embedding__{transfer}__{name}") + ".png"
+            save_png(fig, os.path.join(out_dir, file))
+            pyplot().close(fig)
             subset = (f"a fixed random subset (seed {SUBSET_SEED}) of {totals[name]} test images"
                       if n < totals[name] else "all test images")
             made.append((file, (
@@ -389,7 +367,7 @@ def detection_pictures(study_dir, plan, out_dir, *, num_images=3, score_threshol
     made = []
     chosen = _finished_runs(plan, "DetectionTask", lambda run, cfg: _missing(run["out_dir"], [FINAL_MODEL]), log,
                             "detections")
-    plt = _pyplot()
+    plt = pyplot()
     for transfer, rows in chosen.items():
         if not rows:
             log(f"detections: {transfer}: no finished run; no picture")
@@ -434,8 +412,8 @@ def detection_pictures(study_dir, plan, out_dir, *, num_images=3, score_threshol
                     axes[r, 2 * i + 1].set_title(f"{image_id}: ground truth ({gt_count})", fontsize=7)
             fig.suptitle(f"{transfer} on {name}: predictions (score >= {score_threshold:g}) | ground truth", fontsize=9)
             fig.tight_layout(rect=(0, 0, 1, 0.96))
-            file = _safe_name(f"detections__{transfer}__{name}") + ".png"
-            _save_png(fig, os.path.join(out_dir, file))
+            file = safe_name(f"detections__{transfer}__{name}") + ".png"
+            save_png(fig, os.path.join(out_dir, file))
             plt.close(fig)
             k = len(grid[0][1])
             made.append((file, (

@@ -26,6 +26,7 @@ import warnings
 from collections import OrderedDict, defaultdict
 
 from ..utils.atomic import atomic_open, atomic_write_json
+from .figures import pyplot, safe_name, save_png
 from .state import PLAN_FILE
 
 __all__ = ["collect", "aggregate", "write_report", "HEADLINE_PATTERNS"]
@@ -142,10 +143,7 @@ def _table(transfer, dataset, rows, order):
 
 def _axis_plots(agg, plan, out_dir):
     """Metric vs each study axis, one line per method; returns [(file, caption)]."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     order = _row_order(plan)
     axes = plan.get("axes", {})
@@ -186,10 +184,7 @@ def _axis_plots(agg, plan, out_dir):
 def _method_bars(agg, plan, out_dir):
     """Studies without axes (Islam-style): per transfer and dataset, its first headline metric as one bar
     per row (mean, error bar = std over seeds, each seed's value as a dot); returns [(file, caption)]."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     if plan.get("axes"):
         return []
@@ -208,13 +203,8 @@ def _method_bars(agg, plan, out_dir):
         for i, s in enumerate(stats):
             ax.plot([i] * len(s["values"]), s["values"], "k.", markersize=4)
         ax.set_xticks(range(len(names)), names, rotation=20, fontsize=8)
-        ax.set_ylabel(m)
-        ax.set_title(f"{transfer} on {dataset}", fontsize=9)
-        ax.grid(alpha=0.3, axis="y")
-        fig.tight_layout()
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"bars__{transfer}__{dataset}__{m}") + ".png"
-        _save_fig(fig, os.path.join(out_dir, name))
-        plt.close(fig)
+        name = _finish(fig, ax, "", m, f"{transfer} on {dataset}", out_dir, f"bars__{transfer}__{dataset}__{m}",
+                       legend=False, grid="y")
         ns = "/".join(str(n) for n in sorted({s["n"] for s in stats}))
         made.append((name, f"{m} of {transfer} on {dataset} per pretraining (random init in grey): bar = mean, "
                            f"error bar = std over seeds, dots = the seeds' values; n = {ns} runs per bar."))
@@ -222,10 +212,7 @@ def _method_bars(agg, plan, out_dir):
 
 
 def _layer_plots(agg, plan, out_dir):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     made = []
     order = _row_order(plan)
@@ -252,27 +239,20 @@ def _layer_plots(agg, plan, out_dir):
     return made
 
 
-def _finish(fig, ax, xlabel, ylabel, title, out_dir, stem):
-    """Labels, legend and grid; saves ``<out_dir>/<stem>.png`` (stem made file-safe); returns its name."""
-    import matplotlib.pyplot as plt
-
+def _finish(fig, ax, xlabel, ylabel, title, out_dir, stem, legend=True, grid="both"):
+    """Labels, legend (unless ``legend=False``) and grid lines (``grid``: "both", "x" or "y"); saves ``<out_dir>/<stem>.png`` (stem made
+    file-safe); returns its name."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+    if legend:
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis=grid)
     fig.tight_layout()
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem) + ".png"
-    _save_fig(fig, os.path.join(out_dir, name))
-    plt.close(fig)
+    name = safe_name(stem) + ".png"
+    save_png(fig, os.path.join(out_dir, name))
+    pyplot().close(fig)
     return name
-
-
-def _save_fig(fig, path):
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    with atomic_open(path, "wb") as f:
-        f.write(buf.getvalue())
 
 
 @contextlib.contextmanager

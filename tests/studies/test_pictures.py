@@ -233,7 +233,7 @@ def test_points_are_coloured_by_their_class():
         colours = {c.get_label(): tuple(c.get_facecolor()[0]) for ax in axes for c in ax.collections}
         assert len(set(colours.values())) == 3  # one colour per class, the same in both panels
     finally:
-        pictures._pyplot().close(fig)
+        pictures.pyplot().close(fig)
 
 
 def test_detection_drawing_helpers(toy_root):
