@@ -331,11 +331,14 @@ def predict(cfg, model, dicts):
     return [model([mapper(copy.deepcopy(d))])[0]["instances"].to("cpu") for d in dicts]
 
 
-def draw_detections(image, metadata, instances, score_threshold):
-    """RGB HxWx3 image with ``instances`` of score >= threshold drawn; returns (image, count)."""
+def draw_detections(image, metadata, instances, score_threshold, max_count=None):
+    """RGB HxWx3 image with the ``instances`` of score >= ``score_threshold`` drawn (class and score on each
+    box), at most ``max_count`` of them, the highest-scoring (None: all); returns (image, count)."""
     from detectron2.utils.visualizer import Visualizer
 
     keep = instances[instances.scores >= score_threshold]
+    if max_count is not None and len(keep) > max_count:
+        keep = keep[keep.scores.argsort(descending=True)[:max_count]]
     return Visualizer(image, metadata).draw_instance_predictions(keep).get_image(), len(keep)
 
 
@@ -346,7 +349,8 @@ def draw_ground_truth(image, metadata, dataset_dict):
     return Visualizer(image, metadata).draw_dataset_dict(dataset_dict).get_image()
 
 
-def detection_pictures(study_dir, plan, out_dir, *, num_images=3, score_threshold=0.5, log=print):
+def detection_pictures(study_dir, plan, out_dir, *, num_images=3, score_threshold=0.05, as_many_as_truth=True,
+                       log=print):
     """
     Prediction | ground-truth grids of the detection transfers of a study (see the module docstring).
 
@@ -355,7 +359,11 @@ def detection_pictures(study_dir, plan, out_dir, *, num_images=3, score_threshol
         plan: the study's ``plan.json`` (dict).
         out_dir: where the PNGs go (the report folder).
         num_images: the first this many test images (sorted by image id).
-        score_threshold: predictions below this score are not drawn.
+        score_threshold: predictions below this score are not drawn (default: detectron2's test threshold,
+            the lowest score the AP counts).
+        as_many_as_truth: draw at most as many predictions per image as it has ground-truth objects, the
+            highest-scoring: a weakly trained detector (a toy study) scores its best boxes low, and a fixed
+            high threshold would show it as blank; each box shows its class and score.
         log: takes one line.
     Returns:
         list of (PNG file name relative to ``out_dir``, caption), one per (transfer, test dataset).
@@ -386,9 +394,11 @@ def detection_pictures(study_dir, plan, out_dir, *, num_images=3, score_threshol
                     drawn = []
                     for d, inst in zip(dicts, predict(cfg, model, dicts)):
                         image = read_image(d["file_name"], format="RGB")
-                        pred, count = draw_detections(image, meta, inst, score_threshold)
+                        gt_count = len(d.get("annotations", []))
+                        pred, count = draw_detections(image, meta, inst, score_threshold,
+                                                      gt_count if as_many_as_truth else None)
                         gt = draw_ground_truth(image, meta, d)
-                        drawn.append((pred, count, gt, len(d.get("annotations", [])), d.get("image_id")))
+                        drawn.append((pred, count, gt, gt_count, d.get("image_id")))
                     cells[name].append((row, drawn))
             except Exception as e:  # one broken run costs its grid row, not the report
                 log(f"detections: {run['id']}: failed ({type(e).__name__}: {e}); row {row} left out")
@@ -399,6 +409,8 @@ def detection_pictures(study_dir, plan, out_dir, *, num_images=3, score_threshol
             if not grid or not grid[0][1]:
                 continue
             ncols = 2 * max(len(drawn) for _, drawn in grid)
+            shown = (f"highest-scoring predictions, at most as many as the ground truth, score >= {score_threshold:g}"
+                     if as_many_as_truth else f"predictions (score >= {score_threshold:g})")
             fig, axes = plt.subplots(len(grid), ncols, figsize=(2.3 * ncols, 2.6 * len(grid)), squeeze=False)
             for r, (row, drawn) in enumerate(grid):
                 for ax in axes[r]:
@@ -410,7 +422,7 @@ def detection_pictures(study_dir, plan, out_dir, *, num_images=3, score_threshol
                     axes[r, 2 * i].set_title(f"{row}\n{image_id}: predictions ({count})", fontsize=7)
                     axes[r, 2 * i + 1].imshow(gt)
                     axes[r, 2 * i + 1].set_title(f"{image_id}: ground truth ({gt_count})", fontsize=7)
-            fig.suptitle(f"{transfer} on {name}: predictions (score >= {score_threshold:g}) | ground truth", fontsize=9)
+            fig.suptitle(f"{transfer} on {name}: {shown} | ground truth", fontsize=9)
             fig.tight_layout(rect=(0, 0, 1, 0.96))
             file = safe_name(f"detections__{transfer}__{name}") + ".png"
             save_png(fig, os.path.join(out_dir, file))
@@ -418,7 +430,7 @@ def detection_pictures(study_dir, plan, out_dir, *, num_images=3, score_threshol
             k = len(grid[0][1])
             made.append((file, (
                 f"Detections of {transfer} on the first {k} images of {name} (sorted by image id): one row per "
-                f"pretraining row ({', '.join(r for r, _ in grid)}), each image's predictions with score >= "
-                f"{score_threshold:g} (left) next to its ground truth (right); model_final.pth of {_seeds_text({r: rows[r] for r, _ in grid})}.")))
+                f"pretraining row ({', '.join(r for r, _ in grid)}), each image's {shown} (left, class and "
+                f"score on each box) next to its ground truth (right); model_final.pth of {_seeds_text({r: rows[r] for r, _ in grid})}.")))
             log(f"detections: wrote {file}")
     return made

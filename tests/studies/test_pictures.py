@@ -87,7 +87,8 @@ def test_one_detection_picture_per_detection_transfer_and_dataset(made):
     image = _png(out / file)
     # 2 pretraining rows x (3 images x prediction | ground truth)
     assert image.width >= 6 * 150 and image.height >= 2 * 150
-    assert "first 3 images of toy_digits_test" in caption and "score >= 0.5" in caption
+    assert "first 3 images of toy_digits_test" in caption and "score >= 0.05" in caption
+    assert "at most as many as the ground truth" in caption
     assert "(simclr, random-init)" in caption and "transfer seed 0" in caption and "ground truth" in caption
 
 
@@ -128,8 +129,8 @@ def test_the_grid_shows_each_rows_predictions_next_to_the_ground_truth(study, tm
     calls = {"pred": [], "gt": []}
     cyan, magenta = np.array([0, 255, 255], np.uint8), np.array([255, 0, 255], np.uint8)
 
-    def fake_pred(image, metadata, instances, score_threshold):
-        calls["pred"].append((len(instances), score_threshold))
+    def fake_pred(image, metadata, instances, score_threshold, max_count):
+        calls["pred"].append((max_count, score_threshold))
         return np.broadcast_to(cyan, image.shape).copy(), 0
 
     def fake_gt(image, metadata, dataset_dict):
@@ -144,6 +145,8 @@ def test_the_grid_shows_each_rows_predictions_next_to_the_ground_truth(study, tm
     first_ids = sorted(d["image_id"] for d in pictures.first_test_images("toy_digits_test", 100))[:2]
     assert calls["gt"] == first_ids * 2  # 2 rows
     assert [t for _, t in calls["pred"]] == [0.25] * 4
+    gt_counts = {d["image_id"]: len(d["annotations"]) for d in pictures.first_test_images("toy_digits_test", 100)}
+    assert [m for m, _ in calls["pred"]] == [gt_counts[i] for i in first_ids] * 2  # at most as many as the truth
     pixels = np.asarray(Image.open(tmp_path / made[0][0]).convert("RGB")).reshape(-1, 3).astype(int)
     n_cyan = int((np.abs(pixels - cyan).sum(1) < 30).sum())
     n_magenta = int((np.abs(pixels - magenta).sum(1) < 30).sum())
@@ -253,3 +256,31 @@ def test_detection_drawing_helpers(toy_root):
     assert count == 1 and drawn.shape == image.shape and (drawn != image).any()
     none, count = pictures.draw_detections(image, meta, inst, 0.95)
     assert count == 0
+
+
+def test_at_most_max_count_detections_are_drawn_the_highest_scoring(monkeypatch):
+    from detectron2.structures import Boxes, Instances
+
+    drawn = []
+
+    class FakeVisualizer:
+        def __init__(self, image, metadata):
+            self.image = image
+
+        def draw_instance_predictions(self, instances):
+            drawn.append(instances.scores.tolist())
+            return self
+
+        def get_image(self):
+            return self.image
+
+    import detectron2.utils.visualizer as visualizer
+
+    monkeypatch.setattr(visualizer, "Visualizer", FakeVisualizer)
+    inst = Instances((8, 8), pred_boxes=Boxes(torch.zeros(4, 4)), scores=torch.tensor([0.2, 0.9, 0.01, 0.5]),
+                     pred_classes=torch.tensor([1, 2, 3, 4]))
+    image = np.zeros((8, 8, 3), np.uint8)
+    assert pictures.draw_detections(image, None, inst, 0.05, max_count=2)[1] == 2
+    assert pictures.draw_detections(image, None, inst, 0.05, max_count=5)[1] == 3  # 0.01 is under the threshold
+    assert pictures.draw_detections(image, None, inst, 0.05)[1] == 3
+    assert drawn[0] == pytest.approx([0.9, 0.5]) and sorted(drawn[1]) == pytest.approx([0.2, 0.5, 0.9])
