@@ -240,8 +240,8 @@ def _layer_plots(agg, plan, out_dir):
 
 
 def _finish(fig, ax, xlabel, ylabel, title, out_dir, stem, legend=True, grid="both"):
-    """Labels, legend (unless ``legend=False``) and grid lines (``grid``: "both", "x" or "y"); saves ``<out_dir>/<stem>.png`` (stem made
-    file-safe); returns its name."""
+    """Labels, legend (unless ``legend=False``) and grid lines (``grid``: "both", "x" or "y"); saves
+    ``<out_dir>/<stem>.png`` (stem made file-safe); returns its name."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
