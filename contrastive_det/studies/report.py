@@ -184,10 +184,9 @@ def _axis_plots(agg, plan, out_dir):
 def _method_bars(agg, plan, out_dir):
     """Studies without axes (Islam-style): per transfer and dataset, its first headline metric as one bar
     per row (mean, error bar = std over seeds, each seed's value as a dot); returns [(file, caption)]."""
-    plt = pyplot()
-
     if plan.get("axes"):
         return []
+    plt = pyplot()
     order = list(_row_order(plan))
     made = []
     for (transfer, dataset), rows in sorted(agg.items()):
