@@ -16,6 +16,7 @@ Dataset dicts of every classification set (class-per-folder, CSV, the downstream
 import collections.abc
 import csv
 import functools
+import logging
 import os
 import pickle
 
@@ -23,6 +24,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .mapper import ImageReadError
+
+logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 
@@ -33,6 +36,8 @@ __all__ = [
     "class_folder_names",
     "load_class_folders",
     "load_classification_csv",
+    "dataset_classes",
+    "relabel_by_name",
     "read_classification_image",
     "clear_array_cache",
     "unpickle_cifar",
@@ -120,16 +125,28 @@ def class_folder_names(root, exclude=()):
 def load_class_folders(root, class_names=None):
     """
     Return detectron2-style dicts ``{"file_name", "image_id", "label", "class_name"}`` for ``root/<class>/<img>``,
-    sorted by class then file name. ``class_names`` fixes the label order (default: sorted folder
-    names); a listed class without a folder raises FileNotFoundError naming it.
+    sorted by class then file name. ``class_names`` fixes the label order (default: the sorted
+    folder names). With ``class_names``, a listed class without a folder is allowed (a test split
+    may lack a class; the others keep their labels) and logged; a folder that is not a listed class
+    raises ValueError naming it; no folder of any listed class raises FileNotFoundError.
     """
     folders = class_folder_names(root)
     class_names = list(class_names) if class_names else folders
+    unknown = [f for f in folders if f not in class_names]
+    if unknown:
+        raise ValueError(
+            f"Classification root {root} has folder(s) {unknown} that are not among its declared classes "
+            f"{class_names}; add them to the class list (CLASSES) or move them out of {root}"
+        )
     missing = [c for c in class_names if c not in folders]
+    if len(missing) == len(class_names):
+        raise FileNotFoundError(f"Classification root {root} has no folder for any of its classes {class_names}")
     if missing:
-        raise FileNotFoundError(f"Classification root {root} has no folder for class(es) {missing}")
+        logger.warning(f"Classification root {root} has no folder for class(es) {missing}; the other classes keep their labels")
     dicts = []
     for label, cls in enumerate(class_names):
+        if cls in missing:
+            continue
         cls_dir = os.path.join(root, cls)
         for fname in sorted(os.listdir(cls_dir)):
             if fname.lower().endswith(IMAGE_EXTENSIONS):
@@ -147,6 +164,55 @@ def load_class_folders(root, class_names=None):
             f"in its class folders {class_names}"
         )
     return dicts
+
+
+# ----------------------------------------------------------------------------------------------
+# Labels that follow class names
+# ----------------------------------------------------------------------------------------------
+def dataset_classes(name):
+    """The class names in registered dataset ``name``'s metadata (``classes``), or None without them."""
+    from detectron2.data import MetadataCatalog
+
+    classes = MetadataCatalog.get(name).get("classes", None)
+    return None if classes is None else [str(c) for c in classes]
+
+
+def relabel_by_name(dicts, classes, dataset_name, reference):
+    """
+    Copies of ``dicts`` whose ``label`` is the index of their ``class_name`` in ``classes``: the
+    label map of a reference split (the training set, the kNN bank) applied to another split by
+    name, so that a split without some class, or whose own class list is in another order, keeps
+    every other class's label. Multi-label dicts (``labels``) and dicts without ``class_name`` are
+    returned unchanged (their labels index a fixed class list).
+
+    Args:
+        dicts (list[dict]): single-label dataset dicts (``class_name``, ``label``)
+        classes (list[str]): the reference class names, in label order
+        dataset_name (str): the split's name, for messages
+        reference (str): where ``classes`` come from (e.g. "the training set 'x_train'"), for messages
+    Raises:
+        ValueError: naming the classes of ``dataset_name`` that are not in ``classes``
+    """
+    index = {str(c): i for i, c in enumerate(classes)}
+    unseen = {}
+    out = []
+    for d in dicts:
+        if "labels" in d or "class_name" not in d:
+            out.append(d)
+            continue
+        label = index.get(str(d["class_name"]))
+        if label is None:
+            unseen[str(d["class_name"])] = unseen.get(str(d["class_name"]), 0) + 1
+            continue
+        out.append(d if d.get("label") == label else dict(d, label=label))
+    if unseen:
+        listed = ", ".join(f"'{c}' ({n} images)" for c, n in sorted(unseen.items()))
+        raise ValueError(
+            f"Dataset '{dataset_name}' has class(es) {listed} that {reference} does not have; its labels follow "
+            f"the class names of {reference} ({len(classes)} classes: {list(classes)[:10]}"
+            f"{' ...' if len(classes) > 10 else ''})"
+        )
+    return out
 
 
 # ----------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from torchvision.transforms import v2 as T
 
 from detectron2.data import MetadataCatalog, build_detection_test_loader
 
-from .classification import dataset_dicts, read_classification_image
+from .classification import dataset_classes, dataset_dicts, read_classification_image, relabel_by_name
 from .downstream.splits import fraction_held_out, stratified_holdout
 from .samplers import build_resumable_train_loader
 from .transforms import to_chw_uint8
@@ -32,9 +32,11 @@ def build_classification_transform(cfg, is_train):
 
 
 def describe_test_transform(cfg):
-    """The test transform as a string (part of the feature cache key)."""
+    """The test transform and the input normalisation as a string (part of the feature cache key)."""
     c = cfg.INPUT.CLS
-    return f"resize{c.TEST_RESIZE}-centercrop{c.CROP_SIZE}-{cfg.INPUT.FORMAT}"
+    mean = ",".join(repr(float(v)) for v in cfg.MODEL.PIXEL_MEAN)
+    std = ",".join(repr(float(v)) for v in cfg.MODEL.PIXEL_STD)
+    return f"resize{c.TEST_RESIZE}-centercrop{c.CROP_SIZE}-{cfg.INPUT.FORMAT}-mean[{mean}]-std[{std}]"
 
 
 class ClassificationMapper:
@@ -68,16 +70,37 @@ def check_labels(dicts, num_classes, name):
                 )
 
 
+def training_classes(cfg):
+    """
+    ``(classes, reference)``: the class names that define the labels of every split of a
+    classification transfer, the classes of ``DATASETS.TRAIN[0]`` (the label order of the trained
+    head, see ``resolve_num_classes``), and a phrase naming them for messages; ``(None, "")`` when
+    that set records no class names (its labels are used as they are).
+    """
+    if not cfg.DATASETS.TRAIN:
+        return None, ""
+    name = cfg.DATASETS.TRAIN[0]
+    return dataset_classes(name), f"the training set '{name}'"
+
+
+def labelled_dicts(cfg, name):
+    """The dicts of dataset ``name`` with labels following the class names of :func:`training_classes`."""
+    classes, reference = training_classes(cfg)
+    dicts = dataset_dicts(name)
+    return dicts if classes is None else relabel_by_name(dicts, classes, name, reference)
+
+
 def train_val_dicts(cfg):
     """
-    (train, val) dicts: ``DATASETS.TRAIN`` and ``CLASSIFICATION.VAL_DATASET`` when one is named,
-    else a class-stratified ``VAL_FRACTION`` of DATASETS.TRAIN held out (seed VAL_SEED; the rule of
-    the downstream sets' generated splits, datasets/README.md).
+    (train, val) dicts, labels following the class names of ``DATASETS.TRAIN[0]``:
+    ``DATASETS.TRAIN`` and ``CLASSIFICATION.VAL_DATASET`` when one is named, else a
+    class-stratified ``VAL_FRACTION`` of DATASETS.TRAIN held out (seed VAL_SEED; the rule of the
+    downstream sets' generated splits, datasets/README.md).
     """
-    train = [d for name in cfg.DATASETS.TRAIN for d in dataset_dicts(name)]
+    train = [d for name in cfg.DATASETS.TRAIN for d in labelled_dicts(cfg, name)]
     c = cfg.CLASSIFICATION
     if c.VAL_DATASET:
-        return train, dataset_dicts(c.VAL_DATASET)
+        return train, labelled_dicts(cfg, c.VAL_DATASET)
     if not 0.0 < c.VAL_FRACTION < 1.0:
         raise ValueError(f"CLASSIFICATION.VAL_FRACTION must be in (0, 1), got {c.VAL_FRACTION}")
     if any("labels" in d for d in train):

@@ -10,7 +10,7 @@ from detectron2.data import build_detection_test_loader
 from detectron2.utils import comm
 
 from ..utils.atomic import atomic_open, atomic_write_json
-from .classification import dataset_dicts
+from .classification import dataset_classes, dataset_dicts, relabel_by_name
 from .corruptions import check_corruption_config
 from .samplers import build_resumable_train_loader
 from .study_axes import apply_label_map, check_axes_config, describe, load_label_map, mix_datasets, stratified_subset
@@ -28,6 +28,31 @@ def classification_dicts(names):
     for name in names:
         dicts.extend(dataset_dicts(name))
     return dicts
+
+
+def union_classes(names):
+    """The class names of datasets ``names`` in order: those of the first, then each new name of the
+    others; None when one of them records no class names (labels are then used as they are)."""
+    classes = []
+    for name in names:
+        own = dataset_classes(name)
+        if own is None:
+            return None
+        classes += [c for c in own if c not in classes]
+    return classes
+
+
+def pretraining_parts(names):
+    """``[dicts of each dataset, tagged source]``, labels following the class names of
+    :func:`union_classes` (a class keeps one label in every dataset that has it)."""
+    classes = union_classes(names)
+    parts = []
+    for name in names:
+        dicts = [dict(d, source=name) for d in dataset_dicts(name)]
+        if classes is not None:
+            dicts = relabel_by_name(dicts, classes, name, f"DATASETS.TRAIN {list(names)}")
+        parts.append(dicts)
+    return parts
 
 
 def _label_map(cfg):
@@ -64,7 +89,7 @@ def pretrain_train_dicts(cfg):
     mapping, map_path = _label_map(cfg)
     p = cfg.DATASETS.PRETRAIN
     names = list(cfg.DATASETS.TRAIN)
-    parts = [[dict(d, source=name) for d in dataset_dicts(name)] for name in names]
+    parts = pretraining_parts(names)
     before = [d for part in parts for d in part]
     if len(p.MIX_PROPORTIONS):
         dicts = mix_datasets(parts, list(p.MIX_PROPORTIONS), int(p.MIX_TOTAL), int(p.SUBSET_SEED), names)
@@ -106,19 +131,29 @@ def knn_bank_name(cfg):
     return cfg.TEST.KNN.BANK or cfg.DATASETS.TRAIN[0]
 
 
-def build_knn_test_loader(cfg, dataset_name):
+def knn_dicts(cfg, dataset_name):
     """
-    Bank images (``knn_role`` "bank") then the query images of ``dataset_name`` ("query"), with
+    Bank images (``knn_role`` "bank") then the query images of ``dataset_name`` ("query", labels
+    following the bank's class names: a query class the bank lacks is an error naming it), with
     the coarse labels of DATASETS.PRETRAIN.LABEL_MAP when one is given (no subset, mixing or
     corruption: the bank is the whole bank dataset).
     """
-    bank = [dict(d, knn_role="bank") for d in classification_dicts([knn_bank_name(cfg)])]
+    bank_name = knn_bank_name(cfg)
+    bank = [dict(d, knn_role="bank") for d in classification_dicts([bank_name])]
     query = [dict(d, knn_role="query") for d in classification_dicts([dataset_name])]
+    classes = dataset_classes(bank_name)
+    if classes is not None:
+        query = relabel_by_name(query, classes, dataset_name, f"the kNN bank '{bank_name}'")
     mapping, map_path = _label_map(cfg)
     if mapping is not None:
         bank, query = apply_label_map(bank, mapping, map_path), apply_label_map(query, mapping, map_path)
+    return bank + query
+
+
+def build_knn_test_loader(cfg, dataset_name):
+    """The kNN monitor's inference loader over :func:`knn_dicts`."""
     return build_detection_test_loader(
-        bank + query,
+        knn_dicts(cfg, dataset_name),
         mapper=TwoViewMapper(cfg, is_train=False),
         batch_size=cfg.TEST.KNN.BATCH_SIZE,
         num_workers=cfg.DATALOADER.NUM_WORKERS,

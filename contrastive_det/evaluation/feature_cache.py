@@ -2,10 +2,18 @@
 many classifiers on the same centre-crop features; extracting them once per model and split is
 what makes the 45-value regularisation sweep affordable).
 
-An entry is identified by what determines its content: the weights (a digest of the checkpoint
-file), the dataset and split, the test transform and the layer. Each entry is ``<key>.pt``
-(``{"features", "targets", "image_ids"}``) with a ``<key>.json`` of free-form metadata beside it,
-both written atomically.
+An entry is identified by what determines its content, in two parts:
+
+* the *identity* of the features: the weights (a digest of the checkpoint file), the dataset and
+  split (names and where the data lives), the test transform and input normalisation, the layer;
+* the *content* of the split: a digest of its dataset dicts and of the files they name
+  (:func:`contrastive_det.data.fingerprint.dataset_fingerprint`).
+
+Entries live at ``<root>/<identity>/<content>.pt`` (``{"features", "targets", "image_ids"}``) with
+a ``<content>.json`` of free-form metadata beside it, both written atomically. A split edited on
+disk keeps its identity and gets a new content digest: the old entry is no longer found,
+:meth:`FeatureCache.stale_contents` names it (so the caller can say "dataset changed since it was
+cached"), and the next :meth:`FeatureCache.save` of that identity removes it.
 """
 
 import hashlib
@@ -25,9 +33,11 @@ __all__ = ["weights_digest", "FeatureCache"]
 
 logger = logging.getLogger(__name__)
 
-# Part of every key: bump it when the stored layout changes, so old entries are no longer found.
-_FORMAT = 1
-_KEY_RE = re.compile(r"^[0-9a-f]{64}$")
+# Part of every identity: bump it when the stored layout changes, so old entries are no longer found.
+_FORMAT = 2
+_HEX64 = "[0-9a-f]{64}"
+_KEY_RE = re.compile(rf"^({_HEX64})/({_HEX64})$")
+_CONTENT_RE = re.compile(rf"^{_HEX64}$")
 _digests = {}  # (abspath, size, mtime_ns) -> sha256 hex
 _digests_lock = threading.Lock()
 
@@ -77,15 +87,18 @@ def _plain_image_id(image_id):
 
 
 class FeatureCache:
-    """Features of one (weights, dataset, split, transform, layer) per file under ``root``.
+    """Features of one (weights, dataset, split, transform, layer) and split content per file under ``root``.
 
     Example::
 
         cache = FeatureCache(os.path.join(cfg.OUTPUT_DIR, "feature_cache"))
-        key = cache.key(weights=weights_digest(path), dataset="dtd_train", split="train",
-                        transform="resize256_centercrop224", layer="res5")
+        key = cache.key(weights=weights_digest(path), dataset="dtd_train@/data/dtd", split="train",
+                        transform="resize256_centercrop224", layer="res5",
+                        content=dataset_fingerprint(dicts))
         entry = cache.load(key)          # None on a miss
         if entry is None:
+            if cache.stale_contents(key):
+                logger.info("dataset changed since it was cached")
             cache.save(key, features, targets, image_ids, meta={"model": path})
     """
 
@@ -95,32 +108,61 @@ class FeatureCache:
         self.root = os.fspath(root)
 
     @staticmethod
-    def key(*, weights, dataset, split, transform, layer):
-        """sha256 (hex) of the canonical JSON (sorted keys, no spaces) of the fields and the
-        cache format version. ``transform`` is a string describing the test transform.
+    def key(*, weights, dataset, split, transform, layer, content):
+        """``"<identity>/<content>"``: the identity is the sha256 (hex) of the canonical JSON (sorted
+        keys, no spaces) of the first five fields and the cache format version; ``content`` is the
+        split's content digest (64 lowercase hex characters, e.g. from ``dataset_fingerprint``).
+        ``transform`` is a string describing the test transform and input normalisation.
 
         Raises:
-            ValueError: a field that is not a non-empty string.
+            ValueError: a field that is not a non-empty string, or a content that is not a digest.
         """
         fields = {"weights": weights, "dataset": dataset, "split": split, "transform": transform, "layer": layer}
         for name, value in fields.items():
             if not isinstance(value, str) or not value:
                 raise ValueError(f"FeatureCache.key: {name} must be a non-empty string, got {value!r}")
+        if not isinstance(content, str) or not _CONTENT_RE.match(content):
+            raise ValueError(f"FeatureCache.key: content must be a sha256 hex digest (dataset_fingerprint), got {content!r}")
         canonical = json.dumps({"format": _FORMAT, **fields}, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-        return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+        return hashlib.sha256(canonical.encode("ascii")).hexdigest() + "/" + content
 
-    def _check_key(self, key):
-        if not isinstance(key, str) or not _KEY_RE.match(key):
-            raise ValueError(f"not a FeatureCache key (64 lowercase hex characters from FeatureCache.key): {key!r}")
-        return key
+    def _split_key(self, key):
+        match = _KEY_RE.match(key) if isinstance(key, str) else None
+        if not match:
+            raise ValueError(f"not a FeatureCache key ('<identity>/<content>' from FeatureCache.key): {key!r}")
+        return match.group(1), match.group(2)
 
     def path(self, key):
         """The ``.pt`` file of ``key`` (which may not exist)."""
-        return os.path.join(self.root, self._check_key(key) + ".pt")
+        identity, content = self._split_key(key)
+        return os.path.join(self.root, identity, content + ".pt")
 
     def meta_path(self, key):
         """The ``.json`` metadata file beside :meth:`path`."""
-        return os.path.join(self.root, self._check_key(key) + ".json")
+        identity, content = self._split_key(key)
+        return os.path.join(self.root, identity, content + ".json")
+
+    def keys(self):
+        """The keys of the entries stored under ``root`` (sorted; temporary files left out)."""
+        found = []
+        if os.path.isdir(self.root):
+            for identity in os.listdir(self.root):
+                folder = os.path.join(self.root, identity)
+                if _CONTENT_RE.match(identity) and os.path.isdir(folder):
+                    found += [f"{identity}/{n[:-3]}" for n in os.listdir(folder) if n.endswith(".pt") and _CONTENT_RE.match(n[:-3])]
+        return sorted(found)
+
+    def stale_contents(self, key):
+        """Content digests of the other entries of ``key``'s identity (the same features of the
+        split as it was when they were cached), sorted; [] when there are none."""
+        identity, content = self._split_key(key)
+        folder = os.path.join(self.root, identity)
+        try:
+            names = os.listdir(folder)
+        except FileNotFoundError:
+            return []
+        others = {n[:-3] for n in names if n.endswith(".pt") and _CONTENT_RE.match(n[:-3])}
+        return sorted(others - {content})
 
     def load(self, key):
         """The entry of ``key``: ``{"features": NxD float tensor, "targets": tensor of N rows,
@@ -151,8 +193,9 @@ class FeatureCache:
 
     def save(self, key, features, targets, image_ids, meta=None):
         """Store an entry atomically (a temporary file renamed into place: readers see the old
-        entry or the complete new one, and a failed save leaves no file), then ``meta`` as JSON
-        beside it.
+        entry or the complete new one, two concurrent writers of one entry leave one of their
+        complete files, and a failed save leaves no file), then ``meta`` as JSON beside it; then
+        remove the entries of the same identity with another content (:meth:`stale_contents`).
 
         Args:
             key: from :meth:`key`.
@@ -186,3 +229,11 @@ class FeatureCache:
             torch.save({"features": features, "targets": targets, "image_ids": image_ids}, f)
         with atomic_open(meta_path, "w") as f:
             f.write(meta_text + "\n")
+        # the same features of an older version of the split: never found again, only taking space
+        folder = os.path.dirname(path)
+        for stale in self.stale_contents(key):
+            for ext in (".pt", ".json"):
+                try:
+                    os.remove(os.path.join(folder, stale + ext))
+                except FileNotFoundError:  # a concurrent save of the same identity removed it first
+                    pass

@@ -73,6 +73,10 @@ class FeatureProbeEvaluator(DatasetEvaluator):
         cache: a :class:`FeatureCache`, or None for no caching.
         cache_keys: {(split, layer): key} for every split and layer the protocol needs
             (:attr:`needed`); required with ``cache``.
+        cached: {(split, layer): entry} already loaded from ``cache`` (by the process that decided
+            what to extract); the others are loaded when needed.
+        expected_counts: {split: N} images of each split the loader extracts; a split whose
+            collected images (over every process) are not N is refused (never fitted nor cached).
         grid: the regularisation values of the L-BFGS probes; None = :func:`regularisation_grid`.
         max_iter, tol: each L-BFGS fit's iteration cap and gradient tolerance (:func:`fit_logistic`).
         dtype: the L-BFGS fits' precision, "float64" or "float32" (see :func:`fit_logistic`).
@@ -109,6 +113,8 @@ class FeatureProbeEvaluator(DatasetEvaluator):
         num_classes,
         cache=None,
         cache_keys=None,
+        cached=None,
+        expected_counts=None,
         grid=None,
         max_iter=1000,
         tol=1e-4,
@@ -158,7 +164,8 @@ class FeatureProbeEvaluator(DatasetEvaluator):
                     f"cache_keys must give a key for every (split, layer) the {protocol} protocol needs; missing {missing}"
                 )
         self.seed, self.device, self.progress = seed, device, progress
-        self._cached = {}  # (split, layer) -> entry loaded by splits_to_extract, reused by evaluate
+        self._cached = dict(cached or {})  # (split, layer) -> entry loaded by splits_to_extract, reused by evaluate
+        self.expected_counts = dict(expected_counts or {})
         self.reset()
 
     def splits_to_extract(self):
@@ -234,6 +241,11 @@ class FeatureProbeEvaluator(DatasetEvaluator):
             if len(set(ids)) != len(ids):
                 dup = sorted(i for i, n in Counter(ids).items() if n > 1)[:5]
                 raise ValueError(f"{split} split: image ids must be unique, got duplicates such as {dup}")
+            if split in self.expected_counts and len(items) != self.expected_counts[split]:
+                raise ValueError(
+                    f"{split} split: {len(items)} images were extracted, the dataset has {self.expected_counts[split]}; "
+                    "a partial split is neither fitted nor cached (did the processes disagree on what to extract?)"
+                )
             if items:
                 targets = torch.tensor([t for _, _, t in items], dtype=torch.long)  # targets: N or NxC
                 for layer in layers:
@@ -293,9 +305,10 @@ class FeatureProbeEvaluator(DatasetEvaluator):
 
     def evaluate(self):
         gathered = comm.gather(self._items, dst=0)
+        data = self._collect(gathered) if comm.is_main_process() else None
+        comm.synchronize()  # every process goes on once the new cache entries are complete
         if not comm.is_main_process():
             return None
-        data = self._collect(gathered)
         if self.protocol == "linear_lbfgs":
             r = self._probe(data, self.layers[0])
             result = {k: float(v) for k, v in r.items() if k not in ("val_scores", "grid")}

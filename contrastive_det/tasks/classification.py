@@ -4,23 +4,28 @@ full fine-tuning and Core-tuning train with the Trainer's loop and hooks; the L-
 layer-wise probes and few-shot episodes are fitted by the evaluator on frozen, cached features
 (the run evaluates MODEL.WEIGHTS, as ``--eval-only`` does).
 """
+import hashlib
 import logging
 import os
 from collections import Counter
 
 import torch
+from detectron2.data import MetadataCatalog
 from detectron2.engine import HookBase
+from detectron2.utils import comm
 
 from ..convert.classifier_weights import prepare_classifier_weights
-from ..data.classification import dataset_dicts
+from ..data.classification import dataset_classes, dataset_dicts
 from ..data.classification_loader import (
     build_classification_test_loader,
     build_classification_train_loader,
     check_labels,
     dataset_metric,
     describe_test_transform,
+    labelled_dicts,
     train_val_dicts,
 )
+from ..data.fingerprint import dataset_fingerprint
 from ..engine.task import TASK_REGISTRY, Task
 from ..evaluation import ClassificationEvaluator, FeatureCache, FeatureProbeEvaluator, weights_digest
 from ..evaluation.logistic import LBFGS_DTYPES, regularisation_grid
@@ -75,14 +80,24 @@ def _weights_identity(cfg):
     return f"random-init-seed{cfg.SEED}-resnet{r.DEPTH}-w{r.WIDTH_PER_GROUP}"
 
 
+def _data_source(name):
+    """Where registered dataset ``name`` lives (the paths its metadata records), for the cache identity."""
+    meta = MetadataCatalog.get(name)
+    paths = [str(meta.get(k)) for k in ("image_root", "csv_file", "dirname", "json_file", "root") if meta.get(k, None)]
+    return f"{name}@{'|'.join(paths)}" if paths else name
+
+
 def _split_names(cfg, dataset_name):
-    """Names of the probe's splits in the feature cache (the validation rule is part of them)."""
+    """Names of the probe's splits in the feature cache (the validation rule and data roots are part of them)."""
     c = cfg.CLASSIFICATION
-    train = "+".join(cfg.DATASETS.TRAIN)
+    train = "+".join(_data_source(n) for n in cfg.DATASETS.TRAIN)
+    test = _data_source(dataset_name)
+    if cfg.CLASSIFICATION.PROTOCOL == "few_shot":
+        return {"test": test}
     if c.VAL_DATASET:
-        return {"train": train, "val": c.VAL_DATASET, "test": dataset_name}
+        return {"train": train, "val": _data_source(c.VAL_DATASET), "test": test}
     rule = f"stratified{c.VAL_FRACTION}-seed{c.VAL_SEED}"
-    return {"train": f"{train}:{rule}:train", "val": f"{train}:{rule}:val", "test": dataset_name}
+    return {"train": f"{train}:{rule}:train", "val": f"{train}:{rule}:val", "test": test}
 
 
 def _needed_splits(cfg):
@@ -95,21 +110,87 @@ def _layers(cfg):
 
 
 def feature_cache(cfg):
+    """The run's :class:`FeatureCache`: ``CLASSIFICATION.FEATURE_CACHE``, else ``$CONTRASTIVE_DET_CACHE``,
+    else the per-user ``~/.cache/contrastive_det/features`` (entries are keyed by the data's content)."""
     root = cfg.CLASSIFICATION.FEATURE_CACHE or os.getenv("CONTRASTIVE_DET_CACHE") or os.path.join(
         os.path.expanduser("~"), ".cache", "contrastive_det", "features"
     )
     return FeatureCache(root)
 
 
-def cache_keys(cfg, dataset_name):
-    """``{(split, layer): key}`` of every split and layer the protocol needs."""
+def few_shot_num_classes(cfg, dataset_name):
+    """Few-shot episodes use the test set's own classes (novel classes need not be training classes)."""
+    classes = dataset_classes(dataset_name)
+    return len(classes) if classes else resolve_num_classes(cfg)
+
+
+def probe_dicts(cfg, dataset_name):
+    """``{split: dicts}`` of the splits the frozen-feature protocol needs, labels following class names:
+    the training classes for the probes, the test set's own classes for few-shot episodes."""
+    if cfg.CLASSIFICATION.PROTOCOL == "few_shot":
+        return {"test": dataset_dicts(dataset_name)}
+    train, val = train_val_dicts(cfg)
+    return {"train": train, "val": val, "test": labelled_dicts(cfg, dataset_name)}
+
+
+def _cache_keys_of(cfg, dataset_name, dicts):
     cache, weights, names = feature_cache(cfg), _weights_identity(cfg), _split_names(cfg, dataset_name)
     transform = describe_test_transform(cfg)
     return {
-        (split, layer): cache.key(weights=weights, dataset=names[split], split=split, transform=transform, layer=layer)
+        (split, layer): cache.key(
+            weights=weights, dataset=names[split], split=split, transform=transform, layer=layer,
+            content=dataset_fingerprint(dicts[split]),
+        )
         for split in _needed_splits(cfg)
         for layer in _layers(cfg)
     }
+
+
+def cache_keys(cfg, dataset_name):
+    """``{(split, layer): key}`` of every split and layer the protocol needs; each key holds the
+    content digest of the split as it is on disk now (:func:`dataset_fingerprint`)."""
+    return _cache_keys_of(cfg, dataset_name, probe_dicts(cfg, dataset_name))
+
+
+# The plan of the last frozen-feature test set, made by build_test_loader and taken by build_evaluator
+# (detectron2's test loop calls them one after the other for each test set): {(config, dataset): plan}.
+_PLANS = {}
+
+
+def _plan_id(cfg, dataset_name):
+    return hashlib.sha256(cfg.dump().encode()).hexdigest(), dataset_name
+
+
+def plan_probe(cfg, dataset_name):
+    """
+    What the frozen-feature protocol on ``dataset_name`` extracts and what it takes from the cache,
+    decided by the main process and shared with every process (each deciding alone could put a
+    split in one process's shard and not in another's). Returns ``{"dicts": {split: dicts},
+    "keys": {(split, layer): key}, "todo": [splits to extract], "cached": {(split, layer): entry}
+    (main process only), "counts": {split: images}}``. A split whose data changed on disk since
+    it was cached is extracted again, and the log says so.
+    """
+    dicts = probe_dicts(cfg, dataset_name)
+    decision = None
+    cached = {}
+    if comm.is_main_process():
+        cache, keys = feature_cache(cfg), _cache_keys_of(cfg, dataset_name, dicts)
+        todo = []
+        for split in _needed_splits(cfg):
+            entries = {layer: cache.load(keys[(split, layer)]) for layer in _layers(cfg)}
+            if all(e is not None for e in entries.values()):
+                cached.update({(split, layer): e for layer, e in entries.items()})
+                continue
+            todo.append(split)
+            if any(cache.stale_contents(keys[(split, layer)]) for layer in _layers(cfg)):
+                logger.info(
+                    f"Features of the {split} split ({len(dicts[split])} images): dataset changed since it was cached "
+                    f"in {cache.root}; extracting them again"
+                )
+        decision = {"keys": keys, "todo": todo}
+    if comm.get_world_size() > 1:
+        decision = comm.all_gather(decision)[0]  # detectron2's gloo group: CPU objects on any backend
+    return {**decision, "dicts": dicts, "cached": cached, "counts": {s: len(d) for s, d in dicts.items()}}
 
 
 def check_few_shot_counts(cfg, dicts, dataset_name):
@@ -204,26 +285,23 @@ class ClassificationTask(Task):
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
         if cls.trains(cfg):
-            dicts = train_val_dicts(cfg)[1] if cfg.CLASSIFICATION.EVAL_ON_VAL else dataset_dicts(dataset_name)
+            dicts = train_val_dicts(cfg)[1] if cfg.CLASSIFICATION.EVAL_ON_VAL else labelled_dicts(cfg, dataset_name)
             check_labels(dicts, resolve_num_classes(cfg), dataset_name)
             return build_classification_test_loader(cfg, dicts)
-        keys, cache = cache_keys(cfg, dataset_name), feature_cache(cfg)
-        todo = [s for s in _needed_splits(cfg) if any(cache.load(keys[(s, layer)]) is None for layer in _layers(cfg))]
-        parts = {}
-        if "train" in todo or "val" in todo:
-            parts["train"], parts["val"] = train_val_dicts(cfg)
-        if "test" in todo:
-            parts["test"] = dataset_dicts(dataset_name)
-        if cfg.CLASSIFICATION.PROTOCOL == "few_shot":
-            check_few_shot_counts(cfg, dataset_dicts(dataset_name), dataset_name)
-        num_classes = resolve_num_classes(cfg)
-        for split, part in parts.items():
-            check_labels(part, num_classes, f"{dataset_name if split == 'test' else '+'.join(cfg.DATASETS.TRAIN)} ({split})")
-        dicts = [dict(d, probe_split=s) for s in todo for d in parts[s]]
-        cached = [s for s in _needed_splits(cfg) if s not in todo]
+        plan = plan_probe(cfg, dataset_name)
+        _PLANS.clear()
+        _PLANS[_plan_id(cfg, dataset_name)] = plan
+        few_shot = cfg.CLASSIFICATION.PROTOCOL == "few_shot"
+        if few_shot:
+            check_few_shot_counts(cfg, plan["dicts"]["test"], dataset_name)
+        num_classes = few_shot_num_classes(cfg, dataset_name) if few_shot else resolve_num_classes(cfg)
+        for split in plan["todo"]:
+            where = dataset_name if split == "test" else "+".join(cfg.DATASETS.TRAIN)
+            check_labels(plan["dicts"][split], num_classes, f"{where} ({split})")
+        cached = [s for s in _needed_splits(cfg) if s not in plan["todo"]]
         if cached:
-            logger.info(f"Features of split(s) {cached} come from the cache {cache.root}")
-        return build_classification_test_loader(cfg, dicts)
+            logger.info(f"Features of split(s) {cached} come from the cache {feature_cache(cfg).root}")
+        return build_classification_test_loader(cfg, [dict(d, probe_split=s) for s in plan["todo"] for d in plan["dicts"][s]])
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
@@ -233,13 +311,18 @@ class ClassificationTask(Task):
         if cls.trains(cfg):
             return ClassificationEvaluator(metric, num_classes)
         f = c.FEW_SHOT
+        plan = _PLANS.pop(_plan_id(cfg, dataset_name), None) or plan_probe(cfg, dataset_name)
+        if c.PROTOCOL == "few_shot":
+            num_classes = few_shot_num_classes(cfg, dataset_name)
         return FeatureProbeEvaluator(
             c.PROTOCOL,
             layers=_layers(cfg),
             metric=metric,
             num_classes=num_classes,
             cache=feature_cache(cfg),
-            cache_keys=cache_keys(cfg, dataset_name),
+            cache_keys=plan["keys"],
+            cached=plan["cached"],
+            expected_counts={s: plan["counts"][s] for s in plan["todo"]},
             grid=regularisation_grid(c.LBFGS.REG_MIN, c.LBFGS.REG_MAX, c.LBFGS.NUM_REGS),
             max_iter=c.LBFGS.MAX_ITER,
             tol=c.LBFGS.TOL,

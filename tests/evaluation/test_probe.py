@@ -99,7 +99,8 @@ def test_linear_lbfgs_equals_select_and_refit():
 
 def cache_keys(cache, splits=("train", "val", "test"), layers=("res5",)):
     return {
-        (s, layer): cache.key(weights="ab" * 32, dataset="synthetic", split=s, transform="none", layer=layer)
+        (s, layer): cache.key(weights="ab" * 32, dataset="synthetic", split=s, transform="none", layer=layer,
+                              content="cd" * 32)
         for s in splits
         for layer in layers
     }
@@ -113,7 +114,8 @@ def test_cached_splits_give_identical_results_without_process(tmp_path):
     assert first.splits_to_extract() == ["train", "val", "test"]
     feed(first, dicts(data))
     r1 = first.evaluate()
-    assert sorted(os.listdir(tmp_path)) == sorted(k + ext for k in keys.values() for ext in (".pt", ".json"))
+    assert cache.keys() == sorted(keys.values())
+    assert all(os.path.exists(cache.meta_path(k)) for k in keys.values())
     # the cache holds the split's images in image id order
     entry = cache.load(keys[("test", "res5")])
     assert entry["image_ids"] == sorted(data["test"][0])
@@ -143,6 +145,24 @@ def test_missing_split_or_keys_are_errors(tmp_path):
     del keys[("val", "res5")]
     with pytest.raises(ValueError, match=r"missing \[\('val', 'res5'\)\]"):
         new_evaluator(cache=cache, cache_keys=keys)
+
+
+def test_a_partial_split_is_neither_fitted_nor_cached(tmp_path):
+    """A split with fewer images than the dataset (processes that disagreed on what to extract) is refused."""
+    data = make_data()
+    cache = FeatureCache(tmp_path)
+    keys = cache_keys(cache)
+    ev = new_evaluator(cache=cache, cache_keys=keys, expected_counts=SIZES)
+    pairs = dicts(data)
+    dropped = next(i for i, (inp, _) in enumerate(pairs) if inp["probe_split"] == "train")
+    feed(ev, pairs[:dropped] + pairs[dropped + 1 :])
+    with pytest.raises(ValueError, match=f"train split: {SIZES['train'] - 1} images were extracted, the dataset has "
+                                         f"{SIZES['train']}; a partial split is neither fitted nor cached"):
+        ev.evaluate()
+    assert cache.load(keys[("train", "res5")]) is None
+    complete = new_evaluator(cache=cache, cache_keys=keys, expected_counts=SIZES)
+    feed(complete, pairs)
+    assert complete.evaluate()["linear"]["score"] >= 0
 
 
 def test_results_do_not_depend_on_the_number_of_processes(monkeypatch):

@@ -11,6 +11,8 @@ import pytest
 import torch
 import torchvision
 
+from contrastive_det.evaluation import FeatureCache
+
 from conftest import REPO, copy_crops, run_cli
 
 PROTOCOLS = ["linear_sgd", "linear_lbfgs", "layerwise", "few_shot", "finetune", "core_tuning"]
@@ -88,8 +90,8 @@ def test_lbfgs_probe_caches_features_and_reuses_them(mini_textured, toy_root, tm
     first, second = tmp_path / "a", tmp_path / "b"
     args = ["--config-file", config("linear_lbfgs")]
     run_cli("train_net.py", [*args, *opts(mini_textured, first, cache)], toy_root)
-    files = sorted(os.listdir(cache))
-    assert len([f for f in files if f.endswith(".pt")]) == 3  # train, val, test of res5
+    files = FeatureCache(cache).keys()
+    assert len(files) == 3  # train, val, test of res5
     proc = run_cli("train_net.py", [*args, *opts(mini_textured, second, cache)], toy_root)
     assert "come from the cache" in proc.stdout + proc.stderr
     a, b = results(first), results(second)
@@ -97,7 +99,7 @@ def test_lbfgs_probe_caches_features_and_reuses_them(mini_textured, toy_root, tm
     assert a["metrics"] == b["metrics"]
     m = a["metrics"]["mini_tex_test"]
     assert 0.0 <= m["linear/score"] <= 100.0 and m["linear/reg"] > 0
-    assert sorted(os.listdir(cache)) == files  # nothing re-extracted
+    assert FeatureCache(cache).keys() == files  # nothing re-extracted
 
 
 def test_lbfgs_keys_reach_the_probe(mini_textured, toy_root, tmp_path):
