@@ -1,4 +1,8 @@
-"""Checkpointing that never leaves a half-written file behind, and records the run's seed."""
+"""
+Checkpointing that never leaves a half-written file behind, records the run's seed and settings,
+and loads only what a checkpoint of ours can hold.
+"""
+import json
 import os
 
 import torch
@@ -7,15 +11,73 @@ from detectron2.checkpoint import DetectionCheckpointer
 
 from ..utils.atomic import atomic_open
 
+#: settings a resumed run may change: the machine's and the launcher's (device, workers; norms
+#: become BN on one process, see resumable_config), where the run writes, the seed (a resumed run
+#: adopts its checkpoint's), and how often it checkpoints (a resume is exact whatever the period)
+RESUMABLE_CHANGES = ("OUTPUT_DIR", "SEED", "MODEL.DEVICE", "DATALOADER.NUM_WORKERS", "SOLVER.CHECKPOINT_PERIOD")
+
+
+class CheckpointReadError(RuntimeError):
+    """A checkpoint file cannot be read (truncated, not a PyTorch file, or holding unsafe objects)."""
+
+
+def flat_config(cfg):
+    """``{dotted key: value}`` of every leaf of a config (tuples as lists), in key order."""
+    out = {}
+
+    def walk(node, prefix):
+        for key in sorted(node):
+            value = node[key]
+            if isinstance(value, dict):  # a CfgNode is a dict
+                walk(value, f"{prefix}{key}.")
+            else:
+                out[f"{prefix}{key}"] = json.loads(json.dumps(value, default=str))
+    walk(cfg, "")
+    return out
+
+
+def resumable_config(cfg):
+    """The settings a resumed run must share with its checkpoint: :func:`flat_config` less
+    :data:`RESUMABLE_CHANGES` and every ``NORM`` key (SyncBN flavours follow the process count)."""
+    return {
+        k: v for k, v in flat_config(cfg).items()
+        if k not in RESUMABLE_CHANGES and not k.endswith(".NORM")
+    }
+
+
+def load_checkpoint(path, mmap=False):
+    """
+    A checkpoint file of ours, read with ``torch.load(weights_only=True)`` (tensors, numbers,
+    strings and containers only: a file that needs arbitrary unpickling is not one of ours).
+
+    Raises:
+        CheckpointReadError: naming the file, when it is truncated, not a PyTorch file or unsafe.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # noqa: BLE001  (zip reader errors, unpickling errors, EOFError, ...)
+        size = os.path.getsize(path) if os.path.exists(path) else 0
+        raise CheckpointReadError(
+            f"Checkpoint {path} ({size} bytes) cannot be read: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. "
+            "It is truncated (a copy or a disk that filled up?), not a PyTorch checkpoint, or holds objects "
+            "that weights_only loading refuses. Delete it, or write the name of an earlier model_*.pth of the "
+            "same folder into its last_checkpoint file, then resume again."
+        ) from None
+
 
 class AtomicDetectionCheckpointer(DetectionCheckpointer):
     """
     :class:`DetectionCheckpointer` whose ``save`` writes ``<name>.pth`` and the
     ``last_checkpoint`` tag through a temporary file and a rename: an interrupted save (even
     ``kill -9``) leaves the previous checkpoint and tag intact, so ``--resume`` always finds a
-    loadable file. ``extra_state`` (e.g. ``{"seed": 3}``) is stored in every checkpoint; a
-    resumed run reads its seed back with :func:`read_resume_state`.
-    Loading (including detectron2 ``.pkl`` files with ``matching_heuristics``) is unchanged.
+    loadable file. ``extra_state`` (e.g. ``{"seed": 3, "config": {...}}``) is stored in every
+    checkpoint; a resumed run reads it back with :func:`read_resume_state`.
+
+    Loading ``.pth`` files uses ``weights_only=True`` and names the file when it cannot be read;
+    ``--resume`` only follows a ``last_checkpoint`` tag to a file inside ``save_dir``. detectron2
+    ``.pkl`` files (with ``matching_heuristics``) load as in detectron2.
     """
 
     def __init__(self, model, save_dir="", *, extra_state=None, **kwargs):
@@ -42,28 +104,50 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         with atomic_open(os.path.join(self.save_dir, "last_checkpoint"), "w") as f:
             f.write(last_filename_basename)
 
+    def get_checkpoint_file(self):
+        return last_checkpoint_path(self.save_dir)
+
+    def _torch_load(self, f):
+        return load_checkpoint(f)
+
 
 def last_checkpoint_path(output_dir):
-    """The file named by ``output_dir/last_checkpoint`` (what ``--resume`` loads), or None."""
+    """
+    The file named by ``output_dir/last_checkpoint`` (what ``--resume`` loads), or None without a tag.
+
+    Raises:
+        ValueError: the tag names a file outside ``output_dir`` (an absolute path, ``..``).
+        FileNotFoundError: the file it names does not exist.
+    """
     tag = os.path.join(output_dir, "last_checkpoint")
     if not os.path.isfile(tag):
         return None
     with open(tag) as f:
         name = f.read().strip()
-    path = os.path.join(output_dir, name)
+    folder = os.path.realpath(output_dir)
+    path = os.path.realpath(os.path.join(output_dir, name))
+    if not name or os.path.dirname(path) != folder:
+        raise ValueError(
+            f"{tag} names {name!r}, which is not a file of {output_dir}; --resume only loads checkpoints of "
+            "the run's own OUTPUT_DIR (write the name of one of its model_*.pth files into the tag)"
+        )
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{tag} names {name}, which does not exist in {output_dir}; cannot resume")
-    return path
+    return os.path.join(output_dir, name)
 
 
 def read_resume_state(output_dir):
     """
-    ``(path, iteration, seed)`` of the checkpoint ``--resume`` would load from ``output_dir``, or
-    None when there is none. ``seed`` is None for checkpoints written before seeds were recorded.
-    The file is memory-mapped: only the two small entries are read.
+    ``(path, iteration, seed, config)`` of the checkpoint ``--resume`` would load from
+    ``output_dir``, or None when there is none. ``seed`` and ``config`` (:func:`resumable_config`)
+    are None for checkpoints written before they were recorded.
+
+    Raises:
+        CheckpointReadError, ValueError, FileNotFoundError: see :func:`load_checkpoint` and
+            :func:`last_checkpoint_path`.
     """
     path = last_checkpoint_path(output_dir)
     if path is None:
         return None
-    ckpt = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
-    return path, ckpt.get("iteration"), ckpt.get("seed")
+    ckpt = load_checkpoint(path, mmap=True)  # memory-mapped: only the small entries are read
+    return path, ckpt.get("iteration"), ckpt.get("seed"), ckpt.get("config")

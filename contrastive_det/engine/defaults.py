@@ -19,7 +19,7 @@ from detectron2.utils.logger import setup_logger
 from ..config import get_cfg
 from ..data import check_dataset_layout, register_datasets_from_config
 from ..data.checks import check_images
-from .checkpoint import read_resume_state
+from .checkpoint import read_resume_state, resumable_config
 from .results import RESULTS_FILE, aggregate_seed_results, write_results
 from .task import get_task
 
@@ -42,6 +42,12 @@ def argument_parser(epilog=None):
         action="store_true",
         help="MoCo's rule for fewer GPUs: half the images per batch and half the LR, "
         "twice the iterations, LR steps, warmup, checkpoint and eval periods",
+    )
+    parser.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="with --resume: continue although the config differs from the checkpoint's (the differing "
+        "keys are logged); without it such a resume stops and names them",
     )
     parser.add_argument(
         "--seeds",
@@ -213,6 +219,7 @@ def build_run_config(args, seed=None, output_dir=None):
         messages.append(apply_fewer_gpus_rule(cfg))
     if getattr(args, "resume", False) and not getattr(args, "eval_only", False):
         messages.append(adopt_checkpoint_seed(cfg))
+        messages.append(check_resume_config(cfg, getattr(args, "allow_config_change", False)))
     registered = register_datasets_from_config(cfg)
     if registered:
         messages.append(f"Registered from DATASETS.CUSTOM: {', '.join(registered)}")
@@ -229,7 +236,7 @@ def adopt_checkpoint_seed(cfg):
     state = read_resume_state(cfg.OUTPUT_DIR)
     if state is None:
         return None
-    path, iteration, seed = state
+    path, iteration, seed, _ = state
     if seed is None or int(seed) == cfg.SEED:
         return None
     message = (
@@ -238,6 +245,34 @@ def adopt_checkpoint_seed(cfg):
     )
     cfg.SEED = int(seed)
     return message
+
+
+def check_resume_config(cfg, allow_change=False):
+    """
+    A resumed run continues the run of its checkpoint: a config that differs from the one the
+    checkpoint recorded (other than the output folder, seed, device, workers and norm flavours:
+    :func:`resumable_config`) stops it with the differing keys named, unless ``allow_change``
+    (``--allow-config-change``), when they are returned as a message to log instead.
+    """
+    state = read_resume_state(cfg.OUTPUT_DIR)
+    if state is None or state[3] is None:
+        return None
+    path, iteration, _, recorded = state
+    now = resumable_config(cfg)
+    diffs = [
+        f"{k}: {recorded.get(k, '<absent>')!r} in the checkpoint, {now.get(k, '<absent>')!r} now"
+        for k in sorted(set(recorded) | set(now))
+        if recorded.get(k, "<absent>") != now.get(k, "<absent>")
+    ]
+    if not diffs:
+        return None
+    listing = "\n  ".join(diffs)
+    if not allow_change:
+        raise ValueError(
+            f"--resume: the config differs from the one recorded in {path} (iteration {iteration}):\n  {listing}\n"
+            "Resume with the same settings, start a new OUTPUT_DIR, or add --allow-config-change to continue anyway."
+        )
+    return f"--resume with --allow-config-change: the config differs from {path} (iteration {iteration}):\n  {listing}"
 
 
 def setup(args, seed=None, output_dir=None):

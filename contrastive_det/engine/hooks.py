@@ -69,7 +69,8 @@ class WriteResults(HookBase):
             normalize_metrics(results, list(cfg.DATASETS.TEST)),
             task=self._task,
             method=self._method,
-            iteration=trainer.iter,
+            # a resumed finished run runs no iteration and detectron2 leaves iter at max_iter + 1
+            iteration=min(trainer.iter, trainer.max_iter),
             config_file=self._config_file,
             extra=self._extra,
         )

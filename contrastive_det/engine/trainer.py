@@ -11,7 +11,7 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from ..solver import build_optimizer
-from .checkpoint import AtomicDetectionCheckpointer
+from .checkpoint import AtomicDetectionCheckpointer, resumable_config
 from .hooks import IterationPreciseBN, StepSeed, WriteResults
 from .results import build_results, normalize_metrics, write_results
 from .task import get_task
@@ -86,6 +86,7 @@ class Trainer(DefaultTrainer):
         TrainerBase.__init__(self)
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
+        requested = resumable_config(cfg)  # what --resume compares, before the world-size scaling
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
         self.task = get_task(cfg)
 
@@ -98,7 +99,7 @@ class Trainer(DefaultTrainer):
 
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = AtomicDetectionCheckpointer(
-            model, cfg.OUTPUT_DIR, extra_state={"seed": cfg.SEED}, trainer=weakref.proxy(self)
+            model, cfg.OUTPUT_DIR, extra_state={"seed": cfg.SEED, "config": requested}, trainer=weakref.proxy(self)
         )
         self._trainer.last_checkpoint = self._last_checkpoint
         self.start_iter = 0

@@ -146,7 +146,8 @@ def test_finetune_resumes_and_eval_only_reproduces(mini_textured, toy_root, tmp_
     out = tmp_path / "ft"
     base = ["--config-file", config("finetune")]
     run_cli("train_net.py", [*base, *opts(mini_textured, out, tmp_path / "c", **{"SOLVER.MAX_ITER": "2"})], toy_root)
-    run_cli("train_net.py", [*base, "--resume", *opts(mini_textured, out, tmp_path / "c", **{"SOLVER.MAX_ITER": "3"})],
+    run_cli("train_net.py", [*base, "--resume", "--allow-config-change",
+                             *opts(mini_textured, out, tmp_path / "c", **{"SOLVER.MAX_ITER": "3"})],
             toy_root)
     trained = results(out)
     assert trained["iteration"] == 3 and trained["protocol"] == "finetune"
