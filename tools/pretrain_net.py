@@ -10,8 +10,9 @@ import os
 
 from train_net import main  # tools/ is on sys.path when a tool runs as a script
 
-from contrastive_det.engine import AtomicDetectionCheckpointer, Trainer, argument_parser, get_task, launch_runs, setup
-from contrastive_det.tasks.pretrain import BACKBONE_FILE, export_backbone
+from contrastive_det.engine import Trainer, argument_parser, get_task, launch_runs, setup
+from contrastive_det.engine.checkpoint import load_checkpoint
+from contrastive_det.tasks.pretrain import BACKBONE_FILE, check_pretraining_checkpoint, export_backbone
 
 EPILOG = """
 Examples:
@@ -35,7 +36,7 @@ def export_from_checkpoint(args, checkpoint, export_to=None):
         raise FileNotFoundError(f"Checkpoint {checkpoint} does not exist")
     cfg = setup(args)
     model = Trainer.build_model(cfg)
-    AtomicDetectionCheckpointer(model).load(checkpoint, checkpointables=[])
+    model.load_state_dict(check_pretraining_checkpoint(model, load_checkpoint(checkpoint), checkpoint))
     path = export_to or os.path.join(cfg.OUTPUT_DIR, BACKBONE_FILE)
     return export_backbone(model, cfg, path, get_task(cfg).method(cfg))
 

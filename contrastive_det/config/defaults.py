@@ -151,6 +151,10 @@ def add_classification_config(cfg):
     # Head: "linear"; "bn_linear" = non-affine BatchNorm1d then linear (Islam et al.'s linear probe);
     # "core_tuning" = bias-free linear + Core-tuning's contrastive head (CLASSIFICATION.CORE_TUNING).
     cfg.MODEL.CLASSIFIER.HEAD = "linear"
+    # Input conventions of a detectron2-named MODEL.WEIGHTS that has no config.yaml beside it (they cannot
+    # be read from the tensors): "" = refuse such a file, "torchvision" = RGB, torchvision's mean/std,
+    # stride in the 3x3 conv. Other layouts carry (or imply) their own and ignore this key.
+    cfg.MODEL.CLASSIFIER.WEIGHTS_CONVENTIONS = ""
 
     cfg.CLASSIFICATION = CN()
     # Protocol (DESIGN.md section 8). Trained by SGD on the one Trainer: "linear_sgd" (frozen trunk),
@@ -202,7 +206,10 @@ def add_classification_config(cfg):
     cfg.CLASSIFICATION.FEW_SHOT.SHOTS = (1, 5, 20)
     cfg.CLASSIFICATION.FEW_SHOT.QUERIES = 15  # query images per class and episode
     cfg.CLASSIFICATION.FEW_SHOT.EPISODES = 600
-    cfg.CLASSIFICATION.FEW_SHOT.CLASSIFIER = "logistic"  # on L2-normalised features; or "centroid"
+    # "logistic" (Islam et al.: logistic regression on L2-normalised features), "centroid" (nearest
+    # class mean by cosine similarity) or "protonet" (ProtoNet / ssl-transfer: nearest mean of the raw
+    # features by squared Euclidean distance).
+    cfg.CLASSIFICATION.FEW_SHOT.CLASSIFIER = "logistic"
     cfg.CLASSIFICATION.FEW_SHOT.REG = 1.0  # logistic regression's L2 penalty (scikit-learn's default C = 1)
 
     # Core-tuning (Zhang et al. 2021; DESIGN.md section 5): loss = CE + ETA * focal SupCon.
@@ -218,10 +225,15 @@ def add_classification_config(cfg):
     cfg.CLASSIFICATION.CORE_TUNING.CON_NORMALIZATION = "batch"
 
     # Classification images (torchvision.transforms.v2): training RandomResizedCrop(CROP_SIZE, CROP_SCALE)
-    # + flip; test resize of the shorter side to TEST_RESIZE + centre crop CROP_SIZE.
+    # + flip; test: the TEST_PIPELINE preset below.
     cfg.INPUT.CLS = CN()
     cfg.INPUT.CLS.CROP_SIZE = 224
     cfg.INPUT.CLS.CROP_SCALE = (0.08, 1.0)
     cfg.INPUT.CLS.FLIP_PROB = 0.5
     cfg.INPUT.CLS.TEST_RESIZE = 256
+    # Test (and frozen-feature) image pipeline, a preset named for its reference
+    # (contrastive_det/data/classification_loader.py TEST_PIPELINES): "resize_crop" (MoCo lincls:
+    # shorter side TEST_RESIZE, centre crop CROP_SIZE), "ssl_transfer" (shorter side CROP_SIZE, bicubic,
+    # centre crop) or "islam" (square resize to 1.15 x CROP_SIZE, centre crop).
+    cfg.INPUT.CLS.TEST_PIPELINE = "resize_crop"
     return cfg

@@ -16,9 +16,17 @@ from ..utils.atomic import atomic_open
 from ..utils.config_keys import get_key
 from .checkpoint_io import load_checkpoint_file
 from .errors import ConversionError
+from .canonical import TORCHVISION_PIXEL_MEAN, TORCHVISION_PIXEL_STD
 from .pipeline import canonicalise, read
 
 CLASSIFIER_WEIGHTS_FILE = "classifier_weights.pth"
+TORCHVISION_CONVENTIONS = {
+    "input_format": "RGB", "pixel_mean": list(TORCHVISION_PIXEL_MEAN), "pixel_std": list(TORCHVISION_PIXEL_STD),
+    "stride_in_1x1": False,
+}
+# detectron2's defaults (its config.yaml omits nothing, but an older one may): MSRA/Caffe2 conventions
+_D2_DEFAULTS = {"INPUT.FORMAT": "BGR", "MODEL.PIXEL_MEAN": [103.530, 116.280, 123.675],
+                "MODEL.PIXEL_STD": [1.0, 1.0, 1.0], "MODEL.RESNETS.STRIDE_IN_1X1": True}
 TRUNK_PREFIX = "trunk.resnet."  # names of the trunk's tensors in contrastive_det's Classifier
 
 
@@ -53,6 +61,108 @@ def _complete_and_check(state_dict, depth, width, source):
         ) from None
 
 
+def _d2_run_config(path):
+    """The input keys of a detectron2 run's ``config.yaml`` (its defaults where a key is absent)."""
+    import yaml
+
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    return {k: get_key(data, k, default=v) for k, v in _D2_DEFAULTS.items()}
+
+
+def input_conventions(cfg, source, ckpt, ext_format, meta):
+    """
+    ``(conventions, where)``: how the weights expect their input (``input_format``, ``pixel_mean``,
+    ``pixel_std`` in that channel order, ``stride_in_1x1``) and where that was read.
+
+    Layouts of torchvision-style trunks (our export, torchvision, MoCo, VISSL, ...) carry it in
+    their metadata or follow torchvision. A detectron2-named model is told by the ``config.yaml``
+    of the run that wrote it (next to the file, as detectron2 leaves it in OUTPUT_DIR) or, for
+    tools/convert_to_detectron2.py's output, is torchvision's; ``MODEL.CLASSIFIER.WEIGHTS_CONVENTIONS
+    torchvision`` declares it. Otherwise it cannot be told (an MSRA-initialised model is BGR,
+    Caffe2-normalised, with the stride in the 1x1 conv) and ConversionError says what to do.
+    """
+    if ext_format != "detectron2":
+        conv = {k: meta.get(k, v) for k, v in TORCHVISION_CONVENTIONS.items() if k != "stride_in_1x1"}
+        return dict(conv, stride_in_1x1=False), "the checkpoint's metadata (torchvision's where it records none)"
+    if isinstance(ckpt, dict) and ckpt.get("__author__") == "contrastive_det":
+        return dict(TORCHVISION_CONVENTIONS), "tools/convert_to_detectron2.py's output (torchvision's)"
+    run_config = os.path.join(os.path.dirname(os.path.abspath(source)), "config.yaml")
+    if os.path.isfile(run_config):
+        d2 = _d2_run_config(run_config)
+        return {
+            "input_format": str(d2["INPUT.FORMAT"]), "pixel_mean": [float(v) for v in d2["MODEL.PIXEL_MEAN"]],
+            "pixel_std": [float(v) for v in d2["MODEL.PIXEL_STD"]], "stride_in_1x1": bool(d2["MODEL.RESNETS.STRIDE_IN_1X1"]),
+        }, run_config
+    if get_key(cfg, "MODEL.CLASSIFIER.WEIGHTS_CONVENTIONS", default="") == "torchvision":
+        return dict(TORCHVISION_CONVENTIONS), "MODEL.CLASSIFIER.WEIGHTS_CONVENTIONS"
+    raise ConversionError(
+        f"MODEL.WEIGHTS {source} is a detectron2 model whose input conventions cannot be told (BGR or RGB, "
+        "pixel mean/std, stride in the 1x1 or the 3x3 conv: an MSRA-initialised model differs from a "
+        "torchvision-initialised one in all three, with the same tensor shapes). Put the config.yaml of the run "
+        "that wrote it next to it, or set MODEL.CLASSIFIER.WEIGHTS_CONVENTIONS torchvision if it was trained "
+        "with torchvision's (RGB, mean [123.675, 116.28, 103.53], std [58.395, 57.12, 57.375], "
+        "MODEL.RESNETS.STRIDE_IN_1X1 False)."
+    )
+
+
+def honour_conventions(cfg, state_dict, conventions, where, source, log=print):
+    """
+    Make the torchvision trunk compute what the weights were trained to compute, or refuse.
+
+    The stride in the 1x1 conv (MSRA bottlenecks) cannot be honoured by a torchvision trunk:
+    ConversionError. BGR weights take RGB input once ``conv1``'s input channels are reversed (and
+    their mean/std with them). Pixel statistics other than the config's become overrides of
+    ``MODEL.PIXEL_MEAN`` / ``MODEL.PIXEL_STD``, logged. Returns ``(state_dict, overrides)``.
+    """
+    depth = int(cfg.MODEL.TV_RESNET.DEPTH)
+    if conventions["stride_in_1x1"] and depth >= 50:
+        raise ConversionError(
+            f"MODEL.WEIGHTS {source} was trained with the stride in the first 1x1 conv of each bottleneck "
+            f"(MODEL.RESNETS.STRIDE_IN_1X1 True, from {where}: MSRA/Caffe2 style); the torchvision trunk of "
+            "classification transfer has it in the 3x3 conv, so every strided block would compute other features "
+            "from the same tensors. Use weights trained with STRIDE_IN_1X1 False (e.g. from a torchvision or "
+            "contrastive checkpoint), or transfer these to detection, which keeps their layout."
+        )
+    mean, std = list(conventions["pixel_mean"]), list(conventions["pixel_std"])
+    if conventions["input_format"] == "BGR":
+        state_dict = dict(state_dict, **{"conv1.weight": state_dict["conv1.weight"].flip(1)})  # BGR filters -> RGB input
+        mean, std = mean[::-1], std[::-1]
+        log(f"  input: BGR weights (from {where}): conv1's input channels reversed to take RGB images")
+    elif conventions["input_format"] != "RGB":
+        raise ConversionError(f"MODEL.WEIGHTS {source}: input format {conventions['input_format']!r} from {where} "
+                              "is neither RGB nor BGR")
+    overrides = []
+    for key, want in (("MODEL.PIXEL_MEAN", mean), ("MODEL.PIXEL_STD", std)):
+        have = [float(v) for v in get_key(cfg, key)]
+        if len(have) != 3 or any(abs(a - b) > 1e-3 for a, b in zip(have, want)):
+            overrides += [key, str([float(v) for v in want])]
+            log(f"  input: {key} {have} -> {[round(v, 4) for v in want]} (the weights' own, from {where})")
+    return state_dict, overrides
+
+
+def read_trunk(cfg, purpose, log=print):
+    """
+    The torchvision ResNet trunk of ``cfg.MODEL.WEIGHTS`` (any layout a reader recognises; the
+    backbone prefix from ``MODEL.WEIGHTS_PREFIX`` when the config has it), checked against the
+    config's ``MODEL.TV_RESNET`` depth and width.
+
+    Returns:
+        (dict, ConvertedBackbone): the state dict (torchvision names, no fc) and the converted backbone
+        (its ``meta``: method, pixel statistics, input format; ``source_format``).
+    Raises:
+        ConversionError: see :func:`prepare_classifier_weights`.
+    """
+    source = cfg.MODEL.WEIGHTS
+    prefix = get_key(cfg, "MODEL.WEIGHTS_PREFIX", default="") or None
+    depth, width = int(cfg.MODEL.TV_RESNET.DEPTH), int(cfg.MODEL.TV_RESNET.WIDTH_PER_GROUP)
+    log(f"MODEL.WEIGHTS {source}: reading the ResNet trunk for {purpose}")
+    ext = read(source, prefix=prefix)
+    log(f"  source: format {ext.format}, backbone at {ext.source}")
+    backbone, _ = canonicalise(ext, depth=depth, where=source, say=lambda line: log(f"  {line}"))
+    return _complete_and_check(backbone.state_dict, depth, width, source), backbone
+
+
 def prepare_classifier_weights(cfg, output_dir, log=print):
     """
     Prepare ``cfg.MODEL.WEIGHTS`` for the classifier (before any process starts).
@@ -70,15 +180,12 @@ def prepare_classifier_weights(cfg, output_dir, log=print):
     source = cfg.MODEL.WEIGHTS
     if not source:
         return []
-    if is_classifier_checkpoint(load_checkpoint_file(source)):
+    ckpt = load_checkpoint_file(source)
+    if is_classifier_checkpoint(ckpt):
         return []
-    prefix = get_key(cfg, "MODEL.WEIGHTS_PREFIX", default="") or None
-    depth, width = int(cfg.MODEL.TV_RESNET.DEPTH), int(cfg.MODEL.TV_RESNET.WIDTH_PER_GROUP)
-    log(f"MODEL.WEIGHTS {source}: reading the ResNet trunk for the classifier")
-    ext = read(source, prefix=prefix)
-    log(f"  source: format {ext.format}, backbone at {ext.source}")
-    backbone, _ = canonicalise(ext, depth=depth, where=source, say=lambda line: log(f"  {line}"))
-    state_dict = _complete_and_check(backbone.state_dict, depth, width, source)
+    state_dict, backbone = read_trunk(cfg, "the classifier", log)
+    conventions, where = input_conventions(cfg, source, ckpt, backbone.source_format, backbone.meta)
+    state_dict, input_overrides = honour_conventions(cfg, state_dict, conventions, where, source, log)
     os.makedirs(output_dir, exist_ok=True)
     target = os.path.join(output_dir, CLASSIFIER_WEIGHTS_FILE)
     payload = {
@@ -89,7 +196,7 @@ def prepare_classifier_weights(cfg, output_dir, log=print):
     with atomic_open(target, "wb") as f:
         torch.save(payload, f)
     log(f"  wrote {target} ({len(payload['model'])} trunk tensors)")
-    overrides = ["MODEL.WEIGHTS", target, "RESULTS.WEIGHTS_SOURCE", os.path.abspath(source)]
+    overrides = ["MODEL.WEIGHTS", target, "RESULTS.WEIGHTS_SOURCE", os.path.abspath(source), *input_overrides]
     method = backbone.meta.get("method")
     if not cfg.RESULTS.METHOD and method and method != "unspecified":
         overrides += ["RESULTS.METHOD", method]

@@ -20,15 +20,47 @@ logger = logging.getLogger(__name__)
 PASSED_KEYS = ("image_id", "label", "labels", "ignore_labels", "probe_split")
 
 
+#: ``INPUT.CLS.TEST_PIPELINE`` presets: the test (and frozen-feature) image pipeline of each reference,
+#: as ``(description, cfg.INPUT.CLS -> list of torchvision v2 transforms)``
+TEST_PIPELINES = {
+    # MoCo's lincls (ImageNet): shorter side to TEST_RESIZE (256), centre crop CROP_SIZE (224), bilinear
+    "resize_crop": (
+        "resize the shorter side to TEST_RESIZE, centre crop CROP_SIZE (bilinear; MoCo lincls)",
+        lambda c: [T.Resize(c.TEST_RESIZE, antialias=True), T.CenterCrop(c.CROP_SIZE)],
+    ),
+    # ssl-transfer's linear.py / few-shot (Kornblith et al.'s sets): the shorter side to CROP_SIZE,
+    # bicubic, then the centre CROP_SIZE square: a square image (CIFAR, SVHN) loses nothing
+    "ssl_transfer": (
+        "resize the shorter side to CROP_SIZE (bicubic), centre crop CROP_SIZE (ssl-transfer)",
+        lambda c: [T.Resize(c.CROP_SIZE, interpolation=T.InterpolationMode.BICUBIC, antialias=True),
+                   T.CenterCrop(c.CROP_SIZE)],
+    ),
+    # Islam et al.'s transfer code (the cross-domain few-shot benchmark's loader): a square resize to
+    # int(1.15 x CROP_SIZE) whatever the aspect ratio, then the centre CROP_SIZE square, bilinear
+    "islam": (
+        "resize to a square of int(1.15 x CROP_SIZE), centre crop CROP_SIZE (bilinear; Islam et al.)",
+        lambda c: [T.Resize([int(c.CROP_SIZE * 1.15)] * 2, antialias=True), T.CenterCrop(c.CROP_SIZE)],
+    ),
+}
+
+
+def check_test_pipeline(cfg):
+    """``INPUT.CLS.TEST_PIPELINE`` is a preset of :data:`TEST_PIPELINES`; else ValueError naming them."""
+    name = cfg.INPUT.CLS.TEST_PIPELINE
+    if name not in TEST_PIPELINES:
+        raise ValueError(f"INPUT.CLS.TEST_PIPELINE must be one of {', '.join(TEST_PIPELINES)}, got {name!r}")
+    return name
+
+
 def build_classification_transform(cfg, is_train):
-    """Training: RandomResizedCrop + flip (INPUT.CLS); test: resize shorter side + centre crop."""
+    """Training: RandomResizedCrop + flip (INPUT.CLS); test: the ``INPUT.CLS.TEST_PIPELINE`` preset."""
     c = cfg.INPUT.CLS
     if is_train:
         return T.Compose([
             T.RandomResizedCrop(c.CROP_SIZE, scale=tuple(c.CROP_SCALE), antialias=True),
             T.RandomHorizontalFlip(c.FLIP_PROB),
         ])
-    return T.Compose([T.Resize(c.TEST_RESIZE, antialias=True), T.CenterCrop(c.CROP_SIZE)])
+    return T.Compose(TEST_PIPELINES[check_test_pipeline(cfg)][1](c))
 
 
 def describe_test_transform(cfg):
@@ -36,7 +68,8 @@ def describe_test_transform(cfg):
     c = cfg.INPUT.CLS
     mean = ",".join(repr(float(v)) for v in cfg.MODEL.PIXEL_MEAN)
     std = ",".join(repr(float(v)) for v in cfg.MODEL.PIXEL_STD)
-    return f"resize{c.TEST_RESIZE}-centercrop{c.CROP_SIZE}-{cfg.INPUT.FORMAT}-mean[{mean}]-std[{std}]"
+    return (f"{check_test_pipeline(cfg)}-resize{c.TEST_RESIZE}-centercrop{c.CROP_SIZE}-{cfg.INPUT.FORMAT}"
+            f"-mean[{mean}]-std[{std}]")
 
 
 class ClassificationMapper:

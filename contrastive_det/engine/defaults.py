@@ -19,6 +19,7 @@ from detectron2.utils.logger import setup_logger
 from ..config import get_cfg
 from ..data import check_dataset_layout, register_datasets_from_config
 from ..data.checks import check_images
+from ..utils.yaml_files import load_yaml_file
 from .checkpoint import read_resume_state, resumable_config
 from .results import RESULTS_FILE, aggregate_seed_results, write_results
 from .task import get_task
@@ -157,8 +158,7 @@ def check_config_bases(config_file):
             raise ValueError(f"{config_file}: _BASE_ chain loops: {' -> '.join(seen + [path])}")
         seen.append(path)
         try:
-            with open(path) as f:
-                data = yaml.safe_load(f) or {}
+            data = load_yaml_file(path) or {}  # a key given twice is an error naming it, not a silent override
         except yaml.YAMLError as e:
             raise ValueError(f"Config file {path} is not valid YAML: {e}") from None
         base = data.get("_BASE_") if isinstance(data, dict) else None

@@ -13,6 +13,7 @@ import itertools
 import numbers
 from collections import OrderedDict
 
+import numpy as np
 import torch
 
 from detectron2.evaluation import DatasetEvaluator
@@ -114,6 +115,9 @@ def _check_multi_label(scores, targets):
     return targets.long()
 
 
+_VOC11_THRESHOLDS = [float(t) for t in np.arange(0.0, 1.1, 0.1)]
+
+
 def _ap11(scores, targets):
     """11-point interpolated AP of one class (scores N, targets N with 1 / 0 / -1); None without positives."""
     keep = targets != -1  # "difficult": neither a true nor a false positive (VOCevalcls)
@@ -125,11 +129,13 @@ def _ap11(scores, targets):
     tp = positive[order].long().cumsum(0)  # N': true positives among the top k+1
     ranks = torch.arange(1, tp.shape[0] + 1, device=tp.device)  # N'
     precision = tp.double() / ranks.double()  # N'
+    recall = tp.double() / npos  # N'
     ap = 0.0
-    for k in range(11):
-        # recall >= k/10 compared exactly on integers (10 TP >= k npos): recall 3/10 counts for
-        # t = 0.3, which it would not with np.arange(0, 1.1, 0.1)[3] = 0.30000000000000004
-        reached = 10 * tp >= k * npos
+    # the devkit's thresholds (VOCevalcls; detectron2's VOC detection AP too), floating point as they
+    # are: np.arange(0, 1.1, 0.1)[3] is 0.30000000000000004, so a recall of exactly 3/10 does not
+    # reach it, as it does not in the references' numbers
+    for t in _VOC11_THRESHOLDS:
+        reached = recall >= t
         ap += precision[reached].max().item() if reached.any() else 0.0
     return ap / 11.0
 

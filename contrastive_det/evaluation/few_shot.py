@@ -20,7 +20,7 @@ from .logistic import fit_logistic
 
 __all__ = ["Episode", "sample_episodes", "episode_accuracies", "mean_ci95", "CLASSIFIERS"]
 
-CLASSIFIERS = ("logistic", "centroid")
+CLASSIFIERS = ("logistic", "centroid", "protonet")
 
 
 @dataclasses.dataclass
@@ -125,22 +125,37 @@ def _centroid_predict(support, support_labels, query, ways):
     return (query @ centroids.t()).argmax(dim=1)  # Q
 
 
-def episode_accuracies(features, episodes, classifier="logistic", reg=1.0, progress=True, device=None):
+def _protonet_predict(support, support_labels, query, ways):
+    """ProtoNet's rule (Snell et al. 2017; ssl-transfer's few-shot evaluation): the nearest class mean
+    of the raw (not normalised) features by squared Euclidean distance."""
+    sums = torch.zeros(ways, support.shape[1], dtype=support.dtype, device=support.device)  # ways x D
+    sums.index_add_(0, support_labels, support)
+    counts = torch.bincount(support_labels, minlength=ways).to(support.dtype)  # ways
+    prototypes = sums / counts[:, None]  # ways x D
+    return torch.cdist(query, prototypes).pow(2).argmin(dim=1)  # Q
+
+
+def episode_accuracies(features, episodes, classifier="logistic", reg=1.0, progress=True, device=None, tol=1e-4,
+                       max_iter=1000):
     """Query accuracy of each episode, in percent.
 
-    The features are L2-normalised first (each row). Then per episode:
+    The features are L2-normalised first (each row; "protonet" takes them as they are). Then per episode:
 
     - "logistic": :func:`fit_logistic` on the support set with ``reg`` (multinomial, L-BFGS,
       float64; scikit-learn's default ``LogisticRegression()``, C=1, is reg=1), the queries
       predicted by the largest logit.
     - "centroid": each query goes to the class whose mean support feature is the most
-      cosine-similar.
+      cosine-similar (on the normalised features).
+    - "protonet": ProtoNet's rule on the raw features: the class mean at the smallest squared
+      Euclidean distance (ssl-transfer's few-shot classifier).
 
     Args:
         features: the features of the whole set the episodes index.
         episodes: from :func:`sample_episodes`.
-        classifier: "logistic" or "centroid".
+        classifier: "logistic", "centroid" or "protonet".
         reg: the logistic regularisation (reg = 1 / C).
+        tol, max_iter: each logistic fit's gradient tolerance and iteration cap (:func:`fit_logistic`;
+            ``CLASSIFICATION.LBFGS.TOL`` / ``MAX_ITER`` in a run; 1e-4 is scikit-learn's default).
         progress: show a tqdm bar over the episodes.
         device: where to compute; None = the features' device.
 
@@ -159,7 +174,8 @@ def episode_accuracies(features, episodes, classifier="logistic", reg=1.0, progr
     if features.dim() != 2 or not features.is_floating_point():
         raise ValueError(f"features must be a floating-point NxD tensor, got {features.dtype} of shape {tuple(features.shape)}")
     device = features.device if device is None else torch.device(device)
-    feats = F.normalize(features.to(device=device, dtype=torch.float64), dim=1)  # feats: NxD, unit rows
+    raw = features.to(device=device, dtype=torch.float64)  # raw: NxD
+    feats = F.normalize(raw, dim=1)  # feats: NxD, unit rows
     first = episodes[0]
     ways = int(first.support_labels.max()) + 1
     shots = len(first.support_labels) // ways
@@ -173,8 +189,10 @@ def episode_accuracies(features, episodes, classifier="logistic", reg=1.0, progr
         support, query = feats[s_idx], feats[q_idx]  # support: SxD, query: QxD
         n_way = int(s_lab.max()) + 1
         if classifier == "logistic":
-            weight, bias = fit_logistic(support, s_lab, reg, num_classes=n_way)  # n_way x D, n_way
+            weight, bias = fit_logistic(support, s_lab, reg, num_classes=n_way, tol=tol, max_iter=max_iter)  # n_way x D, n_way
             pred = (query @ weight.t() + bias).argmax(dim=1)  # Q
+        elif classifier == "protonet":
+            pred = _protonet_predict(raw[s_idx], s_lab, raw[q_idx], n_way)  # Q
         else:
             pred = _centroid_predict(support, s_lab, query, n_way)  # Q
         accs[e] = (pred == q_lab).double().mean().item() * 100.0

@@ -224,6 +224,18 @@ def regularisation_grid(reg_min=1e-6, reg_max=1e5, num=45):
     return [float(v) for v in np.geomspace(reg_min, reg_max, int(num))]
 
 
+def check_lbfgs_settings(max_iter, tol, dtype="float64"):
+    """The one check of ``CLASSIFICATION.LBFGS.MAX_ITER`` / ``TOL`` / ``DTYPE`` (the probes' and the
+    few-shot fits' settings). Returns ``(int, float, str)``; raises ValueError naming the key."""
+    if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
+        raise ValueError(f"CLASSIFICATION.LBFGS.MAX_ITER must be an integer >= 1, got {max_iter!r}")
+    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not (math.isfinite(tol) and tol > 0):
+        raise ValueError(f"CLASSIFICATION.LBFGS.TOL must be a positive number, got {tol!r}")
+    if dtype not in LBFGS_DTYPES:
+        raise ValueError(f"CLASSIFICATION.LBFGS.DTYPE must be one of {', '.join(LBFGS_DTYPES)}, got {dtype!r}")
+    return int(max_iter), float(tol), dtype
+
+
 def select_and_refit(
     train, val, test, *, grid, metric, num_classes, max_iter=1000, tol=1e-4, device=None, dtype=None, progress=True
 ):
@@ -233,7 +245,7 @@ def select_and_refit(
     The fits run along ``grid`` from the strongest regularisation (largest reg) to the weakest,
     each warm-started from the previous solution (the first from zeros). Each is scored on
     ``val`` with ``classification_scores(metric, ...)["score"]``; the best wins, ties going to
-    the stronger regularisation. The winner is refit on the concatenation of train and val,
+    the weaker regularisation (the smaller reg, as ssl-transfer's ``linear.py`` chooses). The winner is refit on the concatenation of train and val,
     warm-started from its train solution, and that model is scored on test.
 
     Args:
@@ -287,7 +299,9 @@ def select_and_refit(
         solution = _fit(x_tr, y_tr, num_classes, grid[i], solution, max_iter, tol)
         weight, bias = solution
         val_scores[i] = classification_scores(metric, x_val @ weight.t() + bias, y_val, num_classes)["score"]
-        if best is None or val_scores[i] > val_scores[best[0]]:  # strictly better: ties keep the stronger reg
+        # the path runs from the strongest reg down: ">=" gives a tie to the weaker penalty, as
+        # ssl-transfer's linear.py does (its sweep runs from the weakest up with a strict ">")
+        if best is None or val_scores[i] >= val_scores[best[0]]:
             best = (i, solution)
         bar.set_postfix(reg=f"{grid[i]:.3g}", val=f"{val_scores[i]:.2f}")
     bar.close()

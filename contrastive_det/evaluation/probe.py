@@ -9,7 +9,6 @@ probes in :meth:`FeatureProbeEvaluator.evaluate` on the main process.
 
 import itertools
 import logging
-import math
 import numbers
 from collections import Counter, OrderedDict
 
@@ -20,7 +19,7 @@ from detectron2.utils import comm
 
 from .classification import METRICS, sort_by_image_id, target_from_input
 from .few_shot import CLASSIFIERS, episode_accuracies, mean_ci95, sample_episodes
-from .logistic import LBFGS_DTYPES, _check_reg, regularisation_grid, select_and_refit
+from .logistic import LBFGS_DTYPES, _check_reg, check_lbfgs_settings, regularisation_grid, select_and_refit
 
 __all__ = ["FeatureProbeEvaluator", "PROBE_PROTOCOLS", "FEW_SHOT_DEFAULTS"]
 
@@ -78,7 +77,8 @@ class FeatureProbeEvaluator(DatasetEvaluator):
         expected_counts: {split: N} images of each split the loader extracts; a split whose
             collected images (over every process) are not N is refused (never fitted nor cached).
         grid: the regularisation values of the L-BFGS probes; None = :func:`regularisation_grid`.
-        max_iter, tol: each L-BFGS fit's iteration cap and gradient tolerance (:func:`fit_logistic`).
+        max_iter, tol: each L-BFGS fit's iteration cap and gradient tolerance (:func:`fit_logistic`),
+            the probes' and the few-shot episodes' logistic fits alike.
         dtype: the L-BFGS fits' precision, "float64" or "float32" (see :func:`fit_logistic`).
         few_shot: overrides of :data:`FEW_SHOT_DEFAULTS` (ways, shots, queries, episodes,
             classifier, reg).
@@ -149,13 +149,7 @@ class FeatureProbeEvaluator(DatasetEvaluator):
         self.grid = regularisation_grid() if grid is None else [_check_reg(r) for r in grid]  # fail before extraction
         if protocol != "few_shot" and not self.grid:
             raise ValueError("the L-BFGS probe needs a non-empty regularisation grid (CLASSIFICATION.LBFGS.NUM_REGS >= 1)")
-        if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
-            raise ValueError(f"CLASSIFICATION.LBFGS.MAX_ITER must be an integer >= 1, got {max_iter!r}")
-        if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not (math.isfinite(tol) and tol > 0):
-            raise ValueError(f"CLASSIFICATION.LBFGS.TOL must be a positive number, got {tol!r}")
-        if dtype not in LBFGS_DTYPES:
-            raise ValueError(f"CLASSIFICATION.LBFGS.DTYPE must be one of {', '.join(LBFGS_DTYPES)}, got {dtype!r}")
-        self.max_iter, self.tol, self.dtype = int(max_iter), float(tol), dtype
+        self.max_iter, self.tol, self.dtype = check_lbfgs_settings(max_iter, tol, dtype)
         self.cache, self.cache_keys = cache, dict(cache_keys or {})
         if cache is not None:
             missing = [(s, layer) for s, layers_ in self.needed.items() for layer in layers_ if (s, layer) not in self.cache_keys]
@@ -333,7 +327,8 @@ class FeatureProbeEvaluator(DatasetEvaluator):
         result = OrderedDict()
         for shots, eps in episodes.items():
             accs = episode_accuracies(
-                features, eps, classifier=cfg["classifier"], reg=cfg["reg"], progress=self.progress, device=self.device
+                features, eps, classifier=cfg["classifier"], reg=cfg["reg"], progress=self.progress, device=self.device,
+                tol=self.tol, max_iter=self.max_iter,
             )
             mean, ci = mean_ci95(accs)
             name = f"{cfg['ways']}way_{shots}shot"

@@ -170,6 +170,12 @@ def run_study(study, executor, *, dry_run=False, num_gpus=0, log=print):
                 resume = (previous.get("digest") == digest and previous.get("status") in ("running", "failed")
                           and os.path.isfile(os.path.join(run.out_dir, "last_checkpoint")))
                 os.makedirs(run.out_dir, exist_ok=True)
+                stale = os.path.join(run.out_dir, "last_checkpoint")
+                if not resume and os.path.isfile(stale):
+                    # a checkpoint of another digest (or of a run whose state was lost): the fresh run
+                    # must never resume from it, so a later --resume only finds what this run wrote
+                    os.remove(stale)
+                    log(f"{rid}: its folder holds a checkpoint of an earlier version of the run; starting afresh")
                 log_path = os.path.join(logs_dir, rid.replace("/", "__") + ".log")
                 argv = _launch_argv(run, resume, num_gpus)
                 state.set(rid, status="running", digest=digest, attempts=previous.get("attempts", 0) + 1,

@@ -51,6 +51,8 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from ..utils.yaml_files import DuplicateKeyError, load_yaml_file
+
 __all__ = ["Run", "Study", "StudyError", "load_study", "expand", "format_opt_value", "REPO"]
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -195,11 +197,12 @@ def load_study(path):
     """Read and validate a study file; raises :class:`StudyError` naming the file and key."""
     if not os.path.isfile(path):
         raise StudyError(f"{path}: no such study file")
-    with open(path) as f:
-        try:
-            raw = yaml.safe_load(f)
-        except yaml.YAMLError as e:
-            raise StudyError(f"{path}: not valid YAML: {e}") from None
+    try:
+        raw = load_yaml_file(path)
+    except DuplicateKeyError as e:
+        raise StudyError(str(e)) from None
+    except yaml.YAMLError as e:
+        raise StudyError(f"{path}: not valid YAML: {e}") from None
     raw = _mapping(path, "top level", raw, required=True)
     _check_keys(path, "top level", raw, {"name", "output_dir", "pretrain", "transfer", "description"})
     name = _label(path, "name", raw.get("name"))
@@ -223,6 +226,12 @@ def load_study(path):
             _fail(path, f"pretrain.axes.{axis}.values", f"expected a non-empty list, got {values!r}")
         if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
             _fail(path, f"pretrain.axes.{axis}.values", f"repeated values in {values!r}")
+        folders = {}
+        for v in values:  # each value's runs go to a folder named after it: two values, one folder = one run
+            other = folders.setdefault(_value_name(v), v)
+            if other is not v:
+                _fail(path, f"pretrain.axes.{axis}.values", f"values {other!r} and {v!r} map to the same run folder "
+                      f"name {_value_name(v)!r}; rename one (e.g. a file) so that their runs stay apart")
         axes[axis] = {"key": key, "values": list(values)}
     sweep = pre.get("sweep", "product")
     if sweep not in SWEEPS:

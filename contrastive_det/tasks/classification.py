@@ -20,6 +20,7 @@ from ..data.classification_loader import (
     build_classification_test_loader,
     build_classification_train_loader,
     check_labels,
+    check_test_pipeline,
     dataset_metric,
     describe_test_transform,
     labelled_dicts,
@@ -28,7 +29,7 @@ from ..data.classification_loader import (
 from ..data.fingerprint import dataset_fingerprint
 from ..engine.task import TASK_REGISTRY, Task
 from ..evaluation import ClassificationEvaluator, FeatureCache, FeatureProbeEvaluator, weights_digest
-from ..evaluation.logistic import LBFGS_DTYPES, regularisation_grid
+from ..evaluation.logistic import check_lbfgs_settings, regularisation_grid
 from ..modeling.classifier import resolve_num_classes
 
 logger = logging.getLogger(__name__)
@@ -53,16 +54,13 @@ def check_classification_config(cfg):
             f"CLASSIFICATION.PROTOCOL {protocol} with MODEL.CLASSIFIER.HEAD {m.HEAD}: the core_tuning protocol and "
             "head go together"
         )
+    check_test_pipeline(cfg)
     if not c.LAYERS:
         raise ValueError("CLASSIFICATION.LAYERS is empty; name at least one of res2, res3, res4, res5")
     if protocol in ("linear_lbfgs", "layerwise"):
         regularisation_grid(c.LBFGS.REG_MIN, c.LBFGS.REG_MAX, c.LBFGS.NUM_REGS)  # raises naming the keys
-        if c.LBFGS.MAX_ITER < 1:
-            raise ValueError(f"CLASSIFICATION.LBFGS.MAX_ITER must be an integer >= 1, got {c.LBFGS.MAX_ITER}")
-        if not c.LBFGS.TOL > 0:
-            raise ValueError(f"CLASSIFICATION.LBFGS.TOL must be a positive number, got {c.LBFGS.TOL}")
-        if c.LBFGS.DTYPE not in LBFGS_DTYPES:
-            raise ValueError(f"CLASSIFICATION.LBFGS.DTYPE must be one of {', '.join(LBFGS_DTYPES)}, got {c.LBFGS.DTYPE!r}")
+    if protocol in FEATURE_PROTOCOLS:  # the few-shot episodes' logistic fits take MAX_ITER and TOL too
+        check_lbfgs_settings(c.LBFGS.MAX_ITER, c.LBFGS.TOL, c.LBFGS.DTYPE)
     if protocol == "few_shot":
         f = c.FEW_SHOT
         if f.WAYS < 2 or not f.SHOTS or min(f.SHOTS) < 1 or f.QUERIES < 1 or f.EPISODES < 1:

@@ -19,6 +19,7 @@ PUBLISHED = {
         "SOLVER.WEIGHT_DECAY": 0.0, "SOLVER.IMS_PER_BATCH": 256, "SOLVER.MAX_ITER": 500456,
         "SOLVER.STEPS": (300274, 400365), "SOLVER.GAMMA": 0.1, "INPUT.CLS.CROP_SIZE": 224,
         "INPUT.CLS.TEST_RESIZE": 256, "INPUT.CLS.CROP_SCALE": (0.08, 1.0), "INPUT.CLS.FLIP_PROB": 0.5,
+        "INPUT.CLS.TEST_PIPELINE": "resize_crop",  # resize 256, centre crop 224
     },
     "classification/linear_sgd/Base-Linear-SGD.yaml": {  # Islam et al.: non-affine BN before the linear layer
         "MODEL.CLASSIFIER.HEAD": "bn_linear", "MODEL.CLASSIFIER.FREEZE_TRUNK": True,
@@ -26,6 +27,7 @@ PUBLISHED = {
     "classification/linear_lbfgs/Base-Linear-LBFGS.yaml": {  # Kornblith et al. 2019
         "CLASSIFICATION.PROTOCOL": "linear_lbfgs", "CLASSIFICATION.LBFGS.REG_MIN": 1e-6,
         "CLASSIFICATION.LBFGS.REG_MAX": 1e5, "CLASSIFICATION.LBFGS.NUM_REGS": 45, "CLASSIFICATION.LAYERS": ("res5",),
+        "INPUT.CLS.TEST_PIPELINE": "ssl_transfer",  # ssl-transfer's linear.py: Resize(224, bicubic) + CenterCrop(224)
     },
     "classification/layerwise/Base-Layerwise.yaml": {
         "CLASSIFICATION.PROTOCOL": "layerwise", "CLASSIFICATION.LAYERS": ("res2", "res3", "res4", "res5"),
@@ -35,6 +37,7 @@ PUBLISHED = {
         "CLASSIFICATION.FEW_SHOT.WAYS": 5, "CLASSIFICATION.FEW_SHOT.SHOTS": (1, 5, 20),
         "CLASSIFICATION.FEW_SHOT.QUERIES": 15, "CLASSIFICATION.FEW_SHOT.EPISODES": 600,
         "CLASSIFICATION.FEW_SHOT.CLASSIFIER": "logistic", "CLASSIFICATION.FEW_SHOT.REG": 1.0,
+        "INPUT.CLS.TEST_PIPELINE": "islam",  # Islam et al.: square resize to int(1.15 * 224), centre crop 224
     },
     "classification/finetune/Base-Finetune.yaml": {  # Kornblith et al. / Islam et al.
         "MODEL.CLASSIFIER.FREEZE_TRUNK": False, "SOLVER.NESTEROV": True, "SOLVER.MOMENTUM": 0.9,

@@ -11,8 +11,20 @@ from contrastive_det.convert.resnet_keys import torchvision_to_detectron2
 from resnet_checkpoints import one_thread, random_resnet  # noqa: F401  (autouse fixture)
 
 
+def write_run_config(folder, fmt, mean, std, stride):
+    """The input keys of the config.yaml detectron2 writes into a run's OUTPUT_DIR."""
+    (folder / "config.yaml").write_text(
+        f"INPUT:\n  FORMAT: {fmt}\nMODEL:\n  PIXEL_MEAN: {mean}\n  PIXEL_STD: {std}\n"
+        f"  RESNETS:\n    STRIDE_IN_1X1: {str(stride).lower()}\n")
+
+
+def d2_model(state):
+    return LAYOUTS["detectron2"](state)
+
+
 def cfg_with(weights, depth=18, prefix=""):
     cfg = get_cfg()
+    cfg.MODEL.PIXEL_MEAN, cfg.MODEL.PIXEL_STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]  # the base config's
     cfg.MODEL.WEIGHTS = str(weights)
     cfg.MODEL.TV_RESNET.DEPTH = depth
     cfg.MODEL.WEIGHTS_PREFIX = prefix
@@ -35,6 +47,8 @@ def test_each_layout_lands_in_the_trunk_exactly(layout, tmp_path):
     state = random_resnet(18, seed=3)
     path = tmp_path / f"{layout}.pth"
     torch.save(LAYOUTS[layout](state), path)
+    if layout == "detectron2":  # a detectron2 run's folder: its config.yaml says how it was trained
+        write_run_config(tmp_path, fmt="RGB", mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], stride=False)
     out = tmp_path / "run"
     overrides = prepare_classifier_weights(cfg_with(path), str(out), log=lambda s: None)
     target = str(out / CLASSIFIER_WEIGHTS_FILE)
@@ -105,3 +119,56 @@ def test_two_resnets_need_a_prefix(tmp_path):
     overrides = prepare_classifier_weights(cfg_with(path, prefix="teacher."), str(tmp_path / "r"), log=lambda s: None)
     loaded = torch.load(overrides[1], weights_only=True)["model"]
     assert torch.equal(loaded["trunk.resnet.conv1.weight"], random_resnet(18, seed=2)["conv1.weight"])
+
+
+def test_a_detectron2_model_of_unknown_conventions_is_refused_unless_declared(tmp_path):
+    path = tmp_path / "alone" / "model_final.pth"
+    path.parent.mkdir()
+    torch.save(d2_model(random_resnet(18)), path)
+    with pytest.raises(ConversionError, match="input conventions cannot be told"):
+        prepare_classifier_weights(cfg_with(path), str(tmp_path / "run"), log=lambda s: None)
+    assert not (tmp_path / "run" / CLASSIFIER_WEIGHTS_FILE).exists()
+    cfg = cfg_with(path)
+    cfg.MODEL.CLASSIFIER.WEIGHTS_CONVENTIONS = "torchvision"
+    overrides = prepare_classifier_weights(cfg, str(tmp_path / "run"), log=lambda s: None)
+    assert overrides[0] == "MODEL.WEIGHTS" and len(overrides) == 4  # torchvision's conventions: nothing to change
+
+
+def test_msra_style_stride_in_the_1x1_conv_is_refused(tmp_path):
+    torch.save(d2_model(random_resnet(50)), tmp_path / "model_final.pth")
+    write_run_config(tmp_path, fmt="BGR", mean=[103.53, 116.28, 123.675], std=[1.0, 1.0, 1.0], stride=True)
+    with pytest.raises(ConversionError, match=r"stride in the first 1x1 conv.*STRIDE_IN_1X1 True, from .*config.yaml"):
+        prepare_classifier_weights(cfg_with(tmp_path / "model_final.pth", depth=50), str(tmp_path / "run"),
+                                   log=lambda s: None)
+    assert not (tmp_path / "run").exists()
+
+
+def test_bgr_weights_are_honoured_exactly_on_rgb_input(tmp_path):
+    """A BGR, Caffe2-normalised detectron2 model (stride in the 3x3): conv1 takes RGB once its input
+    channels are reversed, and the run normalises with the weights' own statistics."""
+    import torchvision
+
+    state = random_resnet(18, seed=5)
+    torch.save(d2_model(state), tmp_path / "model_final.pth")
+    bgr_mean, bgr_std = [103.53, 116.28, 123.675], [1.0, 1.0, 1.0]
+    write_run_config(tmp_path, fmt="BGR", mean=bgr_mean, std=bgr_std, stride=False)
+    lines = []
+    overrides = prepare_classifier_weights(cfg_with(tmp_path / "model_final.pth"), str(tmp_path / "run"), log=lines.append)
+    opts = dict(zip(overrides[4::2], overrides[5::2]))
+    assert opts == {"MODEL.PIXEL_STD": "[1.0, 1.0, 1.0]"}  # the mean reversed is torchvision's: unchanged
+    assert any("conv1's input channels reversed" in line for line in lines)
+    converted = torch.load(tmp_path / "run" / CLASSIFIER_WEIGHTS_FILE, weights_only=True)["model"]
+
+    def net(sd):
+        m = torchvision.models.resnet18(weights=None)
+        m.fc = torch.nn.Identity()
+        m.load_state_dict({k: v for k, v in sd.items() if not k.startswith("fc.")}, strict=False)
+        return m.eval()
+
+    rgb = torch.rand(2, 3, 40, 40) * 255
+    view = lambda v: torch.tensor(v).view(1, 3, 1, 1)  # noqa: E731
+    with torch.no_grad():
+        reference = net(state)((rgb.flip(1) - view(bgr_mean)) / view(bgr_std))  # as trained: BGR input
+        ours = net({k[len("trunk.resnet."):]: v for k, v in converted.items()})(
+            (rgb - view(bgr_mean[::-1])) / view(bgr_std[::-1]))
+    torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-4)

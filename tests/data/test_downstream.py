@@ -269,18 +269,18 @@ def test_deepweeds_labels_csv(tmp_path):
     assert len(splits["test"]) == 9
 
 
-def test_caltech101_keeps_30_per_class_for_trainval_and_drops_background(tmp_path):
+def test_caltech101_keeps_30_per_class_for_trainval_and_background_as_the_102nd_class(tmp_path):
+    """ssl-transfer's linear.py and VISSL's split script: 102 classes, BACKGROUND_Google included."""
     base = tmp_path / "caltech101" / "101_ObjectCategories"
-    for cls, n in (("Faces", 32), ("accordion", 31), ("ant", 33)):
+    for cls, n in (("Faces", 32), ("accordion", 31), ("ant", 33), ("BACKGROUND_Google", 31)):
         for i in range(1, n + 1):
             img(base / cls / f"image_{i:04d}.jpg")
-    img(base / "BACKGROUND_Google" / "image_0001.jpg")
     prefix = register("caltech101", tmp_path)
     splits = load(prefix)
-    assert check_contract(prefix, splits) == ["Faces", "accordion", "ant"]  # torchvision's order
-    assert counts(splits["trainval"]) == {0: 30, 1: 30, 2: 30}
-    assert counts(splits["test"]) == {0: 2, 1: 1, 2: 3}
-    assert counts(splits["val"]) == {0: 6, 1: 6, 2: 6}
+    assert check_contract(prefix, splits) == ["BACKGROUND_Google", "Faces", "accordion", "ant"]  # sorted folders
+    assert counts(splits["trainval"]) == {0: 30, 1: 30, 2: 30, 3: 30}
+    assert counts(splits["test"]) == {0: 1, 1: 2, 2: 1, 3: 3}
+    assert counts(splits["val"]) == {0: 6, 1: 6, 2: 6, 3: 6}
     assert MetadataCatalog.get(f"{prefix}_test").metric == "mean_per_class"
 
 

@@ -75,6 +75,16 @@ def test_missing_base_deeper_in_the_chain_names_that_file(tmp_path):
         load_config(Namespace(config_file=str(tmp_path / "a.yaml"), opts=[]))
 
 
+def test_a_key_given_twice_in_a_config_is_named_anywhere_in_the_chain(tmp_path):
+    """YAML keeps the last of two equal keys: a config whose SOLVER says BASE_LR twice must not run."""
+    (tmp_path / "a.yaml").write_text('_BASE_: "b.yaml"\nSOLVER:\n  MAX_ITER: 5\n')
+    (tmp_path / "b.yaml").write_text(f'_BASE_: "{TOY_CONFIG}"\nSOLVER:\n  BASE_LR: 0.1\n  STEPS: (3,)\n  BASE_LR: 0.01\n')
+    with pytest.raises(ValueError, match=r"b.yaml:5: key 'BASE_LR' is given twice in the same mapping \(first on line 3\)"):
+        load_config(Namespace(config_file=str(tmp_path / "a.yaml"), opts=[]))
+    (tmp_path / "b.yaml").write_text(f'_BASE_: "{TOY_CONFIG}"\nSOLVER:\n  BASE_LR: 0.1\n')
+    assert load_config(Namespace(config_file=str(tmp_path / "a.yaml"), opts=[])).SOLVER.BASE_LR == 0.1
+
+
 def test_readme_own_dataset_base_works_from_configs_my():
     # datasets/README.md suggests configs/my/<name>.yaml with a _BASE_ relative to that folder
     import os

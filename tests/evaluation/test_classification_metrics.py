@@ -1,5 +1,6 @@
 """evaluation/classification.py: the metrics by hand, and the evaluator."""
 
+import numpy as np
 import pytest
 import torch
 from sklearn.metrics import average_precision_score
@@ -85,15 +86,28 @@ def test_voc11_ignores_difficult_entries_and_classes_without_positives():
     assert voc11_map(scores, as_negative) < (PNPN_AP11 + 100.0) / 2 - 1.0
 
 
-def test_voc11_recall_threshold_is_exact():
+def test_voc11_recall_thresholds_are_the_devkits():
     # 10 positives: P P P (recall exactly 3/10, precision 1), then N N N, then 7 P.
-    # At t = 0.3 the best precision is 1 (rank 3); with t = np.arange(0, 1.1, 0.1)[3] =
-    # 0.30000000000000004 recall 0.3 would not count and t = 0.3 would get 10/13.
+    # The devkit's t = np.arange(0, 1.1, 0.1)[3] = 0.30000000000000004: recall 0.3 does not reach it,
+    # so t[3] gets the best precision at recall >= 0.4, max_k k/(k+3) for k = 4..10 = 10/13.
+    # (Exact decimals, t = 0.3, would give (4 + 7 * 10/13) / 11 instead.)
     ranked = [1, 1, 1, 0, 0, 0] + [1] * 7
     scores = torch.arange(len(ranked), 0, -1).double()[:, None]
     targets = torch.tensor(ranked)[:, None]
-    # t = 0, .1, .2, .3 -> 1; t = .4 .. 1 -> max_k k/(k+3) for k = 4..10 = 10/13
-    assert voc11_map(scores, targets) == pytest.approx((4 + 7 * 10 / 13) / 11 * 100)
+    assert voc11_map(scores, targets) == pytest.approx((3 + 8 * 10 / 13) / 11 * 100)
+    assert voc11_map(scores, targets) == pytest.approx(devkit_ap11(ranked) * 100)
+
+
+def devkit_ap11(ranked):
+    """A slow transcription of VOCevalcls's 11-point AP (MATLAB devkit) for one ranked class."""
+    tp = np.cumsum(ranked)
+    fp = np.cumsum([1 - r for r in ranked])
+    rec, prec = tp / sum(ranked), tp / (tp + fp)
+    ap = 0.0
+    for t in np.arange(0, 1.1, 0.1):
+        p = prec[rec >= t].max() if (rec >= t).any() else 0.0
+        ap += p / 11
+    return ap
 
 
 def test_voc11_errors():

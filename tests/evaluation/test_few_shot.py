@@ -66,7 +66,7 @@ def test_parameter_errors():
     with pytest.raises(ValueError, match="integer class ids"):
         sample_episodes(LABELS.astype(float), ways=5, shots=1, queries=1, episodes=1, seed=0)
     episodes = sample_episodes(LABELS, ways=2, shots=1, queries=1, episodes=1, seed=0)
-    with pytest.raises(ValueError, match="unknown few-shot classifier 'svm'; known: logistic, centroid"):
+    with pytest.raises(ValueError, match="unknown few-shot classifier 'svm'; known: logistic, centroid, protonet"):
         episode_accuracies(torch.randn(80, 4), episodes, classifier="svm")
     with pytest.raises(ValueError, match="at least one episode"):
         episode_accuracies(torch.randn(80, 4), [])
@@ -79,7 +79,7 @@ def separable_features(labels, dim=16, seed=0):
     return torch.tensor(x, dtype=torch.float32)
 
 
-@pytest.mark.parametrize("classifier", ["centroid", "logistic"])
+@pytest.mark.parametrize("classifier", ["centroid", "logistic", "protonet"])
 def test_separable_case_is_perfect(classifier):
     episodes = sample_episodes(LABELS, ways=5, shots=1, queries=5, episodes=10, seed=0)
     accs = episode_accuracies(separable_features(LABELS), episodes, classifier=classifier, progress=False)
@@ -95,6 +95,17 @@ def test_centroid_by_hand():
     feats = torch.tensor([[2.0, 0.0], [5.0, 0.0], [2.4, 1.8], [-0.8, 0.6], [0.6, 0.8], [-1.0, 0.1]])
     ep = Episode(np.array([0, 1, 2, 3]), np.array([0, 0, 1, 1]), np.array([4, 5]), np.array([1, 0]))
     assert episode_accuracies(feats, [ep], classifier="centroid", progress=False).tolist() == [50.0]
+
+
+def test_protonet_by_hand_differs_from_the_cosine_centroid():
+    # 2-way 2-shot, raw support means: class 0 ((2,0) + (5,0)) / 2 = (3.5, 0); class 1
+    # ((2.4,1.8) + (-.8,.6)) / 2 = (.8, 1.2). Query (.6,.8), label 1: squared distances 9.05 vs .2 ->
+    # right. Query (.8, 0), label 0: 7.29 vs 1.44 -> class 1, wrong: 50%. The cosine centroid puts
+    # (.8, 0) on class 0's direction (1, 0): right, 100%.
+    feats = torch.tensor([[2.0, 0.0], [5.0, 0.0], [2.4, 1.8], [-0.8, 0.6], [0.6, 0.8], [0.8, 0.0]])
+    ep = Episode(np.array([0, 1, 2, 3]), np.array([0, 0, 1, 1]), np.array([4, 5]), np.array([1, 0]))
+    assert episode_accuracies(feats, [ep], classifier="protonet", progress=False).tolist() == [50.0]
+    assert episode_accuracies(feats, [ep], classifier="centroid", progress=False).tolist() == [100.0]
 
 
 def test_features_are_l2_normalised_first():

@@ -199,6 +199,24 @@ def test_few_shot_equals_the_episode_functions():
     assert_plain_floats(result)
 
 
+def test_few_shot_fits_take_the_lbfgs_tolerance_and_cap(monkeypatch):
+    """CLASSIFICATION.LBFGS.TOL / MAX_ITER reach every episode's fit (no hidden 1e-6)."""
+    from contrastive_det.evaluation import few_shot
+
+    seen = []
+    real = few_shot.fit_logistic
+
+    def recording(*args, **kwargs):
+        seen.append((kwargs.get("tol"), kwargs.get("max_iter")))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(few_shot, "fit_logistic", recording)
+    ev = new_evaluator("few_shot", few_shot={"ways": 3, "shots": [1], "queries": 2, "episodes": 3}, tol=0.003, max_iter=17)
+    feed(ev, dicts(make_data(), splits=("test",)))
+    ev.evaluate()
+    assert seen == [(0.003, 17)] * 3
+
+
 def test_few_shot_checks_every_setting_before_fitting(monkeypatch):
     data = make_data()  # 10 test images per class
     ev = new_evaluator("few_shot", few_shot={"ways": 3, "shots": [1, 20], "queries": 2, "episodes": 2})

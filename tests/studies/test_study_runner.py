@@ -160,12 +160,25 @@ def test_opt_values_as_yacs_reads_them():
     ({"transfer.runs": {"det": {"config": "configs/toy/digits_R_50_FPN.yaml", "seeds": [1, 1]}}},
      "transfer.runs.det.seeds: repeated seeds"),
     ({"pretrain.methods": {"random-init": {"config": "configs/toy/pretrain_simclr_R18.yaml"}}}, "baseline row"),
+    ({"pretrain.axes": {"map": {"key": "DATASETS.PRETRAIN.LABEL_MAP", "values": ["a/coarse.yaml", "b/coarse.yaml"]}}},
+     "values 'a/coarse.yaml' and 'b/coarse.yaml' map to the same run folder name 'coarse'"),
+    ({"pretrain.axes": {"q": {"key": "INPUT.CORRUPTION.JPEG_QUALITY", "values": ["a b", "a_b"]}}},
+     "map to the same run folder name 'a_b'"),
 ])
 def test_bad_study_files_name_the_file_and_key(tmp_path, overrides, message):
     path = write_study(tmp_path / "s.yaml", **overrides)
     with pytest.raises(StudyError, match=message) as e:
         load_study(path)
     assert str(path) in str(e.value)
+
+
+def test_a_key_given_twice_in_a_study_file_is_named(tmp_path):
+    path = write_study(tmp_path / "s.yaml")
+    text = path.read_text().replace("  seeds:\n  - 0\n", "  seeds:\n  - 0\n  seeds:\n  - 1\n", 1)
+    assert text != path.read_text()
+    path.write_text(text)
+    with pytest.raises(StudyError, match=rf"{path}:\d+: key 'seeds' is given twice in the same mapping \(first on line \d+\)"):
+        load_study(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,6 +282,23 @@ def test_a_run_killed_with_a_checkpoint_continues_with_resume(tmp_path):
     assert argv[1] == "--resume"
     # a run that never started (no checkpoint) starts afresh
     assert "--resume" not in dict(ex.started)["transfer/lbfgs/supcon/seed0"]
+
+
+def test_a_checkpoint_of_another_digest_is_never_resumed(tmp_path):
+    """The run's state says another digest (its config changed): it starts afresh and the stale tag goes."""
+    study = small_study(tmp_path)
+    runs = expand(study)
+    run_study(study, WritingExecutor(runs, fail={"pretrain/supcon/seed0"}), log=lambda line: None)
+    state = StudyState(study.output_dir, "")
+    state.set("pretrain/supcon/seed0", status="running", digest="0" * 64)  # killed under an older version
+    pre = {r.id: r for r in runs}["pretrain/supcon/seed0"]
+    tag = os.path.join(pre.out_dir, "last_checkpoint")
+    open(tag, "w").write("model_0000002.pth")
+    ex, lines = WritingExecutor(runs), []
+    run_study(study, ex, log=lines.append)
+    assert "--resume" not in dict(ex.started)["pretrain/supcon/seed0"]
+    assert not os.path.exists(tag)
+    assert any("checkpoint of an earlier version of the run; starting afresh" in line for line in lines)
 
 
 def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path):

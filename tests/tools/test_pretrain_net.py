@@ -78,6 +78,49 @@ def test_export_from_any_checkpoint(mini_crops, toy_root, tmp_path):
     early = torch.load(target, weights_only=True)["state_dict"]
     ckpt = torch.load(out / "model_0000000.pth", map_location="cpu", weights_only=False)["model"]
     torch.testing.assert_close(early["conv1.weight"], ckpt["encoder.resnet.conv1.weight"])
+    # a checkpoint of another model (SimCLR's into MoCo v2's config) is refused, not half loaded
+    refused = tmp_path / "refused.pth"
+    proc = run_cli("pretrain_net.py", ["--config-file", config("mocov2"), "--export-from", str(out / "model_final.pth"),
+                                       "--export-to", str(refused), *fast_opts(mini_crops, tmp_path / "y")], toy_root,
+                   check=False)
+    assert proc.returncode != 0 and not refused.exists()
+    assert f"Checkpoint {out / 'model_final.pth'} does not fit the config's model (MoCoV2" in proc.stdout + proc.stderr
+
+
+def test_pretraining_starts_from_a_resnet_of_any_layout_in_every_encoder(mini_crops, toy_root, tmp_path):
+    """MODEL.WEIGHTS of a pretraining run: a MoCo-layout ResNet-18 fills the query and the momentum encoder."""
+    import argparse
+
+    import torchvision
+
+    from contrastive_det.engine.defaults import load_config
+    from contrastive_det.tasks.pretrain import prepare_pretraining_weights
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(weights=None)
+    source = tmp_path / "moco_r18.pth.tar"
+    torch.save({"state_dict": {f"module.encoder_q.{k}": v for k, v in net.state_dict().items() if not k.startswith("fc.")}},
+               source)
+    args = argparse.Namespace(config_file=config("mocov2"), opts=[*fast_opts(mini_crops, tmp_path / "o"),
+                                                                  "MODEL.WEIGHTS", str(source)])
+    cfg = load_config(args)
+    overrides = prepare_pretraining_weights(cfg, str(tmp_path / "o"), log=lambda line: None)
+    assert overrides[:1] == ["MODEL.WEIGHTS"] and overrides[3] == str(source)
+    model = torch.load(overrides[1], weights_only=True)["model"]
+    prefixes = sorted({k[: -len("conv1.weight")] for k in model if k.endswith("resnet.conv1.weight")})
+    assert len(prefixes) == 2  # the query and the momentum encoder
+    for prefix in prefixes:
+        for k, v in net.state_dict().items():
+            if not k.startswith("fc."):
+                assert torch.equal(model[prefix + k], v), prefix + k
+    # a file that holds no ResNet stops the run before training, naming it
+    bad = tmp_path / "mobilenet.pth"
+    torch.save(torchvision.models.mobilenet_v2(weights=None).state_dict(), bad)
+    out = tmp_path / "bad"
+    proc = run_cli("pretrain_net.py", ["--config-file", config("simclr"), *fast_opts(mini_crops, out),
+                                       "MODEL.WEIGHTS", str(bad)], toy_root, check=False)
+    assert proc.returncode != 0 and str(bad) in proc.stdout + proc.stderr
+    assert not (out / "metrics.json").exists() and not (out / "model_final.pth").exists()
 
 
 def test_empty_and_unreadable_image_folders(mini_crops, toy_root, tmp_path):

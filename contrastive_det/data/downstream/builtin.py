@@ -275,8 +275,8 @@ def _sets():
         ),
         DownstreamSet(
             "caltech101", "Caltech-101", ("caltech101",),
-            "caltech101/101_ObjectCategories/<class>/image_<nnnn>.jpg (torchvision's Caltech101; BACKGROUND_Google "
-            "is not a class)",
+            "caltech101/101_ObjectCategories/<class>/image_<nnnn>.jpg (torchvision's Caltech101 files; 102 classes, "
+            "BACKGROUND_Google is one, as in ssl-transfer and VISSL)",
             ("101_ObjectCategories/",), _ALL, R.read_caltech101, R.caltech101_classes,
             test_held_out=keep_per_class_held_out(30), metric="mean_per_class",
             source="https://data.caltech.edu/records/mzrjq-6wc02; torchvision.datasets.Caltech101", papers=KORNBLITH,

@@ -129,12 +129,11 @@ def read_sketch(root, split, classes):
     return read_class_folders(root, classes)
 
 
-CALTECH101_EXCLUDED = ("BACKGROUND_Google",)
-
-
 def caltech101_classes(root):
-    """Sorted folder names (Python's order: upper case first) minus BACKGROUND_Google, as torchvision."""
-    return class_folder_names(os.path.join(root, "101_ObjectCategories"), exclude=CALTECH101_EXCLUDED)
+    """The 102 sorted folder names (Python's order: upper case first), ``BACKGROUND_Google`` included:
+    the class list of ssl-transfer's ``linear.py`` (102 classes) and of VISSL's split script, whose
+    numbers the Kornblith et al. protocol is compared with (torchvision's loader drops it: 101)."""
+    return class_folder_names(os.path.join(root, "101_ObjectCategories"))
 
 
 def read_caltech101(root, split, classes):
