@@ -272,18 +272,27 @@ class ClassificationTask(Task):
         return list(dict.fromkeys(names))
 
     @classmethod
+    def training_dicts(cls, cfg):
+        """What the SGD protocols train on: the training split alone with ``EVAL_ON_VAL`` (model
+        selection), else train + val (the final training, tested on ``DATASETS.TEST``)."""
+        train, val = train_val_dicts(cfg)
+        return train if cfg.CLASSIFICATION.EVAL_ON_VAL else train + val
+
+    @classmethod
+    def evaluation_dicts(cls, cfg, dataset_name):
+        """What the SGD protocols are scored on: the validation split with ``EVAL_ON_VAL``, else ``dataset_name``."""
+        return train_val_dicts(cfg)[1] if cfg.CLASSIFICATION.EVAL_ON_VAL else labelled_dicts(cfg, dataset_name)
+
+    @classmethod
     def build_train_loader(cls, cfg):
         if not cls.trains(cfg):
             raise ValueError(f"CLASSIFICATION.PROTOCOL {cfg.CLASSIFICATION.PROTOCOL} is fitted on features, not trained")
-        train, val = train_val_dicts(cfg)
-        if not cfg.CLASSIFICATION.EVAL_ON_VAL:
-            train = train + val  # final training on train+val; test on DATASETS.TEST
-        return build_classification_train_loader(cfg, train, resolve_num_classes(cfg))
+        return build_classification_train_loader(cfg, cls.training_dicts(cfg), resolve_num_classes(cfg))
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
         if cls.trains(cfg):
-            dicts = train_val_dicts(cfg)[1] if cfg.CLASSIFICATION.EVAL_ON_VAL else labelled_dicts(cfg, dataset_name)
+            dicts = cls.evaluation_dicts(cfg, dataset_name)
             check_labels(dicts, resolve_num_classes(cfg), dataset_name)
             return build_classification_test_loader(cfg, dicts)
         plan = plan_probe(cfg, dataset_name)

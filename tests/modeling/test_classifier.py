@@ -104,11 +104,21 @@ def test_multi_label_loss_ignores_difficult_entries():
 
 
 def test_core_tuning_head_returns_both_losses():
+    from contrastive_det.modeling.core_tuning import CoreTuningHead
+
     torch.manual_seed(0)
     model = Classifier(make_cfg("core_tuning"))
+    assert isinstance(model.head, CoreTuningHead) and model.head.classifier.bias is None  # bias-free, as the authors'
+    torch.manual_seed(1)
     losses = model(batch(8))
     assert set(losses) == {"loss_cls", "loss_con"} and all(torch.isfinite(v) for v in losses.values())
-    assert model.head.classifier.bias is None if hasattr(model.head, "classifier") else True
+    # loss_con is ETA (0.1) x the focal SupCon term: the same draws with ETA 1 give 10x
+    model.head.eta = 1.0
+    torch.manual_seed(1)
+    unscaled = model(batch(8))
+    torch.testing.assert_close(losses["loss_con"] * 10, unscaled["loss_con"])
+    torch.testing.assert_close(losses["loss_cls"], unscaled["loss_cls"])
+    assert losses["loss_cls"] > 0 and unscaled["loss_con"] > 0
 
 
 def test_unknown_head_is_refused():
