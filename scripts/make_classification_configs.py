@@ -38,7 +38,7 @@ PROTOCOLS = {
     "finetune": ("Base-Finetune.yaml", None, 64, "all"),
     "core_tuning": ("Base-Core-Tuning.yaml", 100, 256, "all"),
 }
-FINETUNE_STEPS = 20000  # Kornblith et al. 2019: 20,000 fine-tuning steps, cosine
+FINETUNE_STEPS = 5000  # ssl-transfer's finetune.py: 5,000 steps at batch 64, cosine
 
 
 def render(protocol, spec):
@@ -57,7 +57,7 @@ def render(protocol, spec):
     if protocol == "few_shot" and k in FEW_SHOT_SHOTS:
         lines.append(f"  FEW_SHOT:\n    SHOTS: {tuple(FEW_SHOT_SHOTS[k])}")
     if protocol == "finetune":
-        lines += ["SOLVER:", f"  MAX_ITER: {FINETUNE_STEPS}  # Kornblith et al.'s 20,000 steps"]
+        lines += ["SOLVER:", f"  MAX_ITER: {FINETUNE_STEPS}  # ssl-transfer's finetune.py: 5,000 steps at batch 64"]
     elif epochs:
         iters = max(1, round(epochs * TRAINVAL_IMAGES[k] / batch))
         lines += ["SOLVER:", f"  MAX_ITER: {iters}  # {epochs} epochs of {TRAINVAL_IMAGES[k]} train+val images at batch {batch}"]

@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """
 Fine-tuning with the learning rate and weight decay chosen on the validation split (Kornblith et
-al. 2019): runs tools/train_net.py once per point of CLASSIFICATION.FINETUNE_GRID (trained on the
-training split, scored on the validation split), then the best point on train+val, tested once.
+al. 2019, with ssl-transfer's finetune.py grid): runs tools/train_net.py once per point of
+CLASSIFICATION.FINETUNE_GRID (trained on the training split, scored on the validation split; weight
+decay WEIGHT_DECAYS / BASE_LR with WD_OVER_LR), then the best point on train+val, tested once.
 
     tools/finetune_sweep.py --config-file configs/toy/cls_finetune_R18.yaml \\
         MODEL.WEIGHTS output/pretrain_simclr_R18/backbone.pth OUTPUT_DIR output/sweep_simclr
@@ -38,7 +39,7 @@ def main():
     opts = [x for i in range(0, len(args.opts), 2) if args.opts[i] != "OUTPUT_DIR" for x in args.opts[i:i + 2]]
     train_net = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_net.py")
     record = run_sweep(train_net, args.config_file, cfg.OUTPUT_DIR, list(grid.BASE_LRS), list(grid.WEIGHT_DECAYS),
-                       launch_args=launch_args(args), opts=opts)
+                       launch_args=launch_args(args), opts=opts, wd_over_lr=bool(grid.WD_OVER_LR))
     print(f"sweep: {os.path.join(cfg.OUTPUT_DIR, 'sweep.json')}")
     return record
 

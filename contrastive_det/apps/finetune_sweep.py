@@ -27,18 +27,23 @@ def _value(x):
     return repr(float(x))
 
 
-def grid_points(lrs, wds):
-    """(lr, wd) pairs in grid order; an empty axis raises naming its config key."""
+def grid_points(lrs, wds, wd_over_lr=False):
+    """
+    ``(lr, grid wd, applied weight decay)`` triples in grid order (each lr, then each wd); the
+    applied weight decay is ``wd / lr`` with ``wd_over_lr`` (``FINETUNE_GRID.WD_OVER_LR``, as
+    ssl-transfer's finetune.py), else ``wd``. An empty axis raises naming its config key.
+    """
     if not lrs:
         raise ValueError("CLASSIFICATION.FINETUNE_GRID.BASE_LRS is empty")
     if not wds:
         raise ValueError("CLASSIFICATION.FINETUNE_GRID.WEIGHT_DECAYS is empty")
     if any(x <= 0 for x in lrs) or any(x < 0 for x in wds):
         raise ValueError(f"FINETUNE_GRID needs BASE_LRS > 0 and WEIGHT_DECAYS >= 0, got {list(lrs)} and {list(wds)}")
-    return [(float(lr), float(wd)) for lr in lrs for wd in wds]
+    return [(float(lr), float(wd), float(wd) / float(lr) if wd_over_lr else float(wd)) for lr in lrs for wd in wds]
 
 
 def point_dir(output_dir, lr, wd):
+    """The folder of grid point (lr, grid wd)."""
     return os.path.join(output_dir, "grid", f"lr{_fmt(lr)}_wd{_fmt(wd)}")
 
 
@@ -65,7 +70,7 @@ def choose(scores):
     return best
 
 
-def run_sweep(train_net, config_file, output_dir, lrs, wds, launch_args=(), opts=(), log=print):
+def run_sweep(train_net, config_file, output_dir, lrs, wds, launch_args=(), opts=(), log=print, wd_over_lr=False):
     """
     Run the grid, choose, retrain on train+val. Returns the sweep record (also written to
     ``output_dir/sweep.json``, atomically, after every grid point).
@@ -74,10 +79,11 @@ def run_sweep(train_net, config_file, output_dir, lrs, wds, launch_args=(), opts
         train_net (str): path of tools/train_net.py.
         config_file (str): a fine-tuning config (CLASSIFICATION.PROTOCOL finetune or core_tuning).
         lrs, wds: the grid axes.
+        wd_over_lr: train each point with weight decay ``wd / lr`` (see :func:`grid_points`).
         launch_args: train_net options before the overrides (e.g. ["--num-gpus", "8", "--num-seeds", "3"]).
         opts: KEY VALUE overrides for every run.
     """
-    points = grid_points(lrs, wds)
+    points = grid_points(lrs, wds, wd_over_lr)
     record = {"config_file": config_file, "grid": [], "chosen": None, "final": None}
     path = os.path.join(output_dir, SWEEP_FILE)
 
@@ -88,8 +94,8 @@ def run_sweep(train_net, config_file, output_dir, lrs, wds, launch_args=(), opts
             raise RuntimeError(f"finetune sweep: run failed: {' '.join(argv[1:])}")
 
     scores = []
-    for i, (lr, wd) in enumerate(points):
-        run_dir = point_dir(output_dir, lr, wd)
+    for i, (lr, grid_wd, wd) in enumerate(points):
+        run_dir = point_dir(output_dir, lr, grid_wd)
         settings = ["SOLVER.BASE_LR", _value(lr), "SOLVER.WEIGHT_DECAY", _value(wd)]
         score = read_score(run_dir) if _same_settings(run_dir, settings, opts) else None
         if score is None:
@@ -99,7 +105,8 @@ def run_sweep(train_net, config_file, output_dir, lrs, wds, launch_args=(), opts
         else:
             log(f"grid point {i + 1}/{len(points)} lr {_fmt(lr)} wd {_fmt(wd)}: done before, validation {score:.2f}")
         scores.append(((lr, wd), score))
-        record["grid"].append({"base_lr": lr, "weight_decay": wd, "val_score": score, "output_dir": run_dir})
+        record["grid"].append({"base_lr": lr, "grid_weight_decay": grid_wd, "weight_decay": wd, "val_score": score,
+                               "output_dir": run_dir})
         atomic_write_json(path, record)
     (lr, wd), best = choose(scores)
     record["chosen"] = {"base_lr": lr, "weight_decay": wd, "val_score": best}

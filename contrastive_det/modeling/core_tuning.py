@@ -35,6 +35,7 @@ is normalised per anchor by the number of contrast entries (their ``.mean(1)``),
 their eta (0.1 in their README) was tuned with (``con_normalization``).
 """
 import torch
+from detectron2.utils import comm
 from torch import nn
 from torch.nn import functional as F
 
@@ -45,6 +46,7 @@ from ..losses.core_tuning import (
     soft_label_ids,
     soft_target_cross_entropy,
 )
+from .distributed import gather_no_grad, gather_with_grad
 from .heads import ProjectionMLP
 
 __all__ = ["CoreTuningHead", "sample_mix_weights"]
@@ -92,6 +94,13 @@ class CoreTuningHead(nn.Module):
        with identical soft targets (``soft_label_ids``).
 
     In eval mode, or without labels, it returns the classifier's logits.
+
+    With several processes the batch is the global one: features and labels are gathered from
+    every process (gradients flow back to each process's rows), the draws of the main process are
+    used everywhere, and every process computes the same losses; with DDP averaging the parameter
+    gradients, a run on W processes of N images equals one process on the W*N images. (The
+    authors' code mixes within each GPU's share of the batch; that would make the result depend on
+    the number of processes.)
 
     Reference: Zhang et al., "Unleashing the Power of Contrastive Self-Supervised Visual Models via
     Contrast-Regularized Fine-Tuning", NeurIPS 2021. See the module docstring for where this
@@ -170,13 +179,21 @@ class CoreTuningHead(nn.Module):
             raise ValueError(f"CoreTuningHead expects features NxD, got shape {tuple(features.shape)}")
         if not self.training or labels is None:
             return self.classifier(features)  # NxC
-        n, device = features.shape[0], features.device
+        device = features.device
         labels = labels.reshape(-1).to(device)
-        if labels.numel() != n:
-            raise ValueError(f"CoreTuningHead: {labels.numel()} labels for {n} features")
-        perm = torch.randperm(n).to(device)  # N, CPU global RNG
-        shuffled_weight = sample_mix_weights(n, self.alpha, self.min_shuffled_weight, device=device)  # N
-        positive_weight = sample_mix_weights(n, self.alpha, 0.0, device=device)  # N
+        if labels.numel() != features.shape[0]:
+            raise ValueError(f"CoreTuningHead: {labels.numel()} labels for {features.shape[0]} features")
+        # the global batch: with W processes, mining and both terms run over all W*N rows on every
+        # process (gradients flow back to each process's rows), as one process on the whole batch
+        features = gather_with_grad(features)  # features: (W*N)xD
+        labels = gather_no_grad(labels)  # labels: W*N
+        n = features.shape[0]
+        perm = torch.randperm(n).to(device)  # W*N, CPU global RNG
+        shuffled_weight = sample_mix_weights(n, self.alpha, self.min_shuffled_weight, device=device)  # W*N
+        positive_weight = sample_mix_weights(n, self.alpha, 0.0, device=device)  # W*N
+        if comm.get_world_size() > 1:  # every process mixes with the main process's draws
+            for drawn in (perm, shuffled_weight, positive_weight):
+                torch.distributed.broadcast(drawn, src=0)
         feats, targets = core_tuning_mixup(
             features, labels, self.num_classes, perm, shuffled_weight, positive_weight
         )  # feats: 3NxD, targets: 3NxC

@@ -39,12 +39,14 @@ PUBLISHED = {
         "CLASSIFICATION.FEW_SHOT.CLASSIFIER": "logistic", "CLASSIFICATION.FEW_SHOT.REG": 1.0,
         "INPUT.CLS.TEST_PIPELINE": "islam",  # Islam et al.: square resize to int(1.15 * 224), centre crop 224
     },
-    "classification/finetune/Base-Finetune.yaml": {  # Kornblith et al. / Islam et al.
+    "classification/finetune/Base-Finetune.yaml": {  # ssl-transfer's finetune.py
         "MODEL.CLASSIFIER.FREEZE_TRUNK": False, "SOLVER.NESTEROV": True, "SOLVER.MOMENTUM": 0.9,
-        "SOLVER.IMS_PER_BATCH": 64, "SOLVER.LR_SCHEDULER_NAME": "WarmupCosineLR",
-        "CLASSIFICATION.FINETUNE_GRID.BASE_LRS": (1e-4, 3.16e-4, 1e-3, 3.16e-3, 1e-2, 3.16e-2, 1e-1),
-        "CLASSIFICATION.FINETUNE_GRID.WEIGHT_DECAYS": (0.0, 1e-6, 3.16e-6, 1e-5, 3.16e-5, 1e-4, 3.16e-4, 1e-3),
+        "SOLVER.IMS_PER_BATCH": 64, "SOLVER.LR_SCHEDULER_NAME": "WarmupCosineLR", "SOLVER.WARMUP_ITERS": 0,
+        "CLASSIFICATION.FINETUNE_GRID.BASE_LRS": (0.1, 0.01, 0.001, 0.0001),  # logspace(-4, -1, 4), descending
+        "CLASSIFICATION.FINETUNE_GRID.WEIGHT_DECAYS": (0.0, 1e-6, 1e-5, 1e-4, 1e-3),  # 0 + logspace(-6, -3, 4)
+        "CLASSIFICATION.FINETUNE_GRID.WD_OVER_LR": True, "INPUT.CLS.TEST_PIPELINE": "ssl_transfer",
     },
+    "classification/finetune/cifar10.yaml": {"SOLVER.MAX_ITER": 5000},  # ssl-transfer's --steps default
     "classification/core_tuning/Base-Core-Tuning.yaml": {  # Zhang et al. 2021, their README/code
         "MODEL.CLASSIFIER.HEAD": "core_tuning", "CLASSIFICATION.CORE_TUNING.ETA": 0.1,
         "CLASSIFICATION.CORE_TUNING.ALPHA": 1.0, "CLASSIFICATION.CORE_TUNING.TEMPERATURE": 0.07,

@@ -711,3 +711,57 @@ def test_preflight_scan_checks_array_containers(tmp_path):
                     progress=False)
     assert [f for f, _ in err.value.bad] == [str(good), str(bad)]
     assert "IndexError" in err.value.bad[0][1]
+
+
+# ----------------------------------------------------------------------------------------------
+# Islam et al.'s own 70/30 splits
+# ----------------------------------------------------------------------------------------------
+def reference_partial_split(labels, fraction=0.7, seed=0):
+    """A transcription of Islam et al.'s create_partial_data on the {label: [dataset indices]} their
+    loader builds by walking the dataset in index order (ours: written here from their description)."""
+    data_dict = {}
+    for i, label in enumerate(labels):
+        data_dict.setdefault(label, []).append(i)
+    random_state = np.random.RandomState(seed)
+    train, test = [], []
+    for k in data_dict:
+        indices = data_dict[k]
+        n_train = int(fraction * len(indices))
+        random_state.shuffle(indices)
+        train += indices[:n_train]
+        test += indices[n_train:]
+    return sorted(train), sorted(test)
+
+
+def test_islam_partial_split_draws_what_their_code_draws():
+    from contrastive_det.data.downstream.splits import islam_partial_split
+
+    rng = np.random.default_rng(3)
+    labels = [int(x) for x in rng.integers(0, 5, size=137)]  # CSV-like: labels interleaved, class 3 first
+    labels[0] = 3
+    dicts = [{"image_id": f"img{i:03d}", "label": y, "file_name": f"/x/{i}.jpg"} for i, y in enumerate(labels)]
+    train, test = islam_partial_split(dicts)
+    ref_train, ref_test = reference_partial_split(labels)
+    assert sorted(int(d["image_id"][3:]) for d in train) == ref_train
+    assert sorted(int(d["image_id"][3:]) for d in test) == ref_test
+    for c in range(5):  # floor(0.7 n) per class
+        n = labels.count(c)
+        assert sum(d["label"] == c for d in train) == int(0.7 * n)
+    # the order of the classes matters (one generator for all): sorted labels give another split
+    resorted = sorted(dicts, key=lambda d: (d["label"], d["image_id"]))
+    assert {d["image_id"] for d in islam_partial_split(resorted)[0]} != {d["image_id"] for d in train}
+
+
+def test_eurosat_registers_islams_splits(tmp_path):
+    for c, cls in enumerate(EUROSAT_CLASSES):
+        for i in range(10 + c):
+            img(tmp_path / "eurosat" / "2750" / cls / f"{cls}_{i}.jpg")
+    prefix = register("eurosat", tmp_path, tag="islam")
+    train, test = DatasetCatalog.get(f"{prefix}_islam_train"), DatasetCatalog.get(f"{prefix}_islam_test")
+    assert counts(train) == {c: int(0.7 * (10 + c)) for c in range(10)}
+    assert ids(train).isdisjoint(ids(test)) and len(train) + len(test) == sum(10 + c for c in range(10))
+    ordered = [int(d["label"]) for d in sorted(train + test, key=lambda d: (d["label"], d["file_name"]))]
+    ref_train, _ = reference_partial_split(ordered)  # the reference walks sorted class folders and files
+    walk = sorted(train + test, key=lambda d: (d["label"], d["file_name"]))
+    assert {walk[i]["image_id"] for i in ref_train} == ids(train)
+    assert "Islam et al.'s" in MetadataCatalog.get(f"{prefix}_islam_train").split_rule

@@ -9,7 +9,12 @@ from test_train_net_classification import config, mini_textured, opts  # noqa: F
 
 
 def test_grid_and_choice_rules():
-    assert grid_points([0.1, 0.01], [0.0]) == [(0.1, 0.0), (0.01, 0.0)]
+    assert grid_points([0.1, 0.01], [0.0]) == [(0.1, 0.0, 0.0), (0.01, 0.0, 0.0)]
+    # ssl-transfer's finetune.py: the weight decay trained with is the grid's divided by the learning rate
+    points = grid_points([0.1, 0.01], [0.0, 1e-4], wd_over_lr=True)
+    expected = [(0.1, 0.0, 0.0), (0.1, 1e-4, 1e-3), (0.01, 0.0, 0.0), (0.01, 1e-4, 1e-2)]
+    assert [p[:2] for p in points] == [e[:2] for e in expected]
+    assert [p[2] for p in points] == pytest.approx([e[2] for e in expected])
     with pytest.raises(ValueError, match="BASE_LRS"):
         grid_points([], [0.0])
     with pytest.raises(ValueError, match="WEIGHT_DECAYS"):

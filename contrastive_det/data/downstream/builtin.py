@@ -42,15 +42,21 @@ from .meta import (
     VOC_CLASSES,
 )
 from .splits import (
+    ISLAM_TRAIN_FRACTION,
     SPLIT_SEED,
     TEST_FRACTION,
     VAL_FRACTION,
     fraction_held_out,
+    islam_partial_split,
     keep_per_class_held_out,
     stratified_holdout,
 )
 
 SPLITS = ("train", "val", "trainval", "test", "all")  # all = trainval + test (few-shot episodes)
+# Sets Islam et al. split themselves 70/30 per class (islam_partial_split): registered also as
+# K_islam_train / K_islam_test, the splits of their linear evaluation.
+ISLAM_SPLIT_SETS = ("eurosat", "isic", "chestx", "omniglot", "sketch", "deepweeds", "resisc45")
+ISLAM_SPLITS = ("islam_train", "islam_test")
 METRICS = ("top1", "mean_per_class", "map11")
 
 __all__ = ["DownstreamSet", "DOWNSTREAM_SETS", "SPLITS", "register_downstream", "register_all_downstream"]
@@ -307,6 +313,9 @@ def split_rule(key, split):
     """One line saying how ``<key>_<split>`` is made (recorded as metadata ``split_rule``)."""
     spec = DOWNSTREAM_SETS[key]
     off = spec.official
+    if split in ISLAM_SPLITS:
+        return (f"Islam et al.'s: {ISLAM_TRAIN_FRACTION:.0%} of each class (floor) to islam_train, the rest to "
+                "islam_test; one RandomState(0) over the classes in the order they first appear")
     if split == "all":
         return f"the whole set: {key}_trainval + {key}_test"
     val = (
@@ -330,6 +339,9 @@ def split_rule(key, split):
 
 def _split_dicts(spec, root, split, classes):
     off = spec.official
+    if split in ISLAM_SPLITS:  # the reader's order is the reference's index order
+        train, test = islam_partial_split(list(spec.read(root, "all", classes)))
+        return train if split == "islam_train" else test
     if split == "all":
         return _split_dicts(spec, root, "trainval", classes) + _split_dicts(spec, root, "test", classes)
 
@@ -431,7 +443,7 @@ def register_downstream(key, root=None, name_prefix=None):
     else:
         classes = LazyClassList(_classes_of, key, set_root, description=f"{spec.title} classes under {set_root}")
     names = []
-    for split in SPLITS:
+    for split in SPLITS + (ISLAM_SPLITS if key in ISLAM_SPLIT_SETS else ()):
         name = f"{name_prefix or key}_{split}"
         _register(
             name,

@@ -25,7 +25,11 @@ __all__ = [
     "fraction_held_out",
     "keep_per_class_held_out",
     "stratified_holdout",
+    "ISLAM_TRAIN_FRACTION",
+    "islam_partial_split",
 ]
+
+ISLAM_TRAIN_FRACTION = 0.7  # Islam et al.'s linear evaluation: 70% of each class to train, 30% to test
 
 
 def fraction_held_out(fraction):
@@ -90,3 +94,33 @@ def stratified_holdout(dicts, held_out_count, seed=SPLIT_SEED, salt="val"):
         for i, d in enumerate(items):
             (held if i in out else kept).append(d)
     return kept, held
+
+
+def islam_partial_split(dicts, fraction=ISLAM_TRAIN_FRACTION, seed=0):
+    """
+    Islam et al.'s per-class split of the sets without an official one (their transfer code's
+    ``create_partial_data``), reproduced draw for draw: the images are grouped by label in the order
+    the labels first appear in ``dicts`` (the reference dataset's index order: CSV row order, or
+    sorted class folders and files); one ``numpy.random.RandomState(seed)`` shuffles each group's
+    positions in turn; the first ``int(fraction * n)`` (floor) go to train, the rest to test.
+
+    Unlike :func:`stratified_holdout`, a class's split depends on the classes before it (one
+    generator for all) and on the order of ``dicts``: pass them in the reference's order.
+
+    Returns:
+        (list[dict], list[dict]): train and test dicts, each in group order then permutation order.
+    """
+    groups = OrderedDict()
+    for d in dicts:
+        if "labels" in d or int(d.get("label", -1)) < 0:
+            raise ValueError(f"islam_partial_split needs single-label dicts; got {d.get('image_id')!r} without a label")
+        groups.setdefault(int(d["label"]), []).append(d)
+    rng = np.random.RandomState(seed)
+    train, test = [], []
+    for items in groups.values():
+        order = list(range(len(items)))
+        rng.shuffle(order)
+        k = int(fraction * len(items))
+        train += [items[i] for i in order[:k]]
+        test += [items[i] for i in order[k:]]
+    return train, test
