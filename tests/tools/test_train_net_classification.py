@@ -12,6 +12,7 @@ import torch
 import torchvision
 
 from contrastive_det.evaluation import FeatureCache
+from contrastive_det.tasks.classification import cache_keys
 
 from conftest import REPO, copy_crops, run_cli
 
@@ -122,9 +123,35 @@ def test_layerwise_probe_reports_every_layer(mini_textured, toy_root, tmp_path):
     run_cli("train_net.py", ["--config-file", config("layerwise"), *opts(
         mini_textured, out, tmp_path / "cache", **{"CLASSIFICATION.LAYERS": "('res2', 'res5')"})], toy_root)
     m = results(out)["metrics"]["mini_tex_test"]
-    for layer in ("res2", "res5"):
-        assert 0.0 <= m[f"layerwise/{layer}/score"] <= 100.0
     assert not any(k.startswith("layerwise/res3") for k in m)
+    # res5: the linear probe of the same weights and data reads the same cached features and fits the same
+    lin = tmp_path / "lin"
+    run_cli("train_net.py", ["--config-file", config("linear_lbfgs"), *opts(mini_textured, lin, tmp_path / "cache")],
+            toy_root)
+    assert results(lin)["metrics"]["mini_tex_test"]["linear/score"] == m["layerwise/res5/score"]
+    # res2: select_and_refit on the cached res2 features gives the reported score and penalty
+    from contrastive_det.evaluation import select_and_refit
+    from contrastive_det.evaluation.logistic import regularisation_grid
+
+    cfg = probe_cfg("layerwise", mini_textured, tmp_path, **{"CLASSIFICATION.LAYERS": "('res2', 'res5')"})
+    cache = FeatureCache(tmp_path / "cache")
+    keys = cache_keys(cfg, "mini_tex_test")
+    split = {s: cache.load(keys[(s, "res2")]) for s in ("train", "val", "test")}
+    r = select_and_refit(*((split[s]["features"], split[s]["targets"]) for s in ("train", "val", "test")),
+                         grid=regularisation_grid(1e-6, 1e5, 4), metric="top1", num_classes=10, max_iter=100,
+                         tol=1e-4, progress=False)
+    assert math.isclose(r["score"], m["layerwise/res2/score"], abs_tol=1e-6) and r["reg"] == m["layerwise/res2/reg"]
+    assert r["score"] != m["layerwise/res5/score"]  # another layer, another number
+
+
+def probe_cfg(protocol, root, tmp_path, seed=5, **extra):
+    import argparse
+
+    from contrastive_det.engine.defaults import build_run_config
+
+    args = argparse.Namespace(config_file=config(protocol), eval_only=True, resume=False,
+                              opts=opts(root, tmp_path / "o", tmp_path / "cache", **extra))
+    return build_run_config(args, seed=seed)[0]
 
 
 def test_few_shot_seeds_give_mean_std_and_ci(mini_textured, toy_root, tmp_path):
@@ -132,9 +159,20 @@ def test_few_shot_seeds_give_mean_std_and_ci(mini_textured, toy_root, tmp_path):
     proc = run_cli("train_net.py", ["--config-file", config("few_shot"), "--seeds", "1,2", *opts(
         mini_textured, out, tmp_path / "cache")], toy_root)
     per_seed = [results(out / f"seed{s}")["metrics"]["mini_tex_test"] for s in (1, 2)]
-    for m in per_seed:
+    # each seed's numbers are the episodes of that seed on the cached test features, refitted here
+    from contrastive_det.evaluation import episode_accuracies, mean_ci95, sample_episodes
+
+    for seed, m in zip((1, 2), per_seed):  # random init: each seed is another network, with its own features
+        keys = cache_keys(probe_cfg("few_shot", mini_textured, tmp_path, seed=seed), "mini_tex_test")
+        entry = FeatureCache(tmp_path / "cache").load(keys[("test", "res5")])
         for shots in (1, 2):
-            assert 0.0 <= m[f"few_shot/5way_{shots}shot"] <= 100.0 and m[f"few_shot/5way_{shots}shot_ci95"] >= 0
+            eps = sample_episodes(entry["targets"], 5, shots, 3, 20, seed=seed)
+            accs = episode_accuracies(entry["features"], eps, classifier="logistic", reg=1.0, progress=False,
+                                      tol=1e-4, max_iter=100)
+            mean, ci = mean_ci95(accs)
+            assert math.isclose(m[f"few_shot/5way_{shots}shot"], mean, abs_tol=1e-9)
+            assert math.isclose(m[f"few_shot/5way_{shots}shot_ci95"], ci, abs_tol=1e-9) and ci > 0
+    assert per_seed[0] != per_seed[1]  # other episodes
     summary = results(out)
     assert summary["seeds"] == [1, 2]
     agg = summary["metrics"]["mini_tex_test"]["few_shot/5way_1shot"]
