@@ -56,7 +56,7 @@ def get_cfg():
 
 
 def add_pretrain_config(cfg):
-    """Keys of contrastive pretraining (TASK "PretrainTask"); see DESIGN.md section 5."""
+    """Keys of contrastive pretraining (TASK "PretrainTask"); see docs/design.md section 5."""
     # torchvision ResNet trunk used by every pretrainer (exported in torchvision layout).
     cfg.MODEL.TV_RESNET = CN()
     cfg.MODEL.TV_RESNET.DEPTH = 50  # 18, 34, 50 or 101
@@ -114,7 +114,7 @@ def add_pretrain_config(cfg):
     cfg.TEST.KNN.T = 0.1  # votes weighted by exp(cosine / T)
     cfg.TEST.KNN.BATCH_SIZE = 256  # images per inference batch (per process)
 
-    # Study axes of Cole et al. (DESIGN.md section 6), applied to the pretraining images.
+    # Study axes of Cole et al. (docs/design.md section 6), applied to the pretraining images.
     cfg.DATASETS.PRETRAIN = CN()
     # Data quantity: a deterministic, class-stratified subset of the (mixed) training images, by
     # count (SUBSET_COUNT > 0) or by fraction (SUBSET_FRACTION < 1); never both. Seeded by SUBSET_SEED.
@@ -141,7 +141,7 @@ def add_pretrain_config(cfg):
 
 
 def add_classification_config(cfg):
-    """Keys of classification transfer (TASK "ClassificationTask"); see DESIGN.md section 8."""
+    """Keys of classification transfer (TASK "ClassificationTask"); see docs/design.md section 8."""
     # The classifier meta-architecture ("Classifier"): the torchvision trunk of MODEL.TV_RESNET + a head.
     cfg.MODEL.CLASSIFIER = CN()
     # Classes of the head; 0 = the number of classes of DATASETS.TRAIN[0] (its metadata "classes").
@@ -157,7 +157,7 @@ def add_classification_config(cfg):
     cfg.MODEL.CLASSIFIER.WEIGHTS_CONVENTIONS = ""
 
     cfg.CLASSIFICATION = CN()
-    # Protocol (DESIGN.md section 8). Trained by SGD on the one Trainer: "linear_sgd" (frozen trunk),
+    # Protocol (docs/design.md section 8). Trained by SGD on the one Trainer: "linear_sgd" (frozen trunk),
     # "finetune" (whole network), "core_tuning". Fitted on frozen features by the evaluator (no SGD
     # iterations; MODEL.WEIGHTS is evaluated as with --eval-only): "linear_lbfgs", "layerwise", "few_shot".
     cfg.CLASSIFICATION.PROTOCOL = "linear_sgd"
@@ -216,7 +216,7 @@ def add_classification_config(cfg):
     cfg.CLASSIFICATION.FEW_SHOT.CLASSIFIER = "logistic"
     cfg.CLASSIFICATION.FEW_SHOT.REG = 1.0  # logistic regression's L2 penalty (scikit-learn's default C = 1)
 
-    # Core-tuning (Zhang et al. 2021; DESIGN.md section 5): loss = CE + ETA * focal SupCon.
+    # Core-tuning (Zhang et al. 2021; docs/design.md section 5): loss = CE + ETA * focal SupCon.
     cfg.CLASSIFICATION.CORE_TUNING = CN()
     cfg.CLASSIFICATION.CORE_TUNING.ETA = 0.1
     cfg.CLASSIFICATION.CORE_TUNING.ALPHA = 1.0  # mixup lambda ~ Beta(ALPHA, ALPHA)

@@ -1,5 +1,5 @@
 """
-Corruption of pretraining images (DESIGN.md section 6, after Cole et al.): JPEG re-encoding,
+Corruption of pretraining images (docs/design.md section 6, after Cole et al.): JPEG re-encoding,
 salt-and-pepper noise and downsampling. Each works on a 3xHxW uint8 RGB tensor and returns a new
 one of the same shape; :func:`build_corruption` turns ``INPUT.CORRUPTION.*`` into one callable,
 applied by the training mapper to the decoded image before the two views are drawn.

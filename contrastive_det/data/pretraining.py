@@ -1,5 +1,5 @@
 """
-Pretraining loaders: the training dicts after the study axes of DESIGN.md section 6
+Pretraining loaders: the training dicts after the study axes of docs/design.md section 6
 (``DATASETS.PRETRAIN.*``, ``INPUT.CORRUPTION.*``), the two-view training loader and the kNN
 monitor's bank + query loader.
 """

@@ -1,5 +1,5 @@
 """
-Data axes of the pretraining study (DESIGN.md section 6, after Cole et al.), as pure functions on
+Data axes of the pretraining study (docs/design.md section 6, after Cole et al.), as pure functions on
 lists of dataset dicts ``{"file_name", "label", "class_name", ...}``:
 
 * :func:`stratified_subset` - data quantity: a deterministic, class-stratified subset by count or fraction;

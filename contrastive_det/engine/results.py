@@ -49,7 +49,7 @@ def normalize_metrics(results, test_datasets):
 
 def build_results(cfg, metrics, *, task, method, iteration, config_file="", seed=None, extra=None):
     """
-    The results record of one run (see DESIGN.md section 3).
+    The results record of one run (see docs/design.md section 3).
 
     Args:
         cfg: the run's frozen config.

@@ -1,5 +1,5 @@
 """
-Contrastive objectives (DESIGN.md section 5) as pure functions: L2-normalised embeddings (+ labels,
+Contrastive objectives (docs/design.md section 5) as pure functions: L2-normalised embeddings (+ labels,
 temperature, options) in, a scalar loss tensor out. No state and no distributed calls: the callers
 normalise and gather across processes first. Logits are always computed in float32 (float64 for
 float64 inputs), also under autocast.
@@ -16,7 +16,7 @@ float64 inputs), also under autocast.
 - ``ce_selfsupcon_loss``: CE+SelfSupCon (Islam et al., ICCV 2021): cross-entropy + weighted InfoNCE.
 - ``supcon_selfsupcon_loss``: SupCon+SelfSupCon (Islam et al., ICCV 2021): weighted InfoNCE + weighted
   queue SupCon.
-- ``scan_loss``: SCAN, this project's specification (DESIGN.md section 5): queue SupCon whose positives
+- ``scan_loss``: SCAN, this project's specification (docs/design.md section 5): queue SupCon whose positives
   are the other view plus same-label entries among the k nearest neighbours of the momentum embedding.
 - ``focal_supcon_loss``, ``soft_target_cross_entropy`` and the pure batch construction of Core-tuning
   (``hard_pair_indices``, ``mix_rows``, ``mixed_soft_targets``, ``soft_label_ids``,

@@ -1,5 +1,5 @@
 """SCAN: supervised contrast restricted to label-sharing nearest neighbours (this project's specification,
-DESIGN.md section 5): a MoCo-style labelled memory; for each anchor the positives are its other view plus the
+docs/design.md section 5): a MoCo-style labelled memory; for each anchor the positives are its other view plus the
 memory entries that share its label AND are among the k nearest neighbours of its momentum embedding."""
 import torch
 
@@ -12,7 +12,7 @@ _NON_NEIGHBOR_MODES = ("mask", "negative")
 
 def scan_loss(q, q_labels, keys, key_labels, queue, queue_labels, num_neighbors, temperature=0.07,
               non_neighbor_same_label="mask"):
-    """SCAN (our specification, DESIGN.md section 5): queue SupCon whose positives are restricted to
+    """SCAN (our specification, docs/design.md section 5): queue SupCon whose positives are restricted to
     label-sharing nearest neighbours of the anchor's momentum embedding.
 
     Same memory as :func:`queue_supcon_loss`: memory = cat[keys, queue] with labels. For anchor i the

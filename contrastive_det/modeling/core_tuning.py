@@ -1,6 +1,6 @@
 """
 Core-tuning's classification head (Zhang et al., "Unleashing the Power of Contrastive Self-Supervised
-Visual Models via Contrast-Regularized Fine-Tuning", NeurIPS 2021; DESIGN.md section 5).
+Visual Models via Contrast-Regularized Fine-Tuning", NeurIPS 2021; docs/design.md section 5).
 
 The head sits on the trunk's pooled features: a bias-free linear classifier and a contrastive head
 (Linear -> ReLU -> Linear, L2-normalised). In training it builds the Core-tuning batch (hard

@@ -1,5 +1,5 @@
 """
-Classification transfer (DESIGN.md section 8) on the one Trainer: a linear probe trained by SGD,
+Classification transfer (docs/design.md section 8) on the one Trainer: a linear probe trained by SGD,
 full fine-tuning and Core-tuning train with the Trainer's loop and hooks; the L-BFGS probe, the
 layer-wise probes and few-shot episodes are fitted by the evaluator on frozen, cached features
 (the run evaluates MODEL.WEIGHTS, as ``--eval-only`` does).

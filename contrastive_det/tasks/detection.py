@@ -32,7 +32,7 @@ def detection_train_dicts(cfg):
 @TASK_REGISTRY.register()
 class DetectionTask(Task):
     """
-    Object detection transfer (DESIGN.md section 4). Training batches are a function of
+    Object detection transfer (docs/design.md section 4). Training batches are a function of
     (SEED, iteration) (exact ``--resume``); VOC sets are scored with the VOC metric of their
     year, COCO sets with pycocotools (``bbox``, plus ``segm`` when ``MODEL.MASK_ON``).
     ``MODEL.WEIGHTS`` in any layout the converter reads is converted (and verified) before launch.

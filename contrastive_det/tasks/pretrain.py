@@ -90,7 +90,7 @@ def prepare_pretraining_weights(cfg, output_dir, log=print):
 
 def export_backbone(model, cfg, path, method):
     """
-    Write the model's trunk in the canonical torchvision form (DESIGN.md section 3), atomically.
+    Write the model's trunk in the canonical torchvision form (docs/design.md section 3), atomically.
 
     Args:
         model: a pretraining meta-architecture (DDP-wrapped or not) with ``export_backbone()``.

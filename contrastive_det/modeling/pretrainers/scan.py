@@ -1,4 +1,4 @@
-"""SCAN (Wei et al. 2020; this project's specification, DESIGN.md section 5) on a MoCo encoder."""
+"""SCAN (Wei et al. 2020; this project's specification, docs/design.md section 5) on a MoCo encoder."""
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY
 
