@@ -218,8 +218,9 @@ def build_run_config(args, seed=None, output_dir=None):
     if getattr(args, "fewer_gpus", False):
         messages.append(apply_fewer_gpus_rule(cfg))
     if getattr(args, "resume", False) and not getattr(args, "eval_only", False):
-        messages.append(adopt_checkpoint_seed(cfg))
-        messages.append(check_resume_config(cfg, getattr(args, "allow_config_change", False)))
+        state = read_resume_state(cfg.OUTPUT_DIR)  # read once: the seed and the config it recorded
+        messages.append(adopt_checkpoint_seed(cfg, state))
+        messages.append(check_resume_config(cfg, state, getattr(args, "allow_config_change", False)))
     registered = register_datasets_from_config(cfg)
     if registered:
         messages.append(f"Registered from DATASETS.CUSTOM: {', '.join(registered)}")
@@ -227,13 +228,13 @@ def build_run_config(args, seed=None, output_dir=None):
     return cfg, [m for m in messages if m]
 
 
-def adopt_checkpoint_seed(cfg):
+def adopt_checkpoint_seed(cfg, state):
     """
     A resumed run continues with the seed it started with: when ``OUTPUT_DIR`` holds a checkpoint
     that records a seed, ``cfg.SEED`` becomes that seed (whatever the command line says; the data
-    order and every random draw are functions of it). Returns a message when it changed.
+    order and every random draw are functions of it). ``state`` is :func:`read_resume_state` of
+    ``cfg.OUTPUT_DIR``. Returns a message when it changed.
     """
-    state = read_resume_state(cfg.OUTPUT_DIR)
     if state is None:
         return None
     path, iteration, seed, _ = state
@@ -247,14 +248,14 @@ def adopt_checkpoint_seed(cfg):
     return message
 
 
-def check_resume_config(cfg, allow_change=False):
+def check_resume_config(cfg, state, allow_change=False):
     """
     A resumed run continues the run of its checkpoint: a config that differs from the one the
     checkpoint recorded (other than the output folder, seed, device, workers and norm flavours:
     :func:`resumable_config`) stops it with the differing keys named, unless ``allow_change``
-    (``--allow-config-change``), when they are returned as a message to log instead.
+    (``--allow-config-change``), when they are returned as a message to log instead. ``state`` is
+    :func:`read_resume_state` of ``cfg.OUTPUT_DIR``.
     """
-    state = read_resume_state(cfg.OUTPUT_DIR)
     if state is None or state[3] is None:
         return None
     path, iteration, _, recorded = state
