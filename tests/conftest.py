@@ -48,9 +48,33 @@ def copy_crops(toy_root, dest, per_class, subdir="crops"):
     return dest
 
 
-def start_cli(script, args, datasets_root, **popen_kwargs):
-    """Start ``tools/<script>`` in a subprocess with ``DETECTRON2_DATASETS`` set; return the Popen."""
+NCCL_SIM_DIR = os.path.join(REPO, "tests", "nccl_sim")
+
+
+def simulated_nccl_env(env):
+    """``env`` with NCCL's device rule simulated in every process (tests/nccl_sim/simulated_nccl.py)."""
+    path = os.pathsep.join(p for p in (NCCL_SIM_DIR, env.get("PYTHONPATH", "")) if p)
+    return dict(env, PYTHONPATH=path, CDET_SIMULATE_NCCL="1")
+
+
+def _multi_process(args):
+    """The command starts several processes (--num-gpus N > 1 or --num-machines N > 1)."""
+    for flag in ("--num-gpus", "--num-machines"):
+        if flag in args and int(args[args.index(flag) + 1]) > 1:
+            return True
+    return False
+
+
+def start_cli(script, args, datasets_root, *, simulate_nccl=None, **popen_kwargs):
+    """
+    Start ``tools/<script>`` in a subprocess with ``DETECTRON2_DATASETS`` set; return the Popen.
+    A command of several processes runs under the simulated NCCL device rule (``simulate_nccl``
+    None = decide from the arguments): gloo takes CPU tensors that NCCL, which detectron2's launcher
+    picks on every GPU machine, refuses.
+    """
     env = dict(os.environ, DETECTRON2_DATASETS=str(datasets_root), PYTHONWARNINGS="ignore")
+    if simulate_nccl or (simulate_nccl is None and _multi_process(list(args))):
+        env = simulated_nccl_env(env)
     return subprocess.Popen(
         [sys.executable, os.path.join(REPO, "tools", script), *args], cwd=REPO, env=env, text=True, **popen_kwargs
     )

@@ -53,6 +53,7 @@ class StepBench:
         self.bare = SimpleTrainer(self.trainer.model, Trainer.build_train_loader(cfg), self.trainer.optimizer)
         self._torch_batches = iter(Trainer.build_train_loader(cfg))
         self._next_iter = {"trainer": 0, "bare": 0, "torch": 0}
+        self._scaler = None
 
     def _trainer_step(self, i):
         t = self.trainer
@@ -67,8 +68,18 @@ class StepBench:
 
     def _torch_step(self, i):
         model, optimizer = self.trainer.model, self.trainer.optimizer
-        losses = model(next(self._torch_batches))
-        loss = sum(losses.values())
+        batch = next(self._torch_batches)
+        if self.cfg.SOLVER.AMP.ENABLED:  # the bare AMP loop: autocast to float16 and a gradient scaler
+            if self._scaler is None:
+                self._scaler = torch.cuda.amp.GradScaler()
+            with torch.autocast("cuda", dtype=torch.float16):
+                loss = sum(model(batch).values())
+            optimizer.zero_grad()
+            self._scaler.scale(loss).backward()
+            self._scaler.step(optimizer)
+            self._scaler.update()
+            return
+        loss = sum(model(batch).values())
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

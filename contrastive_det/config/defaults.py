@@ -36,6 +36,13 @@ def add_contrastive_det_config(cfg):
     # covers VOC0712 (16,551 train + 4,952 test images) but skips COCO train2017 (118k).
     cfg.DATALOADER.CHECK_IMAGES_MAX = 25000
 
+    # Bitwise-repeatable training on GPU: cuDNN's deterministic kernels and torch's deterministic
+    # algorithms (an error names any operation without one), cuDNN autotuning off, and cuBLAS's fixed
+    # workspace (CUBLAS_WORKSPACE_CONFIG=:4096:8). Slower. Off: a resumed or repeated GPU run draws the
+    # same data and random numbers (SEED, iteration, rank) but its sums may differ in the last bits.
+    # The CPU path is repeatable either way.
+    cfg.DETERMINISTIC = False
+
     add_pretrain_config(cfg)
     add_classification_config(cfg)
 

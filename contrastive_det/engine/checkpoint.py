@@ -14,7 +14,8 @@ from ..utils.atomic import atomic_open
 #: settings a resumed run may change: the machine's and the launcher's (device, workers; norms
 #: become BN on one process, see resumable_config), where the run writes, the seed (a resumed run
 #: adopts its checkpoint's), and how often it checkpoints (a resume is exact whatever the period)
-RESUMABLE_CHANGES = ("OUTPUT_DIR", "SEED", "MODEL.DEVICE", "DATALOADER.NUM_WORKERS", "SOLVER.CHECKPOINT_PERIOD")
+RESUMABLE_CHANGES = ("OUTPUT_DIR", "SEED", "MODEL.DEVICE", "DATALOADER.NUM_WORKERS", "SOLVER.CHECKPOINT_PERIOD",
+                     "DETERMINISTIC")
 
 
 class CheckpointReadError(RuntimeError):

@@ -19,7 +19,9 @@ from detectron2.utils.logger import setup_logger
 from ..config import get_cfg
 from ..data import check_dataset_layout, register_datasets_from_config
 from ..data.checks import check_images
+from ..utils import collectives
 from ..utils.yaml_files import load_yaml_file
+from . import stop_request
 from .checkpoint import read_resume_state, resumable_config
 from .results import RESULTS_FILE, aggregate_seed_results, write_results
 from .task import get_task
@@ -276,13 +278,32 @@ def check_resume_config(cfg, state, allow_change=False):
     return f"--resume with --allow-config-change: the config differs from {path} (iteration {iteration}):\n  {listing}"
 
 
+def set_deterministic():
+    """``DETERMINISTIC True``: deterministic cuDNN and torch algorithms, cuDNN autotuning off, cuBLAS's
+    fixed workspace (set before the first cuBLAS call of the process)."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True)
+
+
 def setup(args, seed=None, output_dir=None):
     """
     :func:`build_run_config`, then detectron2's ``default_setup`` (logging, OUTPUT_DIR/config.yaml,
     seeding), every adaptation logged once, and the files of the task's datasets checked.
     """
+    stop_request.install()  # SIGTERM: stop at an agreed iteration with a checkpoint (see stop_request)
+    if comm.get_world_size() > 1:
+        # one seed for every process: a drawn SEED (-1) differs between machines, each launching
+        # its own processes; the main process's is the run's (the data order and resume follow it)
+        shared = collectives.shared_value(seed)
+        if shared != seed:
+            logger.info(f"SEED {shared} of the main process replaces this machine's {seed}")
+        seed = shared
     cfg, messages = build_run_config(args, seed, output_dir)
     default_setup(cfg, args)
+    if cfg.DETERMINISTIC:
+        set_deterministic()
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="contrastive_det", abbrev_name="cdet")
     for message in messages:
         logger.info(message)
@@ -313,15 +334,22 @@ def launch_runs(run_fn, args):
     # once, in the launching process, so that every process and seed loads the same file
     args.opts = list(args.opts) + task.prepare_weights(cfg, base_dir)
     run_dirs = [base_dir] if len(seeds) == 1 else [os.path.join(base_dir, f"seed{s}") for s in seeds]
+    if args.num_gpus > 1:
+        stop_request.install(forward=True)  # SIGTERM reaches the workers, which stop with a checkpoint
     for seed, run_dir in zip(seeds, run_dirs):
-        launch(
-            run_fn,
-            args.num_gpus,
-            num_machines=args.num_machines,
-            machine_rank=args.machine_rank,
-            dist_url=args.dist_url,
-            args=(args, seed, run_dir),
-        )
+        try:
+            launch(
+                run_fn,
+                args.num_gpus,
+                num_machines=args.num_machines,
+                machine_rank=args.machine_rank,
+                dist_url=args.dist_url,
+                args=(args, seed, run_dir),
+            )
+        except torch.multiprocessing.ProcessExitedException as e:
+            if e.exit_code == stop_request.STOPPED_EXIT_CODE:
+                raise stop_request.TrainingStopped(f"seed {seed} stopped on request") from None
+            raise
     if args.machine_rank != 0:
         return None
     if len(seeds) == 1:

@@ -7,6 +7,7 @@ from detectron2.engine.hooks import PreciseBN
 from detectron2.utils import comm
 
 from ..utils.seeding import derive_seed, seed_global_rngs
+from .stop_request import TrainingStopped
 from .results import build_results, normalize_metrics, write_results
 
 logger = logging.getLogger(__name__)
@@ -24,6 +25,34 @@ class StepSeed(HookBase):
 
     def before_step(self):
         seed_global_rngs(derive_seed(self._seed, self.trainer.iter, comm.get_rank()))
+
+
+class StopOnRequest(HookBase):
+    """
+    After a step in which the processes agreed to stop (SIGTERM, see :mod:`.stop_request`): the main
+    process saves ``model_<iteration>.pth`` (``last_checkpoint`` then names it), every process waits
+    for it and raises :class:`TrainingStopped`. The last iteration finishes normally instead.
+    """
+
+    def __init__(self, checkpointer):
+        self._checkpointer = checkpointer
+
+    def after_step(self):
+        trainer = self.trainer
+        if not getattr(trainer._trainer, "stop_agreed", False) or trainer.iter + 1 >= trainer.max_iter:
+            return
+        path = None
+        if comm.is_main_process():
+            name = f"model_{trainer.iter:07d}"
+            self._checkpointer.save(name, iteration=trainer.iter)
+            path = self._checkpointer.get_checkpoint_file()
+        comm.synchronize()
+        message = (f"Stopped on request after iteration {trainer.iter}"
+                   + (f"; checkpoint {path}: continue with --resume" if path else ""))
+        logger.warning(message)
+        if path:
+            print(message, flush=True)
+        raise TrainingStopped(message)
 
 
 class IterationPreciseBN(PreciseBN):

@@ -11,8 +11,10 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from ..solver import build_optimizer
+from ..utils import collectives
+from . import stop_request
 from .checkpoint import AtomicDetectionCheckpointer, resumable_config
-from .hooks import IterationPreciseBN, StepSeed, WriteResults
+from .hooks import IterationPreciseBN, StepSeed, StopOnRequest, WriteResults
 from .results import build_results, normalize_metrics, write_results
 from .task import get_task
 
@@ -40,13 +42,16 @@ class _FiniteLossCheck:
     """
 
     last_checkpoint = staticmethod(lambda: None)  # set by the Trainer: () -> path or None
+    stop_agreed = False  # every process saw that one of them was asked to stop (SIGTERM) by this step
 
     def _write_metrics(self, loss_dict, data_time, prefix="", iter=None):
         finite = all(bool(torch.isfinite(v.detach()).all()) for v in loss_dict.values())
-        if comm.get_world_size() > 1:
-            flag = torch.tensor([1.0 if finite else 0.0])
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
-            finite = bool(flag.item())
+        go_on = not stop_request.requested()
+        if comm.get_world_size() > 1:  # on the backend's device: NCCL refuses CPU tensors
+            flags = torch.tensor([1.0 if finite else 0.0, 1.0 if go_on else 0.0])  # flags: 2 = (finite, go on)
+            flags = collectives.all_reduce(flags, op=torch.distributed.ReduceOp.MIN)
+            finite, go_on = bool(flags[0].item()), bool(flags[1].item())
+        self.stop_agreed = not go_on
         if not finite:
             terms = ", ".join(f"{k}={v.detach().float().mean().item():.4g}" for k, v in loss_dict.items())
             last = self.last_checkpoint()
@@ -145,7 +150,17 @@ class Trainer(DefaultTrainer):
             ret += self.task.build_hooks(self.cfg)
             ret.append(WriteResults(self.task.name, self.task.method(self.cfg), self.config_file, self.task.results_extra(self.cfg)))
             ret.append(hooks.PeriodicWriter(self.build_writers(), period=20))
+        ret.append(StopOnRequest(self.checkpointer))  # last: after the LR step and the periodic checkpoint
         return ret
+
+    def train(self):
+        """detectron2's loop; a SIGTERM (preemption, requeue, cancel) stops it at an iteration every
+        process agrees on, with a checkpoint (see :mod:`.stop_request`)."""
+        stop_request.listen(True)
+        try:
+            return super().train()
+        finally:
+            stop_request.listen(False)
 
     @classmethod
     def build_model(cls, cfg):
@@ -158,7 +173,7 @@ class Trainer(DefaultTrainer):
         if comm.get_world_size() > 1:
             with torch.no_grad():
                 for tensor in model.state_dict().values():
-                    torch.distributed.broadcast(tensor, src=0)
+                    collectives.broadcast(tensor, src=0)
         return model
 
     @classmethod

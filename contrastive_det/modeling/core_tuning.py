@@ -46,6 +46,7 @@ from ..losses.core_tuning import (
     soft_label_ids,
     soft_target_cross_entropy,
 )
+from ..utils import collectives
 from .distributed import gather_no_grad, gather_with_grad
 from .heads import ProjectionMLP
 
@@ -193,7 +194,7 @@ class CoreTuningHead(nn.Module):
         positive_weight = sample_mix_weights(n, self.alpha, 0.0, device=device)  # W*N
         if comm.get_world_size() > 1:  # every process mixes with the main process's draws
             for drawn in (perm, shuffled_weight, positive_weight):
-                torch.distributed.broadcast(drawn, src=0)
+                collectives.broadcast(drawn, src=0)
         feats, targets = core_tuning_mixup(
             features, labels, self.num_classes, perm, shuffled_weight, positive_weight
         )  # feats: 3NxD, targets: 3NxC

@@ -1,8 +1,10 @@
-"""Collectives used by the pretrainers; each is the identity in a single process."""
+"""Collectives used by the pretrainers; each is the identity in a single process. Tensors reach the
+process group through :mod:`contrastive_det.utils.collectives` (NCCL takes CUDA tensors only)."""
 import torch
-import torch.distributed as dist
 
 from detectron2.utils import comm
+
+from ..utils import collectives
 
 
 class _GatherWithGrad(torch.autograd.Function):
@@ -15,15 +17,12 @@ class _GatherWithGrad(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):
         ctx.batch = x.shape[0]
-        out = [torch.zeros_like(x) for _ in range(dist.get_world_size())]
-        dist.all_gather(out, x.contiguous())
-        return torch.cat(out, dim=0)
+        return torch.cat(collectives.all_gather(x), dim=0)
 
     @staticmethod
     def backward(ctx, grad):
-        grad = grad.contiguous()
-        dist.all_reduce(grad)
-        rank = dist.get_rank()
+        grad = collectives.all_reduce(grad.contiguous().clone())
+        rank = comm.get_rank()
         return grad[rank * ctx.batch : (rank + 1) * ctx.batch]
 
 
@@ -39,9 +38,7 @@ def gather_no_grad(x):
     """NxD on each of W processes -> (W*N)xD, in rank order, without gradient."""
     if comm.get_world_size() == 1:
         return x
-    out = [torch.zeros_like(x) for _ in range(dist.get_world_size())]
-    dist.all_gather(out, x.contiguous())
-    return torch.cat(out, dim=0)
+    return torch.cat(collectives.all_gather(x), dim=0)
 
 
 @torch.no_grad()
@@ -56,10 +53,10 @@ def batch_shuffle(x):
         return x, None
     x_all = gather_no_grad(x)  # (W*N)x...
     perm = torch.randperm(x_all.shape[0], device=x.device)
-    dist.broadcast(perm, src=0)
+    collectives.broadcast(perm, src=0)
     unshuffle = torch.argsort(perm)
     n = x.shape[0]
-    rank = dist.get_rank()
+    rank = comm.get_rank()
     return x_all[perm[rank * n : (rank + 1) * n]], unshuffle
 
 
@@ -70,5 +67,5 @@ def batch_unshuffle(x, unshuffle):
         return x
     x_all = gather_no_grad(x)
     n = x.shape[0]
-    rank = dist.get_rank()
+    rank = comm.get_rank()
     return x_all[unshuffle[rank * n : (rank + 1) * n]]

@@ -8,10 +8,11 @@ import time
 
 from ..utils.atomic import atomic_write_json
 from .executors import DISTRIBUTED_TOOLS
+from .resources import num_gpus_per_task, run_resources
 from .spec import expand
-from .state import PLAN_FILE, StudyState, is_done, mark_done, run_digest
+from .state import PLAN_FILE, StudyLock, StudyState, is_done, mark_done, run_digest
 
-__all__ = ["plan", "run_study", "write_plan"]
+__all__ = ["plan", "run_study", "write_plan", "report_study"]
 
 
 def write_plan(study, runs):
@@ -78,7 +79,20 @@ def _launch_argv(run, resume, num_gpus):
     return [argv[0], *flags, *argv[1:]]
 
 
-def run_study(study, executor, *, dry_run=False, num_gpus=0, log=print):
+def run_study(study, executor, *, dry_run=False, num_gpus=0, resources=None, log=print, confirm=None):
+    """
+    :func:`run_study_locked` while holding the study's lock (one driver per study folder: a second one
+    stops with :class:`~.state.StudyLocked`). ``resources``: the command line's per-run resources
+    (see :mod:`.resources`).
+    """
+    if dry_run:
+        return run_study_locked(study, executor, dry_run=True, num_gpus=num_gpus, resources=resources, log=log)
+    os.makedirs(study.output_dir, exist_ok=True)
+    with StudyLock(study.output_dir):
+        return run_study_locked(study, executor, num_gpus=num_gpus, resources=resources, log=log, confirm=confirm)
+
+
+def run_study_locked(study, executor, *, dry_run=False, num_gpus=0, resources=None, log=print, confirm=None):
     """
     Run every run of ``study`` that is not done, on ``executor``.
 
@@ -91,8 +105,15 @@ def run_study(study, executor, *, dry_run=False, num_gpus=0, log=print):
         study: a :class:`~.spec.Study`.
         executor: see :mod:`.executors`.
         dry_run: print the plan (each run's state and command) and run nothing.
-        num_gpus: ``--num-gpus`` for the training CLIs (0 = their default).
+        num_gpus: ``--num-gpus`` for the training CLIs (0 = each run's resources decide: its GPUs per
+            task, else the CLI's default).
+        resources: the command line's resources for pretraining and transfer runs (:mod:`.resources`).
         log: takes one line.
+        confirm: question -> bool, asked on an interrupt before cluster jobs are cancelled (None: cancel).
+
+    A run whose job an earlier driver submitted (its job id is in ``state.json``) and that has the
+    same digest is followed again, not submitted twice. An interrupt (Ctrl-C) stops or cancels what
+    runs and says which; any other error of the driver leaves cluster jobs running.
 
     Returns:
         dict: run id -> final status ("done", "failed", "skipped"; "pending" in a dry run).
@@ -128,6 +149,20 @@ def run_study(study, executor, *, dry_run=False, num_gpus=0, log=print):
     running = {}  # id -> (start time, digest)
     durations = {}  # run group (see _group) -> seconds of its finished runs
     start = time.time()
+    run_res = {rid: study.run_resources(by_id[rid], resources) for rid in order}
+    if hasattr(executor, "check_resources"):  # e.g. each job's time against the partition's limit
+        for line in executor.check_resources({rid: run_res[rid] for rid in todo}) or []:
+            log(line)
+    if hasattr(executor, "reattach"):
+        for rid in todo:
+            entry = state.get(rid)
+            if entry.get("status") == "running" and entry.get("job_id") and entry.get("digest") is not None:
+                run = by_id[rid]
+                if all(finished.get(d) == "done" for d in run.deps) and \
+                        entry["digest"] == run_digest(run, [digests[d] for d in run.deps]) and \
+                        executor.reattach(rid, entry["job_id"], entry.get("tasks", 1)):
+                    running[rid] = (time.time(), entry["digest"])
+                    log(f"REATTACH {rid}: job {entry['job_id']} of an earlier driver")
 
     def progress():
         counts = {s: sum(1 for v in finished.values() if v == s) for s in ("done", "failed", "skipped")}
@@ -177,13 +212,16 @@ def run_study(study, executor, *, dry_run=False, num_gpus=0, log=print):
                     os.remove(stale)
                     log(f"{rid}: its folder holds a checkpoint of an earlier version of the run; starting afresh")
                 log_path = os.path.join(logs_dir, rid.replace("/", "__") + ".log")
-                argv = _launch_argv(run, resume, num_gpus)
+                argv = _launch_argv(run, resume, num_gpus or num_gpus_per_task(run_res[rid]))
                 state.set(rid, status="running", digest=digest, attempts=previous.get("attempts", 0) + 1,
                           log=log_path, error=None, started=time.strftime("%Y-%m-%dT%H:%M:%S"))
                 log(f"START {rid}{' (--resume)' if resume else ''}: log {log_path}")
                 running[rid] = (time.time(), digest)
-                items.append((rid, argv, log_path))
+                items.append((rid, argv, log_path, run_res[rid]))
             executor.start(items)
+            if hasattr(executor, "job_id"):
+                for rid, *_ in items:  # kept so that a restarted driver follows the job instead of resubmitting
+                    state.set(rid, job_id=executor.job_id(rid), tasks=executor.job_tasks(rid))
             if not running:
                 if len(finished) < len(runs) and not ready:
                     raise RuntimeError(f"study {study.name}: no run can start; the plan's dependencies are broken")
@@ -209,10 +247,17 @@ def run_study(study, executor, *, dry_run=False, num_gpus=0, log=print):
                     state.set(rid, status="failed", seconds=seconds, error=why)
                     log(f"FAILED {rid}: {why} (log: {state.get(rid).get('log')})")
                 progress()
-    except BaseException:
-        executor.stop()
+    except BaseException as e:
+        interrupted = isinstance(e, KeyboardInterrupt)
+        cancel = interrupted  # only an interrupt cancels cluster jobs, and only if the user agrees
+        if interrupted and confirm is not None and hasattr(executor, "reattach") and running:
+            cancel = confirm(f"Cancel the {len(running)} running jobs of study {study.name} "
+                             f"({', '.join(sorted(running))})?")
+        what = executor.stop(cancel=cancel)
+        if what:
+            log(f"study {study.name}: {'interrupted' if interrupted else f'driver error ({type(e).__name__})'}: {what}")
         for rid in running:
-            state.set(rid, status="running")  # left as running: the next start resumes it
+            state.set(rid, status="running")  # left as running: the next start follows or resumes it
         raise
     failed = [rid for rid, s in finished.items() if s == "failed"]
     skipped = [rid for rid, s in finished.items() if s == "skipped"]
@@ -220,3 +265,31 @@ def run_study(study, executor, *, dry_run=False, num_gpus=0, log=print):
         + f" in {_fmt_s(time.time() - start)}"
         + (f"; failed: {', '.join(failed)}" if failed else "") + (f"; skipped: {len(skipped)}" if skipped else ""))
     return finished
+
+
+REPORT_TOOL = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                           "tools", "report.py")
+
+
+def report_study(study, executor, *, pictures=True, resources=None, log=print):
+    """
+    Write the study's report (``<study>/report/``); returns the path of report.md. On a cluster
+    (an executor that keeps jobs: SLURM) the tables are written here and the pictures, which rebuild
+    the runs' models, run as one job of kind "report" (:mod:`.resources`), never on the login node.
+    """
+    from .report import write_report
+
+    if not pictures or not hasattr(executor, "reattach"):
+        return write_report(study.output_dir, pictures=pictures, log=log)
+    path = write_report(study.output_dir, pictures=False, log=log)
+    log_path = os.path.join(study.output_dir, "logs", "report.log")
+    executor.start([("report", [REPORT_TOOL, study.output_dir], log_path,
+                     run_resources("report", None, study.resources))])
+    log(f"START report pictures as job {executor.job_id('report')}: log {log_path}")
+    ended = []
+    while not ended:
+        time.sleep(executor.poll_interval)
+        ended = executor.poll()
+    _, code, error = ended[0]
+    log("DONE  report pictures" if code == 0 else f"FAILED report pictures: {error} (log: {log_path})")
+    return path

@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from ..utils.yaml_files import DuplicateKeyError, load_yaml_file
+from .resources import KINDS, check_resources, run_resources
 
 __all__ = ["Run", "Study", "StudyError", "load_study", "expand", "format_opt_value", "REPO"]
 
@@ -104,8 +105,15 @@ class Study:
     pretrain_opts: dict
     random_init: bool
     transfer_seeds: list
-    transfers: dict  # name -> {"config": abs path, "opts": {key: value}, "seeds": [...], "methods": [...] or None}
+    transfers: dict  # name -> {"config": abs path, "opts": {key: value}, "seeds": [...], "methods": [...] or None,
+    #                          "resources": {...}}
     raw: dict
+    resources: dict = field(default_factory=dict)  # kind -> {resource: value} (see .resources)
+
+    def run_resources(self, run, cli=None):
+        """The cluster resources of ``run`` (see :mod:`.resources`); ``cli``: the command line's values."""
+        entry = self.transfers.get(run.meta.get("transfer"), {}) if run.kind == "transfer" else {}
+        return run_resources(run.kind, cli, self.resources, entry.get("resources"))
 
     def digest(self):
         """sha256 of the study's content (not its path)."""
@@ -204,7 +212,14 @@ def load_study(path):
     except yaml.YAMLError as e:
         raise StudyError(f"{path}: not valid YAML: {e}") from None
     raw = _mapping(path, "top level", raw, required=True)
-    _check_keys(path, "top level", raw, {"name", "output_dir", "pretrain", "transfer", "description"})
+    _check_keys(path, "top level", raw, {"name", "output_dir", "pretrain", "transfer", "description", "resources"})
+    resources = {}
+    for kind, value in _mapping(path, "resources", raw.get("resources")).items():
+        if kind not in KINDS:
+            _fail(path, f"resources.{kind}", f"unknown kind of run; known: {', '.join(KINDS)}")
+        resources[kind], error = check_resources(f"resources.{kind}", value)
+        if error:
+            raise StudyError(f"{path}: {error}")
     name = _label(path, "name", raw.get("name"))
     output_dir = raw.get("output_dir") or os.path.join("output", "studies", name)
     output_dir = output_dir if os.path.isabs(output_dir) else os.path.join(REPO, output_dir)
@@ -243,9 +258,12 @@ def load_study(path):
     tr = _mapping(path, "transfer", raw.get("transfer"), required=True)
     _check_keys(path, "transfer", tr, {"runs", "seeds"})
     transfer_seeds = _seeds(path, "transfer.seeds", tr.get("seeds"))
-    transfers = _entries(path, "transfer.runs", tr.get("runs"), extra=("seeds", "methods"))
+    transfers = _entries(path, "transfer.runs", tr.get("runs"), extra=("seeds", "methods", "resources"))
     for tname, entry in transfers.items():
         where = f"transfer.runs.{tname}"
+        entry["resources"], error = check_resources(f"{where}.resources", entry.get("resources", {}))
+        if error:
+            raise StudyError(f"{path}: {error}")
         entry["seeds"] = _seeds(path, f"{where}.seeds", entry["seeds"]) if "seeds" in entry else transfer_seeds
         if "methods" in entry:
             known = [*methods, *([RANDOM_INIT] if random_init else [])]
@@ -262,7 +280,7 @@ def load_study(path):
         sweep=sweep,
         pretrain_seeds=_seeds(path, "pretrain.seeds", pre.get("seeds")),
         pretrain_opts=_opts(path, "pretrain.opts", pre.get("opts")), random_init=random_init,
-        transfer_seeds=transfer_seeds, transfers=transfers, raw=copy.deepcopy(raw),
+        transfer_seeds=transfer_seeds, transfers=transfers, raw=copy.deepcopy(raw), resources=resources,
     )
 
 

@@ -14,18 +14,22 @@ of the runs it depends on: a changed config file, override, seed or upstream run
 the run is done again.
 """
 import argparse
+import fcntl
 import hashlib
 import json
 import os
+import socket
 import time
 
 from ..utils.atomic import atomic_write_json
 
-__all__ = ["StudyState", "run_digest", "is_done", "mark_done", "RUN_RECORD", "PLAN_FILE", "STATE_FILE"]
+__all__ = ["StudyState", "StudyLock", "StudyLocked", "run_digest", "is_done", "mark_done", "RUN_RECORD", "PLAN_FILE",
+           "STATE_FILE", "LOCK_FILE"]
 
 PLAN_FILE = "plan.json"
 STATE_FILE = "state.json"
 RUN_RECORD = "study_run.json"
+LOCK_FILE = "driver.lock"
 STATUSES = ("pending", "running", "done", "failed", "skipped")
 
 
@@ -112,3 +116,50 @@ class StudyState:
         for i in ids:
             out[self.get(i)["status"]] += 1
         return out
+
+
+class StudyLocked(RuntimeError):
+    """Another driver runs this study."""
+
+
+class StudyLock:
+    """
+    One driver per study folder: an exclusive ``flock`` on ``<study>/driver.lock``, which records the
+    holder's pid, host and start time. A second driver stops with :class:`StudyLocked` naming the first
+    (two drivers would submit the same runs twice and overwrite each other's ``state.json``). The
+    kernel releases the lock when the holder dies, however it dies.
+    """
+
+    def __init__(self, study_dir):
+        self.path = os.path.join(study_dir, LOCK_FILE)
+        self._file = None
+
+    def __enter__(self):
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        f = open(self.path, "a+")
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            try:
+                holder = json.loads(f.read() or "{}")
+            except ValueError:
+                holder = {}
+            f.close()
+            raise StudyLocked(
+                f"{os.path.dirname(self.path)} is being run by another driver (pid {holder.get('pid', '?')} on "
+                f"{holder.get('host', '?')}, started {holder.get('started', '?')}; lock {self.path}); "
+                "wait for it to finish or stop it first"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                            "started": time.strftime("%Y-%m-%dT%H:%M:%S")}))
+        f.flush()
+        self._file = f
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+        self._file.close()
+        self._file = None

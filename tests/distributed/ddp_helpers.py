@@ -1,12 +1,16 @@
 """Run a function on W CPU processes joined by gloo over tcp://127.0.0.1 (what --num-gpus W does on CPU)."""
 import os
+import sys
 import time
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from conftest import free_port  # noqa: F401  (the CLI tests import it from here)
+from conftest import NCCL_SIM_DIR, free_port  # noqa: F401  (the CLI tests import free_port from here)
+
+sys.path.insert(0, NCCL_SIM_DIR)
+import simulated_nccl  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -15,6 +19,7 @@ def _entry(rank, fn, world, url, result_file, args):
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=url, rank=rank, world_size=world)
+    simulated_nccl.install()  # the package's collectives must take what NCCL takes (see tests/nccl_sim)
     try:
         out = fn(rank, world, *args)
         gathered = [None] * world

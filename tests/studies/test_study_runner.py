@@ -198,7 +198,7 @@ class WritingExecutor:
         return self.jobs - len(self._ended)
 
     def start(self, items):
-        for key, argv, log_path in items:
+        for key, argv, log_path, *_ in items:
             self.started.append((key, argv))
             if key not in self.fail:
                 for p in self.runs[key].outputs:
@@ -409,3 +409,117 @@ def test_killed_study_continues_where_it_stopped(mini_sets, toy_root, tmp_path):
     state = json.load(open(out / "state.json"))["runs"]
     assert {v["status"] for v in state.values()} == {"done"}
     assert len(state) == 5
+
+
+def test_local_runs_on_a_gpu_machine_each_get_their_own_devices(tmp_path):
+    """--jobs N with 4 GPUs: each training run sees only its --num-gpus devices (CUDA_VISIBLE_DEVICES),
+    a run waits until enough are free, other tools see none; never two runs on one device."""
+    from contrastive_det.studies.executors import LocalExecutor
+
+    tool = tmp_path / "train_net.py"  # stands for the training CLI: records what it was given
+    tool.write_text("import os, sys, time\nprint('devices=' + os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>'))\n"
+                    "time.sleep(float(sys.argv[sys.argv.index('--sleep') + 1]))\n")
+    other = tmp_path / "convert_to_detectron2.py"
+    other.write_text(tool.read_text())
+    ex = LocalExecutor(jobs=3, devices=["0", "1", "2", "3"])
+    logs = {k: str(tmp_path / f"{k}.log") for k in "abcd"}
+    ex.start([("a", [str(tool), "--num-gpus", "2", "--sleep", "1.5"], logs["a"], {}),
+              ("b", [str(tool), "--num-gpus", "2", "--sleep", "0.5"], logs["b"], {}),
+              ("c", [str(tool), "--num-gpus", "1", "--sleep", "0"], logs["c"], {}),
+              ("d", [str(other), "--sleep", "0"], logs["d"], {})])
+    assert ex.capacity() == -1  # 4 items taken for 3 slots: the runner starts nothing more
+    ended = []
+    while len(ended) < 4:
+        ended += ex.poll()
+        time.sleep(0.05)
+    assert sorted(k for k, code, _ in ended) == list("abcd") and all(code == 0 for _, code, _ in ended)
+    seen = {k: open(logs[k]).read().split("devices=")[1].strip() for k in "abcd"}
+    assert seen["a"] == "0,1" and seen["b"] == "2,3" and seen["d"] == ""
+    assert seen["c"] in ("2", "3")  # started once b had finished and given its devices back
+    assert sorted(ex._free) == ["0", "1", "2", "3"]
+
+
+def test_each_kind_of_run_gets_its_own_resources(tmp_path):
+    """Conversions never inherit a training job's GPUs and days; the study file's per-kind and per-transfer
+    resources override the command line's; --num-gpus follows the GPUs per task."""
+    from contrastive_det.studies.resources import num_gpus_per_task, parse_slurm_time
+
+    path = write_study(tmp_path / "s.yaml", **{"pretrain.axes": {}})
+    raw = yaml.safe_load(open(path))
+    raw["resources"] = {"pretrain": {"time": 4320}, "transfer": {"gpus": 4}}
+    first = next(iter(raw["transfer"]["runs"]))
+    raw["transfer"]["runs"][first]["resources"] = {"gpus": 1, "time": 120}
+    path.write_text(yaml.safe_dump(raw))
+    study = load_study(str(path))
+    cli = {"gpus": 8, "cpus": 10, "time": 1440, "nodes": 1, "tasks_per_node": 1}
+    runs = expand(study)
+    got = {r.kind if r.kind != "transfer" else r.meta["transfer"]: study.run_resources(r, cli) for r in runs}
+    assert got["pretrain"] == {**cli, "time": 4320}
+    assert got["convert"] == {"gpus": 0, "cpus": 2, "time": 60, "nodes": 1, "tasks_per_node": 1}
+    assert got[first] == {**cli, "gpus": 1, "time": 120}
+    others = [t for t in study.transfers if t != first]
+    assert all(got[t] == {**cli, "gpus": 4} for t in others)
+    assert num_gpus_per_task({"gpus": 8, "tasks_per_node": 2}) == 4 and num_gpus_per_task({}) == 0
+    assert [parse_slurm_time(t) for t in ("infinite", "30", "10:00", "2:00:00", "1-00:00:00", "1-12")] == \
+        [None, 30, 10, 120, 1440, 2160]
+    raw["resources"] = {"pretrain": {"gpu": 1}}
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(StudyError, match=r"resources\.pretrain\.gpu: unknown resource"):
+        load_study(str(path))
+
+
+def test_a_second_driver_on_the_same_study_is_refused(tmp_path):
+    from contrastive_det.studies.state import StudyLock, StudyLocked
+
+    with StudyLock(str(tmp_path)):
+        with pytest.raises(StudyLocked, match=rf"being run by another driver \(pid {os.getpid()} on"):
+            StudyLock(str(tmp_path)).__enter__()
+    with StudyLock(str(tmp_path)):  # released on exit
+        pass
+
+
+class _JobExecutor(WritingExecutor):
+    """Keeps its runs "running" like cluster jobs; ``poll`` raises ``error`` once a run started."""
+
+    def __init__(self, runs, error):
+        super().__init__(runs)
+        self.error, self.stopped_with = error, []
+
+    def start(self, items):
+        self.started += [(key, argv) for key, argv, *_ in items]
+
+    def poll(self):
+        raise self.error
+
+    def job_id(self, key):
+        return f"job-{key}"
+
+    def job_tasks(self, key):
+        return 1
+
+    def reattach(self, key, job_id, tasks=1):
+        return True
+
+    def stop(self, cancel=False):
+        self.stopped_with.append(cancel)
+        return "cancelled" if cancel else "left running"
+
+
+@pytest.mark.parametrize("error, answer, cancelled", [
+    (RuntimeError("the driver's own bug"), None, False),  # a driver error never cancels jobs
+    (KeyboardInterrupt(), None, True),                    # Ctrl-C without a terminal: cancel, and say which
+    (KeyboardInterrupt(), False, False),                  # Ctrl-C on a terminal: only if the user says yes
+    (KeyboardInterrupt(), True, True),
+])
+def test_only_an_interrupt_cancels_cluster_jobs(tmp_path, error, answer, cancelled):
+    study = small_study(tmp_path)
+    executor = _JobExecutor(expand(study), error)
+    asked = []
+    confirm = None if answer is None else (lambda q: asked.append(q) or answer)
+    with pytest.raises(type(error)):
+        run_study(study, executor, log=lambda line: None, confirm=confirm)
+    assert executor.stopped_with == [cancelled]
+    assert bool(asked) == (answer is not None) and all("Cancel the" in q for q in asked)
+    state = json.load(open(os.path.join(study.output_dir, "state.json")))["runs"]
+    started = [k for k, _ in executor.started]
+    assert started and all(state[k]["status"] == "running" and state[k]["job_id"] == f"job-{k}" for k in started)

@@ -171,7 +171,7 @@ def test_mocov2_on_two_cpu_processes_with_shuffled_bn(mocov2_one_machine):
     assert json.load(open(out / "results.json"))["metrics"]["mini_test"]["knn/top1"] >= 0
 
 
-def _run_two_machines(argv, out, datasets_root, attempts=3):
+def _run_two_machines(argv, out, datasets_root, attempts=3, machine_opts=((), ())):
     """
     Launch ``pretrain_net.py argv`` as machine 0 and machine 1 of two on localhost; return (procs, logs).
     When one machine fails, the other (left waiting for its peer) is stopped. gloo's tcp transport can
@@ -184,7 +184,7 @@ def _run_two_machines(argv, out, datasets_root, attempts=3):
         url = f"tcp://127.0.0.1:{free_port()}"
         log_files = [open(f"{out}_machine{rank}_try{attempt}.log", "w+") for rank in (0, 1)]
         procs = [start_cli("pretrain_net.py", ["--num-machines", "2", "--machine-rank", str(rank), "--num-gpus", "1",
-                                               "--dist-url", url, *argv],
+                                               "--dist-url", url, *argv, *machine_opts[rank]],
                            datasets_root, stdout=log, stderr=subprocess.STDOUT)
                  for rank, log in enumerate(log_files)]
         deadline = time.monotonic() + 600
@@ -213,11 +213,12 @@ def test_two_machines_equal_one_machine_with_two_processes(mocov2_one_machine, m
     """
     --num-machines 2 (two launches on localhost, one process each, joined by --dist-url) trains the
     same model as --num-gpus 2 on one machine: the same global ranks, seeds, gathers and queue.
+    Machine 1 is given SEED -1 (a seed drawn on each machine): the main process's SEED 7 is the run's.
     """
     one, _ = mocov2_one_machine
     two = tmp_path / "two_machines"
     procs, logs = _run_two_machines(["--config-file", config("mocov2"), *fast_opts(mini_crops, two, 2, **MOCO_DDP)],
-                                    two, toy_root)
+                                    two, toy_root, machine_opts=((), ("SEED", "-1")))
     for rank, (p, log) in enumerate(zip(procs, logs)):
         assert p.returncode == 0, f"machine {rank} failed:\n{log[-5000:]}"
     assert "World size: 2" in logs[0]
@@ -227,7 +228,8 @@ def test_two_machines_equal_one_machine_with_two_processes(mocov2_one_machine, m
     assert set(a) == set(b) and int(b["queues.projection.ptr"]) == 32
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=0, atol=0, msg=f"{key} differs between one and two machines")
-    assert json.load(open(two / "results.json"))["method"] == "MoCoV2"
+    record = json.load(open(two / "results.json"))
+    assert record["method"] == "MoCoV2" and record["seed"] == 7
 
 
 def test_random_init_baseline_over_seeds(mini_crops, toy_root, tmp_path):
