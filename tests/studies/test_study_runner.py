@@ -523,3 +523,40 @@ def test_only_an_interrupt_cancels_cluster_jobs(tmp_path, error, answer, cancell
     state = json.load(open(os.path.join(study.output_dir, "state.json")))["runs"]
     started = [k for k, _ in executor.started]
     assert started and all(state[k]["status"] == "running" and state[k]["job_id"] == f"job-{k}" for k in started)
+
+
+class _FollowingExecutor(WritingExecutor):
+    """A second driver's executor: follows earlier jobs (``reattach``), whose runs then end well."""
+
+    def __init__(self, runs):
+        super().__init__(runs, jobs=100)
+        self.reattached = []
+
+    def job_id(self, key):
+        return f"new-{key}"
+
+    def job_tasks(self, key):
+        return 1
+
+    def reattach(self, key, job_id, tasks=1):
+        self.reattached.append((key, job_id))
+        for p in self.runs[key].outputs:  # the job finishes while this driver follows it
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+            open(p, "w").write("x")
+        self._ended.append((key, 0, None))
+        return True
+
+
+def test_a_restarted_driver_follows_the_jobs_it_had_submitted(tmp_path):
+    study = small_study(tmp_path)
+    first = _JobExecutor(expand(study), RuntimeError("the driver died"))
+    with pytest.raises(RuntimeError):
+        run_study(study, first, log=lambda line: None)
+    submitted = [k for k, _ in first.started]
+    lines = []
+    second = _FollowingExecutor(expand(study))
+    status = run_study(study, second, log=lines.append)
+    assert second.reattached == [(k, f"job-{k}") for k in submitted]
+    assert not set(submitted) & {k for k, _ in second.started}  # none submitted twice
+    assert all(f"REATTACH {k}: job job-{k} of an earlier driver" in lines for k in submitted)
+    assert set(status.values()) == {"done"}
