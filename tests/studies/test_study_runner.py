@@ -560,3 +560,20 @@ def test_a_restarted_driver_follows_the_jobs_it_had_submitted(tmp_path):
     assert not set(submitted) & {k for k, _ in second.started}  # none submitted twice
     assert all(f"REATTACH {k}: job job-{k} of an earlier driver" in lines for k in submitted)
     assert set(status.values()) == {"done"}
+
+
+def test_cluster_resources_are_checked_against_the_partition_before_submitting(monkeypatch):
+    from contrastive_det.studies import executors
+
+    ex = object.__new__(executors.SubmititExecutor)  # no submitit executor needed for the check
+    ex.cluster, ex.parameters = "slurm", {"slurm_partition": "gpu"}
+    monkeypatch.setattr(executors, "partition_time_limit", lambda p: 60 if p == "gpu" else None)
+    monkeypatch.setattr(executors, "partition_has_gpus", lambda p: p == "gpu")
+    runs = {"pretrain/a/seed0": {"gpus": 8, "time": 30}, "convert/a/seed0/det": {"gpus": 0, "time": 60},
+            "transfer/t/a/seed0": {"gpus": 0, "time": 45}}
+    lines = ex.check_resources(runs)
+    assert len(lines) == 1 and "1 training runs ask for no GPU on partition 'gpu'" in lines[0]
+    assert "transfer/t/a/seed0" in lines[0]  # a conversion without GPU is expected
+    with pytest.raises(ValueError, match=r"1 runs ask for more time than partition 'gpu' allows \(60 min\): "
+                                         r"pretrain/a/seed0 \(90 min\)"):
+        ex.check_resources({**runs, "pretrain/a/seed0": {"gpus": 8, "time": 90}})
