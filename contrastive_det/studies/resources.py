@@ -9,7 +9,7 @@ A run's resources are a dict of :data:`RESOURCE_KEYS`; they come, later entries 
 2. the study file's ``resources: {pretrain: {...}, convert: {...}, transfer: {...}}``;
 3. a transfer entry's own ``resources: {...}`` (e.g. 1 GPU and 2 hours for a few-shot or probe run).
 
-On a cluster the report's pictures run as one job of kind "report" (4 CPUs, two hours by default).
+On a cluster the report's pictures run as one job of kind "report" (2 CPUs, two hours by default).
 
 ``--num-gpus`` of a training CLI follows its resources (``gpus`` per node / ``tasks_per_node``)
 unless ``--num-gpus`` was given to the study.
@@ -32,7 +32,7 @@ RESOURCE_KEYS = {
 KINDS = ("pretrain", "convert", "transfer", "report")
 # "report": the report's pictures (UMAP embeddings, detection pictures) as one job on a cluster
 KIND_DEFAULTS = {"convert": {"gpus": 0, "cpus": 2, "time": 60, "nodes": 1, "tasks_per_node": 1},
-                 "report": {"gpus": 0, "cpus": 4, "time": 120, "nodes": 1, "tasks_per_node": 1}}
+                 "report": {"gpus": 0, "cpus": 2, "time": 120, "nodes": 1, "tasks_per_node": 1}}
 
 
 def check_resources(where, value):

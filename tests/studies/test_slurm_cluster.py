@@ -79,7 +79,7 @@ def _study(tmp_path, sets):
     small = {"DATASETS.CUSTOM": custom, "DATALOADER.NUM_WORKERS": 0}
     study = {
         "name": "slurm_tiny", "output_dir": str(tmp_path / "slurm_tiny"),
-        "resources": {"pretrain": {"time": 30}},
+        "resources": {"pretrain": {"time": 30}, "report": {"cpus": 1, "time": 15}},
         "pretrain": {"methods": {"simclr": {"config": "configs/toy/pretrain_simclr_R18.yaml", "opts": {
             **small, "DATASETS.TRAIN": ["sl_train"], "DATASETS.TEST": ["sl_test"], "SOLVER.IMS_PER_BATCH": 8,
             "INPUT.TWO_VIEW.CROP_SIZE": 32, "INPUT.TWO_VIEW.TEST_RESIZE": 32, "SOLVER.MAX_ITER": 400,
