@@ -6,7 +6,7 @@ installs it (see scripts/install_detectron2.sh). Everything else is pinned here.
 from setuptools import find_packages, setup
 
 INSTALL_REQUIRES = [
-    # The verified stack (DESIGN.md section 2). torchvision must stay pinned with torch:
+    # The verified stack (scripts/setup_env.sh and scripts/install_detectron2.sh install it). torchvision must stay pinned with torch:
     # an unpinned torchvision drags in a newer torch.
     "torch==2.14.1",
     "torchvision==0.29.1",

@@ -1,4 +1,4 @@
-"""The classification protocol configs: published values (DESIGN.md section 8), generated per-dataset files, toy twins."""
+"""The classification protocol configs: published values (docs/design.md section 8), generated per-dataset files, toy twins."""
 import os
 import subprocess
 import sys

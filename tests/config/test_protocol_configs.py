@@ -1,4 +1,4 @@
-"""Every value of DESIGN.md section 4, asserted from the merged config of each protocol file."""
+"""Every value of docs/design.md section 4, asserted from the merged config of each protocol file."""
 import os
 from argparse import Namespace
 

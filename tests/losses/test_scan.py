@@ -1,4 +1,4 @@
-"""SCAN (DESIGN.md section 5): hand values, loop reference, reduction to queue SupCon, masking modes."""
+"""SCAN (docs/design.md section 5): hand values, loop reference, reduction to queue SupCon, masking modes."""
 import math
 
 import pytest
