@@ -158,8 +158,8 @@ def run_study_locked(study, executor, *, dry_run=False, num_gpus=0, resources=No
             entry = state.get(rid)
             if entry.get("status") == "running" and entry.get("job_id") and entry.get("digest") is not None:
                 run = by_id[rid]
-                if all(finished.get(d) == "done" for d in run.deps) and \
-                        entry["digest"] == run_digest(run, [digests[d] for d in run.deps]) and \
+                # plan() computed the digest of every run whose dependencies are done
+                if all(finished.get(d) == "done" for d in run.deps) and entry["digest"] == digests[rid] and \
                         executor.reattach(rid, entry["job_id"], entry.get("tasks", 1)):
                     running[rid] = (time.time(), entry["digest"])
                     log(f"REATTACH {rid}: job {entry['job_id']} of an earlier driver")
