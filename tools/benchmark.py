@@ -3,7 +3,9 @@
 Training-step benchmark, sized for a 2-core CPU by default. Detection: seconds per iteration of the
 toy config and of the VOC0712 R50-C4 protocol at a reduced input size (on the toy images: VOC itself
 is not needed), and the ratio of our train_net step (Trainer with all hooks) to detectron2's bare
-SimpleTrainer. Pretraining (SimCLR on the toy digit crops): images per second of ResNet-18 at 32 px
+SimpleTrainer; segmentation (``seg_ratio``): our train_net step on the toy FCN-16s config against a
+bare PyTorch loop (forward, backward, step) over the same SemanticSegmentor, optimizer and batches.
+Pretraining (SimCLR on the toy digit crops): images per second of ResNet-18 at 32 px
 and ResNet-50 at 64 px, the ratio of the engine's step to a bare PyTorch loop doing the same
 forward, backward and step, and (``--only lightly``) images per second of tools/pretrain_net.py's
 run of configs/toy/pretrain_simclr_R18.yaml against lightly's documented SimCLR loop on the same
@@ -61,7 +63,8 @@ PRETRAIN = {  # name: (overrides, description)
                       "SOLVER.IMS_PER_BATCH", "16"], "SimCLR ResNet-50 at 64 px"),
 }
 CLS_PARTS = ["probe_speed", "extraction", "probe_cache"]
-PARTS = ["toy", "voc", "ratio", "pretrain_r18", "pretrain_r50", "pretrain_ratio", "lightly"] + CLS_PARTS
+TOY_SEG = os.path.join(REPO, "configs", "toy", "seg_digits_R_50_FCN16s.yaml")
+PARTS = ["toy", "voc", "ratio", "seg_ratio", "pretrain_r18", "pretrain_r50", "pretrain_ratio", "lightly"] + CLS_PARTS
 GPU_PARTS = ["voc_full"]  # not in the default run: minutes per iteration on a 2-core CPU
 
 
@@ -130,6 +133,13 @@ def main():
             print(f"train_net step / bare SimpleTrainer step (toy, {args.trials} x {args.block} iters each, "
                   f"alternating): {_ratio_text(r)}; "
                   f"{r['trainer_s_per_iter']:.3f} vs {r['bare_s_per_iter']:.3f} s/iter", flush=True)
+        if "seg_ratio" in parts:
+            cfg = build_cfg(TOY_SEG, args.opts, os.path.join(tmp, "seg_ratio"))
+            r = trainer_overhead(cfg, args.warmup, args.block, args.trials, baseline="torch")
+            out["seg_ratio"] = r
+            print(f"train_net segmentation step / bare SemanticSegmentor loop (toy FCN-16s, "
+                  f"{cfg.SOLVER.IMS_PER_BATCH} img/iter, {args.trials} x {args.block} iters each, alternating): "
+                  f"{_ratio_text(r)}; {r['trainer_s_per_iter']:.3f} vs {r['bare_s_per_iter']:.3f} s/iter", flush=True)
         for name, (opts, what) in PRETRAIN.items():
             if name in parts:
                 cfg = build_cfg(SIMCLR, opts + list(args.opts), os.path.join(tmp, name))

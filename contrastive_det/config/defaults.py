@@ -12,7 +12,7 @@ def add_contrastive_det_config(cfg):
     cfg.TASK = "DetectionTask"
 
     # User datasets registered from the config, without writing Python. A list of dicts, each:
-    #   {NAME: str, FORMAT: "voc" | "coco" | "folder" | "csv", CLASSES: [str, ...],
+    #   {NAME: str, FORMAT: "voc" | "coco" | "folder" | "csv" | "sem_seg", CLASSES: [str, ...],
     #    voc:  ROOT (folder with JPEGImages/ Annotations/ ImageSets/Main/), SPLIT (e.g. "trainval"),
     #          YEAR (2007 -> 11-point VOC metric, the default; anything else -> area metric)
     #    coco: JSON (instances file), IMAGE_ROOT (folder the file names are relative to)
@@ -21,8 +21,10 @@ def add_contrastive_det_config(cfg):
     #    csv:  CSV (file of "path,label" rows, optional header line "path,label"; a label is a name of
     #          CLASSES or else an integer id in [0, len(CLASSES))), ROOT (optional: the folder relative
     #          paths start from; default the CSV file's folder), METRIC ("top1", the default, or
-    #          "mean_per_class")}
-    # CLASSES is required for voc and csv (the label order) and optional for coco (the JSON's
+    #          "mean_per_class")
+    #    sem_seg: IMAGE_ROOT/<stem>.{jpg,png,...} with LABEL_ROOT/<stem>.png (class indices); optional IGNORE_LABEL
+    #          (255), LIST (file of stems; default all images), REDUCE_ZERO_LABEL (0 = other, c -> class c-1)}
+    # CLASSES is required for voc, csv and sem_seg (the label order) and optional for coco (the JSON's
     # categories) and folder (the sorted folder names). Examples (YAML and command line): datasets/README.md.
     cfg.DATASETS.CUSTOM = []
 
@@ -45,6 +47,7 @@ def add_contrastive_det_config(cfg):
 
     add_pretrain_config(cfg)
     add_classification_config(cfg)
+    add_segmentation_config(cfg)
 
     cfg.RESULTS = CN()
     # Name of the pretraining method behind MODEL.WEIGHTS (e.g. "mocov2", "supcon"), recorded in
@@ -247,4 +250,60 @@ def add_classification_config(cfg):
     # shorter side TEST_RESIZE, centre crop CROP_SIZE), "ssl_transfer" (shorter side CROP_SIZE, bicubic,
     # centre crop) or "islam" (square resize to 1.15 x CROP_SIZE, centre crop).
     cfg.INPUT.CLS.TEST_PIPELINE = "resize_crop"
+    return cfg
+
+
+def add_segmentation_config(cfg):
+    """Keys of semantic segmentation transfer (TASK "SegmentationTask"); see docs/segmentation.md."""
+    # FCNHead (contrastive_det/modeling/sem_seg_heads.py) on detectron2's MODEL.SEM_SEG_HEAD keys
+    # (NAME, IN_FEATURES, NUM_CLASSES, CONVS_DIM, NORM, IGNORE_VALUE, LOSS_WEIGHT) plus these:
+    head = cfg.MODEL.SEM_SEG_HEAD
+    head.NUM_CONVS = 2  # 3x3 conv + norm + ReLU blocks of the head (MoCo's FCN-16s and mmseg's FCN: 2)
+    head.DILATION = 1  # dilation (= padding) of those convs (MoCo's FCN-16s: 6; mmseg's FCN-D8: 1)
+    head.CONCAT_INPUT = False  # mmseg's concat_input: concat the input with the conv output, fuse by a 3x3 conv
+    head.DROPOUT = 0.0  # Dropout2d before the 1x1 classifier (mmseg: 0.1; MoCo: none)
+    # Auxiliary FCN head during training (mmseg: on "res4", 1 conv of 256 channels, loss weight 0.4).
+    # "" = none. The feature must be in MODEL.RESNETS.OUT_FEATURES.
+    head.AUX_IN_FEATURE = ""
+    head.AUX_CONVS_DIM = 256
+    head.AUX_NUM_CONVS = 1
+    head.AUX_LOSS_WEIGHT = 0.4
+
+    # detectron2.projects.deeplab's ResNet (MODEL.BACKBONE.NAME "build_resnet_deeplab_backbone", output
+    # stride 8 with RES4_DILATION 2 + RESNETS.RES5_DILATION 4). Its stem must stay "basic" (one 7x7
+    # conv) for standard ResNet checkpoints: "deeplab" (three 3x3 convs) would be left at random init.
+    cfg.MODEL.RESNETS.RES4_DILATION = 1
+    cfg.MODEL.RESNETS.RES5_MULTI_GRID = [1, 1, 1]  # dilation multipliers of the 3 res5 blocks
+    cfg.MODEL.RESNETS.STEM_TYPE = "basic"
+
+    # Poly learning rate ("WarmupPolyLR", contrastive_det/solver/lr_schedule.py):
+    # (BASE_LR - POLY_LR_MIN) * (1 - iter / MAX_ITER) ^ POLY_LR_POWER + POLY_LR_MIN.
+    cfg.SOLVER.POLY_LR_POWER = 0.9
+    cfg.SOLVER.POLY_LR_MIN = 0.0  # mmseg's min_lr (1e-4 in its FCN-D8 schedule); 0 = detectron2's poly
+
+    # Training augmentation of segmentation images and label maps (data/sem_seg_mapper.py), in order:
+    cfg.INPUT.SEM_SEG = CN()
+    # 1. random rescale by a ratio drawn uniformly from SCALE_RATIO, of the image's own size when
+    #    BASE_SIZE is empty (MoCo), else of the largest size that fits BASE_SIZE = (long, short) keeping
+    #    the aspect ratio (mmseg: (2048, 512) on VOC, (2048, 1024) on Cityscapes)
+    cfg.INPUT.SEM_SEG.SCALE_RATIO = (0.5, 2.0)
+    cfg.INPUT.SEM_SEG.BASE_SIZE = ()
+    # 2. random crop of CROP_SIZE (h, w), retried up to 10 times while one class covers more than
+    #    INPUT.CROP.SINGLE_CATEGORY_MAX_AREA of it (mmseg: 0.75; 1.0 = no retry), then padding to
+    #    CROP_SIZE (image: the pixel mean, i.e. 0 after normalisation; label: the ignore value)
+    cfg.INPUT.SEM_SEG.CROP_SIZE = (513, 513)
+    cfg.INPUT.CROP.SINGLE_CATEGORY_MAX_AREA = 1.0
+    # 3. horizontal flip with probability FLIP_PROB
+    cfg.INPUT.SEM_SEG.FLIP_PROB = 0.5
+    # 4. mmseg's PhotoMetricDistortion (brightness +-32, contrast and saturation 0.5-1.5, hue +-18,
+    #    each with probability 0.5); False = none (MoCo)
+    cfg.INPUT.SEM_SEG.PHOTOMETRIC = False
+    # Test: one scale, the original size when TEST_BASE_SIZE is empty (MoCo), else the largest size that
+    # fits TEST_BASE_SIZE = (long, short) with the aspect ratio kept (mmseg: (2048, 512) on VOC); logits
+    # are resized back to the original size before scoring.
+    cfg.INPUT.SEM_SEG.TEST_BASE_SIZE = ()
+    # Test windows: the whole image of TEST_CROP_SIZE with
+    # TEST_STRIDE (mmseg's Cityscapes test: 769 / 513); () = whole image.
+    cfg.INPUT.SEM_SEG.TEST_CROP_SIZE = ()
+    cfg.INPUT.SEM_SEG.TEST_STRIDE = ()
     return cfg

@@ -1,6 +1,6 @@
 """
 The detectron2 config a converted checkpoint needs, printed as ``KEY VALUE`` overrides and
-written as a YAML that inherits a detection protocol.
+written as a YAML that inherits a detection (or semantic segmentation) protocol.
 
 Usage chosen: ``--write-config my.yaml --base configs/detection/voc0712_R_50_C4_24k.yaml`` writes
 a complete config ``my.yaml`` whose ``_BASE_`` is the protocol (absolute path) and
@@ -109,6 +109,8 @@ def check_base(base, depth):
         cfg = _load_cfg(base)
     except Exception as e:  # noqa: BLE001
         raise ConversionError(f"--base {base}: cannot load it as a detectron2 config: {e}") from None
+    if cfg.MODEL.META_ARCHITECTURE != "GeneralizedRCNN":
+        return cfg  # no ROI heads to check (semantic segmentation)
     from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, Res5ROIHeads
 
     from ..modeling.roi_heads import Res5ROIHeadsExtraNorm

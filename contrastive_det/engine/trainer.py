@@ -10,7 +10,7 @@ from detectron2.engine.train_loop import TrainerBase
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from ..solver import build_optimizer
+from ..solver import build_lr_scheduler, build_optimizer
 from ..utils import collectives
 from . import stop_request
 from .checkpoint import AtomicDetectionCheckpointer, resumable_config
@@ -179,6 +179,11 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_optimizer(cls, cfg, model):
         return build_optimizer(cfg, model)
+
+    @classmethod
+    def build_lr_scheduler(cls, cfg, optimizer):
+        """detectron2's schedules plus "WarmupPolyLR" (:mod:`contrastive_det.solver.lr_schedule`)."""
+        return build_lr_scheduler(cfg, optimizer)
 
     @classmethod
     def build_train_loader(cls, cfg):

@@ -4,6 +4,7 @@ from .heads import ProjectionMLP, build_projection
 from .pretrainers import SCAN, CESelfSupCon, ContrastivePretrainer, MoCoV2, SimCLR, SupCon, SupConSelfSupCon, Supervised
 from .classifier import Classifier
 from .roi_heads import Res5ROIHeadsExtraNorm
+from .sem_seg_heads import FCNHead, FCNSemanticSegmentor
 
 __all__ = [
     "Classifier",
@@ -20,4 +21,6 @@ __all__ = [
     "SCAN",
     "Supervised",
     "Res5ROIHeadsExtraNorm",
+    "FCNHead",
+    "FCNSemanticSegmentor",
 ]

@@ -5,13 +5,14 @@ A study's report from its files: ``plan.json`` (what each run is) and every tran
 * ``results.csv``: one line per (row, transfer, metric): mean, sample std, n, the per-seed values.
 * ``tables.md``: Islam-style tables: pretraining row x transfer metric, mean ± std (n), the rank in
   each column (1 = best) and the best in bold; few-shot with the mean 95% interval of the episodes;
-  layer-wise probes per layer; detection AP50 / AP / AP75.
+  layer-wise probes per layer; detection AP50 / AP / AP75; segmentation mIoU / mACC.
 * PNG plots (matplotlib): each metric against each study axis (Cole et al.: e.g. pretraining
   images, log axis when the values span a decade or more) per method, with seed error bars; the
   layer-wise probe curves. Each is captioned with what it shows and n.
 * pictures (:mod:`.pictures`): a 2-D UMAP of each backbone's pooled test features coloured by
   class, per classification transfer; predicted and ground-truth boxes (detectron2's Visualizer) of
-  a few test images per detection transfer and row.
+  a few test images per detection transfer and row; predicted and ground-truth label maps
+  (:mod:`.seg_pictures`) per segmentation transfer and row.
 * ``report.md``: the tables, plots and pictures, readable on GitHub.
 """
 import contextlib
@@ -34,7 +35,7 @@ __all__ = ["collect", "aggregate", "write_report", "HEADLINE_PATTERNS"]
 # the columns of the tables, in this order; other metrics go to results.csv only
 HEADLINE_PATTERNS = [
     r"classification/score", r"linear/score", r"few_shot/\d+way_\d+shot", r"layerwise/res\d/score",
-    r"bbox/AP50", r"bbox/AP", r"bbox/AP75", r"segm/AP", r"knn/top1",
+    r"bbox/AP50", r"bbox/AP", r"bbox/AP75", r"segm/AP", r"sem_seg/mIoU", r"sem_seg/mACC", r"knn/top1",
 ]
 LOWER_IS_BETTER = ()  # every headline metric: higher is better
 
@@ -302,10 +303,12 @@ def write_report(study_dir, pictures=True, log=print):
     shown = []
     if pictures:
         from .pictures import detection_pictures, embedding_pictures
+        from .seg_pictures import segmentation_pictures
 
         with _quiet_model_loading():
             shown = (embedding_pictures(study_dir, plan, out_dir, log=log)
-                     + detection_pictures(study_dir, plan, out_dir, log=log))
+                     + detection_pictures(study_dir, plan, out_dir, log=log)
+                     + segmentation_pictures(study_dir, plan, out_dir, log=log))
 
     lines = [f"# Study {plan['study']}", "",
              f"Study file: `{plan['study_file']}`; {len(records)} results from "

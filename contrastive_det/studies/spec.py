@@ -33,12 +33,12 @@ The runs, with their folders under the study folder:
 
 * ``pretrain/<row>/seed<S>``: ``tools/pretrain_net.py`` (writes ``backbone.pth``); ``<row>`` is
   the method label, then ``__<axis>-<value>`` for each axis.
-* ``convert/<row>/seed<S>/<transfer>``: for detection transfer only, the verified conversion
+* ``convert/<row>/seed<S>/<transfer>``: for detection and segmentation transfer only, the verified conversion
   ``tools/convert_to_detectron2.py backbone.pth weights.pkl --write-config detect.yaml --base
   <transfer config>`` (the config with the backbone's depth and input format).
 * ``transfer/<transfer>/<row>[/pretrain_seed<S>]/seed<T>``: ``tools/train_net.py`` with the
-  exported backbone (classification) or the converted weights and config (detection); the
-  random-init row uses no weights (detection: the first method's converted config, so that the
+  exported backbone (classification) or the converted weights and config (detection,
+  segmentation); the random-init row uses no weights (detection, segmentation: the first method's converted config, so that the
   rows differ only by their weights). ``/pretrain_seed<S>`` appears when there are several
   pretraining seeds.
 """
@@ -58,6 +58,8 @@ __all__ = ["Run", "Study", "StudyError", "load_study", "expand", "format_opt_val
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RANDOM_INIT = "random-init"
+# transfers whose weights go through tools/convert_to_detectron2.py (a detectron2 backbone)
+CONVERTED_TASKS = ("DetectionTask", "SegmentationTask")
 SWEEPS = ("product", "one_at_a_time")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
@@ -350,7 +352,7 @@ def expand(study):
     multi_seed = len(study.pretrain_seeds) > 1
     for tname, tentry in study.transfers.items():
         task = _task_of(tentry["config"])
-        detection = task == "DetectionTask"
+        detection = task in CONVERTED_TASKS
         first_convert = None
         for row, method, combo, pseed, backbone, pre_id in rows:
             if tentry["methods"] is not None and method not in tentry["methods"]:

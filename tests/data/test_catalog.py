@@ -89,7 +89,7 @@ def test_custom_voc_and_coco_datasets_from_config(toy_root):
 @pytest.mark.parametrize(
     "entry, message",
     [
-        ({"NAME": "x", "FORMAT": "yolo"}, r"DATASETS.CUSTOM\[0\].FORMAT must be one of \['coco', 'csv', 'folder', 'voc'\]"),
+        ({"NAME": "x", "FORMAT": "yolo"}, r"DATASETS.CUSTOM\[0\].FORMAT must be one of \['coco', 'csv', 'folder', 'sem_seg', 'voc'\]"),
         ({"NAME": "x", "FORMAT": "voc", "ROOT": "/d", "SPLIT": "test"}, r"missing key\(s\) \['CLASSES'\]"),
         ({"NAME": "x", "FORMAT": "coco", "JSON": "a", "IMAGE_ROOT": "b", "ROOTS": "c"}, r"unknown key\(s\) \['ROOTS'\]"),
         ({"NAME": "x", "FORMAT": "voc", "ROOT": "/d", "SPLIT": "t", "CLASSES": "cat"}, "CLASSES must be a list"),

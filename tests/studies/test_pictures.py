@@ -1,5 +1,6 @@
-"""The report's pictures (contrastive_det/studies/pictures.py): UMAP embeddings of classification
-transfers and prediction | ground-truth grids of detection transfers, on a tiny real study."""
+"""The report's pictures (contrastive_det/studies/pictures.py, seg_pictures.py): UMAP embeddings of
+classification transfers and prediction | ground-truth grids of detection and segmentation transfers,
+on a tiny real study."""
 import copy
 import json
 import os
@@ -12,6 +13,7 @@ from PIL import Image
 
 from contrastive_det.studies import load_study, run_study
 from contrastive_det.studies import pictures
+from contrastive_det.studies.seg_pictures import segmentation_pictures
 from contrastive_det.studies.executors import LocalExecutor
 
 from conftest import REPO, copy_crops
@@ -22,13 +24,13 @@ TEST_IMAGES = 4  # textured crops per class in the study's classification test s
 
 @pytest.fixture(scope="module")
 def study(toy_root, tmp_path_factory):
-    """One SimCLR pretraining (2 iterations), an L-BFGS probe and a 1-iteration detection transfer,
-    seed 0, run for real; returns (study folder, plan)."""
+    """One SimCLR pretraining (2 iterations), an L-BFGS probe and 1-iteration detection and segmentation
+    transfers, seed 0, run for real; returns (study folder, plan)."""
     sets = tmp_path_factory.mktemp("pictures_sets")
     copy_crops(toy_root, sets / "plain", {"train": 6, "test": 3})
     copy_crops(toy_root, sets / "textured", {"train": 6, "test": TEST_IMAGES}, "crops_textured")
     tmp = tmp_path_factory.mktemp("pictures_study")
-    spec = load_study(real_study(tmp, sets, detection=True, name="pics", seeds=(0,)))
+    spec = load_study(real_study(tmp, sets, detection=True, name="pics", seeds=(0,), segmentation=True))
     env = dict(os.environ, DETECTRON2_DATASETS=str(toy_root), PYTHONWARNINGS="ignore")
     lines = []
     status = run_study(spec, LocalExecutor(jobs=2, cwd=REPO, env=env), log=lines.append)
@@ -90,6 +92,20 @@ def test_one_detection_picture_per_detection_transfer_and_dataset(made):
     assert "first 3 images of toy_digits_test" in caption and "score >= 0.05" in caption
     assert "at most as many as the ground truth" in caption
     assert "(simclr, random-init)" in caption and "transfer seed 0" in caption and "ground truth" in caption
+
+
+def test_one_segmentation_picture_per_segmentation_transfer_and_dataset(study, tmp_path):
+    study_dir, plan = study
+    seg_run = _runs(plan, "seg", "simclr")[0]
+    assert seg_run["deps"] == ["convert/simclr/seed0/seg"]  # converted like a detection transfer
+    lines = []
+    made = segmentation_pictures(study_dir, plan, str(tmp_path), num_images=2, log=lines.append)
+    assert [f for f, _ in made] == ["segmentations__seg__toy_digits_sem_seg_test.png"]
+    file, caption = made[0]
+    image = _png(tmp_path / file)
+    assert image.width >= 4 * 150 and image.height >= 2 * 150  # 2 rows x (2 images x prediction | truth)
+    assert "first 2 images of toy_digits_sem_seg_test" in caption and "(simclr, random-init)" in caption
+    assert not [line for line in lines if "left out" in line or "failed" in line], lines
 
 
 def test_features_are_those_the_run_computed(study):

@@ -321,7 +321,7 @@ def mini_sets(toy_root, tmp_path_factory):
     return root
 
 
-def real_study(tmp_path, sets, detection=True, name="tiny", seeds=(0, 1)):
+def real_study(tmp_path, sets, detection=True, name="tiny", seeds=(0, 1), segmentation=False):
     custom = (f"[{{'NAME': 'st_plain_train', 'FORMAT': 'folder', 'ROOT': '{sets / 'plain' / 'train'}'}}, "
               f"{{'NAME': 'st_plain_test', 'FORMAT': 'folder', 'ROOT': '{sets / 'plain' / 'test'}'}}, "
               f"{{'NAME': 'st_tex_train', 'FORMAT': 'folder', 'ROOT': '{sets / 'textured' / 'train'}'}}, "
@@ -334,6 +334,10 @@ def real_study(tmp_path, sets, detection=True, name="tiny", seeds=(0, 1)):
     if detection:
         runs["det"] = {"config": "configs/toy/digits_R_50_FPN.yaml",
                        "opts": {**dict(zip(FAST[::2], FAST[1::2])), "SOLVER.MAX_ITER": 1}}
+    if segmentation:  # the toy pretraining is a ResNet-18, which detectron2 cannot dilate: output stride 32
+        runs["seg"] = {"config": "configs/toy/seg_digits_R_50_FCN16s.yaml", "opts": {
+            "MODEL.RESNETS.RES5_DILATION": 1, "SOLVER.IMS_PER_BATCH": 2, "INPUT.SEM_SEG.CROP_SIZE": [64, 64],
+            "DATALOADER.NUM_WORKERS": 0, "SOLVER.MAX_ITER": 1}}
     study = {
         "name": name, "output_dir": str(tmp_path / name),
         "pretrain": {"methods": {"simclr": {"config": "configs/toy/pretrain_simclr_R18.yaml", "opts": {

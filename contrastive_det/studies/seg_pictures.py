@@ -1,0 +1,108 @@
+"""
+The report's pictures of segmentation transfers: for each transfer and pretraining row, the
+prediction of one finished run's ``model_final.pth`` (rebuilt as :mod:`.pictures` rebuilds every
+model) on the first test images, next to the ground truth, both drawn by detectron2's
+``Visualizer.draw_sem_seg`` in the VOC colours (void pixels undrawn).
+"""
+import copy
+import gc
+import os
+
+import torch
+
+from .figures import pyplot, safe_name, save_png
+from .pictures import FINAL_MODEL, _finished_runs, _missing, _seeds_text, build_run_model, first_test_images
+
+__all__ = ["segmentation_pictures", "draw_label_map"]
+
+
+@torch.no_grad()
+def predict_label_maps(cfg, model, dicts):
+    """HxW int64 arg-max label maps (original size, on the CPU) of each dict, through the task's test mapper."""
+    from ..data.sem_seg_mapper import SemSegDatasetMapper
+
+    mapper = SemSegDatasetMapper(cfg, is_train=False)
+    return [model([mapper(copy.deepcopy(d))])[0]["sem_seg"].argmax(dim=0).cpu() for d in dicts]
+
+
+def draw_label_map(image, class_names, label):
+    """RGB HxWx3 ``image`` with the HxW ``label`` map drawn over it (classes named, 255 and unknown values undrawn)."""
+    from detectron2.data.catalog import Metadata
+    from detectron2.utils.visualizer import Visualizer
+
+    from ..data.voc_sem_seg import voc_palette
+
+    palette = voc_palette(len(class_names))
+    colours = [palette[3 * i: 3 * i + 3] for i in range(len(class_names))]
+    meta = Metadata(stuff_classes=list(class_names), stuff_colors=colours)
+    return Visualizer(image, meta).draw_sem_seg(label, alpha=0.6).get_image()
+
+
+def segmentation_pictures(study_dir, plan, out_dir, *, num_images=3, log=print):
+    """
+    Prediction | ground-truth grids of the segmentation transfers of a study, one PNG per (transfer,
+    test dataset), one grid row per pretraining row. Returns ``[(file name, caption)]``.
+    """
+    from detectron2.data import MetadataCatalog
+    from detectron2.data.detection_utils import read_image
+
+    from ..data.sem_seg_labels import read_sem_seg_label
+
+    made = []
+    chosen = _finished_runs(plan, "SegmentationTask", lambda run, cfg: _missing(run["out_dir"], [FINAL_MODEL]), log,
+                            "segmentations")
+    plt = pyplot()
+    for transfer, rows in chosen.items():
+        if not rows:
+            log(f"segmentations: {transfer}: no finished run; no picture")
+            continue
+        datasets = list(next(iter(rows.values()))[1].DATASETS.TEST)
+        cells = {name: [] for name in datasets}  # name -> [(row, [(prediction, truth, image id)])]
+        for row, (run, cfg) in rows.items():
+            try:
+                model = build_run_model(cfg, run["out_dir"])
+                for name in datasets:
+                    if name not in cfg.DATASETS.TEST:
+                        log(f"segmentations: {run['id']} does not test on {name}; row {row} left out of its picture")
+                        continue
+                    classes = list(MetadataCatalog.get(name).stuff_classes)
+                    dicts = first_test_images(name, num_images)
+                    drawn = []
+                    for d, pred in zip(dicts, predict_label_maps(cfg, model, dicts)):
+                        image = read_image(d["file_name"], format="RGB")
+                        drawn.append((draw_label_map(image, classes, pred.numpy()),
+                                      draw_label_map(image, classes, read_sem_seg_label(d)), d.get("image_id")))
+                    cells[name].append((row, drawn))
+            except Exception as e:  # one broken run costs its grid row, not the report
+                log(f"segmentations: {run['id']}: failed ({type(e).__name__}: {e}); row {row} left out")
+            model = None
+            gc.collect()
+        for name in datasets:
+            grid = cells[name]
+            if not grid or not grid[0][1]:
+                continue
+            ncols = 2 * max(len(drawn) for _, drawn in grid)
+            fig, axes = plt.subplots(len(grid), ncols, figsize=(2.3 * ncols, 2.6 * len(grid)), squeeze=False)
+            for r, (row, drawn) in enumerate(grid):
+                for ax in axes[r]:
+                    ax.set_xticks([])
+                    ax.set_yticks([])
+                    ax.set_frame_on(False)
+                for i, (pred, truth, image_id) in enumerate(drawn):
+                    axes[r, 2 * i].imshow(pred)
+                    axes[r, 2 * i].set_title(f"{row}\n{image_id}: prediction", fontsize=7)
+                    axes[r, 2 * i + 1].imshow(truth)
+                    axes[r, 2 * i + 1].set_title(f"{image_id}: ground truth", fontsize=7)
+            fig.suptitle(f"{transfer} on {name}: prediction | ground truth", fontsize=9)
+            fig.tight_layout(rect=(0, 0, 1, 0.96))
+            file = safe_name(f"segmentations__{transfer}__{name}") + ".png"
+            save_png(fig, os.path.join(out_dir, file))
+            plt.close(fig)
+            k = len(grid[0][1])
+            made.append((file, (
+                f"Segmentations of {transfer} on the first {k} images of {name} (sorted by image id): one row per "
+                f"pretraining row ({', '.join(r for r, _ in grid)}), each image's arg-max prediction (left) next to "
+                f"its ground truth (right; void undrawn); model_final.pth of "
+                f"{_seeds_text({r: rows[r] for r, _ in grid})}.")))
+            log(f"segmentations: wrote {file}")
+    return made
