@@ -3,8 +3,10 @@
 #   1. detection: Faster R-CNN R50-C4 on the toy scenes (train, evaluate, results.json)
 #   2. pretraining with AMP (SimCLR R18), export
 #   3. a classification probe (L-BFGS) of the exported backbone
-#   4. a two-run study (--jobs 2: each run its own device when the machine has two)
-#   5. R50-C4 VOC s/iter at the protocol's sizes, 2 img/iter (against detectron2's published 0.537 s/iter
+#   4. semantic segmentation: MoCo's FCN-16s on the toy label maps (train, evaluate), then the step of
+#      train_net against a bare SemanticSegmentor loop (tools/benchmark.py --only seg_ratio)
+#   5. a two-run study (--jobs 2: each run its own device when the machine has two)
+#   6. R50-C4 VOC s/iter at the protocol's sizes, 2 img/iter (against detectron2's published 0.537 s/iter
 #      on 8 V100s), and AMP pretraining images/s of pretrain_net's step against a bare AMP loop on the
 #      same model and batch (tools/benchmark.py --only voc_full --only pretrain_ratio)
 # Each step's output goes to OUT/<step>.log; a summary with the figures to OUT/summary.txt.
@@ -52,6 +54,8 @@ step pretrain_amp "$PY" tools/pretrain_net.py --config-file configs/toy/pretrain
 step probe "$PY" tools/train_net.py --config-file configs/toy/cls_linear_lbfgs_R18.yaml \
     MODEL.DEVICE "$DEVICE" MODEL.WEIGHTS "$OUT/pretrain/backbone.pth" CLASSIFICATION.FEATURE_CACHE "$OUT/cache" \
     OUTPUT_DIR "$OUT/probe"
+step segmentation "$PY" tools/train_net.py --config-file configs/toy/seg_digits_R_50_FCN16s.yaml \
+    MODEL.DEVICE "$DEVICE" SOLVER.MAX_ITER "$ITERS" OUTPUT_DIR "$OUT/segmentation"
 
 cat >"$OUT/study.yaml" <<YAML
 name: gpu_check
@@ -72,6 +76,7 @@ step study "$PY" tools/run_study.py "$OUT/study.yaml" --jobs 2 --no-pictures
 step bench_voc "$PY" tools/benchmark.py --only voc_full $BENCH --json "$OUT/bench_voc.json" MODEL.DEVICE "$DEVICE"
 step bench_amp "$PY" tools/benchmark.py --only pretrain_ratio --only pretrain_r18 $BENCH --json "$OUT/bench_amp.json" \
     MODEL.DEVICE "$DEVICE" SOLVER.AMP.ENABLED "$AMP"
-grep -hE "s/iter|images/s" "$OUT/bench_voc.log" "$OUT/bench_amp.log" | tee -a "$SUMMARY"
+step bench_seg "$PY" tools/benchmark.py --only seg_ratio $BENCH --json "$OUT/bench_seg.json" MODEL.DEVICE "$DEVICE"
+grep -hE "s/iter|images/s" "$OUT/bench_voc.log" "$OUT/bench_amp.log" "$OUT/bench_seg.log" | tee -a "$SUMMARY"
 echo "summary: $SUMMARY" 
 exit $status

@@ -268,6 +268,14 @@ def add_segmentation_config(cfg):
     head.AUX_CONVS_DIM = 256
     head.AUX_NUM_CONVS = 1
     head.AUX_LOSS_WEIGHT = 0.4
+    # Core-tuning on pixel embeddings: THIS SUITE'S ADAPTATION (the paper's segmentation recipe is not
+    # public; contrastive_det/modeling/sem_seg_core_tuning.py): per class up to PIXELS_PER_CLASS pixels of
+    # the batch, mixup hard pairs, focal SupCon on a HIDDEN_DIM -> CLASSIFICATION.CORE_TUNING.PROJ_DIM MLP;
+    # ETA, ALPHA, TEMPERATURE, MIN_SHUFFLED_WEIGHT, CON_NORMALIZATION come from CLASSIFICATION.CORE_TUNING.
+    head.CORE_TUNING = CN()
+    head.CORE_TUNING.ENABLED = False
+    head.CORE_TUNING.PIXELS_PER_CLASS = 32
+    head.CORE_TUNING.HIDDEN_DIM = 512
 
     # detectron2.projects.deeplab's ResNet (MODEL.BACKBONE.NAME "build_resnet_deeplab_backbone", output
     # stride 8 with RES4_DILATION 2 + RESNETS.RES5_DILATION 4). Its stem must stay "basic" (one 7x7

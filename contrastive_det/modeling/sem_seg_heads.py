@@ -26,6 +26,8 @@ from detectron2.modeling import META_ARCH_REGISTRY, SEM_SEG_HEADS_REGISTRY, Sema
 from detectron2.modeling.postprocessing import sem_seg_postprocess
 from detectron2.structures import ImageList
 
+from .sem_seg_core_tuning import PixelCoreTuning
+
 __all__ = ["FCNHead", "FCNSemanticSegmentor", "sem_seg_cross_entropy"]
 
 
@@ -77,11 +79,15 @@ class _FCNBranch(nn.Module):
         nn.init.normal_(self.predictor.weight, 0, 0.01)
         nn.init.constant_(self.predictor.bias, 0)
 
-    def forward(self, x):
+    def embed(self, x):
+        """The features the classifier reads (pixel embeddings): NxCinxhxw -> NxCxhxw."""
         y = self.convs(x)  # NxCxhxw
         if self.fuse is not None:
             y = self.fuse(torch.cat([x, y], dim=1))  # N x (Cin + C) x h x w -> NxCxhxw
-        return self.predictor(self.dropout(y))  # NxKxhxw
+        return y
+
+    def forward(self, x):
+        return self.predictor(self.dropout(self.embed(x)))  # NxKxhxw
 
 
 @SEM_SEG_HEADS_REGISTRY.register()
@@ -112,6 +118,7 @@ class FCNHead(nn.Module):
         aux_conv_dims: int = 256,
         aux_num_convs: int = 1,
         aux_loss_weight: float = 0.4,
+        core_tuning: dict = None,
     ):
         super().__init__()
         if in_feature not in input_shape:
@@ -131,6 +138,10 @@ class FCNHead(nn.Module):
         if aux_in_feature:
             self.aux_head = _FCNBranch(input_shape[aux_in_feature].channels, aux_conv_dims, aux_num_convs, 1,
                                        False, dropout, num_classes, norm)
+        self.core_tuning = None  # this suite's pixel adaptation of Core-tuning (sem_seg_core_tuning.py)
+        if core_tuning:
+            in_dim = conv_dims if num_convs or concat_input else input_shape[in_feature].channels
+            self.core_tuning = PixelCoreTuning(in_dim, num_classes, ignore_value=ignore_value, **core_tuning)
 
     @classmethod
     def from_config(cls, cfg, input_shape):
@@ -153,6 +164,7 @@ class FCNHead(nn.Module):
             "aux_conv_dims": head.AUX_CONVS_DIM,
             "aux_num_convs": head.AUX_NUM_CONVS,
             "aux_loss_weight": head.AUX_LOSS_WEIGHT,
+            "core_tuning": _core_tuning_args(cfg),
         }
 
     def forward(self, features, targets=None, input_size=None):
@@ -164,7 +176,8 @@ class FCNHead(nn.Module):
         Returns:
             (NxKxHxW logits at ``input_size`` or None in training, dict of losses or {})
         """
-        logits = self.head(features[self.in_feature])  # NxKxhxw
+        embeddings = self.head.embed(features[self.in_feature])  # NxCxhxw
+        logits = self.head.predictor(self.head.dropout(embeddings))  # NxKxhxw
         size = tuple(targets.shape[-2:]) if targets is not None else tuple(input_size)
         if not self.training:
             return _resize(logits, size), {}
@@ -174,7 +187,20 @@ class FCNHead(nn.Module):
             aux = self.aux_head(features[self.aux_in_feature])  # NxKxh'xw'
             losses["loss_sem_seg_aux"] = self.aux_loss_weight * sem_seg_cross_entropy(
                 _resize(aux, size), targets, self.ignore_value)
+        if self.core_tuning is not None:
+            losses.update(self.core_tuning(embeddings, targets, self.head.predictor))
         return None, losses
+
+
+def _core_tuning_args(cfg):
+    """The pixel Core-tuning arguments (None when MODEL.SEM_SEG_HEAD.CORE_TUNING.ENABLED is off)."""
+    if not cfg.MODEL.SEM_SEG_HEAD.CORE_TUNING.ENABLED:
+        return None
+    ct = cfg.CLASSIFICATION.CORE_TUNING
+    return {"pixels_per_class": cfg.MODEL.SEM_SEG_HEAD.CORE_TUNING.PIXELS_PER_CLASS,
+            "hidden_dim": cfg.MODEL.SEM_SEG_HEAD.CORE_TUNING.HIDDEN_DIM, "proj_dim": ct.PROJ_DIM, "eta": ct.ETA,
+            "alpha": ct.ALPHA, "temperature": ct.TEMPERATURE, "min_shuffled_weight": ct.MIN_SHUFFLED_WEIGHT,
+            "con_normalization": ct.CON_NORMALIZATION}
 
 
 def _resize(logits, size):

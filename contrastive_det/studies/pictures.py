@@ -349,6 +349,30 @@ def draw_ground_truth(image, metadata, dataset_dict):
     return Visualizer(image, metadata).draw_dataset_dict(dataset_dict).get_image()
 
 
+def save_pair_grid(rows, title, path):
+    """
+    One PNG at ``path``: a grid with one line per ``(row, [(left image, left title, right image, right
+    title), ...])`` of ``rows`` (e.g. prediction | ground truth per test image), axes off, ``title`` on top.
+    """
+    plt = pyplot()
+    ncols = 2 * max(len(cells) for _, cells in rows)
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(2.3 * ncols, 2.6 * len(rows)), squeeze=False)
+    for r, (_, cells) in enumerate(rows):
+        for ax in axes[r]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_frame_on(False)
+        for i, (left, left_title, right, right_title) in enumerate(cells):
+            axes[r, 2 * i].imshow(left)
+            axes[r, 2 * i].set_title(left_title, fontsize=7)
+            axes[r, 2 * i + 1].imshow(right)
+            axes[r, 2 * i + 1].set_title(right_title, fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    save_png(fig, path)
+    plt.close(fig)
+
+
 def detection_pictures(study_dir, plan, out_dir, *, num_images=3, score_threshold=0.05, as_many_as_truth=True,
                        log=print):
     """
@@ -375,7 +399,6 @@ def detection_pictures(study_dir, plan, out_dir, *, num_images=3, score_threshol
     made = []
     chosen = _finished_runs(plan, "DetectionTask", lambda run, cfg: _missing(run["out_dir"], [FINAL_MODEL]), log,
                             "detections")
-    plt = pyplot()
     for transfer, rows in chosen.items():
         if not rows:
             log(f"detections: {transfer}: no finished run; no picture")
@@ -408,25 +431,13 @@ def detection_pictures(study_dir, plan, out_dir, *, num_images=3, score_threshol
             grid = cells[name]
             if not grid or not grid[0][1]:
                 continue
-            ncols = 2 * max(len(drawn) for _, drawn in grid)
             shown = (f"highest-scoring predictions, at most as many as the ground truth, score >= {score_threshold:g}"
                      if as_many_as_truth else f"predictions (score >= {score_threshold:g})")
-            fig, axes = plt.subplots(len(grid), ncols, figsize=(2.3 * ncols, 2.6 * len(grid)), squeeze=False)
-            for r, (row, drawn) in enumerate(grid):
-                for ax in axes[r]:
-                    ax.set_xticks([])
-                    ax.set_yticks([])
-                    ax.set_frame_on(False)
-                for i, (pred, count, gt, gt_count, image_id) in enumerate(drawn):
-                    axes[r, 2 * i].imshow(pred)
-                    axes[r, 2 * i].set_title(f"{row}\n{image_id}: predictions ({count})", fontsize=7)
-                    axes[r, 2 * i + 1].imshow(gt)
-                    axes[r, 2 * i + 1].set_title(f"{image_id}: ground truth ({gt_count})", fontsize=7)
-            fig.suptitle(f"{transfer} on {name}: {shown} | ground truth", fontsize=9)
-            fig.tight_layout(rect=(0, 0, 1, 0.96))
+            pairs = [(row, [(pred, f"{row}\n{image_id}: predictions ({count})", gt,
+                             f"{image_id}: ground truth ({gt_count})")
+                            for pred, count, gt, gt_count, image_id in drawn]) for row, drawn in grid]
             file = safe_name(f"detections__{transfer}__{name}") + ".png"
-            save_png(fig, os.path.join(out_dir, file))
-            plt.close(fig)
+            save_pair_grid(pairs, f"{transfer} on {name}: {shown} | ground truth", os.path.join(out_dir, file))
             k = len(grid[0][1])
             made.append((file, (
                 f"Detections of {transfer} on the first {k} images of {name} (sorted by image id): one row per "

@@ -10,8 +10,9 @@ import os
 
 import torch
 
-from .figures import pyplot, safe_name, save_png
-from .pictures import FINAL_MODEL, _finished_runs, _missing, _seeds_text, build_run_model, first_test_images
+from .figures import safe_name
+from .pictures import (FINAL_MODEL, _finished_runs, _missing, _seeds_text, build_run_model, first_test_images,
+                       save_pair_grid)
 
 __all__ = ["segmentation_pictures", "draw_label_map"]
 
@@ -51,7 +52,6 @@ def segmentation_pictures(study_dir, plan, out_dir, *, num_images=3, log=print):
     made = []
     chosen = _finished_runs(plan, "SegmentationTask", lambda run, cfg: _missing(run["out_dir"], [FINAL_MODEL]), log,
                             "segmentations")
-    plt = pyplot()
     for transfer, rows in chosen.items():
         if not rows:
             log(f"segmentations: {transfer}: no finished run; no picture")
@@ -81,23 +81,10 @@ def segmentation_pictures(study_dir, plan, out_dir, *, num_images=3, log=print):
             grid = cells[name]
             if not grid or not grid[0][1]:
                 continue
-            ncols = 2 * max(len(drawn) for _, drawn in grid)
-            fig, axes = plt.subplots(len(grid), ncols, figsize=(2.3 * ncols, 2.6 * len(grid)), squeeze=False)
-            for r, (row, drawn) in enumerate(grid):
-                for ax in axes[r]:
-                    ax.set_xticks([])
-                    ax.set_yticks([])
-                    ax.set_frame_on(False)
-                for i, (pred, truth, image_id) in enumerate(drawn):
-                    axes[r, 2 * i].imshow(pred)
-                    axes[r, 2 * i].set_title(f"{row}\n{image_id}: prediction", fontsize=7)
-                    axes[r, 2 * i + 1].imshow(truth)
-                    axes[r, 2 * i + 1].set_title(f"{image_id}: ground truth", fontsize=7)
-            fig.suptitle(f"{transfer} on {name}: prediction | ground truth", fontsize=9)
-            fig.tight_layout(rect=(0, 0, 1, 0.96))
+            pairs = [(row, [(pred, f"{row}\n{image_id}: prediction", truth, f"{image_id}: ground truth")
+                            for pred, truth, image_id in drawn]) for row, drawn in grid]
             file = safe_name(f"segmentations__{transfer}__{name}") + ".png"
-            save_png(fig, os.path.join(out_dir, file))
-            plt.close(fig)
+            save_pair_grid(pairs, f"{transfer} on {name}: prediction | ground truth", os.path.join(out_dir, file))
             k = len(grid[0][1])
             made.append((file, (
                 f"Segmentations of {transfer} on the first {k} images of {name} (sorted by image id): one row per "

@@ -21,8 +21,12 @@ def _results(out):
 
 
 def test_toy_segmentation_trains_and_writes_miou(toy_root, tmp_path):
+    """Also with the pixel Core-tuning terms on (their losses logged)."""
     out = tmp_path / "seg"
-    run_cli("train_net.py", ["--config-file", TOY_SEG, *FAST, "SOLVER.MAX_ITER", "3", "OUTPUT_DIR", str(out)], toy_root)
+    run_cli("train_net.py", ["--config-file", TOY_SEG, *FAST, "SOLVER.MAX_ITER", "3", "OUTPUT_DIR", str(out),
+                             "MODEL.SEM_SEG_HEAD.CORE_TUNING.ENABLED", "True"], toy_root)
+    metrics_log = (out / "metrics.json").read_text()
+    assert "loss_sem_seg_con" in metrics_log and "loss_sem_seg_mix" in metrics_log
     record = _results(out)
     assert record["task"] == "segmentation"
     metrics = record["metrics"]["toy_digits_sem_seg_test"]
