@@ -349,6 +349,29 @@ def draw_ground_truth(image, metadata, dataset_dict):
     return Visualizer(image, metadata).draw_dataset_dict(dataset_dict).get_image()
 
 
+def draw_rows(rows, datasets, draw, log, what, progress=lambda it: it):
+    """
+    ``{dataset: [(row, cells)]}``: for each ``row: (run, cfg)`` of ``rows``, the run's model rebuilt once
+    (:func:`build_run_model`) and ``draw(cfg, model, dataset)`` -> cells for each of ``datasets`` it
+    tests on. A run that fails loses its row (logged), not the picture; each model is freed after its row.
+    """
+    cells = {name: [] for name in datasets}
+    for row, (run, cfg) in progress(rows.items()):
+        model = None
+        try:
+            model = build_run_model(cfg, run["out_dir"])
+            for name in datasets:
+                if name not in cfg.DATASETS.TEST:
+                    log(f"{what}: {run['id']} does not test on {name}; row {row} left out of its picture")
+                    continue
+                cells[name].append((row, draw(cfg, model, name)))
+        except Exception as e:  # one broken run costs its grid row, not the report
+            log(f"{what}: {run['id']}: failed ({type(e).__name__}: {e}); row {row} left out")
+        model = None
+        gc.collect()
+    return cells
+
+
 def save_pair_grid(rows, title, path):
     """
     One PNG at ``path``: a grid with one line per ``(row, [(left image, left title, right image, right
@@ -404,29 +427,22 @@ def detection_pictures(study_dir, plan, out_dir, *, num_images=3, score_threshol
             log(f"detections: {transfer}: no finished run; no picture")
             continue
         datasets = list(next(iter(rows.values()))[1].DATASETS.TEST)
-        cells = {name: [] for name in datasets}  # name -> [(row, [(pred image, count, gt image, gt count, id)])]
-        for row, (run, cfg) in tqdm(rows.items(), desc=f"detections {transfer}", unit="row"):
-            try:
-                model = build_run_model(cfg, run["out_dir"])
-                for name in datasets:
-                    if name not in cfg.DATASETS.TEST:
-                        log(f"detections: {run['id']} does not test on {name}; row {row} left out of its picture")
-                        continue
-                    dicts = first_test_images(name, num_images)
-                    meta = MetadataCatalog.get(name)
-                    drawn = []
-                    for d, inst in zip(dicts, predict(cfg, model, dicts)):
-                        image = read_image(d["file_name"], format="RGB")
-                        gt_count = len(d.get("annotations", []))
-                        pred, count = draw_detections(image, meta, inst, score_threshold,
-                                                      gt_count if as_many_as_truth else None)
-                        gt = draw_ground_truth(image, meta, d)
-                        drawn.append((pred, count, gt, gt_count, d.get("image_id")))
-                    cells[name].append((row, drawn))
-            except Exception as e:  # one broken run costs its grid row, not the report
-                log(f"detections: {run['id']}: failed ({type(e).__name__}: {e}); row {row} left out")
-            model = None
-            gc.collect()
+        meta = {name: MetadataCatalog.get(name) for name in datasets}
+
+        def draw(cfg, model, name):
+            drawn = []
+            dicts = first_test_images(name, num_images)
+            for d, inst in zip(dicts, predict(cfg, model, dicts)):
+                image = read_image(d["file_name"], format="RGB")
+                gt_count = len(d.get("annotations", []))
+                pred, count = draw_detections(image, meta[name], inst, score_threshold,
+                                              gt_count if as_many_as_truth else None)
+                drawn.append((pred, count, draw_ground_truth(image, meta[name], d), gt_count, d.get("image_id")))
+            return drawn
+
+        # name -> [(row, [(pred image, count, gt image, gt count, id)])]
+        cells = draw_rows(rows, datasets, draw, log, "detections",
+                          progress=lambda it: tqdm(it, desc=f"detections {transfer}", unit="row"))
         for name in datasets:
             grid = cells[name]
             if not grid or not grid[0][1]:

@@ -5,14 +5,12 @@ model) on the first test images, next to the ground truth, both drawn by detectr
 ``Visualizer.draw_sem_seg`` in the VOC colours (void pixels undrawn).
 """
 import copy
-import gc
 import os
 
 import torch
 
 from .figures import safe_name
-from .pictures import (FINAL_MODEL, _finished_runs, _missing, _seeds_text, build_run_model, first_test_images,
-                       save_pair_grid)
+from .pictures import FINAL_MODEL, _finished_runs, _missing, _seeds_text, draw_rows, first_test_images, save_pair_grid
 
 __all__ = ["segmentation_pictures", "draw_label_map"]
 
@@ -57,26 +55,18 @@ def segmentation_pictures(study_dir, plan, out_dir, *, num_images=3, log=print):
             log(f"segmentations: {transfer}: no finished run; no picture")
             continue
         datasets = list(next(iter(rows.values()))[1].DATASETS.TEST)
-        cells = {name: [] for name in datasets}  # name -> [(row, [(prediction, truth, image id)])]
-        for row, (run, cfg) in rows.items():
-            try:
-                model = build_run_model(cfg, run["out_dir"])
-                for name in datasets:
-                    if name not in cfg.DATASETS.TEST:
-                        log(f"segmentations: {run['id']} does not test on {name}; row {row} left out of its picture")
-                        continue
-                    classes = list(MetadataCatalog.get(name).stuff_classes)
-                    dicts = first_test_images(name, num_images)
-                    drawn = []
-                    for d, pred in zip(dicts, predict_label_maps(cfg, model, dicts)):
-                        image = read_image(d["file_name"], format="RGB")
-                        drawn.append((draw_label_map(image, classes, pred.numpy()),
-                                      draw_label_map(image, classes, read_sem_seg_label(d)), d.get("image_id")))
-                    cells[name].append((row, drawn))
-            except Exception as e:  # one broken run costs its grid row, not the report
-                log(f"segmentations: {run['id']}: failed ({type(e).__name__}: {e}); row {row} left out")
-            model = None
-            gc.collect()
+
+        def draw(cfg, model, name):
+            classes = list(MetadataCatalog.get(name).stuff_classes)
+            dicts = first_test_images(name, num_images)
+            drawn = []
+            for d, pred in zip(dicts, predict_label_maps(cfg, model, dicts)):
+                image = read_image(d["file_name"], format="RGB")
+                drawn.append((draw_label_map(image, classes, pred.numpy()),
+                              draw_label_map(image, classes, read_sem_seg_label(d)), d.get("image_id")))
+            return drawn
+
+        cells = draw_rows(rows, datasets, draw, log, "segmentations")  # name -> [(row, [(prediction, truth, id)])]
         for name in datasets:
             grid = cells[name]
             if not grid or not grid[0][1]:
