@@ -8,6 +8,9 @@ a killed study continues where it stopped. At the end, tools/report.py writes th
     tools/run_study.py configs/studies/islam_toy.yaml                 # local, one run at a time
     tools/run_study.py configs/studies/islam_toy.yaml --dry-run       # print the plan
     tools/run_study.py configs/studies/islam_toy.yaml --jobs 4        # 4 runs at a time
+    # the study's battery on checkpoints you have (rows: the labels, and random init)
+    tools/run_study.py configs/studies/islam.yaml --checkpoint moco=/models/moco_v2_800ep_pretrain.pth.tar \
+        --checkpoint sup=/models/resnet50-0676ba61.pth --no-pretrain
     tools/run_study.py configs/studies/islam.yaml --executor slurm --partition gpu \\
         --gpus-per-node 8 --time 2880 --max-jobs 16
 """
@@ -34,6 +37,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("study", help="study file (YAML; see contrastive_det/studies/spec.py)")
     parser.add_argument("--dry-run", action="store_true", help="print the runs and their state; run nothing")
+    parser.add_argument("--checkpoint", action="append", default=[], metavar="LABEL=PATH",
+                        help="a row from an existing checkpoint (any layout tools/convert_to_detectron2.py reads), "
+                             "beside the study file's rows; repeat for several")
+    parser.add_argument("--no-pretrain", action="store_true",
+                        help="leave out the study file's pretraining runs (rows: the checkpoints and random init)")
     parser.add_argument("--executor", choices=EXECUTORS, default="local",
                         help="local: subprocesses here; slurm: submitit on SLURM; submitit-local: submitit's "
                              "local executor (the SLURM path on this machine)")
@@ -68,8 +76,16 @@ def main(argv=None):
     slurm.add_argument("--slurm-extra", action="append", default=[], metavar="KEY=VALUE",
                        help="more sbatch parameters (submitit's slurm_additional_parameters), e.g. account=abc")
     args = parser.parse_args(argv)
+    checkpoints = {}
+    for item in args.checkpoint:
+        label, sep, path = item.partition("=")
+        if not sep or not label or not path:
+            parser.error(f"--checkpoint expects LABEL=PATH, got {item!r}")
+        if label in checkpoints:
+            parser.error(f"--checkpoint {label} given twice")
+        checkpoints[label] = path
     try:
-        study = load_study(args.study)
+        study = load_study(args.study, checkpoints=checkpoints, no_pretrain=args.no_pretrain)
     except StudyError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -69,7 +69,8 @@ def add_pretrain_config(cfg):
     """Keys of contrastive pretraining (TASK "PretrainTask"); see docs/design.md section 5."""
     # torchvision ResNet trunk used by every pretrainer (exported in torchvision layout).
     cfg.MODEL.TV_RESNET = CN()
-    cfg.MODEL.TV_RESNET.DEPTH = 50  # 18, 34, 50 or 101
+    # 18, 34, 50, 101 or 152; 0 (classification transfer): the depth of the MODEL.WEIGHTS checkpoint
+    cfg.MODEL.TV_RESNET.DEPTH = 50
     cfg.MODEL.TV_RESNET.WIDTH_PER_GROUP = 64  # bottleneck width (64 = standard; 128 = wide ResNet-50-2)
     # Batch norm of the trunk, by detectron2 name: "BN", or global BN "SyncBN" / "nnSyncBN" (torch's,
     # CUDA) / "naiveSyncBN" (detectron2's, also on CPU over gloo). In one process every synced flavour

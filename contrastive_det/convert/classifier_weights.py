@@ -159,8 +159,9 @@ def read_trunk(cfg, purpose, log=print):
     log(f"MODEL.WEIGHTS {source}: reading the ResNet trunk for {purpose}")
     ext = read(source, prefix=prefix)
     log(f"  source: format {ext.format}, backbone at {ext.source}")
-    backbone, _ = canonicalise(ext, depth=depth, where=source, say=lambda line: log(f"  {line}"))
-    return _complete_and_check(backbone.state_dict, depth, width, source), backbone
+    # DEPTH 0: whatever depth the checkpoint's keys show (a study's own checkpoints of any depth)
+    backbone, _ = canonicalise(ext, depth=depth or None, where=source, say=lambda line: log(f"  {line}"))
+    return _complete_and_check(backbone.state_dict, backbone.depth, width, source), backbone
 
 
 def prepare_classifier_weights(cfg, output_dir, log=print):
@@ -170,7 +171,8 @@ def prepare_classifier_weights(cfg, output_dir, log=print):
     Returns:
         list[str]: overrides ``[KEY, VALUE, ...]``: ``MODEL.WEIGHTS`` (the converted file),
         ``RESULTS.WEIGHTS_SOURCE`` and, when the checkpoint names its method and the config does
-        not, ``RESULTS.METHOD``; ``[]`` for random initialisation or a classifier checkpoint.
+        not, ``RESULTS.METHOD``; ``[]`` for random initialisation or a classifier checkpoint. With
+        ``MODEL.TV_RESNET.DEPTH 0`` also ``MODEL.TV_RESNET.DEPTH`` (the checkpoint's depth).
 
     Raises:
         ConversionError: missing or unreadable file, not a ResNet, a partial match (the converter's
@@ -178,12 +180,26 @@ def prepare_classifier_weights(cfg, output_dir, log=print):
             other than the config's. Nothing is written then.
     """
     source = cfg.MODEL.WEIGHTS
+    if int(cfg.MODEL.TV_RESNET.DEPTH) == 0 and not source:
+        raise ConversionError("MODEL.TV_RESNET.DEPTH 0 takes the depth of MODEL.WEIGHTS, but MODEL.WEIGHTS is empty "
+                              "(random initialisation): set a depth (18, 34, 50, 101 or 152)")
     if not source:
         return []
     ckpt = load_checkpoint_file(source)
     if is_classifier_checkpoint(ckpt):
+        if int(cfg.MODEL.TV_RESNET.DEPTH) == 0:
+            raise ConversionError(f"MODEL.WEIGHTS {source} is a classifier checkpoint of this suite: set "
+                                  "MODEL.TV_RESNET.DEPTH to the depth it was trained with (0 reads it from a backbone "
+                                  "checkpoint only)")
         return []
     state_dict, backbone = read_trunk(cfg, "the classifier", log)
+    depth_overrides = []
+    if int(cfg.MODEL.TV_RESNET.DEPTH) == 0:
+        depth_overrides = ["MODEL.TV_RESNET.DEPTH", str(backbone.depth)]
+        log(f"  MODEL.TV_RESNET.DEPTH 0 -> {backbone.depth} (the depth of MODEL.WEIGHTS)")
+        cfg = cfg.clone()
+        cfg.defrost()
+        cfg.MODEL.TV_RESNET.DEPTH = backbone.depth
     conventions, where = input_conventions(cfg, source, ckpt, backbone.source_format, backbone.meta)
     state_dict, input_overrides = honour_conventions(cfg, state_dict, conventions, where, source, log)
     os.makedirs(output_dir, exist_ok=True)
@@ -196,7 +212,8 @@ def prepare_classifier_weights(cfg, output_dir, log=print):
     with atomic_open(target, "wb") as f:
         torch.save(payload, f)
     log(f"  wrote {target} ({len(payload['model'])} trunk tensors)")
-    overrides = ["MODEL.WEIGHTS", target, "RESULTS.WEIGHTS_SOURCE", os.path.abspath(source), *input_overrides]
+    overrides = ["MODEL.WEIGHTS", target, "RESULTS.WEIGHTS_SOURCE", os.path.abspath(source), *depth_overrides,
+                 *input_overrides]
     method = backbone.meta.get("method")
     if not cfg.RESULTS.METHOD and method and method != "unspecified":
         overrides += ["RESULTS.METHOD", method]

@@ -22,12 +22,12 @@ import logging
 import numbers
 import os
 import re
-import threading
 
 import numpy as np
 import torch
 
 from ..utils.atomic import atomic_open
+from ..utils.file_digest import file_sha256
 
 __all__ = ["weights_digest", "FeatureCache"]
 
@@ -38,8 +38,6 @@ _FORMAT = 2
 _HEX64 = "[0-9a-f]{64}"
 _KEY_RE = re.compile(rf"^({_HEX64})/({_HEX64})$")
 _CONTENT_RE = re.compile(rf"^{_HEX64}$")
-_digests = {}  # (abspath, size, mtime_ns) -> sha256 hex
-_digests_lock = threading.Lock()
 
 
 def weights_digest(path):
@@ -59,20 +57,7 @@ def weights_digest(path):
             f"weights_digest needs a weights file, got {path!r}; for a randomly initialised model use "
             "weights='random-init-seed{seed}' in the cache key"
         )
-    path = os.path.abspath(os.fspath(path))
-    st = os.stat(path)
-    memo = (path, st.st_size, st.st_mtime_ns)
-    with _digests_lock:
-        if memo in _digests:
-            return _digests[memo]
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            sha.update(block)
-    digest = sha.hexdigest()
-    with _digests_lock:
-        _digests[memo] = digest
-    return digest
+    return file_sha256(path)
 
 
 def _plain_image_id(image_id):

@@ -26,6 +26,14 @@ A study file::
           methods: [supcon, random-init]  # optional: only these rows (method labels, random-init)
           seeds: [0, 1, 2]                # optional: this transfer's seeds (default transfer.seeds)
 
+A study's rows can also be checkpoints that already exist, beside or instead of pretraining runs
+(then ``pretrain`` may be left out; ``random_init`` is then a top-level key)::
+
+    checkpoints:                         # label -> any file tools/convert_to_detectron2.py reads
+      moco_v2_800ep: {path: /models/moco_v2_800ep_pretrain.pth.tar}
+      supervised_tv: {path: /models/resnet50-0676ba61.pth}
+      dino_r50: {path: /models/dino_resnet50_pretrain.pth, prefix: "", format: torchvision, trust: false}
+
 Relative paths are relative to the repository root (where the CLIs run). ``opts`` values are
 written on the command line as yacs reads them: lists become tuples, strings stay as they are.
 
@@ -33,6 +41,12 @@ The runs, with their folders under the study folder:
 
 * ``pretrain/<row>/seed<S>``: ``tools/pretrain_net.py`` (writes ``backbone.pth``); ``<row>`` is
   the method label, then ``__<axis>-<value>`` for each axis.
+* ``checkpoint/<label>``: a checkpoint row's verified conversion to the canonical backbone
+  (``tools/convert_to_detectron2.py <path> backbone.pth --to torchvision``), done once; the
+  checkpoint file's sha256 is part of the run's digest, so a file changed on disk is converted
+  again and every transfer of its row is redone. Two labels naming one file (same content) are an
+  error. Classification transfers of a checkpoint row get ``MODEL.TV_RESNET.DEPTH 0`` (the
+  checkpoint's depth); detection and segmentation get it from the conversion's config.
 * ``convert/<row>/seed<S>/<transfer>``: for detection and segmentation transfer only, the verified conversion
   ``tools/convert_to_detectron2.py backbone.pth weights.pkl --write-config detect.yaml --base
   <transfer config>`` (the config with the backbone's depth and input format).
@@ -82,6 +96,8 @@ class Run:
         outputs: files that exist when the run is done (absolute).
         meta: what the report needs: method, axes ({axis: value}), seed, pretrain_seed, transfer,
             task, config.
+        inputs: files outside the study whose content the run reads (a brought checkpoint): their
+            sha256 is part of the run's digest.
     """
 
     id: str
@@ -91,6 +107,7 @@ class Run:
     out_dir: str
     outputs: list
     meta: dict = field(default_factory=dict)
+    inputs: list = field(default_factory=list)  # files whose content is part of the run's digest
 
 
 @dataclass
@@ -111,6 +128,7 @@ class Study:
     #                          "resources": {...}}
     raw: dict
     resources: dict = field(default_factory=dict)  # kind -> {resource: value} (see .resources)
+    checkpoints: dict = field(default_factory=dict)  # label -> {"path": abs path, "prefix", "format", "trust"}
 
     def run_resources(self, run, cli=None):
         """The cluster resources of ``run`` (see :mod:`.resources`); ``cli``: the command line's values."""
@@ -203,8 +221,75 @@ def _entries(path, where, value, extra=()):
     return entries
 
 
-def load_study(path):
-    """Read and validate a study file; raises :class:`StudyError` naming the file and key."""
+def _checkpoints(path, raw, methods):
+    """The ``checkpoints:`` section: label -> {path (absolute), prefix, format, trust, digest}."""
+    out, by_digest = {}, {}
+    for label, entry in _mapping(path, "checkpoints", raw.get("checkpoints")).items():
+        where = f"checkpoints.{label}"
+        _label(path, where, label)
+        if label == RANDOM_INIT or label in methods:
+            _fail(path, where, f"{label!r} is already a row of the study ({'the baseline' if label == RANDOM_INIT else 'a pretraining method'}); "
+                  "give the checkpoint another label")
+        if isinstance(entry, str):
+            entry = {"path": entry}
+        entry = _mapping(path, where, entry, required=True)
+        _check_keys(path, where, entry, {"path", "prefix", "format", "trust"})
+        file = entry.get("path")
+        if not isinstance(file, str) or not file:
+            _fail(path, f"{where}.path", f"expected the path of a checkpoint file, got {file!r}")
+        full = os.path.abspath(file if os.path.isabs(file) else os.path.join(REPO, file))
+        if not os.path.isfile(full):
+            _fail(path, f"{where}.path", f"no such file {file!r} (relative paths start at the repository root {REPO})")
+        for key in ("prefix", "format"):
+            if entry.get(key) is not None and not isinstance(entry[key], str):
+                _fail(path, f"{where}.{key}", f"expected a string, got {entry[key]!r}")
+        if not isinstance(entry.get("trust", False), bool):
+            _fail(path, f"{where}.trust", f"expected true or false, got {entry['trust']!r}")
+        from ..utils.file_digest import file_sha256
+
+        digest = file_sha256(full)
+        if digest in by_digest:  # one network under two names would look like two results
+            _fail(path, where, f"{full} has the same content (sha256 {digest[:12]}) as checkpoints.{by_digest[digest]}; "
+                  "one checkpoint is one row")
+        by_digest[digest] = label
+        out[label] = {"path": full, "prefix": entry.get("prefix"), "format": entry.get("format"),
+                      "trust": entry.get("trust", False), "digest": digest}
+    return out
+
+
+def _add_cli_checkpoints(path, raw, checkpoints, no_pretrain):
+    """``raw`` with the command line's checkpoints ({label: path}) and ``--no-pretrain`` applied:
+    they become part of the study's content (its digest); transfers that list their rows get the
+    new labels too, and lose the pretraining methods under ``no_pretrain``."""
+    raw = copy.deepcopy(raw)
+    if checkpoints:
+        section = raw.get("checkpoints")
+        raw["checkpoints"] = dict(section) if isinstance(section, dict) else {}
+        for label, file in checkpoints.items():
+            raw["checkpoints"][label] = {"path": os.path.abspath(file)}
+    pre = raw.get("pretrain") if isinstance(raw.get("pretrain"), dict) else None
+    dropped = set()
+    if no_pretrain and pre is not None:
+        dropped = set(pre.get("methods") or {})
+        raw["pretrain"] = {k: v for k, v in pre.items() if k == "random_init"}
+    runs = (raw.get("transfer") or {}).get("runs") if isinstance(raw.get("transfer"), dict) else None
+    if isinstance(runs, dict):
+        for entry in runs.values():
+            if isinstance(entry, dict) and isinstance(entry.get("methods"), list):
+                kept = [m for m in entry["methods"] if m not in dropped]
+                entry["methods"] = kept + [c for c in (checkpoints or {}) if c not in kept]
+    return raw
+
+
+def load_study(path, checkpoints=None, no_pretrain=False):
+    """
+    Read and validate a study file; raises :class:`StudyError` naming the file and key.
+
+    Args:
+        checkpoints: {label: path} added to (or replacing in) the file's ``checkpoints`` (the
+            command line's ``--checkpoint label=path``).
+        no_pretrain: leave the file's pretraining runs out (rows: the checkpoints and random init).
+    """
     if not os.path.isfile(path):
         raise StudyError(f"{path}: no such study file")
     try:
@@ -214,7 +299,10 @@ def load_study(path):
     except yaml.YAMLError as e:
         raise StudyError(f"{path}: not valid YAML: {e}") from None
     raw = _mapping(path, "top level", raw, required=True)
-    _check_keys(path, "top level", raw, {"name", "output_dir", "pretrain", "transfer", "description", "resources"})
+    _check_keys(path, "top level", raw, {"name", "output_dir", "pretrain", "transfer", "description", "resources",
+                                         "checkpoints", "random_init"})
+    if checkpoints or no_pretrain:
+        raw = _add_cli_checkpoints(path, raw, checkpoints, no_pretrain)
     resources = {}
     for kind, value in _mapping(path, "resources", raw.get("resources")).items():
         if kind not in KINDS:
@@ -226,9 +314,14 @@ def load_study(path):
     output_dir = raw.get("output_dir") or os.path.join("output", "studies", name)
     output_dir = output_dir if os.path.isabs(output_dir) else os.path.join(REPO, output_dir)
 
-    pre = _mapping(path, "pretrain", raw.get("pretrain"), required=True)
+    pre = _mapping(path, "pretrain", raw.get("pretrain"))
     _check_keys(path, "pretrain", pre, {"methods", "axes", "sweep", "seeds", "opts", "random_init"})
-    methods = _entries(path, "pretrain.methods", pre.get("methods"))
+    if pre.get("methods") is None and raw.get("checkpoints"):
+        methods = {}  # a study of existing checkpoints only
+        if pre.get("axes"):
+            _fail(path, "pretrain.axes", "axes sweep pretraining runs, and the study has no pretrain.methods")
+    else:
+        methods = _entries(path, "pretrain.methods", pre.get("methods"))
     if RANDOM_INIT in methods:
         _fail(path, "pretrain.methods", f"{RANDOM_INIT!r} is the baseline row (pretrain.random_init), not a method")
     axes = {}
@@ -253,9 +346,13 @@ def load_study(path):
     sweep = pre.get("sweep", "product")
     if sweep not in SWEEPS:
         _fail(path, "pretrain.sweep", f"expected one of {', '.join(SWEEPS)}, got {sweep!r}")
-    random_init = pre.get("random_init", True)
+    if "random_init" in pre and "random_init" in raw:
+        _fail(path, "random_init", "given twice (top level and pretrain.random_init); keep one")
+    where = "pretrain.random_init" if "random_init" in pre else "random_init"
+    random_init = pre.get("random_init", raw.get("random_init", True))
     if not isinstance(random_init, bool):
-        _fail(path, "pretrain.random_init", f"expected true or false, got {random_init!r}")
+        _fail(path, where, f"expected true or false, got {random_init!r}")
+    brought = _checkpoints(path, raw, methods)
 
     tr = _mapping(path, "transfer", raw.get("transfer"), required=True)
     _check_keys(path, "transfer", tr, {"runs", "seeds"})
@@ -268,9 +365,9 @@ def load_study(path):
             raise StudyError(f"{path}: {error}")
         entry["seeds"] = _seeds(path, f"{where}.seeds", entry["seeds"]) if "seeds" in entry else transfer_seeds
         if "methods" in entry:
-            known = [*methods, *([RANDOM_INIT] if random_init else [])]
+            known = [*methods, *brought, *([RANDOM_INIT] if random_init else [])]
             chosen = entry["methods"]
-            if not isinstance(chosen, list) or not chosen or not all(isinstance(m, str) for m in chosen):
+            if not isinstance(chosen, list) or not (chosen or no_pretrain) or not all(isinstance(m, str) for m in chosen):
                 _fail(path, f"{where}.methods", f"expected a non-empty list of method labels, got {chosen!r}")
             unknown = [m for m in chosen if m not in known]
             if unknown:
@@ -283,6 +380,7 @@ def load_study(path):
         pretrain_seeds=_seeds(path, "pretrain.seeds", pre.get("seeds")),
         pretrain_opts=_opts(path, "pretrain.opts", pre.get("opts")), random_init=random_init,
         transfer_seeds=transfer_seeds, transfers=transfers, raw=copy.deepcopy(raw), resources=resources,
+        checkpoints=brought,
     )
 
 
@@ -346,6 +444,21 @@ def expand(study):
                 runs.append(Run(rid, "pretrain", argv, [], out, [backbone, os.path.join(out, "results.json")],
                                 {"method": method, "row": row, "axes": dict(combo), "seed": s, "config": entry["config"]}))
                 rows.append((row, method, dict(combo), s, backbone, rid))
+    for label, ckpt in study.checkpoints.items():
+        rid = f"checkpoint/{label}"
+        out = os.path.join(root, rid)
+        backbone = os.path.join(out, "backbone.pth")
+        argv = [os.path.join(tools, "convert_to_detectron2.py"), ckpt["path"], backbone, "--to", "torchvision",
+                "--method", label]
+        for key in ("prefix", "format"):
+            if ckpt[key] is not None:  # "" is a prefix too: the keys at the top level
+                argv += [f"--{key}", ckpt[key]]
+        if ckpt["trust"]:
+            argv.append("--trust")
+        runs.append(Run(rid, "convert", argv, [], out, [backbone],
+                        {"method": label, "row": label, "axes": {}, "seed": None, "checkpoint": ckpt["path"]},
+                        inputs=[ckpt["path"]]))
+        rows.append((label, label, {}, None, backbone, rid))
     if study.random_init:
         rows.append((RANDOM_INIT, RANDOM_INIT, {}, None, None, None))
 
@@ -361,7 +474,7 @@ def expand(study):
             if backbone is not None:
                 deps, weights = [pre_id], backbone
                 if detection:
-                    cid = f"convert/{row}/seed{pseed}/{tname}"
+                    cid = f"convert/{row}/{tname}" if method in study.checkpoints else f"convert/{row}/seed{pseed}/{tname}"
                     cout = os.path.join(root, cid)
                     pkl, det_cfg = os.path.join(cout, "weights.pkl"), os.path.join(cout, "detect.yaml")
                     argv = [os.path.join(tools, "convert_to_detectron2.py"), backbone, pkl,
@@ -372,12 +485,15 @@ def expand(study):
                     deps, weights, config = [cid], pkl, det_cfg
             elif detection and first_convert is not None:
                 deps, config = [first_convert[0]], first_convert[1]  # the same config, no weights
+            row_opts = {}
+            if method in study.checkpoints and task == "ClassificationTask":
+                row_opts = {"MODEL.TV_RESNET.DEPTH": 0}  # the checkpoint's own depth (see the module docstring)
             for t in tentry["seeds"]:
                 rid = f"transfer/{tname}/{row}" + (f"/pretrain_seed{pseed}" if multi_seed and pseed is not None else "")
                 rid += f"/seed{t}"
                 out = os.path.join(root, rid)
                 argv = [os.path.join(tools, "train_net.py"), "--config-file", config,
-                        *_argv_opts(tentry["opts"]), "MODEL.WEIGHTS", weights, "RESULTS.METHOD", method,
+                        *_argv_opts(tentry["opts"], row_opts), "MODEL.WEIGHTS", weights, "RESULTS.METHOD", method,
                         "SEED", str(t), "OUTPUT_DIR", out]
                 runs.append(Run(rid, "transfer", argv, deps, out, [os.path.join(out, "results.json")],
                                 {"method": method, "row": row, "axes": combo, "seed": t, "pretrain_seed": pseed,

@@ -9,9 +9,10 @@ The study folder's bookkeeping, each file written atomically:
   outputs exist and this digest equals the digest the study computes for it now.
 
 A run's digest (:func:`run_digest`) is the sha256 of its command, of the fully merged config of
-the config file it names (``_BASE_`` chain and overrides, as the CLI loads it) and of the digests
-of the runs it depends on: a changed config file, override, seed or upstream run changes it, and
-the run is done again.
+the config file it names (``_BASE_`` chain and overrides, as the CLI loads it), of the content of
+the files outside the study it reads (``Run.inputs``: a brought checkpoint) and of the digests of
+the runs it depends on: a changed config file, override, seed, checkpoint file or upstream run
+changes it, and the run is done again.
 """
 import argparse
 import fcntl
@@ -57,6 +58,10 @@ def run_digest(run, dep_digests):
     h.update(json.dumps(run.argv[1:]).encode())
     h.update(os.path.basename(run.argv[0]).encode())
     h.update((_config_dump(run.argv) or "").encode())
+    for path in getattr(run, "inputs", ()):  # e.g. a brought checkpoint: changed on disk = another run
+        from ..utils.file_digest import file_sha256
+
+        h.update(f"{path}:{file_sha256(path) if os.path.isfile(path) else 'missing'}".encode())
     for d in dep_digests:
         h.update(d.encode())
     return h.hexdigest()

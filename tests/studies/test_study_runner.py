@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+import torch
 import yaml
 
 from contrastive_det.studies import StudyError, expand, load_study, run_study
@@ -321,7 +322,7 @@ def mini_sets(toy_root, tmp_path_factory):
     return root
 
 
-def real_study(tmp_path, sets, detection=True, name="tiny", seeds=(0, 1), segmentation=False):
+def real_study(tmp_path, sets, detection=True, name="tiny", seeds=(0, 1), segmentation=False, checkpoints=None):
     custom = (f"[{{'NAME': 'st_plain_train', 'FORMAT': 'folder', 'ROOT': '{sets / 'plain' / 'train'}'}}, "
               f"{{'NAME': 'st_plain_test', 'FORMAT': 'folder', 'ROOT': '{sets / 'plain' / 'test'}'}}, "
               f"{{'NAME': 'st_tex_train', 'FORMAT': 'folder', 'ROOT': '{sets / 'textured' / 'train'}'}}, "
@@ -346,6 +347,8 @@ def real_study(tmp_path, sets, detection=True, name="tiny", seeds=(0, 1), segmen
             "seeds": [0]},
         "transfer": {"seeds": list(seeds), "runs": runs},
     }
+    if checkpoints:
+        study["checkpoints"] = checkpoints
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(study, sort_keys=False))
     return path
@@ -378,6 +381,38 @@ def test_tiny_study_end_to_end_then_report(mini_sets, toy_root, tmp_path):
     # run again: everything is skipped
     proc = study_cli([str(path)], toy_root, timeout=600)
     assert "10 runs, 10 done before, 0 to run" in proc.stdout, proc.stdout[-3000:]
+
+
+def test_a_study_over_brought_checkpoints_and_a_pretraining_run(mini_sets, toy_root, tmp_path):
+    """Two existing checkpoints (MoCo v2's layout, torchvision's) and one pretraining run end in one report
+    whose rows are all three (and random init); a conversion that fails fails only its row."""
+    from test_checkpoint_rows import moco_checkpoint, tv_checkpoint
+
+    moco = moco_checkpoint(str(tmp_path / "moco_v2_800ep_pretrain.pth.tar"))
+    sup = tv_checkpoint(str(tmp_path / "resnet18_sup.pth"))
+    broken = tmp_path / "not_a_resnet.pth"
+    torch.save({"state_dict": {"encoder.weight": torch.zeros(3, 3)}}, broken)
+    path = real_study(tmp_path, mini_sets, name="brought", seeds=(0,), checkpoints={
+        "moco_v2": {"path": moco}, "sup_tv": {"path": sup}, "broken": {"path": str(broken)}})
+    study = yaml.safe_load(path.read_text())
+    study["transfer"]["runs"]["det"]["methods"] = ["sup_tv"]  # detection of one brought row keeps the test short
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    proc = study_cli([str(path), "--jobs", "2"], toy_root, timeout=1500)
+    assert proc.returncode == 1, proc.stdout[-4000:] + proc.stderr[-4000:]  # the broken row failed
+    assert "FAILED checkpoint/broken" in proc.stdout and "SKIPPED transfer/lbfgs/broken/seed0" in proc.stdout
+    out = tmp_path / "brought"
+    assert "no ResNet" in (out / "logs/checkpoint__broken.log").read_text()  # the converter's own message
+    res = json.load(open(out / "transfer/lbfgs/moco_v2/seed0/results.json"))
+    assert res["method"] == "moco_v2" and res["weights_source"].endswith("checkpoint/moco_v2/backbone.pth")
+    det = json.load(open(out / "transfer/det/sup_tv/seed0/results.json"))
+    assert det["weights"].endswith("convert/sup_tv/det/weights.pkl")
+    tables = (out / "report/tables.md").read_text()
+    for row in ("simclr", "moco_v2", "sup_tv", "random-init"):
+        assert f"| {row} |" in tables, tables
+    assert "| broken |" not in tables
+    # the same command again: the conversions and transfers are not redone, the broken row is tried again
+    proc = study_cli([str(path), "--no-report"], toy_root, timeout=600)
+    assert "START checkpoint/moco_v2" not in proc.stdout and "START checkpoint/broken" in proc.stdout
 
 
 def test_submitit_local_executor_runs_the_study(mini_sets, toy_root, tmp_path):
