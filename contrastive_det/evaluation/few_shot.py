@@ -18,7 +18,11 @@ from tqdm import tqdm
 
 from .logistic import fit_logistic
 
-__all__ = ["Episode", "sample_episodes", "episode_accuracies", "mean_ci95", "CLASSIFIERS"]
+__all__ = ["Episode", "sample_episodes", "episode_accuracies", "mean_ci95", "CLASSIFIERS", "FEW_SHOT_EPISODES_DIR"]
+
+# <OUTPUT_DIR>/few_shot_episodes/<test set>.json of a few-shot run: each episode's accuracy per setting, so that
+# a study's interval can come from all the episodes of a row's runs
+FEW_SHOT_EPISODES_DIR = "few_shot_episodes"
 
 CLASSIFIERS = ("logistic", "centroid", "protonet")
 

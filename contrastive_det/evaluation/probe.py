@@ -17,6 +17,7 @@ import torch
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
+from ..utils.atomic import atomic_write_json
 from .classification import METRICS, sort_by_image_id, target_from_input
 from .few_shot import CLASSIFIERS, episode_accuracies, mean_ci95, sample_episodes
 from .logistic import LBFGS_DTYPES, _check_reg, check_lbfgs_settings, regularisation_grid, select_and_refit
@@ -123,6 +124,7 @@ class FeatureProbeEvaluator(DatasetEvaluator):
         seed=0,
         device=None,
         progress=True,
+        episodes_file=None,
     ):
         if protocol not in PROBE_PROTOCOLS:
             raise ValueError(f"unknown probe protocol {protocol!r}; known: {', '.join(PROBE_PROTOCOLS)}")
@@ -158,6 +160,7 @@ class FeatureProbeEvaluator(DatasetEvaluator):
                     f"cache_keys must give a key for every (split, layer) the {protocol} protocol needs; missing {missing}"
                 )
         self.seed, self.device, self.progress = seed, device, progress
+        self.episodes_file = episodes_file  # few-shot: each episode's accuracy, for intervals pooled over runs
         self._cached = dict(cached or {})  # (split, layer) -> entry loaded by splits_to_extract, reused by evaluate
         self.expected_counts = dict(expected_counts or {})
         self.reset()
@@ -324,7 +327,7 @@ class FeatureProbeEvaluator(DatasetEvaluator):
         features, labels, _ = data[("test", self.layers[0])]
         # draw every setting's episodes first: a class too small for 20 shots fails before any fit
         episodes = {k: sample_episodes(labels, cfg["ways"], k, cfg["queries"], cfg["episodes"], self.seed) for k in cfg["shots"]}
-        result = OrderedDict()
+        result, per_episode = OrderedDict(), OrderedDict()
         for shots, eps in episodes.items():
             accs = episode_accuracies(
                 features, eps, classifier=cfg["classifier"], reg=cfg["reg"], progress=self.progress, device=self.device,
@@ -333,5 +336,8 @@ class FeatureProbeEvaluator(DatasetEvaluator):
             mean, ci = mean_ci95(accs)
             name = f"{cfg['ways']}way_{shots}shot"
             result[name], result[f"{name}_ci95"] = float(mean), float(ci)
+            per_episode[name] = [float(a) for a in accs]
             logger.info(f"few-shot {name} on {self.layers[0]}: {mean:.2f} +- {ci:.2f} ({cfg['episodes']} episodes)")
+        if self.episodes_file:
+            atomic_write_json(self.episodes_file, {"layer": self.layers[0], "seed": self.seed, "episodes": per_episode})
         return result

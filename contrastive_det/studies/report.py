@@ -2,13 +2,24 @@
 A study's report from its files: ``plan.json`` (what each run is) and every transfer run's
 ``results.json``. Writes into ``<study>/report/``:
 
-* ``results.csv``: one line per (row, transfer, metric): mean, sample std, n, the per-seed values.
+* ``results.csv``: tidy, one line per (run, test set, metric): study, transfer, dataset, row,
+  method, one column per study axis, pretraining seed, transfer seed, metric, value.
+* ``summary.csv``: one line per (transfer, dataset, row, metric): mean, sample std, n, what n
+  counts (transfer seeds, or pretraining seeds when a row has several: each then the mean of its
+  transfer seeds, never pooled into one n), the values.
 * ``tables.md``: Islam-style tables: pretraining row x transfer metric, mean ± std (n), the rank in
-  each column (1 = best) and the best in bold; few-shot with the mean 95% interval of the episodes;
-  layer-wise probes per layer; detection AP50 / AP / AP75; segmentation mIoU / mACC.
+  each column (1 = best) and the best in bold; few-shot with the 95% interval of all the row's
+  episodes (pooled over its runs, from each run's ``few_shot_episodes/``); layer-wise probes per
+  layer; detection AP50 / AP / AP75; segmentation mIoU / mACC. A NaN metric (detectron2's for a
+  class without objects) is "n/a", never ranked; one run shows no "± 0.0".
+
+Only runs done under their current digest count: a ``results.json`` whose run was redone, changed
+(config, dependency) or never finished under this plan is left out and counted in a footnote.
 * PNG plots (matplotlib): each metric against each study axis (Cole et al.: e.g. pretraining
-  images, log axis when the values span a decade or more) per method, with seed error bars; the
-  layer-wise probe curves. Each is captioned with what it shows and n.
+  images, log axis when the values span a decade or more) per method, with seed error bars and the
+  baselines as dashed lines (a method's own run without the axis, e.g. the clean images of a
+  corruption sweep; random init); the layer-wise probe curves. Units on the axes, n in the title and
+  caption.
 * pictures (:mod:`.pictures`): a 2-D UMAP of each backbone's pooled test features coloured by
   class, per classification transfer; predicted and ground-truth boxes (detectron2's Visualizer) of
   a few test images per detection transfer and row; predicted and ground-truth label maps
@@ -21,6 +32,7 @@ import io
 import json
 import logging
 import os
+import math
 import re
 import statistics
 import warnings
@@ -28,9 +40,9 @@ from collections import OrderedDict, defaultdict
 
 from ..utils.atomic import atomic_open, atomic_write_json
 from .figures import pyplot, safe_name, save_png
-from .state import PLAN_FILE
+from .state import PLAN_FILE, is_done, plan_digests
 
-__all__ = ["collect", "aggregate", "write_report", "HEADLINE_PATTERNS"]
+__all__ = ["collect", "aggregate", "summarize", "write_report", "HEADLINE_PATTERNS"]
 
 # the columns of the tables, in this order; other metrics go to results.csv only
 HEADLINE_PATTERNS = [
@@ -47,48 +59,119 @@ def _headline_rank(metric):
     return None
 
 
+def _plan_runs(plan):
+    from .spec import Run
+
+    return [Run(r["id"], r["kind"], r["argv"], r["deps"], r["out_dir"], r["outputs"], r.get("meta", {}),
+                r.get("inputs", [])) for r in plan["runs"]]
+
+
 def collect(study_dir):
     """
-    [{row, method, axes, seed, pretrain_seed, transfer, task, dataset, metrics: {name: value}}]
-    for every transfer run with a results.json (runs not done are left out and counted).
-    Returns (records, plan, missing run ids).
+    ``(records, plan, missing, stale)``: a record ``{row, method, axes, seed, pretrain_seed, transfer,
+    task, dataset, run, out_dir, metrics: {name: value}}`` per test set of every transfer run done under
+    its current digest (its command, config and dependencies now: see :mod:`.state`); ``missing``: the
+    transfer runs without results; ``stale``: those whose ``results.json`` is not of their current digest.
     """
     path = os.path.join(study_dir, PLAN_FILE)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{study_dir}: no {PLAN_FILE}; is this a study folder (tools/run_study.py writes it)?")
     with open(path) as f:
         plan = json.load(f)
-    records, missing = [], []
-    for run in plan["runs"]:
-        if run["kind"] != "transfer":
+    runs = _plan_runs(plan)
+    digests = plan_digests(runs)
+    records, missing, stale = [], [], []
+    for run in runs:
+        if run.kind != "transfer":
             continue
-        res_path = os.path.join(run["out_dir"], "results.json")
+        res_path = os.path.join(run.out_dir, "results.json")
         if not os.path.isfile(res_path):
-            missing.append(run["id"])
+            missing.append(run.id)
+            continue
+        if digests[run.id] is None or not is_done(run, digests[run.id]):
+            stale.append(run.id)
             continue
         with open(res_path) as f:
             res = json.load(f)
         for dataset, metrics in res.get("metrics", {}).items():
-            records.append({**run["meta"], "dataset": dataset,
-                            "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))}})
-    return records, plan, missing
+            records.append({**run.meta, "dataset": dataset, "run": run.id, "out_dir": run.out_dir,
+                            "metrics": {k: float(v) for k, v in metrics.items()
+                                        if isinstance(v, (int, float)) and not isinstance(v, bool)}})
+    return records, plan, missing, stale
 
 
-def _stats(values):
+def summarize(points):
+    """
+    Stats of one metric of one row: ``points`` = [(pretraining seed or None, transfer seed, value)].
+    With several pretraining seeds, each pretraining seed's transfer seeds are averaged first and the
+    spread is over pretraining seeds (``over``); otherwise over transfer seeds. A NaN value anywhere
+    makes the whole cell n/a (``mean`` None). ``std`` is None for one value (no spread to show).
+    """
+    values = [v for _, _, v in points]
+    pretrain_seeds = {p for p, _, _ in points}
+    over = "pretraining seeds" if len(pretrain_seeds) > 1 else "transfer seeds"
+    if not all(math.isfinite(v) for v in values):
+        return {"mean": None, "std": None, "n": len(values), "values": values, "over": over}
+    if len(pretrain_seeds) > 1:
+        by_seed = defaultdict(list)
+        for p, _, v in points:
+            by_seed[p].append(v)
+        values = [statistics.fmean(by_seed[p]) for p in sorted(by_seed, key=str)]
     n = len(values)
-    mean = statistics.fmean(values)
-    std = statistics.stdev(values) if n > 1 else 0.0
-    return {"mean": mean, "std": std, "n": n, "values": values}
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if n > 1 else None, "n": n,
+            "values": values, "over": over}
+
+
+def _pooled_episode_ci(records):
+    """{(transfer, dataset, row, "<setting>_ci95"): stats} from the episodes of every run of the row
+    (``few_shot_episodes/<dataset>.json``); a row with a run that kept none gets no interval."""
+    from ..evaluation.few_shot import FEW_SHOT_EPISODES_DIR, mean_ci95
+
+    pooled, broken = defaultdict(list), set()
+    for r in records:
+        settings = [m[:-5] for m in r["metrics"] if m.startswith("few_shot/") and m.endswith("_ci95")]
+        if not settings:
+            continue
+        path = os.path.join(r["out_dir"], FEW_SHOT_EPISODES_DIR, f"{r['dataset']}.json")
+        try:
+            with open(path) as f:
+                episodes = json.load(f)["episodes"]
+        except (OSError, ValueError, KeyError):
+            episodes = {}
+        for m in settings:
+            key = (r["transfer"], r["dataset"], r["row"], m + "_ci95")
+            accs = episodes.get(m.split("/", 1)[1])
+            if accs:
+                pooled[key].extend(accs)
+            else:
+                broken.add(key)
+    out = {}
+    for key, accs in pooled.items():
+        if key not in broken:
+            _, ci = mean_ci95(accs)
+            out[key] = {"mean": ci, "std": None, "n": len(accs), "values": [], "over": "episodes"}
+    return out
 
 
 def aggregate(records):
-    """{(transfer, dataset): {row: {metric: stats}}} over seeds (the ``seed`` and pretraining seeds)."""
+    """{(transfer, dataset): {row: {metric: stats}}} (see :func:`summarize`); a few-shot setting's
+    ``_ci95`` is the interval of the row's pooled episodes, not a mean of the runs' intervals."""
     groups = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     for r in records:
         for metric, value in r["metrics"].items():
-            groups[(r["transfer"], r["dataset"])][r["row"]][metric].append(float(value))
-    return {key: {row: {m: _stats(v) for m, v in metrics.items()} for row, metrics in rows.items()}
-            for key, rows in groups.items()}
+            groups[(r["transfer"], r["dataset"])][r["row"]][metric].append((r.get("pretrain_seed"), r["seed"], value))
+    agg = {key: {row: {m: summarize(v) for m, v in metrics.items()} for row, metrics in rows.items()}
+           for key, rows in groups.items()}
+    episode_ci = _pooled_episode_ci(records)
+    for (transfer, dataset), rows in agg.items():
+        for row, metrics in rows.items():
+            for m in [m for m in metrics if m.startswith("few_shot/") and m.endswith("_ci95")]:
+                ci = episode_ci.get((transfer, dataset, row, m))
+                if ci is None:
+                    del metrics[m]
+                else:
+                    metrics[m] = ci
+    return agg
 
 
 def _row_order(plan):
@@ -99,14 +182,27 @@ def _row_order(plan):
     return rows
 
 
+NA = "n/a"
+
+
 def _fmt(stats, digits=1):
-    return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f} ({stats['n']})"
+    if stats["mean"] is None:
+        return NA
+    mark = "†" if stats["over"] == "pretraining seeds" else ""
+    if stats["std"] is None:
+        return f"{stats['mean']:.{digits}f} ({stats['n']}{mark})"
+    return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f} ({stats['n']}{mark})"
 
 
 def _headline_metrics(rows):
     """The headline metrics present in ``rows`` ({row: {metric: stats}}), in headline order (no CI columns)."""
     return sorted({m for r in rows.values() for m in r if _headline_rank(m) is not None and not m.endswith("_ci95")},
                   key=lambda m: (_headline_rank(m), m))
+
+
+TABLE_NOTE = ("mean ± sample std over transfer seeds (n runs; † n pretraining seeds, each the mean of its transfer "
+              "seeds); one run shows its value alone; [rank] in the column, 1 = best, best in bold; n/a: NaN in a run "
+              "(e.g. a class or area range without objects), never ranked.")
 
 
 def _table(transfer, dataset, rows, order):
@@ -117,9 +213,10 @@ def _table(transfer, dataset, rows, order):
     names = [row for row in order if row in rows]
     ranks = {}
     for m in metrics:
-        have = sorted((rows[r][m]["mean"] for r in names if m in rows[r]), reverse=True)
+        have = sorted((rows[r][m]["mean"] for r in names if m in rows[r] and rows[r][m]["mean"] is not None),
+                      reverse=True)
         for r in names:
-            if m in rows[r]:
+            if m in rows[r] and rows[r][m]["mean"] is not None:
                 ranks[(r, m)] = 1 + sum(1 for v in have if v > rows[r][m]["mean"])
     lines = [f"#### {transfer} on {dataset}", "",
              "| pretraining | " + " | ".join(f"{m} (rank)" for m in metrics) + " |",
@@ -131,19 +228,39 @@ def _table(transfer, dataset, rows, order):
                 cells.append("-")
                 continue
             text = _fmt(rows[r][m])
+            if (r, m) not in ranks:
+                cells.append(text)
+                continue
             ci = rows[r].get(m + "_ci95")
             if ci is not None:
-                text += f", CI95 ±{ci['mean']:.1f}"
+                text += f", CI95 ±{ci['mean']:.2f} ({ci['n']} episodes)"
             if ranks[(r, m)] == 1:
                 text = f"**{text}**"
             cells.append(f"{text} [{ranks[(r, m)]}]")
         lines.append(f"| {r} | " + " | ".join(cells) + " |")
-    lines += ["", "mean ± sample std over seeds (n runs); [rank] in the column, 1 = best, best in bold."]
+    lines += ["", TABLE_NOTE]
     return "\n".join(lines)
 
 
+def _finite(stats):
+    return stats is not None and stats["mean"] is not None
+
+
+def _err(stats):
+    return stats["std"] or 0.0
+
+
+def _n_text(stats_list):
+    ns = sorted({(s["n"], s["over"]) for s in stats_list})
+    return ", ".join(f"{n} {over}" for n, over in ns) or "none"
+
+
+def _ylabel(metric):
+    return f"{metric} (%)"  # every headline metric is a percentage (accuracy, AP, IoU)
+
+
 def _axis_plots(agg, plan, out_dir):
-    """Metric vs each study axis, one line per method; returns [(file, caption)]."""
+    """Metric vs each study axis, one line per method, its baselines dashed; returns [(file, caption)]."""
     plt = pyplot()
 
     order = _row_order(plan)
@@ -154,31 +271,44 @@ def _axis_plots(agg, plan, out_dir):
             metrics = _headline_metrics(rows)
             for m in metrics:
                 lines = defaultdict(list)  # method -> [(x, stats)]
+                baselines = OrderedDict()  # label -> stats: a method's run without any axis, random init
                 for row, meta in order.items():
-                    if row in rows and m in rows[row] and axis in meta.get("axes", {}):
-                        lines[meta["method"]].append((meta["axes"][axis], rows[row][m]))
+                    stats = rows.get(row, {}).get(m)
+                    if not _finite(stats):
+                        continue
+                    if axis in meta.get("axes", {}):
+                        lines[meta["method"]].append((meta["axes"][axis], stats))
+                    elif not meta.get("axes"):
+                        baselines["random init" if row == "random-init" else f"{row} (baseline)"] = stats
                 if not lines:
                     continue
                 xs_all = [x for pts in lines.values() for x, _ in pts]
                 numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs_all)
                 fig, ax = plt.subplots(figsize=(5, 3.5))
-                ns = set()
-                for method, pts in lines.items():
+                shown = []
+                for i, (method, pts) in enumerate(lines.items()):
                     pts = sorted(pts, key=lambda p: p[0]) if numeric else pts
                     xs = [p[0] for p in pts] if numeric else list(range(len(pts)))
-                    ax.errorbar(xs, [p[1]["mean"] for p in pts], yerr=[p[1]["std"] for p in pts], marker="o",
-                                capsize=3, label=method)
-                    ns.update(p[1]["n"] for p in pts)
+                    ax.errorbar(xs, [p[1]["mean"] for p in pts], yerr=[_err(p[1]) for p in pts], marker="o",
+                                capsize=3, label=method, color=f"C{i}")
+                    shown += [p[1] for p in pts]
                     if not numeric:
                         ax.set_xticks(xs, [str(p[0]) for p in pts])
+                methods = list(lines)
+                for label, stats in baselines.items():
+                    owner = label[:-len(" (baseline)")] if label.endswith(" (baseline)") else None
+                    colour = f"C{methods.index(owner)}" if owner in methods else "0.5"
+                    ax.axhline(stats["mean"], linestyle="--", linewidth=1, color=colour, label=label)
+                    shown.append(stats)
                 positive = [x for x in xs_all if numeric and x > 0]
                 if numeric and positive and len(positive) == len(xs_all) and max(positive) / min(positive) >= 10:
                     ax.set_xscale("log")
-                name = _finish(fig, ax, f"{axis} ({key})", m, f"{transfer} on {dataset}", out_dir,
-                               f"{axis}__{transfer}__{dataset}__{m}")
-                n_text = "/".join(str(n) for n in sorted(ns))
-                made.append((name, f"{m} of {transfer} on {dataset} against {axis} ({key}), per method; "
-                                   f"mean ± std over seeds, n = {n_text} runs per point."))
+                n_text = _n_text(shown)
+                name = _finish(fig, ax, f"{axis} ({key})", _ylabel(m), f"{transfer} on {dataset}; n = {n_text}",
+                               out_dir, f"{axis}__{transfer}__{dataset}__{m}")
+                made.append((name, f"{m} (%) of {transfer} on {dataset} against {axis} ({key}), per method; "
+                                   f"mean ± std, n = {n_text} per point"
+                                   + (f"; dashed: {', '.join(baselines)}" if baselines else "") + "."))
     return made
 
 
@@ -195,19 +325,21 @@ def _method_bars(agg, plan, out_dir):
         if not metrics:
             continue
         m = metrics[0]
-        names = [r for r in order if r in rows and m in rows[r]]
+        names = [r for r in order if r in rows and _finite(rows[r].get(m))]
+        if not names:
+            continue
         stats = [rows[r][m] for r in names]
         fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(names), 3.2))
-        ax.bar(range(len(names)), [s["mean"] for s in stats], yerr=[s["std"] for s in stats], capsize=4,
+        ax.bar(range(len(names)), [s["mean"] for s in stats], yerr=[_err(s) for s in stats], capsize=4,
                color=["0.6" if r == "random-init" else "C0" for r in names], alpha=0.8)
         for i, s in enumerate(stats):
             ax.plot([i] * len(s["values"]), s["values"], "k.", markersize=4)
         ax.set_xticks(range(len(names)), names, rotation=20, fontsize=8)
-        name = _finish(fig, ax, "", m, f"{transfer} on {dataset}", out_dir, f"bars__{transfer}__{dataset}__{m}",
-                       legend=False, grid="y")
-        ns = "/".join(str(n) for n in sorted({s["n"] for s in stats}))
-        made.append((name, f"{m} of {transfer} on {dataset} per pretraining (random init in grey): bar = mean, "
-                           f"error bar = std over seeds, dots = the seeds' values; n = {ns} runs per bar."))
+        n_text = _n_text(stats)
+        name = _finish(fig, ax, "", _ylabel(m), f"{transfer} on {dataset}; n = {n_text}", out_dir,
+                       f"bars__{transfer}__{dataset}__{m}", legend=False, grid="y")
+        made.append((name, f"{m} (%) of {transfer} on {dataset} per pretraining (random init in grey): bar = mean, "
+                           f"error bar = std, dots = the values; n = {n_text} per bar."))
     return made
 
 
@@ -221,21 +353,22 @@ def _layer_plots(agg, plan, out_dir):
         if not layers:
             continue
         fig, ax = plt.subplots(figsize=(5, 3.5))
-        ns = set()
+        shown = []
         for row in order:
             if row not in rows:
                 continue
             pts = [rows[row].get(f"layerwise/{layer}/score") for layer in layers]
-            if any(p is None for p in pts):
+            if not all(_finite(p) for p in pts):
                 continue
-            ax.errorbar(range(len(layers)), [p["mean"] for p in pts], yerr=[p["std"] for p in pts], marker="o",
+            ax.errorbar(range(len(layers)), [p["mean"] for p in pts], yerr=[_err(p) for p in pts], marker="o",
                         capsize=3, label=row)
-            ns.update(p["n"] for p in pts)
+            shown += pts
         ax.set_xticks(range(len(layers)), layers)
-        name = _finish(fig, ax, "layer", "L-BFGS probe score", f"{transfer} on {dataset}", out_dir,
+        n_text = _n_text(shown)
+        name = _finish(fig, ax, "layer", "L-BFGS probe score (%)", f"{transfer} on {dataset}; n = {n_text}", out_dir,
                        f"layers__{transfer}__{dataset}")
-        made.append((name, f"Layer-wise L-BFGS probes of {transfer} on {dataset}: score per layer and pretraining; "
-                           f"mean ± std over seeds, n = {'/'.join(str(n) for n in sorted(ns))} runs per point."))
+        made.append((name, f"Layer-wise L-BFGS probes of {transfer} on {dataset}: score (%) per layer and pretraining; "
+                           f"mean ± std, n = {n_text} per point."))
     return made
 
 
@@ -273,28 +406,57 @@ def _quiet_model_loading():
             lg.setLevel(level)
 
 
+def _tidy_csv(records, plan):
+    axes = list(plan.get("axes", {}))
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["study", "transfer", "dataset", "row", "method", *[f"axis_{a}" for a in axes],
+                     "pretrain_seed", "transfer_seed", "metric", "value"])
+    for r in records:
+        for m, v in sorted(r["metrics"].items()):
+            pseed = r.get("pretrain_seed")
+            writer.writerow([plan["study"], r["transfer"], r["dataset"], r["row"], r["method"],
+                             *[r.get("axes", {}).get(a, "") for a in axes], "" if pseed is None else pseed, r["seed"],
+                             m, f"{v:.6g}"])
+    return buf.getvalue()
+
+
+def _summary_csv(agg, order):
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["transfer", "dataset", "row", "metric", "mean", "std", "n", "over", "values"])
+    for (transfer, dataset), rows in sorted(agg.items()):
+        for row in [r for r in order if r in rows]:
+            for m, s in sorted(rows[row].items()):
+                writer.writerow([transfer, dataset, row, m, NA if s["mean"] is None else f"{s['mean']:.6g}",
+                                 "" if s["std"] is None else f"{s['std']:.6g}", s["n"], s["over"],
+                                 " ".join(f"{v:.6g}" for v in s["values"])])
+    return buf.getvalue()
+
+
+def _json_safe(agg):
+    def clean(v):
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+    return {f"{t}|{d}": {row: {m: {k: ([clean(x) for x in v] if isinstance(v, list) else clean(v)) for k, v in st.items()}
+                               for m, st in metrics.items()} for row, metrics in rows.items()}
+            for (t, d), rows in agg.items()}
+
+
 def write_report(study_dir, pictures=True, log=print):
     """Write ``<study_dir>/report/`` (see the module docstring); returns the path of report.md.
     ``pictures``: also the UMAP embeddings and detection pictures (:mod:`.pictures`; they rebuild
     the runs' models, so they take minutes where the tables take seconds)."""
-    records, plan, missing = collect(study_dir)
+    records, plan, missing, stale = collect(study_dir)
     out_dir = os.path.join(study_dir, "report")
     os.makedirs(out_dir, exist_ok=True)
     agg = aggregate(records)
     order = list(_row_order(plan))
 
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["transfer", "dataset", "row", "metric", "mean", "std", "n", "values"])
-    for (transfer, dataset), rows in sorted(agg.items()):
-        for row in [r for r in order if r in rows]:
-            for m, s in sorted(rows[row].items()):
-                writer.writerow([transfer, dataset, row, m, f"{s['mean']:.6g}", f"{s['std']:.6g}", s["n"],
-                                 " ".join(f"{v:.6g}" for v in s["values"])])
     with atomic_open(os.path.join(out_dir, "results.csv")) as f:
-        f.write(buf.getvalue())
-    atomic_write_json(os.path.join(out_dir, "results.json"), {
-        f"{t}|{d}": rows for (t, d), rows in agg.items()})
+        f.write(_tidy_csv(records, plan))
+    with atomic_open(os.path.join(out_dir, "summary.csv")) as f:
+        f.write(_summary_csv(agg, order))
+    atomic_write_json(os.path.join(out_dir, "results.json"), _json_safe(agg))
 
     tables = [t for (tr, ds), rows in sorted(agg.items()) if (t := _table(tr, ds, rows, order))]
     with atomic_open(os.path.join(out_dir, "tables.md")) as f:
@@ -305,24 +467,32 @@ def write_report(study_dir, pictures=True, log=print):
         from .pictures import detection_pictures, embedding_pictures
         from .seg_pictures import segmentation_pictures
 
+        current = {r["run"] for r in records}  # pictures only of runs whose numbers are in the tables
+        pictured = dict(plan, runs=[r for r in plan["runs"] if r["kind"] != "transfer" or r["id"] in current])
         with _quiet_model_loading():
-            shown = (embedding_pictures(study_dir, plan, out_dir, log=log)
-                     + detection_pictures(study_dir, plan, out_dir, log=log)
-                     + segmentation_pictures(study_dir, plan, out_dir, log=log))
+            shown = (embedding_pictures(study_dir, pictured, out_dir, log=log)
+                     + detection_pictures(study_dir, pictured, out_dir, log=log)
+                     + segmentation_pictures(study_dir, pictured, out_dir, log=log))
 
     lines = [f"# Study {plan['study']}", "",
              f"Study file: `{plan['study_file']}`; {len(records)} results from "
-             f"{len({(r['transfer'], r['row'], r['seed'], r.get('pretrain_seed')) for r in records})} transfer runs"
-             + (f"; {len(missing)} transfer runs without results (not run or failed)." if missing else "."), ""]
+             f"{len({r['run'] for r in records})} transfer runs"
+             + (f"; {len(missing)} transfer runs without results (not run or failed)" if missing else "")
+             + (f"; {len(stale)} transfer runs' results left out as stale[^stale]" if stale else "") + ".", ""]
     lines += ["## Tables", ""] + (tables or ["(no results yet)"]) + [""]
     for title, items in (("Plots", plots), ("Pictures", shown)):
         if items:
             lines += [f"## {title}", ""]
             for name, caption in items:
                 lines += [f"![{caption}]({name})", "", f"*{caption}*", ""]
-    lines += ["Per-seed values: [results.csv](results.csv)."]
+    lines += ["Per-run values: [results.csv](results.csv); per-row summaries: [summary.csv](summary.csv)."]
+    if stale:
+        lines += ["", f"[^stale]: not done under their current digest (the config, an upstream run or the checkpoint "
+                      f"changed since, or the run was started again and has not finished): {', '.join(stale[:10])}"
+                      + (f" and {len(stale) - 10} more" if len(stale) > 10 else "") + ". `tools/run_study.py` redoes them."]
     path = os.path.join(out_dir, "report.md")
     with atomic_open(path) as f:
         f.write("\n".join(lines) + "\n")
-    log(f"report: {len(tables)} tables, {len(plots)} plots, {len(shown)} pictures in {out_dir}")
+    log(f"report: {len(tables)} tables, {len(plots)} plots, {len(shown)} pictures in {out_dir}"
+        + (f"; {len(stale)} stale results left out" if stale else ""))
     return path

@@ -10,7 +10,7 @@ from ..utils.atomic import atomic_write_json
 from .executors import DISTRIBUTED_TOOLS
 from .resources import num_gpus_per_task, run_resources
 from .spec import expand
-from .state import PLAN_FILE, StudyLock, StudyState, is_done, mark_done, run_digest
+from .state import PLAN_FILE, StudyLock, StudyState, is_done, mark_done, plan_digests, run_digest
 
 __all__ = ["plan", "run_study", "write_plan", "report_study"]
 
@@ -22,27 +22,14 @@ def write_plan(study, runs):
         "axes": {a: s["key"] for a, s in study.axes.items()},
         "transfers": {name: e["config"] for name, e in study.transfers.items()},
         "runs": [{"id": r.id, "kind": r.kind, "argv": r.argv, "deps": r.deps, "out_dir": r.out_dir,
-                  "outputs": r.outputs, "meta": r.meta} for r in runs],
+                  "outputs": r.outputs, "meta": r.meta, "inputs": r.inputs} for r in runs],
     })
 
 
 def plan(study):
     """(runs, {run id: digest or None}) where a digest is None until its dependencies are done."""
     runs = expand(study)
-    digests = {}
-    for r in runs:  # expand() lists dependencies first
-        if all(digests.get(d) for d in r.deps) and all(is_done(_by_id(runs, d), digests[d]) for d in r.deps):
-            digests[r.id] = run_digest(r, [digests[d] for d in r.deps])
-        else:
-            digests[r.id] = None
-    return runs, digests
-
-
-def _by_id(runs, run_id):
-    for r in runs:
-        if r.id == run_id:
-            return r
-    raise KeyError(run_id)
+    return runs, plan_digests(runs)  # expand() lists dependencies first
 
 
 def _group(run):

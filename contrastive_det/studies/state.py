@@ -24,7 +24,7 @@ import time
 
 from ..utils.atomic import atomic_write_json
 
-__all__ = ["StudyState", "StudyLock", "StudyLocked", "run_digest", "is_done", "mark_done", "RUN_RECORD", "PLAN_FILE",
+__all__ = ["StudyState", "StudyLock", "StudyLocked", "run_digest", "plan_digests", "is_done", "mark_done", "RUN_RECORD", "PLAN_FILE",
            "STATE_FILE", "LOCK_FILE"]
 
 PLAN_FILE = "plan.json"
@@ -65,6 +65,19 @@ def run_digest(run, dep_digests):
     for d in dep_digests:
         h.update(d.encode())
     return h.hexdigest()
+
+
+def plan_digests(runs):
+    """{run id: digest, or None while a dependency is not done under its own digest}; ``runs`` in
+    dependency order (as :func:`~.spec.expand` lists them)."""
+    by_id = {r.id: r for r in runs}
+    digests = {}
+    for r in runs:
+        if all(digests.get(d) and is_done(by_id[d], digests[d]) for d in r.deps):
+            digests[r.id] = run_digest(r, [digests[d] for d in r.deps])
+        else:
+            digests[r.id] = None
+    return digests
 
 
 def _record_path(run):

@@ -29,6 +29,7 @@ from ..data.classification_loader import (
 from ..data.fingerprint import dataset_fingerprint
 from ..engine.task import TASK_REGISTRY, Task
 from ..evaluation import ClassificationEvaluator, FeatureCache, FeatureProbeEvaluator, weights_digest
+from ..evaluation.few_shot import FEW_SHOT_EPISODES_DIR
 from ..evaluation.logistic import check_lbfgs_settings, regularisation_grid
 from ..modeling.classifier import resolve_num_classes
 
@@ -340,6 +341,8 @@ class ClassificationTask(Task):
             },
             seed=cfg.SEED,
             device=cfg.MODEL.DEVICE,
+            episodes_file=os.path.join(cfg.OUTPUT_DIR, FEW_SHOT_EPISODES_DIR, f"{dataset_name}.json")
+            if c.PROTOCOL == "few_shot" else None,
         )
 
     @classmethod

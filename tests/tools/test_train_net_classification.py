@@ -172,6 +172,10 @@ def test_few_shot_seeds_give_mean_std_and_ci(mini_textured, toy_root, tmp_path):
             mean, ci = mean_ci95(accs)
             assert math.isclose(m[f"few_shot/5way_{shots}shot"], mean, abs_tol=1e-9)
             assert math.isclose(m[f"few_shot/5way_{shots}shot_ci95"], ci, abs_tol=1e-9) and ci > 0
+            # each episode's accuracy is kept, so that a study pools the episodes of its seeds for one interval
+            kept = json.load(open(out / f"seed{seed}" / "few_shot_episodes" / "mini_tex_test.json"))
+            assert kept["seed"] == seed and kept["layer"] == "res5"
+            assert kept["episodes"][f"5way_{shots}shot"] == pytest.approx([float(a) for a in accs], abs=1e-9)
     assert per_seed[0] != per_seed[1]  # other episodes
     summary = results(out)
     assert summary["seeds"] == [1, 2]
