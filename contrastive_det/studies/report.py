@@ -24,6 +24,8 @@ Only runs done under their current digest count: a ``results.json`` whose run wa
   class, per classification transfer; predicted and ground-truth boxes (detectron2's Visualizer) of
   a few test images per detection transfer and row; predicted and ground-truth label maps
   (:mod:`.seg_pictures`) per segmentation transfer and row.
+* ``claims.csv`` and a claims table (:mod:`.claims`): each claim of the study file with the measured
+  difference, its 95% interval, the test and the verdict.
 * ``report.md``: the tables, plots and pictures, readable on GitHub.
 """
 import contextlib
@@ -39,6 +41,7 @@ import warnings
 from collections import OrderedDict, defaultdict
 
 from ..utils.atomic import atomic_open, atomic_write_json
+from .claims import check_claims
 from .figures import pyplot, safe_name, save_png
 from .state import PLAN_FILE, is_done, plan_digests
 
@@ -442,6 +445,29 @@ def _json_safe(agg):
             for (t, d), rows in agg.items()}
 
 
+def _fmt_signed(value, digits=2):
+    return NA if value is None else f"{value:+.{digits}f}"
+
+
+def _claims_table(results):
+    """Markdown: each claim's measured difference, 95% interval, test and verdict."""
+    if not results:
+        return None
+    lines = ["#### Claims", "",
+             "| claim | transfer | test set | difference | 95% interval | test | n | verdict |",
+             "|---|---|---|---|---|---|---|---|"]
+    for c in results:
+        interval = NA
+        if c["ci95"] is not None and c["difference"] is not None:
+            interval = f"[{c['difference'] - c['ci95']:+.2f}, {c['difference'] + c['ci95']:+.2f}]"
+        verdict = f"**{c['verdict']}**" if c["verdict"] in ("supported", "contradicted") else c["verdict"]
+        lines.append(f"| {c['claim']} | {c['transfer']} | {c['dataset']} | {_fmt_signed(c['difference'])} | {interval} "
+                     f"| {c['test']} | {c['n']} | {verdict} |")
+    lines += ["", "difference = better - than, in the metric's points; supported: the whole 95% interval above 0, "
+                  "contradicted: below 0; measured on this study's runs, whatever the seed paper found."]
+    return "\n".join(lines)
+
+
 def write_report(study_dir, pictures=True, log=print):
     """Write ``<study_dir>/report/`` (see the module docstring); returns the path of report.md.
     ``pictures``: also the UMAP embeddings and detection pictures (:mod:`.pictures`; they rebuild
@@ -459,6 +485,17 @@ def write_report(study_dir, pictures=True, log=print):
     atomic_write_json(os.path.join(out_dir, "results.json"), _json_safe(agg))
 
     tables = [t for (tr, ds), rows in sorted(agg.items()) if (t := _table(tr, ds, rows, order))]
+    claims = check_claims(plan.get("claims") or [], records)
+    claims_md = _claims_table(claims)
+    if claims_md:
+        tables.append(claims_md)
+        with atomic_open(os.path.join(out_dir, "claims.csv")) as f:
+            writer = csv.writer(f)
+            writer.writerow(["claim", "transfer", "dataset", "difference", "ci95", "test", "n", "verdict"])
+            for c in claims:
+                writer.writerow([c["claim"], c["transfer"], c["dataset"],
+                                 "" if c["difference"] is None else f"{c['difference']:.6g}",
+                                 "" if c["ci95"] is None else f"{c['ci95']:.6g}", c["test"], c["n"], c["verdict"]])
     with atomic_open(os.path.join(out_dir, "tables.md")) as f:
         f.write("\n\n".join(tables) + "\n")
     plots = _axis_plots(agg, plan, out_dir) + _method_bars(agg, plan, out_dir) + _layer_plots(agg, plan, out_dir)

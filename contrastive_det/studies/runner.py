@@ -21,6 +21,7 @@ def write_plan(study, runs):
         "study": study.name, "study_file": study.path, "study_digest": study.digest(),
         "axes": {a: s["key"] for a, s in study.axes.items()},
         "transfers": {name: e["config"] for name, e in study.transfers.items()},
+        "claims": study.claims,
         "runs": [{"id": r.id, "kind": r.kind, "argv": r.argv, "deps": r.deps, "out_dir": r.out_dir,
                   "outputs": r.outputs, "meta": r.meta, "inputs": r.inputs} for r in runs],
     })

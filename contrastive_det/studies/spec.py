@@ -129,6 +129,7 @@ class Study:
     raw: dict
     resources: dict = field(default_factory=dict)  # kind -> {resource: value} (see .resources)
     checkpoints: dict = field(default_factory=dict)  # label -> {"path": abs path, "prefix", "format", "trust"}
+    claims: list = field(default_factory=list)  # [{better, than, metric, transfers, over, name}] (see .claims)
 
     def run_resources(self, run, cli=None):
         """The cluster resources of ``run`` (see :mod:`.resources`); ``cli``: the command line's values."""
@@ -257,6 +258,47 @@ def _checkpoints(path, raw, methods):
     return out
 
 
+def _claims(path, value, labels, axes):
+    """The ``claims:`` list (see :mod:`.claims`); rows are labels of the study (with their axes)."""
+    from .claims import CLAIM_KEYS, OVER
+
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        _fail(path, "claims", f"expected a list of claims, got {type(value).__name__}")
+    out = []
+    for i, claim in enumerate(value):
+        where = f"claims[{i}]"
+        claim = _mapping(path, where, claim, required=True)
+        _check_keys(path, where, claim, CLAIM_KEYS)
+        for key in ("better", "than", "metric"):
+            if not isinstance(claim.get(key), str) or not claim[key]:
+                _fail(path, f"{where}.{key}", f"expected a {'row label' if key != 'metric' else 'metric name'}, "
+                      f"got {claim.get(key)!r}")
+        for key in ("better", "than"):
+            label, *parts = claim[key].split("__")
+            if label not in labels:
+                _fail(path, f"{where}.{key}", f"{label!r} is not a row of the study; rows: {labels}")
+            unknown = [p.split("-", 1)[0] for p in parts if p.split("-", 1)[0] not in axes]
+            if unknown:
+                _fail(path, f"{where}.{key}", f"{claim[key]!r} names axes {unknown} the study does not have ({axes})")
+        if claim["better"] == claim["than"]:
+            _fail(path, where, f"compares {claim['better']!r} with itself")
+        transfers = claim.get("transfers", ["*"])
+        if isinstance(transfers, str):
+            transfers = [transfers]
+        if not isinstance(transfers, list) or not transfers or not all(isinstance(t, str) and t for t in transfers):
+            _fail(path, f"{where}.transfers", f"expected a list of transfer names or patterns, got {transfers!r}")
+        over = claim.get("over", "seeds")
+        if over not in OVER:
+            _fail(path, f"{where}.over", f"expected one of {', '.join(OVER)}, got {over!r}")
+        if claim.get("name") is not None and not isinstance(claim["name"], str):
+            _fail(path, f"{where}.name", f"expected a string, got {claim['name']!r}")
+        out.append({"better": claim["better"], "than": claim["than"], "metric": claim["metric"],
+                    "transfers": list(transfers), "over": over, "name": claim.get("name")})
+    return out
+
+
 def _add_cli_checkpoints(path, raw, checkpoints, no_pretrain):
     """``raw`` with the command line's checkpoints ({label: path}) and ``--no-pretrain`` applied:
     they become part of the study's content (its digest); transfers that list their rows get the
@@ -272,6 +314,9 @@ def _add_cli_checkpoints(path, raw, checkpoints, no_pretrain):
     if no_pretrain and pre is not None:
         dropped = set(pre.get("methods") or {})
         raw["pretrain"] = {k: v for k, v in pre.items() if k == "random_init"}
+    if dropped and isinstance(raw.get("claims"), list):  # claims about the left-out rows cannot be checked
+        raw["claims"] = [c for c in raw["claims"] if not isinstance(c, dict)
+                         or not {str(c.get("better", "")).split("__")[0], str(c.get("than", "")).split("__")[0]} & dropped]
     runs = (raw.get("transfer") or {}).get("runs") if isinstance(raw.get("transfer"), dict) else None
     if isinstance(runs, dict):
         for entry in runs.values():
@@ -300,7 +345,7 @@ def load_study(path, checkpoints=None, no_pretrain=False):
         raise StudyError(f"{path}: not valid YAML: {e}") from None
     raw = _mapping(path, "top level", raw, required=True)
     _check_keys(path, "top level", raw, {"name", "output_dir", "pretrain", "transfer", "description", "resources",
-                                         "checkpoints", "random_init"})
+                                         "checkpoints", "random_init", "claims"})
     if checkpoints or no_pretrain:
         raw = _add_cli_checkpoints(path, raw, checkpoints, no_pretrain)
     resources = {}
@@ -374,13 +419,14 @@ def load_study(path, checkpoints=None, no_pretrain=False):
                 _fail(path, f"{where}.methods", f"unknown methods {unknown}; the study has {known}")
         else:
             entry["methods"] = None  # every method and the random-init row
+    claims = _claims(path, raw.get("claims"), [*methods, *brought, RANDOM_INIT], list(axes))
     return Study(
         path=os.path.abspath(path), name=name, output_dir=os.path.abspath(output_dir), methods=methods, axes=axes,
         sweep=sweep,
         pretrain_seeds=_seeds(path, "pretrain.seeds", pre.get("seeds")),
         pretrain_opts=_opts(path, "pretrain.opts", pre.get("opts")), random_init=random_init,
         transfer_seeds=transfer_seeds, transfers=transfers, raw=copy.deepcopy(raw), resources=resources,
-        checkpoints=brought,
+        checkpoints=brought, claims=claims,
     )
 
 

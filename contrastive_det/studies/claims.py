@@ -1,0 +1,147 @@
+"""
+A study's claims, checked: each claim of the study file compares two rows on one metric over the
+transfers it names, and gets the measured difference, its 95% interval and a verdict.
+
+A claim in the study file::
+
+    claims:
+      - better: supcon_selfsupcon     # a row (method, checkpoint or random-init label; with its axes:
+        than: supervised              #   simclr__images-1000)
+        metric: linear/score          # a metric of the transfers' results.json (higher is better)
+        transfers: [linear_*]         # fnmatch patterns of transfer names (default: every transfer)
+        over: datasets                # "seeds" (default): one verdict per matched transfer and test set;
+                                      # "datasets": one verdict on the mean over the matched ones
+        name: joint beats supervised  # optional, shown in the table
+
+The unit of replication is a transfer seed, or a pretraining seed where a row has several (the
+mean of its transfer seeds, as the tables show). Over seeds, the difference is paired when both rows
+have the same seeds (a paired t interval on the per-seed differences), Welch's interval otherwise.
+Over datasets, each dataset's difference of the rows' means is one unit, paired by dataset (a t
+interval over datasets, n = the number of datasets). Verdict: "supported" when the whole interval is
+above 0, "contradicted" when it is below, otherwise "inconclusive at n = ..." (also with fewer than
+two units on a side: no interval can be formed). A NaN anywhere makes the claim "n/a".
+"""
+import fnmatch
+import math
+import statistics
+from collections import defaultdict
+
+__all__ = ["check_claims", "claim_text", "difference_interval", "CLAIM_KEYS", "OVER"]
+
+CLAIM_KEYS = ("better", "than", "metric", "transfers", "over", "name")
+OVER = ("seeds", "datasets")
+
+
+def _t_quantile(df):
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, df))
+
+
+def _units(points):
+    """{unit key: value}: per transfer seed, or per pretraining seed (mean of its transfer seeds) where the row
+    has several pretraining seeds; points = [(pretrain_seed, transfer_seed, value)]."""
+    pretrain_seeds = {p for p, _, _ in points}
+    if len(pretrain_seeds) > 1:
+        by = defaultdict(list)
+        for p, _, v in points:
+            by[p].append(v)
+        return {("pretrain", p): statistics.fmean(vs) for p, vs in by.items()}
+    return {("transfer", t): v for _, t, v in points}
+
+
+def difference_interval(a, b):
+    """
+    ``a`` - ``b`` ({unit: value} each): (difference, half-width or None, test name, n text). Paired when the
+    two have the same units (>= 2), Welch otherwise (>= 2 on each side); None half-width when neither can
+    be formed.
+    """
+    if set(a) == set(b) and len(a) >= 2:
+        d = [a[k] - b[k] for k in sorted(a, key=str)]
+        n = len(d)
+        mean = statistics.fmean(d)
+        sd = statistics.stdev(d)
+        return mean, _t_quantile(n - 1) * sd / math.sqrt(n), "paired t over seeds", f"n = {n}"
+    diff = statistics.fmean(a.values()) - statistics.fmean(b.values())
+    na, nb = len(a), len(b)
+    if na < 2 or nb < 2:
+        return diff, None, "none (fewer than 2 runs on a side)", f"n = {na}, {nb}"
+    va, vb = statistics.variance(a.values()) / na, statistics.variance(b.values()) / nb
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return diff, 0.0, "Welch t", f"n = {na}, {nb}"
+    df = (va + vb) ** 2 / (va ** 2 / (na - 1) + vb ** 2 / (nb - 1))
+    return diff, _t_quantile(df) * se, "Welch t", f"n = {na}, {nb}"
+
+
+def _verdict(diff, half, n_text):
+    if half is None or (half == 0 and diff == 0):
+        return f"inconclusive at {n_text}"
+    if diff - half > 0:
+        return "supported"
+    if diff + half < 0:
+        return "contradicted"
+    return f"inconclusive at {n_text}"
+
+
+def claim_text(claim):
+    where = ", ".join(claim.get("transfers") or ["*"])
+    text = f"{claim['better']} > {claim['than']} on {claim['metric']} ({where}"
+    text += ", mean over datasets)" if claim.get("over") == "datasets" else ")"
+    return f"{claim['name']}: {text}" if claim.get("name") else text
+
+
+def check_claims(claims, records):
+    """
+    One result per claim (over datasets) or per claim and matched (transfer, test set) (over seeds):
+    ``{claim, transfer, dataset, difference, ci95, test, n, verdict}``; ``records`` as
+    :func:`~.report.collect` returns them (current runs only). A claim whose rows or metric have no
+    results gets the verdict "not measured".
+    """
+    points = defaultdict(list)  # (transfer, dataset, row) -> [(pretrain seed, transfer seed, value)]
+    for r in records:
+        for metric, value in r["metrics"].items():
+            points[(r["transfer"], r["dataset"], r["row"], metric)].append((r.get("pretrain_seed"), r["seed"], value))
+    out = []
+    for claim in claims:
+        patterns = claim.get("transfers") or ["*"]
+        pairs = sorted({(t, d) for (t, d, _, m) in points if m == claim["metric"]
+                        and any(fnmatch.fnmatchcase(t, p) for p in patterns)})
+        pairs = [(t, d) for t, d in pairs if (t, d, claim["better"], claim["metric"]) in points
+                 and (t, d, claim["than"], claim["metric"]) in points]
+        base = {"claim": claim_text(claim)}
+        if not pairs:
+            out.append(dict(base, transfer="-", dataset="-", difference=None, ci95=None, test="-", n="n = 0",
+                            verdict="not measured"))
+            continue
+        per_pair = []
+        for t, d in pairs:
+            a = points[(t, d, claim["better"], claim["metric"])]
+            b = points[(t, d, claim["than"], claim["metric"])]
+            if not all(math.isfinite(v) for _, _, v in a + b):
+                per_pair.append((t, d, None))
+                continue
+            per_pair.append((t, d, (_units(a), _units(b))))
+        if claim.get("over") == "datasets":
+            if any(u is None for _, _, u in per_pair):
+                out.append(dict(base, transfer=f"{len(pairs)} matched", dataset="mean", difference=None, ci95=None,
+                                test="-", n=f"n = {len(pairs)}", verdict="n/a (NaN in a run)"))
+                continue
+            diffs = [statistics.fmean(a.values()) - statistics.fmean(b.values()) for _, _, (a, b) in per_pair]
+            n = len(diffs)
+            mean = statistics.fmean(diffs)
+            half = _t_quantile(n - 1) * statistics.stdev(diffs) / math.sqrt(n) if n >= 2 else None
+            n_text = f"n = {n} datasets"
+            out.append(dict(base, transfer=f"{len({t for t, _ in pairs})} transfers", dataset="mean", difference=mean,
+                            ci95=half, test="paired t over datasets" if half is not None else "none (1 dataset)",
+                            n=n_text, verdict=_verdict(mean, half, n_text)))
+            continue
+        for t, d, units in per_pair:
+            if units is None:
+                out.append(dict(base, transfer=t, dataset=d, difference=None, ci95=None, test="-", n="-",
+                                verdict="n/a (NaN in a run)"))
+                continue
+            diff, half, test, n_text = difference_interval(*units)
+            out.append(dict(base, transfer=t, dataset=d, difference=diff, ci95=half, test=test, n=n_text,
+                            verdict=_verdict(diff, half, n_text)))
+    return out
