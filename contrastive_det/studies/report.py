@@ -7,7 +7,9 @@ A study's report from its files: ``plan.json`` (what each run is) and every tran
 * ``summary.csv``: one line per (transfer, dataset, row, metric): mean, sample std, n, what n
   counts (transfer seeds, or pretraining seeds when a row has several: each then the mean of its
   transfer seeds, never pooled into one n), the values.
-* ``tables.md``: Islam-style tables: pretraining row x transfer metric, mean ± std (n), the rank in
+* ``tables.md``: first Islam et al.'s table per protocol and metric (rows = pretraining, columns =
+  the test sets, then the mean over sets and the mean rank); then per transfer and test set:
+  pretraining row x transfer metric, mean ± std (n), the rank in
   each column (1 = best) and the best in bold; few-shot with the 95% interval of all the row's
   episodes (pooled over its runs, from each run's ``few_shot_episodes/``); layer-wise probes per
   layer; detection AP50 / AP / AP75; segmentation mIoU / mACC. A NaN metric (detectron2's for a
@@ -96,8 +98,9 @@ def collect(study_dir):
             continue
         with open(res_path) as f:
             res = json.load(f)
+        protocol = res.get("protocol") or res.get("task") or run.meta.get("task") or run.meta.get("transfer")
         for dataset, metrics in res.get("metrics", {}).items():
-            records.append({**run.meta, "dataset": dataset, "run": run.id, "out_dir": run.out_dir,
+            records.append({**run.meta, "dataset": dataset, "run": run.id, "out_dir": run.out_dir, "protocol": protocol,
                             "metrics": {k: float(v) for k, v in metrics.items()
                                         if isinstance(v, (int, float)) and not isinstance(v, bool)}})
     return records, plan, missing, stale
@@ -243,6 +246,70 @@ def _table(transfer, dataset, rows, order):
         lines.append(f"| {r} | " + " | ".join(cells) + " |")
     lines += ["", TABLE_NOTE]
     return "\n".join(lines)
+
+
+def protocol_tables(agg, records, order):
+    """
+    Islam et al.'s tables: per protocol (classification's CLASSIFICATION.PROTOCOL, else the task) and
+    headline metric, rows = pretraining rows, columns = the test sets of the protocol's transfers, then
+    the mean over the sets and the mean rank (1 = best in a column); only protocols with two sets or
+    more. A row without a finite value in every column has no mean and no mean rank (n/a).
+    """
+    protocol_of = {(r["transfer"], r["dataset"]): r["protocol"] for r in records}
+    groups = defaultdict(lambda: defaultdict(dict))  # (protocol, metric) -> column -> {row: stats}
+    columns = defaultdict(list)  # (protocol, metric) -> [(transfer, dataset)]
+    for (transfer, dataset), rows in sorted(agg.items()):
+        for m in _headline_metrics(rows):
+            key = (protocol_of[(transfer, dataset)], m)
+            columns[key].append((transfer, dataset))
+            for row, metrics in rows.items():
+                if m in metrics:
+                    groups[key][(transfer, dataset)][row] = metrics[m]
+    out = []
+    for key in sorted(columns, key=lambda k: (k[0], _headline_rank(k[1]), k[1])):
+        cols = columns[key]
+        if len(cols) < 2:
+            continue
+        datasets = [d for _, d in cols]
+        labels = [d if datasets.count(d) == 1 else f"{t}/{d}" for t, d in cols]
+        names = [r for r in order if any(r in groups[key][c] for c in cols)]
+        ranks = defaultdict(dict)
+        for c in cols:
+            have = [groups[key][c][r]["mean"] for r in names if _finite(groups[key][c].get(r))]
+            for r in names:
+                st = groups[key][c].get(r)
+                if _finite(st):
+                    ranks[r][c] = 1 + sum(1 for v in have if v > st["mean"])
+        protocol, metric = key
+        lines = [f"#### {protocol}: {metric} per test set", "",
+                 "| pretraining | " + " | ".join(labels) + " | mean over sets | mean rank |",
+                 "|---|" + "---|" * (len(cols) + 2)]
+        means = {r: statistics.fmean(groups[key][c][r]["mean"] for c in cols) for r in names if len(ranks[r]) == len(cols)}
+        mean_ranks = {r: statistics.fmean(ranks[r].values()) for r in means}
+        best_mean = max(means.values(), default=None)
+        best_rank = min(mean_ranks.values(), default=None)
+        for r in names:
+            cells = []
+            for c in cols:
+                st = groups[key][c].get(r)
+                if st is None:
+                    cells.append("-")
+                elif not _finite(st):
+                    cells.append(NA)
+                else:
+                    text = f"{st['mean']:.1f}"
+                    cells.append(f"**{text}**" if ranks[r][c] == 1 else text)
+            if r in means:
+                mean_text, rank_text = f"{means[r]:.1f}", f"{mean_ranks[r]:.2f}"
+                mean_text = f"**{mean_text}**" if means[r] == best_mean else mean_text
+                rank_text = f"**{rank_text}**" if mean_ranks[r] == best_rank else rank_text
+            else:
+                mean_text = rank_text = NA
+            lines.append(f"| {r} | " + " | ".join(cells) + f" | {mean_text} | {rank_text} |")
+        lines += ["", f"{metric}: mean over seeds per test set (spread and n in the per-transfer tables below); best of "
+                      "each column in bold; mean rank over the sets, 1 = best; n/a: not measured or NaN in some set."]
+        out.append("\n".join(lines))
+    return out
 
 
 def _finite(stats):
@@ -484,7 +551,8 @@ def write_report(study_dir, pictures=True, log=print):
         f.write(_summary_csv(agg, order))
     atomic_write_json(os.path.join(out_dir, "results.json"), _json_safe(agg))
 
-    tables = [t for (tr, ds), rows in sorted(agg.items()) if (t := _table(tr, ds, rows, order))]
+    tables = protocol_tables(agg, records, order)
+    tables += [t for (tr, ds), rows in sorted(agg.items()) if (t := _table(tr, ds, rows, order))]
     claims = check_claims(plan.get("claims") or [], records)
     claims_md = _claims_table(claims)
     if claims_md:

@@ -194,3 +194,29 @@ def test_a_study_without_axes_gets_one_bar_chart_per_transfer(tmp_path, monkeypa
 def test_not_a_study_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="no plan.json"):
         write_report(str(tmp_path))
+
+
+def test_islam_table_per_protocol_with_mean_over_sets_and_mean_rank(tmp_path):
+    """One table per protocol: rows = pretraining, columns = the test sets, mean over sets and mean rank, by hand.
+    supcon 80/60/40 (ranks 1, 2, 1), simclr 70/65/30 (2, 1, 2), random-init 10/20/n/a."""
+    values = {"supcon": [80.0, 60.0, 40.0], "simclr": [70.0, 65.0, 30.0], "random-init": [10.0, 20.0, float("nan")]}
+    results = [(f"linear_{s}", row, row, {}, 0, {"linear/score": vals[i]})
+               for row, vals in values.items() for i, s in enumerate(("a", "b", "c"))]
+    results += [("det", row, row, {}, 0, {"bbox/AP50": 1.0}) for row in values]  # one set: no protocol table
+    fake_study(str(tmp_path), results, axes={})
+    for run in json.load(open(tmp_path / "plan.json"))["runs"]:  # results.json as classification writes it
+        path = os.path.join(run["out_dir"], "results.json")
+        res = json.load(open(path))
+        res["metrics"] = {f"set_{run['meta']['transfer'][-1]}" if run["meta"]["transfer"] != "det" else "voc":
+                          res["metrics"]["toy_test"]}
+        res["protocol"] = "linear_lbfgs" if run["meta"]["transfer"] != "det" else None
+        json.dump(res, open(path, "w"))
+    write_report(str(tmp_path), pictures=False, log=lambda line: None)
+    tables = (tmp_path / "report" / "tables.md").read_text()
+    assert "#### linear_lbfgs: linear/score per test set" in tables
+    assert "| pretraining | set_a | set_b | set_c | mean over sets | mean rank |" in tables
+    assert "| supcon | **80.0** | 60.0 | **40.0** | **60.0** | **1.33** |" in tables
+    assert "| simclr | 70.0 | **65.0** | 30.0 | 55.0 | 1.67 |" in tables
+    assert "| random-init | 10.0 | 20.0 | n/a | n/a | n/a |" in tables
+    assert "bbox/AP50 per test set" not in tables
+    assert tables.index("per test set") < tables.index("#### linear_a on set_a")  # first, before the details
