@@ -13,6 +13,12 @@ A claim in the study file::
                                       # "datasets": one verdict on the mean over the matched ones
         name: joint beats supervised  # optional, shown in the table
 
+      - row: mocov2                   # two transfers of one row (e.g. two tuning methods), paired by set:
+        better: core_tuning_*         #   transfer patterns with one "*"; core_tuning_dtd is compared with
+        than: ce_finetune_*           #   ce_finetune_dtd on the test sets both have
+        metric: classification/score
+        over: datasets
+
 The unit of replication is a transfer seed, or a pretraining seed where a row has several (the
 mean of its transfer seeds, as the tables show). Over seeds, the difference is paired when both rows
 have the same seeds (a paired t interval on the per-seed differences), Welch's interval otherwise.
@@ -28,7 +34,7 @@ from collections import defaultdict
 
 __all__ = ["check_claims", "claim_text", "difference_interval", "CLAIM_KEYS", "OVER"]
 
-CLAIM_KEYS = ("better", "than", "metric", "transfers", "over", "name")
+CLAIM_KEYS = ("better", "than", "metric", "transfers", "over", "name", "row")
 OVER = ("seeds", "datasets")
 
 
@@ -85,10 +91,38 @@ def _verdict(diff, half, n_text):
 
 
 def claim_text(claim):
+    if claim.get("row"):
+        text = f"{claim['better']} > {claim['than']} for {claim['row']} on {claim['metric']}"
+        text += " (mean over datasets)" if claim.get("over") == "datasets" else ""
+        return f"{claim['name']}: {text}" if claim.get("name") else text
     where = ", ".join(claim.get("transfers") or ["*"])
     text = f"{claim['better']} > {claim['than']} on {claim['metric']} ({where}"
     text += ", mean over datasets)" if claim.get("over") == "datasets" else ")"
     return f"{claim['name']}: {text}" if claim.get("name") else text
+
+
+def _sides(claim, points):
+    """What a claim compares: [(transfer label, dataset, better's key, than's key)] into ``points``
+    ({(transfer, dataset, row, metric): [...]}), where both sides have results."""
+    metric = claim["metric"]
+    have = {(t, d, r) for (t, d, r, m) in points if m == metric}
+    out = []
+    if claim.get("row"):  # two transfers of one row, paired by the part the "*" matches, then by test set
+        row = claim["row"]
+        prefix_b, _, suffix_b = claim["better"].partition("*")
+        for t, d, r in sorted(have):
+            if r != row or not fnmatch.fnmatchcase(t, claim["better"]):
+                continue
+            wild = t[len(prefix_b):len(t) - len(suffix_b)] if "*" in claim["better"] else ""
+            other = claim["than"].replace("*", wild, 1)
+            if (other, d, row) in have:
+                out.append((f"{t} vs {other}", d, (t, d, row, metric), (other, d, row, metric)))
+        return out
+    patterns = claim.get("transfers") or ["*"]
+    for t, d in sorted({(t, d) for t, d, _ in have if any(fnmatch.fnmatchcase(t, p) for p in patterns)}):
+        if (t, d, claim["better"]) in have and (t, d, claim["than"]) in have:
+            out.append((t, d, (t, d, claim["better"], metric), (t, d, claim["than"], metric)))
+    return out
 
 
 def check_claims(claims, records):
@@ -104,20 +138,16 @@ def check_claims(claims, records):
             points[(r["transfer"], r["dataset"], r["row"], metric)].append((r.get("pretrain_seed"), r["seed"], value))
     out = []
     for claim in claims:
-        patterns = claim.get("transfers") or ["*"]
-        pairs = sorted({(t, d) for (t, d, _, m) in points if m == claim["metric"]
-                        and any(fnmatch.fnmatchcase(t, p) for p in patterns)})
-        pairs = [(t, d) for t, d in pairs if (t, d, claim["better"], claim["metric"]) in points
-                 and (t, d, claim["than"], claim["metric"]) in points]
+        sides = _sides(claim, points)  # [(transfer label, dataset, better's points key, than's points key)]
         base = {"claim": claim_text(claim)}
+        pairs = [(t, d) for t, d, _, _ in sides]
         if not pairs:
             out.append(dict(base, transfer="-", dataset="-", difference=None, ci95=None, test="-", n="n = 0",
                             verdict="not measured"))
             continue
         per_pair = []
-        for t, d in pairs:
-            a = points[(t, d, claim["better"], claim["metric"])]
-            b = points[(t, d, claim["than"], claim["metric"])]
+        for t, d, key_a, key_b in sides:
+            a, b = points[key_a], points[key_b]
             if not all(math.isfinite(v) for _, _, v in a + b):
                 per_pair.append((t, d, None))
                 continue
@@ -132,7 +162,7 @@ def check_claims(claims, records):
             mean = statistics.fmean(diffs)
             half = _t_quantile(n - 1) * statistics.stdev(diffs) / math.sqrt(n) if n >= 2 else None
             n_text = f"n = {n} datasets"
-            out.append(dict(base, transfer=f"{len({t for t, _ in pairs})} transfers", dataset="mean", difference=mean,
+            out.append(dict(base, transfer=f"{len(set(t for t, _ in pairs))} transfers", dataset="mean", difference=mean,
                             ci95=half, test="paired t over datasets" if half is not None else "none (1 dataset)",
                             n=n_text, verdict=_verdict(mean, half, n_text)))
             continue

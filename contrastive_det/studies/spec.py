@@ -57,6 +57,7 @@ The runs, with their folders under the study folder:
   pretraining seeds.
 """
 import copy
+import fnmatch
 import hashlib
 import json
 import os
@@ -258,7 +259,7 @@ def _checkpoints(path, raw, methods):
     return out
 
 
-def _claims(path, value, labels, axes):
+def _claims(path, value, labels, axes, transfer_names=()):
     """The ``claims:`` list (see :mod:`.claims`); rows are labels of the study (with their axes)."""
     from .claims import CLAIM_KEYS, OVER
 
@@ -275,6 +276,25 @@ def _claims(path, value, labels, axes):
             if not isinstance(claim.get(key), str) or not claim[key]:
                 _fail(path, f"{where}.{key}", f"expected a {'row label' if key != 'metric' else 'metric name'}, "
                       f"got {claim.get(key)!r}")
+        if claim.get("row") is not None:  # two transfers of one row
+            if not isinstance(claim["row"], str) or claim["row"].split("__")[0] not in labels:
+                _fail(path, f"{where}.row", f"{claim['row']!r} is not a row of the study; rows: {labels}")
+            if "transfers" in claim:
+                _fail(path, where, "a claim about one row compares the transfers named by better/than; "
+                      "'transfers' does not apply")
+            for key in ("better", "than"):
+                if claim[key].count("*") > 1 or claim[key].count("*") != claim["better"].count("*"):
+                    _fail(path, f"{where}.{key}", f"{claim[key]!r}: better and than must both have one '*' "
+                          "(paired by what it matches) or none")
+                if not any(fnmatch.fnmatchcase(t, claim[key]) for t in transfer_names):
+                    _fail(path, f"{where}.{key}", f"{claim[key]!r} matches no transfer; transfers: {transfer_names}")
+            if claim["better"] == claim["than"]:
+                _fail(path, where, f"compares {claim['better']!r} with itself")
+            out.append({"better": claim["better"], "than": claim["than"], "metric": claim["metric"],
+                        "row": claim["row"], "over": claim.get("over", "seeds"), "name": claim.get("name")})
+            if out[-1]["over"] not in OVER:
+                _fail(path, f"{where}.over", f"expected one of {', '.join(OVER)}, got {out[-1]['over']!r}")
+            continue
         for key in ("better", "than"):
             label, *parts = claim[key].split("__")
             if label not in labels:
@@ -316,7 +336,7 @@ def _add_cli_checkpoints(path, raw, checkpoints, no_pretrain):
         raw["pretrain"] = {k: v for k, v in pre.items() if k == "random_init"}
     if dropped and isinstance(raw.get("claims"), list):  # claims about the left-out rows cannot be checked
         raw["claims"] = [c for c in raw["claims"] if not isinstance(c, dict)
-                         or not {str(c.get("better", "")).split("__")[0], str(c.get("than", "")).split("__")[0]} & dropped]
+                         or not {str(c.get(k, "")).split("__")[0] for k in ("better", "than", "row")} & dropped]
     runs = (raw.get("transfer") or {}).get("runs") if isinstance(raw.get("transfer"), dict) else None
     if isinstance(runs, dict):
         for entry in runs.values():
@@ -419,7 +439,7 @@ def load_study(path, checkpoints=None, no_pretrain=False):
                 _fail(path, f"{where}.methods", f"unknown methods {unknown}; the study has {known}")
         else:
             entry["methods"] = None  # every method and the random-init row
-    claims = _claims(path, raw.get("claims"), [*methods, *brought, RANDOM_INIT], list(axes))
+    claims = _claims(path, raw.get("claims"), [*methods, *brought, RANDOM_INIT], list(axes), list(transfers))
     return Study(
         path=os.path.abspath(path), name=name, output_dir=os.path.abspath(output_dir), methods=methods, axes=axes,
         sweep=sweep,

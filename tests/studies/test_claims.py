@@ -141,3 +141,33 @@ def test_the_report_ends_with_the_claims_table(tmp_path):
     assert "#### Claims" in open(path).read()
     (row,) = list(csv.DictReader(open(tmp_path / "report" / "claims.csv")))
     assert row["verdict"] == "supported" and float(row["ci95"]) == pytest.approx(T975[2] * 0.1 / math.sqrt(3))
+
+
+def test_a_claim_can_compare_two_transfers_of_one_row():
+    """Rows = tuning methods (Core-tuning's table): core_tuning_<set> against ce_finetune_<set> of the MoCo v2
+    row, paired by set; differences 2, 3, 4 over three sets -> mean 3, half t(0.975, 2) / sqrt(3)."""
+    records = []
+    for s, gap in (("dtd", 2.0), ("cars", 3.0), ("pets", 4.0)):
+        records += [rec(f"core_tuning_{s}", "mocov2", t, 60.0 + gap + t) for t in range(2)]
+        records += [rec(f"ce_finetune_{s}", "mocov2", t, 60.0 + t) for t in range(2)]
+        records += [rec(f"core_tuning_{s}", "random-init", t, 0.0) for t in range(2)]  # another row: not compared
+    claim = {"row": "mocov2", "better": "core_tuning_*", "than": "ce_finetune_*", "metric": "linear/score",
+             "over": "seeds", "name": None}
+    per_set = check_claims([claim], records)
+    assert [r["transfer"] for r in per_set] == ["core_tuning_cars vs ce_finetune_cars", "core_tuning_dtd vs ce_finetune_dtd",
+                                                "core_tuning_pets vs ce_finetune_pets"]
+    assert [r["difference"] for r in per_set] == [3.0, 2.0, 4.0] and per_set[0]["test"] == "paired t over seeds"
+    (mean,) = check_claims([dict(claim, over="datasets")], records)
+    assert mean["difference"] == pytest.approx(3.0) and mean["ci95"] == pytest.approx(T975[2] / math.sqrt(3))
+    assert mean["verdict"] == "supported" and mean["claim"] == "core_tuning_* > ce_finetune_* for mocov2 on linear/score (mean over datasets)"
+
+
+@pytest.mark.parametrize("claim,message", [
+    ({"row": "simclr", "better": "lbfgs*", "than": "nothing_*", "metric": "x"}, r"claims\[0\]\.than: 'nothing_\*' matches no transfer"),
+    ({"row": "simclr", "better": "lbfgs*", "than": "lbfgs", "metric": "x"}, "must both have one"),
+    ({"row": "mocov2", "better": "lbfgs", "than": "lbfgs", "metric": "x"}, r"claims\[0\]\.row: 'mocov2' is not a row"),
+    ({"row": "simclr", "better": "lbfgs", "than": "lbfgs", "metric": "x", "transfers": ["a"]}, "does not apply"),
+])
+def test_bad_row_claims_name_the_key(tmp_path, claim, message):
+    with pytest.raises(StudyError, match=message):
+        load_study(write_study(tmp_path, [claim]))
