@@ -528,6 +528,12 @@ def expand(study):
     if study.random_init:
         rows.append((RANDOM_INIT, RANDOM_INIT, {}, None, None, None))
 
+    labels = [r[0] for r in rows]
+    for i, claim in enumerate(study.claims):  # a row with a mistyped axis value would only ever be "not measured"
+        for key in ("row",) if claim.get("row") else ("better", "than"):
+            if claim[key] not in labels:
+                raise StudyError(f"{study.path}: claims[{i}].{key}: no row {claim[key]!r}; the study's rows: "
+                                 f"{list(dict.fromkeys(labels))}")
     multi_seed = len(study.pretrain_seeds) > 1
     for tname, tentry in study.transfers.items():
         task = _task_of(tentry["config"])

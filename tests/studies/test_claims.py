@@ -171,3 +171,12 @@ def test_a_claim_can_compare_two_transfers_of_one_row():
 def test_bad_row_claims_name_the_key(tmp_path, claim, message):
     with pytest.raises(StudyError, match=message):
         load_study(write_study(tmp_path, [claim]))
+
+
+def test_a_claim_naming_a_row_the_study_does_not_make_is_refused(tmp_path):
+    from contrastive_det.studies import expand
+
+    study = load_study(write_study(tmp_path, [{"better": "simclr__images-30", "than": "supcon__images-40",
+                                               "metric": "linear/score"}]))
+    with pytest.raises(StudyError, match=r"claims\[0\]\.better: no row 'simclr__images-30'"):
+        expand(study)
