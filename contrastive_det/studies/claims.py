@@ -25,7 +25,8 @@ have the same seeds (a paired t interval on the per-seed differences), Welch's i
 Over datasets, each dataset's difference of the rows' means is one unit, paired by dataset (a t
 interval over datasets, n = the number of datasets). Verdict: "supported" when the whole interval is
 above 0, "contradicted" when it is below, otherwise "inconclusive at n = ..." (also with fewer than
-two units on a side: no interval can be formed). A NaN anywhere makes the claim "n/a".
+two units on a side, or when the units gave identical values, as the transfer seeds of a deterministic
+probe do: no interval can be formed). A NaN anywhere makes the claim "n/a".
 """
 import fnmatch
 import math
@@ -34,6 +35,7 @@ from collections import defaultdict
 
 __all__ = ["check_claims", "claim_text", "difference_interval", "CLAIM_KEYS", "OVER"]
 
+NO_SPREAD = "none (no spread over the seeds: their runs gave identical values)"
 CLAIM_KEYS = ("better", "than", "metric", "transfers", "over", "name", "row")
 OVER = ("seeds", "datasets")
 
@@ -67,6 +69,8 @@ def difference_interval(a, b):
         n = len(d)
         mean = statistics.fmean(d)
         sd = statistics.stdev(d)
+        if sd == 0:  # identical differences: the seeds did not replicate anything (e.g. a deterministic probe)
+            return mean, None, NO_SPREAD, f"n = {n}"
         return mean, _t_quantile(n - 1) * sd / math.sqrt(n), "paired t over seeds", f"n = {n}"
     diff = statistics.fmean(a.values()) - statistics.fmean(b.values())
     na, nb = len(a), len(b)
@@ -75,13 +79,13 @@ def difference_interval(a, b):
     va, vb = statistics.variance(a.values()) / na, statistics.variance(b.values()) / nb
     se = math.sqrt(va + vb)
     if se == 0:
-        return diff, 0.0, "Welch t", f"n = {na}, {nb}"
+        return diff, None, NO_SPREAD, f"n = {na}, {nb}"
     df = (va + vb) ** 2 / (va ** 2 / (na - 1) + vb ** 2 / (nb - 1))
     return diff, _t_quantile(df) * se, "Welch t", f"n = {na}, {nb}"
 
 
 def _verdict(diff, half, n_text):
-    if half is None or (half == 0 and diff == 0):
+    if half is None:
         return f"inconclusive at {n_text}"
     if diff - half > 0:
         return "supported"
@@ -161,6 +165,7 @@ def check_claims(claims, records):
             n = len(diffs)
             mean = statistics.fmean(diffs)
             half = _t_quantile(n - 1) * statistics.stdev(diffs) / math.sqrt(n) if n >= 2 else None
+            half = None if half == 0 else half  # identical differences over every set: no interval
             n_text = f"n = {n} datasets"
             out.append(dict(base, transfer=f"{len(set(t for t, _ in pairs))} transfers", dataset="mean", difference=mean,
                             ci95=half, test="paired t over datasets" if half is not None else "none (1 dataset)",

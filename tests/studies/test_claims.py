@@ -145,10 +145,10 @@ def test_the_report_ends_with_the_claims_table(tmp_path):
 
 def test_a_claim_can_compare_two_transfers_of_one_row():
     """Rows = tuning methods (Core-tuning's table): core_tuning_<set> against ce_finetune_<set> of the MoCo v2
-    row, paired by set; differences 2, 3, 4 over three sets -> mean 3, half t(0.975, 2) / sqrt(3)."""
+    row, paired by set; mean differences 2.25, 3.25, 4.25 over three sets -> mean 3.25, half t(0.975, 2) / sqrt(3)."""
     records = []
     for s, gap in (("dtd", 2.0), ("cars", 3.0), ("pets", 4.0)):
-        records += [rec(f"core_tuning_{s}", "mocov2", t, 60.0 + gap + t) for t in range(2)]
+        records += [rec(f"core_tuning_{s}", "mocov2", t, 60.0 + gap + 1.5 * t) for t in range(2)]
         records += [rec(f"ce_finetune_{s}", "mocov2", t, 60.0 + t) for t in range(2)]
         records += [rec(f"core_tuning_{s}", "random-init", t, 0.0) for t in range(2)]  # another row: not compared
     claim = {"row": "mocov2", "better": "core_tuning_*", "than": "ce_finetune_*", "metric": "linear/score",
@@ -156,9 +156,9 @@ def test_a_claim_can_compare_two_transfers_of_one_row():
     per_set = check_claims([claim], records)
     assert [r["transfer"] for r in per_set] == ["core_tuning_cars vs ce_finetune_cars", "core_tuning_dtd vs ce_finetune_dtd",
                                                 "core_tuning_pets vs ce_finetune_pets"]
-    assert [r["difference"] for r in per_set] == [3.0, 2.0, 4.0] and per_set[0]["test"] == "paired t over seeds"
+    assert [r["difference"] for r in per_set] == [3.25, 2.25, 4.25] and per_set[0]["test"] == "paired t over seeds"
     (mean,) = check_claims([dict(claim, over="datasets")], records)
-    assert mean["difference"] == pytest.approx(3.0) and mean["ci95"] == pytest.approx(T975[2] / math.sqrt(3))
+    assert mean["difference"] == pytest.approx(3.25) and mean["ci95"] == pytest.approx(T975[2] / math.sqrt(3))
     assert mean["verdict"] == "supported" and mean["claim"] == "core_tuning_* > ce_finetune_* for mocov2 on linear/score (mean over datasets)"
 
 
@@ -180,3 +180,14 @@ def test_a_claim_naming_a_row_the_study_does_not_make_is_refused(tmp_path):
                                                "metric": "linear/score"}]))
     with pytest.raises(StudyError, match=r"claims\[0\]\.better: no row 'simclr__images-30'"):
         expand(study)
+
+
+def test_seeds_that_replicate_nothing_give_no_verdict():
+    """A deterministic probe gives every transfer seed the same value: a difference of 5 with zero spread is not
+    evidence of anything (a t interval of width 0 would call it supported)."""
+    records = [rec("linear_a", "supcon", s, 15.0) for s in range(3)] + [rec("linear_a", "supervised", s, 10.0) for s in range(3)]
+    (r,) = check_claims([CLAIM], records)
+    assert r["difference"] == 5.0 and r["ci95"] is None and r["verdict"] == "inconclusive at n = 3"
+    assert "no spread" in r["test"]
+    unpaired = records[:3] + [rec("linear_a", "supervised", s, 10.0) for s in (7, 8, 9)]
+    assert check_claims([CLAIM], unpaired)[0]["verdict"] == "inconclusive at n = 3, 3"
