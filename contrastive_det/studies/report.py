@@ -349,7 +349,9 @@ def _axis_plots(agg, plan, out_dir):
                     if axis in meta.get("axes", {}):
                         lines[meta["method"]].append((meta["axes"][axis], stats))
                     elif not meta.get("axes"):
-                        baselines["random init" if row == "random-init" else f"{row} (baseline)"] = stats
+                        baselines[row] = stats
+                baselines = OrderedDict(("random init" if row == "random-init" else
+                                         f"{row} (baseline)" if row in lines else row, st) for row, st in baselines.items())
                 if not lines:
                     continue
                 xs_all = [x for pts in lines.values() for x, _ in pts]
@@ -365,9 +367,15 @@ def _axis_plots(agg, plan, out_dir):
                     if not numeric:
                         ax.set_xticks(xs, [str(p[0]) for p in pts])
                 methods = list(lines)
+                others = 0
                 for label, stats in baselines.items():
                     owner = label[:-len(" (baseline)")] if label.endswith(" (baseline)") else None
-                    colour = f"C{methods.index(owner)}" if owner in methods else "0.5"
+                    if owner in methods:
+                        colour = f"C{methods.index(owner)}"
+                    elif label == "random init":
+                        colour = "0.5"
+                    else:  # another method's row (e.g. MoCo v2 beside SCAN's k sweep): a colour of its own
+                        colour, others = f"C{len(methods) + others}", others + 1
                     ax.axhline(stats["mean"], linestyle="--", linewidth=1, color=colour, label=label)
                     shown.append(stats)
                 positive = [x for x in xs_all if numeric and x > 0]

@@ -12,6 +12,7 @@ A study file::
         supcon: {config: configs/toy/pretrain_supcon_R18.yaml, opts: {SOLVER.MAX_ITER: 240}}
       axes:                              # optional (Cole et al.): the swept config keys
         images: {key: DATASETS.PRETRAIN.SUBSET_COUNT, values: [500, 1000]}
+        # k: {key: ..., values: [...], methods: [scan]}  # an axis of some methods only; the others run once
       sweep: product                     # every combination of the axes (default), or one_at_a_time:
                                          # each value alone, plus the methods' own configs as baseline
       seeds: [0]                         # pretraining seeds (default [0])
@@ -393,7 +394,7 @@ def load_study(path, checkpoints=None, no_pretrain=False):
     for axis, spec in _mapping(path, "pretrain.axes", pre.get("axes")).items():
         _label(path, f"pretrain.axes.{axis}", axis)
         spec = _mapping(path, f"pretrain.axes.{axis}", spec, required=True)
-        _check_keys(path, f"pretrain.axes.{axis}", spec, {"key", "values"})
+        _check_keys(path, f"pretrain.axes.{axis}", spec, {"key", "values", "methods"})
         key = spec.get("key")
         _opts(path, f"pretrain.axes.{axis}.key", {key: None})
         values = spec.get("values")
@@ -407,7 +408,14 @@ def load_study(path, checkpoints=None, no_pretrain=False):
             if other is not v:
                 _fail(path, f"pretrain.axes.{axis}.values", f"values {other!r} and {v!r} map to the same run folder "
                       f"name {_value_name(v)!r}; rename one (e.g. a file) so that their runs stay apart")
-        axes[axis] = {"key": key, "values": list(values)}
+        only = spec.get("methods")
+        if only is not None:  # an axis of some methods only (e.g. SCAN's neighbourhood size)
+            if not isinstance(only, list) or not only or not all(isinstance(m, str) for m in only):
+                _fail(path, f"pretrain.axes.{axis}.methods", f"expected a non-empty list of method labels, got {only!r}")
+            unknown = [m for m in only if m not in methods]
+            if unknown:
+                _fail(path, f"pretrain.axes.{axis}.methods", f"unknown methods {unknown}; the study has {list(methods)}")
+        axes[axis] = {"key": key, "values": list(values), "methods": list(only) if only is not None else None}
     sweep = pre.get("sweep", "product")
     if sweep not in SWEEPS:
         _fail(path, "pretrain.sweep", f"expected one of {', '.join(SWEEPS)}, got {sweep!r}")
@@ -484,20 +492,26 @@ def _task_of(config):
     return load_config(argparse.Namespace(config_file=config, opts=[])).TASK
 
 
+def _combos(study, method):
+    """The axis values ``method`` is pretrained with: [{axis: value}], by the study's sweep, over the axes
+    that apply to it (an axis with ``methods:`` applies to those only; the others run once, without it)."""
+    axes = {a: spec for a, spec in study.axes.items() if spec.get("methods") is None or method in spec["methods"]}
+    if study.sweep == "one_at_a_time":
+        return [{}] + [{axis: v} for axis, spec in axes.items() for v in spec["values"]]
+    combos = [{}]
+    for axis, spec in axes.items():
+        combos = [{**c, axis: v} for c in combos for v in spec["values"]]
+    return combos
+
+
 def expand(study):
     """The study's runs, in an order that respects their dependencies (see the module docstring)."""
     tools = os.path.join(REPO, "tools")
     root = study.output_dir
     runs = []
-    if study.sweep == "one_at_a_time":
-        combos = [{}] + [{axis: v} for axis, spec in study.axes.items() for v in spec["values"]]
-    else:
-        combos = [{}]
-        for axis, spec in study.axes.items():
-            combos = [{**c, axis: v} for c in combos for v in spec["values"]]
     rows = []  # (row label, method, axes, pretrain seed, backbone path or None, pretrain run id or None)
     for method, entry in study.methods.items():
-        for combo in combos:
+        for combo in _combos(study, method):
             row = method + "".join(f"__{axis}-{_value_name(v)}" for axis, v in combo.items())
             for s in study.pretrain_seeds:
                 rid = f"pretrain/{row}/seed{s}"
