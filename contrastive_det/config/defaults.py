@@ -191,6 +191,10 @@ def add_classification_config(cfg):
     cfg.CLASSIFICATION.FINETUNE_GRID.WD_OVER_LR = False
     # Metric reported as "score": "top1", "mean_per_class" or "map11"; "" = the test set's metadata "metric".
     cfg.CLASSIFICATION.METRIC = ""
+    # Coarser labels (label granularity): a JSON file {"fine class name": "coarse class name", ...}, the format of
+    # DATASETS.PRETRAIN.LABEL_MAP, relabelling train, val and test by class name; the classes are the sorted coarse
+    # names. A leading $DETECTRON2_DATASETS is the dataset root. "" = the fine labels.
+    cfg.CLASSIFICATION.LABEL_MAP = ""
     # Pooled trunk outputs used by the frozen-feature protocols ("res2".."res5"); the first one for
     # linear_lbfgs and few_shot, every one for layerwise.
     cfg.CLASSIFICATION.LAYERS = ("res5",)
@@ -238,6 +242,10 @@ def add_classification_config(cfg):
     # Scale of the focal SupCon term: "batch" = each anchor's weighted sum divided by the batch rows, as
     # the authors' code does (ETA 0.1 was tuned at this scale); "positives" = SupCon's mean over positives.
     cfg.CLASSIFICATION.CORE_TUNING.CON_NORMALIZATION = "batch"
+    # Contrastive term also on the hard negatives/positives made by feature mixup; False: on the batch's own only.
+    cfg.CLASSIFICATION.CORE_TUNING.HARD_PAIRS = True
+    # Classifier also trained on the mixup samples' soft labels; False: CE on the real samples only.
+    cfg.CLASSIFICATION.CORE_TUNING.SMOOTH_BOUNDARY = True
 
     # Classification images (torchvision.transforms.v2): training RandomResizedCrop(CROP_SIZE, CROP_SCALE)
     # + flip; test: the TEST_PIPELINE preset below.
@@ -272,7 +280,8 @@ def add_segmentation_config(cfg):
     # Core-tuning on pixel embeddings: THIS SUITE'S ADAPTATION (the paper's segmentation recipe is not
     # public; contrastive_det/modeling/sem_seg_core_tuning.py): per class up to PIXELS_PER_CLASS pixels of
     # the batch, mixup hard pairs, focal SupCon on a HIDDEN_DIM -> CLASSIFICATION.CORE_TUNING.PROJ_DIM MLP;
-    # ETA, ALPHA, TEMPERATURE, MIN_SHUFFLED_WEIGHT, CON_NORMALIZATION come from CLASSIFICATION.CORE_TUNING.
+    # ETA, ALPHA, TEMPERATURE, MIN_SHUFFLED_WEIGHT, CON_NORMALIZATION, HARD_PAIRS, SMOOTH_BOUNDARY come from
+    # CLASSIFICATION.CORE_TUNING.
     head.CORE_TUNING = CN()
     head.CORE_TUNING.ENABLED = False
     head.CORE_TUNING.PIXELS_PER_CLASS = 32

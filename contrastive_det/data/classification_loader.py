@@ -4,14 +4,18 @@ crop), the validation split, and the loaders of the SGD protocols and of the fro
 protocols (several splits in one pass, cached splits left out).
 """
 import logging
+import os
 
 from torchvision.transforms import v2 as T
 
 from detectron2.data import MetadataCatalog, build_detection_test_loader
 
+from ..utils.file_digest import file_sha256
 from .classification import dataset_classes, dataset_dicts, read_classification_image, relabel_by_name
 from .downstream.splits import fraction_held_out, stratified_holdout
+from .paths import datasets_root
 from .samplers import build_resumable_train_loader
+from .study_axes import apply_label_map, load_label_map, mapped_classes
 from .transforms import to_chw_uint8
 
 logger = logging.getLogger(__name__)
@@ -116,11 +120,103 @@ def training_classes(cfg):
     return dataset_classes(name), f"the training set '{name}'"
 
 
-def labelled_dicts(cfg, name):
-    """The dicts of dataset ``name`` with labels following the class names of :func:`training_classes`."""
+# ----------------------------------------------------------------------------------------------
+# Coarser labels: CLASSIFICATION.LABEL_MAP (fine class name -> coarse class name)
+# ----------------------------------------------------------------------------------------------
+LABEL_MAP_KEY = "CLASSIFICATION.LABEL_MAP"
+_DATASETS_VARIABLES = ("${DETECTRON2_DATASETS}", "$DETECTRON2_DATASETS")
+
+
+def label_map_file(cfg):
+    """
+    The file of ``CLASSIFICATION.LABEL_MAP`` ("" when unset): a leading ``$DETECTRON2_DATASETS``
+    (or ``${DETECTRON2_DATASETS}``) is the dataset root (:func:`~.paths.datasets_root`, ``datasets``
+    when the variable is unset), ``~`` is the home folder; a relative path starts at the cwd.
+    """
+    path = cfg.CLASSIFICATION.LABEL_MAP
+    for variable in _DATASETS_VARIABLES:
+        if path == variable or path.startswith(variable + "/"):
+            path = datasets_root() + path[len(variable):]
+            break
+    return os.path.expanduser(path)
+
+
+def transfer_label_map(cfg):
+    """``(mapping, file)`` of ``CLASSIFICATION.LABEL_MAP`` (the pretraining label maps' reader and
+    format, :func:`~.study_axes.load_label_map`), or ``(None, "")`` when the fine labels are used."""
+    path = label_map_file(cfg)
+    return (load_label_map(path, LABEL_MAP_KEY), path) if path else (None, "")
+
+
+def label_map_record(cfg):
+    """What ``results.json`` records of the label map: ``{"file" (as configured), "path", "sha256"}``, or None."""
+    mapping, path = transfer_label_map(cfg)  # a missing or malformed file raises naming the key
+    if mapping is None:
+        return None
+    return {"file": cfg.CLASSIFICATION.LABEL_MAP, "path": os.path.abspath(path), "sha256": file_sha256(path)}
+
+
+def label_map_identity(cfg):
+    """"" without a label map, else ``"labelmap-<sha256 of the file>"``: part of the feature cache's
+    identity of each split, whose cached targets are the coarse labels."""
+    path = label_map_file(cfg)
+    if not path:
+        return ""
+    transfer_label_map(cfg)  # a missing or malformed file raises naming the key
+    return f"labelmap-{file_sha256(path)}"
+
+
+def _coarse_classes(classes, reference, mapping, path):
+    if classes is None:
+        raise ValueError(
+            f"{LABEL_MAP_KEY} {path} relabels images by class name, but {reference or 'the training set'} records "
+            "no class names"
+        )
+    return mapped_classes(classes, mapping, path, reference)
+
+
+def transfer_classes(cfg, name):
+    """
+    The class names of the labels that follow the classes of registered dataset ``name``, in label
+    order: its own class names, or with ``CLASSIFICATION.LABEL_MAP`` the sorted set of the coarse
+    names they map to (a class of ``name`` missing from the map raises ValueError naming the class
+    and the file). None when ``name`` records no class names and there is no map.
+    """
+    classes = dataset_classes(name)
+    mapping, path = transfer_label_map(cfg)
+    if mapping is None:
+        return classes
+    return _coarse_classes(classes, f"the dataset '{name}'", mapping, path)
+
+
+def _coarsen(cfg, dicts, name, classes, reference):
+    """``dicts`` of dataset ``name`` (labels following ``classes``) with ``CLASSIFICATION.LABEL_MAP``
+    applied by class name: labels index the sorted coarse names of ``classes``; unchanged without a map."""
+    mapping, path = transfer_label_map(cfg)
+    if mapping is None:
+        return dicts
+    if any("labels" in d for d in dicts):
+        raise ValueError(f"{LABEL_MAP_KEY} applies to single-label sets; '{name}' is multi-label")
+    return apply_label_map(dicts, mapping, path, _coarse_classes(classes, reference, mapping, path))
+
+
+def _fine_labelled_dicts(cfg, name):
     classes, reference = training_classes(cfg)
     dicts = dataset_dicts(name)
     return dicts if classes is None else relabel_by_name(dicts, classes, name, reference)
+
+
+def labelled_dicts(cfg, name):
+    """The dicts of dataset ``name`` with labels following the class names of :func:`training_classes`;
+    with ``CLASSIFICATION.LABEL_MAP``, the coarse labels of those class names (:func:`transfer_classes`)."""
+    classes, reference = training_classes(cfg)
+    return _coarsen(cfg, _fine_labelled_dicts(cfg, name), name, classes, reference)
+
+
+def own_labelled_dicts(cfg, name):
+    """The dicts of dataset ``name`` with its own labels (few-shot episodes: the test set's own classes),
+    coarse ones with ``CLASSIFICATION.LABEL_MAP``."""
+    return _coarsen(cfg, dataset_dicts(name), name, dataset_classes(name), f"the dataset '{name}'")
 
 
 def train_val_dicts(cfg):
@@ -128,19 +224,25 @@ def train_val_dicts(cfg):
     (train, val) dicts, labels following the class names of ``DATASETS.TRAIN[0]``:
     ``DATASETS.TRAIN`` and ``CLASSIFICATION.VAL_DATASET`` when one is named, else a
     class-stratified ``VAL_FRACTION`` of DATASETS.TRAIN held out (seed VAL_SEED; the rule of the
-    downstream sets' generated splits, datasets/README.md).
+    downstream sets' generated splits, datasets/README.md). With ``CLASSIFICATION.LABEL_MAP`` both
+    carry the coarse labels; a held-out split is drawn on the fine classes first, so that every
+    granularity holds out the same images.
     """
-    train = [d for name in cfg.DATASETS.TRAIN for d in labelled_dicts(cfg, name)]
+    classes, reference = training_classes(cfg)
+    fine = [d for name in cfg.DATASETS.TRAIN for d in _fine_labelled_dicts(cfg, name)]
     c = cfg.CLASSIFICATION
     if c.VAL_DATASET:
+        train = _coarsen(cfg, fine, "+".join(cfg.DATASETS.TRAIN), classes, reference)
         return train, labelled_dicts(cfg, c.VAL_DATASET)
     if not 0.0 < c.VAL_FRACTION < 1.0:
         raise ValueError(f"CLASSIFICATION.VAL_FRACTION must be in (0, 1), got {c.VAL_FRACTION}")
-    if any("labels" in d for d in train):
+    if any("labels" in d for d in fine):
         raise ValueError(
             f"{', '.join(cfg.DATASETS.TRAIN)} is multi-label: name its validation split in CLASSIFICATION.VAL_DATASET"
         )
-    return stratified_holdout(train, fraction_held_out(float(c.VAL_FRACTION)), seed=int(c.VAL_SEED), salt="val")
+    kept, held = stratified_holdout(fine, fraction_held_out(float(c.VAL_FRACTION)), seed=int(c.VAL_SEED), salt="val")
+    name = "+".join(cfg.DATASETS.TRAIN)
+    return _coarsen(cfg, kept, name, classes, reference), _coarsen(cfg, held, name, classes, reference)
 
 
 def build_classification_train_loader(cfg, dicts, num_classes):

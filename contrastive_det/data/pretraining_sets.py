@@ -6,7 +6,7 @@ leave on disk (datasets/README.md, "Pretraining sets"):
 * iNaturalist 2021 (``$DETECTRON2_DATASETS/inat2021/``): ``inat2021_train``,
   ``inat2021_train_mini`` and ``inat2021_val``, from the COCO-style ``{train,train_mini,val}.json``;
   the taxonomy of its categories gives label maps to coarser levels
-  (:func:`write_inat2021_label_map`, for ``DATASETS.PRETRAIN.LABEL_MAP``);
+  (:func:`write_inat2021_label_map`, for ``DATASETS.PRETRAIN.LABEL_MAP`` and ``CLASSIFICATION.LABEL_MAP``);
 * Places365-Standard (``$DETECTRON2_DATASETS/places365/``): ``places365_train`` and
   ``places365_val``, from the official file lists.
 
@@ -21,7 +21,7 @@ The dataset dicts follow the classification contract of
 :mod:`contrastive_det.data.classification` (``file_name``, ``image_id``, ``label``,
 ``class_name``), sorted by label then image id, as the pretraining loader consumes them.
 
-A label map to the iNat 2021 orders, for ``DATASETS.PRETRAIN.LABEL_MAP``::
+A label map to the iNat 2021 orders, for ``DATASETS.PRETRAIN.LABEL_MAP`` (or ``CLASSIFICATION.LABEL_MAP``)::
 
     python -c "from contrastive_det.data import write_inat2021_label_map as w; w('inat2021_order.json', 'order')"
 """
@@ -263,7 +263,7 @@ def inat2021_label_map(categories, level, lineage=True):
 def write_inat2021_label_map(output_file, level, root=None, json_file=None, lineage=True):
     """
     Write the label map of iNat 2021 at taxonomy ``level`` (see :func:`inat2021_label_map`) to
-    ``output_file`` as the JSON object ``DATASETS.PRETRAIN.LABEL_MAP`` expects
+    ``output_file`` as the JSON object ``DATASETS.PRETRAIN.LABEL_MAP`` and ``CLASSIFICATION.LABEL_MAP`` expect
     (``{"fine class name": "coarse class name", ...}``, fine names = metadata ``classes`` of the
     ``inat2021_*`` sets, in label order), atomically.
 

@@ -4,7 +4,8 @@ lists of dataset dicts ``{"file_name", "label", "class_name", ...}``:
 
 * :func:`stratified_subset` - data quantity: a deterministic, class-stratified subset by count or fraction;
 * :func:`mix_datasets` - domain mixing: several datasets combined with given proportions;
-* :func:`load_label_map` / :func:`apply_label_map` - label granularity: fine -> coarse classes;
+* :func:`load_label_map` / :func:`apply_label_map` - label granularity: fine -> coarse classes (also read
+  by the classification transfer, ``CLASSIFICATION.LABEL_MAP``);
 * :func:`describe` - the record of what was used (``OUTPUT_DIR/pretrain_data.json``).
 
 Corruption of the images is in :mod:`contrastive_det.data.corruptions`. Nothing here reads a
@@ -24,6 +25,7 @@ __all__ = [
     "mix_datasets",
     "load_label_map",
     "coarse_classes",
+    "mapped_classes",
     "apply_label_map",
     "count_images",
     "describe",
@@ -197,16 +199,17 @@ def mix_datasets(parts, proportions, total=0, seed=0, names=None):
     return mixed
 
 
-def load_label_map(path):
+def load_label_map(path, key="DATASETS.PRETRAIN.LABEL_MAP"):
     """
     Read a label map: a JSON object ``{"fine class name": "coarse class name", ...}``. Raises
-    ValueError naming ``path`` when it cannot be read, is not valid JSON or is not such an object.
+    ValueError naming ``path`` (and the config ``key`` it came from) when it cannot be read, is not
+    valid JSON or is not such an object.
     """
     try:
         with open(path) as f:
             text = f.read()
     except OSError as e:
-        raise ValueError(f"Could not read label map {path} (DATASETS.PRETRAIN.LABEL_MAP): {e}") from e
+        raise ValueError(f"Could not read label map {path} ({key}): {e}") from e
     try:
         mapping = json.loads(text)
     except json.JSONDecodeError as e:
@@ -227,14 +230,31 @@ def coarse_classes(mapping):
     return sorted(set(mapping.values()))
 
 
-def apply_label_map(dicts, mapping, path=""):
+def mapped_classes(classes, mapping, path="", where=""):
+    """
+    The sorted coarse class names that the fine ``classes`` (e.g. a dataset's class list) map to:
+    coarse label ``i`` is ``mapped_classes(...)[i]``. Entries of ``mapping`` for other classes are
+    ignored (one map may serve several sets). A class missing from ``mapping`` raises ValueError
+    naming the class, ``where`` the classes come from and the map file ``path``.
+    """
+    missing = [str(c) for c in classes if str(c) not in mapping]
+    if missing:
+        raise ValueError(
+            f"Label map {path} has no entry for class '{missing[0]}' (a class of {where or 'the data'}); classes "
+            f"missing: {sorted(missing)}"
+        )
+    return sorted({mapping[str(c)] for c in classes})
+
+
+def apply_label_map(dicts, mapping, path="", classes=None):
     """
     Copies of ``dicts`` with ``label`` replaced by the coarse label of their ``class_name`` (index
-    in :func:`coarse_classes`); the fine label and the coarse name are kept as ``fine_label`` and
-    ``coarse_class``. A class missing from ``mapping`` raises ValueError naming the class, an image
-    of it and the map file ``path``.
+    in ``classes``, default :func:`coarse_classes` of the whole map); the fine label and the coarse
+    name are kept as ``fine_label`` and ``coarse_class``. A class missing from ``mapping`` raises
+    ValueError naming the class, an image of it and the map file ``path``; so does a coarse class
+    that is not in ``classes``.
     """
-    index = {c: i for i, c in enumerate(coarse_classes(mapping))}
+    index = {c: i for i, c in enumerate(coarse_classes(mapping) if classes is None else classes)}
     missing = {}
     for d in dicts:
         if "class_name" not in d:
@@ -247,6 +267,9 @@ def apply_label_map(dicts, mapping, path=""):
             f"Label map {path} has no entry for class '{cls}' (e.g. image {example}); classes missing: "
             f"{sorted(missing)}"
         )
+    outside = sorted({mapping[d["class_name"]] for d in dicts} - set(index))
+    if outside:
+        raise ValueError(f"Label map {path}: coarse class(es) {outside} are not among the coarse classes {list(index)}")
     return [
         dict(d, label=index[mapping[d["class_name"]]], fine_label=d.get("label", -1), coarse_class=mapping[d["class_name"]])
         for d in dicts

@@ -46,7 +46,8 @@ def pooled_stage_features(resnet, images, layers):
 
 
 def resolve_num_classes(cfg):
-    """``MODEL.CLASSIFIER.NUM_CLASSES``, or the class count of ``DATASETS.TRAIN[0]`` when it is 0."""
+    """``MODEL.CLASSIFIER.NUM_CLASSES``, or the class count of ``DATASETS.TRAIN[0]`` when it is 0 (with
+    ``CLASSIFICATION.LABEL_MAP``, the count of the coarse classes its classes map to)."""
     if cfg.MODEL.CLASSIFIER.NUM_CLASSES > 0:
         return int(cfg.MODEL.CLASSIFIER.NUM_CLASSES)
     names = list(cfg.DATASETS.TRAIN) or list(cfg.DATASETS.TEST)
@@ -58,6 +59,10 @@ def resolve_num_classes(cfg):
             f"MODEL.CLASSIFIER.NUM_CLASSES is 0 and dataset '{names[0]}' records no 'classes' in its metadata; "
             "set MODEL.CLASSIFIER.NUM_CLASSES"
         )
+    if cfg.CLASSIFICATION.LABEL_MAP:  # coarser labels: one class per coarse name the set's classes map to
+        from ..data.classification_loader import transfer_classes
+
+        return len(transfer_classes(cfg, names[0]))
     return len(classes)
 
 
@@ -135,7 +140,8 @@ class Classifier(nn.Module):
             head = CoreTuningHead(
                 dim, num_classes, hidden_dim=ct.HIDDEN_DIM, proj_dim=ct.PROJ_DIM, eta=ct.ETA, alpha=ct.ALPHA,
                 temperature=ct.TEMPERATURE, min_shuffled_weight=ct.MIN_SHUFFLED_WEIGHT,
-                con_normalization=ct.CON_NORMALIZATION,
+                con_normalization=ct.CON_NORMALIZATION, hard_pairs=ct.HARD_PAIRS,
+                smooth_boundary=ct.SMOOTH_BOUNDARY,
             )
         return {
             "trunk": trunk,

@@ -33,6 +33,12 @@ unclipped for the hard positives, where it weighs the hardest positive; mixtures
 soft targets in both losses; the focal weight (1 - p) is not detached; by default the focal term
 is normalised per anchor by the number of contrast entries (their ``.mean(1)``), the scale that
 their eta (0.1 in their README) was tuned with (``con_normalization``).
+
+The ablation of their paper's table "CE + contrastive" (neither hard-pair mining nor the smooth
+decision boundary) is ``hard_pairs=False, smooth_boundary=False`` (config keys
+``CLASSIFICATION.CORE_TUNING.HARD_PAIRS`` / ``SMOOTH_BOUNDARY``): cross-entropy + eta x focal SupCon
+on the batch's own samples. Each flag turns off only its own part; both True (the default) is
+Core-tuning exactly as above.
 """
 import torch
 from detectron2.utils import comm
@@ -46,11 +52,19 @@ from ..losses.core_tuning import (
     soft_label_ids,
     soft_target_cross_entropy,
 )
+from ..losses.numerics import logit_dtype
 from ..utils import collectives
 from .distributed import gather_no_grad, gather_with_grad
 from .heads import ProjectionMLP
 
-__all__ = ["CoreTuningHead", "sample_mix_weights"]
+__all__ = ["CoreTuningHead", "sample_mix_weights", "check_flags"]
+
+
+def check_flags(owner, **flags):
+    """Raise ValueError naming ``owner`` unless every flag (``hard_pairs``, ``smooth_boundary``) is a bool."""
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise ValueError(f"{owner}: {name} must be True or False, got {value!r}")
 
 
 def sample_mix_weights(n, alpha, min_weight=0.0, *, device=None):
@@ -94,6 +108,11 @@ class CoreTuningHead(nn.Module):
     4. ``loss_con`` = ``eta`` * focal SupCon of the 3N L2-normalised projections, positives = rows
        with identical soft targets (``soft_label_ids``).
 
+    Ablations (Core-tuning's "CE + contrastive" row is both off): ``smooth_boundary=False`` makes
+    ``loss_cls`` the cross-entropy of the classifier on the N real rows with their labels only;
+    ``hard_pairs=False`` makes ``loss_con`` ``eta`` * focal SupCon of the N real rows' projections,
+    positives = same label. Steps 1-2 (the draws and the mixup) run only when a flag is on.
+
     In eval mode, or without labels, it returns the classifier's logits.
 
     With several processes the batch is the global one: features and labels are gathered from
@@ -118,6 +137,10 @@ class CoreTuningHead(nn.Module):
         con_normalization: "batch" (default, the authors' code: per-anchor sum over positives
             divided by the 3N contrast entries) or "positives" (SupCon's mean over positives; about
             3N / |P| times larger, so scale ``eta`` down accordingly).
+        hard_pairs: the contrastive term over the mixed hard negatives and positives too (True,
+            Core-tuning) or over the N real rows only (False).
+        smooth_boundary: the classifier trained on the mixtures with their soft targets too (True,
+            Core-tuning) or by cross-entropy on the N real rows only (False).
 
     Shape:
         - features: NxD (D = in_dim); labels: N integer classes in [0, C).
@@ -127,8 +150,8 @@ class CoreTuningHead(nn.Module):
     ``contrastor.mlp.2`` Linear (see :class:`~contrastive_det.modeling.heads.ProjectionMLP`).
 
     Raises:
-        ValueError: a hyper-parameter is out of range (constructor); features are not NxD or the
-            label count differs from N (forward).
+        ValueError: a hyper-parameter is out of range or a flag is not a bool (constructor); features
+            are not NxD or the label count differs from N (forward).
 
     Examples:
         >>> head = CoreTuningHead(2048, 10)
@@ -148,6 +171,8 @@ class CoreTuningHead(nn.Module):
         temperature=0.07,
         min_shuffled_weight=0.8,
         con_normalization="batch",
+        hard_pairs=True,
+        smooth_boundary=True,
     ):
         super().__init__()
         if num_classes < 1:
@@ -162,12 +187,14 @@ class CoreTuningHead(nn.Module):
             raise ValueError(f"CoreTuningHead: min_shuffled_weight must be in [0, 1], got {min_shuffled_weight}")
         if con_normalization not in NORMALIZATIONS:
             raise ValueError(f"CoreTuningHead: con_normalization must be one of {NORMALIZATIONS}, got {con_normalization!r}")
+        check_flags("CoreTuningHead", hard_pairs=hard_pairs, smooth_boundary=smooth_boundary)
         self.num_classes = int(num_classes)
         self.eta = float(eta)
         self.alpha = float(alpha)
         self.temperature = float(temperature)
         self.min_shuffled_weight = float(min_shuffled_weight)
         self.con_normalization = con_normalization
+        self.hard_pairs, self.smooth_boundary = hard_pairs, smooth_boundary
         self.classifier = nn.Linear(in_dim, num_classes, bias=False)
         self.contrastor = ProjectionMLP(in_dim, hidden_dim, proj_dim, num_layers=2, use_bn=False)
 
@@ -189,24 +216,31 @@ class CoreTuningHead(nn.Module):
         features = gather_with_grad(features)  # features: (W*N)xD
         labels = gather_no_grad(labels)  # labels: W*N
         n = features.shape[0]
-        perm = torch.randperm(n).to(device)  # W*N, CPU global RNG
-        shuffled_weight = sample_mix_weights(n, self.alpha, self.min_shuffled_weight, device=device)  # W*N
-        positive_weight = sample_mix_weights(n, self.alpha, 0.0, device=device)  # W*N
-        if comm.get_world_size() > 1:  # every process mixes with the main process's draws
-            for drawn in (perm, shuffled_weight, positive_weight):
-                collectives.broadcast(drawn, src=0)
-        feats, targets = core_tuning_mixup(
-            features, labels, self.num_classes, perm, shuffled_weight, positive_weight
-        )  # feats: 3NxD, targets: 3NxC
-        loss_cls = soft_target_cross_entropy(self.classifier(feats), targets)
-        z = self.project(feats)  # z: 3Nxproj_dim
-        loss_con = focal_supcon_loss(
-            z, soft_label_ids(targets), self.temperature, normalization=self.con_normalization
-        )
+        if self.hard_pairs or self.smooth_boundary:  # the mixup batch (no draws when both are off)
+            perm = torch.randperm(n).to(device)  # W*N, CPU global RNG
+            shuffled_weight = sample_mix_weights(n, self.alpha, self.min_shuffled_weight, device=device)  # W*N
+            positive_weight = sample_mix_weights(n, self.alpha, 0.0, device=device)  # W*N
+            if comm.get_world_size() > 1:  # every process mixes with the main process's draws
+                for drawn in (perm, shuffled_weight, positive_weight):
+                    collectives.broadcast(drawn, src=0)
+            feats, targets = core_tuning_mixup(
+                features, labels, self.num_classes, perm, shuffled_weight, positive_weight
+            )  # feats: 3NxD, targets: 3NxC
+        if self.smooth_boundary:
+            loss_cls = soft_target_cross_entropy(self.classifier(feats), targets)
+        else:  # plain cross-entropy on the real rows
+            one_hot = F.one_hot(labels, self.num_classes).to(logit_dtype(features))  # NxC
+            loss_cls = soft_target_cross_entropy(self.classifier(features), one_hot)
+        if self.hard_pairs:
+            z, ids = self.project(feats), soft_label_ids(targets)  # z: 3Nxproj_dim, ids: 3N
+        else:  # the real rows only, positives = same label
+            z, ids = self.project(features), labels  # z: Nxproj_dim, ids: N
+        loss_con = focal_supcon_loss(z, ids, self.temperature, normalization=self.con_normalization)
         return {"loss_cls": loss_cls, "loss_con": self.eta * loss_con}
 
     def extra_repr(self):
         return (
             f"num_classes={self.num_classes}, eta={self.eta}, alpha={self.alpha}, temperature={self.temperature}, "
-            f"min_shuffled_weight={self.min_shuffled_weight}, con_normalization={self.con_normalization!r}"
+            f"min_shuffled_weight={self.min_shuffled_weight}, con_normalization={self.con_normalization!r}, "
+            f"hard_pairs={self.hard_pairs}, smooth_boundary={self.smooth_boundary}"
         )

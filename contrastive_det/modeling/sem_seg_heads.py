@@ -200,7 +200,8 @@ def _core_tuning_args(cfg):
     return {"pixels_per_class": cfg.MODEL.SEM_SEG_HEAD.CORE_TUNING.PIXELS_PER_CLASS,
             "hidden_dim": cfg.MODEL.SEM_SEG_HEAD.CORE_TUNING.HIDDEN_DIM, "proj_dim": ct.PROJ_DIM, "eta": ct.ETA,
             "alpha": ct.ALPHA, "temperature": ct.TEMPERATURE, "min_shuffled_weight": ct.MIN_SHUFFLED_WEIGHT,
-            "con_normalization": ct.CON_NORMALIZATION}
+            "con_normalization": ct.CON_NORMALIZATION, "hard_pairs": ct.HARD_PAIRS,
+            "smooth_boundary": ct.SMOOTH_BOUNDARY}
 
 
 def _resize(logits, size):

@@ -15,7 +15,6 @@ from detectron2.engine import HookBase
 from detectron2.utils import comm
 
 from ..convert.classifier_weights import prepare_classifier_weights
-from ..data.classification import dataset_classes, dataset_dicts
 from ..data.classification_loader import (
     build_classification_test_loader,
     build_classification_train_loader,
@@ -23,8 +22,12 @@ from ..data.classification_loader import (
     check_test_pipeline,
     dataset_metric,
     describe_test_transform,
+    label_map_identity,
+    label_map_record,
     labelled_dicts,
+    own_labelled_dicts,
     train_val_dicts,
+    transfer_classes,
 )
 from ..data.fingerprint import dataset_fingerprint
 from ..engine.task import TASK_REGISTRY, Task
@@ -87,16 +90,21 @@ def _data_source(name):
 
 
 def _split_names(cfg, dataset_name):
-    """Names of the probe's splits in the feature cache (the validation rule and data roots are part of them)."""
+    """Names of the probe's splits in the feature cache (the validation rule and data roots are part of
+    them, and the label map's digest: the cached targets are its coarse labels, so each granularity of
+    a split has entries of its own rather than replacing the others' as a stale version)."""
     c = cfg.CLASSIFICATION
     train = "+".join(_data_source(n) for n in cfg.DATASETS.TRAIN)
     test = _data_source(dataset_name)
     if cfg.CLASSIFICATION.PROTOCOL == "few_shot":
-        return {"test": test}
-    if c.VAL_DATASET:
-        return {"train": train, "val": _data_source(c.VAL_DATASET), "test": test}
-    rule = f"stratified{c.VAL_FRACTION}-seed{c.VAL_SEED}"
-    return {"train": f"{train}:{rule}:train", "val": f"{train}:{rule}:val", "test": test}
+        names = {"test": test}
+    elif c.VAL_DATASET:
+        names = {"train": train, "val": _data_source(c.VAL_DATASET), "test": test}
+    else:
+        rule = f"stratified{c.VAL_FRACTION}-seed{c.VAL_SEED}"
+        names = {"train": f"{train}:{rule}:train", "val": f"{train}:{rule}:val", "test": test}
+    labels = label_map_identity(cfg)
+    return {split: f"{name}:{labels}" for split, name in names.items()} if labels else names
 
 
 def _needed_splits(cfg):
@@ -118,16 +126,18 @@ def feature_cache(cfg):
 
 
 def few_shot_num_classes(cfg, dataset_name):
-    """Few-shot episodes use the test set's own classes (novel classes need not be training classes)."""
-    classes = dataset_classes(dataset_name)
+    """Few-shot episodes use the test set's own classes (novel classes need not be training classes),
+    or the coarse classes they map to with CLASSIFICATION.LABEL_MAP."""
+    classes = transfer_classes(cfg, dataset_name)
     return len(classes) if classes else resolve_num_classes(cfg)
 
 
 def probe_dicts(cfg, dataset_name):
     """``{split: dicts}`` of the splits the frozen-feature protocol needs, labels following class names:
-    the training classes for the probes, the test set's own classes for few-shot episodes."""
+    the training classes for the probes, the test set's own classes for few-shot episodes (coarse
+    labels with CLASSIFICATION.LABEL_MAP)."""
     if cfg.CLASSIFICATION.PROTOCOL == "few_shot":
-        return {"test": dataset_dicts(dataset_name)}
+        return {"test": own_labelled_dicts(cfg, dataset_name)}
     train, val = train_val_dicts(cfg)
     return {"train": train, "val": val, "test": labelled_dicts(cfg, dataset_name)}
 
@@ -363,4 +373,6 @@ class ClassificationTask(Task):
             "validation": val,
             "metric": {name: dataset_metric(cfg, name) for name in test},
             "evaluated_on": "validation split" if cfg.CLASSIFICATION.EVAL_ON_VAL and cls.trains(cfg) else "test",
+            # the labels' granularity: the CLASSIFICATION.LABEL_MAP file and its sha256, or null (fine labels)
+            "label_map": label_map_record(cfg),
         }

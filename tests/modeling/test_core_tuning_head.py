@@ -1,4 +1,7 @@
-"""CoreTuningHead (Zhang et al., NeurIPS 2021): layout, losses, randomness from torch's global RNG, many classes."""
+"""CoreTuningHead (Zhang et al., NeurIPS 2021): layout, losses, randomness from torch's global RNG, many classes,
+the ablation flags (hard pairs, smooth boundary)."""
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -179,3 +182,114 @@ def test_rejects_bad_arguments():
         head(torch.randn(4, 16), torch.tensor([0, 1, 2]))
     with pytest.raises(ValueError):
         head(torch.randn(2, 4, 16), torch.tensor([0, 1]))
+
+
+# ------------------------------------------------------------------------------------------------
+# The ablation flags (CLASSIFICATION.CORE_TUNING.HARD_PAIRS / SMOOTH_BOUNDARY); both False is the
+# paper's "CE + contrastive" row
+# ------------------------------------------------------------------------------------------------
+def _slow_focal_supcon(z, labels, temperature, normalization):
+    """Core-tuning's focal SupCon by loops in float64: l_i = -(1/n_i) sum_{j in P(i)} (1 - p_ij) log p_ij,
+    p_ij = exp(z_i.z_j/T) / sum_{k != i} exp(z_i.z_k/T); n_i = |P(i)| or N; mean over anchors with a positive."""
+    z, labels = z.detach().double().tolist(), labels.tolist()
+    n, per_anchor = len(z), []
+    for i in range(n):
+        sims = {k: sum(a * b for a, b in zip(z[i], z[k])) / temperature for k in range(n) if k != i}
+        log_denominator = math.log(sum(math.exp(s) for s in sims.values()))
+        positives = [j for j in sims if labels[j] == labels[i]]
+        if not positives:
+            continue
+        total = 0.0
+        for j in positives:
+            log_p = sims[j] - log_denominator
+            total += (1.0 - math.exp(log_p)) * log_p
+        per_anchor.append(-total / (len(positives) if normalization == "positives" else n))
+    return sum(per_anchor) / len(per_anchor) if per_anchor else 0.0
+
+
+def _inputs(n=12, classes=4, seed=11):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 16, generator=gen), torch.arange(n) % classes  # every class has a partner
+
+
+def _run(head, x, y, seed=3):
+    x = x.clone().requires_grad_(True)
+    torch.manual_seed(seed)
+    out = head(x, y)
+    (out["loss_cls"] + out["loss_con"]).backward()
+    return out, x.grad
+
+
+def test_flags_default_to_core_tuning_and_both_true_is_the_core_tuning_pipeline_bit_for_bit():
+    from contrastive_det.config import get_cfg
+
+    ct = get_cfg().CLASSIFICATION.CORE_TUNING
+    assert ct.HARD_PAIRS is True and ct.SMOOTH_BOUNDARY is True
+    x, y = _inputs()
+    default, explicit = _head(num_classes=4, eta=0.3), _head(num_classes=4, eta=0.3, hard_pairs=True, smooth_boundary=True)
+    assert default.hard_pairs and default.smooth_boundary
+    out, grad = _run(default, x, y)
+    out2, grad2 = _run(explicit, x, y)
+    assert all(torch.equal(out[k], out2[k]) for k in out) and torch.equal(grad, grad2)
+    # the Core-tuning path as it was before the flags: draws, 3N mixup batch, soft-target CE, focal SupCon on soft ids
+    xr = x.clone().requires_grad_(True)
+    torch.manual_seed(3)
+    perm, shuffled, positive = torch.randperm(12), sample_mix_weights(12, 1.0, 0.8), sample_mix_weights(12, 1.0, 0.0)
+    feats, targets = core_tuning_mixup(xr, y, 4, perm, shuffled, positive)
+    cls = soft_target_cross_entropy(explicit.classifier(feats), targets)
+    con = focal_supcon_loss(explicit.project(feats), soft_label_ids(targets), 0.07, normalization="batch")
+    (cls + 0.3 * con).backward()
+    assert torch.equal(out["loss_cls"], cls) and torch.equal(out["loss_con"], 0.3 * con)
+    assert torch.equal(grad, xr.grad)
+
+
+@pytest.mark.parametrize("normalization", ["batch", "positives"])
+def test_ce_plus_contrastive_is_ce_plus_eta_focal_supcon_on_the_real_samples(normalization):
+    x, y = _inputs()
+    head = _head(num_classes=4, eta=0.3, temperature=0.2, con_normalization=normalization,
+                 hard_pairs=False, smooth_boundary=False)
+    out, _ = _run(head, x, y)
+    with torch.no_grad():
+        logits = x @ head.classifier.weight.t()  # 12x4
+        ce = -sum(F.log_softmax(logits, dim=1)[i, int(y[i])] for i in range(12)) / 12  # CE by hand
+        con = _slow_focal_supcon(F.normalize(head.contrastor(x), dim=1), y, 0.2, normalization)
+    torch.testing.assert_close(out["loss_cls"], ce)
+    torch.testing.assert_close(out["loss_cls"], F.cross_entropy(logits, y))
+    assert out["loss_con"].item() == pytest.approx(0.3 * con, rel=1e-5, abs=1e-7) and con > 0
+    torch.manual_seed(3)
+    rng = torch.get_rng_state()
+    head(x, y)
+    assert torch.equal(torch.get_rng_state(), rng)  # no mixup: nothing drawn
+
+
+def test_each_flag_alone_changes_only_its_part():
+    x, y = _inputs()
+    runs = {(hp, sb): _run(_head(num_classes=4, eta=0.3, hard_pairs=hp, smooth_boundary=sb), x, y)[0]
+            for hp in (True, False) for sb in (True, False)}
+    full, ablation = runs[True, True], runs[False, False]
+    # the classifier's term follows SMOOTH_BOUNDARY only, the contrastive term HARD_PAIRS only (same draws)
+    for hp, sb in runs:
+        assert torch.equal(runs[hp, sb]["loss_cls"], (full if sb else ablation)["loss_cls"]), (hp, sb)
+        assert torch.equal(runs[hp, sb]["loss_con"], (full if hp else ablation)["loss_con"]), (hp, sb)
+    assert not torch.equal(full["loss_cls"], ablation["loss_cls"])
+    assert not torch.equal(full["loss_con"], ablation["loss_con"])
+
+
+def test_flags_must_be_bools_and_come_from_the_config():
+    from contrastive_det.config import get_cfg
+    from contrastive_det.modeling.classifier import Classifier
+
+    for bad in (dict(hard_pairs=0), dict(smooth_boundary="False"), dict(hard_pairs=None)):
+        with pytest.raises(ValueError, match="must be True or False"):
+            CoreTuningHead(8, 3, **bad)
+    cfg = get_cfg()
+    for value in ("'no'", "0", "1.0"):
+        with pytest.raises(ValueError):  # the config layer checks the type of an override
+            cfg.clone().merge_from_list(["CLASSIFICATION.CORE_TUNING.HARD_PAIRS", value])
+    cfg.merge_from_list(["CLASSIFICATION.CORE_TUNING.HARD_PAIRS", "False", "CLASSIFICATION.CORE_TUNING.SMOOTH_BOUNDARY",
+                         "True", "MODEL.CLASSIFIER.HEAD", "core_tuning", "MODEL.TV_RESNET.DEPTH", "18",
+                         "MODEL.CLASSIFIER.NUM_CLASSES", "3", "CLASSIFICATION.CORE_TUNING.HIDDEN_DIM", "8",
+                         "CLASSIFICATION.CORE_TUNING.PROJ_DIM", "4"])
+    head = Classifier.from_config(cfg)["head"]
+    assert (head.hard_pairs, head.smooth_boundary) == (False, True)
+    assert "hard_pairs=False, smooth_boundary=True" in repr(head)

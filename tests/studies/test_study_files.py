@@ -240,11 +240,34 @@ def test_cole_granularity_compares_simclr_and_supervised_on_a_fine_grained_task(
         assert cfg.TASK == "ClassificationTask" and cfg.DATASETS.TRAIN == (train,) and cfg.DATASETS.TEST == (test,)
 
 
-@pytest.mark.xfail(strict=True, reason="pending: a classification transfer cannot read a label map yet (proposed "
-                   "CLASSIFICATION.LABEL_MAP); configs/studies/cole_granularity.yaml says what to add")
-def test_cole_granularity_evaluates_at_several_label_granularities():
-    levels = [t[len("linear_inat2021_"):] for t in _transfers("cole_granularity") if t.startswith("linear_inat2021_")]
-    assert len(levels) >= 3 and set(levels) <= {"genus", "family", "order", "class", "phylum", "kingdom"}
+@pytest.mark.parametrize("name, fine, allowed, minimum", [
+    ("cole_granularity", "linear_inat2021", {"genus", "family", "order", "class", "phylum", "kingdom"}, 3),
+    ("cole_granularity_toy", "linear_digits", {"parity", "magnitude"}, 1),
+])
+def test_cole_granularity_evaluates_at_several_label_granularities(name, fine, allowed, minimum):
+    """The fine transfer and one per coarser level: the same recipe, data and rows, CLASSIFICATION.LABEL_MAP apart."""
+    transfers = _transfers(name)
+    levels = {t[len(fine) + 1:] for t in transfers if t.startswith(fine + "_")}
+    assert len(levels) >= minimum and levels <= allowed
+    base = _transfer_config(name, fine)
+    assert base.CLASSIFICATION.LABEL_MAP == ""
+    maps = set()
+    for level in levels:
+        cfg = _transfer_config(name, f"{fine}_{level}")
+        assert transfers[f"{fine}_{level}"][0].meta["config"] == transfers[fine][0].meta["config"], level
+        assert cfg.CLASSIFICATION.LABEL_MAP.endswith(f"{level}.json"), level
+        assert (cfg.DATASETS, cfg.CLASSIFICATION.PROTOCOL) == (base.DATASETS, base.CLASSIFICATION.PROTOCOL), level
+        assert _rows_and_seeds(transfers[f"{fine}_{level}"]) == _rows_and_seeds(transfers[fine]), level
+        maps.add(cfg.CLASSIFICATION.LABEL_MAP)
+        if name.endswith("_toy"):  # the toy's maps are in the repository: every digit, 2 coarse classes
+            from contrastive_det.data.study_axes import load_label_map
+
+            mapping = load_label_map(os.path.join(REPO, cfg.CLASSIFICATION.LABEL_MAP))
+            assert set(mapping) == {str(d) for d in range(10)} and len(set(mapping.values())) == 2, level
+        else:  # written by write_inat2021_label_map under the dataset root, as the header says
+            assert cfg.CLASSIFICATION.LABEL_MAP.startswith("$DETECTRON2_DATASETS/inat2021/label_maps/"), level
+            assert "write_inat2021_label_map" in _header(name)
+    assert len(maps) == len(levels)
 
 
 CORE_TUNING_SETS = ("cifar10", "cifar100", "caltech101", "dtd", "aircraft", "cars", "pets", "flowers102", "voc12aug")
@@ -256,7 +279,7 @@ CORE_TUNING_SETS = ("cifar10", "cifar100", "caltech101", "dtd", "aircraft", "car
 ])
 def test_core_tuning_puts_the_tuning_methods_side_by_side_on_every_set(name, sets, seg_sets):
     transfers = _transfers(name)
-    assert set(transfers) == {f"{m}_{s}" for m in ("ce_finetune", "core_tuning") for s in sets}
+    assert set(transfers) == {f"{m}_{s}" for m in ("ce_finetune", "core_tuning", "ce_contrastive") for s in sets}
     assert {r.meta["row"] for runs in transfers.values() for r in runs} == {"mocov2"}
     for s in sets:
         ce, core = _transfer_config(name, f"ce_finetune_{s}"), _transfer_config(name, f"core_tuning_{s}")
@@ -279,10 +302,30 @@ def test_core_tuning_puts_the_tuning_methods_side_by_side_on_every_set(name, set
         assert all(study.transfers[f"{m}_voc12aug"]["resources"] == {"gpus": 8} for m in ("ce_finetune", "core_tuning"))
 
 
-@pytest.mark.xfail(strict=True, reason="pending: no CLASSIFICATION.CORE_TUNING key turns off the hard-pair mining "
-                   "and the smooth decision boundary yet (proposed HARD_PAIRS / SMOOTH_BOUNDARY); see core_tuning.yaml")
-def test_core_tuning_runs_the_ce_plus_contrastive_ablation_on_every_set():
-    assert {f"ce_contrastive_{s}" for s in CORE_TUNING_SETS} <= set(_transfers("core_tuning"))
+@pytest.mark.parametrize("name, sets, seg_sets", [
+    ("core_tuning", CORE_TUNING_SETS, ("voc12aug",)),
+    ("core_tuning_toy", ("textured", "scenes"), ("scenes",)),
+])
+def test_core_tuning_runs_the_ce_plus_contrastive_ablation_on_every_set(name, sets, seg_sets):
+    """The paper's "CE + contrastive" row: Core-tuning's run with hard-pair mining and the smooth boundary off."""
+    transfers, spec = _transfers(name), load_study(_path(name)).transfers
+    assert {f"ce_contrastive_{s}" for s in sets} <= set(transfers)
+    for s in sets:
+        ablation, core = _transfer_config(name, f"ce_contrastive_{s}"), _transfer_config(name, f"core_tuning_{s}")
+        ablation_run, core_run = transfers[f"ce_contrastive_{s}"][0], transfers[f"core_tuning_{s}"][0]
+        assert ablation_run.meta["config"] == core_run.meta["config"], s  # Core-tuning's recipe, two keys off
+        ct, core_ct = ablation.CLASSIFICATION.CORE_TUNING, core.CLASSIFICATION.CORE_TUNING
+        assert (ct.HARD_PAIRS, ct.SMOOTH_BOUNDARY) == (False, False), s
+        assert (core_ct.HARD_PAIRS, core_ct.SMOOTH_BOUNDARY) == (True, True), s
+        assert (ct.ETA, ct.TEMPERATURE) == (core_ct.ETA, core_ct.TEMPERATURE), s
+        if s in seg_sets:
+            assert ablation.TASK == "SegmentationTask" and ablation.MODEL.SEM_SEG_HEAD.CORE_TUNING.ENABLED, s
+        else:
+            assert ablation.TASK == "ClassificationTask", s
+            assert (ablation.CLASSIFICATION.PROTOCOL, ablation.MODEL.CLASSIFIER.HEAD) == ("core_tuning", "core_tuning"), s
+            assert ablation.SOLVER.MAX_ITER == core.SOLVER.MAX_ITER and ablation.SOLVER.BASE_LR == core.SOLVER.BASE_LR, s
+        assert _rows_and_seeds(transfers[f"ce_contrastive_{s}"]) == _rows_and_seeds(transfers[f"core_tuning_{s}"]), s
+        assert spec[f"ce_contrastive_{s}"].get("resources") == spec[f"core_tuning_{s}"].get("resources"), s
 
 
 def test_scan_cites_the_seed_and_runs_coco_mask_rcnn_voc_and_a_k_sweep():
