@@ -10,8 +10,9 @@ The study folder's bookkeeping, each file written atomically:
 
 A run's digest (:func:`run_digest`) is the sha256 of its command, of the fully merged config of
 the config file it names (``_BASE_`` chain and overrides, as the CLI loads it), of the content of
-the files outside the study it reads (``Run.inputs``: a brought checkpoint) and of the digests of
-the runs it depends on: a changed config file, override, seed, checkpoint file or upstream run
+the files outside the study it reads (``Run.inputs``: a brought checkpoint; and the files that the
+config keys of :data:`CONTENT_KEYS` name, e.g. a label map) and of the digests of the runs it
+depends on: a changed config file, override, seed, checkpoint file, label map or upstream run
 changes it, and the run is done again.
 """
 import argparse
@@ -25,18 +26,21 @@ import time
 from ..utils.atomic import atomic_write_json
 
 __all__ = ["StudyState", "StudyLock", "StudyLocked", "run_digest", "plan_digests", "is_done", "mark_done", "RUN_RECORD", "PLAN_FILE",
-           "STATE_FILE", "LOCK_FILE"]
+           "STATE_FILE", "LOCK_FILE", "CONTENT_KEYS"]
 
 PLAN_FILE = "plan.json"
 STATE_FILE = "state.json"
 RUN_RECORD = "study_run.json"
 LOCK_FILE = "driver.lock"
 STATUSES = ("pending", "running", "done", "failed", "skipped")
+# config keys whose value is a file the run reads: the file's content is part of the run's digest
+# (the key's value, a path, is already in the merged config; editing the file in place must count too)
+CONTENT_KEYS = ("CLASSIFICATION.LABEL_MAP", "DATASETS.PRETRAIN.LABEL_MAP")
 
 
-def _config_dump(argv):
-    """The merged config of ``--config-file`` in ``argv`` (with the trailing KEY VALUE pairs) as
-    YAML, or None for a command without one or whose file does not exist yet."""
+def _merged_config(argv):
+    """The merged config of ``--config-file`` in ``argv`` (with the trailing KEY VALUE pairs), or
+    None for a command without one or whose file does not exist yet."""
     if "--config-file" not in argv:
         return None
     i = argv.index("--config-file")
@@ -49,7 +53,19 @@ def _config_dump(argv):
     # the KEY VALUE pairs follow the flags of the tools' parsers; only the pairs matter here
     while opts and opts[0].startswith("--"):
         opts = opts[1:]
-    return load_config(argparse.Namespace(config_file=config, opts=opts)).dump()
+    return load_config(argparse.Namespace(config_file=config, opts=opts))
+
+
+def _content_files(cfg):
+    """The non-empty file paths that the keys of :data:`CONTENT_KEYS` hold in ``cfg``."""
+    paths = []
+    for key in CONTENT_KEYS:
+        node = cfg
+        for part in key.split("."):
+            node = getattr(node, part, None) if node is not None else None
+        if isinstance(node, str) and node:
+            paths.append(node)
+    return paths
 
 
 def run_digest(run, dep_digests):
@@ -57,8 +73,10 @@ def run_digest(run, dep_digests):
     h = hashlib.sha256()
     h.update(json.dumps(run.argv[1:]).encode())
     h.update(os.path.basename(run.argv[0]).encode())
-    h.update((_config_dump(run.argv) or "").encode())
-    for path in getattr(run, "inputs", ()):  # e.g. a brought checkpoint: changed on disk = another run
+    cfg = _merged_config(run.argv)
+    h.update((cfg.dump() if cfg is not None else "").encode())
+    files = list(getattr(run, "inputs", ())) + (_content_files(cfg) if cfg is not None else [])
+    for path in files:  # a brought checkpoint, a label map: changed on disk = another run
         from ..utils.file_digest import file_sha256
 
         h.update(f"{path}:{file_sha256(path) if os.path.isfile(path) else 'missing'}".encode())

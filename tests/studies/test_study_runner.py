@@ -249,6 +249,43 @@ def test_runner_skips_done_runs_and_reruns_changed_ones(tmp_path):
                             "transfer/det/supcon/seed1", "transfer/lbfgs/supcon/seed0", "transfer/lbfgs/supcon/seed1"])
 
 
+def test_a_label_map_edited_in_place_redoes_the_runs_that_read_it(tmp_path):
+    """CLASSIFICATION.LABEL_MAP names a file: its content, not only its path, is in the run's digest."""
+    label_map = tmp_path / "parity.json"
+    label_map.write_text(json.dumps({str(d): ("even" if d % 2 == 0 else "odd") for d in range(10)}))
+    write_study(tmp_path / "s.yaml", **{"pretrain.axes": {}, "transfer.runs": {
+        "coarse": {"config": "configs/toy/cls_linear_lbfgs_R18.yaml",
+                   "opts": {"CLASSIFICATION.LABEL_MAP": str(label_map)}},
+        "fine": {"config": "configs/toy/cls_linear_lbfgs_R18.yaml"}}})
+    study = load_study(tmp_path / "s.yaml")
+    runs = expand(study)
+    run_study(study, WritingExecutor(runs), log=lambda _: None)
+    ex = WritingExecutor(runs)
+    run_study(study, ex, log=lambda _: None)
+    assert ex.started == []
+    # the user moves digit 9 to "even" in place: same path, same size, other labels
+    label_map.write_text(label_map.read_text().replace('"9": "odd"', '"9": "eve"'))
+    ex = WritingExecutor(runs)
+    run_study(study, ex, log=lambda _: None)
+    assert sorted(k for k, _ in ex.started) == sorted(f"transfer/coarse/{m}/seed{s}"
+                                                     for m in ("simclr", "supcon", "random-init") for s in (0, 1))
+
+
+def test_a_pretraining_label_map_is_in_the_digest_by_content(tmp_path):
+    from contrastive_det.studies.spec import Run
+    from contrastive_det.studies.state import run_digest
+
+    label_map = tmp_path / "coarse.json"
+    label_map.write_text('{"0": "a", "1": "b"}')
+    run = Run("pretrain/x/seed0", "pretrain", [os.path.join(REPO, "tools", "pretrain_net.py"), "--config-file",
+              os.path.join(TOY, "pretrain_supcon_R18.yaml"), "DATASETS.PRETRAIN.LABEL_MAP", str(label_map)],
+              [], str(tmp_path / "run"), [])
+    before = run_digest(run, [])
+    assert run_digest(run, []) == before
+    label_map.write_text('{"0": "b", "1": "a"}')
+    assert run_digest(run, []) != before
+
+
 def test_a_failed_run_skips_its_dependents_and_the_rest_go_on(tmp_path):
     study = small_study(tmp_path)
     runs = expand(study)
