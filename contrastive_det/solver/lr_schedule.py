@@ -9,7 +9,14 @@ Poly at iteration ``t`` of ``T`` (``SOLVER.POLY_LR_POWER`` p, ``SOLVER.POLY_LR_M
   schedule of mmseg's FCN-D8 benchmark: 0.01 -> 1e-4).
 
 At t = 10k of T = 20k with BASE_LR 0.01, p 0.9 the two give 0.00535887 and 0.00540528.
+
+"WarmupMultiStepLR" with a step equal to ``SOLVER.MAX_ITER`` (e.g. ``SOLVER.MAX_ITER 160`` over a
+config with ``STEPS (80, 160)``): detectron2 drops the steps above MAX_ITER with a warning but hands
+one equal to it to fvcore, which refuses it ("Milestone must be smaller than total number of
+updates"). Such a step would change the rate after the last iteration, i.e. never: it is dropped
+with a warning, like the steps above MAX_ITER.
 """
+import logging
 from fvcore.common.param_scheduler import ParamScheduler
 
 from detectron2.solver import LRMultiplier, WarmupParamScheduler
@@ -35,6 +42,13 @@ class PolyParamScheduler(ParamScheduler):
 
 def build_lr_scheduler(cfg, optimizer):
     """detectron2's ``build_lr_scheduler``, which also knows "WarmupPolyLR" (module docstring)."""
+    if cfg.SOLVER.LR_SCHEDULER_NAME == "WarmupMultiStepLR" and cfg.SOLVER.MAX_ITER in tuple(cfg.SOLVER.STEPS):
+        logging.getLogger(__name__).warning(
+            "SOLVER.STEPS %s has a step at SOLVER.MAX_ITER %d, after the last iteration: it is ignored",
+            tuple(cfg.SOLVER.STEPS), cfg.SOLVER.MAX_ITER)
+        cfg = cfg.clone()
+        cfg.defrost()
+        cfg.SOLVER.STEPS = tuple(s for s in cfg.SOLVER.STEPS if s != cfg.SOLVER.MAX_ITER)
     if cfg.SOLVER.LR_SCHEDULER_NAME != "WarmupPolyLR":
         return build_d2_lr_scheduler(cfg, optimizer)
     if cfg.SOLVER.POLY_LR_MIN < 0 or cfg.SOLVER.POLY_LR_MIN > cfg.SOLVER.BASE_LR:

@@ -38,3 +38,10 @@ def test_other_schedules_are_detectron2s_and_bad_floor_is_named():
     assert _lr_at(5, LR_SCHEDULER_NAME="WarmupMultiStepLR", STEPS=(3,), MAX_ITER=10) == pytest.approx(0.001)
     with pytest.raises(ValueError, match="SOLVER.POLY_LR_MIN"):
         _lr_at(1, POLY_LR_MIN=0.5)
+
+
+def test_a_step_at_max_iter_is_ignored_like_the_steps_after_it():
+    """MAX_ITER 160 over STEPS (80, 160): one decay at 80 (fvcore alone refuses the step at 160)."""
+    lrs = [_lr_at(i, LR_SCHEDULER_NAME="WarmupMultiStepLR", STEPS=(80, 160), MAX_ITER=160) for i in (79, 80, 159)]
+    assert lrs == pytest.approx([0.01, 0.001, 0.001])
+    assert _lr_at(100, LR_SCHEDULER_NAME="WarmupMultiStepLR", STEPS=(80, 240), MAX_ITER=160) == pytest.approx(0.001)

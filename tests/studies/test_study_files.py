@@ -9,9 +9,11 @@ import os
 import re
 
 import pytest
+import torch
 
 from contrastive_det.data import DOWNSTREAM_SETS
 from contrastive_det.engine.defaults import load_config
+from contrastive_det.solver import build_lr_scheduler
 from contrastive_det.studies import expand, load_study
 
 from conftest import REPO
@@ -33,7 +35,11 @@ def test_study_file_expands_and_every_run_config_loads(path):
         config = run.argv[i + 1]
         if not os.path.isfile(config):  # written by the conversion run: load the transfer config instead
             config = run.meta["config"]
-        load_config(argparse.Namespace(config_file=config, opts=run.argv[i + 2:]))
+        cfg = load_config(argparse.Namespace(config_file=config, opts=run.argv[i + 2:]))
+        # the schedule the trainer builds (a bad poly floor, say: refused here, not at iteration 0); MAX_ITER 0
+        # is a protocol without SGD iterations (L-BFGS probe, few-shot)
+        if cfg.SOLVER.MAX_ITER > 0:
+            build_lr_scheduler(cfg, torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.SOLVER.BASE_LR))
 
 
 def test_the_demo_study_covers_what_the_main_job_promises():
