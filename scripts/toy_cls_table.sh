@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Classification transfer on the toy digits (README, Results, "Classification transfer on the toy
+# Classification transfer on the toy digits (docs/results.md, "Classification transfer on the toy
 # digits"): ResNet-18 pretrained on the plain digit crops by SimCLR, SupCon and SupCon+SelfSupCon
 # (one pretraining each, seed 0), and random init, transferred to the textured crops (the second
 # domain) with four protocols, 3 seeds each; prints a Markdown table of mean +- std.
 #
 #   scripts/toy_cls_table.sh                      # everything under output/cls_table/
-#   SGD_MAX_ITER=150 FT_MAX_ITER=100 LBFGS_NUM_REGS=12 scripts/toy_cls_table.sh   # the README's CPU budget
+#   SGD_MAX_ITER=150 FT_MAX_ITER=100 LBFGS_NUM_REGS=12 scripts/toy_cls_table.sh   # the CPU budget of docs/results.md
 #   scripts/toy_cls_table.sh --table              # only print the table of the runs done so far
 #
 # Idempotent: a run whose results.json exists is skipped (pretraining: its backbone.pth), so an
@@ -22,7 +22,7 @@ SGD_MAX_ITER=${SGD_MAX_ITER:-300}   # linear probe (SGD): configs/toy/cls_linear
 FT_MAX_ITER=${FT_MAX_ITER:-300}     # fine-tuning: configs/toy/cls_finetune_R18.yaml has 300
 LBFGS_NUM_REGS=${LBFGS_NUM_REGS:-45} # L-BFGS probe: penalties log-spaced over [1e-6, 1e5] (the protocol: 45; 12 = one per decade)
 # torch threads of the feature protocols (L-BFGS, few-shot): their many small L-BFGS fits ran 4-6x
-# slower with 2 threads than with 1 on the shared 2-core machine (README); "" = torch's default
+# slower with 2 threads than with 1 on the shared 2-core machine (docs/results.md); "" = torch's default
 FEATURE_THREADS=${FEATURE_THREADS:-1}
 METHODS=${METHODS:-"simclr supcon supcon_selfsupcon"}
 PROTOCOLS=${PROTOCOLS:-"few_shot linear_lbfgs linear_sgd finetune"}

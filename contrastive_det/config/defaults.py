@@ -213,7 +213,7 @@ def add_classification_config(cfg):
     cfg.CLASSIFICATION.LBFGS.MAX_ITER = 1000  # L-BFGS iterations per fit
     # A fit stops when every gradient entry of the mean objective is <= TOL (scikit-learn's
     # LogisticRegression tol, whose default this is). 1e-6 moves the test score by < 0.2 points on
-    # the toy features and costs ~12x the time (README, "Classification benchmarks").
+    # the toy features and costs ~12x the time (docs/benchmarks.md, "Classification benchmarks").
     cfg.CLASSIFICATION.LBFGS.TOL = 1e-4
     # Precision of the fits: "float64" (scikit-learn's) or "float32" (~2x faster on a CPU, far more
     # on most GPUs; stops ~1e-3 from the optimum, the same test score on the toy features).

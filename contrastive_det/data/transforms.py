@@ -2,7 +2,7 @@
 Two-view augmentation (torchvision.transforms.v2) and the pretraining mapper: one decoded image ->
 two random views (training) or one centre-cropped image (kNN bank and queries).
 
-Speed (profiled on the toy digit crops, see README "Benchmarks"): the image is decoded once into a
+Speed (profiled on the toy digit crops, see docs/benchmarks.md): the image is decoded once into a
 PIL image and every view is cropped and resized first, so that the colour operations run on the
 small output; the v2 transforms then dispatch to their uint8 PIL kernels (ColorJitter's hue shift
 on a tensor goes through a float HSV round trip, several times slower), and the Gaussian blur uses

@@ -257,7 +257,7 @@ def select_and_refit(
         max_iter, tol, dtype: as :func:`fit_logistic`; ``tol`` defaults to scikit-learn's
             LogisticRegression default (1e-4), a 100x looser stop than fit_logistic's 1e-6 that
             leaves the chosen penalty and the test score as they were on the toy features
-            (README, "Classification benchmarks") at a 12th of the time.
+            (docs/benchmarks.md, "Classification benchmarks") at a 12th of the time.
         device: where to fit; None = the train features' device.
         progress: show a tqdm bar over the grid.
 
