@@ -3,12 +3,12 @@ The main job on the toy data, end to end: contrastive pretraining -> backbone ex
 conversion to detectron2 -> Faster R-CNN transfer on the digit scenes, against random init, and
 a table of AP50 / AP / AP75. Each stage runs the real CLI (tools/*.py) in its own process.
 """
-import json
 import os
 import subprocess
 import sys
 import time
 
+from ..engine.results import RESULTS_FILE, read_results
 from ..utils.atomic import atomic_open, atomic_write_json
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -72,15 +72,12 @@ def summarize(output_dir, rows):
     """
     table = {}
     for row in rows:
-        path = os.path.join(output_dir, f"detect_{row}", "results.json")
-        with open(path) as f:
-            res = json.load(f)
+        res = read_results(os.path.join(output_dir, f"detect_{row}"))
         (dataset, metrics), = res["metrics"].items()
         knn = None
-        pre = os.path.join(output_dir, f"pretrain_{row}", "results.json")
-        if os.path.isfile(pre):
-            with open(pre) as f:
-                knn = next(iter(json.load(f)["metrics"].values())).get("knn/top1")
+        pre = os.path.join(output_dir, f"pretrain_{row}")
+        if os.path.isfile(os.path.join(pre, RESULTS_FILE)):
+            knn = next(iter(read_results(pre)["metrics"].values())).get("knn/top1")
         table[row] = {"dataset": dataset, "knn_top1": knn, **{k: metrics[k] for k in METRICS}}
     atomic_write_json(os.path.join(output_dir, "summary.json"), table)
     lines = ["| pretraining | kNN top-1 (crops) | AP50 | AP | AP75 |", "|---|---|---|---|---|"]

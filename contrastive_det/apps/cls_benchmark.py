@@ -22,7 +22,6 @@ same data, model and machine:
 """
 import argparse
 import contextlib
-import json
 import logging
 import math
 import os
@@ -42,6 +41,7 @@ from ..data.checks import check_dataset_layout, check_images
 from ..data.classification_loader import dataset_metric
 from ..engine import AtomicDetectionCheckpointer
 from ..engine.defaults import build_run_config, load_config
+from ..engine.results import read_results
 from ..engine.task import get_task
 from ..engine.trainer import Trainer
 from ..evaluation.classification import classification_scores
@@ -440,8 +440,7 @@ def _train_net_cli(bench, name, cache):
     with open(os.path.join(bench.workdir, name + ".log"), "w") as logf:
         subprocess.run(cmd, check=True, stdout=logf, stderr=subprocess.STDOUT, cwd=REPO)
     total = time.perf_counter() - t0
-    with open(os.path.join(out, "results.json")) as f:
-        metrics = json.load(f)["metrics"]
+    metrics = read_results(out)["metrics"]
     score = next(iter(metrics.values()))["linear/score"]
     return {"total_s": total, "score": float(score)}
 

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 
+from ..engine.results import RESULTS_FILE, read_results
 from ..utils.atomic import atomic_write_json
 
 SWEEP_FILE = "sweep.json"
@@ -49,11 +50,9 @@ def point_dir(output_dir, lr, wd):
 
 def read_score(run_dir):
     """Mean over test sets of ``classification/score`` in ``run_dir/results.json`` (mean over seeds too)."""
-    path = os.path.join(run_dir, "results.json")
-    if not os.path.isfile(path):
+    if not os.path.isfile(os.path.join(run_dir, RESULTS_FILE)):
         return None
-    with open(path) as f:
-        metrics = json.load(f)["metrics"]
+    metrics = read_results(run_dir)["metrics"]
     values = []
     for per_set in metrics.values():
         value = per_set[SCORE]

@@ -4,7 +4,6 @@ config of one run adapted to the machine it runs on (:func:`setup`), and launchi
 ``--num-gpus`` x ``--num-machines`` processes once per seed (:func:`launch_runs`).
 """
 import argparse
-import json
 import logging
 import os
 import random
@@ -23,7 +22,7 @@ from ..utils import collectives
 from ..utils.yaml_files import load_yaml_file
 from . import stop_request
 from .checkpoint import read_resume_state, resumable_config
-from .results import RESULTS_FILE, aggregate_seed_results, write_results
+from .results import RESULTS_FILE, aggregate_seed_results, headline_keys, read_results, write_results
 from .task import get_task
 
 logger = logging.getLogger("contrastive_det")
@@ -364,11 +363,9 @@ def write_seed_summary(base_dir, run_dirs, headline=()):
     """
     records = []
     for run_dir in run_dirs:
-        path = os.path.join(run_dir, RESULTS_FILE)
-        if not os.path.isfile(path):
+        if not os.path.isfile(os.path.join(run_dir, RESULTS_FILE)):
             raise FileNotFoundError(f"Seed run {run_dir} wrote no {RESULTS_FILE}; cannot aggregate")
-        with open(path) as f:
-            records.append(json.load(f))
+        records.append(read_results(run_dir))
     first = records[0]
     summary = {
         "task": first["task"],
@@ -385,9 +382,8 @@ def write_seed_summary(base_dir, run_dirs, headline=()):
     }
     path = write_results(base_dir, summary)
     for dataset, metrics in summary["metrics"].items():
-        for name in headline:
-            if name in metrics:
-                m = metrics[name]
-                values = ", ".join(f"{v:.2f}" for v in m["values"])
-                print(f"{dataset} {name}: {m['mean']:.2f} +- {m['std']:.2f} (n={m['n']}: {values})")
+        for name in headline_keys(headline, metrics):
+            m = metrics[name]
+            values = ", ".join(f"{v:.2f}" for v in m["values"])
+            print(f"{dataset} {name}: {m['mean']:.2f} +- {m['std']:.2f} (n={m['n']}: {values})")
     return path

@@ -1,8 +1,17 @@
-"""OUTPUT_DIR/results.json: one file per run (and one per seed sweep) that studies aggregate."""
+"""
+OUTPUT_DIR/results.json: one file per run (and one per seed sweep) that studies aggregate.
+
+The one place that writes, reads and summarises these files: :func:`build_results` and
+:func:`write_results` (a run), :func:`read_results` (any reader: the seed sweep, the study report,
+the tools), :func:`summarize_values` (mean, sample std, n and values: the seed sweep and the report)
+and :func:`headline_keys` (which metrics a task puts first).
+"""
 import hashlib
+import json
 import math
 import os
 import platform
+import re
 import statistics
 
 from detectron2.evaluation.testing import flatten_results_dict
@@ -89,6 +98,55 @@ def write_results(output_dir, record):
     return path
 
 
+def read_results(path):
+    """
+    The record of ``path``: a results.json file or the run folder holding it. A missing or
+    unreadable file raises an error naming it (FileNotFoundError, ValueError).
+    """
+    if os.path.isdir(path) or not path.endswith(".json"):
+        path = os.path.join(path, RESULTS_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no results file (a run writes it when its final evaluation ends)")
+    try:
+        with open(path) as f:
+            record = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable results file: {e}") from None
+    if not isinstance(record, dict) or not isinstance(record.get("metrics"), dict):
+        raise ValueError(f"{path}: not a results file (expected a JSON object with a 'metrics' mapping)")
+    return record
+
+
+def summarize_values(values):
+    """
+    ``{"mean", "std", "n", "values"}`` of a list of numbers: the mean, the sample standard deviation
+    (n-1; None for one value: there is no spread to show), n and the values. A NaN or inf value
+    makes the mean NaN: a mean over some of the runs would not be the mean of the runs.
+    """
+    values = [float(v) for v in values]
+    if not values:
+        raise ValueError("summarize_values needs at least one value")
+    finite = all(map(math.isfinite, values))
+    return {
+        "mean": statistics.fmean(values) if finite else float("nan"),
+        "std": statistics.stdev(values) if len(values) > 1 and finite else None,
+        "n": len(values),
+        "values": values,
+    }
+
+
+def headline_keys(patterns, names):
+    """
+    The metric keys of ``names`` that a task puts first, in the order of ``patterns`` (the task's
+    ``headline_metrics``: regular expressions matched in full, e.g. ``few_shot/\\d+way_\\d+shot``),
+    then by name.
+    """
+    keys = []
+    for pattern in patterns:
+        keys += sorted(n for n in names if re.fullmatch(pattern, n) and n not in keys)
+    return keys
+
+
 def aggregate_seed_results(records):
     """
     Mean and sample standard deviation (n-1) of every metric over per-seed records.
@@ -107,11 +165,8 @@ def aggregate_seed_results(records):
                 values.append(float(r["metrics"][dataset][metric]))
             except KeyError:
                 raise KeyError(f"seed {r['seed']} has no metric {dataset}/{metric}; cannot aggregate") from None
-        std = statistics.stdev(values) if len(values) > 1 else 0.0
-        summary.setdefault(dataset, {})[metric] = {
-            "mean": statistics.fmean(values) if all(map(math.isfinite, values)) else float("nan"),
-            "std": std,
-            "n": len(values),
-            "values": values,
-        }
+        stats = summarize_values(values)
+        if stats["std"] is None:  # the file's format: 0.0 for one seed
+            stats["std"] = 0.0 if all(map(math.isfinite, values)) else float("nan")
+        summary.setdefault(dataset, {})[metric] = stats
     return summary

@@ -35,8 +35,10 @@ class Task:
 
     #: the task's name in ``results.json``
     name = ""
-    #: metrics (``"task/metric"`` keys of the evaluator's flattened results) printed in the
-    #: console summary of a seed sweep, in this order; the others are still in results.json
+    #: the metrics that matter, as regular expressions matched in full against the ``"task/metric"``
+    #: keys of the evaluator's flattened results (e.g. ``r"few_shot/\d+way_\d+shot"``), in this
+    #: order: printed by a seed sweep and the columns of a study's tables; the others are still in
+    #: results.json (and a study's results.csv)
     headline_metrics = ()
 
     @classmethod
@@ -116,3 +118,12 @@ def get_task(cfg):
     except KeyError:
         known = ", ".join(sorted(name for name, _ in TASK_REGISTRY))
         raise KeyError(f"TASK {cfg.TASK!r} is not a registered task; registered tasks: {known}") from None
+
+
+def headline_patterns():
+    """The ``headline_metrics`` of every registered task, in registration order, each once: what a
+    study's report puts in its tables (a new task's metrics appear there with no edit elsewhere)."""
+    patterns = []
+    for _, task in TASK_REGISTRY:
+        patterns += [p for p in getattr(task, "headline_metrics", ()) if p not in patterns]
+    return patterns

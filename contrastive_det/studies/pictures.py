@@ -30,6 +30,7 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
+from ..engine.results import RESULTS_FILE
 from .figures import pyplot, safe_name, save_png
 
 __all__ = ["embedding_pictures", "detection_pictures", "embed_2d", "pooled_test_features", "load_run_config",
@@ -41,7 +42,7 @@ UMAP_PARAMS = {"n_neighbors": 15, "min_dist": 0.1, "metric": "cosine", "random_s
 SUBSET_SEED = 0
 #: at most this many classes get a legend entry (the colours repeat beyond 20 anyway)
 MAX_LEGEND = 40
-CONFIG_FILE, RESULTS_FILE, FINAL_MODEL = "config.yaml", "results.json", "model_final.pth"
+CONFIG_FILE, FINAL_MODEL = "config.yaml", "model_final.pth"
 
 
 # ---------------------------------------------------------------------------------------------

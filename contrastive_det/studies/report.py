@@ -42,23 +42,22 @@ import statistics
 import warnings
 from collections import OrderedDict, defaultdict
 
+from ..engine.results import RESULTS_FILE, read_results, summarize_values
+from ..engine.task import headline_patterns
 from ..utils.atomic import atomic_open, atomic_write_json
 from .claims import check_claims
 from .figures import pyplot, safe_name, save_png
 from .state import PLAN_FILE, is_done, plan_digests
 
-__all__ = ["collect", "aggregate", "summarize", "write_report", "HEADLINE_PATTERNS"]
+__all__ = ["collect", "aggregate", "summarize", "write_report"]
 
-# the columns of the tables, in this order; other metrics go to results.csv only
-HEADLINE_PATTERNS = [
-    r"classification/score", r"linear/score", r"few_shot/\d+way_\d+shot", r"layerwise/res\d/score",
-    r"bbox/AP50", r"bbox/AP", r"bbox/AP75", r"segm/AP", r"sem_seg/mIoU", r"sem_seg/mACC", r"knn/top1",
-]
 LOWER_IS_BETTER = ()  # every headline metric: higher is better
 
 
 def _headline_rank(metric):
-    for i, p in enumerate(HEADLINE_PATTERNS):
+    """The table column order: the tasks' ``headline_metrics`` (engine.task.headline_patterns); other
+    metrics (None) go to results.csv only."""
+    for i, p in enumerate(headline_patterns()):
         if re.fullmatch(p, metric):
             return i
     return None
@@ -89,15 +88,13 @@ def collect(study_dir):
     for run in runs:
         if run.kind != "transfer":
             continue
-        res_path = os.path.join(run.out_dir, "results.json")
-        if not os.path.isfile(res_path):
+        if not os.path.isfile(os.path.join(run.out_dir, RESULTS_FILE)):
             missing.append(run.id)
             continue
         if digests[run.id] is None or not is_done(run, digests[run.id]):
             stale.append(run.id)
             continue
-        with open(res_path) as f:
-            res = json.load(f)
+        res = read_results(run.out_dir)
         protocol = res.get("protocol") or res.get("task") or run.meta.get("task") or run.meta.get("transfer")
         for dataset, metrics in res.get("metrics", {}).items():
             records.append({**run.meta, "dataset": dataset, "run": run.id, "out_dir": run.out_dir, "protocol": protocol,
@@ -122,10 +119,8 @@ def summarize(points):
         by_seed = defaultdict(list)
         for p, _, v in points:
             by_seed[p].append(v)
-        values = [statistics.fmean(by_seed[p]) for p in sorted(by_seed, key=str)]
-    n = len(values)
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if n > 1 else None, "n": n,
-            "values": values, "over": over}
+        values = [summarize_values(by_seed[p])["mean"] for p in sorted(by_seed, key=str)]
+    return {**summarize_values(values), "over": over}
 
 
 def _pooled_episode_ci(records):
@@ -557,7 +552,7 @@ def write_report(study_dir, pictures=True, log=print):
         f.write(_tidy_csv(records, plan))
     with atomic_open(os.path.join(out_dir, "summary.csv")) as f:
         f.write(_summary_csv(agg, order))
-    atomic_write_json(os.path.join(out_dir, "results.json"), _json_safe(agg))
+    atomic_write_json(os.path.join(out_dir, RESULTS_FILE), _json_safe(agg))
 
     tables = protocol_tables(agg, records, order)
     tables += [t for (tr, ds), rows in sorted(agg.items()) if (t := _table(tr, ds, rows, order))]

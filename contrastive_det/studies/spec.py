@@ -67,6 +67,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from ..engine.results import RESULTS_FILE
 from ..utils.yaml_files import DuplicateKeyError, load_yaml_file
 from .resources import KINDS, check_resources, run_resources
 
@@ -521,7 +522,7 @@ def expand(study):
                         *_argv_opts(study.pretrain_opts, entry["opts"], axis_opts),
                         "SEED", str(s), "OUTPUT_DIR", out]
                 backbone = os.path.join(out, "backbone.pth")
-                runs.append(Run(rid, "pretrain", argv, [], out, [backbone, os.path.join(out, "results.json")],
+                runs.append(Run(rid, "pretrain", argv, [], out, [backbone, os.path.join(out, RESULTS_FILE)],
                                 {"method": method, "row": row, "axes": dict(combo), "seed": s, "config": entry["config"]}))
                 rows.append((row, method, dict(combo), s, backbone, rid))
     for label, ckpt in study.checkpoints.items():
@@ -581,7 +582,7 @@ def expand(study):
                 argv = [os.path.join(tools, "train_net.py"), "--config-file", config,
                         *_argv_opts(tentry["opts"], row_opts), "MODEL.WEIGHTS", weights, "RESULTS.METHOD", method,
                         "SEED", str(t), "OUTPUT_DIR", out]
-                runs.append(Run(rid, "transfer", argv, deps, out, [os.path.join(out, "results.json")],
+                runs.append(Run(rid, "transfer", argv, deps, out, [os.path.join(out, RESULTS_FILE)],
                                 {"method": method, "row": row, "axes": combo, "seed": t, "pretrain_seed": pseed,
                                  "transfer": tname, "task": task, "config": tentry["config"]}))
     return runs

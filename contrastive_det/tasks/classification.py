@@ -253,17 +253,7 @@ class ClassificationTask(Task):
     """
 
     name = "classification"
-    headline_metrics = (
-        "classification/score",
-        "linear/score",
-        "few_shot/5way_1shot",
-        "few_shot/5way_5shot",
-        "few_shot/5way_20shot",
-        "layerwise/res2/score",
-        "layerwise/res3/score",
-        "layerwise/res4/score",
-        "layerwise/res5/score",
-    )
+    headline_metrics = (r"classification/score", r"linear/score", r"few_shot/\d+way_\d+shot", r"layerwise/res\d/score")
 
     @classmethod
     def check_config(cls, cfg):

@@ -39,7 +39,7 @@ class DetectionTask(Task):
     """
 
     name = "detection"
-    headline_metrics = ("bbox/AP", "bbox/AP50", "bbox/AP75", "segm/AP", "segm/AP50", "segm/AP75")
+    headline_metrics = ("bbox/AP50", "bbox/AP", "bbox/AP75", "segm/AP")
 
     @classmethod
     def build_train_loader(cls, cfg):

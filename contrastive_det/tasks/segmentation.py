@@ -78,7 +78,7 @@ class SegmentationTask(Task):
     """
 
     name = "segmentation"
-    headline_metrics = ("sem_seg/mIoU", "sem_seg/mACC", "sem_seg/pACC", "sem_seg/fwIoU")
+    headline_metrics = ("sem_seg/mIoU", "sem_seg/mACC")
 
     @classmethod
     def check_config(cls, cfg):

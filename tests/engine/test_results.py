@@ -5,7 +5,9 @@ import os
 import pytest
 import torch
 
-from contrastive_det.engine.results import aggregate_seed_results, normalize_metrics
+from contrastive_det.engine.results import (aggregate_seed_results, headline_keys, normalize_metrics, read_results,
+                                            summarize_values)
+from contrastive_det.engine.task import TASK_REGISTRY, Task, headline_patterns
 from contrastive_det.utils.atomic import atomic_open, atomic_write_json
 
 
@@ -73,3 +75,54 @@ def test_atomic_open_rejects_append():
     with pytest.raises(ValueError, match="modes"):
         with atomic_open("/tmp/x", "a"):
             pass
+
+
+def test_summarize_values_by_hand_one_value_and_nan():
+    s = summarize_values([50.0, 52.0, 54.0])
+    assert (s["mean"], s["std"], s["n"], s["values"]) == (52.0, pytest.approx(2.0), 3, [50.0, 52.0, 54.0])
+    assert summarize_values([80.0, 81.0])["std"] == pytest.approx(math.sqrt(0.5))  # n-1, not n (0.5)
+    one = summarize_values([7.0])
+    assert one["mean"] == 7.0 and one["std"] is None and one["n"] == 1  # no spread to show
+    bad = summarize_values([1.0, float("nan")])
+    assert math.isnan(bad["mean"]) and bad["std"] is None and bad["n"] == 2
+    with pytest.raises(ValueError):
+        summarize_values([])
+
+
+def test_one_seed_sweep_keeps_the_files_std_of_zero():
+    assert aggregate_seed_results([record(0, 50.0, 80.0)])["voc"]["bbox/AP"]["std"] == 0.0
+
+
+def test_read_results_names_the_file(tmp_path):
+    atomic_write_json(str(tmp_path / "results.json"), {"task": "t", "metrics": {"d": {"m": 1.0}}})
+    assert read_results(str(tmp_path))["metrics"] == {"d": {"m": 1.0}}
+    assert read_results(str(tmp_path / "results.json"))["task"] == "t"
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "missing" / "results.json")):
+        read_results(str(tmp_path / "missing"))
+    (tmp_path / "results.json").write_text('{"metrics": {"d": ')  # cut off mid-write by another tool
+    with pytest.raises(ValueError, match=r"results\.json: not a readable results file"):
+        read_results(str(tmp_path))
+    (tmp_path / "results.json").write_text('[1, 2]')
+    with pytest.raises(ValueError, match="expected a JSON object with a 'metrics' mapping"):
+        read_results(str(tmp_path))
+
+
+def test_headline_keys_follow_the_patterns_order():
+    names = ["few_shot/5way_5shot_ci95", "few_shot/5way_5shot", "few_shot/5way_1shot", "linear/score", "top1"]
+    assert headline_keys([r"linear/score", r"few_shot/\d+way_\d+shot"], names) == [
+        "linear/score", "few_shot/5way_1shot", "few_shot/5way_5shot"]
+    assert headline_keys([r"bbox/AP"], ["bbox/AP50", "bbox/AP"]) == ["bbox/AP"]  # matched in full
+
+
+def test_every_registered_tasks_headline_metrics_reach_the_report_without_an_edit():
+    assert headline_patterns()[:2] == [r"classification/score", r"linear/score"]  # registration order
+    assert "knn/top1" in headline_patterns() and "sem_seg/mIoU" in headline_patterns()
+
+    @TASK_REGISTRY.register()
+    class DepthEstimationTask(Task):  # a task the suite has never heard of
+        headline_metrics = ("depth/delta1",)
+
+    try:
+        assert headline_patterns()[-1] == "depth/delta1"
+    finally:
+        TASK_REGISTRY._obj_map.pop("DepthEstimationTask")
