@@ -7,7 +7,7 @@ transfer configs ``TASK: ClassificationTask``).
 Detection: Faster R-CNN / Mask R-CNN on VOC0712, COCO, the toy digit scenes or your own VOC/COCO
 dataset, with MODEL.WEIGHTS in any checkpoint layout the converter reads.
 """
-from contrastive_det.engine import AtomicDetectionCheckpointer, Trainer, argument_parser, get_task, launch_runs, setup
+from contrastive_det.engine import Trainer, argument_parser, get_task, launch_runs, setup
 
 EPILOG = """
 Examples:
@@ -38,10 +38,7 @@ def main(args, seed=None, output_dir=None):
 
     # protocols fitted by their evaluator (L-BFGS probes, few-shot) evaluate MODEL.WEIGHTS directly
     if args.eval_only or not get_task(cfg).trains(cfg):
-        model = Trainer.build_model(cfg)
-        checkpoint = AtomicDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume
-        )
+        model, checkpoint = Trainer.build_evaluation_model(cfg, resume=args.resume)
         results = Trainer.test(cfg, model)
         Trainer.write_eval_results(cfg, results, checkpoint=checkpoint, config_file=args.config_file)
         return results

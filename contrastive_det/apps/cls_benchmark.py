@@ -33,13 +33,11 @@ import time
 import torch
 from torch import nn
 
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.evaluation import DatasetEvaluator, inference_on_dataset
 from detectron2.utils import comm
 
 from ..data.checks import check_dataset_layout, check_images
 from ..data.classification_loader import dataset_metric
-from ..engine import AtomicDetectionCheckpointer
 from ..engine.defaults import build_run_config, load_config
 from ..engine.results import read_results
 from ..engine.task import get_task
@@ -96,10 +94,7 @@ class ClsBench:
         return cfg
 
     def model(self, cfg):
-        model = Trainer.build_model(cfg)
-        DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-        model.eval()
-        return model
+        return Trainer.build_evaluation_model(cfg)[0]
 
     def features(self):
         """{split: (features NxD, labels N)} of the probe's train / val / test splits, extracted
@@ -417,8 +412,7 @@ def _train_net_in_process(bench, name, cache):
     t1 = time.perf_counter()
     check_images(cfg, dict.fromkeys(names))
     t2 = time.perf_counter()
-    model = Trainer.build_model(cfg)
-    checkpoint = AtomicDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=False)
+    model, checkpoint = Trainer.build_evaluation_model(cfg)
     t3 = time.perf_counter()
     evaluator = _TimedEvaluator(Trainer.build_evaluator(cfg, cfg.DATASETS.TEST[0]))
     results = Trainer.test(cfg, model, evaluators=[evaluator])

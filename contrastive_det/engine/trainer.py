@@ -1,5 +1,6 @@
 """The one trainer every task runs on: detectron2's DefaultTrainer, fed by the task registry."""
 import logging
+import os
 import weakref
 
 import torch
@@ -8,6 +9,7 @@ from torch.nn.parallel import DistributedDataParallel
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, create_ddp_model, hooks
 from detectron2.engine.train_loop import TrainerBase
 from detectron2.utils import comm
+from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
 from ..solver import build_lr_scheduler, build_optimizer
@@ -19,6 +21,8 @@ from .results import build_results, normalize_metrics, write_results
 from .task import get_task
 
 logger = logging.getLogger(__name__)
+
+FINAL_MODEL = "model_final.pth"  # detectron2's name for the checkpoint at the end of training
 
 
 def wrap_ddp(model, device):
@@ -174,6 +178,38 @@ class Trainer(DefaultTrainer):
             with torch.no_grad():
                 for tensor in model.state_dict().values():
                     collectives.broadcast(tensor, src=0)
+        return model
+
+    @classmethod
+    def build_evaluation_model(cls, cfg, weights=None, *, resume=False):
+        """
+        The model an evaluation evaluates, in eval mode, and what the checkpointer returned
+        (``(model, checkpoint)``): ``cfg``'s model with ``weights`` (default ``MODEL.WEIGHTS``)
+        loaded as training loads them, or with ``resume`` the last checkpoint of ``OUTPUT_DIR``.
+        The one way to load a model for evaluation: ``--eval-only``, the fitted protocols, a
+        study's pictures (:meth:`load_run_model`) and the benchmarks.
+        """
+        model = cls.build_model(cfg)
+        checkpoint = AtomicDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+            cfg.MODEL.WEIGHTS if weights is None else weights, resume=resume
+        )
+        model.eval()
+        return model, checkpoint
+
+    @classmethod
+    def load_run_model(cls, cfg, out_dir):
+        """
+        The model a finished run in ``out_dir`` (``cfg``: its ``config.yaml``) evaluated, in eval
+        mode: its ``model_final.pth`` when the task trains, else ``MODEL.WEIGHTS`` (a fitted
+        protocol evaluates the weights). The RNG is seeded as ``default_setup`` seeds the main
+        process, so a random init is the run's own.
+        """
+        seed_all_rng(None if cfg.SEED < 0 else cfg.SEED)
+        trained = get_task(cfg).trains(cfg)
+        cfg = cfg.clone()
+        cfg.defrost()
+        cfg.OUTPUT_DIR = out_dir
+        model, _ = cls.build_evaluation_model(cfg, os.path.join(out_dir, FINAL_MODEL) if trained else None)
         return model
 
     @classmethod

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ..engine.results import RESULTS_FILE
+from ..engine.trainer import FINAL_MODEL
 from .figures import pyplot, safe_name, save_png
 
 __all__ = ["embedding_pictures", "detection_pictures", "embed_2d", "pooled_test_features", "load_run_config",
@@ -42,7 +43,7 @@ UMAP_PARAMS = {"n_neighbors": 15, "min_dist": 0.1, "metric": "cosine", "random_s
 SUBSET_SEED = 0
 #: at most this many classes get a legend entry (the colours repeat beyond 20 anyway)
 MAX_LEGEND = 40
-CONFIG_FILE, FINAL_MODEL = "config.yaml", "model_final.pth"
+CONFIG_FILE = "config.yaml"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,29 +101,12 @@ def _finished_runs(plan, task, needs, log, what):
     return chosen
 
 
-def _seed_rng(cfg):
-    """The RNG as ``default_setup`` leaves it for the main process (a random init is then the run's)."""
-    from detectron2.utils.env import seed_all_rng
-
-    seed_all_rng(None if cfg.SEED < 0 else cfg.SEED)
-
-
 def build_run_model(cfg, out_dir):
-    """The model the run in ``out_dir`` evaluated, in eval mode (see the module docstring)."""
-    from ..engine.checkpoint import AtomicDetectionCheckpointer
-    from ..engine.task import get_task
+    """The model the run in ``out_dir`` evaluated, in eval mode (the engine's
+    :meth:`~contrastive_det.engine.trainer.Trainer.load_run_model`)."""
     from ..engine.trainer import Trainer
 
-    _seed_rng(cfg)
-    model = Trainer.build_model(cfg)
-    checkpointer = AtomicDetectionCheckpointer(model, save_dir=out_dir)
-    final = os.path.join(out_dir, FINAL_MODEL)
-    if get_task(cfg).trains(cfg):
-        checkpointer.load(final)  # the trained model (the run evaluated it last)
-    else:
-        checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=False)  # train_net.py's evaluation path
-    model.eval()
-    return model
+    return Trainer.load_run_model(cfg, out_dir)
 
 
 def _seeds_text(chosen_rows):

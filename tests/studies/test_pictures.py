@@ -131,6 +131,20 @@ def test_features_are_those_the_run_computed(study):
         np.testing.assert_array_equal(labels, [d["label"] for d in dicts])
 
 
+def test_a_trained_run_is_rebuilt_with_its_final_weights(study):
+    """A detection transfer trained: the engine rebuilds it from model_final.pth, not MODEL.WEIGHTS."""
+    _, plan = study
+    run = _runs(plan, "det", "simclr")[0]
+    cfg = pictures.load_run_config(run["out_dir"])
+    model = pictures.build_run_model(cfg, run["out_dir"])
+    assert not model.training
+    final = torch.load(os.path.join(run["out_dir"], "model_final.pth"), map_location="cpu", weights_only=True)["model"]
+    state = model.state_dict()
+    assert final.keys() == state.keys()
+    for k, v in final.items():
+        assert torch.equal(state[k], v), k
+
+
 def test_max_images_draws_a_fixed_subset(study):
     _, plan = study
     cfg = pictures.load_run_config(_runs(plan, "lbfgs", "simclr")[0]["out_dir"])
