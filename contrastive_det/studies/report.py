@@ -220,7 +220,7 @@ def _table(transfer, dataset, rows, order):
             if m in rows[r] and rows[r][m]["mean"] is not None:
                 ranks[(r, m)] = 1 + sum(1 for v in have if v > rows[r][m]["mean"])
     lines = [f"#### {transfer} on {dataset}", "",
-             "| pretraining | " + " | ".join(f"{m} (rank)" for m in metrics) + " |",
+             "| pretraining | " + " | ".join(f"{m} (n) [rank]" for m in metrics) + " |",
              "|---|" + "---|" * len(metrics)]
     for r in names:
         cells = []

@@ -137,6 +137,9 @@ def test_every_seed_study_has_a_toy_twin_of_the_same_design_and_a_time_estimate(
         # the same swept keys, sweep, kinds of transfer and pretraining objectives (not their scale)
         assert sorted(a["key"] for a in toy.axes.values()) == sorted(a["key"] for a in study.axes.values()), seed
         assert toy.sweep == study.sweep, seed
+        # the seed's claims, stated in both, with the same kind of comparison (rows or two transfers of a row)
+        assert study.claims and toy.claims, seed
+        assert {bool(c.get("row")) for c in toy.claims} == {bool(c.get("row")) for c in study.claims}, seed
         assert {r.meta["task"] for r in _plan(f"{seed}_toy") if r.kind == "transfer"} == \
             {r.meta["task"] for r in _plan(seed) if r.kind == "transfer"}, seed
         if seed != "islam":  # islam_toy is the main job (make demo): its rows are the demo's (README)
