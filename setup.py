@@ -47,7 +47,8 @@ setup(
     install_requires=INSTALL_REQUIRES,
     extras_require={
         # scikit-learn: the L-BFGS probe is tested against its LogisticRegression
-        "dev": ["pytest>=7", "pytest-timeout", "scikit-learn"],
+        # ruff: the linter of `make lint` and .ci/run (ruff.toml)
+        "dev": ["pytest>=7", "pytest-timeout", "scikit-learn", "ruff==0.17.6"],
         # tools/benchmark.py --only lightly: the library a user would pick instead
         "bench": ["lightly==1.6.0"],
     },

@@ -10,7 +10,7 @@ import warnings
 # every command line: not the user's concern. The one place it is filtered (tools import this package first).
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
 
-from .version import __version__  # noqa: E402
+from .version import __version__  # noqa: E402,F401  (the package's version)
 
 from . import modeling  # noqa: F401,E402  (registers ROI heads / meta-archs)
 from . import data  # noqa: F401,E402  (registers built-in datasets)

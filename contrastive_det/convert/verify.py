@@ -135,7 +135,7 @@ def check_coverage(extraction, depth=None):
             continue
         report.matched.append((original, d2_key, tuple(shape)))
         out[tv_key] = value
-    for d2_key, tv_key in by_d2.items():  # e.g. layer1.5.* in a ResNet with 3 blocks in layer1
+    for tv_key in by_d2.values():  # e.g. layer1.5.* in a ResNet with 3 blocks in layer1
         report.unexpected.append(names.get(tv_key, tv_key))
     return report, out
 

@@ -34,7 +34,7 @@ from detectron2.data import MetadataCatalog
 
 from ..utils.atomic import atomic_write_json
 from .catalog import _register
-from .checks import DatasetLayoutError, check_required_paths, layout_error, read_listed_dicts
+from .checks import DatasetLayoutError, check_required_paths, read_listed_dicts
 from .classification import LazyClassList
 from .paths import datasets_root
 

@@ -186,7 +186,7 @@ def mix_datasets(parts, proportions, total=0, seed=0, names=None):
     if total == 0:
         total = _largest_mix_total(sizes, proportions)
     counts = apportion(total, proportions)
-    for name, k, n, p in zip(names, counts, sizes, proportions):
+    for name, k, n, _p in zip(names, counts, sizes, proportions):
         if k > n:
             raise ValueError(
                 f"DATASETS.PRETRAIN.MIX_TOTAL {total} with proportions {proportions} needs {k} images of "

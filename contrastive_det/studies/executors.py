@@ -312,10 +312,10 @@ class SubmititExecutor:
             jobs = []
             if len(group) > 1 and hasattr(self.executor, "batch"):
                 with self.executor.batch():  # one array job (slurm_array_parallelism applies)
-                    for key, argv, log_path, *_ in group:
+                    for _key, argv, log_path, *_ in group:
                         jobs.append(self.executor.submit(CommandJob(argv, log_path, self.cwd, nodes)))
             else:
-                for key, argv, log_path, *_ in group:
+                for _key, argv, log_path, *_ in group:
                     jobs.append(self.executor.submit(CommandJob(argv, log_path, self.cwd, nodes)))
             for (key, *_), job in zip(group, jobs):
                 self._jobs[key] = job

@@ -414,7 +414,7 @@ def detection_pictures(study_dir, plan, out_dir, *, num_images=3, score_threshol
         datasets = list(next(iter(rows.values()))[1].DATASETS.TEST)
         meta = {name: MetadataCatalog.get(name) for name in datasets}
 
-        def draw(cfg, model, name):
+        def draw(cfg, model, name, meta=meta):
             drawn = []
             dicts = first_test_images(name, num_images)
             for d, inst in zip(dicts, predict(cfg, model, dicts)):
@@ -427,7 +427,7 @@ def detection_pictures(study_dir, plan, out_dir, *, num_images=3, score_threshol
 
         # name -> [(row, [(pred image, count, gt image, gt count, id)])]
         cells = draw_rows(rows, datasets, draw, log, "detections",
-                          progress=lambda it: tqdm(it, desc=f"detections {transfer}", unit="row"))
+                          progress=lambda it, transfer=transfer: tqdm(it, desc=f"detections {transfer}", unit="row"))
         for name in datasets:
             grid = cells[name]
             if not grid or not grid[0][1]:

@@ -106,7 +106,7 @@ def partition_time_limit(partition=None):
             return parse_slurm_time(limit)
     if partition is not None:
         raise RuntimeError(f"SLURM has no partition {partition!r} (sinfo lists: "
-                           f"{', '.join(l.split()[0] for l in out.stdout.splitlines() if l.strip())})")
+                           f"{', '.join(line.split()[0] for line in out.stdout.splitlines() if line.strip())})")
     return None
 
 

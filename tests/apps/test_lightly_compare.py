@@ -1,5 +1,4 @@
 """The comparison with lightly: our side runs the real engine; lightly's side and its absence."""
-import argparse
 import os
 
 import pytest

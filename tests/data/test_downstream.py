@@ -17,7 +17,6 @@ from contrastive_det.data.classification import LazyClassList, clear_array_cache
 from contrastive_det.data.downstream import DOWNSTREAM_SETS, register_downstream
 from contrastive_det.data.downstream import SPLITS as ALL_SPLITS
 
-SPLITS = ("train", "val", "trainval", "test")  # the roles; "all" = trainval + test is checked in check_contract
 from contrastive_det.data.downstream.meta import (
     CHESTX_CLASSES,
     DEEPWEEDS_CLASSES,
@@ -27,6 +26,8 @@ from contrastive_det.data.downstream.meta import (
     KAOKORE_CLASSES,
     VOC_CLASSES,
 )
+
+SPLITS = ("train", "val", "trainval", "test")  # the roles; "all" = trainval + test is checked in check_contract
 
 
 # ----------------------------------------------------------------------------------------------
@@ -316,7 +317,7 @@ def test_dtd_official_split_1_and_torchvision_layout(tmp_path):
     assert len(DatasetCatalog.get(f"{prefix}_test")) == 6
 
     (tmp_path / "official" / "dtd" / "labels" / "test1.txt").unlink()
-    prefix = f"t_dtd_official"
+    prefix = "t_dtd_official"
     with pytest.raises(DatasetLayoutError) as err:
         check_dataset_layout(f"{prefix}_test")
     assert "labels/test1.txt" in str(err.value) and "dtd/labels/{train,val,test}1.txt" in str(err.value)
@@ -512,9 +513,9 @@ def test_stanford_cars_torchvision_files(tmp_path):
     sio.savemat(root / "devkit" / "cars_meta.mat", {"class_names": names})
     train = [(1 + i % 3, f"{i + 1:05d}.jpg") for i in range(15)]
     test = [(1 + i % 3, f"{i + 1:05d}.jpg") for i in range(6)]
-    for cls, fname in train:
+    for _cls, fname in train:
         img(root / "cars_train" / fname)
-    for cls, fname in test:
+    for _cls, fname in test:
         img(root / "cars_test" / fname)
     sio.savemat(root / "devkit" / "cars_train_annos.mat", {"annotations": _annotations(train)})
     sio.savemat(root / "cars_test_annos_withlabels.mat", {"annotations": _annotations(test)})

@@ -160,7 +160,7 @@ def test_focal_supcon_gradcheck():
     z = torch.randn(5, 3, generator=gen, dtype=torch.float64, requires_grad=True)
     labels = torch.tensor([0, 1, 0, 1, 2])
     for normalization in ("positives", "batch"):
-        assert torch.autograd.gradcheck(lambda x: focal_supcon_loss(x, labels, 0.5, normalization=normalization), (z,))
+        assert torch.autograd.gradcheck(lambda x, n=normalization: focal_supcon_loss(x, labels, 0.5, normalization=n), (z,))
 
 
 def test_focal_supcon_rejects_bad_arguments():

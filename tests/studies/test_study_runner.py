@@ -199,7 +199,7 @@ class WritingExecutor:
         return self.jobs - len(self._ended)
 
     def start(self, items):
-        for key, argv, log_path, *_ in items:
+        for key, argv, _log_path, *_ in items:
             self.started.append((key, argv))
             if key not in self.fail:
                 for p in self.runs[key].outputs:

@@ -184,7 +184,7 @@ def read_chestx(root, split, classes):
     path = os.path.join(root, CHESTX_CSV)
     index = {c: i for i, c in enumerate(CHESTX_CLASSES)}
     dicts = []
-    for line, row in _csv_rows(path, ["Image Index", "Finding Labels"]):
+    for _line, row in _csv_rows(path, ["Image Index", "Finding Labels"]):
         findings = row["Finding Labels"].split("|")
         if len(findings) == 1 and findings[0] in index:
             name = row["Image Index"]
