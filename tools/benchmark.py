@@ -11,7 +11,7 @@ forward, backward and step, and (``--only lightly``) images per second of tools/
 run of configs/toy/pretrain_simclr_R18.yaml against lightly's documented SimCLR loop on the same
 data and settings. Ratios are measured side by side in alternating blocks; a Trainer step includes
 every hook's before_step/after_step and the periodic writes. Classification transfer
-(contrastive_det/apps/cls_benchmark.py, configs/toy/cls_linear_lbfgs_R18.yaml on the textured toy
+(contrastive_det/benchmarks/classification.py, configs/toy/cls_linear_lbfgs_R18.yaml on the textured toy
 crops): ``probe_speed`` (the cached L-BFGS probe against an SGD-trained linear layer on the same
 frozen features), ``extraction`` (feature extraction through the task's loader, inference_on_dataset
 and the probe evaluator against a bare no_grad loop) and ``probe_cache`` (a second L-BFGS probe run
@@ -33,10 +33,10 @@ import tempfile
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
-from contrastive_det.apps import cls_benchmark
-from contrastive_det.apps.benchmark import StepBench, seconds_per_iter, trainer_overhead
-from contrastive_det.apps.lightly_compare import compare as lightly_compare
-from contrastive_det.apps.lightly_compare import lightly_missing
+from contrastive_det.benchmarks import classification as cls_benchmark
+from contrastive_det.benchmarks.engine_step import StepBench, seconds_per_iter, trainer_overhead
+from contrastive_det.benchmarks.lightly_compare import compare as lightly_compare
+from contrastive_det.benchmarks.lightly_compare import lightly_missing
 from contrastive_det.engine.defaults import build_run_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """
-The main job on the toy data (`make demo`): pretrain (SimCLR and SupCon, CPU-sized) -> export ->
+One chain on the toy data without a study file (the main job, `make demo`, is the study
+configs/studies/islam_toy.yaml): pretrain (SimCLR and SupCon, CPU-sized) -> export ->
 convert with verification -> Faster R-CNN transfer on the digit scenes -> a table of AP50/AP/AP75
 against random init, written to OUTPUT/summary.{md,json} and printed.
 

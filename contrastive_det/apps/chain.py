@@ -1,5 +1,5 @@
 """
-The main job on the toy data, end to end: contrastive pretraining -> backbone export -> verified
+One chain on the toy data, end to end, without a study file: contrastive pretraining -> backbone export -> verified
 conversion to detectron2 -> Faster R-CNN transfer on the digit scenes, against random init, and
 a table of AP50 / AP / AP75. Each stage runs the real CLI (tools/*.py) in its own process.
 """

@@ -1,4 +1,4 @@
-"""The main job: tools/run_chain.py end to end with tiny settings, and its summary table."""
+"""One chain without a study file: tools/run_chain.py end to end with tiny settings, and its summary table."""
 import json
 import os
 

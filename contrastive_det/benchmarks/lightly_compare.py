@@ -17,7 +17,7 @@ workers never compete with the timed side and slow drift of a shared machine hit
 
 lightly is optional (``pip install -e .[bench]``): :func:`lightly_missing` says how to install it.
 
-    python -m contrastive_det.apps.lightly_compare --side ours --config-file CONFIG --iters 20
+    python -m contrastive_det.benchmarks.lightly_compare --side ours --config-file CONFIG --iters 20
 """
 import argparse
 import json
@@ -181,7 +181,7 @@ def run_block(side, config_file, opts, warmup, iters):
     """One block of one side in a fresh process; returns :func:`_block_result`'s dict."""
     with tempfile.TemporaryDirectory(prefix=f"cdet_{side}_") as tmp:
         out = os.path.join(tmp, "block.json")
-        cmd = [sys.executable, "-m", "contrastive_det.apps.lightly_compare", "--side", side,
+        cmd = [sys.executable, "-m", "contrastive_det.benchmarks.lightly_compare", "--side", side,
                "--config-file", config_file, "--warmup", str(warmup), "--iters", str(iters),
                "--json", out, "--output-dir", os.path.join(tmp, "out")] + list(opts)
         proc = subprocess.run(cmd, capture_output=True, text=True)

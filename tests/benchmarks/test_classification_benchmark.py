@@ -74,7 +74,7 @@ def test_cls_benchmarks_print_finite_ratios(textured_root, tmp_path):
 
 
 def test_sgd_probe_and_lbfgs_reach_on_separable_features():
-    from contrastive_det.apps.cls_benchmark import _time_to_score, lbfgs_time_to_reach, sgd_probe_on_features
+    from contrastive_det.benchmarks.classification import _time_to_score, lbfgs_time_to_reach, sgd_probe_on_features
 
     g = torch.Generator().manual_seed(0)
     y = torch.arange(60) % 3

@@ -11,7 +11,7 @@ TINY = ["SOLVER.IMS_PER_BATCH", "4", "INPUT.TWO_VIEW.CROP_SIZE", "32", "INPUT.TW
 
 
 def test_ours_block_times_the_real_engine_with_its_writers(toy_root, tmp_path):
-    from contrastive_det.apps.lightly_compare import time_ours
+    from contrastive_det.benchmarks.lightly_compare import time_ours
 
     cfg, times = time_ours(SIMCLR, TINY, warmup=1, iters=2, output_dir=str(tmp_path))
     assert len(times) == 2 and all(t > 0 for t in times)
@@ -21,7 +21,7 @@ def test_ours_block_times_the_real_engine_with_its_writers(toy_root, tmp_path):
 
 def test_lightly_block_runs_on_the_same_folder(toy_root, tmp_path):
     pytest.importorskip("lightly.transforms", reason="lightly is optional (pip install -e .[bench])")
-    from contrastive_det.apps.lightly_compare import _cfg, image_folder_root, time_lightly
+    from contrastive_det.benchmarks.lightly_compare import _cfg, image_folder_root, time_lightly
 
     cfg = _cfg(SIMCLR, TINY, str(tmp_path))
     assert image_folder_root(cfg) == str(toy_root / "toy_digits" / "crops" / "train")

@@ -39,8 +39,8 @@ def test_trainer_blocks_include_hooks_and_periodic_writes(toy_root, tmp_path, mo
     """
     from detectron2.utils.events import JSONWriter
 
-    from contrastive_det.apps import benchmark
-    from contrastive_det.apps.benchmark import StepBench, trainer_overhead
+    from contrastive_det.benchmarks import engine_step as benchmark
+    from contrastive_det.benchmarks.engine_step import StepBench, trainer_overhead
     from contrastive_det.engine.defaults import build_run_config
 
     pause, writes = 3600.0, []
