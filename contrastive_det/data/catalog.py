@@ -32,7 +32,7 @@ def _same(old, new):
     return old == new
 
 
-def _register(name, loader, **metadata):
+def register_dataset(name, loader, **metadata):
     """Register ``name`` (idempotent; re-registering with other metadata replaces the entry)."""
     if name in DatasetCatalog.list():
         old = MetadataCatalog.get(name).as_dict()
@@ -47,7 +47,7 @@ def _register(name, loader, **metadata):
 def register_voc(name, dirname, split, class_names, year=2007):
     """A dataset in Pascal VOC layout, evaluated with detectron2's VOC evaluator (2007: 11-point)."""
     class_names = list(class_names)
-    _register(
+    register_dataset(
         name,
         lambda: load_voc_instances(dirname, split, class_names),
         thing_classes=class_names,
@@ -63,7 +63,7 @@ def register_coco(name, json_file, image_root, class_names=None):
     metadata = dict(json_file=json_file, image_root=image_root, evaluator_type="coco")
     if class_names:
         metadata["thing_classes"] = list(class_names)
-    _register(name, lambda: load_coco_json(json_file, image_root, name), **metadata)
+    register_dataset(name, lambda: load_coco_json(json_file, image_root, name), **metadata)
 
 
 def _check_metric(metric, where):
@@ -89,7 +89,7 @@ def register_classification(name, root, class_names=None, metric="top1"):
         if class_names
         else LazyClassList(class_folder_names, root, description=f"the sorted folder names of {root}")
     )
-    _register(
+    register_dataset(
         name,
         lambda: load_class_folders(root, class_names),
         image_root=root,
@@ -121,7 +121,7 @@ def register_classification_csv(name, csv_file, class_names, root=None, metric="
             f"register_classification_csv('{name}'): class names must be non-empty and unique, got {class_names}"
         )
     image_root = root or os.path.dirname(os.path.abspath(csv_file))
-    _register(
+    register_dataset(
         name,
         lambda: load_classification_csv(csv_file, class_names, image_root),
         image_root=image_root,
@@ -139,7 +139,7 @@ def _register_voc_sem_seg(name, dirname, split, stuff_classes, label_dir="Segmen
     """A semantic segmentation set in VOC2012's layout (:func:`.voc_sem_seg.load_voc_sem_seg`), registered lazily."""
     layout = voc_sem_seg_layout(dirname, split, label_dir)
     list_file = os.path.join(dirname, SEGMENTATION_SETS, f"{split}.txt")
-    _register(
+    register_dataset(
         name,
         lambda: read_listed_dicts(
             name, layout, lambda: load_voc_sem_seg(dirname, split, label_dir, name=name), f"{list_file} lists no image"
@@ -202,7 +202,7 @@ def register_imagenet(root=None):
     for split in ("train", "val"):
         split_root = os.path.join(root, split)
         name = f"imagenet_{split}"
-        _register(
+        register_dataset(
             name,
             lambda split_root=split_root: load_class_folders(split_root, list(classes)),
             image_root=split_root,
@@ -225,14 +225,14 @@ SEM_SEG_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 MAX_LISTED = 5  # files a sem_seg error names (then the count)
 
 
-def _some(items):
+def first_few(items):
     """The first :data:`MAX_LISTED` of ``items`` joined, and how many more."""
     items = list(items)
     shown = ", ".join(str(i) for i in items[:MAX_LISTED])
     return shown + (f" (and {len(items) - MAX_LISTED} more)" if len(items) > MAX_LISTED else "")
 
 
-def _names(folder):
+def folder_entries(folder):
     """The entries of ``folder`` as a set (empty when it does not exist: the caller reports it)."""
     try:
         return set(os.listdir(folder))
@@ -240,7 +240,7 @@ def _names(folder):
         return set()
 
 
-def _load_sem_seg(name, read):
+def load_sem_seg_split(name, read):
     """A sem_seg loader: check the metadata's paths, read, check ids are unique, sort by ``image_id``."""
     meta = MetadataCatalog.get(name)
     check_required_paths(name, list(meta.required_paths), meta.layout)
@@ -311,7 +311,7 @@ def read_sem_seg_folder(image_root, label_root, list_file=None, reduce_zero_labe
     stems without an image, and stems with two images.
     """
     by_stem = {}
-    for fname in sorted(_names(image_root)):
+    for fname in sorted(folder_entries(image_root)):
         stem, ext = os.path.splitext(fname)
         if ext.lower() in SEM_SEG_IMAGE_EXTENSIONS and os.path.isfile(os.path.join(image_root, fname)):
             by_stem.setdefault(stem, []).append(fname)
@@ -321,7 +321,7 @@ def read_sem_seg_folder(image_root, label_root, list_file=None, reduce_zero_labe
         no_image = [os.path.join(image_root, f"{s}.{exts}") for s in stems if s not in by_stem]
         if no_image:
             raise DatasetLayoutError(
-                f"{len(no_image)} of the {len(stems)} stems listed in {list_file} have no image: {_some(no_image)}"
+                f"{len(no_image)} of the {len(stems)} stems listed in {list_file} have no image: {first_few(no_image)}"
             )
     else:
         stems = sorted(by_stem)
@@ -329,15 +329,15 @@ def read_sem_seg_folder(image_root, label_root, list_file=None, reduce_zero_labe
             raise DatasetLayoutError(f"{image_root} holds no images <stem>.{exts}")
     twice = [" and ".join(os.path.join(image_root, f) for f in by_stem[s]) for s in stems if len(by_stem[s]) > 1]
     if twice:
-        raise DatasetLayoutError(f"{len(twice)} stems have more than one image: {_some(twice)}")
-    labels = _names(label_root)
+        raise DatasetLayoutError(f"{len(twice)} stems have more than one image: {first_few(twice)}")
+    labels = folder_entries(label_root)
     no_label = [
         f"{os.path.join(image_root, by_stem[s][0])} (no {os.path.join(label_root, s + '.png')})"
         for s in stems
         if f"{s}.png" not in labels
     ]
     if no_label:
-        raise DatasetLayoutError(f"{len(no_label)} of the {len(stems)} images have no label: {_some(no_label)}")
+        raise DatasetLayoutError(f"{len(no_label)} of the {len(stems)} images have no label: {first_few(no_label)}")
     dicts = []
     for s in stems:
         record = {
@@ -378,10 +378,10 @@ def register_sem_seg(name, image_root, label_root, class_names, ignore_label=IGN
         + (f"; stems listed one a line in {list_file}" if list_file else "")
     )
     required = [image_root.rstrip("/") + "/", label_root.rstrip("/") + "/"] + ([list_file] if list_file else [])
-    _register(
+    register_dataset(
         name,
         functools.partial(
-            _load_sem_seg, name,
+            load_sem_seg_split, name,
             functools.partial(read_sem_seg_folder, image_root, label_root, list_file, reduce_zero_label),
         ),
         stuff_classes=list(class_names),

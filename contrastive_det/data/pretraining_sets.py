@@ -33,7 +33,7 @@ from collections import Counter
 from detectron2.data import MetadataCatalog
 
 from ..utils.atomic import atomic_write_json
-from .catalog import _register
+from .catalog import register_dataset
 from .checks import DatasetLayoutError, check_required_paths, read_listed_dicts
 from .classification import LazyClassList
 from .paths import datasets_root
@@ -65,7 +65,7 @@ def _load(name, root, reader):
 
 
 def _register_split(name, root, loader, classes, required, layout, **extra):
-    _register(
+    register_dataset(
         name,
         functools.partial(_load, name, root, loader),
         classes=classes,

@@ -55,7 +55,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.builtin_meta import ADE20K_SEM_SEG_CATEGORIES, _get_builtin_metadata
 from detectron2.data.datasets.cityscapes import load_cityscapes_semantic
 
-from .catalog import SEM_SEG_IMAGE_EXTENSIONS, _load_sem_seg, _names, _register, _some
+from .catalog import SEM_SEG_IMAGE_EXTENSIONS, first_few, folder_entries, load_sem_seg_split, register_dataset
 from .checks import DatasetLayoutError
 from .downstream.meta import VOC_CLASSES
 from .paths import datasets_root
@@ -152,18 +152,18 @@ def _check_pairs(dicts, what):
         missing = [d[key] for d in dicts if not os.path.isfile(d[key])]
         if missing:
             raise DatasetLayoutError(
-                f"{len(missing)} of the {len(dicts)} {kind} files of {what} are missing: {_some(missing)}"
+                f"{len(missing)} of the {len(dicts)} {kind} files of {what} are missing: {first_few(missing)}"
             )
     return dicts
 
 
 def _load(name, read, official_root=None):
     """
-    The DatasetCatalog loader (:func:`.catalog._load_sem_seg`: check the metadata's paths, read,
+    The DatasetCatalog loader (:func:`.catalog.load_sem_seg_split`: check the metadata's paths, read,
     check ids are unique, sort by id); warn when ``official_root`` is the built-in root and the
     count is not the official one.
     """
-    dicts = _load_sem_seg(name, read)
+    dicts = load_sem_seg_split(name, read)
     expected = OFFICIAL_COUNTS.get(name)
     if expected is not None and official_root is not None:
         folder, builtin_folder = official_root
@@ -177,7 +177,7 @@ def _load(name, read, official_root=None):
 
 
 def _register_sem_seg(name, read, classes, image_root, sem_seg_root, required, layout, official_root=None, **extra):
-    _register(
+    register_dataset(
         name,
         functools.partial(_load, name, read, official_root),
         stuff_classes=list(classes),
@@ -229,10 +229,10 @@ def read_voc_train_aug(voc_root, sbd_dir=None):
             val_ids = set(_read_ids(val_file)) if os.path.isfile(val_file) else set()
             overlap = sorted(val_ids.intersection(ids))
             if overlap:
-                logger.warning(f"{list_file} lists {len(overlap)} ids of the VOC val set: {_some(overlap)}")
+                logger.warning(f"{list_file} lists {len(overlap)} ids of the VOC val set: {first_few(overlap)}")
         else:
             val_ids = set(_read_ids(val_file))
-            ids = sorted({n[:-4] for n in _names(label_dir) if n.endswith(".png")} - val_ids)
+            ids = sorted({n[:-4] for n in folder_entries(label_dir) if n.endswith(".png")} - val_ids)
             source = f"the PNGs of {label_dir}/ minus the ids of {val_file}"
         dicts = [
             _record(i, os.path.join(images, f"{i}.jpg"), os.path.join(label_dir, f"{i}.png")) for i in ids
@@ -243,8 +243,8 @@ def read_voc_train_aug(voc_root, sbd_dir=None):
     voc_val = set(_read_ids(val_file))
     sbd_ids = _read_ids(os.path.join(sbd_dir, "train.txt")) + _read_ids(os.path.join(sbd_dir, "val.txt"))
     ids = sorted((set(sbd_ids) | set(voc_train)) - voc_val)
-    voc_labels, sbd_labels = _names(os.path.join(voc_root, "SegmentationClass")), _names(os.path.join(sbd_dir, "cls"))
-    voc_images, sbd_images = _names(images), _names(os.path.join(sbd_dir, "img"))
+    voc_labels, sbd_labels = folder_entries(os.path.join(voc_root, "SegmentationClass")), folder_entries(os.path.join(sbd_dir, "cls"))
+    voc_images, sbd_images = folder_entries(images), folder_entries(os.path.join(sbd_dir, "img"))
     dicts, no_label, no_image = [], [], []
     for i in ids:
         if f"{i}.png" in voc_labels:
@@ -265,12 +265,12 @@ def read_voc_train_aug(voc_root, sbd_dir=None):
     if no_label:
         raise DatasetLayoutError(
             f"{len(no_label)} of the {len(ids)} train_aug ids have neither {voc_root}/SegmentationClass/<id>.png "
-            f"nor {sbd_dir}/cls/<id>.mat: {_some(no_label)}"
+            f"nor {sbd_dir}/cls/<id>.mat: {first_few(no_label)}"
         )
     if no_image:
         raise DatasetLayoutError(
             f"{len(no_image)} of the {len(ids)} train_aug ids have neither {images}/<id>.jpg nor "
-            f"{sbd_dir}/img/<id>.jpg: {_some(no_image)}"
+            f"{sbd_dir}/img/<id>.jpg: {first_few(no_image)}"
         )
     return dicts
 
@@ -361,7 +361,7 @@ def check_cityscapes_files(image_dir, gt_dir):
     if stray:
         raise DatasetLayoutError(
             f"{image_dir} holds {len(stray)} entries that are not <city>/<name>{CITYSCAPES_IMAGE_SUFFIX}: "
-            + _some(stray)
+            + first_few(stray)
         )
     if not images:
         raise DatasetLayoutError(f"{image_dir} holds no <city>/<name>{CITYSCAPES_IMAGE_SUFFIX} images")
@@ -372,13 +372,13 @@ def check_cityscapes_files(image_dir, gt_dir):
     no_json = [s + CITYSCAPES_JSON_SUFFIX for s in stems if not os.path.isfile(s + CITYSCAPES_JSON_SUFFIX)]
     if no_json:
         raise DatasetLayoutError(
-            f"{len(no_json)} of the {len(images)} images have no gtFine annotation: {_some(no_json)} "
+            f"{len(no_json)} of the {len(images)} images have no gtFine annotation: {first_few(no_json)} "
             "(unpack gtFine_trainvaltest.zip next to leftImg8bit/)"
         )
     no_train_ids = [s + CITYSCAPES_TRAIN_ID_SUFFIX for s in stems if not os.path.isfile(s + CITYSCAPES_TRAIN_ID_SUFFIX)]
     if no_train_ids:
         raise DatasetLayoutError(
-            f"{len(no_train_ids)} of the {len(images)} images have no train-id label map: {_some(no_train_ids)}. "
+            f"{len(no_train_ids)} of the {len(images)} images have no train-id label map: {first_few(no_train_ids)}. "
             f"Write them with: {_cityscapes_fix(image_dir)} (pip install cityscapesscripts; it writes "
             "<name>_gtFine_labelTrainIds.png next to every <name>_gtFine_polygons.json)"
         )
@@ -450,14 +450,14 @@ def register_cityscapes_sem_seg(root=None):
 # ----------------------------------------------------------------------------------------------
 def read_ade20k_sem_seg(image_dir, label_dir):
     """``<image_dir>/<id>.jpg`` with ``<label_dir>/<id>.png`` (raw labels: 0 = other, reduced on read)."""
-    ids = sorted(n[:-4] for n in _names(image_dir) if n.endswith(".jpg"))
+    ids = sorted(n[:-4] for n in folder_entries(image_dir) if n.endswith(".jpg"))
     if not ids:
         raise DatasetLayoutError(f"{image_dir} holds no .jpg images")
-    labels = _names(label_dir)
+    labels = folder_entries(label_dir)
     missing = [os.path.join(label_dir, f"{i}.png") for i in ids if f"{i}.png" not in labels]
     if missing:
         raise DatasetLayoutError(
-            f"{len(missing)} of the {len(ids)} images of {image_dir} have no label: {_some(missing)}"
+            f"{len(missing)} of the {len(ids)} images of {image_dir} have no label: {first_few(missing)}"
         )
     return [
         dict(

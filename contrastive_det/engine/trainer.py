@@ -92,6 +92,21 @@ class Trainer(DefaultTrainer):
     """
 
     def __init__(self, cfg, config_file=""):
+        """
+        Mirrors ``DefaultTrainer.__init__`` step for step (logger, worker scaling, model, optimizer,
+        loader, DDP, step trainer, scheduler, checkpointer, hooks) and differs where noted:
+
+        * ``TrainerBase.__init__`` is called instead of ``DefaultTrainer.__init__``, which would build
+          the model, loader and checkpointer its own way (twice the work, and the wrong kinds);
+        * the config ``--resume`` compares (:func:`resumable_config`) is taken before the worker
+          scaling, so that a resume on another number of processes compares the user's settings;
+        * the model is wrapped with :func:`wrap_ddp` (no ``device_ids`` on CPU: DDP over gloo);
+        * the step trainer is :class:`CheckedSimpleTrainer` / :class:`CheckedAMPTrainer` (every
+          process stops at one iteration on a non-finite loss);
+        * the checkpointer is atomic and stores the seed and the resumable config, and knows the
+          trainer (a stop request saves through it);
+        * ``config_file`` is kept for ``results.json``.
+        """
         TrainerBase.__init__(self)
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from .classification import METRICS, classification_scores
 
-__all__ = ["LBFGS_DTYPES", "fit_logistic", "regularisation_grid", "select_and_refit"]
+__all__ = ["LBFGS_DTYPES", "check_reg", "fit_logistic", "regularisation_grid", "select_and_refit"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ LBFGS_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 _HISTORY = 10
 
 
-def _check_reg(reg):
+def check_reg(reg):
     if isinstance(reg, bool) or not isinstance(reg, numbers.Real) or not (math.isfinite(reg) and reg > 0):
         raise ValueError(f"reg must be a positive finite number (reg = 1 / scikit-learn's C), got {reg!r}")
     return float(reg)
@@ -192,7 +192,7 @@ def fit_logistic(features, labels, reg, *, init=None, num_classes=None, max_iter
         ValueError: bad shapes, labels out of range, non-finite features, reg <= 0, max_iter < 1,
             tol <= 0, or an ``init`` of the wrong shape.
     """
-    reg = _check_reg(reg)
+    reg = check_reg(reg)
     if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
         raise ValueError(f"max_iter must be a positive int, got {max_iter!r}")
     if not (isinstance(tol, numbers.Real) and tol > 0):
@@ -272,7 +272,7 @@ def select_and_refit(
     """
     if metric not in METRICS:
         raise ValueError(f"unknown classification metric {metric!r}; known metrics: {', '.join(METRICS)}")
-    grid = [_check_reg(r) for r in grid]
+    grid = [check_reg(r) for r in grid]
     if not grid:
         raise ValueError("select_and_refit needs a non-empty regularisation grid (CLASSIFICATION.LBFGS.NUM_REGS >= 1)")
     dtype = torch.float64 if dtype is None else dtype

@@ -20,7 +20,7 @@ from detectron2.utils import comm
 from ..utils.atomic import atomic_write_json
 from .classification import METRICS, sort_by_image_id, target_from_input
 from .few_shot import CLASSIFIERS, episode_accuracies, mean_ci95, sample_episodes
-from .logistic import LBFGS_DTYPES, _check_reg, check_lbfgs_settings, regularisation_grid, select_and_refit
+from .logistic import LBFGS_DTYPES, check_reg, check_lbfgs_settings, regularisation_grid, select_and_refit
 
 __all__ = ["FeatureProbeEvaluator", "PROBE_PROTOCOLS", "FEW_SHOT_DEFAULTS"]
 
@@ -148,7 +148,7 @@ class FeatureProbeEvaluator(DatasetEvaluator):
             self.needed = {split: (self.layers[0],) for split in SPLITS}
         else:
             self.needed = {split: tuple(self.layers) for split in SPLITS}
-        self.grid = regularisation_grid() if grid is None else [_check_reg(r) for r in grid]  # fail before extraction
+        self.grid = regularisation_grid() if grid is None else [check_reg(r) for r in grid]  # fail before extraction
         if protocol != "few_shot" and not self.grid:
             raise ValueError("the L-BFGS probe needs a non-empty regularisation grid (CLASSIFICATION.LBFGS.NUM_REGS >= 1)")
         self.max_iter, self.tol, self.dtype = check_lbfgs_settings(max_iter, tol, dtype)

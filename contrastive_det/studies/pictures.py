@@ -60,11 +60,11 @@ def load_run_config(out_dir):
     return cfg
 
 
-def _missing(out_dir, names):
+def missing_files(out_dir, names):
     return [n for n in names if not os.path.isfile(os.path.join(out_dir, n))]
 
 
-def _finished_runs(plan, task, needs, log, what):
+def finished_runs(plan, task, needs, log, what):
     """
     ``{transfer: {row: (run, cfg)}}`` in plan order: per (transfer, row) the finished run with the
     smallest (seed, pretraining seed). ``needs(run, cfg)`` returns the missing file names of a run
@@ -82,7 +82,7 @@ def _finished_runs(plan, task, needs, log, what):
         for row, runs in rows.items():
             runs = sorted(runs, key=lambda r: (r["meta"].get("seed", 0), r["meta"].get("pretrain_seed") or 0))
             for run in runs:
-                missing = _missing(run["out_dir"], [CONFIG_FILE, RESULTS_FILE])
+                missing = missing_files(run["out_dir"], [CONFIG_FILE, RESULTS_FILE])
                 cfg = None
                 if not missing:
                     try:
@@ -109,7 +109,7 @@ def build_run_model(cfg, out_dir):
     return Trainer.load_run_model(cfg, out_dir)
 
 
-def _seeds_text(chosen_rows):
+def seeds_text(chosen_rows):
     seeds = sorted({run["meta"].get("seed") for run, _ in chosen_rows.values()})
     return ("transfer seed " if len(seeds) == 1 else "transfer seeds ") + "/".join(str(s) for s in seeds)
 
@@ -244,7 +244,7 @@ def embedding_pictures(study_dir, plan, out_dir, *, max_images=2000, log=print):
     except ImportError as e:
         log(f"embedding: umap-learn does not import ({e}); no embedding pictures (pip install umap-learn)")
         return made
-    chosen = _finished_runs(plan, "ClassificationTask", lambda run, cfg: _classifier_needs(run, cfg), log, "embedding")
+    chosen = finished_runs(plan, "ClassificationTask", lambda run, cfg: _classifier_needs(run, cfg), log, "embedding")
     for transfer, rows in chosen.items():
         if not rows:
             log(f"embedding: {transfer}: no finished run; no picture")
@@ -285,7 +285,7 @@ def embedding_pictures(study_dir, plan, out_dir, *, max_images=2000, log=print):
                 f"min_dist {UMAP_PARAMS['min_dist']}, random_state {UMAP_PARAMS['random_state']}) of the pooled res5 "
                 f"features of {name} test images after {transfer}: one panel per pretraining row "
                 f"({', '.join(r for r, _, _ in panels[name])}), points coloured by class; n = {n} images per panel "
-                f"({subset}); the model of {_seeds_text({r: rows[r] for r, _, _ in panels[name]})}.")))
+                f"({subset}); the model of {seeds_text({r: rows[r] for r, _, _ in panels[name]})}.")))
             log(f"embedding: wrote {file}")
     return made
 
@@ -293,7 +293,7 @@ def embedding_pictures(study_dir, plan, out_dir, *, max_images=2000, log=print):
 def _classifier_needs(run, cfg):
     from ..engine.task import get_task
 
-    return _missing(run["out_dir"], [FINAL_MODEL]) if get_task(cfg).trains(cfg) else []
+    return missing_files(run["out_dir"], [FINAL_MODEL]) if get_task(cfg).trains(cfg) else []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -405,7 +405,7 @@ def detection_pictures(study_dir, plan, out_dir, *, num_images=3, score_threshol
     from tqdm import tqdm
 
     made = []
-    chosen = _finished_runs(plan, "DetectionTask", lambda run, cfg: _missing(run["out_dir"], [FINAL_MODEL]), log,
+    chosen = finished_runs(plan, "DetectionTask", lambda run, cfg: missing_files(run["out_dir"], [FINAL_MODEL]), log,
                             "detections")
     for transfer, rows in chosen.items():
         if not rows:
@@ -443,6 +443,6 @@ def detection_pictures(study_dir, plan, out_dir, *, num_images=3, score_threshol
             made.append((file, (
                 f"Detections of {transfer} on the first {k} images of {name} (sorted by image id): one row per "
                 f"pretraining row ({', '.join(r for r, _ in grid)}), each image's {shown} (left, class and "
-                f"score on each box) next to its ground truth (right); model_final.pth of {_seeds_text({r: rows[r] for r, _ in grid})}.")))
+                f"score on each box) next to its ground truth (right); model_final.pth of {seeds_text({r: rows[r] for r, _ in grid})}.")))
             log(f"detections: wrote {file}")
     return made

@@ -10,7 +10,7 @@ import os
 import torch
 
 from .figures import safe_name
-from .pictures import FINAL_MODEL, _finished_runs, _missing, _seeds_text, draw_rows, first_test_images, save_pair_grid
+from .pictures import FINAL_MODEL, finished_runs, missing_files, seeds_text, draw_rows, first_test_images, save_pair_grid
 
 __all__ = ["segmentation_pictures", "draw_label_map"]
 
@@ -48,7 +48,7 @@ def segmentation_pictures(study_dir, plan, out_dir, *, num_images=3, log=print):
     from ..data.sem_seg_labels import read_sem_seg_label
 
     made = []
-    chosen = _finished_runs(plan, "SegmentationTask", lambda run, cfg: _missing(run["out_dir"], [FINAL_MODEL]), log,
+    chosen = finished_runs(plan, "SegmentationTask", lambda run, cfg: missing_files(run["out_dir"], [FINAL_MODEL]), log,
                             "segmentations")
     for transfer, rows in chosen.items():
         if not rows:
@@ -80,6 +80,6 @@ def segmentation_pictures(study_dir, plan, out_dir, *, num_images=3, log=print):
                 f"Segmentations of {transfer} on the first {k} images of {name} (sorted by image id): one row per "
                 f"pretraining row ({', '.join(r for r, _ in grid)}), each image's arg-max prediction (left) next to "
                 f"its ground truth (right; void undrawn); model_final.pth of "
-                f"{_seeds_text({r: rows[r] for r, _ in grid})}.")))
+                f"{seeds_text({r: rows[r] for r, _ in grid})}.")))
             log(f"segmentations: wrote {file}")
     return made

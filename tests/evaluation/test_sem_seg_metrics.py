@@ -19,7 +19,7 @@ def _palette_png(path, label):
     im.save(path)
 
 
-def _register(tmp_path, name, gts, num_classes=3):
+def register_dataset(tmp_path, name, gts, num_classes=3):
     records = []
     for i, gt in enumerate(gts):
         path = tmp_path / f"{name}_{i}.png"
@@ -35,7 +35,7 @@ def _register(tmp_path, name, gts, num_classes=3):
 
 
 def _evaluate(tmp_path, name, gts, preds, num_classes=3):
-    records = _register(tmp_path, name, gts, num_classes)
+    records = register_dataset(tmp_path, name, gts, num_classes)
     ev = SemanticSegmentationEvaluator(name, distributed=False)
     ev.reset()
     for rec, pred in zip(records, preds):

@@ -26,7 +26,7 @@ from typing import Any, Callable, Optional
 
 from detectron2.data import MetadataCatalog
 
-from ..catalog import _register
+from ..catalog import register_dataset
 from ..checks import DatasetLayoutError, check_required_paths, layout_error, read_listed_dicts
 from ..classification import LazyClassList
 from ..paths import datasets_root
@@ -445,7 +445,7 @@ def register_downstream(key, root=None, name_prefix=None):
     names = []
     for split in SPLITS + (ISLAM_SPLITS if key in ISLAM_SPLIT_SETS else ()):
         name = f"{name_prefix or key}_{split}"
-        _register(
+        register_dataset(
             name,
             functools.partial(_load, key, set_root, name, split),
             classes=classes,
