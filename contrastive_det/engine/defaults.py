@@ -3,14 +3,18 @@ Command-line runs, detectron2's ``engine/defaults.py`` role: the argument parser
 config of one run adapted to the machine it runs on (:func:`setup`), and launching a run on
 ``--num-gpus`` x ``--num-machines`` processes once per seed (:func:`launch_runs`).
 """
+from __future__ import annotations
+
 import argparse
 import logging
 import os
 import random
+from typing import Any, Callable, Sequence
 
 import torch
 import yaml
 
+from detectron2.config import CfgNode
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -22,7 +26,13 @@ from ..utils import collectives
 from ..utils.yaml_files import load_yaml_file
 from . import stop_request
 from .checkpoint import read_resume_state, resumable_config
-from .results import RESULTS_FILE, aggregate_seed_results, headline_keys, read_results, write_results
+from .results import (
+    RESULTS_FILE,
+    aggregate_seed_results,
+    headline_keys,
+    read_results,
+    write_results,
+)
 from .task import get_task
 
 logger = logging.getLogger("contrastive_det")
@@ -35,7 +45,7 @@ def _seed_list(text):
         raise argparse.ArgumentTypeError(f"expected comma-separated integers like 0,1,2; got {text!r}") from None
 
 
-def argument_parser(epilog=None):
+def argument_parser(epilog: str | None = None) -> argparse.ArgumentParser:
     """detectron2's ``default_argument_parser`` plus ``--fewer-gpus``, ``--seeds``, ``--num-seeds``."""
     parser = default_argument_parser(epilog)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -68,7 +78,7 @@ def argument_parser(epilog=None):
     return parser
 
 
-def resolve_seeds(args, cfg_seed):
+def resolve_seeds(args: argparse.Namespace, cfg_seed: int) -> list[int]:
     """
     The seeds to run: ``--seeds``, or ``--num-seeds``, or the config's SEED (``cfg_seed``); a negative
     SEED is replaced by a drawn one so that results.json always records the seed actually used.
@@ -99,7 +109,7 @@ def _norm_keys(node, prefix=""):
             yield f"{prefix}{key}", node, key
 
 
-def adapt_norms(cfg, world_size, device):
+def adapt_norms(cfg: CfgNode, world_size: int, device: str) -> str | None:
     """
     Cross-GPU BatchNorm needs a process group: in one process, every SyncBN flavour becomes
     plain BN (identical statistics with one process); on CPU with several processes, the
@@ -123,7 +133,7 @@ def adapt_norms(cfg, world_size, device):
     return f"{why}: synchronized BN replaced ({'; '.join(changed)})"
 
 
-def apply_fewer_gpus_rule(cfg, factor=2):
+def apply_fewer_gpus_rule(cfg: CfgNode, factor: int = 2) -> str:
     """
     MoCo's rule for fewer GPUs: ``factor`` times fewer images per batch and a ``factor`` times
     smaller LR, with every iteration count (MAX_ITER, STEPS, WARMUP_ITERS, CHECKPOINT_PERIOD,
@@ -145,7 +155,7 @@ def apply_fewer_gpus_rule(cfg, factor=2):
     )
 
 
-def check_config_bases(config_file):
+def check_config_bases(config_file: str) -> list[str]:
     """
     Follow the ``_BASE_`` chain of ``config_file`` and raise a :class:`FileNotFoundError` naming the
     file, the ``_BASE_`` value, the path it resolved to and the rule, before yacs/detectron2 would
@@ -176,7 +186,7 @@ def check_config_bases(config_file):
         path = resolved
 
 
-def load_config(args):
+def load_config(args: argparse.Namespace) -> CfgNode:
     """Default config + contrastive-det keys + the config file + trailing KEY VALUE overrides."""
     cfg = get_cfg()
     if args.config_file:
@@ -196,7 +206,8 @@ def load_config(args):
     return cfg
 
 
-def build_run_config(args, seed=None, output_dir=None):
+def build_run_config(args: argparse.Namespace, seed: int | None = None,
+                     output_dir: str | None = None) -> tuple[CfgNode, list[str]]:
     """
     The frozen config of one run: :func:`load_config`, then the seed and output folder of this run,
     the machine's device and BN flavour, the fewer-GPU rule (``--fewer-gpus``) and the datasets
@@ -229,7 +240,7 @@ def build_run_config(args, seed=None, output_dir=None):
     return cfg, [m for m in messages if m]
 
 
-def adopt_checkpoint_seed(cfg, state):
+def adopt_checkpoint_seed(cfg: CfgNode, state: dict | None) -> str | None:
     """
     A resumed run continues with the seed it started with: when ``OUTPUT_DIR`` holds a checkpoint
     that records a seed, ``cfg.SEED`` becomes that seed (whatever the command line says; the data
@@ -249,7 +260,7 @@ def adopt_checkpoint_seed(cfg, state):
     return message
 
 
-def check_resume_config(cfg, state, allow_change=False):
+def check_resume_config(cfg: CfgNode, state: dict | None, allow_change: bool = False) -> str | None:
     """
     A resumed run continues the run of its checkpoint: a config that differs from the one the
     checkpoint recorded (other than the output folder, seed, device, workers and norm flavours:
@@ -277,7 +288,7 @@ def check_resume_config(cfg, state, allow_change=False):
     return f"--resume with --allow-config-change: the config differs from {path} (iteration {iteration}):\n  {listing}"
 
 
-def set_deterministic():
+def set_deterministic() -> None:
     """``DETERMINISTIC True``: deterministic cuDNN and torch algorithms, cuDNN autotuning off, cuBLAS's
     fixed workspace (set before the first cuBLAS call of the process)."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -286,7 +297,7 @@ def set_deterministic():
     torch.use_deterministic_algorithms(True)
 
 
-def setup(args, seed=None, output_dir=None):
+def setup(args: argparse.Namespace, seed: int | None = None, output_dir: str | None = None) -> CfgNode:
     """
     :func:`build_run_config`, then detectron2's ``default_setup`` (logging, OUTPUT_DIR/config.yaml,
     seeding), every adaptation logged once, and the files of the task's datasets checked.
@@ -320,7 +331,7 @@ def setup(args, seed=None, output_dir=None):
     return cfg
 
 
-def launch_runs(run_fn, args):
+def launch_runs(run_fn: Callable[..., Any], args: argparse.Namespace) -> str | None:
     """
     Launch ``run_fn(args, seed, output_dir)`` on ``--num-gpus`` x ``--num-machines`` processes,
     once per seed. With several seeds, each run goes to ``OUTPUT_DIR/seed<S>`` and the mean/std
@@ -356,7 +367,7 @@ def launch_runs(run_fn, args):
     return write_seed_summary(base_dir, run_dirs, task.headline_metrics)
 
 
-def write_seed_summary(base_dir, run_dirs, headline=()):
+def write_seed_summary(base_dir: str, run_dirs: Sequence[str], headline: Sequence[str] = ()) -> str:
     """
     Aggregate ``<run_dir>/results.json`` of each seed into ``<base_dir>/results.json`` and print
     the ``headline`` metrics (mean +- std and the per-seed values).

@@ -6,6 +6,8 @@ The one place that writes, reads and summarises these files: :func:`build_result
 the tools), :func:`summarize_values` (mean, sample std, n and values: the seed sweep and the report)
 and :func:`headline_keys` (which metrics a task puts first).
 """
+from __future__ import annotations
+
 import hashlib
 import json
 import math
@@ -13,7 +15,9 @@ import os
 import platform
 import re
 import statistics
+from typing import Iterable, Sequence
 
+from detectron2.config import CfgNode
 from detectron2.evaluation.testing import flatten_results_dict
 
 from ..utils.atomic import atomic_write_json
@@ -21,16 +25,17 @@ from ..utils.atomic import atomic_write_json
 RESULTS_FILE = "results.json"
 
 
-def config_digest(cfg):
+def config_digest(cfg: CfgNode) -> str:
     """sha256 of the fully merged config as YAML: equal digests mean equal configs."""
     return hashlib.sha256(cfg.dump().encode("utf-8")).hexdigest()
 
 
-def versions():
+def versions() -> dict[str, str | None]:
     """Versions of everything that can change a number."""
-    import detectron2
     import torch
     import torchvision
+
+    import detectron2
 
     from ..version import __version__
 
@@ -44,7 +49,7 @@ def versions():
     }
 
 
-def normalize_metrics(results, test_datasets):
+def normalize_metrics(results: dict | None, test_datasets: Sequence[str]) -> dict[str, dict[str, float]]:
     """
     detectron2's ``test()`` returns ``{dataset: {task: {metric: value}}}``, or the inner dict
     alone when there is one dataset. Return ``{dataset: {"task/metric": value}}`` always.
@@ -56,7 +61,8 @@ def normalize_metrics(results, test_datasets):
     return {name: flatten_results_dict(res) for name, res in results.items()}
 
 
-def build_results(cfg, metrics, *, task, method, iteration, config_file="", seed=None, extra=None):
+def build_results(cfg: CfgNode, metrics: dict[str, dict[str, float]], *, task: str, method: str, iteration: int | None,
+                  config_file: str = "", seed: int | None = None, extra: dict | None = None) -> dict:
     """
     The results record of one run (see docs/design.md section 3).
 
@@ -92,13 +98,13 @@ def build_results(cfg, metrics, *, task, method, iteration, config_file="", seed
     return record
 
 
-def write_results(output_dir, record):
+def write_results(output_dir: str, record: dict) -> str:
     path = os.path.join(output_dir, RESULTS_FILE)
     atomic_write_json(path, record)
     return path
 
 
-def read_results(path):
+def read_results(path: str) -> dict:
     """
     The record of ``path``: a results.json file or the run folder holding it. A missing or
     unreadable file raises an error naming it (FileNotFoundError, ValueError).
@@ -117,7 +123,7 @@ def read_results(path):
     return record
 
 
-def summarize_values(values):
+def summarize_values(values: Iterable[float]) -> dict:
     """
     ``{"mean", "std", "n", "values"}`` of a list of numbers: the mean, the sample standard deviation
     (n-1; None for one value: there is no spread to show), n and the values. A NaN or inf value
@@ -135,7 +141,7 @@ def summarize_values(values):
     }
 
 
-def headline_keys(patterns, names):
+def headline_keys(patterns: Sequence[str], names: Iterable[str]) -> list[str]:
     """
     The metric keys of ``names`` that a task puts first, in the order of ``patterns`` (the task's
     ``headline_metrics``: regular expressions matched in full, e.g. ``few_shot/\\d+way_\\d+shot``),
@@ -147,7 +153,7 @@ def headline_keys(patterns, names):
     return keys
 
 
-def aggregate_seed_results(records):
+def aggregate_seed_results(records: Sequence[dict]) -> dict[str, dict[str, dict]]:
     """
     Mean and sample standard deviation (n-1) of every metric over per-seed records.
 

@@ -20,6 +20,13 @@ and may override the documented defaults below (``check_config``, ``trains``,
 ``datasets_to_check``, ``build_hooks``, ``headline_metrics``, ``prepare_weights``, ``method_name``,
 ``results_extra``).
 """
+from __future__ import annotations
+
+from typing import Iterable
+
+from detectron2.config import CfgNode
+from detectron2.engine import HookBase
+from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils.registry import Registry
 
 TASK_REGISTRY = Registry("TASK")
@@ -42,23 +49,23 @@ class Task:
     headline_metrics = ()
 
     @classmethod
-    def build_train_loader(cls, cfg):
+    def build_train_loader(cls, cfg: CfgNode) -> Iterable:
         raise NotImplementedError(f"{cls.__name__}.build_train_loader")
 
     @classmethod
-    def build_test_loader(cls, cfg, dataset_name):
+    def build_test_loader(cls, cfg: CfgNode, dataset_name: str) -> Iterable:
         raise NotImplementedError(f"{cls.__name__}.build_test_loader")
 
     @classmethod
-    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+    def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: str | None = None) -> DatasetEvaluator:
         raise NotImplementedError(f"{cls.__name__}.build_evaluator")
 
     @classmethod
-    def check_config(cls, cfg):
+    def check_config(cls, cfg: CfgNode) -> None:
         """Raise ValueError naming the key when the task's settings cannot work. Default: no check."""
 
     @classmethod
-    def trains(cls, cfg):
+    def trains(cls, cfg: CfgNode) -> bool:
         """
         Whether the run trains by SGD iterations. False for protocols the evaluator fits itself
         (e.g. a logistic regression on frozen features): the run then evaluates ``MODEL.WEIGHTS``
@@ -67,7 +74,7 @@ class Task:
         return True
 
     @classmethod
-    def datasets_to_check(cls, cfg, eval_only):
+    def datasets_to_check(cls, cfg: CfgNode, eval_only: bool) -> list[str]:
         """
         Names of the registered datasets whose files must exist before a run (checked by
         ``check_dataset_layout``). Default: ``DATASETS.TEST``, plus ``DATASETS.TRAIN`` when training.
@@ -75,7 +82,7 @@ class Task:
         return list(cfg.DATASETS.TEST) + ([] if eval_only else list(cfg.DATASETS.TRAIN))
 
     @classmethod
-    def build_hooks(cls, cfg):
+    def build_hooks(cls, cfg: CfgNode) -> list[HookBase]:
         """
         Extra hooks of the task, run in the main process after detectron2's evaluation hook and
         before the writers (so what they put in the event storage is written). Default: none.
@@ -83,7 +90,7 @@ class Task:
         return []
 
     @classmethod
-    def prepare_weights(cls, cfg, output_dir):
+    def prepare_weights(cls, cfg: CfgNode, output_dir: str) -> list[str]:
         """
         Called once in the launching process, before any training process starts, so that every
         process and seed loads the same file. Returns ``KEY VALUE`` overrides to append to the
@@ -93,7 +100,7 @@ class Task:
         return []
 
     @classmethod
-    def method_name(cls, cfg):
+    def method_name(cls, cfg: CfgNode) -> str:
         """
         The method recorded in ``results.json`` when ``RESULTS.METHOD`` is empty. Default:
         "random-init" without ``MODEL.WEIGHTS``, "unspecified" with it.
@@ -101,17 +108,17 @@ class Task:
         return "unspecified" if cfg.MODEL.WEIGHTS else "random-init"
 
     @classmethod
-    def results_extra(cls, cfg):
+    def results_extra(cls, cfg: CfgNode) -> dict:
         """Task-specific fields added to ``results.json`` (JSON-able dict). Default: none."""
         return {}
 
     @classmethod
-    def method(cls, cfg):
+    def method(cls, cfg: CfgNode) -> str:
         """``RESULTS.METHOD``, or :meth:`method_name` when it is empty."""
         return cfg.RESULTS.METHOD or cls.method_name(cfg)
 
 
-def get_task(cfg):
+def get_task(cfg: CfgNode) -> type[Task]:
     """The :class:`Task` class named by ``cfg.TASK``; an unknown name lists the registered ones."""
     try:
         return TASK_REGISTRY.get(cfg.TASK)
@@ -120,7 +127,7 @@ def get_task(cfg):
         raise KeyError(f"TASK {cfg.TASK!r} is not a registered task; registered tasks: {known}") from None
 
 
-def headline_patterns():
+def headline_patterns() -> list[str]:
     """The ``headline_metrics`` of every registered task, in registration order, each once: what a
     study's report puts in its tables (a new task's metrics appear there with no edit elsewhere)."""
     patterns = []

@@ -1,4 +1,6 @@
 """The one trainer every task runs on: detectron2's DefaultTrainer, fed by the task registry."""
+from __future__ import annotations
+
 import logging
 import os
 import weakref
@@ -6,6 +8,7 @@ import weakref
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from detectron2.config import CfgNode
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, create_ddp_model, hooks
 from detectron2.engine.train_loop import TrainerBase
 from detectron2.utils import comm
@@ -91,7 +94,7 @@ class Trainer(DefaultTrainer):
     * ``OUTPUT_DIR/results.json`` written after the final evaluation.
     """
 
-    def __init__(self, cfg, config_file=""):
+    def __init__(self, cfg: CfgNode, config_file: str = ""):
         """
         Mirrors ``DefaultTrainer.__init__`` step for step (logger, worker scaling, model, optimizer,
         loader, DDP, step trainer, scheduler, checkpointer, hooks) and differs where noted:
@@ -182,7 +185,7 @@ class Trainer(DefaultTrainer):
             stop_request.listen(False)
 
     @classmethod
-    def build_model(cls, cfg):
+    def build_model(cls, cfg: CfgNode) -> torch.nn.Module:
         """
         detectron2's, then every process takes the main process's parameters and buffers:
         ``default_setup`` seeds each rank differently, so a randomly initialised model would differ
@@ -196,7 +199,8 @@ class Trainer(DefaultTrainer):
         return model
 
     @classmethod
-    def build_evaluation_model(cls, cfg, weights=None, *, resume=False):
+    def build_evaluation_model(cls, cfg: CfgNode, weights: str | None = None, *,
+                               resume: bool = False) -> tuple[torch.nn.Module, dict]:
         """
         The model an evaluation evaluates, in eval mode, and what the checkpointer returned
         (``(model, checkpoint)``): ``cfg``'s model with ``weights`` (default ``MODEL.WEIGHTS``)
@@ -212,7 +216,7 @@ class Trainer(DefaultTrainer):
         return model, checkpoint
 
     @classmethod
-    def load_run_model(cls, cfg, out_dir):
+    def load_run_model(cls, cfg: CfgNode, out_dir: str) -> torch.nn.Module:
         """
         The model a finished run in ``out_dir`` (``cfg``: its ``config.yaml``) evaluated, in eval
         mode: its ``model_final.pth`` when the task trains, else ``MODEL.WEIGHTS`` (a fitted
@@ -249,7 +253,8 @@ class Trainer(DefaultTrainer):
         return get_task(cfg).build_evaluator(cfg, dataset_name, output_folder)
 
     @classmethod
-    def write_eval_results(cls, cfg, results, *, checkpoint, config_file=""):
+    def write_eval_results(cls, cfg: CfgNode, results: dict, *, checkpoint: dict,
+                           config_file: str = "") -> str | None:
         """
         ``results.json`` of an ``--eval-only`` run (main process only). ``checkpoint`` is what
         the checkpointer's ``resume_or_load`` returned: its ``iteration`` (the last finished

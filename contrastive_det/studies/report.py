@@ -30,17 +30,20 @@ Only runs done under their current digest count: a ``results.json`` whose run wa
   difference, its 95% interval, the test and the verdict.
 * ``report.md``: the tables, plots and pictures, readable on GitHub.
 """
+from __future__ import annotations
+
 import contextlib
 import csv
 import io
 import json
 import logging
-import os
 import math
+import os
 import re
 import statistics
 import warnings
 from collections import OrderedDict, defaultdict
+from typing import Any, Callable
 
 from ..engine.results import RESULTS_FILE, read_results, summarize_values
 from ..engine.task import headline_patterns
@@ -70,7 +73,7 @@ def _plan_runs(plan):
                 r.get("inputs", [])) for r in plan["runs"]]
 
 
-def collect(study_dir):
+def collect(study_dir: str) -> tuple[list[dict], dict, list[str], list[str]]:
     """
     ``(records, plan, missing, stale)``: a record ``{row, method, axes, seed, pretrain_seed, transfer,
     task, dataset, run, out_dir, metrics: {name: value}}`` per test set of every transfer run done under
@@ -103,7 +106,7 @@ def collect(study_dir):
     return records, plan, missing, stale
 
 
-def summarize(points):
+def summarize(points: list[tuple]) -> dict:
     """
     Stats of one metric of one row: ``points`` = [(pretraining seed or None, transfer seed, value)].
     With several pretraining seeds, each pretraining seed's transfer seeds are averaged first and the
@@ -154,7 +157,7 @@ def _pooled_episode_ci(records):
     return out
 
 
-def aggregate(records):
+def aggregate(records: list[dict]) -> dict:
     """{(transfer, dataset): {row: {metric: stats}}} (see :func:`summarize`); a few-shot setting's
     ``_ci95`` is the interval of the row's pooled episodes, not a mean of the runs' intervals."""
     groups = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
@@ -538,7 +541,7 @@ def _claims_table(results):
     return "\n".join(lines)
 
 
-def write_report(study_dir, pictures=True, log=print):
+def write_report(study_dir: str, pictures: bool = True, log: Callable[[str], Any] = print) -> str:
     """Write ``<study_dir>/report/`` (see the module docstring); returns the path of report.md.
     ``pictures``: also the UMAP embeddings and detection pictures (:mod:`.pictures`; they rebuild
     the runs' models, so they take minutes where the tables take seconds)."""

@@ -3,19 +3,22 @@ Run a study: expand it, skip what is done, run the rest in dependency order on a
 ``state.json`` current, print progress (done / failed / left, ETA), and report failures without
 stopping the runs that do not depend on them.
 """
+from __future__ import annotations
+
 import os
 import time
+from typing import Any, Callable
 
 from ..utils.atomic import atomic_write_json
 from .executors import DISTRIBUTED_TOOLS
 from .resources import num_gpus_per_task, run_resources
-from .spec import expand
+from .spec import Run, Study, expand
 from .state import PLAN_FILE, StudyLock, StudyState, is_done, mark_done, plan_digests, run_digest
 
 __all__ = ["plan", "run_study", "write_plan", "report_study"]
 
 
-def write_plan(study, runs):
+def write_plan(study: Study, runs: list[Run]) -> None:
     """``plan.json`` of the study folder: what each run is (the report reads its ``meta``)."""
     atomic_write_json(os.path.join(study.output_dir, PLAN_FILE), {
         "study": study.name, "study_file": study.path, "study_digest": study.digest(),
@@ -27,7 +30,7 @@ def write_plan(study, runs):
     })
 
 
-def plan(study):
+def plan(study: Study) -> tuple[list[Run], dict[str, str | None]]:
     """(runs, {run id: digest or None}) where a digest is None until its dependencies are done."""
     runs = expand(study)
     return runs, plan_digests(runs)  # expand() lists dependencies first
@@ -67,7 +70,8 @@ def _launch_argv(run, resume, num_gpus):
     return [argv[0], *flags, *argv[1:]]
 
 
-def run_study(study, executor, *, dry_run=False, num_gpus=0, resources=None, log=print, confirm=None):
+def run_study(study: Study, executor: Any, *, dry_run: bool = False, num_gpus: int = 0, resources: dict | None = None,
+              log: Callable[[str], Any] = print, confirm: Callable[[str], bool] | None = None) -> dict[str, str]:
     """
     :func:`run_study_locked` while holding the study's lock (one driver per study folder: a second one
     stops with :class:`~.state.StudyLocked`). ``resources``: the command line's per-run resources
@@ -259,7 +263,8 @@ REPORT_TOOL = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.pa
                            "tools", "report.py")
 
 
-def report_study(study, executor, *, pictures=True, resources=None, log=print):
+def report_study(study: Study, executor: Any, *, pictures: bool = True, resources: dict | None = None,
+                 log: Callable[[str], Any] = print) -> str:
     """
     Write the study's report (``<study>/report/``); returns the path of report.md. On a cluster
     (an executor that keeps jobs: SLURM) the tables are written here and the pictures, which rebuild

@@ -57,6 +57,8 @@ The runs, with their folders under the study folder:
   rows differ only by their weights). ``/pretrain_seed<S>`` appears when there are several
   pretraining seeds.
 """
+from __future__ import annotations
+
 import copy
 import fnmatch
 import hashlib
@@ -64,6 +66,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import yaml
 
@@ -348,7 +351,7 @@ def _add_cli_checkpoints(path, raw, checkpoints, no_pretrain):
     return raw
 
 
-def load_study(path, checkpoints=None, no_pretrain=False):
+def load_study(path: str, checkpoints: dict[str, str] | None = None, no_pretrain: bool = False) -> Study:
     """
     Read and validate a study file; raises :class:`StudyError` naming the file and key.
 
@@ -459,7 +462,7 @@ def load_study(path, checkpoints=None, no_pretrain=False):
     )
 
 
-def format_opt_value(value):
+def format_opt_value(value: Any) -> str:
     """A YAML value as yacs reads it from the command line (lists as tuples)."""
     if isinstance(value, (list, tuple)):
         return "(" + "".join(f"{format_opt_value(v) if not isinstance(v, str) else repr(v)}, " for v in value) + ")"
@@ -487,8 +490,9 @@ def _value_name(value):
 
 def _task_of(config):
     """The TASK of a config file (its _BASE_ chain merged), without building anything."""
-    from ..engine.defaults import load_config
     import argparse
+
+    from ..engine.defaults import load_config
 
     return load_config(argparse.Namespace(config_file=config, opts=[])).TASK
 
@@ -505,7 +509,7 @@ def _combos(study, method):
     return combos
 
 
-def expand(study):
+def expand(study: Study) -> list[Run]:
     """The study's runs, in an order that respects their dependencies (see the module docstring)."""
     tools = os.path.join(REPO, "tools")
     root = study.output_dir
