@@ -16,10 +16,13 @@ Pixel statistics follow detectron2's convention: per channel, 0-255 scale, in th
 ``torchvision.models.resnet50().load_state_dict(state_dict, strict=False)`` (only ``fc.*`` and
 the BN counters are missing).
 """
+from __future__ import annotations
+
 import math
 import os
 import re
 from collections import OrderedDict
+from typing import Mapping, Sequence
 
 import torch
 
@@ -122,8 +125,10 @@ def canonical_backbone(state_dict, depth=None, *, where="state_dict", depth_name
     return out, depth
 
 
-def canonical_payload(state_dict, *, arch, method="unspecified", pixel_mean=TORCHVISION_PIXEL_MEAN,
-                      pixel_std=TORCHVISION_PIXEL_STD, input_format="RGB", extra=None):
+def canonical_payload(state_dict: Mapping[str, torch.Tensor], *, arch: str, method: str = "unspecified",
+                      pixel_mean: Sequence[float] = TORCHVISION_PIXEL_MEAN,
+                      pixel_std: Sequence[float] = TORCHVISION_PIXEL_STD, input_format: str = "RGB",
+                      extra: dict | None = None) -> dict:
     """The validated dict that :func:`save_canonical` writes (see the module docstring)."""
     arch_depth = _arch_depth(arch)
     backbone, depth = canonical_backbone(state_dict, arch_depth)
@@ -146,8 +151,10 @@ def canonical_payload(state_dict, *, arch, method="unspecified", pixel_mean=TORC
     return {"format": CANONICAL_FORMAT, "state_dict": dict(backbone), "meta": meta}
 
 
-def save_canonical(path, state_dict, *, arch, method="unspecified", pixel_mean=TORCHVISION_PIXEL_MEAN,
-                   pixel_std=TORCHVISION_PIXEL_STD, input_format="RGB", extra=None):
+def save_canonical(path: str, state_dict: Mapping[str, torch.Tensor], *, arch: str, method: str = "unspecified",
+                   pixel_mean: Sequence[float] = TORCHVISION_PIXEL_MEAN,
+                   pixel_std: Sequence[float] = TORCHVISION_PIXEL_STD, input_format: str = "RGB",
+                   extra: dict | None = None) -> dict:
     """
     Write a torchvision ResNet backbone as a canonical checkpoint at ``path``, atomically.
 
@@ -194,7 +201,7 @@ def parse_canonical(obj, where="checkpoint"):
     return state_dict, dict(meta)
 
 
-def load_canonical(path):
+def load_canonical(path: str) -> tuple[dict[str, torch.Tensor], dict]:
     """
     Read a canonical checkpoint with ``torch.load(weights_only=True)``.
     Returns ``(state_dict, meta)``; raises :class:`ConversionError` naming the file when it is

@@ -8,11 +8,14 @@ which sets ``MODEL.WEIGHTS`` and the keys below; train with
 ``tools/train_net.py --config-file my.yaml``. (A ``_BASE_`` file cannot pull settings from the file
 that inherits it, so a keys-only fragment would need a second config anyway.)
 """
+from __future__ import annotations
+
 import json
 import os
 import shlex
 import tempfile
 from collections import OrderedDict
+from typing import Any, Mapping
 
 from ..utils.config_keys import get_key
 from .canonical import TORCHVISION_PIXEL_MEAN, TORCHVISION_PIXEL_STD
@@ -20,7 +23,7 @@ from .errors import ConversionError
 from .resnet_keys import BOTTLENECK_DEPTHS, res2_out_channels
 
 
-def detectron2_config(depth, meta=None, weights=None):
+def detectron2_config(depth: int, meta: dict | None = None, weights: str | None = None) -> OrderedDict:
     """OrderedDict of dotted config keys -> values for a torchvision-layout ResNet of ``depth``."""
     meta = meta or {}
     cfg = OrderedDict()
@@ -43,7 +46,7 @@ def _value_cli(v):
     return str(v)
 
 
-def config_overrides(cfg):
+def config_overrides(cfg: Mapping[str, Any]) -> str:
     """``KEY VALUE ...`` for ``tools/train_net.py`` (shell-quoted)."""
     return " ".join(f"{k} {shlex.quote(_value_cli(v))}" for k, v in cfg.items())
 

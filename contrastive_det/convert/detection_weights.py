@@ -14,8 +14,13 @@ detectron2 loads as it is:
 * a detectron2 model checkpoint (``{"model": {"backbone.*", "roi_heads.*" | "proposal_generator.*"
   | "head.*"}, ...}``, e.g. ``model_final.pth``).
 """
+from __future__ import annotations
+
 import os
 import re
+from typing import Any, Callable
+
+from detectron2.config import CfgNode
 
 from ..utils.config_keys import get_key
 from .checkpoint_io import load_checkpoint_file
@@ -124,7 +129,7 @@ def weights_plan(path, prefix=None, prefix_key=None):
     return "convert"
 
 
-def convert_weights_for_detection(cfg, output_dir, log=print):
+def convert_weights_for_detection(cfg: CfgNode, output_dir: str, log: Callable[[str], Any] = print) -> list[str]:
     """
     Prepare ``cfg.MODEL.WEIGHTS`` for a detection run, before training starts.
 

@@ -7,18 +7,26 @@ never leaving a partial or unverified output behind: nothing is written before `
 A new layout plugs in as a reader (:mod:`~contrastive_det.convert.readers`) or a writer
 (:mod:`~contrastive_det.convert.writers`); the steps do not change.
 """
+from __future__ import annotations
+
 import os
 import shutil
 import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import torch
 
 from .canonical import TORCHVISION_PIXEL_MEAN, TORCHVISION_PIXEL_STD
 from .checkpoint_io import load_checkpoint_file
-from .d2config import check_base, config_overrides, detectron2_config, render_config_yaml, validate_config_text
+from .d2config import (
+    check_base,
+    config_overrides,
+    detectron2_config,
+    render_config_yaml,
+    validate_config_text,
+)
 from .errors import ConversionError
 from .readers import read_checkpoint
 from .resnet_keys import describe_depth
@@ -175,9 +183,11 @@ def commit(writer, backbone, payload, output_path, cfg, config_text, write_confi
     return written, config_path
 
 
-def convert_checkpoint(input_path, output_path, *, to="detectron2", fmt=None, prefix=None, depth=None,
-                       verify=True, tolerance=DEFAULT_TOLERANCE, trust=False, method=None,
-                       write_config=None, base=None, verbose=False, log=None):
+def convert_checkpoint(input_path: str, output_path: str, *, to: str = "detectron2", fmt: str | None = None,
+                       prefix: str | None = None, depth: int | None = None, verify: bool = True,
+                       tolerance: float = DEFAULT_TOLERANCE, trust: bool = False, method: str | None = None,
+                       write_config: str | None = None, base: str | None = None, verbose: bool = False,
+                       log: Callable[[str], Any] | None = None) -> ConversionResult:
     """
     Convert ``input_path`` (any supported layout) to ``output_path``.
 

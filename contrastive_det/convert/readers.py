@@ -25,9 +25,11 @@ A reader is a function ``reader(ckpt) -> Extraction | None``:
 :func:`register_reader`. The shared machinery (prefix search, containers, ``take_prefix``) is in
 :mod:`contrastive_det.convert.extraction`.
 """
+from __future__ import annotations
+
 import re
 from collections import OrderedDict
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -38,6 +40,7 @@ from .extraction import (
     D2_PROBE,
     TV_PROBE,
     WRAPPERS,
+    Extraction,
     container_at,
     describe_checkpoint,
     find_candidates,
@@ -299,7 +302,7 @@ FORMAT_ALIASES = {
 }
 
 
-def register_reader(name, reader, before=None):
+def register_reader(name: str, reader: Callable[[Any], Extraction | None], before: str | None = None) -> None:
     """
     Add (or replace) a reader.
 
@@ -334,7 +337,8 @@ def layout_of(name):
     return doc[0] if doc else name
 
 
-def read_checkpoint(ckpt, fmt=None, prefix=None, where="checkpoint"):
+def read_checkpoint(ckpt: Any, fmt: str | None = None, prefix: str | None = None,
+                    where: str = "checkpoint") -> Extraction:
     """
     Find the ResNet backbone in a loaded checkpoint.
 

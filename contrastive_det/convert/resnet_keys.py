@@ -14,9 +14,12 @@ torchvision (``torchvision.models.resnet*``)      detectron2 (``build_resnet_bac
 Both put the stride of a bottleneck in its 3x3 conv when detectron2 runs with
 ``MODEL.RESNETS.STRIDE_IN_1X1 False``; basic blocks (ResNet-18/34) have it in conv1 in both.
 """
+from __future__ import annotations
+
 import functools
 import re
 from collections import OrderedDict
+from typing import Any, Iterable, Mapping
 
 import torch
 
@@ -92,12 +95,12 @@ def _apply(patterns, key):
     return None
 
 
-def tv_to_d2_key(key):
+def tv_to_d2_key(key: str) -> str | None:
     """detectron2 name of a torchvision ResNet backbone key, or None (fc, unknown names)."""
     return _apply(_TV_PATTERNS, key)
 
 
-def d2_to_tv_key(key):
+def d2_to_tv_key(key: str) -> str | None:
     """torchvision name of a detectron2 ResNet key (``linear.*`` -> ``fc.*``), or None."""
     return _apply(_D2_PATTERNS, key)
 
@@ -128,7 +131,7 @@ def sequential_to_tv_key(key):
     return f"{child}.{rest}" if child is not None and rest else key
 
 
-def torchvision_to_detectron2(state_dict):
+def torchvision_to_detectron2(state_dict: Mapping[str, Any]) -> OrderedDict:
     """
     Rename a torchvision ResNet backbone ``state_dict`` to detectron2 names (same tensors, same
     order). Raises :class:`ConversionError` listing every key that has no detectron2 name.
@@ -146,7 +149,7 @@ def torchvision_to_detectron2(state_dict):
     return out
 
 
-def detectron2_to_torchvision(state_dict):
+def detectron2_to_torchvision(state_dict: Mapping[str, Any]) -> OrderedDict:
     """Inverse of :func:`torchvision_to_detectron2` (raises on ``linear.*``, counters, unknowns)."""
     out, bad = OrderedDict(), []
     for key, value in state_dict.items():
@@ -165,7 +168,7 @@ def describe_depth(depth):
     return f"ResNet-{depth} ({kind} blocks {'-'.join(map(str, STAGE_BLOCKS[depth]))})"
 
 
-def infer_depth(tv_keys, expected=None, expected_name="--depth "):
+def infer_depth(tv_keys: Iterable[str], expected: int | None = None, expected_name: str = "--depth ") -> int:
     """
     Depth of a torchvision-named ResNet from its keys: block counts of layer1..4 and whether
     blocks have a ``conv3`` (bottleneck). ``expected`` (e.g. ``--depth``) is checked against it.

@@ -3,16 +3,19 @@ Proof that a conversion is right: a coverage report (every backbone tensor of th
 detectron2 ResNet found with the right shape) and a numeric check (torchvision's ResNet with the
 source weights and detectron2's ResNet with the converted weights give the same res2..res5).
 """
+from __future__ import annotations
+
 import contextlib
 import logging
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Mapping, Tuple
 
 import torch
 
 from .errors import VerificationError
+from .extraction import Extraction
 from .resnet_keys import (
     build_detectron2_resnet,
     build_torchvision_resnet,
@@ -88,7 +91,7 @@ class CoverageReport:
         return "\n".join(lines)
 
 
-def check_coverage(extraction, depth=None):
+def check_coverage(extraction: Extraction, depth: int | None = None) -> tuple[CoverageReport, dict]:
     """
     Match an :class:`~contrastive_det.convert.readers.Extraction` against detectron2's ResNet of
     the inferred depth (checked against ``depth`` when given).
@@ -230,9 +233,10 @@ def _torchvision_stages(model, x):
     return out
 
 
-def verify_conversion(depth, torchvision_state, *, detectron2_state=None, detectron2_file=None,
-                      tolerance=DEFAULT_TOLERANCE, input_size=64, batch_size=2, seed=0,
-                      torchvision_label="the source weights"):
+def verify_conversion(depth: int, torchvision_state: Mapping[str, torch.Tensor], *,
+                      detectron2_state: Mapping[str, Any] | None = None, detectron2_file: str | None = None,
+                      tolerance: float = DEFAULT_TOLERANCE, input_size: int = 64, batch_size: int = 2,
+                      seed: int = 0, torchvision_label: str = "the source weights") -> VerificationResult:
     """
     Run torchvision's ResNet-``depth`` loaded with ``torchvision_state`` and detectron2's ResNet
     backbone (real BN, eval mode, STRIDE_IN_1X1 False) loaded with ``detectron2_state`` or, through

@@ -21,12 +21,14 @@ into the bytes of one output file, and proves that the file is right:
 ``WRITERS`` maps ``--to`` names to writers; add one with :func:`register_writer`. Every write is
 atomic (a temporary file renamed into place).
 """
+from __future__ import annotations
+
 import io
 import os
 import pickle
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 import torch
 
@@ -73,7 +75,7 @@ class Writer:
 WRITERS: "OrderedDict[str, Writer]" = OrderedDict()
 
 
-def register_writer(writer):
+def register_writer(writer: Writer) -> Writer:
     """
     Add (or replace) an output layout.
 
@@ -87,7 +89,7 @@ def register_writer(writer):
     return writer
 
 
-def get_writer(name):
+def get_writer(name: str) -> Writer:
     """
     Args:
         name (str): a ``--to`` name.
@@ -129,7 +131,7 @@ def _to_numpy(tensor):
     return t.contiguous().numpy().copy()
 
 
-def detectron2_payload(d2_state_dict):
+def detectron2_payload(d2_state_dict: Mapping[str, torch.Tensor]) -> dict:
     """
     ``{"model": {detectron2 name: numpy array}, "__author__": "contrastive_det",
     "matching_heuristics": True}``: what detectron2's ``DetectionCheckpointer`` reads from a
@@ -145,7 +147,7 @@ def dumps_detectron2(d2_state_dict):
     return pickle.dumps(detectron2_payload(d2_state_dict), protocol=4)
 
 
-def write_detectron2(path, d2_state_dict):
+def write_detectron2(path: str, d2_state_dict: Mapping[str, torch.Tensor]) -> int:
     """Write the detectron2 ``.pkl`` atomically; returns the number of bytes written."""
     check_output_path(path, "detectron2")
     return write_bytes_atomic(path, dumps_detectron2(d2_state_dict))

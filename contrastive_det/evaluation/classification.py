@@ -8,6 +8,7 @@
 
 All metrics are returned in percent, as plain Python floats.
 """
+from __future__ import annotations
 
 import itertools
 import numbers
@@ -60,7 +61,7 @@ def _check_single_label(scores, labels, num_classes=None):
     return labels.long()
 
 
-def top1_accuracy(scores, labels):
+def top1_accuracy(scores: torch.Tensor, labels: torch.Tensor) -> float:
     """Top-1 accuracy in percent: the fraction of rows whose highest score is at the label.
 
     Ties between classes go to the lowest class id (``argmax``).
@@ -78,7 +79,7 @@ def top1_accuracy(scores, labels):
     return (pred == labels).double().mean().item() * 100.0
 
 
-def mean_per_class_accuracy(scores, labels, num_classes):
+def mean_per_class_accuracy(scores: torch.Tensor, labels: torch.Tensor, num_classes: int) -> float:
     """Mean per-class accuracy in percent (Kornblith et al. 2019 for Aircraft, Pets, Caltech101,
     Flowers): the top-1 accuracy within each class, averaged over the classes that occur in
     ``labels`` (a class without test images has no accuracy and is not counted as 0).
@@ -140,7 +141,7 @@ def _ap11(scores, targets):
     return ap / 11.0
 
 
-def voc11_map(scores, targets):
+def voc11_map(scores: torch.Tensor, targets: torch.Tensor) -> float:
     """VOC2007 classification mAP in percent: per class the 11-point interpolated average
     precision (the mean over t = 0, 0.1, ..., 1 of the highest precision at recall >= t; the
     VOC2007 devkit's ``VOCevalcls``), averaged over the classes with at least one positive.
@@ -164,7 +165,8 @@ def voc11_map(scores, targets):
     return sum(aps) / len(aps) * 100.0
 
 
-def classification_scores(metric, scores, targets, num_classes):
+def classification_scores(metric: str, scores: torch.Tensor, targets: torch.Tensor,
+                          num_classes: int) -> dict[str, float]:
     """The named metric as ``"score"`` plus the other metrics of the same kind.
 
     Args:

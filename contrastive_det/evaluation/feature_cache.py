@@ -15,6 +15,7 @@ disk keeps its identity and gets a new content digest: the old entry is no longe
 :meth:`FeatureCache.stale_contents` names it (so the caller can say "dataset changed since it was
 cached"), and the next :meth:`FeatureCache.save` of that identity removes it.
 """
+from __future__ import annotations
 
 import hashlib
 import json
@@ -40,7 +41,7 @@ _KEY_RE = re.compile(rf"^({_HEX64})/({_HEX64})$")
 _CONTENT_RE = re.compile(rf"^{_HEX64}$")
 
 
-def weights_digest(path):
+def weights_digest(path: str) -> str:
     """sha256 (hex) of the weights file at ``path``, memoised on (absolute path, size, mtime_ns)
     so that a file rewritten in place is hashed again.
 

@@ -6,10 +6,12 @@ Reference: Islam, Chen, Panda, Karlinsky, Radke, Feris, "A Broad Study on the Tr
 Visual Representations with Contrastive Learning", ICCV 2021, https://arxiv.org/abs/2103.13517
 (5-way 1/5/20-shot, 15 queries, 600 episodes, logistic regression on L2-normalised features).
 """
+from __future__ import annotations
 
 import dataclasses
 import math
 import numbers
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -60,7 +62,8 @@ def _labels_array(labels):
     return labels.astype(np.int64)
 
 
-def sample_episodes(labels, ways, shots, queries, episodes, seed):
+def sample_episodes(labels: Sequence[int] | np.ndarray, ways: int, shots: int, queries: int, episodes: int,
+                    seed: int) -> list[Episode]:
     """Draw ``episodes`` episodes of ``ways`` classes with ``shots`` support and ``queries`` query
     images each, deterministically from ``seed`` (a numpy ``default_rng``).
 
@@ -139,8 +142,9 @@ def _protonet_predict(support, support_labels, query, ways):
     return torch.cdist(query, prototypes).pow(2).argmin(dim=1)  # Q
 
 
-def episode_accuracies(features, episodes, classifier="logistic", reg=1.0, progress=True, device=None, tol=1e-4,
-                       max_iter=1000):
+def episode_accuracies(features: torch.Tensor, episodes: Sequence[Episode], classifier: str = "logistic",
+                       reg: float = 1.0, progress: bool = True, device: torch.device | str | None = None,
+                       tol: float = 1e-4, max_iter: int = 1000) -> np.ndarray:
     """Query accuracy of each episode, in percent.
 
     The features are L2-normalised first (each row; "protonet" takes them as they are). Then per episode:
@@ -204,7 +208,7 @@ def episode_accuracies(features, episodes, classifier="logistic", reg=1.0, progr
     return accs
 
 
-def mean_ci95(accuracies):
+def mean_ci95(accuracies: Sequence[float] | np.ndarray) -> tuple[float, float]:
     """Mean and 95% confidence half-width over episodes: ``1.96 * std / sqrt(n)``, with the
     population standard deviation (ddof=0, ``np.std``'s default, as Islam et al.'s code).
 

@@ -1,4 +1,6 @@
 """Weighted kNN top-1 accuracy on embeddings (the monitor of contrastive pretraining)."""
+from __future__ import annotations
+
 import itertools
 from collections import OrderedDict
 
@@ -8,7 +10,8 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
 
-def knn_predict(query, bank, bank_labels, num_classes, k=200, t=0.1, chunk=1024):
+def knn_predict(query: torch.Tensor, bank: torch.Tensor, bank_labels: torch.Tensor, num_classes: int,
+                k: int = 200, t: float = 0.1, chunk: int = 1024) -> torch.Tensor:
     """
     query: QxD and bank: BxD, L2-normalised; bank_labels: B. Each query's k most cosine-similar bank
     entries vote for their label with weight exp(sim / t). Returns Q predicted labels.

@@ -14,10 +14,12 @@ and ``tol`` bounds the largest absolute gradient entry of the same (mean) object
 scikit-learn's lbfgs stops on. The optimum in W is unique; the multinomial bias is unique up to a
 common constant and is returned centred (mean 0), as scikit-learn's is when started from zero.
 """
+from __future__ import annotations
 
 import logging
 import math
 import numbers
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -37,7 +39,7 @@ LBFGS_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 _HISTORY = 10
 
 
-def check_reg(reg):
+def check_reg(reg: float) -> float:
     if isinstance(reg, bool) or not isinstance(reg, numbers.Real) or not (math.isfinite(reg) and reg > 0):
         raise ValueError(f"reg must be a positive finite number (reg = 1 / scikit-learn's C), got {reg!r}")
     return float(reg)
@@ -158,7 +160,10 @@ def _fit(x, y, c, reg, init, max_iter, tol):
     return weight, bias
 
 
-def fit_logistic(features, labels, reg, *, init=None, num_classes=None, max_iter=1000, tol=1e-6, device=None, dtype=None):
+def fit_logistic(features: torch.Tensor, labels: torch.Tensor, reg: float, *,
+                 init: tuple[torch.Tensor, torch.Tensor] | None = None, num_classes: int | None = None,
+                 max_iter: int = 1000, tol: float = 1e-6, device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Fit an L2-penalised logistic regression with full-batch L-BFGS (strong-Wolfe line search).
 
     Single-label ``labels`` (N class ids) give the multinomial objective of the module docstring,
@@ -204,7 +209,7 @@ def fit_logistic(features, labels, reg, *, init=None, num_classes=None, max_iter
     return _fit(x, y, c, reg, init, int(max_iter), float(tol))
 
 
-def regularisation_grid(reg_min=1e-6, reg_max=1e5, num=45):
+def regularisation_grid(reg_min: float = 1e-6, reg_max: float = 1e5, num: int = 45) -> list[float]:
     """``num`` log-spaced regularisation values from ``reg_min`` to ``reg_max`` (both included;
     ``num=1`` gives ``[reg_min]``). The defaults are Kornblith et al.'s 45 values in [1e-6, 1e5].
 
@@ -237,8 +242,11 @@ def check_lbfgs_settings(max_iter, tol, dtype="float64"):
 
 
 def select_and_refit(
-    train, val, test, *, grid, metric, num_classes, max_iter=1000, tol=1e-4, device=None, dtype=None, progress=True
-):
+    train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor], *, grid: Sequence[float], metric: str, num_classes: int,
+    max_iter: int = 1000, tol: float = 1e-4, device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None, progress: bool = True,
+) -> dict:
     """Kornblith et al.'s protocol: choose the regularisation on ``val``, refit on train+val,
     score ``test`` once.
 

@@ -8,6 +8,8 @@ whole dataset: detectron2 leaves it out of the mean (its IoU is undefined), mmse
 IoU 0. detectron2's is the headline ``mIoU``; they agree whenever every class occurs in the ground
 truth (VOC val, Cityscapes val, ADE20K val). See docs/segmentation.md.
 """
+from __future__ import annotations
+
 import numpy as np
 
 from detectron2.data import DatasetCatalog
@@ -18,7 +20,7 @@ from ..data.sem_seg_labels import LabelMapError, read_sem_seg_label
 __all__ = ["SemanticSegmentationEvaluator", "mmseg_miou"]
 
 
-def mmseg_miou(conf_matrix):
+def mmseg_miou(conf_matrix: np.ndarray) -> float:
     """
     mmseg's mIoU (percent) of a detectron2 confusion matrix ((K+1)x(K+1), rows = prediction,
     columns = ground truth, last = ignored): the mean IoU over the classes with a non-empty union
