@@ -4,14 +4,20 @@ full fine-tuning and Core-tuning train with the Trainer's loop and hooks; the L-
 layer-wise probes and few-shot episodes are fitted by the evaluator on frozen, cached features
 (the run evaluates MODEL.WEIGHTS, as ``--eval-only`` does).
 """
+from __future__ import annotations
+
 import hashlib
 import logging
 import os
 from collections import Counter
+from typing import Iterable
 
 import torch
+
+from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog
 from detectron2.engine import HookBase
+from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
 from ..convert.classifier_weights import prepare_classifier_weights
@@ -31,7 +37,12 @@ from ..data.classification_loader import (
 )
 from ..data.fingerprint import dataset_fingerprint
 from ..engine.task import TASK_REGISTRY, Task
-from ..evaluation import ClassificationEvaluator, FeatureCache, FeatureProbeEvaluator, weights_digest
+from ..evaluation import (
+    ClassificationEvaluator,
+    FeatureCache,
+    FeatureProbeEvaluator,
+    weights_digest,
+)
 from ..evaluation.few_shot import FEW_SHOT_EPISODES_DIR
 from ..evaluation.logistic import check_lbfgs_settings, regularisation_grid
 from ..modeling.classifier import resolve_num_classes
@@ -256,15 +267,15 @@ class ClassificationTask(Task):
     headline_metrics = (r"classification/score", r"linear/score", r"few_shot/\d+way_\d+shot", r"layerwise/res\d/score")
 
     @classmethod
-    def check_config(cls, cfg):
+    def check_config(cls, cfg: CfgNode) -> None:
         check_classification_config(cfg)
 
     @classmethod
-    def trains(cls, cfg):
+    def trains(cls, cfg: CfgNode) -> bool:
         return cfg.CLASSIFICATION.PROTOCOL in SGD_PROTOCOLS
 
     @classmethod
-    def datasets_to_check(cls, cfg, eval_only):
+    def datasets_to_check(cls, cfg: CfgNode, eval_only: bool) -> list[str]:
         names = super().datasets_to_check(cfg, eval_only or not cls.trains(cfg))
         if cfg.CLASSIFICATION.PROTOCOL in ("linear_lbfgs", "layerwise"):
             names += list(cfg.DATASETS.TRAIN)
@@ -285,13 +296,13 @@ class ClassificationTask(Task):
         return train_val_dicts(cfg)[1] if cfg.CLASSIFICATION.EVAL_ON_VAL else labelled_dicts(cfg, dataset_name)
 
     @classmethod
-    def build_train_loader(cls, cfg):
+    def build_train_loader(cls, cfg: CfgNode) -> Iterable:
         if not cls.trains(cfg):
             raise ValueError(f"CLASSIFICATION.PROTOCOL {cfg.CLASSIFICATION.PROTOCOL} is fitted on features, not trained")
         return build_classification_train_loader(cfg, cls.training_dicts(cfg), resolve_num_classes(cfg))
 
     @classmethod
-    def build_test_loader(cls, cfg, dataset_name):
+    def build_test_loader(cls, cfg: CfgNode, dataset_name: str) -> Iterable:
         if cls.trains(cfg):
             dicts = cls.evaluation_dicts(cfg, dataset_name)
             check_labels(dicts, resolve_num_classes(cfg), dataset_name)
@@ -312,7 +323,7 @@ class ClassificationTask(Task):
         return build_classification_test_loader(cfg, [dict(d, probe_split=s) for s in plan["todo"] for d in plan["dicts"][s]])
 
     @classmethod
-    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+    def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: str | None = None) -> DatasetEvaluator:
         c = cfg.CLASSIFICATION
         metric = dataset_metric(cfg, dataset_name)
         num_classes = resolve_num_classes(cfg)
@@ -346,15 +357,15 @@ class ClassificationTask(Task):
         )
 
     @classmethod
-    def build_hooks(cls, cfg):
+    def build_hooks(cls, cfg: CfgNode) -> list[HookBase]:
         return [FrozenTrunkCheck()] if cfg.MODEL.CLASSIFIER.FREEZE_TRUNK and cls.trains(cfg) else []
 
     @classmethod
-    def prepare_weights(cls, cfg, output_dir):
+    def prepare_weights(cls, cfg: CfgNode, output_dir: str) -> list[str]:
         return prepare_classifier_weights(cfg, output_dir, log=print)
 
     @classmethod
-    def results_extra(cls, cfg):
+    def results_extra(cls, cfg: CfgNode) -> dict:
         test = list(cfg.DATASETS.TEST)
         c = cfg.CLASSIFICATION
         val = c.VAL_DATASET or f"{c.VAL_FRACTION:.0%} of {'+'.join(cfg.DATASETS.TRAIN)}, class-stratified (seed {c.VAL_SEED})"

@@ -1,14 +1,18 @@
 """Detection transfer: Faster R-CNN (and Mask R-CNN) on VOC-layout or COCO-JSON datasets."""
+from __future__ import annotations
+
 import logging
 import os
+from typing import Iterable
 
+from detectron2.config import CfgNode
 from detectron2.data import (
     MetadataCatalog,
     build_detection_test_loader,
     build_detection_train_loader,
     get_detection_dataset_dicts,
 )
-from detectron2.evaluation import COCOEvaluator
+from detectron2.evaluation import COCOEvaluator, DatasetEvaluator
 
 from ..convert.detection_weights import convert_weights_for_detection
 from ..data import CheckedDatasetMapper
@@ -42,7 +46,7 @@ class DetectionTask(Task):
     headline_metrics = ("bbox/AP50", "bbox/AP", "bbox/AP75", "segm/AP")
 
     @classmethod
-    def build_train_loader(cls, cfg):
+    def build_train_loader(cls, cfg: CfgNode) -> Iterable:
         mapper = CheckedDatasetMapper(cfg, is_train=True)
         if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
             logger.warning(
@@ -60,11 +64,11 @@ class DetectionTask(Task):
         )
 
     @classmethod
-    def build_test_loader(cls, cfg, dataset_name):
+    def build_test_loader(cls, cfg: CfgNode, dataset_name: str) -> Iterable:
         return build_detection_test_loader(cfg, dataset_name, mapper=CheckedDatasetMapper(cfg, is_train=False))
 
     @classmethod
-    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+    def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: str | None = None) -> DatasetEvaluator:
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", None)
         if evaluator_type == "pascal_voc":
@@ -81,6 +85,6 @@ class DetectionTask(Task):
         )
 
     @classmethod
-    def prepare_weights(cls, cfg, output_dir):
+    def prepare_weights(cls, cfg: CfgNode, output_dir: str) -> list[str]:
         """Convert ``MODEL.WEIGHTS`` to detectron2's layout once, or refuse it before training."""
         return convert_weights_for_detection(cfg, output_dir)

@@ -3,21 +3,27 @@ Contrastive pretraining of a torchvision ResNet (SimCLR, MoCo v2, SupCon, CE+Sel
 SupCon+SelfSupCon, SCAN; the meta-architectures of ``contrastive_det/modeling/pretrainers``),
 monitored by kNN top-1, exporting the trunk in the canonical torchvision layout.
 """
+from __future__ import annotations
+
 import logging
 import os
+from typing import Iterable
 
 import torch
+
+from detectron2.config import CfgNode
 from detectron2.engine import HookBase
+from detectron2.evaluation import DatasetEvaluator
 from detectron2.modeling import build_model
 
 from ..convert.canonical import save_canonical
 from ..convert.checkpoint_io import load_checkpoint_file
 from ..convert.classifier_weights import read_trunk
-from ..utils.atomic import atomic_open
 from ..data.pretraining import build_knn_test_loader, build_pretrain_train_loader, knn_bank_name
 from ..engine.hooks import ImagesPerSecond
 from ..engine.task import TASK_REGISTRY, Task
 from ..evaluation import KNNEvaluator
+from ..utils.atomic import atomic_open
 
 BACKBONE_FILE = "backbone.pth"
 INIT_WEIGHTS_FILE = "pretrain_init_weights.pth"
@@ -140,30 +146,30 @@ class PretrainTask(Task):
     headline_metrics = ("knn/top1",)
 
     @classmethod
-    def build_train_loader(cls, cfg):
+    def build_train_loader(cls, cfg: CfgNode) -> Iterable:
         return build_pretrain_train_loader(cfg)
 
     @classmethod
-    def build_test_loader(cls, cfg, dataset_name):
+    def build_test_loader(cls, cfg: CfgNode, dataset_name: str) -> Iterable:
         return build_knn_test_loader(cfg, dataset_name)
 
     @classmethod
-    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+    def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: str | None = None) -> DatasetEvaluator:
         return KNNEvaluator(cfg.TEST.KNN.K, cfg.TEST.KNN.T)
 
     @classmethod
-    def datasets_to_check(cls, cfg, eval_only):
+    def datasets_to_check(cls, cfg: CfgNode, eval_only: bool) -> list[str]:
         names = super().datasets_to_check(cfg, eval_only)
         return names + ([knn_bank_name(cfg)] if cfg.DATASETS.TEST else [])
 
     @classmethod
-    def build_hooks(cls, cfg):
+    def build_hooks(cls, cfg: CfgNode) -> list[HookBase]:
         return [ImagesPerSecond(cfg.SOLVER.IMS_PER_BATCH), ExportBackbone(cls.method(cfg))]
 
     @classmethod
-    def prepare_weights(cls, cfg, output_dir):
+    def prepare_weights(cls, cfg: CfgNode, output_dir: str) -> list[str]:
         return prepare_pretraining_weights(cfg, output_dir, log=print)
 
     @classmethod
-    def method_name(cls, cfg):
+    def method_name(cls, cfg: CfgNode) -> str:
         return cfg.MODEL.META_ARCHITECTURE

@@ -1,8 +1,13 @@
 """Semantic segmentation transfer: an FCN head on a dilated ResNet (MoCo's FCN-16s, mmseg's FCN-D8)."""
+from __future__ import annotations
+
 import logging
 import os
+from typing import Iterable
 
+from detectron2.config import CfgNode
 from detectron2.data import build_detection_test_loader, get_detection_dataset_dicts
+from detectron2.evaluation import DatasetEvaluator
 
 from ..convert.detection_weights import REMOTE_PREFIXES, convert_weights_for_detection
 from ..convert.errors import ConversionError
@@ -81,7 +86,7 @@ class SegmentationTask(Task):
     headline_metrics = ("sem_seg/mIoU", "sem_seg/mACC")
 
     @classmethod
-    def check_config(cls, cfg):
+    def check_config(cls, cfg: CfgNode) -> None:
         if not cfg.MODEL.META_ARCHITECTURE.endswith("SemanticSegmentor"):
             raise ValueError(f"MODEL.META_ARCHITECTURE {cfg.MODEL.META_ARCHITECTURE!r}: SegmentationTask trains a "
                              "semantic segmentor (\"FCNSemanticSegmentor\", see configs/segmentation/)")
@@ -90,7 +95,7 @@ class SegmentationTask(Task):
                              "images uniformly (\"TrainingSampler\")")
 
     @classmethod
-    def build_train_loader(cls, cfg):
+    def build_train_loader(cls, cfg: CfgNode) -> Iterable:
         check_datasets_match(cfg, list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST))
         dicts = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, filter_empty=False)
         return build_resumable_train_loader(
@@ -103,17 +108,17 @@ class SegmentationTask(Task):
         )
 
     @classmethod
-    def build_test_loader(cls, cfg, dataset_name):
+    def build_test_loader(cls, cfg: CfgNode, dataset_name: str) -> Iterable:
         return build_detection_test_loader(cfg, dataset_name, mapper=SemSegDatasetMapper(cfg, is_train=False))
 
     @classmethod
-    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+    def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: str | None = None) -> DatasetEvaluator:
         check_datasets_match(cfg, [dataset_name])
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         return SemanticSegmentationEvaluator(dataset_name, output_dir=output_folder)
 
     @classmethod
-    def prepare_weights(cls, cfg, output_dir):
+    def prepare_weights(cls, cfg: CfgNode, output_dir: str) -> list[str]:
         """Convert ``MODEL.WEIGHTS`` to detectron2's layout, then check that it covers the whole backbone."""
         overrides = convert_weights_for_detection(cfg, output_dir)
         weights = overrides[overrides.index("MODEL.WEIGHTS") + 1] if overrides else cfg.MODEL.WEIGHTS
