@@ -22,6 +22,18 @@ FAST = [
 ]
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test, restored afterwards: tiny fits and convolutions stall at random on a
+    busy 2-core machine with two. A module opts in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def toy_root(tmp_path_factory):
     """``$DETECTRON2_DATASETS`` holding toy_digits/ (10 trainval, 4 test images), registered."""

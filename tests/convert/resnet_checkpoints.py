@@ -1,16 +1,6 @@
-"""Helpers shared by the converter tests: random torchvision ResNets, one torch thread per test."""
-import pytest
+"""Helpers shared by the converter tests: random torchvision ResNets."""
 import torch
 import torchvision
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small convolutions run faster on one thread on a busy 2-core machine; restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def random_resnet(depth, seed=0):

@@ -8,7 +8,9 @@ from contrastive_det.config import get_cfg
 from contrastive_det.convert import ConversionError
 from contrastive_det.convert.classifier_weights import CLASSIFIER_WEIGHTS_FILE, prepare_classifier_weights
 from contrastive_det.convert.resnet_keys import torchvision_to_detectron2
-from resnet_checkpoints import one_thread, random_resnet  # noqa: F401  (autouse fixture)
+from resnet_checkpoints import random_resnet
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def write_run_config(folder, fmt, mean, std, stride):

@@ -11,7 +11,9 @@ import torch
 
 from conftest import REPO
 from contrastive_det.convert import convert_checkpoint
-from resnet_checkpoints import d2_name, random_resnet, one_thread  # noqa: F401  (autouse fixture)
+from resnet_checkpoints import d2_name, random_resnet
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 C4 = os.path.join(REPO, "configs", "detection", "voc0712_R_50_C4_24k_torchvision.yaml")
 FPN = os.path.join(REPO, "configs", "detection", "voc0712_R_50_FPN_24k_torchvision.yaml")

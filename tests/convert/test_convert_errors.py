@@ -19,7 +19,9 @@ from contrastive_det.convert import (
     torchvision_to_detectron2,
     verify_conversion,
 )
-from resnet_checkpoints import random_resnet, one_thread  # noqa: F401  (autouse fixture)
+from resnet_checkpoints import random_resnet
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def backbone(sd):

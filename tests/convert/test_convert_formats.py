@@ -18,7 +18,9 @@ from contrastive_det.convert import (
     torchvision_to_detectron2,
     write_detectron2,
 )
-from resnet_checkpoints import d2_name, random_resnet, one_thread  # noqa: F401  (autouse fixture)
+from resnet_checkpoints import d2_name, random_resnet
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 # ------------------------------------------------------------------------------------------------
 # helpers (independent of the library's key mapping, so the tests check it)

@@ -11,7 +11,9 @@ from contrastive_det.convert import WRITERS, ConversionError, Writer, convert_ch
 from contrastive_det.convert import pipeline, resnet_keys
 from contrastive_det.convert.verify import verify_conversion
 from contrastive_det.utils.config_keys import get_key
-from resnet_checkpoints import random_resnet, one_thread  # noqa: F401  (autouse fixture)
+from resnet_checkpoints import random_resnet
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def _check_pt(path):

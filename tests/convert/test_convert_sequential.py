@@ -5,7 +5,9 @@ import torchvision
 from torch import nn
 
 from contrastive_det.convert import AmbiguousCheckpointError, convert_checkpoint
-from resnet_checkpoints import random_resnet, one_thread  # noqa: F401  (autouse fixture)
+from resnet_checkpoints import random_resnet
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def sequential_trunk(depth, seed):

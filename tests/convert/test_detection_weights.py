@@ -10,7 +10,9 @@ import torchvision
 from contrastive_det.config import get_cfg
 from contrastive_det.convert import ConversionError, convert_checkpoint
 from contrastive_det.convert.detection_weights import CONVERTED_FILE, convert_weights_for_detection
-from resnet_checkpoints import random_resnet, one_thread  # noqa: F401  (autouse fixture)
+from resnet_checkpoints import random_resnet
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def cfg_with(weights, prefix=None):

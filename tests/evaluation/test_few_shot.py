@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from contrastive_det.evaluation import Episode, episode_accuracies, few_shot, mean_ci95, sample_episodes
-from eval_helpers import one_thread  # noqa: F401  (autouse fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 

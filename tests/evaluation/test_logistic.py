@@ -6,7 +6,8 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from contrastive_det.evaluation import fit_logistic, logistic, regularisation_grid, select_and_refit
-from eval_helpers import one_thread  # noqa: F401  (autouse fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 

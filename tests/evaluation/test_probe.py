@@ -15,7 +15,8 @@ from contrastive_det.evaluation import (
     sample_episodes,
     select_and_refit,
 )
-from eval_helpers import one_thread  # noqa: F401  (autouse fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 GRID = [1e-3, 1e-1, 10.0, 1e3]
 LAYERS = {"res4": 5, "res5": 6}
