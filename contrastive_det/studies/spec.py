@@ -509,6 +509,33 @@ def _combos(study, method):
     return combos
 
 
+def _check_claim_is_measured(study, i, claim, method_of):
+    """A claim whose rows never run on its transfers (a transfer's ``methods:`` leaves one out) could only
+    ever be "not measured": refuse it at expansion, naming the transfers and the rows they run."""
+    def runs(tname, row):
+        methods = study.transfers[tname]["methods"]
+        return methods is None or method_of[row] in methods
+
+    if claim.get("row"):
+        pairs = []
+        for tname in study.transfers:
+            if fnmatch.fnmatchcase(tname, claim["better"]):
+                prefix, _, suffix = claim["better"].partition("*")
+                wild = tname[len(prefix):len(tname) - len(suffix)] if "*" in claim["better"] else ""
+                pairs.append((tname, claim["than"].replace("*", wild, 1)))
+        if not any(other in study.transfers and runs(t, claim["row"]) and runs(other, claim["row"]) for t, other in pairs):
+            raise StudyError(f"{study.path}: claims[{i}]: row {claim['row']!r} runs on no pair of transfers "
+                             f"{claim['better']!r} / {claim['than']!r} (pairs found: {pairs or 'none'}); "
+                             "the claim could never be measured")
+        return
+    patterns = claim.get("transfers") or ["*"]
+    matched = [t for t in study.transfers if any(fnmatch.fnmatchcase(t, p) for p in patterns)]
+    if not any(runs(t, claim["better"]) and runs(t, claim["than"]) for t in matched):
+        detail = "; ".join(f"{t} runs {study.transfers[t]['methods'] or 'every row'}" for t in matched) or "none match"
+        raise StudyError(f"{study.path}: claims[{i}]: no transfer of {patterns} runs both {claim['better']!r} and "
+                         f"{claim['than']!r} ({detail}); the claim could never be measured")
+
+
 def expand(study: Study) -> list[Run]:
     """The study's runs, in an order that respects their dependencies (see the module docstring)."""
     tools = os.path.join(REPO, "tools")
@@ -553,6 +580,7 @@ def expand(study: Study) -> list[Run]:
             if claim[key] not in labels:
                 raise StudyError(f"{study.path}: claims[{i}].{key}: no row {claim[key]!r}; the study's rows: "
                                  f"{list(dict.fromkeys(labels))}")
+        _check_claim_is_measured(study, i, claim, {r[0]: r[1] for r in rows})
     multi_seed = len(study.pretrain_seeds) > 1
     for tname, tentry in study.transfers.items():
         task = _task_of(tentry["config"])

@@ -182,6 +182,26 @@ def test_a_claim_naming_a_row_the_study_does_not_make_is_refused(tmp_path):
         expand(study)
 
 
+def test_a_claim_whose_rows_never_run_on_its_transfers_is_refused(tmp_path):
+    """A transfer's methods: that leaves out a row of the claim: it could only ever be "not measured"."""
+    from contrastive_det.studies import expand
+
+    runs = {"transfer": {"runs": {"lbfgs": {"config": "configs/toy/cls_linear_lbfgs_R18.yaml"},
+                                  "det": {"config": "configs/toy/digits_R_50_C4.yaml", "methods": ["supcon"]}}}}
+    bad = load_study(write_study(tmp_path, [{"better": "supcon__images-40", "than": "simclr__images-40",
+                                             "metric": "bbox/AP", "transfers": ["det"]}], runs))
+    with pytest.raises(StudyError, match=r"claims\[0\]: no transfer of \['det'\] runs both 'supcon__images-40' and "
+                                         r"'simclr__images-40' \(det runs \['supcon'\]\)"):
+        expand(bad)
+    fine = load_study(write_study(tmp_path, [{"better": "supcon__images-40", "than": "simclr__images-40",
+                                              "metric": "linear/score"}], runs))  # lbfgs runs both
+    assert expand(fine)
+    row_bad = load_study(write_study(tmp_path, [{"row": "simclr__images-40", "better": "det", "than": "lbfgs",
+                                                 "metric": "x"}], runs))
+    with pytest.raises(StudyError, match=r"row 'simclr__images-40' runs on no pair of transfers 'det' / 'lbfgs'"):
+        expand(row_bad)
+
+
 def test_seeds_that_replicate_nothing_give_no_verdict():
     """A deterministic probe gives every transfer seed the same value: a difference of 5 with zero spread is not
     evidence of anything (a t interval of width 0 would call it supported)."""
