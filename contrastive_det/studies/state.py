@@ -24,6 +24,7 @@ import socket
 import time
 
 from ..utils.atomic import atomic_write_json
+from ..utils.config_keys import get_key
 
 __all__ = ["StudyState", "StudyLock", "StudyLocked", "run_digest", "plan_digests", "is_done", "mark_done", "RUN_RECORD", "PLAN_FILE",
            "STATE_FILE", "LOCK_FILE", "CONTENT_KEYS"]
@@ -58,14 +59,8 @@ def _merged_config(argv):
 
 def _content_files(cfg):
     """The non-empty file paths that the keys of :data:`CONTENT_KEYS` hold in ``cfg``."""
-    paths = []
-    for key in CONTENT_KEYS:
-        node = cfg
-        for part in key.split("."):
-            node = getattr(node, part, None) if node is not None else None
-        if isinstance(node, str) and node:
-            paths.append(node)
-    return paths
+    values = (get_key(cfg, key, None) for key in CONTENT_KEYS)
+    return [v for v in values if isinstance(v, str) and v]
 
 
 def run_digest(run, dep_digests):
