@@ -60,6 +60,42 @@ def copy_crops(toy_root, dest, per_class, subdir="crops"):
     return dest
 
 
+def folder_sets(prefix, root, splits=("train", "test")):
+    """A ``DATASETS.CUSTOM`` value declaring ``root/<split>`` as class-per-folder sets ``<prefix>_<split>``."""
+    return "[" + ", ".join(f"{{'NAME': '{prefix}_{s}', 'FORMAT': 'folder', 'ROOT': '{root / s}'}}"
+                           for s in splits) + "]"
+
+
+def option_list(values):
+    """``{KEY: value}`` as the flat ``KEY value ...`` list of a command line."""
+    return [str(x) for kv in values.items() for x in kv]
+
+
+def tiny_probe_opts(custom, prefix, out, cache, **extra):
+    """
+    Overrides for a classification run on the folder sets ``custom`` (:func:`folder_sets`) that takes
+    seconds: 32-pixel crops, a 4-point L-BFGS grid of 100 iterations, no loader workers, seed 5.
+    """
+    values = {
+        "DATASETS.CUSTOM": custom, "DATASETS.TRAIN": f"('{prefix}_train',)", "DATASETS.TEST": f"('{prefix}_test',)",
+        "INPUT.CLS.CROP_SIZE": "32", "INPUT.CLS.TEST_RESIZE": "32", "DATALOADER.NUM_WORKERS": "0", "SEED": "5",
+        "CLASSIFICATION.FEATURE_CACHE": str(cache), "CLASSIFICATION.LBFGS.NUM_REGS": "4",
+        "CLASSIFICATION.LBFGS.MAX_ITER": "100", "OUTPUT_DIR": str(out),
+    }
+    values.update(extra)
+    return option_list(values)
+
+
+def run_config(config_file, opts, seed=5):
+    """The config ``tools/train_net.py --config-file config_file --eval-only opts`` would run with."""
+    import argparse
+
+    from contrastive_det.engine.defaults import build_run_config
+
+    args = argparse.Namespace(config_file=str(config_file), eval_only=True, resume=False, opts=list(opts))
+    return build_run_config(args, seed=seed)[0]
+
+
 NCCL_SIM_DIR = os.path.join(REPO, "tests", "nccl_sim")
 
 

@@ -4,7 +4,6 @@ image added) or a run with other input normalisation never gets the features of 
 the feature cache; labels follow class names, so a test split missing a class keeps every other
 label and a test class unseen in training is an error naming it.
 """
-import argparse
 import csv
 import json
 import os
@@ -14,36 +13,18 @@ import pytest
 
 from contrastive_det.data.classification_loader import train_val_dicts
 from contrastive_det.data.pretraining import knn_dicts, pretrain_train_dicts
-from contrastive_det.engine.defaults import build_run_config
 from contrastive_det.evaluation import FeatureCache
 from contrastive_det.tasks.classification import cache_keys, probe_dicts
 
-from conftest import REPO, copy_crops, run_cli
+from conftest import REPO, copy_crops, folder_sets, run_cli, run_config, tiny_probe_opts
 
 LBFGS = os.path.join(REPO, "configs", "toy", "cls_linear_lbfgs_R18.yaml")
 FEW_SHOT = os.path.join(REPO, "configs", "toy", "cls_few_shot_R18.yaml")
 PRETRAIN = os.path.join(REPO, "configs", "toy", "pretrain_simclr_R18.yaml")
 
 
-def folder_sets(prefix, root):
-    return (f"[{{'NAME': '{prefix}_train', 'FORMAT': 'folder', 'ROOT': '{root / 'train'}'}}, "
-            f"{{'NAME': '{prefix}_test', 'FORMAT': 'folder', 'ROOT': '{root / 'test'}'}}]")
-
-
 def opts(custom, prefix, out, cache, **extra):
-    values = {
-        "DATASETS.CUSTOM": custom, "DATASETS.TRAIN": f"('{prefix}_train',)", "DATASETS.TEST": f"('{prefix}_test',)",
-        "INPUT.CLS.CROP_SIZE": "32", "INPUT.CLS.TEST_RESIZE": "32", "DATALOADER.NUM_WORKERS": "0", "SEED": "5",
-        "CLASSIFICATION.FEATURE_CACHE": str(cache), "CLASSIFICATION.LBFGS.NUM_REGS": "4",
-        "CLASSIFICATION.LBFGS.MAX_ITER": "100", "OUTPUT_DIR": str(out),
-    }
-    values.update(extra)
-    return [x for kv in values.items() for x in kv]
-
-
-def run_config(config_file, option_list):
-    args = argparse.Namespace(config_file=config_file, eval_only=True, resume=False, opts=option_list)
-    return build_run_config(args, seed=5)[0]
+    return tiny_probe_opts(custom, prefix, out, cache, **extra)
 
 
 def swap_folders(a, b):

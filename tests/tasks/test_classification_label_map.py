@@ -5,19 +5,17 @@ al. 2022, finding iv) on a tiny class-per-folder copy of the textured toy digits
 map, a class missing from the map stops the run naming it, and each granularity has its own feature
 cache entries (a changed map is extracted again, never served the other map's labels).
 """
-import argparse
 import json
 import os
 
 import pytest
 
 from contrastive_det.data.classification_loader import label_map_file, train_val_dicts, transfer_classes
-from contrastive_det.engine.defaults import build_run_config
 from contrastive_det.evaluation import FeatureCache
 from contrastive_det.modeling.classifier import resolve_num_classes
 from contrastive_det.tasks.classification import cache_keys, probe_dicts
 
-from conftest import REPO, copy_crops, run_cli
+from conftest import REPO, copy_crops, folder_sets, run_cli, run_config, tiny_probe_opts
 
 LBFGS = os.path.join(REPO, "configs", "toy", "cls_linear_lbfgs_R18.yaml")
 SGD = os.path.join(REPO, "configs", "toy", "cls_linear_sgd_R18.yaml")
@@ -33,21 +31,7 @@ def crops(toy_root, tmp_path_factory):
 
 
 def opts(root, out, cache, label_map="", **extra):
-    custom = (f"[{{'NAME': 'gran_train', 'FORMAT': 'folder', 'ROOT': '{root / 'train'}'}}, "
-              f"{{'NAME': 'gran_test', 'FORMAT': 'folder', 'ROOT': '{root / 'test'}'}}]")
-    values = {
-        "DATASETS.CUSTOM": custom, "DATASETS.TRAIN": "('gran_train',)", "DATASETS.TEST": "('gran_test',)",
-        "INPUT.CLS.CROP_SIZE": "32", "INPUT.CLS.TEST_RESIZE": "32", "DATALOADER.NUM_WORKERS": "0", "SEED": "5",
-        "CLASSIFICATION.FEATURE_CACHE": str(cache), "CLASSIFICATION.LBFGS.NUM_REGS": "4",
-        "CLASSIFICATION.LBFGS.MAX_ITER": "100", "CLASSIFICATION.LABEL_MAP": str(label_map), "OUTPUT_DIR": str(out),
-    }
-    values.update(extra)
-    return [x for kv in values.items() for x in kv]
-
-
-def run_config(config_file, option_list):
-    args = argparse.Namespace(config_file=config_file, eval_only=True, resume=False, opts=option_list)
-    return build_run_config(args, seed=5)[0]
+    return tiny_probe_opts(folder_sets("gran", root), "gran", out, cache, **{"CLASSIFICATION.LABEL_MAP": str(label_map), **extra})
 
 
 def write_map(path, mapping):

@@ -3,18 +3,16 @@ The classification task's wiring that every shipped per-dataset config relies on
 the train, validation and test splits (CLASSIFICATION.VAL_DATASET, the stratified hold-out,
 EVAL_ON_VAL), and the linear probe's own check that its trunk stays frozen.
 """
-import argparse
 import os
 import types
 
 import pytest
 import torch
 
-from contrastive_det.engine.defaults import build_run_config
 from contrastive_det.modeling.classifier import Classifier
 from contrastive_det.tasks.classification import ClassificationTask, FrozenTrunkCheck, probe_dicts
 
-from conftest import REPO, copy_crops
+from conftest import REPO, copy_crops, folder_sets, option_list, run_config
 
 
 def config(protocol):
@@ -31,14 +29,10 @@ def three_sets(toy_root, tmp_path_factory):
     return root
 
 
-def run_config(root, protocol, **extra):
-    custom = "[" + ", ".join(f"{{'NAME': 'w_{s}', 'FORMAT': 'folder', 'ROOT': '{root / s}'}}"
-                             for s in ("train", "val", "test")) + "]"
-    opts = {"DATASETS.CUSTOM": custom, "DATASETS.TRAIN": "('w_train',)", "DATASETS.TEST": "('w_test',)",
-            "OUTPUT_DIR": str(root / "out"), **extra}
-    args = argparse.Namespace(config_file=config(protocol), eval_only=True, resume=False,
-                              opts=[x for kv in opts.items() for x in kv])
-    return build_run_config(args, seed=0)[0]
+def wiring_config(root, protocol, **extra):
+    values = {"DATASETS.CUSTOM": folder_sets("w", root, ("train", "val", "test")), "DATASETS.TRAIN": "('w_train',)",
+              "DATASETS.TEST": "('w_test',)", "OUTPUT_DIR": str(root / "out"), **extra}
+    return run_config(config(protocol), option_list(values), seed=0)
 
 
 def under(dicts, folder):
@@ -46,7 +40,7 @@ def under(dicts, folder):
 
 
 def test_val_dataset_is_the_probes_validation_split(three_sets):
-    cfg = run_config(three_sets, "linear_lbfgs", **{"CLASSIFICATION.VAL_DATASET": "w_val"})
+    cfg = wiring_config(three_sets, "linear_lbfgs", **{"CLASSIFICATION.VAL_DATASET": "w_val"})
     dicts = probe_dicts(cfg, "w_test")
     assert under(dicts["train"], three_sets / "train") and len(dicts["train"]) == 50
     assert under(dicts["val"], three_sets / "val") and len(dicts["val"]) == 60
@@ -54,7 +48,7 @@ def test_val_dataset_is_the_probes_validation_split(three_sets):
 
 
 def test_without_val_dataset_a_stratified_part_of_train_is_held_out(three_sets):
-    cfg = run_config(three_sets, "linear_lbfgs", **{"CLASSIFICATION.VAL_FRACTION": "0.2"})
+    cfg = wiring_config(three_sets, "linear_lbfgs", **{"CLASSIFICATION.VAL_FRACTION": "0.2"})
     dicts = probe_dicts(cfg, "w_test")
     train, val = dicts["train"], dicts["val"]
     assert under(train, three_sets / "train") and under(val, three_sets / "train")
@@ -65,7 +59,7 @@ def test_without_val_dataset_a_stratified_part_of_train_is_held_out(three_sets):
 
 @pytest.mark.parametrize("eval_on_val", [True, False])
 def test_eval_on_val_trains_on_train_and_scores_val_else_train_plus_val_and_test(three_sets, eval_on_val):
-    cfg = run_config(three_sets, "finetune", **{"CLASSIFICATION.VAL_DATASET": "w_val",
+    cfg = wiring_config(three_sets, "finetune", **{"CLASSIFICATION.VAL_DATASET": "w_val",
                                                 "CLASSIFICATION.EVAL_ON_VAL": str(eval_on_val)})
     trained = ClassificationTask.training_dicts(cfg)
     scored = ClassificationTask.evaluation_dicts(cfg, "w_test")

@@ -14,7 +14,7 @@ import torchvision
 from contrastive_det.evaluation import FeatureCache
 from contrastive_det.tasks.classification import cache_keys
 
-from conftest import REPO, copy_crops, run_cli
+from conftest import REPO, copy_crops, folder_sets, run_cli, run_config, tiny_probe_opts
 
 PROTOCOLS = ["linear_sgd", "linear_lbfgs", "layerwise", "few_shot", "finetune", "core_tuning"]
 
@@ -30,19 +30,10 @@ def mini_textured(toy_root, tmp_path_factory):
 
 
 def opts(root, out, cache, **extra):
-    custom = (f"[{{'NAME': 'mini_tex_train', 'FORMAT': 'folder', 'ROOT': '{root / 'train'}'}}, "
-              f"{{'NAME': 'mini_tex_test', 'FORMAT': 'folder', 'ROOT': '{root / 'test'}'}}]")
-    values = {
-        "DATASETS.CUSTOM": custom, "DATASETS.TRAIN": "('mini_tex_train',)", "DATASETS.TEST": "('mini_tex_test',)",
-        "INPUT.CLS.CROP_SIZE": "32", "INPUT.CLS.TEST_RESIZE": "32", "SOLVER.IMS_PER_BATCH": "16",
-        "DATALOADER.NUM_WORKERS": "0", "SEED": "5", "CLASSIFICATION.FEATURE_CACHE": str(cache),
-        "CLASSIFICATION.LBFGS.NUM_REGS": "4", "CLASSIFICATION.LBFGS.MAX_ITER": "100",
-        "CLASSIFICATION.FEW_SHOT.SHOTS": "(1, 2)", "CLASSIFICATION.FEW_SHOT.QUERIES": "3",
+    return tiny_probe_opts(folder_sets("mini_tex", root), "mini_tex", out, cache, **{
+        "SOLVER.IMS_PER_BATCH": "16", "CLASSIFICATION.FEW_SHOT.SHOTS": "(1, 2)", "CLASSIFICATION.FEW_SHOT.QUERIES": "3",
         "CLASSIFICATION.FEW_SHOT.EPISODES": "20", "CLASSIFICATION.CORE_TUNING.HIDDEN_DIM": "64",
-        "SOLVER.CHECKPOINT_PERIOD": "2", "OUTPUT_DIR": str(out),
-    }
-    values.update(extra)
-    return [x for kv in values.items() for x in kv]
+        "SOLVER.CHECKPOINT_PERIOD": "2", **extra})
 
 
 def results(out):
@@ -104,16 +95,11 @@ def test_lbfgs_probe_caches_features_and_reuses_them(mini_textured, toy_root, tm
 
 
 def test_lbfgs_keys_reach_the_probe(mini_textured, toy_root, tmp_path):
-    import argparse
-
-    from contrastive_det.engine.defaults import build_run_config
     from contrastive_det.engine.task import get_task
 
-    args = argparse.Namespace(config_file=config("linear_lbfgs"), eval_only=True, resume=False,
-                              opts=opts(mini_textured, tmp_path / "o", tmp_path / "c", **{
-                                  "CLASSIFICATION.LBFGS.MAX_ITER": "17", "CLASSIFICATION.LBFGS.TOL": "0.003",
-                                  "CLASSIFICATION.LBFGS.DTYPE": "float32"}))
-    cfg, _ = build_run_config(args, seed=0)
+    cfg = run_config(config("linear_lbfgs"), opts(mini_textured, tmp_path / "o", tmp_path / "c", **{
+        "CLASSIFICATION.LBFGS.MAX_ITER": "17", "CLASSIFICATION.LBFGS.TOL": "0.003",
+        "CLASSIFICATION.LBFGS.DTYPE": "float32"}), seed=0)
     evaluator = get_task(cfg).build_evaluator(cfg, "mini_tex_test")
     assert (evaluator.max_iter, evaluator.tol, evaluator.dtype, len(evaluator.grid)) == (17, 0.003, "float32", 4)
 
@@ -145,13 +131,7 @@ def test_layerwise_probe_reports_every_layer(mini_textured, toy_root, tmp_path):
 
 
 def probe_cfg(protocol, root, tmp_path, seed=5, **extra):
-    import argparse
-
-    from contrastive_det.engine.defaults import build_run_config
-
-    args = argparse.Namespace(config_file=config(protocol), eval_only=True, resume=False,
-                              opts=opts(root, tmp_path / "o", tmp_path / "cache", **extra))
-    return build_run_config(args, seed=seed)[0]
+    return run_config(config(protocol), opts(root, tmp_path / "o", tmp_path / "cache", **extra), seed=seed)
 
 
 def test_few_shot_seeds_give_mean_std_and_ci(mini_textured, toy_root, tmp_path):
