@@ -22,6 +22,13 @@ FAST = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def at_repository_root(monkeypatch):
+    """Every test runs in the repository root, as the README's commands do: study files' relative paths
+    (configs/...) start at the working directory."""
+    monkeypatch.chdir(REPO)
+
+
 @pytest.fixture
 def one_thread():
     """One torch thread for the test, restored afterwards: tiny fits and convolutions stall at random on a

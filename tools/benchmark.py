@@ -55,6 +55,8 @@ VOC_FULL = ["SOLVER.IMS_PER_BATCH", "2", "DATASETS.TRAIN", "('toy_digits_trainva
 # Push checkpointing and evaluation past the benchmark: their cost is set by the user's periods.
 NO_PERIODIC = ["SOLVER.CHECKPOINT_PERIOD", "1000000", "TEST.EVAL_PERIOD", "0"]
 SIMCLR = os.path.join(REPO, "configs", "toy", "pretrain_simclr_R18.yaml")
+CLS_LBFGS = os.path.join(REPO, "configs", "toy", "cls_linear_lbfgs_R18.yaml")
+CLS_SGD = os.path.join(REPO, "configs", "toy", "cls_linear_sgd_R18.yaml")
 PRETRAIN = {  # name: (overrides, description)
     "pretrain_r18": (["INPUT.TWO_VIEW.CROP_SIZE", "32", "INPUT.TWO_VIEW.TEST_RESIZE", "32",
                       "SOLVER.IMS_PER_BATCH", "64"], "SimCLR ResNet-18 at 32 px"),
@@ -171,7 +173,8 @@ def main():
         cls_parts = [p for p in CLS_PARTS if p in parts]
         if cls_parts:
             out.update(cls_benchmark.run(
-                cls_parts, args.cls_workdir or os.path.join(tmp, "cls"), args.opts, trials=args.cls_trials,
+                cls_parts, args.cls_workdir or os.path.join(tmp, "cls"), args.opts, lbfgs_config=CLS_LBFGS,
+                sgd_config=CLS_SGD, train_net=os.path.join(REPO, "tools", "train_net.py"), trials=args.cls_trials,
                 sgd_epochs=args.cls_sgd_epochs, cache_trials=args.cls_cache_trials, cli=args.cls_cli,
                 log=lambda m: print(m, flush=True)))
     if args.json:

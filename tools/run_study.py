@@ -22,7 +22,8 @@ from contrastive_det.studies import StudyError, load_study, run_study
 from contrastive_det.studies.runner import report_study
 from contrastive_det.studies.state import StudyLocked
 from contrastive_det.studies.executors import EXECUTORS, build_executor
-from contrastive_det.studies.spec import REPO
+
+TOOLS_DIR = os.path.dirname(os.path.abspath(__file__))  # the runs call this folder's scripts
 
 
 def _ask(question):
@@ -36,6 +37,9 @@ def _ask(question):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("study", help="study file (YAML; see contrastive_det/studies/spec.py)")
+    parser.add_argument("--root", default=None,
+                        help="where the study file's relative paths (configs, checkpoints, output_dir) start "
+                             "(default: the working directory)")
     parser.add_argument("--dry-run", action="store_true", help="print the runs and their state; run nothing")
     parser.add_argument("--checkpoint", action="append", default=[], metavar="LABEL=PATH",
                         help="a row from an existing checkpoint (any layout tools/convert_to_detectron2.py reads), "
@@ -85,7 +89,8 @@ def main(argv=None):
             parser.error(f"--checkpoint {label} given twice")
         checkpoints[label] = path
     try:
-        study = load_study(args.study, checkpoints=checkpoints, no_pretrain=args.no_pretrain)
+        study = load_study(args.study, checkpoints=checkpoints, no_pretrain=args.no_pretrain, root=args.root,
+                           tools_dir=TOOLS_DIR)
     except StudyError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -111,7 +116,7 @@ def main(argv=None):
             params["slurm_additional_parameters"] = extra
     if args.max_jobs is not None and args.max_jobs < 1:
         parser.error(f"--max-jobs must be >= 1, got {args.max_jobs}")
-    executor = None if args.dry_run else build_executor(args.executor, study.output_dir, jobs=args.jobs, cwd=REPO,
+    executor = None if args.dry_run else build_executor(args.executor, study.output_dir, jobs=args.jobs, cwd=study.root,
                                                         slurm=params, max_jobs=args.max_jobs)
     try:
         status = run_study(study, executor, dry_run=args.dry_run, num_gpus=args.num_gpus, resources=resources,

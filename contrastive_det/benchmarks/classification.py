@@ -47,9 +47,6 @@ from ..evaluation.logistic import LBFGS_DTYPES, fit_logistic, regularisation_gri
 from ..modeling.classifier import resolve_num_classes
 from ..tasks.classification import cache_keys, feature_cache
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-LBFGS_CONFIG = os.path.join(REPO, "configs", "toy", "cls_linear_lbfgs_R18.yaml")
-SGD_CONFIG = os.path.join(REPO, "configs", "toy", "cls_linear_sgd_R18.yaml")
 
 __all__ = [
     "ClsBench",
@@ -73,8 +70,8 @@ class ClsBench:
     and the model.
     """
 
-    def __init__(self, workdir, config_file=LBFGS_CONFIG, opts=(), log=print):
-        self.workdir, self.config_file, self.log = workdir, config_file, log
+    def __init__(self, workdir, config_file, opts=(), log=print, train_net=None):
+        self.workdir, self.config_file, self.log, self.train_net = workdir, config_file, log, train_net
         os.makedirs(workdir, exist_ok=True)
         self.opts = list(opts)
         base = load_config(argparse.Namespace(config_file=config_file, opts=self.opts))
@@ -427,12 +424,14 @@ def _train_net_in_process(bench, name, cache):
 
 def _train_net_cli(bench, name, cache):
     out = os.path.join(bench.workdir, name)
-    cmd = [sys.executable, os.path.join(REPO, "tools", "train_net.py"), "--config-file", bench.config_file,
+    if not bench.train_net:
+        raise ValueError("the CLI mode of probe_cache needs the path of tools/train_net.py (train_net=)")
+    cmd = [sys.executable, bench.train_net, "--config-file", bench.config_file,
            *bench.opts, "CLASSIFICATION.FEATURE_CACHE", cache, "OUTPUT_DIR", out, "SEED", "0"]
     os.makedirs(out, exist_ok=True)
     t0 = time.perf_counter()
     with open(os.path.join(bench.workdir, name + ".log"), "w") as logf:
-        subprocess.run(cmd, check=True, stdout=logf, stderr=subprocess.STDOUT, cwd=REPO)
+        subprocess.run(cmd, check=True, stdout=logf, stderr=subprocess.STDOUT)
     total = time.perf_counter() - t0
     metrics = read_results(out)["metrics"]
     score = next(iter(metrics.values()))["linear/score"]
@@ -491,21 +490,26 @@ def _table(header, rows, log):
         log("| " + " | ".join(str(c) for c in row) + " |")
 
 
-def sgd_recipe(config_file=SGD_CONFIG, opts=()):
+def sgd_recipe(config_file, opts=()):
     """The linear_sgd recipe's optimizer settings from its config (+ ``opts``)."""
     s = load_config(argparse.Namespace(config_file=config_file, opts=list(opts))).SOLVER
     return {"lr": float(s.BASE_LR), "momentum": float(s.MOMENTUM), "nesterov": bool(s.NESTEROV),
             "weight_decay": float(s.WEIGHT_DECAY), "batch_size": int(s.IMS_PER_BATCH)}
 
 
-def run(parts, workdir, opts=(), *, trials=3, sgd_epochs=100, cache_trials=1, cli=False, log=print):
-    """Run the benchmarks named in ``parts``; returns {part: figures}, printing each table."""
+def run(parts, workdir, opts=(), *, lbfgs_config, sgd_config, train_net=None, trials=3, sgd_epochs=100,
+        cache_trials=1, cli=False, log=print):
+    """
+    Run the benchmarks named in ``parts``; returns {part: figures}, printing each table.
+    ``lbfgs_config`` / ``sgd_config``: the linear_lbfgs and linear_sgd probe configs (tools/benchmark.py
+    gives the toy ones); ``train_net``: the path of tools/train_net.py, for ``cli=True``.
+    """
     if comm.get_world_size() != 1:
         raise RuntimeError("the classification benchmarks run in one process")
-    bench = ClsBench(workdir, LBFGS_CONFIG, opts, log=log)
+    bench = ClsBench(workdir, lbfgs_config, opts, log=log, train_net=train_net)
     out = {}
     if "probe_speed" in parts:
-        out["probe_speed"] = probe_speed(bench, sgd=sgd_recipe(SGD_CONFIG, opts), epochs=sgd_epochs, trials=trials, log=log)
+        out["probe_speed"] = probe_speed(bench, sgd=sgd_recipe(sgd_config, opts), epochs=sgd_epochs, trials=trials, log=log)
         print_probe_speed(out["probe_speed"], log)
     if "extraction" in parts:
         out["extraction"] = extraction_speed(bench, trials=trials, log=log)

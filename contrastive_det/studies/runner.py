@@ -259,10 +259,6 @@ def run_study_locked(study, executor, *, dry_run=False, num_gpus=0, resources=No
     return finished
 
 
-REPORT_TOOL = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                           "tools", "report.py")
-
-
 def report_study(study: Study, executor: Any, *, pictures: bool = True, resources: dict | None = None,
                  log: Callable[[str], Any] = print) -> str:
     """
@@ -276,7 +272,7 @@ def report_study(study: Study, executor: Any, *, pictures: bool = True, resource
         return write_report(study.output_dir, pictures=pictures, log=log)
     path = write_report(study.output_dir, pictures=False, log=log)
     log_path = os.path.join(study.output_dir, "logs", "report.log")
-    executor.start([("report", [REPORT_TOOL, study.output_dir], log_path,
+    executor.start([("report", [os.path.join(study.tools_dir, "report.py"), study.output_dir], log_path,
                      run_resources("report", None, study.resources))])
     log(f"START report pictures as job {executor.job_id('report')}: log {log_path}")
     ended = []

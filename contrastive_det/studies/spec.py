@@ -35,7 +35,10 @@ A study's rows can also be checkpoints that already exist, beside or instead of 
       supervised_tv: {path: /models/resnet50-0676ba61.pth}
       dino_r50: {path: /models/dino_resnet50_pretrain.pth, prefix: "", format: torchvision, trust: false}
 
-Relative paths are relative to the repository root (where the CLIs run). ``opts`` values are
+Relative paths (configs, checkpoints, ``output_dir``) start at the study's root folder: the working
+directory unless :func:`load_study` is given another (``tools/run_study.py`` runs from the repository
+root in every example). The runs are commands of the scripts in the study's ``tools_dir``
+(``tools/run_study.py`` gives its own folder); the library itself never assumes a checkout. ``opts`` values are
 written on the command line as yacs reads them: lists become tuples, strings stay as they are.
 
 The runs, with their folders under the study folder:
@@ -74,9 +77,10 @@ from ..engine.results import RESULTS_FILE
 from ..utils.yaml_files import DuplicateKeyError, load_yaml_file
 from .resources import KINDS, check_resources, run_resources
 
-__all__ = ["Run", "Study", "StudyError", "load_study", "expand", "format_opt_value", "REPO"]
+__all__ = ["Run", "Study", "StudyError", "load_study", "expand", "format_opt_value", "TOOLS"]
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# the scripts a study's runs are commands of, looked up in Study.tools_dir
+TOOLS = ("pretrain_net.py", "convert_to_detectron2.py", "train_net.py", "report.py")
 RANDOM_INIT = "random-init"
 # transfers whose weights go through tools/convert_to_detectron2.py (a detectron2 backbone)
 CONVERTED_TASKS = ("DetectionTask", "SegmentationTask")
@@ -136,6 +140,8 @@ class Study:
     resources: dict = field(default_factory=dict)  # kind -> {resource: value} (see .resources)
     checkpoints: dict = field(default_factory=dict)  # label -> {"path": abs path, "prefix", "format", "trust"}
     claims: list = field(default_factory=list)  # [{better, than, metric, transfers, over, name}] (see .claims)
+    root: str = ""  # where the file's relative paths start (absolute)
+    tools_dir: str = ""  # the folder of the scripts in TOOLS that the runs call (absolute)
 
     def run_resources(self, run, cli=None):
         """The cluster resources of ``run`` (see :mod:`.resources`); ``cli``: the command line's values."""
@@ -178,12 +184,12 @@ def _seeds(path, where, value):
     return list(value)
 
 
-def _config_path(path, where, value):
+def _config_path(path, where, value, root):
     if not isinstance(value, str) or not value:
         _fail(path, where, f"expected a config file path, got {value!r}")
-    full = value if os.path.isabs(value) else os.path.join(REPO, value)
+    full = value if os.path.isabs(value) else os.path.join(root, value)
     if not os.path.isfile(full):
-        _fail(path, where, f"no such config file {value!r} (relative paths start at the repository root {REPO})")
+        _fail(path, where, f"no such config file {value!r} (relative paths start at the study's root {root})")
     return full
 
 
@@ -201,7 +207,7 @@ def _label(path, where, name):
     return name
 
 
-def _entries(path, where, value, extra=()):
+def _entries(path, where, value, root, extra=()):
     """``{name: {config, opts}}`` (also accepts a list of ``{name, config, opts}``); ``extra``: further
     allowed keys, kept as written (validated by the caller)."""
     if isinstance(value, list):
@@ -222,13 +228,13 @@ def _entries(path, where, value, extra=()):
         _check_keys(path, f"{where}.{name}", entry, {"config", "opts", *extra})
         if "config" not in entry:
             _fail(path, f"{where}.{name}", "missing 'config'")
-        entries[name] = {"config": _config_path(path, f"{where}.{name}.config", entry["config"]),
+        entries[name] = {"config": _config_path(path, f"{where}.{name}.config", entry["config"], root),
                          "opts": _opts(path, f"{where}.{name}.opts", entry.get("opts")),
                          **{k: entry[k] for k in extra if k in entry}}
     return entries
 
 
-def _checkpoints(path, raw, methods):
+def _checkpoints(path, raw, methods, root):
     """The ``checkpoints:`` section: label -> {path (absolute), prefix, format, trust, digest}."""
     out, by_digest = {}, {}
     for label, entry in _mapping(path, "checkpoints", raw.get("checkpoints")).items():
@@ -244,9 +250,9 @@ def _checkpoints(path, raw, methods):
         file = entry.get("path")
         if not isinstance(file, str) or not file:
             _fail(path, f"{where}.path", f"expected the path of a checkpoint file, got {file!r}")
-        full = os.path.abspath(file if os.path.isabs(file) else os.path.join(REPO, file))
+        full = os.path.abspath(file if os.path.isabs(file) else os.path.join(root, file))
         if not os.path.isfile(full):
-            _fail(path, f"{where}.path", f"no such file {file!r} (relative paths start at the repository root {REPO})")
+            _fail(path, f"{where}.path", f"no such file {file!r} (relative paths start at the study's root {root})")
         for key in ("prefix", "format"):
             if entry.get(key) is not None and not isinstance(entry[key], str):
                 _fail(path, f"{where}.{key}", f"expected a string, got {entry[key]!r}")
@@ -351,7 +357,8 @@ def _add_cli_checkpoints(path, raw, checkpoints, no_pretrain):
     return raw
 
 
-def load_study(path: str, checkpoints: dict[str, str] | None = None, no_pretrain: bool = False) -> Study:
+def load_study(path: str, checkpoints: dict[str, str] | None = None, no_pretrain: bool = False, *,
+               root: str | None = None, tools_dir: str | None = None) -> Study:
     """
     Read and validate a study file; raises :class:`StudyError` naming the file and key.
 
@@ -359,9 +366,17 @@ def load_study(path: str, checkpoints: dict[str, str] | None = None, no_pretrain
         checkpoints: {label: path} added to (or replacing in) the file's ``checkpoints`` (the
             command line's ``--checkpoint label=path``).
         no_pretrain: leave the file's pretraining runs out (rows: the checkpoints and random init).
+        root: where the file's relative paths start (default: the working directory).
+        tools_dir: the folder holding the scripts in :data:`TOOLS` (default: ``<root>/tools``).
     """
     if not os.path.isfile(path):
         raise StudyError(f"{path}: no such study file")
+    root = os.path.abspath(root if root is not None else os.getcwd())
+    tools_dir = os.path.abspath(tools_dir if tools_dir is not None else os.path.join(root, "tools"))
+    missing = [t for t in TOOLS if not os.path.isfile(os.path.join(tools_dir, t))]
+    if missing:
+        raise StudyError(f"{path}: the runs call {', '.join(TOOLS)}, and {tools_dir} lacks {', '.join(missing)}; "
+                         "run from the repository root or give the folder of contrastive-det's tools/")
     try:
         raw = load_yaml_file(path)
     except DuplicateKeyError as e:
@@ -382,7 +397,7 @@ def load_study(path: str, checkpoints: dict[str, str] | None = None, no_pretrain
             raise StudyError(f"{path}: {error}")
     name = _label(path, "name", raw.get("name"))
     output_dir = raw.get("output_dir") or os.path.join("output", "studies", name)
-    output_dir = output_dir if os.path.isabs(output_dir) else os.path.join(REPO, output_dir)
+    output_dir = output_dir if os.path.isabs(output_dir) else os.path.join(root, output_dir)
 
     pre = _mapping(path, "pretrain", raw.get("pretrain"))
     _check_keys(path, "pretrain", pre, {"methods", "axes", "sweep", "seeds", "opts", "random_init"})
@@ -391,7 +406,7 @@ def load_study(path: str, checkpoints: dict[str, str] | None = None, no_pretrain
         if pre.get("axes"):
             _fail(path, "pretrain.axes", "axes sweep pretraining runs, and the study has no pretrain.methods")
     else:
-        methods = _entries(path, "pretrain.methods", pre.get("methods"))
+        methods = _entries(path, "pretrain.methods", pre.get("methods"), root)
     if RANDOM_INIT in methods:
         _fail(path, "pretrain.methods", f"{RANDOM_INIT!r} is the baseline row (pretrain.random_init), not a method")
     axes = {}
@@ -429,12 +444,12 @@ def load_study(path: str, checkpoints: dict[str, str] | None = None, no_pretrain
     random_init = pre.get("random_init", raw.get("random_init", True))
     if not isinstance(random_init, bool):
         _fail(path, where, f"expected true or false, got {random_init!r}")
-    brought = _checkpoints(path, raw, methods)
+    brought = _checkpoints(path, raw, methods, root)
 
     tr = _mapping(path, "transfer", raw.get("transfer"), required=True)
     _check_keys(path, "transfer", tr, {"runs", "seeds"})
     transfer_seeds = _seeds(path, "transfer.seeds", tr.get("seeds"))
-    transfers = _entries(path, "transfer.runs", tr.get("runs"), extra=("seeds", "methods", "resources"))
+    transfers = _entries(path, "transfer.runs", tr.get("runs"), root, extra=("seeds", "methods", "resources"))
     for tname, entry in transfers.items():
         where = f"transfer.runs.{tname}"
         entry["resources"], error = check_resources(f"{where}.resources", entry.get("resources", {}))
@@ -458,7 +473,7 @@ def load_study(path: str, checkpoints: dict[str, str] | None = None, no_pretrain
         pretrain_seeds=_seeds(path, "pretrain.seeds", pre.get("seeds")),
         pretrain_opts=_opts(path, "pretrain.opts", pre.get("opts")), random_init=random_init,
         transfer_seeds=transfer_seeds, transfers=transfers, raw=copy.deepcopy(raw), resources=resources,
-        checkpoints=brought, claims=claims,
+        checkpoints=brought, claims=claims, root=root, tools_dir=tools_dir,
     )
 
 
@@ -538,7 +553,7 @@ def _check_claim_is_measured(study, i, claim, method_of):
 
 def expand(study: Study) -> list[Run]:
     """The study's runs, in an order that respects their dependencies (see the module docstring)."""
-    tools = os.path.join(REPO, "tools")
+    tools = study.tools_dir
     root = study.output_dir
     runs = []
     rows = []  # (row label, method, axes, pretrain seed, backbone path or None, pretrain run id or None)

@@ -348,6 +348,28 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path):
     assert not os.path.exists(os.path.join(study.output_dir, "state.json"))
 
 
+def test_relative_paths_start_at_the_root_and_runs_call_the_given_tools(tmp_path, monkeypatch):
+    path = write_study(tmp_path / "s.yaml")
+    monkeypatch.chdir(tmp_path)  # configs/toy/... is not here: named with the root it was looked for in
+    with pytest.raises(StudyError, match=r"pretrain\.methods\.simclr\.config: no such config file "
+                                         rf"'configs/toy/pretrain_simclr_R18\.yaml'.*study's root {tmp_path}"):
+        load_study(str(path), tools_dir=os.path.join(REPO, "tools"))
+    (tmp_path / "configs").symlink_to(os.path.join(REPO, "configs"))  # a root with the configs, without tools/
+    with pytest.raises(StudyError, match=rf"{tmp_path / 'tools'} lacks pretrain_net.py, .*train_net.py, report.py"):
+        load_study(str(path))  # the tools default to <root>/tools
+    tools = tmp_path / "my_tools"
+    tools.mkdir()
+    for name in ("pretrain_net.py", "convert_to_detectron2.py", "train_net.py", "report.py"):
+        (tools / name).write_text("")
+    study = load_study(str(path), root=REPO, tools_dir=str(tools))
+    assert study.root == REPO and study.methods["simclr"]["config"] == os.path.join(TOY, "pretrain_simclr_R18.yaml")
+    assert {os.path.dirname(r.argv[0]) for r in expand(study)} == {str(tools)}
+    # the CLI: --root from anywhere, its own tools
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", "run_study.py"), str(path), "--dry-run",
+                           "--root", REPO], cwd=tmp_path, text=True, capture_output=True, timeout=300)
+    assert proc.returncode == 0 and "[todo] transfer/det/random-init/seed1" in proc.stdout, proc.stderr[-2000:]
+
+
 # ---------------------------------------------------------------------------------------------
 # a tiny real study
 # ---------------------------------------------------------------------------------------------
