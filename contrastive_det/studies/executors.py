@@ -60,6 +60,12 @@ def visible_gpus(env=None):
         return []
 
 
+def _trains(run_id):
+    """A study run that trains (pretraining, transfer, grid point), by its id; not a conversion or a choice."""
+    first, last = run_id.split("/")[0], run_id.split("/")[-1]
+    return first in ("pretrain", "transfer") or (first == "select" and last != "choice")
+
+
 def _num_gpus(argv):
     """``--num-gpus`` of a training command (1 when absent: the CLIs' default), 0 for other tools."""
     if os.path.basename(argv[0]) not in DISTRIBUTED_TOOLS:
@@ -335,8 +341,7 @@ class SubmititExecutor:
                              f"{' ...' if len(over) > 5 else ''}; lower --time or the study's resources.<kind>.time")
         lines = []
         if partition_has_gpus(partition):
-            cpu_only = [rid for rid, r in run_resources.items() if not r.get("gpus")
-                        and os.path.basename(rid.split("/")[0]) != "convert"]
+            cpu_only = [rid for rid, r in run_resources.items() if not r.get("gpus") and _trains(rid)]
             if cpu_only:
                 lines.append(f"warning: {len(cpu_only)} training runs ask for no GPU on {where}, which has GPUs "
                              f"(e.g. {cpu_only[0]}); give --gpus-per-node or resources.<kind>.gpus")

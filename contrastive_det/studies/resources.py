@@ -4,8 +4,9 @@ What each run of a study asks of the cluster, by kind of run.
 A run's resources are a dict of :data:`RESOURCE_KEYS`; they come, later entries winning, from
 
 1. the base of its kind: the command line's ``--gpus-per-node``, ``--cpus-per-task``, ``--mem-gb``,
-   ``--time`` and ``--nodes`` for pretraining and transfer runs; :data:`KIND_DEFAULTS` for
-   conversions (no GPU, 2 CPUs, one hour: a conversion never inherits a training job's 8 GPUs and days);
+   ``--time`` and ``--nodes`` for pretraining, transfer and grid runs; :data:`KIND_DEFAULTS` for
+   conversions (no GPU, 2 CPUs, one hour: a conversion never inherits a training job's 8 GPUs and days) and
+   select runs (no GPU, 1 CPU, 10 minutes);
 2. the study file's ``resources: {pretrain: {...}, convert: {...}, transfer: {...}}``;
 3. a transfer entry's own ``resources: {...}`` (e.g. 1 GPU and 2 hours for a few-shot or probe run).
 
@@ -29,9 +30,11 @@ RESOURCE_KEYS = {
     "nodes": (int, "nodes per run"),
     "tasks_per_node": (int, "tasks per node (each runs the CLI with one --machine-rank)"),
 }
-KINDS = ("pretrain", "convert", "transfer", "report")
+KINDS = ("pretrain", "convert", "transfer", "grid", "select", "report")
+# "grid": a transfer's selection runs (train like the transfer); "select": the choice among them
 # "report": the report's pictures (UMAP embeddings, detection pictures) as one job on a cluster
 KIND_DEFAULTS = {"convert": {"gpus": 0, "cpus": 2, "time": 60, "nodes": 1, "tasks_per_node": 1},
+                 "select": {"gpus": 0, "cpus": 1, "time": 10, "nodes": 1, "tasks_per_node": 1},
                  "report": {"gpus": 0, "cpus": 2, "time": 120, "nodes": 1, "tasks_per_node": 1}}
 
 

@@ -76,11 +76,12 @@ import yaml
 from ..engine.results import RESULTS_FILE
 from ..utils.yaml_files import DuplicateKeyError, load_yaml_file
 from .resources import KINDS, check_resources, run_resources
+from .selection import CHOSEN_CONFIG, SELECTION_FILE, grid_points, point_name
 
 __all__ = ["Run", "Study", "StudyError", "load_study", "expand", "format_opt_value", "TOOLS"]
 
 # the scripts a study's runs are commands of, looked up in Study.tools_dir
-TOOLS = ("pretrain_net.py", "convert_to_detectron2.py", "train_net.py", "report.py")
+TOOLS = ("pretrain_net.py", "convert_to_detectron2.py", "train_net.py", "select_config.py", "report.py")
 RANDOM_INIT = "random-init"
 # transfers whose weights go through tools/convert_to_detectron2.py (a detectron2 backbone)
 CONVERTED_TASKS = ("DetectionTask", "SegmentationTask")
@@ -145,7 +146,7 @@ class Study:
 
     def run_resources(self, run, cli=None):
         """The cluster resources of ``run`` (see :mod:`.resources`); ``cli``: the command line's values."""
-        entry = self.transfers.get(run.meta.get("transfer"), {}) if run.kind == "transfer" else {}
+        entry = self.transfers.get(run.meta.get("transfer"), {}) if run.kind in ("transfer", "grid") else {}
         return run_resources(run.kind, cli, self.resources, entry.get("resources"))
 
     def digest(self):
@@ -449,13 +450,14 @@ def load_study(path: str, checkpoints: dict[str, str] | None = None, no_pretrain
     tr = _mapping(path, "transfer", raw.get("transfer"), required=True)
     _check_keys(path, "transfer", tr, {"runs", "seeds"})
     transfer_seeds = _seeds(path, "transfer.seeds", tr.get("seeds"))
-    transfers = _entries(path, "transfer.runs", tr.get("runs"), root, extra=("seeds", "methods", "resources"))
+    transfers = _entries(path, "transfer.runs", tr.get("runs"), root, extra=("seeds", "methods", "resources", "select"))
     for tname, entry in transfers.items():
         where = f"transfer.runs.{tname}"
         entry["resources"], error = check_resources(f"{where}.resources", entry.get("resources", {}))
         if error:
             raise StudyError(f"{path}: {error}")
         entry["seeds"] = _seeds(path, f"{where}.seeds", entry["seeds"]) if "seeds" in entry else transfer_seeds
+        entry["select"] = _select(path, f"{where}.select", entry["select"], entry) if "select" in entry else None
         if "methods" in entry:
             known = [*methods, *brought, *([RANDOM_INIT] if random_init else [])]
             chosen = entry["methods"]
@@ -501,6 +503,50 @@ def _value_name(value):
     text = format_opt_value(value) if not isinstance(value, str) else value
     text = re.sub(r"[^A-Za-z0-9_.+-]+", "_", text).strip("_")
     return text or "empty"
+
+
+def _select(path, where, value, entry):
+    """A transfer's ``select:`` (see :mod:`.selection`): {points, metric, mode, opts, seeds}."""
+    value = _mapping(path, where, value, required=True)
+    _check_keys(path, where, value, {"grid", "points", "metric", "mode", "opts", "seeds"})
+    if ("grid" in value) == ("points" in value):
+        _fail(path, where, "give grid: {KEY: [values]} (every combination) or points: [{KEY: value}, ...], one of them")
+    if "grid" in value:
+        grid = _opts(path, f"{where}.grid", value["grid"])
+        for key, values in grid.items():
+            if not isinstance(values, list) or not values:
+                _fail(path, f"{where}.grid.{key}", f"expected a non-empty list of values, got {values!r}")
+            if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
+                _fail(path, f"{where}.grid.{key}", f"repeated values in {values!r}")
+        if not grid:
+            _fail(path, f"{where}.grid", "names no keys")
+        points = grid_points(grid)
+    else:
+        points = value["points"]
+        if not isinstance(points, list) or not points:
+            _fail(path, f"{where}.points", f"expected a non-empty list of {{KEY: value}} mappings, got {points!r}")
+        points = [_opts(path, f"{where}.points[{i}]", p) for i, p in enumerate(points)]
+        if any(not p or set(p) != set(points[0]) for p in points):
+            _fail(path, f"{where}.points", "every point must set the same, non-empty set of keys")
+        if len({json.dumps(p, sort_keys=True) for p in points}) != len(points):
+            _fail(path, f"{where}.points", "repeated points")
+    metric = value.get("metric")
+    if not isinstance(metric, str) or not metric:
+        _fail(path, f"{where}.metric", f"expected a metric of the runs' results.json (e.g. classification/score), got {metric!r}")
+    mode = value.get("mode", "max")
+    if mode not in ("max", "min"):
+        _fail(path, f"{where}.mode", f"expected max or min, got {mode!r}")
+    opts = _opts(path, f"{where}.opts", value.get("opts"))
+    if not opts:  # without it the grid would be scored on the test sets: selection on test
+        _fail(path, f"{where}.opts", "missing: the overrides that make a grid run score on the validation split, "
+              "e.g. {CLASSIFICATION.EVAL_ON_VAL: true}")
+    for key in points[0]:
+        for other, source in ((entry.get("opts") or {}, "opts"), (opts, "select.opts")):
+            if key in other:
+                _fail(path, where, f"{key} is a grid key and is also set in the transfer's {source}; the refit "
+                      "runs would not use the chosen value")
+    seeds = _seeds(path, f"{where}.seeds", value["seeds"]) if "seeds" in value else None
+    return {"points": points, "metric": metric, "mode": mode, "opts": opts, "seeds": seeds}
 
 
 def _task_of(config):
@@ -549,6 +595,34 @@ def _check_claim_is_measured(study, i, claim, method_of):
         detail = "; ".join(f"{t} runs {study.transfers[t]['methods'] or 'every row'}" for t in matched) or "none match"
         raise StudyError(f"{study.path}: claims[{i}]: no transfer of {patterns} runs both {claim['better']!r} and "
                          f"{claim['than']!r} ({detail}); the claim could never be measured")
+
+
+def _selection_runs(study, sid, tname, tentry, task, method, row, combo, pseed, deps, weights, config, row_opts):
+    """The grid runs of one row's selection on validation, then its select run (last)."""
+    sel, tools, runs, points = tentry["select"], study.tools_dir, [], []
+    for i, point in enumerate(sel["points"]):
+        dirs = []
+        for t in sel["seeds"] or tentry["seeds"][:1]:
+            gid = f"{sid}/{point_name(i, point, _value_name)}/seed{t}"
+            out = os.path.join(study.output_dir, gid)
+            argv = [os.path.join(tools, "train_net.py"), "--config-file", config,
+                    *_argv_opts(tentry["opts"], row_opts, sel["opts"], point), "MODEL.WEIGHTS", weights,
+                    "RESULTS.METHOD", method, "SEED", str(t), "OUTPUT_DIR", out]
+            runs.append(Run(gid, "grid", argv, list(deps), out, [os.path.join(out, RESULTS_FILE)],
+                            {"method": method, "row": row, "axes": combo, "seed": t, "pretrain_seed": pseed,
+                             "transfer": tname, "task": task, "config": tentry["config"], "point": point}))
+            dirs.append(out)
+        points.append((point, dirs))
+    cid = f"{sid}/choice"
+    out = os.path.join(study.output_dir, cid)
+    argv = [os.path.join(tools, "select_config.py"), "--base", config, "--metric", sel["metric"], "--mode", sel["mode"],
+            "--out", out]
+    for point, dirs in points:
+        argv += ["--point", json.dumps(point), *dirs]
+    runs.append(Run(cid, "select", argv, [r.id for r in runs], out,
+                    [os.path.join(out, CHOSEN_CONFIG), os.path.join(out, SELECTION_FILE)],
+                    {"method": method, "row": row, "axes": combo, "pretrain_seed": pseed, "transfer": tname}))
+    return runs
 
 
 def expand(study: Study) -> list[Run]:
@@ -622,6 +696,11 @@ def expand(study: Study) -> list[Run]:
             row_opts = {}
             if method in study.checkpoints and task == "ClassificationTask":
                 row_opts = {"MODEL.TV_RESNET.DEPTH": 0}  # the checkpoint's own depth (see the module docstring)
+            if tentry["select"] is not None:
+                sid = f"select/{tname}/{row}" + (f"/pretrain_seed{pseed}" if multi_seed and pseed is not None else "")
+                runs.extend(_selection_runs(study, sid, tname, tentry, task, method, row, combo, pseed,
+                                            deps, weights, config, row_opts))
+                deps, config = [runs[-1].id], runs[-1].outputs[0]  # the refit runs read the chosen config
             for t in tentry["seeds"]:
                 rid = f"transfer/{tname}/{row}" + (f"/pretrain_seed{pseed}" if multi_seed and pseed is not None else "")
                 rid += f"/seed{t}"

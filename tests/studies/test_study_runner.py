@@ -355,11 +355,11 @@ def test_relative_paths_start_at_the_root_and_runs_call_the_given_tools(tmp_path
                                          rf"'configs/toy/pretrain_simclr_R18\.yaml'.*study's root {tmp_path}"):
         load_study(str(path), tools_dir=os.path.join(REPO, "tools"))
     (tmp_path / "configs").symlink_to(os.path.join(REPO, "configs"))  # a root with the configs, without tools/
-    with pytest.raises(StudyError, match=rf"{tmp_path / 'tools'} lacks pretrain_net.py, .*train_net.py, report.py"):
+    with pytest.raises(StudyError, match=rf"{tmp_path / 'tools'} lacks pretrain_net.py, .*train_net.py, select_config.py, report.py"):
         load_study(str(path))  # the tools default to <root>/tools
     tools = tmp_path / "my_tools"
     tools.mkdir()
-    for name in ("pretrain_net.py", "convert_to_detectron2.py", "train_net.py", "report.py"):
+    for name in ("pretrain_net.py", "convert_to_detectron2.py", "train_net.py", "select_config.py", "report.py"):
         (tools / name).write_text("")
     study = load_study(str(path), root=REPO, tools_dir=str(tools))
     assert study.root == REPO and study.methods["simclr"]["config"] == os.path.join(TOY, "pretrain_simclr_R18.yaml")
