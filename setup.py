@@ -40,7 +40,7 @@ INSTALL_REQUIRES = [
 
 setup(
     name="contrastive_det",
-    version="0.1.0",
+    version="0.2.0.dev0",
     description="Contrastive pretraining and detection/classification transfer on Detectron2",
     packages=find_packages(include=["contrastive_det", "contrastive_det.*"]),
     python_requires=">=3.9",

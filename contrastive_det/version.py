@@ -1,2 +1,2 @@
 """The version recorded in every results.json."""
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"

@@ -180,15 +180,10 @@ def add_classification_config(cfg):
     # SGD protocols: train on the training split alone and evaluate on the validation split (model
     # selection, e.g. the fine-tuning grid). False: train on train+val, evaluate on DATASETS.TEST.
     cfg.CLASSIFICATION.EVAL_ON_VAL = False
-    # Fine-tuning grid of tools/finetune_sweep.py, chosen on the validation split (ties: the earlier point).
-    # Defaults: Kornblith et al. 2019's 7 log-spaced learning rates in [1e-4, 0.1] x 7 log-spaced weight
-    # decays in [1e-6, 1e-3] and none; configs/classification/finetune uses ssl-transfer's (see there).
-    cfg.CLASSIFICATION.FINETUNE_GRID = CN()
-    cfg.CLASSIFICATION.FINETUNE_GRID.BASE_LRS = (1e-4, 3.16e-4, 1e-3, 3.16e-3, 1e-2, 3.16e-2, 1e-1)
-    cfg.CLASSIFICATION.FINETUNE_GRID.WEIGHT_DECAYS = (0.0, 1e-6, 3.16e-6, 1e-5, 3.16e-5, 1e-4, 3.16e-4, 1e-3)
-    # Train each point with SOLVER.WEIGHT_DECAY = WEIGHT_DECAYS[j] / BASE_LRS[i] (ssl-transfer's finetune.py:
-    # the grid is of lr x weight decay products), instead of WEIGHT_DECAYS[j] itself.
-    cfg.CLASSIFICATION.FINETUNE_GRID.WD_OVER_LR = False
+    # Deprecated in 0.2.0, ignored with a warning, removed in 0.3.0: the fine-tuning grid of the former
+    # tools/finetune_sweep.py. A study transfer's select: (docs/studies.md) runs any grid on validation.
+    for key in ("", ".BASE_LRS", ".WEIGHT_DECAYS", ".WD_OVER_LR"):
+        cfg.register_deprecated_key("CLASSIFICATION.FINETUNE_GRID" + key)
     # Metric reported as "score": "top1", "mean_per_class" or "map11"; "" = the test set's metadata "metric".
     cfg.CLASSIFICATION.METRIC = ""
     # Coarser labels (label granularity): a JSON file {"fine class name": "coarse class name", ...}, the format of

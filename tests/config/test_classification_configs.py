@@ -42,9 +42,7 @@ PUBLISHED = {
     "classification/finetune/Base-Finetune.yaml": {  # ssl-transfer's finetune.py
         "MODEL.CLASSIFIER.FREEZE_TRUNK": False, "SOLVER.NESTEROV": True, "SOLVER.MOMENTUM": 0.9,
         "SOLVER.IMS_PER_BATCH": 64, "SOLVER.LR_SCHEDULER_NAME": "WarmupCosineLR", "SOLVER.WARMUP_ITERS": 0,
-        "CLASSIFICATION.FINETUNE_GRID.BASE_LRS": (0.1, 0.01, 0.001, 0.0001),  # logspace(-4, -1, 4), descending
-        "CLASSIFICATION.FINETUNE_GRID.WEIGHT_DECAYS": (0.0, 1e-6, 1e-5, 1e-4, 1e-3),  # 0 + logspace(-6, -3, 4)
-        "CLASSIFICATION.FINETUNE_GRID.WD_OVER_LR": True, "INPUT.CLS.TEST_PIPELINE": "ssl_transfer",
+        "INPUT.CLS.TEST_PIPELINE": "ssl_transfer",
     },
     "classification/finetune/cifar10.yaml": {"SOLVER.MAX_ITER": 5000},  # ssl-transfer's --steps default
     "classification/core_tuning/Base-Core-Tuning.yaml": {  # Zhang et al. 2021, their README/code
@@ -97,8 +95,7 @@ def test_generated_schedule_is_epochs_of_trainval():
 
 TOY_ALLOWED = ("INPUT.CLS.CROP_SIZE", "INPUT.CLS.TEST_RESIZE", "INPUT.CLS.CROP_SCALE", "INPUT.CLS.FLIP_PROB",
                "MODEL.TV_RESNET.DEPTH", "SOLVER.", "DATASETS.", "DATALOADER.", "OUTPUT_DIR",
-               "CLASSIFICATION.TEST_BATCH_SIZE", "CLASSIFICATION.CORE_TUNING.HIDDEN_DIM",
-               "CLASSIFICATION.FINETUNE_GRID.")
+               "CLASSIFICATION.TEST_BATCH_SIZE", "CLASSIFICATION.CORE_TUNING.HIDDEN_DIM")
 
 
 @pytest.mark.parametrize("protocol, base", [

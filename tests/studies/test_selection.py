@@ -171,3 +171,24 @@ def test_a_selection_study_runs_end_to_end(toy_root, tmp_path):
     assert "sel_test" in refit["metrics"]
     report = (out / "report" / "tables.md").read_text()
     assert "ft" in report and "00_base_lr" not in report  # the grid runs are not rows of the report
+
+
+def test_the_former_finetune_grid_keys_load_with_a_warning_and_are_ignored(tmp_path, caplog):
+    cfg_file = tmp_path / "old.yaml"
+    cfg_file.write_text(f"_BASE_: {os.path.join(REPO, FINETUNE)}\nCLASSIFICATION:\n  FINETUNE_GRID:\n"
+                        "    BASE_LRS: (0.1,)\n    WD_OVER_LR: True\n")
+    with caplog.at_level("WARNING"):
+        cfg = load_config(argparse.Namespace(config_file=str(cfg_file),
+                                             opts=["CLASSIFICATION.FINETUNE_GRID.WEIGHT_DECAYS", "(0.0,)"]))
+    assert "FINETUNE_GRID" not in cfg.CLASSIFICATION
+    assert "Deprecated config key (ignoring): CLASSIFICATION.FINETUNE_GRID" in caplog.text
+    assert "CLASSIFICATION.FINETUNE_GRID.WEIGHT_DECAYS" in caplog.text
+
+
+def test_the_toy_fine_tuning_selection_follows_ssl_transfers_rule():
+    """ssl-transfer's finetune.py: weight decay = grid value / learning rate, every lr x wd pair."""
+    study = load_study(os.path.join(REPO, "configs", "studies", "finetune_select_toy.yaml"))
+    select = study.transfers["finetune"]["select"]
+    pairs = {(p["SOLVER.BASE_LR"], round(p["SOLVER.WEIGHT_DECAY"] * p["SOLVER.BASE_LR"], 9)) for p in select["points"]}
+    assert pairs == {(lr, wd) for lr in (0.03, 0.003) for wd in (0.0, 1e-4)}
+    assert select["opts"] == {"CLASSIFICATION.EVAL_ON_VAL": True} and select["metric"] == "classification/score"
