@@ -2,6 +2,8 @@
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg as _d2_get_cfg
 
+from .renamed import add_renamed_keys
+
 
 def add_contrastive_det_config(cfg):
     """Add contrastive-det's keys to a detectron2 config (in place). Safe to call twice."""
@@ -48,6 +50,8 @@ def add_contrastive_det_config(cfg):
     add_pretrain_config(cfg)
     add_classification_config(cfg)
     add_segmentation_config(cfg)
+    # Keys moved in 0.2.0, still read under their old names (config/renamed.py: RENAMED_KEYS).
+    add_renamed_keys(cfg)
 
     cfg.RESULTS = CN()
     # Name of the pretraining method behind MODEL.WEIGHTS (e.g. "mocov2", "supcon"), recorded in
@@ -93,10 +97,14 @@ def add_pretrain_config(cfg):
     cfg.MODEL.CONTRASTIVE.QUEUE_SIZE = 65536  # keys (and labels) kept in the queue; multiple of the global batch
     cfg.MODEL.CONTRASTIVE.SHUFFLE_BN = True  # MoCo's shuffled BN for the key encoder (needs > 1 process)
     cfg.MODEL.CONTRASTIVE.NUM_CLASSES = 1000  # classes of the supervised/joint objectives' labels
-    cfg.MODEL.CONTRASTIVE.INSTANCE_WEIGHT = 0.5  # joint objectives: weight of the MoCo instance term
-    cfg.MODEL.CONTRASTIVE.SUPCON_WEIGHT = 1.0  # SupCon+SelfSupCon: weight of the queue SupCon term
-    cfg.MODEL.CONTRASTIVE.SCAN_NUM_NEIGHBORS = 100  # SCAN: neighbourhood size k (momentum embeddings)
-    cfg.MODEL.CONTRASTIVE.SCAN_NON_NEIGHBOR = "mask"  # SCAN: same-label non-neighbours "mask"ed or "negative"
+    # The joint objectives (CE+SelfSupCon "CESelfSupCon", SupCon+SelfSupCon "SupConSelfSupCon").
+    cfg.MODEL.JOINT = CN()
+    cfg.MODEL.JOINT.INSTANCE_WEIGHT = 0.5  # weight of the MoCo instance term
+    cfg.MODEL.JOINT.SUPCON_WEIGHT = 1.0  # SupCon+SelfSupCon: weight of the queue SupCon term
+    # SCAN (Wei et al. 2020): SupCon over the labels, restricted to each sample's neighbourhood.
+    cfg.MODEL.SCAN = CN()
+    cfg.MODEL.SCAN.NUM_NEIGHBORS = 100  # neighbourhood size k (momentum embeddings)
+    cfg.MODEL.SCAN.NON_NEIGHBOR = "mask"  # same-label non-neighbours "mask"ed or "negative"
     # Supervised (cross-entropy) baseline: label smoothing of its cross-entropy (0 = plain CE, torchvision's
     # classic ImageNet recipe; torchvision's newer recipes use 0.1).
     cfg.MODEL.CONTRASTIVE.LABEL_SMOOTHING = 0.0

@@ -19,7 +19,7 @@ from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from ..config import get_cfg
+from ..config import get_cfg, upgrade_renamed_keys
 from ..data import check_dataset_layout, register_datasets_from_config
 from ..data.checks import check_images
 from ..utils import collectives
@@ -188,7 +188,8 @@ def check_config_bases(config_file: str) -> list[str]:
 
 def load_config(args: argparse.Namespace) -> CfgNode:
     """Default config + contrastive-det keys + the config file + trailing KEY VALUE overrides."""
-    cfg = get_cfg()
+    defaults = get_cfg()
+    cfg = defaults.clone()
     if args.config_file:
         if not os.path.isfile(args.config_file):
             raise FileNotFoundError(f"Config file {args.config_file} does not exist")
@@ -203,7 +204,7 @@ def load_config(args: argparse.Namespace) -> CfgNode:
         cfg.merge_from_list(args.opts)
     except (KeyError, AssertionError) as e:  # yacs: AssertionError("Non-existent key: A.B")
         raise KeyError(f"command-line override: {e.args[0]}") from None
-    return cfg
+    return upgrade_renamed_keys(cfg, defaults, logging.getLogger("contrastive_det"))
 
 
 def build_run_config(args: argparse.Namespace, seed: int | None = None,

@@ -28,3 +28,12 @@ def get_key(node, key, default=_RAISE):
             return default
         node = node[part]
     return node
+
+
+def set_key(node, key, value):
+    """Set the value at a dotted key of nested mappings; every parent must exist (a missing one raises KeyError)."""
+    *parents, leaf = key.split(".")
+    parent = get_key(node, ".".join(parents)) if parents else node
+    if not isinstance(parent, dict):
+        raise KeyError(f"{key}: {'.'.join(parents)} is not a mapping")
+    parent[leaf] = value

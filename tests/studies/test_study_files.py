@@ -351,7 +351,7 @@ def test_scan_cites_the_seed_and_runs_coco_mask_rcnn_voc_and_a_k_sweep():
     main = {"supervised", "mocov2", "scan", "random-init"}
     for t in ("coco", "coco_mask"):
         assert _rows_and_seeds(transfers[t]) == (main, {0, 1, 2}), t
-    ks = {row: cfg.MODEL.CONTRASTIVE.SCAN_NUM_NEIGHBORS for row, cfg in _pretrain("scan").items()
+    ks = {row: cfg.MODEL.SCAN.NUM_NEIGHBORS for row, cfg in _pretrain("scan").items()
           if cfg.MODEL.META_ARCHITECTURE == "SCAN"}
     assert sorted(ks.values()) == [10, 100, 1000, 10000] and ks["scan"] == 100  # the recipe's k is the main row
     for t in ("linear_imagenet", "voc0712"):  # every k
@@ -365,6 +365,6 @@ def test_scan_toy_runs_the_same_transfers_and_a_k_sweep():
     assert sum(c.TASK == "DetectionTask" and c.MODEL.MASK_ON for c in tasks.values()) == 1
     assert {c.DATASETS.TEST for c in tasks.values() if c.TASK == "DetectionTask"} == {
         ("toy_digits_test",), ("toy_digits_coco_test",)}
-    ks = {cfg.MODEL.CONTRASTIVE.SCAN_NUM_NEIGHBORS for cfg in _pretrain("scan_toy").values()
+    ks = {cfg.MODEL.SCAN.NUM_NEIGHBORS for cfg in _pretrain("scan_toy").values()
           if cfg.MODEL.META_ARCHITECTURE == "SCAN"}
     assert len(ks) >= 3

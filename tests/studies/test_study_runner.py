@@ -681,13 +681,13 @@ def test_an_axis_can_apply_to_some_methods_only(tmp_path):
     """SCAN's neighbourhood size swept for SCAN alone: the other methods run once, without the axis (their
     rows become the plots' dashed baselines), never once per value under other names."""
     path = write_study(tmp_path / "s.yaml", **{"pretrain.axes": {
-        "k": {"key": "MODEL.CONTRASTIVE.SCAN_NUM_NEIGHBORS", "values": [8, 64], "methods": ["supcon"]}}})
+        "k": {"key": "MODEL.SCAN.NUM_NEIGHBORS", "values": [8, 64], "methods": ["supcon"]}}})
     runs = expand(load_study(path))
     rows = sorted({r.meta["row"] for r in runs if r.kind == "pretrain"})
     assert rows == ["simclr", "supcon__k-64", "supcon__k-8"]
     pre = next(r for r in runs if r.id == "pretrain/supcon__k-64/seed0")
-    assert pre.argv[pre.argv.index("MODEL.CONTRASTIVE.SCAN_NUM_NEIGHBORS") + 1] == "64"
-    assert "MODEL.CONTRASTIVE.SCAN_NUM_NEIGHBORS" not in next(r for r in runs if r.id == "pretrain/simclr/seed0").argv
+    assert pre.argv[pre.argv.index("MODEL.SCAN.NUM_NEIGHBORS") + 1] == "64"
+    assert "MODEL.SCAN.NUM_NEIGHBORS" not in next(r for r in runs if r.id == "pretrain/simclr/seed0").argv
     bad = write_study(tmp_path / "bad.yaml", **{"pretrain.axes": {"k": {"key": "SOLVER.MAX_ITER", "values": [1], "methods": ["scan"]}}})
     with pytest.raises(StudyError, match=r"pretrain\.axes\.k\.methods: unknown methods \['scan'\]"):
         load_study(bad)

@@ -33,7 +33,7 @@ def fast_opts(mini_crops, out, max_iter=3, **extra):
         "DATASETS.CUSTOM": custom, "DATASETS.TRAIN": "('mini_train',)", "DATASETS.TEST": "('mini_test',)",
         "SOLVER.IMS_PER_BATCH": "16", "SOLVER.MAX_ITER": str(max_iter), "SOLVER.WARMUP_ITERS": "1",
         "MODEL.CONTRASTIVE.QUEUE_SIZE": "64", "MODEL.CONTRASTIVE.PROJ_HIDDEN_DIM": "64",
-        "MODEL.CONTRASTIVE.SCAN_NUM_NEIGHBORS": "8", "DATALOADER.NUM_WORKERS": "0", "SEED": "7",
+        "MODEL.SCAN.NUM_NEIGHBORS": "8", "DATALOADER.NUM_WORKERS": "0", "SEED": "7",
         "TEST.KNN.K": "10", "OUTPUT_DIR": str(out),
     }
     opts.update(extra)

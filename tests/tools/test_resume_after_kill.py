@@ -35,7 +35,7 @@ def pretrain_args(method, crops):
         "SOLVER.WARMUP_ITERS": "2", "SOLVER.STEPS": "(6,)",
         "INPUT.TWO_VIEW.CROP_SIZE": "32", "INPUT.TWO_VIEW.TEST_RESIZE": "32",
         "MODEL.CONTRASTIVE.QUEUE_SIZE": "32", "MODEL.CONTRASTIVE.PROJ_HIDDEN_DIM": "32",
-        "MODEL.CONTRASTIVE.SCAN_NUM_NEIGHBORS": "4", "MODEL.CONTRASTIVE.MOMENTUM": "0.9",
+        "MODEL.SCAN.NUM_NEIGHBORS": "4", "MODEL.CONTRASTIVE.MOMENTUM": "0.9",
         "DATALOADER.NUM_WORKERS": "1", "TEST.KNN.K": "5",
     }
     cfg = os.path.join(REPO, "configs", "toy", f"pretrain_{method}_R18.yaml")

@@ -26,7 +26,7 @@ class CESelfSupCon(MomentumPretrainer):
     def from_config(cls, cfg):
         ret = super().from_config(cfg)
         ret["classifier"] = nn.Linear(ret["encoder"].out_dim, cfg.MODEL.CONTRASTIVE.NUM_CLASSES)
-        ret["instance_weight"] = cfg.MODEL.CONTRASTIVE.INSTANCE_WEIGHT
+        ret["instance_weight"] = cfg.MODEL.JOINT.INSTANCE_WEIGHT
         return ret
 
     def losses(self, views, labels):
@@ -57,8 +57,8 @@ class SupConSelfSupCon(MomentumPretrainer):
     @classmethod
     def from_config(cls, cfg):
         ret = super().from_config(cfg)
-        ret["instance_weight"] = cfg.MODEL.CONTRASTIVE.INSTANCE_WEIGHT
-        ret["supcon_weight"] = cfg.MODEL.CONTRASTIVE.SUPCON_WEIGHT
+        ret["instance_weight"] = cfg.MODEL.JOINT.INSTANCE_WEIGHT
+        ret["supcon_weight"] = cfg.MODEL.JOINT.SUPCON_WEIGHT
         return ret
 
     def losses(self, views, labels):

@@ -18,15 +18,15 @@ class SCAN(MomentumPretrainer):
     def __init__(self, *, num_neighbors, non_neighbor, **kwargs):
         super().__init__(**kwargs)
         if non_neighbor not in ("mask", "negative"):
-            raise ValueError(f"MODEL.CONTRASTIVE.SCAN_NON_NEIGHBOR must be 'mask' or 'negative', got {non_neighbor!r}")
+            raise ValueError(f"MODEL.SCAN.NON_NEIGHBOR must be 'mask' or 'negative', got {non_neighbor!r}")
         self.num_neighbors = num_neighbors
         self.non_neighbor = non_neighbor
 
     @classmethod
     def from_config(cls, cfg):
         ret = super().from_config(cfg)
-        ret["num_neighbors"] = cfg.MODEL.CONTRASTIVE.SCAN_NUM_NEIGHBORS
-        ret["non_neighbor"] = cfg.MODEL.CONTRASTIVE.SCAN_NON_NEIGHBOR
+        ret["num_neighbors"] = cfg.MODEL.SCAN.NUM_NEIGHBORS
+        ret["non_neighbor"] = cfg.MODEL.SCAN.NON_NEIGHBOR
         return ret
 
     def losses(self, views, labels):
