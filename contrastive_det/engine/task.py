@@ -47,6 +47,15 @@ class Task:
     #: order: printed by a seed sweep and the columns of a study's tables; the others are still in
     #: results.json (and a study's results.csv)
     headline_metrics = ()
+    #: how a study gives the task a pretrained trunk: "backbone" = the exported backbone.pth as
+    #: MODEL.WEIGHTS; "converted" = a conversion run first (tools/convert_to_detectron2.py
+    #: --write-config over the transfer's config: detectron2's layout, the backbone's depth and input
+    #: keys), whose weights and config the run reads; the random-init row then runs on the first
+    #: converted config, so that the rows differ by their weights only
+    study_weights = "backbone"
+    #: config overrides of a study row whose weights are a brought checkpoint (e.g. "take the
+    #: checkpoint's own depth")
+    checkpoint_row_opts: dict = {}
 
     @classmethod
     def build_train_loader(cls, cfg: CfgNode) -> Iterable:

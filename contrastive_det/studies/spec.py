@@ -49,9 +49,11 @@ The runs, with their folders under the study folder:
   (``tools/convert_to_detectron2.py <path> backbone.pth --to torchvision``), done once; the
   checkpoint file's sha256 is part of the run's digest, so a file changed on disk is converted
   again and every transfer of its row is redone. Two labels naming one file (same content) are an
-  error. Classification transfers of a checkpoint row get ``MODEL.TV_RESNET.DEPTH 0`` (the
-  checkpoint's depth); detection and segmentation get it from the conversion's config.
-* ``convert/<row>/seed<S>/<transfer>``: for detection and segmentation transfer only, the verified conversion
+  error. A checkpoint row's transfers get their task's ``checkpoint_row_opts`` (classification:
+  ``MODEL.TV_RESNET.DEPTH 0``, the checkpoint's depth); detection and segmentation get it from the
+  conversion's config.
+* ``convert/<row>/seed<S>/<transfer>``: for a transfer whose task's ``study_weights`` is "converted"
+  (detection, segmentation: see :class:`~contrastive_det.engine.task.Task`), the verified conversion
   ``tools/convert_to_detectron2.py backbone.pth weights.pkl --write-config detect.yaml --base
   <transfer config>`` (the config with the backbone's depth and input format).
 * ``transfer/<transfer>/<row>[/pretrain_seed<S>]/seed<T>``: ``tools/train_net.py`` with the
@@ -62,6 +64,7 @@ The runs, with their folders under the study folder:
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import fnmatch
 import hashlib
@@ -73,7 +76,9 @@ from typing import Any
 
 import yaml
 
+from ..engine.defaults import load_config
 from ..engine.results import RESULTS_FILE
+from ..engine.task import get_task
 from ..utils.yaml_files import DuplicateKeyError, load_yaml_file
 from .resources import KINDS, check_resources, run_resources
 from .selection import CHOSEN_CONFIG, SELECTION_FILE, grid_points, point_name
@@ -83,8 +88,6 @@ __all__ = ["Run", "Study", "StudyError", "load_study", "expand", "format_opt_val
 # the scripts a study's runs are commands of, looked up in Study.tools_dir
 TOOLS = ("pretrain_net.py", "convert_to_detectron2.py", "train_net.py", "select_config.py", "report.py")
 RANDOM_INIT = "random-init"
-# transfers whose weights go through tools/convert_to_detectron2.py (a detectron2 backbone)
-CONVERTED_TASKS = ("DetectionTask", "SegmentationTask")
 SWEEPS = ("product", "one_at_a_time")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
@@ -550,12 +553,8 @@ def _select(path, where, value, entry):
 
 
 def _task_of(config):
-    """The TASK of a config file (its _BASE_ chain merged), without building anything."""
-    import argparse
-
-    from ..engine.defaults import load_config
-
-    return load_config(argparse.Namespace(config_file=config, opts=[])).TASK
+    """The :class:`~contrastive_det.engine.task.Task` of a config file (its _BASE_ chain merged)."""
+    return get_task(load_config(argparse.Namespace(config_file=config, opts=[])))
 
 
 def _combos(study, method):
@@ -672,8 +671,8 @@ def expand(study: Study) -> list[Run]:
         _check_claim_is_measured(study, i, claim, {r[0]: r[1] for r in rows})
     multi_seed = len(study.pretrain_seeds) > 1
     for tname, tentry in study.transfers.items():
-        task = _task_of(tentry["config"])
-        detection = task in CONVERTED_TASKS
+        task_cls = _task_of(tentry["config"])
+        task, converted = task_cls.__name__, task_cls.study_weights == "converted"
         first_convert = None
         for row, method, combo, pseed, backbone, pre_id in rows:
             if tentry["methods"] is not None and method not in tentry["methods"]:
@@ -681,7 +680,7 @@ def expand(study: Study) -> list[Run]:
             deps, weights, config = [], "", tentry["config"]
             if backbone is not None:
                 deps, weights = [pre_id], backbone
-                if detection:
+                if converted:
                     cid = f"convert/{row}/{tname}" if method in study.checkpoints else f"convert/{row}/seed{pseed}/{tname}"
                     cout = os.path.join(root, cid)
                     pkl, det_cfg = os.path.join(cout, "weights.pkl"), os.path.join(cout, "detect.yaml")
@@ -691,11 +690,9 @@ def expand(study: Study) -> list[Run]:
                                     {"method": method, "row": row, "axes": combo, "seed": pseed, "transfer": tname}))
                     first_convert = first_convert or (cid, det_cfg)
                     deps, weights, config = [cid], pkl, det_cfg
-            elif detection and first_convert is not None:
+            elif converted and first_convert is not None:
                 deps, config = [first_convert[0]], first_convert[1]  # the same config, no weights
-            row_opts = {}
-            if method in study.checkpoints and task == "ClassificationTask":
-                row_opts = {"MODEL.TV_RESNET.DEPTH": 0}  # the checkpoint's own depth (see the module docstring)
+            row_opts = dict(task_cls.checkpoint_row_opts) if method in study.checkpoints else {}
             if tentry["select"] is not None:
                 sid = f"select/{tname}/{row}" + (f"/pretrain_seed{pseed}" if multi_seed and pseed is not None else "")
                 runs.extend(_selection_runs(study, sid, tname, tentry, task, method, row, combo, pseed,

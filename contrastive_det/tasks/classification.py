@@ -265,6 +265,7 @@ class ClassificationTask(Task):
 
     name = "classification"
     headline_metrics = (r"classification/score", r"linear/score", r"few_shot/\d+way_\d+shot", r"layerwise/res\d/score")
+    checkpoint_row_opts = {"MODEL.TV_RESNET.DEPTH": 0}  # the checkpoint's own depth
 
     @classmethod
     def check_config(cls, cfg: CfgNode) -> None:

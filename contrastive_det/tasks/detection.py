@@ -44,6 +44,7 @@ class DetectionTask(Task):
 
     name = "detection"
     headline_metrics = ("bbox/AP50", "bbox/AP", "bbox/AP75", "segm/AP")
+    study_weights = "converted"
 
     @classmethod
     def build_train_loader(cls, cfg: CfgNode) -> Iterable:

@@ -84,6 +84,7 @@ class SegmentationTask(Task):
 
     name = "segmentation"
     headline_metrics = ("sem_seg/mIoU", "sem_seg/mACC")
+    study_weights = "converted"
 
     @classmethod
     def check_config(cls, cfg: CfgNode) -> None:

@@ -691,3 +691,31 @@ def test_an_axis_can_apply_to_some_methods_only(tmp_path):
     bad = write_study(tmp_path / "bad.yaml", **{"pretrain.axes": {"k": {"key": "SOLVER.MAX_ITER", "values": [1], "methods": ["scan"]}}})
     with pytest.raises(StudyError, match=r"pretrain\.axes\.k\.methods: unknown methods \['scan'\]"):
         load_study(bad)
+
+
+def test_a_new_tasks_study_weights_and_checkpoint_opts_need_no_edit_in_studies(tmp_path):
+    """How a study feeds a task its trunk comes from the Task class (study_weights, checkpoint_row_opts)."""
+    from contrastive_det.engine.task import TASK_REGISTRY
+    from contrastive_det.tasks.detection import DetectionTask
+
+    @TASK_REGISTRY.register()
+    class DepthEstimationTask(DetectionTask):  # a task the studies package has never heard of
+        study_weights = "converted"
+        checkpoint_row_opts = {"MODEL.RESNETS.NORM": "GN"}
+
+    config = tmp_path / "depth.yaml"
+    config.write_text(f"_BASE_: {os.path.join(TOY, 'digits_R_50_FPN.yaml')}\nTASK: DepthEstimationTask\n")
+    ckpt = tmp_path / "brought.pth"
+    torch.save({"state_dict": {}}, ckpt)
+    path = write_study(tmp_path / "s.yaml", **{"transfer.runs": {"depth": {"config": str(config)}},
+                                               "checkpoints": {"brought": {"path": str(ckpt)}}})
+    try:
+        runs = {r.id: r for r in expand(load_study(str(path)))}
+    finally:
+        TASK_REGISTRY._obj_map.pop("DepthEstimationTask")
+    assert runs["convert/simclr__images-20/seed0/depth"].kind == "convert"
+    rnd = runs["transfer/depth/random-init/seed0"]
+    assert rnd.deps == ["convert/simclr__images-20/seed0/depth"] and rnd.meta["task"] == "DepthEstimationTask"
+    brought = runs["transfer/depth/brought/seed0"].argv
+    assert brought[brought.index("MODEL.RESNETS.NORM") + 1] == "GN"
+    assert "MODEL.RESNETS.NORM" not in runs["transfer/depth/simclr__images-20/seed0"].argv
