@@ -21,8 +21,9 @@ import os
 import pickle
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
+from .image_reader import read_rgb_image, to_rgb
 from .mapper import ImageReadError
 
 logger = logging.getLogger(__name__)
@@ -330,17 +331,6 @@ def clear_array_cache():
     _array_container.cache_clear()
 
 
-def _to_rgb(image):
-    mode = image.mode
-    if mode == "RGB":
-        return image
-    if mode.startswith("I;16"):
-        return Image.fromarray((np.asarray(image, dtype=np.uint16) >> 8).astype(np.uint8)).convert("RGB")
-    if mode in ("I", "F"):
-        return Image.fromarray(np.clip(np.asarray(image), 0, 255).astype(np.uint8)).convert("RGB")
-    return image.convert("RGB")
-
-
 def read_classification_image(dataset_dict):
     """
     The RGB PIL image of a classification dataset dict (see the module docstring).
@@ -357,15 +347,11 @@ def read_classification_image(dataset_dict):
     index = dataset_dict.get("array_index")
     try:
         if index is None:
-            with open(file_name, "rb") as f:
-                image = Image.open(f)
-                image = ImageOps.exif_transpose(image)
-                image.load()
-                return _to_rgb(image)
+            return read_rgb_image(file_name)
         st = os.stat(file_name)
         array = _array_container(os.path.abspath(file_name), st.st_mtime_ns, st.st_size)
         item = np.ascontiguousarray(array[int(index)])
-        return _to_rgb(Image.fromarray(item))
+        return to_rgb(Image.fromarray(item))
     except ImageReadError:
         raise
     except Exception as e:  # noqa: BLE001  (OSError, SyntaxError, ValueError, KeyError, IndexError, ...)

@@ -15,12 +15,10 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2 as T
 
-from detectron2.data.detection_utils import _apply_exif_orientation
-
 from .corruptions import build_corruption
-from .mapper import ImageReadError
+from .image_reader import read_rgb_image
 
-__all__ = ["build_two_view_transform", "build_test_transform", "read_rgb_image", "read_rgb_tensor",
+__all__ = ["build_two_view_transform", "build_test_transform", "read_rgb_tensor",
            "to_chw_uint8", "GaussianBlur", "TwoViewMapper"]
 
 
@@ -66,17 +64,6 @@ def build_test_transform(cfg):
     """Resize the shorter side to INPUT.TWO_VIEW.TEST_RESIZE, then centre-crop CROP_SIZE (PIL or tensor)."""
     c = cfg.INPUT.TWO_VIEW
     return T.Compose([T.Resize(c.TEST_RESIZE, antialias=True), T.CenterCrop(c.CROP_SIZE)])
-
-
-def read_rgb_image(file_name):
-    """The decoded RGB PIL image (EXIF orientation applied); unreadable files raise :class:`ImageReadError`."""
-    try:
-        with open(file_name, "rb") as f:
-            image = Image.open(f)
-            image = _apply_exif_orientation(image).convert("RGB")  # convert() loads the pixels
-    except OSError as e:
-        raise ImageReadError(f"Could not read image {file_name}: {e}") from e
-    return image
 
 
 def to_chw_uint8(image):
