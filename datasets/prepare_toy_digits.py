@@ -10,7 +10,7 @@ import argparse
 import logging
 import os
 
-from contrastive_det.data.toy_digits import default_output_dir, generate_toy_digits
+from contrastive_det.data.toy import default_output_dir, generate_toy_digits
 
 
 def parse_args(argv=None):

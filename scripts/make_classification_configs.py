@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """
 Write configs/classification/<protocol>/<dataset>.yaml for every downstream set
-(contrastive_det.data.downstream.DOWNSTREAM_SETS) and protocol: each file inherits the protocol's
+(contrastive_det.data.datasets.downstream.DOWNSTREAM_SETS) and protocol: each file inherits the protocol's
 base and names the set's splits (K_train, K_val, K_test); the SGD protocols get their schedule in
 iterations from the set's train+val size. Run it after adding a set; tests check the files are
 current (``--check`` exits 1 listing stale files).
@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-from contrastive_det.data.downstream import DOWNSTREAM_SETS
+from contrastive_det.data.datasets.downstream import DOWNSTREAM_SETS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(REPO, "configs", "classification")

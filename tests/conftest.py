@@ -45,7 +45,7 @@ def one_thread():
 def toy_root(tmp_path_factory):
     """``$DETECTRON2_DATASETS`` holding toy_digits/ (10 trainval, 4 test images), registered."""
     from contrastive_det.data import register_toy_digits
-    from contrastive_det.data.toy_digits import generate_toy_digits
+    from contrastive_det.data.toy import generate_toy_digits
 
     root = tmp_path_factory.mktemp("d2datasets")
     generate_toy_digits(str(root / "toy_digits"), num_trainval=10, num_test=4, seed=0, progress=False)

@@ -8,19 +8,19 @@ name is used):
   (default ``datasets``);
 * ``imagenet_train`` / ``imagenet_val``;
 * Cole et al.'s other pretraining sets, read from their official layouts
-  (:mod:`contrastive_det.data.pretraining_sets`): ``inat2021_{train,train_mini,val}`` and
+  (:mod:`contrastive_det.data.datasets.pretraining_sets`): ``inat2021_{train,train_mini,val}`` and
   ``places365_{train,val}``;
 * the downstream classification sets, ``<key>_{train,val,trainval,test}`` for every key of
-  :data:`contrastive_det.data.downstream.DOWNSTREAM_SETS` (``eurosat``, ``cifar10``,
+  :data:`contrastive_det.data.datasets.downstream.DOWNSTREAM_SETS` (``eurosat``, ``cifar10``,
   ``voc2007_cls``, ...; datasets/README.md, "Downstream classification sets");
-* the semantic segmentation sets (:mod:`contrastive_det.data.sem_seg_sets`):
+* the semantic segmentation sets (:mod:`contrastive_det.data.datasets.sem_seg_sets`):
   ``voc_2012_sem_seg_{train,val,trainval,train_aug}``, ``cityscapes_sem_seg_{train,val}`` and
   ``ade20k_2016_sem_seg_{train,val}`` (datasets/README.md, "Semantic segmentation sets").
 
 detectron2 itself registers VOC and COCO under their standard names (``voc_2007_trainval``,
 ``coco_2017_train``, ...).
 """
-from .catalog import (
+from .datasets.catalog import (
     register_classification,
     register_classification_csv,
     register_datasets_from_config,
@@ -30,15 +30,15 @@ from .catalog import (
 )
 from .checks import DatasetLayoutError, check_dataset_layout
 from .classification import read_classification_image
-from .downstream import DOWNSTREAM_SETS, register_all_downstream, register_downstream
+from .datasets.downstream import DOWNSTREAM_SETS, register_all_downstream, register_downstream
 from .mapper import CheckedDatasetMapper, ImageReadError
-from .pretraining_sets import (
+from .datasets.pretraining_sets import (
     register_inat2021,
     register_places365,
     register_pretraining_sets,
     write_inat2021_label_map,
 )
-from .sem_seg_sets import register_sem_seg_sets
+from .datasets.sem_seg_sets import register_sem_seg_sets
 
 register_toy_digits()
 register_imagenet()

@@ -2,7 +2,7 @@
 Classification sets as detectron2 dataset dicts, and the one image reader they share.
 
 Dataset dicts of every classification set (class-per-folder, CSV, the downstream sets of
-:mod:`contrastive_det.data.downstream`) follow one contract:
+:mod:`contrastive_det.data.datasets.downstream`) follow one contract:
 
 * ``file_name`` (str): the image file, or for array-stored sets (CIFAR, SVHN) the container file
   that holds the pixels, with ``array_index`` (int) the item's index in it;

@@ -12,7 +12,7 @@ from detectron2.data import MetadataCatalog, build_detection_test_loader
 
 from ..utils.file_digest import file_sha256
 from .classification import dataset_classes, dataset_dicts, read_classification_image, relabel_by_name
-from .downstream.splits import fraction_held_out, stratified_holdout
+from .datasets.downstream.splits import fraction_held_out, stratified_holdout
 from .paths import datasets_root
 from .samplers import build_resumable_train_loader
 from .study_axes import apply_label_map, load_label_map, mapped_classes

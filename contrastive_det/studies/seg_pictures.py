@@ -29,7 +29,7 @@ def draw_label_map(image, class_names, label):
     from detectron2.data.catalog import Metadata
     from detectron2.utils.visualizer import Visualizer
 
-    from ..data.voc_sem_seg import voc_palette
+    from ..data.datasets.voc_sem_seg import voc_palette
 
     palette = voc_palette(len(class_names))
     colours = [palette[3 * i: 3 * i + 3] for i in range(len(class_names))]

@@ -14,7 +14,7 @@ from contrastive_det.data import (
     check_dataset_layout,
     register_datasets_from_config,
 )
-from contrastive_det.data.catalog import register_classification, register_toy_digits, register_voc
+from contrastive_det.data.datasets.catalog import register_classification, register_toy_digits, register_voc
 
 from conftest import TOY_CONFIG
 
@@ -154,11 +154,11 @@ def test_importing_the_package_does_not_import_the_toy_generator():
     code = (
         "import sys, contrastive_det\n"
         "from detectron2.data import DatasetCatalog\n"
-        "assert 'contrastive_det.data.toy_constants' in sys.modules\n"
-        "assert 'contrastive_det.data.toy_digits' not in sys.modules, 'generator imported'\n"
+        "assert 'contrastive_det.data.datasets.toy_constants' in sys.modules\n"
+        "assert 'contrastive_det.data.toy.write' not in sys.modules, 'generator imported'\n"
         "assert 'mlxtend' not in sys.modules\n"
-        "from contrastive_det.data.toy_digits import generate_toy_digits, default_output_dir, TOY_DIGITS_CLASSES\n"
-        "from contrastive_det.data import toy_constants as c\n"
+        "from contrastive_det.data.toy.write import generate_toy_digits, default_output_dir, TOY_DIGITS_CLASSES\n"
+        "from contrastive_det.data.datasets import toy_constants as c\n"
         "assert default_output_dir is c.default_output_dir and TOY_DIGITS_CLASSES is c.TOY_DIGITS_CLASSES\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

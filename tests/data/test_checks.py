@@ -6,7 +6,7 @@ from detectron2.data import DatasetCatalog
 
 from contrastive_det.config import get_cfg
 from contrastive_det.data import ImageReadError
-from contrastive_det.data.catalog import register_coco
+from contrastive_det.data.datasets.catalog import register_coco
 from contrastive_det.data.checks import UnreadableImagesError, check_images, image_problem, scan_images
 
 

@@ -1,5 +1,5 @@
 """
-Downstream classification sets (contrastive_det/data/downstream): every layout is built tiny in
+Downstream classification sets (contrastive_det/data/datasets/downstream): every layout is built tiny in
 tmp_path exactly as its official archive / torchvision leaves it, registered under a test prefix,
 and checked for classes, labels of named files, split sizes, disjointness and determinism.
 """
@@ -14,10 +14,10 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from contrastive_det.data import DatasetLayoutError, ImageReadError, check_dataset_layout, read_classification_image
 from contrastive_det.data.classification import LazyClassList, clear_array_cache
-from contrastive_det.data.downstream import DOWNSTREAM_SETS, register_downstream
-from contrastive_det.data.downstream import SPLITS as ALL_SPLITS
+from contrastive_det.data.datasets.downstream import DOWNSTREAM_SETS, register_downstream
+from contrastive_det.data.datasets.downstream import SPLITS as ALL_SPLITS
 
-from contrastive_det.data.downstream.meta import (
+from contrastive_det.data.datasets.downstream.meta import (
     CHESTX_CLASSES,
     DEEPWEEDS_CLASSES,
     EUROSAT_CLASSES,
@@ -606,7 +606,7 @@ def test_pets_trainval_test_and_breed_names(tmp_path):
 # The split rule, class lists, malformed content, the image reader
 # ----------------------------------------------------------------------------------------------
 def test_stratified_holdout_rule_is_pinned_and_per_class():
-    from contrastive_det.data.downstream import fraction_held_out, keep_per_class_held_out, stratified_holdout
+    from contrastive_det.data.datasets.downstream import fraction_held_out, keep_per_class_held_out, stratified_holdout
 
     cats = [{"image_id": f"img{i:02d}", "label": 0, "class_name": "cat"} for i in range(10)]
     dogs = [{"image_id": f"dog{i}", "label": 1, "class_name": "dog"} for i in range(3)]
@@ -735,7 +735,7 @@ def reference_partial_split(labels, fraction=0.7, seed=0):
 
 
 def test_islam_partial_split_draws_what_their_code_draws():
-    from contrastive_det.data.downstream.splits import islam_partial_split
+    from contrastive_det.data.datasets.downstream.splits import islam_partial_split
 
     rng = np.random.default_rng(3)
     labels = [int(x) for x in rng.integers(0, 5, size=137)]  # CSV-like: labels interleaved, class 3 first

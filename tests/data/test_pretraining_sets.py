@@ -1,5 +1,5 @@
 """
-Cole et al.'s pretraining sets (contrastive_det/data/pretraining_sets.py): iNat 2021 and
+Cole et al.'s pretraining sets (contrastive_det/data/datasets/pretraining_sets.py): iNat 2021 and
 Places365 built tiny in tmp_path in the layout their official archives unpack to, registered from
 ``$DETECTRON2_DATASETS``, and checked against hand-written goldens; the layout check's errors; the
 iNat taxonomy label map; and a pretraining config naming a ``DATASETS.CUSTOM`` folder set.
@@ -24,7 +24,7 @@ from contrastive_det.data import (
 )
 from contrastive_det.data.paths import datasets_root
 from contrastive_det.data.pretraining import pretrain_train_dicts
-from contrastive_det.data.pretraining_sets import inat2021_categories, inat2021_label_map
+from contrastive_det.data.datasets.pretraining_sets import inat2021_categories, inat2021_label_map
 from contrastive_det.data.study_axes import coarse_classes, load_label_map
 from contrastive_det.tasks.pretrain import PretrainTask
 

@@ -8,7 +8,7 @@ from detectron2.data import detection_utils as d2_utils
 
 from contrastive_det.config import get_cfg
 from contrastive_det.data.sem_seg_labels import LabelMapError, read_sem_seg_label
-from contrastive_det.data.voc_sem_seg import voc_palette
+from contrastive_det.data.datasets.voc_sem_seg import voc_palette
 from contrastive_det.data.sem_seg_mapper import PhotometricDistortion, RandomScaleRatio, SemSegDatasetMapper
 
 VOC_LABELS = np.array([[0, 1, 15], [255, 20, 1]], dtype=np.uint8)

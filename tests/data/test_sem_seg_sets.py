@@ -1,7 +1,7 @@
 """
 The semantic segmentation sets in their real on-disk layouts (tiny fake trees): VOC2012 splits,
 train_aug from SegmentationClassAug or SBD, Cityscapes' labelTrainIds, ADE20K's raw annotations,
-and a user's own set declared in YAML (contrastive_det/data/sem_seg_sets.py).
+and a user's own set declared in YAML (contrastive_det/data/datasets/sem_seg_sets.py).
 """
 import json
 import os
@@ -21,10 +21,10 @@ from contrastive_det.data import (
     check_dataset_layout,
     register_datasets_from_config,
     register_sem_seg,
-    sem_seg_sets,
 )
+from contrastive_det.data.datasets import sem_seg_sets
 from contrastive_det.data.sem_seg_labels import read_sem_seg_label
-from contrastive_det.data.sem_seg_sets import VOC_SEM_SEG_CLASSES, register_sem_seg_sets
+from contrastive_det.data.datasets.sem_seg_sets import VOC_SEM_SEG_CLASSES, register_sem_seg_sets
 
 H, W = 6, 8
 

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from contrastive_det.config import get_cfg
-from contrastive_det.data.catalog import register_classification
+from contrastive_det.data.datasets.catalog import register_classification
 from contrastive_det.data.study_axes import (
     apply_label_map,
     apportion,

@@ -1,4 +1,4 @@
-"""Tests of the toy digit-scene generator (contrastive_det/data/toy_digits.py) and its CLI."""
+"""Tests of the toy digit-scene generator (contrastive_det/data/toy/) and its CLI."""
 
 import json
 import os
@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from contrastive_det.data import toy_digits as td
+from contrastive_det.data.toy import render
+from contrastive_det.data.toy import write as td
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ARGS = dict(num_trainval=12, num_test=6, seed=0, min_digits=2, max_digits=6)
@@ -26,7 +27,7 @@ def _generate(path, **overrides):
 @pytest.fixture
 def few_digits(monkeypatch):
     """Builds in this test use 20 MNIST digits per class (200 raw and 200 textured crops, not 5000 of each)."""
-    images, labels = td.load_mnist_digits()
+    images, labels = render.load_mnist_digits()
     keep = np.concatenate([np.flatnonzero(labels == c)[:20] for c in range(10)])
     monkeypatch.setattr(td, "load_mnist_digits", lambda: (images[keep], labels[keep]))
 
@@ -164,11 +165,11 @@ def test_coco_masks_are_the_visible_digit_strokes(dataset):
 
 
 def test_render_scene_masks_are_strokes_minus_later_strokes():
-    images, labels = td.load_mnist_digits()
-    pools = td._pools_by_class(labels, np.arange(len(labels)))
+    images, labels = render.load_mnist_digits()
+    pools = render.pools_by_class(labels, np.arange(len(labels)))
     for k in range(30):
         rng = np.random.RandomState([11, 0, k])
-        _, objects = td.render_scene(rng, images, pools, 6, (128, 160))
+        _, objects = render.render_scene(rng, images, pools, 6, (128, 160))
         union = np.zeros((128, 160), bool)
         for obj in reversed(objects):  # from the last drawn (on top) to the first
             mask = obj["mask"]
@@ -212,10 +213,10 @@ def test_boxes_inside_image_and_tight(dataset):
         for _, _, (x0, y0, x1, y1) in objs:
             assert 1 <= x0 <= x1 <= d["width"] and 1 <= y0 <= y1 <= d["height"]
     # Tightness of the box of a resized digit: stroke pixels touch all four sides, none outside.
-    images, labels = td.load_mnist_digits()
+    images, labels = render.load_mnist_digits()
     for index, height, aspect in ((0, 20.0, 1.0), (1234, 45.0, 0.9), (4999, 78.0, 1.15), (2500, 10.0, 1.0)):
-        alpha, (x0, y0, x1, y1) = td._digit_patch(images[index], height, aspect)
-        stroke = alpha > td.STROKE_THRESHOLD
+        alpha, (x0, y0, x1, y1) = render._digit_patch(images[index], height, aspect)
+        stroke = alpha > render.STROKE_THRESHOLD
         assert stroke[y0, x0 : x1 + 1].any() and stroke[y1, x0 : x1 + 1].any()
         assert stroke[y0 : y1 + 1, x0].any() and stroke[y0 : y1 + 1, x1].any()
         assert stroke.sum() == stroke[y0 : y1 + 1, x0 : x1 + 1].sum()
@@ -224,7 +225,7 @@ def test_boxes_inside_image_and_tight(dataset):
     ones = np.flatnonzero(labels == 1)[:20]
     widths = []
     for i in ones:
-        _, (x0, _, x1, _) = td._digit_patch(images[i], 60.0, 1.0)
+        _, (x0, _, x1, _) = render._digit_patch(images[i], 60.0, 1.0)
         widths.append(x1 - x0 + 1)
     assert np.median(widths) < 0.8 * 60 and min(widths) < 0.3 * 60
 
@@ -237,18 +238,18 @@ def test_digit_split_disjoint_complete_stratified(dataset):
     train, test = manifest["train_digit_indices"], manifest["test_digit_indices"]
     assert set(train).isdisjoint(test)
     assert sorted(train + test) == list(range(5000))
-    _, labels = td.load_mnist_digits()
+    _, labels = render.load_mnist_digits()
     assert np.bincount(labels[test], minlength=10).tolist() == [100] * 10
     assert np.bincount(labels[train], minlength=10).tolist() == [400] * 10
     # Deterministic by seed, different for another seed.
-    tr2, te2 = td.split_digit_indices(labels, 0.2, 0)
+    tr2, te2 = render.split_digit_indices(labels, 0.2, 0)
     assert te2.tolist() == test and tr2.tolist() == train
-    assert td.split_digit_indices(labels, 0.2, 1)[1].tolist() != test
+    assert render.split_digit_indices(labels, 0.2, 1)[1].tolist() != test
 
 
 def test_crops_follow_the_split(dataset):
     root, manifest = dataset
-    images, labels = td.load_mnist_digits()
+    images, labels = render.load_mnist_digits()
     for split, key in (("train", "train_digit_indices"), ("test", "test_digit_indices")):
         indices = manifest[key]
         for c, name in enumerate(td.TOY_DIGITS_CLASSES):
@@ -266,7 +267,7 @@ def _sample(indices, step=25):
 
 def test_textured_crops_follow_the_split(dataset):
     root, manifest = dataset
-    images, labels = td.load_mnist_digits()
+    images, labels = render.load_mnist_digits()
     assert sorted(os.listdir(os.path.join(root, td.CROPS_TEXTURED_SUBDIR))) == ["test", "train"]
     for split, key in (("train", "train_digit_indices"), ("test", "test_digit_indices")):
         indices = manifest[key]
@@ -280,7 +281,7 @@ def test_textured_crops_follow_the_split(dataset):
                 assert im.format == "PNG" and im.mode == "RGB" and im.size == (64, 64)
                 pixels = np.asarray(im)
             # the file is the digit's own stream: it does not depend on the other digits or their order
-            expected, _ = td.render_textured_crop(td.textured_crop_rng(0, i), images[i])
+            expected, _ = render.render_textured_crop(render.textured_crop_rng(0, i), images[i])
             assert np.array_equal(pixels, expected)
 
 
@@ -293,7 +294,7 @@ def _ring_and_far(mask):
 
 def test_textured_crops_are_another_domain_than_the_raw_crops(dataset):
     root, manifest = dataset
-    images, labels = td.load_mnist_digits()
+    images, labels = render.load_mnist_digits()
     bg_spread = []
     for i in _sample(manifest["train_digit_indices"], 40) + _sample(manifest["test_digit_indices"], 10):
         split = "train" if i in set(manifest["train_digit_indices"]) else "test"
@@ -302,7 +303,7 @@ def test_textured_crops_are_another_domain_than_the_raw_crops(dataset):
         assert raw.ndim == 2 and (raw[np.asarray(images[i]) == 0] == 0).all()
         with Image.open(os.path.join(root, td.CROPS_TEXTURED_SUBDIR, split, str(labels[i]), f"{i}.png")) as im:
             img = np.asarray(im).astype(np.float32)  # 64x64x3
-        _, info = td.render_textured_crop(td.textured_crop_rng(0, i), images[i])
+        _, info = render.render_textured_crop(render.textured_crop_rng(0, i), images[i])
         ring, far = _ring_and_far(info["mask"])
         assert (img.max(axis=2) - img.min(axis=2)).mean() > 10  # coloured, not grey
         spread = cv2.blur(img, (5, 5))[far].std(axis=0).max()  # texture beyond the sensor noise
@@ -321,17 +322,17 @@ def _orientation(mask):
 
 
 def test_render_textured_crop_rotation_scale_and_placement():
-    images, labels = td.load_mnist_digits()
+    images, labels = render.load_mnist_digits()
     angles, fractions, mnist_heights, errors = [], [], [], []
     for i in range(0, 5000, 17):
-        image, info = td.render_textured_crop(td.textured_crop_rng(3, i), images[i])
+        image, info = render.render_textured_crop(render.textured_crop_rng(3, i), images[i])
         assert image.shape == (64, 64, 3) and image.dtype == np.uint8
         mask = info["mask"]
         ys, xs = np.nonzero(mask)
         assert len(ys) > 0 and xs.min() >= 1 and ys.min() >= 1 and xs.max() <= 62 and ys.max() <= 62  # whole digit inside
-        assert abs(info["angle"]) <= td.TEXTURED_MAX_ROTATION
+        assert abs(info["angle"]) <= render.TEXTURED_MAX_ROTATION
         angles.append(info["angle"])
-        upright = images[i] > td.STROKE_THRESHOLD * 255  # 28x28
+        upright = images[i] > render.STROKE_THRESHOLD * 255  # 28x28
         up_ys, _ = np.nonzero(upright)
         mnist_heights.append(up_ys.max() - up_ys.min() + 1)
         # the stroke area grows with the square of the scale, whatever the rotation: the drawn height
@@ -346,9 +347,9 @@ def test_render_textured_crop_rotation_scale_and_placement():
     assert abs(np.corrcoef(fractions, mnist_heights)[0, 1]) < 0.35
     assert len(errors) >= 20 and np.median(errors) < 3 and np.mean(np.array(errors) < 8) > 0.8
     # the stream is the seed's and the digit's: another seed, another crop; the same, the same pixels
-    a, _ = td.render_textured_crop(td.textured_crop_rng(3, 17), images[17])
-    b, _ = td.render_textured_crop(td.textured_crop_rng(3, 17), images[17])
-    c, _ = td.render_textured_crop(td.textured_crop_rng(4, 17), images[17])
+    a, _ = render.render_textured_crop(render.textured_crop_rng(3, 17), images[17])
+    b, _ = render.render_textured_crop(render.textured_crop_rng(3, 17), images[17])
+    c, _ = render.render_textured_crop(render.textured_crop_rng(4, 17), images[17])
     assert np.array_equal(a, b) and not np.array_equal(a, c)
 
 
@@ -359,7 +360,7 @@ def test_scenes_use_only_their_split_digits(dataset):
             anns = json.load(f)["annotations"]
         used = {a["mnist_index"] for a in anns}
         assert used and used <= set(manifest[key])
-        _, labels = td.load_mnist_digits()
+        _, labels = render.load_mnist_digits()
         assert all(labels[a["mnist_index"]] == a["category_id"] - 1 for a in anns)
 
 
@@ -379,8 +380,8 @@ def test_objects_per_image_difficult_and_overlap(dataset):
             n_difficult += sum(flags)
             for i in range(len(objs)):
                 for j in range(i):
-                    iou = td._box_iou(objs[i][2], objs[j][2])
-                    assert iou <= td.MAX_OVERLAP_IOU + 1e-9
+                    iou = render._box_iou(objs[i][2], objs[j][2])
+                    assert iou <= render.MAX_OVERLAP_IOU + 1e-9
                     n_overlap += iou > 0
         assert manifest["counts"][split]["objects"] == sum(
             len(_xml_objects(root, d["image_id"])[1]) for d in _voc_dicts(root, split)
@@ -391,14 +392,14 @@ def test_objects_per_image_difficult_and_overlap(dataset):
 
 
 def test_difficult_rate_over_many_scenes():
-    images, labels = td.load_mnist_digits()
-    train, _ = td.split_digit_indices(labels, 0.2, 0)
-    pools = td._pools_by_class(labels, train)
+    images, labels = render.load_mnist_digits()
+    train, _ = render.split_digit_indices(labels, 0.2, 0)
+    pools = render.pools_by_class(labels, train)
     n = difficult = 0
     reasons = set()
     for k in range(150):
         rng = np.random.RandomState([7, 0, k])
-        image, objects = td.render_scene(rng, images, pools, int(rng.randint(2, 7)), (200, 240))
+        image, objects = render.render_scene(rng, images, pools, int(rng.randint(2, 7)), (200, 240))
         assert image.shape == (200, 240, 3) and image.dtype == np.uint8
         assert not all(o["difficult"] for o in objects)
         n += len(objects)

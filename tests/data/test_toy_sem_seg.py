@@ -9,11 +9,12 @@ from PIL import Image
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from contrastive_det.data import toy_digits as td
-from contrastive_det.data.catalog import register_toy_digits
+from contrastive_det.data.toy import render
+from contrastive_det.data.toy import write as td
+from contrastive_det.data.datasets.catalog import register_toy_digits
 from contrastive_det.data.checks import DatasetLayoutError, check_dataset_layout
 from contrastive_det.data.sem_seg_labels import read_sem_seg_label
-from contrastive_det.data.voc_sem_seg import load_voc_sem_seg
+from contrastive_det.data.datasets.voc_sem_seg import load_voc_sem_seg
 
 ARGS = dict(num_trainval=8, num_test=4, seed=5, min_digits=3, max_digits=6)  # seed 5: 11 difficult digits, touching strokes
 VOID = 255
@@ -40,7 +41,7 @@ def _dilate3(mask):
 
 def _few_digits(mp):
     """Builds use 20 MNIST digits per class (fast crops), as in tests/data/test_toy_digits.py."""
-    images, labels = td.load_mnist_digits()
+    images, labels = render.load_mnist_digits()
     keep = np.concatenate([np.flatnonzero(labels == c)[:20] for c in range(10)])
     mp.setattr(td, "load_mnist_digits", lambda: (images[keep], labels[keep]))
 
@@ -54,7 +55,7 @@ def recorded(tmp_path_factory):
     """A tiny build plus the objects of every scene as render_scene returned them: (root, {image_id: objects})."""
     root = tmp_path_factory.mktemp("toy_sem_seg") / "toy_digits"
     scenes = []
-    real = td.render_scene
+    real = render.render_scene
 
     def recording(*args, **kwargs):
         image, objects = real(*args, **kwargs)

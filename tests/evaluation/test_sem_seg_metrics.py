@@ -7,7 +7,7 @@ from PIL import Image
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from contrastive_det.data.sem_seg_labels import LabelMapError
-from contrastive_det.data.voc_sem_seg import voc_palette
+from contrastive_det.data.datasets.voc_sem_seg import voc_palette
 from contrastive_det.evaluation import SemanticSegmentationEvaluator, mmseg_miou
 
 IGN = 255

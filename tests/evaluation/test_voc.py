@@ -4,7 +4,7 @@ import torch
 
 from detectron2.structures import Boxes, Instances
 
-from contrastive_det.data.catalog import register_voc
+from contrastive_det.data.datasets.catalog import register_voc
 from contrastive_det.evaluation import VOCDetectionEvaluator
 
 XML = """<annotation><filename>{id}.jpg</filename><size><width>100</width><height>100</height><depth>3</depth></size>

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from contrastive_det.data.downstream.meta import EUROSAT_CLASSES
+from contrastive_det.data.datasets.downstream.meta import EUROSAT_CLASSES
 
 from conftest import REPO, run_cli
 

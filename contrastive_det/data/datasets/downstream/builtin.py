@@ -17,7 +17,7 @@ Splits (datasets/README.md has the table):
   set, or for Caltech101 all but 30 images per class), ``K_trainval`` is the rest, and ``K_val`` /
   ``K_train`` are drawn from it as above.
 
-Generated splits follow :func:`contrastive_det.data.downstream.splits.stratified_holdout` (seed 0).
+Generated splits follow :func:`contrastive_det.data.datasets.downstream.splits.stratified_holdout` (seed 0).
 """
 import functools
 import os
@@ -27,9 +27,9 @@ from typing import Any, Callable, Optional
 from detectron2.data import MetadataCatalog
 
 from ..catalog import register_dataset
-from ..checks import DatasetLayoutError, check_required_paths, layout_error, read_listed_dicts
-from ..classification import LazyClassList
-from ..paths import datasets_root
+from ...checks import DatasetLayoutError, check_required_paths, layout_error, read_listed_dicts
+from ...classification import LazyClassList
+from ...paths import datasets_root
 from . import readers as R
 from .meta import (
     CHESTX_CLASSES,

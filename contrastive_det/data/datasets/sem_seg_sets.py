@@ -20,7 +20,7 @@ leave on disk under ``$DETECTRON2_DATASETS`` (datasets/README.md, "Semantic segm
   ``ade20k_sem_seg_{train,val}`` read a pre-converted ``annotations_detectron2/`` instead.
 
 A user's own image and label folders are registered by
-:func:`contrastive_det.data.catalog.register_sem_seg` (``DATASETS.CUSTOM`` entries ``FORMAT: sem_seg``),
+:func:`contrastive_det.data.datasets.catalog.register_sem_seg` (``DATASETS.CUSTOM`` entries ``FORMAT: sem_seg``),
 which lives in the catalog with the other user formats (this module imports the catalog, not the
 reverse).
 
@@ -44,7 +44,7 @@ dicts follow :mod:`contrastive_det.data.sem_seg_labels` (``file_name``, ``sem_se
 ``image_id``; ``height``/``width`` only for the VOC splits, see below), sorted by ``image_id``.
 Loading a set of the built-in root whose image count differs from the official one logs a warning.
 
-The VOC splits are read with :func:`contrastive_det.data.voc_sem_seg.load_voc_sem_seg` (which
+The VOC splits are read with :func:`contrastive_det.data.datasets.voc_sem_seg.load_voc_sem_seg` (which
 also gives ``height``/``width`` from the image headers); train_aug has its own reader.
 """
 import functools
@@ -56,10 +56,10 @@ from detectron2.data.datasets.builtin_meta import ADE20K_SEM_SEG_CATEGORIES, _ge
 from detectron2.data.datasets.cityscapes import load_cityscapes_semantic
 
 from .catalog import SEM_SEG_IMAGE_EXTENSIONS, first_few, folder_entries, load_sem_seg_split, register_dataset
-from .checks import DatasetLayoutError
+from ..checks import DatasetLayoutError
 from .downstream.meta import VOC_CLASSES
-from .paths import datasets_root
-from .sem_seg_labels import IGNORE_LABEL
+from ..paths import datasets_root
+from ..sem_seg_labels import IGNORE_LABEL
 
 __all__ = [
     "VOC_SEM_SEG_CLASSES",

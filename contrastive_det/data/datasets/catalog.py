@@ -8,10 +8,10 @@ from detectron2.data.datasets import load_coco_json
 from detectron2.data.datasets.pascal_voc import load_voc_instances
 
 from . import toy_constants
-from .checks import DatasetLayoutError, check_required_paths, read_listed_dicts
-from .classification import LazyClassList, class_folder_names, load_class_folders, load_classification_csv
-from .paths import datasets_root
-from .sem_seg_labels import IGNORE_LABEL
+from ..checks import DatasetLayoutError, check_required_paths, read_listed_dicts
+from ..classification import LazyClassList, class_folder_names, load_class_folders, load_classification_csv
+from ..paths import datasets_root
+from ..sem_seg_labels import IGNORE_LABEL
 from .toy_constants import COCO_ANN_DIR, CROPS_SUBDIR, TOY_DIGITS_CLASSES, VOC_SUBDIR, default_output_dir
 from .voc_sem_seg import SEGMENTATION_SETS, load_voc_sem_seg, voc_sem_seg_layout
 
@@ -218,7 +218,7 @@ def register_imagenet(root=None):
 
 # ----------------------------------------------------------------------------------------------
 # A user's semantic segmentation set: an image folder and a label folder (the built-in sets:
-# contrastive_det/data/sem_seg_sets.py, which builds on the helpers here)
+# contrastive_det/data/datasets/sem_seg_sets.py, which builds on the helpers here)
 # ----------------------------------------------------------------------------------------------
 # image files a sem_seg set may hold (compared case-insensitively); its label maps are <stem>.png
 SEM_SEG_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")

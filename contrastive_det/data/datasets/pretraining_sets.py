@@ -32,11 +32,11 @@ from collections import Counter
 
 from detectron2.data import MetadataCatalog
 
-from ..utils.atomic import atomic_write_json
+from ...utils.atomic import atomic_write_json
 from .catalog import register_dataset
-from .checks import DatasetLayoutError, check_required_paths, read_listed_dicts
-from .classification import LazyClassList
-from .paths import datasets_root
+from ..checks import DatasetLayoutError, check_required_paths, read_listed_dicts
+from ..classification import LazyClassList
+from ..paths import datasets_root
 
 __all__ = [
     "INAT2021_SPLITS",

@@ -14,7 +14,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from .checks import DatasetLayoutError, layout_error
+from ..checks import DatasetLayoutError, layout_error
 
 SEGMENTATION_SETS = os.path.join("ImageSets", "Segmentation")
 

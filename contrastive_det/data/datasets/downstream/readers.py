@@ -18,8 +18,8 @@ import logging
 import math
 import os
 
-from ..checks import DatasetLayoutError
-from ..classification import IMAGE_EXTENSIONS, class_folder_names, unpickle_cifar
+from ...checks import DatasetLayoutError
+from ...classification import IMAGE_EXTENSIONS, class_folder_names, unpickle_cifar
 from .meta import CHESTX_CLASSES, ISIC_CLASSES, KAOKORE_CLASSES, VOC_CLASSES
 
 logger = logging.getLogger(__name__)

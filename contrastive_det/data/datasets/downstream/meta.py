@@ -2,7 +2,7 @@
 Fixed class lists of the downstream classification sets (the role of detectron2's
 ``builtin_meta.py``): the sets whose class names are a definition rather than a file on disk.
 Sets whose names are on disk (folder names, ``classes.txt``, ``.mat`` files) read them lazily; see
-:mod:`contrastive_det.data.downstream.readers`.
+:mod:`contrastive_det.data.datasets.downstream.readers`.
 """
 
 # EuroSAT (RGB): the folder names under 2750/, sorted (= torchvision's EuroSAT order).
