@@ -8,7 +8,7 @@ DEMO_STUDY ?= configs/studies/islam_toy.yaml
 DEMO_JOBS ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: env data demo detect-demo test lint bench clean-output
+.PHONY: env data demo detect-demo test test-fast lint bench clean-output
 
 env:
 	@scripts/setup_env.sh
@@ -29,6 +29,10 @@ detect-demo: data
 
 test: env
 	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+# The fast part: every test not marked slow (pytest.ini).
+test-fast: env
+	$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
 
 # The linter (ruff.toml): pyflakes, pycodestyle's errors, bugbear.
 lint: env

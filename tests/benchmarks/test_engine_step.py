@@ -7,9 +7,12 @@ import json
 import os
 import time
 
+import pytest
+
 from conftest import REPO, run_cli
 
 
+@pytest.mark.slow
 def test_benchmark_prints_and_writes_every_figure(toy_root, tmp_path):
     out = tmp_path / "bench.json"
     proc = run_cli(
@@ -31,6 +34,7 @@ def test_benchmark_prints_and_writes_every_figure(toy_root, tmp_path):
     assert "Full config saved" not in proc.stdout  # figures only
 
 
+@pytest.mark.slow
 def test_trainer_blocks_include_hooks_and_periodic_writes(toy_root, tmp_path, monkeypatch):
     """
     Every JSONWriter write of the Trainer (period 20) happens inside a timed Trainer iteration:

@@ -3,6 +3,7 @@ import argparse
 import os
 import re
 
+import pytest
 import torch
 
 from conftest import REPO, run_cli
@@ -74,6 +75,7 @@ def test_cli_converts_reports_verifies_and_writes_config(tmp_path):
     assert meta["method"] == "simclr" and meta["depth"] == 18
 
 
+@pytest.mark.slow
 def test_cli_failures_exit_nonzero_and_write_nothing(tmp_path):
     sd = random_resnet(18)
     bad = dict(sd)

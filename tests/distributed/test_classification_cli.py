@@ -4,10 +4,13 @@ gloo: the same init on both, features split across processes and gathered) gives
 """
 import json
 
+import pytest
+
 from conftest import copy_crops, run_cli
 from ddp_helpers import REPO, free_port
 
 
+@pytest.mark.slow
 def test_lbfgs_probe_on_two_processes_matches_one(toy_root, tmp_path):
     root = copy_crops(toy_root, tmp_path / "tex", {"train": 5, "test": 5}, "crops_textured")
     custom = (f"[{{'NAME': 'ddp_tex_train', 'FORMAT': 'folder', 'ROOT': '{root / 'train'}'}}, "
@@ -29,6 +32,7 @@ def test_lbfgs_probe_on_two_processes_matches_one(toy_root, tmp_path):
     assert one == two
 
 
+@pytest.mark.slow
 def test_two_test_sets_on_two_processes_share_one_decision_and_complete_entries(toy_root, tmp_path):
     """Two test sets: the second one's train/val features come from the entries the first one wrote
     (rank 0 decides for every process); results equal one process's, every entry is complete."""

@@ -5,6 +5,7 @@ once, whichever process predicted it."""
 import json
 import os
 
+import pytest
 import torch
 
 from conftest import run_cli
@@ -15,6 +16,7 @@ FAST = ["SOLVER.IMS_PER_BATCH", "2", "INPUT.SEM_SEG.CROP_SIZE", "(64, 64)", "DAT
         "SOLVER.MAX_ITER", "2", "SOLVER.CHECKPOINT_PERIOD", "100", "SEED", "5"]
 
 
+@pytest.mark.slow
 def test_segmentation_on_two_processes_trains_with_synced_bn_and_evaluates_every_image(toy_root, tmp_path):
     out = tmp_path / "two"
     proc = run_cli("train_net.py", ["--config-file", TOY_SEG, "--num-gpus", "2", "--dist-url",

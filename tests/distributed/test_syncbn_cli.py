@@ -2,12 +2,14 @@
 on 2 CPU processes (--num-gpus 2: gloo; SyncBN becomes detectron2's naiveSyncBN in trunk and head)."""
 import json
 
+import pytest
 import torch
 
 from conftest import copy_crops, run_cli
 from ddp_helpers import REPO, free_port
 
 
+@pytest.mark.slow
 def test_simclr_global_bn_on_two_cpu_processes(toy_root, tmp_path):
     crops = copy_crops(toy_root, tmp_path / "crops", {"train": 2, "test": 1})
     out = tmp_path / "run"

@@ -68,6 +68,7 @@ def _runs(plan, transfer, row):
 # ---------------------------------------------------------------------------------------------
 # the tiny study
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_one_embedding_picture_per_classification_transfer_and_dataset(made):
     out, emb, _, lines = made
     assert [f for f, _ in emb] == ["embedding__lbfgs__st_tex_test.png"]

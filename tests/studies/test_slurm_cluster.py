@@ -108,6 +108,7 @@ def _training_starts(run_log):
             for line in text.splitlines() if "Starting training from iteration" in line]
 
 
+@pytest.mark.slow
 def test_study_on_slurm_survives_requeue_time_limit_and_a_killed_driver(cluster, toy_root, tmp_path):
     sets = copy_crops(toy_root, tmp_path / "sets", {"train": 4, "test": 2})
     path = _study(tmp_path, sets)
@@ -189,6 +190,7 @@ def test_a_job_of_two_tasks_is_read_with_results(cluster, tmp_path):
     assert "task 1" in (tmp_path / "logs" / "two.log.rank1").read_text()
 
 
+@pytest.mark.slow
 def test_preempted_run_continues_with_resume(cluster, toy_root, tmp_path, monkeypatch):
     """SLURM's preemption (PreemptMode=REQUEUE): a job of the high-priority partition takes the CPUs;
     the running pretraining job gets SIGTERM, stops with a checkpoint, is requeued by SLURM and ends

@@ -419,6 +419,7 @@ def study_cli(args, toy_root, **kwargs):
                           text=True, capture_output=True, **kwargs)
 
 
+@pytest.mark.slow
 def test_tiny_study_end_to_end_then_report(mini_sets, toy_root, tmp_path):
     path = real_study(tmp_path, mini_sets)
     proc = study_cli([str(path), "--jobs", "2"], toy_root, timeout=1500)
@@ -442,6 +443,7 @@ def test_tiny_study_end_to_end_then_report(mini_sets, toy_root, tmp_path):
     assert "10 runs, 10 done before, 0 to run" in proc.stdout, proc.stdout[-3000:]
 
 
+@pytest.mark.slow
 def test_a_study_over_brought_checkpoints_and_a_pretraining_run(mini_sets, toy_root, tmp_path):
     """Two existing checkpoints (MoCo v2's layout, torchvision's) and one pretraining run end in one report
     whose rows are all three (and random init); a conversion that fails fails only its row."""
@@ -474,6 +476,7 @@ def test_a_study_over_brought_checkpoints_and_a_pretraining_run(mini_sets, toy_r
     assert "START checkpoint/moco_v2" not in proc.stdout and "START checkpoint/broken" in proc.stdout
 
 
+@pytest.mark.slow
 def test_submitit_local_executor_runs_the_study(mini_sets, toy_root, tmp_path):
     path = real_study(tmp_path, mini_sets, detection=False, name="tiny_submitit", seeds=(1,))
     proc = study_cli([str(path), "--executor", "submitit-local", "--no-report"], toy_root, timeout=1500)
@@ -483,6 +486,7 @@ def test_submitit_local_executor_runs_the_study(mini_sets, toy_root, tmp_path):
     assert (out / "submitit").is_dir()  # submitit's job folder
 
 
+@pytest.mark.slow
 def test_killed_study_continues_where_it_stopped(mini_sets, toy_root, tmp_path):
     path = real_study(tmp_path, mini_sets, detection=False, name="tiny_killed")
     out = tmp_path / "tiny_killed"

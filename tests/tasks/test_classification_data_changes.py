@@ -34,6 +34,7 @@ def swap_folders(a, b):
     os.rename(tmp, b)
 
 
+@pytest.mark.slow
 def test_swapped_class_folders_are_extracted_again_and_give_the_uncached_result(toy_root, tmp_path):
     """The issue's measurement: probe, swap two training class folders, probe again."""
     root = copy_crops(toy_root, tmp_path / "data", {"train": 8, "test": 6}, "crops_textured")

@@ -40,6 +40,7 @@ def write_map(path, mapping):
     return path
 
 
+@pytest.mark.slow
 def test_a_parity_probe_has_two_classes_and_each_granularity_its_own_cache_entries(crops, toy_root, tmp_path):
     cache = tmp_path / "cache"
 

@@ -1,11 +1,13 @@
 """A NaN/inf loss stops every process at the same iteration, names it, and keeps the last checkpoint loadable."""
 import os
 
+import pytest
 import torch
 
 from conftest import REPO, copy_crops, run_cli
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_both_processes_and_keeps_the_last_checkpoint(toy_root, tmp_path):
     crops = copy_crops(toy_root, tmp_path / "crops", {"train": 2, "test": 1})
     out = tmp_path / "run"

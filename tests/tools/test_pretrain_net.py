@@ -68,6 +68,7 @@ def torchvision_resnet18_keys():
     return {k for k in keys if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
 
 
+@pytest.mark.slow
 def test_export_from_any_checkpoint(mini_crops, toy_root, tmp_path):
     out = tmp_path / "run"
     run_cli("pretrain_net.py", ["--config-file", config("simclr"),
@@ -160,6 +161,7 @@ def mocov2_one_machine(mini_crops, toy_root, tmp_path_factory):
     return out, proc
 
 
+@pytest.mark.slow
 def test_mocov2_on_two_cpu_processes_with_shuffled_bn(mocov2_one_machine):
     """--num-gpus 2 on CPU: gloo, MoCo's shuffled BN across the 2 processes, the global batch enqueued."""
     out, proc = mocov2_one_machine
@@ -209,6 +211,7 @@ def _run_two_machines(argv, out, datasets_root, attempts=3, machine_opts=((), ()
     return procs, logs
 
 
+@pytest.mark.slow
 def test_two_machines_equal_one_machine_with_two_processes(mocov2_one_machine, mini_crops, toy_root, tmp_path):
     """
     --num-machines 2 (two launches on localhost, one process each, joined by --dist-url) trains the

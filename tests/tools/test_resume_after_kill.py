@@ -123,12 +123,14 @@ def check_kill_and_resume(script, args, tmp_path, datasets_root):
     return ref_dir, run_dir
 
 
+@pytest.mark.slow
 def test_detection_resumes_exactly_after_kill(toy_root, tmp_path):
     script, args = detection_args()
     check_kill_and_resume(script, args, tmp_path, toy_root)
 
 
 @pytest.mark.parametrize("method", PRETRAIN_METHODS)
+@pytest.mark.slow
 def test_pretraining_resumes_exactly_after_kill(method, mini_crops, toy_root, tmp_path):
     script, args = pretrain_args(method, mini_crops)
     ref_dir, run_dir = check_kill_and_resume(script, args, tmp_path, toy_root)
@@ -139,6 +141,7 @@ def test_pretraining_resumes_exactly_after_kill(method, mini_crops, toy_root, tm
         assert key_params and any(not torch.equal(before[k], after[k]) for k in key_params)
 
 
+@pytest.mark.slow
 def test_segmentation_resumes_exactly_after_kill(toy_root, tmp_path):
     """Random scale/crop/flip, photometric distortion, dropout and the pixel Core-tuning draws included."""
     config = os.path.join(REPO, "configs", "toy", "seg_digits_R_50_FCN_D8.yaml")

@@ -20,6 +20,7 @@ def _results(out):
         return json.load(f)
 
 
+@pytest.mark.slow
 def test_toy_segmentation_trains_and_writes_miou(toy_root, tmp_path):
     """Also with the pixel Core-tuning terms on (their losses logged)."""
     out = tmp_path / "seg"
@@ -74,6 +75,7 @@ def test_all_background_prediction_scores_the_oracle_values(toy_root, tmp_path):
     assert metrics["sem_seg/mIoU_mmseg"] == pytest.approx(background_iou / present, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_torchvision_checkpoint_is_converted_and_a_deeplab_stem_is_refused(toy_root, tmp_path):
     import torchvision
 

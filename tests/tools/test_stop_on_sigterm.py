@@ -28,6 +28,7 @@ def _wait_for(proc, text, timeout=600):
     pytest.fail(f"{text!r} did not appear in time")
 
 
+@pytest.mark.slow
 def test_sigterm_stops_both_processes_with_a_checkpoint_and_resume_is_exact(mini_crops, toy_root, tmp_path):  # noqa: F811 (the fixture, imported)
     script, args = pretrain_args("mocov2", mini_crops)
     args = [*args, "SOLVER.MAX_ITER", "30", "SOLVER.CHECKPOINT_PERIOD", "1000", "SOLVER.STEPS", "(15,)",

@@ -28,6 +28,7 @@ def trained(toy_root, tmp_path_factory):
     return out, proc
 
 
+@pytest.mark.slow
 def test_train_writes_checkpoints_and_finite_ap(trained):
     out, proc = trained
     assert os.path.isfile(out / "model_0000001.pth") and os.path.isfile(out / "model_final.pth")
@@ -47,6 +48,7 @@ def test_train_writes_checkpoints_and_finite_ap(trained):
     assert not [p for p in os.listdir(out) if p.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_resume_continues_at_the_next_iteration(trained, toy_root, tmp_path):
     out, _ = trained
     resumed = tmp_path / "resumed"

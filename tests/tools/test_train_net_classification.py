@@ -104,6 +104,7 @@ def test_lbfgs_keys_reach_the_probe(mini_textured, toy_root, tmp_path):
     assert (evaluator.max_iter, evaluator.tol, evaluator.dtype, len(evaluator.grid)) == (17, 0.003, "float32", 4)
 
 
+@pytest.mark.slow
 def test_layerwise_probe_reports_every_layer(mini_textured, toy_root, tmp_path):
     out = tmp_path / "layers"
     run_cli("train_net.py", ["--config-file", config("layerwise"), *opts(
@@ -134,6 +135,7 @@ def probe_cfg(protocol, root, tmp_path, seed=5, **extra):
     return run_config(config(protocol), opts(root, tmp_path / "o", tmp_path / "cache", **extra), seed=seed)
 
 
+@pytest.mark.slow
 def test_few_shot_seeds_give_mean_std_and_ci(mini_textured, toy_root, tmp_path):
     out = tmp_path / "fs"
     proc = run_cli("train_net.py", ["--config-file", config("few_shot"), "--seeds", "1,2", *opts(
@@ -164,6 +166,7 @@ def test_few_shot_seeds_give_mean_std_and_ci(mini_textured, toy_root, tmp_path):
     assert "few_shot/5way_1shot" in proc.stdout
 
 
+@pytest.mark.slow
 def test_finetune_resumes_and_eval_only_reproduces(mini_textured, toy_root, tmp_path):
     out = tmp_path / "ft"
     base = ["--config-file", config("finetune")]

@@ -49,6 +49,7 @@ def test_corrupt_training_image_names_the_file(toy_root, tmp_path):
     assert not (tmp_path / "out" / "results.json").exists()
 
 
+@pytest.mark.slow
 def test_seed_sweep_writes_mean_and_std(toy_root, tmp_path):
     out = tmp_path / "sweep"
     proc = run_cli(
@@ -96,6 +97,7 @@ DATASETS:
     assert res["dataset"] == {"train": ["my_digits_train"], "test": ["my_digits_test"]}
 
 
+@pytest.mark.slow
 def test_two_cpu_processes_with_gloo(toy_root, tmp_path):
     out = tmp_path / "ddp"
     proc = run_cli(

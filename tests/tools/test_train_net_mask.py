@@ -3,11 +3,14 @@ import json
 import math
 import os
 
+import pytest
+
 from conftest import FAST, REPO, run_cli
 
 TOY_MASK_CONFIG = os.path.join(REPO, "configs", "toy", "digits_mask_R_50_C4.yaml")
 
 
+@pytest.mark.slow
 def test_mask_rcnn_trains_and_reports_box_and_mask_ap(toy_root, tmp_path):
     proc = run_cli(
         "train_net.py",
