@@ -17,7 +17,7 @@ import tempfile
 from collections import OrderedDict
 from typing import Any, Mapping
 
-from ..utils.config_keys import get_key
+from ..utils.config_keys import get_key, nest_keys
 from .canonical import TORCHVISION_PIXEL_MEAN, TORCHVISION_PIXEL_STD
 from .errors import ConversionError
 from .resnet_keys import BOTTLENECK_DEPTHS, res2_out_channels
@@ -61,17 +61,6 @@ def _value_yaml(v):
     return str(v)
 
 
-def _nest(cfg):
-    root = OrderedDict()
-    for key, value in cfg.items():
-        node = root
-        parts = key.split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, OrderedDict())
-        node[parts[-1]] = value
-    return root
-
-
 def config_yaml_lines(cfg, indent=0):
     lines = []
     for k, v in cfg.items():
@@ -91,7 +80,7 @@ def render_config_yaml(cfg, base, header=()):
     """
     lines = [f"# {h}" for h in header]
     lines.append(f"_BASE_: {json.dumps(os.path.abspath(base))}")
-    lines.extend(config_yaml_lines(_nest(cfg)))
+    lines.extend(config_yaml_lines(nest_keys(cfg)))
     return "\n".join(lines) + "\n"
 
 

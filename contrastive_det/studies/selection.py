@@ -31,6 +31,7 @@ import yaml
 
 from ..engine.results import read_results, summarize_values
 from ..utils.atomic import atomic_open, atomic_write_json
+from ..utils.config_keys import nest_keys
 
 __all__ = ["CHOSEN_CONFIG", "SELECTION_FILE", "grid_points", "point_name", "point_score", "choose",
            "write_selection"]
@@ -89,18 +90,6 @@ def choose(scores: list[float], mode: str = "max") -> int:
     return best
 
 
-def _nested(point: dict[str, Any]) -> dict:
-    """``{"SOLVER.BASE_LR": 0.1}`` -> ``{"SOLVER": {"BASE_LR": 0.1}}``."""
-    out: dict = {}
-    for key, value in point.items():
-        node = out
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = list(value) if isinstance(value, tuple) else value
-    return out
-
-
 def write_selection(out_dir: str, base_config: str, points: list[tuple[dict, list[str]]], metric: str,
                     mode: str = "max", log=print) -> dict:
     """
@@ -116,7 +105,7 @@ def write_selection(out_dir: str, base_config: str, points: list[tuple[dict, lis
     os.makedirs(out_dir, exist_ok=True)
     with atomic_open(os.path.join(out_dir, CHOSEN_CONFIG)) as f:
         f.write(f"# Chosen on validation by {metric} ({mode}) among {len(points)} points: {SELECTION_FILE}\n")
-        yaml.safe_dump({"_BASE_": record["base"], **_nested(points[best][0])}, f, sort_keys=False)
+        yaml.safe_dump({"_BASE_": record["base"], **nest_keys(points[best][0])}, f, sort_keys=False)
     atomic_write_json(os.path.join(out_dir, SELECTION_FILE), record)
     width = max(len(str(p)) for p, _ in points)
     for i, ((p, _), s) in enumerate(zip(points, scores)):

@@ -30,6 +30,19 @@ def get_key(node, key, default=_RAISE):
     return node
 
 
+def nest_keys(flat):
+    """``{"SOLVER.BASE_LR": 0.1, "SOLVER.STEPS": [...]}`` -> ``{"SOLVER": {"BASE_LR": 0.1, "STEPS": [...]}}``
+    (plain dicts, in the order given)."""
+    root = {}
+    for key, value in flat.items():
+        node = root
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return root
+
+
 def set_key(node, key, value):
     """Set the value at a dotted key of nested mappings; every parent must exist (a missing one raises KeyError)."""
     *parents, leaf = key.split(".")
