@@ -43,6 +43,11 @@ class StepBench:
     ``after_step`` (LR schedule, checkpointing, images/s, the PeriodicWriter's writes). Each side
     counts its own iterations, so the Trainer's iterations run 0, 1, 2, ... across its blocks and
     its periodic writers fire exactly as often as in a real run (every ``WRITER_PERIOD``).
+
+    Each side has its own :class:`EventStorage`, and it is detectron2's current storage
+    (``get_event_storage()``, which the writers and the models' losses use) while that side steps:
+    a storage left current across sides would hand the Trainer's writers the baseline's history,
+    with no iteration time and a frozen iteration number.
     """
 
     WRITER_PERIOD = 20  # the Trainer's PeriodicWriter period (Trainer.build_hooks)
@@ -87,20 +92,20 @@ class StepBench:
     def run(self, which, num_iters):
         """Run the next ``num_iters`` steps of ``"trainer"``, ``"bare"`` or ``"torch"``; return per-iteration seconds."""
         step = {"trainer": self._trainer_step, "bare": self._bare_step, "torch": self._torch_step}[which]
-        times = _timed_steps(self.cfg, step, self._next_iter[which], num_iters)
+        storage = self.trainer.storage if which == "trainer" else self.bare.storage
+        with storage:  # the current storage while this side steps (entered outside the timed steps)
+            times = _timed_steps(self.cfg, step, self._next_iter[which], num_iters)
         self._next_iter[which] += num_iters
         return times
 
     def __enter__(self):
-        self._storages = [EventStorage(0), EventStorage(0)]
-        self.trainer.storage = self._storages[0].__enter__()
+        self.trainer.storage, self.bare.storage = EventStorage(0), EventStorage(0)
         self.trainer.iter = self.trainer.start_iter = 0
-        self.trainer.before_train()
-        self.bare.storage = self._storages[1]
+        with self.trainer.storage:
+            self.trainer.before_train()
         return self
 
     def __exit__(self, *exc):
-        self._storages[0].__exit__(*exc)
         return False
 
 
@@ -127,15 +132,14 @@ def trainer_overhead(cfg, warmup, block, trials, baseline="bare"):
     """
     with StepBench(cfg) as bench:
         bench.run("trainer", warmup)
-        with EventStorage(0) as bench.bare.storage:
-            bench.run(baseline, warmup)
-            ours, bare, ratios = [], [], []
-            for _ in range(trials):
-                a = bench.run("trainer", block)
-                b = bench.run(baseline, block)
-                ours += a
-                bare += b
-                ratios.append(statistics.fmean(a) / statistics.fmean(b))
+        bench.run(baseline, warmup)
+        ours, bare, ratios = [], [], []
+        for _ in range(trials):
+            a = bench.run("trainer", block)
+            b = bench.run(baseline, block)
+            ours += a
+            bare += b
+            ratios.append(statistics.fmean(a) / statistics.fmean(b))
     return {
         "trainer_s_per_iter": statistics.median(ours),
         "bare_s_per_iter": statistics.median(bare),

@@ -39,9 +39,12 @@ def test_trainer_blocks_include_hooks_and_periodic_writes(toy_root, tmp_path, mo
     """
     Every JSONWriter write of the Trainer (period 20) happens inside a timed Trainer iteration:
     the benchmark's clock jumps by an hour at each write, and exactly as many timed Trainer
-    iterations (and no baseline iteration) last that long.
+    iterations (and no baseline iteration) last that long. Each write reads the Trainer's own
+    storage (its iteration number and iteration times), not the baseline's: with the baseline's
+    storage current, the second write of detectron2's CommonMetricPrinter divided by zero (seen on
+    a GPU, where the benchmark ran two periods).
     """
-    from detectron2.utils.events import JSONWriter
+    from detectron2.utils.events import JSONWriter, get_event_storage
 
     from contrastive_det.benchmarks import engine_step as benchmark
     from contrastive_det.benchmarks.engine_step import StepBench, trainer_overhead
@@ -59,7 +62,8 @@ def test_trainer_blocks_include_hooks_and_periodic_writes(toy_root, tmp_path, mo
     clock = JumpingClock()
 
     def jumping_write(self):
-        writes.append(self)
+        storage = get_event_storage()
+        writes.append((storage.iter, "time" in storage.histories()))
         clock.offset += pause
         return real_write(self)
 
@@ -71,10 +75,11 @@ def test_trainer_blocks_include_hooks_and_periodic_writes(toy_root, tmp_path, mo
               "DATALOADER.NUM_WORKERS", "0", "MODEL.DEVICE", "cpu", "SOLVER.CHECKPOINT_PERIOD", "1000000"],
     )
     cfg, _ = build_run_config(args, seed=0, output_dir=str(tmp_path / "out"))
-    block, trials = 5, StepBench.WRITER_PERIOD // 5  # 20 timed Trainer iterations: one write
+    block, trials = 5, 2 * StepBench.WRITER_PERIOD // 5  # 40 timed Trainer iterations: two writes
     r = trainer_overhead(cfg, warmup=1, block=block, trials=trials, baseline="torch")
     assert len(r["trainer_s"]) == len(r["baseline_s"]) == block * trials
-    assert len(writes) == 1, writes
+    period = StepBench.WRITER_PERIOD
+    assert writes == [(period - 1, True), (2 * period - 1, True)], writes  # iterations 19 and 39, timed
     slow = [t for t in r["trainer_s"] if t >= pause]
     assert len(slow) == len(writes), (r["trainer_s"], writes)
     assert not [t for t in r["baseline_s"] if t >= pause]
