@@ -33,6 +33,14 @@ def add_contrastive_det_config(cfg):
     # Key prefix of the backbone inside MODEL.WEIGHTS when the file holds several ResNets (e.g.
     # "student." of {"student": ..., "teacher": ...}), like the converter's --prefix. "" = detect it.
     cfg.MODEL.WEIGHTS_PREFIX = ""
+    # Detection and segmentation: a ResNet's depth, res2 width, stride_in_1x1, pixel mean/std and
+    # input format come from the weights when they record them (a .pkl of
+    # tools/convert_to_detectron2.py, or a ResNet checkpoint converted at start-up); the log lists
+    # each key changed. False: keep the config's values and only warn where they differ.
+    cfg.MODEL.ADOPT_WEIGHTS_KEYS = True
+    # Detection and segmentation: a converted .pkl whose keys (as above) this run adopts WITHOUT
+    # loading its weights: a random-init baseline shaped like the pretrained rows. Needs MODEL.WEIGHTS "".
+    cfg.MODEL.KEYS_FROM_WEIGHTS = ""
 
     # Pre-flight image scan (contrastive_det.data.checks.check_images): before training, decode
     # every image of the datasets when they hold at most this many distinct images, and list ALL

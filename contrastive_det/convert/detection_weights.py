@@ -28,13 +28,14 @@ from .errors import AmbiguousCheckpointError, ConversionError
 from .extraction import container_at
 from .pipeline import convert_checkpoint
 from .readers import read_checkpoint
+from .writers import WEIGHTS_KEYS
 
 CONVERTED_FILE = "converted_weights.pkl"
 REMOTE_PREFIXES = ("detectron2://", "catalog://", "http://", "https://")
-# What torchvision-layout weights need from a detection config (see configs/detection/*_torchvision.yaml).
-TORCHVISION_INPUT = {"INPUT.FORMAT": "RGB", "MODEL.RESNETS.STRIDE_IN_1X1": False}
 # Optional config key (str, "" = auto): the key prefix of the backbone to convert, like --prefix.
 PREFIX_KEY = "MODEL.WEIGHTS_PREFIX"
+ADOPT_KEY = "MODEL.ADOPT_WEIGHTS_KEYS"  # bool: adopt the keys the weights record (default True)
+KEYS_FROM_KEY = "MODEL.KEYS_FROM_WEIGHTS"  # str: a converted .pkl whose keys a random-init run adopts
 
 _CAFFE2_NAME = re.compile(r"^(conv1_w|res_conv1_bn_[sb]|res\d+_\d+_branch\w+)$")
 _DETECTOR_HEADS = ("proposal_generator.", "roi_heads.", "head.", "sem_seg_head.")
@@ -129,48 +130,106 @@ def weights_plan(path, prefix=None, prefix_key=None):
     return "convert"
 
 
+def recorded_keys(path: str) -> dict | None:
+    """
+    The config keys a converted ``.pkl`` records (``tools/convert_to_detectron2.py`` writes them:
+    depth, res2 width, stride_in_1x1, pixel mean/std, input format), or None for any other file.
+    """
+    if not path or path.startswith(REMOTE_PREFIXES) or not path.endswith(".pkl") or not os.path.isfile(path):
+        return None
+    try:
+        ckpt = load_checkpoint_file(path)
+    except ConversionError:
+        return None
+    keys = ckpt.get(WEIGHTS_KEYS) if isinstance(ckpt, dict) else None
+    return dict(keys) if isinstance(keys, dict) else None
+
+
+def _cli_value(value):
+    """A config value as a ``KEY VALUE`` override that yacs decodes back to the same value."""
+    if isinstance(value, (list, tuple)):
+        return repr([float(v) if isinstance(v, float) else v for v in value])
+    return str(value)
+
+
+def adopt_keys(cfg: CfgNode, keys: dict | None, source: str, log: Callable[[str], Any] = print) -> list[str]:
+    """
+    ``KEY VALUE`` overrides that give ``cfg`` the ``keys`` its weights need (only the keys whose
+    value differs), each logged with the config's value; with ``MODEL.ADOPT_WEIGHTS_KEYS`` False,
+    a warning lists them instead and nothing changes.
+    """
+    if not keys:
+        return []
+    differ = {}
+    for key, value in keys.items():
+        have = get_key(cfg, key, default=None)
+        have = list(have) if isinstance(have, (list, tuple)) else have
+        if have != (list(value) if isinstance(value, (list, tuple)) else value):
+            differ[key] = (have, value)
+    if not differ:
+        return []
+    listed = "; ".join(f"{k} {have!r} -> {value!r}" for k, (have, value) in differ.items())
+    if not get_key(cfg, ADOPT_KEY, default=True):
+        log(f"WARNING: {source} records other keys than the config ({listed}); kept the config's "
+            f"because {ADOPT_KEY} is False")
+        return []
+    log(f"Keys adopted from {source} (config -> weights): {listed}")
+    return [item for k, (_, value) in differ.items() for item in (k, _cli_value(value))]
+
+
 def convert_weights_for_detection(cfg: CfgNode, output_dir: str, log: Callable[[str], Any] = print) -> list[str]:
     """
     Prepare ``cfg.MODEL.WEIGHTS`` for a detection run, before training starts.
 
     Weights that detectron2 reads (see the module docstring) are left to it. A checkpoint that a
     reader recognises is converted into ``output_dir/converted_weights.pkl``, with the converter's
-    coverage report and numeric verification in the log. Anything else raises.
+    coverage report and numeric verification in the log. Anything else raises. The depth and input
+    keys the weights need (recorded in a converted ``.pkl``, or those of the checkpoint converted
+    here) are adopted (:func:`adopt_keys`); ``MODEL.KEYS_FROM_WEIGHTS`` adopts them from another
+    converted file without loading it (random initialisation of the same network).
 
     Args:
         cfg (CfgNode): the run's config (``MODEL.WEIGHTS``, ``RESULTS.METHOD``, the input keys
-            and, when the config has it, ``MODEL.WEIGHTS_PREFIX``).
+            and, when the config has them, ``MODEL.WEIGHTS_PREFIX``, ``MODEL.ADOPT_WEIGHTS_KEYS``,
+            ``MODEL.KEYS_FROM_WEIGHTS``).
         output_dir (str): where the converted file goes (created if needed).
         log (callable): takes one line of text.
 
     Returns:
-        list[str]: config overrides ``[KEY, VALUE, ...]`` to apply: ``MODEL.WEIGHTS``,
-        ``RESULTS.WEIGHTS_SOURCE`` and, when the checkpoint names it and the config does not,
-        ``RESULTS.METHOD``; ``[]`` when detectron2 loads the weights as they are.
+        list[str]: config overrides ``[KEY, VALUE, ...]`` to apply: the adopted keys and, after a
+        conversion, ``MODEL.WEIGHTS``, ``RESULTS.WEIGHTS_SOURCE`` and, when the checkpoint names it
+        and the config does not, ``RESULTS.METHOD``; ``[]`` when nothing changes.
 
     Raises:
         ConversionError: missing, unreadable, unrecognised or ambiguous weights, or a conversion
-            that fails its coverage or numeric check. Nothing is written then.
+            that fails its coverage or numeric check, or a ``MODEL.KEYS_FROM_WEIGHTS`` that records
+            no keys. Nothing is written then.
     """
     source = cfg.MODEL.WEIGHTS
     prefix = get_key(cfg, PREFIX_KEY, default=None)
     prefix_key = PREFIX_KEY if prefix is not None else None
     prefix = prefix or None
-    if weights_plan(source, prefix, prefix_key) != "convert":
-        return []
+    keys_from = get_key(cfg, KEYS_FROM_KEY, default="")
+    plan = weights_plan(source, prefix, prefix_key)
+    if keys_from:
+        if plan != "none":
+            raise ConversionError(f"{KEYS_FROM_KEY} {keys_from} is for random initialisation: it needs "
+                                  f"MODEL.WEIGHTS \"\", got {source!r}")
+        keys = recorded_keys(keys_from)
+        if keys is None:
+            raise ConversionError(f"{KEYS_FROM_KEY} {keys_from}: not a .pkl written by "
+                                  "tools/convert_to_detectron2.py (it records no config keys)")
+        return adopt_keys(cfg, keys, keys_from, log)
+    if plan != "convert":
+        return adopt_keys(cfg, recorded_keys(source), source, log) if plan == "detectron2" else []
     os.makedirs(output_dir, exist_ok=True)
     target = os.path.join(output_dir, CONVERTED_FILE)
     log(f"MODEL.WEIGHTS {source} is not in detectron2's layout: converting it to {target}")
     result = convert_checkpoint(source, target, prefix=prefix, log=lambda line: log(f"  {line}"))
-    mismatched = {k: v for k, v in TORCHVISION_INPUT.items() if get_key(cfg, k) != v}
-    if mismatched and result.format != "detectron2":  # a detectron2-named source keeps its own layout
-        log(
-            "WARNING: these weights are in torchvision layout but the config has "
-            + ", ".join(f"{k}={get_key(cfg, k)!r}" for k in mismatched)
-            + "; use a *_torchvision.yaml config or set "
-            + " ".join(f"{k} {v}" for k, v in mismatched.items())
-        )
-    overrides = ["MODEL.WEIGHTS", target, "RESULTS.WEIGHTS_SOURCE", os.path.abspath(source)]
+    overrides = []
+    if result.format != "detectron2":  # a detectron2-named source keeps its own layout and conventions
+        overrides += adopt_keys(cfg, {k: v for k, v in result.config.items() if k != "MODEL.WEIGHTS"}, source, log)
+    overrides += ["MODEL.WEIGHTS", target, "RESULTS.WEIGHTS_SOURCE", os.path.abspath(source)]
     method = result.meta.get("method")
     if not cfg.RESULTS.METHOD and method and method != "unspecified":
         overrides += ["RESULTS.METHOD", method]

@@ -134,6 +134,8 @@ def plan_config(writer, backbone, output_path, write_config, base):
     d, meta = backbone.depth, backbone.meta
     cfg = detectron2_config(d, meta, weights=output_path)
     if write_config is None:
+        if isinstance(base, str):  # --base alone: check that the protocol can hold this backbone
+            check_base(base, d)
         return cfg, None, base
     if callable(base):
         base = base(d)

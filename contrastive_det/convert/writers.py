@@ -28,17 +28,19 @@ import os
 import pickle
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
 from ..utils.atomic import atomic_open
 from .canonical import CANONICAL_FORMAT, canonical_payload, load_canonical
+from .d2config import detectron2_config
 from .errors import ConversionError
 from .resnet_keys import torchvision_to_detectron2
 from .verify import verify_conversion
 
 DETECTRON2_AUTHOR = "contrastive_det"
+WEIGHTS_KEYS = "config"  # the payload entry with the config keys the weights need
 # meta keys that canonical_payload sets itself; the others travel as "extra"
 _CANONICAL_META = ("arch", "depth", "method", "pixel_mean", "pixel_std", "input_format")
 
@@ -131,26 +133,32 @@ def _to_numpy(tensor):
     return t.contiguous().numpy().copy()
 
 
-def detectron2_payload(d2_state_dict: Mapping[str, torch.Tensor]) -> dict:
+def detectron2_payload(d2_state_dict: Mapping[str, torch.Tensor], config: Mapping[str, Any] | None = None) -> dict:
     """
     ``{"model": {detectron2 name: numpy array}, "__author__": "contrastive_det",
     "matching_heuristics": True}``: what detectron2's ``DetectionCheckpointer`` reads from a
     ``.pkl`` (names are matched by suffix, so ``res2.0.conv1.weight`` finds
     ``backbone.res2.0.conv1.weight``, ``backbone.bottom_up.res2...`` or ``roi_heads.res5...``).
+    With ``config``, also ``WEIGHTS_KEYS: {dotted config key: value}``: the depth and input keys these
+    weights need (:func:`~.d2config.detectron2_config`), which ``tools/train_net.py`` adopts
+    (detectron2's loader ignores keys it does not know).
     """
     model = OrderedDict((k, _to_numpy(v)) for k, v in d2_state_dict.items())
-    return {"model": dict(model), "__author__": DETECTRON2_AUTHOR, "matching_heuristics": True}
+    payload = {"model": dict(model), "__author__": DETECTRON2_AUTHOR, "matching_heuristics": True}
+    if config:
+        payload[WEIGHTS_KEYS] = {k: v for k, v in config.items() if k != "MODEL.WEIGHTS"}
+    return payload
 
 
-def dumps_detectron2(d2_state_dict):
-    """Bytes of the detectron2 ``.pkl`` for a detectron2-named state dict."""
-    return pickle.dumps(detectron2_payload(d2_state_dict), protocol=4)
+def dumps_detectron2(d2_state_dict, config=None):
+    """Bytes of the detectron2 ``.pkl`` for a detectron2-named state dict (and the keys it needs)."""
+    return pickle.dumps(detectron2_payload(d2_state_dict, config), protocol=4)
 
 
-def write_detectron2(path: str, d2_state_dict: Mapping[str, torch.Tensor]) -> int:
+def write_detectron2(path: str, d2_state_dict: Mapping[str, torch.Tensor], config=None) -> int:
     """Write the detectron2 ``.pkl`` atomically; returns the number of bytes written."""
     check_output_path(path, "detectron2")
-    return write_bytes_atomic(path, dumps_detectron2(d2_state_dict))
+    return write_bytes_atomic(path, dumps_detectron2(d2_state_dict, config))
 
 
 def _check_pkl(path):
@@ -170,7 +178,8 @@ DETECTRON2_WRITER = register_writer(Writer(
     help="detectron2 .pkl for MODEL.WEIGHTS (read by DetectionCheckpointer, names matched by suffix)",
     suffix=".pkl",
     check_path=_check_pkl,
-    dumps=lambda backbone: dumps_detectron2(backbone.detectron2_state),
+    dumps=lambda backbone: dumps_detectron2(backbone.detectron2_state,
+                                            detectron2_config(backbone.depth, backbone.meta)),
     verify=_verify_detectron2,
     for_detectron2=True,
 ))

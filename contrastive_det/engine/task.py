@@ -48,10 +48,10 @@ class Task:
     #: results.json (and a study's results.csv)
     headline_metrics = ()
     #: how a study gives the task a pretrained trunk: "backbone" = the exported backbone.pth as
-    #: MODEL.WEIGHTS; "converted" = a conversion run first (tools/convert_to_detectron2.py
-    #: --write-config over the transfer's config: detectron2's layout, the backbone's depth and input
-    #: keys), whose weights and config the run reads; the random-init row then runs on the first
-    #: converted config, so that the rows differ by their weights only
+    #: MODEL.WEIGHTS; "converted" = a conversion run first (tools/convert_to_detectron2.py --base
+    #: <the transfer's config>: detectron2's layout, verified once), whose weights.pkl is MODEL.WEIGHTS
+    #: and whose recorded depth and input keys the task adopts (prepare_weights); the random-init row
+    #: adopts the first row's keys (MODEL.KEYS_FROM_WEIGHTS), so that the rows differ by their weights only
     study_weights = "backbone"
     #: config overrides of a study row whose weights are a brought checkpoint (e.g. "take the
     #: checkpoint's own depth")

@@ -24,7 +24,7 @@ import time
 import zlib
 
 from ..utils.exit_codes import STOPPED_EXIT_CODE
-from .resources import partition_has_gpus, partition_time_limit, submitit_parameters
+from .resources import TRAINING_KINDS, partition_has_gpus, partition_time_limit, submitit_parameters
 
 __all__ = ["LocalExecutor", "shared_thread_env", "SubmititExecutor", "CommandJob", "build_executor", "EXECUTORS",
            "visible_gpus"]
@@ -58,12 +58,6 @@ def visible_gpus(env=None):
         return [str(i) for i in range(torch.cuda.device_count())]
     except Exception:  # no torch, no driver
         return []
-
-
-def _trains(run_id):
-    """A study run that trains (pretraining, transfer, grid point), by its id; not a conversion or a choice."""
-    first, last = run_id.split("/")[0], run_id.split("/")[-1]
-    return first in ("pretrain", "transfer") or (first == "select" and last != "choice")
 
 
 def _num_gpus(argv):
@@ -326,9 +320,10 @@ class SubmititExecutor:
             for (key, *_), job in zip(group, jobs):
                 self._jobs[key] = job
 
-    def check_resources(self, run_resources):
+    def check_resources(self, run_resources, kinds=None):
         """Before anything is submitted: each run's time against the partition's limit (``sinfo``; an
-        error naming the runs), and a warning line for CPU-only runs on a partition with GPUs."""
+        error naming the runs), and a warning line for CPU-only training runs (``kinds``: run id -> its
+        :attr:`~.spec.Run.kind`, one of :data:`~.resources.TRAINING_KINDS`) on a partition with GPUs."""
         if self.cluster != "slurm":
             return []
         partition = self.parameters.get("slurm_partition")
@@ -341,7 +336,8 @@ class SubmititExecutor:
                              f"{' ...' if len(over) > 5 else ''}; lower --time or the study's resources.<kind>.time")
         lines = []
         if partition_has_gpus(partition):
-            cpu_only = [rid for rid, r in run_resources.items() if not r.get("gpus") and _trains(rid)]
+            cpu_only = [rid for rid, r in run_resources.items()
+                        if not r.get("gpus") and (kinds or {}).get(rid) in TRAINING_KINDS]
             if cpu_only:
                 lines.append(f"warning: {len(cpu_only)} training runs ask for no GPU on {where}, which has GPUs "
                              f"(e.g. {cpu_only[0]}); give --gpus-per-node or resources.<kind>.gpus")

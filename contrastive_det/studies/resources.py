@@ -18,7 +18,7 @@ unless ``--num-gpus`` was given to the study.
 import shutil
 import subprocess
 
-__all__ = ["RESOURCE_KEYS", "KINDS", "KIND_DEFAULTS", "check_resources", "run_resources", "submitit_parameters",
+__all__ = ["RESOURCE_KEYS", "KINDS", "TRAINING_KINDS", "KIND_DEFAULTS", "check_resources", "run_resources", "submitit_parameters",
            "num_gpus_per_task", "partition_time_limit", "partition_has_gpus", "parse_slurm_time"]
 
 # key -> (type, meaning)
@@ -31,6 +31,7 @@ RESOURCE_KEYS = {
     "tasks_per_node": (int, "tasks per node (each runs the CLI with one --machine-rank)"),
 }
 KINDS = ("pretrain", "convert", "transfer", "grid", "select", "report")
+TRAINING_KINDS = ("pretrain", "transfer", "grid")  # the kinds that train a network (a GPU's work)
 # "grid": a transfer's selection runs (train like the transfer); "select": the choice among them
 # "report": the report's pictures (UMAP embeddings, detection pictures) as one job on a cluster
 KIND_DEFAULTS = {"convert": {"gpus": 0, "cpus": 2, "time": 60, "nodes": 1, "tasks_per_node": 1},

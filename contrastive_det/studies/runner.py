@@ -143,7 +143,8 @@ def run_study_locked(study, executor, *, dry_run=False, num_gpus=0, resources=No
     start = time.time()
     run_res = {rid: study.run_resources(by_id[rid], resources) for rid in order}
     if hasattr(executor, "check_resources"):  # e.g. each job's time against the partition's limit
-        for line in executor.check_resources({rid: run_res[rid] for rid in todo}) or []:
+        for line in executor.check_resources({rid: run_res[rid] for rid in todo},
+                                             {rid: by_id[rid].kind for rid in todo}) or []:
             log(line)
     if hasattr(executor, "reattach"):
         for rid in todo:

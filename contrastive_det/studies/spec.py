@@ -50,22 +50,24 @@ The runs, with their folders under the study folder:
   checkpoint file's sha256 is part of the run's digest, so a file changed on disk is converted
   again and every transfer of its row is redone. Two labels naming one file (same content) are an
   error. A checkpoint row's transfers get their task's ``checkpoint_row_opts`` (classification:
-  ``MODEL.TV_RESNET.DEPTH 0``, the checkpoint's depth); detection and segmentation get it from the
-  conversion's config.
+  ``MODEL.TV_RESNET.DEPTH 0``, the checkpoint's depth); detection and segmentation adopt it from the
+  converted weights.
 * ``convert/<row>/seed<S>/<transfer>``: for a transfer whose task's ``study_weights`` is "converted"
   (detection, segmentation: see :class:`~contrastive_det.engine.task.Task`), the verified conversion
-  ``tools/convert_to_detectron2.py backbone.pth weights.pkl --write-config detect.yaml --base
-  <transfer config>`` (the config with the backbone's depth and input format).
-* ``transfer/<transfer>/<row>[/pretrain_seed<S>]/seed<T>``: ``tools/train_net.py`` with the
-  exported backbone (classification) or the converted weights and config (detection,
-  segmentation); the random-init row uses no weights (detection, segmentation: the first method's converted config, so that the
-  rows differ only by their weights). ``/pretrain_seed<S>`` appears when there are several
+  ``tools/convert_to_detectron2.py backbone.pth weights.pkl --base <transfer config>`` (``--base``
+  checks that the protocol can hold the backbone); ``weights.pkl`` records the depth and input keys.
+* ``transfer/<transfer>/<row>[/pretrain_seed<S>]/seed<T>``: every transfer run has one shape,
+  ``tools/train_net.py --config-file <transfer config> MODEL.WEIGHTS <exported backbone or
+  weights.pkl> SEED <T>`` (detection and segmentation adopt the keys the .pkl records); the
+  random-init row has ``MODEL.WEIGHTS ""`` (detection, segmentation: plus ``MODEL.KEYS_FROM_WEIGHTS``
+  = the first row's weights.pkl, so that the rows differ only by their weights). ``/pretrain_seed<S>`` appears when there are several
   pretraining seeds.
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import fnmatch
 import hashlib
 import json
@@ -596,31 +598,54 @@ def _check_claim_is_measured(study, i, claim, method_of):
                          f"{claim['than']!r} ({detail}); the claim could never be measured")
 
 
-def _selection_runs(study, sid, tname, tentry, task, method, row, combo, pseed, deps, weights, config, row_opts):
-    """The grid runs of one row's selection on validation, then its select run (last)."""
-    sel, tools, runs, points = tentry["select"], study.tools_dir, [], []
+@dataclass(frozen=True)
+class _RowTransfer:
+    """One row of one transfer: what its grid, select and transfer runs share."""
+
+    name: str  # the transfer's name in the study file
+    entry: dict  # its study-file entry (config, opts, seeds, select, ...)
+    task: str  # its task's class name
+    method: str
+    row: str
+    axes: dict
+    pretrain_seed: int | None
+    deps: list  # the runs its runs need first
+    weights: str  # MODEL.WEIGHTS ("" = random init)
+    config: str  # --config-file (the transfer's config, or a selection's chosen.yaml)
+    row_opts: dict  # overrides of this row (a brought checkpoint's, random init's)
+
+    def meta(self, **extra):
+        return {"method": self.method, "row": self.row, "axes": self.axes, **extra,
+                "pretrain_seed": self.pretrain_seed, "transfer": self.name}
+
+    def train_argv(self, tools, seed, out, *opts):
+        """``train_net.py --config-file C [opts] MODEL.WEIGHTS W RESULTS.METHOD M SEED t OUTPUT_DIR out``."""
+        return [os.path.join(tools, "train_net.py"), "--config-file", self.config,
+                *_argv_opts(self.entry["opts"], self.row_opts, *opts), "MODEL.WEIGHTS", self.weights,
+                "RESULTS.METHOD", self.method, "SEED", str(seed), "OUTPUT_DIR", out]
+
+
+def _selection_runs(study, sid, rt):
+    """The grid runs of one row's selection on validation (``rt``: a :class:`_RowTransfer`), then its select run (last)."""
+    sel, runs, points = rt.entry["select"], [], []
     for i, point in enumerate(sel["points"]):
         dirs = []
-        for t in sel["seeds"] or tentry["seeds"][:1]:
+        for t in sel["seeds"] or rt.entry["seeds"][:1]:
             gid = f"{sid}/{point_name(i, point, _value_name)}/seed{t}"
             out = os.path.join(study.output_dir, gid)
-            argv = [os.path.join(tools, "train_net.py"), "--config-file", config,
-                    *_argv_opts(tentry["opts"], row_opts, sel["opts"], point), "MODEL.WEIGHTS", weights,
-                    "RESULTS.METHOD", method, "SEED", str(t), "OUTPUT_DIR", out]
-            runs.append(Run(gid, "grid", argv, list(deps), out, [os.path.join(out, RESULTS_FILE)],
-                            {"method": method, "row": row, "axes": combo, "seed": t, "pretrain_seed": pseed,
-                             "transfer": tname, "task": task, "config": tentry["config"], "point": point}))
+            runs.append(Run(gid, "grid", rt.train_argv(study.tools_dir, t, out, sel["opts"], point), list(rt.deps), out,
+                            [os.path.join(out, RESULTS_FILE)],
+                            rt.meta(seed=t, task=rt.task, config=rt.entry["config"], point=point)))
             dirs.append(out)
         points.append((point, dirs))
     cid = f"{sid}/choice"
     out = os.path.join(study.output_dir, cid)
-    argv = [os.path.join(tools, "select_config.py"), "--base", config, "--metric", sel["metric"], "--mode", sel["mode"],
-            "--out", out]
+    argv = [os.path.join(study.tools_dir, "select_config.py"), "--base", rt.config, "--metric", sel["metric"],
+            "--mode", sel["mode"], "--out", out]
     for point, dirs in points:
         argv += ["--point", json.dumps(point), *dirs]
     runs.append(Run(cid, "select", argv, [r.id for r in runs], out,
-                    [os.path.join(out, CHOSEN_CONFIG), os.path.join(out, SELECTION_FILE)],
-                    {"method": method, "row": row, "axes": combo, "pretrain_seed": pseed, "transfer": tname}))
+                    [os.path.join(out, CHOSEN_CONFIG), os.path.join(out, SELECTION_FILE)], rt.meta()))
     return runs
 
 
@@ -678,34 +703,30 @@ def expand(study: Study) -> list[Run]:
             if tentry["methods"] is not None and method not in tentry["methods"]:
                 continue
             deps, weights, config = [], "", tentry["config"]
+            row_opts = dict(task_cls.checkpoint_row_opts) if method in study.checkpoints else {}
             if backbone is not None:
                 deps, weights = [pre_id], backbone
-                if converted:
+                if converted:  # converted and verified once; the run adopts the keys the .pkl records
                     cid = f"convert/{row}/{tname}" if method in study.checkpoints else f"convert/{row}/seed{pseed}/{tname}"
                     cout = os.path.join(root, cid)
-                    pkl, det_cfg = os.path.join(cout, "weights.pkl"), os.path.join(cout, "detect.yaml")
-                    argv = [os.path.join(tools, "convert_to_detectron2.py"), backbone, pkl,
-                            "--write-config", det_cfg, "--base", tentry["config"]]
-                    runs.append(Run(cid, "convert", argv, [pre_id], cout, [pkl, det_cfg],
+                    pkl = os.path.join(cout, "weights.pkl")
+                    argv = [os.path.join(tools, "convert_to_detectron2.py"), backbone, pkl, "--base", tentry["config"]]
+                    runs.append(Run(cid, "convert", argv, [pre_id], cout, [pkl],
                                     {"method": method, "row": row, "axes": combo, "seed": pseed, "transfer": tname}))
-                    first_convert = first_convert or (cid, det_cfg)
-                    deps, weights, config = [cid], pkl, det_cfg
-            elif converted and first_convert is not None:
-                deps, config = [first_convert[0]], first_convert[1]  # the same config, no weights
-            row_opts = dict(task_cls.checkpoint_row_opts) if method in study.checkpoints else {}
+                    first_convert = first_convert or (cid, pkl)
+                    deps, weights = [cid], pkl
+            elif converted and first_convert is not None:  # random init of the first row's network
+                deps, row_opts = [first_convert[0]], {"MODEL.KEYS_FROM_WEIGHTS": first_convert[1]}
+            rt = _RowTransfer(tname, tentry, task, method, row, combo, pseed, deps, weights, config, row_opts)
+            suffix = f"/pretrain_seed{pseed}" if multi_seed and pseed is not None else ""
             if tentry["select"] is not None:
-                sid = f"select/{tname}/{row}" + (f"/pretrain_seed{pseed}" if multi_seed and pseed is not None else "")
-                runs.extend(_selection_runs(study, sid, tname, tentry, task, method, row, combo, pseed,
-                                            deps, weights, config, row_opts))
-                deps, config = [runs[-1].id], runs[-1].outputs[0]  # the refit runs read the chosen config
+                runs.extend(_selection_runs(study, f"select/{tname}/{row}{suffix}", rt))
+                # the refit runs read the chosen config
+                rt = dataclasses.replace(rt, deps=[runs[-1].id], config=runs[-1].outputs[0])
             for t in tentry["seeds"]:
-                rid = f"transfer/{tname}/{row}" + (f"/pretrain_seed{pseed}" if multi_seed and pseed is not None else "")
-                rid += f"/seed{t}"
+                rid = f"transfer/{tname}/{row}{suffix}/seed{t}"
                 out = os.path.join(root, rid)
-                argv = [os.path.join(tools, "train_net.py"), "--config-file", config,
-                        *_argv_opts(tentry["opts"], row_opts), "MODEL.WEIGHTS", weights, "RESULTS.METHOD", method,
-                        "SEED", str(t), "OUTPUT_DIR", out]
-                runs.append(Run(rid, "transfer", argv, deps, out, [os.path.join(out, RESULTS_FILE)],
-                                {"method": method, "row": row, "axes": combo, "seed": t, "pretrain_seed": pseed,
-                                 "transfer": tname, "task": task, "config": tentry["config"]}))
+                runs.append(Run(rid, "transfer", rt.train_argv(tools, t, out), rt.deps, out,
+                                [os.path.join(out, RESULTS_FILE)],
+                                rt.meta(seed=t, task=task, config=tentry["config"])))
     return runs

@@ -42,16 +42,18 @@ def check_datasets_match(cfg, names):
                              "do not mean the same thing")
 
 
-def check_backbone_covered(cfg, weights):
+def check_backbone_covered(cfg, weights, overrides=()):
     """
     Raise ConversionError when the detectron2-layout file ``weights`` leaves a backbone tensor of the
-    model of ``cfg`` at its random initialisation (detectron2 only warns): e.g. the three-conv
-    "deeplab" stem (MODEL.RESNETS.STEM_TYPE) under a standard ResNet-50 checkpoint.
+    model of ``cfg`` (with the ``KEY VALUE`` ``overrides`` the run will apply) at its random
+    initialisation (detectron2 only warns): e.g. the three-conv "deeplab" stem
+    (MODEL.RESNETS.STEM_TYPE) under a standard ResNet-50 checkpoint.
     """
     from detectron2.modeling import build_model
 
     cfg = cfg.clone()
     cfg.defrost()
+    cfg.merge_from_list(list(overrides))
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.WEIGHTS = ""
     model = build_model(cfg)
@@ -122,7 +124,7 @@ class SegmentationTask(Task):
     def prepare_weights(cls, cfg: CfgNode, output_dir: str) -> list[str]:
         """Convert ``MODEL.WEIGHTS`` to detectron2's layout, then check that it covers the whole backbone."""
         overrides = convert_weights_for_detection(cfg, output_dir)
-        weights = overrides[overrides.index("MODEL.WEIGHTS") + 1] if overrides else cfg.MODEL.WEIGHTS
+        weights = overrides[overrides.index("MODEL.WEIGHTS") + 1] if "MODEL.WEIGHTS" in overrides else cfg.MODEL.WEIGHTS
         if weights and not weights.startswith(REMOTE_PREFIXES):
-            check_backbone_covered(cfg, weights)
+            check_backbone_covered(cfg, weights, overrides)
         return overrides

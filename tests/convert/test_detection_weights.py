@@ -63,7 +63,9 @@ def test_weights_prefix_picks_one_of_two_resnets(tmp_path):
     lines = []
     overrides = convert_weights_for_detection(cfg_with(path, prefix="teacher."), str(out), log=lines.append)
     target = str(out / CONVERTED_FILE)
-    assert overrides[:4] == ["MODEL.WEIGHTS", target, "RESULTS.WEIGHTS_SOURCE", str(path)]
+    assert overrides[:4] == ["MODEL.PIXEL_MEAN", "[123.675, 116.28, 103.53]", "MODEL.PIXEL_STD", "[58.395, 57.12, 57.375]"]
+    i = overrides.index("MODEL.WEIGHTS")
+    assert overrides[i:i + 4] == ["MODEL.WEIGHTS", target, "RESULTS.WEIGHTS_SOURCE", str(path)]
     converted = pickle.load(open(target, "rb"))["model"]
     assert np.array_equal(converted["res5.1.conv2.weight"], teacher["layer4.1.conv2.weight"].numpy())
     assert any("tolerance 0.0001: OK" in line for line in lines)
@@ -102,21 +104,66 @@ def detectron2_files(tmp_path):
     return ["converted.pkl", "caffe2.pkl", "model_final.pth"]
 
 
+# what a converted ResNet-18 needs from detectron2's default config (BGR, caffe2 mean/std, R50, stride_in_1x1)
+R18_KEYS = ["MODEL.PIXEL_MEAN", "[123.675, 116.28, 103.53]", "MODEL.PIXEL_STD", "[58.395, 57.12, 57.375]",
+            "INPUT.FORMAT", "RGB", "MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64",
+            "MODEL.RESNETS.STRIDE_IN_1X1", "False"]
+
+
 def test_detectron2_files_are_loaded_as_they_are(tmp_path):
     for name in detectron2_files(tmp_path):
-        assert convert_weights_for_detection(cfg_with(tmp_path / name), str(tmp_path / "run")) == [], name
+        expected = R18_KEYS if name == "converted.pkl" else []  # a converted .pkl records the keys it needs
+        assert convert_weights_for_detection(cfg_with(tmp_path / name), str(tmp_path / "run")) == expected, name
     assert not (tmp_path / "run").exists()
 
 
-def test_torchvision_checkpoint_is_converted_with_the_layout_warning(tmp_path):
+def test_recorded_keys_are_adopted_and_round_trip(tmp_path):
+    """The adopted overrides, merged as train_net merges them, give exactly the recorded values;
+    a config that already has them gets no override; ADOPT_WEIGHTS_KEYS False only warns."""
+    detectron2_files(tmp_path)
+    pkl = tmp_path / "converted.pkl"
+    recorded = pickle.load(open(pkl, "rb"))["config"]
+    lines = []
+    cfg = cfg_with(pkl)
+    overrides = convert_weights_for_detection(cfg, str(tmp_path / "run"), log=lines.append)
+    assert f"Keys adopted from {pkl} (config -> weights): MODEL.PIXEL_MEAN [103.53, 116.28, 123.675] -> " in lines[0]
+    cfg.merge_from_list(overrides)
+    for key, value in recorded.items():
+        node, *path = key.split(".")
+        got = cfg[node]
+        for p in path:
+            got = got[p]
+        assert (list(got) if isinstance(got, (list, tuple)) else got) == value, key
+    assert convert_weights_for_detection(cfg, str(tmp_path / "run")) == []  # nothing left to change
+    keep = cfg_with(pkl)
+    keep.MODEL.ADOPT_WEIGHTS_KEYS = False
+    lines = []
+    assert convert_weights_for_detection(keep, str(tmp_path / "run"), log=lines.append) == []
+    assert "kept the config's because MODEL.ADOPT_WEIGHTS_KEYS is False" in lines[0] and "INPUT.FORMAT 'BGR' -> 'RGB'" in lines[0]
+
+
+def test_keys_from_weights_shapes_a_random_init_run(tmp_path):
+    detectron2_files(tmp_path)
+    cfg = cfg_with("")
+    cfg.MODEL.KEYS_FROM_WEIGHTS = str(tmp_path / "converted.pkl")
+    assert convert_weights_for_detection(cfg, str(tmp_path / "run"), log=lambda s: None) == R18_KEYS
+    cfg.MODEL.WEIGHTS = str(tmp_path / "converted.pkl")
+    with pytest.raises(ConversionError, match="MODEL.KEYS_FROM_WEIGHTS .* is for random initialisation"):
+        convert_weights_for_detection(cfg, str(tmp_path / "run"))
+    cfg = cfg_with("")
+    cfg.MODEL.KEYS_FROM_WEIGHTS = str(tmp_path / "caffe2.pkl")
+    with pytest.raises(ConversionError, match="caffe2.pkl: not a .pkl written by tools/convert_to_detectron2.py"):
+        convert_weights_for_detection(cfg, str(tmp_path / "run"))
+
+
+def test_torchvision_checkpoint_is_converted_and_its_keys_adopted(tmp_path):
     path = tmp_path / "r18.pth"
     torch.save({"state_dict": {"module.encoder_q." + k: v for k, v in random_resnet(18).items()}}, path)
     cfg = cfg_with(path)
-    cfg.INPUT.FORMAT = "BGR"
     lines = []
     overrides = convert_weights_for_detection(cfg, str(tmp_path / "run"), log=lines.append)
-    assert overrides == ["MODEL.WEIGHTS", str(tmp_path / "run" / CONVERTED_FILE),
-                         "RESULTS.WEIGHTS_SOURCE", str(path), "RESULTS.METHOD", "mocov1"]
+    assert overrides == R18_KEYS + ["MODEL.WEIGHTS", str(tmp_path / "run" / CONVERTED_FILE),
+                                    "RESULTS.WEIGHTS_SOURCE", str(path), "RESULTS.METHOD", "mocov1"]
     text = "\n".join(lines)
     assert f"MODEL.WEIGHTS {path} is not in detectron2's layout" in text and "format moco" in text
-    assert "WARNING: these weights are in torchvision layout but the config has INPUT.FORMAT='BGR'" in text
+    assert f"Keys adopted from {path} (config -> weights):" in text and "INPUT.FORMAT 'BGR' -> 'RGB'" in text

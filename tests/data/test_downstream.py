@@ -17,6 +17,7 @@ from contrastive_det.data.classification import LazyClassList, clear_array_cache
 from contrastive_det.data.datasets.downstream import DOWNSTREAM_SETS, register_downstream
 from contrastive_det.data.datasets.downstream import SPLITS as ALL_SPLITS
 
+from contrastive_det.data.datasets.downstream.readers import read_cars, read_flowers102, read_svhn
 from contrastive_det.data.datasets.downstream.meta import (
     CHESTX_CLASSES,
     DEEPWEEDS_CLASSES,
@@ -362,6 +363,10 @@ def test_flowers102_mat_files(tmp_path):
     assert [len(splits[s]) for s in SPLITS] == [3, 3, 6, 6]
     assert by_id(splits["test"])["image_00009"]["label"] == 101
     assert by_id(splits["val"])["image_00005"]["class_name"] == "hard-leaved pocket orchid"
+    labels[9] = 103  # a class number past the 102 classes names the image and the range
+    sio.savemat(root / "imagelabels.mat", {"labels": np.array([labels], dtype=np.uint8)})
+    with pytest.raises(DatasetLayoutError, match=r"imagelabels.mat, label of image_00010: class 103 is outside 1..102"):
+        read_flowers102(str(root), "test", FLOWERS102_CLASSES)
 
 
 def test_food101_meta_files(tmp_path):
@@ -456,6 +461,10 @@ def test_svhn_mat_files_label_10_is_zero_and_pixels(tmp_path):
     d = by_id(splits["test"])["test_32x32/3"]
     assert d["label"] == 3
     assert np.array_equal(np.asarray(read_classification_image(d)), xs["test"][:, :, :, 3])
+    for bad in (0, 11):  # SVHN's y is 1..10 (10 is the digit 0)
+        sio.savemat(root / "test_32x32.mat", {"X": xs["test"], "y": np.array([[1], [bad]], dtype=np.uint8)})
+        with pytest.raises(DatasetLayoutError, match=rf"test_32x32.mat: y\[1\]: class {bad} is outside 1..10"):
+            read_svhn(str(root), "test", [str(i) for i in range(10)])
 
 
 def test_birdsnap_species_and_test_list(tmp_path):
@@ -525,6 +534,9 @@ def test_stanford_cars_torchvision_files(tmp_path):
     assert [len(splits[s]) for s in SPLITS] == [12, 3, 15, 6]
     d = by_id(splits["test"])["cars_test/00005.jpg"]
     assert d["label"] == 1 and d["file_name"].endswith("stanford_cars/cars_test/00005.jpg")
+    sio.savemat(root / "cars_test_annos_withlabels.mat", {"annotations": _annotations(test[:2] + [(4, "00003.jpg")])})
+    with pytest.raises(DatasetLayoutError, match=r"annotation 2 \(00003.jpg\): class 4 is outside 1..3"):
+        read_cars(str(root), "test", list(names[0]))
 
 
 def test_fgvc_aircraft_variants(tmp_path):

@@ -76,11 +76,12 @@ def test_checkpoint_rows_are_converted_once_and_feed_every_transfer(tmp_path, ck
     assert lb.argv[lb.argv.index("MODEL.WEIGHTS") + 1] == backbone
     assert lb.argv[lb.argv.index("MODEL.TV_RESNET.DEPTH") + 1] == "0"
     assert "MODEL.TV_RESNET.DEPTH" not in runs["transfer/lbfgs/simclr/seed0"].argv  # a pretraining row keeps its config
-    # detection: converted from the canonical backbone with the config it needs (no seed in the folder)
+    # detection: converted from the canonical backbone (no seed in the folder); the run adopts its keys
     det_conv = runs["convert/moco_v2/det"]
     assert det_conv.deps == ["checkpoint/moco_v2"] and det_conv.argv[1] == backbone
     det = runs["transfer/det/moco_v2/seed0"]
-    assert det.deps == ["convert/moco_v2/det"] and det.argv[2] == det_conv.outputs[1]
+    assert det.deps == ["convert/moco_v2/det"] and det.argv[2] == det.meta["config"]
+    assert det.argv[det.argv.index("MODEL.WEIGHTS") + 1] == det_conv.outputs[0]
     # rows: pretraining runs, then the checkpoints in file order, then random init
     rows = list(dict.fromkeys(r.meta["row"] for r in runs.values() if r.kind == "transfer"))
     assert rows == ["simclr", "moco_v2", "sup_tv", "random-init"]

@@ -79,13 +79,10 @@ def _plan(name):
 
 
 def _config(run):
-    """The merged config a run's CLI would load (a conversion's detect.yaml, not written yet: the
-    transfer's own config), with the run's overrides."""
+    """The merged config a run's CLI would load, with the run's overrides (a random-init row's
+    MODEL.KEYS_FROM_WEIGHTS names a .pkl not written yet: train_net reads it at start-up)."""
     i = run.argv.index("--config-file")
-    config = run.argv[i + 1]
-    if not os.path.isfile(config):
-        config = run.meta["config"]
-    return load_config(argparse.Namespace(config_file=config, opts=run.argv[i + 2:]))
+    return load_config(argparse.Namespace(config_file=run.argv[i + 1], opts=run.argv[i + 2:]))
 
 
 def _transfers(name):

@@ -77,15 +77,23 @@ def test_expansion_ids_dependencies_and_commands(tmp_path):
     assert cls.argv[cls.argv.index("RESULTS.METHOD") + 1] == "supcon"
     conv = by_id["convert/supcon__images-40/seed0/det"]
     det = by_id["transfer/det/supcon__images-40/seed0"]
-    assert det.deps == [conv.id] and det.argv[det.argv.index("--config-file") + 1] == conv.outputs[1]
+    # one shape: the transfer's own config, the converted weights (whose recorded keys train_net adopts)
+    assert conv.argv[1:] == [os.path.join(pre.out_dir, "backbone.pth"),
+                             conv.outputs[0], "--base", det.meta["config"]]
+    assert conv.outputs == [os.path.join(conv.out_dir, "weights.pkl")]
+    assert det.deps == [conv.id] and det.argv[det.argv.index("--config-file") + 1] == det.meta["config"]
     assert det.argv[det.argv.index("MODEL.WEIGHTS") + 1] == conv.outputs[0]
-    # random init: classification without weights; detection on the first converted config, no weights
+    assert "MODEL.KEYS_FROM_WEIGHTS" not in det.argv
+    # random init: classification without weights; detection without weights, shaped like the first row
     rnd = by_id["transfer/lbfgs/random-init/seed0"]
     assert rnd.deps == [] and rnd.argv[rnd.argv.index("MODEL.WEIGHTS") + 1] == ""
+    assert "MODEL.KEYS_FROM_WEIGHTS" not in rnd.argv
     rdet = by_id["transfer/det/random-init/seed1"]
-    assert rdet.deps == ["convert/simclr__images-20/seed0/det"]
+    first = by_id["convert/simclr__images-20/seed0/det"]
+    assert rdet.deps == [first.id]
     assert rdet.argv[rdet.argv.index("MODEL.WEIGHTS") + 1] == ""
-    assert rdet.argv[rdet.argv.index("--config-file") + 1].endswith("convert/simclr__images-20/seed0/det/detect.yaml")
+    assert rdet.argv[rdet.argv.index("--config-file") + 1] == det.meta["config"]
+    assert rdet.argv[rdet.argv.index("MODEL.KEYS_FROM_WEIGHTS") + 1] == first.outputs[0]
 
 
 def test_several_pretraining_seeds_get_their_own_transfer_folders(tmp_path):
@@ -430,6 +438,11 @@ def test_tiny_study_end_to_end_then_report(mini_sets, toy_root, tmp_path):
     assert det["seed"] == 1 and "bbox/AP50" in next(iter(det["metrics"].values()))
     rnd = json.load(open(out / "transfer/lbfgs/random-init/seed0/results.json"))
     assert rnd["method"] == "random-init" and rnd["protocol"] == "linear_lbfgs"
+    # one shape: the R50 protocol's own config; the R18 rows adopt the .pkl's keys, random init too
+    for row in ("simclr", "random-init"):
+        saved = (out / f"transfer/det/{row}/seed0/config.yaml").read_text()
+        assert "DEPTH: 18" in saved and "RES2_OUT_CHANNELS: 64" in saved and "FORMAT: RGB" in saved, row
+    assert json.load(open(out / "transfer/det/random-init/seed0/results.json"))["weights"] == ""
     assert (out / "pretrain/simclr/seed0" / RUN_RECORD).is_file()
     tables = (out / "report/tables.md").read_text()
     assert "#### lbfgs on st_tex_test" in tables and "#### det on" in tables
@@ -673,9 +686,14 @@ def test_cluster_resources_are_checked_against_the_partition_before_submitting(m
     monkeypatch.setattr(executors, "partition_has_gpus", lambda p: p == "gpu")
     runs = {"pretrain/a/seed0": {"gpus": 8, "time": 30}, "convert/a/seed0/det": {"gpus": 0, "time": 60},
             "transfer/t/a/seed0": {"gpus": 0, "time": 45}}
-    lines = ex.check_resources(runs)
+    kinds = {"pretrain/a/seed0": "pretrain", "convert/a/seed0/det": "convert", "transfer/t/a/seed0": "transfer"}
+    lines = ex.check_resources(runs, kinds)
     assert len(lines) == 1 and "1 training runs ask for no GPU on partition 'gpu'" in lines[0]
     assert "transfer/t/a/seed0" in lines[0]  # a conversion without GPU is expected
+    # the kind decides, not the id: a grid point is training, a select run is not
+    grid = {"select/t/a/00_lr0.1/seed0": {"gpus": 0, "time": 5}, "select/t/a/choice": {"gpus": 0, "time": 5}}
+    lines = ex.check_resources(grid, {"select/t/a/00_lr0.1/seed0": "grid", "select/t/a/choice": "select"})
+    assert len(lines) == 1 and "1 training runs" in lines[0] and "00_lr0.1" in lines[0]
     with pytest.raises(ValueError, match=r"1 runs ask for more time than partition 'gpu' allows \(60 min\): "
                                          r"pretrain/a/seed0 \(90 min\)"):
         ex.check_resources({**runs, "pretrain/a/seed0": {"gpus": 8, "time": 90}})

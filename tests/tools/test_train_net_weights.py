@@ -32,8 +32,10 @@ def test_canonical_export_as_model_weights(toy_root, tmp_path):
     log = proc.stdout + proc.stderr
     assert f"MODEL.WEIGHTS {weights} is not in detectron2's layout" in log
     assert "265/265 detectron2 backbone tensors matched" in log and "tolerance 0.0001: OK" in log
-    # the toy config is the caffe2-layout protocol: the mismatch is named, with the fix
-    assert "WARNING: these weights are in torchvision layout but the config has INPUT.FORMAT='BGR'" in log
+    # the toy config is the caffe2-layout protocol: the run adopts the converted weights' keys, listed
+    assert f"Keys adopted from {weights} (config -> weights):" in log and "INPUT.FORMAT 'BGR' -> 'RGB'" in log
+    saved = open(out / "config.yaml").read()
+    assert "FORMAT: RGB" in saved and "STRIDE_IN_1X1: false" in saved
     res = json.load(open(out / "results.json"))
     assert res["weights"] == str(out / "converted_weights.pkl") and res["weights_source"] == str(weights)
     assert res["method"] == "simclr"
@@ -53,3 +55,24 @@ def test_unrecognised_weights_stop_the_run_before_training(toy_root, tmp_path):
     assert "features.* (" in log and "tools/convert_to_detectron2.py" in log
     written = [f for f in (os.listdir(out) if out.exists() else []) if f.endswith((".pth", ".pkl", ".json"))]
     assert written == [], written
+
+
+def test_converted_r18_trains_under_an_r50_protocol_by_adopting_its_keys(toy_root, tmp_path):
+    """The README's quick start: convert with --base (fit checked), then train the protocol's own config
+    with MODEL.WEIGHTS r18.pkl; the run adopts the keys the .pkl records and loads every backbone tensor."""
+    torch.manual_seed(0)
+    state = {k: v for k, v in torchvision.models.resnet18(weights=None).state_dict().items() if not k.startswith("fc.")}
+    save_canonical(str(tmp_path / "backbone.pth"), state, arch="resnet18", method="simclr")
+    fpn = os.path.join("configs", "toy", "digits_R_50_FPN.yaml")
+    run_cli("convert_to_detectron2.py", [str(tmp_path / "backbone.pth"), str(tmp_path / "r18.pkl"), "--base", fpn],
+            toy_root)
+    out = tmp_path / "out"
+    proc = run_cli("train_net.py", ["--config-file", fpn, "--eval-only", *FAST, "MODEL.WEIGHTS", str(tmp_path / "r18.pkl"),
+                                    "OUTPUT_DIR", str(out)], toy_root)
+    log = proc.stdout + proc.stderr
+    assert f"Keys adopted from {tmp_path / 'r18.pkl'} (config -> weights):" in log
+    assert "MODEL.RESNETS.DEPTH 50 -> 18" in log and "MODEL.RESNETS.RES2_OUT_CHANNELS 256 -> 64" in log
+    assert "backbone.bottom_up.res" not in log and "backbone.bottom_up.stem" not in log  # nothing left at random init
+    saved = open(out / "config.yaml").read()
+    assert "DEPTH: 18" in saved and "RES2_OUT_CHANNELS: 64" in saved
+    assert (out / "results.json").is_file()

@@ -55,7 +55,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.builtin_meta import ADE20K_SEM_SEG_CATEGORIES, _get_builtin_metadata
 from detectron2.data.datasets.cityscapes import load_cityscapes_semantic
 
-from .catalog import SEM_SEG_IMAGE_EXTENSIONS, first_few, folder_entries, load_sem_seg_split, register_dataset
+from ..sem_seg_folder import SEM_SEG_IMAGE_EXTENSIONS, first_few, folder_entries, load_sem_seg_split
+from .catalog import register_dataset
 from ..checks import DatasetLayoutError
 from .downstream.meta import VOC_CLASSES
 from ..paths import datasets_root

@@ -94,6 +94,14 @@ def _flat(array):
     return np.atleast_1d(array).ravel()
 
 
+def _one_based(value, count, where):
+    """A MATLAB class number 1..``count`` -> the 0-based label; else an error naming ``where`` and the range."""
+    label = int(value) - 1
+    if not 0 <= label < count:
+        raise DatasetLayoutError(f"{where}: class {label + 1} is outside 1..{count}")
+    return label
+
+
 # ----------------------------------------------------------------------------------------------
 # Class-per-folder sets without an official split (split "all")
 # ----------------------------------------------------------------------------------------------
@@ -275,9 +283,7 @@ def read_svhn(root, split, classes):
         raise DatasetLayoutError(f"{path} has no variable 'y'")
     dicts = []
     for i, y in enumerate(_flat(mat["y"]).tolist()):
-        y = int(y)
-        if not 1 <= y <= 10:
-            raise DatasetLayoutError(f"{path}: y[{i}] = {y} is outside 1..10")
+        y = _one_based(y, 10, f"{path}: y[{i}]") + 1  # 1..10, where 10 is the digit 0
         dicts.append(_item(path, f"{split}_32x32/{i}", y % 10, classes, array_index=i))
     return dicts
 
@@ -295,9 +301,7 @@ def read_flowers102(root, split, classes):
         if not 1 <= image_id <= len(labels):
             raise DatasetLayoutError(f"setid.mat {key} lists image {image_id}, imagelabels.mat has {len(labels)}")
         name = f"image_{image_id:05d}"
-        label = int(labels[image_id - 1]) - 1
-        if not 0 <= label < len(classes):
-            raise DatasetLayoutError(f"imagelabels.mat: label {label + 1} of {name} is outside 1..{len(classes)}")
+        label = _one_based(labels[image_id - 1], len(classes), f"imagelabels.mat, label of {name}")
         dicts.append(_item(os.path.join(root, "jpg", f"{name}.jpg"), name, label, classes))
     return dicts
 
@@ -450,13 +454,10 @@ def read_cars(root, split, classes):
     dicts = []
     for i, ann in enumerate(_flat(mat["annotations"])):
         try:
-            fname, label = str(ann["fname"]), int(ann["class"]) - 1
+            fname, value = str(ann["fname"]), int(ann["class"])
         except (KeyError, ValueError, IndexError) as e:
             raise DatasetLayoutError(f"{path}: annotation {i} has no 'fname'/'class' ({e})") from None
-        if not 0 <= label < len(classes):
-            raise DatasetLayoutError(
-                f"{path}: annotation {i} ({fname}) has class {label + 1}, outside 1..{len(classes)}"
-            )
+        label = _one_based(value, len(classes), f"{path}: annotation {i} ({fname})")
         dicts.append(_item(os.path.join(images, fname), f"cars_{split}/{fname}", label, classes))
     return dicts
 
