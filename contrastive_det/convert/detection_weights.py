@@ -24,6 +24,7 @@ from detectron2.config import CfgNode
 
 from ..utils.config_keys import get_key
 from .checkpoint_io import load_checkpoint_file
+from .d2config import detectron2_config
 from .errors import AmbiguousCheckpointError, ConversionError
 from .extraction import container_at
 from .pipeline import convert_checkpoint
@@ -90,16 +91,21 @@ def weights_plan(path, prefix=None, prefix_key=None):
             ResNets: the message names them) or holds no ResNet that a reader recognises. The
             message says what was found and what to do.
     """
+    return _plan(path, prefix, prefix_key)[0]
+
+
+def _plan(path, prefix, prefix_key):
+    """:func:`weights_plan`, and the checkpoint it loaded (None when it loaded none)."""
     if not path:
         if prefix:
             raise ConversionError(f"{PREFIX_KEY} {prefix!r} is set but MODEL.WEIGHTS is empty")
-        return "none"
+        return "none", None
     if path.startswith(REMOTE_PREFIXES):
         if prefix:
             raise ConversionError(
                 f"{PREFIX_KEY} {prefix!r} applies to local checkpoints, not {path}; download it first"
             )
-        return "detectron2"
+        return "detectron2", None
     if not os.path.isfile(path):
         raise ConversionError(
             f"MODEL.WEIGHTS {path}: no such file"
@@ -111,7 +117,7 @@ def weights_plan(path, prefix=None, prefix_key=None):
     except ConversionError as e:
         raise ConversionError(f"MODEL.WEIGHTS {path} cannot be read safely: {e}\n{WHAT_TO_DO}") from None
     if not prefix and (_is_detectron2_pkl(ckpt) if path.endswith(".pkl") else _is_detectron2_model(ckpt)):
-        return "detectron2"
+        return "detectron2", ckpt
     try:
         read_checkpoint(ckpt, prefix=prefix or None, where=path)
     except AmbiguousCheckpointError as e:
@@ -127,7 +133,13 @@ def weights_plan(path, prefix=None, prefix_key=None):
             f"MODEL.WEIGHTS {path} is neither a detectron2 model nor a ResNet checkpoint that can be "
             f"converted; detectron2 would train from random weights, so the run stops here.\n  {e}\n{WHAT_TO_DO}"
         ) from None
-    return "convert"
+    return "convert", ckpt
+
+
+def _recorded(ckpt) -> dict | None:
+    """The config keys a loaded converted ``.pkl`` records, or None."""
+    keys = ckpt.get(WEIGHTS_KEYS) if isinstance(ckpt, dict) else None
+    return dict(keys) if isinstance(keys, dict) else None
 
 
 def recorded_keys(path: str) -> dict | None:
@@ -138,11 +150,9 @@ def recorded_keys(path: str) -> dict | None:
     if not path or path.startswith(REMOTE_PREFIXES) or not path.endswith(".pkl") or not os.path.isfile(path):
         return None
     try:
-        ckpt = load_checkpoint_file(path)
+        return _recorded(load_checkpoint_file(path))
     except ConversionError:
         return None
-    keys = ckpt.get(WEIGHTS_KEYS) if isinstance(ckpt, dict) else None
-    return dict(keys) if isinstance(keys, dict) else None
 
 
 def _cli_value(value):
@@ -210,7 +220,7 @@ def convert_weights_for_detection(cfg: CfgNode, output_dir: str, log: Callable[[
     prefix_key = PREFIX_KEY if prefix is not None else None
     prefix = prefix or None
     keys_from = get_key(cfg, KEYS_FROM_KEY, default="")
-    plan = weights_plan(source, prefix, prefix_key)
+    plan, ckpt = _plan(source, prefix, prefix_key)  # the loaded file serves the recorded keys too
     if keys_from:
         if plan != "none":
             raise ConversionError(f"{KEYS_FROM_KEY} {keys_from} is for random initialisation: it needs "
@@ -221,14 +231,15 @@ def convert_weights_for_detection(cfg: CfgNode, output_dir: str, log: Callable[[
                                   "tools/convert_to_detectron2.py (it records no config keys)")
         return adopt_keys(cfg, keys, keys_from, log)
     if plan != "convert":
-        return adopt_keys(cfg, recorded_keys(source), source, log) if plan == "detectron2" else []
+        recorded = _recorded(ckpt) if plan == "detectron2" and source.endswith(".pkl") else None
+        return adopt_keys(cfg, recorded, source, log)
     os.makedirs(output_dir, exist_ok=True)
     target = os.path.join(output_dir, CONVERTED_FILE)
     log(f"MODEL.WEIGHTS {source} is not in detectron2's layout: converting it to {target}")
     result = convert_checkpoint(source, target, prefix=prefix, log=lambda line: log(f"  {line}"))
     overrides = []
     if result.format != "detectron2":  # a detectron2-named source keeps its own layout and conventions
-        overrides += adopt_keys(cfg, {k: v for k, v in result.config.items() if k != "MODEL.WEIGHTS"}, source, log)
+        overrides += adopt_keys(cfg, detectron2_config(result.depth, result.meta), source, log)
     overrides += ["MODEL.WEIGHTS", target, "RESULTS.WEIGHTS_SOURCE", os.path.abspath(source)]
     method = result.meta.get("method")
     if not cfg.RESULTS.METHOD and method and method != "unspecified":

@@ -146,7 +146,7 @@ def detectron2_payload(d2_state_dict: Mapping[str, torch.Tensor], config: Mappin
     model = OrderedDict((k, _to_numpy(v)) for k, v in d2_state_dict.items())
     payload = {"model": dict(model), "__author__": DETECTRON2_AUTHOR, "matching_heuristics": True}
     if config:
-        payload[WEIGHTS_KEYS] = {k: v for k, v in config.items() if k != "MODEL.WEIGHTS"}
+        payload[WEIGHTS_KEYS] = dict(config)
     return payload
 
 

@@ -76,14 +76,19 @@ def check_sem_seg_args(where, class_names, ignore_label, reduce_zero_label,
         )
 
 
-def _read_stems(list_file):
+def read_text_lines(path, what):
+    """The lines of the text file ``path``; a DatasetLayoutError when it is missing or not text (``what``: what it lists)."""
     try:
-        with open(list_file) as f:
-            lines = f.read().splitlines()
+        with open(path) as f:
+            return f.read().splitlines()
     except FileNotFoundError:
-        raise DatasetLayoutError(f"{list_file} is missing") from None
+        raise DatasetLayoutError(f"{path} is missing") from None
     except UnicodeDecodeError as e:
-        raise DatasetLayoutError(f"{list_file} is not a text file of image stems: {e}") from e
+        raise DatasetLayoutError(f"{path} is not a text file of {what}: {e}") from e
+
+
+def _read_stems(list_file):
+    lines = read_text_lines(list_file, "image stems")
     stems = []
     for line in lines:
         stem = line.strip()

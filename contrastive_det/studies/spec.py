@@ -702,7 +702,7 @@ def expand(study: Study) -> list[Run]:
         for row, method, combo, pseed, backbone, pre_id in rows:
             if tentry["methods"] is not None and method not in tentry["methods"]:
                 continue
-            deps, weights, config = [], "", tentry["config"]
+            deps, weights = [], ""
             row_opts = dict(task_cls.checkpoint_row_opts) if method in study.checkpoints else {}
             if backbone is not None:
                 deps, weights = [pre_id], backbone
@@ -717,7 +717,7 @@ def expand(study: Study) -> list[Run]:
                     deps, weights = [cid], pkl
             elif converted and first_convert is not None:  # random init of the first row's network
                 deps, row_opts = [first_convert[0]], {"MODEL.KEYS_FROM_WEIGHTS": first_convert[1]}
-            rt = _RowTransfer(tname, tentry, task, method, row, combo, pseed, deps, weights, config, row_opts)
+            rt = _RowTransfer(tname, tentry, task, method, row, combo, pseed, deps, weights, tentry["config"], row_opts)
             suffix = f"/pretrain_seed{pseed}" if multi_seed and pseed is not None else ""
             if tentry["select"] is not None:
                 runs.extend(_selection_runs(study, f"select/{tname}/{row}{suffix}", rt))

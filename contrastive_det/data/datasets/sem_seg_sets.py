@@ -55,7 +55,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.builtin_meta import ADE20K_SEM_SEG_CATEGORIES, _get_builtin_metadata
 from detectron2.data.datasets.cityscapes import load_cityscapes_semantic
 
-from ..sem_seg_folder import SEM_SEG_IMAGE_EXTENSIONS, first_few, folder_entries, load_sem_seg_split
+from ..sem_seg_folder import SEM_SEG_IMAGE_EXTENSIONS, first_few, folder_entries, load_sem_seg_split, read_text_lines
 from .catalog import register_dataset
 from ..checks import DatasetLayoutError
 from .downstream.meta import VOC_CLASSES
@@ -124,13 +124,7 @@ def _read_ids(path):
     or a file name (DeepLab's ``train_aug.txt``: ``/JPEGImages/<id>.jpg /SegmentationClassAug/<id>.png``)
     gives its base name without extension.
     """
-    try:
-        with open(path) as f:
-            lines = f.read().splitlines()
-    except FileNotFoundError:
-        raise DatasetLayoutError(f"{path} is missing") from None
-    except UnicodeDecodeError as e:
-        raise DatasetLayoutError(f"{path} is not a text file of image ids: {e}") from e
+    lines = read_text_lines(path, "image ids")
     ids = []
     for line in lines:
         tokens = line.split()
