@@ -196,6 +196,14 @@ def add_classification_config(cfg):
     # SGD protocols: train on the training split alone and evaluate on the validation split (model
     # selection, e.g. the fine-tuning grid). False: train on train+val, evaluate on DATASETS.TEST.
     cfg.CLASSIFICATION.EVAL_ON_VAL = False
+    # SGD protocols: the schedule in epochs of what the run trains on (the training split with EVAL_ON_VAL,
+    # else train + val). > 0: SOLVER.MAX_ITER = EPOCHS x floor(images / SOLVER.IMS_PER_BATCH) (full batches
+    # per epoch, as a loader that drops the last partial one), set when the run starts (logged; its
+    # config.yaml records it). 0 = SOLVER.MAX_ITER as given.
+    cfg.CLASSIFICATION.EPOCHS = 0
+    # With EPOCHS: the epochs at which WarmupMultiStepLR multiplies the LR by SOLVER.GAMMA (they set
+    # SOLVER.STEPS). () = SOLVER.STEPS as given.
+    cfg.CLASSIFICATION.STEP_EPOCHS = ()
     # Deprecated in 0.2.0, ignored with a warning, removed in 0.3.0: the fine-tuning grid of the former
     # tools/finetune_sweep.py. A study transfer's select: (docs/studies.md) runs any grid on validation.
     for key in ("", ".BASE_LRS", ".WEIGHT_DECAYS", ".WD_OVER_LR"):

@@ -211,14 +211,14 @@ def build_run_config(args: argparse.Namespace, seed: int | None = None,
                      output_dir: str | None = None) -> tuple[CfgNode, list[str]]:
     """
     The frozen config of one run: :func:`load_config`, then the seed and output folder of this run,
-    the machine's device and BN flavour, the fewer-GPU rule (``--fewer-gpus``) and the datasets
-    declared in DATASETS.CUSTOM. Returns (cfg, messages describing each adaptation).
+    the machine's device and BN flavour, the fewer-GPU rule (``--fewer-gpus``), the datasets
+    declared in DATASETS.CUSTOM and the task's keys that follow from the data (``Task.adapt_config``).
+    Returns (cfg, messages describing each adaptation).
     """
     cfg = load_config(args)
     task = get_task(cfg)
     task.check_config(cfg)
-    if cfg.SOLVER.MAX_ITER < 1 and not getattr(args, "eval_only", False) and task.trains(cfg):
-        raise ValueError(f"SOLVER.MAX_ITER must be >= 1 for training, got {cfg.SOLVER.MAX_ITER}")
+    trains = not getattr(args, "eval_only", False) and task.trains(cfg)
     if seed is not None:
         cfg.SEED = seed
     if output_dir is not None:
@@ -230,13 +230,17 @@ def build_run_config(args: argparse.Namespace, seed: int | None = None,
     messages.append(adapt_norms(cfg, comm.get_world_size(), cfg.MODEL.DEVICE))
     if getattr(args, "fewer_gpus", False):
         messages.append(apply_fewer_gpus_rule(cfg))
+    registered = register_datasets_from_config(cfg)
+    if registered:
+        messages.append(f"Registered from DATASETS.CUSTOM: {', '.join(registered)}")
+    if trains:  # keys that follow from the data, before --resume compares the config with the checkpoint's
+        messages += task.adapt_config(cfg)
+        if cfg.SOLVER.MAX_ITER < 1:
+            raise ValueError(f"SOLVER.MAX_ITER must be >= 1 for training, got {cfg.SOLVER.MAX_ITER}")
     if getattr(args, "resume", False) and not getattr(args, "eval_only", False):
         state = read_resume_state(cfg.OUTPUT_DIR)  # read once: the seed and the config it recorded
         messages.append(adopt_checkpoint_seed(cfg, state))
         messages.append(check_resume_config(cfg, state, getattr(args, "allow_config_change", False)))
-    registered = register_datasets_from_config(cfg)
-    if registered:
-        messages.append(f"Registered from DATASETS.CUSTOM: {', '.join(registered)}")
     cfg.freeze()
     return cfg, [m for m in messages if m]
 

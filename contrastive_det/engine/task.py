@@ -17,7 +17,7 @@ a training loop. It provides:
 * ``build_evaluator(cfg, dataset_name, output_folder)``: a ``DatasetEvaluator``;
 
 and may override the documented defaults below (``check_config``, ``trains``,
-``datasets_to_check``, ``build_hooks``, ``headline_metrics``, ``prepare_weights``, ``method_name``,
+``datasets_to_check``, ``build_hooks``, ``headline_metrics``, ``adapt_config``, ``prepare_weights``, ``method_name``,
 ``results_extra``).
 """
 from __future__ import annotations
@@ -95,6 +95,15 @@ class Task:
         """
         Extra hooks of the task, run in the main process after detectron2's evaluation hook and
         before the writers (so what they put in the event storage is written). Default: none.
+        """
+        return []
+
+    @classmethod
+    def adapt_config(cls, cfg: CfgNode) -> list[str]:
+        """
+        Called on each run's config before it is frozen, once the datasets are registered and before
+        ``--resume`` compares it with the checkpoint's: sets keys that follow from the data (e.g. an
+        epoch schedule in iterations) and returns one message per change (logged). Default: none.
         """
         return []
 

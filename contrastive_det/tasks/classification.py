@@ -70,6 +70,7 @@ def check_classification_config(cfg):
             "head go together"
         )
     check_test_pipeline(cfg)
+    check_epoch_schedule(cfg)
     if not c.LAYERS:
         raise ValueError("CLASSIFICATION.LAYERS is empty; name at least one of res2, res3, res4, res5")
     if protocol in ("linear_lbfgs", "layerwise"):
@@ -83,6 +84,41 @@ def check_classification_config(cfg):
                 "CLASSIFICATION.FEW_SHOT needs WAYS >= 2, SHOTS a non-empty list of values >= 1, QUERIES >= 1 and "
                 f"EPISODES >= 1; got WAYS {f.WAYS}, SHOTS {list(f.SHOTS)}, QUERIES {f.QUERIES}, EPISODES {f.EPISODES}"
             )
+
+
+def check_epoch_schedule(cfg):
+    """``CLASSIFICATION.EPOCHS`` / ``STEP_EPOCHS`` are usable (a whole number of epochs, steps inside them, the
+    step scheduler, an SGD protocol); raises ValueError naming the key and value."""
+    c, s = cfg.CLASSIFICATION, cfg.SOLVER
+    epochs, steps = c.EPOCHS, list(c.STEP_EPOCHS)
+    if not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"CLASSIFICATION.EPOCHS must be a whole number >= 0 (0 = SOLVER.MAX_ITER as given), got {epochs!r}")
+    if not epochs:
+        if steps:
+            raise ValueError(f"CLASSIFICATION.STEP_EPOCHS {steps} needs CLASSIFICATION.EPOCHS > 0")
+        return
+    if c.PROTOCOL not in SGD_PROTOCOLS:
+        raise ValueError(f"CLASSIFICATION.EPOCHS applies to the SGD protocols {SGD_PROTOCOLS}, not {c.PROTOCOL}")
+    if steps:
+        if any(not isinstance(e, int) or not 0 < e < epochs for e in steps) or steps != sorted(set(steps)):
+            raise ValueError(f"CLASSIFICATION.STEP_EPOCHS must be increasing whole numbers in (0, EPOCHS={epochs}), got {steps}")
+        if s.LR_SCHEDULER_NAME != "WarmupMultiStepLR":
+            raise ValueError(
+                f"CLASSIFICATION.STEP_EPOCHS {steps} are LR steps: set SOLVER.LR_SCHEDULER_NAME WarmupMultiStepLR "
+                f"(got {s.LR_SCHEDULER_NAME})"
+            )
+
+
+def epoch_schedule(cfg, num_images):
+    """(MAX_ITER, STEPS) of ``CLASSIFICATION.EPOCHS`` / ``STEP_EPOCHS`` for ``num_images`` training images."""
+    c, batch = cfg.CLASSIFICATION, cfg.SOLVER.IMS_PER_BATCH
+    per_epoch = num_images // batch  # full batches: a partial last batch is dropped, as the references' loaders
+    if per_epoch < 1:
+        raise ValueError(
+            f"CLASSIFICATION.EPOCHS: {num_images} training image(s) of {'+'.join(cfg.DATASETS.TRAIN)} make no full "
+            f"batch of SOLVER.IMS_PER_BATCH {batch}"
+        )
+    return c.EPOCHS * per_epoch, tuple(e * per_epoch for e in c.STEP_EPOCHS)
 
 
 def _weights_identity(cfg):
@@ -283,6 +319,23 @@ class ClassificationTask(Task):
         if cfg.CLASSIFICATION.VAL_DATASET:
             names.append(cfg.CLASSIFICATION.VAL_DATASET)
         return list(dict.fromkeys(names))
+
+    @classmethod
+    def adapt_config(cls, cfg: CfgNode) -> list[str]:
+        """``CLASSIFICATION.EPOCHS`` (and ``STEP_EPOCHS``) -> ``SOLVER.MAX_ITER`` (and ``SOLVER.STEPS``)."""
+        if not cfg.CLASSIFICATION.EPOCHS:
+            return []
+        images = len(cls.training_dicts(cfg))
+        max_iter, steps = epoch_schedule(cfg, images)
+        cfg.SOLVER.MAX_ITER = max_iter
+        text = f"SOLVER.MAX_ITER {max_iter}"
+        if cfg.CLASSIFICATION.STEP_EPOCHS:
+            cfg.SOLVER.STEPS = steps
+            text += f", SOLVER.STEPS {list(steps)}"
+        return [
+            f"CLASSIFICATION.EPOCHS {cfg.CLASSIFICATION.EPOCHS} of {images} training images at batch "
+            f"{cfg.SOLVER.IMS_PER_BATCH}: {text}"
+        ]
 
     @classmethod
     def training_dicts(cls, cfg):

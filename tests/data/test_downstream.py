@@ -174,6 +174,38 @@ def test_cropdisease_reads_dataset_train_only(tmp_path):
     assert all("/dataset/train/" in d["file_name"] for s in SPLITS for d in splits[s])
 
 
+def test_cropdisease_islam_split_is_the_archives_train_and_test_folders(tmp_path):
+    classes = ["Apple___Apple_scab", "Corn_(maize)___Common_rust_", "Tomato___healthy"]
+    base = tmp_path / "CropDiseases" / "dataset"
+    for cls in classes:
+        for i in range(4):
+            img(base / "train" / cls / f"{i}.JPG")
+    for cls in classes[1:]:  # the test folder lacks the first class: the others keep their labels
+        img(base / "test" / cls / "t0.JPG")
+        img(base / "test" / cls / "t1.JPG")
+    prefix = register("cropdisease", tmp_path)
+    train, test = DatasetCatalog.get(f"{prefix}_islam_train"), DatasetCatalog.get(f"{prefix}_islam_test")
+    assert len(train) == 12 and all("/dataset/train/" in d["file_name"] for d in train)
+    assert counts(test) == {1: 2, 2: 2} and all("/dataset/test/" in d["file_name"] for d in test)
+    assert {d["class_name"] for d in test if d["label"] == 2} == {"Tomato___healthy"}
+    assert ids(train).isdisjoint(ids(test))  # same file names in both folders: distinct ids
+    assert MetadataCatalog.get(f"{prefix}_islam_test").split_rule == "Islam et al.'s: the archive's 'test' split"
+    # the generated splits still read dataset/train only
+    assert all("/dataset/train/" in d["file_name"] for d in DatasetCatalog.get(f"{prefix}_test"))
+    img(base / "test" / "Unknown___class" / "x.JPG")  # a test class the training folders do not have
+    with pytest.raises(DatasetLayoutError, match="Unknown___class"):
+        DatasetCatalog.get(f"{prefix}_islam_test")
+
+
+def test_cropdisease_islam_test_needs_the_test_folder(tmp_path):
+    for cls in ("a", "b"):
+        img(tmp_path / "CropDiseases" / "dataset" / "train" / cls / "0.JPG")
+    prefix = register("cropdisease", tmp_path)
+    check_dataset_layout(f"{prefix}_islam_train")
+    with pytest.raises(DatasetLayoutError, match="dataset/test"):
+        check_dataset_layout(f"{prefix}_islam_test")
+
+
 def test_chestx_keeps_the_cd_fsl_single_label_subset(tmp_path):
     root = tmp_path / "ChestX"
     rows, expected = [], {}
@@ -346,6 +378,34 @@ def test_kaokore_official_train_dev_test_and_missing_downloads(tmp_path):
     assert [len(splits[s]) for s in SPLITS] == [11, 4, 15, 8]  # 00000005.jpg did not download
     assert by_id(splits["train"])["00000003.jpg"]["label"] == 1 * 4 + 3
     assert by_id(splits["val"])["00000013.jpg"]["class_name"] == "male/commoner"
+
+
+@pytest.mark.parametrize("counts_, version", [((4238, 533, 527), "1.0"), ((6568, 826, 821), "1.1"),
+                                              ((6756, 845, 845), "1.2"), ((7405, 926, 926), "1.3"), ((5, 1, 1), None)])
+def test_kaokore_release_is_named_from_the_row_counts(tmp_path, caplog, counts_, version):
+    from contrastive_det.data.datasets.downstream.readers import kaokore_version
+
+    assert kaokore_version(dict(zip(("train", "dev", "test"), counts_))) == version
+    root = tmp_path / "kaokore"
+    lines, n = ["image,gender,status,set"], 0  # the release's own column order
+    for split, count in zip(("train", "dev", "test"), counts_):
+        for _ in range(count):
+            lines.append(f"{n:08d}.jpg,{n % 2},{n % 4},{split}")
+            n += 1
+    write(root / "labels.csv", "\n".join(lines) + "\n")
+    for i in range(counts_[0] + counts_[1] + counts_[2]):
+        if i % 500 == 0 or i >= counts_[0]:  # a few training images downloaded
+            img(root / "images_256" / f"{i:08d}.jpg")
+    prefix = register("kaokore", tmp_path)
+    with caplog.at_level("INFO", logger="contrastive_det"):
+        DatasetCatalog.get(f"{prefix}_train")
+    text = caplog.text
+    if version == "1.1":
+        assert "version 1.1" in text and "Islam et al." not in text
+    else:
+        named = f"version {version} of KaoKore" if version else "no released KaoKore version"
+        assert named in text and "--dataset_version 1.1" in text
+        assert "/".join(map(str, counts_)) in text
 
 
 def test_flowers102_mat_files(tmp_path):

@@ -3,6 +3,7 @@ the CLI would load it (unknown keys, missing files or bad values fail here, not 
 each seed study (Islam, Cole x 4, Core-tuning, SCAN) holds its design in full, and has a toy twin of
 the same design. Designs the code cannot express yet are strict xfails that name what is missing."""
 import argparse
+import dataclasses
 import functools
 import glob
 import os
@@ -99,9 +100,19 @@ def _transfer_config(name, transfer):
     """The checked config of the transfer's first run (as tools/train_net.py checks it before training)."""
     from contrastive_det.engine.task import get_task
 
-    cfg = _config(_transfers(name)[transfer][0])
+    run = _transfers(name)[transfer][0]
+    if transfer in _selected(name):  # the refit runs' chosen.yaml is written by the select run: its _BASE_
+        argv = list(run.argv)
+        argv[argv.index("--config-file") + 1] = load_study(_path(name)).transfers[transfer]["config"]
+        run = dataclasses.replace(run, argv=argv)
+    cfg = _config(run)
     get_task(cfg).check_config(cfg)
     return cfg
+
+
+def _selected(name):
+    """{transfer: its select: block} of the transfers chosen on validation."""
+    return {t: e["select"] for t, e in load_study(_path(name)).transfers.items() if e.get("select")}
 
 
 def _pretrain(name):
@@ -176,6 +187,31 @@ def test_islam_runs_four_protocols_on_the_12_sets_and_two_detection_transfers():
     voc, coco = _transfer_config("islam", "voc0712"), _transfer_config("islam", "coco")
     assert voc.TASK == coco.TASK == "DetectionTask"
     assert voc.DATASETS.TEST == ("voc_2007_test",) and coco.DATASETS.TEST == ("coco_2017_val",)
+
+
+def test_islam_linear_evaluation_is_their_recipe_with_their_grid_on_their_splits():
+    selected = _selected("islam")
+    assert set(selected) == {f"linear_{s}" for s in ISLAM_SETS}
+    grid = {(p["SOLVER.BASE_LR"], p["SOLVER.IMS_PER_BATCH"], p["SOLVER.WEIGHT_DECAY"]) for p in selected["linear_dtd"]["points"]}
+    assert grid == {(lr, b, wd) for lr in (0.01, 0.001) for b in (128, 32) for wd in (0.0, 1e-4, 1e-5)}
+    for sel in selected.values():  # each point: 20 epochs, steps at 10 and 15, on 70% of train, scored on the 30%
+        assert sel["points"] == selected["linear_dtd"]["points"] and sel["metric"] == "classification/score"
+        assert sel["opts"] == {"CLASSIFICATION.EVAL_ON_VAL": True, "CLASSIFICATION.EPOCHS": 20,
+                               "CLASSIFICATION.STEP_EPOCHS": [10, 15]}
+    grid_runs = [r for r in _plan("islam") if r.kind == "grid"]
+    assert len(grid_runs) == 12 * 12 * 7  # points x sets x rows, one seed each
+    for s in ISLAM_SETS:
+        cfg = _transfer_config("islam", f"linear_{s}")
+        c = cfg.CLASSIFICATION
+        assert (c.EPOCHS, tuple(c.STEP_EPOCHS), c.VAL_FRACTION, c.VAL_DATASET) == (50, (25, 37), 0.3, ""), s
+        assert cfg.SOLVER.LR_SCHEDULER_NAME == "WarmupMultiStepLR" and cfg.SOLVER.GAMMA == 0.1
+        assert tuple(cfg.INPUT.CLS.CROP_SCALE) == (0.2, 1.0) and cfg.INPUT.CLS.TEST_PIPELINE == "islam"
+        assert cfg.MODEL.CLASSIFIER.HEAD == "bn_linear" and cfg.MODEL.CLASSIFIER.FREEZE_TRUNK
+    own = {"eurosat", "cropdisease", "chestx", "isic", "omniglot", "resisc45", "deepweeds", "sketch"}
+    for s in own:
+        assert _transfer_config("islam", f"linear_{s}").DATASETS.TEST == (f"{s}_islam_test",), s
+    assert _transfer_config("islam", "linear_svhn").DATASETS.TRAIN == ("svhn_trainval",)  # the official train split
+    assert _transfer_config("islam", "linear_kaokore").DATASETS.TRAIN == ("kaokore_train",)  # not dev
 
 
 def test_cole_quantity_plots_all_images_at_their_true_count():

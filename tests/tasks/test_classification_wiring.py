@@ -117,3 +117,51 @@ def test_frozen_trunk_check_passes_a_frozen_probe_and_fires_on_a_leak():
         fresh.trunk.resnet.bn1.running_mean += 0.5
     with pytest.raises(RuntimeError, match="Frozen trunk changed during training: resnet.bn1.running_mean"):
         check.after_train()
+
+
+def training_config(root, protocol, **extra):
+    """The config tools/train_net.py trains with (not --eval-only: the task's adapt_config runs)."""
+    import argparse
+
+    from contrastive_det.engine.defaults import build_run_config
+
+    values = {"DATASETS.CUSTOM": folder_sets("w", root, ("train", "val", "test")), "DATASETS.TRAIN": "('w_train',)",
+              "DATASETS.TEST": "('w_test',)", "OUTPUT_DIR": str(root / "out"), **extra}
+    args = argparse.Namespace(config_file=config(protocol), eval_only=False, resume=False, opts=option_list(values))
+    return build_run_config(args, seed=0)
+
+
+@pytest.mark.parametrize("eval_on_val, images", [(True, 50), (False, 110)])
+def test_epochs_set_max_iter_and_steps_from_what_the_run_trains_on(three_sets, eval_on_val, images):
+    cfg, messages = training_config(three_sets, "finetune", **{
+        "CLASSIFICATION.VAL_DATASET": "w_val", "CLASSIFICATION.EVAL_ON_VAL": str(eval_on_val),
+        "CLASSIFICATION.EPOCHS": "3", "CLASSIFICATION.STEP_EPOCHS": "(1, 2)", "SOLVER.IMS_PER_BATCH": "8",
+        "SOLVER.LR_SCHEDULER_NAME": "WarmupMultiStepLR"})
+    per_epoch = images // 8  # 6 or 13 full batches (a partial last batch does not count: 50 / 8 = 6.25)
+    assert cfg.SOLVER.MAX_ITER == 3 * per_epoch and tuple(cfg.SOLVER.STEPS) == (per_epoch, 2 * per_epoch)
+    assert any(f"CLASSIFICATION.EPOCHS 3 of {images} training images at batch 8" in m for m in messages)
+
+
+def test_without_epochs_max_iter_and_steps_stay(three_sets):
+    cfg, _ = training_config(three_sets, "finetune", **{"SOLVER.MAX_ITER": "7", "SOLVER.STEPS": "(3,)"})
+    assert cfg.SOLVER.MAX_ITER == 7 and tuple(cfg.SOLVER.STEPS) == (3,)
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"CLASSIFICATION.STEP_EPOCHS": "(1,)"}, "SOLVER.LR_SCHEDULER_NAME WarmupMultiStepLR"),
+    ({"CLASSIFICATION.STEP_EPOCHS": "(3,)", "SOLVER.LR_SCHEDULER_NAME": "WarmupMultiStepLR"}, r"in \(0, EPOCHS=3\)"),
+    ({"CLASSIFICATION.STEP_EPOCHS": "(2, 1)", "SOLVER.LR_SCHEDULER_NAME": "WarmupMultiStepLR"}, "increasing"),
+    ({"CLASSIFICATION.EPOCHS": "0", "CLASSIFICATION.STEP_EPOCHS": "(1,)"}, "needs CLASSIFICATION.EPOCHS > 0"),
+    ({"CLASSIFICATION.EPOCHS": "-1"}, "whole number >= 0"),
+    ({"SOLVER.IMS_PER_BATCH": "64"}, "no full batch of SOLVER.IMS_PER_BATCH 64"),
+])
+def test_bad_epoch_schedules_are_named(three_sets, extra, message):
+    values = {"CLASSIFICATION.EPOCHS": "3", "CLASSIFICATION.EVAL_ON_VAL": "True", "SOLVER.IMS_PER_BATCH": "8",
+              "CLASSIFICATION.VAL_DATASET": "w_val", **extra}
+    with pytest.raises(ValueError, match=message):
+        training_config(three_sets, "finetune", **values)
+
+
+def test_epochs_belong_to_the_sgd_protocols(three_sets):
+    with pytest.raises(ValueError, match="SGD protocols"):
+        wiring_config(three_sets, "linear_lbfgs", **{"CLASSIFICATION.EPOCHS": "3"})

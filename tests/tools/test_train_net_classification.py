@@ -183,6 +183,22 @@ def test_finetune_resumes_and_eval_only_reproduces(mini_textured, toy_root, tmp_
     assert evaluated["metrics"] == trained["metrics"] and evaluated["iteration"] == 3
 
 
+def test_epoch_schedule_is_recorded_and_resumes_without_a_config_change(mini_textured, toy_root, tmp_path):
+    out = tmp_path / "ep"
+    overrides = opts(mini_textured, out, tmp_path / "c", **{
+        "CLASSIFICATION.EPOCHS": "2", "CLASSIFICATION.STEP_EPOCHS": "(1,)", "SOLVER.LR_SCHEDULER_NAME": "WarmupMultiStepLR",
+        "SOLVER.IMS_PER_BATCH": "32", "SOLVER.CHECKPOINT_PERIOD": "3", "TEST.PRECISE_BN.ENABLED": "False"})
+    first = run_cli("train_net.py", ["--config-file", config("linear_sgd"), *overrides], toy_root)
+    assert "CLASSIFICATION.EPOCHS 2 of 100 training images at batch 32: SOLVER.MAX_ITER 6, SOLVER.STEPS [3]" in \
+        first.stdout + first.stderr
+    assert results(out)["iteration"] == 6
+    with open(out / "config.yaml") as f:
+        text = f.read()
+    assert "MAX_ITER: 6" in text and "- 3" in text.split("STEPS:")[1].split("\n")[1]
+    again = run_cli("train_net.py", ["--config-file", config("linear_sgd"), "--resume", *overrides], toy_root)  # the derived keys equal the checkpoint's
+    assert "config differs" not in again.stdout + again.stderr and results(out)["iteration"] == 6
+
+
 def test_core_tuning_trains(mini_textured, toy_root, tmp_path):
     out = tmp_path / "core"
     run_cli("train_net.py", ["--config-file", config("core_tuning"), *opts(

@@ -53,10 +53,10 @@ from .splits import (
 )
 
 SPLITS = ("train", "val", "trainval", "test", "all")  # all = trainval + test (few-shot episodes)
-# Sets Islam et al. split themselves 70/30 per class (islam_partial_split): registered also as
-# K_islam_train / K_islam_test, the splits of their linear evaluation.
-ISLAM_SPLIT_SETS = ("eurosat", "isic", "chestx", "omniglot", "sketch", "deepweeds", "resisc45")
+# Sets with Islam et al.'s own train/test split (DownstreamSet.islam) are registered also as K_islam_train /
+# K_islam_test, the splits of their linear evaluation.
 ISLAM_SPLITS = ("islam_train", "islam_test")
+ISLAM_PARTIAL = "partial"  # DownstreamSet.islam: their 70/30 per-class draw (islam_partial_split)
 METRICS = ("top1", "mean_per_class", "map11")
 
 __all__ = ["DownstreamSet", "DOWNSTREAM_SETS", "SPLITS", "register_downstream", "register_all_downstream"]
@@ -84,6 +84,9 @@ class DownstreamSet:
         test_held_out: sets without an official split: ``n -> k`` test images of a class of ``n``
         source: where the files come from
         papers: which transfer studies use the set
+        islam: Islam et al.'s own split, registered as ``K_islam_train`` / ``K_islam_test``:
+            ``"partial"`` (their 70/30 per-class draw of the whole set) or ``{"islam_train": official
+            split, "islam_test": official split}`` (folders of the archive); None = they used ours
     """
 
     key: str
@@ -100,6 +103,7 @@ class DownstreamSet:
     test_held_out: Optional[Callable] = None
     source: str = ""
     papers: str = ""
+    islam: Any = None
 
 
 _TEST = fraction_held_out(TEST_FRACTION)
@@ -115,12 +119,15 @@ def _sets():
             "eurosat", "EuroSAT (RGB)", ("eurosat",),
             "eurosat/2750/<class>/<class>_<n>.jpg (EuroSAT.zip unpacked into eurosat/, as torchvision's EuroSAT)",
             ("2750/",), _ALL, R.read_eurosat, EUROSAT_CLASSES, test_held_out=_TEST,
+            islam=ISLAM_PARTIAL,
             source="https://github.com/phelber/EuroSAT (EuroSAT.zip); torchvision.datasets.EuroSAT", papers=ISLAM,
         ),
         DownstreamSet(
             "cropdisease", "CropDisease (PlantVillage, CD-FSL)", ("CropDiseases",),
-            "CropDiseases/dataset/train/<class>/<image> (the Kaggle 'plant-disease' archive the CD-FSL benchmark uses)",
+            "CropDiseases/dataset/train/<class>/<image> (the Kaggle 'plant-disease' archive the CD-FSL benchmark uses; "
+            "its dataset/test/<class>/<image> is Islam et al.'s test split)",
             ("dataset/train/",), _ALL, R.read_cropdisease, R.cropdisease_classes, test_held_out=_TEST,
+            split_files={"test": ("dataset/test/",)}, islam={"islam_train": "train", "islam_test": "test"},
             source="https://www.kaggle.com/saroz014/plant-disease (CD-FSL benchmark)", papers=ISLAM,
         ),
         DownstreamSet(
@@ -128,12 +135,14 @@ def _sets():
             "ChestX/Data_Entry_2017.csv + ChestX/images/<Image Index> (NIH ChestX-ray14; every images_*.tar.gz "
             "unpacks into images/)",
             ("images/", R.CHESTX_CSV), _ALL, R.read_chestx, CHESTX_CLASSES, test_held_out=_TEST,
+            islam=ISLAM_PARTIAL,
             source="https://nihcc.app.box.com/v/ChestXray-NIHCC (CD-FSL benchmark)", papers=ISLAM,
         ),
         DownstreamSet(
             "isic", "ISIC 2018 task 3 (HAM10000)", ("ISIC",),
             f"ISIC/{R.ISIC_IMAGES}/<image>.jpg + ISIC/{R.ISIC_CSV} (the two ISIC 2018 task 3 training zips unpacked)",
             (R.ISIC_IMAGES + "/", R.ISIC_CSV), _ALL, R.read_isic, ISIC_CLASSES, test_held_out=_TEST,
+            islam=ISLAM_PARTIAL,
             source="https://challenge.isic-archive.com/data/#2018 (task 3 training data; CD-FSL benchmark)",
             papers=ISLAM,
         ),
@@ -151,6 +160,7 @@ def _sets():
             "background=False)",
             ("images_evaluation/",), _ALL, functools.partial(R.read_omniglot, subsets=("images_evaluation",)),
             functools.partial(R.omniglot_classes, subsets=("images_evaluation",)), test_held_out=_TEST,
+            islam=ISLAM_PARTIAL,
             source="https://github.com/brendenlake/omniglot (images_evaluation.zip); torchvision.datasets.Omniglot",
             papers=ISLAM,
         ),
@@ -168,6 +178,7 @@ def _sets():
             "resisc45", "NWPU-RESISC45", ("NWPU-RESISC45",),
             "NWPU-RESISC45/<class>/<class>_<nnn>.jpg (NWPU-RESISC45.rar unpacked: 45 class folders)",
             (), _ALL, R.read_resisc45, R.resisc45_classes, test_held_out=_TEST,
+            islam=ISLAM_PARTIAL,
             source="https://gcheng-nwpu.github.io/#Datasets (NWPU-RESISC45.rar)", papers=ISLAM,
         ),
         DownstreamSet(
@@ -181,6 +192,7 @@ def _sets():
             "deepweeds", "DeepWeeds", ("DeepWeeds",),
             "DeepWeeds/images/<Filename>.jpg + DeepWeeds/labels.csv (Filename,Label,Species; Label 0..8)",
             ("images/", "labels.csv"), _ALL, R.read_deepweeds, DEEPWEEDS_CLASSES, test_held_out=_TEST,
+            islam=ISLAM_PARTIAL,
             source="https://github.com/AlexOlsen/DeepWeeds (images.zip + labels/labels.csv)", papers=ISLAM,
         ),
         DownstreamSet(
@@ -194,6 +206,7 @@ def _sets():
             "sketch", "ImageNet-Sketch", ("sketch",),
             "sketch/<wnid>/<n>.JPEG (ImageNet-Sketch.zip unpacked: 1000 WordNet-id folders)",
             (), _ALL, R.read_sketch, R.sketch_classes, test_held_out=_TEST,
+            islam=ISLAM_PARTIAL,
             source="https://github.com/HaohanWang/ImageNet-Sketch", papers=ISLAM,
         ),
         DownstreamSet(
@@ -300,6 +313,8 @@ DOWNSTREAM_SETS = _sets()  # key -> DownstreamSet
 def _official_used(spec, split):
     """The official splits whose files ``<key>_<split>`` reads."""
     off = spec.official
+    if split in ISLAM_SPLITS and isinstance(spec.islam, dict):
+        return [spec.islam[split]]
     if "all" in off:
         return ["all"]
     if split == "all":
@@ -313,6 +328,8 @@ def split_rule(key, split):
     """One line saying how ``<key>_<split>`` is made (recorded as metadata ``split_rule``)."""
     spec = DOWNSTREAM_SETS[key]
     off = spec.official
+    if split in ISLAM_SPLITS and isinstance(spec.islam, dict):
+        return f"Islam et al.'s: the archive's '{spec.islam[split]}' split"
     if split in ISLAM_SPLITS:
         return (f"Islam et al.'s: {ISLAM_TRAIN_FRACTION:.0%} of each class (floor) to islam_train, the rest to "
                 "islam_test; one RandomState(0) over the classes in the order they first appear")
@@ -339,6 +356,8 @@ def split_rule(key, split):
 
 def _split_dicts(spec, root, split, classes):
     off = spec.official
+    if split in ISLAM_SPLITS and isinstance(spec.islam, dict):
+        return list(spec.read(root, spec.islam[split], classes))
     if split in ISLAM_SPLITS:  # the reader's order is the reference's index order
         train, test = islam_partial_split(list(spec.read(root, "all", classes)))
         return train if split == "islam_train" else test
@@ -443,7 +462,7 @@ def register_downstream(key, root=None, name_prefix=None):
     else:
         classes = LazyClassList(_classes_of, key, set_root, description=f"{spec.title} classes under {set_root}")
     names = []
-    for split in SPLITS + (ISLAM_SPLITS if key in ISLAM_SPLIT_SETS else ()):
+    for split in SPLITS + (ISLAM_SPLITS if spec.islam else ()):
         name = f"{name_prefix or key}_{split}"
         register_dataset(
             name,

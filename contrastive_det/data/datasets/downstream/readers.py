@@ -19,7 +19,7 @@ import math
 import os
 
 from ...checks import DatasetLayoutError
-from ...classification import IMAGE_EXTENSIONS, class_folder_names, unpickle_cifar
+from ...classification import IMAGE_EXTENSIONS, class_folder_names, load_class_folders, unpickle_cifar
 from .meta import CHESTX_CLASSES, ISIC_CLASSES, KAOKORE_CLASSES, VOC_CLASSES
 
 logger = logging.getLogger(__name__)
@@ -115,8 +115,19 @@ def cropdisease_classes(root):
 
 
 def read_cropdisease(root, split, classes):
-    """``CropDiseases/dataset/train/<class>/<image>`` (CD-FSL samples this folder only)."""
-    return read_class_folders(os.path.join(root, "dataset", "train"), classes)
+    """
+    ``CropDiseases/dataset/train/<class>/<image>`` (split "all" or "train": CD-FSL samples this folder only)
+    or ``CropDiseases/dataset/test/<class>/<image>`` (split "test", Islam et al.'s test split; labels by the
+    training folders' class names: a class without a test folder keeps the others' labels, an unknown one
+    is an error).
+    """
+    if split != "test":
+        return read_class_folders(os.path.join(root, "dataset", "train"), classes)
+    try:
+        dicts = load_class_folders(os.path.join(root, "dataset", "test"), classes)
+    except (ValueError, FileNotFoundError) as e:
+        raise DatasetLayoutError(str(e)) from e
+    return [dict(d, image_id=f"test/{d['image_id']}") for d in dicts]
 
 
 def resisc45_classes(root):
@@ -231,6 +242,38 @@ def read_deepweeds(root, split, classes):
     return dicts
 
 
+# Rows per set (train, dev, test) of each KaoKore release's labels.csv (rois-codh/kaokore, download.py
+# --dataset_version V). Islam et al. use 1.1; the KaoKore paper's figures are of 1.0.
+KAOKORE_VERSIONS = {(4238, 533, 527): "1.0", (6568, 826, 821): "1.1", (6756, 845, 845): "1.2", (7405, 926, 926): "1.3"}
+KAOKORE_ISLAM_VERSION = "1.1"
+_kaokore_reported = set()
+
+
+def kaokore_version(set_counts):
+    """The KaoKore release whose labels.csv has ``set_counts`` ({"train": n, "dev": n, "test": n}) rows, or None."""
+    return KAOKORE_VERSIONS.get(tuple(set_counts.get(s, 0) for s in ("train", "dev", "test")))
+
+
+def _report_kaokore_version(path, set_counts):
+    """Log once per file and content which release ``path`` is, warning unless it is the one Islam et al. used."""
+    seen = (path, tuple(sorted(set_counts.items())))
+    if seen in _kaokore_reported:
+        return
+    _kaokore_reported.add(seen)
+    version = kaokore_version(set_counts)
+    counts = "/".join(str(set_counts.get(s, 0)) for s in ("train", "dev", "test"))
+    islam = next(c for c, v in KAOKORE_VERSIONS.items() if v == KAOKORE_ISLAM_VERSION)
+    if version == KAOKORE_ISLAM_VERSION:
+        logger.info(f"KaoKore {path}: version {version} ({counts} train/dev/test rows)")
+        return
+    what = f"version {version} of KaoKore" if version else "no released KaoKore version (edited?)"
+    logger.warning(
+        f"KaoKore {path} has {counts} train/dev/test rows: {what}. Islam et al. (configs/studies/islam.yaml) use "
+        f"version {KAOKORE_ISLAM_VERSION} ({islam[0]}/{islam[1]}/{islam[2]}): python3 download.py --dataset_version "
+        f"{KAOKORE_ISLAM_VERSION} (https://github.com/rois-codh/kaokore); results on another version are not comparable"
+    )
+
+
 def read_kaokore(root, split, classes):
     """
     ``kaokore/labels.csv`` (image, set train|dev|test, gender 0..1, status 0..3) +
@@ -238,8 +281,9 @@ def read_kaokore(root, split, classes):
     are skipped (with a warning), as the official data loader does.
     """
     path = os.path.join(root, "labels.csv")
-    dicts, missing = [], 0
+    dicts, missing, set_counts = [], 0, {}
     for line, row in _csv_rows(path, ["image", "set", "gender", "status"]):
+        set_counts[row["set"]] = set_counts.get(row["set"], 0) + 1
         if row["set"] != split:
             continue
         where = f"{path}:{line}"
@@ -249,6 +293,7 @@ def read_kaokore(root, split, classes):
             missing += 1
             continue
         dicts.append(_item(file_name, row["image"], label, classes))
+    _report_kaokore_version(path, set_counts)
     if missing:
         logger.warning(f"KaoKore {split}: {missing} image(s) of {path} are not in {root}/images_256/; skipped")
     assert len(classes) == len(KAOKORE_CLASSES)
