@@ -17,7 +17,7 @@ import tempfile
 from collections import OrderedDict
 from typing import Any, Mapping
 
-from ..utils.config_keys import get_key, nest_keys
+from ..utils.config_keys import cli_value, get_key, nest_keys
 from .canonical import TORCHVISION_PIXEL_MEAN, TORCHVISION_PIXEL_STD
 from .errors import ConversionError
 from .resnet_keys import BOTTLENECK_DEPTHS, res2_out_channels
@@ -38,17 +38,9 @@ def detectron2_config(depth: int, meta: dict | None = None, weights: str | None 
     return cfg
 
 
-def _value_cli(v):
-    if isinstance(v, bool):
-        return str(v)
-    if isinstance(v, list):
-        return "[" + ", ".join(f"{x:g}" if isinstance(x, float) else str(x) for x in v) + "]"
-    return str(v)
-
-
 def config_overrides(cfg: Mapping[str, Any]) -> str:
     """``KEY VALUE ...`` for ``tools/train_net.py`` (shell-quoted)."""
-    return " ".join(f"{k} {shlex.quote(_value_cli(v))}" for k, v in cfg.items())
+    return " ".join(f"{k} {shlex.quote(cli_value(v))}" for k, v in cfg.items())
 
 
 def _value_yaml(v):

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from detectron2.config import CfgNode
 
-from ..utils.config_keys import get_key
+from ..utils.config_keys import cli_value, get_key
 from .checkpoint_io import load_checkpoint_file
 from .d2config import detectron2_config
 from .errors import AmbiguousCheckpointError, ConversionError
@@ -155,13 +155,6 @@ def recorded_keys(path: str) -> dict | None:
         return None
 
 
-def _cli_value(value):
-    """A config value as a ``KEY VALUE`` override that yacs decodes back to the same value."""
-    if isinstance(value, (list, tuple)):
-        return repr([float(v) if isinstance(v, float) else v for v in value])
-    return str(value)
-
-
 def adopt_keys(cfg: CfgNode, keys: dict | None, source: str, log: Callable[[str], Any] = print) -> list[str]:
     """
     ``KEY VALUE`` overrides that give ``cfg`` the ``keys`` its weights need (only the keys whose
@@ -184,7 +177,7 @@ def adopt_keys(cfg: CfgNode, keys: dict | None, source: str, log: Callable[[str]
             f"because {ADOPT_KEY} is False")
         return []
     log(f"Keys adopted from {source} (config -> weights): {listed}")
-    return [item for k, (_, value) in differ.items() for item in (k, _cli_value(value))]
+    return [item for k, (_, value) in differ.items() for item in (k, cli_value(value))]
 
 
 def convert_weights_for_detection(cfg: CfgNode, output_dir: str, log: Callable[[str], Any] = print) -> list[str]:

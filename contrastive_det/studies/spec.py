@@ -81,6 +81,7 @@ import yaml
 from ..engine.defaults import load_config
 from ..engine.results import RESULTS_FILE
 from ..engine.task import get_task
+from ..utils.config_keys import cli_value
 from ..utils.yaml_files import DuplicateKeyError, load_yaml_file
 from .resources import KINDS, check_resources, run_resources
 from .selection import CHOSEN_CONFIG, SELECTION_FILE, grid_points, point_name
@@ -485,14 +486,8 @@ def load_study(path: str, checkpoints: dict[str, str] | None = None, no_pretrain
 
 
 def format_opt_value(value: Any) -> str:
-    """A YAML value as yacs reads it from the command line (lists as tuples)."""
-    if isinstance(value, (list, tuple)):
-        return "(" + "".join(f"{format_opt_value(v) if not isinstance(v, str) else repr(v)}, " for v in value) + ")"
-    if isinstance(value, bool):
-        return "True" if value else "False"
-    if value is None:
-        return "None"
-    return str(value)
+    """A YAML value as yacs reads it from the command line (lists as tuples): :func:`~contrastive_det.utils.config_keys.cli_value`."""
+    return cli_value(value)
 
 
 def _argv_opts(*dicts):

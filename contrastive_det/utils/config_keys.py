@@ -50,3 +50,20 @@ def set_key(node, key, value):
     if not isinstance(parent, dict):
         raise KeyError(f"{key}: {'.'.join(parents)} is not a mapping")
     parent[leaf] = value
+
+
+def cli_value(value):
+    """
+    ``value`` as the VALUE of a ``KEY VALUE`` command-line override that yacs decodes back to it:
+    lists and tuples as tuple literals (``(1, 2, )``; their strings quoted), booleans ``True`` /
+    ``False``, ``None``, numbers by ``str`` (floats round-trip), strings as they are (yacs keeps a
+    string that is no Python literal). The one writer of override values: study commands, the keys
+    a run adopts from its weights and the converter's printed overrides use it.
+    """
+    if isinstance(value, (list, tuple)):
+        return "(" + "".join(f"{repr(v) if isinstance(v, str) else cli_value(v)}, " for v in value) + ")"
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if value is None:
+        return "None"
+    return str(value)

@@ -63,7 +63,7 @@ def test_weights_prefix_picks_one_of_two_resnets(tmp_path):
     lines = []
     overrides = convert_weights_for_detection(cfg_with(path, prefix="teacher."), str(out), log=lines.append)
     target = str(out / CONVERTED_FILE)
-    assert overrides[:4] == ["MODEL.PIXEL_MEAN", "[123.675, 116.28, 103.53]", "MODEL.PIXEL_STD", "[58.395, 57.12, 57.375]"]
+    assert overrides[:4] == ["MODEL.PIXEL_MEAN", "(123.675, 116.28, 103.53, )", "MODEL.PIXEL_STD", "(58.395, 57.12, 57.375, )"]
     i = overrides.index("MODEL.WEIGHTS")
     assert overrides[i:i + 4] == ["MODEL.WEIGHTS", target, "RESULTS.WEIGHTS_SOURCE", str(path)]
     converted = pickle.load(open(target, "rb"))["model"]
@@ -105,7 +105,7 @@ def detectron2_files(tmp_path):
 
 
 # what a converted ResNet-18 needs from detectron2's default config (BGR, caffe2 mean/std, R50, stride_in_1x1)
-R18_KEYS = ["MODEL.PIXEL_MEAN", "[123.675, 116.28, 103.53]", "MODEL.PIXEL_STD", "[58.395, 57.12, 57.375]",
+R18_KEYS = ["MODEL.PIXEL_MEAN", "(123.675, 116.28, 103.53, )", "MODEL.PIXEL_STD", "(58.395, 57.12, 57.375, )",
             "INPUT.FORMAT", "RGB", "MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64",
             "MODEL.RESNETS.STRIDE_IN_1X1", "False"]
 
