@@ -29,7 +29,7 @@ from .errors import AmbiguousCheckpointError, ConversionError
 from .extraction import container_at
 from .pipeline import convert_checkpoint
 from .readers import read_checkpoint
-from .writers import WEIGHTS_KEYS
+from .writers import WEIGHTS_KEYS, WEIGHTS_METHOD
 
 CONVERTED_FILE = "converted_weights.pkl"
 REMOTE_PREFIXES = ("detectron2://", "catalog://", "http://", "https://")
@@ -142,6 +142,12 @@ def _recorded(ckpt) -> dict | None:
     return dict(keys) if isinstance(keys, dict) else None
 
 
+def _recorded_method(ckpt) -> str | None:
+    """The pretraining method a loaded converted ``.pkl`` records, or None."""
+    method = ckpt.get(WEIGHTS_METHOD) if isinstance(ckpt, dict) else None
+    return method if isinstance(method, str) else None
+
+
 def recorded_keys(path: str) -> dict | None:
     """
     The config keys a converted ``.pkl`` records (``tools/convert_to_detectron2.py`` writes them:
@@ -199,9 +205,10 @@ def convert_weights_for_detection(cfg: CfgNode, output_dir: str, log: Callable[[
         log (callable): takes one line of text.
 
     Returns:
-        list[str]: config overrides ``[KEY, VALUE, ...]`` to apply: the adopted keys and, after a
-        conversion, ``MODEL.WEIGHTS``, ``RESULTS.WEIGHTS_SOURCE`` and, when the checkpoint names it
-        and the config does not, ``RESULTS.METHOD``; ``[]`` when nothing changes.
+        list[str]: config overrides ``[KEY, VALUE, ...]`` to apply: the adopted keys, after a
+        conversion ``MODEL.WEIGHTS`` and ``RESULTS.WEIGHTS_SOURCE``, and, when the checkpoint (or the
+        converted ``.pkl``) names it and the config does not, ``RESULTS.METHOD``; ``[]`` when nothing
+        changes.
 
     Raises:
         ConversionError: missing, unreadable, unrecognised or ambiguous weights, or a conversion
@@ -224,8 +231,9 @@ def convert_weights_for_detection(cfg: CfgNode, output_dir: str, log: Callable[[
                                   "tools/convert_to_detectron2.py (it records no config keys)")
         return adopt_keys(cfg, keys, keys_from, log)
     if plan != "convert":
-        recorded = _recorded(ckpt) if plan == "detectron2" and source.endswith(".pkl") else None
-        return adopt_keys(cfg, recorded, source, log)
+        ours = plan == "detectron2" and source.endswith(".pkl")
+        overrides = adopt_keys(cfg, _recorded(ckpt) if ours else None, source, log)
+        return overrides + _method_override(cfg, _recorded_method(ckpt) if ours else None)
     os.makedirs(output_dir, exist_ok=True)
     target = os.path.join(output_dir, CONVERTED_FILE)
     log(f"MODEL.WEIGHTS {source} is not in detectron2's layout: converting it to {target}")
@@ -234,7 +242,11 @@ def convert_weights_for_detection(cfg: CfgNode, output_dir: str, log: Callable[[
     if result.format != "detectron2":  # a detectron2-named source keeps its own layout and conventions
         overrides += adopt_keys(cfg, detectron2_config(result.depth, result.meta), source, log)
     overrides += ["MODEL.WEIGHTS", target, "RESULTS.WEIGHTS_SOURCE", os.path.abspath(source)]
-    method = result.meta.get("method")
+    return overrides + _method_override(cfg, result.meta.get("method"))
+
+
+def _method_override(cfg, method):
+    """``["RESULTS.METHOD", method]`` when the weights name their method and the config names none."""
     if not cfg.RESULTS.METHOD and method and method != "unspecified":
-        overrides += ["RESULTS.METHOD", method]
-    return overrides
+        return ["RESULTS.METHOD", str(method)]
+    return []

@@ -41,6 +41,7 @@ from .verify import verify_conversion
 
 DETECTRON2_AUTHOR = "contrastive_det"
 WEIGHTS_KEYS = "config"  # the payload entry with the config keys the weights need
+WEIGHTS_METHOD = "method"  # the payload entry naming the pretraining method (absent when unknown)
 # meta keys that canonical_payload sets itself; the others travel as "extra"
 _CANONICAL_META = ("arch", "depth", "method", "pixel_mean", "pixel_std", "input_format")
 
@@ -133,7 +134,8 @@ def _to_numpy(tensor):
     return t.contiguous().numpy().copy()
 
 
-def detectron2_payload(d2_state_dict: Mapping[str, torch.Tensor], config: Mapping[str, Any] | None = None) -> dict:
+def detectron2_payload(d2_state_dict: Mapping[str, torch.Tensor], config: Mapping[str, Any] | None = None,
+                       method: str | None = None) -> dict:
     """
     ``{"model": {detectron2 name: numpy array}, "__author__": "contrastive_det",
     "matching_heuristics": True}``: what detectron2's ``DetectionCheckpointer`` reads from a
@@ -141,18 +143,21 @@ def detectron2_payload(d2_state_dict: Mapping[str, torch.Tensor], config: Mappin
     ``backbone.res2.0.conv1.weight``, ``backbone.bottom_up.res2...`` or ``roi_heads.res5...``).
     With ``config``, also ``WEIGHTS_KEYS: {dotted config key: value}``: the depth and input keys these
     weights need (:func:`~.d2config.detectron2_config`), which ``tools/train_net.py`` adopts
-    (detectron2's loader ignores keys it does not know).
+    (detectron2's loader ignores keys it does not know). With a known ``method`` (not "unspecified"),
+    also ``WEIGHTS_METHOD: method``, which a run from the file records in results.json.
     """
     model = OrderedDict((k, _to_numpy(v)) for k, v in d2_state_dict.items())
     payload = {"model": dict(model), "__author__": DETECTRON2_AUTHOR, "matching_heuristics": True}
     if config:
         payload[WEIGHTS_KEYS] = dict(config)
+    if method and method != "unspecified":
+        payload[WEIGHTS_METHOD] = str(method)
     return payload
 
 
-def dumps_detectron2(d2_state_dict, config=None):
-    """Bytes of the detectron2 ``.pkl`` for a detectron2-named state dict (and the keys it needs)."""
-    return pickle.dumps(detectron2_payload(d2_state_dict, config), protocol=4)
+def dumps_detectron2(d2_state_dict, config=None, method=None):
+    """Bytes of the detectron2 ``.pkl`` for a detectron2-named state dict (and the keys and method it records)."""
+    return pickle.dumps(detectron2_payload(d2_state_dict, config, method), protocol=4)
 
 
 def write_detectron2(path: str, d2_state_dict: Mapping[str, torch.Tensor], config=None) -> int:
@@ -179,7 +184,8 @@ DETECTRON2_WRITER = register_writer(Writer(
     suffix=".pkl",
     check_path=_check_pkl,
     dumps=lambda backbone: dumps_detectron2(backbone.detectron2_state,
-                                            detectron2_config(backbone.depth, backbone.meta)),
+                                            detectron2_config(backbone.depth, backbone.meta),
+                                            backbone.meta.get("method")),
     verify=_verify_detectron2,
     for_detectron2=True,
 ))

@@ -142,6 +142,21 @@ def test_recorded_keys_are_adopted_and_round_trip(tmp_path):
     assert "kept the config's because MODEL.ADOPT_WEIGHTS_KEYS is False" in lines[0] and "INPUT.FORMAT 'BGR' -> 'RGB'" in lines[0]
 
 
+def test_a_converted_pkl_names_its_method_for_results_json(tmp_path):
+    sd = random_resnet(18)
+    torch.save({"state_dict": {"module.encoder_q." + k: v for k, v in sd.items()}}, tmp_path / "moco.pth")
+    convert_checkpoint(tmp_path / "moco.pth", tmp_path / "moco.pkl", verify=False)
+    assert pickle.load(open(tmp_path / "moco.pkl", "rb"))["method"] == "mocov1"
+    overrides = convert_weights_for_detection(cfg_with(tmp_path / "moco.pkl"), str(tmp_path / "run"), log=lambda s: None)
+    assert overrides == R18_KEYS + ["RESULTS.METHOD", "mocov1"]
+    named = cfg_with(tmp_path / "moco.pkl")
+    named.RESULTS.METHOD = "my_label"  # the config's (a study row's) name wins
+    assert "RESULTS.METHOD" not in convert_weights_for_detection(named, str(tmp_path / "run"), log=lambda s: None)
+    # a state dict that names no method: no "method" entry, no override (results.json says "unspecified")
+    detectron2_files(tmp_path)
+    assert "method" not in pickle.load(open(tmp_path / "converted.pkl", "rb"))
+
+
 def test_keys_from_weights_shapes_a_random_init_run(tmp_path):
     detectron2_files(tmp_path)
     cfg = cfg_with("")
