@@ -34,9 +34,11 @@ test: env
 test-fast: env
 	$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
 
-# The linter (ruff.toml): pyflakes, pycodestyle's errors, bugbear.
+# The linter and the formatter check (ruff.toml): pyflakes, pycodestyle, bugbear; `ruff format` at 100
+# columns (run `.venv/bin/ruff format .` to apply it).
 lint: env
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 bench: data
 	$(PY) tools/benchmark.py

@@ -3,10 +3,12 @@
 Detectron2 itself is not on the package registry under its own name; `scripts/setup_env.sh`
 installs it (see scripts/install_detectron2.sh). Everything else is pinned here.
 """
+
 from setuptools import find_packages, setup
 
 INSTALL_REQUIRES = [
-    # The verified stack (scripts/setup_env.sh and scripts/install_detectron2.sh install it). torchvision must stay pinned with torch:
+    # The verified stack (scripts/setup_env.sh and scripts/install_detectron2.sh install it).
+    # torchvision must stay pinned with torch:
     # an unpinned torchvision drags in a newer torch.
     "torch==2.14.1",
     "torchvision==0.29.1",

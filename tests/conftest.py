@@ -1,4 +1,5 @@
 """Shared fixtures: a tiny toy digit-scenes dataset generated once per test session."""
+
 import os
 import shutil
 import socket
@@ -12,13 +13,20 @@ TOY_CONFIG = os.path.join(REPO, "configs", "toy", "digits_R_50_C4.yaml")
 
 # Overrides that make a toy run take seconds on 2 CPU cores (every test run uses them).
 FAST = [
-    "SOLVER.IMS_PER_BATCH", "1",
-    "INPUT.MIN_SIZE_TRAIN", "(128,)",
-    "INPUT.MIN_SIZE_TEST", "128",
-    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "16",
-    "MODEL.RPN.POST_NMS_TOPK_TEST", "20",
-    "TEST.PRECISE_BN.NUM_ITER", "1",
-    "DATALOADER.NUM_WORKERS", "0",
+    "SOLVER.IMS_PER_BATCH",
+    "1",
+    "INPUT.MIN_SIZE_TRAIN",
+    "(128,)",
+    "INPUT.MIN_SIZE_TEST",
+    "128",
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
+    "16",
+    "MODEL.RPN.POST_NMS_TOPK_TEST",
+    "20",
+    "TEST.PRECISE_BN.NUM_ITER",
+    "1",
+    "DATALOADER.NUM_WORKERS",
+    "0",
 ]
 
 
@@ -48,7 +56,9 @@ def toy_root(tmp_path_factory):
     from contrastive_det.data.toy import generate_toy_digits
 
     root = tmp_path_factory.mktemp("d2datasets")
-    generate_toy_digits(str(root / "toy_digits"), num_trainval=10, num_test=4, seed=0, progress=False)
+    generate_toy_digits(
+        str(root / "toy_digits"), num_trainval=10, num_test=4, seed=0, progress=False
+    )
     register_toy_digits(str(root / "toy_digits"))
     return root
 
@@ -69,8 +79,13 @@ def copy_crops(toy_root, dest, per_class, subdir="crops"):
 
 def folder_sets(prefix, root, splits=("train", "test")):
     """A ``DATASETS.CUSTOM`` value declaring ``root/<split>`` as class-per-folder sets ``<prefix>_<split>``."""
-    return "[" + ", ".join(f"{{'NAME': '{prefix}_{s}', 'FORMAT': 'folder', 'ROOT': '{root / s}'}}"
-                           for s in splits) + "]"
+    return (
+        "["
+        + ", ".join(
+            f"{{'NAME': '{prefix}_{s}', 'FORMAT': 'folder', 'ROOT': '{root / s}'}}" for s in splits
+        )
+        + "]"
+    )
 
 
 def option_list(values):
@@ -84,10 +99,17 @@ def tiny_probe_opts(custom, prefix, out, cache, **extra):
     seconds: 32-pixel crops, a 4-point L-BFGS grid of 100 iterations, no loader workers, seed 5.
     """
     values = {
-        "DATASETS.CUSTOM": custom, "DATASETS.TRAIN": f"('{prefix}_train',)", "DATASETS.TEST": f"('{prefix}_test',)",
-        "INPUT.CLS.CROP_SIZE": "32", "INPUT.CLS.TEST_RESIZE": "32", "DATALOADER.NUM_WORKERS": "0", "SEED": "5",
-        "CLASSIFICATION.FEATURE_CACHE": str(cache), "CLASSIFICATION.LBFGS.NUM_REGS": "4",
-        "CLASSIFICATION.LBFGS.MAX_ITER": "100", "OUTPUT_DIR": str(out),
+        "DATASETS.CUSTOM": custom,
+        "DATASETS.TRAIN": f"('{prefix}_train',)",
+        "DATASETS.TEST": f"('{prefix}_test',)",
+        "INPUT.CLS.CROP_SIZE": "32",
+        "INPUT.CLS.TEST_RESIZE": "32",
+        "DATALOADER.NUM_WORKERS": "0",
+        "SEED": "5",
+        "CLASSIFICATION.FEATURE_CACHE": str(cache),
+        "CLASSIFICATION.LBFGS.NUM_REGS": "4",
+        "CLASSIFICATION.LBFGS.MAX_ITER": "100",
+        "OUTPUT_DIR": str(out),
     }
     values.update(extra)
     return option_list(values)
@@ -99,7 +121,9 @@ def run_config(config_file, opts, seed=5):
 
     from contrastive_det.engine.defaults import build_run_config
 
-    args = argparse.Namespace(config_file=str(config_file), eval_only=True, resume=False, opts=list(opts))
+    args = argparse.Namespace(
+        config_file=str(config_file), eval_only=True, resume=False, opts=list(opts)
+    )
     return build_run_config(args, seed=seed)[0]
 
 
@@ -131,7 +155,11 @@ def start_cli(script, args, datasets_root, *, simulate_nccl=None, **popen_kwargs
     if simulate_nccl or (simulate_nccl is None and _multi_process(list(args))):
         env = simulated_nccl_env(env)
     return subprocess.Popen(
-        [sys.executable, os.path.join(REPO, "tools", script), *args], cwd=REPO, env=env, text=True, **popen_kwargs
+        [sys.executable, os.path.join(REPO, "tools", script), *args],
+        cwd=REPO,
+        env=env,
+        text=True,
+        **popen_kwargs,
     )
 
 
@@ -153,5 +181,7 @@ def run_cli(script, args, datasets_root, check=True, timeout=900):
         raise
     done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     if check and done.returncode != 0:
-        raise AssertionError(f"{script} {' '.join(args)} failed ({done.returncode}):\n{done.stdout[-5000:]}\n{done.stderr[-5000:]}")
+        raise AssertionError(
+            f"{script} {' '.join(args)} failed ({done.returncode}):\n{done.stdout[-5000:]}\n{done.stderr[-5000:]}"
+        )
     return done

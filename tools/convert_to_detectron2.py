@@ -6,6 +6,7 @@ backbone./encoder. prefixes, raw dicts) into detectron2's .pkl for MODEL.WEIGHTS
 report and a numeric check; or a detectron2 ResNet back to the canonical torchvision form
 (--to torchvision).
 """
+
 import argparse
 import os
 import sys
@@ -46,29 +47,62 @@ def build_parser():
     )
     p.add_argument("input", help="checkpoint to convert")
     p.add_argument("output", help="output file: .pkl for detectron2, .pth for --to torchvision")
-    p.add_argument("--to", choices=list(WRITERS), default="detectron2",
-                   help="output kind (default: detectron2): "
-                        + "; ".join(f"{name}: {w.help}" for name, w in WRITERS.items()))
-    p.add_argument("--format", dest="fmt", metavar="NAME",
-                   help=f"input format instead of auto-detection: {', '.join(format_names())}")
-    p.add_argument("--prefix", metavar="[CONTAINER:]PREFIX",
-                   help="take the ResNet under this key prefix: 'student.' (nested dicts read as dotted "
-                        "keys) or CONTAINER:PREFIX, e.g. 'state_dict:module.encoder_q.'")
-    p.add_argument("--depth", type=int, choices=(18, 34, 50, 101, 152),
-                   help="expected ResNet depth (checked against the keys; inferred when omitted)")
-    p.add_argument("--verify", dest="verify", action="store_true", default=True,
-                   help="check numerically that detectron2 reproduces torchvision's outputs (default)")
-    p.add_argument("--no-verify", dest="verify", action="store_false", help="skip the numeric check")
-    p.add_argument("--tolerance", type=float, default=1e-4, help="max abs difference allowed (default 1e-4)")
-    p.add_argument("--trust", action="store_true",
-                   help="load files that need arbitrary Python objects (torch.load weights_only=False): "
-                        "only for files you trust")
+    p.add_argument(
+        "--to",
+        choices=list(WRITERS),
+        default="detectron2",
+        help="output kind (default: detectron2): "
+        + "; ".join(f"{name}: {w.help}" for name, w in WRITERS.items()),
+    )
+    p.add_argument(
+        "--format",
+        dest="fmt",
+        metavar="NAME",
+        help=f"input format instead of auto-detection: {', '.join(format_names())}",
+    )
+    p.add_argument(
+        "--prefix",
+        metavar="[CONTAINER:]PREFIX",
+        help="take the ResNet under this key prefix: 'student.' (nested dicts read as dotted "
+        "keys) or CONTAINER:PREFIX, e.g. 'state_dict:module.encoder_q.'",
+    )
+    p.add_argument(
+        "--depth",
+        type=int,
+        choices=(18, 34, 50, 101, 152),
+        help="expected ResNet depth (checked against the keys; inferred when omitted)",
+    )
+    p.add_argument(
+        "--verify",
+        dest="verify",
+        action="store_true",
+        default=True,
+        help="check numerically that detectron2 reproduces torchvision's outputs (default)",
+    )
+    p.add_argument(
+        "--no-verify", dest="verify", action="store_false", help="skip the numeric check"
+    )
+    p.add_argument(
+        "--tolerance", type=float, default=1e-4, help="max abs difference allowed (default 1e-4)"
+    )
+    p.add_argument(
+        "--trust",
+        action="store_true",
+        help="load files that need arbitrary Python objects (torch.load weights_only=False): "
+        "only for files you trust",
+    )
     p.add_argument("--method", help="pretraining method recorded in --to torchvision output")
-    p.add_argument("--write-config", metavar="CFG.yaml",
-                   help="also write a detectron2 config inheriting --base with MODEL.WEIGHTS and the keys these weights need")
-    p.add_argument("--base", metavar="PROTOCOL.yaml",
-                   help="the protocol --write-config inherits; alone, a protocol to check the backbone fits (default: "
-                        f"{DEFAULT_BASES['bottleneck']} for R50+, {DEFAULT_BASES['basic']} for R18/34)")
+    p.add_argument(
+        "--write-config",
+        metavar="CFG.yaml",
+        help="also write a detectron2 config inheriting --base with MODEL.WEIGHTS and the keys these weights need",
+    )
+    p.add_argument(
+        "--base",
+        metavar="PROTOCOL.yaml",
+        help="the protocol --write-config inherits; alone, a protocol to check the backbone fits (default: "
+        f"{DEFAULT_BASES['bottleneck']} for R50+, {DEFAULT_BASES['basic']} for R18/34)",
+    )
     p.add_argument("--verbose", action="store_true", help="list every dropped key")
     return p
 
@@ -88,11 +122,23 @@ def main(argv=None):
 
             kind = "bottleneck" if depth in BOTTLENECK_DEPTHS else "basic"
             return os.path.relpath(os.path.join(REPO, DEFAULT_BASES[kind]))
+
     try:
         convert_checkpoint(
-            args.input, args.output, to=args.to, fmt=args.fmt, prefix=args.prefix, depth=args.depth,
-            verify=args.verify, tolerance=args.tolerance, trust=args.trust, method=args.method,
-            write_config=args.write_config, base=base, verbose=args.verbose, log=print,
+            args.input,
+            args.output,
+            to=args.to,
+            fmt=args.fmt,
+            prefix=args.prefix,
+            depth=args.depth,
+            verify=args.verify,
+            tolerance=args.tolerance,
+            trust=args.trust,
+            method=args.method,
+            write_config=args.write_config,
+            base=base,
+            verbose=args.verbose,
+            log=print,
         )
     except ConversionError as e:
         sys.stdout.flush()

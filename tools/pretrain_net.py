@@ -5,6 +5,7 @@ SupCon+SelfSupCon, SCAN) on detectron2's trainer, monitored by kNN top-1, export
 to OUTPUT_DIR/backbone.pth (torchvision layout + metadata). The run itself is train_net.py's
 ``main`` (the config's TASK is PretrainTask); this tool adds ``--export-from``.
 """
+
 import glob
 import os
 
@@ -12,7 +13,11 @@ from train_net import main  # tools/ is on sys.path when a tool runs as a script
 
 from contrastive_det.engine import Trainer, argument_parser, get_task, launch_runs, setup
 from contrastive_det.engine.checkpoint import load_checkpoint
-from contrastive_det.tasks.pretrain import BACKBONE_FILE, check_pretraining_checkpoint, export_backbone
+from contrastive_det.tasks.pretrain import (
+    BACKBONE_FILE,
+    check_pretraining_checkpoint,
+    export_backbone,
+)
 
 EPILOG = """
 Examples:
@@ -36,15 +41,25 @@ def export_from_checkpoint(args, checkpoint, export_to=None):
         raise FileNotFoundError(f"Checkpoint {checkpoint} does not exist")
     cfg = setup(args)
     model = Trainer.build_model(cfg)
-    model.load_state_dict(check_pretraining_checkpoint(model, load_checkpoint(checkpoint), checkpoint))
+    model.load_state_dict(
+        check_pretraining_checkpoint(model, load_checkpoint(checkpoint), checkpoint)
+    )
     path = export_to or os.path.join(cfg.OUTPUT_DIR, BACKBONE_FILE)
     return export_backbone(model, cfg, path, get_task(cfg).method(cfg))
 
 
 if __name__ == "__main__":
     parser = argument_parser(EPILOG)
-    parser.add_argument("--export-from", metavar="CHECKPOINT", help="export the backbone of this checkpoint and exit")
-    parser.add_argument("--export-to", metavar="PATH", help=f"where --export-from writes (default OUTPUT_DIR/{BACKBONE_FILE})")
+    parser.add_argument(
+        "--export-from",
+        metavar="CHECKPOINT",
+        help="export the backbone of this checkpoint and exit",
+    )
+    parser.add_argument(
+        "--export-to",
+        metavar="PATH",
+        help=f"where --export-from writes (default OUTPUT_DIR/{BACKBONE_FILE})",
+    )
     args = parser.parse_args()
     print("Command Line Args:", args)
     if args.export_from:
@@ -54,6 +69,8 @@ if __name__ == "__main__":
         if path:
             print(f"results: {path}")
             out = os.path.dirname(path)
-            candidates = [os.path.join(out, BACKBONE_FILE)] + sorted(glob.glob(os.path.join(out, "seed*", BACKBONE_FILE)))
+            candidates = [os.path.join(out, BACKBONE_FILE)] + sorted(
+                glob.glob(os.path.join(out, "seed*", BACKBONE_FILE))
+            )
             for backbone in filter(os.path.isfile, candidates):  # none after --eval-only
                 print(f"backbone: {backbone}")

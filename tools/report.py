@@ -6,6 +6,7 @@ the end of a study).
 
     tools/report.py output/studies/islam_toy
 """
+
 import argparse
 import sys
 
@@ -13,9 +14,13 @@ from contrastive_det.studies.report import write_report
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("study_dir", help="the study folder (it holds plan.json)")
-    parser.add_argument("--no-pictures", action="store_true", help="tables and plots only (no models rebuilt)")
+    parser.add_argument(
+        "--no-pictures", action="store_true", help="tables and plots only (no models rebuilt)"
+    )
     args = parser.parse_args(argv)
     try:
         path = write_report(args.study_dir, pictures=not args.no_pictures)

@@ -20,6 +20,7 @@ same data, model and machine:
   config, dataset checks, model and weights, ``Trainer.test``, results.json; or ``cli=True``:
   the command itself, interpreter start included).
 """
+
 import argparse
 import contextlib
 import logging
@@ -71,12 +72,19 @@ class ClsBench:
     """
 
     def __init__(self, workdir, config_file, opts=(), log=print, train_net=None):
-        self.workdir, self.config_file, self.log, self.train_net = workdir, config_file, log, train_net
+        self.workdir, self.config_file, self.log, self.train_net = (
+            workdir,
+            config_file,
+            log,
+            train_net,
+        )
         os.makedirs(workdir, exist_ok=True)
         self.opts = list(opts)
         base = load_config(argparse.Namespace(config_file=config_file, opts=self.opts))
         if base.CLASSIFICATION.PROTOCOL != "linear_lbfgs":
-            raise ValueError(f"{config_file}: the classification benchmarks need the linear_lbfgs protocol")
+            raise ValueError(
+                f"{config_file}: the classification benchmarks need the linear_lbfgs protocol"
+            )
         # once, as launch_runs does: every run below loads the same converted file (same cache key)
         with contextlib.redirect_stdout(sys.stderr):
             self.opts += get_task(base).prepare_weights(base, os.path.join(workdir, "weights"))
@@ -86,7 +94,9 @@ class ClsBench:
         """The frozen run config of run ``name`` (OUTPUT_DIR workdir/name), feature cache ``cache``."""
         cache = cache or os.path.join(self.workdir, "cache_" + name)
         opts = self.opts + ["CLASSIFICATION.FEATURE_CACHE", cache] + list(extra)
-        args = argparse.Namespace(config_file=self.config_file, opts=opts, eval_only=True, resume=False)
+        args = argparse.Namespace(
+            config_file=self.config_file, opts=opts, eval_only=True, resume=False
+        )
         cfg, _ = build_run_config(args, seed=0, output_dir=os.path.join(self.workdir, name))
         return cfg
 
@@ -102,7 +112,9 @@ class ClsBench:
             keys, cache = cache_keys(cfg, test), feature_cache(cfg)
             if any(cache.load(keys[(s, layer)]) is None for s in ("train", "val", "test")):
                 evaluator = _ProcessOnly(Trainer.build_evaluator(cfg, test), save=True)
-                inference_on_dataset(self.model(cfg), Trainer.build_test_loader(cfg, test), evaluator)
+                inference_on_dataset(
+                    self.model(cfg), Trainer.build_test_loader(cfg, test), evaluator
+                )
             out = {}
             for split in ("train", "val", "test"):
                 entry = cache.load(keys[(split, layer)])
@@ -113,7 +125,11 @@ class ClsBench:
             c = cfg.CLASSIFICATION.LBFGS
             self.grid = regularisation_grid(c.REG_MIN, c.REG_MAX, c.NUM_REGS)
             # the protocol's stop and precision, as the probe runs it
-            self.max_iter, self.tol, self.dtype = int(c.MAX_ITER), float(c.TOL), LBFGS_DTYPES[c.DTYPE]
+            self.max_iter, self.tol, self.dtype = (
+                int(c.MAX_ITER),
+                float(c.TOL),
+                LBFGS_DTYPES[c.DTYPE],
+            )
         return self._features
 
 
@@ -159,8 +175,20 @@ class _TimedEvaluator(DatasetEvaluator):
 # ----------------------------------------------------------------------------------------------
 # probe_speed
 # ----------------------------------------------------------------------------------------------
-def sgd_probe_on_features(train, test, *, num_classes, epochs, batch_size, lr, momentum, nesterov,
-                          weight_decay, seed=0, metric="top1"):
+def sgd_probe_on_features(
+    train,
+    test,
+    *,
+    num_classes,
+    epochs,
+    batch_size,
+    lr,
+    momentum,
+    nesterov,
+    weight_decay,
+    seed=0,
+    metric="top1",
+):
     """
     The linear_sgd recipe on cached features: ``BatchNorm1d(affine=False)`` + ``Linear`` (weights
     N(0, 0.01), bias 0, as the Classifier's ``bn_linear`` head), SGD, cosine schedule over
@@ -179,8 +207,13 @@ def sgd_probe_on_features(train, test, *, num_classes, epochs, batch_size, lr, m
     nn.init.normal_(fc.weight, std=0.01)
     nn.init.zeros_(fc.bias)
     head = nn.Sequential(nn.BatchNorm1d(dim, affine=False), fc)
-    opt = torch.optim.SGD(head.parameters(), lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0,
-                          weight_decay=weight_decay)
+    opt = torch.optim.SGD(
+        head.parameters(),
+        lr=lr,
+        momentum=momentum,
+        nesterov=nesterov and momentum > 0,
+        weight_decay=weight_decay,
+    )
     n = x.shape[0]
     per_epoch = max(1, n // batch_size)  # full batches only, as the training loader
     total = epochs * per_epoch
@@ -190,7 +223,7 @@ def sgd_probe_on_features(train, test, *, num_classes, epochs, batch_size, lr, m
         t0 = time.perf_counter()
         order = torch.randperm(n, generator=g)
         for b in range(per_epoch):
-            idx = order[b * batch_size:(b + 1) * batch_size]
+            idx = order[b * batch_size : (b + 1) * batch_size]
             for group in opt.param_groups:
                 group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * step / total))
             loss = nn.functional.cross_entropy(head(x[idx]), y[idx])
@@ -204,8 +237,14 @@ def sgd_probe_on_features(train, test, *, num_classes, epochs, batch_size, lr, m
             scores.append(classification_scores(metric, head(x_te), y_te, num_classes)["score"])
         times.append(elapsed)
     best = max(range(len(scores)), key=lambda i: (scores[i], -i))
-    return {"scores": scores, "train_s": times, "best_score": scores[best], "best_epoch": best + 1,
-            "time_to_best_s": times[best], "total_s": elapsed}
+    return {
+        "scores": scores,
+        "train_s": times,
+        "best_score": scores[best],
+        "best_epoch": best + 1,
+        "time_to_best_s": times[best],
+        "total_s": elapsed,
+    }
 
 
 def _time_to_score(run, score):
@@ -216,8 +255,18 @@ def _time_to_score(run, score):
     return None
 
 
-def lbfgs_time_to_reach(train, test, *, reg, num_classes, target, metric="top1", max_iter=1000, tol=1e-4,
-                        dtype=torch.float64):
+def lbfgs_time_to_reach(
+    train,
+    test,
+    *,
+    reg,
+    num_classes,
+    target,
+    metric="top1",
+    max_iter=1000,
+    tol=1e-4,
+    dtype=torch.float64,
+):
     """
     The shortest L-BFGS fit at ``reg`` (from zeros, on ``train``) whose test score reaches
     ``target``: fits with max_iter 1, 2, 3, 4, 5, 7, 9, ... (each the larger of +1 and x1.25) up
@@ -230,9 +279,13 @@ def lbfgs_time_to_reach(train, test, *, reg, num_classes, target, metric="top1",
     try:
         while k <= max_iter:
             t0 = time.perf_counter()
-            w, b = fit_logistic(train[0], train[1], reg, num_classes=num_classes, max_iter=k, tol=tol, dtype=dtype)
+            w, b = fit_logistic(
+                train[0], train[1], reg, num_classes=num_classes, max_iter=k, tol=tol, dtype=dtype
+            )
             s = time.perf_counter() - t0
-            score = classification_scores(metric, test[0].to(dtype) @ w.t() + b, test[1], num_classes)["score"]
+            score = classification_scores(
+                metric, test[0].to(dtype) @ w.t() + b, test[1], num_classes
+            )["score"]
             last = (s, k, score)
             if score >= target:
                 return last
@@ -255,34 +308,79 @@ def probe_speed(bench, *, sgd, epochs, trials=3, log=print):
     sweep = None
     for trial in range(trials):
         t0 = time.perf_counter()
-        sweep = select_and_refit(f["train"], f["val"], f["test"], grid=bench.grid, metric=metric, num_classes=nc,
-                                 max_iter=bench.max_iter, tol=bench.tol, dtype=bench.dtype, progress=False)
+        sweep = select_and_refit(
+            f["train"],
+            f["val"],
+            f["test"],
+            grid=bench.grid,
+            metric=metric,
+            num_classes=nc,
+            max_iter=bench.max_iter,
+            tol=bench.tol,
+            dtype=bench.dtype,
+            progress=False,
+        )
         sweep_s.append(time.perf_counter() - t0)
-        sgd_runs.append(sgd_probe_on_features(trainval, f["test"], num_classes=nc, epochs=epochs, seed=trial,
-                                              metric=metric, **sgd))
+        sgd_runs.append(
+            sgd_probe_on_features(
+                trainval, f["test"], num_classes=nc, epochs=epochs, seed=trial, metric=metric, **sgd
+            )
+        )
         t0 = time.perf_counter()
-        w, b = fit_logistic(trainval[0], trainval[1], sweep["reg"], num_classes=nc, max_iter=bench.max_iter, tol=bench.tol,
-                            dtype=bench.dtype)
+        w, b = fit_logistic(
+            trainval[0],
+            trainval[1],
+            sweep["reg"],
+            num_classes=nc,
+            max_iter=bench.max_iter,
+            tol=bench.tol,
+            dtype=bench.dtype,
+        )
         single_s.append(time.perf_counter() - t0)
-    single_score = classification_scores(metric, f["test"][0].to(bench.dtype) @ w.t() + b, f["test"][1], nc)["score"]
+    single_score = classification_scores(
+        metric, f["test"][0].to(bench.dtype) @ w.t() + b, f["test"][1], nc
+    )["score"]
     sgd_best = statistics.fmean(r["best_score"] for r in sgd_runs)
     sgd_to_best = _median([r["time_to_best_s"] for r in sgd_runs])
-    reach_s, reach_iter, reach_score = lbfgs_time_to_reach(trainval, f["test"], reg=sweep["reg"], num_classes=nc,
-                                                           target=sgd_best, metric=metric, max_iter=bench.max_iter,
-                                                           tol=bench.tol, dtype=bench.dtype)
+    reach_s, reach_iter, reach_score = lbfgs_time_to_reach(
+        trainval,
+        f["test"],
+        reg=sweep["reg"],
+        num_classes=nc,
+        target=sgd_best,
+        metric=metric,
+        max_iter=bench.max_iter,
+        tol=bench.tol,
+        dtype=bench.dtype,
+    )
     # the SGD probe's time to the L-BFGS probe's accuracy (when SGD gets there)
     to_lbfgs = [_time_to_score(r, sweep["score"]) for r in sgd_runs]
     to_lbfgs = None if any(t is None for t in to_lbfgs) else _median(to_lbfgs)
     r = {
-        "lbfgs_tol": bench.tol, "lbfgs_max_iter": bench.max_iter, "lbfgs_dtype": str(bench.dtype).replace("torch.", ""),
-        "num_train": int(trainval[0].shape[0]), "num_test": int(f["test"][0].shape[0]), "dim": int(trainval[0].shape[1]),
-        "grid_size": len(bench.grid), "trials": trials, "sgd_epochs": epochs, "sgd": dict(sgd),
-        "lbfgs_sweep_s": _median(sweep_s), "lbfgs_sweep_score": sweep["score"], "lbfgs_reg": sweep["reg"],
-        "lbfgs_single_fit_s": _median(single_s), "lbfgs_single_fit_score": single_score,
-        "lbfgs_reach_sgd_s": reach_s, "lbfgs_reach_sgd_iters": reach_iter, "lbfgs_reach_sgd_score": reach_score,
-        "sgd_best_score": sgd_best, "sgd_best_scores": [r_["best_score"] for r_ in sgd_runs],
-        "sgd_best_epochs": [r_["best_epoch"] for r_ in sgd_runs], "sgd_time_to_best_s": sgd_to_best,
-        "sgd_total_s": _median([r_["total_s"] for r_ in sgd_runs]), "sgd_time_to_lbfgs_score_s": to_lbfgs,
+        "lbfgs_tol": bench.tol,
+        "lbfgs_max_iter": bench.max_iter,
+        "lbfgs_dtype": str(bench.dtype).replace("torch.", ""),
+        "num_train": int(trainval[0].shape[0]),
+        "num_test": int(f["test"][0].shape[0]),
+        "dim": int(trainval[0].shape[1]),
+        "grid_size": len(bench.grid),
+        "trials": trials,
+        "sgd_epochs": epochs,
+        "sgd": dict(sgd),
+        "lbfgs_sweep_s": _median(sweep_s),
+        "lbfgs_sweep_score": sweep["score"],
+        "lbfgs_reg": sweep["reg"],
+        "lbfgs_single_fit_s": _median(single_s),
+        "lbfgs_single_fit_score": single_score,
+        "lbfgs_reach_sgd_s": reach_s,
+        "lbfgs_reach_sgd_iters": reach_iter,
+        "lbfgs_reach_sgd_score": reach_score,
+        "sgd_best_score": sgd_best,
+        "sgd_best_scores": [r_["best_score"] for r_ in sgd_runs],
+        "sgd_best_epochs": [r_["best_epoch"] for r_ in sgd_runs],
+        "sgd_time_to_best_s": sgd_to_best,
+        "sgd_total_s": _median([r_["total_s"] for r_ in sgd_runs]),
+        "sgd_time_to_lbfgs_score_s": to_lbfgs,
     }
     r["ratio_sweep"] = sgd_to_best / r["lbfgs_sweep_s"]
     r["ratio_single_fit"] = sgd_to_best / r["lbfgs_single_fit_s"]
@@ -293,27 +391,48 @@ def probe_speed(bench, *, sgd, epochs, trials=3, log=print):
 
 def print_probe_speed(r, log=print):
     sg = r["sgd"]
-    log(f"probe_speed: {r['num_train']} train+val / {r['num_test']} test features of dim {r['dim']}; "
-        f"L-BFGS {r['lbfgs_dtype']}, tol {r['lbfgs_tol']:g}, max_iter {r['lbfgs_max_iter']}; medians of {r['trials']} alternating trials")
+    log(
+        f"probe_speed: {r['num_train']} train+val / {r['num_test']} test features of dim {r['dim']}; "
+        f"L-BFGS {r['lbfgs_dtype']}, tol {r['lbfgs_tol']:g}, max_iter {r['lbfgs_max_iter']}; "
+        f"medians of {r['trials']} alternating trials"
+    )
     rows = [
-        (f"L-BFGS probe: {r['grid_size']} regs on val + refit (select_and_refit)",
-         f"{r['lbfgs_sweep_s']:.2f} s", f"{r['lbfgs_sweep_score']:.2f} (reg {r['lbfgs_reg']:.3g})"),
-        ("L-BFGS: one fit at the chosen reg on train+val", f"{r['lbfgs_single_fit_s']:.3f} s",
-         f"{r['lbfgs_single_fit_score']:.2f}"),
-        ("L-BFGS: shortest fit reaching the SGD probe's best (iteration caps x1.25)",
-         "not reached" if r["lbfgs_reach_sgd_s"] is None else f"{r['lbfgs_reach_sgd_s']:.3f} s",
-         f"{r['lbfgs_reach_sgd_score']:.2f} ({r['lbfgs_reach_sgd_iters']} it.)"),
-        (f"SGD probe (lr {sg['lr']:g}, batch {sg['batch_size']}, cosine {r['sgd_epochs']} epochs) to its best epoch",
-         f"{r['sgd_time_to_best_s']:.2f} s", f"{r['sgd_best_score']:.2f} (epochs {r['sgd_best_epochs']})"),
-        ("SGD probe to the L-BFGS probe's score",
-         "not reached" if r["sgd_time_to_lbfgs_score_s"] is None else f"{r['sgd_time_to_lbfgs_score_s']:.2f} s", ""),
+        (
+            f"L-BFGS probe: {r['grid_size']} regs on val + refit (select_and_refit)",
+            f"{r['lbfgs_sweep_s']:.2f} s",
+            f"{r['lbfgs_sweep_score']:.2f} (reg {r['lbfgs_reg']:.3g})",
+        ),
+        (
+            "L-BFGS: one fit at the chosen reg on train+val",
+            f"{r['lbfgs_single_fit_s']:.3f} s",
+            f"{r['lbfgs_single_fit_score']:.2f}",
+        ),
+        (
+            "L-BFGS: shortest fit reaching the SGD probe's best (iteration caps x1.25)",
+            "not reached" if r["lbfgs_reach_sgd_s"] is None else f"{r['lbfgs_reach_sgd_s']:.3f} s",
+            f"{r['lbfgs_reach_sgd_score']:.2f} ({r['lbfgs_reach_sgd_iters']} it.)",
+        ),
+        (
+            f"SGD probe (lr {sg['lr']:g}, batch {sg['batch_size']}, cosine {r['sgd_epochs']} epochs) to its best epoch",
+            f"{r['sgd_time_to_best_s']:.2f} s",
+            f"{r['sgd_best_score']:.2f} (epochs {r['sgd_best_epochs']})",
+        ),
+        (
+            "SGD probe to the L-BFGS probe's score",
+            "not reached"
+            if r["sgd_time_to_lbfgs_score_s"] is None
+            else f"{r['sgd_time_to_lbfgs_score_s']:.2f} s",
+            "",
+        ),
     ]
     _table(["probe_speed", "time", "test score"], rows, log)
     reach = "n/a" if r["ratio_reach"] is None else f"{r['ratio_reach']:.3g}x"
-    log(f"probe_speed ratio (SGD time to best / L-BFGS time): whole protocol {r['ratio_sweep']:.3g}x, "
+    log(
+        f"probe_speed ratio (SGD time to best / L-BFGS time): whole protocol {r['ratio_sweep']:.3g}x, "
         f"one fit {r['ratio_single_fit']:.3g}x, shortest fit reaching SGD {reach} (goal >= 10x); "
         f"L-BFGS {'reaches' if r['lbfgs_reaches_sgd'] else 'does NOT reach'} the SGD probe's accuracy "
-        f"({r['lbfgs_sweep_score']:.2f} vs {r['sgd_best_score']:.2f})")
+        f"({r['lbfgs_sweep_score']:.2f} vs {r['sgd_best_score']:.2f})"
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -368,11 +487,18 @@ def extraction_speed(bench, trials=3, log=print):
         ratios.append(a / b)
     n = counted["n"]
     return {
-        "images": n, "trials": trials, "device": cfg.MODEL.DEVICE, "batch_size": cfg.CLASSIFICATION.TEST_BATCH_SIZE,
+        "images": n,
+        "trials": trials,
+        "device": cfg.MODEL.DEVICE,
+        "batch_size": cfg.CLASSIFICATION.TEST_BATCH_SIZE,
         "num_workers": cfg.DATALOADER.NUM_WORKERS,
-        "real_images_per_s": n * trials / sum(real_s), "bare_images_per_s": n * trials / sum(bare_s),
-        "ratio": sum(real_s) / sum(bare_s), "ratios": ratios, "ratio_median": statistics.median(ratios),
-        "real_s": real_s, "bare_s": bare_s,
+        "real_images_per_s": n * trials / sum(real_s),
+        "bare_images_per_s": n * trials / sum(bare_s),
+        "ratio": sum(real_s) / sum(bare_s),
+        "ratios": ratios,
+        "ratio_median": statistics.median(ratios),
+        "real_s": real_s,
+        "bare_s": bare_s,
     }
 
 
@@ -383,15 +509,31 @@ def _sync(cfg):
 
 def print_extraction(r, log=print):
     rows = [
-        ("real: task loader + inference_on_dataset + FeatureProbeEvaluator.process",
-         f"{r['real_images_per_s']:.1f}", " ".join(f"{s:.2f}" for s in r["real_s"])),
-        ("bare: torch.no_grad() loop, same loader and model", f"{r['bare_images_per_s']:.1f}",
-         " ".join(f"{s:.2f}" for s in r["bare_s"])),
+        (
+            "real: task loader + inference_on_dataset + FeatureProbeEvaluator.process",
+            f"{r['real_images_per_s']:.1f}",
+            " ".join(f"{s:.2f}" for s in r["real_s"]),
+        ),
+        (
+            "bare: torch.no_grad() loop, same loader and model",
+            f"{r['bare_images_per_s']:.1f}",
+            " ".join(f"{s:.2f}" for s in r["bare_s"]),
+        ),
     ]
-    _table([f"extraction ({r['images']} images, batch {r['batch_size']}, {r['num_workers']} workers, {r['device']})",
-            "images/s", "pass seconds"], rows, log)
-    log(f"extraction ratio real/bare time: {r['ratio']:.3f} over {r['trials']} alternating passes each "
-        f"[per pair min {min(r['ratios']):.3f} median {r['ratio_median']:.3f} max {max(r['ratios']):.3f}] (goal <= 1.05)")
+    _table(
+        [
+            f"extraction ({r['images']} images, batch {r['batch_size']}, {r['num_workers']} workers, {r['device']})",
+            "images/s",
+            "pass seconds",
+        ],
+        rows,
+        log,
+    )
+    log(
+        f"extraction ratio real/bare time: {r['ratio']:.3f} over {r['trials']} alternating passes each "
+        f"[per pair min {min(r['ratios']):.3f} median {r['ratio_median']:.3f} "
+        f"max {max(r['ratios']):.3f}] (goal <= 1.05)"
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -416,18 +558,38 @@ def _train_net_in_process(bench, name, cache):
     t4 = time.perf_counter()
     Trainer.write_eval_results(cfg, results, checkpoint=checkpoint, config_file=bench.config_file)
     t5 = time.perf_counter()
-    t = {"config_s": t1 - t0, "image_check_s": t2 - t1, "model_s": t3 - t2,
-         "extract_s": (t4 - t3) - evaluator.evaluate_s, "fit_s": evaluator.evaluate_s, "results_s": t5 - t4,
-         "total_s": t5 - t0, "score": float(results["linear"]["score"])}
+    t = {
+        "config_s": t1 - t0,
+        "image_check_s": t2 - t1,
+        "model_s": t3 - t2,
+        "extract_s": (t4 - t3) - evaluator.evaluate_s,
+        "fit_s": evaluator.evaluate_s,
+        "results_s": t5 - t4,
+        "total_s": t5 - t0,
+        "score": float(results["linear"]["score"]),
+    }
     return t
 
 
 def _train_net_cli(bench, name, cache):
     out = os.path.join(bench.workdir, name)
     if not bench.train_net:
-        raise ValueError("the CLI mode of probe_cache needs the path of tools/train_net.py (train_net=)")
-    cmd = [sys.executable, bench.train_net, "--config-file", bench.config_file,
-           *bench.opts, "CLASSIFICATION.FEATURE_CACHE", cache, "OUTPUT_DIR", out, "SEED", "0"]
+        raise ValueError(
+            "the CLI mode of probe_cache needs the path of tools/train_net.py (train_net=)"
+        )
+    cmd = [
+        sys.executable,
+        bench.train_net,
+        "--config-file",
+        bench.config_file,
+        *bench.opts,
+        "CLASSIFICATION.FEATURE_CACHE",
+        cache,
+        "OUTPUT_DIR",
+        out,
+        "SEED",
+        "0",
+    ]
     os.makedirs(out, exist_ok=True)
     t0 = time.perf_counter()
     with open(os.path.join(bench.workdir, name + ".log"), "w") as logf:
@@ -451,16 +613,30 @@ def probe_cache(bench, trials=1, cli=False, log=print):
         seconds.append(run(bench, f"probe_second{i}", cache))
     first = _median([r["total_s"] for r in firsts])
     second = _median([r["total_s"] for r in seconds])
-    r = {"mode": "cli" if cli else "in-process", "trials": trials, "first_s": first, "second_s": second,
-         "ratio": second / first, "first": firsts, "second": seconds,
-         "same_score": all(a["score"] == b["score"] for a, b in zip(firsts, seconds))}
+    r = {
+        "mode": "cli" if cli else "in-process",
+        "trials": trials,
+        "first_s": first,
+        "second_s": second,
+        "ratio": second / first,
+        "first": firsts,
+        "second": seconds,
+        "same_score": all(a["score"] == b["score"] for a, b in zip(firsts, seconds)),
+    }
     if not cli:
         # the part of the run that the cache is for: everything but the probe's own fit
-        nofit = [(b["total_s"] - b["fit_s"]) / (a["total_s"] - a["fit_s"]) for a, b in zip(firsts, seconds)]
+        nofit = [
+            (b["total_s"] - b["fit_s"]) / (a["total_s"] - a["fit_s"])
+            for a, b in zip(firsts, seconds)
+        ]
         r["ratio_without_fit"] = _median(nofit)
         r["ratio_without_fit_and_image_check"] = _median(
-            [(b["total_s"] - b["fit_s"] - b["image_check_s"]) / (a["total_s"] - a["fit_s"] - a["image_check_s"])
-             for a, b in zip(firsts, seconds)])
+            [
+                (b["total_s"] - b["fit_s"] - b["image_check_s"])
+                / (a["total_s"] - a["fit_s"] - a["image_check_s"])
+                for a, b in zip(firsts, seconds)
+            ]
+        )
     return r
 
 
@@ -468,19 +644,44 @@ def print_probe_cache(r, log=print):
     stages = ("config_s", "image_check_s", "model_s", "extract_s", "fit_s", "results_s", "total_s")
     if r["mode"] == "in-process":
         rows = []
-        for label, runs in (("first run (extracts)", r["first"]), ("second run (cached)", r["second"])):
+        for label, runs in (
+            ("first run (extracts)", r["first"]),
+            ("second run (cached)", r["second"]),
+        ):
             rows.append((label, *(f"{_median([x[k] for x in runs]):.2f}" for k in stages)))
-        _table(["probe_cache (train_net eval path, in-process), s", "config+layout", "image scan", "model+weights",
-                "extraction", "L-BFGS fit", "results", "total"], rows, log)
+        _table(
+            [
+                "probe_cache (train_net eval path, in-process), s",
+                "config+layout",
+                "image scan",
+                "model+weights",
+                "extraction",
+                "L-BFGS fit",
+                "results",
+                "total",
+            ],
+            rows,
+            log,
+        )
     else:
-        _table(["probe_cache (tools/train_net.py, wall s)", "total"],
-               [("first run (extracts)", f"{r['first_s']:.2f}"), ("second run (cached)", f"{r['second_s']:.2f}")], log)
+        _table(
+            ["probe_cache (tools/train_net.py, wall s)", "total"],
+            [
+                ("first run (extracts)", f"{r['first_s']:.2f}"),
+                ("second run (cached)", f"{r['second_s']:.2f}"),
+            ],
+            log,
+        )
     extra = ""
     if "ratio_without_fit" in r:
-        extra = (f"; without the L-BFGS fit (same in both runs) {100 * r['ratio_without_fit']:.1f}%, "
-                 f"also without the pre-flight image scan {100 * r['ratio_without_fit_and_image_check']:.1f}%")
-    log(f"probe_cache ratio second/first run: {100 * r['ratio']:.1f}% (goal <= 5%){extra}; "
-        f"same test score: {r['same_score']}")
+        extra = (
+            f"; without the L-BFGS fit (same in both runs) {100 * r['ratio_without_fit']:.1f}%, "
+            f"also without the pre-flight image scan {100 * r['ratio_without_fit_and_image_check']:.1f}%"
+        )
+    log(
+        f"probe_cache ratio second/first run: {100 * r['ratio']:.1f}% (goal <= 5%){extra}; "
+        f"same test score: {r['same_score']}"
+    )
 
 
 def _table(header, rows, log):
@@ -493,12 +694,29 @@ def _table(header, rows, log):
 def sgd_recipe(config_file, opts=()):
     """The linear_sgd recipe's optimizer settings from its config (+ ``opts``)."""
     s = load_config(argparse.Namespace(config_file=config_file, opts=list(opts))).SOLVER
-    return {"lr": float(s.BASE_LR), "momentum": float(s.MOMENTUM), "nesterov": bool(s.NESTEROV),
-            "weight_decay": float(s.WEIGHT_DECAY), "batch_size": int(s.IMS_PER_BATCH)}
+    return {
+        "lr": float(s.BASE_LR),
+        "momentum": float(s.MOMENTUM),
+        "nesterov": bool(s.NESTEROV),
+        "weight_decay": float(s.WEIGHT_DECAY),
+        "batch_size": int(s.IMS_PER_BATCH),
+    }
 
 
-def run(parts, workdir, opts=(), *, lbfgs_config, sgd_config, train_net=None, trials=3, sgd_epochs=100,
-        cache_trials=1, cli=False, log=print):
+def run(
+    parts,
+    workdir,
+    opts=(),
+    *,
+    lbfgs_config,
+    sgd_config,
+    train_net=None,
+    trials=3,
+    sgd_epochs=100,
+    cache_trials=1,
+    cli=False,
+    log=print,
+):
     """
     Run the benchmarks named in ``parts``; returns {part: figures}, printing each table.
     ``lbfgs_config`` / ``sgd_config``: the linear_lbfgs and linear_sgd probe configs (tools/benchmark.py
@@ -509,7 +727,9 @@ def run(parts, workdir, opts=(), *, lbfgs_config, sgd_config, train_net=None, tr
     bench = ClsBench(workdir, lbfgs_config, opts, log=log, train_net=train_net)
     out = {}
     if "probe_speed" in parts:
-        out["probe_speed"] = probe_speed(bench, sgd=sgd_recipe(sgd_config, opts), epochs=sgd_epochs, trials=trials, log=log)
+        out["probe_speed"] = probe_speed(
+            bench, sgd=sgd_recipe(sgd_config, opts), epochs=sgd_epochs, trials=trials, log=log
+        )
         print_probe_speed(out["probe_speed"], log)
     if "extraction" in parts:
         out["extraction"] = extraction_speed(bench, trials=trials, log=log)

@@ -4,6 +4,7 @@ Trainer (its hooks, writers, results) over detectron2's bare ``SimpleTrainer``, 
 PyTorch loop (next batch, forward, backward, step), on the same model, optimizer and data, measured
 in interleaved blocks so that machine drift affects both sides alike.
 """
+
 import statistics
 import time
 
@@ -55,7 +56,9 @@ class StepBench:
     def __init__(self, cfg):
         self.cfg = cfg
         self.trainer = Trainer(cfg)
-        self.bare = SimpleTrainer(self.trainer.model, Trainer.build_train_loader(cfg), self.trainer.optimizer)
+        self.bare = SimpleTrainer(
+            self.trainer.model, Trainer.build_train_loader(cfg), self.trainer.optimizer
+        )
         self._torch_batches = iter(Trainer.build_train_loader(cfg))
         self._next_iter = {"trainer": 0, "bare": 0, "torch": 0}
         self._scaler = None
@@ -74,7 +77,9 @@ class StepBench:
     def _torch_step(self, i):
         model, optimizer = self.trainer.model, self.trainer.optimizer
         batch = next(self._torch_batches)
-        if self.cfg.SOLVER.AMP.ENABLED:  # the bare AMP loop: autocast to float16 and a gradient scaler
+        if (
+            self.cfg.SOLVER.AMP.ENABLED
+        ):  # the bare AMP loop: autocast to float16 and a gradient scaler
             if self._scaler is None:
                 self._scaler = torch.cuda.amp.GradScaler()
             with torch.autocast("cuda", dtype=torch.float16):
@@ -90,8 +95,13 @@ class StepBench:
         optimizer.step()
 
     def run(self, which, num_iters):
-        """Run the next ``num_iters`` steps of ``"trainer"``, ``"bare"`` or ``"torch"``; return per-iteration seconds."""
-        step = {"trainer": self._trainer_step, "bare": self._bare_step, "torch": self._torch_step}[which]
+        """
+        Run the next ``num_iters`` steps of ``"trainer"``, ``"bare"`` or ``"torch"``; return
+        per-iteration seconds.
+        """
+        step = {"trainer": self._trainer_step, "bare": self._bare_step, "torch": self._torch_step}[
+            which
+        ]
         storage = self.trainer.storage if which == "trainer" else self.bare.storage
         with storage:  # the current storage while this side steps (entered outside the timed steps)
             times = _timed_steps(self.cfg, step, self._next_iter[which], num_iters)

@@ -19,6 +19,7 @@ lightly is optional (``pip install -e .[bench]``): :func:`lightly_missing` says 
 
     python -m contrastive_det.benchmarks.lightly_compare --side ours --config-file CONFIG --iters 20
 """
+
 import argparse
 import json
 import os
@@ -77,15 +78,23 @@ def time_ours(config_file, opts, warmup, iters, output_dir):
 
     warmup = max(1, warmup)  # the first timed iteration starts at the end of the last warm-up one
     opts = list(opts) + OURS_OPTS + ["SOLVER.MAX_ITER", str(warmup + iters)]
-    args = argparse.Namespace(config_file=config_file, opts=opts, eval_only=False, resume=False,
-                              num_gpus=1, num_machines=1, machine_rank=0, fewer_gpus=False)
+    args = argparse.Namespace(
+        config_file=config_file,
+        opts=opts,
+        eval_only=False,
+        resume=False,
+        num_gpus=1,
+        num_machines=1,
+        machine_rank=0,
+        fewer_gpus=False,
+    )
     cfg = setup(args, seed=0, output_dir=output_dir)  # the seed tools/benchmark.py uses
     trainer = Trainer(cfg, config_file=config_file)
     trainer.resume_or_load(resume=False)
     stamps = EndStamps()
     trainer.register_hooks([stamps])  # after every other hook, the PeriodicWriter included
     trainer.train()
-    times = [b - a for a, b in zip(stamps.stamps[warmup - 1:], stamps.stamps[warmup:])]
+    times = [b - a for a, b in zip(stamps.stamps[warmup - 1 :], stamps.stamps[warmup:])]
     return cfg, times
 
 
@@ -96,7 +105,9 @@ def image_folder_root(cfg):
     dicts = DatasetCatalog.get(cfg.DATASETS.TRAIN[0])
     roots = {os.path.dirname(os.path.dirname(d["file_name"])) for d in dicts}
     if len(roots) != 1:
-        raise ValueError(f"{cfg.DATASETS.TRAIN[0]} is not one class-per-folder tree (roots {sorted(roots)[:3]})")
+        raise ValueError(
+            f"{cfg.DATASETS.TRAIN[0]} is not one class-per-folder tree (roots {sorted(roots)[:3]})"
+        )
     return roots.pop()
 
 
@@ -111,24 +122,41 @@ def time_lightly(cfg, warmup, iters):
 
     c, m, s = cfg.INPUT.TWO_VIEW, cfg.MODEL, cfg.SOLVER
     if tuple(c.CROP_SCALE)[1] != 1.0:
-        raise ValueError("lightly's SimCLRTransform crops up to the whole image: INPUT.TWO_VIEW.CROP_SCALE must end at 1.0")
+        raise ValueError(
+            "lightly's SimCLRTransform crops up to the whole image: INPUT.TWO_VIEW.CROP_SCALE must end at 1.0"
+        )
     torch.manual_seed(cfg.SEED)
     brightness, contrast, saturation, hue = c.JITTER
     transform = SimCLRTransform(
-        input_size=c.CROP_SIZE, cj_prob=c.JITTER_PROB, cj_strength=1.0, cj_bright=brightness,
-        cj_contrast=contrast, cj_sat=saturation, cj_hue=hue, min_scale=c.CROP_SCALE[0],
-        random_gray_scale=c.GRAYSCALE_PROB, gaussian_blur=c.BLUR_PROB, sigmas=tuple(c.BLUR_SIGMA),
+        input_size=c.CROP_SIZE,
+        cj_prob=c.JITTER_PROB,
+        cj_strength=1.0,
+        cj_bright=brightness,
+        cj_contrast=contrast,
+        cj_sat=saturation,
+        cj_hue=hue,
+        min_scale=c.CROP_SCALE[0],
+        random_gray_scale=c.GRAYSCALE_PROB,
+        gaussian_blur=c.BLUR_PROB,
+        sigmas=tuple(c.BLUR_SIGMA),
         hf_prob=c.FLIP_PROB,
     )
     dataset = torchvision.datasets.ImageFolder(image_folder_root(cfg), transform=transform)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=s.IMS_PER_BATCH, shuffle=True, drop_last=True,
-                                         num_workers=cfg.DATALOADER.NUM_WORKERS)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=s.IMS_PER_BATCH,
+        shuffle=True,
+        drop_last=True,
+        num_workers=cfg.DATALOADER.NUM_WORKERS,
+    )
 
     class SimCLR(nn.Module):
         def __init__(self, backbone, out_dim):
             super().__init__()
             self.backbone = backbone
-            self.projection_head = SimCLRProjectionHead(out_dim, m.CONTRASTIVE.PROJ_HIDDEN_DIM, m.CONTRASTIVE.PROJ_DIM)
+            self.projection_head = SimCLRProjectionHead(
+                out_dim, m.CONTRASTIVE.PROJ_HIDDEN_DIM, m.CONTRASTIVE.PROJ_DIM
+            )
 
         def forward(self, x):
             return self.projection_head(self.backbone(x).flatten(start_dim=1))
@@ -141,9 +169,13 @@ def time_lightly(cfg, warmup, iters):
     if s.OPTIMIZER == "AdamW":
         optimizer = torch.optim.AdamW(model.parameters(), lr=s.BASE_LR, weight_decay=s.WEIGHT_DECAY)
     elif s.OPTIMIZER == "SGD":
-        optimizer = torch.optim.SGD(model.parameters(), lr=s.BASE_LR, momentum=s.MOMENTUM, weight_decay=s.WEIGHT_DECAY)
+        optimizer = torch.optim.SGD(
+            model.parameters(), lr=s.BASE_LR, momentum=s.MOMENTUM, weight_decay=s.WEIGHT_DECAY
+        )
     else:
-        raise ValueError(f"the lightly comparison supports SOLVER.OPTIMIZER AdamW and SGD, got {s.OPTIMIZER}")
+        raise ValueError(
+            f"the lightly comparison supports SOLVER.OPTIMIZER AdamW and SGD, got {s.OPTIMIZER}"
+        )
 
     def sync():
         if device.startswith("cuda"):
@@ -181,12 +213,28 @@ def run_block(side, config_file, opts, warmup, iters):
     """One block of one side in a fresh process; returns :func:`_block_result`'s dict."""
     with tempfile.TemporaryDirectory(prefix=f"cdet_{side}_") as tmp:
         out = os.path.join(tmp, "block.json")
-        cmd = [sys.executable, "-m", "contrastive_det.benchmarks.lightly_compare", "--side", side,
-               "--config-file", config_file, "--warmup", str(warmup), "--iters", str(iters),
-               "--json", out, "--output-dir", os.path.join(tmp, "out")] + list(opts)
+        cmd = [
+            sys.executable,
+            "-m",
+            "contrastive_det.benchmarks.lightly_compare",
+            "--side",
+            side,
+            "--config-file",
+            config_file,
+            "--warmup",
+            str(warmup),
+            "--iters",
+            str(iters),
+            "--json",
+            out,
+            "--output-dir",
+            os.path.join(tmp, "out"),
+        ] + list(opts)
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
-            raise RuntimeError(f"{side} block failed ({' '.join(cmd)}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+            raise RuntimeError(
+                f"{side} block failed ({' '.join(cmd)}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+            )
         with open(out) as f:
             return json.load(f)
 
@@ -222,7 +270,9 @@ def compare(config_file, opts, warmup, iters, trials, log=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--side", choices=("ours", "lightly"), required=True)
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--warmup", type=int, default=3)

@@ -1,4 +1,5 @@
 """Every config key contrastive-det adds to detectron2's defaults, one comment per key."""
+
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg as _d2_get_cfg
 
@@ -83,12 +84,16 @@ def add_pretrain_config(cfg):
     cfg.MODEL.TV_RESNET = CN()
     # 18, 34, 50, 101 or 152; 0 (classification transfer): the depth of the MODEL.WEIGHTS checkpoint
     cfg.MODEL.TV_RESNET.DEPTH = 50
-    cfg.MODEL.TV_RESNET.WIDTH_PER_GROUP = 64  # bottleneck width (64 = standard; 128 = wide ResNet-50-2)
+    cfg.MODEL.TV_RESNET.WIDTH_PER_GROUP = (
+        64  # bottleneck width (64 = standard; 128 = wide ResNet-50-2)
+    )
     # Batch norm of the trunk, by detectron2 name: "BN", or global BN "SyncBN" / "nnSyncBN" (torch's,
     # CUDA) / "naiveSyncBN" (detectron2's, also on CPU over gloo). In one process every synced flavour
     # becomes BN; on several CPU processes SyncBN becomes naiveSyncBN. The projection heads take it too.
     cfg.MODEL.TV_RESNET.NORM = "BN"
-    cfg.MODEL.TV_RESNET.ZERO_INIT_RESIDUAL = False  # zero-init the last BN gamma of each residual block
+    cfg.MODEL.TV_RESNET.ZERO_INIT_RESIDUAL = (
+        False  # zero-init the last BN gamma of each residual block
+    )
 
     cfg.MODEL.CONTRASTIVE = CN()
     # Projection MLP: PROJ_LAYERS linear layers (BN + ReLU between them), hidden width PROJ_HIDDEN_DIM,
@@ -98,12 +103,22 @@ def add_pretrain_config(cfg):
     cfg.MODEL.CONTRASTIVE.PROJ_DIM = 128
     # A norm after hidden linear layers (SimCLR v1 uses it; MoCo v2 not), of MODEL.TV_RESNET.NORM's kind.
     cfg.MODEL.CONTRASTIVE.PROJ_BN = False
-    cfg.MODEL.CONTRASTIVE.TEMPERATURE = 0.2  # MoCo v2 0.2; SimCLR 0.5 (batch 256) / 0.1; SupCon 0.07
-    cfg.MODEL.CONTRASTIVE.BASE_TEMPERATURE = 0.07  # SupCon: loss scaled by TEMPERATURE / BASE_TEMPERATURE
-    cfg.MODEL.CONTRASTIVE.CONTRAST_MODE = "all"  # SupCon: "all" views are anchors, or only view "one"
+    cfg.MODEL.CONTRASTIVE.TEMPERATURE = (
+        0.2  # MoCo v2 0.2; SimCLR 0.5 (batch 256) / 0.1; SupCon 0.07
+    )
+    cfg.MODEL.CONTRASTIVE.BASE_TEMPERATURE = (
+        0.07  # SupCon: loss scaled by TEMPERATURE / BASE_TEMPERATURE
+    )
+    cfg.MODEL.CONTRASTIVE.CONTRAST_MODE = (
+        "all"  # SupCon: "all" views are anchors, or only view "one"
+    )
     cfg.MODEL.CONTRASTIVE.MOMENTUM = 0.999  # momentum of the key encoder (MoCo-style methods)
-    cfg.MODEL.CONTRASTIVE.QUEUE_SIZE = 65536  # keys (and labels) kept in the queue; multiple of the global batch
-    cfg.MODEL.CONTRASTIVE.SHUFFLE_BN = True  # MoCo's shuffled BN for the key encoder (needs > 1 process)
+    cfg.MODEL.CONTRASTIVE.QUEUE_SIZE = (
+        65536  # keys (and labels) kept in the queue; multiple of the global batch
+    )
+    cfg.MODEL.CONTRASTIVE.SHUFFLE_BN = (
+        True  # MoCo's shuffled BN for the key encoder (needs > 1 process)
+    )
     cfg.MODEL.CONTRASTIVE.NUM_CLASSES = 1000  # classes of the supervised/joint objectives' labels
     # The joint objectives (CE+SelfSupCon "CESelfSupCon", SupCon+SelfSupCon "SupConSelfSupCon").
     cfg.MODEL.JOINT = CN()
@@ -130,9 +145,13 @@ def add_pretrain_config(cfg):
     cfg.INPUT.TWO_VIEW.GRAYSCALE_PROB = 0.2
     cfg.INPUT.TWO_VIEW.BLUR_PROB = 0.5  # Gaussian blur probability (0 disables)
     cfg.INPUT.TWO_VIEW.BLUR_SIGMA = (0.1, 2.0)
-    cfg.INPUT.TWO_VIEW.BLUR_KERNEL_FRACTION = 0.1  # kernel side as a fraction of CROP_SIZE (made odd)
+    cfg.INPUT.TWO_VIEW.BLUR_KERNEL_FRACTION = (
+        0.1  # kernel side as a fraction of CROP_SIZE (made odd)
+    )
     cfg.INPUT.TWO_VIEW.SOLARIZE_PROB = 0.0  # optional solarization (BYOL-style), threshold 128
-    cfg.INPUT.TWO_VIEW.TEST_RESIZE = 256  # kNN/eval: resize shorter side, then center crop CROP_SIZE
+    cfg.INPUT.TWO_VIEW.TEST_RESIZE = (
+        256  # kNN/eval: resize shorter side, then center crop CROP_SIZE
+    )
 
     # kNN monitor on a held-out split (run by the eval hook): bank = TEST.KNN.BANK, queries = DATASETS.TEST.
     cfg.TEST.KNN = CN()
@@ -163,7 +182,10 @@ def add_pretrain_config(cfg):
 
     cfg.SOLVER.OPTIMIZER = "SGD"  # "SGD" (detectron2's, MOMENTUM/NESTEROV), "LARS" or "AdamW"
     cfg.SOLVER.LARS_ETA = 0.001  # LARS trust coefficient
-    cfg.SOLVER.ADAM_BETAS = (0.9, 0.999)  # AdamW (beta1, beta2); WEIGHT_DECAY is the decoupled decay
+    cfg.SOLVER.ADAM_BETAS = (
+        0.9,
+        0.999,
+    )  # AdamW (beta1, beta2); WEIGHT_DECAY is the decoupled decay
     return cfg
 
 
@@ -248,16 +270,22 @@ def add_classification_config(cfg):
     # class mean by cosine similarity) or "protonet" (ProtoNet / ssl-transfer: nearest mean of the raw
     # features by squared Euclidean distance).
     cfg.CLASSIFICATION.FEW_SHOT.CLASSIFIER = "logistic"
-    cfg.CLASSIFICATION.FEW_SHOT.REG = 1.0  # logistic regression's L2 penalty (scikit-learn's default C = 1)
+    cfg.CLASSIFICATION.FEW_SHOT.REG = (
+        1.0  # logistic regression's L2 penalty (scikit-learn's default C = 1)
+    )
 
     # Core-tuning (Zhang et al. 2021; docs/design.md section 5): loss = CE + ETA * focal SupCon.
     cfg.CLASSIFICATION.CORE_TUNING = CN()
     cfg.CLASSIFICATION.CORE_TUNING.ETA = 0.1
     cfg.CLASSIFICATION.CORE_TUNING.ALPHA = 1.0  # mixup lambda ~ Beta(ALPHA, ALPHA)
     cfg.CLASSIFICATION.CORE_TUNING.TEMPERATURE = 0.07
-    cfg.CLASSIFICATION.CORE_TUNING.HIDDEN_DIM = 2048  # contrastive head in_dim -> HIDDEN_DIM -> PROJ_DIM
+    cfg.CLASSIFICATION.CORE_TUNING.HIDDEN_DIM = (
+        2048  # contrastive head in_dim -> HIDDEN_DIM -> PROJ_DIM
+    )
     cfg.CLASSIFICATION.CORE_TUNING.PROJ_DIM = 256
-    cfg.CLASSIFICATION.CORE_TUNING.MIN_SHUFFLED_WEIGHT = 0.8  # hard negatives: weight of the shuffled side
+    cfg.CLASSIFICATION.CORE_TUNING.MIN_SHUFFLED_WEIGHT = (
+        0.8  # hard negatives: weight of the shuffled side
+    )
     # Scale of the focal SupCon term: "batch" = each anchor's weighted sum divided by the batch rows, as
     # the authors' code does (ETA 0.1 was tuned at this scale); "positives" = SupCon's mean over positives.
     cfg.CLASSIFICATION.CORE_TUNING.CON_NORMALIZATION = "batch"
@@ -286,9 +314,13 @@ def add_segmentation_config(cfg):
     # FCNHead (contrastive_det/modeling/sem_seg_heads.py) on detectron2's MODEL.SEM_SEG_HEAD keys
     # (NAME, IN_FEATURES, NUM_CLASSES, CONVS_DIM, NORM, IGNORE_VALUE, LOSS_WEIGHT) plus these:
     head = cfg.MODEL.SEM_SEG_HEAD
-    head.NUM_CONVS = 2  # 3x3 conv + norm + ReLU blocks of the head (MoCo's FCN-16s and mmseg's FCN: 2)
+    head.NUM_CONVS = (
+        2  # 3x3 conv + norm + ReLU blocks of the head (MoCo's FCN-16s and mmseg's FCN: 2)
+    )
     head.DILATION = 1  # dilation (= padding) of those convs (MoCo's FCN-16s: 6; mmseg's FCN-D8: 1)
-    head.CONCAT_INPUT = False  # mmseg's concat_input: concat the input with the conv output, fuse by a 3x3 conv
+    head.CONCAT_INPUT = (
+        False  # mmseg's concat_input: concat the input with the conv output, fuse by a 3x3 conv
+    )
     head.DROPOUT = 0.0  # Dropout2d before the 1x1 classifier (mmseg: 0.1; MoCo: none)
     # Auxiliary FCN head during training (mmseg: on "res4", 1 conv of 256 channels, loss weight 0.4).
     # "" = none. The feature must be in MODEL.RESNETS.OUT_FEATURES.
@@ -316,7 +348,9 @@ def add_segmentation_config(cfg):
     # Poly learning rate ("WarmupPolyLR", contrastive_det/solver/lr_schedule.py):
     # (BASE_LR - POLY_LR_MIN) * (1 - iter / MAX_ITER) ^ POLY_LR_POWER + POLY_LR_MIN.
     cfg.SOLVER.POLY_LR_POWER = 0.9
-    cfg.SOLVER.POLY_LR_MIN = 0.0  # mmseg's min_lr (1e-4 in its FCN-D8 schedule); 0 = detectron2's poly
+    cfg.SOLVER.POLY_LR_MIN = (
+        0.0  # mmseg's min_lr (1e-4 in its FCN-D8 schedule); 0 = detectron2's poly
+    )
 
     # Training augmentation of segmentation images and label maps (data/sem_seg_mapper.py), in order:
     cfg.INPUT.SEM_SEG = CN()

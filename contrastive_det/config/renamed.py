@@ -8,6 +8,7 @@ key, so a run's saved config.yaml holds the new name only. The old name wins ove
 user's own (older) config or command line gives it, which is more specific than the shipped configs it
 inherits from; the message names the value it replaced. A value of the wrong type names both keys.
 """
+
 import logging
 
 from yacs.config import CfgNode
@@ -33,7 +34,9 @@ def add_renamed_keys(cfg: CfgNode) -> CfgNode:
     return cfg
 
 
-def upgrade_renamed_keys(cfg: CfgNode, defaults: CfgNode, logger: logging.Logger | None = None) -> CfgNode:
+def upgrade_renamed_keys(
+    cfg: CfgNode, defaults: CfgNode, logger: logging.Logger | None = None
+) -> CfgNode:
     """
     Move the values given under old names to their new keys (see the module docstring). ``defaults``:
     the default config (:func:`contrastive_det.config.get_cfg`), to tell a new key the user set.
@@ -47,10 +50,14 @@ def upgrade_renamed_keys(cfg: CfgNode, defaults: CfgNode, logger: logging.Logger
         try:
             value = type(default)(value) if not isinstance(value, type(default)) else value
         except (TypeError, ValueError):
-            raise ValueError(f"{old} (deprecated, now {new}): expected a {type(default).__name__}, got {value!r}") from None
+            raise ValueError(
+                f"{old} (deprecated, now {new}): expected a {type(default).__name__}, got {value!r}"
+            ) from None
         replaced = f", replacing {current!r}" if current != value else ""
-        logger.warning(f"{old} is deprecated and will be removed in {REMOVED_IN}: it now reads {new} "
-                       f"(set to {value!r}{replaced}); rename it in your config")
+        logger.warning(
+            f"{old} is deprecated and will be removed in {REMOVED_IN}: it now reads {new} "
+            f"(set to {value!r}{replaced}); rename it in your config"
+        )
         set_key(cfg, new, value)
         set_key(cfg, old, None)
     return cfg

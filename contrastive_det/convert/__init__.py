@@ -9,6 +9,7 @@ proof. Readers (one per input layout) and writers (one per output layout) are ta
     save_canonical("r50.pth", model.state_dict(), arch="resnet50", method="mocov2")
     convert_checkpoint("r50.pth", "r50.pkl", log=print)
 """
+
 from .canonical import (
     CANONICAL_FORMAT,
     TORCHVISION_PIXEL_MEAN,
@@ -18,7 +19,12 @@ from .canonical import (
 )
 from .checkpoint_io import load_checkpoint_file
 from .d2config import config_overrides, detectron2_config
-from .errors import AmbiguousCheckpointError, ConversionError, UnsafeCheckpointError, VerificationError
+from .errors import (
+    AmbiguousCheckpointError,
+    ConversionError,
+    UnsafeCheckpointError,
+    VerificationError,
+)
 from .detection_weights import convert_weights_for_detection
 from .extraction import Extraction
 from .pipeline import ConversionResult, convert_checkpoint

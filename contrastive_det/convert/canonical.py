@@ -16,6 +16,7 @@ Pixel statistics follow detectron2's convention: per channel, 0-255 scale, in th
 ``torchvision.models.resnet50().load_state_dict(state_dict, strict=False)`` (only ``fc.*`` and
 the BN counters are missing).
 """
+
 from __future__ import annotations
 
 import math
@@ -125,10 +126,16 @@ def canonical_backbone(state_dict, depth=None, *, where="state_dict", depth_name
     return out, depth
 
 
-def canonical_payload(state_dict: Mapping[str, torch.Tensor], *, arch: str, method: str = "unspecified",
-                      pixel_mean: Sequence[float] = TORCHVISION_PIXEL_MEAN,
-                      pixel_std: Sequence[float] = TORCHVISION_PIXEL_STD, input_format: str = "RGB",
-                      extra: dict | None = None) -> dict:
+def canonical_payload(
+    state_dict: Mapping[str, torch.Tensor],
+    *,
+    arch: str,
+    method: str = "unspecified",
+    pixel_mean: Sequence[float] = TORCHVISION_PIXEL_MEAN,
+    pixel_std: Sequence[float] = TORCHVISION_PIXEL_STD,
+    input_format: str = "RGB",
+    extra: dict | None = None,
+) -> dict:
     """The validated dict that :func:`save_canonical` writes (see the module docstring)."""
     arch_depth = _arch_depth(arch)
     backbone, depth = canonical_backbone(state_dict, arch_depth)
@@ -151,10 +158,17 @@ def canonical_payload(state_dict: Mapping[str, torch.Tensor], *, arch: str, meth
     return {"format": CANONICAL_FORMAT, "state_dict": dict(backbone), "meta": meta}
 
 
-def save_canonical(path: str, state_dict: Mapping[str, torch.Tensor], *, arch: str, method: str = "unspecified",
-                   pixel_mean: Sequence[float] = TORCHVISION_PIXEL_MEAN,
-                   pixel_std: Sequence[float] = TORCHVISION_PIXEL_STD, input_format: str = "RGB",
-                   extra: dict | None = None) -> dict:
+def save_canonical(
+    path: str,
+    state_dict: Mapping[str, torch.Tensor],
+    *,
+    arch: str,
+    method: str = "unspecified",
+    pixel_mean: Sequence[float] = TORCHVISION_PIXEL_MEAN,
+    pixel_std: Sequence[float] = TORCHVISION_PIXEL_STD,
+    input_format: str = "RGB",
+    extra: dict | None = None,
+) -> dict:
     """
     Write a torchvision ResNet backbone as a canonical checkpoint at ``path``, atomically.
 
@@ -171,8 +185,13 @@ def save_canonical(path: str, state_dict: Mapping[str, torch.Tensor], *, arch: s
         the metadata dict written.
     """
     payload = canonical_payload(
-        state_dict, arch=arch, method=method, pixel_mean=pixel_mean, pixel_std=pixel_std,
-        input_format=input_format, extra=extra,
+        state_dict,
+        arch=arch,
+        method=method,
+        pixel_mean=pixel_mean,
+        pixel_std=pixel_std,
+        input_format=input_format,
+        extra=extra,
     )
     with atomic_open(os.fspath(path), "wb") as f:
         torch.save(payload, f)
@@ -194,10 +213,13 @@ def parse_canonical(obj, where="checkpoint"):
     missing = [k for k in _META_KEYS if k not in meta]
     if missing:
         raise ConversionError(f"{where}: meta lacks {missing}")
-    state_dict, depth = canonical_backbone(obj.get("state_dict"), _arch_depth(meta["arch"]),
-                                           where=f"{where}['state_dict']")
+    state_dict, depth = canonical_backbone(
+        obj.get("state_dict"), _arch_depth(meta["arch"]), where=f"{where}['state_dict']"
+    )
     if int(meta["depth"]) != depth:
-        raise ConversionError(f"{where}: meta depth {meta['depth']} but the weights are ResNet-{depth}")
+        raise ConversionError(
+            f"{where}: meta depth {meta['depth']} but the weights are ResNet-{depth}"
+        )
     return state_dict, dict(meta)
 
 

@@ -11,6 +11,7 @@ Anything else (``argparse.Namespace``, custom classes, ...) is refused with
 normally (``weights_only=False``), which can run arbitrary code: only for files you trust.
 A missing, empty, truncated or corrupt file raises :class:`ConversionError` naming the file.
 """
+
 import os
 import pickle
 import zipfile
@@ -123,8 +124,16 @@ def load_checkpoint_file(path, *, trust=False):
             name = str(e).split("__unsafe__:", 1)[-1]
             raise _unsafe(path, [name]) from None
         first = None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, AttributeError,
-            ImportError, MemoryError) as e:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        IndexError,
+        AttributeError,
+        ImportError,
+        MemoryError,
+    ) as e:
         raise _corrupt(path, e) from None
     if first == _TORCH_LEGACY_MAGIC:
         return _torch_load(path, trust)

@@ -7,6 +7,7 @@ strictly into a torchvision ResNet of the config's depth and width, and is writt
 checkpoint of the classifier itself (``model_final.pth`` of a fine-tuning run) is used as it is;
 anything else stops the run.
 """
+
 import os
 
 import torch
@@ -21,19 +22,27 @@ from .pipeline import canonicalise, read
 
 CLASSIFIER_WEIGHTS_FILE = "classifier_weights.pth"
 TORCHVISION_CONVENTIONS = {
-    "input_format": "RGB", "pixel_mean": list(TORCHVISION_PIXEL_MEAN), "pixel_std": list(TORCHVISION_PIXEL_STD),
+    "input_format": "RGB",
+    "pixel_mean": list(TORCHVISION_PIXEL_MEAN),
+    "pixel_std": list(TORCHVISION_PIXEL_STD),
     "stride_in_1x1": False,
 }
 # detectron2's defaults (its config.yaml omits nothing, but an older one may): MSRA/Caffe2 conventions
-_D2_DEFAULTS = {"INPUT.FORMAT": "BGR", "MODEL.PIXEL_MEAN": [103.530, 116.280, 123.675],
-                "MODEL.PIXEL_STD": [1.0, 1.0, 1.0], "MODEL.RESNETS.STRIDE_IN_1X1": True}
+_D2_DEFAULTS = {
+    "INPUT.FORMAT": "BGR",
+    "MODEL.PIXEL_MEAN": [103.530, 116.280, 123.675],
+    "MODEL.PIXEL_STD": [1.0, 1.0, 1.0],
+    "MODEL.RESNETS.STRIDE_IN_1X1": True,
+}
 TRUNK_PREFIX = "trunk.resnet."  # names of the trunk's tensors in contrastive_det's Classifier
 
 
 def is_classifier_checkpoint(ckpt):
     """A state dict of contrastive_det's Classifier (bare or under "model")."""
     sd = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
-    return isinstance(sd, dict) and any(isinstance(k, str) and k.startswith(TRUNK_PREFIX) for k in sd)
+    return isinstance(sd, dict) and any(
+        isinstance(k, str) and k.startswith(TRUNK_PREFIX) for k in sd
+    )
 
 
 def _complete_and_check(state_dict, depth, width, source):
@@ -83,16 +92,24 @@ def input_conventions(cfg, source, ckpt, ext_format, meta):
     Caffe2-normalised, with the stride in the 1x1 conv) and ConversionError says what to do.
     """
     if ext_format != "detectron2":
-        conv = {k: meta.get(k, v) for k, v in TORCHVISION_CONVENTIONS.items() if k != "stride_in_1x1"}
-        return dict(conv, stride_in_1x1=False), "the checkpoint's metadata (torchvision's where it records none)"
+        conv = {
+            k: meta.get(k, v) for k, v in TORCHVISION_CONVENTIONS.items() if k != "stride_in_1x1"
+        }
+        return dict(
+            conv, stride_in_1x1=False
+        ), "the checkpoint's metadata (torchvision's where it records none)"
     if isinstance(ckpt, dict) and ckpt.get("__author__") == "contrastive_det":
-        return dict(TORCHVISION_CONVENTIONS), "tools/convert_to_detectron2.py's output (torchvision's)"
+        return dict(
+            TORCHVISION_CONVENTIONS
+        ), "tools/convert_to_detectron2.py's output (torchvision's)"
     run_config = os.path.join(os.path.dirname(os.path.abspath(source)), "config.yaml")
     if os.path.isfile(run_config):
         d2 = _d2_run_config(run_config)
         return {
-            "input_format": str(d2["INPUT.FORMAT"]), "pixel_mean": [float(v) for v in d2["MODEL.PIXEL_MEAN"]],
-            "pixel_std": [float(v) for v in d2["MODEL.PIXEL_STD"]], "stride_in_1x1": bool(d2["MODEL.RESNETS.STRIDE_IN_1X1"]),
+            "input_format": str(d2["INPUT.FORMAT"]),
+            "pixel_mean": [float(v) for v in d2["MODEL.PIXEL_MEAN"]],
+            "pixel_std": [float(v) for v in d2["MODEL.PIXEL_STD"]],
+            "stride_in_1x1": bool(d2["MODEL.RESNETS.STRIDE_IN_1X1"]),
         }, run_config
     if get_key(cfg, "MODEL.CLASSIFIER.WEIGHTS_CONVENTIONS", default="") == "torchvision":
         return dict(TORCHVISION_CONVENTIONS), "MODEL.CLASSIFIER.WEIGHTS_CONVENTIONS"
@@ -126,18 +143,26 @@ def honour_conventions(cfg, state_dict, conventions, where, source, log=print):
         )
     mean, std = list(conventions["pixel_mean"]), list(conventions["pixel_std"])
     if conventions["input_format"] == "BGR":
-        state_dict = dict(state_dict, **{"conv1.weight": state_dict["conv1.weight"].flip(1)})  # BGR filters -> RGB input
+        state_dict = dict(
+            state_dict, **{"conv1.weight": state_dict["conv1.weight"].flip(1)}
+        )  # BGR filters -> RGB input
         mean, std = mean[::-1], std[::-1]
-        log(f"  input: BGR weights (from {where}): conv1's input channels reversed to take RGB images")
+        log(
+            f"  input: BGR weights (from {where}): conv1's input channels reversed to take RGB images"
+        )
     elif conventions["input_format"] != "RGB":
-        raise ConversionError(f"MODEL.WEIGHTS {source}: input format {conventions['input_format']!r} from {where} "
-                              "is neither RGB nor BGR")
+        raise ConversionError(
+            f"MODEL.WEIGHTS {source}: input format {conventions['input_format']!r} from {where} "
+            "is neither RGB nor BGR"
+        )
     overrides = []
     for key, want in (("MODEL.PIXEL_MEAN", mean), ("MODEL.PIXEL_STD", std)):
         have = [float(v) for v in get_key(cfg, key)]
         if len(have) != 3 or any(abs(a - b) > 1e-3 for a, b in zip(have, want)):
             overrides += [key, str([float(v) for v in want])]
-            log(f"  input: {key} {have} -> {[round(v, 4) for v in want]} (the weights' own, from {where})")
+            log(
+                f"  input: {key} {have} -> {[round(v, 4) for v in want]} (the weights' own, from {where})"
+            )
     return state_dict, overrides
 
 
@@ -160,7 +185,9 @@ def read_trunk(cfg, purpose, log=print):
     ext = read(source, prefix=prefix)
     log(f"  source: format {ext.format}, backbone at {ext.source}")
     # DEPTH 0: whatever depth the checkpoint's keys show (a study's own checkpoints of any depth)
-    backbone, _ = canonicalise(ext, depth=depth or None, where=source, say=lambda line: log(f"  {line}"))
+    backbone, _ = canonicalise(
+        ext, depth=depth or None, where=source, say=lambda line: log(f"  {line}")
+    )
     return _complete_and_check(backbone.state_dict, backbone.depth, width, source), backbone
 
 
@@ -181,16 +208,20 @@ def prepare_classifier_weights(cfg, output_dir, log=print):
     """
     source = cfg.MODEL.WEIGHTS
     if int(cfg.MODEL.TV_RESNET.DEPTH) == 0 and not source:
-        raise ConversionError("MODEL.TV_RESNET.DEPTH 0 takes the depth of MODEL.WEIGHTS, but MODEL.WEIGHTS is empty "
-                              "(random initialisation): set a depth (18, 34, 50, 101 or 152)")
+        raise ConversionError(
+            "MODEL.TV_RESNET.DEPTH 0 takes the depth of MODEL.WEIGHTS, but MODEL.WEIGHTS is empty "
+            "(random initialisation): set a depth (18, 34, 50, 101 or 152)"
+        )
     if not source:
         return []
     ckpt = load_checkpoint_file(source)
     if is_classifier_checkpoint(ckpt):
         if int(cfg.MODEL.TV_RESNET.DEPTH) == 0:
-            raise ConversionError(f"MODEL.WEIGHTS {source} is a classifier checkpoint of this suite: set "
-                                  "MODEL.TV_RESNET.DEPTH to the depth it was trained with (0 reads it from a backbone "
-                                  "checkpoint only)")
+            raise ConversionError(
+                f"MODEL.WEIGHTS {source} is a classifier checkpoint of this suite: set "
+                "MODEL.TV_RESNET.DEPTH to the depth it was trained with (0 reads it from a backbone "
+                "checkpoint only)"
+            )
         return []
     state_dict, backbone = read_trunk(cfg, "the classifier", log)
     depth_overrides = []
@@ -201,19 +232,29 @@ def prepare_classifier_weights(cfg, output_dir, log=print):
         cfg.defrost()
         cfg.MODEL.TV_RESNET.DEPTH = backbone.depth
     conventions, where = input_conventions(cfg, source, ckpt, backbone.source_format, backbone.meta)
-    state_dict, input_overrides = honour_conventions(cfg, state_dict, conventions, where, source, log)
+    state_dict, input_overrides = honour_conventions(
+        cfg, state_dict, conventions, where, source, log
+    )
     os.makedirs(output_dir, exist_ok=True)
     target = os.path.join(output_dir, CLASSIFIER_WEIGHTS_FILE)
     payload = {
         "model": {TRUNK_PREFIX + k: v for k, v in state_dict.items()},
         "__author__": "contrastive_det",
-        "meta": dict(backbone.meta, source=os.path.abspath(source), source_format=backbone.source_format),
+        "meta": dict(
+            backbone.meta, source=os.path.abspath(source), source_format=backbone.source_format
+        ),
     }
     with atomic_open(target, "wb") as f:
         torch.save(payload, f)
     log(f"  wrote {target} ({len(payload['model'])} trunk tensors)")
-    overrides = ["MODEL.WEIGHTS", target, "RESULTS.WEIGHTS_SOURCE", os.path.abspath(source), *depth_overrides,
-                 *input_overrides]
+    overrides = [
+        "MODEL.WEIGHTS",
+        target,
+        "RESULTS.WEIGHTS_SOURCE",
+        os.path.abspath(source),
+        *depth_overrides,
+        *input_overrides,
+    ]
     method = backbone.meta.get("method")
     if not cfg.RESULTS.METHOD and method and method != "unspecified":
         overrides += ["RESULTS.METHOD", method]

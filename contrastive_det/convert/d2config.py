@@ -8,6 +8,7 @@ which sets ``MODEL.WEIGHTS`` and the keys below; train with
 ``tools/train_net.py --config-file my.yaml``. (A ``_BASE_`` file cannot pull settings from the file
 that inherits it, so a keys-only fragment would need a second config anyway.)
 """
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,9 @@ from .errors import ConversionError
 from .resnet_keys import BOTTLENECK_DEPTHS, res2_out_channels
 
 
-def detectron2_config(depth: int, meta: dict | None = None, weights: str | None = None) -> OrderedDict:
+def detectron2_config(
+    depth: int, meta: dict | None = None, weights: str | None = None
+) -> OrderedDict:
     """OrderedDict of dotted config keys -> values for a torchvision-layout ResNet of ``depth``."""
     meta = meta or {}
     cfg = OrderedDict()
@@ -92,7 +95,9 @@ def check_base(base, depth):
     try:
         cfg = _load_cfg(base)
     except Exception as e:  # noqa: BLE001
-        raise ConversionError(f"--base {base}: cannot load it as a detectron2 config: {e}") from None
+        raise ConversionError(
+            f"--base {base}: cannot load it as a detectron2 config: {e}"
+        ) from None
     if cfg.MODEL.META_ARCHITECTURE != "GeneralizedRCNN":
         return cfg  # no ROI heads to check (semantic segmentation)
     from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, Res5ROIHeads
@@ -103,8 +108,15 @@ def check_base(base, depth):
         heads = ROI_HEADS_REGISTRY.get(cfg.MODEL.ROI_HEADS.NAME)
     except KeyError:
         heads = None
-    basic_ok = heads is not None and issubclass(heads, Res5ROIHeadsExtraNorm)  # builds a basic-block res5
-    if depth not in BOTTLENECK_DEPTHS and heads is not None and issubclass(heads, Res5ROIHeads) and not basic_ok:
+    basic_ok = heads is not None and issubclass(
+        heads, Res5ROIHeadsExtraNorm
+    )  # builds a basic-block res5
+    if (
+        depth not in BOTTLENECK_DEPTHS
+        and heads is not None
+        and issubclass(heads, Res5ROIHeads)
+        and not basic_ok
+    ):
         raise ConversionError(
             f"--base {base} is a C4 protocol ({cfg.MODEL.ROI_HEADS.NAME} builds a bottleneck res5), "
             f"which ResNet-{depth} (basic blocks) cannot fill; use Res5ROIHeadsExtraNorm (the protocols' C4 "

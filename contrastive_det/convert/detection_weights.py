@@ -14,6 +14,7 @@ detectron2 loads as it is:
 * a detectron2 model checkpoint (``{"model": {"backbone.*", "roi_heads.*" | "proposal_generator.*"
   | "head.*"}, ...}``, e.g. ``model_final.pth``).
 """
+
 from __future__ import annotations
 
 import os
@@ -36,7 +37,9 @@ REMOTE_PREFIXES = ("detectron2://", "catalog://", "http://", "https://")
 # Optional config key (str, "" = auto): the key prefix of the backbone to convert, like --prefix.
 PREFIX_KEY = "MODEL.WEIGHTS_PREFIX"
 ADOPT_KEY = "MODEL.ADOPT_WEIGHTS_KEYS"  # bool: adopt the keys the weights record (default True)
-KEYS_FROM_KEY = "MODEL.KEYS_FROM_WEIGHTS"  # str: a converted .pkl whose keys a random-init run adopts
+KEYS_FROM_KEY = (
+    "MODEL.KEYS_FROM_WEIGHTS"  # str: a converted .pkl whose keys a random-init run adopts
+)
 
 _CAFFE2_NAME = re.compile(r"^(conv1_w|res_conv1_bn_[sb]|res\d+_\d+_branch\w+)$")
 _DETECTOR_HEADS = ("proposal_generator.", "roi_heads.", "head.", "sem_seg_head.")
@@ -47,7 +50,7 @@ WHAT_TO_DO = (
     "checkpoint such as model_final.pth;\n"
     "  - a ResNet checkpoint in a layout tools/convert_to_detectron2.py reads (its --help lists them): "
     "it is converted here;\n"
-    "  - \"\" to train from random initialisation on purpose."
+    '  - "" to train from random initialisation on purpose.'
 )
 
 
@@ -58,7 +61,9 @@ def _is_detectron2_pkl(ckpt):
     if "model" in ckpt and "__author__" in ckpt:
         return True
     blobs = ckpt.get("blobs", ckpt)
-    return isinstance(blobs, dict) and any(isinstance(k, str) and _CAFFE2_NAME.match(k) for k in blobs)
+    return isinstance(blobs, dict) and any(
+        isinstance(k, str) and _CAFFE2_NAME.match(k) for k in blobs
+    )
 
 
 def _is_detectron2_model(ckpt):
@@ -68,7 +73,9 @@ def _is_detectron2_model(ckpt):
         if sd is None:
             continue
         keys = [k for k in sd if isinstance(k, str)]
-        if any(k.startswith("backbone.") for k in keys) and any(k.startswith(_DETECTOR_HEADS) for k in keys):
+        if any(k.startswith("backbone.") for k in keys) and any(
+            k.startswith(_DETECTOR_HEADS) for k in keys
+        ):
             return True
     return False
 
@@ -115,8 +122,12 @@ def _plan(path, prefix, prefix_key):
     try:
         ckpt = load_checkpoint_file(path)
     except ConversionError as e:
-        raise ConversionError(f"MODEL.WEIGHTS {path} cannot be read safely: {e}\n{WHAT_TO_DO}") from None
-    if not prefix and (_is_detectron2_pkl(ckpt) if path.endswith(".pkl") else _is_detectron2_model(ckpt)):
+        raise ConversionError(
+            f"MODEL.WEIGHTS {path} cannot be read safely: {e}\n{WHAT_TO_DO}"
+        ) from None
+    if not prefix and (
+        _is_detectron2_pkl(ckpt) if path.endswith(".pkl") else _is_detectron2_model(ckpt)
+    ):
         return "detectron2", ckpt
     try:
         read_checkpoint(ckpt, prefix=prefix or None, where=path)
@@ -124,7 +135,8 @@ def _plan(path, prefix, prefix_key):
         first = e.candidates[0]
         raise ConversionError(
             f"MODEL.WEIGHTS {path} holds several ResNets, so it is not clear which one to train from:\n  {e}\n"
-            "Pick one: " + (f"set {prefix_key} {first}, or " if prefix_key else "")
+            "Pick one: "
+            + (f"set {prefix_key} {first}, or " if prefix_key else "")
             + f"convert it first with tools/convert_to_detectron2.py {path} converted.pkl --prefix {first} "
             "and set MODEL.WEIGHTS converted.pkl."
         ) from None
@@ -153,7 +165,12 @@ def recorded_keys(path: str) -> dict | None:
     The config keys a converted ``.pkl`` records (``tools/convert_to_detectron2.py`` writes them:
     depth, res2 width, stride_in_1x1, pixel mean/std, input format), or None for any other file.
     """
-    if not path or path.startswith(REMOTE_PREFIXES) or not path.endswith(".pkl") or not os.path.isfile(path):
+    if (
+        not path
+        or path.startswith(REMOTE_PREFIXES)
+        or not path.endswith(".pkl")
+        or not os.path.isfile(path)
+    ):
         return None
     try:
         return _recorded(load_checkpoint_file(path))
@@ -161,7 +178,9 @@ def recorded_keys(path: str) -> dict | None:
         return None
 
 
-def adopt_keys(cfg: CfgNode, keys: dict | None, source: str, log: Callable[[str], Any] = print) -> list[str]:
+def adopt_keys(
+    cfg: CfgNode, keys: dict | None, source: str, log: Callable[[str], Any] = print
+) -> list[str]:
     """
     ``KEY VALUE`` overrides that give ``cfg`` the ``keys`` its weights need (only the keys whose
     value differs), each logged with the config's value; with ``MODEL.ADOPT_WEIGHTS_KEYS`` False,
@@ -179,14 +198,18 @@ def adopt_keys(cfg: CfgNode, keys: dict | None, source: str, log: Callable[[str]
         return []
     listed = "; ".join(f"{k} {have!r} -> {value!r}" for k, (have, value) in differ.items())
     if not get_key(cfg, ADOPT_KEY, default=True):
-        log(f"WARNING: {source} records other keys than the config ({listed}); kept the config's "
-            f"because {ADOPT_KEY} is False")
+        log(
+            f"WARNING: {source} records other keys than the config ({listed}); kept the config's "
+            f"because {ADOPT_KEY} is False"
+        )
         return []
     log(f"Keys adopted from {source} (config -> weights): {listed}")
     return [item for k, (_, value) in differ.items() for item in (k, cli_value(value))]
 
 
-def convert_weights_for_detection(cfg: CfgNode, output_dir: str, log: Callable[[str], Any] = print) -> list[str]:
+def convert_weights_for_detection(
+    cfg: CfgNode, output_dir: str, log: Callable[[str], Any] = print
+) -> list[str]:
     """
     Prepare ``cfg.MODEL.WEIGHTS`` for a detection run, before training starts.
 
@@ -223,12 +246,16 @@ def convert_weights_for_detection(cfg: CfgNode, output_dir: str, log: Callable[[
     plan, ckpt = _plan(source, prefix, prefix_key)  # the loaded file serves the recorded keys too
     if keys_from:
         if plan != "none":
-            raise ConversionError(f"{KEYS_FROM_KEY} {keys_from} is for random initialisation: it needs "
-                                  f"MODEL.WEIGHTS \"\", got {source!r}")
+            raise ConversionError(
+                f"{KEYS_FROM_KEY} {keys_from} is for random initialisation: it needs "
+                f'MODEL.WEIGHTS "", got {source!r}'
+            )
         keys = recorded_keys(keys_from)
         if keys is None:
-            raise ConversionError(f"{KEYS_FROM_KEY} {keys_from}: not a .pkl written by "
-                                  "tools/convert_to_detectron2.py (it records no config keys)")
+            raise ConversionError(
+                f"{KEYS_FROM_KEY} {keys_from}: not a .pkl written by "
+                "tools/convert_to_detectron2.py (it records no config keys)"
+            )
         return adopt_keys(cfg, keys, keys_from, log)
     if plan != "convert":
         ours = plan == "detectron2" and source.endswith(".pkl")
@@ -239,7 +266,9 @@ def convert_weights_for_detection(cfg: CfgNode, output_dir: str, log: Callable[[
     log(f"MODEL.WEIGHTS {source} is not in detectron2's layout: converting it to {target}")
     result = convert_checkpoint(source, target, prefix=prefix, log=lambda line: log(f"  {line}"))
     overrides = []
-    if result.format != "detectron2":  # a detectron2-named source keeps its own layout and conventions
+    if (
+        result.format != "detectron2"
+    ):  # a detectron2-named source keeps its own layout and conventions
         overrides += adopt_keys(cfg, detectron2_config(result.depth, result.meta), source, log)
     overrides += ["MODEL.WEIGHTS", target, "RESULTS.WEIGHTS_SOURCE", os.path.abspath(source)]
     return overrides + _method_override(cfg, result.meta.get("method"))

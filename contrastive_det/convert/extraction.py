@@ -7,6 +7,7 @@ checkpoint's root (``()`` for the root, ``("state_dict",)``, ...). A ResNet is l
 container by a *prefix* such that ``prefix + name`` exists for every name of a *probe*
 (e.g. ``conv1.weight`` and ``layer1.0.conv1.weight`` for torchvision names).
 """
+
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
@@ -41,7 +42,9 @@ class Candidate:
 
     path: Tuple[str, ...]  # dict keys from the root to the container
     prefix: str  # key prefix inside the container
-    rename: Optional[Callable[[str], Optional[str]]] = None  # name after the prefix -> torchvision name
+    rename: Optional[Callable[[str], Optional[str]]] = (
+        None  # name after the prefix -> torchvision name
+    )
 
     @property
     def dotted(self):
@@ -64,7 +67,9 @@ def group_label(key):
 
 def tensor_dict(obj):
     """``obj`` if it is a dict holding at least one tensor under a string key, else None."""
-    if isinstance(obj, dict) and any(isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items()):
+    if isinstance(obj, dict) and any(
+        isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items()
+    ):
         return obj
     return None
 
@@ -120,7 +125,11 @@ def first_prefix(sd, prefixes, probe=TV_PROBE):
 
 def find_candidates(ckpt, probe, rename=None):
     """Every :class:`Candidate` holding ``probe`` in any container of ``ckpt``."""
-    return [Candidate(path, p, rename) for path, sd in iter_containers(ckpt) for p in find_prefixes(sd, probe)]
+    return [
+        Candidate(path, p, rename)
+        for path, sd in iter_containers(ckpt)
+        for p in find_prefixes(sd, probe)
+    ]
 
 
 def _ignored(ckpt, path):
@@ -156,9 +165,11 @@ def take_prefix(fmt, ckpt, path, prefix, *, rename=None, meta=None, extra_source
     sources = [(path, prefix, rename)] + list(extra_sources)
     for src_path, src_prefix, src_rename in sources:
         for key, value in get_key(ckpt, src_path).items():
-            if not (isinstance(key, str) and torch.is_tensor(value)) or not key.startswith(src_prefix):
+            if not (isinstance(key, str) and torch.is_tensor(value)) or not key.startswith(
+                src_prefix
+            ):
                 continue
-            name = key[len(src_prefix):]
+            name = key[len(src_prefix) :]
             if src_rename is not None:
                 name = src_rename(name)
             if name is None:
@@ -170,18 +181,29 @@ def take_prefix(fmt, ckpt, path, prefix, *, rename=None, meta=None, extra_source
             taken_keys.add((src_path, key))
     for src_path in {s[0] for s in sources}:
         for key, value in get_key(ckpt, src_path).items():
-            if isinstance(key, str) and torch.is_tensor(value) and (src_path, key) not in taken_keys:
+            if (
+                isinstance(key, str)
+                and torch.is_tensor(value)
+                and (src_path, key) not in taken_keys
+            ):
                 dropped[key] = group_label(key)
     source = f"{path_str(path)}: {prefix}*" if prefix else path_str(path)
     return Extraction(
-        format=fmt, source=source, state_dict=state, original_names=original, dropped=dropped,
-        meta=dict(meta or {}), ignored=_ignored(ckpt, path),
+        format=fmt,
+        source=source,
+        state_dict=state,
+        original_names=original,
+        dropped=dropped,
+        meta=dict(meta or {}),
+        ignored=_ignored(ckpt, path),
     )
 
 
 def take_candidate(fmt, ckpt, candidate, meta=None):
     """:func:`take_prefix` for a :class:`Candidate`."""
-    return take_prefix(fmt, ckpt, candidate.path, candidate.prefix, rename=candidate.rename, meta=meta)
+    return take_prefix(
+        fmt, ckpt, candidate.path, candidate.prefix, rename=candidate.rename, meta=meta
+    )
 
 
 def parse_prefix(spec):

@@ -7,6 +7,7 @@ never leaving a partial or unverified output behind: nothing is written before `
 A new layout plugs in as a reader (:mod:`~contrastive_det.convert.readers`) or a writer
 (:mod:`~contrastive_det.convert.writers`); the steps do not change.
 """
+
 from __future__ import annotations
 
 import os
@@ -46,7 +47,9 @@ class ConversionResult:
     coverage: CoverageReport
     verification: Optional[VerificationResult]
     bytes_written: int
-    config: "OrderedDict" = field(default_factory=OrderedDict)  # dotted key -> value (detectron2 output)
+    config: "OrderedDict" = field(
+        default_factory=OrderedDict
+    )  # dotted key -> value (detectron2 output)
     config_path: Optional[str] = None
 
 
@@ -66,7 +69,9 @@ def check_request(input_path, output_path, to, write_config, base):
     if write_config is not None:
         if not writer.for_detectron2:
             kinds = [w.name for w in WRITERS.values() if w.for_detectron2]
-            raise ConversionError(f"--write-config goes with detectron2 output (--to {' or '.join(kinds)})")
+            raise ConversionError(
+                f"--write-config goes with detectron2 output (--to {' or '.join(kinds)})"
+            )
         if base is None:
             raise ConversionError("--write-config needs --base (the detection protocol to inherit)")
     if os.path.abspath(input_path) == os.path.abspath(output_path):
@@ -112,11 +117,15 @@ def canonicalise(ext, *, depth=None, method=None, verbose=False, where="checkpoi
     say(f"architecture: {describe_depth(coverage.depth)}")
     say(coverage.format(verbose=verbose))
     if not coverage.ok:
-        raise ConversionError(f"{where}: the backbone does not match detectron2's ResNet-{coverage.depth}:\n  "
-                              + coverage.problems())
+        raise ConversionError(
+            f"{where}: the backbone does not match detectron2's ResNet-{coverage.depth}:\n  "
+            + coverage.problems()
+        )
     backbone = ConvertedBackbone(
-        depth=coverage.depth, state_dict=OrderedDict((k, _normalise(v)) for k, v in tv_state.items()),
-        meta=_source_meta(ext, method), source_format=ext.format,
+        depth=coverage.depth,
+        state_dict=OrderedDict((k, _normalise(v)) for k, v in tv_state.items()),
+        meta=_source_meta(ext, method),
+        source_format=ext.format,
     )
     return backbone, coverage
 
@@ -142,7 +151,8 @@ def plan_config(writer, backbone, output_path, write_config, base):
     check_base(base, d)
     cfg_file = detectron2_config(d, meta, weights=os.path.abspath(output_path))
     text = render_config_yaml(
-        cfg_file, base,
+        cfg_file,
+        base,
         header=(
             f"Written by tools/convert_to_detectron2.py for {os.path.basename(output_path)} "
             f"({describe_depth(d)}, source format {backbone.source_format}, method {meta['method']}).",
@@ -172,24 +182,40 @@ def commit(writer, backbone, payload, output_path, cfg, config_text, write_confi
     if config_text is not None:
         write_bytes_atomic(write_config, config_text.encode())
         config_path = write_config
-    say(f"wrote {output_path}: {len(backbone.state_dict)} tensors, {written / 2**20:.1f} MiB"
-        + writer.describe(backbone))
+    say(
+        f"wrote {output_path}: {len(backbone.state_dict)} tensors, {written / 2**20:.1f} MiB"
+        + writer.describe(backbone)
+    )
     if writer.for_detectron2:
         say("detectron2 config for these weights (torchvision layout):")
         for k, v in cfg.items():
             say(f"  {k}: {v}")
         say("  as overrides: " + config_overrides(cfg))
         if config_path:
-            say(f"wrote {config_path} (_BASE_: {base}); train with: "
-                f"tools/train_net.py --config-file {config_path}")
+            say(
+                f"wrote {config_path} (_BASE_: {base}); train with: "
+                f"tools/train_net.py --config-file {config_path}"
+            )
     return written, config_path
 
 
-def convert_checkpoint(input_path: str, output_path: str, *, to: str = "detectron2", fmt: str | None = None,
-                       prefix: str | None = None, depth: int | None = None, verify: bool = True,
-                       tolerance: float = DEFAULT_TOLERANCE, trust: bool = False, method: str | None = None,
-                       write_config: str | None = None, base: str | None = None, verbose: bool = False,
-                       log: Callable[[str], Any] | None = None) -> ConversionResult:
+def convert_checkpoint(
+    input_path: str,
+    output_path: str,
+    *,
+    to: str = "detectron2",
+    fmt: str | None = None,
+    prefix: str | None = None,
+    depth: int | None = None,
+    verify: bool = True,
+    tolerance: float = DEFAULT_TOLERANCE,
+    trust: bool = False,
+    method: str | None = None,
+    write_config: str | None = None,
+    base: str | None = None,
+    verbose: bool = False,
+    log: Callable[[str], Any] | None = None,
+) -> ConversionResult:
     """
     Convert ``input_path`` (any supported layout) to ``output_path``.
 
@@ -225,10 +251,14 @@ def convert_checkpoint(input_path: str, output_path: str, *, to: str = "detectro
     say(f"{input_path} -> {output_path} ({to})")
     say(f"source: format {ext.format}, backbone at {ext.source}")
     if ext.ignored:
-        say(f"  other top-level entries (not weights, ignored): {', '.join(ext.ignored[:12])}"
-            + (" ..." if len(ext.ignored) > 12 else ""))
+        say(
+            f"  other top-level entries (not weights, ignored): {', '.join(ext.ignored[:12])}"
+            + (" ..." if len(ext.ignored) > 12 else "")
+        )
 
-    backbone, coverage = canonicalise(ext, depth=depth, method=method, verbose=verbose, where=input_path, say=say)
+    backbone, coverage = canonicalise(
+        ext, depth=depth, method=method, verbose=verbose, where=input_path, say=say
+    )
     cfg, config_text, base = plan_config(writer, backbone, output_path, write_config, base)
     payload = writer.dumps(backbone)
 
@@ -239,10 +269,20 @@ def convert_checkpoint(input_path: str, output_path: str, *, to: str = "detectro
     else:
         say("verify: skipped (--no-verify)")
 
-    written, config_path = commit(writer, backbone, payload, output_path, cfg, config_text, write_config, base, say)
+    written, config_path = commit(
+        writer, backbone, payload, output_path, cfg, config_text, write_config, base, say
+    )
     return ConversionResult(
-        input_path=input_path, output_path=output_path, to=to, format=backbone.source_format,
+        input_path=input_path,
+        output_path=output_path,
+        to=to,
+        format=backbone.source_format,
         source=ext.source,
-        depth=backbone.depth, meta=backbone.meta, coverage=coverage, verification=verification,
-        bytes_written=written, config=cfg, config_path=config_path,
+        depth=backbone.depth,
+        meta=backbone.meta,
+        coverage=coverage,
+        verification=verification,
+        bytes_written=written,
+        config=cfg,
+        config_path=config_path,
     )

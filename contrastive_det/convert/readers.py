@@ -25,6 +25,7 @@ A reader is a function ``reader(ckpt) -> Extraction | None``:
 :func:`register_reader`. The shared machinery (prefix search, containers, ``take_prefix``) is in
 :mod:`contrastive_det.convert.extraction`.
 """
+
 from __future__ import annotations
 
 import re
@@ -59,12 +60,17 @@ _TRUNK_NAMES = ("backbone", "encoder")
 
 
 def read_canonical(ckpt):
-    """contrastive_det canonical export: {"format": "contrastive_det.backbone/v1", "state_dict": torchvision keys, "meta": {...}}."""
+    """
+    contrastive_det canonical export: {"format": "contrastive_det.backbone/v1", "state_dict":
+    torchvision keys, "meta": {...}}.
+    """
     fmt = ckpt.get("format") if isinstance(ckpt, dict) else None
     if not (isinstance(fmt, str) and fmt.startswith("contrastive_det.backbone/")):
         return None
     if fmt != CANONICAL_FORMAT:
-        raise ConversionError(f"canonical format {fmt!r} is not readable by this version ({CANONICAL_FORMAT!r})")
+        raise ConversionError(
+            f"canonical format {fmt!r} is not readable by this version ({CANONICAL_FORMAT!r})"
+        )
     if not isinstance(ckpt.get("state_dict"), dict) or not isinstance(ckpt.get("meta"), dict):
         raise ConversionError("canonical checkpoint without a 'state_dict' dict and a 'meta' dict")
     ext = take_prefix("canonical", ckpt, ("state_dict",), "", meta=ckpt["meta"])
@@ -83,7 +89,11 @@ def _c4_res5_rename(name):
 
 
 def read_detectron2(ckpt):
-    """detectron2 ResNet names (stem.conv1.*, res2-res5.*): a converted .pkl {"model": ..., "__author__": ...} or a detectron2 model checkpoint (backbone.[bottom_up.]*; a C4 model's res5 is read from roi_heads.res5)."""
+    """
+    detectron2 ResNet names (stem.conv1.*, res2-res5.*): a converted .pkl {"model": ...,
+    "__author__": ...} or a detectron2 model checkpoint (backbone.[bottom_up.]*; a C4 model's res5
+    is read from roi_heads.res5).
+    """
     candidates = find_candidates(ckpt, D2_PROBE)
     if not candidates:
         return None
@@ -91,16 +101,26 @@ def read_detectron2(ckpt):
         specs = [f"{path_str(c.path) if c.path else ''}:{c.prefix}" for c in candidates]
         raise AmbiguousCheckpointError(
             f"several detectron2 ResNets in the checkpoint: {', '.join(specs)}; choose one with --prefix "
-            "CONTAINER:PREFIX", specs,
+            "CONTAINER:PREFIX",
+            specs,
         )
     c = candidates[0]
     sd = get_key(ckpt, c.path)
     extra = []
     c4_res5 = "roi_heads.res5."
-    if not has_keys(sd, c.prefix, ("res5.0.conv1.weight",)) and has_keys(sd, c4_res5, ("0.conv1.weight",)):
+    if not has_keys(sd, c.prefix, ("res5.0.conv1.weight",)) and has_keys(
+        sd, c4_res5, ("0.conv1.weight",)
+    ):
         extra.append((c.path, c4_res5, _c4_res5_rename))
-    return take_prefix("detectron2", ckpt, c.path, c.prefix, rename=_d2_rename, extra_sources=extra,
-                       meta={"method": "unspecified"})
+    return take_prefix(
+        "detectron2",
+        ckpt,
+        c.path,
+        c.prefix,
+        rename=_d2_rename,
+        extra_sources=extra,
+        meta={"method": "unspecified"},
+    )
 
 
 _VISSL_TRUNKS = [
@@ -111,12 +131,17 @@ _VISSL_TRUNKS = [
 
 
 def read_vissl(ckpt):
-    """VISSL: {"classy_state_dict": {"base_model": {"model": {"trunk": {"_feature_blocks.conv1.weight", "_feature_blocks.layer1.0...", ...}, "heads": {...}}}}} (heads dropped)."""
+    """
+    VISSL: {"classy_state_dict": {"base_model": {"model": {"trunk": {"_feature_blocks.conv1.weight",
+    "_feature_blocks.layer1.0...", ...}, "heads": {...}}}}} (heads dropped).
+    """
     for model_path in _VISSL_TRUNKS:
         trunk = container_at(ckpt, model_path + ("trunk",))
         if trunk is None or not has_keys(trunk, "_feature_blocks.", TV_PROBE):
             continue
-        ext = take_prefix("vissl", ckpt, model_path + ("trunk",), "_feature_blocks.", meta={"method": "vissl"})
+        ext = take_prefix(
+            "vissl", ckpt, model_path + ("trunk",), "_feature_blocks.", meta={"method": "vissl"}
+        )
         heads = container_at(ckpt, model_path + ("heads",))
         for key, value in (heads or {}).items():
             if torch.is_tensor(value):
@@ -134,7 +159,10 @@ def _state_dict_or_root(ckpt):
 
 
 def read_moco(ckpt):
-    """MoCo v1/v2: {"state_dict": {"module.encoder_q.*" (fc: linear v1 / MLP fc.0, fc.2 v2), "module.encoder_k.*", "module.queue", "module.queue_ptr"}, "arch", "epoch", "optimizer"}."""
+    """
+    MoCo v1/v2: {"state_dict": {"module.encoder_q.*" (fc: linear v1 / MLP fc.0, fc.2 v2),
+    "module.encoder_k.*", "module.queue", "module.queue_ptr"}, "arch", "epoch", "optimizer"}.
+    """
     path, sd = _state_dict_or_root(ckpt)
     prefix = first_prefix(sd, ("module.encoder_q.", "encoder_q.")) if sd is not None else None
     if prefix is None:
@@ -144,7 +172,10 @@ def read_moco(ckpt):
 
 
 def read_mocov3(ckpt):
-    """MoCo v3: {"state_dict": {"module.base_encoder.*" (fc = projection MLP), "module.momentum_encoder.*", "module.predictor.*"}, "arch", "epoch", "optimizer", "scaler"}."""
+    """
+    MoCo v3: {"state_dict": {"module.base_encoder.*" (fc = projection MLP),
+    "module.momentum_encoder.*", "module.predictor.*"}, "arch", "epoch", "optimizer", "scaler"}.
+    """
     path, sd = _state_dict_or_root(ckpt)
     prefix = first_prefix(sd, ("module.base_encoder.", "base_encoder.")) if sd is not None else None
     if prefix is None:
@@ -158,16 +189,29 @@ def _supcon_rename(name):
 
 
 def read_supcon(ckpt):
-    """SupContrast: {"model": {"encoder.*" | "module.encoder.*" | "encoder.module.*", "head.*"}, "opt", "optimizer", "epoch"} (shortcut.0/1 read as downsample.0/1)."""
+    """
+    SupContrast: {"model": {"encoder.*" | "module.encoder.*" | "encoder.module.*", "head.*"}, "opt",
+    "optimizer", "epoch"} (shortcut.0/1 read as downsample.0/1).
+    """
     sd = container_at(ckpt, ("model",))
-    prefix = first_prefix(sd, ("encoder.module.", "module.encoder.", "encoder.")) if sd is not None else None
+    prefix = (
+        first_prefix(sd, ("encoder.module.", "module.encoder.", "encoder."))
+        if sd is not None
+        else None
+    )
     if prefix is None:
         return None
-    return take_prefix("supcon", ckpt, ("model",), prefix, rename=_supcon_rename, meta={"method": "supcon"})
+    return take_prefix(
+        "supcon", ckpt, ("model",), prefix, rename=_supcon_rename, meta={"method": "supcon"}
+    )
 
 
 def read_lightning(ckpt):
-    """PyTorch Lightning SSL checkpoints, e.g. solo-learn: {"state_dict": {"backbone.*", "momentum_backbone.*", "projector.*", "classifier.*", ...}, "pytorch-lightning_version", "epoch", "global_step", "hyper_parameters"}."""
+    """
+    PyTorch Lightning SSL checkpoints, e.g. solo-learn: {"state_dict": {"backbone.*",
+    "momentum_backbone.*", "projector.*", "classifier.*", ...}, "pytorch-lightning_version",
+    "epoch", "global_step", "hyper_parameters"}.
+    """
     if not isinstance(ckpt, dict) or "pytorch-lightning_version" not in ckpt:
         return None
     sd = container_at(ckpt, ("state_dict",))
@@ -176,22 +220,36 @@ def read_lightning(ckpt):
     if prefix is None:
         return None
     method = get_key(ckpt, ("hyper_parameters", "method"), default=None)
-    return take_prefix("lightning", ckpt, ("state_dict",), prefix,
-                       meta={"method": method if isinstance(method, str) else "unspecified"})
+    return take_prefix(
+        "lightning",
+        ckpt,
+        ("state_dict",),
+        prefix,
+        meta={"method": method if isinstance(method, str) else "unspecified"},
+    )
 
 
 def read_mmselfsup(ckpt):
-    """mmselfsup / OpenMMLab: {"meta": {...}, "state_dict": {"backbone.*", "neck.*", "head.*", momentum encoder, queue...}, "optimizer"}."""
+    """
+    mmselfsup / OpenMMLab: {"meta": {...}, "state_dict": {"backbone.*", "neck.*", "head.*", momentum
+    encoder, queue...}, "optimizer"}.
+    """
     if not isinstance(ckpt, dict) or not ("meta" in ckpt or "message_hub" in ckpt):
         return None
     sd = container_at(ckpt, ("state_dict",))
     if sd is None or not has_keys(sd, "backbone.", TV_PROBE):
         return None
-    return take_prefix("mmselfsup", ckpt, ("state_dict",), "backbone.", meta={"method": "unspecified"})
+    return take_prefix(
+        "mmselfsup", ckpt, ("state_dict",), "backbone.", meta={"method": "unspecified"}
+    )
 
 
 def read_timm(ckpt):
-    """timm training checkpoint: {"state_dict": torchvision-named ResNet (conv1, bn1, layer1-4, fc), "arch", "epoch", "args", "state_dict_ema"?} (timm's pretrained files are plain state dicts: "torchvision")."""
+    """
+    timm training checkpoint: {"state_dict": torchvision-named ResNet (conv1, bn1, layer1-4, fc),
+    "arch", "epoch", "args", "state_dict_ema"?} (timm's pretrained files are plain state dicts:
+    "torchvision").
+    """
     sd = container_at(ckpt, ("state_dict",))
     prefix = first_prefix(sd, ("", "module.")) if sd is not None else None
     if prefix is None:
@@ -204,7 +262,11 @@ def read_timm(ckpt):
 
 
 def read_torchvision(ckpt):
-    """torchvision ResNet state_dict (conv1, bn1, layer1-4, fc), bare or as {"model": ...} (torchvision's reference scripts), optionally under "module."; timm ResNet weights use the same names."""
+    """
+    torchvision ResNet state_dict (conv1, bn1, layer1-4, fc), bare or as {"model": ...}
+    (torchvision's reference scripts), optionally under "module."; timm ResNet weights use the same
+    names.
+    """
     for path in ((), ("model",)):
         sd = container_at(ckpt, path)
         prefix = first_prefix(sd, ("", "module.")) if sd is not None else None
@@ -219,7 +281,10 @@ _PLAIN_PREFIXES = tuple(
 
 
 def read_prefixed(ckpt):
-    """A torchvision-named ResNet under "backbone." or "encoder." (optionally inside "module."/"model."), in the file itself or in its "state_dict" / "model" entry."""
+    """
+    A torchvision-named ResNet under "backbone." or "encoder." (optionally inside
+    "module."/"model."), in the file itself or in its "state_dict" / "model" entry.
+    """
     for path in ((), ("state_dict",), ("model",)):
         sd = container_at(ckpt, path)
         prefix = first_prefix(sd, _PLAIN_PREFIXES) if sd is not None else None
@@ -230,12 +295,21 @@ def read_prefixed(ckpt):
 
 def _is_trunk(candidate):
     """True for ``backbone.`` / ``model.encoder.`` ...: the trunk of a model, not a momentum copy or a teacher."""
-    parts = [p for p in candidate.dotted.rstrip(".").split(".") if p and p not in WRAPPERS + ("state_dict",)]
+    parts = [
+        p
+        for p in candidate.dotted.rstrip(".").split(".")
+        if p and p not in WRAPPERS + ("state_dict",)
+    ]
     return bool(parts) and parts[-1] in _TRUNK_NAMES
 
 
 def read_sequential(ckpt):
-    """torchvision ResNet's children in an nn.Sequential (lightly, tutorials: backbone = nn.Sequential(*list(resnet.children())[:-1])): 0.* conv1, 1.* bn1, 4.*-7.* layer1-4, bare or under a prefix ("backbone.", "model.backbone." ...) beside heads; with several, the one named backbone/encoder."""
+    """
+    torchvision ResNet's children in an nn.Sequential (lightly, tutorials: backbone =
+    nn.Sequential(*list(resnet.children())[:-1])): 0.* conv1, 1.* bn1, 4.*-7.* layer1-4, bare or
+    under a prefix ("backbone.", "model.backbone." ...) beside heads; with several, the one named
+    backbone/encoder.
+    """
     candidates = find_candidates(ckpt, SEQUENTIAL_PROBE, rename=sequential_to_tv_key)
     if len(candidates) > 1:
         trunks = [c for c in candidates if _is_trunk(c)]
@@ -251,13 +325,19 @@ def _ambiguous(candidates):
     names = [str(c) for c in candidates]
     return AmbiguousCheckpointError(
         f"several ResNets in the checkpoint: {', '.join(names)}; choose one with --prefix, "
-        f"e.g. --prefix {names[0]} (or --prefix CONTAINER:PREFIX)", names,
+        f"e.g. --prefix {names[0]} (or --prefix CONTAINER:PREFIX)",
+        names,
     )
 
 
 def read_raw(ckpt, prefix=None):
-    """Any dict of tensors holding exactly one ResNet (torchvision names, or nn.Sequential indices) under some prefix, at any nesting level (--prefix picks one)."""
-    candidates = find_candidates(ckpt, TV_PROBE) + find_candidates(ckpt, SEQUENTIAL_PROBE, rename=sequential_to_tv_key)
+    """
+    Any dict of tensors holding exactly one ResNet (torchvision names, or nn.Sequential indices)
+    under some prefix, at any nesting level (--prefix picks one).
+    """
+    candidates = find_candidates(ckpt, TV_PROBE) + find_candidates(
+        ckpt, SEQUENTIAL_PROBE, rename=sequential_to_tv_key
+    )
     if prefix is not None:
         candidates = select_candidates(candidates, prefix)
         if not candidates:
@@ -302,7 +382,9 @@ FORMAT_ALIASES = {
 }
 
 
-def register_reader(name: str, reader: Callable[[Any], Extraction | None], before: str | None = None) -> None:
+def register_reader(
+    name: str, reader: Callable[[Any], Extraction | None], before: str | None = None
+) -> None:
     """
     Add (or replace) a reader.
 
@@ -332,13 +414,14 @@ def resolve_format(name):
 
 
 def layout_of(name):
-    """The one-line layout description of reader ``name`` (its docstring's first line)."""
-    doc = (READERS[name].__doc__ or "").strip().splitlines()
-    return doc[0] if doc else name
+    """The layout description of reader ``name`` on one line (its docstring's first paragraph)."""
+    paragraph = (READERS[name].__doc__ or "").strip().split("\n\n")[0]
+    return " ".join(line.strip() for line in paragraph.splitlines()) or name
 
 
-def read_checkpoint(ckpt: Any, fmt: str | None = None, prefix: str | None = None,
-                    where: str = "checkpoint") -> Extraction:
+def read_checkpoint(
+    ckpt: Any, fmt: str | None = None, prefix: str | None = None, where: str = "checkpoint"
+) -> Extraction:
     """
     Find the ResNet backbone in a loaded checkpoint.
 

@@ -14,6 +14,7 @@ torchvision (``torchvision.models.resnet*``)      detectron2 (``build_resnet_bac
 Both put the stride of a bottleneck in its 3x3 conv when detectron2 runs with
 ``MODEL.RESNETS.STRIDE_IN_1X1 False``; basic blocks (ResNet-18/34) have it in conv1 in both.
 """
+
 from __future__ import annotations
 
 import functools
@@ -116,8 +117,15 @@ def is_bn_counter(key):
 
 # Index of each child of torchvision's ResNet in ``nn.Sequential(*resnet.children())`` (relu 2,
 # maxpool 3 and avgpool 8 hold no weights).
-_SEQUENTIAL_CHILDREN = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4",
-                        "9": "fc"}
+_SEQUENTIAL_CHILDREN = {
+    "0": "conv1",
+    "1": "bn1",
+    "4": "layer1",
+    "5": "layer2",
+    "6": "layer3",
+    "7": "layer4",
+    "9": "fc",
+}
 
 
 def sequential_to_tv_key(key):
@@ -168,13 +176,17 @@ def describe_depth(depth):
     return f"ResNet-{depth} ({kind} blocks {'-'.join(map(str, STAGE_BLOCKS[depth]))})"
 
 
-def infer_depth(tv_keys: Iterable[str], expected: int | None = None, expected_name: str = "--depth ") -> int:
+def infer_depth(
+    tv_keys: Iterable[str], expected: int | None = None, expected_name: str = "--depth "
+) -> int:
     """
     Depth of a torchvision-named ResNet from its keys: block counts of layer1..4 and whether
     blocks have a ``conv3`` (bottleneck). ``expected`` (e.g. ``--depth``) is checked against it.
     """
     if expected is not None and int(expected) not in STAGE_BLOCKS:
-        raise ConversionError(f"{expected_name}{expected} is not a ResNet depth (one of {list(DEPTHS)})")
+        raise ConversionError(
+            f"{expected_name}{expected} is not a ResNet depth (one of {list(DEPTHS)})"
+        )
     blocks = {s: set() for s in range(1, 5)}
     bottleneck = False
     for key in tv_keys:
@@ -195,8 +207,10 @@ def infer_depth(tv_keys: Iterable[str], expected: int | None = None, expected_na
         raise ConversionError(
             f"cannot infer the ResNet depth: layer1..layer4 have {list(counts)} {kind} blocks; "
             "known: "
-            + ", ".join(f"{d}: {list(c)} {'bottleneck' if d in BOTTLENECK_DEPTHS else 'basic'}"
-                        for d, c in STAGE_BLOCKS.items())
+            + ", ".join(
+                f"{d}: {list(c)} {'bottleneck' if d in BOTTLENECK_DEPTHS else 'basic'}"
+                for d, c in STAGE_BLOCKS.items()
+            )
         )
     depth = found[0]
     if expected is not None and int(expected) != depth:

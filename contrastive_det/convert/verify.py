@@ -3,6 +3,7 @@ Proof that a conversion is right: a coverage report (every backbone tensor of th
 detectron2 ResNet found with the right shape) and a numeric check (torchvision's ResNet with the
 source weights and detectron2's ResNet with the converted weights give the same res2..res5).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -45,7 +46,9 @@ class CoverageReport:
     matched: List[Tuple[str, str, tuple]] = field(default_factory=list)  # (file key, d2 key, shape)
     missing: List[str] = field(default_factory=list)  # "d2 key (torchvision key)"
     mis_shaped: List[str] = field(default_factory=list)  # "file key -> d2 key: got S, expected T"
-    unexpected: List[str] = field(default_factory=list)  # backbone-scope file keys with no ResNet name
+    unexpected: List[str] = field(
+        default_factory=list
+    )  # backbone-scope file keys with no ResNet name
     dropped: Dict[str, str] = field(default_factory=dict)  # file key -> group label
 
     @property
@@ -55,9 +58,14 @@ class CoverageReport:
     def problems(self):
         out = []
         if self.missing:
-            out.append(f"{len(self.missing)} missing backbone tensors:\n    " + "\n    ".join(self.missing))
+            out.append(
+                f"{len(self.missing)} missing backbone tensors:\n    " + "\n    ".join(self.missing)
+            )
         if self.mis_shaped:
-            out.append(f"{len(self.mis_shaped)} mis-shaped backbone tensors:\n    " + "\n    ".join(self.mis_shaped))
+            out.append(
+                f"{len(self.mis_shaped)} mis-shaped backbone tensors:\n    "
+                + "\n    ".join(self.mis_shaped)
+            )
         if self.unexpected:
             out.append(
                 f"{len(self.unexpected)} backbone keys that are not standard ResNet weights "
@@ -79,12 +87,16 @@ class CoverageReport:
         groups = OrderedDict()
         for key, label in self.dropped.items():
             groups.setdefault(label, []).append(key)
-        lines.append(f"dropped: {len(self.dropped)} tensors that are not backbone weights"
-                     + (":" if groups else ""))
+        lines.append(
+            f"dropped: {len(self.dropped)} tensors that are not backbone weights"
+            + (":" if groups else "")
+        )
         width = max((len(label) for label in groups), default=0)
         for label, keys in groups.items():
             if verbose or len(keys) == 1:
-                shown = ", ".join(keys) if len(keys) <= 8 or verbose else ", ".join(keys[:3]) + ", ..."
+                shown = (
+                    ", ".join(keys) if len(keys) <= 8 or verbose else ", ".join(keys[:3]) + ", ..."
+                )
             else:
                 shown = ", ".join(keys[:2]) + (", ..." if len(keys) > 2 else "")
             lines.append(f"  {label:<{width}} {len(keys):>5}  {shown}")
@@ -109,8 +121,11 @@ def check_coverage(extraction: Extraction, depth: int | None = None) -> tuple[Co
         if is_bn_counter(tv_key):
             dropped[original] = "*.num_batches_tracked (BN counters)"
         elif is_classifier_key(tv_key):
-            head = original[: len(original) - len(tv_key)] + "fc" if original.endswith(tv_key) \
+            head = (
+                original[: len(original) - len(tv_key)] + "fc"
+                if original.endswith(tv_key)
                 else original.rsplit(".", 1)[0]
+            )
             dropped[original] = f"{head}.* (classifier / projection)"
         elif tv_to_d2_key(tv_key) is None:
             unexpected.append(original if original == tv_key else f"{original} (read as {tv_key})")
@@ -118,7 +133,9 @@ def check_coverage(extraction: Extraction, depth: int | None = None) -> tuple[Co
             candidates[tv_key] = value
     depth = infer_depth(candidates.keys(), expected=depth)
     expected = detectron2_backbone_shapes(depth)
-    report = CoverageReport(depth=depth, expected=len(expected), unexpected=unexpected, dropped=dropped)
+    report = CoverageReport(
+        depth=depth, expected=len(expected), unexpected=unexpected, dropped=dropped
+    )
     by_d2 = {tv_to_d2_key(k): k for k in candidates}
     out = OrderedDict()
     for d2_key, shape in expected.items():
@@ -134,7 +151,9 @@ def check_coverage(extraction: Extraction, depth: int | None = None) -> tuple[Co
             )
             continue
         if not value.is_floating_point():
-            report.mis_shaped.append(f"{original} -> {d2_key}: dtype {value.dtype} is not floating point")
+            report.mis_shaped.append(
+                f"{original} -> {d2_key}: dtype {value.dtype} is not floating point"
+            )
             continue
         report.matched.append((original, d2_key, tuple(shape)))
         out[tv_key] = value
@@ -212,8 +231,12 @@ def load_detectron2_file(model, path):
     reported by the loader, BN counters excluded.
     """
     checkpointer = _recording_checkpointer(model)
-    with _quiet("fvcore.common.checkpoint", "detectron2.checkpoint.c2_model_loading",
-                "detectron2.checkpoint.detection_checkpoint", "detectron2"):
+    with _quiet(
+        "fvcore.common.checkpoint",
+        "detectron2.checkpoint.c2_model_loading",
+        "detectron2.checkpoint.detection_checkpoint",
+        "detectron2",
+    ):
         checkpointer.load(str(path))
     inc = checkpointer.incompatible
     if inc is None:
@@ -233,10 +256,18 @@ def _torchvision_stages(model, x):
     return out
 
 
-def verify_conversion(depth: int, torchvision_state: Mapping[str, torch.Tensor], *,
-                      detectron2_state: Mapping[str, Any] | None = None, detectron2_file: str | None = None,
-                      tolerance: float = DEFAULT_TOLERANCE, input_size: int = 64, batch_size: int = 2,
-                      seed: int = 0, torchvision_label: str = "the source weights") -> VerificationResult:
+def verify_conversion(
+    depth: int,
+    torchvision_state: Mapping[str, torch.Tensor],
+    *,
+    detectron2_state: Mapping[str, Any] | None = None,
+    detectron2_file: str | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    input_size: int = 64,
+    batch_size: int = 2,
+    seed: int = 0,
+    torchvision_label: str = "the source weights",
+) -> VerificationResult:
     """
     Run torchvision's ResNet-``depth`` loaded with ``torchvision_state`` and detectron2's ResNet
     backbone (real BN, eval mode, STRIDE_IN_1X1 False) loaded with ``detectron2_state`` or, through
@@ -250,8 +281,16 @@ def verify_conversion(depth: int, torchvision_state: Mapping[str, torch.Tensor],
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        result = _verify(depth, torchvision_state, detectron2_state, detectron2_file, tolerance,
-                         input_size, batch_size, seed)
+        result = _verify(
+            depth,
+            torchvision_state,
+            detectron2_state,
+            detectron2_file,
+            tolerance,
+            input_size,
+            batch_size,
+            seed,
+        )
     finally:
         torch.set_num_threads(threads)
     result.loader = f"torchvision resnet{depth} loaded from {torchvision_label}; " + result.loader
@@ -260,8 +299,16 @@ def verify_conversion(depth: int, torchvision_state: Mapping[str, torch.Tensor],
     return result
 
 
-def _verify(depth, torchvision_state, detectron2_state, detectron2_file, tolerance, input_size,
-            batch_size, seed):
+def _verify(
+    depth,
+    torchvision_state,
+    detectron2_state,
+    detectron2_file,
+    tolerance,
+    input_size,
+    batch_size,
+    seed,
+):
     with torch.random.fork_rng(devices=[]):
         tv_model = build_torchvision_resnet(depth)
         d2_model = build_detectron2_resnet(depth)
@@ -274,15 +321,19 @@ def _verify(depth, torchvision_state, detectron2_state, detectron2_file, toleran
         )
     if detectron2_file is not None:
         missing, unexpected, mis_shaped = load_detectron2_file(d2_model, detectron2_file)
-        loader = (f"detectron2 {describe_depth(depth)} (BN, eval) loaded from the output by "
-                  f"DetectionCheckpointer: {len(missing)} missing, {len(unexpected)} unexpected, "
-                  f"{len(mis_shaped)} mis-shaped")
+        loader = (
+            f"detectron2 {describe_depth(depth)} (BN, eval) loaded from the output by "
+            f"DetectionCheckpointer: {len(missing)} missing, {len(unexpected)} unexpected, "
+            f"{len(mis_shaped)} mis-shaped"
+        )
     else:
         inc = d2_model.load_state_dict(detectron2_state, strict=False)
         missing = [k for k in inc.missing_keys if not is_bn_counter(k)]
         unexpected, mis_shaped = list(inc.unexpected_keys), []
-        loader = (f"detectron2 {describe_depth(depth)} (BN, eval) loaded from the source weights: "
-                  f"{len(missing)} missing, {len(unexpected)} unexpected")
+        loader = (
+            f"detectron2 {describe_depth(depth)} (BN, eval) loaded from the source weights: "
+            f"{len(missing)} missing, {len(unexpected)} unexpected"
+        )
     if missing or unexpected or mis_shaped:
         raise VerificationError(
             "detectron2's ResNet did not take every weight:"
@@ -306,8 +357,13 @@ def _verify(depth, torchvision_state, detectron2_state, detectron2_file, toleran
         diffs[stage] = float((ref[stage].double() - got[stage].double()).abs().max())
         mags[stage] = float(ref[stage].abs().max())
     return VerificationResult(
-        depth=depth, input_shape=tuple(x.shape), seed=seed, tolerance=tolerance,
-        max_abs_diff=diffs, max_abs_output=mags, loader=loader,
+        depth=depth,
+        input_shape=tuple(x.shape),
+        seed=seed,
+        tolerance=tolerance,
+        max_abs_diff=diffs,
+        max_abs_output=mags,
+        loader=loader,
     )
 
 

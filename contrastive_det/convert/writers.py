@@ -21,6 +21,7 @@ into the bytes of one output file, and proves that the file is right:
 ``WRITERS`` maps ``--to`` names to writers; add one with :func:`register_writer`. Every write is
 atomic (a temporary file renamed into place).
 """
+
 from __future__ import annotations
 
 import io
@@ -134,8 +135,11 @@ def _to_numpy(tensor):
     return t.contiguous().numpy().copy()
 
 
-def detectron2_payload(d2_state_dict: Mapping[str, torch.Tensor], config: Mapping[str, Any] | None = None,
-                       method: str | None = None) -> dict:
+def detectron2_payload(
+    d2_state_dict: Mapping[str, torch.Tensor],
+    config: Mapping[str, Any] | None = None,
+    method: str | None = None,
+) -> dict:
     """
     ``{"model": {detectron2 name: numpy array}, "__author__": "contrastive_det",
     "matching_heuristics": True}``: what detectron2's ``DetectionCheckpointer`` reads from a
@@ -175,20 +179,26 @@ def _check_pkl(path):
 
 
 def _verify_detectron2(backbone, path, tolerance):
-    return verify_conversion(backbone.depth, backbone.state_dict, detectron2_file=path, tolerance=tolerance)
+    return verify_conversion(
+        backbone.depth, backbone.state_dict, detectron2_file=path, tolerance=tolerance
+    )
 
 
-DETECTRON2_WRITER = register_writer(Writer(
-    name="detectron2",
-    help="detectron2 .pkl for MODEL.WEIGHTS (read by DetectionCheckpointer, names matched by suffix)",
-    suffix=".pkl",
-    check_path=_check_pkl,
-    dumps=lambda backbone: dumps_detectron2(backbone.detectron2_state,
-                                            detectron2_config(backbone.depth, backbone.meta),
-                                            backbone.meta.get("method")),
-    verify=_verify_detectron2,
-    for_detectron2=True,
-))
+DETECTRON2_WRITER = register_writer(
+    Writer(
+        name="detectron2",
+        help="detectron2 .pkl for MODEL.WEIGHTS (read by DetectionCheckpointer, names matched by suffix)",
+        suffix=".pkl",
+        check_path=_check_pkl,
+        dumps=lambda backbone: dumps_detectron2(
+            backbone.detectron2_state,
+            detectron2_config(backbone.depth, backbone.meta),
+            backbone.meta.get("method"),
+        ),
+        verify=_verify_detectron2,
+        for_detectron2=True,
+    )
+)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -208,26 +218,40 @@ def _dumps_canonical(backbone):
     extra = {k: v for k, v in meta.items() if k not in _CANONICAL_META}
     extra.setdefault("source_format", backbone.source_format)
     buf = io.BytesIO()
-    torch.save(canonical_payload(
-        backbone.state_dict, arch=f"resnet{backbone.depth}", method=meta["method"],
-        pixel_mean=meta["pixel_mean"], pixel_std=meta["pixel_std"], input_format=meta["input_format"],
-        extra=extra,
-    ), buf)
+    torch.save(
+        canonical_payload(
+            backbone.state_dict,
+            arch=f"resnet{backbone.depth}",
+            method=meta["method"],
+            pixel_mean=meta["pixel_mean"],
+            pixel_std=meta["pixel_std"],
+            input_format=meta["input_format"],
+            extra=extra,
+        ),
+        buf,
+    )
     return buf.getvalue()
 
 
 def _verify_canonical(backbone, path, tolerance):
     loaded, _ = load_canonical(path)
-    return verify_conversion(backbone.depth, loaded, detectron2_state=backbone.detectron2_state,
-                             tolerance=tolerance, torchvision_label="the output (load_canonical)")
+    return verify_conversion(
+        backbone.depth,
+        loaded,
+        detectron2_state=backbone.detectron2_state,
+        tolerance=tolerance,
+        torchvision_label="the output (load_canonical)",
+    )
 
 
-TORCHVISION_WRITER = register_writer(Writer(
-    name="torchvision",
-    help=f"canonical torchvision backbone ({CANONICAL_FORMAT}, torch.load(weights_only=True))",
-    suffix=".pth",
-    check_path=_check_not_pkl,
-    dumps=_dumps_canonical,
-    verify=_verify_canonical,
-    describe=lambda backbone: f" ({CANONICAL_FORMAT}, method {backbone.meta['method']})",
-))
+TORCHVISION_WRITER = register_writer(
+    Writer(
+        name="torchvision",
+        help=f"canonical torchvision backbone ({CANONICAL_FORMAT}, torch.load(weights_only=True))",
+        suffix=".pth",
+        check_path=_check_not_pkl,
+        dumps=_dumps_canonical,
+        verify=_verify_canonical,
+        describe=lambda backbone: f" ({CANONICAL_FORMAT}, method {backbone.meta['method']})",
+    )
+)

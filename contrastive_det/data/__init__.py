@@ -20,6 +20,7 @@ name is used):
 detectron2 itself registers VOC and COCO under their standard names (``voc_2007_trainval``,
 ``coco_2017_train``, ...).
 """
+
 from .datasets.catalog import (
     register_classification,
     register_classification_csv,

@@ -2,6 +2,7 @@
 Checks that run before any training starts: a registered dataset's files are where its metadata
 says (:func:`check_dataset_layout`), and its images can be decoded (:func:`check_images`).
 """
+
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +18,9 @@ from .paths import datasets_root
 
 logger = logging.getLogger(__name__)
 
-README_HINT = "See datasets/README.md for the layouts; the root is $DETECTRON2_DATASETS (now {root!r})."
+README_HINT = (
+    "See datasets/README.md for the layouts; the root is $DETECTRON2_DATASETS (now {root!r})."
+)
 
 
 class DatasetLayoutError(FileNotFoundError):
@@ -60,7 +63,8 @@ def layout_error(name, layout, message):
     message = str(message).rstrip()
     message += "" if message.endswith(".") else "."
     return DatasetLayoutError(
-        f"Dataset '{name}': {message} Expected layout: {layout}. " + README_HINT.format(root=datasets_root())
+        f"Dataset '{name}': {message} Expected layout: {layout}. "
+        + README_HINT.format(root=datasets_root())
     )
 
 
@@ -91,7 +95,11 @@ def check_required_paths(name, required_paths, layout):
     Raise :func:`missing_path_error` for the first of ``required_paths`` that does not exist
     (a path ending with "/" must be a folder, any other a file).
     """
-    missing = [p for p in required_paths if not (os.path.isdir(p) if p.endswith("/") else os.path.isfile(p))]
+    missing = [
+        p
+        for p in required_paths
+        if not (os.path.isdir(p) if p.endswith("/") else os.path.isfile(p))
+    ]
     if missing:
         raise missing_path_error(name, missing[0], layout, len(missing))
 
@@ -108,11 +116,15 @@ def check_dataset_layout(name):
     metadata (``image_root``) are checked.
     """
     if name not in DatasetCatalog.list():
-        raise KeyError(f"Dataset '{name}' is not registered. Registered: {', '.join(sorted(DatasetCatalog.list()))}")
+        raise KeyError(
+            f"Dataset '{name}' is not registered. Registered: {', '.join(sorted(DatasetCatalog.list()))}"
+        )
     meta = MetadataCatalog.get(name)
     hint = README_HINT.format(root=datasets_root())
     if meta.get("required_paths", None):
-        check_required_paths(name, list(meta.required_paths), meta.get("layout", "see datasets/README.md"))
+        check_required_paths(
+            name, list(meta.required_paths), meta.get("layout", "see datasets/README.md")
+        )
     elif hasattr(meta, "dirname") and hasattr(meta, "split"):
         expected = _voc_expected(meta.dirname, meta.split)
         missing = [p for p in expected if not os.path.exists(p.rstrip("/"))]
@@ -210,7 +222,9 @@ def _file_names(datasets):
 
 def _problem(item):
     file_name, max_index = item
-    return image_problem(file_name) if max_index is None else container_problem(file_name, max_index)
+    return (
+        image_problem(file_name) if max_index is None else container_problem(file_name, max_index)
+    )
 
 
 def scan_images(datasets, max_listed=20, progress=True, num_threads=None):

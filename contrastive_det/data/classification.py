@@ -13,6 +13,7 @@ Dataset dicts of every classification set (class-per-folder, CSV, the downstream
 
 :func:`read_classification_image` turns any such dict into an RGB PIL image.
 """
+
 import collections.abc
 import csv
 import functools
@@ -119,8 +120,12 @@ def dataset_dicts(name):
 def class_folder_names(root, exclude=()):
     """The sorted names of the sub-folders of ``root`` (minus ``exclude``): the default class order."""
     if not os.path.isdir(root):
-        raise FileNotFoundError(f"Classification root {root} does not exist; expected {root}/<class_name>/<image>")
-    return sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and d not in exclude)
+        raise FileNotFoundError(
+            f"Classification root {root} does not exist; expected {root}/<class_name>/<image>"
+        )
+    return sorted(
+        d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and d not in exclude
+    )
 
 
 def load_class_folders(root, class_names=None):
@@ -141,9 +146,13 @@ def load_class_folders(root, class_names=None):
         )
     missing = [c for c in class_names if c not in folders]
     if len(missing) == len(class_names):
-        raise FileNotFoundError(f"Classification root {root} has no folder for any of its classes {class_names}")
+        raise FileNotFoundError(
+            f"Classification root {root} has no folder for any of its classes {class_names}"
+        )
     if missing:
-        logger.warning(f"Classification root {root} has no folder for class(es) {missing}; the other classes keep their labels")
+        logger.warning(
+            f"Classification root {root} has no folder for class(es) {missing}; the other classes keep their labels"
+        )
     dicts = []
     for label, cls in enumerate(class_names):
         if cls in missing:
@@ -248,7 +257,9 @@ def load_classification_csv(csv_file, class_names, root=None):
     index = {c: i for i, c in enumerate(class_names)}
     root = os.path.expanduser(root) if root else os.path.dirname(os.path.abspath(csv_file))
     if not os.path.isfile(csv_file):
-        raise FileNotFoundError(f"Classification CSV {csv_file} does not exist (expected rows 'path,label')")
+        raise FileNotFoundError(
+            f"Classification CSV {csv_file} does not exist (expected rows 'path,label')"
+        )
     dicts, started, line_of = [], False, {}
     with open(csv_file, newline="") as f:
         for line_no, row in enumerate(csv.reader(f), start=1):
@@ -282,14 +293,25 @@ def load_classification_csv(csv_file, class_names, root=None):
                         f"(CLASSES has {len(class_names)} names)"
                     )
             if path in line_of:
-                raise ClassificationCSVError(f"{where}: image {path!r} is already listed on line {line_of[path]}")
+                raise ClassificationCSVError(
+                    f"{where}: image {path!r} is already listed on line {line_of[path]}"
+                )
             line_of[path] = line_no
             file_name = path if os.path.isabs(path) else os.path.join(root, path)
             if not os.path.isfile(file_name):
                 raise ClassificationCSVError(f"{where}: image file {file_name} does not exist")
-            dicts.append({"file_name": file_name, "image_id": path, "label": label, "class_name": class_names[label]})
+            dicts.append(
+                {
+                    "file_name": file_name,
+                    "image_id": path,
+                    "label": label,
+                    "class_name": class_names[label],
+                }
+            )
     if not dicts:
-        raise ClassificationCSVError(f"{csv_file}:1: the file lists no images (expected rows 'path,label')")
+        raise ClassificationCSVError(
+            f"{csv_file}:1: the file lists no images (expected rows 'path,label')"
+        )
     return dicts
 
 

@@ -3,6 +3,7 @@ Loaders of classification transfer: the image mapper (training crop + flip, test
 crop), the validation split, and the loaders of the SGD protocols and of the frozen-feature
 protocols (several splits in one pass, cached splits left out).
 """
+
 import logging
 import os
 
@@ -11,7 +12,12 @@ from torchvision.transforms import v2 as T
 from detectron2.data import MetadataCatalog, build_detection_test_loader
 
 from ..utils.file_digest import file_sha256
-from .classification import dataset_classes, dataset_dicts, read_classification_image, relabel_by_name
+from .classification import (
+    dataset_classes,
+    dataset_dicts,
+    read_classification_image,
+    relabel_by_name,
+)
 from .datasets.downstream.splits import fraction_held_out, stratified_holdout
 from .paths import datasets_root
 from .samplers import build_resumable_train_loader
@@ -36,14 +42,19 @@ TEST_PIPELINES = {
     # bicubic, then the centre CROP_SIZE square: a square image (CIFAR, SVHN) loses nothing
     "ssl_transfer": (
         "resize the shorter side to CROP_SIZE (bicubic), centre crop CROP_SIZE (ssl-transfer)",
-        lambda c: [T.Resize(c.CROP_SIZE, interpolation=T.InterpolationMode.BICUBIC, antialias=True),
-                   T.CenterCrop(c.CROP_SIZE)],
+        lambda c: [
+            T.Resize(c.CROP_SIZE, interpolation=T.InterpolationMode.BICUBIC, antialias=True),
+            T.CenterCrop(c.CROP_SIZE),
+        ],
     ),
     # Islam et al.'s transfer code (the cross-domain few-shot benchmark's loader): a square resize to
     # int(1.15 x CROP_SIZE) whatever the aspect ratio, then the centre CROP_SIZE square, bilinear
     "islam": (
         "resize to a square of int(1.15 x CROP_SIZE), centre crop CROP_SIZE (bilinear; Islam et al.)",
-        lambda c: [T.Resize([int(c.CROP_SIZE * 1.15)] * 2, antialias=True), T.CenterCrop(c.CROP_SIZE)],
+        lambda c: [
+            T.Resize([int(c.CROP_SIZE * 1.15)] * 2, antialias=True),
+            T.CenterCrop(c.CROP_SIZE),
+        ],
     ),
 }
 
@@ -52,7 +63,9 @@ def check_test_pipeline(cfg):
     """``INPUT.CLS.TEST_PIPELINE`` is a preset of :data:`TEST_PIPELINES`; else ValueError naming them."""
     name = cfg.INPUT.CLS.TEST_PIPELINE
     if name not in TEST_PIPELINES:
-        raise ValueError(f"INPUT.CLS.TEST_PIPELINE must be one of {', '.join(TEST_PIPELINES)}, got {name!r}")
+        raise ValueError(
+            f"INPUT.CLS.TEST_PIPELINE must be one of {', '.join(TEST_PIPELINES)}, got {name!r}"
+        )
     return name
 
 
@@ -60,10 +73,12 @@ def build_classification_transform(cfg, is_train):
     """Training: RandomResizedCrop + flip (INPUT.CLS); test: the ``INPUT.CLS.TEST_PIPELINE`` preset."""
     c = cfg.INPUT.CLS
     if is_train:
-        return T.Compose([
-            T.RandomResizedCrop(c.CROP_SIZE, scale=tuple(c.CROP_SCALE), antialias=True),
-            T.RandomHorizontalFlip(c.FLIP_PROB),
-        ])
+        return T.Compose(
+            [
+                T.RandomResizedCrop(c.CROP_SIZE, scale=tuple(c.CROP_SCALE), antialias=True),
+                T.RandomHorizontalFlip(c.FLIP_PROB),
+            ]
+        )
     return T.Compose(TEST_PIPELINES[check_test_pipeline(cfg)][1](c))
 
 
@@ -72,8 +87,10 @@ def describe_test_transform(cfg):
     c = cfg.INPUT.CLS
     mean = ",".join(repr(float(v)) for v in cfg.MODEL.PIXEL_MEAN)
     std = ",".join(repr(float(v)) for v in cfg.MODEL.PIXEL_STD)
-    return (f"{check_test_pipeline(cfg)}-resize{c.TEST_RESIZE}-centercrop{c.CROP_SIZE}-{cfg.INPUT.FORMAT}"
-            f"-mean[{mean}]-std[{std}]")
+    return (
+        f"{check_test_pipeline(cfg)}-resize{c.TEST_RESIZE}-centercrop{c.CROP_SIZE}-{cfg.INPUT.FORMAT}"
+        f"-mean[{mean}]-std[{std}]"
+    )
 
 
 class ClassificationMapper:
@@ -136,7 +153,7 @@ def label_map_file(cfg):
     path = cfg.CLASSIFICATION.LABEL_MAP
     for variable in _DATASETS_VARIABLES:
         if path == variable or path.startswith(variable + "/"):
-            path = datasets_root() + path[len(variable):]
+            path = datasets_root() + path[len(variable) :]
             break
     return os.path.expanduser(path)
 
@@ -153,11 +170,15 @@ def label_map_record(cfg):
     mapping, path = transfer_label_map(cfg)  # a missing or malformed file raises naming the key
     if mapping is None:
         return None
-    return {"file": cfg.CLASSIFICATION.LABEL_MAP, "path": os.path.abspath(path), "sha256": file_sha256(path)}
+    return {
+        "file": cfg.CLASSIFICATION.LABEL_MAP,
+        "path": os.path.abspath(path),
+        "sha256": file_sha256(path),
+    }
 
 
 def label_map_identity(cfg):
-    """"" without a label map, else ``"labelmap-<sha256 of the file>"``: part of the feature cache's
+    """ "" without a label map, else ``"labelmap-<sha256 of the file>"``: part of the feature cache's
     identity of each split, whose cached targets are the coarse labels."""
     path = label_map_file(cfg)
     if not path:
@@ -240,9 +261,13 @@ def train_val_dicts(cfg):
         raise ValueError(
             f"{', '.join(cfg.DATASETS.TRAIN)} is multi-label: name its validation split in CLASSIFICATION.VAL_DATASET"
         )
-    kept, held = stratified_holdout(fine, fraction_held_out(float(c.VAL_FRACTION)), seed=int(c.VAL_SEED), salt="val")
+    kept, held = stratified_holdout(
+        fine, fraction_held_out(float(c.VAL_FRACTION)), seed=int(c.VAL_SEED), salt="val"
+    )
     name = "+".join(cfg.DATASETS.TRAIN)
-    return _coarsen(cfg, kept, name, classes, reference), _coarsen(cfg, held, name, classes, reference)
+    return _coarsen(cfg, kept, name, classes, reference), _coarsen(
+        cfg, held, name, classes, reference
+    )
 
 
 def build_classification_train_loader(cfg, dicts, num_classes):

@@ -4,6 +4,7 @@ salt-and-pepper noise and downsampling. Each works on a 3xHxW uint8 RGB tensor a
 one of the same shape; :func:`build_corruption` turns ``INPUT.CORRUPTION.*`` into one callable,
 applied by the training mapper to the decoded image before the two views are drawn.
 """
+
 import math
 import numbers
 
@@ -11,13 +12,22 @@ import torch
 import torch.nn.functional as F
 from torchvision.io import decode_jpeg, encode_jpeg
 
-__all__ = ["jpeg", "salt_and_pepper", "downsample", "Corruption", "build_corruption", "check_corruption_config"]
+__all__ = [
+    "jpeg",
+    "salt_and_pepper",
+    "downsample",
+    "Corruption",
+    "build_corruption",
+    "check_corruption_config",
+]
 
 
 def _check_image(image):
     if not (isinstance(image, torch.Tensor) and image.dtype == torch.uint8 and image.dim() == 3):
-        raise TypeError(f"expected a CxHxW uint8 tensor, got {getattr(image, 'dtype', type(image))} "
-                        f"of shape {tuple(getattr(image, 'shape', ()))}")
+        raise TypeError(
+            f"expected a CxHxW uint8 tensor, got {getattr(image, 'dtype', type(image))} "
+            f"of shape {tuple(getattr(image, 'shape', ()))}"
+        )
 
 
 def jpeg(image, quality):
@@ -80,7 +90,11 @@ class Corruption:
         return image
 
     def settings(self):
-        return {"JPEG_QUALITY": self.jpeg_quality, "SALT_PEPPER": self.salt_pepper, "DOWNSAMPLE": self.downsample_factor}
+        return {
+            "JPEG_QUALITY": self.jpeg_quality,
+            "SALT_PEPPER": self.salt_pepper,
+            "DOWNSAMPLE": self.downsample_factor,
+        }
 
     def __repr__(self):
         return f"Corruption({self.settings()})"
@@ -96,10 +110,19 @@ def check_corruption_config(cfg):
     q, s, f = c.JPEG_QUALITY, c.SALT_PEPPER, c.DOWNSAMPLE
     if not _is_int(q) or not (q == 0 or 1 <= q <= 95):
         raise ValueError(f"INPUT.CORRUPTION.JPEG_QUALITY must be in [1, 95] or 0 (off), got {q!r}")
-    if not isinstance(s, numbers.Real) or isinstance(s, bool) or math.isnan(s) or not 0.0 <= s <= 1.0:
-        raise ValueError(f"INPUT.CORRUPTION.SALT_PEPPER must be a fraction in [0, 1] (0 = off), got {s!r}")
+    if (
+        not isinstance(s, numbers.Real)
+        or isinstance(s, bool)
+        or math.isnan(s)
+        or not 0.0 <= s <= 1.0
+    ):
+        raise ValueError(
+            f"INPUT.CORRUPTION.SALT_PEPPER must be a fraction in [0, 1] (0 = off), got {s!r}"
+        )
     if not _is_int(f) or f < 1:
-        raise ValueError(f"INPUT.CORRUPTION.DOWNSAMPLE must be an integer >= 1 (1 = off), got {f!r}")
+        raise ValueError(
+            f"INPUT.CORRUPTION.DOWNSAMPLE must be an integer >= 1 (1 = off), got {f!r}"
+        )
     return int(q), float(s), int(f)
 
 

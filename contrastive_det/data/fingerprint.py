@@ -8,6 +8,7 @@ dict (file names, image ids, labels, class names, array indices, ...) together w
 modification time of each file the dicts name, so any of those edits changes it. It reads no
 pixel: a stat per file is cheap next to decoding the image.
 """
+
 import hashlib
 import json
 import os
@@ -22,7 +23,9 @@ def _file_stamp(path, stamps):
         try:
             st = os.stat(path)
             stamps[path] = [st.st_size, st.st_mtime_ns, st.st_ino]
-        except OSError:  # a missing file is reported by the reader; here it is just part of the state
+        except (
+            OSError
+        ):  # a missing file is reported by the reader; here it is just part of the state
             stamps[path] = None
     return stamps[path]
 
@@ -54,7 +57,9 @@ def dataset_fingerprint(dicts):
         file_name = item.get("file_name")
         if isinstance(file_name, str):
             item["__file__"] = _file_stamp(os.path.abspath(file_name), stamps)
-        lines.append(json.dumps(item, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=True))
+        lines.append(
+            json.dumps(item, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=True)
+        )
     lines.sort()
     sha = hashlib.sha256(f"{len(lines)}\n".encode("ascii"))
     for line in lines:

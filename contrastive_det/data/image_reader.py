@@ -5,6 +5,7 @@ top 8 bits (PIL's own ``convert("RGB")`` clips it, which turns most 16-bit image
 integer and float images are clipped to [0, 255]. A file that cannot be decoded raises
 :class:`ImageReadError` naming it.
 """
+
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -19,7 +20,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if mode == "RGB":
         return image
     if mode.startswith("I;16"):
-        return Image.fromarray((np.asarray(image, dtype=np.uint16) >> 8).astype(np.uint8)).convert("RGB")
+        return Image.fromarray((np.asarray(image, dtype=np.uint16) >> 8).astype(np.uint8)).convert(
+            "RGB"
+        )
     if mode in ("I", "F"):
         return Image.fromarray(np.clip(np.asarray(image), 0, 255).astype(np.uint8)).convert("RGB")
     return image.convert("RGB")

@@ -1,4 +1,5 @@
 """Dataset mappers whose errors name the file that caused them."""
+
 from detectron2.data import DatasetMapper
 
 
@@ -19,4 +20,6 @@ class CheckedDatasetMapper(DatasetMapper):
         except OSError as e:  # PIL.UnidentifiedImageError, truncated files, missing files
             if isinstance(e, ImageReadError):
                 raise
-            raise ImageReadError(f"Could not read image {dataset_dict.get('file_name')}: {e}") from e
+            raise ImageReadError(
+                f"Could not read image {dataset_dict.get('file_name')}: {e}"
+            ) from e

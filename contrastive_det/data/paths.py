@@ -1,4 +1,5 @@
 """Where datasets live."""
+
 import os
 
 

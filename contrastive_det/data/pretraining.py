@@ -3,6 +3,7 @@ Pretraining loaders: the training dicts after the study axes of docs/design.md s
 (``DATASETS.PRETRAIN.*``, ``INPUT.CORRUPTION.*``), the two-view training loader and the kNN
 monitor's bank + query loader.
 """
+
 import logging
 import os
 
@@ -13,7 +14,14 @@ from ..utils.atomic import atomic_open, atomic_write_json
 from .classification import dataset_classes, dataset_dicts, relabel_by_name
 from .corruptions import check_corruption_config
 from .samplers import build_resumable_train_loader
-from .study_axes import apply_label_map, check_axes_config, describe, load_label_map, mix_datasets, stratified_subset
+from .study_axes import (
+    apply_label_map,
+    check_axes_config,
+    describe,
+    load_label_map,
+    mix_datasets,
+    stratified_subset,
+)
 from .transforms import TwoViewMapper
 
 logger = logging.getLogger(__name__)
@@ -92,10 +100,14 @@ def pretrain_train_dicts(cfg):
     parts = pretraining_parts(names)
     before = [d for part in parts for d in part]
     if len(p.MIX_PROPORTIONS):
-        dicts = mix_datasets(parts, list(p.MIX_PROPORTIONS), int(p.MIX_TOTAL), int(p.SUBSET_SEED), names)
+        dicts = mix_datasets(
+            parts, list(p.MIX_PROPORTIONS), int(p.MIX_TOTAL), int(p.SUBSET_SEED), names
+        )
     else:
         dicts = before
-    dicts = stratified_subset(dicts, int(p.SUBSET_COUNT), float(p.SUBSET_FRACTION), int(p.SUBSET_SEED))
+    dicts = stratified_subset(
+        dicts, int(p.SUBSET_COUNT), float(p.SUBSET_FRACTION), int(p.SUBSET_SEED)
+    )
     if mapping is not None:
         dicts = apply_label_map(dicts, mapping, map_path)
     record = describe(_axes_settings(cfg), before, dicts, mapping, map_path, int(p.SUBSET_SEED))
@@ -146,7 +158,10 @@ def knn_dicts(cfg, dataset_name):
         query = relabel_by_name(query, classes, dataset_name, f"the kNN bank '{bank_name}'")
     mapping, map_path = _label_map(cfg)
     if mapping is not None:
-        bank, query = apply_label_map(bank, mapping, map_path), apply_label_map(query, mapping, map_path)
+        bank, query = (
+            apply_label_map(bank, mapping, map_path),
+            apply_label_map(query, mapping, map_path),
+        )
     return bank + query
 
 

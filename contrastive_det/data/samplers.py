@@ -12,6 +12,7 @@ that the uninterrupted run read from iteration ``s`` on.
 
 The trainer calls ``loader.batch_sampler.set_start_iter(start_iter)`` after ``resume_or_load``.
 """
+
 import logging
 
 import numpy as np
@@ -43,7 +44,9 @@ class ResumableBatchSampler(torchdata.Sampler):
     grouping, by replaying the (cheap, index-only) bucket filling with grouping.
     """
 
-    def __init__(self, size, batch_size, seed, *, rank=None, world_size=None, group_ids=None, shuffle=True):
+    def __init__(
+        self, size, batch_size, seed, *, rank=None, world_size=None, group_ids=None, shuffle=True
+    ):
         """
         Args:
             size (int): number of dataset items (> 0).
@@ -58,7 +61,9 @@ class ResumableBatchSampler(torchdata.Sampler):
         if batch_size <= 0:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if seed < 0:
-            raise ValueError(f"seed must be >= 0 (SEED is resolved before the loader is built), got {seed}")
+            raise ValueError(
+                f"seed must be >= 0 (SEED is resolved before the loader is built), got {seed}"
+            )
         self.size = int(size)
         self.batch_size = int(batch_size)
         self.seed = int(seed)
@@ -153,7 +158,9 @@ class SeededMapDataset(torchdata.Dataset):
             retry = np.random.default_rng([sample_seed, attempt]).integers(len(self._dataset))
             logger.warning(f"Mapper returned nothing for item {index}; retrying with item {retry}")
             index = int(retry)
-        raise RuntimeError(f"The mapper returned nothing for {self.MAX_RETRIES} items in a row (last: item {index})")
+        raise RuntimeError(
+            f"The mapper returned nothing for {self.MAX_RETRIES} items in a row (last: item {index})"
+        )
 
 
 def aspect_ratio_groups(dicts):
@@ -161,8 +168,9 @@ def aspect_ratio_groups(dicts):
     return [0 if d["width"] >= d["height"] else 1 for d in dicts]
 
 
-def build_resumable_train_loader(dicts, mapper, *, seed, total_batch_size, num_workers=0,
-                                 aspect_ratio_grouping=False):
+def build_resumable_train_loader(
+    dicts, mapper, *, seed, total_batch_size, num_workers=0, aspect_ratio_grouping=False
+):
     """
     A training ``DataLoader`` whose batches (lists of mapped dicts, detectron2's format) are a pure
     function of ``(seed, iteration, rank)``; see the module docstring.
@@ -178,13 +186,18 @@ def build_resumable_train_loader(dicts, mapper, *, seed, total_batch_size, num_w
     world_size = comm.get_world_size()
     if total_batch_size <= 0 or total_batch_size % world_size:
         raise ValueError(
-            f"SOLVER.IMS_PER_BATCH ({total_batch_size}) must be a positive multiple of the number of processes ({world_size})"
+            f"SOLVER.IMS_PER_BATCH ({total_batch_size}) must be a positive multiple of the number of "
+            f"processes ({world_size})"
         )
     if seed < 0:  # library use with detectron2's default SEED -1 (the CLIs always resolve it)
         seed = comm.shared_random_seed()
-        logger.warning(f"SEED < 0: training data order drawn from seed {seed}; set SEED for a reproducible run")
+        logger.warning(
+            f"SEED < 0: training data order drawn from seed {seed}; set SEED for a reproducible run"
+        )
     groups = aspect_ratio_groups(dicts) if aspect_ratio_grouping else None
-    sampler = ResumableBatchSampler(len(dicts), total_batch_size // world_size, seed, group_ids=groups)
+    sampler = ResumableBatchSampler(
+        len(dicts), total_batch_size // world_size, seed, group_ids=groups
+    )
     return torchdata.DataLoader(
         SeededMapDataset(dicts, mapper),
         batch_sampler=sampler,

@@ -3,6 +3,7 @@ Loaders of semantic segmentation sets stored as two folders (images ``<stem>.<ex
 ``<stem>.png``), and the checks their registration shares; registration itself is in
 :mod:`.datasets.catalog` (``register_sem_seg``) and :mod:`.datasets.sem_seg_sets`.
 """
+
 import os
 
 from detectron2.data import MetadataCatalog
@@ -38,8 +39,13 @@ def load_sem_seg_split(name, read):
     return sorted(dicts, key=lambda d: d["image_id"])
 
 
-def check_sem_seg_args(where, class_names, ignore_label, reduce_zero_label,
-                       keys=("CLASSES", "IGNORE_LABEL", "REDUCE_ZERO_LABEL")):
+def check_sem_seg_args(
+    where,
+    class_names,
+    ignore_label,
+    reduce_zero_label,
+    keys=("CLASSES", "IGNORE_LABEL", "REDUCE_ZERO_LABEL"),
+):
     """
     Raise ValueError naming ``where`` and the key unless ``class_names`` is a non-empty list of
     unique, non-empty strings, ``ignore_label`` an int in [0, 65535] that is no class index, and
@@ -57,7 +63,11 @@ def check_sem_seg_args(where, class_names, ignore_label, reduce_zero_label,
             f"{where}.{k_classes} must list the class names (non-empty, unique strings; index = label value), "
             f"got {class_names!r}"
         )
-    if isinstance(ignore_label, bool) or not isinstance(ignore_label, int) or not 0 <= ignore_label <= 65535:
+    if (
+        isinstance(ignore_label, bool)
+        or not isinstance(ignore_label, int)
+        or not 0 <= ignore_label <= 65535
+    ):
         raise ValueError(
             f"{where}.{k_ignore} must be an integer in [0, 65535] (the label value of unlabelled pixels; "
             f"default 255), got {ignore_label!r}"
@@ -77,7 +87,10 @@ def check_sem_seg_args(where, class_names, ignore_label, reduce_zero_label,
 
 
 def read_text_lines(path, what):
-    """The lines of the text file ``path``; a DatasetLayoutError when it is missing or not text (``what``: what it lists)."""
+    """
+    The lines of the text file ``path``; a DatasetLayoutError when it is missing or not text
+    (``what``: what it lists).
+    """
     try:
         with open(path) as f:
             return f.read().splitlines()
@@ -108,7 +121,9 @@ def read_sem_seg_folder(image_root, label_root, list_file=None, reduce_zero_labe
     by_stem = {}
     for fname in sorted(folder_entries(image_root)):
         stem, ext = os.path.splitext(fname)
-        if ext.lower() in SEM_SEG_IMAGE_EXTENSIONS and os.path.isfile(os.path.join(image_root, fname)):
+        if ext.lower() in SEM_SEG_IMAGE_EXTENSIONS and os.path.isfile(
+            os.path.join(image_root, fname)
+        ):
             by_stem.setdefault(stem, []).append(fname)
     exts = "{" + ",".join(e[1:] for e in SEM_SEG_IMAGE_EXTENSIONS) + "}"
     if list_file:
@@ -122,7 +137,11 @@ def read_sem_seg_folder(image_root, label_root, list_file=None, reduce_zero_labe
         stems = sorted(by_stem)
         if not stems:
             raise DatasetLayoutError(f"{image_root} holds no images <stem>.{exts}")
-    twice = [" and ".join(os.path.join(image_root, f) for f in by_stem[s]) for s in stems if len(by_stem[s]) > 1]
+    twice = [
+        " and ".join(os.path.join(image_root, f) for f in by_stem[s])
+        for s in stems
+        if len(by_stem[s]) > 1
+    ]
     if twice:
         raise DatasetLayoutError(f"{len(twice)} stems have more than one image: {first_few(twice)}")
     labels = folder_entries(label_root)
@@ -132,7 +151,9 @@ def read_sem_seg_folder(image_root, label_root, list_file=None, reduce_zero_labe
         if f"{s}.png" not in labels
     ]
     if no_label:
-        raise DatasetLayoutError(f"{len(no_label)} of the {len(stems)} images have no label: {first_few(no_label)}")
+        raise DatasetLayoutError(
+            f"{len(no_label)} of the {len(stems)} images have no label: {first_few(no_label)}"
+        )
     dicts = []
     for s in stems:
         record = {

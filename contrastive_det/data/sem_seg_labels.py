@@ -20,6 +20,7 @@ luminance values (class 1 "aeroplane" becomes 38, detectron2 issue #1760): here 
 gives its indices, a one-channel image its values, and a colour (RGB) image is refused, since
 its colours are not class indices.
 """
+
 import os
 
 import numpy as np
@@ -80,12 +81,16 @@ def read_sem_seg_label(record):
         record = {"sem_seg_file_name": record}
     path = record["sem_seg_file_name"]
     if not os.path.isfile(path):
-        raise LabelMapError(f"Label map {path} does not exist (image {record.get('file_name', '?')})")
+        raise LabelMapError(
+            f"Label map {path} does not exist (image {record.get('file_name', '?')})"
+        )
     label = _read_sbd_mat(path) if path.endswith(".mat") else _read_png(path)
     if label.ndim != 2:
         raise LabelMapError(f"Label map {path} has shape {label.shape}; expected HxW class indices")
     if record.get("sem_seg_reduce_zero_label", False):
-        label = np.where(label == 0, IGNORE_LABEL, np.where(label == IGNORE_LABEL, IGNORE_LABEL, label - 1))
+        label = np.where(
+            label == 0, IGNORE_LABEL, np.where(label == IGNORE_LABEL, IGNORE_LABEL, label - 1)
+        )
     return label
 
 

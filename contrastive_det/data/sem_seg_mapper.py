@@ -9,6 +9,7 @@ normalisation; label: the ignore value). Test: the image at its original size, n
 evaluator reads the label files). Randomness comes from numpy's global generator, which the
 resumable loader seeds per sample, so a resumed run draws the same augmentations.
 """
+
 import copy
 import logging
 
@@ -26,7 +27,12 @@ from .sem_seg_labels import LabelMapError, check_label_values, read_sem_seg_labe
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RandomScaleRatio", "PhotometricDistortion", "SemSegDatasetMapper", "build_sem_seg_augmentation"]
+__all__ = [
+    "RandomScaleRatio",
+    "PhotometricDistortion",
+    "SemSegDatasetMapper",
+    "build_sem_seg_augmentation",
+]
 
 
 class RandomScaleRatio(T.Augmentation):
@@ -40,9 +46,13 @@ class RandomScaleRatio(T.Augmentation):
     def __init__(self, ratio_range=(0.5, 2.0), base_size=(), interp=None):
         super().__init__()
         if len(ratio_range) != 2 or not 0 < ratio_range[0] <= ratio_range[1]:
-            raise ValueError(f"INPUT.SEM_SEG.SCALE_RATIO must be (low, high) with 0 < low <= high, got {ratio_range}")
+            raise ValueError(
+                f"INPUT.SEM_SEG.SCALE_RATIO must be (low, high) with 0 < low <= high, got {ratio_range}"
+            )
         if base_size and (len(base_size) != 2 or min(base_size) <= 0):
-            raise ValueError(f"INPUT.SEM_SEG.BASE_SIZE must be () or (long, short) > 0, got {base_size}")
+            raise ValueError(
+                f"INPUT.SEM_SEG.BASE_SIZE must be () or (long, short) > 0, got {base_size}"
+            )
         self._init(locals())
 
     def get_transform(self, image):
@@ -63,21 +73,34 @@ class PhotometricDistortion(T.Augmentation):
     saturation (x uniform(0.5, 1.5)) and hue (+ randint(-18, 18) on OpenCV's 0-180 scale).
     """
 
-    def __init__(self, image_format="BGR", brightness_delta=32, contrast_range=(0.5, 1.5),
-                 saturation_range=(0.5, 1.5), hue_delta=18):
+    def __init__(
+        self,
+        image_format="BGR",
+        brightness_delta=32,
+        contrast_range=(0.5, 1.5),
+        saturation_range=(0.5, 1.5),
+        hue_delta=18,
+    ):
         super().__init__()
         if image_format not in ("BGR", "RGB"):
-            raise ValueError(f"INPUT.SEM_SEG.PHOTOMETRIC needs INPUT.FORMAT BGR or RGB, got {image_format!r}")
+            raise ValueError(
+                f"INPUT.SEM_SEG.PHOTOMETRIC needs INPUT.FORMAT BGR or RGB, got {image_format!r}"
+            )
         self._init(locals())
 
     def get_transform(self, image):
         draws = {
             "brightness": np.random.uniform(-self.brightness_delta, self.brightness_delta)
-            if np.random.randint(2) else None,
+            if np.random.randint(2)
+            else None,
             "contrast_first": bool(np.random.randint(2)),
             "contrast": np.random.uniform(*self.contrast_range) if np.random.randint(2) else None,
-            "saturation": np.random.uniform(*self.saturation_range) if np.random.randint(2) else None,
-            "hue": np.random.randint(-self.hue_delta, self.hue_delta) if np.random.randint(2) else None,
+            "saturation": np.random.uniform(*self.saturation_range)
+            if np.random.randint(2)
+            else None,
+            "hue": np.random.randint(-self.hue_delta, self.hue_delta)
+            if np.random.randint(2)
+            else None,
         }
         return T.ColorTransform(lambda img: self._apply(img, draws))
 
@@ -88,8 +111,11 @@ class PhotometricDistortion(T.Augmentation):
         if d["contrast_first"] and d["contrast"] is not None:
             img = np.clip(img * d["contrast"], 0, 255)
         if d["saturation"] is not None or d["hue"] is not None:
-            to_hsv, from_hsv = ((cv2.COLOR_BGR2HSV, cv2.COLOR_HSV2BGR) if self.image_format == "BGR"
-                                else (cv2.COLOR_RGB2HSV, cv2.COLOR_HSV2RGB))
+            to_hsv, from_hsv = (
+                (cv2.COLOR_BGR2HSV, cv2.COLOR_HSV2BGR)
+                if self.image_format == "BGR"
+                else (cv2.COLOR_RGB2HSV, cv2.COLOR_HSV2RGB)
+            )
             hsv = cv2.cvtColor(img.astype(np.uint8), to_hsv).astype(np.float32)  # H in [0, 180)
             if d["saturation"] is not None:
                 hsv[..., 1] = np.clip(hsv[..., 1] * d["saturation"], 0, 255)
@@ -108,11 +134,17 @@ def build_sem_seg_augmentation(cfg, is_train):
         return [RandomScaleRatio((1.0, 1.0), tuple(s.TEST_BASE_SIZE))] if s.TEST_BASE_SIZE else []
     crop = tuple(int(v) for v in s.CROP_SIZE)
     if len(crop) != 2 or min(crop) <= 0:
-        raise ValueError(f"INPUT.SEM_SEG.CROP_SIZE must be (height, width) > 0, got {tuple(s.CROP_SIZE)}")
+        raise ValueError(
+            f"INPUT.SEM_SEG.CROP_SIZE must be (height, width) > 0, got {tuple(s.CROP_SIZE)}"
+        )
     augs = [
         RandomScaleRatio(tuple(s.SCALE_RATIO), tuple(s.BASE_SIZE)),
-        T.RandomCrop_CategoryAreaConstraint("absolute", crop, cfg.INPUT.CROP.SINGLE_CATEGORY_MAX_AREA,
-                                            cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE),
+        T.RandomCrop_CategoryAreaConstraint(
+            "absolute",
+            crop,
+            cfg.INPUT.CROP.SINGLE_CATEGORY_MAX_AREA,
+            cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
+        ),
     ]
     if s.FLIP_PROB > 0:
         augs.append(T.RandomFlip(prob=s.FLIP_PROB, horizontal=True))
@@ -143,8 +175,17 @@ class SemSegDatasetMapper:
     """
 
     @configurable
-    def __init__(self, is_train, *, augmentations, image_format, num_classes, ignore_value, crop_size,
-                 pad_pixel):
+    def __init__(
+        self,
+        is_train,
+        *,
+        augmentations,
+        image_format,
+        num_classes,
+        ignore_value,
+        crop_size,
+        pad_pixel,
+    ):
         self.is_train = is_train
         self.augmentations = T.AugmentationList(augmentations)
         self.image_format = image_format
@@ -152,7 +193,9 @@ class SemSegDatasetMapper:
         self.ignore_value = ignore_value
         self.crop_size = crop_size
         self.pad_pixel = pad_pixel
-        logger.info(f"[SemSegDatasetMapper] augmentations ({'train' if is_train else 'test'}): {augmentations}")
+        logger.info(
+            f"[SemSegDatasetMapper] augmentations ({'train' if is_train else 'test'}): {augmentations}"
+        )
 
     @classmethod
     def from_config(cls, cfg, is_train=True):
@@ -186,12 +229,18 @@ class SemSegDatasetMapper:
         label = read_sem_seg_label(d)  # HxW int64
         path = d["sem_seg_file_name"]
         if label.shape != (h, w):
-            raise LabelMapError(f"Label map {path} is {label.shape[1]}x{label.shape[0]} (WxH) but its image "
-                                f"{d['file_name']} is {w}x{h}")
+            raise LabelMapError(
+                f"Label map {path} is {label.shape[1]}x{label.shape[0]} (WxH) but its image "
+                f"{d['file_name']} is {w}x{h}"
+            )
         check_label_values(label, self.num_classes, path, self.ignore_value)
-        aug_input = T.AugInput(image, sem_seg=label.astype(np.uint8) if label.max() < 256 else label)
+        aug_input = T.AugInput(
+            image, sem_seg=label.astype(np.uint8) if label.max() < 256 else label
+        )
         self.augmentations(aug_input)
-        image, label = _pad_to(aug_input.image, aug_input.sem_seg, self.crop_size, self.pad_pixel, self.ignore_value)
+        image, label = _pad_to(
+            aug_input.image, aug_input.sem_seg, self.crop_size, self.pad_pixel, self.ignore_value
+        )
         d["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))  # CxHxW
         d["sem_seg"] = torch.as_tensor(label.astype(np.int64))  # HxW
         return d
@@ -202,6 +251,8 @@ def sem_seg_metadata(dataset_name):
     meta = MetadataCatalog.get(dataset_name)
     classes = meta.get("stuff_classes", None)
     if not classes:
-        raise ValueError(f"Dataset '{dataset_name}' has no 'stuff_classes' metadata: it is not a semantic "
-                         "segmentation set (register it with FORMAT: sem_seg, see datasets/README.md)")
+        raise ValueError(
+            f"Dataset '{dataset_name}' has no 'stuff_classes' metadata: it is not a semantic "
+            "segmentation set (register it with FORMAT: sem_seg, see datasets/README.md)"
+        )
     return list(classes), int(meta.get("ignore_label", 255))

@@ -11,6 +11,7 @@ lists of dataset dicts ``{"file_name", "label", "class_name", ...}``:
 Corruption of the images is in :mod:`contrastive_det.data.corruptions`. Nothing here reads a
 config; :func:`check_axes_config` validates the ``DATASETS.PRETRAIN`` keys with messages naming them.
 """
+
 import json
 import math
 import zlib
@@ -56,7 +57,9 @@ def subset_size(total, count=0, fraction=1.0):
     """
     count, fraction = int(count), float(fraction)
     if count < 0:
-        raise ValueError(f"DATASETS.PRETRAIN.SUBSET_COUNT must be >= 0 (0 = all images), got {count}")
+        raise ValueError(
+            f"DATASETS.PRETRAIN.SUBSET_COUNT must be >= 0 (0 = all images), got {count}"
+        )
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"DATASETS.PRETRAIN.SUBSET_FRACTION must be in (0, 1], got {fraction}")
     if count > 0 and fraction < 1.0:
@@ -134,7 +137,9 @@ def apportion(total, weights, capacities=None):
     if capacities is not None:
         for i, (p, c) in enumerate(zip(parts, capacities)):
             if p > c:
-                raise ValueError(f"part {i} needs {p} images of a mixture of {total} but has only {c}")
+                raise ValueError(
+                    f"part {i} needs {p} images of a mixture of {total} but has only {c}"
+                )
     return parts
 
 
@@ -176,12 +181,16 @@ def mix_datasets(parts, proportions, total=0, seed=0, names=None):
         )
     for name, p in zip(names, proportions):
         if not p >= 0 or math.isinf(p):
-            raise ValueError(f"DATASETS.PRETRAIN.MIX_PROPORTIONS must be finite and >= 0; got {p} for dataset {name}")
+            raise ValueError(
+                f"DATASETS.PRETRAIN.MIX_PROPORTIONS must be finite and >= 0; got {p} for dataset {name}"
+            )
     if sum(proportions) <= 0:
         raise ValueError(f"DATASETS.PRETRAIN.MIX_PROPORTIONS must not all be 0, got {proportions}")
     total = int(total)
     if total < 0:
-        raise ValueError(f"DATASETS.PRETRAIN.MIX_TOTAL must be >= 0 (0 = as many as possible), got {total}")
+        raise ValueError(
+            f"DATASETS.PRETRAIN.MIX_TOTAL must be >= 0 (0 = as many as possible), got {total}"
+        )
     sizes = [len(p) for p in parts]
     if total == 0:
         total = _largest_mix_total(sizes, proportions)
@@ -221,7 +230,9 @@ def load_label_map(path, key="DATASETS.PRETRAIN.LABEL_MAP"):
         )
     bad = {k: v for k, v in mapping.items() if not isinstance(v, str) or not v}
     if bad:
-        raise ValueError(f"Label map {path}: coarse class names must be non-empty strings, got {bad}")
+        raise ValueError(
+            f"Label map {path}: coarse class names must be non-empty strings, got {bad}"
+        )
     return mapping
 
 
@@ -258,7 +269,9 @@ def apply_label_map(dicts, mapping, path="", classes=None):
     missing = {}
     for d in dicts:
         if "class_name" not in d:
-            raise ValueError(f"Image {d.get('file_name')} has no class name, so label map {path} cannot apply")
+            raise ValueError(
+                f"Image {d.get('file_name')} has no class name, so label map {path} cannot apply"
+            )
         if d["class_name"] not in mapping:
             missing.setdefault(d["class_name"], d.get("file_name"))
     if missing:
@@ -269,9 +282,16 @@ def apply_label_map(dicts, mapping, path="", classes=None):
         )
     outside = sorted({mapping[d["class_name"]] for d in dicts} - set(index))
     if outside:
-        raise ValueError(f"Label map {path}: coarse class(es) {outside} are not among the coarse classes {list(index)}")
+        raise ValueError(
+            f"Label map {path}: coarse class(es) {outside} are not among the coarse classes {list(index)}"
+        )
     return [
-        dict(d, label=index[mapping[d["class_name"]]], fine_label=d.get("label", -1), coarse_class=mapping[d["class_name"]])
+        dict(
+            d,
+            label=index[mapping[d["class_name"]]],
+            fine_label=d.get("label", -1),
+            coarse_class=mapping[d["class_name"]],
+        )
         for d in dicts
     ]
 
@@ -309,15 +329,23 @@ def describe(settings, before, after, mapping=None, map_path="", seed=0):
         "label_map": None,
     }
     if mapping is not None:
-        out["label_map"] = {"file": map_path, "classes": coarse_classes(mapping), "mapping": dict(mapping)}
-        out["after"]["per_coarse_class"] = dict(sorted(Counter(d["coarse_class"] for d in after).items()))
+        out["label_map"] = {
+            "file": map_path,
+            "classes": coarse_classes(mapping),
+            "mapping": dict(mapping),
+        }
+        out["after"]["per_coarse_class"] = dict(
+            sorted(Counter(d["coarse_class"] for d in after).items())
+        )
     return out
 
 
 def check_axes_config(cfg):
     """Validate ``DATASETS.PRETRAIN`` before any data is read; errors name the key."""
     p = cfg.DATASETS.PRETRAIN
-    subset_size(max(int(p.SUBSET_COUNT), 0), p.SUBSET_COUNT, p.SUBSET_FRACTION)  # count/fraction checks
+    subset_size(
+        max(int(p.SUBSET_COUNT), 0), p.SUBSET_COUNT, p.SUBSET_FRACTION
+    )  # count/fraction checks
     props = list(p.MIX_PROPORTIONS)
     if props:
         names = list(cfg.DATASETS.TRAIN)
@@ -328,10 +356,16 @@ def check_axes_config(cfg):
             )
         for name, v in zip(names, props):
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v < math.inf:
-                raise ValueError(f"DATASETS.PRETRAIN.MIX_PROPORTIONS must be numbers >= 0; got {v!r} for dataset {name}")
+                raise ValueError(
+                    f"DATASETS.PRETRAIN.MIX_PROPORTIONS must be numbers >= 0; got {v!r} for dataset {name}"
+                )
         if sum(props) <= 0:
             raise ValueError(f"DATASETS.PRETRAIN.MIX_PROPORTIONS must not all be 0, got {props}")
     elif int(p.MIX_TOTAL) != 0:
-        raise ValueError(f"DATASETS.PRETRAIN.MIX_TOTAL ({p.MIX_TOTAL}) needs DATASETS.PRETRAIN.MIX_PROPORTIONS")
+        raise ValueError(
+            f"DATASETS.PRETRAIN.MIX_TOTAL ({p.MIX_TOTAL}) needs DATASETS.PRETRAIN.MIX_PROPORTIONS"
+        )
     if int(p.MIX_TOTAL) < 0:
-        raise ValueError(f"DATASETS.PRETRAIN.MIX_TOTAL must be >= 0 (0 = as many as possible), got {p.MIX_TOTAL}")
+        raise ValueError(
+            f"DATASETS.PRETRAIN.MIX_TOTAL must be >= 0 (0 = as many as possible), got {p.MIX_TOTAL}"
+        )

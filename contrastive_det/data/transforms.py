@@ -9,6 +9,7 @@ on a tensor goes through a float HSV round trip, several times slower), and the 
 OpenCV's separable filter. The random parameters are drawn exactly as for tensors, from torch's
 global generator, which the loader seeds per item: augmentations stay a function of the seed.
 """
+
 import cv2
 import numpy as np
 import torch
@@ -18,8 +19,14 @@ from torchvision.transforms import v2 as T
 from .corruptions import build_corruption
 from .image_reader import read_rgb_image
 
-__all__ = ["build_two_view_transform", "build_test_transform", "read_rgb_tensor",
-           "to_chw_uint8", "GaussianBlur", "TwoViewMapper"]
+__all__ = [
+    "build_two_view_transform",
+    "build_test_transform",
+    "read_rgb_tensor",
+    "to_chw_uint8",
+    "GaussianBlur",
+    "TwoViewMapper",
+]
 
 
 class GaussianBlur(T.GaussianBlur):
@@ -35,8 +42,9 @@ class GaussianBlur(T.GaussianBlur):
             return super().transform(inpt, params)
         k = self.kernel_size
         sx, sy = params["sigma"]
-        out = cv2.GaussianBlur(np.asarray(inpt), (k[0], k[1]), sigmaX=sx, sigmaY=sy,
-                               borderType=cv2.BORDER_REFLECT_101)  # torch "reflect" padding
+        out = cv2.GaussianBlur(
+            np.asarray(inpt), (k[0], k[1]), sigmaX=sx, sigmaY=sy, borderType=cv2.BORDER_REFLECT_101
+        )  # torch "reflect" padding
         return Image.fromarray(out, mode=inpt.mode)
 
 
@@ -109,5 +117,9 @@ class TwoViewMapper:
             views = [to_chw_uint8(self.transform(image)) for _ in range(self.num_views)]
             return {"views": views, "label": label}
         out = {k: v for k, v in dataset_dict.items() if k != "file_name"}
-        out.update(image=to_chw_uint8(self.transform(image)), label=label, file_name=dataset_dict["file_name"])
+        out.update(
+            image=to_chw_uint8(self.transform(image)),
+            label=label,
+            file_name=dataset_dict["file_name"],
+        )
         return out

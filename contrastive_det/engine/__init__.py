@@ -4,6 +4,7 @@ the :class:`Trainer` and its hooks, atomic checkpoints, ``results.json``, and th
 plumbing (defaults.py: argument parser, per-run setup, launching seeds and processes).
 The engine never imports a task: tasks register themselves (``contrastive_det/tasks``).
 """
+
 from .checkpoint import AtomicDetectionCheckpointer
 from .defaults import argument_parser, launch_runs, setup
 from .results import RESULTS_FILE, aggregate_seed_results, build_results

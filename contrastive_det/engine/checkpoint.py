@@ -2,6 +2,7 @@
 Checkpointing that never leaves a half-written file behind, records the run's seed and settings,
 and loads only what a checkpoint of ours can hold.
 """
+
 import json
 import os
 
@@ -14,8 +15,14 @@ from ..utils.atomic import atomic_open
 #: settings a resumed run may change: the machine's and the launcher's (device, workers; norms
 #: become BN on one process, see resumable_config), where the run writes, the seed (a resumed run
 #: adopts its checkpoint's), and how often it checkpoints (a resume is exact whatever the period)
-RESUMABLE_CHANGES = ("OUTPUT_DIR", "SEED", "MODEL.DEVICE", "DATALOADER.NUM_WORKERS", "SOLVER.CHECKPOINT_PERIOD",
-                     "DETERMINISTIC")
+RESUMABLE_CHANGES = (
+    "OUTPUT_DIR",
+    "SEED",
+    "MODEL.DEVICE",
+    "DATALOADER.NUM_WORKERS",
+    "SOLVER.CHECKPOINT_PERIOD",
+    "DETERMINISTIC",
+)
 
 
 class CheckpointReadError(RuntimeError):
@@ -33,6 +40,7 @@ def flat_config(cfg):
                 walk(value, f"{prefix}{key}.")
             else:
                 out[f"{prefix}{key}"] = json.loads(json.dumps(value, default=str))
+
     walk(cfg, "")
     return out
 
@@ -41,7 +49,8 @@ def resumable_config(cfg):
     """The settings a resumed run must share with its checkpoint: :func:`flat_config` less
     :data:`RESUMABLE_CHANGES` and every ``NORM`` key (SyncBN flavours follow the process count)."""
     return {
-        k: v for k, v in flat_config(cfg).items()
+        k: v
+        for k, v in flat_config(cfg).items()
         if k not in RESUMABLE_CHANGES and not k.endswith(".NORM")
     }
 
@@ -61,7 +70,8 @@ def load_checkpoint(path, mmap=False):
     except Exception as e:  # noqa: BLE001  (zip reader errors, unpickling errors, EOFError, ...)
         size = os.path.getsize(path) if os.path.exists(path) else 0
         raise CheckpointReadError(
-            f"Checkpoint {path} ({size} bytes) cannot be read: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. "
+            f"Checkpoint {path} ({size} bytes) cannot be read: {type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}. "
             "It is truncated (a copy or a disk that filled up?), not a PyTorch checkpoint, or holds objects "
             "that weights_only loading refuses. Delete it, or write the name of an earlier model_*.pth of the "
             "same folder into its last_checkpoint file, then resume again."
@@ -133,7 +143,9 @@ def last_checkpoint_path(output_dir):
             "the run's own OUTPUT_DIR (write the name of one of its model_*.pth files into the tag)"
         )
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{tag} names {name}, which does not exist in {output_dir}; cannot resume")
+        raise FileNotFoundError(
+            f"{tag} names {name}, which does not exist in {output_dir}; cannot resume"
+        )
     return os.path.join(output_dir, name)
 
 

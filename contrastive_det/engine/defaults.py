@@ -3,6 +3,7 @@ Command-line runs, detectron2's ``engine/defaults.py`` role: the argument parser
 config of one run adapted to the machine it runs on (:func:`setup`), and launching a run on
 ``--num-gpus`` x ``--num-machines`` processes once per seed (:func:`launch_runs`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,7 +43,9 @@ def _seed_list(text):
     try:
         return [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 0,1,2; got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers like 0,1,2; got {text!r}"
+        ) from None
 
 
 def argument_parser(epilog: str | None = None) -> argparse.ArgumentParser:
@@ -169,7 +172,9 @@ def check_config_bases(config_file: str) -> list[str]:
             raise ValueError(f"{config_file}: _BASE_ chain loops: {' -> '.join(seen + [path])}")
         seen.append(path)
         try:
-            data = load_yaml_file(path) or {}  # a key given twice is an error naming it, not a silent override
+            data = (
+                load_yaml_file(path) or {}
+            )  # a key given twice is an error naming it, not a silent override
         except yaml.YAMLError as e:
             raise ValueError(f"Config file {path} is not valid YAML: {e}") from None
         base = data.get("_BASE_") if isinstance(data, dict) else None
@@ -181,7 +186,7 @@ def check_config_bases(config_file: str) -> list[str]:
                 f"{path}: _BASE_ {base!r} resolved to {os.path.normpath(resolved)}, which does not exist. "
                 f"A relative _BASE_ is resolved against the folder of the file that names it "
                 f"({os.path.dirname(path) or '.'}), not the working directory; use a path relative to "
-                "that folder (e.g. \"../detection/voc0712_R_50_C4_24k.yaml\" from configs/my/) or an absolute path."
+                'that folder (e.g. "../detection/voc0712_R_50_C4_24k.yaml" from configs/my/) or an absolute path.'
             )
         path = resolved
 
@@ -199,7 +204,9 @@ def load_config(args: argparse.Namespace) -> CfgNode:
         except KeyError as e:  # yacs: "Non-existent config key: A.B"
             raise KeyError(f"{args.config_file}: {e.args[0]}") from None
     if len(args.opts) % 2:
-        raise ValueError(f"Command-line overrides must be KEY VALUE pairs, got an odd list: {args.opts}")
+        raise ValueError(
+            f"Command-line overrides must be KEY VALUE pairs, got an odd list: {args.opts}"
+        )
     try:
         cfg.merge_from_list(args.opts)
     except (KeyError, AssertionError) as e:  # yacs: AssertionError("Non-existent key: A.B")
@@ -207,8 +214,9 @@ def load_config(args: argparse.Namespace) -> CfgNode:
     return upgrade_renamed_keys(cfg, defaults, logging.getLogger("contrastive_det"))
 
 
-def build_run_config(args: argparse.Namespace, seed: int | None = None,
-                     output_dir: str | None = None) -> tuple[CfgNode, list[str]]:
+def build_run_config(
+    args: argparse.Namespace, seed: int | None = None, output_dir: str | None = None
+) -> tuple[CfgNode, list[str]]:
     """
     The frozen config of one run: :func:`load_config`, then the seed and output folder of this run,
     the machine's device and BN flavour, the fewer-GPU rule (``--fewer-gpus``), the datasets
@@ -233,14 +241,20 @@ def build_run_config(args: argparse.Namespace, seed: int | None = None,
     registered = register_datasets_from_config(cfg)
     if registered:
         messages.append(f"Registered from DATASETS.CUSTOM: {', '.join(registered)}")
-    if trains:  # keys that follow from the data, before --resume compares the config with the checkpoint's
+    if (
+        trains
+    ):  # keys that follow from the data, before --resume compares the config with the checkpoint's
         messages += task.adapt_config(cfg)
         if cfg.SOLVER.MAX_ITER < 1:
-            raise ValueError(f"SOLVER.MAX_ITER must be >= 1 for training, got {cfg.SOLVER.MAX_ITER}")
+            raise ValueError(
+                f"SOLVER.MAX_ITER must be >= 1 for training, got {cfg.SOLVER.MAX_ITER}"
+            )
     if getattr(args, "resume", False) and not getattr(args, "eval_only", False):
         state = read_resume_state(cfg.OUTPUT_DIR)  # read once: the seed and the config it recorded
         messages.append(adopt_checkpoint_seed(cfg, state))
-        messages.append(check_resume_config(cfg, state, getattr(args, "allow_config_change", False)))
+        messages.append(
+            check_resume_config(cfg, state, getattr(args, "allow_config_change", False))
+        )
     cfg.freeze()
     return cfg, [m for m in messages if m]
 
@@ -302,7 +316,9 @@ def set_deterministic() -> None:
     torch.use_deterministic_algorithms(True)
 
 
-def setup(args: argparse.Namespace, seed: int | None = None, output_dir: str | None = None) -> CfgNode:
+def setup(
+    args: argparse.Namespace, seed: int | None = None, output_dir: str | None = None
+) -> CfgNode:
     """
     :func:`build_run_config`, then detectron2's ``default_setup`` (logging, OUTPUT_DIR/config.yaml,
     seeding), every adaptation logged once, and the files of the task's datasets checked.
@@ -319,7 +335,9 @@ def setup(args: argparse.Namespace, seed: int | None = None, output_dir: str | N
     default_setup(cfg, args)
     if cfg.DETERMINISTIC:
         set_deterministic()
-    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="contrastive_det", abbrev_name="cdet")
+    setup_logger(
+        cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="contrastive_det", abbrev_name="cdet"
+    )
     for message in messages:
         logger.info(message)
         if message.startswith("--resume") and comm.is_main_process():
@@ -327,7 +345,9 @@ def setup(args: argparse.Namespace, seed: int | None = None, output_dir: str | N
     task = get_task(cfg)
     evaluates_only = args.eval_only or not task.trains(cfg)
     if evaluates_only and not cfg.MODEL.WEIGHTS and not args.resume:
-        logger.warning("Evaluation without MODEL.WEIGHTS: evaluating the randomly initialised model")
+        logger.warning(
+            "Evaluation without MODEL.WEIGHTS: evaluating the randomly initialised model"
+        )
     names = task.datasets_to_check(cfg, evaluates_only)
     for name in names:
         check_dataset_layout(name)
@@ -348,9 +368,13 @@ def launch_runs(run_fn: Callable[..., Any], args: argparse.Namespace) -> str | N
     task = get_task(cfg)
     # once, in the launching process, so that every process and seed loads the same file
     args.opts = list(args.opts) + task.prepare_weights(cfg, base_dir)
-    run_dirs = [base_dir] if len(seeds) == 1 else [os.path.join(base_dir, f"seed{s}") for s in seeds]
+    run_dirs = (
+        [base_dir] if len(seeds) == 1 else [os.path.join(base_dir, f"seed{s}") for s in seeds]
+    )
     if args.num_gpus > 1:
-        stop_request.install(forward=True)  # SIGTERM reaches the workers, which stop with a checkpoint
+        stop_request.install(
+            forward=True
+        )  # SIGTERM reaches the workers, which stop with a checkpoint
     for seed, run_dir in zip(seeds, run_dirs):
         try:
             launch(

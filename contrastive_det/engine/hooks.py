@@ -1,4 +1,5 @@
 """Hooks the Trainer adds to detectron2's defaults (none of them knows which task runs)."""
+
 import logging
 import time
 
@@ -39,7 +40,10 @@ class StopOnRequest(HookBase):
 
     def after_step(self):
         trainer = self.trainer
-        if not getattr(trainer._trainer, "stop_agreed", False) or trainer.iter + 1 >= trainer.max_iter:
+        if (
+            not getattr(trainer._trainer, "stop_agreed", False)
+            or trainer.iter + 1 >= trainer.max_iter
+        ):
             return
         path = None
         if comm.is_main_process():
@@ -47,8 +51,9 @@ class StopOnRequest(HookBase):
             self._checkpointer.save(name, iteration=trainer.iter)
             path = self._checkpointer.get_checkpoint_file()
         comm.synchronize()
-        message = (f"Stopped on request after iteration {trainer.iter}"
-                   + (f"; checkpoint {path}: continue with --resume" if path else ""))
+        message = f"Stopped on request after iteration {trainer.iter}" + (
+            f"; checkpoint {path}: continue with --resume" if path else ""
+        )
         logger.warning(message)
         if path:
             print(message, flush=True)
@@ -120,4 +125,6 @@ class ImagesPerSecond(HookBase):
     def after_step(self):
         elapsed = time.perf_counter() - self._start
         if elapsed > 0:
-            self.trainer.storage.put_scalar("images_per_s", self._images / elapsed, smoothing_hint=True)
+            self.trainer.storage.put_scalar(
+                "images_per_s", self._images / elapsed, smoothing_hint=True
+            )

@@ -6,6 +6,7 @@ The one place that writes, reads and summarises these files: :func:`build_result
 the tools), :func:`summarize_values` (mean, sample std, n and values: the seed sweep and the report)
 and :func:`headline_keys` (which metrics a task puts first).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -49,7 +50,9 @@ def versions() -> dict[str, str | None]:
     }
 
 
-def normalize_metrics(results: dict | None, test_datasets: Sequence[str]) -> dict[str, dict[str, float]]:
+def normalize_metrics(
+    results: dict | None, test_datasets: Sequence[str]
+) -> dict[str, dict[str, float]]:
     """
     detectron2's ``test()`` returns ``{dataset: {task: {metric: value}}}``, or the inner dict
     alone when there is one dataset. Return ``{dataset: {"task/metric": value}}`` always.
@@ -61,8 +64,17 @@ def normalize_metrics(results: dict | None, test_datasets: Sequence[str]) -> dic
     return {name: flatten_results_dict(res) for name, res in results.items()}
 
 
-def build_results(cfg: CfgNode, metrics: dict[str, dict[str, float]], *, task: str, method: str, iteration: int | None,
-                  config_file: str = "", seed: int | None = None, extra: dict | None = None) -> dict:
+def build_results(
+    cfg: CfgNode,
+    metrics: dict[str, dict[str, float]],
+    *,
+    task: str,
+    method: str,
+    iteration: int | None,
+    config_file: str = "",
+    seed: int | None = None,
+    extra: dict | None = None,
+) -> dict:
     """
     The results record of one run (see docs/design.md section 3).
 
@@ -112,14 +124,18 @@ def read_results(path: str) -> dict:
     if os.path.isdir(path) or not path.endswith(".json"):
         path = os.path.join(path, RESULTS_FILE)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no results file (a run writes it when its final evaluation ends)")
+        raise FileNotFoundError(
+            f"{path}: no results file (a run writes it when its final evaluation ends)"
+        )
     try:
         with open(path) as f:
             record = json.load(f)
     except (OSError, ValueError) as e:
         raise ValueError(f"{path}: not a readable results file: {e}") from None
     if not isinstance(record, dict) or not isinstance(record.get("metrics"), dict):
-        raise ValueError(f"{path}: not a results file (expected a JSON object with a 'metrics' mapping)")
+        raise ValueError(
+            f"{path}: not a results file (expected a JSON object with a 'metrics' mapping)"
+        )
     return record
 
 
@@ -170,7 +186,9 @@ def aggregate_seed_results(records: Sequence[dict]) -> dict[str, dict[str, dict]
             try:
                 values.append(float(r["metrics"][dataset][metric]))
             except KeyError:
-                raise KeyError(f"seed {r['seed']} has no metric {dataset}/{metric}; cannot aggregate") from None
+                raise KeyError(
+                    f"seed {r['seed']} has no metric {dataset}/{metric}; cannot aggregate"
+                ) from None
         stats = summarize_values(values)
         if stats["std"] is None:  # the file's format: 0.0 for one seed
             stats["std"] = 0.0 if all(map(math.isfinite, values)) else float("nan")

@@ -10,6 +10,7 @@ requeue (``scontrol requeue``), ``scancel`` or a study's Ctrl-C sends.
 * The launching process of several local processes passes SIGTERM on to them, waits for them and exits
   with the same code.
 """
+
 import logging
 import multiprocessing
 import signal
@@ -40,8 +41,10 @@ def _handler(signum, frame):
             child.terminate()  # SIGTERM: each child stops at an agreed iteration
         return
     if first:
-        logger.warning(f"Received {signal.Signals(signum).name}: stopping"
-                       + (" after this iteration, with a checkpoint" if _state["listening"] else ""))
+        logger.warning(
+            f"Received {signal.Signals(signum).name}: stopping"
+            + (" after this iteration, with a checkpoint" if _state["listening"] else "")
+        )
     if not _state["listening"]:
         raise TrainingStopped(f"stopped by {signal.Signals(signum).name}")
 

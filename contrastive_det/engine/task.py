@@ -20,6 +20,7 @@ and may override the documented defaults below (``check_config``, ``trains``,
 ``datasets_to_check``, ``build_hooks``, ``headline_metrics``, ``adapt_config``, ``prepare_weights``, ``method_name``,
 ``results_extra``).
 """
+
 from __future__ import annotations
 
 from typing import Iterable
@@ -66,7 +67,9 @@ class Task:
         raise NotImplementedError(f"{cls.__name__}.build_test_loader")
 
     @classmethod
-    def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: str | None = None) -> DatasetEvaluator:
+    def build_evaluator(
+        cls, cfg: CfgNode, dataset_name: str, output_folder: str | None = None
+    ) -> DatasetEvaluator:
         raise NotImplementedError(f"{cls.__name__}.build_evaluator")
 
     @classmethod
@@ -142,7 +145,9 @@ def get_task(cfg: CfgNode) -> type[Task]:
         return TASK_REGISTRY.get(cfg.TASK)
     except KeyError:
         known = ", ".join(sorted(name for name, _ in TASK_REGISTRY))
-        raise KeyError(f"TASK {cfg.TASK!r} is not a registered task; registered tasks: {known}") from None
+        raise KeyError(
+            f"TASK {cfg.TASK!r} is not a registered task; registered tasks: {known}"
+        ) from None
 
 
 def headline_patterns() -> list[str]:

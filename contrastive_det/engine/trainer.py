@@ -1,4 +1,5 @@
 """The one trainer every task runs on: detectron2's DefaultTrainer, fed by the task registry."""
+
 from __future__ import annotations
 
 import logging
@@ -49,26 +50,39 @@ class _FiniteLossCheck:
     """
 
     last_checkpoint = staticmethod(lambda: None)  # set by the Trainer: () -> path or None
-    stop_agreed = False  # every process saw that one of them was asked to stop (SIGTERM) by this step
+    stop_agreed = (
+        False  # every process saw that one of them was asked to stop (SIGTERM) by this step
+    )
 
     def _write_metrics(self, loss_dict, data_time, prefix="", iter=None):
         finite = all(bool(torch.isfinite(v.detach()).all()) for v in loss_dict.values())
         go_on = not stop_request.requested()
         if comm.get_world_size() > 1:  # on the backend's device: NCCL refuses CPU tensors
-            flags = torch.tensor([1.0 if finite else 0.0, 1.0 if go_on else 0.0])  # flags: 2 = (finite, go on)
+            flags = torch.tensor(
+                [1.0 if finite else 0.0, 1.0 if go_on else 0.0]
+            )  # flags: 2 = (finite, go on)
             flags = collectives.all_reduce(flags, op=torch.distributed.ReduceOp.MIN)
             finite, go_on = bool(flags[0].item()), bool(flags[1].item())
         self.stop_agreed = not go_on
         if not finite:
-            terms = ", ".join(f"{k}={v.detach().float().mean().item():.4g}" for k, v in loss_dict.items())
+            terms = ", ".join(
+                f"{k}={v.detach().float().mean().item():.4g}" for k, v in loss_dict.items()
+            )
             last = self.last_checkpoint()
             # every process says it stops here (the launcher shows only the first traceback)
-            print(f"rank {comm.get_rank()}: non-finite loss at iteration {self.iter}, stopping", flush=True)
+            print(
+                f"rank {comm.get_rank()}: non-finite loss at iteration {self.iter}, stopping",
+                flush=True,
+            )
             raise NonFiniteLossError(
                 f"Loss became infinite or NaN at iteration {self.iter} on at least one process "
                 f"(this process: {terms}); training stopped on every process before the optimizer step. "
-                + (f"Last good checkpoint: {last} (continue with --resume after fixing the cause, e.g. a lower "
-                   "SOLVER.BASE_LR)" if last else "No checkpoint was written yet.")
+                + (
+                    f"Last good checkpoint: {last} (continue with --resume after fixing the cause, e.g. a lower "
+                    "SOLVER.BASE_LR)"
+                    if last
+                    else "No checkpoint was written yet."
+                )
             )
         super()._write_metrics(loss_dict, data_time, prefix, iter)
 
@@ -126,7 +140,10 @@ class Trainer(DefaultTrainer):
 
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = AtomicDetectionCheckpointer(
-            model, cfg.OUTPUT_DIR, extra_state={"seed": cfg.SEED, "config": requested}, trainer=weakref.proxy(self)
+            model,
+            cfg.OUTPUT_DIR,
+            extra_state={"seed": cfg.SEED, "config": requested},
+            trainer=weakref.proxy(self),
         )
         self._trainer.last_checkpoint = self._last_checkpoint
         self.start_iter = 0
@@ -136,7 +153,9 @@ class Trainer(DefaultTrainer):
         self.register_hooks(self.build_hooks())
 
     def _last_checkpoint(self):
-        return self.checkpointer.get_checkpoint_file() if self.checkpointer.has_checkpoint() else None
+        return (
+            self.checkpointer.get_checkpoint_file() if self.checkpointer.has_checkpoint() else None
+        )
 
     def resume_or_load(self, resume=True):
         """detectron2's, then the training loader is positioned at the first iteration to run."""
@@ -157,7 +176,10 @@ class Trainer(DefaultTrainer):
         precise_bn = None
         if cfg.TEST.PRECISE_BN.ENABLED and hooks.get_bn_modules(self.model):
             precise_bn = IterationPreciseBN(
-                cfg.TEST.EVAL_PERIOD, self.model, self.build_train_loader(cfg), cfg.TEST.PRECISE_BN.NUM_ITER
+                cfg.TEST.EVAL_PERIOD,
+                self.model,
+                self.build_train_loader(cfg),
+                cfg.TEST.PRECISE_BN.NUM_ITER,
             )
         ret = [StepSeed(cfg.SEED), hooks.IterationTimer(), hooks.LRScheduler(), precise_bn]
         if comm.is_main_process():
@@ -170,9 +192,18 @@ class Trainer(DefaultTrainer):
         ret.append(hooks.EvalHook(cfg.TEST.EVAL_PERIOD, test_and_save_results))
         if comm.is_main_process():
             ret += self.task.build_hooks(self.cfg)
-            ret.append(WriteResults(self.task.name, self.task.method(self.cfg), self.config_file, self.task.results_extra(self.cfg)))
+            ret.append(
+                WriteResults(
+                    self.task.name,
+                    self.task.method(self.cfg),
+                    self.config_file,
+                    self.task.results_extra(self.cfg),
+                )
+            )
             ret.append(hooks.PeriodicWriter(self.build_writers(), period=20))
-        ret.append(StopOnRequest(self.checkpointer))  # last: after the LR step and the periodic checkpoint
+        ret.append(
+            StopOnRequest(self.checkpointer)
+        )  # last: after the LR step and the periodic checkpoint
         return ret
 
     def train(self):
@@ -199,8 +230,9 @@ class Trainer(DefaultTrainer):
         return model
 
     @classmethod
-    def build_evaluation_model(cls, cfg: CfgNode, weights: str | None = None, *,
-                               resume: bool = False) -> tuple[torch.nn.Module, dict]:
+    def build_evaluation_model(
+        cls, cfg: CfgNode, weights: str | None = None, *, resume: bool = False
+    ) -> tuple[torch.nn.Module, dict]:
         """
         The model an evaluation evaluates, in eval mode, and what the checkpointer returned
         (``(model, checkpoint)``): ``cfg``'s model with ``weights`` (default ``MODEL.WEIGHTS``)
@@ -228,7 +260,9 @@ class Trainer(DefaultTrainer):
         cfg = cfg.clone()
         cfg.defrost()
         cfg.OUTPUT_DIR = out_dir
-        model, _ = cls.build_evaluation_model(cfg, os.path.join(out_dir, FINAL_MODEL) if trained else None)
+        model, _ = cls.build_evaluation_model(
+            cfg, os.path.join(out_dir, FINAL_MODEL) if trained else None
+        )
         return model
 
     @classmethod
@@ -253,8 +287,9 @@ class Trainer(DefaultTrainer):
         return get_task(cfg).build_evaluator(cfg, dataset_name, output_folder)
 
     @classmethod
-    def write_eval_results(cls, cfg: CfgNode, results: dict, *, checkpoint: dict,
-                           config_file: str = "") -> str | None:
+    def write_eval_results(
+        cls, cfg: CfgNode, results: dict, *, checkpoint: dict, config_file: str = ""
+    ) -> str | None:
         """
         ``results.json`` of an ``--eval-only`` run (main process only). ``checkpoint`` is what
         the checkpointer's ``resume_or_load`` returned: its ``iteration`` (the last finished

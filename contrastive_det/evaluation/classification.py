@@ -8,6 +8,7 @@
 
 All metrics are returned in percent, as plain Python floats.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -35,7 +36,9 @@ METRICS = OrderedDict([("top1", False), ("mean_per_class", False), ("map11", Tru
 
 def _check_metric(metric):
     if metric not in METRICS:
-        raise ValueError(f"unknown classification metric {metric!r}; known metrics: {', '.join(METRICS)}")
+        raise ValueError(
+            f"unknown classification metric {metric!r}; known metrics: {', '.join(METRICS)}"
+        )
     return METRICS[metric]
 
 
@@ -47,14 +50,18 @@ def _check_single_label(scores, labels, num_classes=None):
         )
     labels = torch.as_tensor(labels, device=scores.device)
     if labels.dim() != 1 or labels.shape[0] != scores.shape[0]:
-        raise ValueError(f"labels must be a vector of N={scores.shape[0]} class ids, got shape {tuple(labels.shape)}")
+        raise ValueError(
+            f"labels must be a vector of N={scores.shape[0]} class ids, got shape {tuple(labels.shape)}"
+        )
     if labels.is_floating_point() or labels.dtype == torch.bool:
         raise ValueError(f"labels must be integer class ids, got dtype {labels.dtype}")
     if scores.shape[0] == 0:
         raise ValueError("cannot compute an accuracy over 0 images")
     c = scores.shape[1] if num_classes is None else num_classes
     if num_classes is not None and scores.shape[1] != num_classes:
-        raise ValueError(f"scores have {scores.shape[1]} columns, expected num_classes={num_classes}")
+        raise ValueError(
+            f"scores have {scores.shape[1]} columns, expected num_classes={num_classes}"
+        )
     lo, hi = int(labels.min()), int(labels.max())
     if lo < 0 or hi >= c:
         raise ValueError(f"labels must lie in [0, {c}), got values in [{lo}, {hi}]")
@@ -94,7 +101,9 @@ def mean_per_class_accuracy(scores: torch.Tensor, labels: torch.Tensor, num_clas
     """
     labels = _check_single_label(scores, labels, num_classes)
     correct = (scores.argmax(dim=1) == labels).double()  # correct: N
-    hits = torch.zeros(num_classes, dtype=torch.float64, device=scores.device).index_add_(0, labels, correct)  # C
+    hits = torch.zeros(num_classes, dtype=torch.float64, device=scores.device).index_add_(
+        0, labels, correct
+    )  # C
     counts = torch.bincount(labels, minlength=num_classes).double()  # C
     present = counts > 0
     return (hits[present] / counts[present]).mean().item() * 100.0
@@ -112,7 +121,9 @@ def _check_multi_label(scores, targets):
         )
     bad = ~((targets == 1) | (targets == 0) | (targets == -1))
     if bad.any():
-        raise ValueError(f"multi-label targets must be 1 (positive), 0 (negative) or -1 (ignore), got {targets[bad][0].item()!r}")
+        raise ValueError(
+            f"multi-label targets must be 1 (positive), 0 (negative) or -1 (ignore), got {targets[bad][0].item()!r}"
+        )
     return targets.long()
 
 
@@ -126,7 +137,9 @@ def _ap11(scores, targets):
     npos = int(positive.sum())
     if npos == 0:
         return None
-    order = torch.sort(scores, descending=True, stable=True).indices  # N': ties keep the input order
+    order = torch.sort(
+        scores, descending=True, stable=True
+    ).indices  # N': ties keep the input order
     tp = positive[order].long().cumsum(0)  # N': true positives among the top k+1
     ranks = torch.arange(1, tp.shape[0] + 1, device=tp.device)  # N'
     precision = tp.double() / ranks.double()  # N'
@@ -165,8 +178,9 @@ def voc11_map(scores: torch.Tensor, targets: torch.Tensor) -> float:
     return sum(aps) / len(aps) * 100.0
 
 
-def classification_scores(metric: str, scores: torch.Tensor, targets: torch.Tensor,
-                          num_classes: int) -> dict[str, float]:
+def classification_scores(
+    metric: str, scores: torch.Tensor, targets: torch.Tensor, num_classes: int
+) -> dict[str, float]:
     """The named metric as ``"score"`` plus the other metrics of the same kind.
 
     Args:
@@ -186,11 +200,16 @@ def classification_scores(metric: str, scores: torch.Tensor, targets: torch.Tens
     """
     multi_label = _check_metric(metric)
     if scores.dim() == 2 and scores.shape[1] != num_classes:
-        raise ValueError(f"scores have {scores.shape[1]} columns, expected num_classes={num_classes}")
+        raise ValueError(
+            f"scores have {scores.shape[1]} columns, expected num_classes={num_classes}"
+        )
     if multi_label:
         out = {"map11": voc11_map(scores, targets)}
     else:
-        out = {"top1": top1_accuracy(scores, targets), "mean_per_class": mean_per_class_accuracy(scores, targets, num_classes)}
+        out = {
+            "top1": top1_accuracy(scores, targets),
+            "mean_per_class": mean_per_class_accuracy(scores, targets, num_classes),
+        }
     return {"score": out[metric], **out}
 
 
@@ -207,23 +226,31 @@ def target_from_input(inp, multi_label, num_classes):
     image_id = inp.get("image_id", "<no image_id>")
 
     def check(c):
-        value = c.item() if torch.is_tensor(c) and c.numel() == 1 and not c.is_floating_point() else c
+        value = (
+            c.item() if torch.is_tensor(c) and c.numel() == 1 and not c.is_floating_point() else c
+        )
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise ValueError(f"image {image_id!r}: class ids must be integers, got {c!r}")
         if not 0 <= value < num_classes:
-            raise ValueError(f"image {image_id!r}: class id {int(value)} is outside the range [0, {num_classes})")
+            raise ValueError(
+                f"image {image_id!r}: class id {int(value)} is outside the range [0, {num_classes})"
+            )
         return int(value)
 
     if not multi_label:
         if "label" not in inp:
-            raise ValueError(f"image {image_id!r}: a single-label metric needs the key 'label', got keys {sorted(inp)}")
+            raise ValueError(
+                f"image {image_id!r}: a single-label metric needs the key 'label', got keys {sorted(inp)}"
+            )
         return check(inp["label"])
     if "labels" in inp:
         positives, ignored = inp["labels"], inp.get("ignore_labels", [])
     elif "label" in inp:
         positives, ignored = [inp["label"]], []
     else:
-        raise ValueError(f"image {image_id!r}: a multi-label metric needs the key 'labels' (or 'label'), got keys {sorted(inp)}")
+        raise ValueError(
+            f"image {image_id!r}: a multi-label metric needs the key 'labels' (or 'label'), got keys {sorted(inp)}"
+        )
     target = [0] * num_classes
     for c in ignored:
         target[check(c)] = -1
@@ -238,7 +265,9 @@ def sort_by_image_id(items, what):
     try:
         return sorted(items, key=lambda item: item[0])
     except TypeError as e:
-        raise ValueError(f"{what}: image_ids must be mutually comparable (all int or all str): {e}") from None
+        raise ValueError(
+            f"{what}: image_ids must be mutually comparable (all int or all str): {e}"
+        ) from None
 
 
 class ClassificationEvaluator(DatasetEvaluator):
@@ -268,10 +297,13 @@ class ClassificationEvaluator(DatasetEvaluator):
     def process(self, inputs, outputs):
         for inp, out in zip(inputs, outputs):
             target = target_from_input(inp, self._multi_label, self.num_classes)
-            logits = out["logits"].detach().to("cpu", torch.float32).clone()  # logits: C (a copy, not a view of the batch)
+            logits = (
+                out["logits"].detach().to("cpu", torch.float32).clone()
+            )  # logits: C (a copy, not a view of the batch)
             if logits.shape != (self.num_classes,):
                 raise ValueError(
-                    f"image {inp.get('image_id')!r}: logits must have shape ({self.num_classes},), got {tuple(logits.shape)}"
+                    f"image {inp.get('image_id')!r}: logits must have shape ({self.num_classes},), "
+                    f"got {tuple(logits.shape)}"
                 )
             self._items.append((inp.get("image_id"), logits, target))
 

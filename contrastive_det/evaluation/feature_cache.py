@@ -15,6 +15,7 @@ disk keeps its identity and gets a new content digest: the old entry is no longe
 :meth:`FeatureCache.stale_contents` names it (so the caller can say "dataset changed since it was
 cached"), and the next :meth:`FeatureCache.save` of that identity removes it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -69,7 +70,9 @@ def _plain_image_id(image_id):
         return int(image_id)
     if torch.is_tensor(image_id) and image_id.numel() == 1 and not image_id.is_floating_point():
         return int(image_id.item())
-    raise ValueError(f"image_ids must be ints or strings, got {image_id!r} ({type(image_id).__name__})")
+    raise ValueError(
+        f"image_ids must be ints or strings, got {image_id!r} ({type(image_id).__name__})"
+    )
 
 
 class FeatureCache:
@@ -103,19 +106,33 @@ class FeatureCache:
         Raises:
             ValueError: a field that is not a non-empty string, or a content that is not a digest.
         """
-        fields = {"weights": weights, "dataset": dataset, "split": split, "transform": transform, "layer": layer}
+        fields = {
+            "weights": weights,
+            "dataset": dataset,
+            "split": split,
+            "transform": transform,
+            "layer": layer,
+        }
         for name, value in fields.items():
             if not isinstance(value, str) or not value:
-                raise ValueError(f"FeatureCache.key: {name} must be a non-empty string, got {value!r}")
+                raise ValueError(
+                    f"FeatureCache.key: {name} must be a non-empty string, got {value!r}"
+                )
         if not isinstance(content, str) or not _CONTENT_RE.match(content):
-            raise ValueError(f"FeatureCache.key: content must be a sha256 hex digest (dataset_fingerprint), got {content!r}")
-        canonical = json.dumps({"format": _FORMAT, **fields}, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+            raise ValueError(
+                f"FeatureCache.key: content must be a sha256 hex digest (dataset_fingerprint), got {content!r}"
+            )
+        canonical = json.dumps(
+            {"format": _FORMAT, **fields}, sort_keys=True, separators=(",", ":"), ensure_ascii=True
+        )
         return hashlib.sha256(canonical.encode("ascii")).hexdigest() + "/" + content
 
     def _split_key(self, key):
         match = _KEY_RE.match(key) if isinstance(key, str) else None
         if not match:
-            raise ValueError(f"not a FeatureCache key ('<identity>/<content>' from FeatureCache.key): {key!r}")
+            raise ValueError(
+                f"not a FeatureCache key ('<identity>/<content>' from FeatureCache.key): {key!r}"
+            )
         return match.group(1), match.group(2)
 
     def path(self, key):
@@ -135,7 +152,11 @@ class FeatureCache:
             for identity in os.listdir(self.root):
                 folder = os.path.join(self.root, identity)
                 if _CONTENT_RE.match(identity) and os.path.isdir(folder):
-                    found += [f"{identity}/{n[:-3]}" for n in os.listdir(folder) if n.endswith(".pt") and _CONTENT_RE.match(n[:-3])]
+                    found += [
+                        f"{identity}/{n[:-3]}"
+                        for n in os.listdir(folder)
+                        if n.endswith(".pt") and _CONTENT_RE.match(n[:-3])
+                    ]
         return sorted(found)
 
     def stale_contents(self, key):
@@ -162,14 +183,18 @@ class FeatureCache:
         try:
             entry = torch.load(path, map_location="cpu", weights_only=True)
             features, targets, image_ids = entry["features"], entry["targets"], entry["image_ids"]
-            if not (torch.is_tensor(features) and features.dim() == 2 and features.is_floating_point()):
+            if not (
+                torch.is_tensor(features) and features.dim() == 2 and features.is_floating_point()
+            ):
                 raise ValueError(f"features are not an NxD float tensor: {type(features).__name__}")
             n = features.shape[0]
             if not (torch.is_tensor(targets) and targets.dim() >= 1 and targets.shape[0] == n):
                 raise ValueError(f"targets do not have {n} rows")
             if not (isinstance(image_ids, list) and len(image_ids) == n):
                 raise ValueError(f"image_ids are not a list of {n}")
-        except Exception as e:  # a truncated or foreign file: recompute rather than fail the evaluation
+        except (
+            Exception
+        ) as e:  # a truncated or foreign file: recompute rather than fail the evaluation
             logger.warning(
                 f"Feature cache file {path} is unreadable ({type(e).__name__}: {e}); "
                 "treating it as a miss, it will be overwritten"
@@ -201,7 +226,12 @@ class FeatureCache:
                 f"features must be an NxD floating-point tensor, got {features.dtype} of shape {tuple(features.shape)}"
             )
         n = features.shape[0]
-        targets = torch.as_tensor(np.asarray(targets) if not torch.is_tensor(targets) else targets).detach().cpu().contiguous()
+        targets = (
+            torch.as_tensor(np.asarray(targets) if not torch.is_tensor(targets) else targets)
+            .detach()
+            .cpu()
+            .contiguous()
+        )
         if targets.dim() < 1 or targets.shape[0] != n:
             raise ValueError(f"targets must have N={n} rows, got shape {tuple(targets.shape)}")
         image_ids = [_plain_image_id(i) for i in image_ids]

@@ -6,6 +6,7 @@ Reference: Islam, Chen, Panda, Karlinsky, Radke, Feris, "A Broad Study on the Tr
 Visual Representations with Contrastive Learning", ICCV 2021, https://arxiv.org/abs/2103.13517
 (5-way 1/5/20-shot, 15 queries, 600 episodes, logistic regression on L2-normalised features).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,7 +21,14 @@ from tqdm import tqdm
 
 from .logistic import fit_logistic
 
-__all__ = ["Episode", "sample_episodes", "episode_accuracies", "mean_ci95", "CLASSIFIERS", "FEW_SHOT_EPISODES_DIR"]
+__all__ = [
+    "Episode",
+    "sample_episodes",
+    "episode_accuracies",
+    "mean_ci95",
+    "CLASSIFIERS",
+    "FEW_SHOT_EPISODES_DIR",
+]
 
 # <OUTPUT_DIR>/few_shot_episodes/<test set>.json of a few-shot run: each episode's accuracy per setting, so that
 # a study's interval can come from all the episodes of a row's runs
@@ -56,14 +64,22 @@ def _labels_array(labels):
         labels = labels.detach().cpu().numpy()
     labels = np.asarray(labels)
     if labels.ndim != 1 or labels.size == 0:
-        raise ValueError(f"labels must be a non-empty vector of class ids, got shape {labels.shape}")
+        raise ValueError(
+            f"labels must be a non-empty vector of class ids, got shape {labels.shape}"
+        )
     if not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"labels must be integer class ids, got dtype {labels.dtype}")
     return labels.astype(np.int64)
 
 
-def sample_episodes(labels: Sequence[int] | np.ndarray, ways: int, shots: int, queries: int, episodes: int,
-                    seed: int) -> list[Episode]:
+def sample_episodes(
+    labels: Sequence[int] | np.ndarray,
+    ways: int,
+    shots: int,
+    queries: int,
+    episodes: int,
+    seed: int,
+) -> list[Episode]:
     """Draw ``episodes`` episodes of ``ways`` classes with ``shots`` support and ``queries`` query
     images each, deterministically from ``seed`` (a numpy ``default_rng``).
 
@@ -94,23 +110,31 @@ def sample_episodes(labels: Sequence[int] | np.ndarray, ways: int, shots: int, q
     seed = _positive_int("seed", seed, minimum=0)
     classes, counts = np.unique(labels, return_counts=True)  # sorted class ids: K, K
     if len(classes) < ways:
-        raise ValueError(f"{ways}-way episodes need at least {ways} classes, the labels have {len(classes)}: {classes.tolist()}")
+        raise ValueError(
+            f"{ways}-way episodes need at least {ways} classes, the labels have {len(classes)}: {classes.tolist()}"
+        )
     need = shots + queries
     short = counts < need
     if short.any():
-        listed = ", ".join(f"{c}: {n}" for c, n in zip(classes[short].tolist(), counts[short].tolist()))
+        listed = ", ".join(
+            f"{c}: {n}" for c, n in zip(classes[short].tolist(), counts[short].tolist())
+        )
         raise ValueError(
             f"{ways}-way {shots}-shot episodes with {queries} queries need shots+queries={need} images of every class; "
             f"{int(short.sum())} classes have fewer (class: count) {listed}"
         )
-    members = {int(c): np.flatnonzero(labels == c) for c in classes}  # class id -> its image indices, ascending
+    members = {
+        int(c): np.flatnonzero(labels == c) for c in classes
+    }  # class id -> its image indices, ascending
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(episodes):
         chosen = rng.choice(classes, size=ways, replace=False)  # ways
         support_idx, query_idx = [], []
         for c in chosen:
-            picked = rng.choice(members[int(c)], size=need, replace=False)  # shots+queries, distinct
+            picked = rng.choice(
+                members[int(c)], size=need, replace=False
+            )  # shots+queries, distinct
             support_idx.append(picked[:shots])
             query_idx.append(picked[shots:])
         out.append(
@@ -126,7 +150,9 @@ def sample_episodes(labels: Sequence[int] | np.ndarray, ways: int, shots: int, q
 
 def _centroid_predict(support, support_labels, query, ways):
     """Nearest class mean by cosine similarity (support, query: L2-normalised)."""
-    sums = torch.zeros(ways, support.shape[1], dtype=support.dtype, device=support.device)  # ways x D
+    sums = torch.zeros(
+        ways, support.shape[1], dtype=support.dtype, device=support.device
+    )  # ways x D
     sums.index_add_(0, support_labels, support)
     centroids = F.normalize(sums, dim=1)  # ways x D; normalising the mean or the sum is the same
     return (query @ centroids.t()).argmax(dim=1)  # Q
@@ -135,16 +161,25 @@ def _centroid_predict(support, support_labels, query, ways):
 def _protonet_predict(support, support_labels, query, ways):
     """ProtoNet's rule (Snell et al. 2017; ssl-transfer's few-shot evaluation): the nearest class mean
     of the raw (not normalised) features by squared Euclidean distance."""
-    sums = torch.zeros(ways, support.shape[1], dtype=support.dtype, device=support.device)  # ways x D
+    sums = torch.zeros(
+        ways, support.shape[1], dtype=support.dtype, device=support.device
+    )  # ways x D
     sums.index_add_(0, support_labels, support)
     counts = torch.bincount(support_labels, minlength=ways).to(support.dtype)  # ways
     prototypes = sums / counts[:, None]  # ways x D
     return torch.cdist(query, prototypes).pow(2).argmin(dim=1)  # Q
 
 
-def episode_accuracies(features: torch.Tensor, episodes: Sequence[Episode], classifier: str = "logistic",
-                       reg: float = 1.0, progress: bool = True, device: torch.device | str | None = None,
-                       tol: float = 1e-4, max_iter: int = 1000) -> np.ndarray:
+def episode_accuracies(
+    features: torch.Tensor,
+    episodes: Sequence[Episode],
+    classifier: str = "logistic",
+    reg: float = 1.0,
+    progress: bool = True,
+    device: torch.device | str | None = None,
+    tol: float = 1e-4,
+    max_iter: int = 1000,
+) -> np.ndarray:
     """Query accuracy of each episode, in percent.
 
     The features are L2-normalised first (each row; "protonet" takes them as they are). Then per episode:
@@ -175,12 +210,16 @@ def episode_accuracies(features: torch.Tensor, episodes: Sequence[Episode], clas
         ValueError: unknown classifier, no episodes, or features that are not NxD.
     """
     if classifier not in CLASSIFIERS:
-        raise ValueError(f"unknown few-shot classifier {classifier!r}; known: {', '.join(CLASSIFIERS)}")
+        raise ValueError(
+            f"unknown few-shot classifier {classifier!r}; known: {', '.join(CLASSIFIERS)}"
+        )
     if len(episodes) == 0:
         raise ValueError("episode_accuracies needs at least one episode, got none")
     features = torch.as_tensor(features)
     if features.dim() != 2 or not features.is_floating_point():
-        raise ValueError(f"features must be a floating-point NxD tensor, got {features.dtype} of shape {tuple(features.shape)}")
+        raise ValueError(
+            f"features must be a floating-point NxD tensor, got {features.dtype} of shape {tuple(features.shape)}"
+        )
     device = features.device if device is None else torch.device(device)
     raw = features.to(device=device, dtype=torch.float64)  # raw: NxD
     feats = F.normalize(raw, dim=1)  # feats: NxD, unit rows
@@ -188,7 +227,9 @@ def episode_accuracies(features: torch.Tensor, episodes: Sequence[Episode], clas
     ways = int(first.support_labels.max()) + 1
     shots = len(first.support_labels) // ways
     accs = np.empty(len(episodes), dtype=np.float64)
-    bar = tqdm(episodes, desc=f"few-shot {ways}-way {shots}-shot ({classifier})", disable=not progress)
+    bar = tqdm(
+        episodes, desc=f"few-shot {ways}-way {shots}-shot ({classifier})", disable=not progress
+    )
     for e, ep in enumerate(bar):
         s_idx = torch.as_tensor(ep.support_idx, device=device)
         q_idx = torch.as_tensor(ep.query_idx, device=device)
@@ -197,7 +238,9 @@ def episode_accuracies(features: torch.Tensor, episodes: Sequence[Episode], clas
         support, query = feats[s_idx], feats[q_idx]  # support: SxD, query: QxD
         n_way = int(s_lab.max()) + 1
         if classifier == "logistic":
-            weight, bias = fit_logistic(support, s_lab, reg, num_classes=n_way, tol=tol, max_iter=max_iter)  # n_way x D, n_way
+            weight, bias = fit_logistic(
+                support, s_lab, reg, num_classes=n_way, tol=tol, max_iter=max_iter
+            )  # n_way x D, n_way
             pred = (query @ weight.t() + bias).argmax(dim=1)  # Q
         elif classifier == "protonet":
             pred = _protonet_predict(raw[s_idx], s_lab, raw[q_idx], n_way)  # Q

@@ -1,4 +1,5 @@
 """Weighted kNN top-1 accuracy on embeddings (the monitor of contrastive pretraining)."""
+
 from __future__ import annotations
 
 import itertools
@@ -10,8 +11,15 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
 
-def knn_predict(query: torch.Tensor, bank: torch.Tensor, bank_labels: torch.Tensor, num_classes: int,
-                k: int = 200, t: float = 0.1, chunk: int = 1024) -> torch.Tensor:
+def knn_predict(
+    query: torch.Tensor,
+    bank: torch.Tensor,
+    bank_labels: torch.Tensor,
+    num_classes: int,
+    k: int = 200,
+    t: float = 0.1,
+    chunk: int = 1024,
+) -> torch.Tensor:
     """
     query: QxD and bank: BxD, L2-normalised; bank_labels: B. Each query's k most cosine-similar bank
     entries vote for their label with weight exp(sim / t). Returns Q predicted labels.
@@ -50,7 +58,9 @@ class KNNEvaluator(DatasetEvaluator):
         bank = list(itertools.chain(*(g["bank"] for g in gathered)))
         query = list(itertools.chain(*(g["query"] for g in gathered)))
         if not bank or not query:
-            raise ValueError(f"kNN evaluation needs bank and query images, got {len(bank)} and {len(query)}")
+            raise ValueError(
+                f"kNN evaluation needs bank and query images, got {len(bank)} and {len(query)}"
+            )
         bank_x, bank_y = torch.stack([e for e, _ in bank]), torch.tensor([y for _, y in bank])
         query_x, query_y = torch.stack([e for e, _ in query]), torch.tensor([y for _, y in query])
         num_classes = int(max(bank_y.max(), query_y.max())) + 1

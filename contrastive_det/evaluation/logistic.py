@@ -14,6 +14,7 @@ and ``tol`` bounds the largest absolute gradient entry of the same (mean) object
 scikit-learn's lbfgs stops on. The optimum in W is unique; the multinomial bias is unique up to a
 common constant and is returned centred (mean 0), as scikit-learn's is when started from zero.
 """
+
 from __future__ import annotations
 
 import logging
@@ -40,15 +41,23 @@ _HISTORY = 10
 
 
 def check_reg(reg: float) -> float:
-    if isinstance(reg, bool) or not isinstance(reg, numbers.Real) or not (math.isfinite(reg) and reg > 0):
-        raise ValueError(f"reg must be a positive finite number (reg = 1 / scikit-learn's C), got {reg!r}")
+    if (
+        isinstance(reg, bool)
+        or not isinstance(reg, numbers.Real)
+        or not (math.isfinite(reg) and reg > 0)
+    ):
+        raise ValueError(
+            f"reg must be a positive finite number (reg = 1 / scikit-learn's C), got {reg!r}"
+        )
     return float(reg)
 
 
 def _prepare_features(features, device, dtype, what="features"):
     features = torch.as_tensor(features)
     if features.dim() != 2 or features.shape[0] == 0:
-        raise ValueError(f"{what} must be an NxD tensor with N > 0, got shape {tuple(features.shape)}")
+        raise ValueError(
+            f"{what} must be an NxD tensor with N > 0, got shape {tuple(features.shape)}"
+        )
     if not features.is_floating_point():
         raise ValueError(f"{what} must be floating point, got dtype {features.dtype}")
     device = features.device if device is None else torch.device(device)
@@ -69,16 +78,24 @@ def _prepare_targets(targets, n, num_classes, device, what="labels"):
         targets = targets.long()
         c = int(targets.max()) + 1 if num_classes is None else num_classes
         if int(targets.min()) < 0 or int(targets.max()) >= c:
-            raise ValueError(f"{what} must lie in [0, {c}), got values in [{int(targets.min())}, {int(targets.max())}]")
+            raise ValueError(
+                f"{what} must lie in [0, {c}), got values in [{int(targets.min())}, {int(targets.max())}]"
+            )
         return targets, c
     if targets.dim() == 2:
         if targets.shape[0] != n or (num_classes is not None and targets.shape[1] != num_classes):
             expected = f"{n}x{num_classes if num_classes is not None else 'C'}"
-            raise ValueError(f"multi-label {what} must be {expected} (1 / 0 / -1), got shape {tuple(targets.shape)}")
+            raise ValueError(
+                f"multi-label {what} must be {expected} (1 / 0 / -1), got shape {tuple(targets.shape)}"
+            )
         if not ((targets == 1) | (targets == 0) | (targets == -1)).all():
-            raise ValueError(f"multi-label {what} must hold only 1 (positive), 0 (negative) and -1 (ignore)")
+            raise ValueError(
+                f"multi-label {what} must hold only 1 (positive), 0 (negative) and -1 (ignore)"
+            )
         return targets.long(), targets.shape[1]
-    raise ValueError(f"{what} must be N class ids or NxC multi-label indicators, got shape {tuple(targets.shape)}")
+    raise ValueError(
+        f"{what} must be N class ids or NxC multi-label indicators, got shape {tuple(targets.shape)}"
+    )
 
 
 def _objective(weight, bias, x, y, reg):
@@ -88,7 +105,9 @@ def _objective(weight, bias, x, y, reg):
         return F.cross_entropy(logits, y) + reg / (2 * x.shape[0]) * weight.pow(2).sum()
     valid = (y >= 0).to(x.dtype)  # valid: NxC, 0 where ignored
     n_c = valid.sum(0).clamp(min=1)  # n_c: C, images that count for each class
-    bce = F.binary_cross_entropy_with_logits(logits, (y == 1).to(x.dtype), reduction="none")  # bce: NxC
+    bce = F.binary_cross_entropy_with_logits(
+        logits, (y == 1).to(x.dtype), reduction="none"
+    )  # bce: NxC
     # sum over classes of independent binary objectives, each scikit-learn's on its non-ignored rows
     return ((bce * valid).sum(0) / n_c).sum() + (reg / (2 * n_c) * weight.pow(2).sum(1)).sum()
 
@@ -111,9 +130,13 @@ def _fit(x, y, c, reg, init, max_iter, tol):
     else:
         weight, bias = init
         if tuple(weight.shape) != (c, d) or tuple(bias.shape) != (c,):
-            raise ValueError(f"init must be (weight {c}x{d}, bias {c}), got {tuple(weight.shape)} and {tuple(bias.shape)}")
+            raise ValueError(
+                f"init must be (weight {c}x{d}, bias {c}), got {tuple(weight.shape)} and {tuple(bias.shape)}"
+            )
         weight = weight.detach().to(device=x.device, dtype=x.dtype).clone()
-        bias = bias.detach().to(device=x.device, dtype=x.dtype) + weight @ mu  # to the centred variables
+        bias = (
+            bias.detach().to(device=x.device, dtype=x.dtype) + weight @ mu
+        )  # to the centred variables
     weight.requires_grad_(True)
     bias.requires_grad_(True)
     # L-BFGS minimises N times the objective (the sum form, e.g. sum_i CE + reg/2 ||W||^2: the same
@@ -160,10 +183,18 @@ def _fit(x, y, c, reg, init, max_iter, tol):
     return weight, bias
 
 
-def fit_logistic(features: torch.Tensor, labels: torch.Tensor, reg: float, *,
-                 init: tuple[torch.Tensor, torch.Tensor] | None = None, num_classes: int | None = None,
-                 max_iter: int = 1000, tol: float = 1e-6, device: torch.device | str | None = None,
-                 dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def fit_logistic(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    reg: float,
+    *,
+    init: tuple[torch.Tensor, torch.Tensor] | None = None,
+    num_classes: int | None = None,
+    max_iter: int = 1000,
+    tol: float = 1e-6,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Fit an L2-penalised logistic regression with full-batch L-BFGS (strong-Wolfe line search).
 
     Single-label ``labels`` (N class ids) give the multinomial objective of the module docstring,
@@ -180,8 +211,9 @@ def fit_logistic(features: torch.Tensor, labels: torch.Tensor, reg: float, *,
         num_classes: C for single-label fits; default ``init``'s C, else ``labels.max() + 1``.
         max_iter: L-BFGS iterations at most (a warning is logged if it stops there unconverged).
         tol: stop when every gradient entry of the objective (in the centred variables, see
-            ``_fit``) is at most ``tol`` in absolute value (scikit-learn's gtol), or when a step lowers the objective by less than 64 machine
-            epsilons of ``dtype`` (scikit-learn's ftol: float64 cannot do better there).
+            ``_fit``) is at most ``tol`` in absolute value (scikit-learn's gtol), or when a step
+            lowers the objective by less than 64 machine epsilons of ``dtype`` (scikit-learn's ftol:
+            float64 cannot do better there).
         device: where to fit; None = the features' device (so a GPU fit for GPU features).
         dtype: the fitting precision; None = float64. torch.float32 is allowed (e.g. on a GPU) but
             stops ~1e-3 from the optimum (its ftol, 64 float32 epsilons, is 7.6e-6).
@@ -220,10 +252,18 @@ def regularisation_grid(reg_min: float = 1e-6, reg_max: float = 1e5, num: int = 
     if isinstance(num, bool) or not isinstance(num, numbers.Integral) or num < 1:
         raise ValueError(f"CLASSIFICATION.LBFGS.NUM_REGS must be an integer >= 1, got {num!r}")
     for key, value in (("REG_MIN", reg_min), ("REG_MAX", reg_max)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
-            raise ValueError(f"CLASSIFICATION.LBFGS.{key} must be a positive finite number, got {value!r}")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Real)
+            or not (math.isfinite(value) and value > 0)
+        ):
+            raise ValueError(
+                f"CLASSIFICATION.LBFGS.{key} must be a positive finite number, got {value!r}"
+            )
     if reg_min > reg_max:
-        raise ValueError(f"CLASSIFICATION.LBFGS.REG_MIN ({reg_min!r}) must not exceed CLASSIFICATION.LBFGS.REG_MAX ({reg_max!r})")
+        raise ValueError(
+            f"CLASSIFICATION.LBFGS.REG_MIN ({reg_min!r}) must not exceed CLASSIFICATION.LBFGS.REG_MAX ({reg_max!r})"
+        )
     if num == 1:
         return [float(reg_min)]
     return [float(v) for v in np.geomspace(reg_min, reg_max, int(num))]
@@ -234,18 +274,32 @@ def check_lbfgs_settings(max_iter, tol, dtype="float64"):
     few-shot fits' settings). Returns ``(int, float, str)``; raises ValueError naming the key."""
     if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
         raise ValueError(f"CLASSIFICATION.LBFGS.MAX_ITER must be an integer >= 1, got {max_iter!r}")
-    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not (math.isfinite(tol) and tol > 0):
+    if (
+        isinstance(tol, bool)
+        or not isinstance(tol, numbers.Real)
+        or not (math.isfinite(tol) and tol > 0)
+    ):
         raise ValueError(f"CLASSIFICATION.LBFGS.TOL must be a positive number, got {tol!r}")
     if dtype not in LBFGS_DTYPES:
-        raise ValueError(f"CLASSIFICATION.LBFGS.DTYPE must be one of {', '.join(LBFGS_DTYPES)}, got {dtype!r}")
+        raise ValueError(
+            f"CLASSIFICATION.LBFGS.DTYPE must be one of {', '.join(LBFGS_DTYPES)}, got {dtype!r}"
+        )
     return int(max_iter), float(tol), dtype
 
 
 def select_and_refit(
-    train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
-    test: tuple[torch.Tensor, torch.Tensor], *, grid: Sequence[float], metric: str, num_classes: int,
-    max_iter: int = 1000, tol: float = 1e-4, device: torch.device | str | None = None,
-    dtype: torch.dtype | None = None, progress: bool = True,
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    *,
+    grid: Sequence[float],
+    metric: str,
+    num_classes: int,
+    max_iter: int = 1000,
+    tol: float = 1e-4,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    progress: bool = True,
 ) -> dict:
     """Kornblith et al.'s protocol: choose the regularisation on ``val``, refit on train+val,
     score ``test`` once.
@@ -253,8 +307,9 @@ def select_and_refit(
     The fits run along ``grid`` from the strongest regularisation (largest reg) to the weakest,
     each warm-started from the previous solution (the first from zeros). Each is scored on
     ``val`` with ``classification_scores(metric, ...)["score"]``; the best wins, ties going to
-    the weaker regularisation (the smaller reg, as ssl-transfer's ``linear.py`` chooses). The winner is refit on the concatenation of train and val,
-    warm-started from its train solution, and that model is scored on test.
+    the weaker regularisation (the smaller reg, as ssl-transfer's ``linear.py`` chooses). The
+    winner is refit on the concatenation of train and val, warm-started from its train solution,
+    and that model is scored on test.
 
     Args:
         train, val, test: (features, targets) pairs; targets are class ids for "top1" /
@@ -279,34 +334,46 @@ def select_and_refit(
         ValueError: empty grid, a non-positive reg, unknown metric, or splits that do not fit.
     """
     if metric not in METRICS:
-        raise ValueError(f"unknown classification metric {metric!r}; known metrics: {', '.join(METRICS)}")
+        raise ValueError(
+            f"unknown classification metric {metric!r}; known metrics: {', '.join(METRICS)}"
+        )
     grid = [check_reg(r) for r in grid]
     if not grid:
-        raise ValueError("select_and_refit needs a non-empty regularisation grid (CLASSIFICATION.LBFGS.NUM_REGS >= 1)")
+        raise ValueError(
+            "select_and_refit needs a non-empty regularisation grid (CLASSIFICATION.LBFGS.NUM_REGS >= 1)"
+        )
     dtype = torch.float64 if dtype is None else dtype
     if device is None:
         device = torch.as_tensor(train[0]).device
     splits = {}
     for name, (features, targets) in (("train", train), ("val", val), ("test", test)):
         x = _prepare_features(features, device, dtype, what=f"{name} features")  # x: NxD
-        y, _ = _prepare_targets(targets, x.shape[0], num_classes, x.device, what=f"{name} targets")  # y: N or NxC
+        y, _ = _prepare_targets(
+            targets, x.shape[0], num_classes, x.device, what=f"{name} targets"
+        )  # y: N or NxC
         if (y.dim() == 2) != METRICS[metric]:
             kind = "NxC multi-label" if METRICS[metric] else "N single-label"
-            raise ValueError(f"metric {metric!r} needs {kind} targets, got {name} targets of shape {tuple(y.shape)}")
+            raise ValueError(
+                f"metric {metric!r} needs {kind} targets, got {name} targets of shape {tuple(y.shape)}"
+            )
         splits[name] = (x, y)
     dims = {name: x.shape[1] for name, (x, _) in splits.items()}
     if len(set(dims.values())) != 1:
         raise ValueError(f"train, val and test features must have the same dimension, got {dims}")
 
     (x_tr, y_tr), (x_val, y_val), (x_te, y_te) = splits["train"], splits["val"], splits["test"]
-    order = sorted(range(len(grid)), key=lambda i: -grid[i])  # strongest first; stable for equal values
+    order = sorted(
+        range(len(grid)), key=lambda i: -grid[i]
+    )  # strongest first; stable for equal values
     val_scores = [None] * len(grid)
     best, solution = None, None
     bar = tqdm(order, desc=f"L-BFGS probe over {len(grid)} regs", disable=not progress)
     for i in bar:
         solution = _fit(x_tr, y_tr, num_classes, grid[i], solution, max_iter, tol)
         weight, bias = solution
-        val_scores[i] = classification_scores(metric, x_val @ weight.t() + bias, y_val, num_classes)["score"]
+        val_scores[i] = classification_scores(
+            metric, x_val @ weight.t() + bias, y_val, num_classes
+        )["score"]
         # the path runs from the strongest reg down: ">=" gives a tie to the weaker penalty, as
         # ssl-transfer's linear.py does (its sweep runs from the weakest up with a strict ">")
         if best is None or val_scores[i] >= val_scores[best[0]]:
@@ -315,8 +382,12 @@ def select_and_refit(
     bar.close()
     chosen, init = best
     reg = grid[chosen]
-    logger.info(f"L-BFGS probe: reg={reg:g} chosen on val ({metric} {val_scores[chosen]:.2f}); refitting on train+val")
-    weight, bias = _fit(torch.cat([x_tr, x_val]), torch.cat([y_tr, y_val]), num_classes, reg, init, max_iter, tol)
+    logger.info(
+        f"L-BFGS probe: reg={reg:g} chosen on val ({metric} {val_scores[chosen]:.2f}); refitting on train+val"
+    )
+    weight, bias = _fit(
+        torch.cat([x_tr, x_val]), torch.cat([y_tr, y_val]), num_classes, reg, init, max_iter, tol
+    )
     test_scores = classification_scores(metric, x_te @ weight.t() + bias, y_te, num_classes)
     others = {k: v for k, v in test_scores.items() if k != "score"}
     return {

@@ -20,7 +20,13 @@ from detectron2.utils import comm
 from ..utils.atomic import atomic_write_json
 from .classification import METRICS, sort_by_image_id, target_from_input
 from .few_shot import CLASSIFIERS, episode_accuracies, mean_ci95, sample_episodes
-from .logistic import LBFGS_DTYPES, check_reg, check_lbfgs_settings, regularisation_grid, select_and_refit
+from .logistic import (
+    LBFGS_DTYPES,
+    check_reg,
+    check_lbfgs_settings,
+    regularisation_grid,
+    select_and_refit,
+)
 
 __all__ = ["FeatureProbeEvaluator", "PROBE_PROTOCOLS", "FEW_SHOT_DEFAULTS"]
 
@@ -29,7 +35,14 @@ logger = logging.getLogger(__name__)
 PROBE_PROTOCOLS = ("linear_lbfgs", "layerwise", "few_shot")
 SPLITS = ("train", "val", "test")
 # Islam et al.'s few-shot setting; a ``few_shot`` dict overrides any of these keys.
-FEW_SHOT_DEFAULTS = {"ways": 5, "shots": [1, 5, 20], "queries": 15, "episodes": 600, "classifier": "logistic", "reg": 1.0}
+FEW_SHOT_DEFAULTS = {
+    "ways": 5,
+    "shots": [1, 5, 20],
+    "queries": 15,
+    "episodes": 600,
+    "classifier": "logistic",
+    "reg": 1.0,
+}
 
 
 def _positive_int(name, value, minimum=1):
@@ -51,10 +64,14 @@ def _few_shot_config(few_shot):
     cfg["queries"] = _positive_int("queries", cfg["queries"])
     cfg["episodes"] = _positive_int("episodes", cfg["episodes"])
     if cfg["classifier"] not in CLASSIFIERS:
-        raise ValueError(f"few_shot['classifier'] must be one of {', '.join(CLASSIFIERS)}, got {cfg['classifier']!r}")
+        raise ValueError(
+            f"few_shot['classifier'] must be one of {', '.join(CLASSIFIERS)}, got {cfg['classifier']!r}"
+        )
     reg = cfg["reg"]
     if isinstance(reg, bool) or not isinstance(reg, numbers.Real) or not reg > 0:
-        raise ValueError(f"few_shot['reg'] must be a positive number (reg = 1 / scikit-learn's C), got {reg!r}")
+        raise ValueError(
+            f"few_shot['reg'] must be a positive number (reg = 1 / scikit-learn's C), got {reg!r}"
+        )
     cfg["reg"] = float(reg)
     return cfg
 
@@ -127,41 +144,76 @@ class FeatureProbeEvaluator(DatasetEvaluator):
         episodes_file=None,
     ):
         if protocol not in PROBE_PROTOCOLS:
-            raise ValueError(f"unknown probe protocol {protocol!r}; known: {', '.join(PROBE_PROTOCOLS)}")
+            raise ValueError(
+                f"unknown probe protocol {protocol!r}; known: {', '.join(PROBE_PROTOCOLS)}"
+            )
         if metric not in METRICS:
-            raise ValueError(f"unknown classification metric {metric!r}; known metrics: {', '.join(METRICS)}")
-        if isinstance(layers, str) or not layers or not all(isinstance(layer, str) and layer for layer in layers):
+            raise ValueError(
+                f"unknown classification metric {metric!r}; known metrics: {', '.join(METRICS)}"
+            )
+        if (
+            isinstance(layers, str)
+            or not layers
+            or not all(isinstance(layer, str) and layer for layer in layers)
+        ):
             raise ValueError(f"layers must be a non-empty list of layer names, got {layers!r}")
-        if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 2:
+        if (
+            isinstance(num_classes, bool)
+            or not isinstance(num_classes, numbers.Integral)
+            or num_classes < 2
+        ):
             raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-        self.protocol, self.layers, self.metric, self.num_classes = protocol, list(layers), metric, int(num_classes)
+        self.protocol, self.layers, self.metric, self.num_classes = (
+            protocol,
+            list(layers),
+            metric,
+            int(num_classes),
+        )
         self._multi_label = METRICS[metric]
         self.few_shot = None
         if protocol == "few_shot":
             if self._multi_label:
-                raise ValueError(f"the few_shot protocol needs single-label targets, got metric {metric!r}")
+                raise ValueError(
+                    f"the few_shot protocol needs single-label targets, got metric {metric!r}"
+                )
             self.few_shot = _few_shot_config(few_shot)
             if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-                raise ValueError(f"the few-shot episodes need a seed >= 0 (numpy default_rng), got seed={seed!r}")
+                raise ValueError(
+                    f"the few-shot episodes need a seed >= 0 (numpy default_rng), got seed={seed!r}"
+                )
             self.needed = {"test": (self.layers[0],)}
         elif protocol == "linear_lbfgs":
             self.needed = {split: (self.layers[0],) for split in SPLITS}
         else:
             self.needed = {split: tuple(self.layers) for split in SPLITS}
-        self.grid = regularisation_grid() if grid is None else [check_reg(r) for r in grid]  # fail before extraction
+        self.grid = (
+            regularisation_grid() if grid is None else [check_reg(r) for r in grid]
+        )  # fail before extraction
         if protocol != "few_shot" and not self.grid:
-            raise ValueError("the L-BFGS probe needs a non-empty regularisation grid (CLASSIFICATION.LBFGS.NUM_REGS >= 1)")
+            raise ValueError(
+                "the L-BFGS probe needs a non-empty regularisation grid (CLASSIFICATION.LBFGS.NUM_REGS >= 1)"
+            )
         self.max_iter, self.tol, self.dtype = check_lbfgs_settings(max_iter, tol, dtype)
         self.cache, self.cache_keys = cache, dict(cache_keys or {})
         if cache is not None:
-            missing = [(s, layer) for s, layers_ in self.needed.items() for layer in layers_ if (s, layer) not in self.cache_keys]
+            missing = [
+                (s, layer)
+                for s, layers_ in self.needed.items()
+                for layer in layers_
+                if (s, layer) not in self.cache_keys
+            ]
             if missing:
                 raise ValueError(
-                    f"cache_keys must give a key for every (split, layer) the {protocol} protocol needs; missing {missing}"
+                    f"cache_keys must give a key for every (split, layer) the {protocol} protocol needs; "
+                    f"missing {missing}"
                 )
         self.seed, self.device, self.progress = seed, device, progress
-        self.episodes_file = episodes_file  # few-shot: each episode's accuracy, for intervals pooled over runs
-        self._cached = dict(cached or {})  # (split, layer) -> entry loaded by splits_to_extract, reused by evaluate
+        self.episodes_file = (
+            episodes_file  # few-shot: each episode's accuracy, for intervals pooled over runs
+        )
+        self._cached = dict(
+            cached or {}
+        )  # (split, layer) -> entry loaded by splits_to_extract, reused by evaluate
         self.expected_counts = dict(expected_counts or {})
         self.reset()
 
@@ -170,7 +222,9 @@ class FeatureProbeEvaluator(DatasetEvaluator):
         the others need not be in the loader. Loaded entries are kept for :meth:`evaluate`."""
         todo = []
         for split, layers in self.needed.items():
-            if self.cache is None or any(self._load_cached(split, layer) is None for layer in layers):
+            if self.cache is None or any(
+                self._load_cached(split, layer) is None for layer in layers
+            ):
                 todo.append(split)
         return todo
 
@@ -191,7 +245,9 @@ class FeatureProbeEvaluator(DatasetEvaluator):
         for inp, out in zip(inputs, outputs):
             split = inp.get("probe_split")
             if split not in SPLITS:
-                raise ValueError(f"image {inp.get('image_id')!r}: probe_split must be one of {', '.join(SPLITS)}, got {split!r}")
+                raise ValueError(
+                    f"image {inp.get('image_id')!r}: probe_split must be one of {', '.join(SPLITS)}, got {split!r}"
+                )
             if split not in self.needed:
                 continue
             if "image_id" not in inp:
@@ -202,13 +258,15 @@ class FeatureProbeEvaluator(DatasetEvaluator):
             for layer in self.needed[split]:
                 if layer not in out["features"]:
                     raise ValueError(
-                        f"image {image_id!r}: the outputs have no features of layer {layer!r}; got {sorted(out['features'])}"
+                        f"image {image_id!r}: the outputs have no features of layer {layer!r}; "
+                        f"got {sorted(out['features'])}"
                     )
                 # a copy: not a view that keeps (or pickles) the model's whole batch tensor
                 v = out["features"][layer].detach().to("cpu", torch.float32).clone()  # v: D
                 if v.dim() != 1:
                     raise ValueError(
-                        f"image {image_id!r}: features of layer {layer!r} must be a vector (pooled), got shape {tuple(v.shape)}"
+                        f"image {image_id!r}: features of layer {layer!r} must be a vector (pooled), "
+                        f"got shape {tuple(v.shape)}"
                     )
                 vectors[layer] = v
             self._items[split].append((image_id, vectors, target))
@@ -222,7 +280,10 @@ class FeatureProbeEvaluator(DatasetEvaluator):
                     f"got shape {tuple(targets.shape)}; delete the file to re-extract"
                 )
         elif (
-            targets.dim() != 1 or targets.is_floating_point() or int(targets.min()) < 0 or int(targets.max()) >= self.num_classes
+            targets.dim() != 1
+            or targets.is_floating_point()
+            or int(targets.min()) < 0
+            or int(targets.max()) >= self.num_classes
         ):
             raise ValueError(
                 f"{where}: metric {self.metric!r} needs N class ids in [0, {self.num_classes}), "
@@ -233,18 +294,25 @@ class FeatureProbeEvaluator(DatasetEvaluator):
         """{(split, layer): (features NxD, targets N or NxC, image_ids)} for every needed pair."""
         data = {}
         for split, layers in self.needed.items():
-            items = sort_by_image_id(list(itertools.chain(*(g[split] for g in gathered))), f"{split} split")
+            items = sort_by_image_id(
+                list(itertools.chain(*(g[split] for g in gathered))), f"{split} split"
+            )
             ids = [image_id for image_id, _, _ in items]
             if len(set(ids)) != len(ids):
                 dup = sorted(i for i, n in Counter(ids).items() if n > 1)[:5]
-                raise ValueError(f"{split} split: image ids must be unique, got duplicates such as {dup}")
+                raise ValueError(
+                    f"{split} split: image ids must be unique, got duplicates such as {dup}"
+                )
             if split in self.expected_counts and len(items) != self.expected_counts[split]:
                 raise ValueError(
-                    f"{split} split: {len(items)} images were extracted, the dataset has {self.expected_counts[split]}; "
+                    f"{split} split: {len(items)} images were extracted, "
+                    f"the dataset has {self.expected_counts[split]}; "
                     "a partial split is neither fitted nor cached (did the processes disagree on what to extract?)"
                 )
             if items:
-                targets = torch.tensor([t for _, _, t in items], dtype=torch.long)  # targets: N or NxC
+                targets = torch.tensor(
+                    [t for _, _, t in items], dtype=torch.long
+                )  # targets: N or NxC
                 for layer in layers:
                     features = torch.stack([v[layer] for _, v, _ in items])  # features: NxD
                     data[(split, layer)] = (features, targets, ids)
@@ -257,7 +325,9 @@ class FeatureProbeEvaluator(DatasetEvaluator):
                             "metric": self.metric,
                             "num_classes": self.num_classes,
                         }
-                        self.cache.save(self.cache_keys[(split, layer)], features, targets, ids, meta)
+                        self.cache.save(
+                            self.cache_keys[(split, layer)], features, targets, ids, meta
+                        )
                 continue
             for layer in layers:
                 entry = self._load_cached(split, layer)
@@ -309,15 +379,22 @@ class FeatureProbeEvaluator(DatasetEvaluator):
         if self.protocol == "linear_lbfgs":
             r = self._probe(data, self.layers[0])
             result = {k: float(v) for k, v in r.items() if k not in ("val_scores", "grid")}
-            logger.info(f"L-BFGS linear probe on {self.layers[0]}: " + ", ".join(f"{k} {v:.4g}" for k, v in result.items()))
+            logger.info(
+                f"L-BFGS linear probe on {self.layers[0]}: "
+                + ", ".join(f"{k} {v:.4g}" for k, v in result.items())
+            )
             return OrderedDict(linear=result)
         if self.protocol == "layerwise":
             result = OrderedDict()
             for layer in self.layers:
                 r = self._probe(data, layer)
-                result[f"{layer}/score"], result[f"{layer}/reg"] = float(r["score"]), float(r["reg"])
+                result[f"{layer}/score"], result[f"{layer}/reg"] = (
+                    float(r["score"]),
+                    float(r["reg"]),
+                )
                 logger.info(
-                    f"L-BFGS probe on {layer}: {self.metric} {r['score']:.2f} (reg {r['reg']:g}, val {r['val_score']:.2f})"
+                    f"L-BFGS probe on {layer}: {self.metric} {r['score']:.2f} "
+                    f"(reg {r['reg']:g}, val {r['val_score']:.2f})"
                 )
             return OrderedDict(layerwise=result)
         return OrderedDict(few_shot=self._few_shot(data))
@@ -326,18 +403,32 @@ class FeatureProbeEvaluator(DatasetEvaluator):
         cfg = self.few_shot
         features, labels, _ = data[("test", self.layers[0])]
         # draw every setting's episodes first: a class too small for 20 shots fails before any fit
-        episodes = {k: sample_episodes(labels, cfg["ways"], k, cfg["queries"], cfg["episodes"], self.seed) for k in cfg["shots"]}
+        episodes = {
+            k: sample_episodes(labels, cfg["ways"], k, cfg["queries"], cfg["episodes"], self.seed)
+            for k in cfg["shots"]
+        }
         result, per_episode = OrderedDict(), OrderedDict()
         for shots, eps in episodes.items():
             accs = episode_accuracies(
-                features, eps, classifier=cfg["classifier"], reg=cfg["reg"], progress=self.progress, device=self.device,
-                tol=self.tol, max_iter=self.max_iter,
+                features,
+                eps,
+                classifier=cfg["classifier"],
+                reg=cfg["reg"],
+                progress=self.progress,
+                device=self.device,
+                tol=self.tol,
+                max_iter=self.max_iter,
             )
             mean, ci = mean_ci95(accs)
             name = f"{cfg['ways']}way_{shots}shot"
             result[name], result[f"{name}_ci95"] = float(mean), float(ci)
             per_episode[name] = [float(a) for a in accs]
-            logger.info(f"few-shot {name} on {self.layers[0]}: {mean:.2f} +- {ci:.2f} ({cfg['episodes']} episodes)")
+            logger.info(
+                f"few-shot {name} on {self.layers[0]}: {mean:.2f} +- {ci:.2f} ({cfg['episodes']} episodes)"
+            )
         if self.episodes_file:
-            atomic_write_json(self.episodes_file, {"layer": self.layers[0], "seed": self.seed, "episodes": per_episode})
+            atomic_write_json(
+                self.episodes_file,
+                {"layer": self.layers[0], "seed": self.seed, "episodes": per_episode},
+            )
         return result

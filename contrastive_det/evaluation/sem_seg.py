@@ -8,6 +8,7 @@ whole dataset: detectron2 leaves it out of the mean (its IoU is undefined), mmse
 IoU 0. detectron2's is the headline ``mIoU``; they agree whenever every class occurs in the ground
 truth (VOC val, Cityscapes val, ADE20K val). See docs/segmentation.md.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -43,9 +44,16 @@ class SemanticSegmentationEvaluator(SemSegEvaluator):
 
     def __init__(self, dataset_name, distributed=True, output_dir=None):
         self._records = {d["sem_seg_file_name"]: d for d in DatasetCatalog.get(dataset_name)}
-        self._last = (None, None)  # (path, label): process() checks a label, then detectron2 reads it again
-        super().__init__(dataset_name, distributed=distributed, output_dir=output_dir,
-                         sem_seg_loading_fn=self._load)
+        self._last = (
+            None,
+            None,
+        )  # (path, label): process() checks a label, then detectron2 reads it again
+        super().__init__(
+            dataset_name,
+            distributed=distributed,
+            output_dir=output_dir,
+            sem_seg_loading_fn=self._load,
+        )
 
     def _load(self, path, dtype=int):
         if self._last[0] != path:
@@ -58,14 +66,18 @@ class SemanticSegmentationEvaluator(SemSegEvaluator):
             pred_hw = tuple(out["sem_seg"].shape[-2:])
             gt = self.sem_seg_loading_fn(gt_file, dtype=int)
             if gt.shape != pred_hw:
-                raise LabelMapError(f"Label map {gt_file} is {gt.shape[1]}x{gt.shape[0]} (WxH) but the prediction "
-                                    f"for {inp['file_name']} is {pred_hw[1]}x{pred_hw[0]}: image and label differ "
-                                    "in size")
+                raise LabelMapError(
+                    f"Label map {gt_file} is {gt.shape[1]}x{gt.shape[0]} (WxH) but the prediction "
+                    f"for {inp['file_name']} is {pred_hw[1]}x{pred_hw[0]}: image and label differ "
+                    "in size"
+                )
             bad = (gt != self._ignore_label) & ((gt < 0) | (gt >= self._num_classes))
             if bad.any():
-                raise LabelMapError(f"Label map {gt_file} holds value(s) {sorted(set(gt[bad].tolist()))[:10]} "
-                                    f"outside the {self._num_classes} classes and the ignore label "
-                                    f"{self._ignore_label}")
+                raise LabelMapError(
+                    f"Label map {gt_file} holds value(s) {sorted(set(gt[bad].tolist()))[:10]} "
+                    f"outside the {self._num_classes} classes and the ignore label "
+                    f"{self._ignore_label}"
+                )
         super().process(inputs, outputs)
 
     def evaluate(self):

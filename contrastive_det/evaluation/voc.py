@@ -1,4 +1,5 @@
 """Pascal VOC detection evaluation (AP over IoU .50:.95, AP50, AP75; 11-point metric for 2007)."""
+
 import os
 import tempfile
 from collections import OrderedDict, defaultdict
@@ -52,7 +53,9 @@ class VOCDetectionEvaluator(PascalVOCDetectionEvaluator):
                 "they are left out of the mean AP."
             )
         if len(absent) == len(self._class_names):
-            raise ValueError(f"{self._dataset_name} has no non-difficult ground truth at all; nothing to evaluate.")
+            raise ValueError(
+                f"{self._dataset_name} has no non-difficult ground truth at all; nothing to evaluate."
+            )
 
         aps = defaultdict(dict)  # iou -> {class name: AP in percent}
         with tempfile.TemporaryDirectory(prefix="pascal_voc_eval_") as dirname:
@@ -74,6 +77,10 @@ class VOCDetectionEvaluator(PascalVOCDetectionEvaluator):
                     aps[thresh][cls_name] = ap * 100
 
         mean_ap = {iou: float(np.mean(list(per_class.values()))) for iou, per_class in aps.items()}
-        bbox = {"AP": float(np.mean(list(mean_ap.values()))), "AP50": mean_ap[50], "AP75": mean_ap[75]}
+        bbox = {
+            "AP": float(np.mean(list(mean_ap.values()))),
+            "AP50": mean_ap[50],
+            "AP75": mean_ap[75],
+        }
         bbox.update({f"AP50-{cls}": float(ap) for cls, ap in aps[50].items()})
         return OrderedDict(bbox=bbox)

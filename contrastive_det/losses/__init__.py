@@ -27,6 +27,7 @@ float64 inputs), also under autocast.
 The numerics they share (logit dtype, autocast guard, mask value, masked mean log-probability of
 positives) live in ``contrastive_det.losses.numerics``.
 """
+
 from .core_tuning import (
     core_tuning_mixup,
     focal_supcon_loss,

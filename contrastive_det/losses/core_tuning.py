@@ -18,6 +18,7 @@ Nothing here draws random numbers: the permutation and the mixing weights are ar
 :class:`contrastive_det.modeling.core_tuning.CoreTuningHead`, draws them from torch's global RNG).
 Losses are computed in float32 (float64 for float64 inputs), also under autocast.
 """
+
 import torch
 from torch.nn import functional as F
 
@@ -81,7 +82,9 @@ def focal_supcon_loss(z, labels, temperature=0.07, *, normalization="positives")
     if z.dim() != 2:
         raise ValueError(f"focal_supcon_loss expects z NxD, got shape {tuple(z.shape)}")
     if normalization not in NORMALIZATIONS:
-        raise ValueError(f"focal_supcon_loss: unknown normalization {normalization!r} (expected one of {NORMALIZATIONS})")
+        raise ValueError(
+            f"focal_supcon_loss: unknown normalization {normalization!r} (expected one of {NORMALIZATIONS})"
+        )
     n = z.shape[0]
     labels = labels.reshape(-1)
     if labels.numel() != n:
@@ -94,13 +97,17 @@ def focal_supcon_loss(z, labels, temperature=0.07, *, normalization="positives")
         logits = logits.masked_fill(~keep, mask_value(logits.dtype))  # exp(self) == 0
         log_prob = F.log_softmax(logits, dim=1)  # log_prob: NxN, log p_ij
         pos = ((labels[:, None] == labels[None, :]) & keep).to(log_prob.dtype)  # pos: NxN
-        weighted = pos * (1.0 - log_prob.exp()) * log_prob  # NxN, (1 - p) log p on positives, 0 elsewhere
+        weighted = (
+            pos * (1.0 - log_prob.exp()) * log_prob
+        )  # NxN, (1 - p) log p on positives, 0 elsewhere
         pos_count = pos.sum(dim=1)  # N
         valid = pos_count > 0  # N
         if normalization == "positives":
             denom = torch.where(valid, pos_count, torch.ones_like(pos_count))  # N, never 0
         else:
-            denom = torch.full_like(pos_count, float(n))  # N: every column, as the authors' .mean(1)
+            denom = torch.full_like(
+                pos_count, float(n)
+            )  # N: every column, as the authors' .mean(1)
         return mean_over_valid(-weighted.sum(dim=1) / denom, valid)
 
 
@@ -168,7 +175,9 @@ def hard_pair_indices(features, labels):
         >>> pos, neg = hard_pair_indices(torch.randn(6, 16), torch.tensor([0, 0, 1, 1, 2, 2]))
     """
     if features.dim() != 2:
-        raise ValueError(f"hard_pair_indices expects features NxD, got shape {tuple(features.shape)}")
+        raise ValueError(
+            f"hard_pair_indices expects features NxD, got shape {tuple(features.shape)}"
+        )
     n = features.shape[0]
     labels = labels.reshape(-1).to(features.device)
     if labels.numel() != n:
@@ -199,8 +208,10 @@ def mix_rows(a, b, weight_b):
         ValueError: a and b differ in shape or weight_b does not have N entries.
     """
     if a.shape != b.shape or a.dim() != 2 or weight_b.numel() != a.shape[0]:
-        raise ValueError(f"mix_rows expects a, b NxD and weight_b N, got {tuple(a.shape)}, {tuple(b.shape)}, "
-                         f"{tuple(weight_b.shape)}")
+        raise ValueError(
+            f"mix_rows expects a, b NxD and weight_b N, got {tuple(a.shape)}, {tuple(b.shape)}, "
+            f"{tuple(weight_b.shape)}"
+        )
     w = weight_b.reshape(-1, 1).to(device=a.device, dtype=a.dtype)  # Nx1
     return (1 - w) * a + w * b
 
@@ -226,8 +237,10 @@ def mixed_soft_targets(labels_a, labels_b, weight_b, num_classes, dtype=torch.fl
     """
     labels_a, labels_b = labels_a.reshape(-1), labels_b.reshape(-1).to(labels_a.device)
     if not (labels_a.numel() == labels_b.numel() == weight_b.numel()):
-        raise ValueError(f"mixed_soft_targets: {labels_a.numel()}, {labels_b.numel()} labels and "
-                         f"{weight_b.numel()} weights")
+        raise ValueError(
+            f"mixed_soft_targets: {labels_a.numel()}, {labels_b.numel()} labels and "
+            f"{weight_b.numel()} weights"
+        )
     one_a = F.one_hot(labels_a, num_classes).to(dtype)  # NxC
     one_b = F.one_hot(labels_b, num_classes).to(dtype)  # NxC
     return mix_rows(one_a, one_b, weight_b.to(labels_a.device))  # NxC
@@ -302,11 +315,18 @@ def core_tuning_mixup(features, labels, num_classes, perm, shuffled_weight, posi
         >>> feats, targets = core_tuning_mixup(f, y, 3, torch.randperm(4), torch.full((4,), 0.8), torch.rand(4))
     """
     if features.dim() != 2:
-        raise ValueError(f"core_tuning_mixup expects features NxD, got shape {tuple(features.shape)}")
+        raise ValueError(
+            f"core_tuning_mixup expects features NxD, got shape {tuple(features.shape)}"
+        )
     n, device = features.shape[0], features.device
     labels, perm = labels.reshape(-1).to(device), perm.reshape(-1).to(device)
-    shuffled_weight, positive_weight = shuffled_weight.reshape(-1).to(device), positive_weight.reshape(-1).to(device)
-    if not (labels.numel() == perm.numel() == shuffled_weight.numel() == positive_weight.numel() == n):
+    shuffled_weight, positive_weight = (
+        shuffled_weight.reshape(-1).to(device),
+        positive_weight.reshape(-1).to(device),
+    )
+    if not (
+        labels.numel() == perm.numel() == shuffled_weight.numel() == positive_weight.numel() == n
+    ):
         raise ValueError(
             f"core_tuning_mixup: {n} features but {labels.numel()} labels, {perm.numel()} perm entries, "
             f"{shuffled_weight.numel()} and {positive_weight.numel()} weights"
@@ -319,6 +339,10 @@ def core_tuning_mixup(features, labels, num_classes, perm, shuffled_weight, posi
 
     hard_pos, hard_neg = hard_pair_indices(features, labels)  # N, N
     pos_f = mix_rows(features[hard_neg], features[hard_pos], positive_weight)  # NxD, weight l on hp
-    pos_y = mixed_soft_targets(labels[hard_neg], labels[hard_pos], positive_weight, num_classes, dtype)  # NxC
+    pos_y = mixed_soft_targets(
+        labels[hard_neg], labels[hard_pos], positive_weight, num_classes, dtype
+    )  # NxC
 
-    return torch.cat([features, neg_f, pos_f], dim=0), torch.cat([one_hot, neg_y, pos_y], dim=0)  # 3NxD, 3NxC
+    return torch.cat([features, neg_f, pos_f], dim=0), torch.cat(
+        [one_hot, neg_y, pos_y], dim=0
+    )  # 3NxD, 3NxC

@@ -1,6 +1,7 @@
 """MoCo's InfoNCE loss with a queue of negatives (He et al., "Momentum Contrast for Unsupervised Visual
 Representation Learning", CVPR 2020; MoCo v2: Chen et al., "Improved Baselines with Momentum Contrastive
 Learning", arXiv:2003.04297)."""
+
 import torch
 from torch.nn import functional as F
 
@@ -38,12 +39,15 @@ def infonce_loss(q, k, queue, temperature=0.2):
     """
     if q.dim() != 2 or q.shape != k.shape or queue.dim() != 2 or queue.shape[1] != q.shape[1]:
         raise ValueError(
-            f"infonce_loss expects q, k: NxC and queue: KxC, got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(queue.shape)}"
+            f"infonce_loss expects q, k: NxC and queue: KxC, got {tuple(q.shape)}, {tuple(k.shape)}, "
+            f"{tuple(queue.shape)}"
         )
     with autocast_off(q.device):
         q, k, queue = to_logit_dtype(q, k, queue)
         l_pos = (q * k).sum(dim=1, keepdim=True)  # l_pos: Nx1
         l_neg = q @ queue.t()  # l_neg: NxK
         logits = torch.cat([l_pos, l_neg], dim=1) / temperature  # logits: Nx(1+K)
-        targets = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)  # N: positive is column 0
+        targets = torch.zeros(
+            q.shape[0], dtype=torch.long, device=q.device
+        )  # N: positive is column 0
         return F.cross_entropy(logits, targets)

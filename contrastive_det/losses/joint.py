@@ -1,6 +1,7 @@
 """The joint objectives of Islam et al. ("A Broad Study on the Transferability of Visual Representations
 with Contrastive Learning", ICCV 2021): CE+SelfSupCon and SupCon+SelfSupCon. Each returns a dict of already
 weighted terms (so trainers can log them); the total loss is the sum of the values."""
+
 import torch
 from torch.nn import functional as F
 
@@ -40,7 +41,9 @@ def ce_selfsupcon_loss(class_logits, labels, q, k, queue, temperature=0.2, insta
         >>> total = sum(out.values())  # loss_ce + 0.5 * InfoNCE
     """
     with autocast_off(class_logits.device):
-        logits = class_logits if class_logits.dtype == torch.float64 else class_logits.float()  # NxC_cls
+        logits = (
+            class_logits if class_logits.dtype == torch.float64 else class_logits.float()
+        )  # NxC_cls
         loss_ce = F.cross_entropy(logits, labels)
     return {
         "loss_ce": loss_ce,
@@ -48,8 +51,20 @@ def ce_selfsupcon_loss(class_logits, labels, q, k, queue, temperature=0.2, insta
     }
 
 
-def supcon_selfsupcon_loss(q_inst, k_inst, queue_inst, q_sup, q_labels, k_sup, k_labels, queue_sup, queue_labels,
-                           temperature=0.07, instance_weight=0.5, supcon_weight=1.0):
+def supcon_selfsupcon_loss(
+    q_inst,
+    k_inst,
+    queue_inst,
+    q_sup,
+    q_labels,
+    k_sup,
+    k_labels,
+    queue_sup,
+    queue_labels,
+    temperature=0.07,
+    instance_weight=0.5,
+    supcon_weight=1.0,
+):
     """SupCon+SelfSupCon: ``instance_weight`` x InfoNCE (instance head) + ``supcon_weight`` x queue SupCon
     (supervised head).
 
@@ -84,6 +99,6 @@ def supcon_selfsupcon_loss(q_inst, k_inst, queue_inst, q_sup, q_labels, k_sup, k
     """
     return {
         "loss_instance": instance_weight * infonce_loss(q_inst, k_inst, queue_inst, temperature),
-        "loss_supcon": supcon_weight * queue_supcon_loss(q_sup, q_labels, k_sup, k_labels, queue_sup, queue_labels,
-                                                         temperature),
+        "loss_supcon": supcon_weight
+        * queue_supcon_loss(q_sup, q_labels, k_sup, k_labels, queue_sup, queue_labels, temperature),
     }

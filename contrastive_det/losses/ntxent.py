@@ -5,6 +5,7 @@ Like every loss of this package it is a pure function of L2-normalised embedding
 normalise (and, in distributed training, gather across processes) before calling; nothing here
 re-normalises.
 """
+
 import torch
 from torch.nn import functional as F
 
@@ -41,14 +42,20 @@ def nt_xent_loss(z1, z2, temperature=0.5):
         >>> loss = nt_xent_loss(z1, z2, temperature=0.1)  # scalar
     """
     if z1.dim() != 2 or z1.shape != z2.shape:
-        raise ValueError(f"nt_xent_loss expects two NxD tensors of the same shape, got {tuple(z1.shape)} and {tuple(z2.shape)}")
+        raise ValueError(
+            f"nt_xent_loss expects two NxD tensors of the same shape, got {tuple(z1.shape)} and {tuple(z2.shape)}"
+        )
     n = z1.shape[0]
     with autocast_off(z1.device):
         z1, z2 = to_logit_dtype(z1, z2)
         z = torch.cat([z1, z2], dim=0)  # z: 2NxD, rows 0..N-1 view 1, rows N..2N-1 view 2
         logits = (z @ z.t()) / temperature  # logits: 2Nx2N
         self_mask = torch.eye(2 * n, dtype=torch.bool, device=z.device)  # 2Nx2N
-        logits = logits.masked_fill(self_mask, mask_value(logits.dtype))  # self excluded (out of place)
+        logits = logits.masked_fill(
+            self_mask, mask_value(logits.dtype)
+        )  # self excluded (out of place)
         idx = torch.arange(n, device=z.device)
         targets = torch.cat([idx + n, idx])  # 2N: anchor i -> i+N, anchor i+N -> i
-        return F.cross_entropy(logits, targets)  # cross_entropy uses log_softmax (row max subtracted)
+        return F.cross_entropy(
+            logits, targets
+        )  # cross_entropy uses log_softmax (row max subtracted)

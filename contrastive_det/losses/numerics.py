@@ -5,6 +5,7 @@ of positives used by the supervised losses (SupCon, queue SupCon, SCAN).
 
 These are the only helpers the loss modules share; each loss module imports them from here.
 """
+
 import contextlib
 
 import torch
@@ -91,8 +92,12 @@ def labelled_memory(keys, key_labels, queue, queue_labels):
         ValueError: keys and queue are not 2-D with the same D, or the label counts do not match.
     """
     if keys.dim() != 2 or queue.dim() != 2 or keys.shape[1] != queue.shape[1]:
-        raise ValueError(f"keys NxD and queue KxD expected, got {tuple(keys.shape)} and {tuple(queue.shape)}")
+        raise ValueError(
+            f"keys NxD and queue KxD expected, got {tuple(keys.shape)} and {tuple(queue.shape)}"
+        )
     key_labels, queue_labels = key_labels.reshape(-1), queue_labels.reshape(-1)
     if key_labels.numel() != keys.shape[0] or queue_labels.numel() != queue.shape[0]:
         raise ValueError("one label per key and per queue entry expected")
-    return torch.cat([keys, queue], dim=0), torch.cat([key_labels, queue_labels.to(key_labels.dtype)], dim=0)
+    return torch.cat([keys, queue], dim=0), torch.cat(
+        [key_labels, queue_labels.to(key_labels.dtype)], dim=0
+    )

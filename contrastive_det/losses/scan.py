@@ -1,17 +1,33 @@
 """SCAN: supervised contrast restricted to label-sharing nearest neighbours (this project's specification,
 docs/design.md section 5): a MoCo-style labelled memory; for each anchor the positives are its other view plus the
 memory entries that share its label AND are among the k nearest neighbours of its momentum embedding."""
+
 import torch
 
-from .numerics import autocast_off, labelled_memory, mean_over_valid, positive_mean_log_prob, to_logit_dtype
+from .numerics import (
+    autocast_off,
+    labelled_memory,
+    mean_over_valid,
+    positive_mean_log_prob,
+    to_logit_dtype,
+)
 
 __all__ = ["scan_loss"]
 
 _NON_NEIGHBOR_MODES = ("mask", "negative")
 
 
-def scan_loss(q, q_labels, keys, key_labels, queue, queue_labels, num_neighbors, temperature=0.07,
-              non_neighbor_same_label="mask"):
+def scan_loss(
+    q,
+    q_labels,
+    keys,
+    key_labels,
+    queue,
+    queue_labels,
+    num_neighbors,
+    temperature=0.07,
+    non_neighbor_same_label="mask",
+):
     """SCAN (our specification, docs/design.md section 5): queue SupCon whose positives are restricted to
     label-sharing nearest neighbours of the anchor's momentum embedding.
 
@@ -53,19 +69,27 @@ def scan_loss(q, q_labels, keys, key_labels, queue, queue_labels, num_neighbors,
         >>> loss = scan_loss(q, labels, k, labels, queue, queue_labels, num_neighbors=5, temperature=0.07)
     """
     if non_neighbor_same_label not in _NON_NEIGHBOR_MODES:
-        raise ValueError(f"scan_loss: non_neighbor_same_label must be one of {_NON_NEIGHBOR_MODES}, got {non_neighbor_same_label!r}")
+        raise ValueError(
+            f"scan_loss: non_neighbor_same_label must be one of {_NON_NEIGHBOR_MODES}, got {non_neighbor_same_label!r}"
+        )
     if num_neighbors is not None and num_neighbors < 0:
         raise ValueError(f"scan_loss: num_neighbors must be >= 0, got {num_neighbors}")
     if q.dim() != 2 or q.shape != keys.shape:
-        raise ValueError(f"q and keys must both be NxD, got {tuple(q.shape)} and {tuple(keys.shape)}")
+        raise ValueError(
+            f"q and keys must both be NxD, got {tuple(q.shape)} and {tuple(keys.shape)}"
+        )
     n = q.shape[0]
     device = q.device
     with autocast_off(device):
         q, keys, queue = to_logit_dtype(q, keys, queue)
-        memory, mem_labels = labelled_memory(keys, key_labels, queue, queue_labels)  # memory: MxD, M = N+K
+        memory, mem_labels = labelled_memory(
+            keys, key_labels, queue, queue_labels
+        )  # memory: MxD, M = N+K
         m = memory.shape[0]
         q_labels = q_labels.reshape(-1).to(mem_labels.dtype)  # N
-        own = torch.eye(n, m, dtype=torch.bool, device=device)  # NxM: entry i of the memory is key i
+        own = torch.eye(
+            n, m, dtype=torch.bool, device=device
+        )  # NxM: entry i of the memory is key i
 
         num_candidates = m - 1
         k_eff = num_candidates if num_neighbors is None else min(int(num_neighbors), num_candidates)
@@ -83,10 +107,14 @@ def scan_loss(q, q_labels, keys, key_labels, queue, queue_labels, num_neighbors,
             same = q_labels[:, None] == mem_labels[None, :]  # same: NxM
             positive = own | (same & neighbor)  # NxM
             if non_neighbor_same_label == "mask":
-                keep = ~(same & ~neighbor) | own  # NxM: same-label non-neighbours leave the denominator
+                keep = (
+                    ~(same & ~neighbor) | own
+                )  # NxM: same-label non-neighbours leave the denominator
             else:
                 keep = torch.ones_like(positive)  # NxM: they stay, as negatives
 
         logits = (q @ memory.t()) / temperature  # logits: NxM
-        mean_log_prob_pos, valid = positive_mean_log_prob(logits, positive.to(logits.dtype), keep)  # N
+        mean_log_prob_pos, valid = positive_mean_log_prob(
+            logits, positive.to(logits.dtype), keep
+        )  # N
         return mean_over_valid(-mean_log_prob_pos, valid)

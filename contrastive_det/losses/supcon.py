@@ -9,14 +9,23 @@
 
 Inputs are L2-normalised embeddings (the callers normalise; nothing is re-normalised here).
 """
+
 import torch
 
-from .numerics import autocast_off, labelled_memory, mean_over_valid, positive_mean_log_prob, to_logit_dtype
+from .numerics import (
+    autocast_off,
+    labelled_memory,
+    mean_over_valid,
+    positive_mean_log_prob,
+    to_logit_dtype,
+)
 
 __all__ = ["supcon_loss", "queue_supcon_loss"]
 
 
-def supcon_loss(features, labels=None, mask=None, temperature=0.07, contrast_mode="all", base_temperature=0.07):
+def supcon_loss(
+    features, labels=None, mask=None, temperature=0.07, contrast_mode="all", base_temperature=0.07
+):
     """SupCon with the reference semantics of the SupContrast code.
 
     Positives of an anchor are the other views of its sample and every view of the samples with the
@@ -57,11 +66,15 @@ def supcon_loss(features, labels=None, mask=None, temperature=0.07, contrast_mod
         >>> simclr = supcon_loss(feats, temperature=0.1, base_temperature=0.1)  # == nt_xent_loss(views, 0.1)
     """
     if features.dim() < 3:
-        raise ValueError(f"supcon_loss expects features [bsz, n_views, D], got shape {tuple(features.shape)}")
+        raise ValueError(
+            f"supcon_loss expects features [bsz, n_views, D], got shape {tuple(features.shape)}"
+        )
     if labels is not None and mask is not None:
         raise ValueError("supcon_loss: pass labels or mask, not both")
     if contrast_mode not in ("all", "one"):
-        raise ValueError(f"supcon_loss: unknown contrast_mode {contrast_mode!r} (expected 'all' or 'one')")
+        raise ValueError(
+            f"supcon_loss: unknown contrast_mode {contrast_mode!r} (expected 'all' or 'one')"
+        )
     bsz, n_views = features.shape[0], features.shape[1]
     device = features.device
     with autocast_off(device):
@@ -74,7 +87,9 @@ def supcon_loss(features, labels=None, mask=None, temperature=0.07, contrast_mod
             sample_mask = (labels[:, None] == labels[None, :]).to(features.dtype)  # BxB
         elif mask is not None:
             if tuple(mask.shape) != (bsz, bsz):
-                raise ValueError(f"supcon_loss: mask must be [{bsz}, {bsz}], got {tuple(mask.shape)}")
+                raise ValueError(
+                    f"supcon_loss: mask must be [{bsz}, {bsz}], got {tuple(mask.shape)}"
+                )
             sample_mask = mask.to(device=device, dtype=features.dtype)  # BxB
         else:
             sample_mask = torch.eye(bsz, dtype=features.dtype, device=device)  # BxB: SimCLR
@@ -87,7 +102,9 @@ def supcon_loss(features, labels=None, mask=None, temperature=0.07, contrast_mod
         logits = (anchor @ contrast.t()) / temperature  # logits: (A*B)x(V*B), A = anchor_count
         pos = sample_mask.repeat(anchor_count, n_views)  # pos: (A*B)x(V*B)
         # anchor r is contrast entry r (both view-major): exclude that self-contrast everywhere
-        keep = ~torch.eye(anchor_count * bsz, n_views * bsz, dtype=torch.bool, device=device)  # (A*B)x(V*B)
+        keep = ~torch.eye(
+            anchor_count * bsz, n_views * bsz, dtype=torch.bool, device=device
+        )  # (A*B)x(V*B)
         mean_log_prob_pos, valid = positive_mean_log_prob(logits, pos, keep)  # A*B
         per_anchor = -(temperature / base_temperature) * mean_log_prob_pos  # A*B
         return mean_over_valid(per_anchor, valid)
@@ -131,10 +148,14 @@ def queue_supcon_loss(q, q_labels, keys, key_labels, queue, queue_labels, temper
         >>> loss = queue_supcon_loss(q, labels, k, labels, queue, queue_labels, temperature=0.07)
     """
     if q.dim() != 2 or q.shape != keys.shape:
-        raise ValueError(f"q and keys must both be NxD, got {tuple(q.shape)} and {tuple(keys.shape)}")
+        raise ValueError(
+            f"q and keys must both be NxD, got {tuple(q.shape)} and {tuple(keys.shape)}"
+        )
     with autocast_off(q.device):
         q, keys, queue = to_logit_dtype(q, keys, queue)
-        memory, mem_labels = labelled_memory(keys, key_labels, queue, queue_labels)  # (N+K)xD, (N+K)
+        memory, mem_labels = labelled_memory(
+            keys, key_labels, queue, queue_labels
+        )  # (N+K)xD, (N+K)
         q_labels = q_labels.reshape(-1).to(mem_labels.dtype)  # N
         logits = (q @ memory.t()) / temperature  # logits: Nx(N+K)
         pos = (q_labels[:, None] == mem_labels[None, :]).to(logits.dtype)  # pos: Nx(N+K)

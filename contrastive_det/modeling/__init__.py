@@ -1,7 +1,17 @@
 """Importing this package registers every model part of contrastive-det in detectron2's registries."""
+
 from .backbone import TorchvisionResNetTrunk, build_tv_resnet
 from .heads import ProjectionMLP, build_projection
-from .pretrainers import SCAN, CESelfSupCon, ContrastivePretrainer, MoCoV2, SimCLR, SupCon, SupConSelfSupCon, Supervised
+from .pretrainers import (
+    SCAN,
+    CESelfSupCon,
+    ContrastivePretrainer,
+    MoCoV2,
+    SimCLR,
+    SupCon,
+    SupConSelfSupCon,
+    Supervised,
+)
 from .classifier import Classifier
 from .roi_heads import Res5ROIHeadsExtraNorm
 from .sem_seg_heads import FCNHead, FCNSemanticSegmentor

@@ -1,4 +1,5 @@
 """The torchvision ResNet trunk that every pretrainer trains and exports (torchvision layout)."""
+
 import torchvision
 from torch import nn
 
@@ -24,8 +25,12 @@ class TorchvisionResNetTrunk(nn.Module):
         if depth not in DEPTHS:
             raise ValueError(f"MODEL.TV_RESNET.DEPTH must be one of {sorted(DEPTHS)}, got {depth}")
         if width_per_group != 64 and depth < 50:
-            raise ValueError("MODEL.TV_RESNET.WIDTH_PER_GROUP != 64 needs a bottleneck ResNet (DEPTH >= 50)")
-        kwargs = dict(weights=None, norm_layer=batch_norm_2d(norm), zero_init_residual=zero_init_residual)
+            raise ValueError(
+                "MODEL.TV_RESNET.WIDTH_PER_GROUP != 64 needs a bottleneck ResNet (DEPTH >= 50)"
+            )
+        kwargs = dict(
+            weights=None, norm_layer=batch_norm_2d(norm), zero_init_residual=zero_init_residual
+        )
         if depth >= 50:
             kwargs["width_per_group"] = width_per_group
         self.depth = depth
@@ -38,7 +43,11 @@ class TorchvisionResNetTrunk(nn.Module):
 
     def export_state_dict(self):
         """torchvision-layout ``state_dict`` of the trunk (no ``fc``), tensors detached on CPU."""
-        return {k: v.detach().cpu().clone() for k, v in self.resnet.state_dict().items() if not k.startswith("fc.")}
+        return {
+            k: v.detach().cpu().clone()
+            for k, v in self.resnet.state_dict().items()
+            if not k.startswith("fc.")
+        }
 
 
 def build_tv_resnet(cfg):

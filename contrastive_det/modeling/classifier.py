@@ -2,6 +2,7 @@
 The classifier of classification transfer: the torchvision ResNet trunk that pretraining exports
 (``MODEL.TV_RESNET``) + a head (``MODEL.CLASSIFIER.HEAD``), on detectron2's meta-architecture API.
 """
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -33,7 +34,9 @@ def pooled_stage_features(resnet, images, layers):
     """
     unknown = [name for name in layers if name not in STAGES]
     if unknown:
-        raise ValueError(f"CLASSIFICATION.LAYERS: unknown stage(s) {unknown}; known: {list(STAGES)}")
+        raise ValueError(
+            f"CLASSIFICATION.LAYERS: unknown stage(s) {unknown}; known: {list(STAGES)}"
+        )
     x = resnet.maxpool(resnet.relu(resnet.bn1(resnet.conv1(images))))
     out, last = {}, max(list(STAGES).index(name) for name in layers)
     for i, (name, module) in enumerate(STAGES.items()):
@@ -52,14 +55,18 @@ def resolve_num_classes(cfg):
         return int(cfg.MODEL.CLASSIFIER.NUM_CLASSES)
     names = list(cfg.DATASETS.TRAIN) or list(cfg.DATASETS.TEST)
     if not names:
-        raise ValueError("MODEL.CLASSIFIER.NUM_CLASSES is 0 and there is no dataset in DATASETS.TRAIN/TEST to take it from")
+        raise ValueError(
+            "MODEL.CLASSIFIER.NUM_CLASSES is 0 and there is no dataset in DATASETS.TRAIN/TEST to take it from"
+        )
     classes = MetadataCatalog.get(names[0]).get("classes", None)
     if not classes:
         raise ValueError(
             f"MODEL.CLASSIFIER.NUM_CLASSES is 0 and dataset '{names[0]}' records no 'classes' in its metadata; "
             "set MODEL.CLASSIFIER.NUM_CLASSES"
         )
-    if cfg.CLASSIFICATION.LABEL_MAP:  # coarser labels: one class per coarse name the set's classes map to
+    if (
+        cfg.CLASSIFICATION.LABEL_MAP
+    ):  # coarser labels: one class per coarse name the set's classes map to
         from ..data.classification_loader import transfer_classes
 
         return len(transfer_classes(cfg, names[0]))
@@ -105,8 +112,18 @@ class Classifier(nn.Module):
     """
 
     @configurable
-    def __init__(self, *, trunk, head, num_classes, freeze_trunk, feature_layers, pixel_mean, pixel_std,
-                 multi_label=False):
+    def __init__(
+        self,
+        *,
+        trunk,
+        head,
+        num_classes,
+        freeze_trunk,
+        feature_layers,
+        pixel_mean,
+        pixel_std,
+        multi_label=False,
+    ):
         super().__init__()
         self.trunk = trunk
         self.head = head
@@ -117,7 +134,9 @@ class Classifier(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
         if multi_label and isinstance(head, CoreTuningHead):
-            raise ValueError("MODEL.CLASSIFIER.HEAD core_tuning needs single-label data; this dataset is multi-label")
+            raise ValueError(
+                "MODEL.CLASSIFIER.HEAD core_tuning needs single-label data; this dataset is multi-label"
+            )
         if freeze_trunk:
             for p in self.trunk.parameters():
                 p.requires_grad_(False)
@@ -138,9 +157,16 @@ class Classifier(nn.Module):
         else:
             ct = cfg.CLASSIFICATION.CORE_TUNING
             head = CoreTuningHead(
-                dim, num_classes, hidden_dim=ct.HIDDEN_DIM, proj_dim=ct.PROJ_DIM, eta=ct.ETA, alpha=ct.ALPHA,
-                temperature=ct.TEMPERATURE, min_shuffled_weight=ct.MIN_SHUFFLED_WEIGHT,
-                con_normalization=ct.CON_NORMALIZATION, hard_pairs=ct.HARD_PAIRS,
+                dim,
+                num_classes,
+                hidden_dim=ct.HIDDEN_DIM,
+                proj_dim=ct.PROJ_DIM,
+                eta=ct.ETA,
+                alpha=ct.ALPHA,
+                temperature=ct.TEMPERATURE,
+                min_shuffled_weight=ct.MIN_SHUFFLED_WEIGHT,
+                con_normalization=ct.CON_NORMALIZATION,
+                hard_pairs=ct.HARD_PAIRS,
                 smooth_boundary=ct.SMOOTH_BOUNDARY,
             )
         return {
@@ -165,7 +191,9 @@ class Classifier(nn.Module):
         return self
 
     def preprocess(self, batched_inputs):
-        images = torch.stack([x["image"] for x in batched_inputs]).to(self.device, non_blocking=True)
+        images = torch.stack([x["image"] for x in batched_inputs]).to(
+            self.device, non_blocking=True
+        )
         return (images.float() - self.pixel_mean) / self.pixel_std  # Nx3xHxW
 
     def forward(self, batched_inputs):
@@ -188,10 +216,17 @@ class Classifier(nn.Module):
         return {"loss_cls": loss}
 
     def inference(self, images):
-        layers = self.feature_layers if "res5" in self.feature_layers else self.feature_layers + ("res5",)
+        layers = (
+            self.feature_layers
+            if "res5" in self.feature_layers
+            else self.feature_layers + ("res5",)
+        )
         stages = pooled_stage_features(self.trunk.resnet, images, layers)
         logits = self.head(stages["res5"])  # NxC
         return [
-            {"logits": logits[i], "features": {name: stages[name][i] for name in self.feature_layers}}
+            {
+                "logits": logits[i],
+                "features": {name: stages[name][i] for name in self.feature_layers},
+            }
             for i in range(images.shape[0])
         ]

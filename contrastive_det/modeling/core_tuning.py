@@ -40,6 +40,7 @@ decision boundary) is ``hard_pairs=False, smooth_boundary=False`` (config keys
 on the batch's own samples. Each flag turns off only its own part; both True (the default) is
 Core-tuning exactly as above.
 """
+
 import torch
 from detectron2.utils import comm
 from torch import nn
@@ -90,7 +91,9 @@ def sample_mix_weights(n, alpha, min_weight=0.0, *, device=None):
     if n < 0:
         raise ValueError(f"sample_mix_weights: n must be >= 0, got {n}")
     concentration = torch.tensor(float(alpha))
-    lam = torch.distributions.Beta(concentration, concentration).sample((int(n),))  # n, CPU global RNG
+    lam = torch.distributions.Beta(concentration, concentration).sample(
+        (int(n),)
+    )  # n, CPU global RNG
     return lam.clamp_min(min_weight).to(device) if device is not None else lam.clamp_min(min_weight)
 
 
@@ -184,9 +187,13 @@ class CoreTuningHead(nn.Module):
         if not temperature > 0:
             raise ValueError(f"CoreTuningHead: temperature must be > 0, got {temperature}")
         if not 0.0 <= min_shuffled_weight <= 1.0:
-            raise ValueError(f"CoreTuningHead: min_shuffled_weight must be in [0, 1], got {min_shuffled_weight}")
+            raise ValueError(
+                f"CoreTuningHead: min_shuffled_weight must be in [0, 1], got {min_shuffled_weight}"
+            )
         if con_normalization not in NORMALIZATIONS:
-            raise ValueError(f"CoreTuningHead: con_normalization must be one of {NORMALIZATIONS}, got {con_normalization!r}")
+            raise ValueError(
+                f"CoreTuningHead: con_normalization must be one of {NORMALIZATIONS}, got {con_normalization!r}"
+            )
         check_flags("CoreTuningHead", hard_pairs=hard_pairs, smooth_boundary=smooth_boundary)
         self.num_classes = int(num_classes)
         self.eta = float(eta)
@@ -204,13 +211,17 @@ class CoreTuningHead(nn.Module):
 
     def forward(self, features, labels=None):
         if features.dim() != 2:
-            raise ValueError(f"CoreTuningHead expects features NxD, got shape {tuple(features.shape)}")
+            raise ValueError(
+                f"CoreTuningHead expects features NxD, got shape {tuple(features.shape)}"
+            )
         if not self.training or labels is None:
             return self.classifier(features)  # NxC
         device = features.device
         labels = labels.reshape(-1).to(device)
         if labels.numel() != features.shape[0]:
-            raise ValueError(f"CoreTuningHead: {labels.numel()} labels for {features.shape[0]} features")
+            raise ValueError(
+                f"CoreTuningHead: {labels.numel()} labels for {features.shape[0]} features"
+            )
         # the global batch: with W processes, mining and both terms run over all W*N rows on every
         # process (gradients flow back to each process's rows), as one process on the whole batch
         features = gather_with_grad(features)  # features: (W*N)xD
@@ -218,7 +229,9 @@ class CoreTuningHead(nn.Module):
         n = features.shape[0]
         if self.hard_pairs or self.smooth_boundary:  # the mixup batch (no draws when both are off)
             perm = torch.randperm(n).to(device)  # W*N, CPU global RNG
-            shuffled_weight = sample_mix_weights(n, self.alpha, self.min_shuffled_weight, device=device)  # W*N
+            shuffled_weight = sample_mix_weights(
+                n, self.alpha, self.min_shuffled_weight, device=device
+            )  # W*N
             positive_weight = sample_mix_weights(n, self.alpha, 0.0, device=device)  # W*N
             if comm.get_world_size() > 1:  # every process mixes with the main process's draws
                 for drawn in (perm, shuffled_weight, positive_weight):

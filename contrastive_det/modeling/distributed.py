@@ -1,5 +1,6 @@
 """Collectives used by the pretrainers; each is the identity in a single process. Tensors reach the
 process group through :mod:`contrastive_det.utils.collectives` (NCCL takes CUDA tensors only)."""
+
 import torch
 
 from detectron2.utils import comm

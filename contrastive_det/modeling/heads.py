@@ -1,4 +1,5 @@
 """Heads on the pooled trunk feature: the projection MLP of the contrastive objectives."""
+
 from torch import nn
 
 from .norms import batch_norm_1d
@@ -42,4 +43,6 @@ def build_projection(cfg, in_dim):
     """The projection MLP of MODEL.CONTRASTIVE; its norm (with PROJ_BN) is the trunk's MODEL.TV_RESNET.NORM,
     so a synchronised trunk (SimCLR's global BN) has a synchronised head too."""
     c = cfg.MODEL.CONTRASTIVE
-    return ProjectionMLP(in_dim, c.PROJ_HIDDEN_DIM, c.PROJ_DIM, c.PROJ_LAYERS, c.PROJ_BN, cfg.MODEL.TV_RESNET.NORM)
+    return ProjectionMLP(
+        in_dim, c.PROJ_HIDDEN_DIM, c.PROJ_DIM, c.PROJ_LAYERS, c.PROJ_BN, cfg.MODEL.TV_RESNET.NORM
+    )

@@ -13,6 +13,7 @@ num_batches_tracked), so a checkpoint written with one loads into a model built 
 trunk always exports in torchvision layout. Norms without running statistics (GN, FrozenBN, LN) are
 refused for that reason.
 """
+
 from torch import nn
 
 from detectron2.layers import NaiveSyncBatchNorm, get_norm
@@ -24,7 +25,9 @@ BATCH_NORMS = ("BN", "SyncBN", "nnSyncBN", "naiveSyncBN", "naiveSyncBN_N")
 
 def _check(norm, key):
     if norm not in BATCH_NORMS:
-        raise ValueError(f"{key} must be one of {', '.join(repr(n) for n in BATCH_NORMS)}, got {norm!r}")
+        raise ValueError(
+            f"{key} must be one of {', '.join(repr(n) for n in BATCH_NORMS)}, got {norm!r}"
+        )
 
 
 class NaiveSyncBatchNorm1d(NaiveSyncBatchNorm):
@@ -33,7 +36,9 @@ class NaiveSyncBatchNorm1d(NaiveSyncBatchNorm):
 
     def forward(self, input):
         if input.dim() != 2:
-            raise ValueError(f"NaiveSyncBatchNorm1d expects NxC input, got shape {tuple(input.shape)}")
+            raise ValueError(
+                f"NaiveSyncBatchNorm1d expects NxC input, got shape {tuple(input.shape)}"
+            )
         return super().forward(input[:, :, None, None])[:, :, 0, 0]  # NxC -> NxCx1x1 -> NxC
 
 

@@ -1,4 +1,5 @@
 """A FIFO queue of keys (and their labels) kept as buffers, so it is checkpointed and resumed."""
+
 import torch
 from torch import nn
 from torch.nn import functional as F

@@ -1,4 +1,5 @@
 """ROI heads used by the detection-transfer protocols."""
+
 from torch import nn
 
 from detectron2.layers import get_norm
@@ -40,9 +41,16 @@ class Res5ROIHeadsExtraNorm(Res5ROIHeads):
         """res5 of ResNet-18/34 as detectron2's backbone names it: ``num_blocks`` BasicBlocks, the first
         with stride 2; pooled RoIs R x C/2 x 14 x 14 -> R x C x 7 x 7 with C = 8 x RES2_OUT_CHANNELS."""
         if cfg.MODEL.RESNETS.DEFORM_ON_PER_STAGE[-1]:
-            raise ValueError("MODEL.RESNETS.DEFORM_ON_PER_STAGE: deformable res5 needs bottleneck blocks")
+            raise ValueError(
+                "MODEL.RESNETS.DEFORM_ON_PER_STAGE: deformable res5 needs bottleneck blocks"
+            )
         out_channels = cfg.MODEL.RESNETS.RES2_OUT_CHANNELS * 8
-        blocks = ResNet.make_stage(BasicBlock, num_blocks, stride_per_block=[2] + [1] * (num_blocks - 1),
-                                   in_channels=out_channels // 2, out_channels=out_channels,
-                                   norm=cfg.MODEL.RESNETS.NORM)
+        blocks = ResNet.make_stage(
+            BasicBlock,
+            num_blocks,
+            stride_per_block=[2] + [1] * (num_blocks - 1),
+            in_channels=out_channels // 2,
+            out_channels=out_channels,
+            norm=cfg.MODEL.RESNETS.NORM,
+        )
         return nn.Sequential(*blocks), out_channels

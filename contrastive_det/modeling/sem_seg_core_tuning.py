@@ -26,11 +26,17 @@ The dense pixel cross-entropy stays the main loss. Pixels are mixed within each 
 sampled counts differ between processes); Core-tuning's classification head mixes over the global
 batch instead.
 """
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..losses.core_tuning import core_tuning_mixup, focal_supcon_loss, soft_label_ids, soft_target_cross_entropy
+from ..losses.core_tuning import (
+    core_tuning_mixup,
+    focal_supcon_loss,
+    soft_label_ids,
+    soft_target_cross_entropy,
+)
 from .core_tuning import check_flags, sample_mix_weights
 from .heads import ProjectionMLP
 
@@ -62,26 +68,52 @@ class PixelCoreTuning(nn.Module):
     on the sampled pixels only.
     """
 
-    def __init__(self, in_dim, num_classes, *, pixels_per_class=32, hidden_dim=512, proj_dim=256, eta=0.1,
-                 alpha=1.0, temperature=0.07, min_shuffled_weight=0.8, con_normalization="batch", ignore_value=255,
-                 hard_pairs=True, smooth_boundary=True):
+    def __init__(
+        self,
+        in_dim,
+        num_classes,
+        *,
+        pixels_per_class=32,
+        hidden_dim=512,
+        proj_dim=256,
+        eta=0.1,
+        alpha=1.0,
+        temperature=0.07,
+        min_shuffled_weight=0.8,
+        con_normalization="batch",
+        ignore_value=255,
+        hard_pairs=True,
+        smooth_boundary=True,
+    ):
         super().__init__()
         if pixels_per_class < 1:
-            raise ValueError(f"MODEL.SEM_SEG_HEAD.CORE_TUNING.PIXELS_PER_CLASS must be >= 1, got {pixels_per_class}")
+            raise ValueError(
+                f"MODEL.SEM_SEG_HEAD.CORE_TUNING.PIXELS_PER_CLASS must be >= 1, got {pixels_per_class}"
+            )
         check_flags("PixelCoreTuning", hard_pairs=hard_pairs, smooth_boundary=smooth_boundary)
         self.hard_pairs, self.smooth_boundary = hard_pairs, smooth_boundary
-        self.num_classes, self.pixels_per_class, self.ignore_value = num_classes, pixels_per_class, ignore_value
+        self.num_classes, self.pixels_per_class, self.ignore_value = (
+            num_classes,
+            pixels_per_class,
+            ignore_value,
+        )
         self.eta, self.alpha, self.temperature = eta, alpha, temperature
         self.min_shuffled_weight, self.con_normalization = min_shuffled_weight, con_normalization
         self.contrastor = ProjectionMLP(in_dim, hidden_dim, proj_dim, num_layers=2, use_bn=False)
 
     def forward(self, features, labels, predictor):
         n, d, h, w = features.shape
-        small = F.interpolate(labels[:, None].float(), size=(h, w), mode="nearest")[:, 0].long()  # Nxhxw
+        small = F.interpolate(labels[:, None].float(), size=(h, w), mode="nearest")[
+            :, 0
+        ].long()  # Nxhxw
         index = sample_pixels_per_class(small, self.pixels_per_class, self.ignore_value)  # M
         zero = features.sum() * 0.0
         if index.numel() < 2:
-            keys = ("loss_sem_seg_mix", "loss_sem_seg_con") if self.smooth_boundary else ("loss_sem_seg_con",)
+            keys = (
+                ("loss_sem_seg_mix", "loss_sem_seg_con")
+                if self.smooth_boundary
+                else ("loss_sem_seg_con",)
+            )
             return dict.fromkeys(keys, zero)
         pixels = features.permute(0, 2, 3, 1).reshape(-1, d)[index]  # MxD
         pixel_labels = small.reshape(-1)[index]  # M
@@ -89,15 +121,23 @@ class PixelCoreTuning(nn.Module):
         losses = {}
         if self.hard_pairs or self.smooth_boundary:  # the mixup batch (no draws when both are off)
             perm = torch.randperm(m).to(pixels.device)  # M
-            shuffled = sample_mix_weights(m, self.alpha, self.min_shuffled_weight, device=pixels.device)  # M
+            shuffled = sample_mix_weights(
+                m, self.alpha, self.min_shuffled_weight, device=pixels.device
+            )  # M
             positive = sample_mix_weights(m, self.alpha, 0.0, device=pixels.device)  # M
             feats, targets = core_tuning_mixup(
-                pixels, pixel_labels, self.num_classes, perm, shuffled, positive)  # 3MxD, 3MxK
+                pixels, pixel_labels, self.num_classes, perm, shuffled, positive
+            )  # 3MxD, 3MxK
         if self.smooth_boundary:
-            logits = F.linear(feats[m:], predictor.weight.reshape(self.num_classes, d), predictor.bias)  # 2MxK
+            logits = F.linear(
+                feats[m:], predictor.weight.reshape(self.num_classes, d), predictor.bias
+            )  # 2MxK
             losses["loss_sem_seg_mix"] = soft_target_cross_entropy(logits, targets[m:])
         if self.hard_pairs:
-            z, ids = F.normalize(self.contrastor(feats), dim=1), soft_label_ids(targets)  # 3Mxproj_dim, 3M
+            z, ids = (
+                F.normalize(self.contrastor(feats), dim=1),
+                soft_label_ids(targets),
+            )  # 3Mxproj_dim, 3M
         else:  # the sampled pixels only, positives = same class
             z, ids = F.normalize(self.contrastor(pixels), dim=1), pixel_labels  # Mxproj_dim, M
         con = focal_supcon_loss(z, ids, self.temperature, normalization=self.con_normalization)

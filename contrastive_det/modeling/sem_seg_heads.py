@@ -13,6 +13,7 @@ Both are :class:`FCNHead` with different keys (``MODEL.SEM_SEG_HEAD.*``). Logits
 cropped to each image by detectron2's ``sem_seg_postprocess`` in inference; the meta-architecture
 :class:`FCNSemanticSegmentor` passes the padded input size to the head for that.
 """
+
 from typing import Dict
 
 import torch
@@ -67,15 +68,26 @@ def _conv_stack(in_channels, channels, num_convs, dilation, norm):
 class _FCNBranch(nn.Module):
     """[3x3 conv, norm, ReLU] x num_convs (+ concat with the input and a 3x3 fuse conv) -> dropout -> 1x1."""
 
-    def __init__(self, in_channels, channels, num_convs, dilation, concat_input, dropout, num_classes, norm):
+    def __init__(
+        self, in_channels, channels, num_convs, dilation, concat_input, dropout, num_classes, norm
+    ):
         super().__init__()
         self.convs = _conv_stack(in_channels, channels, num_convs, dilation, norm)
         self.fuse = None
         if concat_input:
-            self.fuse = Conv2d(in_channels + channels, channels, kernel_size=3, padding=1, bias=not norm,
-                               norm=get_norm(norm, channels), activation=F.relu)
+            self.fuse = Conv2d(
+                in_channels + channels,
+                channels,
+                kernel_size=3,
+                padding=1,
+                bias=not norm,
+                norm=get_norm(norm, channels),
+                activation=F.relu,
+            )
         self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
-        self.predictor = Conv2d(channels if num_convs or concat_input else in_channels, num_classes, kernel_size=1)
+        self.predictor = Conv2d(
+            channels if num_convs or concat_input else in_channels, num_classes, kernel_size=1
+        )
         nn.init.normal_(self.predictor.weight, 0, 0.01)
         nn.init.constant_(self.predictor.bias, 0)
 
@@ -122,32 +134,58 @@ class FCNHead(nn.Module):
     ):
         super().__init__()
         if in_feature not in input_shape:
-            raise ValueError(f"MODEL.SEM_SEG_HEAD.IN_FEATURES: {in_feature!r} is not a backbone output "
-                             f"(outputs: {sorted(input_shape)}; see MODEL.RESNETS.OUT_FEATURES)")
+            raise ValueError(
+                f"MODEL.SEM_SEG_HEAD.IN_FEATURES: {in_feature!r} is not a backbone output "
+                f"(outputs: {sorted(input_shape)}; see MODEL.RESNETS.OUT_FEATURES)"
+            )
         if aux_in_feature and aux_in_feature not in input_shape:
-            raise ValueError(f"MODEL.SEM_SEG_HEAD.AUX_IN_FEATURE: {aux_in_feature!r} is not a backbone output "
-                             f"(outputs: {sorted(input_shape)}; add it to MODEL.RESNETS.OUT_FEATURES)")
+            raise ValueError(
+                f"MODEL.SEM_SEG_HEAD.AUX_IN_FEATURE: {aux_in_feature!r} is not a backbone output "
+                f"(outputs: {sorted(input_shape)}; add it to MODEL.RESNETS.OUT_FEATURES)"
+            )
         self.in_feature = in_feature
         self.aux_in_feature = aux_in_feature
         self.ignore_value = ignore_value
         self.loss_weight = loss_weight
         self.aux_loss_weight = aux_loss_weight
-        self.head = _FCNBranch(input_shape[in_feature].channels, conv_dims, num_convs, dilation, concat_input,
-                               dropout, num_classes, norm)
+        self.head = _FCNBranch(
+            input_shape[in_feature].channels,
+            conv_dims,
+            num_convs,
+            dilation,
+            concat_input,
+            dropout,
+            num_classes,
+            norm,
+        )
         self.aux_head = None
         if aux_in_feature:
-            self.aux_head = _FCNBranch(input_shape[aux_in_feature].channels, aux_conv_dims, aux_num_convs, 1,
-                                       False, dropout, num_classes, norm)
-        self.core_tuning = None  # this suite's pixel adaptation of Core-tuning (sem_seg_core_tuning.py)
+            self.aux_head = _FCNBranch(
+                input_shape[aux_in_feature].channels,
+                aux_conv_dims,
+                aux_num_convs,
+                1,
+                False,
+                dropout,
+                num_classes,
+                norm,
+            )
+        self.core_tuning = (
+            None  # this suite's pixel adaptation of Core-tuning (sem_seg_core_tuning.py)
+        )
         if core_tuning:
             in_dim = conv_dims if num_convs or concat_input else input_shape[in_feature].channels
-            self.core_tuning = PixelCoreTuning(in_dim, num_classes, ignore_value=ignore_value, **core_tuning)
+            self.core_tuning = PixelCoreTuning(
+                in_dim, num_classes, ignore_value=ignore_value, **core_tuning
+            )
 
     @classmethod
     def from_config(cls, cfg, input_shape):
         head = cfg.MODEL.SEM_SEG_HEAD
         if len(head.IN_FEATURES) != 1:
-            raise ValueError(f"MODEL.SEM_SEG_HEAD.IN_FEATURES: FCNHead reads one feature, got {list(head.IN_FEATURES)}")
+            raise ValueError(
+                f"MODEL.SEM_SEG_HEAD.IN_FEATURES: FCNHead reads one feature, got {list(head.IN_FEATURES)}"
+            )
         return {
             "input_shape": input_shape,
             "in_feature": head.IN_FEATURES[0],
@@ -181,12 +219,15 @@ class FCNHead(nn.Module):
         size = tuple(targets.shape[-2:]) if targets is not None else tuple(input_size)
         if not self.training:
             return _resize(logits, size), {}
-        losses = {"loss_sem_seg": self.loss_weight * sem_seg_cross_entropy(_resize(logits, size), targets,
-                                                                            self.ignore_value)}
+        losses = {
+            "loss_sem_seg": self.loss_weight
+            * sem_seg_cross_entropy(_resize(logits, size), targets, self.ignore_value)
+        }
         if self.aux_head is not None:
             aux = self.aux_head(features[self.aux_in_feature])  # NxKxh'xw'
             losses["loss_sem_seg_aux"] = self.aux_loss_weight * sem_seg_cross_entropy(
-                _resize(aux, size), targets, self.ignore_value)
+                _resize(aux, size), targets, self.ignore_value
+            )
         if self.core_tuning is not None:
             losses.update(self.core_tuning(embeddings, targets, self.head.predictor))
         return None, losses
@@ -197,11 +238,18 @@ def _core_tuning_args(cfg):
     if not cfg.MODEL.SEM_SEG_HEAD.CORE_TUNING.ENABLED:
         return None
     ct = cfg.CLASSIFICATION.CORE_TUNING
-    return {"pixels_per_class": cfg.MODEL.SEM_SEG_HEAD.CORE_TUNING.PIXELS_PER_CLASS,
-            "hidden_dim": cfg.MODEL.SEM_SEG_HEAD.CORE_TUNING.HIDDEN_DIM, "proj_dim": ct.PROJ_DIM, "eta": ct.ETA,
-            "alpha": ct.ALPHA, "temperature": ct.TEMPERATURE, "min_shuffled_weight": ct.MIN_SHUFFLED_WEIGHT,
-            "con_normalization": ct.CON_NORMALIZATION, "hard_pairs": ct.HARD_PAIRS,
-            "smooth_boundary": ct.SMOOTH_BOUNDARY}
+    return {
+        "pixels_per_class": cfg.MODEL.SEM_SEG_HEAD.CORE_TUNING.PIXELS_PER_CLASS,
+        "hidden_dim": cfg.MODEL.SEM_SEG_HEAD.CORE_TUNING.HIDDEN_DIM,
+        "proj_dim": ct.PROJ_DIM,
+        "eta": ct.ETA,
+        "alpha": ct.ALPHA,
+        "temperature": ct.TEMPERATURE,
+        "min_shuffled_weight": ct.MIN_SHUFFLED_WEIGHT,
+        "con_normalization": ct.CON_NORMALIZATION,
+        "hard_pairs": ct.HARD_PAIRS,
+        "smooth_boundary": ct.SMOOTH_BOUNDARY,
+    }
 
 
 def _resize(logits, size):
@@ -225,8 +273,10 @@ class FCNSemanticSegmentor(SemanticSegmentor):
     def __init__(self, *, test_crop_size=(), test_stride=(), **kwargs):
         super().__init__(**kwargs)
         if bool(test_crop_size) != bool(test_stride):
-            raise ValueError("INPUT.SEM_SEG.TEST_CROP_SIZE and INPUT.SEM_SEG.TEST_STRIDE are set together, "
-                             f"got {test_crop_size!r} and {test_stride!r}")
+            raise ValueError(
+                "INPUT.SEM_SEG.TEST_CROP_SIZE and INPUT.SEM_SEG.TEST_STRIDE are set together, "
+                f"got {test_crop_size!r} and {test_stride!r}"
+            )
         self.test_crop_size = tuple(int(v) for v in test_crop_size)
         self.test_stride = tuple(int(v) for v in test_stride)
 
@@ -238,14 +288,21 @@ class FCNSemanticSegmentor(SemanticSegmentor):
         return ret
 
     def forward(self, batched_inputs):
-        images = [(x["image"].to(self.device) - self.pixel_mean) / self.pixel_std for x in batched_inputs]
-        images = ImageList.from_tensors(images, self.backbone.size_divisibility,
-                                        padding_constraints=self.backbone.padding_constraints)
+        images = [
+            (x["image"].to(self.device) - self.pixel_mean) / self.pixel_std for x in batched_inputs
+        ]
+        images = ImageList.from_tensors(
+            images,
+            self.backbone.size_divisibility,
+            padding_constraints=self.backbone.padding_constraints,
+        )
         if self.training:
             features = self.backbone(images.tensor)  # name -> NxCxhxw
             targets = ImageList.from_tensors(
-                [x["sem_seg"].to(self.device) for x in batched_inputs], self.backbone.size_divisibility,
-                self.sem_seg_head.ignore_value, self.backbone.padding_constraints,
+                [x["sem_seg"].to(self.device) for x in batched_inputs],
+                self.backbone.size_divisibility,
+                self.sem_seg_head.ignore_value,
+                self.backbone.padding_constraints,
             ).tensor  # NxHxW, padding = ignore value
             return self.sem_seg_head(features, targets)[1]
         if self.test_crop_size:
@@ -255,7 +312,9 @@ class FCNSemanticSegmentor(SemanticSegmentor):
         processed = []
         for result, inp, image_size in zip(results, batched_inputs, images.image_sizes):
             height, width = inp.get("height", image_size[0]), inp.get("width", image_size[1])
-            processed.append({"sem_seg": sem_seg_postprocess(result, image_size, height, width)})  # KxHxW
+            processed.append(
+                {"sem_seg": sem_seg_postprocess(result, image_size, height, width)}
+            )  # KxHxW
         return processed
 
     def _whole(self, x):

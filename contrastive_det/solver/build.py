@@ -1,4 +1,5 @@
 """The optimizer named by SOLVER.OPTIMIZER: SGD (detectron2's), LARS or AdamW."""
+
 import torch
 
 from detectron2.solver import build_optimizer as build_d2_optimizer
@@ -29,8 +30,18 @@ def build_optimizer(cfg, model):
     if name == "AdamW":
         betas = tuple(cfg.SOLVER.ADAM_BETAS)
         if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
-            raise ValueError(f"SOLVER.ADAM_BETAS must be two numbers in [0, 1), got {cfg.SOLVER.ADAM_BETAS}")
+            raise ValueError(
+                f"SOLVER.ADAM_BETAS must be two numbers in [0, 1), got {cfg.SOLVER.ADAM_BETAS}"
+            )
         adamw = maybe_add_gradient_clipping(cfg, torch.optim.AdamW)
-        return adamw(params, lr=cfg.SOLVER.BASE_LR, betas=betas, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
+        return adamw(
+            params, lr=cfg.SOLVER.BASE_LR, betas=betas, weight_decay=cfg.SOLVER.WEIGHT_DECAY
+        )
     lars = maybe_add_gradient_clipping(cfg, LARS)
-    return lars(params, lr=cfg.SOLVER.BASE_LR, momentum=cfg.SOLVER.MOMENTUM, weight_decay=cfg.SOLVER.WEIGHT_DECAY, eta=cfg.SOLVER.LARS_ETA)
+    return lars(
+        params,
+        lr=cfg.SOLVER.BASE_LR,
+        momentum=cfg.SOLVER.MOMENTUM,
+        weight_decay=cfg.SOLVER.WEIGHT_DECAY,
+        eta=cfg.SOLVER.LARS_ETA,
+    )

@@ -1,4 +1,5 @@
 """LARS (You et al. 2017) as used by SimCLR/SupCon."""
+
 import torch
 
 
@@ -12,7 +13,12 @@ class LARS(torch.optim.Optimizer):
     def __init__(self, params, lr, momentum=0.9, weight_decay=0.0, eta=0.001, exclude_1d=True):
         if lr <= 0 or eta <= 0:
             raise ValueError(f"LARS needs lr > 0 and eta > 0, got lr={lr}, eta={eta}")
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, exclude_1d=exclude_1d))
+        super().__init__(
+            params,
+            dict(
+                lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, exclude_1d=exclude_1d
+            ),
+        )
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -30,7 +36,11 @@ class LARS(torch.optim.Optimizer):
                     g = g.add(p, alpha=group["weight_decay"])
                 if adapt:
                     w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(g)
-                    trust = torch.where((w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / g_norm, torch.ones_like(w_norm))
+                    trust = torch.where(
+                        (w_norm > 0) & (g_norm > 0),
+                        group["eta"] * w_norm / g_norm,
+                        torch.ones_like(w_norm),
+                    )
                     g = g * trust
                 state = self.state[p]
                 if "momentum_buffer" not in state:

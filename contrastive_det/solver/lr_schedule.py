@@ -16,6 +16,7 @@ one equal to it to fvcore, which refuses it ("Milestone must be smaller than tot
 updates"). Such a step would change the rate after the last iteration, i.e. never: it is dropped
 with a warning, like the steps above MAX_ITER.
 """
+
 import logging
 from fvcore.common.param_scheduler import ParamScheduler
 
@@ -42,10 +43,14 @@ class PolyParamScheduler(ParamScheduler):
 
 def build_lr_scheduler(cfg, optimizer):
     """detectron2's ``build_lr_scheduler``, which also knows "WarmupPolyLR" (module docstring)."""
-    if cfg.SOLVER.LR_SCHEDULER_NAME == "WarmupMultiStepLR" and cfg.SOLVER.MAX_ITER in tuple(cfg.SOLVER.STEPS):
+    if cfg.SOLVER.LR_SCHEDULER_NAME == "WarmupMultiStepLR" and cfg.SOLVER.MAX_ITER in tuple(
+        cfg.SOLVER.STEPS
+    ):
         logging.getLogger(__name__).warning(
             "SOLVER.STEPS %s has a step at SOLVER.MAX_ITER %d, after the last iteration: it is ignored",
-            tuple(cfg.SOLVER.STEPS), cfg.SOLVER.MAX_ITER)
+            tuple(cfg.SOLVER.STEPS),
+            cfg.SOLVER.MAX_ITER,
+        )
         cfg = cfg.clone()
         cfg.defrost()
         cfg.SOLVER.STEPS = tuple(s for s in cfg.SOLVER.STEPS if s != cfg.SOLVER.MAX_ITER)

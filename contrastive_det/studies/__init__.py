@@ -1,5 +1,6 @@
 """Studies: a study file expands into runs of the real CLIs (pretrain -> convert -> transfer), run
 locally or on SLURM (submitit), resumable; reports aggregate their results.json files."""
+
 from .spec import Run, Study, StudyError, expand, load_study
 from .runner import plan, run_study
 

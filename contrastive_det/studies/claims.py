@@ -28,6 +28,7 @@ above 0, "contradicted" when it is below, otherwise "inconclusive at n = ..." (a
 two units on a side, or when the units gave identical values, as the transfer seeds of a deterministic
 probe do: no interval can be formed). A NaN anywhere makes the claim "n/a".
 """
+
 import fnmatch
 import math
 import statistics
@@ -69,7 +70,9 @@ def difference_interval(a, b):
         n = len(d)
         mean = statistics.fmean(d)
         sd = statistics.stdev(d)
-        if sd == 0:  # identical differences: the seeds did not replicate anything (e.g. a deterministic probe)
+        if (
+            sd == 0
+        ):  # identical differences: the seeds did not replicate anything (e.g. a deterministic probe)
             return mean, None, NO_SPREAD, f"n = {n}"
         return mean, _t_quantile(n - 1) * sd / math.sqrt(n), "paired t over seeds", f"n = {n}"
     diff = statistics.fmean(a.values()) - statistics.fmean(b.values())
@@ -80,7 +83,7 @@ def difference_interval(a, b):
     se = math.sqrt(va + vb)
     if se == 0:
         return diff, None, NO_SPREAD, f"n = {na}, {nb}"
-    df = (va + vb) ** 2 / (va ** 2 / (na - 1) + vb ** 2 / (nb - 1))
+    df = (va + vb) ** 2 / (va**2 / (na - 1) + vb**2 / (nb - 1))
     return diff, _t_quantile(df) * se, "Welch t", f"n = {na}, {nb}"
 
 
@@ -111,19 +114,23 @@ def _sides(claim, points):
     metric = claim["metric"]
     have = {(t, d, r) for (t, d, r, m) in points if m == metric}
     out = []
-    if claim.get("row"):  # two transfers of one row, paired by the part the "*" matches, then by test set
+    if claim.get(
+        "row"
+    ):  # two transfers of one row, paired by the part the "*" matches, then by test set
         row = claim["row"]
         prefix_b, _, suffix_b = claim["better"].partition("*")
         for t, d, r in sorted(have):
             if r != row or not fnmatch.fnmatchcase(t, claim["better"]):
                 continue
-            wild = t[len(prefix_b):len(t) - len(suffix_b)] if "*" in claim["better"] else ""
+            wild = t[len(prefix_b) : len(t) - len(suffix_b)] if "*" in claim["better"] else ""
             other = claim["than"].replace("*", wild, 1)
             if (other, d, row) in have:
                 out.append((f"{t} vs {other}", d, (t, d, row, metric), (other, d, row, metric)))
         return out
     patterns = claim.get("transfers") or ["*"]
-    for t, d in sorted({(t, d) for t, d, _ in have if any(fnmatch.fnmatchcase(t, p) for p in patterns)}):
+    for t, d in sorted(
+        {(t, d) for t, d, _ in have if any(fnmatch.fnmatchcase(t, p) for p in patterns)}
+    ):
         if (t, d, claim["better"]) in have and (t, d, claim["than"]) in have:
             out.append((t, d, (t, d, claim["better"], metric), (t, d, claim["than"], metric)))
     return out
@@ -136,18 +143,34 @@ def check_claims(claims, records):
     :func:`~.report.collect` returns them (current runs only). A claim whose rows or metric have no
     results gets the verdict "not measured".
     """
-    points = defaultdict(list)  # (transfer, dataset, row) -> [(pretrain seed, transfer seed, value)]
+    points = defaultdict(
+        list
+    )  # (transfer, dataset, row) -> [(pretrain seed, transfer seed, value)]
     for r in records:
         for metric, value in r["metrics"].items():
-            points[(r["transfer"], r["dataset"], r["row"], metric)].append((r.get("pretrain_seed"), r["seed"], value))
+            points[(r["transfer"], r["dataset"], r["row"], metric)].append(
+                (r.get("pretrain_seed"), r["seed"], value)
+            )
     out = []
     for claim in claims:
-        sides = _sides(claim, points)  # [(transfer label, dataset, better's points key, than's points key)]
+        sides = _sides(
+            claim, points
+        )  # [(transfer label, dataset, better's points key, than's points key)]
         base = {"claim": claim_text(claim)}
         pairs = [(t, d) for t, d, _, _ in sides]
         if not pairs:
-            out.append(dict(base, transfer="-", dataset="-", difference=None, ci95=None, test="-", n="n = 0",
-                            verdict="not measured"))
+            out.append(
+                dict(
+                    base,
+                    transfer="-",
+                    dataset="-",
+                    difference=None,
+                    ci95=None,
+                    test="-",
+                    n="n = 0",
+                    verdict="not measured",
+                )
+            )
             continue
         per_pair = []
         for t, d, key_a, key_b in sides:
@@ -158,25 +181,67 @@ def check_claims(claims, records):
             per_pair.append((t, d, (_units(a), _units(b))))
         if claim.get("over") == "datasets":
             if any(u is None for _, _, u in per_pair):
-                out.append(dict(base, transfer=f"{len(pairs)} matched", dataset="mean", difference=None, ci95=None,
-                                test="-", n=f"n = {len(pairs)}", verdict="n/a (NaN in a run)"))
+                out.append(
+                    dict(
+                        base,
+                        transfer=f"{len(pairs)} matched",
+                        dataset="mean",
+                        difference=None,
+                        ci95=None,
+                        test="-",
+                        n=f"n = {len(pairs)}",
+                        verdict="n/a (NaN in a run)",
+                    )
+                )
                 continue
-            diffs = [statistics.fmean(a.values()) - statistics.fmean(b.values()) for _, _, (a, b) in per_pair]
+            diffs = [
+                statistics.fmean(a.values()) - statistics.fmean(b.values())
+                for _, _, (a, b) in per_pair
+            ]
             n = len(diffs)
             mean = statistics.fmean(diffs)
             half = _t_quantile(n - 1) * statistics.stdev(diffs) / math.sqrt(n) if n >= 2 else None
             half = None if half == 0 else half  # identical differences over every set: no interval
             n_text = f"n = {n} datasets"
-            out.append(dict(base, transfer=f"{len(set(t for t, _ in pairs))} transfers", dataset="mean", difference=mean,
-                            ci95=half, test="paired t over datasets" if half is not None else "none (1 dataset)",
-                            n=n_text, verdict=_verdict(mean, half, n_text)))
+            out.append(
+                dict(
+                    base,
+                    transfer=f"{len(set(t for t, _ in pairs))} transfers",
+                    dataset="mean",
+                    difference=mean,
+                    ci95=half,
+                    test="paired t over datasets" if half is not None else "none (1 dataset)",
+                    n=n_text,
+                    verdict=_verdict(mean, half, n_text),
+                )
+            )
             continue
         for t, d, units in per_pair:
             if units is None:
-                out.append(dict(base, transfer=t, dataset=d, difference=None, ci95=None, test="-", n="-",
-                                verdict="n/a (NaN in a run)"))
+                out.append(
+                    dict(
+                        base,
+                        transfer=t,
+                        dataset=d,
+                        difference=None,
+                        ci95=None,
+                        test="-",
+                        n="-",
+                        verdict="n/a (NaN in a run)",
+                    )
+                )
                 continue
             diff, half, test, n_text = difference_interval(*units)
-            out.append(dict(base, transfer=t, dataset=d, difference=diff, ci95=half, test=test, n=n_text,
-                            verdict=_verdict(diff, half, n_text)))
+            out.append(
+                dict(
+                    base,
+                    transfer=t,
+                    dataset=d,
+                    difference=diff,
+                    ci95=half,
+                    test=test,
+                    n=n_text,
+                    verdict=_verdict(diff, half, n_text),
+                )
+            )
     return out

@@ -15,6 +15,7 @@ for the commands that ended since the last call (returncode 0 = success), and ``
 Executors that keep jobs beyond the driver's life also have ``job_id(key)`` and
 ``reattach(key, job_id, tasks)``.
 """
+
 import json
 import os
 import signal
@@ -26,11 +27,21 @@ import zlib
 from ..utils.exit_codes import STOPPED_EXIT_CODE
 from .resources import TRAINING_KINDS, partition_has_gpus, partition_time_limit, submitit_parameters
 
-__all__ = ["LocalExecutor", "shared_thread_env", "SubmititExecutor", "CommandJob", "build_executor", "EXECUTORS",
-           "visible_gpus"]
+__all__ = [
+    "LocalExecutor",
+    "shared_thread_env",
+    "SubmititExecutor",
+    "CommandJob",
+    "build_executor",
+    "EXECUTORS",
+    "visible_gpus",
+]
 
 EXECUTORS = ("local", "slurm", "submitit-local")
-DISTRIBUTED_TOOLS = ("train_net.py", "pretrain_net.py")  # the tools that take --num-gpus / --num-machines
+DISTRIBUTED_TOOLS = (
+    "train_net.py",
+    "pretrain_net.py",
+)  # the tools that take --num-gpus / --num-machines
 
 
 def shared_thread_env(jobs, env=None, cpus=None):
@@ -42,7 +53,11 @@ def shared_thread_env(jobs, env=None, cpus=None):
     env = dict(os.environ if env is None else env)
     if "OMP_NUM_THREADS" not in env:
         if cpus is None:
-            cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+            cpus = (
+                len(os.sched_getaffinity(0))
+                if hasattr(os, "sched_getaffinity")
+                else (os.cpu_count() or 1)
+            )
         env["OMP_NUM_THREADS"] = str(max(1, cpus // jobs))
     return env
 
@@ -51,7 +66,11 @@ def visible_gpus(env=None):
     """The GPU ids this machine lets a run use: ``CUDA_VISIBLE_DEVICES`` when set, else torch's count."""
     env = os.environ if env is None else env
     if "CUDA_VISIBLE_DEVICES" in env:
-        return [d.strip() for d in env["CUDA_VISIBLE_DEVICES"].split(",") if d.strip() and d.strip() != "-1"]
+        return [
+            d.strip()
+            for d in env["CUDA_VISIBLE_DEVICES"].split(",")
+            if d.strip() and d.strip() != "-1"
+        ]
     try:
         import torch
 
@@ -99,7 +118,9 @@ class LocalExecutor:
             key, argv, log_path = item[:3]
             need = _num_gpus(argv) if self.devices else 0
             if need > len(self.devices):
-                raise ValueError(f"{key}: asks for {need} GPUs; this machine has {len(self.devices)}")
+                raise ValueError(
+                    f"{key}: asks for {need} GPUs; this machine has {len(self.devices)}"
+                )
             if need > len(self._free):
                 still.append(item)
                 continue
@@ -109,8 +130,14 @@ class LocalExecutor:
                 env["CUDA_VISIBLE_DEVICES"] = ",".join(mine) if mine else ""
             os.makedirs(os.path.dirname(log_path), exist_ok=True)
             log = open(log_path, "ab")
-            proc = subprocess.Popen([sys.executable, *argv], cwd=self.cwd, env=env, stdout=log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                [sys.executable, *argv],
+                cwd=self.cwd,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
             self._procs[key] = (proc, log, mine)
         self._waiting = still
 
@@ -162,15 +189,27 @@ class CommandJob:
     """
 
     def __init__(self, argv, log_path, cwd=None, nodes=1, port=None):
-        self.argv, self.log_path, self.cwd, self.nodes, self.port = list(argv), log_path, cwd, nodes, port
+        self.argv, self.log_path, self.cwd, self.nodes, self.port = (
+            list(argv),
+            log_path,
+            cwd,
+            nodes,
+            port,
+        )
 
     def command(self, env=None):
         argv = list(self.argv)
         tasks = env.num_tasks if env is not None else 1
         if tasks > 1 and os.path.basename(argv[0]) in DISTRIBUTED_TOOLS:
             port = self.port or 20000 + zlib.crc32(str(env.job_id).encode()) % 20000
-            argv[1:1] = ["--num-machines", str(tasks), "--machine-rank", str(env.global_rank),
-                         "--dist-url", f"tcp://{env.hostnames[0]}:{port}"]
+            argv[1:1] = [
+                "--num-machines",
+                str(tasks),
+                "--machine-rank",
+                str(env.global_rank),
+                "--dist-url",
+                f"tcp://{env.hostnames[0]}:{port}",
+            ]
         return [sys.executable, *argv]
 
     def _log_path(self, env):
@@ -183,7 +222,9 @@ class CommandJob:
         os.makedirs(os.path.dirname(log_path), exist_ok=True)
         received = []
         with open(log_path, "ab") as log:
-            child = subprocess.Popen(self.command(env), cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT)
+            child = subprocess.Popen(
+                self.command(env), cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT
+            )
 
             def forward(signum, frame):
                 received.append(signum)
@@ -282,7 +323,9 @@ class SubmititExecutor:
         elif cluster == "slurm":
             self.executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
             self._keep = None
-            parameters.setdefault("tasks_per_node", 1)  # the CLIs launch their own processes per GPU
+            parameters.setdefault(
+                "tasks_per_node", 1
+            )  # the CLIs launch their own processes per GPU
         else:
             raise ValueError(f"unknown submitit cluster {cluster!r}; use 'slurm' or 'local'")
         self.parameters = parameters
@@ -313,7 +356,9 @@ class SubmititExecutor:
             if len(group) > 1 and hasattr(self.executor, "batch"):
                 with self.executor.batch():  # one array job (slurm_array_parallelism applies)
                     for _key, argv, log_path, *_ in group:
-                        jobs.append(self.executor.submit(CommandJob(argv, log_path, self.cwd, nodes)))
+                        jobs.append(
+                            self.executor.submit(CommandJob(argv, log_path, self.cwd, nodes))
+                        )
             else:
                 for _key, argv, log_path, *_ in group:
                     jobs.append(self.executor.submit(CommandJob(argv, log_path, self.cwd, nodes)))
@@ -329,18 +374,29 @@ class SubmititExecutor:
         partition = self.parameters.get("slurm_partition")
         limit = partition_time_limit(partition)
         where = f"partition {partition!r}" if partition else "the default partition"
-        over = {rid: r["time"] for rid, r in run_resources.items() if limit is not None and r.get("time", 0) > limit}
+        over = {
+            rid: r["time"]
+            for rid, r in run_resources.items()
+            if limit is not None and r.get("time", 0) > limit
+        }
         if over:
             first = ", ".join(f"{rid} ({m} min)" for rid, m in list(over.items())[:5])
-            raise ValueError(f"{len(over)} runs ask for more time than {where} allows ({limit:g} min): {first}"
-                             f"{' ...' if len(over) > 5 else ''}; lower --time or the study's resources.<kind>.time")
+            raise ValueError(
+                f"{len(over)} runs ask for more time than {where} allows ({limit:g} min): {first}"
+                f"{' ...' if len(over) > 5 else ''}; lower --time or the study's resources.<kind>.time"
+            )
         lines = []
         if partition_has_gpus(partition):
-            cpu_only = [rid for rid, r in run_resources.items()
-                        if not r.get("gpus") and (kinds or {}).get(rid) in TRAINING_KINDS]
+            cpu_only = [
+                rid
+                for rid, r in run_resources.items()
+                if not r.get("gpus") and (kinds or {}).get(rid) in TRAINING_KINDS
+            ]
             if cpu_only:
-                lines.append(f"warning: {len(cpu_only)} training runs ask for no GPU on {where}, which has GPUs "
-                             f"(e.g. {cpu_only[0]}); give --gpus-per-node or resources.<kind>.gpus")
+                lines.append(
+                    f"warning: {len(cpu_only)} training runs ask for no GPU on {where}, which has GPUs "
+                    f"(e.g. {cpu_only[0]}); give --gpus-per-node or resources.<kind>.gpus"
+                )
         return lines
 
     def job_id(self, key):
@@ -358,7 +414,9 @@ class SubmititExecutor:
             return False
         import submitit
 
-        self._jobs[key] = submitit.SlurmJob(self.folder, str(job_id), tasks=tuple(range(int(tasks))))
+        self._jobs[key] = submitit.SlurmJob(
+            self.folder, str(job_id), tasks=tuple(range(int(tasks)))
+        )
         return True
 
     def poll(self):
@@ -393,8 +451,11 @@ def _job_error(error, job):
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     for line in reversed(lines):
         if "exited with status" in line:
-            return line[line.find(" ") + 1:] if line.startswith("RuntimeError") else line
-    tail = next((line for line in reversed(lines) if "Error" in line or "state" in line), lines[-1] if lines else "")
+            return line[line.find(" ") + 1 :] if line.startswith("RuntimeError") else line
+    tail = next(
+        (line for line in reversed(lines) if "Error" in line or "state" in line),
+        lines[-1] if lines else "",
+    )
     return f"job {getattr(job, 'job_id', '?')} failed: {tail}"
 
 
@@ -404,6 +465,11 @@ def build_executor(name, study_dir, *, jobs=1, cwd=None, slurm=None, max_jobs=No
         return LocalExecutor(jobs=jobs, cwd=cwd)
     if name in ("slurm", "submitit-local"):
         folder = os.path.join(study_dir, "submitit")
-        return SubmititExecutor(folder, cluster="slurm" if name == "slurm" else "local", cwd=cwd, max_jobs=max_jobs,
-                                **(slurm or {}))
+        return SubmititExecutor(
+            folder,
+            cluster="slurm" if name == "slurm" else "local",
+            cwd=cwd,
+            max_jobs=max_jobs,
+            **(slurm or {}),
+        )
     raise ValueError(f"unknown executor {name!r}; known: {', '.join(EXECUTORS)}")

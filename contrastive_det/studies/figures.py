@@ -2,6 +2,7 @@
 What the report's plots and the pictures share: matplotlib without a display, file-safe names, and
 PNG files written atomically (a killed report leaves no half-written picture).
 """
+
 import io
 import re
 

@@ -20,6 +20,7 @@ weights the run evaluated: ``model_final.pth`` when the run trained, else ``MODE
 classification the prepared ``classifier_weights.pth`` that config.yaml records) loaded as the
 ``--eval-only`` path loads it.
 """
+
 import argparse
 import copy
 import gc
@@ -34,8 +35,14 @@ from ..engine.results import RESULTS_FILE
 from ..engine.trainer import FINAL_MODEL
 from .figures import pyplot, safe_name, save_png
 
-__all__ = ["embedding_pictures", "detection_pictures", "embed_2d", "pooled_test_features", "load_run_config",
-           "UMAP_PARAMS"]
+__all__ = [
+    "embedding_pictures",
+    "detection_pictures",
+    "embed_2d",
+    "pooled_test_features",
+    "load_run_config",
+    "UMAP_PARAMS",
+]
 
 #: the UMAP of every embedding picture (random_state fixed: the same features give the same picture)
 UMAP_PARAMS = {"n_neighbors": 15, "min_dist": 0.1, "metric": "cosine", "random_state": 0}
@@ -54,8 +61,13 @@ def load_run_config(out_dir):
     ``build_run_config`` adapts a run's: CPU without CUDA, BN flavour, DATASETS.CUSTOM registered."""
     from ..engine.defaults import build_run_config
 
-    args = argparse.Namespace(config_file=os.path.join(out_dir, CONFIG_FILE), opts=[], eval_only=True,
-                              fewer_gpus=False, resume=False)
+    args = argparse.Namespace(
+        config_file=os.path.join(out_dir, CONFIG_FILE),
+        opts=[],
+        eval_only=True,
+        fewer_gpus=False,
+        resume=False,
+    )
     cfg, _ = build_run_config(args)
     return cfg
 
@@ -80,24 +92,34 @@ def finished_runs(plan, task, needs, log, what):
     for transfer, rows in groups.items():
         chosen[transfer] = OrderedDict()
         for row, runs in rows.items():
-            runs = sorted(runs, key=lambda r: (r["meta"].get("seed", 0), r["meta"].get("pretrain_seed") or 0))
+            runs = sorted(
+                runs, key=lambda r: (r["meta"].get("seed", 0), r["meta"].get("pretrain_seed") or 0)
+            )
             for run in runs:
                 missing = missing_files(run["out_dir"], [CONFIG_FILE, RESULTS_FILE])
                 cfg = None
                 if not missing:
                     try:
                         cfg = load_run_config(run["out_dir"])
-                    except Exception as e:  # a config this code base cannot load any more: say so, go on
-                        log(f"{what}: skipped {run['id']}: its {CONFIG_FILE} does not load ({type(e).__name__}: {e})")
+                    except (
+                        Exception
+                    ) as e:  # a config this code base cannot load any more: say so, go on
+                        log(
+                            f"{what}: skipped {run['id']}: its {CONFIG_FILE} does not load ({type(e).__name__}: {e})"
+                        )
                         continue
                     missing = needs(run, cfg)
                 if missing:
-                    log(f"{what}: skipped {run['id']}: not finished (no {', '.join(missing)} in {run['out_dir']})")
+                    log(
+                        f"{what}: skipped {run['id']}: not finished (no {', '.join(missing)} in {run['out_dir']})"
+                    )
                     continue
                 chosen[transfer][row] = (run, cfg)
                 break
             else:
-                log(f"{what}: {transfer}: row {row} left out: none of its {len(runs)} run(s) finished")
+                log(
+                    f"{what}: {transfer}: row {row} left out: none of its {len(runs)} run(s) finished"
+                )
     return chosen
 
 
@@ -111,7 +133,9 @@ def build_run_model(cfg, out_dir):
 
 def seeds_text(chosen_rows):
     seeds = sorted({run["meta"].get("seed") for run, _ in chosen_rows.values()})
-    return ("transfer seed " if len(seeds) == 1 else "transfer seeds ") + "/".join(str(s) for s in seeds)
+    return ("transfer seed " if len(seeds) == 1 else "transfer seeds ") + "/".join(
+        str(s) for s in seeds
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,7 +176,9 @@ def pooled_test_features(cfg, model, dicts):
     feats, labels, ids = [], [], []
     for batch in build_classification_test_loader(cfg, list(dicts)):
         images = model.preprocess(batch)  # Nx3xHxW, normalised as in the run
-        feats.append(pooled_stage_features(model.trunk.resnet, images, ["res5"])["res5"].float().cpu())
+        feats.append(
+            pooled_stage_features(model.trunk.resnet, images, ["res5"])["res5"].float().cpu()
+        )
         labels += [_label_of(x) for x in batch]  # the mapper passes label / labels through
         ids += [x.get("image_id") for x in batch]
     return torch.cat(feats).numpy(), np.asarray(labels, dtype=np.int64), ids
@@ -171,9 +197,15 @@ def embed_2d(features, *, random_state=UMAP_PARAMS["random_state"]):
     if x.ndim != 2 or x.shape[0] < 3:
         raise ValueError(f"embed_2d needs an NxD array with N >= 3, got shape {x.shape}")
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    params = dict(UMAP_PARAMS, random_state=random_state, n_neighbors=min(UMAP_PARAMS["n_neighbors"], x.shape[0] - 1))
+    params = dict(
+        UMAP_PARAMS,
+        random_state=random_state,
+        n_neighbors=min(UMAP_PARAMS["n_neighbors"], x.shape[0] - 1),
+    )
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*n_jobs value.*")  # a fixed random_state runs one thread
+        warnings.filterwarnings(
+            "ignore", message=".*n_jobs value.*"
+        )  # a fixed random_state runs one thread
         warnings.filterwarnings("ignore", category=UserWarning, module="umap")
         return umap.UMAP(n_components=2, **params).fit_transform(x).astype(np.float64)
 
@@ -194,29 +226,54 @@ def draw_embedding_panels(panels, class_names, title):
     present = sorted({int(c) for _, _, labels in panels for c in np.unique(labels)})
     num = max([len(class_names)] + [c + 1 for c in present])
     colours = _class_colours(num)
-    names = {c: (str(class_names[c]) if 0 <= c < len(class_names) else ("no class" if c < 0 else str(c)))
-             for c in present}
+    names = {
+        c: (str(class_names[c]) if 0 <= c < len(class_names) else ("no class" if c < 0 else str(c)))
+        for c in present
+    }
     ncols = min(len(panels), 3)
     nrows = math.ceil(len(panels) / ncols)
     legend_w = 0.0 if len(present) > MAX_LEGEND else (1.4 if len(present) <= 20 else 2.6)  # inches
     width = 4.2 * ncols + legend_w
     fig, axes = plt.subplots(nrows, ncols, figsize=(width, 4.0 * nrows), squeeze=False)
-    for ax in axes.flat[len(panels):]:
+    for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
     for ax, (row, emb, labels) in zip(axes.flat, panels):
         for c in present:
             sel = labels == c
             if sel.any():
-                ax.scatter(emb[sel, 0], emb[sel, 1], s=8 if len(labels) > 500 else 16, alpha=0.8, linewidths=0,
-                           color=colours[c] if c >= 0 else (0.5, 0.5, 0.5, 1.0), label=names[c])
+                ax.scatter(
+                    emb[sel, 0],
+                    emb[sel, 1],
+                    s=8 if len(labels) > 500 else 16,
+                    alpha=0.8,
+                    linewidths=0,
+                    color=colours[c] if c >= 0 else (0.5, 0.5, 0.5, 1.0),
+                    label=names[c],
+                )
         ax.set_title(f"{row} (n = {len(labels)})", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
     if len(present) <= MAX_LEGEND:
-        handles = [plt.Line2D([], [], marker="o", linestyle="", color=colours[c] if c >= 0 else (0.5, 0.5, 0.5, 1.0),
-                              label=names[c]) for c in present]
-        fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1 - legend_w / width, 0.5), fontsize=7,
-                   title="class", title_fontsize=8, ncol=1 if len(present) <= 20 else 2)
+        handles = [
+            plt.Line2D(
+                [],
+                [],
+                marker="o",
+                linestyle="",
+                color=colours[c] if c >= 0 else (0.5, 0.5, 0.5, 1.0),
+                label=names[c],
+            )
+            for c in present
+        ]
+        fig.legend(
+            handles=handles,
+            loc="center left",
+            bbox_to_anchor=(1 - legend_w / width, 0.5),
+            fontsize=7,
+            title="class",
+            title_fontsize=8,
+            ncol=1 if len(present) <= 20 else 2,
+        )
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0, 1 - legend_w / width, 0.95))
     return fig
@@ -242,9 +299,13 @@ def embedding_pictures(study_dir, plan, out_dir, *, max_images=2000, log=print):
     try:
         import umap  # noqa: F401
     except ImportError as e:
-        log(f"embedding: umap-learn does not import ({e}); no embedding pictures (pip install umap-learn)")
+        log(
+            f"embedding: umap-learn does not import ({e}); no embedding pictures (pip install umap-learn)"
+        )
         return made
-    chosen = finished_runs(plan, "ClassificationTask", lambda run, cfg: _classifier_needs(run, cfg), log, "embedding")
+    chosen = finished_runs(
+        plan, "ClassificationTask", lambda run, cfg: _classifier_needs(run, cfg), log, "embedding"
+    )
     for transfer, rows in chosen.items():
         if not rows:
             log(f"embedding: {transfer}: no finished run; no picture")
@@ -257,12 +318,16 @@ def embedding_pictures(study_dir, plan, out_dir, *, max_images=2000, log=print):
                 model = build_run_model(cfg, run["out_dir"])
                 for name in datasets:
                     if name not in cfg.DATASETS.TEST:
-                        log(f"embedding: {run['id']} does not test on {name}; row {row} left out of its picture")
+                        log(
+                            f"embedding: {run['id']} does not test on {name}; row {row} left out of its picture"
+                        )
                         continue
                     dicts, totals[name] = pictured_dicts(name, max_images)
                     feats, labels, _ = pooled_test_features(cfg, model, dicts)
                     if len(feats) < 3:
-                        log(f"embedding: {transfer} on {name}: {len(feats)} test image(s); too few for a UMAP")
+                        log(
+                            f"embedding: {transfer} on {name}: {len(feats)} test image(s); too few for a UMAP"
+                        )
                         continue
                     panels[name].append((row, embed_2d(feats), labels))
             except Exception as e:  # one broken run costs its panel, not the report
@@ -274,18 +339,31 @@ def embedding_pictures(study_dir, plan, out_dir, *, max_images=2000, log=print):
                 continue
             classes = list(MetadataCatalog.get(name).get("classes", None) or [])
             n = len(panels[name][0][2])
-            fig = draw_embedding_panels(panels[name], classes, f"{transfer} on {name}: UMAP of pooled res5 test features")
+            fig = draw_embedding_panels(
+                panels[name], classes, f"{transfer} on {name}: UMAP of pooled res5 test features"
+            )
             file = safe_name(f"embedding__{transfer}__{name}") + ".png"
             save_png(fig, os.path.join(out_dir, file))
             pyplot().close(fig)
-            subset = (f"a fixed random subset (seed {SUBSET_SEED}) of {totals[name]} test images"
-                      if n < totals[name] else "all test images")
-            made.append((file, (
-                f"UMAP (2-D; cosine metric on L2-normalised features, n_neighbors {UMAP_PARAMS['n_neighbors']}, "
-                f"min_dist {UMAP_PARAMS['min_dist']}, random_state {UMAP_PARAMS['random_state']}) of the pooled res5 "
-                f"features of {name} test images after {transfer}: one panel per pretraining row "
-                f"({', '.join(r for r, _, _ in panels[name])}), points coloured by class; n = {n} images per panel "
-                f"({subset}); the model of {seeds_text({r: rows[r] for r, _, _ in panels[name]})}.")))
+            subset = (
+                f"a fixed random subset (seed {SUBSET_SEED}) of {totals[name]} test images"
+                if n < totals[name]
+                else "all test images"
+            )
+            made.append(
+                (
+                    file,
+                    (
+                        f"UMAP (2-D; cosine metric on L2-normalised features, "
+                        f"n_neighbors {UMAP_PARAMS['n_neighbors']}, min_dist {UMAP_PARAMS['min_dist']}, "
+                        f"random_state {UMAP_PARAMS['random_state']}) of the pooled res5 "
+                        f"features of {name} test images after {transfer}: one panel per pretraining row "
+                        f"({', '.join(r for r, _, _ in panels[name])}), points coloured by class; "
+                        f"n = {n} images per panel "
+                        f"({subset}); the model of {seeds_text({r: rows[r] for r, _, _ in panels[name]})}."
+                    ),
+                )
+            )
             log(f"embedding: wrote {file}")
     return made
 
@@ -304,7 +382,9 @@ def first_test_images(dataset_name, num_images):
     from detectron2.data import DatasetCatalog
 
     dicts = DatasetCatalog.get(dataset_name)
-    return sorted(dicts, key=lambda d: (str(type(d.get("image_id"))), d.get("image_id")))[:num_images]
+    return sorted(dicts, key=lambda d: (str(type(d.get("image_id"))), d.get("image_id")))[
+        :num_images
+    ]
 
 
 @torch.no_grad()
@@ -347,7 +427,9 @@ def draw_rows(rows, datasets, draw, log, what, progress=lambda it: it):
             model = build_run_model(cfg, run["out_dir"])
             for name in datasets:
                 if name not in cfg.DATASETS.TEST:
-                    log(f"{what}: {run['id']} does not test on {name}; row {row} left out of its picture")
+                    log(
+                        f"{what}: {run['id']} does not test on {name}; row {row} left out of its picture"
+                    )
                     continue
                 cells[name].append((row, draw(cfg, model, name)))
         except Exception as e:  # one broken run costs its grid row, not the report
@@ -364,7 +446,9 @@ def save_pair_grid(rows, title, path):
     """
     plt = pyplot()
     ncols = 2 * max(len(cells) for _, cells in rows)
-    fig, axes = plt.subplots(len(rows), ncols, figsize=(2.3 * ncols, 2.6 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows), ncols, figsize=(2.3 * ncols, 2.6 * len(rows)), squeeze=False
+    )
     for r, (_, cells) in enumerate(rows):
         for ax in axes[r]:
             ax.set_xticks([])
@@ -381,8 +465,16 @@ def save_pair_grid(rows, title, path):
     plt.close(fig)
 
 
-def detection_pictures(study_dir, plan, out_dir, *, num_images=3, score_threshold=0.05, as_many_as_truth=True,
-                       log=print):
+def detection_pictures(
+    study_dir,
+    plan,
+    out_dir,
+    *,
+    num_images=3,
+    score_threshold=0.05,
+    as_many_as_truth=True,
+    log=print,
+):
     """
     Prediction | ground-truth grids of the detection transfers of a study (see the module docstring).
 
@@ -405,8 +497,13 @@ def detection_pictures(study_dir, plan, out_dir, *, num_images=3, score_threshol
     from tqdm import tqdm
 
     made = []
-    chosen = finished_runs(plan, "DetectionTask", lambda run, cfg: missing_files(run["out_dir"], [FINAL_MODEL]), log,
-                            "detections")
+    chosen = finished_runs(
+        plan,
+        "DetectionTask",
+        lambda run, cfg: missing_files(run["out_dir"], [FINAL_MODEL]),
+        log,
+        "detections",
+    )
     for transfer, rows in chosen.items():
         if not rows:
             log(f"detections: {transfer}: no finished run; no picture")
@@ -420,29 +517,70 @@ def detection_pictures(study_dir, plan, out_dir, *, num_images=3, score_threshol
             for d, inst in zip(dicts, predict(cfg, model, dicts)):
                 image = read_image(d["file_name"], format="RGB")
                 gt_count = len(d.get("annotations", []))
-                pred, count = draw_detections(image, meta[name], inst, score_threshold,
-                                              gt_count if as_many_as_truth else None)
-                drawn.append((pred, count, draw_ground_truth(image, meta[name], d), gt_count, d.get("image_id")))
+                pred, count = draw_detections(
+                    image, meta[name], inst, score_threshold, gt_count if as_many_as_truth else None
+                )
+                drawn.append(
+                    (
+                        pred,
+                        count,
+                        draw_ground_truth(image, meta[name], d),
+                        gt_count,
+                        d.get("image_id"),
+                    )
+                )
             return drawn
 
         # name -> [(row, [(pred image, count, gt image, gt count, id)])]
-        cells = draw_rows(rows, datasets, draw, log, "detections",
-                          progress=lambda it, transfer=transfer: tqdm(it, desc=f"detections {transfer}", unit="row"))
+        cells = draw_rows(
+            rows,
+            datasets,
+            draw,
+            log,
+            "detections",
+            progress=lambda it, transfer=transfer: tqdm(
+                it, desc=f"detections {transfer}", unit="row"
+            ),
+        )
         for name in datasets:
             grid = cells[name]
             if not grid or not grid[0][1]:
                 continue
-            shown = (f"highest-scoring predictions, at most as many as the ground truth, score >= {score_threshold:g}"
-                     if as_many_as_truth else f"predictions (score >= {score_threshold:g})")
-            pairs = [(row, [(pred, f"{row}\n{image_id}: predictions ({count})", gt,
-                             f"{image_id}: ground truth ({gt_count})")
-                            for pred, count, gt, gt_count, image_id in drawn]) for row, drawn in grid]
+            shown = (
+                f"highest-scoring predictions, at most as many as the ground truth, score >= {score_threshold:g}"
+                if as_many_as_truth
+                else f"predictions (score >= {score_threshold:g})"
+            )
+            pairs = [
+                (
+                    row,
+                    [
+                        (
+                            pred,
+                            f"{row}\n{image_id}: predictions ({count})",
+                            gt,
+                            f"{image_id}: ground truth ({gt_count})",
+                        )
+                        for pred, count, gt, gt_count, image_id in drawn
+                    ],
+                )
+                for row, drawn in grid
+            ]
             file = safe_name(f"detections__{transfer}__{name}") + ".png"
-            save_pair_grid(pairs, f"{transfer} on {name}: {shown} | ground truth", os.path.join(out_dir, file))
+            save_pair_grid(
+                pairs, f"{transfer} on {name}: {shown} | ground truth", os.path.join(out_dir, file)
+            )
             k = len(grid[0][1])
-            made.append((file, (
-                f"Detections of {transfer} on the first {k} images of {name} (sorted by image id): one row per "
-                f"pretraining row ({', '.join(r for r, _ in grid)}), each image's {shown} (left, class and "
-                f"score on each box) next to its ground truth (right); model_final.pth of {seeds_text({r: rows[r] for r, _ in grid})}.")))
+            made.append(
+                (
+                    file,
+                    (
+                        f"Detections of {transfer} on the first {k} images of {name} (sorted by image id): one row per "
+                        f"pretraining row ({', '.join(r for r, _ in grid)}), each image's {shown} (left, class and "
+                        f"score on each box) next to its ground truth (right); model_final.pth of "
+                        f"{seeds_text({r: rows[r] for r, _ in grid})}."
+                    ),
+                )
+            )
             log(f"detections: wrote {file}")
     return made

@@ -30,6 +30,7 @@ Only runs done under their current digest count: a ``results.json`` whose run wa
   difference, its 95% interval, the test and the verdict.
 * ``report.md``: the tables, plots and pictures, readable on GitHub.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -69,8 +70,19 @@ def _headline_rank(metric):
 def _plan_runs(plan):
     from .spec import Run
 
-    return [Run(r["id"], r["kind"], r["argv"], r["deps"], r["out_dir"], r["outputs"], r.get("meta", {}),
-                r.get("inputs", [])) for r in plan["runs"]]
+    return [
+        Run(
+            r["id"],
+            r["kind"],
+            r["argv"],
+            r["deps"],
+            r["out_dir"],
+            r["outputs"],
+            r.get("meta", {}),
+            r.get("inputs", []),
+        )
+        for r in plan["runs"]
+    ]
 
 
 def collect(study_dir: str) -> tuple[list[dict], dict, list[str], list[str]]:
@@ -82,7 +94,9 @@ def collect(study_dir: str) -> tuple[list[dict], dict, list[str], list[str]]:
     """
     path = os.path.join(study_dir, PLAN_FILE)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{study_dir}: no {PLAN_FILE}; is this a study folder (tools/run_study.py writes it)?")
+        raise FileNotFoundError(
+            f"{study_dir}: no {PLAN_FILE}; is this a study folder (tools/run_study.py writes it)?"
+        )
     with open(path) as f:
         plan = json.load(f)
     runs = _plan_runs(plan)
@@ -98,11 +112,27 @@ def collect(study_dir: str) -> tuple[list[dict], dict, list[str], list[str]]:
             stale.append(run.id)
             continue
         res = read_results(run.out_dir)
-        protocol = res.get("protocol") or res.get("task") or run.meta.get("task") or run.meta.get("transfer")
+        protocol = (
+            res.get("protocol")
+            or res.get("task")
+            or run.meta.get("task")
+            or run.meta.get("transfer")
+        )
         for dataset, metrics in res.get("metrics", {}).items():
-            records.append({**run.meta, "dataset": dataset, "run": run.id, "out_dir": run.out_dir, "protocol": protocol,
-                            "metrics": {k: float(v) for k, v in metrics.items()
-                                        if isinstance(v, (int, float)) and not isinstance(v, bool)}})
+            records.append(
+                {
+                    **run.meta,
+                    "dataset": dataset,
+                    "run": run.id,
+                    "out_dir": run.out_dir,
+                    "protocol": protocol,
+                    "metrics": {
+                        k: float(v)
+                        for k, v in metrics.items()
+                        if isinstance(v, (int, float)) and not isinstance(v, bool)
+                    },
+                }
+            )
     return records, plan, missing, stale
 
 
@@ -133,7 +163,9 @@ def _pooled_episode_ci(records):
 
     pooled, broken = defaultdict(list), set()
     for r in records:
-        settings = [m[:-5] for m in r["metrics"] if m.startswith("few_shot/") and m.endswith("_ci95")]
+        settings = [
+            m[:-5] for m in r["metrics"] if m.startswith("few_shot/") and m.endswith("_ci95")
+        ]
         if not settings:
             continue
         path = os.path.join(r["out_dir"], FEW_SHOT_EPISODES_DIR, f"{r['dataset']}.json")
@@ -163,9 +195,13 @@ def aggregate(records: list[dict]) -> dict:
     groups = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     for r in records:
         for metric, value in r["metrics"].items():
-            groups[(r["transfer"], r["dataset"])][r["row"]][metric].append((r.get("pretrain_seed"), r["seed"], value))
-    agg = {key: {row: {m: summarize(v) for m, v in metrics.items()} for row, metrics in rows.items()}
-           for key, rows in groups.items()}
+            groups[(r["transfer"], r["dataset"])][r["row"]][metric].append(
+                (r.get("pretrain_seed"), r["seed"], value)
+            )
+    agg = {
+        key: {row: {m: summarize(v) for m, v in metrics.items()} for row, metrics in rows.items()}
+        for key, rows in groups.items()
+    }
     episode_ci = _pooled_episode_ci(records)
     for (transfer, dataset), rows in agg.items():
         for row, metrics in rows.items():
@@ -200,13 +236,22 @@ def _fmt(stats, digits=1):
 
 def _headline_metrics(rows):
     """The headline metrics present in ``rows`` ({row: {metric: stats}}), in headline order (no CI columns)."""
-    return sorted({m for r in rows.values() for m in r if _headline_rank(m) is not None and not m.endswith("_ci95")},
-                  key=lambda m: (_headline_rank(m), m))
+    return sorted(
+        {
+            m
+            for r in rows.values()
+            for m in r
+            if _headline_rank(m) is not None and not m.endswith("_ci95")
+        },
+        key=lambda m: (_headline_rank(m), m),
+    )
 
 
-TABLE_NOTE = ("mean ± sample std over transfer seeds (n runs; † n pretraining seeds, each the mean of its transfer "
-              "seeds); one run shows its value alone; [rank] in the column, 1 = best, best in bold; n/a: NaN in a run "
-              "(e.g. a class or area range without objects), never ranked.")
+TABLE_NOTE = (
+    "mean ± sample std over transfer seeds (n runs; † n pretraining seeds, each the mean of its transfer "
+    "seeds); one run shows its value alone; [rank] in the column, 1 = best, best in bold; n/a: NaN in a run "
+    "(e.g. a class or area range without objects), never ranked."
+)
 
 
 def _table(transfer, dataset, rows, order):
@@ -217,14 +262,19 @@ def _table(transfer, dataset, rows, order):
     names = [row for row in order if row in rows]
     ranks = {}
     for m in metrics:
-        have = sorted((rows[r][m]["mean"] for r in names if m in rows[r] and rows[r][m]["mean"] is not None),
-                      reverse=True)
+        have = sorted(
+            (rows[r][m]["mean"] for r in names if m in rows[r] and rows[r][m]["mean"] is not None),
+            reverse=True,
+        )
         for r in names:
             if m in rows[r] and rows[r][m]["mean"] is not None:
                 ranks[(r, m)] = 1 + sum(1 for v in have if v > rows[r][m]["mean"])
-    lines = [f"#### {transfer} on {dataset}", "",
-             "| pretraining | " + " | ".join(f"{m} (n) [rank]" for m in metrics) + " |",
-             "|---|" + "---|" * len(metrics)]
+    lines = [
+        f"#### {transfer} on {dataset}",
+        "",
+        "| pretraining | " + " | ".join(f"{m} (n) [rank]" for m in metrics) + " |",
+        "|---|" + "---|" * len(metrics),
+    ]
     for r in names:
         cells = []
         for m in metrics:
@@ -279,10 +329,17 @@ def protocol_tables(agg, records, order):
                 if _finite(st):
                     ranks[r][c] = 1 + sum(1 for v in have if v > st["mean"])
         protocol, metric = key
-        lines = [f"#### {protocol}: {metric} per test set", "",
-                 "| pretraining | " + " | ".join(labels) + " | mean over sets | mean rank |",
-                 "|---|" + "---|" * (len(cols) + 2)]
-        means = {r: statistics.fmean(groups[key][c][r]["mean"] for c in cols) for r in names if len(ranks[r]) == len(cols)}
+        lines = [
+            f"#### {protocol}: {metric} per test set",
+            "",
+            "| pretraining | " + " | ".join(labels) + " | mean over sets | mean rank |",
+            "|---|" + "---|" * (len(cols) + 2),
+        ]
+        means = {
+            r: statistics.fmean(groups[key][c][r]["mean"] for c in cols)
+            for r in names
+            if len(ranks[r]) == len(cols)
+        }
         mean_ranks = {r: statistics.fmean(ranks[r].values()) for r in means}
         best_mean = max(means.values(), default=None)
         best_rank = min(mean_ranks.values(), default=None)
@@ -304,8 +361,11 @@ def protocol_tables(agg, records, order):
             else:
                 mean_text = rank_text = NA
             lines.append(f"| {r} | " + " | ".join(cells) + f" | {mean_text} | {rank_text} |")
-        lines += ["", f"{metric}: mean over seeds per test set (spread and n in the per-transfer tables below); best of "
-                      "each column in bold; mean rank over the sets, 1 = best; n/a: not measured or NaN in some set."]
+        lines += [
+            "",
+            f"{metric}: mean over seeds per test set (spread and n in the per-transfer tables below); best of "
+            "each column in bold; mean rank over the sets, 1 = best; n/a: not measured or NaN in some set.",
+        ]
         out.append("\n".join(lines))
     return out
 
@@ -339,7 +399,9 @@ def _axis_plots(agg, plan, out_dir):
             metrics = _headline_metrics(rows)
             for m in metrics:
                 lines = defaultdict(list)  # method -> [(x, stats)]
-                baselines = OrderedDict()  # label -> stats: a method's run without any axis, random init
+                baselines = (
+                    OrderedDict()
+                )  # label -> stats: a method's run without any axis, random init
                 for row, meta in order.items():
                     stats = rows.get(row, {}).get(m)
                     if not _finite(stats):
@@ -348,43 +410,81 @@ def _axis_plots(agg, plan, out_dir):
                         lines[meta["method"]].append((meta["axes"][axis], stats))
                     elif not meta.get("axes"):
                         baselines[row] = stats
-                baselines = OrderedDict(("random init" if row == "random-init" else
-                                         f"{row} (baseline)" if row in lines else row, st) for row, st in baselines.items())
+                baselines = OrderedDict(
+                    (
+                        "random init"
+                        if row == "random-init"
+                        else f"{row} (baseline)"
+                        if row in lines
+                        else row,
+                        st,
+                    )
+                    for row, st in baselines.items()
+                )
                 if not lines:
                     continue
                 xs_all = [x for pts in lines.values() for x, _ in pts]
-                numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs_all)
+                numeric = all(
+                    isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs_all
+                )
                 fig, ax = plt.subplots(figsize=(5, 3.5))
                 shown = []
                 for i, (method, pts) in enumerate(lines.items()):
                     pts = sorted(pts, key=lambda p: p[0]) if numeric else pts
                     xs = [p[0] for p in pts] if numeric else list(range(len(pts)))
-                    ax.errorbar(xs, [p[1]["mean"] for p in pts], yerr=[_err(p[1]) for p in pts], marker="o",
-                                capsize=3, label=method, color=f"C{i}")
+                    ax.errorbar(
+                        xs,
+                        [p[1]["mean"] for p in pts],
+                        yerr=[_err(p[1]) for p in pts],
+                        marker="o",
+                        capsize=3,
+                        label=method,
+                        color=f"C{i}",
+                    )
                     shown += [p[1] for p in pts]
                     if not numeric:
                         ax.set_xticks(xs, [str(p[0]) for p in pts])
                 methods = list(lines)
                 others = 0
                 for label, stats in baselines.items():
-                    owner = label[:-len(" (baseline)")] if label.endswith(" (baseline)") else None
+                    owner = label[: -len(" (baseline)")] if label.endswith(" (baseline)") else None
                     if owner in methods:
                         colour = f"C{methods.index(owner)}"
                     elif label == "random init":
                         colour = "0.5"
                     else:  # another method's row (e.g. MoCo v2 beside SCAN's k sweep): a colour of its own
                         colour, others = f"C{len(methods) + others}", others + 1
-                    ax.axhline(stats["mean"], linestyle="--", linewidth=1, color=colour, label=label)
+                    ax.axhline(
+                        stats["mean"], linestyle="--", linewidth=1, color=colour, label=label
+                    )
                     shown.append(stats)
                 positive = [x for x in xs_all if numeric and x > 0]
-                if numeric and positive and len(positive) == len(xs_all) and max(positive) / min(positive) >= 10:
+                if (
+                    numeric
+                    and positive
+                    and len(positive) == len(xs_all)
+                    and max(positive) / min(positive) >= 10
+                ):
                     ax.set_xscale("log")
                 n_text = _n_text(shown)
-                name = _finish(fig, ax, f"{axis} ({key})", _ylabel(m), f"{transfer} on {dataset}; n = {n_text}",
-                               out_dir, f"{axis}__{transfer}__{dataset}__{m}")
-                made.append((name, f"{m} (%) of {transfer} on {dataset} against {axis} ({key}), per method; "
-                                   f"mean ± std, n = {n_text} per point"
-                                   + (f"; dashed: {', '.join(baselines)}" if baselines else "") + "."))
+                name = _finish(
+                    fig,
+                    ax,
+                    f"{axis} ({key})",
+                    _ylabel(m),
+                    f"{transfer} on {dataset}; n = {n_text}",
+                    out_dir,
+                    f"{axis}__{transfer}__{dataset}__{m}",
+                )
+                made.append(
+                    (
+                        name,
+                        f"{m} (%) of {transfer} on {dataset} against {axis} ({key}), per method; "
+                        f"mean ± std, n = {n_text} per point"
+                        + (f"; dashed: {', '.join(baselines)}" if baselines else "")
+                        + ".",
+                    )
+                )
     return made
 
 
@@ -406,16 +506,36 @@ def _method_bars(agg, plan, out_dir):
             continue
         stats = [rows[r][m] for r in names]
         fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(names), 3.2))
-        ax.bar(range(len(names)), [s["mean"] for s in stats], yerr=[_err(s) for s in stats], capsize=4,
-               color=["0.6" if r == "random-init" else "C0" for r in names], alpha=0.8)
+        ax.bar(
+            range(len(names)),
+            [s["mean"] for s in stats],
+            yerr=[_err(s) for s in stats],
+            capsize=4,
+            color=["0.6" if r == "random-init" else "C0" for r in names],
+            alpha=0.8,
+        )
         for i, s in enumerate(stats):
             ax.plot([i] * len(s["values"]), s["values"], "k.", markersize=4)
         ax.set_xticks(range(len(names)), names, rotation=20, fontsize=8)
         n_text = _n_text(stats)
-        name = _finish(fig, ax, "", _ylabel(m), f"{transfer} on {dataset}; n = {n_text}", out_dir,
-                       f"bars__{transfer}__{dataset}__{m}", legend=False, grid="y")
-        made.append((name, f"{m} (%) of {transfer} on {dataset} per pretraining (random init in grey): bar = mean, "
-                           f"error bar = std, dots = the values; n = {n_text} per bar."))
+        name = _finish(
+            fig,
+            ax,
+            "",
+            _ylabel(m),
+            f"{transfer} on {dataset}; n = {n_text}",
+            out_dir,
+            f"bars__{transfer}__{dataset}__{m}",
+            legend=False,
+            grid="y",
+        )
+        made.append(
+            (
+                name,
+                f"{m} (%) of {transfer} on {dataset} per pretraining (random init in grey): bar = mean, "
+                f"error bar = std, dots = the values; n = {n_text} per bar.",
+            )
+        )
     return made
 
 
@@ -425,7 +545,14 @@ def _layer_plots(agg, plan, out_dir):
     made = []
     order = _row_order(plan)
     for (transfer, dataset), rows in sorted(agg.items()):
-        layers = sorted({m.split("/")[1] for r in rows.values() for m in r if re.fullmatch(r"layerwise/res\d/score", m)})
+        layers = sorted(
+            {
+                m.split("/")[1]
+                for r in rows.values()
+                for m in r
+                if re.fullmatch(r"layerwise/res\d/score", m)
+            }
+        )
         if not layers:
             continue
         fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -436,15 +563,33 @@ def _layer_plots(agg, plan, out_dir):
             pts = [rows[row].get(f"layerwise/{layer}/score") for layer in layers]
             if not all(_finite(p) for p in pts):
                 continue
-            ax.errorbar(range(len(layers)), [p["mean"] for p in pts], yerr=[_err(p) for p in pts], marker="o",
-                        capsize=3, label=row)
+            ax.errorbar(
+                range(len(layers)),
+                [p["mean"] for p in pts],
+                yerr=[_err(p) for p in pts],
+                marker="o",
+                capsize=3,
+                label=row,
+            )
             shown += pts
         ax.set_xticks(range(len(layers)), layers)
         n_text = _n_text(shown)
-        name = _finish(fig, ax, "layer", "L-BFGS probe score (%)", f"{transfer} on {dataset}; n = {n_text}", out_dir,
-                       f"layers__{transfer}__{dataset}")
-        made.append((name, f"Layer-wise L-BFGS probes of {transfer} on {dataset}: score (%) per layer and pretraining; "
-                           f"mean ± std, n = {n_text} per point."))
+        name = _finish(
+            fig,
+            ax,
+            "layer",
+            "L-BFGS probe score (%)",
+            f"{transfer} on {dataset}; n = {n_text}",
+            out_dir,
+            f"layers__{transfer}__{dataset}",
+        )
+        made.append(
+            (
+                name,
+                f"Layer-wise L-BFGS probes of {transfer} on {dataset}: score (%) per layer and pretraining; "
+                f"mean ± std, n = {n_text} per point.",
+            )
+        )
     return made
 
 
@@ -468,7 +613,13 @@ def _finish(fig, ax, xlabel, ylabel, title, out_dir, stem, legend=True, grid="bo
 def _quiet_model_loading():
     """The pictures rebuild each run's model in this process: keep the checkpoint loaders' notes (a
     classification head not in a backbone file, ...) and library warnings off the study's console."""
-    names = ("fvcore.common.checkpoint", "d2.checkpoint", "detectron2", "d2", "torch.fx._symbolic_trace")
+    names = (
+        "fvcore.common.checkpoint",
+        "d2.checkpoint",
+        "detectron2",
+        "d2",
+        "torch.fx._symbolic_trace",
+    )
     loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
@@ -486,14 +637,37 @@ def _tidy_csv(records, plan):
     axes = list(plan.get("axes", {}))
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["study", "transfer", "dataset", "row", "method", *[f"axis_{a}" for a in axes],
-                     "pretrain_seed", "transfer_seed", "metric", "value"])
+    writer.writerow(
+        [
+            "study",
+            "transfer",
+            "dataset",
+            "row",
+            "method",
+            *[f"axis_{a}" for a in axes],
+            "pretrain_seed",
+            "transfer_seed",
+            "metric",
+            "value",
+        ]
+    )
     for r in records:
         for m, v in sorted(r["metrics"].items()):
             pseed = r.get("pretrain_seed")
-            writer.writerow([plan["study"], r["transfer"], r["dataset"], r["row"], r["method"],
-                             *[r.get("axes", {}).get(a, "") for a in axes], "" if pseed is None else pseed, r["seed"],
-                             m, f"{v:.6g}"])
+            writer.writerow(
+                [
+                    plan["study"],
+                    r["transfer"],
+                    r["dataset"],
+                    r["row"],
+                    r["method"],
+                    *[r.get("axes", {}).get(a, "") for a in axes],
+                    "" if pseed is None else pseed,
+                    r["seed"],
+                    m,
+                    f"{v:.6g}",
+                ]
+            )
     return buf.getvalue()
 
 
@@ -504,18 +678,39 @@ def _summary_csv(agg, order):
     for (transfer, dataset), rows in sorted(agg.items()):
         for row in [r for r in order if r in rows]:
             for m, s in sorted(rows[row].items()):
-                writer.writerow([transfer, dataset, row, m, NA if s["mean"] is None else f"{s['mean']:.6g}",
-                                 "" if s["std"] is None else f"{s['std']:.6g}", s["n"], s["over"],
-                                 " ".join(f"{v:.6g}" for v in s["values"])])
+                writer.writerow(
+                    [
+                        transfer,
+                        dataset,
+                        row,
+                        m,
+                        NA if s["mean"] is None else f"{s['mean']:.6g}",
+                        "" if s["std"] is None else f"{s['std']:.6g}",
+                        s["n"],
+                        s["over"],
+                        " ".join(f"{v:.6g}" for v in s["values"]),
+                    ]
+                )
     return buf.getvalue()
 
 
 def _json_safe(agg):
     def clean(v):
         return None if isinstance(v, float) and not math.isfinite(v) else v
-    return {f"{t}|{d}": {row: {m: {k: ([clean(x) for x in v] if isinstance(v, list) else clean(v)) for k, v in st.items()}
-                               for m, st in metrics.items()} for row, metrics in rows.items()}
-            for (t, d), rows in agg.items()}
+
+    return {
+        f"{t}|{d}": {
+            row: {
+                m: {
+                    k: ([clean(x) for x in v] if isinstance(v, list) else clean(v))
+                    for k, v in st.items()
+                }
+                for m, st in metrics.items()
+            }
+            for row, metrics in rows.items()
+        }
+        for (t, d), rows in agg.items()
+    }
 
 
 def _fmt_signed(value, digits=2):
@@ -526,18 +721,28 @@ def _claims_table(results):
     """Markdown: each claim's measured difference, 95% interval, test and verdict."""
     if not results:
         return None
-    lines = ["#### Claims", "",
-             "| claim | transfer | test set | difference | 95% interval | test | n | verdict |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "#### Claims",
+        "",
+        "| claim | transfer | test set | difference | 95% interval | test | n | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for c in results:
         interval = NA
         if c["ci95"] is not None and c["difference"] is not None:
             interval = f"[{c['difference'] - c['ci95']:+.2f}, {c['difference'] + c['ci95']:+.2f}]"
-        verdict = f"**{c['verdict']}**" if c["verdict"] in ("supported", "contradicted") else c["verdict"]
-        lines.append(f"| {c['claim']} | {c['transfer']} | {c['dataset']} | {_fmt_signed(c['difference'])} | {interval} "
-                     f"| {c['test']} | {c['n']} | {verdict} |")
-    lines += ["", "difference = better - than, in the metric's points; supported: the whole 95% interval above 0, "
-                  "contradicted: below 0; measured on this study's runs, whatever the seed paper found."]
+        verdict = (
+            f"**{c['verdict']}**" if c["verdict"] in ("supported", "contradicted") else c["verdict"]
+        )
+        lines.append(
+            f"| {c['claim']} | {c['transfer']} | {c['dataset']} | {_fmt_signed(c['difference'])} | {interval} "
+            f"| {c['test']} | {c['n']} | {verdict} |"
+        )
+    lines += [
+        "",
+        "difference = better - than, in the metric's points; supported: the whole 95% interval above 0, "
+        "contradicted: below 0; measured on this study's runs, whatever the seed paper found.",
+    ]
     return "\n".join(lines)
 
 
@@ -565,45 +770,79 @@ def write_report(study_dir: str, pictures: bool = True, log: Callable[[str], Any
         tables.append(claims_md)
         with atomic_open(os.path.join(out_dir, "claims.csv")) as f:
             writer = csv.writer(f)
-            writer.writerow(["claim", "transfer", "dataset", "difference", "ci95", "test", "n", "verdict"])
+            writer.writerow(
+                ["claim", "transfer", "dataset", "difference", "ci95", "test", "n", "verdict"]
+            )
             for c in claims:
-                writer.writerow([c["claim"], c["transfer"], c["dataset"],
-                                 "" if c["difference"] is None else f"{c['difference']:.6g}",
-                                 "" if c["ci95"] is None else f"{c['ci95']:.6g}", c["test"], c["n"], c["verdict"]])
+                writer.writerow(
+                    [
+                        c["claim"],
+                        c["transfer"],
+                        c["dataset"],
+                        "" if c["difference"] is None else f"{c['difference']:.6g}",
+                        "" if c["ci95"] is None else f"{c['ci95']:.6g}",
+                        c["test"],
+                        c["n"],
+                        c["verdict"],
+                    ]
+                )
     with atomic_open(os.path.join(out_dir, "tables.md")) as f:
         f.write("\n\n".join(tables) + "\n")
-    plots = _axis_plots(agg, plan, out_dir) + _method_bars(agg, plan, out_dir) + _layer_plots(agg, plan, out_dir)
+    plots = (
+        _axis_plots(agg, plan, out_dir)
+        + _method_bars(agg, plan, out_dir)
+        + _layer_plots(agg, plan, out_dir)
+    )
     shown = []
     if pictures:
         from .pictures import detection_pictures, embedding_pictures
         from .seg_pictures import segmentation_pictures
 
-        current = {r["run"] for r in records}  # pictures only of runs whose numbers are in the tables
-        pictured = dict(plan, runs=[r for r in plan["runs"] if r["kind"] != "transfer" or r["id"] in current])
+        current = {
+            r["run"] for r in records
+        }  # pictures only of runs whose numbers are in the tables
+        pictured = dict(
+            plan, runs=[r for r in plan["runs"] if r["kind"] != "transfer" or r["id"] in current]
+        )
         with _quiet_model_loading():
-            shown = (embedding_pictures(study_dir, pictured, out_dir, log=log)
-                     + detection_pictures(study_dir, pictured, out_dir, log=log)
-                     + segmentation_pictures(study_dir, pictured, out_dir, log=log))
+            shown = (
+                embedding_pictures(study_dir, pictured, out_dir, log=log)
+                + detection_pictures(study_dir, pictured, out_dir, log=log)
+                + segmentation_pictures(study_dir, pictured, out_dir, log=log)
+            )
 
-    lines = [f"# Study {plan['study']}", "",
-             f"Study file: `{plan['study_file']}`; {len(records)} results from "
-             f"{len({r['run'] for r in records})} transfer runs"
-             + (f"; {len(missing)} transfer runs without results (not run or failed)" if missing else "")
-             + (f"; {len(stale)} transfer runs' results left out as stale[^stale]" if stale else "") + ".", ""]
+    lines = [
+        f"# Study {plan['study']}",
+        "",
+        f"Study file: `{plan['study_file']}`; {len(records)} results from "
+        f"{len({r['run'] for r in records})} transfer runs"
+        + (f"; {len(missing)} transfer runs without results (not run or failed)" if missing else "")
+        + (f"; {len(stale)} transfer runs' results left out as stale[^stale]" if stale else "")
+        + ".",
+        "",
+    ]
     lines += ["## Tables", ""] + (tables or ["(no results yet)"]) + [""]
     for title, items in (("Plots", plots), ("Pictures", shown)):
         if items:
             lines += [f"## {title}", ""]
             for name, caption in items:
                 lines += [f"![{caption}]({name})", "", f"*{caption}*", ""]
-    lines += ["Per-run values: [results.csv](results.csv); per-row summaries: [summary.csv](summary.csv)."]
+    lines += [
+        "Per-run values: [results.csv](results.csv); per-row summaries: [summary.csv](summary.csv)."
+    ]
     if stale:
-        lines += ["", f"[^stale]: not done under their current digest (the config, an upstream run or the checkpoint "
-                      f"changed since, or the run was started again and has not finished): {', '.join(stale[:10])}"
-                      + (f" and {len(stale) - 10} more" if len(stale) > 10 else "") + ". `tools/run_study.py` redoes them."]
+        lines += [
+            "",
+            f"[^stale]: not done under their current digest (the config, an upstream run or the checkpoint "
+            f"changed since, or the run was started again and has not finished): {', '.join(stale[:10])}"
+            + (f" and {len(stale) - 10} more" if len(stale) > 10 else "")
+            + ". `tools/run_study.py` redoes them.",
+        ]
     path = os.path.join(out_dir, "report.md")
     with atomic_open(path) as f:
         f.write("\n".join(lines) + "\n")
-    log(f"report: {len(tables)} tables, {len(plots)} plots, {len(shown)} pictures in {out_dir}"
-        + (f"; {len(stale)} stale results left out" if stale else ""))
+    log(
+        f"report: {len(tables)} tables, {len(plots)} plots, {len(shown)} pictures in {out_dir}"
+        + (f"; {len(stale)} stale results left out" if stale else "")
+    )
     return path

@@ -15,11 +15,23 @@ On a cluster the report's pictures run as one job of kind "report" (2 CPUs, two 
 ``--num-gpus`` of a training CLI follows its resources (``gpus`` per node / ``tasks_per_node``)
 unless ``--num-gpus`` was given to the study.
 """
+
 import shutil
 import subprocess
 
-__all__ = ["RESOURCE_KEYS", "KINDS", "TRAINING_KINDS", "KIND_DEFAULTS", "check_resources", "run_resources", "submitit_parameters",
-           "num_gpus_per_task", "partition_time_limit", "partition_has_gpus", "parse_slurm_time"]
+__all__ = [
+    "RESOURCE_KEYS",
+    "KINDS",
+    "TRAINING_KINDS",
+    "KIND_DEFAULTS",
+    "check_resources",
+    "run_resources",
+    "submitit_parameters",
+    "num_gpus_per_task",
+    "partition_time_limit",
+    "partition_has_gpus",
+    "parse_slurm_time",
+]
 
 # key -> (type, meaning)
 RESOURCE_KEYS = {
@@ -34,9 +46,11 @@ KINDS = ("pretrain", "convert", "transfer", "grid", "select", "report")
 TRAINING_KINDS = ("pretrain", "transfer", "grid")  # the kinds that train a network (a GPU's work)
 # "grid": a transfer's selection runs (train like the transfer); "select": the choice among them
 # "report": the report's pictures (UMAP embeddings, detection pictures) as one job on a cluster
-KIND_DEFAULTS = {"convert": {"gpus": 0, "cpus": 2, "time": 60, "nodes": 1, "tasks_per_node": 1},
-                 "select": {"gpus": 0, "cpus": 1, "time": 10, "nodes": 1, "tasks_per_node": 1},
-                 "report": {"gpus": 0, "cpus": 2, "time": 120, "nodes": 1, "tasks_per_node": 1}}
+KIND_DEFAULTS = {
+    "convert": {"gpus": 0, "cpus": 2, "time": 60, "nodes": 1, "tasks_per_node": 1},
+    "select": {"gpus": 0, "cpus": 1, "time": 10, "nodes": 1, "tasks_per_node": 1},
+    "report": {"gpus": 0, "cpus": 2, "time": 120, "nodes": 1, "tasks_per_node": 1},
+}
 
 
 def check_resources(where, value):
@@ -49,7 +63,10 @@ def check_resources(where, value):
             return None, f"{where}.{key}: unknown resource; known: {', '.join(RESOURCE_KEYS)}"
         low = 0 if key == "gpus" else 1
         if not isinstance(v, int) or isinstance(v, bool) or v < low:
-            return None, f"{where}.{key}: expected an integer >= {low} ({RESOURCE_KEYS[key][1]}), got {v!r}"
+            return (
+                None,
+                f"{where}.{key}: expected an integer >= {low} ({RESOURCE_KEYS[key][1]}), got {v!r}",
+            )
     return dict(value), None
 
 
@@ -69,8 +86,14 @@ def num_gpus_per_task(resources):
 
 def submitit_parameters(resources):
     """submitit's ``update_parameters`` keywords for these resources."""
-    names = {"gpus": "gpus_per_node", "cpus": "cpus_per_task", "mem_gb": "mem_gb", "time": "timeout_min",
-             "nodes": "nodes", "tasks_per_node": "tasks_per_node"}
+    names = {
+        "gpus": "gpus_per_node",
+        "cpus": "cpus_per_task",
+        "mem_gb": "mem_gb",
+        "time": "timeout_min",
+        "nodes": "nodes",
+        "tasks_per_node": "tasks_per_node",
+    }
     return {names[k]: v for k, v in resources.items() if k in names}
 
 
@@ -109,8 +132,10 @@ def partition_time_limit(partition=None):
         if (partition is None and default) or name == partition:
             return parse_slurm_time(limit)
     if partition is not None:
-        raise RuntimeError(f"SLURM has no partition {partition!r} (sinfo lists: "
-                           f"{', '.join(line.split()[0] for line in out.stdout.splitlines() if line.strip())})")
+        raise RuntimeError(
+            f"SLURM has no partition {partition!r} (sinfo lists: "
+            f"{', '.join(line.split()[0] for line in out.stdout.splitlines() if line.strip())})"
+        )
     return None
 
 

@@ -3,6 +3,7 @@ Run a study: expand it, skip what is done, run the rest in dependency order on a
 ``state.json`` current, print progress (done / failed / left, ETA), and report failures without
 stopping the runs that do not depend on them.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,14 +21,30 @@ __all__ = ["plan", "run_study", "write_plan", "report_study"]
 
 def write_plan(study: Study, runs: list[Run]) -> None:
     """``plan.json`` of the study folder: what each run is (the report reads its ``meta``)."""
-    atomic_write_json(os.path.join(study.output_dir, PLAN_FILE), {
-        "study": study.name, "study_file": study.path, "study_digest": study.digest(),
-        "axes": {a: s["key"] for a, s in study.axes.items()},
-        "transfers": {name: e["config"] for name, e in study.transfers.items()},
-        "claims": study.claims,
-        "runs": [{"id": r.id, "kind": r.kind, "argv": r.argv, "deps": r.deps, "out_dir": r.out_dir,
-                  "outputs": r.outputs, "meta": r.meta, "inputs": r.inputs} for r in runs],
-    })
+    atomic_write_json(
+        os.path.join(study.output_dir, PLAN_FILE),
+        {
+            "study": study.name,
+            "study_file": study.path,
+            "study_digest": study.digest(),
+            "axes": {a: s["key"] for a, s in study.axes.items()},
+            "transfers": {name: e["config"] for name, e in study.transfers.items()},
+            "claims": study.claims,
+            "runs": [
+                {
+                    "id": r.id,
+                    "kind": r.kind,
+                    "argv": r.argv,
+                    "deps": r.deps,
+                    "out_dir": r.out_dir,
+                    "outputs": r.outputs,
+                    "meta": r.meta,
+                    "inputs": r.inputs,
+                }
+                for r in runs
+            ],
+        },
+    )
 
 
 def plan(study: Study) -> tuple[list[Run], dict[str, str | None]]:
@@ -70,21 +87,35 @@ def _launch_argv(run, resume, num_gpus):
     return [argv[0], *flags, *argv[1:]]
 
 
-def run_study(study: Study, executor: Any, *, dry_run: bool = False, num_gpus: int = 0, resources: dict | None = None,
-              log: Callable[[str], Any] = print, confirm: Callable[[str], bool] | None = None) -> dict[str, str]:
+def run_study(
+    study: Study,
+    executor: Any,
+    *,
+    dry_run: bool = False,
+    num_gpus: int = 0,
+    resources: dict | None = None,
+    log: Callable[[str], Any] = print,
+    confirm: Callable[[str], bool] | None = None,
+) -> dict[str, str]:
     """
     :func:`run_study_locked` while holding the study's lock (one driver per study folder: a second one
     stops with :class:`~.state.StudyLocked`). ``resources``: the command line's per-run resources
     (see :mod:`.resources`).
     """
     if dry_run:
-        return run_study_locked(study, executor, dry_run=True, num_gpus=num_gpus, resources=resources, log=log)
+        return run_study_locked(
+            study, executor, dry_run=True, num_gpus=num_gpus, resources=resources, log=log
+        )
     os.makedirs(study.output_dir, exist_ok=True)
     with StudyLock(study.output_dir):
-        return run_study_locked(study, executor, num_gpus=num_gpus, resources=resources, log=log, confirm=confirm)
+        return run_study_locked(
+            study, executor, num_gpus=num_gpus, resources=resources, log=log, confirm=confirm
+        )
 
 
-def run_study_locked(study, executor, *, dry_run=False, num_gpus=0, resources=None, log=print, confirm=None):
+def run_study_locked(
+    study, executor, *, dry_run=False, num_gpus=0, resources=None, log=print, confirm=None
+):
     """
     Run every run of ``study`` that is not done, on ``executor``.
 
@@ -120,7 +151,10 @@ def run_study_locked(study, executor, *, dry_run=False, num_gpus=0, resources=No
         for r in runs:
             done = digests[r.id] is not None and is_done(r, digests[r.id])
             status[r.id] = "done" if done else "pending"
-            log(f"  [{'done' if done else 'todo'}] {r.id}" + (f"  (after {', '.join(r.deps)})" if r.deps else ""))
+            log(
+                f"  [{'done' if done else 'todo'}] {r.id}"
+                + (f"  (after {', '.join(r.deps)})" if r.deps else "")
+            )
             log(f"        {' '.join(r.argv)}")
         return status
 
@@ -136,38 +170,57 @@ def run_study_locked(study, executor, *, dry_run=False, num_gpus=0, resources=No
                 state.set(rid, status="done", digest=d)
     skipped_at_start = len(finished)
     todo = [rid for rid in order if rid not in finished]
-    log(f"study {study.name}: {len(runs)} runs, {skipped_at_start} done before, {len(todo)} to run "
-        f"(folder {study.output_dir})")
+    log(
+        f"study {study.name}: {len(runs)} runs, {skipped_at_start} done before, {len(todo)} to run "
+        f"(folder {study.output_dir})"
+    )
     running = {}  # id -> (start time, digest)
     durations = {}  # run group (see _group) -> seconds of its finished runs
     start = time.time()
     run_res = {rid: study.run_resources(by_id[rid], resources) for rid in order}
     if hasattr(executor, "check_resources"):  # e.g. each job's time against the partition's limit
-        for line in executor.check_resources({rid: run_res[rid] for rid in todo},
-                                             {rid: by_id[rid].kind for rid in todo}) or []:
+        for line in (
+            executor.check_resources(
+                {rid: run_res[rid] for rid in todo}, {rid: by_id[rid].kind for rid in todo}
+            )
+            or []
+        ):
             log(line)
     if hasattr(executor, "reattach"):
         for rid in todo:
             entry = state.get(rid)
-            if entry.get("status") == "running" and entry.get("job_id") and entry.get("digest") is not None:
+            if (
+                entry.get("status") == "running"
+                and entry.get("job_id")
+                and entry.get("digest") is not None
+            ):
                 run = by_id[rid]
                 # plan() computed the digest of every run whose dependencies are done
-                if all(finished.get(d) == "done" for d in run.deps) and entry["digest"] == digests[rid] and \
-                        executor.reattach(rid, entry["job_id"], entry.get("tasks", 1)):
+                if (
+                    all(finished.get(d) == "done" for d in run.deps)
+                    and entry["digest"] == digests[rid]
+                    and executor.reattach(rid, entry["job_id"], entry.get("tasks", 1))
+                ):
                     running[rid] = (time.time(), entry["digest"])
                     log(f"REATTACH {rid}: job {entry['job_id']} of an earlier driver")
 
     def progress():
-        counts = {s: sum(1 for v in finished.values() if v == s) for s in ("done", "failed", "skipped")}
+        counts = {
+            s: sum(1 for v in finished.values() if v == s) for s in ("done", "failed", "skipped")
+        }
         left = len(runs) - len(finished)
         eta = ""
         if durations and left:
             pending = [_group(by_id[rid]) for rid in order if rid not in finished]
             width = getattr(executor, "jobs", None) or max(1, len(running))
             seconds, untimed = estimate_eta(durations, pending, width)
-            eta = f", ETA {_fmt_s(seconds)}" + (f" + {untimed} runs of kinds not timed yet" if untimed else "")
-        log(f"[study {study.name}] {counts['done']} done, {counts['failed']} failed, {counts['skipped']} skipped, "
-            f"{left} left ({len(running)} running){eta}; {_fmt_s(time.time() - start)} elapsed")
+            eta = f", ETA {_fmt_s(seconds)}" + (
+                f" + {untimed} runs of kinds not timed yet" if untimed else ""
+            )
+        log(
+            f"[study {study.name}] {counts['done']} done, {counts['failed']} failed, {counts['skipped']} skipped, "
+            f"{left} left ({len(running)} running){eta}; {_fmt_s(time.time() - start)} elapsed"
+        )
 
     try:
         while len(finished) < len(runs):
@@ -178,13 +231,20 @@ def run_study_locked(study, executor, *, dry_run=False, num_gpus=0, resources=No
                 bad = [d for d in by_id[rid].deps if finished.get(d) in ("failed", "skipped")]
                 if bad:
                     finished[rid] = "skipped"
-                    state.set(rid, status="skipped", error=f"dependency {bad[0]} {finished[bad[0]]}")
+                    state.set(
+                        rid, status="skipped", error=f"dependency {bad[0]} {finished[bad[0]]}"
+                    )
                     log(f"SKIPPED {rid}: dependency {bad[0]} {finished[bad[0]]}")
-            ready = [rid for rid in todo if rid not in finished and rid not in running
-                     and all(finished.get(d) == "done" for d in by_id[rid].deps)]
+            ready = [
+                rid
+                for rid in todo
+                if rid not in finished
+                and rid not in running
+                and all(finished.get(d) == "done" for d in by_id[rid].deps)
+            ]
             cap = executor.capacity()
             if cap is not None:
-                ready = ready[:max(0, cap)]
+                ready = ready[: max(0, cap)]
             items = []
             for rid in ready:
                 run = by_id[rid]
@@ -195,29 +255,48 @@ def run_study_locked(study, executor, *, dry_run=False, num_gpus=0, resources=No
                     state.set(rid, status="done", digest=digest)
                     continue
                 previous = state.get(rid)
-                resume = (previous.get("digest") == digest and previous.get("status") in ("running", "failed")
-                          and os.path.isfile(os.path.join(run.out_dir, "last_checkpoint")))
+                resume = (
+                    previous.get("digest") == digest
+                    and previous.get("status") in ("running", "failed")
+                    and os.path.isfile(os.path.join(run.out_dir, "last_checkpoint"))
+                )
                 os.makedirs(run.out_dir, exist_ok=True)
                 stale = os.path.join(run.out_dir, "last_checkpoint")
                 if not resume and os.path.isfile(stale):
                     # a checkpoint of another digest (or of a run whose state was lost): the fresh run
                     # must never resume from it, so a later --resume only finds what this run wrote
                     os.remove(stale)
-                    log(f"{rid}: its folder holds a checkpoint of an earlier version of the run; starting afresh")
+                    log(
+                        f"{rid}: its folder holds a checkpoint of an earlier version of the run; starting afresh"
+                    )
                 log_path = os.path.join(logs_dir, rid.replace("/", "__") + ".log")
                 argv = _launch_argv(run, resume, num_gpus or num_gpus_per_task(run_res[rid]))
-                state.set(rid, status="running", digest=digest, attempts=previous.get("attempts", 0) + 1,
-                          log=log_path, error=None, started=time.strftime("%Y-%m-%dT%H:%M:%S"))
+                state.set(
+                    rid,
+                    status="running",
+                    digest=digest,
+                    attempts=previous.get("attempts", 0) + 1,
+                    log=log_path,
+                    error=None,
+                    started=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                )
                 log(f"START {rid}{' (--resume)' if resume else ''}: log {log_path}")
                 running[rid] = (time.time(), digest)
                 items.append((rid, argv, log_path, run_res[rid]))
             executor.start(items)
             if hasattr(executor, "job_id"):
-                for rid, *_ in items:  # kept so that a restarted driver follows the job instead of resubmitting
+                for (
+                    rid,
+                    *_,
+                ) in (
+                    items
+                ):  # kept so that a restarted driver follows the job instead of resubmitting
                     state.set(rid, job_id=executor.job_id(rid), tasks=executor.job_tasks(rid))
             if not running:
                 if len(finished) < len(runs) and not ready:
-                    raise RuntimeError(f"study {study.name}: no run can start; the plan's dependencies are broken")
+                    raise RuntimeError(
+                        f"study {study.name}: no run can start; the plan's dependencies are broken"
+                    )
                 continue
             ended = []
             while not ended:
@@ -235,7 +314,10 @@ def run_study_locked(study, executor, *, dry_run=False, num_gpus=0, resources=No
                     state.set(rid, status="done", seconds=seconds)
                     log(f"DONE  {rid} ({_fmt_s(seconds)})")
                 else:
-                    why = error or f"finished without {', '.join(os.path.relpath(p, run.out_dir) for p in missing)}"
+                    why = (
+                        error
+                        or f"finished without {', '.join(os.path.relpath(p, run.out_dir) for p in missing)}"
+                    )
                     finished[rid] = "failed"
                     state.set(rid, status="failed", seconds=seconds, error=why)
                     log(f"FAILED {rid}: {why} (log: {state.get(rid).get('log')})")
@@ -244,24 +326,39 @@ def run_study_locked(study, executor, *, dry_run=False, num_gpus=0, resources=No
         interrupted = isinstance(e, KeyboardInterrupt)
         cancel = interrupted  # only an interrupt cancels cluster jobs, and only if the user agrees
         if interrupted and confirm is not None and hasattr(executor, "reattach") and running:
-            cancel = confirm(f"Cancel the {len(running)} running jobs of study {study.name} "
-                             f"({', '.join(sorted(running))})?")
+            cancel = confirm(
+                f"Cancel the {len(running)} running jobs of study {study.name} "
+                f"({', '.join(sorted(running))})?"
+            )
         what = executor.stop(cancel=cancel)
         if what:
-            log(f"study {study.name}: {'interrupted' if interrupted else f'driver error ({type(e).__name__})'}: {what}")
+            log(
+                f"study {study.name}: {'interrupted' if interrupted else f'driver error ({type(e).__name__})'}: {what}"
+            )
         for rid in running:
-            state.set(rid, status="running")  # left as running: the next start follows or resumes it
+            state.set(
+                rid, status="running"
+            )  # left as running: the next start follows or resumes it
         raise
     failed = [rid for rid, s in finished.items() if s == "failed"]
     skipped = [rid for rid, s in finished.items() if s == "skipped"]
-    log(f"study {study.name}: {sum(1 for s in finished.values() if s == 'done')} of {len(runs)} runs done"
+    log(
+        f"study {study.name}: {sum(1 for s in finished.values() if s == 'done')} of {len(runs)} runs done"
         + f" in {_fmt_s(time.time() - start)}"
-        + (f"; failed: {', '.join(failed)}" if failed else "") + (f"; skipped: {len(skipped)}" if skipped else ""))
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+        + (f"; skipped: {len(skipped)}" if skipped else "")
+    )
     return finished
 
 
-def report_study(study: Study, executor: Any, *, pictures: bool = True, resources: dict | None = None,
-                 log: Callable[[str], Any] = print) -> str:
+def report_study(
+    study: Study,
+    executor: Any,
+    *,
+    pictures: bool = True,
+    resources: dict | None = None,
+    log: Callable[[str], Any] = print,
+) -> str:
     """
     Write the study's report (``<study>/report/``); returns the path of report.md. On a cluster
     (an executor that keeps jobs: SLURM) the tables are written here and the pictures, which rebuild
@@ -273,13 +370,25 @@ def report_study(study: Study, executor: Any, *, pictures: bool = True, resource
         return write_report(study.output_dir, pictures=pictures, log=log)
     path = write_report(study.output_dir, pictures=False, log=log)
     log_path = os.path.join(study.output_dir, "logs", "report.log")
-    executor.start([("report", [os.path.join(study.tools_dir, "report.py"), study.output_dir], log_path,
-                     run_resources("report", None, study.resources))])
+    executor.start(
+        [
+            (
+                "report",
+                [os.path.join(study.tools_dir, "report.py"), study.output_dir],
+                log_path,
+                run_resources("report", None, study.resources),
+            )
+        ]
+    )
     log(f"START report pictures as job {executor.job_id('report')}: log {log_path}")
     ended = []
     while not ended:
         time.sleep(executor.poll_interval)
         ended = executor.poll()
     _, code, error = ended[0]
-    log("DONE  report pictures" if code == 0 else f"FAILED report pictures: {error} (log: {log_path})")
+    log(
+        "DONE  report pictures"
+        if code == 0
+        else f"FAILED report pictures: {error} (log: {log_path})"
+    )
     return path

@@ -4,13 +4,22 @@ prediction of one finished run's ``model_final.pth`` (rebuilt as :mod:`.pictures
 model) on the first test images, next to the ground truth, both drawn by detectron2's
 ``Visualizer.draw_sem_seg`` in the VOC colours (void pixels undrawn).
 """
+
 import copy
 import os
 
 import torch
 
 from .figures import safe_name
-from .pictures import FINAL_MODEL, finished_runs, missing_files, seeds_text, draw_rows, first_test_images, save_pair_grid
+from .pictures import (
+    FINAL_MODEL,
+    finished_runs,
+    missing_files,
+    seeds_text,
+    draw_rows,
+    first_test_images,
+    save_pair_grid,
+)
 
 __all__ = ["segmentation_pictures", "draw_label_map"]
 
@@ -32,7 +41,7 @@ def draw_label_map(image, class_names, label):
     from ..data.datasets.voc_sem_seg import voc_palette
 
     palette = voc_palette(len(class_names))
-    colours = [palette[3 * i: 3 * i + 3] for i in range(len(class_names))]
+    colours = [palette[3 * i : 3 * i + 3] for i in range(len(class_names))]
     meta = Metadata(stuff_classes=list(class_names), stuff_colors=colours)
     return Visualizer(image, meta).draw_sem_seg(label, alpha=0.6).get_image()
 
@@ -48,8 +57,13 @@ def segmentation_pictures(study_dir, plan, out_dir, *, num_images=3, log=print):
     from ..data.sem_seg_labels import read_sem_seg_label
 
     made = []
-    chosen = finished_runs(plan, "SegmentationTask", lambda run, cfg: missing_files(run["out_dir"], [FINAL_MODEL]), log,
-                            "segmentations")
+    chosen = finished_runs(
+        plan,
+        "SegmentationTask",
+        lambda run, cfg: missing_files(run["out_dir"], [FINAL_MODEL]),
+        log,
+        "segmentations",
+    )
     for transfer, rows in chosen.items():
         if not rows:
             log(f"segmentations: {transfer}: no finished run; no picture")
@@ -62,24 +76,51 @@ def segmentation_pictures(study_dir, plan, out_dir, *, num_images=3, log=print):
             drawn = []
             for d, pred in zip(dicts, predict_label_maps(cfg, model, dicts)):
                 image = read_image(d["file_name"], format="RGB")
-                drawn.append((draw_label_map(image, classes, pred.numpy()),
-                              draw_label_map(image, classes, read_sem_seg_label(d)), d.get("image_id")))
+                drawn.append(
+                    (
+                        draw_label_map(image, classes, pred.numpy()),
+                        draw_label_map(image, classes, read_sem_seg_label(d)),
+                        d.get("image_id"),
+                    )
+                )
             return drawn
 
-        cells = draw_rows(rows, datasets, draw, log, "segmentations")  # name -> [(row, [(prediction, truth, id)])]
+        cells = draw_rows(
+            rows, datasets, draw, log, "segmentations"
+        )  # name -> [(row, [(prediction, truth, id)])]
         for name in datasets:
             grid = cells[name]
             if not grid or not grid[0][1]:
                 continue
-            pairs = [(row, [(pred, f"{row}\n{image_id}: prediction", truth, f"{image_id}: ground truth")
-                            for pred, truth, image_id in drawn]) for row, drawn in grid]
+            pairs = [
+                (
+                    row,
+                    [
+                        (pred, f"{row}\n{image_id}: prediction", truth, f"{image_id}: ground truth")
+                        for pred, truth, image_id in drawn
+                    ],
+                )
+                for row, drawn in grid
+            ]
             file = safe_name(f"segmentations__{transfer}__{name}") + ".png"
-            save_pair_grid(pairs, f"{transfer} on {name}: prediction | ground truth", os.path.join(out_dir, file))
+            save_pair_grid(
+                pairs,
+                f"{transfer} on {name}: prediction | ground truth",
+                os.path.join(out_dir, file),
+            )
             k = len(grid[0][1])
-            made.append((file, (
-                f"Segmentations of {transfer} on the first {k} images of {name} (sorted by image id): one row per "
-                f"pretraining row ({', '.join(r for r, _ in grid)}), each image's arg-max prediction (left) next to "
-                f"its ground truth (right; void undrawn); model_final.pth of "
-                f"{seeds_text({r: rows[r] for r, _ in grid})}.")))
+            made.append(
+                (
+                    file,
+                    (
+                        f"Segmentations of {transfer} on the first {k} images of {name} "
+                        f"(sorted by image id): one row per "
+                        f"pretraining row ({', '.join(r for r, _ in grid)}), "
+                        f"each image's arg-max prediction (left) next to "
+                        f"its ground truth (right; void undrawn); model_final.pth of "
+                        f"{seeds_text({r: rows[r] for r, _ in grid})}."
+                    ),
+                )
+            )
             log(f"segmentations: wrote {file}")
     return made

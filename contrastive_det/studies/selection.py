@@ -20,6 +20,7 @@ A transfer entry::
 The point chosen is the best mean score; ties go to the earlier point (grid order: the last key
 varies fastest). A grid run without the metric, or with a NaN, stops the select run naming it.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -33,8 +34,15 @@ from ..engine.results import read_results, summarize_values
 from ..utils.atomic import atomic_open, atomic_write_json
 from ..utils.config_keys import nest_keys
 
-__all__ = ["CHOSEN_CONFIG", "SELECTION_FILE", "grid_points", "point_name", "point_score", "choose",
-           "write_selection"]
+__all__ = [
+    "CHOSEN_CONFIG",
+    "SELECTION_FILE",
+    "grid_points",
+    "point_name",
+    "point_score",
+    "choose",
+    "write_selection",
+]
 
 CHOSEN_CONFIG = "chosen.yaml"
 SELECTION_FILE = "selection.json"
@@ -49,7 +57,9 @@ def grid_points(grid: dict[str, list]) -> list[dict[str, Any]]:
 
 def point_name(index: int, point: dict[str, Any], value_name) -> str:
     """A grid point's folder: its index, then each key's last part and value (``03_base_lr0.01_weight_decay0.0``)."""
-    return f"{index:02d}_" + "_".join(f"{key.split('.')[-1].lower()}{value_name(v)}" for key, v in point.items())
+    return f"{index:02d}_" + "_".join(
+        f"{key.split('.')[-1].lower()}{value_name(v)}" for key, v in point.items()
+    )
 
 
 def point_score(run_dirs: list[str], metric: str) -> float:
@@ -69,10 +79,14 @@ def point_score(run_dirs: list[str], metric: str) -> float:
             value = value["mean"] if isinstance(value, dict) else value
             per_set.append(float(value))
         if not per_set:
-            raise ValueError(f"{os.path.join(run_dir, 'results.json')}: no {metric!r} in any test set "
-                             f"(sets: {sorted(results.get('metrics', {}))})")
+            raise ValueError(
+                f"{os.path.join(run_dir, 'results.json')}: no {metric!r} in any test set "
+                f"(sets: {sorted(results.get('metrics', {}))})"
+            )
         if any(math.isnan(v) for v in per_set):
-            raise ValueError(f"{os.path.join(run_dir, 'results.json')}: {metric!r} is NaN; the grid point cannot be ranked")
+            raise ValueError(
+                f"{os.path.join(run_dir, 'results.json')}: {metric!r} is NaN; the grid point cannot be ranked"
+            )
         scores.append(sum(per_set) / len(per_set))
     return summarize_values(scores)["mean"]
 
@@ -90,8 +104,14 @@ def choose(scores: list[float], mode: str = "max") -> int:
     return best
 
 
-def write_selection(out_dir: str, base_config: str, points: list[tuple[dict, list[str]]], metric: str,
-                    mode: str = "max", log=print) -> dict:
+def write_selection(
+    out_dir: str,
+    base_config: str,
+    points: list[tuple[dict, list[str]]],
+    metric: str,
+    mode: str = "max",
+    log=print,
+) -> dict:
     """
     Score every ``(point, run dirs)``, choose, and write ``out_dir/chosen.yaml`` (``_BASE_`` the
     absolute ``base_config``, then the chosen point's keys) and ``out_dir/selection.json`` (every
@@ -99,16 +119,24 @@ def write_selection(out_dir: str, base_config: str, points: list[tuple[dict, lis
     """
     scores = [point_score(dirs, metric) for _, dirs in points]
     best = choose(scores, mode)
-    record = {"base": os.path.abspath(base_config), "metric": metric, "mode": mode,
-              "points": [{"point": p, "score": s, "runs": dirs} for (p, dirs), s in zip(points, scores)],
-              "chosen": {"index": best, "point": points[best][0], "score": scores[best]}}
+    record = {
+        "base": os.path.abspath(base_config),
+        "metric": metric,
+        "mode": mode,
+        "points": [{"point": p, "score": s, "runs": dirs} for (p, dirs), s in zip(points, scores)],
+        "chosen": {"index": best, "point": points[best][0], "score": scores[best]},
+    }
     os.makedirs(out_dir, exist_ok=True)
     with atomic_open(os.path.join(out_dir, CHOSEN_CONFIG)) as f:
-        f.write(f"# Chosen on validation by {metric} ({mode}) among {len(points)} points: {SELECTION_FILE}\n")
+        f.write(
+            f"# Chosen on validation by {metric} ({mode}) among {len(points)} points: {SELECTION_FILE}\n"
+        )
         yaml.safe_dump({"_BASE_": record["base"], **nest_keys(points[best][0])}, f, sort_keys=False)
     atomic_write_json(os.path.join(out_dir, SELECTION_FILE), record)
     width = max(len(str(p)) for p, _ in points)
     for i, ((p, _), s) in enumerate(zip(points, scores)):
         log(f"{'*' if i == best else ' '} {str(p):<{width}}  {metric} {s:.4f}")
-    log(f"chosen: {points[best][0]} ({metric} {scores[best]:.4f}) -> {os.path.join(out_dir, CHOSEN_CONFIG)}")
+    log(
+        f"chosen: {points[best][0]} ({metric} {scores[best]:.4f}) -> {os.path.join(out_dir, CHOSEN_CONFIG)}"
+    )
     return record

@@ -60,9 +60,10 @@ The runs, with their folders under the study folder:
   ``tools/train_net.py --config-file <transfer config> MODEL.WEIGHTS <exported backbone or
   weights.pkl> SEED <T>`` (detection and segmentation adopt the keys the .pkl records); the
   random-init row has ``MODEL.WEIGHTS ""`` (detection, segmentation: plus ``MODEL.KEYS_FROM_WEIGHTS``
-  = the first row's weights.pkl, so that the rows differ only by their weights). ``/pretrain_seed<S>`` appears when there are several
-  pretraining seeds.
+  = the first row's weights.pkl, so that the rows differ only by their weights).
+  ``/pretrain_seed<S>`` appears when there are several pretraining seeds.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -89,7 +90,13 @@ from .selection import CHOSEN_CONFIG, SELECTION_FILE, grid_points, point_name
 __all__ = ["Run", "Study", "StudyError", "load_study", "expand", "format_opt_value", "TOOLS"]
 
 # the scripts a study's runs are commands of, looked up in Study.tools_dir
-TOOLS = ("pretrain_net.py", "convert_to_detectron2.py", "train_net.py", "select_config.py", "report.py")
+TOOLS = (
+    "pretrain_net.py",
+    "convert_to_detectron2.py",
+    "train_net.py",
+    "select_config.py",
+    "report.py",
+)
 RANDOM_INIT = "random-init"
 SWEEPS = ("product", "one_at_a_time")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -145,19 +152,29 @@ class Study:
     #                          "resources": {...}}
     raw: dict
     resources: dict = field(default_factory=dict)  # kind -> {resource: value} (see .resources)
-    checkpoints: dict = field(default_factory=dict)  # label -> {"path": abs path, "prefix", "format", "trust"}
-    claims: list = field(default_factory=list)  # [{better, than, metric, transfers, over, name}] (see .claims)
+    checkpoints: dict = field(
+        default_factory=dict
+    )  # label -> {"path": abs path, "prefix", "format", "trust"}
+    claims: list = field(
+        default_factory=list
+    )  # [{better, than, metric, transfers, over, name}] (see .claims)
     root: str = ""  # where the file's relative paths start (absolute)
     tools_dir: str = ""  # the folder of the scripts in TOOLS that the runs call (absolute)
 
     def run_resources(self, run, cli=None):
         """The cluster resources of ``run`` (see :mod:`.resources`); ``cli``: the command line's values."""
-        entry = self.transfers.get(run.meta.get("transfer"), {}) if run.kind in ("transfer", "grid") else {}
+        entry = (
+            self.transfers.get(run.meta.get("transfer"), {})
+            if run.kind in ("transfer", "grid")
+            else {}
+        )
         return run_resources(run.kind, cli, self.resources, entry.get("resources"))
 
     def digest(self):
         """sha256 of the study's content (not its path)."""
-        return hashlib.sha256(json.dumps(self.raw, sort_keys=True, default=str).encode()).hexdigest()
+        return hashlib.sha256(
+            json.dumps(self.raw, sort_keys=True, default=str).encode()
+        ).hexdigest()
 
 
 def _fail(path, where, message):
@@ -183,8 +200,11 @@ def _seeds(path, where, value):
         return [0]
     if isinstance(value, int) and not isinstance(value, bool):
         value = [value]
-    if (not isinstance(value, list) or not value
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)):
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)
+    ):
         _fail(path, where, f"expected a non-empty list of integers >= 0, got {value!r}")
     if len(set(value)) != len(value):
         _fail(path, where, f"repeated seeds in {value!r}")
@@ -196,7 +216,11 @@ def _config_path(path, where, value, root):
         _fail(path, where, f"expected a config file path, got {value!r}")
     full = value if os.path.isabs(value) else os.path.join(root, value)
     if not os.path.isfile(full):
-        _fail(path, where, f"no such config file {value!r} (relative paths start at the study's root {root})")
+        _fail(
+            path,
+            where,
+            f"no such config file {value!r} (relative paths start at the study's root {root})",
+        )
     return full
 
 
@@ -235,9 +259,11 @@ def _entries(path, where, value, root, extra=()):
         _check_keys(path, f"{where}.{name}", entry, {"config", "opts", *extra})
         if "config" not in entry:
             _fail(path, f"{where}.{name}", "missing 'config'")
-        entries[name] = {"config": _config_path(path, f"{where}.{name}.config", entry["config"], root),
-                         "opts": _opts(path, f"{where}.{name}.opts", entry.get("opts")),
-                         **{k: entry[k] for k in extra if k in entry}}
+        entries[name] = {
+            "config": _config_path(path, f"{where}.{name}.config", entry["config"], root),
+            "opts": _opts(path, f"{where}.{name}.opts", entry.get("opts")),
+            **{k: entry[k] for k in extra if k in entry},
+        }
     return entries
 
 
@@ -248,8 +274,13 @@ def _checkpoints(path, raw, methods, root):
         where = f"checkpoints.{label}"
         _label(path, where, label)
         if label == RANDOM_INIT or label in methods:
-            _fail(path, where, f"{label!r} is already a row of the study ({'the baseline' if label == RANDOM_INIT else 'a pretraining method'}); "
-                  "give the checkpoint another label")
+            _fail(
+                path,
+                where,
+                f"{label!r} is already a row of the study "
+                f"({'the baseline' if label == RANDOM_INIT else 'a pretraining method'}); "
+                "give the checkpoint another label",
+            )
         if isinstance(entry, str):
             entry = {"path": entry}
         entry = _mapping(path, where, entry, required=True)
@@ -259,7 +290,11 @@ def _checkpoints(path, raw, methods, root):
             _fail(path, f"{where}.path", f"expected the path of a checkpoint file, got {file!r}")
         full = os.path.abspath(file if os.path.isabs(file) else os.path.join(root, file))
         if not os.path.isfile(full):
-            _fail(path, f"{where}.path", f"no such file {file!r} (relative paths start at the study's root {root})")
+            _fail(
+                path,
+                f"{where}.path",
+                f"no such file {file!r} (relative paths start at the study's root {root})",
+            )
         for key in ("prefix", "format"):
             if entry.get(key) is not None and not isinstance(entry[key], str):
                 _fail(path, f"{where}.{key}", f"expected a string, got {entry[key]!r}")
@@ -269,11 +304,20 @@ def _checkpoints(path, raw, methods, root):
 
         digest = file_sha256(full)
         if digest in by_digest:  # one network under two names would look like two results
-            _fail(path, where, f"{full} has the same content (sha256 {digest[:12]}) as checkpoints.{by_digest[digest]}; "
-                  "one checkpoint is one row")
+            _fail(
+                path,
+                where,
+                f"{full} has the same content (sha256 {digest[:12]}) as checkpoints.{by_digest[digest]}; "
+                "one checkpoint is one row",
+            )
         by_digest[digest] = label
-        out[label] = {"path": full, "prefix": entry.get("prefix"), "format": entry.get("format"),
-                      "trust": entry.get("trust", False), "digest": digest}
+        out[label] = {
+            "path": full,
+            "prefix": entry.get("prefix"),
+            "format": entry.get("format"),
+            "trust": entry.get("trust", False),
+            "digest": digest,
+        }
     return out
 
 
@@ -292,48 +336,102 @@ def _claims(path, value, labels, axes, transfer_names=()):
         _check_keys(path, where, claim, CLAIM_KEYS)
         for key in ("better", "than", "metric"):
             if not isinstance(claim.get(key), str) or not claim[key]:
-                _fail(path, f"{where}.{key}", f"expected a {'row label' if key != 'metric' else 'metric name'}, "
-                      f"got {claim.get(key)!r}")
+                _fail(
+                    path,
+                    f"{where}.{key}",
+                    f"expected a {'row label' if key != 'metric' else 'metric name'}, "
+                    f"got {claim.get(key)!r}",
+                )
         if claim.get("row") is not None:  # two transfers of one row
             if not isinstance(claim["row"], str) or claim["row"].split("__")[0] not in labels:
-                _fail(path, f"{where}.row", f"{claim['row']!r} is not a row of the study; rows: {labels}")
+                _fail(
+                    path,
+                    f"{where}.row",
+                    f"{claim['row']!r} is not a row of the study; rows: {labels}",
+                )
             if "transfers" in claim:
-                _fail(path, where, "a claim about one row compares the transfers named by better/than; "
-                      "'transfers' does not apply")
+                _fail(
+                    path,
+                    where,
+                    "a claim about one row compares the transfers named by better/than; "
+                    "'transfers' does not apply",
+                )
             for key in ("better", "than"):
                 if claim[key].count("*") > 1 or claim[key].count("*") != claim["better"].count("*"):
-                    _fail(path, f"{where}.{key}", f"{claim[key]!r}: better and than must both have one '*' "
-                          "(paired by what it matches) or none")
+                    _fail(
+                        path,
+                        f"{where}.{key}",
+                        f"{claim[key]!r}: better and than must both have one '*' "
+                        "(paired by what it matches) or none",
+                    )
                 if not any(fnmatch.fnmatchcase(t, claim[key]) for t in transfer_names):
-                    _fail(path, f"{where}.{key}", f"{claim[key]!r} matches no transfer; transfers: {transfer_names}")
+                    _fail(
+                        path,
+                        f"{where}.{key}",
+                        f"{claim[key]!r} matches no transfer; transfers: {transfer_names}",
+                    )
             if claim["better"] == claim["than"]:
                 _fail(path, where, f"compares {claim['better']!r} with itself")
-            out.append({"better": claim["better"], "than": claim["than"], "metric": claim["metric"],
-                        "row": claim["row"], "over": claim.get("over", "seeds"), "name": claim.get("name")})
+            out.append(
+                {
+                    "better": claim["better"],
+                    "than": claim["than"],
+                    "metric": claim["metric"],
+                    "row": claim["row"],
+                    "over": claim.get("over", "seeds"),
+                    "name": claim.get("name"),
+                }
+            )
             if out[-1]["over"] not in OVER:
-                _fail(path, f"{where}.over", f"expected one of {', '.join(OVER)}, got {out[-1]['over']!r}")
+                _fail(
+                    path,
+                    f"{where}.over",
+                    f"expected one of {', '.join(OVER)}, got {out[-1]['over']!r}",
+                )
             continue
         for key in ("better", "than"):
             label, *parts = claim[key].split("__")
             if label not in labels:
-                _fail(path, f"{where}.{key}", f"{label!r} is not a row of the study; rows: {labels}")
+                _fail(
+                    path, f"{where}.{key}", f"{label!r} is not a row of the study; rows: {labels}"
+                )
             unknown = [p.split("-", 1)[0] for p in parts if p.split("-", 1)[0] not in axes]
             if unknown:
-                _fail(path, f"{where}.{key}", f"{claim[key]!r} names axes {unknown} the study does not have ({axes})")
+                _fail(
+                    path,
+                    f"{where}.{key}",
+                    f"{claim[key]!r} names axes {unknown} the study does not have ({axes})",
+                )
         if claim["better"] == claim["than"]:
             _fail(path, where, f"compares {claim['better']!r} with itself")
         transfers = claim.get("transfers", ["*"])
         if isinstance(transfers, str):
             transfers = [transfers]
-        if not isinstance(transfers, list) or not transfers or not all(isinstance(t, str) and t for t in transfers):
-            _fail(path, f"{where}.transfers", f"expected a list of transfer names or patterns, got {transfers!r}")
+        if (
+            not isinstance(transfers, list)
+            or not transfers
+            or not all(isinstance(t, str) and t for t in transfers)
+        ):
+            _fail(
+                path,
+                f"{where}.transfers",
+                f"expected a list of transfer names or patterns, got {transfers!r}",
+            )
         over = claim.get("over", "seeds")
         if over not in OVER:
             _fail(path, f"{where}.over", f"expected one of {', '.join(OVER)}, got {over!r}")
         if claim.get("name") is not None and not isinstance(claim["name"], str):
             _fail(path, f"{where}.name", f"expected a string, got {claim['name']!r}")
-        out.append({"better": claim["better"], "than": claim["than"], "metric": claim["metric"],
-                    "transfers": list(transfers), "over": over, "name": claim.get("name")})
+        out.append(
+            {
+                "better": claim["better"],
+                "than": claim["than"],
+                "metric": claim["metric"],
+                "transfers": list(transfers),
+                "over": over,
+                "name": claim.get("name"),
+            }
+        )
     return out
 
 
@@ -352,10 +450,18 @@ def _add_cli_checkpoints(path, raw, checkpoints, no_pretrain):
     if no_pretrain and pre is not None:
         dropped = set(pre.get("methods") or {})
         raw["pretrain"] = {k: v for k, v in pre.items() if k == "random_init"}
-    if dropped and isinstance(raw.get("claims"), list):  # claims about the left-out rows cannot be checked
-        raw["claims"] = [c for c in raw["claims"] if not isinstance(c, dict)
-                         or not {str(c.get(k, "")).split("__")[0] for k in ("better", "than", "row")} & dropped]
-    runs = (raw.get("transfer") or {}).get("runs") if isinstance(raw.get("transfer"), dict) else None
+    if dropped and isinstance(
+        raw.get("claims"), list
+    ):  # claims about the left-out rows cannot be checked
+        raw["claims"] = [
+            c
+            for c in raw["claims"]
+            if not isinstance(c, dict)
+            or not {str(c.get(k, "")).split("__")[0] for k in ("better", "than", "row")} & dropped
+        ]
+    runs = (
+        (raw.get("transfer") or {}).get("runs") if isinstance(raw.get("transfer"), dict) else None
+    )
     if isinstance(runs, dict):
         for entry in runs.values():
             if isinstance(entry, dict) and isinstance(entry.get("methods"), list):
@@ -364,8 +470,14 @@ def _add_cli_checkpoints(path, raw, checkpoints, no_pretrain):
     return raw
 
 
-def load_study(path: str, checkpoints: dict[str, str] | None = None, no_pretrain: bool = False, *,
-               root: str | None = None, tools_dir: str | None = None) -> Study:
+def load_study(
+    path: str,
+    checkpoints: dict[str, str] | None = None,
+    no_pretrain: bool = False,
+    *,
+    root: str | None = None,
+    tools_dir: str | None = None,
+) -> Study:
     """
     Read and validate a study file; raises :class:`StudyError` naming the file and key.
 
@@ -382,8 +494,10 @@ def load_study(path: str, checkpoints: dict[str, str] | None = None, no_pretrain
     tools_dir = os.path.abspath(tools_dir if tools_dir is not None else os.path.join(root, "tools"))
     missing = [t for t in TOOLS if not os.path.isfile(os.path.join(tools_dir, t))]
     if missing:
-        raise StudyError(f"{path}: the runs call {', '.join(TOOLS)}, and {tools_dir} lacks {', '.join(missing)}; "
-                         "run from the repository root or give the folder of contrastive-det's tools/")
+        raise StudyError(
+            f"{path}: the runs call {', '.join(TOOLS)}, and {tools_dir} lacks {', '.join(missing)}; "
+            "run from the repository root or give the folder of contrastive-det's tools/"
+        )
     try:
         raw = load_yaml_file(path)
     except DuplicateKeyError as e:
@@ -391,8 +505,22 @@ def load_study(path: str, checkpoints: dict[str, str] | None = None, no_pretrain
     except yaml.YAMLError as e:
         raise StudyError(f"{path}: not valid YAML: {e}") from None
     raw = _mapping(path, "top level", raw, required=True)
-    _check_keys(path, "top level", raw, {"name", "output_dir", "pretrain", "transfer", "description", "resources",
-                                         "checkpoints", "random_init", "claims"})
+    _check_keys(
+        path,
+        "top level",
+        raw,
+        {
+            "name",
+            "output_dir",
+            "pretrain",
+            "transfer",
+            "description",
+            "resources",
+            "checkpoints",
+            "random_init",
+            "claims",
+        },
+    )
     if checkpoints or no_pretrain:
         raw = _add_cli_checkpoints(path, raw, checkpoints, no_pretrain)
     resources = {}
@@ -411,11 +539,19 @@ def load_study(path: str, checkpoints: dict[str, str] | None = None, no_pretrain
     if pre.get("methods") is None and raw.get("checkpoints"):
         methods = {}  # a study of existing checkpoints only
         if pre.get("axes"):
-            _fail(path, "pretrain.axes", "axes sweep pretraining runs, and the study has no pretrain.methods")
+            _fail(
+                path,
+                "pretrain.axes",
+                "axes sweep pretraining runs, and the study has no pretrain.methods",
+            )
     else:
         methods = _entries(path, "pretrain.methods", pre.get("methods"), root)
     if RANDOM_INIT in methods:
-        _fail(path, "pretrain.methods", f"{RANDOM_INIT!r} is the baseline row (pretrain.random_init), not a method")
+        _fail(
+            path,
+            "pretrain.methods",
+            f"{RANDOM_INIT!r} is the baseline row (pretrain.random_init), not a method",
+        )
     axes = {}
     for axis, spec in _mapping(path, "pretrain.axes", pre.get("axes")).items():
         _label(path, f"pretrain.axes.{axis}", axis)
@@ -425,23 +561,43 @@ def load_study(path: str, checkpoints: dict[str, str] | None = None, no_pretrain
         _opts(path, f"pretrain.axes.{axis}.key", {key: None})
         values = spec.get("values")
         if not isinstance(values, list) or not values:
-            _fail(path, f"pretrain.axes.{axis}.values", f"expected a non-empty list, got {values!r}")
+            _fail(
+                path, f"pretrain.axes.{axis}.values", f"expected a non-empty list, got {values!r}"
+            )
         if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
             _fail(path, f"pretrain.axes.{axis}.values", f"repeated values in {values!r}")
         folders = {}
-        for v in values:  # each value's runs go to a folder named after it: two values, one folder = one run
+        for v in (
+            values
+        ):  # each value's runs go to a folder named after it: two values, one folder = one run
             other = folders.setdefault(_value_name(v), v)
             if other is not v:
-                _fail(path, f"pretrain.axes.{axis}.values", f"values {other!r} and {v!r} map to the same run folder "
-                      f"name {_value_name(v)!r}; rename one (e.g. a file) so that their runs stay apart")
+                _fail(
+                    path,
+                    f"pretrain.axes.{axis}.values",
+                    f"values {other!r} and {v!r} map to the same run folder "
+                    f"name {_value_name(v)!r}; rename one (e.g. a file) so that their runs stay apart",
+                )
         only = spec.get("methods")
         if only is not None:  # an axis of some methods only (e.g. SCAN's neighbourhood size)
             if not isinstance(only, list) or not only or not all(isinstance(m, str) for m in only):
-                _fail(path, f"pretrain.axes.{axis}.methods", f"expected a non-empty list of method labels, got {only!r}")
+                _fail(
+                    path,
+                    f"pretrain.axes.{axis}.methods",
+                    f"expected a non-empty list of method labels, got {only!r}",
+                )
             unknown = [m for m in only if m not in methods]
             if unknown:
-                _fail(path, f"pretrain.axes.{axis}.methods", f"unknown methods {unknown}; the study has {list(methods)}")
-        axes[axis] = {"key": key, "values": list(values), "methods": list(only) if only is not None else None}
+                _fail(
+                    path,
+                    f"pretrain.axes.{axis}.methods",
+                    f"unknown methods {unknown}; the study has {list(methods)}",
+                )
+        axes[axis] = {
+            "key": key,
+            "values": list(values),
+            "methods": list(only) if only is not None else None,
+        }
     sweep = pre.get("sweep", "product")
     if sweep not in SWEEPS:
         _fail(path, "pretrain.sweep", f"expected one of {', '.join(SWEEPS)}, got {sweep!r}")
@@ -456,37 +612,73 @@ def load_study(path: str, checkpoints: dict[str, str] | None = None, no_pretrain
     tr = _mapping(path, "transfer", raw.get("transfer"), required=True)
     _check_keys(path, "transfer", tr, {"runs", "seeds"})
     transfer_seeds = _seeds(path, "transfer.seeds", tr.get("seeds"))
-    transfers = _entries(path, "transfer.runs", tr.get("runs"), root, extra=("seeds", "methods", "resources", "select"))
+    transfers = _entries(
+        path,
+        "transfer.runs",
+        tr.get("runs"),
+        root,
+        extra=("seeds", "methods", "resources", "select"),
+    )
     for tname, entry in transfers.items():
         where = f"transfer.runs.{tname}"
-        entry["resources"], error = check_resources(f"{where}.resources", entry.get("resources", {}))
+        entry["resources"], error = check_resources(
+            f"{where}.resources", entry.get("resources", {})
+        )
         if error:
             raise StudyError(f"{path}: {error}")
-        entry["seeds"] = _seeds(path, f"{where}.seeds", entry["seeds"]) if "seeds" in entry else transfer_seeds
-        entry["select"] = _select(path, f"{where}.select", entry["select"], entry) if "select" in entry else None
+        entry["seeds"] = (
+            _seeds(path, f"{where}.seeds", entry["seeds"]) if "seeds" in entry else transfer_seeds
+        )
+        entry["select"] = (
+            _select(path, f"{where}.select", entry["select"], entry) if "select" in entry else None
+        )
         if "methods" in entry:
             known = [*methods, *brought, *([RANDOM_INIT] if random_init else [])]
             chosen = entry["methods"]
-            if not isinstance(chosen, list) or not (chosen or no_pretrain) or not all(isinstance(m, str) for m in chosen):
-                _fail(path, f"{where}.methods", f"expected a non-empty list of method labels, got {chosen!r}")
+            if (
+                not isinstance(chosen, list)
+                or not (chosen or no_pretrain)
+                or not all(isinstance(m, str) for m in chosen)
+            ):
+                _fail(
+                    path,
+                    f"{where}.methods",
+                    f"expected a non-empty list of method labels, got {chosen!r}",
+                )
             unknown = [m for m in chosen if m not in known]
             if unknown:
                 _fail(path, f"{where}.methods", f"unknown methods {unknown}; the study has {known}")
         else:
             entry["methods"] = None  # every method and the random-init row
-    claims = _claims(path, raw.get("claims"), [*methods, *brought, RANDOM_INIT], list(axes), list(transfers))
+    claims = _claims(
+        path, raw.get("claims"), [*methods, *brought, RANDOM_INIT], list(axes), list(transfers)
+    )
     return Study(
-        path=os.path.abspath(path), name=name, output_dir=os.path.abspath(output_dir), methods=methods, axes=axes,
+        path=os.path.abspath(path),
+        name=name,
+        output_dir=os.path.abspath(output_dir),
+        methods=methods,
+        axes=axes,
         sweep=sweep,
         pretrain_seeds=_seeds(path, "pretrain.seeds", pre.get("seeds")),
-        pretrain_opts=_opts(path, "pretrain.opts", pre.get("opts")), random_init=random_init,
-        transfer_seeds=transfer_seeds, transfers=transfers, raw=copy.deepcopy(raw), resources=resources,
-        checkpoints=brought, claims=claims, root=root, tools_dir=tools_dir,
+        pretrain_opts=_opts(path, "pretrain.opts", pre.get("opts")),
+        random_init=random_init,
+        transfer_seeds=transfer_seeds,
+        transfers=transfers,
+        raw=copy.deepcopy(raw),
+        resources=resources,
+        checkpoints=brought,
+        claims=claims,
+        root=root,
+        tools_dir=tools_dir,
     )
 
 
 def format_opt_value(value: Any) -> str:
-    """A YAML value as yacs reads it from the command line (lists as tuples): :func:`~contrastive_det.utils.config_keys.cli_value`."""
+    """
+    A YAML value as yacs reads it from the command line (lists as tuples):
+    :func:`~contrastive_det.utils.config_keys.cli_value`.
+    """
     return cli_value(value)
 
 
@@ -510,12 +702,20 @@ def _select(path, where, value, entry):
     value = _mapping(path, where, value, required=True)
     _check_keys(path, where, value, {"grid", "points", "metric", "mode", "opts", "seeds"})
     if ("grid" in value) == ("points" in value):
-        _fail(path, where, "give grid: {KEY: [values]} (every combination) or points: [{KEY: value}, ...], one of them")
+        _fail(
+            path,
+            where,
+            "give grid: {KEY: [values]} (every combination) or points: [{KEY: value}, ...], one of them",
+        )
     if "grid" in value:
         grid = _opts(path, f"{where}.grid", value["grid"])
         for key, values in grid.items():
             if not isinstance(values, list) or not values:
-                _fail(path, f"{where}.grid.{key}", f"expected a non-empty list of values, got {values!r}")
+                _fail(
+                    path,
+                    f"{where}.grid.{key}",
+                    f"expected a non-empty list of values, got {values!r}",
+                )
             if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
                 _fail(path, f"{where}.grid.{key}", f"repeated values in {values!r}")
         if not grid:
@@ -524,7 +724,11 @@ def _select(path, where, value, entry):
     else:
         points = value["points"]
         if not isinstance(points, list) or not points:
-            _fail(path, f"{where}.points", f"expected a non-empty list of {{KEY: value}} mappings, got {points!r}")
+            _fail(
+                path,
+                f"{where}.points",
+                f"expected a non-empty list of {{KEY: value}} mappings, got {points!r}",
+            )
         points = [_opts(path, f"{where}.points[{i}]", p) for i, p in enumerate(points)]
         if any(not p or set(p) != set(points[0]) for p in points):
             _fail(path, f"{where}.points", "every point must set the same, non-empty set of keys")
@@ -532,19 +736,31 @@ def _select(path, where, value, entry):
             _fail(path, f"{where}.points", "repeated points")
     metric = value.get("metric")
     if not isinstance(metric, str) or not metric:
-        _fail(path, f"{where}.metric", f"expected a metric of the runs' results.json (e.g. classification/score), got {metric!r}")
+        _fail(
+            path,
+            f"{where}.metric",
+            f"expected a metric of the runs' results.json (e.g. classification/score), got {metric!r}",
+        )
     mode = value.get("mode", "max")
     if mode not in ("max", "min"):
         _fail(path, f"{where}.mode", f"expected max or min, got {mode!r}")
     opts = _opts(path, f"{where}.opts", value.get("opts"))
     if not opts:  # without it the grid would be scored on the test sets: selection on test
-        _fail(path, f"{where}.opts", "missing: the overrides that make a grid run score on the validation split, "
-              "e.g. {CLASSIFICATION.EVAL_ON_VAL: true}")
+        _fail(
+            path,
+            f"{where}.opts",
+            "missing: the overrides that make a grid run score on the validation split, "
+            "e.g. {CLASSIFICATION.EVAL_ON_VAL: true}",
+        )
     for key in points[0]:
         for other, source in ((entry.get("opts") or {}, "opts"), (opts, "select.opts")):
             if key in other:
-                _fail(path, where, f"{key} is a grid key and is also set in the transfer's {source}; the refit "
-                      "runs would not use the chosen value")
+                _fail(
+                    path,
+                    where,
+                    f"{key} is a grid key and is also set in the transfer's {source}; the refit "
+                    "runs would not use the chosen value",
+                )
     seeds = _seeds(path, f"{where}.seeds", value["seeds"]) if "seeds" in value else None
     return {"points": points, "metric": metric, "mode": mode, "opts": opts, "seeds": seeds}
 
@@ -557,7 +773,11 @@ def _task_of(config):
 def _combos(study, method):
     """The axis values ``method`` is pretrained with: [{axis: value}], by the study's sweep, over the axes
     that apply to it (an axis with ``methods:`` applies to those only; the others run once, without it)."""
-    axes = {a: spec for a, spec in study.axes.items() if spec.get("methods") is None or method in spec["methods"]}
+    axes = {
+        a: spec
+        for a, spec in study.axes.items()
+        if spec.get("methods") is None or method in spec["methods"]
+    }
     if study.sweep == "one_at_a_time":
         return [{}] + [{axis: v} for axis, spec in axes.items() for v in spec["values"]]
     combos = [{}]
@@ -569,6 +789,7 @@ def _combos(study, method):
 def _check_claim_is_measured(study, i, claim, method_of):
     """A claim whose rows never run on its transfers (a transfer's ``methods:`` leaves one out) could only
     ever be "not measured": refuse it at expansion, naming the transfers and the rows they run."""
+
     def runs(tname, row):
         methods = study.transfers[tname]["methods"]
         return methods is None or method_of[row] in methods
@@ -578,19 +799,31 @@ def _check_claim_is_measured(study, i, claim, method_of):
         for tname in study.transfers:
             if fnmatch.fnmatchcase(tname, claim["better"]):
                 prefix, _, suffix = claim["better"].partition("*")
-                wild = tname[len(prefix):len(tname) - len(suffix)] if "*" in claim["better"] else ""
+                wild = (
+                    tname[len(prefix) : len(tname) - len(suffix)] if "*" in claim["better"] else ""
+                )
                 pairs.append((tname, claim["than"].replace("*", wild, 1)))
-        if not any(other in study.transfers and runs(t, claim["row"]) and runs(other, claim["row"]) for t, other in pairs):
-            raise StudyError(f"{study.path}: claims[{i}]: row {claim['row']!r} runs on no pair of transfers "
-                             f"{claim['better']!r} / {claim['than']!r} (pairs found: {pairs or 'none'}); "
-                             "the claim could never be measured")
+        if not any(
+            other in study.transfers and runs(t, claim["row"]) and runs(other, claim["row"])
+            for t, other in pairs
+        ):
+            raise StudyError(
+                f"{study.path}: claims[{i}]: row {claim['row']!r} runs on no pair of transfers "
+                f"{claim['better']!r} / {claim['than']!r} (pairs found: {pairs or 'none'}); "
+                "the claim could never be measured"
+            )
         return
     patterns = claim.get("transfers") or ["*"]
     matched = [t for t in study.transfers if any(fnmatch.fnmatchcase(t, p) for p in patterns)]
     if not any(runs(t, claim["better"]) and runs(t, claim["than"]) for t in matched):
-        detail = "; ".join(f"{t} runs {study.transfers[t]['methods'] or 'every row'}" for t in matched) or "none match"
-        raise StudyError(f"{study.path}: claims[{i}]: no transfer of {patterns} runs both {claim['better']!r} and "
-                         f"{claim['than']!r} ({detail}); the claim could never be measured")
+        detail = (
+            "; ".join(f"{t} runs {study.transfers[t]['methods'] or 'every row'}" for t in matched)
+            or "none match"
+        )
+        raise StudyError(
+            f"{study.path}: claims[{i}]: no transfer of {patterns} runs both {claim['better']!r} and "
+            f"{claim['than']!r} ({detail}); the claim could never be measured"
+        )
 
 
 @dataclass(frozen=True)
@@ -610,37 +843,83 @@ class _RowTransfer:
     row_opts: dict  # overrides of this row (a brought checkpoint's, random init's)
 
     def meta(self, **extra):
-        return {"method": self.method, "row": self.row, "axes": self.axes, **extra,
-                "pretrain_seed": self.pretrain_seed, "transfer": self.name}
+        return {
+            "method": self.method,
+            "row": self.row,
+            "axes": self.axes,
+            **extra,
+            "pretrain_seed": self.pretrain_seed,
+            "transfer": self.name,
+        }
 
     def train_argv(self, tools, seed, out, *opts):
         """``train_net.py --config-file C [opts] MODEL.WEIGHTS W RESULTS.METHOD M SEED t OUTPUT_DIR out``."""
-        return [os.path.join(tools, "train_net.py"), "--config-file", self.config,
-                *_argv_opts(self.entry["opts"], self.row_opts, *opts), "MODEL.WEIGHTS", self.weights,
-                "RESULTS.METHOD", self.method, "SEED", str(seed), "OUTPUT_DIR", out]
+        return [
+            os.path.join(tools, "train_net.py"),
+            "--config-file",
+            self.config,
+            *_argv_opts(self.entry["opts"], self.row_opts, *opts),
+            "MODEL.WEIGHTS",
+            self.weights,
+            "RESULTS.METHOD",
+            self.method,
+            "SEED",
+            str(seed),
+            "OUTPUT_DIR",
+            out,
+        ]
 
 
 def _selection_runs(study, sid, rt):
-    """The grid runs of one row's selection on validation (``rt``: a :class:`_RowTransfer`), then its select run (last)."""
+    """
+    The grid runs of one row's selection on validation (``rt``: a :class:`_RowTransfer`), then its
+    select run (last).
+    """
     sel, runs, points = rt.entry["select"], [], []
     for i, point in enumerate(sel["points"]):
         dirs = []
         for t in sel["seeds"] or rt.entry["seeds"][:1]:
             gid = f"{sid}/{point_name(i, point, _value_name)}/seed{t}"
             out = os.path.join(study.output_dir, gid)
-            runs.append(Run(gid, "grid", rt.train_argv(study.tools_dir, t, out, sel["opts"], point), list(rt.deps), out,
-                            [os.path.join(out, RESULTS_FILE)],
-                            rt.meta(seed=t, task=rt.task, config=rt.entry["config"], point=point)))
+            runs.append(
+                Run(
+                    gid,
+                    "grid",
+                    rt.train_argv(study.tools_dir, t, out, sel["opts"], point),
+                    list(rt.deps),
+                    out,
+                    [os.path.join(out, RESULTS_FILE)],
+                    rt.meta(seed=t, task=rt.task, config=rt.entry["config"], point=point),
+                )
+            )
             dirs.append(out)
         points.append((point, dirs))
     cid = f"{sid}/choice"
     out = os.path.join(study.output_dir, cid)
-    argv = [os.path.join(study.tools_dir, "select_config.py"), "--base", rt.config, "--metric", sel["metric"],
-            "--mode", sel["mode"], "--out", out]
+    argv = [
+        os.path.join(study.tools_dir, "select_config.py"),
+        "--base",
+        rt.config,
+        "--metric",
+        sel["metric"],
+        "--mode",
+        sel["mode"],
+        "--out",
+        out,
+    ]
     for point, dirs in points:
         argv += ["--point", json.dumps(point), *dirs]
-    runs.append(Run(cid, "select", argv, [r.id for r in runs], out,
-                    [os.path.join(out, CHOSEN_CONFIG), os.path.join(out, SELECTION_FILE)], rt.meta()))
+    runs.append(
+        Run(
+            cid,
+            "select",
+            argv,
+            [r.id for r in runs],
+            out,
+            [os.path.join(out, CHOSEN_CONFIG), os.path.join(out, SELECTION_FILE)],
+            rt.meta(),
+        )
+    )
     return runs
 
 
@@ -657,37 +936,85 @@ def expand(study: Study) -> list[Run]:
                 rid = f"pretrain/{row}/seed{s}"
                 out = os.path.join(root, rid)
                 axis_opts = {study.axes[a]["key"]: v for a, v in combo.items()}
-                argv = [os.path.join(tools, "pretrain_net.py"), "--config-file", entry["config"],
-                        *_argv_opts(study.pretrain_opts, entry["opts"], axis_opts),
-                        "SEED", str(s), "OUTPUT_DIR", out]
+                argv = [
+                    os.path.join(tools, "pretrain_net.py"),
+                    "--config-file",
+                    entry["config"],
+                    *_argv_opts(study.pretrain_opts, entry["opts"], axis_opts),
+                    "SEED",
+                    str(s),
+                    "OUTPUT_DIR",
+                    out,
+                ]
                 backbone = os.path.join(out, "backbone.pth")
-                runs.append(Run(rid, "pretrain", argv, [], out, [backbone, os.path.join(out, RESULTS_FILE)],
-                                {"method": method, "row": row, "axes": dict(combo), "seed": s, "config": entry["config"]}))
+                runs.append(
+                    Run(
+                        rid,
+                        "pretrain",
+                        argv,
+                        [],
+                        out,
+                        [backbone, os.path.join(out, RESULTS_FILE)],
+                        {
+                            "method": method,
+                            "row": row,
+                            "axes": dict(combo),
+                            "seed": s,
+                            "config": entry["config"],
+                        },
+                    )
+                )
                 rows.append((row, method, dict(combo), s, backbone, rid))
     for label, ckpt in study.checkpoints.items():
         rid = f"checkpoint/{label}"
         out = os.path.join(root, rid)
         backbone = os.path.join(out, "backbone.pth")
-        argv = [os.path.join(tools, "convert_to_detectron2.py"), ckpt["path"], backbone, "--to", "torchvision",
-                "--method", label]
+        argv = [
+            os.path.join(tools, "convert_to_detectron2.py"),
+            ckpt["path"],
+            backbone,
+            "--to",
+            "torchvision",
+            "--method",
+            label,
+        ]
         for key in ("prefix", "format"):
             if ckpt[key] is not None:  # "" is a prefix too: the keys at the top level
                 argv += [f"--{key}", ckpt[key]]
         if ckpt["trust"]:
             argv.append("--trust")
-        runs.append(Run(rid, "convert", argv, [], out, [backbone],
-                        {"method": label, "row": label, "axes": {}, "seed": None, "checkpoint": ckpt["path"]},
-                        inputs=[ckpt["path"]]))
+        runs.append(
+            Run(
+                rid,
+                "convert",
+                argv,
+                [],
+                out,
+                [backbone],
+                {
+                    "method": label,
+                    "row": label,
+                    "axes": {},
+                    "seed": None,
+                    "checkpoint": ckpt["path"],
+                },
+                inputs=[ckpt["path"]],
+            )
+        )
         rows.append((label, label, {}, None, backbone, rid))
     if study.random_init:
         rows.append((RANDOM_INIT, RANDOM_INIT, {}, None, None, None))
 
     labels = [r[0] for r in rows]
-    for i, claim in enumerate(study.claims):  # a row with a mistyped axis value would only ever be "not measured"
+    for i, claim in enumerate(
+        study.claims
+    ):  # a row with a mistyped axis value would only ever be "not measured"
         for key in ("row",) if claim.get("row") else ("better", "than"):
             if claim[key] not in labels:
-                raise StudyError(f"{study.path}: claims[{i}].{key}: no row {claim[key]!r}; the study's rows: "
-                                 f"{list(dict.fromkeys(labels))}")
+                raise StudyError(
+                    f"{study.path}: claims[{i}].{key}: no row {claim[key]!r}; the study's rows: "
+                    f"{list(dict.fromkeys(labels))}"
+                )
         _check_claim_is_measured(study, i, claim, {r[0]: r[1] for r in rows})
     multi_seed = len(study.pretrain_seeds) > 1
     for tname, tentry in study.transfers.items():
@@ -701,18 +1028,57 @@ def expand(study: Study) -> list[Run]:
             row_opts = dict(task_cls.checkpoint_row_opts) if method in study.checkpoints else {}
             if backbone is not None:
                 deps, weights = [pre_id], backbone
-                if converted:  # converted and verified once; the run adopts the keys the .pkl records
-                    cid = f"convert/{row}/{tname}" if method in study.checkpoints else f"convert/{row}/seed{pseed}/{tname}"
+                if (
+                    converted
+                ):  # converted and verified once; the run adopts the keys the .pkl records
+                    cid = (
+                        f"convert/{row}/{tname}"
+                        if method in study.checkpoints
+                        else f"convert/{row}/seed{pseed}/{tname}"
+                    )
                     cout = os.path.join(root, cid)
                     pkl = os.path.join(cout, "weights.pkl")
-                    argv = [os.path.join(tools, "convert_to_detectron2.py"), backbone, pkl, "--base", tentry["config"]]
-                    runs.append(Run(cid, "convert", argv, [pre_id], cout, [pkl],
-                                    {"method": method, "row": row, "axes": combo, "seed": pseed, "transfer": tname}))
+                    argv = [
+                        os.path.join(tools, "convert_to_detectron2.py"),
+                        backbone,
+                        pkl,
+                        "--base",
+                        tentry["config"],
+                    ]
+                    runs.append(
+                        Run(
+                            cid,
+                            "convert",
+                            argv,
+                            [pre_id],
+                            cout,
+                            [pkl],
+                            {
+                                "method": method,
+                                "row": row,
+                                "axes": combo,
+                                "seed": pseed,
+                                "transfer": tname,
+                            },
+                        )
+                    )
                     first_convert = first_convert or (cid, pkl)
                     deps, weights = [cid], pkl
             elif converted and first_convert is not None:  # random init of the first row's network
                 deps, row_opts = [first_convert[0]], {"MODEL.KEYS_FROM_WEIGHTS": first_convert[1]}
-            rt = _RowTransfer(tname, tentry, task, method, row, combo, pseed, deps, weights, tentry["config"], row_opts)
+            rt = _RowTransfer(
+                tname,
+                tentry,
+                task,
+                method,
+                row,
+                combo,
+                pseed,
+                deps,
+                weights,
+                tentry["config"],
+                row_opts,
+            )
             suffix = f"/pretrain_seed{pseed}" if multi_seed and pseed is not None else ""
             if tentry["select"] is not None:
                 runs.extend(_selection_runs(study, f"select/{tname}/{row}{suffix}", rt))
@@ -721,7 +1087,15 @@ def expand(study: Study) -> list[Run]:
             for t in tentry["seeds"]:
                 rid = f"transfer/{tname}/{row}{suffix}/seed{t}"
                 out = os.path.join(root, rid)
-                runs.append(Run(rid, "transfer", rt.train_argv(tools, t, out), rt.deps, out,
-                                [os.path.join(out, RESULTS_FILE)],
-                                rt.meta(seed=t, task=task, config=tentry["config"])))
+                runs.append(
+                    Run(
+                        rid,
+                        "transfer",
+                        rt.train_argv(tools, t, out),
+                        rt.deps,
+                        out,
+                        [os.path.join(out, RESULTS_FILE)],
+                        rt.meta(seed=t, task=task, config=tentry["config"]),
+                    )
+                )
     return runs

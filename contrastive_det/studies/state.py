@@ -15,6 +15,7 @@ config keys of :data:`CONTENT_KEYS` name, e.g. a label map) and of the digests o
 depends on: a changed config file, override, seed, checkpoint file, label map or upstream run
 changes it, and the run is done again.
 """
+
 import argparse
 import fcntl
 import hashlib
@@ -26,8 +27,20 @@ import time
 from ..utils.atomic import atomic_write_json
 from ..utils.config_keys import get_key
 
-__all__ = ["StudyState", "StudyLock", "StudyLocked", "run_digest", "plan_digests", "is_done", "mark_done", "RUN_RECORD", "PLAN_FILE",
-           "STATE_FILE", "LOCK_FILE", "CONTENT_KEYS"]
+__all__ = [
+    "StudyState",
+    "StudyLock",
+    "StudyLocked",
+    "run_digest",
+    "plan_digests",
+    "is_done",
+    "mark_done",
+    "RUN_RECORD",
+    "PLAN_FILE",
+    "STATE_FILE",
+    "LOCK_FILE",
+    "CONTENT_KEYS",
+]
 
 PLAN_FILE = "plan.json"
 STATE_FILE = "state.json"
@@ -50,7 +63,7 @@ def _merged_config(argv):
         return None
     from ..engine.defaults import load_config
 
-    opts = [a for a in argv[i + 2:]]
+    opts = [a for a in argv[i + 2 :]]
     # the KEY VALUE pairs follow the flags of the tools' parsers; only the pairs matter here
     while opts and opts[0].startswith("--"):
         opts = opts[1:]
@@ -109,8 +122,15 @@ def is_done(run, digest):
 
 
 def mark_done(run, digest, seconds):
-    atomic_write_json(_record_path(run), {"id": run.id, "digest": digest, "seconds": seconds,
-                                          "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    atomic_write_json(
+        _record_path(run),
+        {
+            "id": run.id,
+            "digest": digest,
+            "seconds": seconds,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        },
+    )
 
 
 class StudyState:
@@ -139,8 +159,14 @@ class StudyState:
         self.save()
 
     def save(self):
-        atomic_write_json(self.path, {"study_digest": self.study_digest,
-                                      "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), "runs": self.runs})
+        atomic_write_json(
+            self.path,
+            {
+                "study_digest": self.study_digest,
+                "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "runs": self.runs,
+            },
+        )
 
     def counts(self, ids):
         out = {s: 0 for s in STATUSES}
@@ -184,8 +210,15 @@ class StudyLock:
             ) from None
         f.seek(0)
         f.truncate()
-        f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                            "started": time.strftime("%Y-%m-%dT%H:%M:%S")}))
+        f.write(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                }
+            )
+        )
         f.flush()
         self._file = f
         return self

@@ -9,6 +9,7 @@ selected by ``cfg.TASK`` (see :class:`contrastive_det.engine.task.Task` for the 
 * ``SegmentationTask`` (segmentation.py): semantic segmentation transfer (FCN heads on a dilated
   ResNet; MoCo's and mmseg's protocols).
 """
+
 from .classification import ClassificationTask
 from .detection import DetectionTask
 from .pretrain import PretrainTask

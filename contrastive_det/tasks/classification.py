@@ -4,6 +4,7 @@ full fine-tuning and Core-tuning train with the Trainer's loop and hooks; the L-
 layer-wise probes and few-shot episodes are fitted by the evaluator on frozen, cached features
 (the run evaluates MODEL.WEIGHTS, as ``--eval-only`` does).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -59,11 +60,17 @@ def check_classification_config(cfg):
     c, m = cfg.CLASSIFICATION, cfg.MODEL.CLASSIFIER
     protocol = c.PROTOCOL
     if protocol not in SGD_PROTOCOLS + FEATURE_PROTOCOLS:
-        raise ValueError(f"CLASSIFICATION.PROTOCOL must be one of {SGD_PROTOCOLS + FEATURE_PROTOCOLS}, got {protocol!r}")
+        raise ValueError(
+            f"CLASSIFICATION.PROTOCOL must be one of {SGD_PROTOCOLS + FEATURE_PROTOCOLS}, got {protocol!r}"
+        )
     if protocol == "linear_sgd" and not m.FREEZE_TRUNK:
-        raise ValueError("CLASSIFICATION.PROTOCOL linear_sgd needs MODEL.CLASSIFIER.FREEZE_TRUNK True")
+        raise ValueError(
+            "CLASSIFICATION.PROTOCOL linear_sgd needs MODEL.CLASSIFIER.FREEZE_TRUNK True"
+        )
     if protocol in ("finetune", "core_tuning") and m.FREEZE_TRUNK:
-        raise ValueError(f"CLASSIFICATION.PROTOCOL {protocol} trains the trunk: set MODEL.CLASSIFIER.FREEZE_TRUNK False")
+        raise ValueError(
+            f"CLASSIFICATION.PROTOCOL {protocol} trains the trunk: set MODEL.CLASSIFIER.FREEZE_TRUNK False"
+        )
     if (protocol == "core_tuning") != (m.HEAD == "core_tuning"):
         raise ValueError(
             f"CLASSIFICATION.PROTOCOL {protocol} with MODEL.CLASSIFIER.HEAD {m.HEAD}: the core_tuning protocol and "
@@ -72,10 +79,16 @@ def check_classification_config(cfg):
     check_test_pipeline(cfg)
     check_epoch_schedule(cfg)
     if not c.LAYERS:
-        raise ValueError("CLASSIFICATION.LAYERS is empty; name at least one of res2, res3, res4, res5")
+        raise ValueError(
+            "CLASSIFICATION.LAYERS is empty; name at least one of res2, res3, res4, res5"
+        )
     if protocol in ("linear_lbfgs", "layerwise"):
-        regularisation_grid(c.LBFGS.REG_MIN, c.LBFGS.REG_MAX, c.LBFGS.NUM_REGS)  # raises naming the keys
-    if protocol in FEATURE_PROTOCOLS:  # the few-shot episodes' logistic fits take MAX_ITER and TOL too
+        regularisation_grid(
+            c.LBFGS.REG_MIN, c.LBFGS.REG_MAX, c.LBFGS.NUM_REGS
+        )  # raises naming the keys
+    if (
+        protocol in FEATURE_PROTOCOLS
+    ):  # the few-shot episodes' logistic fits take MAX_ITER and TOL too
         check_lbfgs_settings(c.LBFGS.MAX_ITER, c.LBFGS.TOL, c.LBFGS.DTYPE)
     if protocol == "few_shot":
         f = c.FEW_SHOT
@@ -92,16 +105,24 @@ def check_epoch_schedule(cfg):
     c, s = cfg.CLASSIFICATION, cfg.SOLVER
     epochs, steps = c.EPOCHS, list(c.STEP_EPOCHS)
     if not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"CLASSIFICATION.EPOCHS must be a whole number >= 0 (0 = SOLVER.MAX_ITER as given), got {epochs!r}")
+        raise ValueError(
+            f"CLASSIFICATION.EPOCHS must be a whole number >= 0 (0 = SOLVER.MAX_ITER as given), got {epochs!r}"
+        )
     if not epochs:
         if steps:
             raise ValueError(f"CLASSIFICATION.STEP_EPOCHS {steps} needs CLASSIFICATION.EPOCHS > 0")
         return
     if c.PROTOCOL not in SGD_PROTOCOLS:
-        raise ValueError(f"CLASSIFICATION.EPOCHS applies to the SGD protocols {SGD_PROTOCOLS}, not {c.PROTOCOL}")
+        raise ValueError(
+            f"CLASSIFICATION.EPOCHS applies to the SGD protocols {SGD_PROTOCOLS}, not {c.PROTOCOL}"
+        )
     if steps:
-        if any(not isinstance(e, int) or not 0 < e < epochs for e in steps) or steps != sorted(set(steps)):
-            raise ValueError(f"CLASSIFICATION.STEP_EPOCHS must be increasing whole numbers in (0, EPOCHS={epochs}), got {steps}")
+        if any(not isinstance(e, int) or not 0 < e < epochs for e in steps) or steps != sorted(
+            set(steps)
+        ):
+            raise ValueError(
+                f"CLASSIFICATION.STEP_EPOCHS must be increasing whole numbers in (0, EPOCHS={epochs}), got {steps}"
+            )
         if s.LR_SCHEDULER_NAME != "WarmupMultiStepLR":
             raise ValueError(
                 f"CLASSIFICATION.STEP_EPOCHS {steps} are LR steps: set SOLVER.LR_SCHEDULER_NAME WarmupMultiStepLR "
@@ -112,7 +133,9 @@ def check_epoch_schedule(cfg):
 def epoch_schedule(cfg, num_images):
     """(MAX_ITER, STEPS) of ``CLASSIFICATION.EPOCHS`` / ``STEP_EPOCHS`` for ``num_images`` training images."""
     c, batch = cfg.CLASSIFICATION, cfg.SOLVER.IMS_PER_BATCH
-    per_epoch = num_images // batch  # full batches: a partial last batch is dropped, as the references' loaders
+    per_epoch = (
+        num_images // batch
+    )  # full batches: a partial last batch is dropped, as the references' loaders
     if per_epoch < 1:
         raise ValueError(
             f"CLASSIFICATION.EPOCHS: {num_images} training image(s) of {'+'.join(cfg.DATASETS.TRAIN)} make no full "
@@ -132,7 +155,11 @@ def _weights_identity(cfg):
 def _data_source(name):
     """Where registered dataset ``name`` lives (the paths its metadata records), for the cache identity."""
     meta = MetadataCatalog.get(name)
-    paths = [str(meta.get(k)) for k in ("image_root", "csv_file", "dirname", "json_file", "root") if meta.get(k, None)]
+    paths = [
+        str(meta.get(k))
+        for k in ("image_root", "csv_file", "dirname", "json_file", "root")
+        if meta.get(k, None)
+    ]
     return f"{name}@{'|'.join(paths)}" if paths else name
 
 
@@ -166,8 +193,10 @@ def _layers(cfg):
 def feature_cache(cfg):
     """The run's :class:`FeatureCache`: ``CLASSIFICATION.FEATURE_CACHE``, else ``$CONTRASTIVE_DET_CACHE``,
     else the per-user ``~/.cache/contrastive_det/features`` (entries are keyed by the data's content)."""
-    root = cfg.CLASSIFICATION.FEATURE_CACHE or os.getenv("CONTRASTIVE_DET_CACHE") or os.path.join(
-        os.path.expanduser("~"), ".cache", "contrastive_det", "features"
+    root = (
+        cfg.CLASSIFICATION.FEATURE_CACHE
+        or os.getenv("CONTRASTIVE_DET_CACHE")
+        or os.path.join(os.path.expanduser("~"), ".cache", "contrastive_det", "features")
     )
     return FeatureCache(root)
 
@@ -190,11 +219,19 @@ def probe_dicts(cfg, dataset_name):
 
 
 def _cache_keys_of(cfg, dataset_name, dicts):
-    cache, weights, names = feature_cache(cfg), _weights_identity(cfg), _split_names(cfg, dataset_name)
+    cache, weights, names = (
+        feature_cache(cfg),
+        _weights_identity(cfg),
+        _split_names(cfg, dataset_name),
+    )
     transform = describe_test_transform(cfg)
     return {
         (split, layer): cache.key(
-            weights=weights, dataset=names[split], split=split, transform=transform, layer=layer,
+            weights=weights,
+            dataset=names[split],
+            split=split,
+            transform=transform,
+            layer=layer,
             content=dataset_fingerprint(dicts[split]),
         )
         for split in _needed_splits(cfg)
@@ -245,8 +282,15 @@ def plan_probe(cfg, dataset_name):
                 )
         decision = {"keys": keys, "todo": todo}
     if comm.get_world_size() > 1:
-        decision = comm.all_gather(decision)[0]  # detectron2's gloo group: CPU objects on any backend
-    return {**decision, "dicts": dicts, "cached": cached, "counts": {s: len(d) for s, d in dicts.items()}}
+        decision = comm.all_gather(decision)[
+            0
+        ]  # detectron2's gloo group: CPU objects on any backend
+    return {
+        **decision,
+        "dicts": dicts,
+        "cached": cached,
+        "counts": {s: len(d) for s, d in dicts.items()},
+    }
 
 
 def check_few_shot_counts(cfg, dicts, dataset_name):
@@ -261,7 +305,9 @@ def check_few_shot_counts(cfg, dicts, dataset_name):
             f"max(CLASSIFICATION.FEW_SHOT.SHOTS) + QUERIES = {need} images"
         )
     if len(counts) < f.WAYS:
-        raise ValueError(f"Few-shot on '{dataset_name}': {len(counts)} classes, fewer than WAYS {f.WAYS}")
+        raise ValueError(
+            f"Few-shot on '{dataset_name}': {len(counts)} classes, fewer than WAYS {f.WAYS}"
+        )
 
 
 class FrozenTrunkCheck(HookBase):
@@ -279,7 +325,11 @@ class FrozenTrunkCheck(HookBase):
         if self.trainer.iter != self.trainer.start_iter:
             return
         model = getattr(self.trainer.model, "module", self.trainer.model)
-        moved = [n for n, p in model.named_parameters() if p.grad is not None and not n.startswith("head.")]
+        moved = [
+            n
+            for n, p in model.named_parameters()
+            if p.grad is not None and not n.startswith("head.")
+        ]
         if moved:
             raise RuntimeError(f"Frozen trunk has gradients: {moved[:5]}")
         if not any(p.grad is not None for p in model.head.parameters()):
@@ -289,7 +339,9 @@ class FrozenTrunkCheck(HookBase):
         trunk = getattr(self.trainer.model, "module", self.trainer.model).trunk
         for k, v in trunk.state_dict().items():
             if not torch.equal(v.detach().cpu(), self._reference[k].cpu()):
-                raise RuntimeError(f"Frozen trunk changed during training: {k} (BN statistics or weights)")
+                raise RuntimeError(
+                    f"Frozen trunk changed during training: {k} (BN statistics or weights)"
+                )
 
 
 @TASK_REGISTRY.register()
@@ -300,7 +352,12 @@ class ClassificationTask(Task):
     """
 
     name = "classification"
-    headline_metrics = (r"classification/score", r"linear/score", r"few_shot/\d+way_\d+shot", r"layerwise/res\d/score")
+    headline_metrics = (
+        r"classification/score",
+        r"linear/score",
+        r"few_shot/\d+way_\d+shot",
+        r"layerwise/res\d/score",
+    )
     checkpoint_row_opts = {"MODEL.TV_RESNET.DEPTH": 0}  # the checkpoint's own depth
 
     @classmethod
@@ -347,13 +404,21 @@ class ClassificationTask(Task):
     @classmethod
     def evaluation_dicts(cls, cfg, dataset_name):
         """What the SGD protocols are scored on: the validation split with ``EVAL_ON_VAL``, else ``dataset_name``."""
-        return train_val_dicts(cfg)[1] if cfg.CLASSIFICATION.EVAL_ON_VAL else labelled_dicts(cfg, dataset_name)
+        return (
+            train_val_dicts(cfg)[1]
+            if cfg.CLASSIFICATION.EVAL_ON_VAL
+            else labelled_dicts(cfg, dataset_name)
+        )
 
     @classmethod
     def build_train_loader(cls, cfg: CfgNode) -> Iterable:
         if not cls.trains(cfg):
-            raise ValueError(f"CLASSIFICATION.PROTOCOL {cfg.CLASSIFICATION.PROTOCOL} is fitted on features, not trained")
-        return build_classification_train_loader(cfg, cls.training_dicts(cfg), resolve_num_classes(cfg))
+            raise ValueError(
+                f"CLASSIFICATION.PROTOCOL {cfg.CLASSIFICATION.PROTOCOL} is fitted on features, not trained"
+            )
+        return build_classification_train_loader(
+            cfg, cls.training_dicts(cfg), resolve_num_classes(cfg)
+        )
 
     @classmethod
     def build_test_loader(cls, cfg: CfgNode, dataset_name: str) -> Iterable:
@@ -367,17 +432,25 @@ class ClassificationTask(Task):
         few_shot = cfg.CLASSIFICATION.PROTOCOL == "few_shot"
         if few_shot:
             check_few_shot_counts(cfg, plan["dicts"]["test"], dataset_name)
-        num_classes = few_shot_num_classes(cfg, dataset_name) if few_shot else resolve_num_classes(cfg)
+        num_classes = (
+            few_shot_num_classes(cfg, dataset_name) if few_shot else resolve_num_classes(cfg)
+        )
         for split in plan["todo"]:
             where = dataset_name if split == "test" else "+".join(cfg.DATASETS.TRAIN)
             check_labels(plan["dicts"][split], num_classes, f"{where} ({split})")
         cached = [s for s in _needed_splits(cfg) if s not in plan["todo"]]
         if cached:
-            logger.info(f"Features of split(s) {cached} come from the cache {feature_cache(cfg).root}")
-        return build_classification_test_loader(cfg, [dict(d, probe_split=s) for s in plan["todo"] for d in plan["dicts"][s]])
+            logger.info(
+                f"Features of split(s) {cached} come from the cache {feature_cache(cfg).root}"
+            )
+        return build_classification_test_loader(
+            cfg, [dict(d, probe_split=s) for s in plan["todo"] for d in plan["dicts"][s]]
+        )
 
     @classmethod
-    def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: str | None = None) -> DatasetEvaluator:
+    def build_evaluator(
+        cls, cfg: CfgNode, dataset_name: str, output_folder: str | None = None
+    ) -> DatasetEvaluator:
         c = cfg.CLASSIFICATION
         metric = dataset_metric(cfg, dataset_name)
         num_classes = resolve_num_classes(cfg)
@@ -401,13 +474,20 @@ class ClassificationTask(Task):
             tol=c.LBFGS.TOL,
             dtype=c.LBFGS.DTYPE,
             few_shot={
-                "ways": f.WAYS, "shots": list(f.SHOTS), "queries": f.QUERIES, "episodes": f.EPISODES,
-                "classifier": f.CLASSIFIER, "reg": f.REG,
+                "ways": f.WAYS,
+                "shots": list(f.SHOTS),
+                "queries": f.QUERIES,
+                "episodes": f.EPISODES,
+                "classifier": f.CLASSIFIER,
+                "reg": f.REG,
             },
             seed=cfg.SEED,
             device=cfg.MODEL.DEVICE,
-            episodes_file=os.path.join(cfg.OUTPUT_DIR, FEW_SHOT_EPISODES_DIR, f"{dataset_name}.json")
-            if c.PROTOCOL == "few_shot" else None,
+            episodes_file=os.path.join(
+                cfg.OUTPUT_DIR, FEW_SHOT_EPISODES_DIR, f"{dataset_name}.json"
+            )
+            if c.PROTOCOL == "few_shot"
+            else None,
         )
 
     @classmethod
@@ -422,12 +502,17 @@ class ClassificationTask(Task):
     def results_extra(cls, cfg: CfgNode) -> dict:
         test = list(cfg.DATASETS.TEST)
         c = cfg.CLASSIFICATION
-        val = c.VAL_DATASET or f"{c.VAL_FRACTION:.0%} of {'+'.join(cfg.DATASETS.TRAIN)}, class-stratified (seed {c.VAL_SEED})"
+        val = (
+            c.VAL_DATASET
+            or f"{c.VAL_FRACTION:.0%} of {'+'.join(cfg.DATASETS.TRAIN)}, class-stratified (seed {c.VAL_SEED})"
+        )
         return {
             "protocol": cfg.CLASSIFICATION.PROTOCOL,
             "validation": val,
             "metric": {name: dataset_metric(cfg, name) for name in test},
-            "evaluated_on": "validation split" if cfg.CLASSIFICATION.EVAL_ON_VAL and cls.trains(cfg) else "test",
+            "evaluated_on": "validation split"
+            if cfg.CLASSIFICATION.EVAL_ON_VAL and cls.trains(cfg)
+            else "test",
             # the labels' granularity: the CLASSIFICATION.LABEL_MAP file and its sha256, or null (fine labels)
             "label_map": label_map_record(cfg),
         }

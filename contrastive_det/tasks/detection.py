@@ -1,4 +1,5 @@
 """Detection transfer: Faster R-CNN (and Mask R-CNN) on VOC-layout or COCO-JSON datasets."""
+
 from __future__ import annotations
 
 import logging
@@ -28,7 +29,9 @@ def detection_train_dicts(cfg):
     return get_detection_dataset_dicts(
         cfg.DATASETS.TRAIN,
         filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
-        min_keypoints=cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE if cfg.MODEL.KEYPOINT_ON else 0,
+        min_keypoints=cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE
+        if cfg.MODEL.KEYPOINT_ON
+        else 0,
         proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
     )
 
@@ -66,16 +69,22 @@ class DetectionTask(Task):
 
     @classmethod
     def build_test_loader(cls, cfg: CfgNode, dataset_name: str) -> Iterable:
-        return build_detection_test_loader(cfg, dataset_name, mapper=CheckedDatasetMapper(cfg, is_train=False))
+        return build_detection_test_loader(
+            cfg, dataset_name, mapper=CheckedDatasetMapper(cfg, is_train=False)
+        )
 
     @classmethod
-    def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: str | None = None) -> DatasetEvaluator:
+    def build_evaluator(
+        cls, cfg: CfgNode, dataset_name: str, output_folder: str | None = None
+    ) -> DatasetEvaluator:
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", None)
         if evaluator_type == "pascal_voc":
             if cfg.MODEL.MASK_ON:
-                raise ValueError(f"MODEL.MASK_ON: dataset '{dataset_name}' is scored with the VOC box metric; "
-                                 "mask AP needs a COCO-JSON dataset with segmentations")
+                raise ValueError(
+                    f"MODEL.MASK_ON: dataset '{dataset_name}' is scored with the VOC box metric; "
+                    "mask AP needs a COCO-JSON dataset with segmentations"
+                )
             return VOCDetectionEvaluator(dataset_name)
         if evaluator_type == "coco":
             tasks = ("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",)

@@ -3,6 +3,7 @@ Contrastive pretraining of a torchvision ResNet (SimCLR, MoCo v2, SupCon, CE+Sel
 SupCon+SelfSupCon, SCAN; the meta-architectures of ``contrastive_det/modeling/pretrainers``),
 monitored by kNN top-1, exporting the trunk in the canonical torchvision layout.
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,7 +32,9 @@ INIT_WEIGHTS_FILE = "pretrain_init_weights.pth"
 
 def _trunk_prefixes(state_dict):
     """Key prefixes of the torchvision trunks in a model's state dict (query and momentum encoders)."""
-    return sorted(k[: -len("conv1.weight")] for k in state_dict if k.endswith("resnet.conv1.weight"))
+    return sorted(
+        k[: -len("conv1.weight")] for k in state_dict if k.endswith("resnet.conv1.weight")
+    )
 
 
 def _model_state(ckpt):
@@ -50,8 +53,11 @@ def check_pretraining_checkpoint(model, ckpt, path):
     want, have = model.state_dict(), _model_state(ckpt)
     missing = [k for k in want if k not in have]
     unexpected = [k for k in have if k not in want]
-    shapes = [f"{k} {tuple(have[k].shape)} vs {tuple(v.shape)}" for k, v in want.items()
-              if k in have and torch.is_tensor(have[k]) and tuple(have[k].shape) != tuple(v.shape)]
+    shapes = [
+        f"{k} {tuple(have[k].shape)} vs {tuple(v.shape)}"
+        for k, v in want.items()
+        if k in have and torch.is_tensor(have[k]) and tuple(have[k].shape) != tuple(v.shape)
+    ]
     if missing or unexpected or shapes:
         raise ValueError(
             f"Checkpoint {path} does not fit the config's model ({type(model).__name__}, "
@@ -84,8 +90,11 @@ def prepare_pretraining_weights(cfg, output_dir, log=print):
         return []
     state_dict, backbone = read_trunk(cfg, "pretraining", log)
     prefixes = _trunk_prefixes(model.state_dict())
-    payload = {"model": {p + k: v for p in prefixes for k, v in state_dict.items()}, "__author__": "contrastive_det",
-               "meta": dict(backbone.meta, source=os.path.abspath(source))}
+    payload = {
+        "model": {p + k: v for p in prefixes for k, v in state_dict.items()},
+        "__author__": "contrastive_det",
+        "meta": dict(backbone.meta, source=os.path.abspath(source)),
+    }
     os.makedirs(output_dir, exist_ok=True)
     target = os.path.join(output_dir, INIT_WEIGHTS_FILE)
     with atomic_open(target, "wb") as f:
@@ -106,7 +115,9 @@ def export_backbone(model, cfg, path, method):
     """
     model = getattr(model, "module", model)  # unwrap DDP
     if not hasattr(model, "export_backbone"):
-        raise ValueError(f"MODEL.META_ARCHITECTURE {cfg.MODEL.META_ARCHITECTURE} has no backbone to export")
+        raise ValueError(
+            f"MODEL.META_ARCHITECTURE {cfg.MODEL.META_ARCHITECTURE} has no backbone to export"
+        )
     save_canonical(
         path,
         model.export_backbone(),
@@ -128,9 +139,16 @@ class ExportBackbone(HookBase):
 
     def after_train(self):
         trainer = self.trainer
-        if trainer.iter < trainer.max_iter:  # detectron2 sets iter = max_iter after the last iteration
+        if (
+            trainer.iter < trainer.max_iter
+        ):  # detectron2 sets iter = max_iter after the last iteration
             return  # stopped early (error or interruption): no export of a half-trained trunk
-        path = export_backbone(trainer.model, trainer.cfg, os.path.join(trainer.cfg.OUTPUT_DIR, BACKBONE_FILE), self._method)
+        path = export_backbone(
+            trainer.model,
+            trainer.cfg,
+            os.path.join(trainer.cfg.OUTPUT_DIR, BACKBONE_FILE),
+            self._method,
+        )
         logging.getLogger(__name__).info(f"Backbone exported to {path}")
 
 
@@ -154,7 +172,9 @@ class PretrainTask(Task):
         return build_knn_test_loader(cfg, dataset_name)
 
     @classmethod
-    def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: str | None = None) -> DatasetEvaluator:
+    def build_evaluator(
+        cls, cfg: CfgNode, dataset_name: str, output_folder: str | None = None
+    ) -> DatasetEvaluator:
         return KNNEvaluator(cfg.TEST.KNN.K, cfg.TEST.KNN.T)
 
     @classmethod

@@ -1,4 +1,5 @@
 """Semantic segmentation transfer: an FCN head on a dilated ResNet (MoCo's FCN-16s, mmseg's FCN-D8)."""
+
 from __future__ import annotations
 
 import logging
@@ -30,16 +31,22 @@ def check_datasets_match(cfg, names):
     for name in names:
         classes, ignore = sem_seg_metadata(name)
         if len(classes) != head.NUM_CLASSES:
-            raise ValueError(f"MODEL.SEM_SEG_HEAD.NUM_CLASSES is {head.NUM_CLASSES} but dataset '{name}' has "
-                             f"{len(classes)} classes ({', '.join(classes[:5])}, ...); set it to {len(classes)}")
+            raise ValueError(
+                f"MODEL.SEM_SEG_HEAD.NUM_CLASSES is {head.NUM_CLASSES} but dataset '{name}' has "
+                f"{len(classes)} classes ({', '.join(classes[:5])}, ...); set it to {len(classes)}"
+            )
         if ignore != head.IGNORE_VALUE:
-            raise ValueError(f"MODEL.SEM_SEG_HEAD.IGNORE_VALUE is {head.IGNORE_VALUE} but dataset '{name}' "
-                             f"ignores {ignore}")
+            raise ValueError(
+                f"MODEL.SEM_SEG_HEAD.IGNORE_VALUE is {head.IGNORE_VALUE} but dataset '{name}' "
+                f"ignores {ignore}"
+            )
         if first is None:
             first = (name, classes)
         elif classes != first[1]:
-            raise ValueError(f"Datasets '{first[0]}' and '{name}' list different classes: their label maps "
-                             "do not mean the same thing")
+            raise ValueError(
+                f"Datasets '{first[0]}' and '{name}' list different classes: their label maps "
+                "do not mean the same thing"
+            )
 
 
 def check_backbone_covered(cfg, weights, overrides=()):
@@ -67,9 +74,12 @@ def check_backbone_covered(cfg, weights, overrides=()):
             f"MODEL.WEIGHTS {weights} leaves {len(missing)} backbone tensor(s) missing and {len(mis_shaped)} "
             f"mis-shaped in the {cfg.MODEL.BACKBONE.NAME} of this config; they would train from random "
             f"initialisation:\n    {listed}\n"
-            + ("The stem is not covered: a standard ResNet has one 7x7 stem conv, so set "
-               "MODEL.RESNETS.STEM_TYPE basic (the deeplab stem has three 3x3 convs)." if stem else
-               "Check MODEL.RESNETS.DEPTH / WIDTH_PER_GROUP against the checkpoint.")
+            + (
+                "The stem is not covered: a standard ResNet has one 7x7 stem conv, so set "
+                "MODEL.RESNETS.STEM_TYPE basic (the deeplab stem has three 3x3 convs)."
+                if stem
+                else "Check MODEL.RESNETS.DEPTH / WIDTH_PER_GROUP against the checkpoint."
+            )
         )
 
 
@@ -91,11 +101,15 @@ class SegmentationTask(Task):
     @classmethod
     def check_config(cls, cfg: CfgNode) -> None:
         if not cfg.MODEL.META_ARCHITECTURE.endswith("SemanticSegmentor"):
-            raise ValueError(f"MODEL.META_ARCHITECTURE {cfg.MODEL.META_ARCHITECTURE!r}: SegmentationTask trains a "
-                             "semantic segmentor (\"FCNSemanticSegmentor\", see configs/segmentation/)")
+            raise ValueError(
+                f"MODEL.META_ARCHITECTURE {cfg.MODEL.META_ARCHITECTURE!r}: SegmentationTask trains a "
+                'semantic segmentor ("FCNSemanticSegmentor", see configs/segmentation/)'
+            )
         if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
-            raise ValueError(f"DATALOADER.SAMPLER_TRAIN {cfg.DATALOADER.SAMPLER_TRAIN!r}: segmentation samples "
-                             "images uniformly (\"TrainingSampler\")")
+            raise ValueError(
+                f"DATALOADER.SAMPLER_TRAIN {cfg.DATALOADER.SAMPLER_TRAIN!r}: segmentation samples "
+                'images uniformly ("TrainingSampler")'
+            )
 
     @classmethod
     def build_train_loader(cls, cfg: CfgNode) -> Iterable:
@@ -112,10 +126,14 @@ class SegmentationTask(Task):
 
     @classmethod
     def build_test_loader(cls, cfg: CfgNode, dataset_name: str) -> Iterable:
-        return build_detection_test_loader(cfg, dataset_name, mapper=SemSegDatasetMapper(cfg, is_train=False))
+        return build_detection_test_loader(
+            cfg, dataset_name, mapper=SemSegDatasetMapper(cfg, is_train=False)
+        )
 
     @classmethod
-    def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: str | None = None) -> DatasetEvaluator:
+    def build_evaluator(
+        cls, cfg: CfgNode, dataset_name: str, output_folder: str | None = None
+    ) -> DatasetEvaluator:
         check_datasets_match(cfg, [dataset_name])
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         return SemanticSegmentationEvaluator(dataset_name, output_dir=output_folder)
@@ -124,7 +142,11 @@ class SegmentationTask(Task):
     def prepare_weights(cls, cfg: CfgNode, output_dir: str) -> list[str]:
         """Convert ``MODEL.WEIGHTS`` to detectron2's layout, then check that it covers the whole backbone."""
         overrides = convert_weights_for_detection(cfg, output_dir)
-        weights = overrides[overrides.index("MODEL.WEIGHTS") + 1] if "MODEL.WEIGHTS" in overrides else cfg.MODEL.WEIGHTS
+        weights = (
+            overrides[overrides.index("MODEL.WEIGHTS") + 1]
+            if "MODEL.WEIGHTS" in overrides
+            else cfg.MODEL.WEIGHTS
+        )
         if weights and not weights.startswith(REMOTE_PREFIXES):
             check_backbone_covered(cfg, weights, overrides)
         return overrides

@@ -1,4 +1,5 @@
 """Write files so that readers see either the old content or the complete new one, never half."""
+
 import contextlib
 import json
 import os
@@ -12,7 +13,13 @@ _FILE_MODE = 0o666
 
 def _create_temp(directory, basename):
     """Create and open a new file ``directory/.<basename>.<random>.tmp``; returns (fd, path)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    flags = (
+        os.O_WRONLY
+        | os.O_CREAT
+        | os.O_EXCL
+        | getattr(os, "O_CLOEXEC", 0)
+        | getattr(os, "O_BINARY", 0)
+    )
     for _ in range(100):
         tmp = os.path.join(directory, f".{basename}.{secrets.token_hex(6)}.tmp")
         try:

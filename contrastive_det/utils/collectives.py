@@ -11,6 +11,7 @@ detectron2's ``comm`` (``all_gather``, ``gather``), which uses a gloo group on e
 
 Every function is the identity (or a copy) in a single process.
 """
+
 import torch
 import torch.distributed as dist
 

@@ -61,7 +61,11 @@ def cli_value(value):
     a run adopts from its weights and the converter's printed overrides use it.
     """
     if isinstance(value, (list, tuple)):
-        return "(" + "".join(f"{repr(v) if isinstance(v, str) else cli_value(v)}, " for v in value) + ")"
+        return (
+            "("
+            + "".join(f"{repr(v) if isinstance(v, str) else cli_value(v)}, " for v in value)
+            + ")"
+        )
     if isinstance(value, bool):
         return "True" if value else "False"
     if value is None:

@@ -1,5 +1,6 @@
 """sha256 of a file's content, memoised on (absolute path, size, mtime_ns): a file rewritten in
 place is hashed again, an unchanged one once per process."""
+
 import hashlib
 import os
 import threading

@@ -1,4 +1,5 @@
 """Randomness as a pure function of integers, so that a resumed run draws what the first run drew."""
+
 import random
 
 import numpy as np

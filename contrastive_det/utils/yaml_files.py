@@ -1,4 +1,5 @@
 """YAML files read strictly: a key written twice in one mapping is an error, not a silent override."""
+
 import yaml
 
 __all__ = ["DuplicateKeyError", "load_yaml_file"]

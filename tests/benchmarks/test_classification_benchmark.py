@@ -2,6 +2,7 @@
 The classification benchmarks (tools/benchmark.py --only probe_speed/extraction/probe_cache) run
 end to end on a tiny textured-crop set and print finite, positive ratios; no timing is asserted.
 """
+
 import json
 import math
 import os
@@ -17,9 +18,22 @@ from conftest import REPO
 
 # tiny: 32 px crops (ResNet-18 ends at 1x1), 3 penalties instead of 45, 3 SGD epochs, one trial
 TINY = [
-    "INPUT.CLS.CROP_SIZE", "32", "INPUT.CLS.TEST_RESIZE", "32", "CLASSIFICATION.TEST_BATCH_SIZE", "32",
-    "CLASSIFICATION.LBFGS.NUM_REGS", "3", "CLASSIFICATION.LBFGS.REG_MIN", "0.1", "CLASSIFICATION.LBFGS.REG_MAX", "10.0",
-    "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "16",
+    "INPUT.CLS.CROP_SIZE",
+    "32",
+    "INPUT.CLS.TEST_RESIZE",
+    "32",
+    "CLASSIFICATION.TEST_BATCH_SIZE",
+    "32",
+    "CLASSIFICATION.LBFGS.NUM_REGS",
+    "3",
+    "CLASSIFICATION.LBFGS.REG_MIN",
+    "0.1",
+    "CLASSIFICATION.LBFGS.REG_MAX",
+    "10.0",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+    "SOLVER.IMS_PER_BATCH",
+    "16",
 ]
 
 
@@ -46,13 +60,37 @@ def _positive_finite(x):
 
 def test_cls_benchmarks_print_finite_ratios(textured_root, tmp_path):
     out = tmp_path / "bench.json"
-    env = dict(os.environ, DETECTRON2_DATASETS=str(textured_root), PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    env = dict(
+        os.environ,
+        DETECTRON2_DATASETS=str(textured_root),
+        PYTHONWARNINGS="ignore",
+        OMP_NUM_THREADS="1",
+    )
     proc = subprocess.run(
-        [sys.executable, os.path.join(REPO, "tools", "benchmark.py"),
-         "--only", "probe_speed", "--only", "extraction", "--only", "probe_cache",
-         "--cls-trials", "1", "--cls-sgd-epochs", "3", "--cls-workdir", str(tmp_path / "work"), "--json", str(out),
-         *TINY],
-        cwd=REPO, env=env, text=True, capture_output=True, timeout=300,
+        [
+            sys.executable,
+            os.path.join(REPO, "tools", "benchmark.py"),
+            "--only",
+            "probe_speed",
+            "--only",
+            "extraction",
+            "--only",
+            "probe_cache",
+            "--cls-trials",
+            "1",
+            "--cls-sgd-epochs",
+            "3",
+            "--cls-workdir",
+            str(tmp_path / "work"),
+            "--json",
+            str(out),
+            *TINY,
+        ],
+        cwd=REPO,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     figures = json.load(open(out))
@@ -68,19 +106,38 @@ def test_cls_benchmarks_print_finite_ratios(textured_root, tmp_path):
     for key in ("ratio", "first_s", "second_s", "ratio_without_fit"):
         assert _positive_finite(cache[key]), (key, cache[key])
     assert cache["same_score"]  # the cached features give the probe the same result
-    assert cache["second"][0]["extract_s"] < cache["first"][0]["extract_s"]  # nothing to extract the second time
-    for line in ("probe_speed ratio", "extraction ratio real/bare time", "probe_cache ratio second/first run"):
+    assert (
+        cache["second"][0]["extract_s"] < cache["first"][0]["extract_s"]
+    )  # nothing to extract the second time
+    for line in (
+        "probe_speed ratio",
+        "extraction ratio real/bare time",
+        "probe_cache ratio second/first run",
+    ):
         assert line in proc.stdout, proc.stdout
 
 
 def test_sgd_probe_and_lbfgs_reach_on_separable_features():
-    from contrastive_det.benchmarks.classification import _time_to_score, lbfgs_time_to_reach, sgd_probe_on_features
+    from contrastive_det.benchmarks.classification import (
+        _time_to_score,
+        lbfgs_time_to_reach,
+        sgd_probe_on_features,
+    )
 
     g = torch.Generator().manual_seed(0)
     y = torch.arange(60) % 3
     x = torch.randn(60, 8, generator=g) + 4 * torch.eye(8)[y]  # three separable clusters
-    run = sgd_probe_on_features((x, y), (x, y), num_classes=3, epochs=4, batch_size=16, lr=0.1, momentum=0.9,
-                                nesterov=False, weight_decay=0.0)
+    run = sgd_probe_on_features(
+        (x, y),
+        (x, y),
+        num_classes=3,
+        epochs=4,
+        batch_size=16,
+        lr=0.1,
+        momentum=0.9,
+        nesterov=False,
+        weight_decay=0.0,
+    )
     assert len(run["scores"]) == len(run["train_s"]) == 4
     assert run["train_s"] == sorted(run["train_s"]) and run["time_to_best_s"] > 0
     assert run["best_score"] == max(run["scores"]) and run["best_score"] > 90

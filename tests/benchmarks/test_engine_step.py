@@ -2,6 +2,7 @@
 tools/benchmark.py runs end to end (tiny settings) and reports every figure; no timing is asserted
 except that the Trainer's measured blocks contain its periodic writes.
 """
+
 import argparse
 import json
 import os
@@ -17,10 +18,38 @@ def test_benchmark_prints_and_writes_every_figure(toy_root, tmp_path):
     out = tmp_path / "bench.json"
     proc = run_cli(
         "benchmark.py",
-        ["--only", "toy", "--only", "ratio", "--only", "seg_ratio", "--only", "pretrain_r18", "--only", "pretrain_ratio",
-         "--warmup", "0", "--iters", "1", "--block", "1", "--trials", "1", "--json", str(out),
-         "SOLVER.IMS_PER_BATCH", "2", "INPUT.MIN_SIZE_TRAIN", "(128,)", "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "16",
-         "INPUT.SEM_SEG.CROP_SIZE", "(64, 64)", "DATALOADER.NUM_WORKERS", "0"],
+        [
+            "--only",
+            "toy",
+            "--only",
+            "ratio",
+            "--only",
+            "seg_ratio",
+            "--only",
+            "pretrain_r18",
+            "--only",
+            "pretrain_ratio",
+            "--warmup",
+            "0",
+            "--iters",
+            "1",
+            "--block",
+            "1",
+            "--trials",
+            "1",
+            "--json",
+            str(out),
+            "SOLVER.IMS_PER_BATCH",
+            "2",
+            "INPUT.MIN_SIZE_TRAIN",
+            "(128,)",
+            "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
+            "16",
+            "INPUT.SEM_SEG.CROP_SIZE",
+            "(64, 64)",
+            "DATALOADER.NUM_WORKERS",
+            "0",
+        ],
         toy_root,
     )
     figures = json.load(open(out))
@@ -71,15 +100,29 @@ def test_trainer_blocks_include_hooks_and_periodic_writes(toy_root, tmp_path, mo
     monkeypatch.setattr(JSONWriter, "write", jumping_write)
     args = argparse.Namespace(
         config_file=os.path.join(REPO, "configs", "toy", "pretrain_simclr_R18.yaml"),
-        opts=["SOLVER.IMS_PER_BATCH", "2", "INPUT.TWO_VIEW.CROP_SIZE", "32", "INPUT.TWO_VIEW.TEST_RESIZE", "32",
-              "DATALOADER.NUM_WORKERS", "0", "MODEL.DEVICE", "cpu", "SOLVER.CHECKPOINT_PERIOD", "1000000"],
+        opts=[
+            "SOLVER.IMS_PER_BATCH",
+            "2",
+            "INPUT.TWO_VIEW.CROP_SIZE",
+            "32",
+            "INPUT.TWO_VIEW.TEST_RESIZE",
+            "32",
+            "DATALOADER.NUM_WORKERS",
+            "0",
+            "MODEL.DEVICE",
+            "cpu",
+            "SOLVER.CHECKPOINT_PERIOD",
+            "1000000",
+        ],
     )
     cfg, _ = build_run_config(args, seed=0, output_dir=str(tmp_path / "out"))
     block, trials = 5, 2 * StepBench.WRITER_PERIOD // 5  # 40 timed Trainer iterations: two writes
     r = trainer_overhead(cfg, warmup=1, block=block, trials=trials, baseline="torch")
     assert len(r["trainer_s"]) == len(r["baseline_s"]) == block * trials
     period = StepBench.WRITER_PERIOD
-    assert writes == [(period - 1, True), (2 * period - 1, True)], writes  # iterations 19 and 39, timed
+    assert writes == [(period - 1, True), (2 * period - 1, True)], (
+        writes
+    )  # iterations 19 and 39, timed
     slow = [t for t in r["trainer_s"] if t >= pause]
     assert len(slow) == len(writes), (r["trainer_s"], writes)
     assert not [t for t in r["baseline_s"] if t >= pause]

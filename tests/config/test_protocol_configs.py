@@ -1,4 +1,5 @@
 """Every value of docs/design.md section 4, asserted from the merged config of each protocol file."""
+
 import os
 from argparse import Namespace
 
@@ -91,7 +92,10 @@ PROTOCOLS = {
     "detection/coco_mask_R_50_C4_2x.yaml": {**D2_DEFAULTS, **C4, **COCO_2X, **CAFFE2, **MASK_C4},
 }
 PROTOCOLS.update(
-    {path.replace(".yaml", "_torchvision.yaml"): {**want, **TORCHVISION} for path, want in list(PROTOCOLS.items())}
+    {
+        path.replace(".yaml", "_torchvision.yaml"): {**want, **TORCHVISION}
+        for path, want in list(PROTOCOLS.items())
+    }
 )
 
 
@@ -113,7 +117,9 @@ def assert_config_values(path, expected):
         if isinstance(want, float):
             assert got == pytest.approx(want), f"{path}: {key} = {got}, expected {want}"
         else:
-            assert as_comparable(got) == as_comparable(want), f"{path}: {key} = {got!r}, expected {want!r}"
+            assert as_comparable(got) == as_comparable(want), (
+                f"{path}: {key} = {got!r}, expected {want!r}"
+            )
 
 
 @pytest.mark.parametrize("path", sorted(PROTOCOLS))
@@ -132,10 +138,19 @@ def test_every_protocol_file_is_covered():
 
 
 TOY_ALLOWED_PREFIXES = (
-    "INPUT.MIN_SIZE_", "INPUT.MAX_SIZE_", "SOLVER.", "DATASETS.", "DATALOADER.", "OUTPUT_DIR",
-    "TEST.EVAL_PERIOD", "TEST.PRECISE_BN.NUM_ITER", "MODEL.ROI_HEADS.NUM_CLASSES",
-    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "MODEL.RPN.BATCH_SIZE_PER_IMAGE",
-    "MODEL.RPN.PRE_NMS_TOPK_", "MODEL.RPN.POST_NMS_TOPK_",
+    "INPUT.MIN_SIZE_",
+    "INPUT.MAX_SIZE_",
+    "SOLVER.",
+    "DATASETS.",
+    "DATALOADER.",
+    "OUTPUT_DIR",
+    "TEST.EVAL_PERIOD",
+    "TEST.PRECISE_BN.NUM_ITER",
+    "MODEL.ROI_HEADS.NUM_CLASSES",
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
+    "MODEL.RPN.BATCH_SIZE_PER_IMAGE",
+    "MODEL.RPN.PRE_NMS_TOPK_",
+    "MODEL.RPN.POST_NMS_TOPK_",
     "INPUT.MASK_FORMAT",  # how the dataset stores its masks (the toy set: RLE -> "bitmask")
 )
 
@@ -171,7 +186,9 @@ def test_toy_configs_only_override_size_schedule_batch_datasets(toy, real):
 
 def test_unknown_key_names_the_key_and_its_source(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text('_BASE_: "%s"\nSOLVER:\n  BASE_LRR: 0.1\n' % os.path.join(CONFIGS, "Base-RCNN-C4-BN.yaml"))
+    bad.write_text(
+        '_BASE_: "%s"\nSOLVER:\n  BASE_LRR: 0.1\n' % os.path.join(CONFIGS, "Base-RCNN-C4-BN.yaml")
+    )
     with pytest.raises(KeyError, match=r"bad\.yaml.*SOLVER\.BASE_LRR"):
         load_config(Namespace(config_file=str(bad), opts=[]))
     good = os.path.join(CONFIGS, "toy", "digits_R_50_C4.yaml")
@@ -184,7 +201,11 @@ def test_unknown_key_names_the_key_and_its_source(tmp_path):
 
 
 def test_every_toy_detection_config_is_checked_against_its_protocol():
-    toy = sorted(f for f in os.listdir(os.path.join(CONFIGS, "toy")) if f.startswith("digits_") and f.endswith(".yaml"))
+    toy = sorted(
+        f
+        for f in os.listdir(os.path.join(CONFIGS, "toy"))
+        if f.startswith("digits_") and f.endswith(".yaml")
+    )
     assert toy == ["digits_R_50_C4.yaml", "digits_R_50_FPN.yaml", "digits_mask_R_50_C4.yaml"]
     mask = merged("toy/digits_mask_R_50_C4.yaml")
     assert mask.MODEL.MASK_ON and mask.DATASETS.TRAIN == ("toy_digits_coco_trainval",)

@@ -1,4 +1,5 @@
 """Every published value of the two segmentation protocols (docs/segmentation.md), asserted per config file."""
+
 import os
 
 import pytest
@@ -37,13 +38,26 @@ MOCO = {  # He et al. 2020, appendix A.5
     "SOLVER.GAMMA": 0.1,
     "TEST.PRECISE_BN.ENABLED": False,
 }
-MOCO_VOC = {**MOCO, "DATASETS.TRAIN": ("voc_2012_sem_seg_train_aug",), "DATASETS.TEST": ("voc_2012_sem_seg_val",),
-            "MODEL.SEM_SEG_HEAD.NUM_CLASSES": 21, "INPUT.SEM_SEG.CROP_SIZE": (513, 513),
-            "SOLVER.MAX_ITER": 30000, "SOLVER.BASE_LR": 0.003, "SOLVER.STEPS": (21000, 27000)}
-MOCO_CITYSCAPES = {**MOCO, "DATASETS.TRAIN": ("cityscapes_sem_seg_train",),
-                   "DATASETS.TEST": ("cityscapes_sem_seg_val",), "MODEL.SEM_SEG_HEAD.NUM_CLASSES": 19,
-                   "INPUT.SEM_SEG.CROP_SIZE": (769, 769), "SOLVER.MAX_ITER": 90000, "SOLVER.BASE_LR": 0.01,
-                   "SOLVER.STEPS": (63000, 81000)}
+MOCO_VOC = {
+    **MOCO,
+    "DATASETS.TRAIN": ("voc_2012_sem_seg_train_aug",),
+    "DATASETS.TEST": ("voc_2012_sem_seg_val",),
+    "MODEL.SEM_SEG_HEAD.NUM_CLASSES": 21,
+    "INPUT.SEM_SEG.CROP_SIZE": (513, 513),
+    "SOLVER.MAX_ITER": 30000,
+    "SOLVER.BASE_LR": 0.003,
+    "SOLVER.STEPS": (21000, 27000),
+}
+MOCO_CITYSCAPES = {
+    **MOCO,
+    "DATASETS.TRAIN": ("cityscapes_sem_seg_train",),
+    "DATASETS.TEST": ("cityscapes_sem_seg_val",),
+    "MODEL.SEM_SEG_HEAD.NUM_CLASSES": 19,
+    "INPUT.SEM_SEG.CROP_SIZE": (769, 769),
+    "SOLVER.MAX_ITER": 90000,
+    "SOLVER.BASE_LR": 0.01,
+    "SOLVER.STEPS": (63000, 81000),
+}
 MMSEG = {  # mmseg fcn_r50-d8, the DenseCL / mmselfsup benchmark
     "TASK": "SegmentationTask",
     "MODEL.META_ARCHITECTURE": "FCNSemanticSegmentor",
@@ -81,15 +95,31 @@ MMSEG = {  # mmseg fcn_r50-d8, the DenseCL / mmselfsup benchmark
     "SOLVER.POLY_LR_MIN": 1e-4,
     "SOLVER.WARMUP_ITERS": 0,
 }
-MMSEG_VOC = {**MMSEG, "DATASETS.TRAIN": ("voc_2012_sem_seg_train_aug",), "DATASETS.TEST": ("voc_2012_sem_seg_val",),
-             "MODEL.SEM_SEG_HEAD.NUM_CLASSES": 21, "INPUT.SEM_SEG.BASE_SIZE": (2048, 512),
-             "INPUT.SEM_SEG.CROP_SIZE": (512, 512), "INPUT.SEM_SEG.TEST_BASE_SIZE": (2048, 512),
-             "INPUT.SEM_SEG.TEST_CROP_SIZE": (), "SOLVER.IMS_PER_BATCH": 16, "SOLVER.MAX_ITER": 20000}
-MMSEG_CITYSCAPES = {**MMSEG, "DATASETS.TRAIN": ("cityscapes_sem_seg_train",),
-                    "DATASETS.TEST": ("cityscapes_sem_seg_val",), "MODEL.SEM_SEG_HEAD.NUM_CLASSES": 19,
-                    "INPUT.SEM_SEG.BASE_SIZE": (2049, 1025), "INPUT.SEM_SEG.CROP_SIZE": (769, 769),
-                    "INPUT.SEM_SEG.TEST_BASE_SIZE": (), "INPUT.SEM_SEG.TEST_CROP_SIZE": (769, 769),
-                    "INPUT.SEM_SEG.TEST_STRIDE": (513, 513), "SOLVER.IMS_PER_BATCH": 8, "SOLVER.MAX_ITER": 40000}
+MMSEG_VOC = {
+    **MMSEG,
+    "DATASETS.TRAIN": ("voc_2012_sem_seg_train_aug",),
+    "DATASETS.TEST": ("voc_2012_sem_seg_val",),
+    "MODEL.SEM_SEG_HEAD.NUM_CLASSES": 21,
+    "INPUT.SEM_SEG.BASE_SIZE": (2048, 512),
+    "INPUT.SEM_SEG.CROP_SIZE": (512, 512),
+    "INPUT.SEM_SEG.TEST_BASE_SIZE": (2048, 512),
+    "INPUT.SEM_SEG.TEST_CROP_SIZE": (),
+    "SOLVER.IMS_PER_BATCH": 16,
+    "SOLVER.MAX_ITER": 20000,
+}
+MMSEG_CITYSCAPES = {
+    **MMSEG,
+    "DATASETS.TRAIN": ("cityscapes_sem_seg_train",),
+    "DATASETS.TEST": ("cityscapes_sem_seg_val",),
+    "MODEL.SEM_SEG_HEAD.NUM_CLASSES": 19,
+    "INPUT.SEM_SEG.BASE_SIZE": (2049, 1025),
+    "INPUT.SEM_SEG.CROP_SIZE": (769, 769),
+    "INPUT.SEM_SEG.TEST_BASE_SIZE": (),
+    "INPUT.SEM_SEG.TEST_CROP_SIZE": (769, 769),
+    "INPUT.SEM_SEG.TEST_STRIDE": (513, 513),
+    "SOLVER.IMS_PER_BATCH": 8,
+    "SOLVER.MAX_ITER": 40000,
+}
 
 PROTOCOLS = {
     "segmentation/voc12aug_R_50_FCN16s_30k.yaml": {**MOCO_VOC, **CAFFE2},
@@ -98,7 +128,10 @@ PROTOCOLS = {
     "segmentation/cityscapes_R_50_FCN_D8_40k.yaml": {**MMSEG_CITYSCAPES, **CAFFE2},
 }
 PROTOCOLS.update(
-    {path.replace(".yaml", "_torchvision.yaml"): {**want, **TORCHVISION} for path, want in list(PROTOCOLS.items())}
+    {
+        path.replace(".yaml", "_torchvision.yaml"): {**want, **TORCHVISION}
+        for path, want in list(PROTOCOLS.items())
+    }
 )
 
 
@@ -109,19 +142,36 @@ def test_segmentation_protocol_values(path):
 
 def test_every_segmentation_config_is_covered():
     folder = os.path.join(CONFIGS, "segmentation")
-    files = sorted(f"segmentation/{f}" for f in os.listdir(folder) if f.endswith(".yaml") and not f.startswith("Base-"))
+    files = sorted(
+        f"segmentation/{f}"
+        for f in os.listdir(folder)
+        if f.endswith(".yaml") and not f.startswith("Base-")
+    )
     assert files == sorted(PROTOCOLS)
 
 
-TOY_ALLOWED = ("SOLVER.IMS_PER_BATCH", "SOLVER.STEPS", "SOLVER.MAX_ITER", "SOLVER.CHECKPOINT_PERIOD", "DATASETS.",
-               "DATALOADER.", "OUTPUT_DIR", "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "INPUT.SEM_SEG.CROP_SIZE",
-               "INPUT.SEM_SEG.BASE_SIZE", "INPUT.SEM_SEG.TEST_BASE_SIZE")
+TOY_ALLOWED = (
+    "SOLVER.IMS_PER_BATCH",
+    "SOLVER.STEPS",
+    "SOLVER.MAX_ITER",
+    "SOLVER.CHECKPOINT_PERIOD",
+    "DATASETS.",
+    "DATALOADER.",
+    "OUTPUT_DIR",
+    "MODEL.SEM_SEG_HEAD.NUM_CLASSES",
+    "INPUT.SEM_SEG.CROP_SIZE",
+    "INPUT.SEM_SEG.BASE_SIZE",
+    "INPUT.SEM_SEG.TEST_BASE_SIZE",
+)
 
 
-@pytest.mark.parametrize("toy, real", [
-    ("toy/seg_digits_R_50_FCN16s.yaml", "segmentation/voc12aug_R_50_FCN16s_30k.yaml"),
-    ("toy/seg_digits_R_50_FCN_D8.yaml", "segmentation/voc12aug_R_50_FCN_D8_20k.yaml"),
-])
+@pytest.mark.parametrize(
+    "toy, real",
+    [
+        ("toy/seg_digits_R_50_FCN16s.yaml", "segmentation/voc12aug_R_50_FCN16s_30k.yaml"),
+        ("toy/seg_digits_R_50_FCN_D8.yaml", "segmentation/voc12aug_R_50_FCN_D8_20k.yaml"),
+    ],
+)
 def test_toy_segmentation_configs_only_override_size_schedule_batch_datasets(toy, real):
     toy_cfg, real_cfg = flat(merged(toy)), flat(merged(real))
     changed = sorted(k for k in toy_cfg if toy_cfg[k] != real_cfg[k])

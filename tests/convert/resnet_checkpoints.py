@@ -1,4 +1,5 @@
 """Helpers shared by the converter tests: random torchvision ResNets."""
+
 import torch
 import torchvision
 
@@ -20,11 +21,11 @@ def random_resnet(depth, seed=0):
 def d2_name(tv_key):
     """detectron2 name of a torchvision backbone key, written out independently of the library."""
     if tv_key.startswith("conv1."):
-        return "stem.conv1." + tv_key[len("conv1."):]
+        return "stem.conv1." + tv_key[len("conv1.") :]
     if tv_key.startswith("bn1."):
-        return "stem.conv1.norm." + tv_key[len("bn1."):]
+        return "stem.conv1.norm." + tv_key[len("bn1.") :]
     layer, block, rest = tv_key.split(".", 2)
     rest = rest.replace("downsample.0.", "shortcut.").replace("downsample.1.", "shortcut.norm.")
     for i in (1, 2, 3):
         rest = rest.replace(f"bn{i}.", f"conv{i}.norm.")
-    return f"res{int(layer[len('layer'):]) + 1}.{block}.{rest}"
+    return f"res{int(layer[len('layer') :]) + 1}.{block}.{rest}"

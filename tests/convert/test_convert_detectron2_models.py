@@ -3,6 +3,7 @@ detectron2's own DetectionCheckpointer loads converted weights into the Faster R
 detection protocols (C4 for R50, FPN for R18 and R50) with no backbone key missing, every
 backbone tensor equal to its source.
 """
+
 import os
 import re
 
@@ -26,14 +27,22 @@ def build_detector(config, depth):
 
     cfg = get_cfg()
     cfg.merge_from_file(config)
-    cfg.merge_from_list([
-        "MODEL.DEVICE", "cpu",
-        "MODEL.RESNETS.NORM", "BN",
-        "MODEL.FPN.NORM", "BN",
-        "MODEL.ROI_BOX_HEAD.NORM", "BN",
-        "MODEL.RESNETS.DEPTH", str(depth),
-        "MODEL.RESNETS.RES2_OUT_CHANNELS", "64" if depth < 50 else "256",
-    ])
+    cfg.merge_from_list(
+        [
+            "MODEL.DEVICE",
+            "cpu",
+            "MODEL.RESNETS.NORM",
+            "BN",
+            "MODEL.FPN.NORM",
+            "BN",
+            "MODEL.ROI_BOX_HEAD.NORM",
+            "BN",
+            "MODEL.RESNETS.DEPTH",
+            str(depth),
+            "MODEL.RESNETS.RES2_OUT_CHANNELS",
+            "64" if depth < 50 else "256",
+        ]
+    )
     return build_model(cfg)
 
 
@@ -56,7 +65,9 @@ BACKBONE_KEY = re.compile(r"^(backbone\.(bottom_up\.)?(stem|res[2-5])\.|roi_head
 @pytest.mark.parametrize("kind,depth", [("C4", 50), ("FPN", 50), ("FPN", 18)])
 def test_detectron2_detector_loads_every_backbone_weight(kind, depth, tmp_path):
     sd = random_resnet(depth, seed=depth)
-    torch.save({"state_dict": {"module.encoder_q." + k: v for k, v in sd.items()}}, tmp_path / "moco.pth")
+    torch.save(
+        {"state_dict": {"module.encoder_q." + k: v for k, v in sd.items()}}, tmp_path / "moco.pth"
+    )
     result = convert_checkpoint(tmp_path / "moco.pth", tmp_path / "w.pkl")
     assert result.verification.max_diff < 1e-4
 
@@ -64,21 +75,37 @@ def test_detectron2_detector_loads_every_backbone_weight(kind, depth, tmp_path):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     inc = load_with_detectron2(model, tmp_path / "w.pkl")
 
-    backbone_keys = [k for k in model.state_dict() if BACKBONE_KEY.match(k) and not k.endswith("num_batches_tracked")]
-    expected_count = len([k for k in sd if not k.startswith("fc.") and not k.endswith("num_batches_tracked")])
+    backbone_keys = [
+        k
+        for k in model.state_dict()
+        if BACKBONE_KEY.match(k) and not k.endswith("num_batches_tracked")
+    ]
+    expected_count = len(
+        [k for k in sd if not k.startswith("fc.") and not k.endswith("num_batches_tracked")]
+    )
     assert len(backbone_keys) == expected_count  # the regex really selects the whole ResNet
-    missing_backbone = [k for k in inc.missing_keys if BACKBONE_KEY.match(k) and not k.endswith("num_batches_tracked")]
+    missing_backbone = [
+        k
+        for k in inc.missing_keys
+        if BACKBONE_KEY.match(k) and not k.endswith("num_batches_tracked")
+    ]
     assert missing_backbone == []
     assert inc.unexpected_keys == [] and inc.incorrect_shapes == []
     # the heads are not in the checkpoint: their keys are reported missing (the check is live)
     assert any(k.startswith("roi_heads.box_predictor.") for k in inc.missing_keys)
 
-    by_suffix = {d2_name(k): v for k, v in sd.items() if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
+    by_suffix = {
+        d2_name(k): v
+        for k, v in sd.items()
+        if not k.startswith("fc.") and not k.endswith("num_batches_tracked")
+    }
     state = model.state_dict()
     for key in backbone_keys:
         suffix = re.sub(r"^(backbone\.(bottom_up\.)?|roi_heads\.)", "", key)
         assert torch.equal(state[key], by_suffix[suffix]), key
-        assert not torch.equal(before[key], state[key]), key  # differs from detectron2's init: loaded
+        assert not torch.equal(before[key], state[key]), (
+            key
+        )  # differs from detectron2's init: loaded
     if kind == "C4":
         assert any(k.startswith("roi_heads.res5.0.") for k in backbone_keys)
         assert "roi_heads.res5.norm.weight" in inc.missing_keys  # the extra norm is a new layer

@@ -1,4 +1,5 @@
 """Wrong inputs fail loudly, name what is wrong, and never leave an output file behind."""
+
 import argparse
 import os
 import pickle
@@ -25,8 +26,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def backbone(sd):
-    return OrderedDict((k, v) for k, v in sd.items()
-                       if not k.startswith("fc.") and not k.endswith("num_batches_tracked"))
+    return OrderedDict(
+        (k, v)
+        for k, v in sd.items()
+        if not k.startswith("fc.") and not k.endswith("num_batches_tracked")
+    )
 
 
 class StateDict(OrderedDict):
@@ -52,21 +56,41 @@ def fails(tmp_path, ckpt, match, *, save=True, error=ConversionError, **kwargs):
 
 def test_non_resnet_mlp_lists_top_level_keys_and_prefixes(tmp_path):
     mlp = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
-    msg = fails(tmp_path, {"state_dict": mlp.state_dict(), "epoch": 3},
-                ["no ResNet backbone found", "top-level keys: ['state_dict', 'epoch']", "0.* (2)", "2.* (2)"])
+    msg = fails(
+        tmp_path,
+        {"state_dict": mlp.state_dict(), "epoch": 3},
+        [
+            "no ResNet backbone found",
+            "top-level keys: ['state_dict', 'epoch']",
+            "0.* (2)",
+            "2.* (2)",
+        ],
+    )
     assert "--format" in msg and "--prefix" in msg
 
 
 def test_vit_like_checkpoint_lists_its_prefixes(tmp_path):
-    vit = {"cls_token": torch.zeros(1, 1, 8), "pos_embed": torch.zeros(1, 5, 8),
-           "patch_embed.proj.weight": torch.zeros(8, 3, 4, 4), "patch_embed.proj.bias": torch.zeros(8)}
+    vit = {
+        "cls_token": torch.zeros(1, 1, 8),
+        "pos_embed": torch.zeros(1, 5, 8),
+        "patch_embed.proj.weight": torch.zeros(8, 3, 4, 4),
+        "patch_embed.proj.bias": torch.zeros(8),
+    }
     for i in range(3):
         vit[f"blocks.{i}.attn.qkv.weight"] = torch.zeros(24, 8)
         vit[f"blocks.{i}.mlp.fc1.weight"] = torch.zeros(16, 8)
     vit["head.weight"] = torch.zeros(10, 8)
-    fails(tmp_path, {"model": vit, "args": "x"},
-          ["top-level keys: ['model', 'args']", "prefixes in model:", "blocks.* (6)", "cls_token (1)",
-           "patch_embed.* (2)"])
+    fails(
+        tmp_path,
+        {"model": vit, "args": "x"},
+        [
+            "top-level keys: ['model', 'args']",
+            "prefixes in model:",
+            "blocks.* (6)",
+            "cls_token (1)",
+            "patch_embed.* (2)",
+        ],
+    )
 
 
 def test_forced_format_that_does_not_match(tmp_path):
@@ -84,8 +108,12 @@ def test_truncated_torch_file_names_the_file(tmp_path):
 
 def test_truncated_pickle_names_the_file(tmp_path):
     src = tmp_path / "in.pth"  # a detectron2-style plain pickle, cut short
-    payload = {"model": {k: v.numpy() for k, v in torchvision_to_detectron2(backbone(random_resnet(18))).items()},
-               "__author__": "x"}
+    payload = {
+        "model": {
+            k: v.numpy() for k, v in torchvision_to_detectron2(backbone(random_resnet(18))).items()
+        },
+        "__author__": "x",
+    }
     data = pickle.dumps(payload, protocol=4)
     src.write_bytes(data[: len(data) // 3])
     fails(tmp_path, None, [str(src), "truncated or corrupt"], save=False)
@@ -110,10 +138,17 @@ def test_depth_mismatch(tmp_path):
 
 
 def test_namespace_inside_is_refused_then_accepted_with_trust(tmp_path):
-    ckpt = {"model": {"encoder." + k: v for k, v in random_resnet(18).items()},
-            "opt": argparse.Namespace(lr=0.5, temp=0.1), "epoch": 100}  # SupContrast saves its opt
-    fails(tmp_path, ckpt, ["--trust", "argparse.Namespace", str(tmp_path / "in.pth")],
-          error=UnsafeCheckpointError)
+    ckpt = {
+        "model": {"encoder." + k: v for k, v in random_resnet(18).items()},
+        "opt": argparse.Namespace(lr=0.5, temp=0.1),
+        "epoch": 100,
+    }  # SupContrast saves its opt
+    fails(
+        tmp_path,
+        ckpt,
+        ["--trust", "argparse.Namespace", str(tmp_path / "in.pth")],
+        error=UnsafeCheckpointError,
+    )
     result = convert_checkpoint(tmp_path / "in.pth", tmp_path / "out.pkl", trust=True)
     assert result.format == "supcon" and result.verification.max_diff < 1e-4
 
@@ -125,27 +160,44 @@ def test_ordereddict_subclass_is_refused(tmp_path):
 
 def test_pickle_with_custom_object_is_refused(tmp_path):
     src = tmp_path / "in.pth"
-    payload = {"model": {"stem.conv1.weight": torch.zeros(1).numpy()}, "cfg": argparse.Namespace(a=1)}
+    payload = {
+        "model": {"stem.conv1.weight": torch.zeros(1).numpy()},
+        "cfg": argparse.Namespace(a=1),
+    }
     src.write_bytes(pickle.dumps(payload, protocol=4))
-    fails(tmp_path, None, ["--trust", "argparse.Namespace"], save=False, error=UnsafeCheckpointError)
+    fails(
+        tmp_path, None, ["--trust", "argparse.Namespace"], save=False, error=UnsafeCheckpointError
+    )
     with pytest.raises(UnsafeCheckpointError):
         load_checkpoint_file(src)
     loaded = load_checkpoint_file(src, trust=True)
-    assert isinstance(loaded["cfg"], argparse.Namespace) and torch.is_tensor(loaded["model"]["stem.conv1.weight"])
+    assert isinstance(loaded["cfg"], argparse.Namespace) and torch.is_tensor(
+        loaded["model"]["stem.conv1.weight"]
+    )
 
 
 def test_misshaped_backbone_tensor(tmp_path):
     sd = random_resnet(18)
     sd["layer2.0.conv1.weight"] = torch.zeros(128, 64, 1, 1)
-    fails(tmp_path, sd, ["1 mis-shaped", "layer2.0.conv1.weight -> res3.0.conv1.weight",
-                         "(128, 64, 1, 1), expected (128, 64, 3, 3)"])
+    fails(
+        tmp_path,
+        sd,
+        [
+            "1 mis-shaped",
+            "layer2.0.conv1.weight -> res3.0.conv1.weight",
+            "(128, 64, 1, 1), expected (128, 64, 3, 3)",
+        ],
+    )
 
 
 def test_missing_backbone_tensor(tmp_path):
     sd = random_resnet(50)
     del sd["layer3.1.bn2.running_var"]
-    fails(tmp_path, {"state_dict": {"backbone." + k: v for k, v in sd.items()}},
-          ["1 missing", "res4.1.conv2.norm.running_var (torchvision layer3.1.bn2.running_var)"])
+    fails(
+        tmp_path,
+        {"state_dict": {"backbone." + k: v for k, v in sd.items()}},
+        ["1 missing", "res4.1.conv2.norm.running_var (torchvision layer3.1.bn2.running_var)"],
+    )
 
 
 def test_modified_architecture_keys_are_not_dropped_silently(tmp_path):
@@ -157,8 +209,11 @@ def test_modified_architecture_keys_are_not_dropped_silently(tmp_path):
 def test_cifar_stem_is_reported_as_misshaped(tmp_path):
     sd = random_resnet(18)
     sd["conv1.weight"] = torch.zeros(64, 3, 3, 3)  # SupContrast / CIFAR 3x3 stem
-    fails(tmp_path, {"model": {"encoder." + k: v for k, v in sd.items()}},
-          ["conv1.weight -> stem.conv1.weight", "expected (64, 3, 7, 7)"])
+    fails(
+        tmp_path,
+        {"model": {"encoder." + k: v for k, v in sd.items()}},
+        ["conv1.weight -> stem.conv1.weight", "expected (64, 3, 7, 7)"],
+    )
 
 
 def test_two_candidate_backbones_are_ambiguous(tmp_path):
@@ -166,7 +221,9 @@ def test_two_candidate_backbones_are_ambiguous(tmp_path):
     teacher = {"teacher." + k: v for k, v in sd.items()}
     teacher.update({"student." + k: v for k, v in sd.items()})
     fails(tmp_path, teacher, ["several ResNets", "teacher., student.", "--prefix teacher."])
-    result = convert_checkpoint(tmp_path / "in.pth", tmp_path / "out.pkl", prefix="teacher.", verify=False)
+    result = convert_checkpoint(
+        tmp_path / "in.pth", tmp_path / "out.pkl", prefix="teacher.", verify=False
+    )
     assert result.format == "raw" and "student.*" in result.coverage.dropped.values()
 
 
@@ -199,7 +256,9 @@ def test_verification_detects_swapped_statistics():
     assert ok.passed and ok.max_diff < 1e-4
     bad = OrderedDict(d2)
     bad["res3.1.conv2.norm.running_mean"], bad["res3.1.conv2.norm.running_var"] = (
-        d2["res3.1.conv2.norm.running_var"], d2["res3.1.conv2.norm.running_mean"])
+        d2["res3.1.conv2.norm.running_var"],
+        d2["res3.1.conv2.norm.running_mean"],
+    )
     with pytest.raises(VerificationError, match="FAILED"):
         verify_conversion(18, ref, detectron2_state=bad)
     bad = OrderedDict(d2)
@@ -225,7 +284,9 @@ def test_save_canonical_validates(tmp_path):
     with pytest.raises(ConversionError):
         save_canonical(tmp_path / "a.pth", bad, arch="resnet18")
     with pytest.raises(ConversionError, match="Namespace is not allowed"):
-        save_canonical(tmp_path / "a.pth", sd, arch="resnet18", extra={"args": argparse.Namespace()})
+        save_canonical(
+            tmp_path / "a.pth", sd, arch="resnet18", extra={"args": argparse.Namespace()}
+        )
     with pytest.raises(ConversionError, match="may not redefine"):
         save_canonical(tmp_path / "a.pth", sd, arch="resnet18", extra={"depth": 3})
     assert os.listdir(tmp_path) == []
@@ -247,13 +308,27 @@ def test_write_config_refuses_a_bottleneck_only_c4_head_for_basic_blocks(tmp_pat
     """detectron2's own Res5ROIHeads builds bottlenecks only; the protocols' Res5ROIHeadsExtraNorm builds
     basic-block res5 for ResNet-18/34 (tests/modeling/test_roi_heads.py), so only the former is refused."""
     c4 = tmp_path / "plain_c4.yaml"
-    c4.write_text('_BASE_: "%s"\nMODEL:\n  ROI_HEADS:\n    NAME: "Res5ROIHeads"\n'
-                  % os.path.join(REPO, "configs", "detection", "voc0712_R_50_C4_24k.yaml"))
-    fails(tmp_path, random_resnet(18), ["C4 protocol", "Res5ROIHeads builds a bottleneck", "FPN"],
-          write_config=str(tmp_path / "cfg.yaml"), base=str(c4))
+    c4.write_text(
+        '_BASE_: "%s"\nMODEL:\n  ROI_HEADS:\n    NAME: "Res5ROIHeads"\n'
+        % os.path.join(REPO, "configs", "detection", "voc0712_R_50_C4_24k.yaml")
+    )
+    fails(
+        tmp_path,
+        random_resnet(18),
+        ["C4 protocol", "Res5ROIHeads builds a bottleneck", "FPN"],
+        write_config=str(tmp_path / "cfg.yaml"),
+        base=str(c4),
+    )
     os.remove(c4)
-    fails(tmp_path, random_resnet(18), ["--base", "no such config file"],
-          write_config=str(tmp_path / "cfg.yaml"), base=str(tmp_path / "nope.yaml"))
+    fails(
+        tmp_path,
+        random_resnet(18),
+        ["--base", "no such config file"],
+        write_config=str(tmp_path / "cfg.yaml"),
+        base=str(tmp_path / "nope.yaml"),
+    )
     with pytest.raises(ConversionError, match="needs --base"):
-        convert_checkpoint(tmp_path / "in.pth", tmp_path / "out.pkl", write_config=str(tmp_path / "c.yaml"))
+        convert_checkpoint(
+            tmp_path / "in.pth", tmp_path / "out.pkl", write_config=str(tmp_path / "c.yaml")
+        )
     assert sorted(os.listdir(tmp_path)) == ["in.pth"]

@@ -3,6 +3,7 @@ Every supported checkpoint layout, built from a randomly initialised torchvision
 statistics too), converted by the library, verified numerically and loaded back by detectron2's
 own DetectionCheckpointer with every backbone tensor equal to its source.
 """
+
 import os
 import shutil
 from collections import OrderedDict
@@ -27,8 +28,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def backbone(sd):
-    return OrderedDict((k, v) for k, v in sd.items()
-                       if not k.startswith("fc.") and not k.endswith("num_batches_tracked"))
+    return OrderedDict(
+        (k, v)
+        for k, v in sd.items()
+        if not k.startswith("fc.") and not k.endswith("num_batches_tracked")
+    )
 
 
 def prefixed(sd, prefix, skip_fc=False):
@@ -81,19 +85,32 @@ def fmt_torchvision(sd, depth):
 
 
 def fmt_torchvision_reference(sd, depth):  # torchvision's references/classification/train.py
-    return {"model": dict(sd), "optimizer": {"state": {}, "param_groups": [{"lr": 0.1}]},
-            "lr_scheduler": {"last_epoch": 3}, "epoch": 3}
+    return {
+        "model": dict(sd),
+        "optimizer": {"state": {}, "param_groups": [{"lr": 0.1}]},
+        "lr_scheduler": {"last_epoch": 3},
+        "epoch": 3,
+    }
 
 
 def fmt_timm(sd, depth):  # timm train.py (without its argparse.Namespace "args")
-    return {"epoch": 10, "arch": f"resnet{depth}", "state_dict": dict(sd),
-            "state_dict_ema": {k: v + 1 if v.is_floating_point() else v for k, v in sd.items()},
-            "version": 2, "metric": 71.3}
+    return {
+        "epoch": 10,
+        "arch": f"resnet{depth}",
+        "state_dict": dict(sd),
+        "state_dict_ema": {k: v + 1 if v.is_floating_point() else v for k, v in sd.items()},
+        "version": 2,
+        "metric": 71.3,
+    }
 
 
 def _mlp(dim_in, hidden, out):
-    return {"0.weight": torch.randn(hidden, dim_in), "0.bias": torch.randn(hidden),
-            "2.weight": torch.randn(out, hidden), "2.bias": torch.randn(out)}
+    return {
+        "0.weight": torch.randn(hidden, dim_in),
+        "0.bias": torch.randn(hidden),
+        "2.weight": torch.randn(out, hidden),
+        "2.bias": torch.randn(out),
+    }
 
 
 def feat_dim(sd):
@@ -108,8 +125,12 @@ def fmt_mocov2(sd, depth):
         state.update({f"module.{enc}.fc.{k}": v for k, v in _mlp(c, c, 128).items()})
     state["module.queue"] = torch.randn(128, 256)
     state["module.queue_ptr"] = torch.zeros(1, dtype=torch.long)
-    return {"epoch": 200, "arch": f"resnet{depth}", "state_dict": state,
-            "optimizer": {"state": {}, "param_groups": [{"lr": 0.03}]}}
+    return {
+        "epoch": 200,
+        "arch": f"resnet{depth}",
+        "state_dict": state,
+        "optimizer": {"state": {}, "param_groups": [{"lr": 0.03}]},
+    }
 
 
 def fmt_mocov1(sd, depth):
@@ -130,12 +151,22 @@ def fmt_mocov3(sd, depth):
         state.update(prefixed(sd, f"module.{enc}.", skip_fc=True))
         state[f"module.{enc}.fc.0.weight"] = torch.randn(64, c)
         for bn in ("fc.1", "fc.4"):
-            state.update({f"module.{enc}.{bn}.{f}": torch.randn(64)
-                          for f in ("weight", "bias", "running_mean", "running_var")})
+            state.update(
+                {
+                    f"module.{enc}.{bn}.{f}": torch.randn(64)
+                    for f in ("weight", "bias", "running_mean", "running_var")
+                }
+            )
             state[f"module.{enc}.{bn}.num_batches_tracked"] = torch.tensor(5)
         state[f"module.{enc}.fc.3.weight"] = torch.randn(64, 64)
     state.update({f"module.predictor.{k}": v for k, v in _mlp(64, 64, 64).items()})
-    return {"epoch": 100, "arch": f"resnet{depth}", "state_dict": state, "optimizer": {}, "scaler": {}}
+    return {
+        "epoch": 100,
+        "arch": f"resnet{depth}",
+        "state_dict": state,
+        "optimizer": {},
+        "scaler": {},
+    }
 
 
 def _supcon_encoder(sd, prefix):
@@ -162,12 +193,18 @@ def fmt_supcon_dp(sd, depth):  # model trained with nn.DataParallel around the w
 def fmt_vissl(sd, depth):
     trunk = {"_feature_blocks." + k: v.clone() for k, v in sd.items() if not k.startswith("fc.")}
     heads = {"0.clf.0.weight": torch.randn(128, feat_dim(sd)), "0.clf.0.bias": torch.randn(128)}
-    return {"phase_idx": 9, "iteration": 1000, "loss": {"state": 1.0}, "iteration_num": 1000,
+    return {
+        "phase_idx": 9,
+        "iteration": 1000,
+        "loss": {"state": 1.0},
+        "iteration_num": 1000,
+        "train_phase_idx": 9,
+        "classy_state_dict": {
             "train_phase_idx": 9,
-            "classy_state_dict": {"train_phase_idx": 9,
-                                  "base_model": {"model": {"trunk": trunk, "heads": heads},
-                                                 "meta": {"model_version": 1}},
-                                  "optimizer": {"state": {}}}}
+            "base_model": {"model": {"trunk": trunk, "heads": heads}, "meta": {"model_version": 1}},
+            "optimizer": {"state": {}},
+        },
+    }
 
 
 def fmt_sololearn(sd, depth):
@@ -177,9 +214,16 @@ def fmt_sololearn(sd, depth):
     state.update({f"momentum_projector.{k}": v for k, v in _mlp(feat_dim(sd), 64, 32).items()})
     state["classifier.weight"] = torch.randn(10, feat_dim(sd))
     state["classifier.bias"] = torch.randn(10)
-    return {"epoch": 399, "global_step": 12345, "pytorch-lightning_version": "2.0.2",
-            "state_dict": state, "hyper_parameters": {"method": "byol", "max_epochs": 400},
-            "optimizer_states": [], "lr_schedulers": [], "loops": {}}
+    return {
+        "epoch": 399,
+        "global_step": 12345,
+        "pytorch-lightning_version": "2.0.2",
+        "state_dict": state,
+        "hyper_parameters": {"method": "byol", "max_epochs": 400},
+        "optimizer_states": [],
+        "lr_schedulers": [],
+        "loops": {},
+    }
 
 
 def fmt_mmselfsup(sd, depth):
@@ -188,8 +232,11 @@ def fmt_mmselfsup(sd, depth):
     state.update({f"neck.mlp.{k}": v for k, v in _mlp(feat_dim(sd), 64, 32).items()})
     state["queue"] = torch.randn(32, 64)
     state["queue_ptr"] = torch.zeros(1, dtype=torch.long)
-    return {"meta": {"epoch": 200, "iter": 5000, "mmselfsup_version": "0.9.1"}, "state_dict": state,
-            "optimizer": {"state": {}, "param_groups": []}}
+    return {
+        "meta": {"epoch": 200, "iter": 5000, "mmselfsup_version": "0.9.1"},
+        "state_dict": state,
+        "optimizer": {"state": {}, "param_groups": []},
+    }
 
 
 def fmt_backbone_prefix(sd, depth):
@@ -231,7 +278,11 @@ def fmt_detectron2_c4_model(sd, depth):  # a detectron2 C4 training checkpoint: 
 FORMATS = {
     # name: (builder, reader that must auto-detect it, a group label that must be dropped)
     "torchvision": (fmt_torchvision, "torchvision", "fc.* (classifier / projection)"),
-    "torchvision_reference": (fmt_torchvision_reference, "torchvision", "fc.* (classifier / projection)"),
+    "torchvision_reference": (
+        fmt_torchvision_reference,
+        "torchvision",
+        "fc.* (classifier / projection)",
+    ),
     "timm": (fmt_timm, "timm", "state_dict_ema.*"),
     "mocov1": (fmt_mocov1, "moco", "module.encoder_k.*"),
     "mocov2": (fmt_mocov2, "moco", "module.queue"),
@@ -295,16 +346,31 @@ def test_detectron2_c4_training_checkpoint_reads_res5_from_roi_heads(tmp_path):
 def test_canonical_save_load_and_convert(depth, tmp_path):
     sd = random_resnet(depth, seed=3)
     path = tmp_path / "export.pth"
-    meta = save_canonical(path, sd, arch=f"resnet{depth}", method="simclr",
-                          extra={"epochs": 200, "dataset": "toy", "notes": None, "lr": [0.1, 0.01]})
+    meta = save_canonical(
+        path,
+        sd,
+        arch=f"resnet{depth}",
+        method="simclr",
+        extra={"epochs": 200, "dataset": "toy", "notes": None, "lr": [0.1, 0.01]},
+    )
     assert meta["depth"] == depth and meta["method"] == "simclr" and meta["epochs"] == 200
     raw = torch.load(path, weights_only=True)  # only plain types inside
     assert raw["format"] == CANONICAL_FORMAT == "contrastive_det.backbone/v1"
-    assert not any(k.startswith("fc.") or k.endswith("num_batches_tracked") for k in raw["state_dict"])
-    assert raw["meta"] == {"arch": f"resnet{depth}", "depth": depth, "method": "simclr",
-                           "pixel_mean": [123.675, 116.28, 103.53], "pixel_std": [58.395, 57.12, 57.375],
-                           "input_format": "RGB", "epochs": 200, "dataset": "toy", "notes": None,
-                           "lr": [0.1, 0.01]}
+    assert not any(
+        k.startswith("fc.") or k.endswith("num_batches_tracked") for k in raw["state_dict"]
+    )
+    assert raw["meta"] == {
+        "arch": f"resnet{depth}",
+        "depth": depth,
+        "method": "simclr",
+        "pixel_mean": [123.675, 116.28, 103.53],
+        "pixel_std": [58.395, 57.12, 57.375],
+        "input_format": "RGB",
+        "epochs": 200,
+        "dataset": "toy",
+        "notes": None,
+        "lr": [0.1, 0.01],
+    }
     state, meta2 = load_canonical(path)
     assert meta2 == raw["meta"]
     ref = backbone(sd)
@@ -325,8 +391,13 @@ def test_write_config_for_a_c4_protocol(tmp_path):
     shutil.copytree(os.path.join(REPO, "configs"), tmp_path / "configs")
     base = str(tmp_path / "configs" / "detection" / "coco_R_50_C4_1x.yaml")
     cfg_path = tmp_path / "experiments" / "coco_supcon.yaml"
-    result = convert_checkpoint(tmp_path / "r50.pth", tmp_path / "r50.pkl", verify=False,
-                                write_config=str(cfg_path), base=base)
+    result = convert_checkpoint(
+        tmp_path / "r50.pth",
+        tmp_path / "r50.pkl",
+        verify=False,
+        write_config=str(cfg_path),
+        base=base,
+    )
     assert result.config_path == str(cfg_path)
     text = cfg_path.read_text()
     assert f'_BASE_: "{base}"' in text  # absolute, like MODEL.WEIGHTS
@@ -345,8 +416,14 @@ def test_write_config_for_a_c4_protocol(tmp_path):
 def test_canonical_pixel_statistics_reach_the_config(tmp_path):
     sd = random_resnet(18, seed=4)
     path = tmp_path / "bgr.pth"
-    save_canonical(path, sd, arch="resnet18", pixel_mean=(103.5, 116.3, 123.7), pixel_std=(1, 1, 1),
-                   input_format="BGR")
+    save_canonical(
+        path,
+        sd,
+        arch="resnet18",
+        pixel_mean=(103.5, 116.3, 123.7),
+        pixel_std=(1, 1, 1),
+        input_format="BGR",
+    )
     result = convert_checkpoint(path, tmp_path / "bgr.pkl", verify=False)
     assert result.verification is None
     assert result.config["MODEL.PIXEL_MEAN"] == [103.5, 116.3, 123.7]

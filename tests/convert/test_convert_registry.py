@@ -1,4 +1,5 @@
 """The converter's structure: writers are a table, the pipeline is named steps, one dotted-key lookup."""
+
 from collections import OrderedDict
 
 import pytest
@@ -7,7 +8,13 @@ import torchvision
 
 import contrastive_det.convert as convert
 from contrastive_det.config import get_cfg
-from contrastive_det.convert import WRITERS, ConversionError, Writer, convert_checkpoint, register_writer
+from contrastive_det.convert import (
+    WRITERS,
+    ConversionError,
+    Writer,
+    convert_checkpoint,
+    register_writer,
+)
 from contrastive_det.convert import pipeline, resnet_keys
 from contrastive_det.convert.verify import verify_conversion
 from contrastive_det.utils.config_keys import get_key
@@ -31,26 +38,43 @@ def _dumps_plain(backbone):
 
 def _verify_plain(backbone, path, tolerance):
     loaded = torch.load(path, weights_only=True)
-    return verify_conversion(backbone.depth, loaded, detectron2_state=backbone.detectron2_state,
-                             tolerance=tolerance, torchvision_label="the plain output")
+    return verify_conversion(
+        backbone.depth,
+        loaded,
+        detectron2_state=backbone.detectron2_state,
+        tolerance=tolerance,
+        torchvision_label="the plain output",
+    )
 
 
 @pytest.fixture
 def plain_writer():
-    writer = register_writer(Writer(name="plain", help="bare torchvision state_dict", suffix=".pt",
-                                    check_path=_check_pt, dumps=_dumps_plain, verify=_verify_plain,
-                                    describe=lambda b: " (plain)"))
+    writer = register_writer(
+        Writer(
+            name="plain",
+            help="bare torchvision state_dict",
+            suffix=".pt",
+            check_path=_check_pt,
+            dumps=_dumps_plain,
+            verify=_verify_plain,
+            describe=lambda b: " (plain)",
+        )
+    )
     yield writer
     WRITERS.pop("plain")
 
 
 def test_a_new_output_layout_is_one_writer_entry(plain_writer, tmp_path, capsys):
     sd = random_resnet(18)
-    torch.save({"state_dict": {"module.encoder_q." + k: v for k, v in sd.items()}}, tmp_path / "moco.pth")
+    torch.save(
+        {"state_dict": {"module.encoder_q." + k: v for k, v in sd.items()}}, tmp_path / "moco.pth"
+    )
     with pytest.raises(ConversionError, match="must end with .pt"):
         convert_checkpoint(tmp_path / "moco.pth", tmp_path / "out.pkl", to="plain")
     with pytest.raises(ConversionError, match="--write-config goes with detectron2 output"):
-        convert_checkpoint(tmp_path / "moco.pth", tmp_path / "out.pt", to="plain", write_config="x.yaml", base="b")
+        convert_checkpoint(
+            tmp_path / "moco.pth", tmp_path / "out.pt", to="plain", write_config="x.yaml", base="b"
+        )
 
     result = convert_checkpoint(tmp_path / "moco.pth", tmp_path / "out.pt", to="plain", log=print)
     printed = capsys.readouterr().out
@@ -59,12 +83,16 @@ def test_a_new_output_layout_is_one_writer_entry(plain_writer, tmp_path, capsys)
     assert f"wrote {tmp_path / 'out.pt'}: 100 tensors" in printed and "(plain)" in printed
     assert "detectron2 config for these weights" not in printed and result.config == OrderedDict()
     net = torchvision.models.resnet18()
-    missing = net.load_state_dict(torch.load(tmp_path / "out.pt", weights_only=True), strict=False).missing_keys
+    missing = net.load_state_dict(
+        torch.load(tmp_path / "out.pt", weights_only=True), strict=False
+    ).missing_keys
     assert sorted(missing) == ["fc.bias", "fc.weight"]
 
 
 def test_unknown_output_kind_lists_the_writers(tmp_path):
-    with pytest.raises(ConversionError, match="unknown output kind 'onnx': detectron2 or torchvision"):
+    with pytest.raises(
+        ConversionError, match="unknown output kind 'onnx': detectron2 or torchvision"
+    ):
         convert_checkpoint(tmp_path / "in.pth", tmp_path / "out.onnx", to="onnx")
 
 
@@ -74,7 +102,9 @@ def test_cli_offers_every_writer(plain_writer):
 
     from conftest import REPO
 
-    spec = importlib.util.spec_from_file_location("convert_cli", os.path.join(REPO, "tools", "convert_to_detectron2.py"))
+    spec = importlib.util.spec_from_file_location(
+        "convert_cli", os.path.join(REPO, "tools", "convert_to_detectron2.py")
+    )
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
     to = next(a for a in cli.build_parser()._actions if a.dest == "to")
@@ -86,7 +116,9 @@ def test_named_steps_compose_to_convert_checkpoint(tmp_path):
     torch.save(sd, tmp_path / "tv.pth")
     result = convert_checkpoint(tmp_path / "tv.pth", tmp_path / "a.pkl", verify=False)
 
-    writer = pipeline.check_request(str(tmp_path / "tv.pth"), str(tmp_path / "b.pkl"), "detectron2", None, None)
+    writer = pipeline.check_request(
+        str(tmp_path / "tv.pth"), str(tmp_path / "b.pkl"), "detectron2", None, None
+    )
     ext = pipeline.read(str(tmp_path / "tv.pth"))
     backbone, coverage = pipeline.canonicalise(ext, say=lambda s: None)
     payload = writer.dumps(backbone)
@@ -108,7 +140,11 @@ def test_get_key_walks_configs_and_checkpoints():
 
 
 def test_dead_helpers_are_gone():
-    for module, name in [(resnet_keys, "is_backbone_scope"), (resnet_keys, "BN_FIELDS"),
-                         (convert, "write_torchvision"), (convert.canonical, "is_canonical")]:
+    for module, name in [
+        (resnet_keys, "is_backbone_scope"),
+        (resnet_keys, "BN_FIELDS"),
+        (convert, "write_torchvision"),
+        (convert.canonical, "is_canonical"),
+    ]:
         assert not hasattr(module, name), name
     assert not hasattr(pipeline.ConversionResult, "state_dict_size")

@@ -1,4 +1,5 @@
 """nn.Sequential ResNet trunks (lightly, tutorials) convert with full coverage and numeric proof."""
+
 import pytest
 import torch
 import torchvision
@@ -67,7 +68,9 @@ def test_sequential_trunk_converts_and_matches_the_trunk(depth, layout, tmp_path
     assert cov.ok and len(cov.matched) == cov.expected
     assert f"coverage: {cov.expected}/{cov.expected}" in printed
     if layout != "bare":
-        assert any(label.endswith("projection_head.*") for label in cov.dropped.values()), cov.dropped
+        assert any(label.endswith("projection_head.*") for label in cov.dropped.values()), (
+            cov.dropped
+        )
     if layout == "momentum":
         assert "backbone_momentum.*" in cov.dropped.values()
     assert result.verification.passed and result.verification.max_diff < 1e-4
@@ -78,7 +81,11 @@ def test_sequential_trunk_converts_and_matches_the_trunk(depth, layout, tmp_path
     from contrastive_det.convert.resnet_keys import build_detectron2_resnet
 
     d2 = build_detectron2_resnet(depth)
-    assert load_detectron2_file(d2, out) == ([], [], [])  # detectron2's own loader took every weight
+    assert load_detectron2_file(d2, out) == (
+        [],
+        [],
+        [],
+    )  # detectron2's own loader took every weight
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         got = d2.eval()(x)["res5"]
@@ -86,13 +93,18 @@ def test_sequential_trunk_converts_and_matches_the_trunk(depth, layout, tmp_path
 
 
 def test_two_sequential_trunks_without_a_backbone_name_are_ambiguous(tmp_path):
-    ckpt = {f"{name}.{k}": v for name in ("student", "teacher")
-            for k, v in sequential_trunk(18, seed=len(name)).state_dict().items()}
+    ckpt = {
+        f"{name}.{k}": v
+        for name in ("student", "teacher")
+        for k, v in sequential_trunk(18, seed=len(name)).state_dict().items()
+    }
     torch.save(ckpt, tmp_path / "in.pth")
     with pytest.raises(AmbiguousCheckpointError, match="student., teacher.") as info:
         convert_checkpoint(tmp_path / "in.pth", tmp_path / "out.pkl")
     assert info.value.candidates == ["student.", "teacher."]
-    result = convert_checkpoint(tmp_path / "in.pth", tmp_path / "out.pkl", prefix="teacher.", verify=False)
+    result = convert_checkpoint(
+        tmp_path / "in.pth", tmp_path / "out.pkl", prefix="teacher.", verify=False
+    )
     assert result.format == "raw" and "student.*" in result.coverage.dropped.values()
 
 

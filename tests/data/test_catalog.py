@@ -1,4 +1,5 @@
 """Dataset registration from the config, layout checks, and errors that name the file."""
+
 import os
 
 import pytest
@@ -14,7 +15,11 @@ from contrastive_det.data import (
     check_dataset_layout,
     register_datasets_from_config,
 )
-from contrastive_det.data.datasets.catalog import register_classification, register_toy_digits, register_voc
+from contrastive_det.data.datasets.catalog import (
+    register_classification,
+    register_toy_digits,
+    register_voc,
+)
 
 from conftest import TOY_CONFIG
 
@@ -27,19 +32,31 @@ def cfg_with_custom(entries):
 
 def test_toy_digits_registered_in_every_format(toy_root):
     names = DatasetCatalog.list()
-    for name in ("toy_digits_trainval", "toy_digits_test", "toy_digits_coco_trainval", "toy_digits_coco_test",
-                 "toy_digits_cls_train", "toy_digits_cls_test"):
+    for name in (
+        "toy_digits_trainval",
+        "toy_digits_test",
+        "toy_digits_coco_trainval",
+        "toy_digits_coco_test",
+        "toy_digits_cls_train",
+        "toy_digits_cls_test",
+    ):
         assert name in names
     assert MetadataCatalog.get("toy_digits_test").year == 2007
     cls = DatasetCatalog.get("toy_digits_cls_test")
-    assert {d["label"] for d in cls} == set(range(10)) and all(os.path.isfile(d["file_name"]) for d in cls[:5])
+    assert {d["label"] for d in cls} == set(range(10)) and all(
+        os.path.isfile(d["file_name"]) for d in cls[:5]
+    )
 
 
 def test_classification_metadata_of_toy_crops_and_folder_sets(toy_root, tmp_path):
     for name in ("toy_digits_cls_train", "toy_digits_cls_test"):
         meta = MetadataCatalog.get(name)
         assert list(meta.classes) == [str(i) for i in range(10)]
-        assert meta.metric == "top1" and meta.multi_label is False and meta.evaluator_type == "classification"
+        assert (
+            meta.metric == "top1"
+            and meta.multi_label is False
+            and meta.evaluator_type == "classification"
+        )
         assert meta.required_paths == [meta.image_root + "/"]
         check_dataset_layout(name)
     # a folder set without class names: classes are the sorted folder names, read on first use
@@ -50,7 +67,9 @@ def test_classification_metadata_of_toy_crops_and_folder_sets(toy_root, tmp_path
     assert list(MetadataCatalog.get("test_folder_meta").classes) == ["cat", "dog"]
     assert [d["class_name"] for d in DatasetCatalog.get("test_folder_meta")] == ["cat", "dog"]
     register_classification("test_folder_missing", str(tmp_path / "nope"))
-    with pytest.raises(DatasetLayoutError, match=r"missing .*nope/\. Expected layout: .*nope/<class_name>/<image>"):
+    with pytest.raises(
+        DatasetLayoutError, match=r"missing .*nope/\. Expected layout: .*nope/<class_name>/<image>"
+    ):
         check_dataset_layout("test_folder_missing")
 
 
@@ -59,25 +78,47 @@ def test_textured_toy_crops_are_registered_when_present(toy_root, tmp_path):
     for split in ("train", "test"):
         for cls in range(10):
             (root / "crops_textured" / split / str(cls)).mkdir(parents=True)
-            Image.new("RGB", (28, 28), (cls, 0, 0)).save(root / "crops_textured" / split / str(cls) / f"{cls}.png")
+            Image.new("RGB", (28, 28), (cls, 0, 0)).save(
+                root / "crops_textured" / split / str(cls) / f"{cls}.png"
+            )
     try:
-        assert register_toy_digits(str(root)) == ["toy_digits_textured_cls_train", "toy_digits_textured_cls_test"]
+        assert register_toy_digits(str(root)) == [
+            "toy_digits_textured_cls_train",
+            "toy_digits_textured_cls_test",
+        ]
         meta = MetadataCatalog.get("toy_digits_textured_cls_test")
-        assert list(meta.classes) == [str(i) for i in range(10)] and meta.metric == "top1" and not meta.multi_label
+        assert (
+            list(meta.classes) == [str(i) for i in range(10)]
+            and meta.metric == "top1"
+            and not meta.multi_label
+        )
         assert meta.image_root == str(root / "crops_textured" / "test")
-        assert [d["label"] for d in DatasetCatalog.get("toy_digits_textured_cls_train")] == list(range(10))
+        assert [d["label"] for d in DatasetCatalog.get("toy_digits_textured_cls_train")] == list(
+            range(10)
+        )
     finally:
         register_toy_digits(str(toy_root / "toy_digits"))  # the session's toy data again
 
 
 def test_custom_voc_and_coco_datasets_from_config(toy_root):
     toy = toy_root / "toy_digits"
-    cfg = cfg_with_custom([
-        {"NAME": "my_voc_test", "FORMAT": "voc", "ROOT": str(toy / "VOC"), "SPLIT": "test",
-         "CLASSES": [str(i) for i in range(10)]},
-        {"NAME": "my_coco_test", "FORMAT": "coco", "JSON": str(toy / "coco/annotations/instances_test.json"),
-         "IMAGE_ROOT": str(toy / "VOC/JPEGImages")},
-    ])
+    cfg = cfg_with_custom(
+        [
+            {
+                "NAME": "my_voc_test",
+                "FORMAT": "voc",
+                "ROOT": str(toy / "VOC"),
+                "SPLIT": "test",
+                "CLASSES": [str(i) for i in range(10)],
+            },
+            {
+                "NAME": "my_coco_test",
+                "FORMAT": "coco",
+                "JSON": str(toy / "coco/annotations/instances_test.json"),
+                "IMAGE_ROOT": str(toy / "VOC/JPEGImages"),
+            },
+        ]
+    )
     assert register_datasets_from_config(cfg) == ["my_voc_test", "my_coco_test"]
     voc, coco = DatasetCatalog.get("my_voc_test"), DatasetCatalog.get("my_coco_test")
     assert len(voc) == len(coco) == 4
@@ -89,10 +130,22 @@ def test_custom_voc_and_coco_datasets_from_config(toy_root):
 @pytest.mark.parametrize(
     "entry, message",
     [
-        ({"NAME": "x", "FORMAT": "yolo"}, r"DATASETS.CUSTOM\[0\].FORMAT must be one of \['coco', 'csv', 'folder', 'sem_seg', 'voc'\]"),
-        ({"NAME": "x", "FORMAT": "voc", "ROOT": "/d", "SPLIT": "test"}, r"missing key\(s\) \['CLASSES'\]"),
-        ({"NAME": "x", "FORMAT": "coco", "JSON": "a", "IMAGE_ROOT": "b", "ROOTS": "c"}, r"unknown key\(s\) \['ROOTS'\]"),
-        ({"NAME": "x", "FORMAT": "voc", "ROOT": "/d", "SPLIT": "t", "CLASSES": "cat"}, "CLASSES must be a list"),
+        (
+            {"NAME": "x", "FORMAT": "yolo"},
+            r"DATASETS.CUSTOM\[0\].FORMAT must be one of \['coco', 'csv', 'folder', 'sem_seg', 'voc'\]",
+        ),
+        (
+            {"NAME": "x", "FORMAT": "voc", "ROOT": "/d", "SPLIT": "test"},
+            r"missing key\(s\) \['CLASSES'\]",
+        ),
+        (
+            {"NAME": "x", "FORMAT": "coco", "JSON": "a", "IMAGE_ROOT": "b", "ROOTS": "c"},
+            r"unknown key\(s\) \['ROOTS'\]",
+        ),
+        (
+            {"NAME": "x", "FORMAT": "voc", "ROOT": "/d", "SPLIT": "t", "CLASSES": "cat"},
+            "CLASSES must be a list",
+        ),
     ],
 )
 def test_malformed_custom_entries_name_the_key(entry, message):
@@ -106,13 +159,26 @@ def test_missing_voc_folder_names_path_and_layout(tmp_path):
         check_dataset_layout("test_missing_voc")
     msg = str(err.value)
     assert str(tmp_path / "VOC2007" / "JPEGImages") in msg
-    assert "ImageSets/Main/trainval.txt" in msg and "Annotations/<id>.xml" in msg and "datasets/README.md" in msg
+    assert (
+        "ImageSets/Main/trainval.txt" in msg
+        and "Annotations/<id>.xml" in msg
+        and "datasets/README.md" in msg
+    )
 
 
 def test_missing_coco_json_and_unregistered_names(tmp_path):
-    register_datasets_from_config(cfg_with_custom([
-        {"NAME": "test_missing_coco", "FORMAT": "coco", "JSON": str(tmp_path / "inst.json"), "IMAGE_ROOT": str(tmp_path)}
-    ]))
+    register_datasets_from_config(
+        cfg_with_custom(
+            [
+                {
+                    "NAME": "test_missing_coco",
+                    "FORMAT": "coco",
+                    "JSON": str(tmp_path / "inst.json"),
+                    "IMAGE_ROOT": str(tmp_path),
+                }
+            ]
+        )
+    )
     with pytest.raises(DatasetLayoutError, match=r"missing its annotation file .*inst\.json"):
         check_dataset_layout("test_missing_coco")
     with pytest.raises(KeyError, match="'nope' is not registered"):
@@ -175,7 +241,9 @@ def test_readme_own_data_examples_load(tmp_path):
         readme = f.read()
     configs = tmp_path / "configs"
     (configs / "my").mkdir(parents=True)
-    for entry in os.listdir(os.path.join(repo, "configs")):  # a checkout's configs/, plus configs/my/
+    for entry in os.listdir(
+        os.path.join(repo, "configs")
+    ):  # a checkout's configs/, plus configs/my/
         (configs / entry).symlink_to(os.path.join(repo, "configs", entry))
     examples = re.findall(r"```yaml\n# configs/my/(\S+)\n(.*?)```", readme, re.S)
     assert len(examples) >= 2
@@ -188,7 +256,9 @@ def test_readme_own_data_examples_load(tmp_path):
         assert set(cfg.DATASETS.TRAIN) | set(cfg.DATASETS.TEST) <= set(names)
         assert cfg.SOLVER.MAX_ITER <= 200  # a CPU-sized starting point, not the 24k protocol
         formats |= {e["FORMAT"] for e in cfg.DATASETS.CUSTOM}
-    commands = re.findall(r"^python tools/\S+ --config-file (\S+) \\\n(.*?)\n(?:\n|```)", readme, re.S | re.M)
+    commands = re.findall(
+        r"^python tools/\S+ --config-file (\S+) \\\n(.*?)\n(?:\n|```)", readme, re.S | re.M
+    )
     assert len(commands) >= 2
     for config_file, rest in commands:
         opts = shlex.split(rest.replace("\\\n", " "))

@@ -1,4 +1,5 @@
 """The pre-flight image scan (data/checks.py): every bad file listed in one error, before training."""
+
 import pytest
 from PIL import Image
 
@@ -7,7 +8,12 @@ from detectron2.data import DatasetCatalog
 from contrastive_det.config import get_cfg
 from contrastive_det.data import ImageReadError
 from contrastive_det.data.datasets.catalog import register_coco
-from contrastive_det.data.checks import UnreadableImagesError, check_images, image_problem, scan_images
+from contrastive_det.data.checks import (
+    UnreadableImagesError,
+    check_images,
+    image_problem,
+    scan_images,
+)
 
 
 def write_images(folder, n, size=(64, 48)):
@@ -31,7 +37,10 @@ def bad_folder(tmp_path):
     paths = write_images(tmp_path / "img", 4, size=(320, 240))
     truncate(paths[1])
     (tmp_path / "img" / "notes.jpg").write_text("not an image at all")
-    files = [str(p) for p in paths] + [str(tmp_path / "img" / "notes.jpg"), str(tmp_path / "img" / "gone.jpg")]
+    files = [str(p) for p in paths] + [
+        str(tmp_path / "img" / "notes.jpg"),
+        str(tmp_path / "img" / "gone.jpg"),
+    ]
     return files
 
 
@@ -80,7 +89,9 @@ def test_long_lists_are_cut_with_a_count(tmp_path):
 def _register_with_files(name, tmp_path, files):
     register_coco(name, str(tmp_path / "unused.json"), str(tmp_path))
     DatasetCatalog.remove(name)
-    DatasetCatalog.register(name, lambda: [{"file_name": f, "image_id": i} for i, f in enumerate(files)])
+    DatasetCatalog.register(
+        name, lambda: [{"file_name": f, "image_id": i} for i, f in enumerate(files)]
+    )
 
 
 def test_check_images_follows_the_config_limit(bad_folder, tmp_path):
@@ -98,7 +109,10 @@ def test_check_images_follows_the_config_limit(bad_folder, tmp_path):
 def test_check_images_on_good_registered_data(toy_root):
     cfg = get_cfg()
     # the same files in two datasets are checked once
-    assert check_images(cfg, ["toy_digits_trainval", "toy_digits_coco_trainval", "toy_digits_test"]) == 14
+    assert (
+        check_images(cfg, ["toy_digits_trainval", "toy_digits_coco_trainval", "toy_digits_test"])
+        == 14
+    )
 
 
 def test_required_paths_are_checked_in_order_with_the_layout(tmp_path):
@@ -115,13 +129,23 @@ def test_required_paths_are_checked_in_order_with_the_layout(tmp_path):
         DatasetCatalog.remove(name)
         MetadataCatalog.remove(name)
     DatasetCatalog.register(name, list)
-    required = [f"{tmp_path}/set/", f"{tmp_path}/set/labels.txt", f"{tmp_path}/set/images/", f"{tmp_path}/set/x.csv"]
-    MetadataCatalog.get(name).set(required_paths=required, layout="set/images/<file> + set/labels.txt + set/x.csv")
+    required = [
+        f"{tmp_path}/set/",
+        f"{tmp_path}/set/labels.txt",
+        f"{tmp_path}/set/images/",
+        f"{tmp_path}/set/x.csv",
+    ]
+    MetadataCatalog.get(name).set(
+        required_paths=required, layout="set/images/<file> + set/labels.txt + set/x.csv"
+    )
     with pytest.raises(DatasetLayoutError) as err:
         check_dataset_layout(name)
     msg = str(err.value)
     assert msg.startswith(f"Dataset '{name}' is missing {tmp_path}/set/images/ (and 1 more).")
-    assert "Expected layout: set/images/<file> + set/labels.txt + set/x.csv." in msg and "datasets/README.md" in msg
+    assert (
+        "Expected layout: set/images/<file> + set/labels.txt + set/x.csv." in msg
+        and "datasets/README.md" in msg
+    )
     (tmp_path / "set" / "images").unlink()
     (tmp_path / "set" / "images").mkdir()
     (tmp_path / "set" / "x.csv").mkdir()  # a folder where a file is expected

@@ -1,11 +1,18 @@
 """Corruptions of pretraining images: JPEG, salt-and-pepper, downsampling, and their config."""
+
 import math
 
 import pytest
 import torch
 
 from contrastive_det.config import get_cfg
-from contrastive_det.data.corruptions import Corruption, build_corruption, downsample, jpeg, salt_and_pepper
+from contrastive_det.data.corruptions import (
+    Corruption,
+    build_corruption,
+    downsample,
+    jpeg,
+    salt_and_pepper,
+)
 
 
 def psnr(a, b):
@@ -30,7 +37,9 @@ def checkerboard(h=64, w=64):
 def test_jpeg_fidelity_grows_with_quality():
     img = textured()
     scores = [psnr(jpeg(img, q), img) for q in (5, 10, 50, 90)]
-    assert all(jpeg(img, q).shape == img.shape and jpeg(img, q).dtype == torch.uint8 for q in (10, 90))
+    assert all(
+        jpeg(img, q).shape == img.shape and jpeg(img, q).dtype == torch.uint8 for q in (10, 90)
+    )
     assert scores == sorted(scores) and scores[1] < scores[3] - 5, scores  # q=10 well below q=90
     assert not torch.equal(jpeg(img, 90), img)
 
@@ -59,10 +68,16 @@ def test_downsample_identity_and_low_pass():
     assert board.float().std().item() > 120
     flat = downsample(board, 4)
     assert flat.shape == board.shape and flat.dtype == torch.uint8
-    assert flat.float().std().item() < 5 and abs(flat.float().mean().item() - 127.5) < 5  # ~flat grey
+    assert (
+        flat.float().std().item() < 5 and abs(flat.float().mean().item() - 127.5) < 5
+    )  # ~flat grey
     # a smooth image survives downsampling much better than the checkerboard
     assert psnr(downsample(img, 2), img) > psnr(downsample(img, 4), img) > 20
-    assert downsample(torch.zeros(3, 3, 5, dtype=torch.uint8), 8).shape == (3, 3, 5)  # sides >= 1 px
+    assert downsample(torch.zeros(3, 3, 5, dtype=torch.uint8), 8).shape == (
+        3,
+        3,
+        5,
+    )  # sides >= 1 px
 
 
 def test_build_corruption_from_config():
@@ -83,12 +98,36 @@ def test_build_corruption_from_config():
 @pytest.mark.parametrize(
     "key, value, message",
     [
-        ("JPEG_QUALITY", 120, r"INPUT.CORRUPTION.JPEG_QUALITY must be in \[1, 95\] or 0 \(off\), got 120"),
-        ("JPEG_QUALITY", -3, r"INPUT.CORRUPTION.JPEG_QUALITY must be in \[1, 95\] or 0 \(off\), got -3"),
-        ("SALT_PEPPER", 1.5, r"INPUT.CORRUPTION.SALT_PEPPER must be a fraction in \[0, 1\] \(0 = off\), got 1.5"),
-        ("SALT_PEPPER", -0.1, r"INPUT.CORRUPTION.SALT_PEPPER must be a fraction in \[0, 1\] \(0 = off\), got -0.1"),
-        ("DOWNSAMPLE", 0, r"INPUT.CORRUPTION.DOWNSAMPLE must be an integer >= 1 \(1 = off\), got 0"),
-        ("DOWNSAMPLE", 2.5, r"INPUT.CORRUPTION.DOWNSAMPLE must be an integer >= 1 \(1 = off\), got 2.5"),
+        (
+            "JPEG_QUALITY",
+            120,
+            r"INPUT.CORRUPTION.JPEG_QUALITY must be in \[1, 95\] or 0 \(off\), got 120",
+        ),
+        (
+            "JPEG_QUALITY",
+            -3,
+            r"INPUT.CORRUPTION.JPEG_QUALITY must be in \[1, 95\] or 0 \(off\), got -3",
+        ),
+        (
+            "SALT_PEPPER",
+            1.5,
+            r"INPUT.CORRUPTION.SALT_PEPPER must be a fraction in \[0, 1\] \(0 = off\), got 1.5",
+        ),
+        (
+            "SALT_PEPPER",
+            -0.1,
+            r"INPUT.CORRUPTION.SALT_PEPPER must be a fraction in \[0, 1\] \(0 = off\), got -0.1",
+        ),
+        (
+            "DOWNSAMPLE",
+            0,
+            r"INPUT.CORRUPTION.DOWNSAMPLE must be an integer >= 1 \(1 = off\), got 0",
+        ),
+        (
+            "DOWNSAMPLE",
+            2.5,
+            r"INPUT.CORRUPTION.DOWNSAMPLE must be an integer >= 1 \(1 = off\), got 2.5",
+        ),
     ],
 )
 def test_corruption_values_out_of_range_name_the_key(key, value, message):

@@ -3,6 +3,7 @@ Downstream classification sets (contrastive_det/data/datasets/downstream): every
 tmp_path exactly as its official archive / torchvision leaves it, registered under a test prefix,
 and checked for classes, labels of named files, split sizes, disjointness and determinism.
 """
+
 import pickle
 
 import numpy as np
@@ -12,7 +13,12 @@ from PIL import Image
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from contrastive_det.data import DatasetLayoutError, ImageReadError, check_dataset_layout, read_classification_image
+from contrastive_det.data import (
+    DatasetLayoutError,
+    ImageReadError,
+    check_dataset_layout,
+    read_classification_image,
+)
 from contrastive_det.data.classification import LazyClassList, clear_array_cache
 from contrastive_det.data.datasets.downstream import DOWNSTREAM_SETS, register_downstream
 from contrastive_det.data.datasets.downstream import SPLITS as ALL_SPLITS
@@ -28,7 +34,12 @@ from contrastive_det.data.datasets.downstream.meta import (
     VOC_CLASSES,
 )
 
-SPLITS = ("train", "val", "trainval", "test")  # the roles; "all" = trainval + test is checked in check_contract
+SPLITS = (
+    "train",
+    "val",
+    "trainval",
+    "test",
+)  # the roles; "all" = trainval + test is checked in check_contract
 
 
 # ----------------------------------------------------------------------------------------------
@@ -38,7 +49,9 @@ def img(path, value=0, mode="RGB", size=(4, 4)):
     """A tiny image file (format from the extension)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     color = value if mode in ("L", "1") else (value % 256, 2 * value % 256, 3 * value % 256)
-    Image.new(mode, size, color).save(path, format="JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else "PNG")
+    Image.new(mode, size, color).save(
+        path, format="JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else "PNG"
+    )
     return path
 
 
@@ -75,7 +88,9 @@ def check_contract(prefix, splits, multi_label=False):
         for d in dicts:
             assert isinstance(d["file_name"], str) and isinstance(d["image_id"], str)
             if multi_label:
-                assert d["label"] == -1 and all(0 <= c < len(classes) for c in d["labels"] + d["ignore_labels"])
+                assert d["label"] == -1 and all(
+                    0 <= c < len(classes) for c in d["labels"] + d["ignore_labels"]
+                )
             else:
                 assert isinstance(d["label"], int) and 0 <= d["label"] < len(classes)
                 assert d["class_name"] == classes[d["label"]]
@@ -98,15 +113,41 @@ def counts(dicts):
 # ----------------------------------------------------------------------------------------------
 # Registration and metadata of every set
 # ----------------------------------------------------------------------------------------------
-EXPECTED_METRIC = {"aircraft": "mean_per_class", "pets": "mean_per_class", "caltech101": "mean_per_class",
-                   "flowers102": "mean_per_class", "voc2007_cls": "map11"}
+EXPECTED_METRIC = {
+    "aircraft": "mean_per_class",
+    "pets": "mean_per_class",
+    "caltech101": "mean_per_class",
+    "flowers102": "mean_per_class",
+    "voc2007_cls": "map11",
+}
 
 
 def test_every_set_is_registered_at_import_with_its_metadata():
     names = set(DatasetCatalog.list())
-    assert {"eurosat", "cropdisease", "chestx", "isic", "dtd", "omniglot", "resisc45", "svhn", "deepweeds",
-            "kaokore", "sketch", "flowers102", "food101", "cifar10", "cifar100", "birdsnap", "sun397", "cars",
-            "aircraft", "voc2007_cls", "pets", "caltech101"} <= set(DOWNSTREAM_SETS)
+    assert {
+        "eurosat",
+        "cropdisease",
+        "chestx",
+        "isic",
+        "dtd",
+        "omniglot",
+        "resisc45",
+        "svhn",
+        "deepweeds",
+        "kaokore",
+        "sketch",
+        "flowers102",
+        "food101",
+        "cifar10",
+        "cifar100",
+        "birdsnap",
+        "sun397",
+        "cars",
+        "aircraft",
+        "voc2007_cls",
+        "pets",
+        "caltech101",
+    } <= set(DOWNSTREAM_SETS)
     for key in DOWNSTREAM_SETS:
         for split in SPLITS:
             name = f"{key}_{split}"
@@ -129,7 +170,9 @@ def test_missing_folder_is_reported_when_used_not_when_registered(key, tmp_path)
             with pytest.raises(DatasetLayoutError) as err:
                 call(f"{prefix}_{split}")
             msg = str(err.value)
-            assert meta.image_root + "/" in msg and meta.layout in msg and "datasets/README.md" in msg
+            assert (
+                meta.image_root + "/" in msg and meta.layout in msg and "datasets/README.md" in msg
+            )
             assert f"{prefix}_{split}" in msg
     if isinstance(meta.classes, LazyClassList):
         with pytest.raises(DatasetLayoutError, match="is missing"):
@@ -147,18 +190,28 @@ def test_eurosat_generated_splits_are_stratified_and_deterministic(tmp_path):
     splits = load(prefix)
     assert check_contract(prefix, splits) == list(EUROSAT_CLASSES)
     every = by_id(splits["trainval"] + splits["test"])
-    assert every["Forest/Forest_3.jpg"]["label"] == 1 and every["SeaLake/SeaLake_5.jpg"]["label"] == 9
+    assert (
+        every["Forest/Forest_3.jpg"]["label"] == 1 and every["SeaLake/SeaLake_5.jpg"]["label"] == 9
+    )
     # 5 per class: 1 test, 4 trainval -> 1 val, 3 train
     assert [len(splits[s]) for s in SPLITS] == [30, 10, 40, 10]
-    assert set(counts(splits["test"]).values()) == {1} and set(counts(splits["val"]).values()) == {1}
+    assert set(counts(splits["test"]).values()) == {1} and set(counts(splits["val"]).values()) == {
+        1
+    }
     # pinned by the documented rule (seed 0; salt "test" for the test split, "val" for val)
-    pinned = {s: sorted(d["image_id"] for d in splits[s] if d["label"] in (1, 9)) for s in ("test", "val")}
-    assert pinned == {"test": ["Forest/Forest_3.jpg", "SeaLake/SeaLake_4.jpg"],
-                      "val": ["Forest/Forest_5.jpg", "SeaLake/SeaLake_5.jpg"]}
+    pinned = {
+        s: sorted(d["image_id"] for d in splits[s] if d["label"] in (1, 9)) for s in ("test", "val")
+    }
+    assert pinned == {
+        "test": ["Forest/Forest_3.jpg", "SeaLake/SeaLake_4.jpg"],
+        "val": ["Forest/Forest_5.jpg", "SeaLake/SeaLake_5.jpg"],
+    }
     # determinism: a second registration (other name) of the same files gives the same splits
     again = load(register("eurosat", tmp_path, tag="again"))
     assert all(ids(again[s]) == ids(splits[s]) for s in SPLITS)
-    assert MetadataCatalog.get(f"{prefix}_test").split_rule.startswith("generated: 20% of each class")
+    assert MetadataCatalog.get(f"{prefix}_test").split_rule.startswith(
+        "generated: 20% of each class"
+    )
 
 
 def test_cropdisease_reads_dataset_train_only(tmp_path):
@@ -184,15 +237,23 @@ def test_cropdisease_islam_split_is_the_archives_train_and_test_folders(tmp_path
         img(base / "test" / cls / "t0.JPG")
         img(base / "test" / cls / "t1.JPG")
     prefix = register("cropdisease", tmp_path)
-    train, test = DatasetCatalog.get(f"{prefix}_islam_train"), DatasetCatalog.get(f"{prefix}_islam_test")
+    train, test = (
+        DatasetCatalog.get(f"{prefix}_islam_train"),
+        DatasetCatalog.get(f"{prefix}_islam_test"),
+    )
     assert len(train) == 12 and all("/dataset/train/" in d["file_name"] for d in train)
     assert counts(test) == {1: 2, 2: 2} and all("/dataset/test/" in d["file_name"] for d in test)
     assert {d["class_name"] for d in test if d["label"] == 2} == {"Tomato___healthy"}
     assert ids(train).isdisjoint(ids(test))  # same file names in both folders: distinct ids
-    assert MetadataCatalog.get(f"{prefix}_islam_test").split_rule == "Islam et al.'s: the archive's 'test' split"
+    assert (
+        MetadataCatalog.get(f"{prefix}_islam_test").split_rule
+        == "Islam et al.'s: the archive's 'test' split"
+    )
     # the generated splits still read dataset/train only
     assert all("/dataset/train/" in d["file_name"] for d in DatasetCatalog.get(f"{prefix}_test"))
-    img(base / "test" / "Unknown___class" / "x.JPG")  # a test class the training folders do not have
+    img(
+        base / "test" / "Unknown___class" / "x.JPG"
+    )  # a test class the training folders do not have
     with pytest.raises(DatasetLayoutError, match="Unknown___class"):
         DatasetCatalog.get(f"{prefix}_islam_test")
 
@@ -219,8 +280,10 @@ def test_chestx_keeps_the_cd_fsl_single_label_subset(tmp_path):
     for finding in ("No Finding", "Pneumonia", "Mass|Nodule", "Hernia"):
         rows.append(f"{n:08d}_000.png,{finding},0,{n},58,M,PA,2682,2749,0.143,0.143")
         n += 1
-    header = "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position," \
-             "OriginalImage[Width,Height],,OriginalImagePixelSpacing[x,y],"
+    header = (
+        "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
+        "OriginalImage[Width,Height],,OriginalImagePixelSpacing[x,y],"
+    )
     write(root / "Data_Entry_2017.csv", header + "\n" + "\n".join(rows) + "\n")
     for i in range(n):
         img(root / "images" / f"{i:08d}_000.png", value=i, mode="L")
@@ -241,31 +304,46 @@ def test_isic_one_hot_csv_and_malformed_row(tmp_path):
             hot = ",".join("1.0" if c == label else "0.0" for c in range(7))
             lines.append(f"ISIC_{label * 10 + j:07d},{hot}")
             img(root / "ISIC2018_Task3_Training_Input" / f"ISIC_{label * 10 + j:07d}.jpg")
-    csv_file = write(root / "ISIC2018_Task3_Training_GroundTruth" / "ISIC2018_Task3_Training_GroundTruth.csv",
-                     "\n".join(lines) + "\n")
+    csv_file = write(
+        root / "ISIC2018_Task3_Training_GroundTruth" / "ISIC2018_Task3_Training_GroundTruth.csv",
+        "\n".join(lines) + "\n",
+    )
     prefix = register("isic", tmp_path)
     splits = load(prefix)
     assert check_contract(prefix, splits) == list(ISIC_CLASSES)
     every = by_id(splits["trainval"] + splits["test"])
     assert every["ISIC_0000041"]["label"] == 4 and every["ISIC_0000041"]["file_name"].endswith(
-        "ISIC2018_Task3_Training_Input/ISIC_0000041.jpg")
+        "ISIC2018_Task3_Training_Input/ISIC_0000041.jpg"
+    )
     lines[3] = "ISIC_0000002,1.0,1.0,0.0,0.0,0.0,0.0,0.0"
     write(csv_file, "\n".join(lines) + "\n")
-    with pytest.raises(DatasetLayoutError, match=r"GroundTruth\.csv:4: expected exactly one class column"):
+    with pytest.raises(
+        DatasetLayoutError, match=r"GroundTruth\.csv:4: expected exactly one class column"
+    ):
         DatasetCatalog.get(f"{prefix}_train")
 
 
 def test_omniglot_evaluation_and_all_alphabets(tmp_path):
     root = tmp_path / "omniglot-py"
-    for subset, alphabets in (("images_evaluation", ("Angelic", "Kannada")), ("images_background", ("Greek",))):
+    for subset, alphabets in (
+        ("images_evaluation", ("Angelic", "Kannada")),
+        ("images_background", ("Greek",)),
+    ):
         for alphabet in alphabets:
             for c in (1, 2):
                 for drawer in range(1, 6):
-                    img(root / subset / alphabet / f"character{c:02d}" / f"0{c}09_{drawer:02d}.png", mode="1")
+                    img(
+                        root / subset / alphabet / f"character{c:02d}" / f"0{c}09_{drawer:02d}.png",
+                        mode="1",
+                    )
     prefix = register("omniglot", tmp_path)
     splits = load(prefix)
-    assert check_contract(prefix, splits) == ["Angelic/character01", "Angelic/character02",
-                                              "Kannada/character01", "Kannada/character02"]
+    assert check_contract(prefix, splits) == [
+        "Angelic/character01",
+        "Angelic/character02",
+        "Kannada/character01",
+        "Kannada/character02",
+    ]
     assert [len(splits[s]) for s in SPLITS] == [12, 4, 16, 4]
     assert read_classification_image(splits["test"][0]).mode == "RGB"  # 1-bit PNG -> RGB
     everything = load(register("omniglot_all", tmp_path))
@@ -299,7 +377,10 @@ def test_deepweeds_labels_csv(tmp_path):
     prefix = register("deepweeds", tmp_path)
     splits = load(prefix)
     assert check_contract(prefix, splits) == list(DEEPWEEDS_CLASSES)
-    assert by_id(splits["trainval"] + splits["test"])["201781-000000-0.jpg"]["class_name"] == "Negative"
+    assert (
+        by_id(splits["trainval"] + splits["test"])["201781-000000-0.jpg"]["class_name"]
+        == "Negative"
+    )
     assert len(splits["test"]) == 9
 
 
@@ -311,7 +392,12 @@ def test_caltech101_keeps_30_per_class_for_trainval_and_background_as_the_102nd_
             img(base / cls / f"image_{i:04d}.jpg")
     prefix = register("caltech101", tmp_path)
     splits = load(prefix)
-    assert check_contract(prefix, splits) == ["BACKGROUND_Google", "Faces", "accordion", "ant"]  # sorted folders
+    assert check_contract(prefix, splits) == [
+        "BACKGROUND_Google",
+        "Faces",
+        "accordion",
+        "ant",
+    ]  # sorted folders
     assert counts(splits["trainval"]) == {0: 30, 1: 30, 2: 30, 3: 30}
     assert counts(splits["test"]) == {0: 1, 1: 2, 2: 1, 3: 3}
     assert counts(splits["val"]) == {0: 6, 1: 6, 2: 6, 3: 6}
@@ -353,7 +439,9 @@ def test_dtd_official_split_1_and_torchvision_layout(tmp_path):
     prefix = "t_dtd_official"
     with pytest.raises(DatasetLayoutError) as err:
         check_dataset_layout(f"{prefix}_test")
-    assert "labels/test1.txt" in str(err.value) and "dtd/labels/{train,val,test}1.txt" in str(err.value)
+    assert "labels/test1.txt" in str(err.value) and "dtd/labels/{train,val,test}1.txt" in str(
+        err.value
+    )
     with pytest.raises(DatasetLayoutError, match="labels/test1.txt"):
         DatasetCatalog.get(f"{prefix}_test")
     check_dataset_layout(f"{prefix}_trainval")  # the other splits do not need it
@@ -380,8 +468,16 @@ def test_kaokore_official_train_dev_test_and_missing_downloads(tmp_path):
     assert by_id(splits["val"])["00000013.jpg"]["class_name"] == "male/commoner"
 
 
-@pytest.mark.parametrize("counts_, version", [((4238, 533, 527), "1.0"), ((6568, 826, 821), "1.1"),
-                                              ((6756, 845, 845), "1.2"), ((7405, 926, 926), "1.3"), ((5, 1, 1), None)])
+@pytest.mark.parametrize(
+    "counts_, version",
+    [
+        ((4238, 533, 527), "1.0"),
+        ((6568, 826, 821), "1.1"),
+        ((6756, 845, 845), "1.2"),
+        ((7405, 926, 926), "1.3"),
+        ((5, 1, 1), None),
+    ],
+)
 def test_kaokore_release_is_named_from_the_row_counts(tmp_path, caplog, counts_, version):
     from contrastive_det.data.datasets.downstream.readers import kaokore_version
 
@@ -414,9 +510,14 @@ def test_flowers102_mat_files(tmp_path):
     for i in range(1, 13):
         img(root / "jpg" / f"image_{i:05d}.jpg")
     sio.savemat(root / "imagelabels.mat", {"labels": np.array([labels], dtype=np.uint8)})
-    sio.savemat(root / "setid.mat", {"trnid": np.array([[1, 2, 3]], dtype=np.uint16),
-                                     "valid": np.array([[4, 5, 6]], dtype=np.uint16),
-                                     "tstid": np.array([[7, 8, 9, 10, 11, 12]], dtype=np.uint16)})
+    sio.savemat(
+        root / "setid.mat",
+        {
+            "trnid": np.array([[1, 2, 3]], dtype=np.uint16),
+            "valid": np.array([[4, 5, 6]], dtype=np.uint16),
+            "tstid": np.array([[7, 8, 9, 10, 11, 12]], dtype=np.uint16),
+        },
+    )
     prefix = register("flowers102", tmp_path)
     splits = load(prefix)
     assert check_contract(prefix, splits) == list(FLOWERS102_CLASSES)
@@ -425,7 +526,10 @@ def test_flowers102_mat_files(tmp_path):
     assert by_id(splits["val"])["image_00005"]["class_name"] == "hard-leaved pocket orchid"
     labels[9] = 103  # a class number past the 102 classes names the image and the range
     sio.savemat(root / "imagelabels.mat", {"labels": np.array([labels], dtype=np.uint8)})
-    with pytest.raises(DatasetLayoutError, match=r"imagelabels.mat, label of image_00010: class 103 is outside 1..102"):
+    with pytest.raises(
+        DatasetLayoutError,
+        match=r"imagelabels.mat, label of image_00010: class 103 is outside 1..102",
+    ):
         read_flowers102(str(root), "test", FLOWERS102_CLASSES)
 
 
@@ -444,7 +548,9 @@ def test_food101_meta_files(tmp_path):
     splits = load(prefix)
     assert check_contract(prefix, splits) == classes
     assert [len(splits[s]) for s in SPLITS] == [12, 3, 15, 6]
-    assert by_id(splits["test"])["waffles/1006"]["file_name"].endswith("food-101/images/waffles/1006.jpg")
+    assert by_id(splits["test"])["waffles/1006"]["file_name"].endswith(
+        "food-101/images/waffles/1006.jpg"
+    )
 
 
 def _cifar_rows(n, offset):
@@ -455,16 +561,37 @@ def _cifar_rows(n, offset):
 def test_cifar10_pickles_and_pixels(tmp_path):
     root = tmp_path / "cifar-10-batches-py"
     root.mkdir()
-    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    names = [
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ]
     batches = {}
     for i, fname in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
         data = _cifar_rows(10, i)
         batches[fname] = data
         with open(root / fname, "wb") as f:  # str keys, as the Python 2 pickles load with latin1
-            pickle.dump({"batch_label": fname, "labels": list(range(10)), "data": data,
-                         "filenames": [f"x{j}.png" for j in range(10)]}, f, protocol=2)
+            pickle.dump(
+                {
+                    "batch_label": fname,
+                    "labels": list(range(10)),
+                    "data": data,
+                    "filenames": [f"x{j}.png" for j in range(10)],
+                },
+                f,
+                protocol=2,
+            )
     with open(root / "batches.meta", "wb") as f:
-        pickle.dump({"label_names": names, "num_cases_per_batch": 10, "num_vis": 3072}, f, protocol=2)
+        pickle.dump(
+            {"label_names": names, "num_cases_per_batch": 10, "num_vis": 3072}, f, protocol=2
+        )
     prefix = register("cifar10", tmp_path)
     splits = load(prefix)
     assert check_contract(prefix, splits) == names
@@ -475,7 +602,10 @@ def test_cifar10_pickles_and_pixels(tmp_path):
     expected = batches["test_batch"][7].reshape(3, 32, 32).transpose(1, 2, 0)
     assert np.array_equal(np.asarray(read_classification_image(d)), expected)
     d3 = by_id(splits["trainval"])["data_batch_3/2"]
-    assert np.array_equal(np.asarray(read_classification_image(d3)), batches["data_batch_3"][2].reshape(3, 32, 32).transpose(1, 2, 0))
+    assert np.array_equal(
+        np.asarray(read_classification_image(d3)),
+        batches["data_batch_3"][2].reshape(3, 32, 32).transpose(1, 2, 0),
+    )
     with pytest.raises(ImageReadError, match=r"test_batch \(item 99\)"):
         read_classification_image(dict(d, array_index=99))
 
@@ -487,18 +617,31 @@ def test_cifar100_fine_labels_bytes_keys(tmp_path):
     data = {}
     for fname, n in (("train", 25), ("test", 10)):
         data[fname] = _cifar_rows(n, n)
-        with open(root / fname, "wb") as f:  # bytes keys, as pickle.load(encoding="bytes") would show them
-            pickle.dump({b"data": data[fname], b"fine_labels": [i % 5 for i in range(n)],
-                         b"coarse_labels": [0] * n}, f)
+        with open(
+            root / fname, "wb"
+        ) as f:  # bytes keys, as pickle.load(encoding="bytes") would show them
+            pickle.dump(
+                {
+                    b"data": data[fname],
+                    b"fine_labels": [i % 5 for i in range(n)],
+                    b"coarse_labels": [0] * n,
+                },
+                f,
+            )
     with open(root / "meta", "wb") as f:
-        pickle.dump({b"fine_label_names": [c.encode() for c in fine], b"coarse_label_names": [b"all"]}, f)
+        pickle.dump(
+            {b"fine_label_names": [c.encode() for c in fine], b"coarse_label_names": [b"all"]}, f
+        )
     prefix = register("cifar100", tmp_path)
     splits = load(prefix)
     assert check_contract(prefix, splits) == fine
     assert [len(splits[s]) for s in SPLITS] == [20, 5, 25, 10]
     d = by_id(splits["test"])["test/4"]
     assert d["label"] == 4
-    assert np.array_equal(np.asarray(read_classification_image(d)), data["test"][4].reshape(3, 32, 32).transpose(1, 2, 0))
+    assert np.array_equal(
+        np.asarray(read_classification_image(d)),
+        data["test"][4].reshape(3, 32, 32).transpose(1, 2, 0),
+    )
 
 
 def test_svhn_mat_files_label_10_is_zero_and_pixels(tmp_path):
@@ -522,17 +665,26 @@ def test_svhn_mat_files_label_10_is_zero_and_pixels(tmp_path):
     assert d["label"] == 3
     assert np.array_equal(np.asarray(read_classification_image(d)), xs["test"][:, :, :, 3])
     for bad in (0, 11):  # SVHN's y is 1..10 (10 is the digit 0)
-        sio.savemat(root / "test_32x32.mat", {"X": xs["test"], "y": np.array([[1], [bad]], dtype=np.uint8)})
-        with pytest.raises(DatasetLayoutError, match=rf"test_32x32.mat: y\[1\]: class {bad} is outside 1..10"):
+        sio.savemat(
+            root / "test_32x32.mat", {"X": xs["test"], "y": np.array([[1], [bad]], dtype=np.uint8)}
+        )
+        with pytest.raises(
+            DatasetLayoutError, match=rf"test_32x32.mat: y\[1\]: class {bad} is outside 1..10"
+        ):
             read_svhn(str(root), "test", [str(i) for i in range(10)])
 
 
 def test_birdsnap_species_and_test_list(tmp_path):
     root = tmp_path / "birdsnap"
-    species = [(3, "Acadian Flycatcher", "Empidonax virescens", "Acadian_Flycatcher"),
-               (1, "Blue Jay", "Cyanocitta cristata", "Blue_Jay"),
-               (2, "Zone-tailed Hawk", "Buteo albonotatus", "Zone-tailed_Hawk")]
-    write(root / "species.txt", "id\tcommon\tscientific\tdir\n" + "".join("\t".join(map(str, s)) + "\n" for s in species))
+    species = [
+        (3, "Acadian Flycatcher", "Empidonax virescens", "Acadian_Flycatcher"),
+        (1, "Blue Jay", "Cyanocitta cristata", "Blue_Jay"),
+        (2, "Zone-tailed Hawk", "Buteo albonotatus", "Zone-tailed_Hawk"),
+    ]
+    write(
+        root / "species.txt",
+        "id\tcommon\tscientific\tdir\n" + "".join("\t".join(map(str, s)) + "\n" for s in species),
+    )
     test = []
     for _, _, _, folder in species:
         for i in range(6):
@@ -543,7 +695,11 @@ def test_birdsnap_species_and_test_list(tmp_path):
     write(root / "test_images.txt", "path\n" + "\n".join(test) + "\n")
     prefix = register("birdsnap", tmp_path)
     splits = load(prefix)
-    assert check_contract(prefix, splits) == ["Blue Jay", "Zone-tailed Hawk", "Acadian Flycatcher"]  # by id
+    assert check_contract(prefix, splits) == [
+        "Blue Jay",
+        "Zone-tailed Hawk",
+        "Acadian Flycatcher",
+    ]  # by id
     assert [len(splits[s]) for s in SPLITS] == [12, 3, 15, 3]
     assert by_id(splits["test"])["Acadian_Flycatcher/0.jpg"]["label"] == 2
 
@@ -567,17 +723,30 @@ def test_sun397_partition_01(tmp_path):
 
 
 def _annotations(rows):
-    ann = np.zeros((1, len(rows)), dtype=[(k, "O") for k in ("bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2", "class", "fname")])
+    ann = np.zeros(
+        (1, len(rows)),
+        dtype=[(k, "O") for k in ("bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2", "class", "fname")],
+    )
     for i, (cls, fname) in enumerate(rows):
-        ann[0, i] = (np.array([[1]]), np.array([[2]]), np.array([[3]]), np.array([[4]]),
-                     np.array([[cls]], dtype=np.uint8), np.array([fname]))
+        ann[0, i] = (
+            np.array([[1]]),
+            np.array([[2]]),
+            np.array([[3]]),
+            np.array([[4]]),
+            np.array([[cls]], dtype=np.uint8),
+            np.array([fname]),
+        )
     return ann
 
 
 def test_stanford_cars_torchvision_files(tmp_path):
     root = tmp_path / "stanford_cars"
     names = np.empty((1, 3), dtype=object)
-    names[0, :] = ["AM General Hummer SUV 2000", "Acura RL Sedan 2012", "smart fortwo Convertible 2012"]
+    names[0, :] = [
+        "AM General Hummer SUV 2000",
+        "Acura RL Sedan 2012",
+        "smart fortwo Convertible 2012",
+    ]
     (root / "devkit").mkdir(parents=True)
     sio.savemat(root / "devkit" / "cars_meta.mat", {"class_names": names})
     train = [(1 + i % 3, f"{i + 1:05d}.jpg") for i in range(15)]
@@ -594,8 +763,13 @@ def test_stanford_cars_torchvision_files(tmp_path):
     assert [len(splits[s]) for s in SPLITS] == [12, 3, 15, 6]
     d = by_id(splits["test"])["cars_test/00005.jpg"]
     assert d["label"] == 1 and d["file_name"].endswith("stanford_cars/cars_test/00005.jpg")
-    sio.savemat(root / "cars_test_annos_withlabels.mat", {"annotations": _annotations(test[:2] + [(4, "00003.jpg")])})
-    with pytest.raises(DatasetLayoutError, match=r"annotation 2 \(00003.jpg\): class 4 is outside 1..3"):
+    sio.savemat(
+        root / "cars_test_annos_withlabels.mat",
+        {"annotations": _annotations(test[:2] + [(4, "00003.jpg")])},
+    )
+    with pytest.raises(
+        DatasetLayoutError, match=r"annotation 2 \(00003.jpg\): class 4 is outside 1..3"
+    ):
         read_cars(str(root), "test", list(names[0]))
 
 
@@ -627,15 +801,30 @@ def _voc(base, ids_by_split, positives, difficult):
         for c, cls in enumerate(VOC_CLASSES):
             rows = []
             for image_id in image_ids:
-                flag = 1 if c in positives.get(image_id, ()) else (0 if c in difficult.get(image_id, ()) else -1)
+                flag = (
+                    1
+                    if c in positives.get(image_id, ())
+                    else (0 if c in difficult.get(image_id, ()) else -1)
+                )
                 rows.append(f"{image_id} {flag:2d}")
             write(base / "ImageSets" / "Main" / f"{cls}_{split}.txt", "\n".join(rows) + "\n")
 
 
 def test_voc2007_multi_label_from_class_image_sets(tmp_path):
-    ids_by_split = {"train": ["000012", "000017"], "val": ["000005", "000007"], "test": ["000001", "000002", "000004"]}
-    positives = {"000005": [8], "000007": [6], "000012": [6], "000017": [12, 14], "000001": [11, 14], "000002": [18],
-                 "000004": []}
+    ids_by_split = {
+        "train": ["000012", "000017"],
+        "val": ["000005", "000007"],
+        "test": ["000001", "000002", "000004"],
+    }
+    positives = {
+        "000005": [8],
+        "000007": [6],
+        "000012": [6],
+        "000017": [12, 14],
+        "000001": [11, 14],
+        "000002": [18],
+        "000004": [],
+    }
     difficult = {"000005": [8, 4], "000004": [6]}
     difficult["000005"] = [4]
     _voc(tmp_path / "VOCdevkit" / "VOC2007", ids_by_split, positives, difficult)
@@ -646,7 +835,9 @@ def test_voc2007_multi_label_from_class_image_sets(tmp_path):
     d = by_id(splits["trainval"])["000017"]
     assert d["labels"] == [12, 14] and d["ignore_labels"] == [] and d["label"] == -1
     assert by_id(splits["val"])["000005"]["ignore_labels"] == [4]
-    assert by_id(splits["test"])["000004"] == dict(by_id(splits["test"])["000004"], labels=[], ignore_labels=[6])
+    assert by_id(splits["test"])["000004"] == dict(
+        by_id(splits["test"])["000004"], labels=[], ignore_labels=[6]
+    )
     assert MetadataCatalog.get(f"{prefix}_test").metric == "map11"
     # the detectron2-style VOC2007/ folder (no VOCdevkit/) is found too
     _voc(tmp_path / "plain" / "VOC2007", {"test": ["000001", "000002"]}, positives, difficult)
@@ -658,7 +849,11 @@ def test_voc2007_multi_label_from_class_image_sets(tmp_path):
 
 def test_pets_trainval_test_and_breed_names(tmp_path):
     root = tmp_path / "oxford-iiit-pet"
-    breeds = [("Abyssinian", 1, 1, 1), ("american_bulldog", 2, 2, 1), ("yorkshire_terrier", 3, 2, 25)]
+    breeds = [
+        ("Abyssinian", 1, 1, 1),
+        ("american_bulldog", 2, 2, 1),
+        ("yorkshire_terrier", 3, 2, 25),
+    ]
     trainval, test = ["#Image CLASS-ID SPECIES BREED ID"], []
     for name, cid, species, bid in breeds:
         for i in range(1, 8):
@@ -671,25 +866,35 @@ def test_pets_trainval_test_and_breed_names(tmp_path):
     assert check_contract(prefix, splits) == ["Abyssinian", "American Bulldog", "Yorkshire Terrier"]
     assert [len(splits[s]) for s in SPLITS] == [12, 3, 15, 6]
     assert by_id(splits["test"])["yorkshire_terrier_7"]["label"] == 2
-    assert MetadataCatalog.get(f"{prefix}_val").split_rule.startswith("generated: 20% of each class of pets_trainval")
+    assert MetadataCatalog.get(f"{prefix}_val").split_rule.startswith(
+        "generated: 20% of each class of pets_trainval"
+    )
 
 
 # ----------------------------------------------------------------------------------------------
 # The split rule, class lists, malformed content, the image reader
 # ----------------------------------------------------------------------------------------------
 def test_stratified_holdout_rule_is_pinned_and_per_class():
-    from contrastive_det.data.datasets.downstream import fraction_held_out, keep_per_class_held_out, stratified_holdout
+    from contrastive_det.data.datasets.downstream import (
+        fraction_held_out,
+        keep_per_class_held_out,
+        stratified_holdout,
+    )
 
     cats = [{"image_id": f"img{i:02d}", "label": 0, "class_name": "cat"} for i in range(10)]
     dogs = [{"image_id": f"dog{i}", "label": 1, "class_name": "dog"} for i in range(3)]
     kept, held = stratified_holdout(dogs[::-1] + cats, fraction_held_out(0.2), salt="val")
     # documented rule (sha256 of "0/val/<class>" seeds the class's permutation): pinned values
     assert [d["image_id"] for d in held] == ["img07", "img09", "dog2"]
-    assert [d["image_id"] for d in stratified_holdout(cats + dogs, fraction_held_out(0.2), salt="test")[1]] == [
-        "img05", "img08", "dog2"]
+    assert [
+        d["image_id"]
+        for d in stratified_holdout(cats + dogs, fraction_held_out(0.2), salt="test")[1]
+    ] == ["img05", "img08", "dog2"]
     assert len(kept) == 10 and [d["image_id"] for d in kept][:3] == ["img00", "img01", "img02"]
     # a class's split does not depend on the other classes, nor on its label index
-    alone = stratified_holdout([dict(d, label=5) for d in cats], fraction_held_out(0.2), salt="val")[1]
+    alone = stratified_holdout(
+        [dict(d, label=5) for d in cats], fraction_held_out(0.2), salt="val"
+    )[1]
     assert [d["image_id"] for d in alone] == ["img07", "img09"]
     assert [fraction_held_out(0.2)(n) for n in (0, 1, 2, 3, 7, 8, 100)] == [0, 0, 1, 1, 1, 2, 20]
     assert [keep_per_class_held_out(30)(n) for n in (1, 2, 30, 31, 40)] == [0, 1, 1, 1, 10]
@@ -704,7 +909,9 @@ def test_lazy_class_list_reads_once_and_compares_by_source(tmp_path):
     (tmp_path / "a").mkdir()
     lazy = LazyClassList(class_folder_names, str(tmp_path))
     assert "read on first use" in repr(lazy)
-    assert lazy == LazyClassList(class_folder_names, str(tmp_path))  # same source: equal without reading
+    assert lazy == LazyClassList(
+        class_folder_names, str(tmp_path)
+    )  # same source: equal without reading
     assert lazy._names is None
     assert len(lazy) == 2 and list(lazy) == ["a", "b"] and lazy[1] == "b" and lazy == ["a", "b"]
     (tmp_path / "c").mkdir()
@@ -743,7 +950,11 @@ def test_read_classification_image_names_bad_files(tmp_path):
     assert image.size == (3, 2) and image.getpixel((0, 0)) == (10, 20, 30)
     deep = tmp_path / "c.png"
     Image.fromarray(np.full((2, 2), 0x1234, dtype=np.uint16)).save(deep)
-    assert read_classification_image({"file_name": str(deep)}).getpixel((0, 0)) == (0x12, 0x12, 0x12)
+    assert read_classification_image({"file_name": str(deep)}).getpixel((0, 0)) == (
+        0x12,
+        0x12,
+        0x12,
+    )
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not an image")
     with pytest.raises(ImageReadError, match="bad.jpg"):
@@ -762,8 +973,10 @@ def test_array_containers_are_decoded_once_per_process(tmp_path):
     sio.savemat(path, {"X": x, "y": np.array([[1], [2]], dtype=np.uint8)})
     clear_array_cache()
     for i in (0, 1, 0, 1):
-        assert np.array_equal(np.asarray(read_classification_image({"file_name": str(path), "array_index": i})),
-                              x[:, :, :, i])
+        assert np.array_equal(
+            np.asarray(read_classification_image({"file_name": str(path), "array_index": i})),
+            x[:, :, :, i],
+        )
     info = _array_container.cache_info()
     assert info.misses == 1 and info.hits == 3
 
@@ -780,8 +993,14 @@ def test_preflight_scan_checks_array_containers(tmp_path):
     items = [{"file_name": str(good), "array_index": i} for i in range(3)]
     assert scan_images(items, progress=False) == 1  # one container, not an "image"
     with pytest.raises(UnreadableImagesError) as err:
-        scan_images(items + [{"file_name": str(good), "array_index": 3}, {"file_name": str(bad), "array_index": 0}],
-                    progress=False)
+        scan_images(
+            items
+            + [
+                {"file_name": str(good), "array_index": 3},
+                {"file_name": str(bad), "array_index": 0},
+            ],
+            progress=False,
+        )
     assert [f for f, _ in err.value.bad] == [str(good), str(bad)]
     assert "IndexError" in err.value.bad[0][1]
 
@@ -810,9 +1029,14 @@ def test_islam_partial_split_draws_what_their_code_draws():
     from contrastive_det.data.datasets.downstream.splits import islam_partial_split
 
     rng = np.random.default_rng(3)
-    labels = [int(x) for x in rng.integers(0, 5, size=137)]  # CSV-like: labels interleaved, class 3 first
+    labels = [
+        int(x) for x in rng.integers(0, 5, size=137)
+    ]  # CSV-like: labels interleaved, class 3 first
     labels[0] = 3
-    dicts = [{"image_id": f"img{i:03d}", "label": y, "file_name": f"/x/{i}.jpg"} for i, y in enumerate(labels)]
+    dicts = [
+        {"image_id": f"img{i:03d}", "label": y, "file_name": f"/x/{i}.jpg"}
+        for i, y in enumerate(labels)
+    ]
     train, test = islam_partial_split(dicts)
     ref_train, ref_test = reference_partial_split(labels)
     assert sorted(int(d["image_id"][3:]) for d in train) == ref_train
@@ -822,7 +1046,9 @@ def test_islam_partial_split_draws_what_their_code_draws():
         assert sum(d["label"] == c for d in train) == int(0.7 * n)
     # the order of the classes matters (one generator for all): sorted labels give another split
     resorted = sorted(dicts, key=lambda d: (d["label"], d["image_id"]))
-    assert {d["image_id"] for d in islam_partial_split(resorted)[0]} != {d["image_id"] for d in train}
+    assert {d["image_id"] for d in islam_partial_split(resorted)[0]} != {
+        d["image_id"] for d in train
+    }
 
 
 def test_eurosat_registers_islams_splits(tmp_path):
@@ -830,11 +1056,20 @@ def test_eurosat_registers_islams_splits(tmp_path):
         for i in range(10 + c):
             img(tmp_path / "eurosat" / "2750" / cls / f"{cls}_{i}.jpg")
     prefix = register("eurosat", tmp_path, tag="islam")
-    train, test = DatasetCatalog.get(f"{prefix}_islam_train"), DatasetCatalog.get(f"{prefix}_islam_test")
+    train, test = (
+        DatasetCatalog.get(f"{prefix}_islam_train"),
+        DatasetCatalog.get(f"{prefix}_islam_test"),
+    )
     assert counts(train) == {c: int(0.7 * (10 + c)) for c in range(10)}
-    assert ids(train).isdisjoint(ids(test)) and len(train) + len(test) == sum(10 + c for c in range(10))
-    ordered = [int(d["label"]) for d in sorted(train + test, key=lambda d: (d["label"], d["file_name"]))]
-    ref_train, _ = reference_partial_split(ordered)  # the reference walks sorted class folders and files
+    assert ids(train).isdisjoint(ids(test)) and len(train) + len(test) == sum(
+        10 + c for c in range(10)
+    )
+    ordered = [
+        int(d["label"]) for d in sorted(train + test, key=lambda d: (d["label"], d["file_name"]))
+    ]
+    ref_train, _ = reference_partial_split(
+        ordered
+    )  # the reference walks sorted class folders and files
     walk = sorted(train + test, key=lambda d: (d["label"], d["file_name"]))
     assert {walk[i]["image_id"] for i in ref_train} == ids(train)
     assert "Islam et al.'s" in MetadataCatalog.get(f"{prefix}_islam_train").split_rule

@@ -4,6 +4,7 @@ decodes to the same RGB pixels in a pretraining run's mapper and in a classifica
 every mode a downstream set ships (16-bit grayscale medical scans, palette, grayscale, RGBA,
 EXIF-rotated JPEGs), and a broken file is an error naming it.
 """
+
 import numpy as np
 import pytest
 import torch
@@ -26,7 +27,9 @@ def test_a_16_bit_png_keeps_its_top_8_bits_in_pretraining_and_in_transfer(tmp_pa
     values = sixteen_bit(path)
     with Image.open(path) as im:
         assert im.mode.startswith("I;16") or im.mode == "I"
-    expected = np.repeat((values >> 8).astype(np.uint8)[..., None], 3, axis=2)  # 0, 1, 16, 128, 255, 255
+    expected = np.repeat(
+        (values >> 8).astype(np.uint8)[..., None], 3, axis=2
+    )  # 0, 1, 16, 128, 255, 255
     pretrain = read_rgb_tensor(str(path)).permute(1, 2, 0).numpy()
     transfer = np.asarray(read_classification_image({"file_name": str(path)}))
     np.testing.assert_array_equal(pretrain, expected)
@@ -43,7 +46,9 @@ def test_other_modes_read_the_same_in_both_paths(tmp_path, mode):
     path = tmp_path / f"im_{mode}.png"
     image.save(path)
     a = read_rgb_tensor(str(path))
-    b = torch.from_numpy(np.asarray(read_classification_image({"file_name": str(path)})).copy()).permute(2, 0, 1)
+    b = torch.from_numpy(
+        np.asarray(read_classification_image({"file_name": str(path)})).copy()
+    ).permute(2, 0, 1)
     assert a.shape == (3, 5, 7) and torch.equal(a, b)
 
 

@@ -1,4 +1,5 @@
 """The resumable training loader: batches and augmentations are functions of (seed, iteration, rank)."""
+
 import itertools
 import random
 
@@ -55,7 +56,9 @@ def test_ranks_split_the_global_stream_like_detectron2():
 
 def test_grouped_batches_hold_one_group_each():
     groups = [0, 1] * 6 + [1, 1, 1]
-    for batch in take(ResumableBatchSampler(15, 3, seed=0, rank=0, world_size=1, group_ids=groups), 10):
+    for batch in take(
+        ResumableBatchSampler(15, 3, seed=0, rank=0, world_size=1, group_ids=groups), 10
+    ):
         assert len({groups[i] for i, _ in batch}) == 1
 
 
@@ -70,7 +73,12 @@ def test_bad_arguments_are_refused():
 
 def noisy_mapper(d):
     # draws from all three global generators, like detectron2 augmentations and transforms.v2 do
-    return {"id": d["id"], "r": random.random(), "n": float(np.random.rand()), "t": torch.rand(1).item()}
+    return {
+        "id": d["id"],
+        "r": random.random(),
+        "n": float(np.random.rand()),
+        "t": torch.rand(1).item(),
+    }
 
 
 def test_mapped_items_depend_on_the_key_not_on_the_generators_around_them():
@@ -100,9 +108,13 @@ def test_none_from_the_mapper_retries_deterministically():
 @pytest.mark.parametrize("workers", [0, 2])
 def test_loader_batches_do_not_depend_on_worker_count_or_global_state(workers):
     dicts = [{"id": i, "width": 10, "height": 5 + i} for i in range(9)]
-    reference = take(build_resumable_train_loader(dicts, noisy_mapper, seed=4, total_batch_size=3), 5)
+    reference = take(
+        build_resumable_train_loader(dicts, noisy_mapper, seed=4, total_batch_size=3), 5
+    )
     torch.manual_seed(99)
-    loader = build_resumable_train_loader(dicts, noisy_mapper, seed=4, total_batch_size=3, num_workers=workers)
+    loader = build_resumable_train_loader(
+        dicts, noisy_mapper, seed=4, total_batch_size=3, num_workers=workers
+    )
     state = torch.random.get_rng_state()
     loader.batch_sampler.set_start_iter(2)
     assert take(loader, 3) == reference[2:]
@@ -111,4 +123,6 @@ def test_loader_batches_do_not_depend_on_worker_count_or_global_state(workers):
 
 
 def test_aspect_ratio_groups():
-    assert aspect_ratio_groups([{"width": 4, "height": 3}, {"width": 3, "height": 4}, {"width": 2, "height": 2}]) == [0, 1, 0]
+    assert aspect_ratio_groups(
+        [{"width": 4, "height": 3}, {"width": 3, "height": 4}, {"width": 2, "height": 2}]
+    ) == [0, 1, 0]

@@ -1,4 +1,5 @@
 """Label maps as class indices (the VOC palette trap), the training augmentations, and named errors."""
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +10,11 @@ from detectron2.data import detection_utils as d2_utils
 from contrastive_det.config import get_cfg
 from contrastive_det.data.sem_seg_labels import LabelMapError, read_sem_seg_label
 from contrastive_det.data.datasets.voc_sem_seg import voc_palette
-from contrastive_det.data.sem_seg_mapper import PhotometricDistortion, RandomScaleRatio, SemSegDatasetMapper
+from contrastive_det.data.sem_seg_mapper import (
+    PhotometricDistortion,
+    RandomScaleRatio,
+    SemSegDatasetMapper,
+)
 
 VOC_LABELS = np.array([[0, 1, 15], [255, 20, 1]], dtype=np.uint8)
 
@@ -56,8 +61,11 @@ def _record(tmp_path, h=10, w=16, label=None):
     image = np.random.RandomState(0).randint(0, 255, (h, w, 3)).astype(np.uint8)
     Image.fromarray(image).save(tmp_path / "img.jpg")
     label = np.random.RandomState(1).randint(0, 21, (h, w)) if label is None else label
-    return {"file_name": str(tmp_path / "img.jpg"), "image_id": "img",
-            "sem_seg_file_name": _palette_png(tmp_path / "img.png", label)}
+    return {
+        "file_name": str(tmp_path / "img.jpg"),
+        "image_id": "img",
+        "sem_seg_file_name": _palette_png(tmp_path / "img.png", label),
+    }
 
 
 def test_training_sample_is_cropped_and_padded_with_the_ignore_value(tmp_path):
@@ -95,7 +103,9 @@ def test_test_sample_keeps_the_original_size_and_carries_no_label(tmp_path):
 
 def test_label_values_outside_the_classes_are_named(tmp_path):
     record = _record(tmp_path, label=np.full((10, 16), 30))
-    with pytest.raises(LabelMapError, match=r"img.png holds value\(s\) \[30\] outside the 21 classes"):
+    with pytest.raises(
+        LabelMapError, match=r"img.png holds value\(s\) \[30\] outside the 21 classes"
+    ):
         SemSegDatasetMapper(_cfg(), is_train=True)(record)
 
 
@@ -104,7 +114,9 @@ def test_random_scale_ratio_of_own_size_and_of_a_base_size():
     np.random.seed(0)
     t = RandomScaleRatio((0.5, 0.5)).get_transform(image)
     assert (t.new_h, t.new_w) == (50, 100)
-    t = RandomScaleRatio((1.0, 1.0), (2048, 512)).get_transform(image)  # short side 512, long <= 2048
+    t = RandomScaleRatio((1.0, 1.0), (2048, 512)).get_transform(
+        image
+    )  # short side 512, long <= 2048
     assert (t.new_h, t.new_w) == (512, 1024)
     t = RandomScaleRatio((0.5, 0.5), (2048, 512)).get_transform(np.zeros((100, 1000, 3), np.uint8))
     assert (t.new_h, t.new_w) == (102, 1024)  # long side limits: 2048 / 1000 * 0.5

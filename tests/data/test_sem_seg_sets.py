@@ -3,6 +3,7 @@ The semantic segmentation sets in their real on-disk layouts (tiny fake trees): 
 train_aug from SegmentationClassAug or SBD, Cityscapes' labelTrainIds, ADE20K's raw annotations,
 and a user's own set declared in YAML (contrastive_det/data/datasets/sem_seg_sets.py).
 """
+
 import json
 import os
 
@@ -92,8 +93,16 @@ def write_sbd_mat(path, label):
     for k in range(20):
         boundaries[k, 0] = scipy.sparse.csc_matrix(np.zeros((H, W), bool))
     present = np.array([[v] for v in np.unique(label) if 0 < v < 255], dtype=np.uint8)
-    scipy.io.savemat(path, {"GTcls": {"Boundaries": boundaries, "Segmentation": np.asarray(label, np.uint8),
-                                      "CategoriesPresent": present}})
+    scipy.io.savemat(
+        path,
+        {
+            "GTcls": {
+                "Boundaries": boundaries,
+                "Segmentation": np.asarray(label, np.uint8),
+                "CategoriesPresent": present,
+            }
+        },
+    )
 
 
 def write_list(path, ids):
@@ -123,18 +132,35 @@ def make_voc(root, train, val, extra_images=()):
 def test_voc_2012_splits_metadata_and_dicts(d2root, warnings_logged):
     voc = make_voc(d2root, train=["2007_000032", "2007_000005"], val=["2007_000033"])
     names = register_sem_seg_sets()
-    assert names[:4] == ["voc_2012_sem_seg_train", "voc_2012_sem_seg_val", "voc_2012_sem_seg_trainval",
-                         "voc_2012_sem_seg_train_aug"]
-    assert set(names) >= {"cityscapes_sem_seg_train", "cityscapes_sem_seg_val", "ade20k_2016_sem_seg_train",
-                          "ade20k_2016_sem_seg_val"}
+    assert names[:4] == [
+        "voc_2012_sem_seg_train",
+        "voc_2012_sem_seg_val",
+        "voc_2012_sem_seg_trainval",
+        "voc_2012_sem_seg_train_aug",
+    ]
+    assert set(names) >= {
+        "cityscapes_sem_seg_train",
+        "cityscapes_sem_seg_val",
+        "ade20k_2016_sem_seg_train",
+        "ade20k_2016_sem_seg_val",
+    }
     meta = MetadataCatalog.get("voc_2012_sem_seg_train")
     assert list(meta.stuff_classes) == list(VOC_SEM_SEG_CLASSES) and len(meta.stuff_classes) == 21
-    assert meta.stuff_classes[:3] == ["background", "aeroplane", "bicycle"] and meta.stuff_classes[-1] == "tvmonitor"
+    assert (
+        meta.stuff_classes[:3] == ["background", "aeroplane", "bicycle"]
+        and meta.stuff_classes[-1] == "tvmonitor"
+    )
     assert meta.stuff_classes[15] == "person"
     assert meta.ignore_label == 255 and meta.evaluator_type == "sem_seg"
-    assert meta.required_paths == [f"{voc}/JPEGImages/", f"{voc}/SegmentationClass/",
-                                   f"{voc}/ImageSets/Segmentation/train.txt"]
-    assert "ImageSets/Segmentation/train.txt" in meta.layout and "SegmentationClass/<id>.png" in meta.layout
+    assert meta.required_paths == [
+        f"{voc}/JPEGImages/",
+        f"{voc}/SegmentationClass/",
+        f"{voc}/ImageSets/Segmentation/train.txt",
+    ]
+    assert (
+        "ImageSets/Segmentation/train.txt" in meta.layout
+        and "SegmentationClass/<id>.png" in meta.layout
+    )
 
     train = DatasetCatalog.get("voc_2012_sem_seg_train")
     assert [d["image_id"] for d in train] == ["2007_000005", "2007_000032"]  # sorted
@@ -145,9 +171,15 @@ def test_voc_2012_splits_metadata_and_dicts(d2root, warnings_logged):
     assert set(np.unique(read_sem_seg_label(train[0])).tolist()) == {0, 2, 255}
     assert len(DatasetCatalog.get("voc_2012_sem_seg_val")) == 1
     assert [d["image_id"] for d in DatasetCatalog.get("voc_2012_sem_seg_trainval")] == [
-        "2007_000005", "2007_000032", "2007_000033"]
+        "2007_000005",
+        "2007_000032",
+        "2007_000033",
+    ]
     # built-in root, counts far from the official ones: one warning per set
-    assert any("voc_2012_sem_seg_train' has 2 images; the official split has 1,464" in w for w in warnings_logged)
+    assert any(
+        "voc_2012_sem_seg_train' has 2 images; the official split has 1,464" in w
+        for w in warnings_logged
+    )
     assert any("1,449" in w for w in warnings_logged) and any("2,913" in w for w in warnings_logged)
 
 
@@ -162,7 +194,9 @@ def test_voc_missing_label_names_the_file(d2root):
     voc = make_voc(d2root, train=["a", "b"], val=["c"])
     os.remove(voc / "SegmentationClass" / "b.png")
     register_sem_seg_sets()
-    with pytest.raises(DatasetLayoutError, match=r"voc_2012_sem_seg_train.*SegmentationClass/b\.png"):
+    with pytest.raises(
+        DatasetLayoutError, match=r"voc_2012_sem_seg_train.*SegmentationClass/b\.png"
+    ):
         DatasetCatalog.get("voc_2012_sem_seg_train")
 
 
@@ -179,25 +213,44 @@ def test_train_aug_from_sbd_release(d2root, sbd_sub, warnings_logged):
     for i in ("2008_000001", "2008_000002", "2007_000003", "2007_000001"):
         write_sbd_mat(str(sbd / "cls" / f"{i}.mat"), label_map(17))
         write_image(str(sbd / "img" / f"{i}.jpg"))
-    write_image(str(voc / "JPEGImages" / "2008_000001.jpg"))  # in VOC's JPEGImages; 2008_000002 only in SBD img/
+    write_image(
+        str(voc / "JPEGImages" / "2008_000001.jpg")
+    )  # in VOC's JPEGImages; 2008_000002 only in SBD img/
     register_sem_seg_sets()
 
     meta = MetadataCatalog.get("voc_2012_sem_seg_train_aug")
-    assert meta.sem_seg_root == str(sbd / "cls") and meta.evaluator_type == "sem_seg" and len(meta.stuff_classes) == 21
-    assert f"{sbd}/cls/" in meta.required_paths and f"{voc}/ImageSets/Segmentation/val.txt" in meta.required_paths
+    assert (
+        meta.sem_seg_root == str(sbd / "cls")
+        and meta.evaluator_type == "sem_seg"
+        and len(meta.stuff_classes) == 21
+    )
+    assert (
+        f"{sbd}/cls/" in meta.required_paths
+        and f"{voc}/ImageSets/Segmentation/val.txt" in meta.required_paths
+    )
     check_dataset_layout("voc_2012_sem_seg_train_aug")
     dicts = DatasetCatalog.get("voc_2012_sem_seg_train_aug")
     by_id = {d["image_id"]: d for d in dicts}
     # (SBD train | SBD val | VOC train) - VOC val, sorted
-    assert [d["image_id"] for d in dicts] == ["2007_000001", "2007_000002", "2008_000001", "2008_000002"]
-    assert by_id["2007_000001"]["sem_seg_file_name"] == f"{voc}/SegmentationClass/2007_000001.png"  # VOC preferred
+    assert [d["image_id"] for d in dicts] == [
+        "2007_000001",
+        "2007_000002",
+        "2008_000001",
+        "2008_000002",
+    ]
+    assert (
+        by_id["2007_000001"]["sem_seg_file_name"] == f"{voc}/SegmentationClass/2007_000001.png"
+    )  # VOC preferred
     assert by_id["2008_000001"]["sem_seg_file_name"] == f"{sbd}/cls/2008_000001.mat"
     assert by_id["2008_000001"]["file_name"] == f"{voc}/JPEGImages/2008_000001.jpg"
     assert by_id["2008_000002"]["file_name"] == f"{sbd}/img/2008_000002.jpg"  # SBD img/ as fallback
     # the .mat reads as written (GTcls.Segmentation), the VOC PNG as its palette indices
     assert np.array_equal(read_sem_seg_label(by_id["2008_000001"]), label_map(17).astype(np.int64))
     assert set(np.unique(read_sem_seg_label(by_id["2007_000001"])).tolist()) == {0, 1, 255}
-    assert any("voc_2012_sem_seg_train_aug' has 4 images; the official split has 10,582" in w for w in warnings_logged)
+    assert any(
+        "voc_2012_sem_seg_train_aug' has 4 images; the official split has 10,582" in w
+        for w in warnings_logged
+    )
 
 
 def test_train_aug_sbd_id_without_label_is_named(d2root):
@@ -209,8 +262,11 @@ def test_train_aug_sbd_id_without_label_is_named(d2root):
     write_image(str(sbd / "img" / "s1.jpg"))
     write_image(str(sbd / "img" / "s2.jpg"))
     register_sem_seg_sets()
-    with pytest.raises(DatasetLayoutError, match=r"voc_2012_sem_seg_train_aug.*1 of the 4 train_aug ids have neither "
-                                                 r".*SegmentationClass/<id>\.png nor .*SBD/cls/<id>\.mat: s2"):
+    with pytest.raises(
+        DatasetLayoutError,
+        match=r"voc_2012_sem_seg_train_aug.*1 of the 4 train_aug ids have neither "
+        r".*SegmentationClass/<id>\.png nor .*SBD/cls/<id>\.mat: s2",
+    ):
         DatasetCatalog.get("voc_2012_sem_seg_train_aug")
 
 
@@ -224,8 +280,11 @@ def test_train_aug_from_segmentation_class_aug(d2root):
     register_sem_seg_sets()
     meta = MetadataCatalog.get("voc_2012_sem_seg_train_aug")
     assert meta.sem_seg_root == str(voc / "SegmentationClassAug")
-    assert meta.required_paths == [f"{voc}/JPEGImages/", f"{voc}/SegmentationClassAug/",
-                                   f"{voc}/ImageSets/Segmentation/val.txt"]
+    assert meta.required_paths == [
+        f"{voc}/JPEGImages/",
+        f"{voc}/SegmentationClassAug/",
+        f"{voc}/ImageSets/Segmentation/val.txt",
+    ]
     dicts = DatasetCatalog.get("voc_2012_sem_seg_train_aug")
     # every PNG of SegmentationClassAug minus the val ids
     assert [d["image_id"] for d in dicts] == ["s1", "t1", "t2"]
@@ -234,24 +293,38 @@ def test_train_aug_from_segmentation_class_aug(d2root):
     assert set(np.unique(read_sem_seg_label(dicts[0])).tolist()) == {0, 5, 255}
 
     # train_aug.txt, in DeepLab's two-column format, is used when present
-    write_list(str(voc / "ImageSets" / "Segmentation" / "train_aug.txt"),
-               ["/JPEGImages/t2.jpg /SegmentationClassAug/t2.png", "/JPEGImages/s1.jpg /SegmentationClassAug/s1.png"])
+    write_list(
+        str(voc / "ImageSets" / "Segmentation" / "train_aug.txt"),
+        [
+            "/JPEGImages/t2.jpg /SegmentationClassAug/t2.png",
+            "/JPEGImages/s1.jpg /SegmentationClassAug/s1.png",
+        ],
+    )
     register_sem_seg_sets()
-    assert MetadataCatalog.get("voc_2012_sem_seg_train_aug").required_paths[-1].endswith("train_aug.txt")
+    assert (
+        MetadataCatalog.get("voc_2012_sem_seg_train_aug")
+        .required_paths[-1]
+        .endswith("train_aug.txt")
+    )
     assert [d["image_id"] for d in DatasetCatalog.get("voc_2012_sem_seg_train_aug")] == ["s1", "t2"]
 
     # a listed id without its PNG is named
     write_image(str(voc / "JPEGImages" / "s9.jpg"))
     write_list(str(voc / "ImageSets" / "Segmentation" / "train_aug.txt"), ["t2", "s9"])
-    with pytest.raises(DatasetLayoutError, match=r"label files .* are missing: .*SegmentationClassAug/s9\.png"):
+    with pytest.raises(
+        DatasetLayoutError, match=r"label files .* are missing: .*SegmentationClassAug/s9\.png"
+    ):
         DatasetCatalog.get("voc_2012_sem_seg_train_aug")
 
 
 def test_train_aug_without_either_layout(d2root):
     make_voc(d2root, train=["a", "b"], val=["c"])
     register_sem_seg_sets()
-    with pytest.raises(DatasetLayoutError, match=r"missing .*VOC2012/SegmentationClassAug/\..*Expected layout: either "
-                                                 r".*SegmentationClassAug.* or SBD's benchmark_RELEASE"):
+    with pytest.raises(
+        DatasetLayoutError,
+        match=r"missing .*VOC2012/SegmentationClassAug/\..*Expected layout: either "
+        r".*SegmentationClassAug.* or SBD's benchmark_RELEASE",
+    ):
         check_dataset_layout("voc_2012_sem_seg_train_aug")
 
 
@@ -274,17 +347,34 @@ def make_cityscapes(root, split, frames, train_ids=True):
 
 
 def test_cityscapes_sem_seg(d2root, warnings_logged):
-    cs = make_cityscapes(d2root, "train", [("zurich", "000001_000019"), ("aachen", "000002_000019"),
-                                           ("aachen", "000000_000019")])
+    cs = make_cityscapes(
+        d2root,
+        "train",
+        [("zurich", "000001_000019"), ("aachen", "000002_000019"), ("aachen", "000000_000019")],
+    )
     register_sem_seg_sets()
     meta = MetadataCatalog.get("cityscapes_sem_seg_train")
-    assert meta.evaluator_type == "sem_seg" and meta.ignore_label == 255 and len(meta.stuff_classes) == 19
+    assert (
+        meta.evaluator_type == "sem_seg"
+        and meta.ignore_label == 255
+        and len(meta.stuff_classes) == 19
+    )
     assert meta.required_paths == [f"{cs}/leftImg8bit/train/", f"{cs}/gtFine/train/"]
     assert "createTrainIdLabelImgs" in meta.layout
     dicts = DatasetCatalog.get("cityscapes_sem_seg_train")
-    assert [d["image_id"] for d in dicts] == ["aachen_000000_000019", "aachen_000002_000019", "zurich_000001_000019"]
-    assert dicts[0]["file_name"] == f"{cs}/leftImg8bit/train/aachen/aachen_000000_000019_leftImg8bit.png"
-    assert dicts[0]["sem_seg_file_name"] == f"{cs}/gtFine/train/aachen/aachen_000000_000019_gtFine_labelTrainIds.png"
+    assert [d["image_id"] for d in dicts] == [
+        "aachen_000000_000019",
+        "aachen_000002_000019",
+        "zurich_000001_000019",
+    ]
+    assert (
+        dicts[0]["file_name"]
+        == f"{cs}/leftImg8bit/train/aachen/aachen_000000_000019_leftImg8bit.png"
+    )
+    assert (
+        dicts[0]["sem_seg_file_name"]
+        == f"{cs}/gtFine/train/aachen/aachen_000000_000019_gtFine_labelTrainIds.png"
+    )
     assert (dicts[0]["height"], dicts[0]["width"]) == (H, W)
     assert any("2,975" in w for w in warnings_logged)
 
@@ -297,8 +387,14 @@ def test_cityscapes_missing_label_train_ids_names_file_and_fix(d2root):
     with pytest.raises(DatasetLayoutError) as e:
         DatasetCatalog.get("cityscapes_sem_seg_val")
     message = str(e.value)
-    assert "cityscapes_sem_seg_val" in message and f"1 of the 2 images have no train-id label map: {missing}" in message
-    assert f"CITYSCAPES_DATASET={cs} python -m cityscapesscripts.preparation.createTrainIdLabelImgs" in message
+    assert (
+        "cityscapes_sem_seg_val" in message
+        and f"1 of the 2 images have no train-id label map: {missing}" in message
+    )
+    assert (
+        f"CITYSCAPES_DATASET={cs} python -m cityscapesscripts.preparation.createTrainIdLabelImgs"
+        in message
+    )
     # every file missing (not only the first, which is all detectron2 asserts on)
     os.remove(cs / "gtFine" / "val" / "lindau" / "lindau_000000_000019_gtFine_labelTrainIds.png")
     with pytest.raises(DatasetLayoutError, match="2 of the 2 images have no train-id label map"):
@@ -310,13 +406,18 @@ def test_detectron2_cityscapes_names_get_required_paths_and_checked_loader(d2roo
     for split in ("train", "val", "test"):
         meta = MetadataCatalog.get(f"cityscapes_fine_sem_seg_{split}")
         assert meta.evaluator_type == "cityscapes_sem_seg"  # detectron2's, unchanged
-        assert meta.required_paths == [meta.image_dir.rstrip("/") + "/", meta.gt_dir.rstrip("/") + "/"]
+        assert meta.required_paths == [
+            meta.image_dir.rstrip("/") + "/",
+            meta.gt_dir.rstrip("/") + "/",
+        ]
         assert f"gtFine/{split}/" in meta.layout and "createTrainIdLabelImgs" in meta.layout
     meta = MetadataCatalog.get("cityscapes_fine_sem_seg_val")
     if os.path.isdir(meta.image_dir):
         pytest.skip("a real Cityscapes is installed at detectron2's root")
     # detectron2's own loader would fail with an AssertionError or FileNotFoundError
-    with pytest.raises(DatasetLayoutError, match=r"cityscapes_fine_sem_seg_val' is missing .*leftImg8bit/val/"):
+    with pytest.raises(
+        DatasetLayoutError, match=r"cityscapes_fine_sem_seg_val' is missing .*leftImg8bit/val/"
+    ):
         DatasetCatalog.get("cityscapes_fine_sem_seg_val")
 
 
@@ -332,7 +433,10 @@ def test_ade20k_2016_reads_raw_annotations_with_reduce_zero_label(d2root):
         write_gray_png(str(ade / "annotations" / "validation" / f"{i}.png"), label)
     register_sem_seg_sets()
     meta = MetadataCatalog.get("ade20k_2016_sem_seg_val")
-    assert list(meta.stuff_classes) == list(ADE20K_SEM_SEG_CATEGORIES) and len(meta.stuff_classes) == 150
+    assert (
+        list(meta.stuff_classes) == list(ADE20K_SEM_SEG_CATEGORIES)
+        and len(meta.stuff_classes) == 150
+    )
     assert meta.ignore_label == 255 and meta.evaluator_type == "sem_seg"
     dicts = DatasetCatalog.get("ade20k_2016_sem_seg_val")
     assert [d["image_id"] for d in dicts] == ["ADE_val_00000001", "ADE_val_00000002"]
@@ -342,15 +446,17 @@ def test_ade20k_2016_reads_raw_annotations_with_reduce_zero_label(d2root):
     assert label[0, :3].tolist() == [0, 149, 74] and (label[1:] == 255).all()  # 0 -> 255, c -> c-1
 
     os.remove(ade / "annotations" / "validation" / "ADE_val_00000002.png")
-    with pytest.raises(DatasetLayoutError, match=r"1 of the 2 images .* have no label: .*ADE_val_00000002\.png"):
+    with pytest.raises(
+        DatasetLayoutError, match=r"1 of the 2 images .* have no label: .*ADE_val_00000002\.png"
+    ):
         DatasetCatalog.get("ade20k_2016_sem_seg_val")
 
 
 def test_check_dataset_layout_names_the_missing_path(d2root):
     register_sem_seg_sets()
     cases = {
-        "voc_2012_sem_seg_val":
-            r"missing .*/VOC2012/JPEGImages/ \(and 2 more\)\. Expected layout: .*ImageSets/Segmentation/val\.txt",
+        "voc_2012_sem_seg_val": r"missing .*/VOC2012/JPEGImages/ \(and 2 more\)\. "
+        r"Expected layout: .*ImageSets/Segmentation/val\.txt",
         "cityscapes_sem_seg_train": r"missing .*/cityscapes/leftImg8bit/train/ \(and 1 more\)",
         "ade20k_2016_sem_seg_train": r"missing .*/ADEChallengeData2016/images/training/ \(and 1 more\)",
     }
@@ -358,9 +464,13 @@ def test_check_dataset_layout_names_the_missing_path(d2root):
         with pytest.raises(DatasetLayoutError, match=pattern):
             check_dataset_layout(name)
     (d2root / "ADEChallengeData2016" / "images" / "training").mkdir(parents=True)
-    with pytest.raises(DatasetLayoutError, match=r"missing .*/ADEChallengeData2016/annotations/training/\. "):
+    with pytest.raises(
+        DatasetLayoutError, match=r"missing .*/ADEChallengeData2016/annotations/training/\. "
+    ):
         check_dataset_layout("ade20k_2016_sem_seg_train")
-    with pytest.raises(DatasetLayoutError, match=r"ade20k_2016_sem_seg_train' is missing .*annotations/training/"):
+    with pytest.raises(
+        DatasetLayoutError, match=r"ade20k_2016_sem_seg_train' is missing .*annotations/training/"
+    ):
         DatasetCatalog.get("ade20k_2016_sem_seg_train")
 
 
@@ -388,7 +498,9 @@ def test_custom_sem_seg_from_yaml(tmp_path):
     images, labels = make_folder_set(tmp_path, [("b", "png"), ("a", "jpg"), ("c", "bmp")])
     (images / "notes.txt").write_text("not an image")
     (tmp_path / "val.txt").write_text("c\n\na.jpg\n")
-    cfg = load_yaml_cfg(tmp_path / "my.yaml", f"""
+    cfg = load_yaml_cfg(
+        tmp_path / "my.yaml",
+        f"""
 DATASETS:
   CUSTOM:
     - NAME: my_seg_train
@@ -406,7 +518,8 @@ DATASETS:
       REDUCE_ZERO_LABEL: true
   TRAIN: ("my_seg_train",)
   TEST: ("my_seg_val",)
-""")
+""",
+    )
     assert register_datasets_from_config(cfg) == ["my_seg_train", "my_seg_val"]
     meta = MetadataCatalog.get("my_seg_train")
     assert meta.stuff_classes == ["background", "road", "car"] and meta.ignore_label == 255
@@ -415,23 +528,31 @@ DATASETS:
     train = DatasetCatalog.get("my_seg_train")
     assert [d["image_id"] for d in train] == ["a", "b", "c"]
     assert [os.path.basename(d["file_name"]) for d in train] == ["a.jpg", "b.png", "c.bmp"]
-    assert train[1]["sem_seg_file_name"] == f"{labels}/b.png" and "sem_seg_reduce_zero_label" not in train[1]
+    assert (
+        train[1]["sem_seg_file_name"] == f"{labels}/b.png"
+        and "sem_seg_reduce_zero_label" not in train[1]
+    )
     assert set(np.unique(read_sem_seg_label(train[0])).tolist()) == {0, 2, 255}
 
     val = DatasetCatalog.get("my_seg_val")
     assert MetadataCatalog.get("my_seg_val").required_paths[-1] == str(tmp_path / "val.txt")
-    assert [d["image_id"] for d in val] == ["a", "c"] and all(d["sem_seg_reduce_zero_label"] for d in val)
+    assert [d["image_id"] for d in val] == ["a", "c"] and all(
+        d["sem_seg_reduce_zero_label"] for d in val
+    )
     assert set(np.unique(read_sem_seg_label(val[0])).tolist()) == {1, 255}  # 0 -> 255, 2 -> 1
 
 
 def test_custom_sem_seg_image_without_label_is_named(tmp_path):
     stems = [(f"img{k}", "jpg") for k in range(8)]
     images, labels = make_folder_set(tmp_path, stems, labelled={"img0"})
-    cfg = load_yaml_cfg(tmp_path / "my.yaml", f"""
+    cfg = load_yaml_cfg(
+        tmp_path / "my.yaml",
+        f"""
 DATASETS:
   CUSTOM:
     - {{NAME: my_bad_seg, FORMAT: sem_seg, IMAGE_ROOT: {images}, LABEL_ROOT: {labels}, CLASSES: [a, b]}}
-""")
+""",
+    )
     register_datasets_from_config(cfg)
     with pytest.raises(DatasetLayoutError) as e:
         DatasetCatalog.get("my_bad_seg")
@@ -441,31 +562,51 @@ DATASETS:
     assert "img6.jpg" not in message and "img0.jpg" not in message
 
     (tmp_path / "list.txt").write_text("img0\nghost\n")
-    register_sem_seg("my_bad_seg", str(images), str(labels), ["a", "b"], list_file=str(tmp_path / "list.txt"))
+    register_sem_seg(
+        "my_bad_seg", str(images), str(labels), ["a", "b"], list_file=str(tmp_path / "list.txt")
+    )
     pattern = r"1 of the 2 stems listed in .*list\.txt have no image: .*images/ghost\.\{jpg,"
     with pytest.raises(DatasetLayoutError, match=pattern):
         DatasetCatalog.get("my_bad_seg")
 
 
-BASE = {"NAME": "bad_seg", "FORMAT": "sem_seg", "IMAGE_ROOT": "i", "LABEL_ROOT": "l", "CLASSES": ["a"]}
+BASE = {
+    "NAME": "bad_seg",
+    "FORMAT": "sem_seg",
+    "IMAGE_ROOT": "i",
+    "LABEL_ROOT": "l",
+    "CLASSES": ["a"],
+}
 
 
-@pytest.mark.parametrize("changes, pattern", [
-    ({"LABEL_ROOT": None}, r"DATASETS.CUSTOM\[0\] \(FORMAT sem_seg\) is missing key\(s\) \['LABEL_ROOT'\]"),
-    ({"PALETTE": 1}, r"unknown key\(s\) \['PALETTE'\]"),
-    ({"CLASSES": []}, r"DATASETS.CUSTOM\[0\].CLASSES must list the class names"),
-    ({"CLASSES": ["a", "a"]}, r"CLASSES must list the class names \(non-empty, unique"),
-    ({"CLASSES": "a"}, r"CLASSES must be a list of class names"),
-    ({"IGNORE_LABEL": 70000}, r"DATASETS.CUSTOM\[0\].IGNORE_LABEL must be an integer in \[0, 65535\]"),
-    ({"IGNORE_LABEL": -1}, r"IGNORE_LABEL must be an integer in \[0, 65535\]"),
-    ({"IGNORE_LABEL": "255"}, r"IGNORE_LABEL must be an integer"),
-    ({"IGNORE_LABEL": True}, r"IGNORE_LABEL must be an integer"),
-    ({"CLASSES": ["a", "b"], "IGNORE_LABEL": 1}, r"IGNORE_LABEL 1 is the index of class 'b'"),
-    ({"IGNORE_LABEL": 100, "REDUCE_ZERO_LABEL": True}, r"REDUCE_ZERO_LABEL maps label 0 to 255, so IGNORE_LABEL"),
-    ({"REDUCE_ZERO_LABEL": "yes"}, r"REDUCE_ZERO_LABEL must be true or false"),
-    ({"LIST": 3}, r"LIST must be the path of a text file"),
-    ({"IMAGE_ROOT": "same", "LABEL_ROOT": "same/"}, r"DATASETS.CUSTOM\[0\]: .*two folders"),
-])
+@pytest.mark.parametrize(
+    "changes, pattern",
+    [
+        (
+            {"LABEL_ROOT": None},
+            r"DATASETS.CUSTOM\[0\] \(FORMAT sem_seg\) is missing key\(s\) \['LABEL_ROOT'\]",
+        ),
+        ({"PALETTE": 1}, r"unknown key\(s\) \['PALETTE'\]"),
+        ({"CLASSES": []}, r"DATASETS.CUSTOM\[0\].CLASSES must list the class names"),
+        ({"CLASSES": ["a", "a"]}, r"CLASSES must list the class names \(non-empty, unique"),
+        ({"CLASSES": "a"}, r"CLASSES must be a list of class names"),
+        (
+            {"IGNORE_LABEL": 70000},
+            r"DATASETS.CUSTOM\[0\].IGNORE_LABEL must be an integer in \[0, 65535\]",
+        ),
+        ({"IGNORE_LABEL": -1}, r"IGNORE_LABEL must be an integer in \[0, 65535\]"),
+        ({"IGNORE_LABEL": "255"}, r"IGNORE_LABEL must be an integer"),
+        ({"IGNORE_LABEL": True}, r"IGNORE_LABEL must be an integer"),
+        ({"CLASSES": ["a", "b"], "IGNORE_LABEL": 1}, r"IGNORE_LABEL 1 is the index of class 'b'"),
+        (
+            {"IGNORE_LABEL": 100, "REDUCE_ZERO_LABEL": True},
+            r"REDUCE_ZERO_LABEL maps label 0 to 255, so IGNORE_LABEL",
+        ),
+        ({"REDUCE_ZERO_LABEL": "yes"}, r"REDUCE_ZERO_LABEL must be true or false"),
+        ({"LIST": 3}, r"LIST must be the path of a text file"),
+        ({"IMAGE_ROOT": "same", "LABEL_ROOT": "same/"}, r"DATASETS.CUSTOM\[0\]: .*two folders"),
+    ],
+)
 def test_custom_sem_seg_malformed_entries(changes, pattern):
     entry = {k: v for k, v in dict(BASE, **changes).items() if v is not None}
     cfg = get_cfg()

@@ -1,4 +1,5 @@
 """Data axes of the pretraining study: stratified subsets, domain mixing, label maps, the record."""
+
 import json
 from collections import Counter
 
@@ -56,7 +57,12 @@ def test_subset_quotas_by_hand():
     assert per_class(stratified_subset(d, fraction=0.3)) == [3, 2, 1]  # round(0.3 * 20) = 6
     # 4 balanced classes of 8: 12 images -> exactly 3 each, for any seed
     for seed in range(5):
-        assert per_class(stratified_subset(make_dicts([8] * 4), count=12, seed=seed)) == [3, 3, 3, 3]
+        assert per_class(stratified_subset(make_dicts([8] * 4), count=12, seed=seed)) == [
+            3,
+            3,
+            3,
+            3,
+        ]
     # fraction rounds halves up: 0.25 * 10 = 2.5 -> 3 images
     assert len(stratified_subset(make_dicts([5, 5]), fraction=0.25)) == 3
 
@@ -66,7 +72,9 @@ def test_subset_is_deterministic_ordered_and_unique():
     a, b = stratified_subset(d, count=20, seed=3), stratified_subset(d, count=20, seed=3)
     assert files(a) == files(b) and len(set(files(a))) == 20
     position = {f: i for i, f in enumerate(files(d))}
-    assert [position[f] for f in files(a)] == sorted(position[f] for f in files(a))  # original order kept
+    assert [position[f] for f in files(a)] == sorted(
+        position[f] for f in files(a)
+    )  # original order kept
     assert stratified_subset(d, count=len(d)) == d and stratified_subset(d) == d
 
 
@@ -78,30 +86,50 @@ def test_subset_nested_for_every_size():
         current = set(files(stratified_subset(d, count=m, seed=11)))
         assert len(current) == m and previous <= current, m
         previous = current
-    small, large = stratified_subset(d, fraction=0.2, seed=2), stratified_subset(d, fraction=0.6, seed=2)
+    small, large = (
+        stratified_subset(d, fraction=0.2, seed=2),
+        stratified_subset(d, fraction=0.6, seed=2),
+    )
     assert set(files(small)) <= set(files(large))
 
 
 def test_subset_seeds_differ_and_classes_are_independent():
     d = make_dicts([50, 50])
-    assert set(files(stratified_subset(d, count=20, seed=0))) != set(files(stratified_subset(d, count=20, seed=1)))
+    assert set(files(stratified_subset(d, count=20, seed=0))) != set(
+        files(stratified_subset(d, count=20, seed=1))
+    )
     # the images chosen of class 0 do not depend on how big the other class is
-    first = [f for f in files(stratified_subset(make_dicts([50, 50]), fraction=0.5, seed=4)) if f.startswith("0/")]
-    other = [f for f in files(stratified_subset(make_dicts([50, 10]), fraction=0.5, seed=4)) if f.startswith("0/")]
+    first = [
+        f
+        for f in files(stratified_subset(make_dicts([50, 50]), fraction=0.5, seed=4))
+        if f.startswith("0/")
+    ]
+    other = [
+        f
+        for f in files(stratified_subset(make_dicts([50, 10]), fraction=0.5, seed=4))
+        if f.startswith("0/")
+    ]
     assert first == other
 
 
 def test_subset_strata_are_source_and_label():
-    d = make_dicts([10], source="a") + make_dicts([2], source="b")  # both label 0, different datasets
+    d = make_dicts([10], source="a") + make_dicts(
+        [2], source="b"
+    )  # both label 0, different datasets
     sub = stratified_subset(d, count=6)
     assert Counter(x["source"] for x in sub) == {"a": 5, "b": 1}
 
 
 def test_subset_errors():
     d = make_dicts([3, 3])
-    with pytest.raises(ValueError, match=r"SUBSET_COUNT 7 is larger than the data: the training set has 6 images"):
+    with pytest.raises(
+        ValueError, match=r"SUBSET_COUNT 7 is larger than the data: the training set has 6 images"
+    ):
         stratified_subset(d, count=7)
-    with pytest.raises(ValueError, match=r"either DATASETS.PRETRAIN.SUBSET_COUNT \(2\) or .*SUBSET_FRACTION \(0.5\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"either DATASETS.PRETRAIN.SUBSET_COUNT \(2\) or .*SUBSET_FRACTION \(0.5\)",
+    ):
         stratified_subset(d, count=2, fraction=0.5)
     for bad in (0.0, 1.5, -0.1):
         with pytest.raises(ValueError, match=r"SUBSET_FRACTION must be in \(0, 1\]"):
@@ -117,7 +145,11 @@ def test_subset_errors():
 # ---------------------------------------------------------------------------------------------
 def test_apportion_largest_remainder():
     assert apportion(10, [1, 1, 1]) == [4, 3, 3]  # 3.33 each; the leftover goes to the first
-    assert apportion(7, [0.5, 0.25, 0.25]) == [3, 2, 2]  # 3.5 / 1.75 / 1.75 -> 3 / 1 / 1 + two by remainder
+    assert apportion(7, [0.5, 0.25, 0.25]) == [
+        3,
+        2,
+        2,
+    ]  # 3.5 / 1.75 / 1.75 -> 3 / 1 / 1 + two by remainder
     assert sum(apportion(1001, [0.2, 0.3, 0.5])) == 1001
 
 
@@ -147,13 +179,18 @@ def test_mix_total_zero_takes_the_largest_possible():
 
 def test_mix_errors():
     a, b = make_dicts([10]), make_dicts([30])
-    with pytest.raises(ValueError, match=r"MIX_PROPORTIONS has 3 entries but DATASETS.TRAIN has 2 datasets \['x', 'y'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"MIX_PROPORTIONS has 3 entries but DATASETS.TRAIN has 2 datasets \['x', 'y'\]",
+    ):
         mix_datasets([a, b], [1, 1, 1], names=["x", "y"])
     with pytest.raises(ValueError, match=r"must be finite and >= 0; got -1.0 for dataset y"):
         mix_datasets([a, b], [1, -1], names=["x", "y"])
     with pytest.raises(ValueError, match="must not all be 0"):
         mix_datasets([a, b], [0, 0])
-    with pytest.raises(ValueError, match=r"MIX_TOTAL 30 .* needs 15 images of dataset x, which has only 10"):
+    with pytest.raises(
+        ValueError, match=r"MIX_TOTAL 30 .* needs 15 images of dataset x, which has only 10"
+    ):
         mix_datasets([a, b], [1, 1], total=30, names=["x", "y"])
 
 
@@ -182,7 +219,9 @@ def test_label_map_errors(tmp_path):
     path = tmp_path / "partial.json"
     path.write_text(json.dumps({"0": "even", "1": "odd"}))
     d = make_dicts([1, 1, 1])
-    with pytest.raises(ValueError, match=rf"Label map {path} has no entry for class '2' \(e.g. image 2/0.png\)"):
+    with pytest.raises(
+        ValueError, match=rf"Label map {path} has no entry for class '2' \(e.g. image 2/0.png\)"
+    ):
         apply_label_map(d, load_label_map(str(path)), str(path))
     bad = tmp_path / "bad.json"
     bad.write_text('{"0": "even",')
@@ -196,7 +235,9 @@ def test_label_map_errors(tmp_path):
         load_label_map(str(listy))
     numeric = tmp_path / "numeric.json"
     numeric.write_text('{"0": 1}')
-    with pytest.raises(ValueError, match=rf"Label map {numeric}: coarse class names must be non-empty strings"):
+    with pytest.raises(
+        ValueError, match=rf"Label map {numeric}: coarse class names must be non-empty strings"
+    ):
         load_label_map(str(numeric))
 
 
@@ -204,10 +245,18 @@ def test_describe_counts_before_and_after():
     before = make_dicts([4, 2], source="s")
     after = apply_label_map(stratified_subset(before, count=3), {"0": "x", "1": "y"}, "m.json")
     rec = describe({"k": 1}, before, after, {"0": "x", "1": "y"}, "m.json", seed=5)
-    assert rec["before"] == {"total": 6, "per_dataset": {"s": 6}, "per_class": {"s": {"0": 4, "1": 2}}}
+    assert rec["before"] == {
+        "total": 6,
+        "per_dataset": {"s": 6},
+        "per_class": {"s": {"0": 4, "1": 2}},
+    }
     assert rec["after"]["total"] == 3 and rec["after"]["per_class"] == {"s": {"0": 2, "1": 1}}
     assert rec["after"]["per_coarse_class"] == {"x": 2, "y": 1}
-    assert rec["label_map"] == {"file": "m.json", "classes": ["x", "y"], "mapping": {"0": "x", "1": "y"}}
+    assert rec["label_map"] == {
+        "file": "m.json",
+        "classes": ["x", "y"],
+        "mapping": {"0": "x", "1": "y"},
+    }
     assert rec["seed"] == 5 and rec["settings"] == {"k": 1}
     assert json.loads(json.dumps(rec)) == rec
 
@@ -217,10 +266,15 @@ def test_check_axes_config_names_the_keys():
     check_axes_config(cfg)  # defaults are valid
     cfg.DATASETS.TRAIN = ("a", "b")
     cfg.DATASETS.PRETRAIN.MIX_PROPORTIONS = (1.0,)
-    with pytest.raises(ValueError, match=r"MIX_PROPORTIONS has 1 entries \[1.0\] but DATASETS.TRAIN has 2 datasets \['a', 'b'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"MIX_PROPORTIONS has 1 entries \[1.0\] but DATASETS.TRAIN has 2 datasets \['a', 'b'\]",
+    ):
         check_axes_config(cfg)
     cfg.DATASETS.PRETRAIN.MIX_PROPORTIONS = (1.0, -0.5)
-    with pytest.raises(ValueError, match=r"MIX_PROPORTIONS must be numbers >= 0; got -0.5 for dataset b"):
+    with pytest.raises(
+        ValueError, match=r"MIX_PROPORTIONS must be numbers >= 0; got -0.5 for dataset b"
+    ):
         check_axes_config(cfg)
     cfg.DATASETS.PRETRAIN.MIX_PROPORTIONS = ()
     cfg.DATASETS.PRETRAIN.SUBSET_COUNT, cfg.DATASETS.PRETRAIN.SUBSET_FRACTION = 10, 0.5
@@ -239,10 +293,14 @@ def tiny_folder(tmp_path_factory):
         for cls in range(4):
             (root / split / str(cls)).mkdir(parents=True)
             for i in range(n):
-                Image.fromarray(np.full((8, 8, 3), 40 * cls + i, np.uint8)).save(root / split / str(cls) / f"{i}.png")
+                Image.fromarray(np.full((8, 8, 3), 40 * cls + i, np.uint8)).save(
+                    root / split / str(cls) / f"{i}.png"
+                )
     register_classification("axes_tiny_train", str(root / "train"))
     register_classification("axes_tiny_test", str(root / "test"))
-    (root / "parity.json").write_text(json.dumps({"0": "even", "1": "odd", "2": "even", "3": "odd"}))
+    (root / "parity.json").write_text(
+        json.dumps({"0": "even", "1": "odd", "2": "even", "3": "odd"})
+    )
     return root
 
 
@@ -260,7 +318,13 @@ def loader_cfg(tiny_folder, out, **pretrain):
 def test_train_dicts_record_and_files(tiny_folder, tmp_path):
     from contrastive_det.data.pretraining import build_pretrain_train_loader
 
-    cfg = loader_cfg(tiny_folder, tmp_path, SUBSET_FRACTION=0.5, SUBSET_SEED=3, LABEL_MAP=str(tiny_folder / "parity.json"))
+    cfg = loader_cfg(
+        tiny_folder,
+        tmp_path,
+        SUBSET_FRACTION=0.5,
+        SUBSET_SEED=3,
+        LABEL_MAP=str(tiny_folder / "parity.json"),
+    )
     batch = next(iter(build_pretrain_train_loader(cfg)))
     assert len(batch) == 4 and all(b["label"] in (0, 1) for b in batch)
     rec = json.loads((tmp_path / "pretrain_data.json").read_text())
@@ -268,7 +332,9 @@ def test_train_dicts_record_and_files(tiny_folder, tmp_path):
     assert rec["after"]["per_class"] == {"axes_tiny_train": {str(c): 3 for c in range(4)}}
     assert rec["after"]["per_coarse_class"] == {"even": 6, "odd": 6} and rec["seed"] == 3
     assert rec["settings"]["DATASETS.PRETRAIN.SUBSET_FRACTION"] == 0.5
-    lines = [line.split("\t") for line in (tmp_path / "pretrain_images.txt").read_text().splitlines()]
+    lines = [
+        line.split("\t") for line in (tmp_path / "pretrain_images.txt").read_text().splitlines()
+    ]
     assert len(lines) == 12
     for file_name, label in lines:
         assert int(label) == int(file_name.split("/")[-2]) % 2
@@ -281,9 +347,14 @@ def test_train_loader_mixes_two_datasets(tiny_folder, tmp_path):
     cfg.DATASETS.TRAIN = ("axes_tiny_train", "axes_tiny_test")
     dicts, rec = pretrain_train_dicts(cfg)
     # 24 and 8 images at 1:2 -> the largest total is 12 (4 + 8)
-    assert rec["after"]["per_dataset"] == {"axes_tiny_train": 4, "axes_tiny_test": 8} and len(dicts) == 12
+    assert (
+        rec["after"]["per_dataset"] == {"axes_tiny_train": 4, "axes_tiny_test": 8}
+        and len(dicts) == 12
+    )
     cfg.DATASETS.PRETRAIN.MIX_PROPORTIONS = (1.0, 2.0, 3.0)
-    with pytest.raises(ValueError, match=r"3 entries .* 2 datasets \['axes_tiny_train', 'axes_tiny_test'\]"):
+    with pytest.raises(
+        ValueError, match=r"3 entries .* 2 datasets \['axes_tiny_train', 'axes_tiny_test'\]"
+    ):
         pretrain_train_dicts(cfg)
 
 
@@ -297,7 +368,11 @@ def test_knn_loader_uses_coarse_labels(tiny_folder, tmp_path):
     fine = labels(loader_cfg(tiny_folder, tmp_path))
     assert fine == {**{("bank", c): 6 for c in range(4)}, **{("query", c): 2 for c in range(4)}}
     # the kNN bank is the whole bank dataset, whatever the subset of the training images
-    coarse = labels(loader_cfg(tiny_folder, tmp_path, SUBSET_COUNT=4, LABEL_MAP=str(tiny_folder / "parity.json")))
+    coarse = labels(
+        loader_cfg(
+            tiny_folder, tmp_path, SUBSET_COUNT=4, LABEL_MAP=str(tiny_folder / "parity.json")
+        )
+    )
     assert coarse == {("bank", 0): 12, ("bank", 1): 12, ("query", 0): 4, ("query", 1): 4}
 
 

@@ -1,12 +1,16 @@
 """INPUT.CLS.TEST_PIPELINE: each preset equals its reference's pipeline, written here with torchvision's
 classic transforms as the references write it."""
+
 import numpy as np
 import pytest
 from PIL import Image
 from torchvision import transforms as V1
 
 from contrastive_det.config import get_cfg
-from contrastive_det.data.classification_loader import build_classification_transform, describe_test_transform
+from contrastive_det.data.classification_loader import (
+    build_classification_transform,
+    describe_test_transform,
+)
 
 
 def image(width, height, seed=0):
@@ -18,9 +22,13 @@ REFERENCES = {
     # MoCo main_lincls.py
     "resize_crop": lambda: V1.Compose([V1.Resize(256), V1.CenterCrop(224)]),
     # ssl-transfer linear.py
-    "ssl_transfer": lambda: V1.Compose([V1.Resize(224, interpolation=Image.BICUBIC), V1.CenterCrop(224)]),
+    "ssl_transfer": lambda: V1.Compose(
+        [V1.Resize(224, interpolation=Image.BICUBIC), V1.CenterCrop(224)]
+    ),
     # Islam et al. (the CD-FSL loader): Resize([int(224 * 1.15)] * 2) + CenterCrop(224)
-    "islam": lambda: V1.Compose([V1.Resize([int(224 * 1.15), int(224 * 1.15)]), V1.CenterCrop(224)]),
+    "islam": lambda: V1.Compose(
+        [V1.Resize([int(224 * 1.15), int(224 * 1.15)]), V1.CenterCrop(224)]
+    ),
 }
 
 
@@ -45,5 +53,8 @@ def test_presets_differ_and_name_themselves_in_the_cache_key():
         keys[preset] = describe_test_transform(cfg)
     assert len({o.tobytes() for o in outputs.values()}) == 3 and len(set(keys.values())) == 3
     cfg.INPUT.CLS.TEST_PIPELINE = "vissl"
-    with pytest.raises(ValueError, match="INPUT.CLS.TEST_PIPELINE must be one of resize_crop, ssl_transfer, islam, got 'vissl'"):
+    with pytest.raises(
+        ValueError,
+        match="INPUT.CLS.TEST_PIPELINE must be one of resize_crop, ssl_transfer, islam, got 'vissl'",
+    ):
         build_classification_transform(cfg, is_train=False)

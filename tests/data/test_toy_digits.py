@@ -92,7 +92,9 @@ def test_coco_json_matches_voc_exactly(dataset):
     root, _ = dataset
     for split in td.SPLITS:
         coco = COCO(os.path.join(root, td.COCO_ANN_DIR, f"instances_{split}.json"))
-        assert [c["name"] for c in coco.loadCats(sorted(coco.getCatIds()))] == list(td.TOY_DIGITS_CLASSES)
+        assert [c["name"] for c in coco.loadCats(sorted(coco.getCatIds()))] == list(
+            td.TOY_DIGITS_CLASSES
+        )
         assert sorted(coco.getCatIds()) == list(range(1, 11))
         voc = _voc_dicts(root, split)
         assert sorted(coco.getImgIds()) == [int(d["image_id"]) for d in voc]
@@ -116,7 +118,9 @@ def test_coco_json_matches_voc_exactly(dataset):
             _, xml_objs = _xml_objects(root, d["image_id"])
             assert sorted(a["difficult"] for a in anns) == sorted(o[1] for o in xml_objs)
             for a in anns:
-                assert a["area"] == int(coco.annToMask(a).sum()) and a["iscrowd"] == 0  # area of the mask
+                assert (
+                    a["area"] == int(coco.annToMask(a).sum()) and a["iscrowd"] == 0
+                )  # area of the mask
 
 
 def _masks_by_image(root, split):
@@ -143,21 +147,32 @@ def test_coco_masks_are_the_visible_digit_strokes(dataset):
     n_occluded = 0
     for split in td.SPLITS:
         for img, anns in _masks_by_image(root, split).values():
-            image = np.asarray(Image.open(os.path.join(root, td.VOC_SUBDIR, "JPEGImages", img["file_name"])))
+            image = np.asarray(
+                Image.open(os.path.join(root, td.VOC_SUBDIR, "JPEGImages", img["file_name"]))
+            )
             union = np.zeros((img["height"], img["width"]), np.uint8)
             for k, (a, m) in enumerate(anns):
                 seg = a["segmentation"]
-                assert isinstance(seg["counts"], str) and seg["size"] == [img["height"], img["width"]]  # compressed RLE
+                assert isinstance(seg["counts"], str) and seg["size"] == [
+                    img["height"],
+                    img["width"],
+                ]  # compressed RLE
                 assert m.shape == (img["height"], img["width"]) and a["area"] == int(m.sum()) > 0
                 assert mask_util.area(seg) == a["area"]  # pycocotools reads it as it is
                 x, y, w, h = a["bbox"]
                 assert m[y : y + h, x : x + w].sum() == m.sum()  # inside the box
-                if k == len(anns) - 1:  # the last digit drawn is never covered: its strokes fill the box
+                if (
+                    k == len(anns) - 1
+                ):  # the last digit drawn is never covered: its strokes fill the box
                     assert _tight(m) == (x, y, x + w - 1, y + h - 1)
                 # the mask is drawn ink: its mean colour is not the image's mean colour
-                assert not np.array_equal(image[m.astype(bool)].mean(0).round(), image.mean((0, 1)).round())
+                assert not np.array_equal(
+                    image[m.astype(bool)].mean(0).round(), image.mean((0, 1)).round()
+                )
                 n_occluded += int(_tight(m) != (x, y, x + w - 1, y + h - 1))
-                assert not (union & m).any()  # visible parts: every pixel belongs to one digit at most
+                assert not (
+                    union & m
+                ).any()  # visible parts: every pixel belongs to one digit at most
                 union |= m
             # strokes are thin: a mask covers well under its box
             assert all(a["area"] < a["bbox"][2] * a["bbox"][3] for a, _ in anns)
@@ -190,20 +205,29 @@ def test_detectron2_loads_the_masks_for_mask_rcnn(dataset):
 
     root, _ = dataset
     dicts = load_coco_json(
-        os.path.join(root, td.COCO_ANN_DIR, "instances_test.json"), os.path.join(root, td.VOC_SUBDIR, "JPEGImages")
+        os.path.join(root, td.COCO_ANN_DIR, "instances_test.json"),
+        os.path.join(root, td.VOC_SUBDIR, "JPEGImages"),
     )
     assert all("segmentation" in a for d in dicts for a in d["annotations"])
     cfg = get_cfg()
     cfg.merge_from_file(os.path.join(REPO_ROOT, "configs", "toy", "digits_mask_R_50_C4.yaml"))
     mapped = DatasetMapper(cfg, is_train=True)(dicts[0])
     inst = mapped["instances"]
-    assert isinstance(inst.gt_masks, BitMasks) and len(inst.gt_masks) == len(dicts[0]["annotations"])
+    assert isinstance(inst.gt_masks, BitMasks) and len(inst.gt_masks) == len(
+        dicts[0]["annotations"]
+    )
     assert tuple(inst.gt_masks.tensor.shape[1:]) == tuple(mapped["image"].shape[1:])
     # the masks follow the resize (and flip): each still lies inside its box
     boxes = inst.gt_boxes.tensor
     for m, (x0, y0, x1, y1) in zip(inst.gt_masks.tensor, boxes.tolist()):
         ys, xs = np.nonzero(m.numpy())
-        assert len(ys) and xs.min() >= x0 - 2 and xs.max() <= x1 + 2 and ys.min() >= y0 - 2 and ys.max() <= y1 + 2
+        assert (
+            len(ys)
+            and xs.min() >= x0 - 2
+            and xs.max() <= x1 + 2
+            and ys.min() >= y0 - 2
+            and ys.max() <= y1 + 2
+        )
 
 
 def test_boxes_inside_image_and_tight(dataset):
@@ -214,7 +238,12 @@ def test_boxes_inside_image_and_tight(dataset):
             assert 1 <= x0 <= x1 <= d["width"] and 1 <= y0 <= y1 <= d["height"]
     # Tightness of the box of a resized digit: stroke pixels touch all four sides, none outside.
     images, labels = render.load_mnist_digits()
-    for index, height, aspect in ((0, 20.0, 1.0), (1234, 45.0, 0.9), (4999, 78.0, 1.15), (2500, 10.0, 1.0)):
+    for index, height, aspect in (
+        (0, 20.0, 1.0),
+        (1234, 45.0, 0.9),
+        (4999, 78.0, 1.15),
+        (2500, 10.0, 1.0),
+    ):
         alpha, (x0, y0, x1, y1) = render._digit_patch(images[index], height, aspect)
         stroke = alpha > render.STROKE_THRESHOLD
         assert stroke[y0, x0 : x1 + 1].any() and stroke[y1, x0 : x1 + 1].any()
@@ -257,7 +286,9 @@ def test_crops_follow_the_split(dataset):
             expected = {f"{i}.png" for i in indices if labels[i] == c}
             assert set(files) == expected
         i = indices[len(indices) // 2]
-        with Image.open(os.path.join(root, td.CROPS_SUBDIR, split, str(labels[i]), f"{i}.png")) as im:
+        with Image.open(
+            os.path.join(root, td.CROPS_SUBDIR, split, str(labels[i]), f"{i}.png")
+        ) as im:
             assert im.mode == "L" and np.array_equal(np.asarray(im), images[i])
 
 
@@ -275,7 +306,9 @@ def test_textured_crops_follow_the_split(dataset):
         split_dir = os.path.join(root, td.CROPS_TEXTURED_SUBDIR, split)
         assert sorted(os.listdir(split_dir)) == sorted(td.TOY_DIGITS_CLASSES)
         for c, name in enumerate(td.TOY_DIGITS_CLASSES):
-            assert set(os.listdir(os.path.join(split_dir, name))) == {f"{i}.png" for i in indices if labels[i] == c}
+            assert set(os.listdir(os.path.join(split_dir, name))) == {
+                f"{i}.png" for i in indices if labels[i] == c
+            }
         for i in _sample(indices):
             with Image.open(os.path.join(split_dir, str(labels[i]), f"{i}.png")) as im:
                 assert im.format == "PNG" and im.mode == "RGB" and im.size == (64, 64)
@@ -296,12 +329,18 @@ def test_textured_crops_are_another_domain_than_the_raw_crops(dataset):
     root, manifest = dataset
     images, labels = render.load_mnist_digits()
     bg_spread = []
-    for i in _sample(manifest["train_digit_indices"], 40) + _sample(manifest["test_digit_indices"], 10):
+    for i in _sample(manifest["train_digit_indices"], 40) + _sample(
+        manifest["test_digit_indices"], 10
+    ):
         split = "train" if i in set(manifest["train_digit_indices"]) else "test"
-        with Image.open(os.path.join(root, td.CROPS_SUBDIR, split, str(labels[i]), f"{i}.png")) as im:
+        with Image.open(
+            os.path.join(root, td.CROPS_SUBDIR, split, str(labels[i]), f"{i}.png")
+        ) as im:
             raw = np.asarray(im)  # 28x28 grayscale, background exactly 0
         assert raw.ndim == 2 and (raw[np.asarray(images[i]) == 0] == 0).all()
-        with Image.open(os.path.join(root, td.CROPS_TEXTURED_SUBDIR, split, str(labels[i]), f"{i}.png")) as im:
+        with Image.open(
+            os.path.join(root, td.CROPS_TEXTURED_SUBDIR, split, str(labels[i]), f"{i}.png")
+        ) as im:
             img = np.asarray(im).astype(np.float32)  # 64x64x3
         _, info = render.render_textured_crop(render.textured_crop_rng(0, i), images[i])
         ring, far = _ring_and_far(info["mask"])
@@ -310,7 +349,9 @@ def test_textured_crops_are_another_domain_than_the_raw_crops(dataset):
         assert spread > 2
         bg_spread.append(spread)
         lum = img @ np.array([0.299, 0.587, 0.114], np.float32)  # 64x64
-        assert abs(lum[info["mask"]].mean() - lum[ring].mean()) > 15  # the digit stands out from what is around it
+        assert (
+            abs(lum[info["mask"]].mean() - lum[ring].mean()) > 15
+        )  # the digit stands out from what is around it
     assert np.median(bg_spread) > 20
 
 
@@ -329,7 +370,9 @@ def test_render_textured_crop_rotation_scale_and_placement():
         assert image.shape == (64, 64, 3) and image.dtype == np.uint8
         mask = info["mask"]
         ys, xs = np.nonzero(mask)
-        assert len(ys) > 0 and xs.min() >= 1 and ys.min() >= 1 and xs.max() <= 62 and ys.max() <= 62  # whole digit inside
+        assert (
+            len(ys) > 0 and xs.min() >= 1 and ys.min() >= 1 and xs.max() <= 62 and ys.max() <= 62
+        )  # whole digit inside
         assert abs(info["angle"]) <= render.TEXTURED_MAX_ROTATION
         angles.append(info["angle"])
         upright = images[i] > render.STROKE_THRESHOLD * 255  # 28x28
@@ -339,7 +382,9 @@ def test_render_textured_crop_rotation_scale_and_placement():
         # (before rotation) as a fraction of the crop side, estimated from the pixels
         fractions.append(np.sqrt(mask.sum() / upright.sum()) * mnist_heights[-1] / 64)
         if labels[i] == 1:  # an elongated digit: its axis turns by -angle (image y points down)
-            errors.append(abs((_orientation(mask) - _orientation(upright) + info["angle"] + 90) % 180 - 90))
+            errors.append(
+                abs((_orientation(mask) - _orientation(upright) + info["angle"] + 90) % 180 - 90)
+            )
     assert min(angles) < -20 and max(angles) > 20 and np.std(angles) > 10
     # scaled to a random height (TEXTURED_HEIGHT_RANGE, 0.45-0.75 of the side; the area estimate is ~4% high),
     # not to a fixed factor of the MNIST height
@@ -386,7 +431,10 @@ def test_objects_per_image_difficult_and_overlap(dataset):
         assert manifest["counts"][split]["objects"] == sum(
             len(_xml_objects(root, d["image_id"])[1]) for d in _voc_dicts(root, split)
         )
-    assert n_difficult == manifest["counts"]["trainval"]["difficult"] + manifest["counts"]["test"]["difficult"]
+    assert (
+        n_difficult
+        == manifest["counts"]["trainval"]["difficult"] + manifest["counts"]["test"]["difficult"]
+    )
     assert 0 < n_difficult < 0.3 * n_objects
     assert n_overlap >= 1
 
@@ -418,7 +466,9 @@ def _image_files(root, sub):
     for dirpath, _, files in os.walk(os.path.join(root, sub)):
         for name in files:
             with Image.open(os.path.join(dirpath, name)) as im:
-                out[os.path.relpath(os.path.join(dirpath, name), os.path.join(root, sub))] = np.asarray(im)
+                out[os.path.relpath(os.path.join(dirpath, name), os.path.join(root, sub))] = (
+                    np.asarray(im)
+                )
     return out
 
 
@@ -442,7 +492,10 @@ def test_same_seed_identical_other_seed_different(tmp_path, few_digits):
     other = _generate(tmp_path / "other", seed=1)
     files_c = _annotation_files(str(tmp_path / "other"))
     assert files_c["VOC/Annotations/000001.xml"] != files_a["VOC/Annotations/000001.xml"]
-    assert files_c["coco/annotations/instances_test.json"] != files_a["coco/annotations/instances_test.json"]
+    assert (
+        files_c["coco/annotations/instances_test.json"]
+        != files_a["coco/annotations/instances_test.json"]
+    )
     assert other["test_digit_indices"] != manifest["test_digit_indices"]
     textured_a = _image_files(first, td.CROPS_TEXTURED_SUBDIR)
     textured_c = _image_files(str(tmp_path / "other"), td.CROPS_TEXTURED_SUBDIR)
@@ -452,7 +505,10 @@ def test_same_seed_identical_other_seed_different(tmp_path, few_digits):
 
 def test_reuse_with_same_args_does_not_regenerate(dataset):
     root, manifest = dataset
-    watched = [os.path.join(root, td.MANIFEST), os.path.join(root, "VOC", "JPEGImages", "000001.jpg")]
+    watched = [
+        os.path.join(root, td.MANIFEST),
+        os.path.join(root, "VOC", "JPEGImages", "000001.jpg"),
+    ]
     before = [os.stat(p).st_mtime_ns for p in watched]
     again = _generate(root)
     assert again == manifest
@@ -467,7 +523,9 @@ def test_dataset_of_an_older_format_version_is_rebuilt(tmp_path, few_digits):
     expected = coco.read_bytes()
     textured = root / td.CROPS_TEXTURED_SUBDIR / "test" / "3"
     expected_textured = {p.name: p.read_bytes() for p in textured.iterdir()}
-    assert len(expected_textured) == 4  # 20 digits of class 3 in this build, 20% of them in the test part
+    assert (
+        len(expected_textured) == 4
+    )  # 20 digits of class 3 in this build, 20% of them in the test part
     old = json.loads(coco.read_text())
     for a in old["annotations"]:  # what format version 1 wrote: no masks
         del a["segmentation"]
@@ -480,7 +538,9 @@ def test_dataset_of_an_older_format_version_is_rebuilt(tmp_path, few_digits):
     assert coco.read_bytes() == expected
     assert {p.name: p.read_bytes() for p in textured.iterdir()} == expected_textured
     # a newer format version than this code knows is not downgraded
-    (root / td.MANIFEST).write_text(json.dumps(dict(manifest, format_version=td.FORMAT_VERSION + 1)))
+    (root / td.MANIFEST).write_text(
+        json.dumps(dict(manifest, format_version=td.FORMAT_VERSION + 1))
+    )
     with pytest.raises(FileExistsError, match="format version"):
         _generate(root, num_trainval=2, num_test=2)
 
@@ -507,7 +567,9 @@ def test_overwrite_replaces_atomically(tmp_path, few_digits):
     manifest = _generate(target, num_trainval=2, num_test=2, overwrite=True)
     assert manifest["args"]["num_trainval"] == 2 and manifest["counts"]["test"]["images"] == 2
     assert not (target / "stale.txt").exists()
-    assert sorted(os.listdir(target / "VOC" / "JPEGImages")) == [f"{i:06d}.jpg" for i in range(1, 5)]
+    assert sorted(os.listdir(target / "VOC" / "JPEGImages")) == [
+        f"{i:06d}.jpg" for i in range(1, 5)
+    ]
     assert sorted(os.listdir(tmp_path)) == ["toy_digits"]
 
 
@@ -548,8 +610,20 @@ def test_bad_arguments_raise_value_error(tmp_path, overrides, name):
 
 def test_cli_runs(tmp_path, few_digits, capsys):
     out = tmp_path / "cli" / "toy_digits"
-    args = ["--output", str(out), "--num-trainval", "3", "--num-test", "2", "--min-digits", "1", "--max-digits", "3",
-            "--seed", "5"]
+    args = [
+        "--output",
+        str(out),
+        "--num-trainval",
+        "3",
+        "--num-test",
+        "2",
+        "--min-digits",
+        "1",
+        "--max-digits",
+        "3",
+        "--seed",
+        "5",
+    ]
     # the build in this process (20 digits per class), the script itself in a subprocess below
     cli = runpy.run_path(os.path.join(REPO_ROOT, "datasets", "prepare_toy_digits.py"))
     cli["main"](args + ["--no-progress"])
@@ -560,9 +634,15 @@ def test_cli_runs(tmp_path, few_digits, capsys):
     assert manifest["args"]["seed"] == 5 and manifest["args"]["max_digits"] == 3
     c = manifest["counts"]["trainval"]
     assert f"images {c['images']:5d}  objects {c['objects']:6d}" in stdout
-    assert "crops    train 160  test 40" in stdout and "textured crops  train 160  test 40" in stdout
+    assert (
+        "crops    train 160  test 40" in stdout and "textured crops  train 160  test 40" in stdout
+    )
     assert sorted(os.listdir(out / "VOC" / "JPEGImages")) == [f"{i:06d}.jpg" for i in range(1, 6)]
     # run as a script: other arguments on the existing folder -> an error that names --overwrite
-    cmd = [sys.executable, "datasets/prepare_toy_digits.py"] + args[:-2] + ["--seed", "6", "--no-progress"]
+    cmd = (
+        [sys.executable, "datasets/prepare_toy_digits.py"]
+        + args[:-2]
+        + ["--seed", "6", "--no-progress"]
+    )
     bad = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "overwrite" in bad.stderr and str(out) in bad.stderr

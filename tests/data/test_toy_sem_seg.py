@@ -1,4 +1,5 @@
 """Semantic segmentation labels of the toy digit scenes (VOC/SegmentationClass) and their registration."""
+
 import json
 import os
 import shutil
@@ -16,7 +17,9 @@ from contrastive_det.data.checks import DatasetLayoutError, check_dataset_layout
 from contrastive_det.data.sem_seg_labels import read_sem_seg_label
 from contrastive_det.data.datasets.voc_sem_seg import load_voc_sem_seg
 
-ARGS = dict(num_trainval=8, num_test=4, seed=5, min_digits=3, max_digits=6)  # seed 5: 11 difficult digits, touching strokes
+ARGS = dict(
+    num_trainval=8, num_test=4, seed=5, min_digits=3, max_digits=6
+)  # seed 5: 11 difficult digits, touching strokes
 VOID = 255
 
 
@@ -67,7 +70,9 @@ def recorded(tmp_path_factory):
         mp.setattr(td, "render_scene", recording)
         _generate(root)
     assert len(scenes) == ARGS["num_trainval"] + ARGS["num_test"]
-    return root, {f"{k + 1:06d}": objects for k, objects in enumerate(scenes)}  # ids in rendering order
+    return root, {
+        f"{k + 1:06d}": objects for k, objects in enumerate(scenes)
+    }  # ids in rendering order
 
 
 def _label(root, image_id):
@@ -89,7 +94,10 @@ def _expected_label(objects, hw):
 # The label maps
 # ------------------------------------------------------------------------------------------------
 def test_the_scenes_exercise_difficult_digits_and_touching_strokes(recorded):
-    """Preconditions of the tests below: the build has difficult digits, and rings that run over another digit's stroke."""
+    """
+    Preconditions of the tests below: the build has difficult digits, and rings that run over
+    another digit's stroke.
+    """
     _, scenes = recorded
     objects = [o for objs in scenes.values() for o in objs]
     assert any(o["difficult"] and o["mask"].any() for o in objects)
@@ -106,12 +114,19 @@ def test_the_scenes_exercise_difficult_digits_and_touching_strokes(recorded):
 def test_label_png_is_a_palette_png_with_the_voc_palette(recorded):
     root, scenes = recorded
     palette = _reference_voc_palette()
-    assert palette[:9] == [0, 0, 0, 128, 0, 0, 0, 128, 0] and palette[15 * 3 : 16 * 3] == [192, 128, 128]
+    assert palette[:9] == [0, 0, 0, 128, 0, 0, 0, 128, 0] and palette[15 * 3 : 16 * 3] == [
+        192,
+        128,
+        128,
+    ]
     assert palette[-3:] == [224, 224, 192]
     label_dir = root / "VOC" / "SegmentationClass"
     assert sorted(os.listdir(label_dir)) == [f"{image_id}.png" for image_id in sorted(scenes)]
     for image_id in scenes:
-        with Image.open(label_dir / f"{image_id}.png") as im, Image.open(root / "VOC" / "JPEGImages" / f"{image_id}.jpg") as jpg:
+        with (
+            Image.open(label_dir / f"{image_id}.png") as im,
+            Image.open(root / "VOC" / "JPEGImages" / f"{image_id}.jpg") as jpg,
+        ):
             assert im.format == "PNG" and im.mode == "P"
             assert im.getpalette() == palette
             assert im.size == jpg.size
@@ -123,16 +138,22 @@ def test_label_values_strokes_and_void(recorded):
         label = _label(root, image_id)
         hw = objects[0]["mask"].shape
         assert label.shape == hw
-        expected_values = {0, VOID} | {o["label"] + 1 for o in objects if not o["difficult"] and o["mask"].any()}
+        expected_values = {0, VOID} | {
+            o["label"] + 1 for o in objects if not o["difficult"] and o["mask"].any()
+        }
         assert set(np.unique(label).tolist()) == expected_values, image_id
         strokes = np.zeros(hw, bool)
         for o in objects:
             strokes |= o["mask"]
             if o["difficult"]:
-                assert (label[o["mask"]] == VOID).all(), image_id  # every pixel of a difficult digit
+                assert (label[o["mask"]] == VOID).all(), (
+                    image_id
+                )  # every pixel of a difficult digit
             else:
                 assert (label[o["mask"]] == o["label"] + 1).all(), image_id  # class c -> c + 1
-        for o in (o for o in objects if o["mask"].any()):  # the ring: next to a stroke of this digit, outside every stroke
+        for o in (
+            o for o in objects if o["mask"].any()
+        ):  # the ring: next to a stroke of this digit, outside every stroke
             ring = _dilate3(o["mask"]) & ~strokes
             assert ring.any() and (label[ring] == VOID).all(), image_id
         rings = _dilate3(strokes)
@@ -149,7 +170,9 @@ def test_segmentation_lists_match_the_main_lists(recorded, toy_root):
     with open(recorded[0] / td.MANIFEST) as f:
         counts = json.load(f)["counts"]
     labels = [_label(recorded[0], image_id) for image_id in recorded[1]]
-    assert counts["trainval"]["void_pixels"] + counts["test"]["void_pixels"] == sum(int((x == VOID).sum()) for x in labels)
+    assert counts["trainval"]["void_pixels"] + counts["test"]["void_pixels"] == sum(
+        int((x == VOID).sum()) for x in labels
+    )
     assert counts["trainval"]["digit_pixels"] + counts["test"]["digit_pixels"] == sum(
         int(((x > 0) & (x != VOID)).sum()) for x in labels
     )
@@ -164,7 +187,11 @@ def test_sem_seg_sets_are_registered(toy_root):
         name = f"toy_digits_sem_seg_{split}"
         meta = MetadataCatalog.get(name)
         assert meta.stuff_classes == ["background"] + [str(i) for i in range(10)]
-        assert len(meta.stuff_classes) == 11 and meta.ignore_label == 255 and meta.evaluator_type == "sem_seg"
+        assert (
+            len(meta.stuff_classes) == 11
+            and meta.ignore_label == 255
+            and meta.evaluator_type == "sem_seg"
+        )
         assert not hasattr(meta, "dirname")
         assert str(voc / "ImageSets" / "Segmentation" / f"{split}.txt") in meta.required_paths
         check_dataset_layout(name)
@@ -193,7 +220,9 @@ def test_missing_label_file_raises_a_layout_error(toy_root, tmp_path):
     assert len(load_voc_sem_seg(str(root / "VOC"), "trainval")) == 10
     try:
         assert "toy_digits_sem_seg_test" in register_toy_digits(str(root))
-        with pytest.raises(DatasetLayoutError, match=r"Dataset 'toy_digits_sem_seg_test': .*000012\.png"):
+        with pytest.raises(
+            DatasetLayoutError, match=r"Dataset 'toy_digits_sem_seg_test': .*000012\.png"
+        ):
             DatasetCatalog.get("toy_digits_sem_seg_test")
         shutil.rmtree(root / "VOC" / "SegmentationClass")
         with pytest.raises(DatasetLayoutError, match=r"missing .*SegmentationClass/"):
@@ -206,7 +235,11 @@ def test_missing_label_file_raises_a_layout_error(toy_root, tmp_path):
 
 def test_not_registered_without_segmentation_folder(toy_root, tmp_path):
     root = tmp_path / "toy_digits"
-    shutil.copytree(toy_root / "toy_digits" / "VOC", root / "VOC", ignore=shutil.ignore_patterns("SegmentationClass"))
+    shutil.copytree(
+        toy_root / "toy_digits" / "VOC",
+        root / "VOC",
+        ignore=shutil.ignore_patterns("SegmentationClass"),
+    )
     try:
         names = register_toy_digits(str(root))
         assert "toy_digits_trainval" in names and not any("sem_seg" in n for n in names)
@@ -248,9 +281,15 @@ def test_format_version_3_dataset_is_rebuilt_with_labels(tmp_path):
         # what format version 3 wrote: no semantic segmentation files
         shutil.rmtree(root / "VOC" / "SegmentationClass")
         shutil.rmtree(root / "VOC" / "ImageSets" / "Segmentation")
-        old_counts = {s: {k: v for k, v in c.items() if not k.endswith("_pixels")} if isinstance(c, dict) else c
-                      for s, c in manifest["counts"].items()}
-        (root / td.MANIFEST).write_text(json.dumps(dict(manifest, counts=old_counts, format_version=3)))
+        old_counts = {
+            s: {k: v for k, v in c.items() if not k.endswith("_pixels")}
+            if isinstance(c, dict)
+            else c
+            for s, c in manifest["counts"].items()
+        }
+        (root / td.MANIFEST).write_text(
+            json.dumps(dict(manifest, counts=old_counts, format_version=3))
+        )
         rebuilt = _generate(root, num_trainval=2, num_test=2)
     assert rebuilt == manifest and rebuilt["format_version"] == 4
     with open(root / td.MANIFEST) as f:

@@ -1,4 +1,5 @@
 """Run a function on W CPU processes joined by gloo over tcp://127.0.0.1 (what --num-gpus W does on CPU)."""
+
 import os
 import sys
 import time
@@ -36,8 +37,13 @@ def run_on_processes(fn, world, tmp_path, *args, timeout=240):
     per process on a busy 2-core machine) and killed if they outlive ``timeout`` seconds."""
     result_file = str(tmp_path / f"result_{fn.__name__}.pt")
     url = f"tcp://127.0.0.1:{free_port()}"
-    ctx = mp.start_processes(_entry, args=(fn, world, url, result_file, args), nprocs=world, join=False,
-                             start_method="fork")
+    ctx = mp.start_processes(
+        _entry,
+        args=(fn, world, url, result_file, args),
+        nprocs=world,
+        join=False,
+        start_method="fork",
+    )
     deadline = time.monotonic() + timeout
     while not ctx.join(timeout=1):
         if time.monotonic() > deadline:
@@ -51,5 +57,13 @@ def run_on_processes(fn, world, tmp_path, *args, timeout=240):
 def two_view_batch(labels, size, seed=0):
     """Pretraining inputs: one dict per label with two random uint8 views (3 x size x size)."""
     g = torch.Generator().manual_seed(seed)
-    return [{"views": [torch.randint(0, 256, (3, size, size), generator=g, dtype=torch.uint8) for _ in range(2)],
-             "label": label} for label in labels]
+    return [
+        {
+            "views": [
+                torch.randint(0, 256, (3, size, size), generator=g, dtype=torch.uint8)
+                for _ in range(2)
+            ],
+            "label": label,
+        }
+        for label in labels
+    ]

@@ -1,5 +1,6 @@
 """Core-tuning on several processes: mining and both loss terms run over the global batch, so two
 gloo processes of N features equal one process of the 2N features (losses and every gradient)."""
+
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
@@ -33,7 +34,9 @@ def on_rank(rank, world):
     features, labels = batch()
     head = DistributedDataParallel(new_head().train())
     rows = slice(rank * N, (rank + 1) * N)
-    return step(head, features[rows], labels[rows], seed=5 + 100 * rank)  # each process seeded apart, as StepSeed does
+    return step(
+        head, features[rows], labels[rows], seed=5 + 100 * rank
+    )  # each process seeded apart, as StepSeed does
 
 
 def test_two_processes_equal_one_process_on_the_concatenated_batch(tmp_path):
@@ -48,4 +51,6 @@ def test_two_processes_equal_one_process_on_the_concatenated_batch(tmp_path):
             torch.testing.assert_close(grads[k], one_grads[k], rtol=1e-5, atol=1e-6)
         # each process's rows get the gradient summed over the W processes that computed the loss,
         # which DDP's average divides by W again: W x the one-process gradient here
-        torch.testing.assert_close(feature_grad, 2 * one_feature_grad[rank * N:(rank + 1) * N], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            feature_grad, 2 * one_feature_grad[rank * N : (rank + 1) * N], rtol=1e-5, atol=1e-6
+        )

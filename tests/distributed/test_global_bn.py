@@ -1,5 +1,6 @@
 """SimCLR's global BN: the real SimCLR model (ResNet-18 trunk + BN projection head) on 2 gloo processes with
 synchronised BN gives the loss and the gradients of one process with plain BN on the concatenated batch."""
+
 import os
 
 import torch
@@ -41,7 +42,7 @@ def worker(rank, world, state_file, norm):
     torch.manual_seed(100 + rank)
     model = build_model(simclr_cfg(norm)).double()
     model.load_state_dict(torch.load(state_file, weights_only=True))
-    loss, grads, means = step(model, global_batch()[rank * N:(rank + 1) * N])
+    loss, grads, means = step(model, global_batch()[rank * N : (rank + 1) * N])
     for g in grads.values():  # what DDP does: average the parameter gradients over the processes
         torch.distributed.all_reduce(g)
         g /= world
@@ -65,4 +66,7 @@ def test_two_processes_with_synced_bn_equal_one_process_with_bn_on_the_concatena
             torch.testing.assert_close(g, ref_grads[name], rtol=1e-7, atol=1e-9, msg=name)
         for name, m in means.items():  # BN statistics of the global batch, trunk and head
             torch.testing.assert_close(m, ref_means[name], rtol=1e-9, atol=1e-12, msg=name)
-    assert ref_grads["projection.mlp.1.weight"].abs().sum() > 0 and ref_grads["encoder.resnet.conv1.weight"].abs().sum() > 0
+    assert (
+        ref_grads["projection.mlp.1.weight"].abs().sum() > 0
+        and ref_grads["encoder.resnet.conv1.weight"].abs().sum() > 0
+    )

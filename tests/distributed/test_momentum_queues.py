@@ -1,6 +1,7 @@
 """MoCo-style methods on 2 gloo processes: shuffled BN pairs every key with its own query, and the queues
 (keys, labels, pointer) receive the GLOBAL batch: identical on both processes and equal to what one process
 enqueues for the concatenated batch."""
+
 import os
 
 import pytest
@@ -40,7 +41,9 @@ def encoded(rank, n=8):
 
 
 def shuffle_worker(rank, world):
-    torch.manual_seed(rank)  # processes draw different permutations unless the broadcast aligns them
+    torch.manual_seed(
+        rank
+    )  # processes draw different permutations unless the broadcast aligns them
     x = encoded(rank)
     shuffled, back = shuffle_round_trip(x)
     return x, shuffled, back
@@ -71,7 +74,9 @@ def global_batch():
 def queues_after_one_step(model, batch):
     model.train()
     sum(model(batch).values()).backward()
-    return {name: (q.keys.clone(), q.labels.clone(), int(q.ptr)) for name, q in model.queues.items()}
+    return {
+        name: (q.keys.clone(), q.labels.clone(), int(q.ptr)) for name, q in model.queues.items()
+    }
 
 
 def queue_worker(rank, world, state_files):
@@ -80,13 +85,16 @@ def queue_worker(rank, world, state_files):
     for arch, path in state_files.items():
         model = build_model(momentum_cfg(arch)).double()
         model.load_state_dict(torch.load(path, weights_only=True))
-        out[arch] = queues_after_one_step(model, global_batch()[rank * N:(rank + 1) * N])
+        out[arch] = queues_after_one_step(model, global_batch()[rank * N : (rank + 1) * N])
     return out
 
 
 # ------------------------------------------------------------------ one set of 2 processes for all tests
 def both_workers(rank, world, state_files):
-    return {"shuffle": shuffle_worker(rank, world), "queues": queue_worker(rank, world, state_files)}
+    return {
+        "shuffle": shuffle_worker(rank, world),
+        "queues": queue_worker(rank, world, state_files),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -113,14 +121,18 @@ def test_batch_shuffle_on_two_processes_pairs_each_key_with_its_query(two_proces
     # and it really mixes the processes: rank 0 computes keys of some of rank 1's images
     assert (per_rank[0]["shuffle"][1][:, 0] >= 8).any()
     for x, _, back in (r["shuffle"] for r in per_rank):
-        assert torch.equal(back, x * 10 + 1)  # unshuffle(f(shuffle(x))) == f(x): each key back with its query
+        assert torch.equal(
+            back, x * 10 + 1
+        )  # unshuffle(f(shuffle(x))) == f(x): each key back with its query
 
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_queues_hold_the_global_batch_on_every_process(two_processes, arch):
     per_rank, single = two_processes
     rank0, rank1 = (r["queues"][arch] for r in per_rank)
-    assert set(rank0) == set(single[arch]) and (arch != "SupConSelfSupCon" or set(rank0) == {"instance", "supervised"})
+    assert set(rank0) == set(single[arch]) and (
+        arch != "SupConSelfSupCon" or set(rank0) == {"instance", "supervised"}
+    )
     for name, (keys, labels, ptr) in single[arch].items():
         assert ptr == WORLD * N and labels[:ptr].tolist() == LABELS and (labels[ptr:] == -1).all()
         for rank_queue in (rank0, rank1):

@@ -1,5 +1,6 @@
 """What a GPU run repeats: the CUDA generators follow (SEED, iteration, rank) like the CPU one, and
 DETERMINISTIC switches on torch's and cuDNN's deterministic kernels."""
+
 import torch
 
 from contrastive_det.config import get_cfg
@@ -28,7 +29,11 @@ def test_deterministic_switches_on_the_deterministic_kernels(monkeypatch):
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     defaults.set_deterministic()
-    assert chosen == [True] and torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    assert (
+        chosen == [True]
+        and torch.backends.cudnn.deterministic
+        and not torch.backends.cudnn.benchmark
+    )
     import os
 
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"

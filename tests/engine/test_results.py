@@ -5,8 +5,13 @@ import os
 import pytest
 import torch
 
-from contrastive_det.engine.results import (aggregate_seed_results, headline_keys, normalize_metrics, read_results,
-                                            summarize_values)
+from contrastive_det.engine.results import (
+    aggregate_seed_results,
+    headline_keys,
+    normalize_metrics,
+    read_results,
+    summarize_values,
+)
 from contrastive_det.engine.task import TASK_REGISTRY, Task, headline_patterns
 from contrastive_det.utils.atomic import atomic_open, atomic_write_json
 
@@ -16,13 +21,17 @@ def record(seed, ap, ap50):
 
 
 def test_aggregate_mean_and_sample_std_by_hand():
-    summary = aggregate_seed_results([record(0, 50.0, 80.0), record(1, 52.0, 81.0), record(2, 54.0, 82.5)])
+    summary = aggregate_seed_results(
+        [record(0, 50.0, 80.0), record(1, 52.0, 81.0), record(2, 54.0, 82.5)]
+    )
     ap = summary["voc"]["bbox/AP"]
     assert ap["mean"] == pytest.approx(52.0) and ap["n"] == 3
     assert ap["std"] == pytest.approx(2.0)  # sqrt(((-2)^2 + 0 + 2^2) / (3 - 1))
     ap50 = summary["voc"]["bbox/AP50"]
     assert ap50["mean"] == pytest.approx(81.1666666667)
-    assert ap50["std"] == pytest.approx(math.sqrt(((80 - 81.16667) ** 2 + (81 - 81.16667) ** 2 + (82.5 - 81.16667) ** 2) / 2))
+    assert ap50["std"] == pytest.approx(
+        math.sqrt(((80 - 81.16667) ** 2 + (81 - 81.16667) ** 2 + (82.5 - 81.16667) ** 2) / 2)
+    )
 
 
 def test_aggregate_refuses_missing_metrics():
@@ -79,8 +88,15 @@ def test_atomic_open_rejects_append():
 
 def test_summarize_values_by_hand_one_value_and_nan():
     s = summarize_values([50.0, 52.0, 54.0])
-    assert (s["mean"], s["std"], s["n"], s["values"]) == (52.0, pytest.approx(2.0), 3, [50.0, 52.0, 54.0])
-    assert summarize_values([80.0, 81.0])["std"] == pytest.approx(math.sqrt(0.5))  # n-1, not n (0.5)
+    assert (s["mean"], s["std"], s["n"], s["values"]) == (
+        52.0,
+        pytest.approx(2.0),
+        3,
+        [50.0, 52.0, 54.0],
+    )
+    assert summarize_values([80.0, 81.0])["std"] == pytest.approx(
+        math.sqrt(0.5)
+    )  # n-1, not n (0.5)
     one = summarize_values([7.0])
     assert one["mean"] == 7.0 and one["std"] is None and one["n"] == 1  # no spread to show
     bad = summarize_values([1.0, float("nan")])
@@ -99,23 +115,37 @@ def test_read_results_names_the_file(tmp_path):
     assert read_results(str(tmp_path / "results.json"))["task"] == "t"
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "missing" / "results.json")):
         read_results(str(tmp_path / "missing"))
-    (tmp_path / "results.json").write_text('{"metrics": {"d": ')  # cut off mid-write by another tool
+    (tmp_path / "results.json").write_text(
+        '{"metrics": {"d": '
+    )  # cut off mid-write by another tool
     with pytest.raises(ValueError, match=r"results\.json: not a readable results file"):
         read_results(str(tmp_path))
-    (tmp_path / "results.json").write_text('[1, 2]')
+    (tmp_path / "results.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="expected a JSON object with a 'metrics' mapping"):
         read_results(str(tmp_path))
 
 
 def test_headline_keys_follow_the_patterns_order():
-    names = ["few_shot/5way_5shot_ci95", "few_shot/5way_5shot", "few_shot/5way_1shot", "linear/score", "top1"]
+    names = [
+        "few_shot/5way_5shot_ci95",
+        "few_shot/5way_5shot",
+        "few_shot/5way_1shot",
+        "linear/score",
+        "top1",
+    ]
     assert headline_keys([r"linear/score", r"few_shot/\d+way_\d+shot"], names) == [
-        "linear/score", "few_shot/5way_1shot", "few_shot/5way_5shot"]
+        "linear/score",
+        "few_shot/5way_1shot",
+        "few_shot/5way_5shot",
+    ]
     assert headline_keys([r"bbox/AP"], ["bbox/AP50", "bbox/AP"]) == ["bbox/AP"]  # matched in full
 
 
 def test_every_registered_tasks_headline_metrics_reach_the_report_without_an_edit():
-    assert headline_patterns()[:2] == [r"classification/score", r"linear/score"]  # registration order
+    assert headline_patterns()[:2] == [
+        r"classification/score",
+        r"linear/score",
+    ]  # registration order
     assert "knn/top1" in headline_patterns() and "sem_seg/mIoU" in headline_patterns()
 
     @TASK_REGISTRY.register()

@@ -2,6 +2,7 @@
 A task is one class: the engine runs a task it has never heard of (registered here, in the test)
 with the same Trainer, hooks, checkpoints, resume and results.json as the built-in ones.
 """
+
 import json
 
 import numpy as np
@@ -61,7 +62,9 @@ class TinyRegressionTask(Task):
         def add_noise(d):  # an augmentation drawing from the global generator
             return {"x": d["x"] + 0.01 * torch.randn(4), "y": torch.tensor(float(d["y"]))}
 
-        return build_resumable_train_loader(_items(32, 0), add_noise, seed=cfg.SEED, total_batch_size=4)
+        return build_resumable_train_loader(
+            _items(32, 0), add_noise, seed=cfg.SEED, total_batch_size=4
+        )
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
@@ -88,7 +91,9 @@ def tiny_cfg(out, max_iter=6):
 
 
 def train(cfg, resume=False):
-    seed_all_rng(cfg.SEED)  # what default_setup does in the CLI: the initial weights follow the seed
+    seed_all_rng(
+        cfg.SEED
+    )  # what default_setup does in the CLI: the initial weights follow the seed
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=resume)
     trainer.train()

@@ -79,7 +79,9 @@ def test_voc11_ignores_difficult_entries_and_classes_without_positives():
             [1.0, 0.0, 6.0],
         ]
     )
-    targets = torch.tensor([[-1, 1, 0], [1, 1, 0], [0, 0, -1], [-1, -1, 0], [1, -1, 0], [0, -1, -1]])
+    targets = torch.tensor(
+        [[-1, 1, 0], [1, 1, 0], [0, 0, -1], [-1, -1, 0], [1, -1, 0], [0, -1, -1]]
+    )
     assert voc11_map(scores, targets) == pytest.approx((PNPN_AP11 + 100.0) / 2)
     # the same as if the ignored entries were absent; as negatives they would lower column 0
     as_negative = targets.clamp(min=0)
@@ -124,7 +126,9 @@ def test_classification_scores_keys_and_unknown_metric():
     assert top1 == pytest.approx({"score": 80.0, "top1": 80.0, "mean_per_class": 50.0})
     mpc = classification_scores("mean_per_class", scores, labels, 2)
     assert mpc == pytest.approx({"score": 50.0, "top1": 80.0, "mean_per_class": 50.0})
-    m = classification_scores("map11", torch.tensor(PNPN_SCORES)[:, None], torch.tensor(PNPN_TARGETS)[:, None], 1)
+    m = classification_scores(
+        "map11", torch.tensor(PNPN_SCORES)[:, None], torch.tensor(PNPN_TARGETS)[:, None], 1
+    )
     assert m == pytest.approx({"score": PNPN_AP11, "map11": PNPN_AP11})
     with pytest.raises(ValueError, match="top1, mean_per_class, map11"):
         classification_scores("top5", scores, labels, 2)
@@ -135,8 +139,13 @@ def test_evaluator_single_label():
     ev.reset()
     preds, labels = [0, 0, 0, 0, 0], [0, 0, 0, 0, 1]
     logits = onehot_scores(preds, 3)
-    ev.process([{"image_id": i, "label": y} for i, y in enumerate(labels)], [{"logits": logits[i]} for i in range(5)])
-    assert ev.evaluate() == {"classification": pytest.approx({"score": 50.0, "top1": 80.0, "mean_per_class": 50.0})}
+    ev.process(
+        [{"image_id": i, "label": y} for i, y in enumerate(labels)],
+        [{"logits": logits[i]} for i in range(5)],
+    )
+    assert ev.evaluate() == {
+        "classification": pytest.approx({"score": 50.0, "top1": 80.0, "mean_per_class": 50.0})
+    }
 
 
 def test_evaluator_multi_label_with_ignores():
@@ -151,7 +160,9 @@ def test_evaluator_multi_label_with_ignores():
     ]
     outputs = [{"logits": torch.tensor([s, 1.0])} for s in PNPN_SCORES]
     ev.process(inputs, outputs)
-    assert ev.evaluate()["classification"] == pytest.approx({"score": (PNPN_AP11 + 100) / 2, "map11": (PNPN_AP11 + 100) / 2})
+    assert ev.evaluate()["classification"] == pytest.approx(
+        {"score": (PNPN_AP11 + 100) / 2, "map11": (PNPN_AP11 + 100) / 2}
+    )
 
 
 def test_evaluator_orders_by_image_id():
@@ -173,7 +184,9 @@ def test_evaluator_errors_name_the_image():
         ev.process([{"image_id": "img_7", "label": 3}], [{"logits": torch.zeros(3)}])
     ml = ClassificationEvaluator("map11", 3)
     with pytest.raises(ValueError, match=r"'x'.*class id -1 is outside the range \[0, 3\)"):
-        ml.process([{"image_id": "x", "labels": [0], "ignore_labels": [-1]}], [{"logits": torch.zeros(3)}])
+        ml.process(
+            [{"image_id": "x", "labels": [0], "ignore_labels": [-1]}], [{"logits": torch.zeros(3)}]
+        )
     with pytest.raises(ValueError, match=r"logits must have shape \(3,\)"):
         ev.process([{"image_id": 1, "label": 0}], [{"logits": torch.zeros(4)}])
     with pytest.raises(ValueError, match="known metrics: top1, mean_per_class, map11"):

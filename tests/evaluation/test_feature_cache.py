@@ -11,8 +11,14 @@ import torch
 
 from contrastive_det.evaluation import FeatureCache, weights_digest
 
-FIELDS = {"weights": "ab" * 32, "dataset": "dtd_train", "split": "train", "transform": "resize256_crop224", "layer": "res5",
-          "content": "cd" * 32}
+FIELDS = {
+    "weights": "ab" * 32,
+    "dataset": "dtd_train",
+    "split": "train",
+    "transform": "resize256_crop224",
+    "layer": "res5",
+    "content": "cd" * 32,
+}
 
 
 def test_round_trip(tmp_path):
@@ -20,20 +26,35 @@ def test_round_trip(tmp_path):
     key = cache.key(**FIELDS)
     assert cache.load(key) is None  # a miss before anything is saved
     features, targets = torch.randn(5, 3), torch.tensor([0, 2, 1, 1, 0])
-    ids = [np.int64(10), 11, 12, 13, 14]  # numpy ints stored as plain ints (readable with weights_only)
+    ids = [
+        np.int64(10),
+        11,
+        12,
+        13,
+        14,
+    ]  # numpy ints stored as plain ints (readable with weights_only)
     cache.save(key, features, targets, ids, meta={"weights_path": "/x/model.pth", "num_images": 5})
     entry = cache.load(key)
     assert set(entry) == {"features", "targets", "image_ids"}
     assert torch.equal(entry["features"], features) and torch.equal(entry["targets"], targets)
-    assert entry["image_ids"] == [10, 11, 12, 13, 14] and all(type(i) is int for i in entry["image_ids"])
-    assert json.loads(open(cache.meta_path(key)).read()) == {"weights_path": "/x/model.pth", "num_images": 5}
+    assert entry["image_ids"] == [10, 11, 12, 13, 14] and all(
+        type(i) is int for i in entry["image_ids"]
+    )
+    assert json.loads(open(cache.meta_path(key)).read()) == {
+        "weights_path": "/x/model.pth",
+        "num_images": 5,
+    }
     identity, content = key.split("/")
     assert content == FIELDS["content"]
     assert cache.path(key) == os.path.join(str(tmp_path / "cache"), identity, content + ".pt")
     # multi-label targets and string ids
     cache.save(key, features.double(), torch.tensor([[1, 0, -1]] * 5), list("abcde"), meta=None)
     entry = cache.load(key)
-    assert entry["features"].dtype == torch.float64 and entry["targets"].shape == (5, 3) and entry["image_ids"] == list("abcde")
+    assert (
+        entry["features"].dtype == torch.float64
+        and entry["targets"].shape == (5, 3)
+        and entry["image_ids"] == list("abcde")
+    )
 
 
 def test_key_depends_on_every_field_and_only_on_them():
@@ -41,16 +62,20 @@ def test_key_depends_on_every_field_and_only_on_them():
     assert len(key) == 129 and key == FeatureCache.key(**dict(reversed(list(FIELDS.items()))))
     keys = {key}
     for name in FIELDS:
-        keys.add(FeatureCache.key(**{**FIELDS, name: FIELDS[name] + "x" if name != "content" else "ce" * 32}))
+        keys.add(
+            FeatureCache.key(
+                **{**FIELDS, name: FIELDS[name] + "x" if name != "content" else "ce" * 32}
+            )
+        )
     assert len(keys) == 1 + len(FIELDS)
     # the content is the second part, the other fields make the identity (the first part)
     assert FeatureCache.key(**{**FIELDS, "content": "ce" * 32}).split("/")[0] == key.split("/")[0]
     with pytest.raises(ValueError, match="content must be a sha256 hex digest"):
         FeatureCache.key(**{**FIELDS, "content": "dtd"})
     # a canonical encoding: moving characters between fields gives another key
-    assert FeatureCache.key(**{**FIELDS, "dataset": "dtd", "split": "_traintrain"}) != FeatureCache.key(
-        **{**FIELDS, "dataset": "dtd_train", "split": "train"}
-    )
+    assert FeatureCache.key(
+        **{**FIELDS, "dataset": "dtd", "split": "_traintrain"}
+    ) != FeatureCache.key(**{**FIELDS, "dataset": "dtd_train", "split": "train"})
     with pytest.raises(ValueError, match="weights must be a non-empty string, got None"):
         FeatureCache.key(**{**FIELDS, "weights": None})
     with pytest.raises(ValueError, match="not a FeatureCache key"):
@@ -69,7 +94,9 @@ def test_failing_save_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         cache.save(key, torch.randn(2, 3), torch.tensor([0, 1]), [0, 1], meta={})
     folder = os.path.dirname(cache.path(key))
-    assert not os.path.exists(folder) or os.listdir(folder) == []  # neither the entry, nor its metadata, nor a temporary file
+    assert (
+        not os.path.exists(folder) or os.listdir(folder) == []
+    )  # neither the entry, nor its metadata, nor a temporary file
     monkeypatch.undo()
     # an existing entry survives a failed overwrite
     cache.save(key, torch.ones(2, 3), torch.tensor([0, 1]), [0, 1], meta={})
@@ -114,7 +141,10 @@ def test_inconsistent_entry_is_a_miss(tmp_path, caplog):
     cache = FeatureCache(tmp_path)
     key = cache.key(**FIELDS)
     os.makedirs(os.path.dirname(cache.path(key)))
-    torch.save({"features": torch.randn(3, 2), "targets": torch.zeros(2), "image_ids": [0, 1, 2]}, cache.path(key))
+    torch.save(
+        {"features": torch.randn(3, 2), "targets": torch.zeros(2), "image_ids": [0, 1, 2]},
+        cache.path(key),
+    )
     with caplog.at_level(logging.WARNING):
         assert cache.load(key) is None
     assert "targets do not have 3 rows" in caplog.text
@@ -153,7 +183,10 @@ def test_a_new_content_is_a_miss_that_names_the_stale_entry_and_replaces_it(tmp_
     assert cache.stale_contents(other) == []  # another identity is not the same features
     cache.save(new, torch.zeros(2, 3), torch.tensor([1, 0]), [0, 1])
     assert not os.path.exists(cache.path(old)) and not os.path.exists(cache.meta_path(old))
-    assert torch.equal(cache.load(new)["targets"], torch.tensor([1, 0])) and cache.load(other) is not None
+    assert (
+        torch.equal(cache.load(new)["targets"], torch.tensor([1, 0]))
+        and cache.load(other) is not None
+    )
     assert cache.stale_contents(new) == []
 
 
@@ -164,7 +197,9 @@ def test_two_concurrent_writers_of_one_entry_leave_a_complete_file(tmp_path):
     cache = FeatureCache(tmp_path)
     key = cache.key(**FIELDS)
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_save_many, args=(str(tmp_path), key, value)) for value in (1.0, 2.0)]
+    procs = [
+        ctx.Process(target=_save_many, args=(str(tmp_path), key, value)) for value in (1.0, 2.0)
+    ]
     for p in procs:
         p.start()
     while any(p.is_alive() for p in procs):
@@ -174,10 +209,15 @@ def test_two_concurrent_writers_of_one_entry_leave_a_complete_file(tmp_path):
     entry = cache.load(key)
     assert entry is not None and entry["features"].shape == (200, 64)
     assert len(set(entry["features"].flatten().tolist())) == 1
-    assert sorted(os.listdir(os.path.dirname(cache.path(key)))) == [FIELDS["content"] + ".json", FIELDS["content"] + ".pt"]
+    assert sorted(os.listdir(os.path.dirname(cache.path(key)))) == [
+        FIELDS["content"] + ".json",
+        FIELDS["content"] + ".pt",
+    ]
 
 
 def _save_many(root, key, value):
     cache = FeatureCache(root)
     for _ in range(20):
-        cache.save(key, torch.full((200, 64), value), torch.zeros(200, dtype=torch.long), list(range(200)))
+        cache.save(
+            key, torch.full((200, 64), value), torch.zeros(200, dtype=torch.long), list(range(200))
+        )

@@ -4,23 +4,34 @@ import numpy as np
 import pytest
 import torch
 
-from contrastive_det.evaluation import Episode, episode_accuracies, few_shot, mean_ci95, sample_episodes
+from contrastive_det.evaluation import (
+    Episode,
+    episode_accuracies,
+    few_shot,
+    mean_ci95,
+    sample_episodes,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
-
-
-LABELS = np.repeat(np.arange(8), 10)[np.random.default_rng(0).permutation(80)]  # 8 classes x 10 images, shuffled
+LABELS = np.repeat(np.arange(8), 10)[
+    np.random.default_rng(0).permutation(80)
+]  # 8 classes x 10 images, shuffled
 
 
 def as_tuples(episodes):
-    return [tuple(a.tolist() for a in (e.support_idx, e.support_labels, e.query_idx, e.query_labels)) for e in episodes]
+    return [
+        tuple(a.tolist() for a in (e.support_idx, e.support_labels, e.query_idx, e.query_labels))
+        for e in episodes
+    ]
 
 
 def test_same_seed_same_episodes_other_seed_other_episodes():
     a = sample_episodes(LABELS, ways=5, shots=2, queries=3, episodes=20, seed=7)
-    b = sample_episodes(torch.tensor(LABELS), ways=5, shots=2, queries=3, episodes=20, seed=7)  # tensor labels too
+    b = sample_episodes(
+        torch.tensor(LABELS), ways=5, shots=2, queries=3, episodes=20, seed=7
+    )  # tensor labels too
     c = sample_episodes(LABELS, ways=5, shots=2, queries=3, episodes=20, seed=8)
     assert as_tuples(a) == as_tuples(b)
     assert as_tuples(a) != as_tuples(c)
@@ -38,7 +49,9 @@ def test_episode_structure():
         # episode label k is one original class, different for each k
         originals = []
         for k in range(5):
-            classes = set(LABELS[e.support_idx[e.support_labels == k]]) | set(LABELS[e.query_idx[e.query_labels == k]])
+            classes = set(LABELS[e.support_idx[e.support_labels == k]]) | set(
+                LABELS[e.query_idx[e.query_labels == k]]
+            )
             assert len(classes) == 1
             originals.append(classes.pop())
         assert len(set(originals)) == 5
@@ -47,7 +60,9 @@ def test_episode_structure():
 
 
 def test_too_small_classes_are_named_before_drawing(monkeypatch):
-    labels = np.concatenate([np.repeat(np.arange(5), 6), [5] * 3, [6] * 4])  # classes 5, 6 have 3 and 4 images
+    labels = np.concatenate(
+        [np.repeat(np.arange(5), 6), [5] * 3, [6] * 4]
+    )  # classes 5, 6 have 3 and 4 images
 
     def no_drawing(*args, **kwargs):
         raise AssertionError("episodes drawn before the class sizes were checked")
@@ -58,7 +73,9 @@ def test_too_small_classes_are_named_before_drawing(monkeypatch):
 
 
 def test_parameter_errors():
-    with pytest.raises(ValueError, match="5-way episodes need at least 5 classes, the labels have 3"):
+    with pytest.raises(
+        ValueError, match="5-way episodes need at least 5 classes, the labels have 3"
+    ):
         sample_episodes(np.repeat(np.arange(3), 10), ways=5, shots=1, queries=1, episodes=1, seed=0)
     with pytest.raises(ValueError, match="shots must be an integer >= 1"):
         sample_episodes(LABELS, ways=5, shots=0, queries=1, episodes=1, seed=0)
@@ -67,7 +84,9 @@ def test_parameter_errors():
     with pytest.raises(ValueError, match="integer class ids"):
         sample_episodes(LABELS.astype(float), ways=5, shots=1, queries=1, episodes=1, seed=0)
     episodes = sample_episodes(LABELS, ways=2, shots=1, queries=1, episodes=1, seed=0)
-    with pytest.raises(ValueError, match="unknown few-shot classifier 'svm'; known: logistic, centroid, protonet"):
+    with pytest.raises(
+        ValueError, match="unknown few-shot classifier 'svm'; known: logistic, centroid, protonet"
+    ):
         episode_accuracies(torch.randn(80, 4), episodes, classifier="svm")
     with pytest.raises(ValueError, match="at least one episode"):
         episode_accuracies(torch.randn(80, 4), [])
@@ -83,7 +102,9 @@ def separable_features(labels, dim=16, seed=0):
 @pytest.mark.parametrize("classifier", ["centroid", "logistic", "protonet"])
 def test_separable_case_is_perfect(classifier):
     episodes = sample_episodes(LABELS, ways=5, shots=1, queries=5, episodes=10, seed=0)
-    accs = episode_accuracies(separable_features(LABELS), episodes, classifier=classifier, progress=False)
+    accs = episode_accuracies(
+        separable_features(LABELS), episodes, classifier=classifier, progress=False
+    )
     assert accs.dtype == np.float64 and accs.shape == (10,)
     assert accs.tolist() == [100.0] * 10
 
@@ -106,12 +127,16 @@ def test_protonet_by_hand_differs_from_the_cosine_centroid():
     feats = torch.tensor([[2.0, 0.0], [5.0, 0.0], [2.4, 1.8], [-0.8, 0.6], [0.6, 0.8], [0.8, 0.0]])
     ep = Episode(np.array([0, 1, 2, 3]), np.array([0, 0, 1, 1]), np.array([4, 5]), np.array([1, 0]))
     assert episode_accuracies(feats, [ep], classifier="protonet", progress=False).tolist() == [50.0]
-    assert episode_accuracies(feats, [ep], classifier="centroid", progress=False).tolist() == [100.0]
+    assert episode_accuracies(feats, [ep], classifier="centroid", progress=False).tolist() == [
+        100.0
+    ]
 
 
 def test_features_are_l2_normalised_first():
     rng = np.random.default_rng(1)
-    feats = torch.tensor(rng.normal(size=(80, 6)))  # overlapping classes: accuracies between 0 and 100
+    feats = torch.tensor(
+        rng.normal(size=(80, 6))
+    )  # overlapping classes: accuracies between 0 and 100
     feats[:, 0] += torch.tensor(LABELS % 3, dtype=torch.float64)
     scaled = feats * torch.tensor(rng.uniform(0.1, 10.0, size=(80, 1)))  # rows rescaled
     episodes = sample_episodes(LABELS, ways=3, shots=2, queries=4, episodes=8, seed=3)
@@ -127,7 +152,9 @@ def test_logistic_regularisation_is_passed_on(monkeypatch):
 
     def spy(features, labels, reg, **kwargs):
         seen.append((reg, tuple(features.shape), features.dtype))
-        torch.testing.assert_close(features.norm(dim=1), torch.ones(features.shape[0], dtype=features.dtype))
+        torch.testing.assert_close(
+            features.norm(dim=1), torch.ones(features.shape[0], dtype=features.dtype)
+        )
         return real(features, labels, reg, **kwargs)
 
     monkeypatch.setattr(few_shot, "fit_logistic", spy)
@@ -143,6 +170,8 @@ def test_mean_ci95_uses_the_population_std():
     assert mean == 50.0 and ci == pytest.approx(1.96 * 50 / np.sqrt(2))
     assert isinstance(mean, float) and isinstance(ci, float)
     # [60, 80, 100]: std = sqrt(800/3) = 16.33 -> ci = 1.96 * 16.33 / sqrt 3 = 18.48
-    assert mean_ci95(np.array([60.0, 80.0, 100.0])) == pytest.approx((80.0, 1.96 * np.sqrt(800 / 3) / np.sqrt(3)))
+    assert mean_ci95(np.array([60.0, 80.0, 100.0])) == pytest.approx(
+        (80.0, 1.96 * np.sqrt(800 / 3) / np.sqrt(3))
+    )
     with pytest.raises(ValueError, match="at least one accuracy"):
         mean_ci95([])

@@ -24,8 +24,6 @@ SIZES = {"train": 24, "val": 12, "test": 30}
 C = 3
 
 
-
-
 def make_data(seed=0):
     """{split: (image_ids, labels, {layer: features NxD float32})}, noisy enough that regs differ."""
     rng = np.random.default_rng(seed)
@@ -35,7 +33,9 @@ def make_data(seed=0):
         labels = rng.permutation(np.arange(n) % C)
         ids = [1000 * s + int(i) for i in rng.permutation(n) * 7]  # unique, not in label order
         feats = {
-            layer: torch.tensor(centers[layer][labels] + 0.8 * rng.normal(size=(n, d)), dtype=torch.float32)
+            layer: torch.tensor(
+                centers[layer][labels] + 0.8 * rng.normal(size=(n, d)), dtype=torch.float32
+            )
             for layer, d in LAYERS.items()
         }
         data[split] = (ids, labels, feats)
@@ -70,12 +70,23 @@ def sorted_split(data, split, layer):
 
 def direct(data, layer, metric="top1"):
     return select_and_refit(
-        *(sorted_split(data, s, layer) for s in ("train", "val", "test")), grid=GRID, metric=metric, num_classes=C, progress=False
+        *(sorted_split(data, s, layer) for s in ("train", "val", "test")),
+        grid=GRID,
+        metric=metric,
+        num_classes=C,
+        progress=False,
     )
 
 
 def new_evaluator(protocol="linear_lbfgs", **kwargs):
-    kwargs = {"layers": ["res5"], "metric": "top1", "num_classes": C, "grid": GRID, "progress": False, **kwargs}
+    kwargs = {
+        "layers": ["res5"],
+        "metric": "top1",
+        "num_classes": C,
+        "grid": GRID,
+        "progress": False,
+        **kwargs,
+    }
     ev = FeatureProbeEvaluator(protocol, **kwargs)
     ev.reset()
     return ev
@@ -93,15 +104,23 @@ def test_linear_lbfgs_equals_select_and_refit():
     result = ev.evaluate()
     expected = direct(data, "res5")
     assert set(result) == {"linear"}
-    assert result["linear"] == {k: expected[k] for k in ("score", "reg", "val_score", "top1", "mean_per_class")}
+    assert result["linear"] == {
+        k: expected[k] for k in ("score", "reg", "val_score", "top1", "mean_per_class")
+    }
     assert len(set(expected["val_scores"])) > 1  # the regs do differ on this data
     assert_plain_floats(result)
 
 
 def cache_keys(cache, splits=("train", "val", "test"), layers=("res5",)):
     return {
-        (s, layer): cache.key(weights="ab" * 32, dataset="synthetic", split=s, transform="none", layer=layer,
-                              content="cd" * 32)
+        (s, layer): cache.key(
+            weights="ab" * 32,
+            dataset="synthetic",
+            split=s,
+            transform="none",
+            layer=layer,
+            content="cd" * 32,
+        )
         for s in splits
         for layer in layers
     }
@@ -139,7 +158,10 @@ def test_missing_split_or_keys_are_errors(tmp_path):
     data = make_data()
     ev = new_evaluator()
     feed(ev, dicts(data, splits=("train", "test")))
-    with pytest.raises(ValueError, match="no val features of layer 'res5'.*not in the loader and is not in the feature cache"):
+    with pytest.raises(
+        ValueError,
+        match="no val features of layer 'res5'.*not in the loader and is not in the feature cache",
+    ):
         ev.evaluate()
     cache = FeatureCache(tmp_path)
     keys = cache_keys(cache)
@@ -157,8 +179,11 @@ def test_a_partial_split_is_neither_fitted_nor_cached(tmp_path):
     pairs = dicts(data)
     dropped = next(i for i, (inp, _) in enumerate(pairs) if inp["probe_split"] == "train")
     feed(ev, pairs[:dropped] + pairs[dropped + 1 :])
-    with pytest.raises(ValueError, match=f"train split: {SIZES['train'] - 1} images were extracted, the dataset has "
-                                         f"{SIZES['train']}; a partial split is neither fitted nor cached"):
+    with pytest.raises(
+        ValueError,
+        match=f"train split: {SIZES['train'] - 1} images were extracted, the dataset has "
+        f"{SIZES['train']}; a partial split is neither fitted nor cached",
+    ):
         ev.evaluate()
     assert cache.load(keys[("train", "res5")]) is None
     complete = new_evaluator(cache=cache, cache_keys=keys, expected_counts=SIZES)
@@ -192,11 +217,20 @@ def test_few_shot_equals_the_episode_functions():
     expected = {}
     for shots in (1, 3):
         accs = episode_accuracies(
-            features, sample_episodes(labels, 3, shots, 4, 5, seed=3), classifier="logistic", reg=0.5, progress=False
+            features,
+            sample_episodes(labels, 3, shots, 4, 5, seed=3),
+            classifier="logistic",
+            reg=0.5,
+            progress=False,
         )
         expected[f"3way_{shots}shot"], expected[f"3way_{shots}shot_ci95"] = mean_ci95(accs)
     assert result == {"few_shot": expected}
-    assert list(result["few_shot"]) == ["3way_1shot", "3way_1shot_ci95", "3way_3shot", "3way_3shot_ci95"]
+    assert list(result["few_shot"]) == [
+        "3way_1shot",
+        "3way_1shot_ci95",
+        "3way_3shot",
+        "3way_3shot_ci95",
+    ]
     assert_plain_floats(result)
 
 
@@ -212,7 +246,12 @@ def test_few_shot_fits_take_the_lbfgs_tolerance_and_cap(monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(few_shot, "fit_logistic", recording)
-    ev = new_evaluator("few_shot", few_shot={"ways": 3, "shots": [1], "queries": 2, "episodes": 3}, tol=0.003, max_iter=17)
+    ev = new_evaluator(
+        "few_shot",
+        few_shot={"ways": 3, "shots": [1], "queries": 2, "episodes": 3},
+        tol=0.003,
+        max_iter=17,
+    )
     feed(ev, dicts(make_data(), splits=("test",)))
     ev.evaluate()
     assert seen == [(0.003, 17)] * 3
@@ -220,9 +259,13 @@ def test_few_shot_fits_take_the_lbfgs_tolerance_and_cap(monkeypatch):
 
 def test_few_shot_checks_every_setting_before_fitting(monkeypatch):
     data = make_data()  # 10 test images per class
-    ev = new_evaluator("few_shot", few_shot={"ways": 3, "shots": [1, 20], "queries": 2, "episodes": 2})
+    ev = new_evaluator(
+        "few_shot", few_shot={"ways": 3, "shots": [1, 20], "queries": 2, "episodes": 2}
+    )
     feed(ev, dicts(data, splits=("test",)))
-    monkeypatch.setattr(probe, "episode_accuracies", lambda *a, **k: pytest.fail("fitted before the 20-shot check"))
+    monkeypatch.setattr(
+        probe, "episode_accuracies", lambda *a, **k: pytest.fail("fitted before the 20-shot check")
+    )
     with pytest.raises(ValueError, match="shots\\+queries=22"):
         ev.evaluate()
 
@@ -293,7 +336,12 @@ def test_multi_label_linear_probe():
             ignore = [c for c in range(2) if t[i, c] == -1]
             pairs.append(
                 (
-                    {"probe_split": split, "image_id": f"{split}{i:03d}", "labels": labels, "ignore_labels": ignore},
+                    {
+                        "probe_split": split,
+                        "image_id": f"{split}{i:03d}",
+                        "labels": labels,
+                        "ignore_labels": ignore,
+                    },
                     {"features": {"res5": x[i]}},
                 )
             )
@@ -301,7 +349,11 @@ def test_multi_label_linear_probe():
     feed(ev, pairs[::-1])
     result = ev.evaluate()
     expected = select_and_refit(
-        *((feats[s], targets[s]) for s in SIZES), grid=GRID, metric="map11", num_classes=2, progress=False
+        *((feats[s], targets[s]) for s in SIZES),
+        grid=GRID,
+        metric="map11",
+        num_classes=2,
+        progress=False,
     )
     assert result == {"linear": {k: expected[k] for k in ("score", "reg", "val_score", "map11")}}
 
@@ -311,14 +363,27 @@ def test_input_errors():
     out = {"features": {"res5": torch.zeros(6)}}
     with pytest.raises(ValueError, match=r"image 'img9'.*class id 3 is outside the range \[0, 3\)"):
         ev.process([{"probe_split": "train", "image_id": "img9", "label": 3}], [out])
-    with pytest.raises(ValueError, match="probe_split must be one of train, val, test, got 'trainval'"):
+    with pytest.raises(
+        ValueError, match="probe_split must be one of train, val, test, got 'trainval'"
+    ):
         ev.process([{"probe_split": "trainval", "image_id": 1, "label": 0}], [out])
-    with pytest.raises(ValueError, match=r"image 4: features of layer 'res5' must be a vector \(pooled\), got shape \(6, 1, 1\)"):
-        ev.process([{"probe_split": "val", "image_id": 4, "label": 0}], [{"features": {"res5": torch.zeros(6, 1, 1)}}])
+    with pytest.raises(
+        ValueError,
+        match=r"image 4: features of layer 'res5' must be a vector \(pooled\), got shape \(6, 1, 1\)",
+    ):
+        ev.process(
+            [{"probe_split": "val", "image_id": 4, "label": 0}],
+            [{"features": {"res5": torch.zeros(6, 1, 1)}}],
+        )
     with pytest.raises(ValueError, match="no features of layer 'res5'; got \\['res4'\\]"):
-        ev.process([{"probe_split": "val", "image_id": 4, "label": 0}], [{"features": {"res4": torch.zeros(6)}}])
+        ev.process(
+            [{"probe_split": "val", "image_id": 4, "label": 0}],
+            [{"features": {"res4": torch.zeros(6)}}],
+        )
     ev.process([{"probe_split": "train", "image_id": 7, "label": 0}] * 2, [out, out])
-    with pytest.raises(ValueError, match="train split: image ids must be unique, got duplicates such as \\[7\\]"):
+    with pytest.raises(
+        ValueError, match="train split: image ids must be unique, got duplicates such as \\[7\\]"
+    ):
         ev.evaluate()
 
 
@@ -330,7 +395,9 @@ def test_constructor_errors():
     with pytest.raises(ValueError, match="unknown few_shot keys \\['way'\\]"):
         new_evaluator("few_shot", few_shot={"way": 5})
     with pytest.raises(ValueError, match="seed >= 0 .*got seed=-1"):
-        new_evaluator("few_shot", seed=-1)  # detectron2's SEED -1 ("random") fails before any extraction
+        new_evaluator(
+            "few_shot", seed=-1
+        )  # detectron2's SEED -1 ("random") fails before any extraction
     with pytest.raises(ValueError, match="layers must be a non-empty list"):
         new_evaluator(layers="res5")
     with pytest.raises(ValueError, match="non-empty regularisation grid"):
@@ -346,11 +413,17 @@ def test_constructor_errors():
         "reg": 1.0,
     }
     assert len(new_evaluator(grid=None).grid) == 45
-    with pytest.raises(ValueError, match="CLASSIFICATION.LBFGS.MAX_ITER must be an integer >= 1, got 0"):
+    with pytest.raises(
+        ValueError, match="CLASSIFICATION.LBFGS.MAX_ITER must be an integer >= 1, got 0"
+    ):
         new_evaluator(max_iter=0)
-    with pytest.raises(ValueError, match="CLASSIFICATION.LBFGS.TOL must be a positive number, got 0"):
+    with pytest.raises(
+        ValueError, match="CLASSIFICATION.LBFGS.TOL must be a positive number, got 0"
+    ):
         new_evaluator(tol=0)
-    with pytest.raises(ValueError, match="CLASSIFICATION.LBFGS.DTYPE must be one of float64, float32, got 'half'"):
+    with pytest.raises(
+        ValueError, match="CLASSIFICATION.LBFGS.DTYPE must be one of float64, float32, got 'half'"
+    ):
         new_evaluator(dtype="half")
 
 
@@ -366,8 +439,10 @@ def test_lbfgs_max_iter_and_tol_reach_every_fit(monkeypatch):
 
     monkeypatch.setattr(logistic, "_fit", spy)
     data = make_data()
-    for kwargs, expected in (({}, (1000, 1e-4, torch.float64)),
-                             ({"max_iter": 7, "tol": 3e-3, "dtype": "float32"}, (7, 3e-3, torch.float32))):
+    for kwargs, expected in (
+        ({}, (1000, 1e-4, torch.float64)),
+        ({"max_iter": 7, "tol": 3e-3, "dtype": "float32"}, (7, 3e-3, torch.float32)),
+    ):
         seen.clear()
         ev = new_evaluator(**kwargs)
         feed(ev, dicts(data))

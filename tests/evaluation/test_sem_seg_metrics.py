@@ -1,4 +1,5 @@
 """Segmentation scores: detectron2's SemSegEvaluator through the suite's reader, pinned on hand-made label maps."""
+
 import numpy as np
 import pytest
 import torch
@@ -24,13 +25,18 @@ def register_dataset(tmp_path, name, gts, num_classes=3):
     for i, gt in enumerate(gts):
         path = tmp_path / f"{name}_{i}.png"
         _palette_png(path, gt)
-        records.append({"file_name": f"img_{name}_{i}.jpg", "sem_seg_file_name": str(path), "image_id": str(i)})
+        records.append(
+            {"file_name": f"img_{name}_{i}.jpg", "sem_seg_file_name": str(path), "image_id": str(i)}
+        )
     if name in DatasetCatalog.list():
         DatasetCatalog.remove(name)
         MetadataCatalog.remove(name)
     DatasetCatalog.register(name, lambda: records)
-    MetadataCatalog.get(name).set(stuff_classes=[f"c{k}" for k in range(num_classes)], ignore_label=IGN,
-                                  evaluator_type="sem_seg")
+    MetadataCatalog.get(name).set(
+        stuff_classes=[f"c{k}" for k in range(num_classes)],
+        ignore_label=IGN,
+        evaluator_type="sem_seg",
+    )
     return records
 
 
@@ -51,17 +57,25 @@ def test_goldens_on_a_3x3_map(tmp_path):
     pred = [[0, 0, 1], [1, 1, 2], [2, 2, 0]]
     res = _evaluate(tmp_path, "seg_golden", [gt], [pred])
     # IoU: 2/3, 2/4, 2/3 -> mean 11/18; fw: 3/8*2/3 + 3/8*1/2 + 2/8*2/3 = 29/48; ACC 2/3, 2/3, 1; 6 of 8
-    assert res["mIoU"] == pytest.approx(100 * 11 / 18)  # 61.1111 (the void pixel counted: IoU0 = 1/2, 55.5556)
+    assert res["mIoU"] == pytest.approx(
+        100 * 11 / 18
+    )  # 61.1111 (the void pixel counted: IoU0 = 1/2, 55.5556)
     assert res["fwIoU"] == pytest.approx(100 * 29 / 48)  # 60.4167
     assert res["mACC"] == pytest.approx(100 * 7 / 9)  # 77.7778
     assert res["pACC"] == pytest.approx(75.0)
     assert res["IoU-c1"] == pytest.approx(50.0)
-    assert res["mIoU_mmseg"] == pytest.approx(100 * 11 / 18)  # every class in the ground truth: the rules agree
+    assert res["mIoU_mmseg"] == pytest.approx(
+        100 * 11 / 18
+    )  # every class in the ground truth: the rules agree
 
 
 def test_predicted_class_absent_from_ground_truth(tmp_path):
     gt = [[0, 0, 0], [0, 1, 1], [1, 1, IGN]]
-    pred = [[0, 0, 0], [2, 1, 1], [1, 2, 2]]  # class 2 is predicted on 2 valid pixels, never in the truth
+    pred = [
+        [0, 0, 0],
+        [2, 1, 1],
+        [1, 2, 2],
+    ]  # class 2 is predicted on 2 valid pixels, never in the truth
     res = _evaluate(tmp_path, "seg_absent", [gt], [pred])
     assert res["mIoU"] == pytest.approx(75.0)  # detectron2: (3/4 + 3/4) / 2, class 2 left out
     assert res["mIoU_mmseg"] == pytest.approx(50.0)  # mmseg: (3/4 + 3/4 + 0) / 3
@@ -79,7 +93,9 @@ def test_scores_accumulate_over_the_dataset(tmp_path):
 def test_mmseg_miou_of_a_confusion_matrix():
     cm = np.zeros((4, 4), np.int64)  # rows: prediction, columns: truth, last: void
     cm[0, 0], cm[1, 1], cm[1, 0], cm[2, 2] = 3, 1, 1, 0
-    assert mmseg_miou(cm) == pytest.approx(100 * (3 / 4 + 1 / 2) / 2)  # class 2: empty union, left out
+    assert mmseg_miou(cm) == pytest.approx(
+        100 * (3 / 4 + 1 / 2) / 2
+    )  # class 2: empty union, left out
 
 
 def test_label_of_another_size_or_with_unknown_values_is_named(tmp_path):

@@ -1,4 +1,5 @@
 """VOCDetectionEvaluator on a hand-written 2-image VOC set with hand-computed 11-point APs."""
+
 import pytest
 import torch
 
@@ -18,7 +19,10 @@ def write_voc(root, images):
     (root / "ImageSets" / "Main").mkdir(parents=True)
     (root / "JPEGImages").mkdir()
     for image_id, objects in images.items():
-        body = "".join(OBJ.format(name=n, difficult=d, x0=b[0], y0=b[1], x1=b[2], y1=b[3]) for n, b, d in objects)
+        body = "".join(
+            OBJ.format(name=n, difficult=d, x0=b[0], y0=b[1], x1=b[2], y1=b[3])
+            for n, b, d in objects
+        )
         (root / "Annotations" / f"{image_id}.xml").write_text(XML.format(id=image_id, objects=body))
     (root / "ImageSets" / "Main" / "test.txt").write_text("\n".join(images) + "\n")
 
@@ -38,7 +42,9 @@ def test_hand_computed_ap_and_absent_class(tmp_path):
         tmp_path,
         {
             "img1": [("a", (11, 11, 40, 40), 0), ("b", (51, 51, 90, 90), 0)],
-            "img2": [("b", (21, 21, 60, 60), 1)],  # difficult: neither a positive nor a false positive
+            "img2": [
+                ("b", (21, 21, 60, 60), 1)
+            ],  # difficult: neither a positive nor a false positive
         },
     )
     register_voc("test_voc_golden", str(tmp_path), "test", ["a", "b", "c"], year=2007)
@@ -50,7 +56,11 @@ def test_hand_computed_ap_and_absent_class(tmp_path):
     #   The detection on the difficult box in img2 is ignored.
     evaluator.process(
         [{"image_id": "img1"}],
-        [prediction([[10, 10, 40, 40], [0, 0, 8, 8], [50, 50, 90, 90]], [0.95, 0.9, 0.8], [0, 1, 1])],
+        [
+            prediction(
+                [[10, 10, 40, 40], [0, 0, 8, 8], [50, 50, 90, 90]], [0.95, 0.9, 0.8], [0, 1, 1]
+            )
+        ],
     )
     evaluator.process([{"image_id": "img2"}], [prediction([[20, 20, 60, 60]], [0.99], [1])])
     bbox = evaluator.evaluate()["bbox"]
@@ -73,8 +83,9 @@ def test_shifted_box_counts_only_at_low_iou(tmp_path):
     bbox = evaluator.evaluate()["bbox"]
     assert bbox["AP50"] == pytest.approx(100.0)
     assert bbox["AP75"] == pytest.approx(0.0)
-    assert bbox["AP"] == pytest.approx(100.0 * 3 / 10)  # matched at IoU .50, .55, .60 of 10 thresholds
-
+    assert bbox["AP"] == pytest.approx(
+        100.0 * 3 / 10
+    )  # matched at IoU .50, .55, .60 of 10 thresholds
 
 
 # One class, 2 ground-truth boxes, 1 exact detection (score 1): the PR curve is precision 1 up to
@@ -90,7 +101,10 @@ def evaluate_half_recall(dataset_name, voc_root, class_name="aeroplane"):
     metric, its class list the classes): only its files are swapped for the golden ones.
     """
     if not (voc_root / "Annotations").exists():
-        write_voc(voc_root, {"img1": [(class_name, (11, 11, 40, 40), 0), (class_name, (51, 51, 90, 90), 0)]})
+        write_voc(
+            voc_root,
+            {"img1": [(class_name, (11, 11, 40, 40), 0), (class_name, (51, 51, 90, 90), 0)]},
+        )
     evaluator = VOCDetectionEvaluator(dataset_name)
     evaluator._anno_file_template = str(voc_root / "Annotations" / "{}.xml")
     evaluator._image_set_path = str(voc_root / "ImageSets" / "Main" / "test.txt")
@@ -104,13 +118,21 @@ def test_11_point_and_area_metrics_differ_on_the_golden_case(tmp_path):
     write_voc(tmp_path, {"img1": [("a", (11, 11, 40, 40), 0), ("a", (51, 51, 90, 90), 0)]})
     register_voc("test_voc_half_2007", str(tmp_path), "test", ["a"], year=2007)
     register_voc("test_voc_half_2012", str(tmp_path), "test", ["a"], year=2012)
-    assert evaluate_half_recall("test_voc_half_2007", tmp_path, "a")["AP50"] == pytest.approx(AP_11_POINT)
-    assert evaluate_half_recall("test_voc_half_2012", tmp_path, "a")["AP50"] == pytest.approx(AP_AREA)
+    assert evaluate_half_recall("test_voc_half_2007", tmp_path, "a")["AP50"] == pytest.approx(
+        AP_11_POINT
+    )
+    assert evaluate_half_recall("test_voc_half_2012", tmp_path, "a")["AP50"] == pytest.approx(
+        AP_AREA
+    )
 
 
 @pytest.mark.parametrize(
     "name, expected",
-    [("voc_2007_test", AP_11_POINT), ("voc_2007_trainval", AP_11_POINT), ("voc_2012_trainval", AP_AREA)],
+    [
+        ("voc_2007_test", AP_11_POINT),
+        ("voc_2007_trainval", AP_11_POINT),
+        ("voc_2012_trainval", AP_AREA),
+    ],
 )
 def test_registered_voc_sets_use_their_years_metric(name, expected, tmp_path):
     """voc_2007_test (the VOC0712 protocol's test set) is scored 11-point; a 2012 set by area."""
@@ -119,11 +141,15 @@ def test_registered_voc_sets_use_their_years_metric(name, expected, tmp_path):
     assert MetadataCatalog.get(name).year == int(name.split("_")[1])
     bbox = evaluate_half_recall(name, tmp_path)
     assert bbox["AP50"] == pytest.approx(expected)
-    assert [k for k in bbox if k.startswith("AP50-")] == ["AP50-aeroplane"]  # 19 classes without GT left out
+    assert [k for k in bbox if k.startswith("AP50-")] == [
+        "AP50-aeroplane"
+    ]  # 19 classes without GT left out
 
 
 def test_toy_digits_are_scored_as_voc2007(toy_root, tmp_path):
     from detectron2.data import MetadataCatalog
 
     assert MetadataCatalog.get("toy_digits_test").year == 2007
-    assert evaluate_half_recall("toy_digits_test", tmp_path, "3")["AP50"] == pytest.approx(AP_11_POINT)
+    assert evaluate_half_recall("toy_digits_test", tmp_path, "3")["AP50"] == pytest.approx(
+        AP_11_POINT
+    )

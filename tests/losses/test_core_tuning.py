@@ -1,5 +1,6 @@
 """Core-tuning's pure parts (Zhang et al., NeurIPS 2021): focal SupCon, soft-target CE, hard pair mining,
 mixup with soft targets and the soft-label ids that replace the authors' ``10**arange(C)`` encoding."""
+
 import math
 
 import pytest
@@ -66,11 +67,15 @@ def test_focal_supcon_hand_value():
     sums = [term(1.2, za) + term(1.6, za), term(1.2, zc) + term(0, zc), term(1.6, zd) + term(0, zd)]
     expected_pos = sum(-s / 2 for s in sums) / 3
     expected_batch = sum(-s / 4 for s in sums) / 3
-    z = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0], [0.8, -0.6]], dtype=torch.float64, requires_grad=True)
+    z = torch.tensor(
+        [[1.0, 0.0], [0.6, 0.8], [0.0, 1.0], [0.8, -0.6]], dtype=torch.float64, requires_grad=True
+    )
     labels = torch.tensor([0, 0, 1, 0])
     loss = focal_supcon_loss(z, labels, temperature=0.5)
     assert loss.item() == pytest.approx(expected_pos, rel=1e-12)
-    assert focal_supcon_loss(z, labels, 0.5, normalization="batch").item() == pytest.approx(expected_batch, rel=1e-12)
+    assert focal_supcon_loss(z, labels, 0.5, normalization="batch").item() == pytest.approx(
+        expected_batch, rel=1e-12
+    )
     loss.backward()
     assert torch.isfinite(z.grad).all() and z.grad[:2].abs().sum() > 0
     # the focal weight matters: without it anchor a's loss would be plain SupCon, -(mean of log p)
@@ -108,7 +113,9 @@ def test_focal_supcon_normalizations_differ_by_positive_count():
     z = _unit((9, 4), gen)
     labels = torch.tensor([0, 1, 2] * 3)
     pos = focal_supcon_loss(z, labels, 0.1).item()
-    assert focal_supcon_loss(z, labels, 0.1, normalization="batch").item() == pytest.approx(pos * 2 / 9, rel=1e-12)
+    assert focal_supcon_loss(z, labels, 0.1, normalization="batch").item() == pytest.approx(
+        pos * 2 / 9, rel=1e-12
+    )
 
 
 def test_focal_supcon_batch_order_invariance():
@@ -118,15 +125,21 @@ def test_focal_supcon_batch_order_invariance():
     perm = torch.randperm(10, generator=gen)
     for normalization in ("positives", "batch"):
         base = focal_supcon_loss(z, labels, 0.1, normalization=normalization).item()
-        assert focal_supcon_loss(z[perm], labels[perm], 0.1, normalization=normalization).item() == pytest.approx(base, rel=1e-12)
+        assert focal_supcon_loss(
+            z[perm], labels[perm], 0.1, normalization=normalization
+        ).item() == pytest.approx(base, rel=1e-12)
         # labels permuted inconsistently -> another loss
-        assert focal_supcon_loss(z, labels[perm], 0.1, normalization=normalization).item() != pytest.approx(base, rel=1e-6)
+        assert focal_supcon_loss(
+            z, labels[perm], 0.1, normalization=normalization
+        ).item() != pytest.approx(base, rel=1e-6)
 
 
 def test_focal_supcon_anchor_without_positive_no_nan():
     gen = torch.Generator().manual_seed(1)
     z = _unit((5, 4), gen)
-    labels = torch.tensor([0, 0, 1, 2, 2])  # anchor 2 has no positive: excluded, but still a negative of the others
+    labels = torch.tensor(
+        [0, 0, 1, 2, 2]
+    )  # anchor 2 has no positive: excluded, but still a negative of the others
     zz = z.clone().requires_grad_(True)
     loss = focal_supcon_loss(zz, labels, 0.07)
     loss.backward()
@@ -160,7 +173,9 @@ def test_focal_supcon_gradcheck():
     z = torch.randn(5, 3, generator=gen, dtype=torch.float64, requires_grad=True)
     labels = torch.tensor([0, 1, 0, 1, 2])
     for normalization in ("positives", "batch"):
-        assert torch.autograd.gradcheck(lambda x, n=normalization: focal_supcon_loss(x, labels, 0.5, normalization=n), (z,))
+        assert torch.autograd.gradcheck(
+            lambda x, n=normalization: focal_supcon_loss(x, labels, 0.5, normalization=n), (z,)
+        )
 
 
 def test_focal_supcon_rejects_bad_arguments():
@@ -178,7 +193,9 @@ def test_soft_target_cross_entropy_hand_value_and_reference():
     #        loss = -(.5 (1 - L) + .5 (-L)) = L - .5
     # row 2: logits (0, 0, 0) -> log_softmax = -log 3 everywhere; targets sum to 1 -> loss = log 3
     expected = ((math.log(math.e + 2) - 0.5) + math.log(3)) / 2
-    logits = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]], dtype=torch.float64, requires_grad=True)
+    logits = torch.tensor(
+        [[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]], dtype=torch.float64, requires_grad=True
+    )
     targets = torch.tensor([[0.5, 0.5, 0.0], [0.0, 0.2, 0.8]], dtype=torch.float64)
     loss = soft_target_cross_entropy(logits, targets)
     assert loss.item() == pytest.approx(expected, rel=1e-12)
@@ -187,9 +204,13 @@ def test_soft_target_cross_entropy_hand_value_and_reference():
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(7, 5, generator=gen)
     y = torch.randint(0, 5, (7,), generator=gen)
-    assert soft_target_cross_entropy(x, F.one_hot(y, 5).float()).item() == pytest.approx(F.cross_entropy(x, y).item(), rel=1e-6)
+    assert soft_target_cross_entropy(x, F.one_hot(y, 5).float()).item() == pytest.approx(
+        F.cross_entropy(x, y).item(), rel=1e-6
+    )
     soft = torch.softmax(torch.randn(7, 5, generator=gen), dim=1)
-    assert soft_target_cross_entropy(x, soft).item() == pytest.approx(F.cross_entropy(x, soft).item(), rel=1e-6)
+    assert soft_target_cross_entropy(x, soft).item() == pytest.approx(
+        F.cross_entropy(x, soft).item(), rel=1e-6
+    )
     with pytest.raises(ValueError):
         soft_target_cross_entropy(x, soft[:, :4])
 
@@ -209,7 +230,9 @@ def test_hard_pair_indices_hand_value():
     # cosine: scaling rows does not change anything; no gradient is recorded
     scaled = (f * torch.tensor([[3.0], [0.5], [2.0], [7.0], [0.1]])).requires_grad_(True)
     pos2, neg2 = hard_pair_indices(scaled, labels)
-    assert pos2.tolist() == pos.tolist() and neg2.tolist() == neg.tolist() and not pos2.requires_grad
+    assert (
+        pos2.tolist() == pos.tolist() and neg2.tolist() == neg.tolist() and not pos2.requires_grad
+    )
     # a single class: no negative anywhere -> every anchor is its own hardest negative
     _, neg = hard_pair_indices(f, torch.zeros(5, dtype=torch.long))
     assert neg.tolist() == list(range(5))
@@ -218,8 +241,12 @@ def test_hard_pair_indices_hand_value():
 # ------------------------------------------------------------------------------------------- mixup and targets
 def test_mixed_soft_targets_and_mix_rows():
     a, b = torch.tensor([[1.0, 2.0], [3.0, 4.0]]), torch.tensor([[5.0, 6.0], [7.0, 8.0]])
-    torch.testing.assert_close(mix_rows(a, b, torch.tensor([0.25, 1.0])), torch.tensor([[2.0, 3.0], [7.0, 8.0]]))
-    t = mixed_soft_targets(torch.tensor([0, 2, 1]), torch.tensor([1, 2, 0]), torch.tensor([0.8, 0.3, 0.1]), 3)
+    torch.testing.assert_close(
+        mix_rows(a, b, torch.tensor([0.25, 1.0])), torch.tensor([[2.0, 3.0], [7.0, 8.0]])
+    )
+    t = mixed_soft_targets(
+        torch.tensor([0, 2, 1]), torch.tensor([1, 2, 0]), torch.tensor([0.8, 0.3, 0.1]), 3
+    )
     torch.testing.assert_close(t, torch.tensor([[0.2, 0.8, 0.0], [0.0, 0.0, 1.0], [0.1, 0.9, 0.0]]))
     # the same class on both sides gives exactly the one-hot row, whatever the weight
     w = torch.rand(1000, generator=torch.Generator().manual_seed(0))
@@ -228,7 +255,8 @@ def test_mixed_soft_targets_and_mix_rows():
 
 
 def test_core_tuning_mixup_hand_value():
-    # f0=(1,0) L0, f1=(0,1) L1, f2=(.6,.8) L1; perm (2, 0, 1); shuffled weights (.8, .9, .8); positive weights (.5, .25, 1)
+    # f0=(1,0) L0, f1=(0,1) L1, f2=(.6,.8) L1; perm (2, 0, 1); shuffled weights (.8, .9, .8);
+    # positive weights (.5, .25, 1)
     # mixed negatives: .2 f0 + .8 f2 = (.68, .64), y = .2 e0 + .8 e1
     #                  .1 f1 + .9 f0 = (.9, .1),   y = .9 e0 + .1 e1
     #                  .2 f2 + .8 f1 = (.12, .96), y = e1 (both class 1)
@@ -239,9 +267,24 @@ def test_core_tuning_mixup_hand_value():
     f = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], dtype=torch.float64, requires_grad=True)
     labels = torch.tensor([0, 1, 1])
     feats, targets = core_tuning_mixup(
-        f, labels, 3, torch.tensor([2, 0, 1]), torch.tensor([0.8, 0.9, 0.8]), torch.tensor([0.5, 0.25, 1.0])
+        f,
+        labels,
+        3,
+        torch.tensor([2, 0, 1]),
+        torch.tensor([0.8, 0.9, 0.8]),
+        torch.tensor([0.5, 0.25, 1.0]),
     )
-    expected_f = [[1, 0], [0, 1], [0.6, 0.8], [0.68, 0.64], [0.9, 0.1], [0.12, 0.96], [0.8, 0.4], [0.9, 0.2], [0, 1]]
+    expected_f = [
+        [1, 0],
+        [0, 1],
+        [0.6, 0.8],
+        [0.68, 0.64],
+        [0.9, 0.1],
+        [0.12, 0.96],
+        [0.8, 0.4],
+        [0.9, 0.2],
+        [0, 1],
+    ]
     torch.testing.assert_close(feats, torch.tensor(expected_f, dtype=torch.float64))
     e0, e1 = [1, 0, 0], [0, 1, 0]
     expected_y = [e0, e1, e1, [0.2, 0.8, 0], [0.9, 0.1, 0], e1, [0.5, 0.5, 0], [0.75, 0.25, 0], e1]
@@ -292,8 +335,12 @@ def test_many_classes_match_a_reference_built_from_one_hot_rows(num_classes):
     groups = {}
     ref_ids = [groups.setdefault(r, len(groups)) for r in rows]
     ids = soft_label_ids(targets).tolist()
-    assert all((ids[i] == ids[j]) == (ref_ids[i] == ref_ids[j]) for i in range(3 * n) for j in range(3 * n))
-    assert len(set(ref_ids)) < 3 * n - n // 2  # there are shared rows (otherwise the check above is weak)
+    assert all(
+        (ids[i] == ids[j]) == (ref_ids[i] == ref_ids[j]) for i in range(3 * n) for j in range(3 * n)
+    )
+    assert (
+        len(set(ref_ids)) < 3 * n - n // 2
+    )  # there are shared rows (otherwise the check above is weak)
 
     z = F.normalize(torch.randn(3 * n, 8, generator=gen, dtype=torch.float64), dim=1)
     for normalization in ("positives", "batch"):
@@ -312,7 +359,9 @@ def _one_hot_mix(a, b, w, num_classes):
 
 
 def test_soft_label_ids_groups_identical_rows_only():
-    t = torch.tensor([[1.0, 0.0, 0.0], [0.2, 0.8, 0.0], [1.0, 0.0, 0.0], [0.2, 0.0, 0.8], [0.2, 0.8, 0.0]])
+    t = torch.tensor(
+        [[1.0, 0.0, 0.0], [0.2, 0.8, 0.0], [1.0, 0.0, 0.0], [0.2, 0.0, 0.8], [0.2, 0.8, 0.0]]
+    )
     ids = soft_label_ids(t).tolist()
     assert ids[0] == ids[2] and ids[1] == ids[4] and len(set(ids)) == 3
     # one-hot rows induce exactly the partition of the labels
@@ -320,7 +369,9 @@ def test_soft_label_ids_groups_identical_rows_only():
     ids = soft_label_ids(F.one_hot(labels, 397).float())
     assert torch.equal(ids[:, None] == ids[None, :], labels[:, None] == labels[None, :])
     # rows that differ only far beyond float32 resolution of 10**arange are still told apart
-    a = mixed_soft_targets(torch.tensor([0, 1]), torch.tensor([396, 396]), torch.tensor([0.8, 0.8]), 397)
+    a = mixed_soft_targets(
+        torch.tensor([0, 1]), torch.tensor([396, 396]), torch.tensor([0.8, 0.8]), 397
+    )
     assert soft_label_ids(a).unique().numel() == 2
     with pytest.raises(ValueError):
         soft_label_ids(torch.zeros(3))

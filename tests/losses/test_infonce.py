@@ -1,4 +1,5 @@
 """InfoNCE (MoCo): hand value, loop reference, invariances, gradcheck, gradient flow into k."""
+
 import math
 
 import pytest
@@ -28,7 +29,9 @@ def test_hand_value():
     # row 0: pos 1/.5 = 2; negs 0, -2, 1.2   -> -2 + log(e^2 + e^0 + e^-2 + e^1.2)
     # row 1: pos .8/.5 = 1.6; negs 2, 0, -1.6 -> -1.6 + log(e^1.6 + e^2 + e^0 + e^-1.6)
     e = math.exp
-    expected = ((-2 + math.log(e(2) + 1 + e(-2) + e(1.2))) + (-1.6 + math.log(e(1.6) + e(2) + 1 + e(-1.6)))) / 2
+    expected = (
+        (-2 + math.log(e(2) + 1 + e(-2) + e(1.2))) + (-1.6 + math.log(e(1.6) + e(2) + 1 + e(-1.6)))
+    ) / 2
     q = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
     k = torch.tensor([[1.0, 0.0], [0.6, 0.8]], dtype=torch.float64)
     queue = torch.tensor([[0.0, 1.0], [-1.0, 0.0], [0.6, -0.8]], dtype=torch.float64)
@@ -43,14 +46,20 @@ def test_matches_loop_reference(seed):
     n, kq = [1, 2, 4, 6, 3][seed], [0, 1, 5, 8, 7][seed]
     t = [0.2, 0.07, 0.5, 1.0, 0.2][seed]
     q, k, queue = _unit(n, 5, gen), _unit(n, 5, gen), _unit(kq, 5, gen)
-    assert infonce_loss(q, k, queue, t).item() == pytest.approx(_ref_infonce(q, k, queue, t).item(), rel=1e-10, abs=1e-12)
+    assert infonce_loss(q, k, queue, t).item() == pytest.approx(
+        _ref_infonce(q, k, queue, t).item(), rel=1e-10, abs=1e-12
+    )
 
 
 def test_default_temperature_and_empty_queue():
     gen = torch.Generator().manual_seed(1)
     q, k, queue = _unit(3, 4, gen), _unit(3, 4, gen), _unit(6, 4, gen)
-    assert infonce_loss(q, k, queue).item() == pytest.approx(_ref_infonce(q, k, queue, 0.2).item(), rel=1e-10)
-    assert infonce_loss(q, k, queue[:0]).item() == pytest.approx(0.0, abs=1e-12)  # only the positive
+    assert infonce_loss(q, k, queue).item() == pytest.approx(
+        _ref_infonce(q, k, queue, 0.2).item(), rel=1e-10
+    )
+    assert infonce_loss(q, k, queue[:0]).item() == pytest.approx(
+        0.0, abs=1e-12
+    )  # only the positive
 
 
 def test_permutation_invariance():
@@ -59,7 +68,9 @@ def test_permutation_invariance():
     base = infonce_loss(q, k, queue, 0.2).item()
     pb, pq = torch.randperm(6, generator=gen), torch.randperm(8, generator=gen)
     assert infonce_loss(q[pb], k[pb], queue[pq], 0.2).item() == pytest.approx(base, rel=1e-12)
-    assert infonce_loss(q, k[torch.roll(torch.arange(6), 1)], queue, 0.2).item() != pytest.approx(base, rel=1e-6)
+    assert infonce_loss(q, k[torch.roll(torch.arange(6), 1)], queue, 0.2).item() != pytest.approx(
+        base, rel=1e-6
+    )
 
 
 def test_gradient_flows_into_keys_and_matches_reference():

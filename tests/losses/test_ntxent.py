@@ -1,4 +1,5 @@
 """NT-Xent (SimCLR): hand value, loop reference, invariances, stability, gradcheck."""
+
 import math
 
 import pytest
@@ -53,7 +54,9 @@ def test_matches_loop_reference(seed):
     n = 1 + seed  # N = 1..5
     t = [0.1, 0.2, 0.5, 1.0, 0.07][seed]
     z1, z2 = _unit(n, 4, gen), _unit(n, 4, gen)
-    assert nt_xent_loss(z1, z2, t).item() == pytest.approx(_ref_nt_xent(z1, z2, t).item(), rel=1e-10)
+    assert nt_xent_loss(z1, z2, t).item() == pytest.approx(
+        _ref_nt_xent(z1, z2, t).item(), rel=1e-10
+    )
 
 
 def test_default_temperature_is_half():
@@ -70,7 +73,9 @@ def test_permutation_and_view_swap_invariance():
     assert nt_xent_loss(z1[perm], z2[perm], 0.2).item() == pytest.approx(base.item(), rel=1e-12)
     assert nt_xent_loss(z2, z1, 0.2).item() == pytest.approx(base.item(), rel=1e-12)
     # pairing matters: a different (non-consistent) permutation of one view changes the loss
-    assert nt_xent_loss(z1, z2[torch.roll(torch.arange(6), 1)], 0.2).item() != pytest.approx(base.item(), rel=1e-6)
+    assert nt_xent_loss(z1, z2[torch.roll(torch.arange(6), 1)], 0.2).item() != pytest.approx(
+        base.item(), rel=1e-6
+    )
 
 
 def test_low_temperature_float32_is_finite_and_accurate():

@@ -1,5 +1,6 @@
 """Cross-cutting properties of all losses: float32 logits under autocast / for half inputs, no in-place
 modification of inputs, scalar outputs, CUDA parity (skipped without a GPU), package exports."""
+
 import pytest
 import torch
 from torch.nn import functional as F
@@ -20,14 +21,22 @@ def _inputs(device="cpu", dtype=torch.float32):
     gen = torch.Generator().manual_seed(0)
 
     def unit(*shape):
-        return F.normalize(torch.randn(*shape, generator=gen), dim=-1).to(device=device, dtype=dtype)
+        return F.normalize(torch.randn(*shape, generator=gen), dim=-1).to(
+            device=device, dtype=dtype
+        )
 
     n, k, d = 4, 6, 8
     labels = torch.tensor([0, 1, 0, 2], device=device)
     queue_labels = torch.tensor([0, 1, 1, 2, 0, -1], device=device)
     return dict(
-        z1=unit(n, d), z2=unit(n, d), q=unit(n, d), k=unit(n, d), queue=unit(k, d), labels=labels,
-        queue_labels=queue_labels, feats=unit(n, 2, d),
+        z1=unit(n, d),
+        z2=unit(n, d),
+        q=unit(n, d),
+        k=unit(n, d),
+        queue=unit(k, d),
+        labels=labels,
+        queue_labels=queue_labels,
+        feats=unit(n, 2, d),
         class_logits=torch.randn(n, 3, generator=gen).to(device=device, dtype=dtype),
         cls_labels=torch.tensor([0, 2, 1, 1], device=device),
     )
@@ -40,20 +49,50 @@ def _all_losses(x):
         "infonce": infonce_loss(x["q"], x["k"], x["queue"], 0.07),
         "supcon_all": supcon_loss(x["feats"], x["labels"], temperature=0.07),
         "supcon_one": supcon_loss(x["feats"], x["labels"], temperature=0.07, contrast_mode="one"),
-        "queue_supcon": queue_supcon_loss(x["q"], x["labels"], x["k"], x["labels"], x["queue"], x["queue_labels"], 0.07),
-        "scan_mask": scan_loss(x["q"], x["labels"], x["k"], x["labels"], x["queue"], x["queue_labels"], 3, 0.07),
-        "scan_negative": scan_loss(x["q"], x["labels"], x["k"], x["labels"], x["queue"], x["queue_labels"], 3, 0.07,
-                                   "negative"),
-        "ce_selfsupcon": sum(ce_selfsupcon_loss(x["class_logits"], x["cls_labels"], x["q"], x["k"], x["queue"]).values()),
-        "supcon_selfsupcon": sum(supcon_selfsupcon_loss(x["q"], x["k"], x["queue"], x["z1"], x["labels"], x["z2"],
-                                                        x["labels"], x["queue"], x["queue_labels"]).values()),
+        "queue_supcon": queue_supcon_loss(
+            x["q"], x["labels"], x["k"], x["labels"], x["queue"], x["queue_labels"], 0.07
+        ),
+        "scan_mask": scan_loss(
+            x["q"], x["labels"], x["k"], x["labels"], x["queue"], x["queue_labels"], 3, 0.07
+        ),
+        "scan_negative": scan_loss(
+            x["q"],
+            x["labels"],
+            x["k"],
+            x["labels"],
+            x["queue"],
+            x["queue_labels"],
+            3,
+            0.07,
+            "negative",
+        ),
+        "ce_selfsupcon": sum(
+            ce_selfsupcon_loss(
+                x["class_logits"], x["cls_labels"], x["q"], x["k"], x["queue"]
+            ).values()
+        ),
+        "supcon_selfsupcon": sum(
+            supcon_selfsupcon_loss(
+                x["q"],
+                x["k"],
+                x["queue"],
+                x["z1"],
+                x["labels"],
+                x["z2"],
+                x["labels"],
+                x["queue"],
+                x["queue_labels"],
+            ).values()
+        ),
     }
 
 
 def test_outputs_are_finite_float32_scalars():
     out = _all_losses(_inputs())
     for name, v in out.items():
-        assert v.dim() == 0 and v.dtype == torch.float32 and torch.isfinite(v) and v.item() > 0, name
+        assert v.dim() == 0 and v.dtype == torch.float32 and torch.isfinite(v) and v.item() > 0, (
+            name
+        )
 
 
 def test_autocast_computes_in_float32():
@@ -86,7 +125,10 @@ def test_inputs_not_modified():
 
 
 def test_gradients_finite_for_all_losses():
-    x = {k: (v.clone().requires_grad_(True) if v.is_floating_point() else v) for k, v in _inputs().items()}
+    x = {
+        k: (v.clone().requires_grad_(True) if v.is_floating_point() else v)
+        for k, v in _inputs().items()
+    }
     total = sum(_all_losses(x).values())
     total.backward()
     for k, v in x.items():
@@ -108,9 +150,22 @@ def test_cuda_matches_cpu_and_autocast():
 
 
 def test_package_exports_and_docstring():
-    expected = {"nt_xent_loss", "infonce_loss", "supcon_loss", "queue_supcon_loss", "ce_selfsupcon_loss",
-                "supcon_selfsupcon_loss", "scan_loss", "focal_supcon_loss", "soft_target_cross_entropy",
-                "hard_pair_indices", "mix_rows", "mixed_soft_targets", "soft_label_ids", "core_tuning_mixup"}
+    expected = {
+        "nt_xent_loss",
+        "infonce_loss",
+        "supcon_loss",
+        "queue_supcon_loss",
+        "ce_selfsupcon_loss",
+        "supcon_selfsupcon_loss",
+        "scan_loss",
+        "focal_supcon_loss",
+        "soft_target_cross_entropy",
+        "hard_pair_indices",
+        "mix_rows",
+        "mixed_soft_targets",
+        "soft_label_ids",
+        "core_tuning_mixup",
+    }
     assert set(losses.__all__) == expected
     for name in expected:
         assert callable(getattr(losses, name)) and name in losses.__doc__

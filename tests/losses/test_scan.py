@@ -1,4 +1,5 @@
 """SCAN (docs/design.md section 5): hand values, loop reference, reduction to queue SupCon, masking modes."""
+
 import math
 
 import pytest
@@ -78,7 +79,9 @@ def test_hand_values_zero_neighbours():
     e = math.exp
     args = _hand_inputs()
     assert scan_loss(*args, 0, 0.5).item() == pytest.approx(math.log(1 + e(1.2)), rel=1e-12)
-    assert scan_loss(*args, 0, 0.5, "negative").item() == pytest.approx(math.log(1 + e(1.6) + e(1.2) + e(2)), rel=1e-12)
+    assert scan_loss(*args, 0, 0.5, "negative").item() == pytest.approx(
+        math.log(1 + e(1.6) + e(1.2) + e(2)), rel=1e-12
+    )
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -121,7 +124,9 @@ def test_all_neighbours_equals_queue_supcon(seed):
     expected = queue_supcon_loss(*args, temperature=0.1).item()
     for mode in ("mask", "negative"):
         for num_neighbors in (n + k - 1, n + k + 10, None):
-            assert scan_loss(*args, num_neighbors, 0.1, mode).item() == pytest.approx(expected, rel=1e-12)
+            assert scan_loss(*args, num_neighbors, 0.1, mode).item() == pytest.approx(
+                expected, rel=1e-12
+            )
 
 
 def test_zero_neighbours_only_own_key():
@@ -132,24 +137,33 @@ def test_zero_neighbours_only_own_key():
     logits = q @ memory.t() / 0.2
     # "negative": plain cross-entropy with key i as the single target among all N+K entries
     expected_neg = F.cross_entropy(logits, torch.arange(5)).item()
-    assert scan_loss(q, labels, keys, labels, queue, queue_labels, 0, 0.2, "negative").item() == pytest.approx(expected_neg, rel=1e-12)
+    assert scan_loss(
+        q, labels, keys, labels, queue, queue_labels, 0, 0.2, "negative"
+    ).item() == pytest.approx(expected_neg, rel=1e-12)
     # "mask": same, but the other same-label entries are removed from each row
     mem_labels = torch.cat([labels, queue_labels])
     expected_mask = 0.0
     for i in range(5):
         row = [logits[i, j].item() for j in range(12) if j == i or mem_labels[j] != labels[i]]
         expected_mask += -(logits[i, i].item() - math.log(sum(math.exp(x) for x in row)))
-    assert scan_loss(q, labels, keys, labels, queue, queue_labels, 0, 0.2).item() == pytest.approx(expected_mask / 5, rel=1e-12)
+    assert scan_loss(q, labels, keys, labels, queue, queue_labels, 0, 0.2).item() == pytest.approx(
+        expected_mask / 5, rel=1e-12
+    )
 
 
 def test_permutation_invariance():
     gen = torch.Generator().manual_seed(5)
     q, keys, queue = _unit((6, 4), gen), _unit((6, 4), gen), _unit((8, 4), gen)
-    labels, queue_labels = torch.randint(0, 2, (6,), generator=gen), torch.randint(0, 2, (8,), generator=gen)
+    labels, queue_labels = (
+        torch.randint(0, 2, (6,), generator=gen),
+        torch.randint(0, 2, (8,), generator=gen),
+    )
     pb, pq = torch.randperm(6, generator=gen), torch.randperm(8, generator=gen)
     for mode in ("mask", "negative"):
         base = scan_loss(q, labels, keys, labels, queue, queue_labels, 4, 0.1, mode).item()
-        got = scan_loss(q[pb], labels[pb], keys[pb], labels[pb], queue[pq], queue_labels[pq], 4, 0.1, mode).item()
+        got = scan_loss(
+            q[pb], labels[pb], keys[pb], labels[pb], queue[pq], queue_labels[pq], 4, 0.1, mode
+        ).item()
         assert got == pytest.approx(base, rel=1e-12)
 
 
@@ -160,7 +174,9 @@ def test_label_only_on_own_key_is_finite():
     for mode in ("mask", "negative"):
         for num_neighbors in (0, 2, 100):
             args = [x.clone().requires_grad_(True) for x in (q, keys, queue)]
-            loss = scan_loss(args[0], labels, args[1], labels, args[2], queue_labels, num_neighbors, 0.07, mode)
+            loss = scan_loss(
+                args[0], labels, args[1], labels, args[2], queue_labels, num_neighbors, 0.07, mode
+            )
             loss.backward()
             assert torch.isfinite(loss) and all(torch.isfinite(a.grad).all() for a in args)
             ref = _ref_scan(q, labels, keys, labels, queue, queue_labels, num_neighbors, 0.07, mode)

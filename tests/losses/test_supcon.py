@@ -1,4 +1,5 @@
 """SupCon (Khosla et al., SupContrast semantics) and the queue SupCon term of SupCon+SelfSupCon (Islam et al.)."""
+
 import math
 
 import pytest
@@ -52,8 +53,11 @@ def _ref_queue_supcon(q, q_labels, keys, key_labels, queue, queue_labels, t):
         denom = 0.0
         for m in memory:
             denom = denom + torch.exp(torch.dot(q[i], m) / t)
-        log_probs = [torch.dot(q[i], m) / t - torch.log(denom)
-                     for m, lab in zip(memory, mem_labels) if lab == int(q_labels[i])]
+        log_probs = [
+            torch.dot(q[i], m) / t - torch.log(denom)
+            for m, lab in zip(memory, mem_labels)
+            if lab == int(q_labels[i])
+        ]
         if log_probs:
             per_anchor.append(-sum(log_probs) / len(log_probs))
     return sum(per_anchor) / len(per_anchor) if per_anchor else q.sum() * 0
@@ -69,8 +73,12 @@ def test_supcon_hand_value_with_anchor_without_positive():
     lp_a = 1.2 - math.log(e(1.2) + 1)
     lp_c = 1.2 - math.log(e(1.2) + e(1.6))
     expected = (-2 * lp_a - 2 * lp_c) / 2
-    feats = torch.tensor([[[1.0, 0.0]], [[0.6, 0.8]], [[0.0, 1.0]]], dtype=torch.float64, requires_grad=True)
-    loss = supcon_loss(feats, labels=torch.tensor([0, 0, 1]), temperature=0.5, base_temperature=0.25)
+    feats = torch.tensor(
+        [[[1.0, 0.0]], [[0.6, 0.8]], [[0.0, 1.0]]], dtype=torch.float64, requires_grad=True
+    )
+    loss = supcon_loss(
+        feats, labels=torch.tensor([0, 0, 1]), temperature=0.5, base_temperature=0.25
+    )
     assert loss.item() == pytest.approx(expected, rel=1e-12)
     loss.backward()
     assert torch.isfinite(feats.grad).all() and feats.grad.abs().sum() > 0
@@ -96,7 +104,9 @@ def test_supcon_matches_loop_reference(seed, mode):
     t, base_t = [0.07, 0.1, 0.5, 0.2][seed], [0.07, 0.07, 0.3, 0.2][seed]
     feats = _unit((bsz, n_views, 4), gen)
     labels = torch.randint(0, 3, (bsz,), generator=gen)
-    got = supcon_loss(feats, labels=labels, temperature=t, contrast_mode=mode, base_temperature=base_t)
+    got = supcon_loss(
+        feats, labels=labels, temperature=t, contrast_mode=mode, base_temperature=base_t
+    )
     ref = _ref_supcon(feats, labels=labels, t=t, mode=mode, base_t=base_t)
     assert got.item() == pytest.approx(ref.item(), rel=1e-10, abs=1e-12)
     # unsupervised (labels=None) too
@@ -146,7 +156,9 @@ def test_supcon_distinct_labels_equal_no_labels_and_mask_equals_labels():
             exp = supcon_loss(feats, labels=labels, temperature=0.1, contrast_mode=mode)
             assert got.item() == pytest.approx(exp.item(), rel=1e-12)
     # an asymmetric explicit mask against the loop reference
-    m = torch.tensor([[1, 1, 0, 0, 0], [0, 1, 0, 0, 0], [1, 0, 1, 1, 0], [0, 0, 0, 1, 0], [0, 0, 1, 0, 1]])
+    m = torch.tensor(
+        [[1, 1, 0, 0, 0], [0, 1, 0, 0, 0], [1, 0, 1, 1, 0], [0, 0, 0, 1, 0], [0, 0, 1, 0, 1]]
+    )
     got = supcon_loss(feats, mask=m, temperature=0.1)
     assert got.item() == pytest.approx(_ref_supcon(feats, mask=m.tolist(), t=0.1).item(), rel=1e-10)
 
@@ -158,18 +170,27 @@ def test_supcon_permutation_invariance():
     perm = torch.randperm(6, generator=gen)
     for mode in ("all", "one"):
         base = supcon_loss(feats, labels=labels, temperature=0.1, contrast_mode=mode).item()
-        got = supcon_loss(feats[perm], labels=labels[perm], temperature=0.1, contrast_mode=mode).item()
+        got = supcon_loss(
+            feats[perm], labels=labels[perm], temperature=0.1, contrast_mode=mode
+        ).item()
         assert got == pytest.approx(base, rel=1e-12)
     # in mode "all" the order of the views does not matter either
     base = supcon_loss(feats, labels=labels, temperature=0.1).item()
-    assert supcon_loss(feats.flip(1), labels=labels, temperature=0.1).item() == pytest.approx(base, rel=1e-12)
+    assert supcon_loss(feats.flip(1), labels=labels, temperature=0.1).item() == pytest.approx(
+        base, rel=1e-12
+    )
     # labels permuted inconsistently -> a different loss
-    assert supcon_loss(feats, labels=labels[perm], temperature=0.1).item() != pytest.approx(base, rel=1e-6)
+    assert supcon_loss(feats, labels=labels[perm], temperature=0.1).item() != pytest.approx(
+        base, rel=1e-6
+    )
 
 
 def test_supcon_no_positive_anywhere_is_zero_connected_and_finite():
     gen = torch.Generator().manual_seed(1)
-    for feats in (_unit((3, 1, 4), gen), _unit((1, 1, 4), gen)):  # unique labels, n_views=1 / a single entry
+    for feats in (
+        _unit((3, 1, 4), gen),
+        _unit((1, 1, 4), gen),
+    ):  # unique labels, n_views=1 / a single entry
         f = feats.clone().requires_grad_(True)
         loss = supcon_loss(f, labels=torch.arange(f.shape[0]), temperature=0.07)
         assert loss.requires_grad and loss.item() == 0.0
@@ -182,7 +203,9 @@ def test_supcon_float32_low_temperature_finite():
     feats = _unit((4, 2, 3), gen)
     labels = torch.tensor([0, 0, 1, 1])
     f = feats.float().requires_grad_(True)
-    loss = supcon_loss(f, labels=labels, temperature=0.005, base_temperature=0.07)  # logits up to 200
+    loss = supcon_loss(
+        f, labels=labels, temperature=0.005, base_temperature=0.07
+    )  # logits up to 200
     loss.backward()
     assert loss.dtype == torch.float32 and torch.isfinite(loss) and torch.isfinite(f.grad).all()
     ref = _ref_supcon(feats, labels=labels, t=0.005, base_t=0.07)
@@ -207,7 +230,10 @@ def test_supcon_gradcheck(mode):
     feats = torch.randn(3, 2, 3, generator=gen, dtype=torch.float64, requires_grad=True)
     labels = torch.tensor([0, 1, 0])
     assert torch.autograd.gradcheck(
-        lambda f: supcon_loss(f, labels=labels, temperature=0.5, contrast_mode=mode, base_temperature=0.3), (feats,)
+        lambda f: supcon_loss(
+            f, labels=labels, temperature=0.5, contrast_mode=mode, base_temperature=0.3
+        ),
+        (feats,),
     )
 
 
@@ -225,7 +251,9 @@ def test_queue_supcon_hand_value():
     q = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
     keys = torch.tensor([[1.0, 0.0], [0.6, 0.8]], dtype=torch.float64)
     queue = torch.tensor([[0.8, 0.6], [0.0, 1.0]], dtype=torch.float64)
-    loss = queue_supcon_loss(q, torch.tensor([0, 1]), keys, torch.tensor([0, 1]), queue, torch.tensor([0, 0]), 0.5)
+    loss = queue_supcon_loss(
+        q, torch.tensor([0, 1]), keys, torch.tensor([0, 1]), queue, torch.tensor([0, 0]), 0.5
+    )
     assert loss.item() == pytest.approx(expected, rel=1e-12)
 
 
@@ -236,7 +264,9 @@ def test_queue_supcon_matches_loop_reference(seed):
     t = [0.07, 0.2, 0.1, 0.5, 0.07][seed]
     q, keys, queue = _unit((n, 4), gen), _unit((n, 4), gen), _unit((k, 4), gen)
     labels = torch.randint(0, 3, (n,), generator=gen)
-    queue_labels = torch.randint(-1, 3, (k,), generator=gen)  # -1 = unlabelled slot, a plain negative
+    queue_labels = torch.randint(
+        -1, 3, (k,), generator=gen
+    )  # -1 = unlabelled slot, a plain negative
     args = (q, labels, keys, labels, queue, queue_labels)
     got = queue_supcon_loss(*args, temperature=t)
     assert got.item() == pytest.approx(_ref_queue_supcon(*args, t).item(), rel=1e-10, abs=1e-12)
@@ -257,35 +287,50 @@ def test_queue_supcon_gradients_match_loop_reference():
 def test_queue_supcon_permutation_invariance():
     gen = torch.Generator().manual_seed(4)
     q, keys, queue = _unit((6, 4), gen), _unit((6, 4), gen), _unit((8, 4), gen)
-    labels, queue_labels = torch.randint(0, 3, (6,), generator=gen), torch.randint(0, 3, (8,), generator=gen)
+    labels, queue_labels = (
+        torch.randint(0, 3, (6,), generator=gen),
+        torch.randint(0, 3, (8,), generator=gen),
+    )
     base = queue_supcon_loss(q, labels, keys, labels, queue, queue_labels, 0.1).item()
     pb, pq = torch.randperm(6, generator=gen), torch.randperm(8, generator=gen)
-    got = queue_supcon_loss(q[pb], labels[pb], keys[pb], labels[pb], queue[pq], queue_labels[pq], 0.1).item()
+    got = queue_supcon_loss(
+        q[pb], labels[pb], keys[pb], labels[pb], queue[pq], queue_labels[pq], 0.1
+    ).item()
     assert got == pytest.approx(base, rel=1e-12)
-    assert queue_supcon_loss(q, labels, keys, labels, queue, queue_labels.roll(1), 0.1).item() != pytest.approx(base, rel=1e-6)
+    assert queue_supcon_loss(
+        q, labels, keys, labels, queue, queue_labels.roll(1), 0.1
+    ).item() != pytest.approx(base, rel=1e-6)
 
 
 def test_queue_supcon_label_only_on_own_key_and_no_positive_guard():
     gen = torch.Generator().manual_seed(6)
     q, keys, queue = _unit((3, 4), gen), _unit((3, 4), gen), _unit((5, 4), gen)
-    labels = torch.tensor([0, 0, 7])  # label 7 exists only on key 2: anchor 2's only positive is its own key
+    labels = torch.tensor(
+        [0, 0, 7]
+    )  # label 7 exists only on key 2: anchor 2's only positive is its own key
     queue_labels = torch.tensor([0, 1, 1, 0, 2])
     qq = q.clone().requires_grad_(True)
     loss = queue_supcon_loss(qq, labels, keys, labels, queue, queue_labels, 0.07)
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(qq.grad).all()
-    assert loss.item() == pytest.approx(_ref_queue_supcon(q, labels, keys, labels, queue, queue_labels, 0.07).item(), rel=1e-10)
+    assert loss.item() == pytest.approx(
+        _ref_queue_supcon(q, labels, keys, labels, queue, queue_labels, 0.07).item(), rel=1e-10
+    )
     # anchor 2 with no positive at all (its key carries another label): excluded from the mean, no NaN
     key_labels = torch.tensor([0, 0, 1])
     qq = q.clone().requires_grad_(True)
     loss = queue_supcon_loss(qq, labels, keys, key_labels, queue, queue_labels, 0.07)
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(qq.grad).all() and qq.grad[2].abs().sum() == 0
-    ref = _ref_queue_supcon(q[:2], labels[:2], keys, key_labels, queue, queue_labels, 0.07)  # mean of anchors 0, 1
+    ref = _ref_queue_supcon(
+        q[:2], labels[:2], keys, key_labels, queue, queue_labels, 0.07
+    )  # mean of anchors 0, 1
     assert loss.item() == pytest.approx(ref.item(), rel=1e-10)
     # no anchor with a positive -> 0, connected to the graph
     qq = q.clone().requires_grad_(True)
-    loss = queue_supcon_loss(qq, torch.tensor([5, 6, 7]), keys, key_labels, queue, queue_labels, 0.07)
+    loss = queue_supcon_loss(
+        qq, torch.tensor([5, 6, 7]), keys, key_labels, queue, queue_labels, 0.07
+    )
     assert loss.requires_grad and loss.item() == 0.0
 
 
@@ -296,5 +341,6 @@ def test_queue_supcon_gradcheck():
     queue = torch.randn(4, 3, generator=gen, dtype=torch.float64, requires_grad=True)
     labels, queue_labels = torch.tensor([0, 1, 0]), torch.tensor([1, 0, 2, 0])
     assert torch.autograd.gradcheck(
-        lambda a, b, c: queue_supcon_loss(a, labels, b, labels, c, queue_labels, 0.5), (q, keys, queue)
+        lambda a, b, c: queue_supcon_loss(a, labels, b, labels, c, queue_labels, 0.5),
+        (q, keys, queue),
     )

@@ -1,4 +1,5 @@
 """The Classifier meta-architecture: stage features, frozen trunk, heads, losses."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -24,8 +25,13 @@ def make_cfg(head="linear", freeze=False, layers=("res5",), classes=4):
 
 def batch(n=4, seed=0, size=32):
     g = torch.Generator().manual_seed(seed)
-    return [{"image": torch.randint(0, 256, (3, size, size), generator=g, dtype=torch.uint8), "label": i % 4}
-            for i in range(n)]
+    return [
+        {
+            "image": torch.randint(0, 256, (3, size, size), generator=g, dtype=torch.uint8),
+            "label": i % 4,
+        }
+        for i in range(n)
+    ]
 
 
 def test_stage_features_match_torchvision_pooling():
@@ -73,7 +79,9 @@ def test_finetuning_trains_the_trunk_and_loss_is_cross_entropy():
     # the same batch in eval mode uses running BN statistics: compare with a fresh train-mode pass instead
     torch.manual_seed(0)
     again = Classifier(make_cfg("linear"))
-    feats = again.trunk((torch.stack([x["image"] for x in inputs]).float() - again.pixel_mean) / again.pixel_std)
+    feats = again.trunk(
+        (torch.stack([x["image"] for x in inputs]).float() - again.pixel_mean) / again.pixel_std
+    )
     expected = F.cross_entropy(again.head(feats), torch.tensor([x["label"] for x in inputs]))
     assert torch.allclose(loss, expected, atol=1e-6)
     assert logits.shape == (4, 4)
@@ -96,7 +104,11 @@ def test_multi_label_loss_ignores_difficult_entries():
     loss = model(inputs)["loss_cls"]
     torch.manual_seed(0)
     ref = Classifier(make_cfg("linear"))
-    logits = ref.head(ref.trunk((torch.stack([x["image"] for x in inputs]).float() - ref.pixel_mean) / ref.pixel_std))
+    logits = ref.head(
+        ref.trunk(
+            (torch.stack([x["image"] for x in inputs]).float() - ref.pixel_mean) / ref.pixel_std
+        )
+    )
     keep = [0, 2, 3]  # class 1 is ignored
     targets = torch.tensor([[1.0, 0.0, 1.0, 0.0]] * 2)[:, keep]
     expected = F.binary_cross_entropy_with_logits(logits[:, keep], targets)
@@ -108,10 +120,14 @@ def test_core_tuning_head_returns_both_losses():
 
     torch.manual_seed(0)
     model = Classifier(make_cfg("core_tuning"))
-    assert isinstance(model.head, CoreTuningHead) and model.head.classifier.bias is None  # bias-free, as the authors'
+    assert (
+        isinstance(model.head, CoreTuningHead) and model.head.classifier.bias is None
+    )  # bias-free, as the authors'
     torch.manual_seed(1)
     losses = model(batch(8))
-    assert set(losses) == {"loss_cls", "loss_con"} and all(torch.isfinite(v) for v in losses.values())
+    assert set(losses) == {"loss_cls", "loss_con"} and all(
+        torch.isfinite(v) for v in losses.values()
+    )
     # loss_con is ETA (0.1) x the focal SupCon term: the same draws with ETA 1 give 10x
     model.head.eta = 1.0
     torch.manual_seed(1)

@@ -1,5 +1,6 @@
 """CoreTuningHead (Zhang et al., NeurIPS 2021): layout, losses, randomness from torch's global RNG, many classes,
 the ablation flags (hard pairs, smooth boundary)."""
+
 import math
 
 import pytest
@@ -7,7 +8,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from contrastive_det.losses import core_tuning_mixup, focal_supcon_loss, soft_label_ids, soft_target_cross_entropy
+from contrastive_det.losses import (
+    core_tuning_mixup,
+    focal_supcon_loss,
+    soft_label_ids,
+    soft_target_cross_entropy,
+)
 from contrastive_det.modeling.core_tuning import CoreTuningHead, sample_mix_weights
 
 
@@ -24,7 +30,10 @@ def test_layout_bias_free_classifier_and_head_without_bn():
     assert [(m.in_features, m.out_features) for m in linears] == [(2048, 2048), (2048, 256)]
     assert all(m.bias is not None for m in linears)
     assert sorted(head.state_dict()) == [
-        "classifier.weight", "contrastor.mlp.0.bias", "contrastor.mlp.0.weight", "contrastor.mlp.2.bias",
+        "classifier.weight",
+        "contrastor.mlp.0.bias",
+        "contrastor.mlp.0.weight",
+        "contrastor.mlp.2.bias",
         "contrastor.mlp.2.weight",
     ]
     small = _head()
@@ -57,7 +66,12 @@ def test_forward_is_the_pure_pipeline_with_draws_from_the_global_rng():
     positive = sample_mix_weights(10, 0.5, 0.0)
     feats, targets = core_tuning_mixup(x, y, 5, perm, shuffled, positive)
     cls = soft_target_cross_entropy(feats @ head.classifier.weight.t(), targets)
-    con = focal_supcon_loss(F.normalize(head.contrastor(feats), dim=1), soft_label_ids(targets), 0.2, normalization="batch")
+    con = focal_supcon_loss(
+        F.normalize(head.contrastor(feats), dim=1),
+        soft_label_ids(targets),
+        0.2,
+        normalization="batch",
+    )
     torch.testing.assert_close(out["loss_cls"], cls)
     torch.testing.assert_close(out["loss_con"], 0.3 * con)
     assert shuffled.min() >= 0.7 and (shuffled == 0.7).any() and positive.min() < 0.7
@@ -95,7 +109,9 @@ def test_sample_mix_weights_clipping_and_distribution():
     lam = sample_mix_weights(20000, alpha=1.0, min_weight=0.8)
     assert lam.dtype == torch.float32 and lam.shape == (20000,)
     assert lam.min().item() == pytest.approx(0.8) and lam.max() <= 1.0
-    assert (lam == lam.min()).float().mean().item() == pytest.approx(0.8, abs=0.02)  # Beta(1,1): P(lambda < .8) = .8
+    assert (lam == lam.min()).float().mean().item() == pytest.approx(
+        0.8, abs=0.02
+    )  # Beta(1,1): P(lambda < .8) = .8
     free = sample_mix_weights(20000, alpha=1.0)
     assert free.min() < 0.01 and free.mean().item() == pytest.approx(0.5, abs=0.01)
     u_shaped = sample_mix_weights(20000, alpha=0.2)
@@ -132,7 +148,9 @@ def test_loss_decreases_on_a_separable_problem():
         totals.append(total.item())
         cons.append(losses["loss_con"].item())
     assert sum(totals[-5:]) < 0.6 * sum(totals[:5])
-    assert sum(cons[-5:]) < 0.95 * sum(cons[:5])  # the contrastive term too (mixtures keep it well above 0)
+    assert sum(cons[-5:]) < 0.95 * sum(
+        cons[:5]
+    )  # the contrastive term too (mixtures keep it well above 0)
     head.eval()
     assert (head(trunk(x)).argmax(dim=1) == y).all()
 
@@ -146,7 +164,9 @@ def test_many_classes(num_classes):
     torch.manual_seed(0)
     out = head(x, y)
     (out["loss_cls"] + out["loss_con"]).backward()
-    assert torch.isfinite(out["loss_cls"]) and torch.isfinite(out["loss_con"]) and out["loss_con"] > 0
+    assert (
+        torch.isfinite(out["loss_cls"]) and torch.isfinite(out["loss_con"]) and out["loss_con"] > 0
+    )
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
     assert head.eval()(x).shape == (48, num_classes)
 
@@ -173,8 +193,13 @@ def test_singleton_classes_no_nan(labels):
 
 
 def test_rejects_bad_arguments():
-    for bad in (dict(eta=-1.0), dict(alpha=0.0), dict(temperature=0.0), dict(min_shuffled_weight=1.2),
-                dict(con_normalization="mean")):
+    for bad in (
+        dict(eta=-1.0),
+        dict(alpha=0.0),
+        dict(temperature=0.0),
+        dict(min_shuffled_weight=1.2),
+        dict(con_normalization="mean"),
+    ):
         with pytest.raises(ValueError):
             CoreTuningHead(8, 3, **bad)
     head = _head()
@@ -226,7 +251,10 @@ def test_flags_default_to_core_tuning_and_both_true_is_the_core_tuning_pipeline_
     ct = get_cfg().CLASSIFICATION.CORE_TUNING
     assert ct.HARD_PAIRS is True and ct.SMOOTH_BOUNDARY is True
     x, y = _inputs()
-    default, explicit = _head(num_classes=4, eta=0.3), _head(num_classes=4, eta=0.3, hard_pairs=True, smooth_boundary=True)
+    default, explicit = (
+        _head(num_classes=4, eta=0.3),
+        _head(num_classes=4, eta=0.3, hard_pairs=True, smooth_boundary=True),
+    )
     assert default.hard_pairs and default.smooth_boundary
     out, grad = _run(default, x, y)
     out2, grad2 = _run(explicit, x, y)
@@ -234,10 +262,16 @@ def test_flags_default_to_core_tuning_and_both_true_is_the_core_tuning_pipeline_
     # the Core-tuning path as it was before the flags: draws, 3N mixup batch, soft-target CE, focal SupCon on soft ids
     xr = x.clone().requires_grad_(True)
     torch.manual_seed(3)
-    perm, shuffled, positive = torch.randperm(12), sample_mix_weights(12, 1.0, 0.8), sample_mix_weights(12, 1.0, 0.0)
+    perm, shuffled, positive = (
+        torch.randperm(12),
+        sample_mix_weights(12, 1.0, 0.8),
+        sample_mix_weights(12, 1.0, 0.0),
+    )
     feats, targets = core_tuning_mixup(xr, y, 4, perm, shuffled, positive)
     cls = soft_target_cross_entropy(explicit.classifier(feats), targets)
-    con = focal_supcon_loss(explicit.project(feats), soft_label_ids(targets), 0.07, normalization="batch")
+    con = focal_supcon_loss(
+        explicit.project(feats), soft_label_ids(targets), 0.07, normalization="batch"
+    )
     (cls + 0.3 * con).backward()
     assert torch.equal(out["loss_cls"], cls) and torch.equal(out["loss_con"], 0.3 * con)
     assert torch.equal(grad, xr.grad)
@@ -246,8 +280,14 @@ def test_flags_default_to_core_tuning_and_both_true_is_the_core_tuning_pipeline_
 @pytest.mark.parametrize("normalization", ["batch", "positives"])
 def test_ce_plus_contrastive_is_ce_plus_eta_focal_supcon_on_the_real_samples(normalization):
     x, y = _inputs()
-    head = _head(num_classes=4, eta=0.3, temperature=0.2, con_normalization=normalization,
-                 hard_pairs=False, smooth_boundary=False)
+    head = _head(
+        num_classes=4,
+        eta=0.3,
+        temperature=0.2,
+        con_normalization=normalization,
+        hard_pairs=False,
+        smooth_boundary=False,
+    )
     out, _ = _run(head, x, y)
     with torch.no_grad():
         logits = x @ head.classifier.weight.t()  # 12x4
@@ -264,13 +304,22 @@ def test_ce_plus_contrastive_is_ce_plus_eta_focal_supcon_on_the_real_samples(nor
 
 def test_each_flag_alone_changes_only_its_part():
     x, y = _inputs()
-    runs = {(hp, sb): _run(_head(num_classes=4, eta=0.3, hard_pairs=hp, smooth_boundary=sb), x, y)[0]
-            for hp in (True, False) for sb in (True, False)}
+    runs = {
+        (hp, sb): _run(_head(num_classes=4, eta=0.3, hard_pairs=hp, smooth_boundary=sb), x, y)[0]
+        for hp in (True, False)
+        for sb in (True, False)
+    }
     full, ablation = runs[True, True], runs[False, False]
     # the classifier's term follows SMOOTH_BOUNDARY only, the contrastive term HARD_PAIRS only (same draws)
     for hp, sb in runs:
-        assert torch.equal(runs[hp, sb]["loss_cls"], (full if sb else ablation)["loss_cls"]), (hp, sb)
-        assert torch.equal(runs[hp, sb]["loss_con"], (full if hp else ablation)["loss_con"]), (hp, sb)
+        assert torch.equal(runs[hp, sb]["loss_cls"], (full if sb else ablation)["loss_cls"]), (
+            hp,
+            sb,
+        )
+        assert torch.equal(runs[hp, sb]["loss_con"], (full if hp else ablation)["loss_con"]), (
+            hp,
+            sb,
+        )
     assert not torch.equal(full["loss_cls"], ablation["loss_cls"])
     assert not torch.equal(full["loss_con"], ablation["loss_con"])
 
@@ -286,10 +335,24 @@ def test_flags_must_be_bools_and_come_from_the_config():
     for value in ("'no'", "0", "1.0"):
         with pytest.raises(ValueError):  # the config layer checks the type of an override
             cfg.clone().merge_from_list(["CLASSIFICATION.CORE_TUNING.HARD_PAIRS", value])
-    cfg.merge_from_list(["CLASSIFICATION.CORE_TUNING.HARD_PAIRS", "False", "CLASSIFICATION.CORE_TUNING.SMOOTH_BOUNDARY",
-                         "True", "MODEL.CLASSIFIER.HEAD", "core_tuning", "MODEL.TV_RESNET.DEPTH", "18",
-                         "MODEL.CLASSIFIER.NUM_CLASSES", "3", "CLASSIFICATION.CORE_TUNING.HIDDEN_DIM", "8",
-                         "CLASSIFICATION.CORE_TUNING.PROJ_DIM", "4"])
+    cfg.merge_from_list(
+        [
+            "CLASSIFICATION.CORE_TUNING.HARD_PAIRS",
+            "False",
+            "CLASSIFICATION.CORE_TUNING.SMOOTH_BOUNDARY",
+            "True",
+            "MODEL.CLASSIFIER.HEAD",
+            "core_tuning",
+            "MODEL.TV_RESNET.DEPTH",
+            "18",
+            "MODEL.CLASSIFIER.NUM_CLASSES",
+            "3",
+            "CLASSIFICATION.CORE_TUNING.HIDDEN_DIM",
+            "8",
+            "CLASSIFICATION.CORE_TUNING.PROJ_DIM",
+            "4",
+        ]
+    )
     head = Classifier.from_config(cfg)["head"]
     assert (head.hard_pairs, head.smooth_boundary) == (False, True)
     assert "hard_pairs=False, smooth_boundary=True" in repr(head)

@@ -25,11 +25,16 @@ def losses_and_grads(x1, x2, labels, weight, gather):
     out = {}
     for name in ("simclr", "supcon"):
         w = weight.clone().requires_grad_(True)
-        z1, z2 = gather(F.normalize(x1 @ w.T, dim=1)), gather(F.normalize(x2 @ w.T, dim=1))  # (W*N)xD
+        z1, z2 = (
+            gather(F.normalize(x1 @ w.T, dim=1)),
+            gather(F.normalize(x2 @ w.T, dim=1)),
+        )  # (W*N)xD
         if name == "simclr":
             loss = nt_xent_loss(z1, z2, temperature=0.5)
         else:
-            loss = supcon_loss(torch.stack([z1, z2], dim=1), labels=gather_no_grad(labels), temperature=0.1)
+            loss = supcon_loss(
+                torch.stack([z1, z2], dim=1), labels=gather_no_grad(labels), temperature=0.1
+            )
         loss.backward()
         out[name] = (loss.detach(), w.grad)
     return out
@@ -44,7 +49,9 @@ def worker(rank, init_file, result_file):
         dist.all_reduce(grad)  # what DDP does: average the parameter gradients over processes
         out[name] = (loss, grad / WORLD)
     queue = KeyQueue(size=3 * WORLD * N, dim=D)
-    queue.keys.copy_(F.normalize(torch.ones(3 * WORLD * N, D), dim=1))  # same start on every process
+    queue.keys.copy_(
+        F.normalize(torch.ones(3 * WORLD * N, D), dim=1)
+    )  # same start on every process
     keys = F.normalize(x1[local] @ weight.T, dim=1)
     queue.enqueue(gather_no_grad(keys), gather_no_grad(labels[local]))
     out["queue"] = (queue.keys.clone(), queue.labels.clone(), int(queue.ptr))

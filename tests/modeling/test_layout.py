@@ -1,5 +1,6 @@
 """Layout of the modeling and losses packages: one file per pretraining family, registration on import,
 checkpoint keys that do not move, and no private helper imported across files."""
+
 import ast
 import importlib
 import os
@@ -14,8 +15,13 @@ from contrastive_det.config import get_cfg
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 FAMILIES = {  # class name -> module of contrastive_det.modeling.pretrainers
-    "SimCLR": "simclr", "SupCon": "supcon", "MoCoV2": "moco", "CESelfSupCon": "joint",
-    "SupConSelfSupCon": "joint", "SCAN": "scan", "Supervised": "supervised",
+    "SimCLR": "simclr",
+    "SupCon": "supcon",
+    "MoCoV2": "moco",
+    "CESelfSupCon": "joint",
+    "SupConSelfSupCon": "joint",
+    "SCAN": "scan",
+    "Supervised": "supervised",
 }
 
 
@@ -41,22 +47,48 @@ def test_one_module_per_family_registered_and_exported_from_the_package_path():
         cls = META_ARCH_REGISTRY.get(name)
         assert cls.__module__ == f"contrastive_det.modeling.pretrainers.{family}", name
         assert getattr(pretrainers, name) is cls and getattr(modeling, name) is cls
-    assert pretrainers.ContrastivePretrainer.__module__ == "contrastive_det.modeling.pretrainers.base"
+    assert (
+        pretrainers.ContrastivePretrainer.__module__ == "contrastive_det.modeling.pretrainers.base"
+    )
     assert modeling.ProjectionMLP.__module__ == "contrastive_det.modeling.heads"
     assert importlib.import_module("contrastive_det.losses.numerics").positive_mean_log_prob
 
 
 # Checkpoint keys written before the package split (and by every later version): they must not move.
 PINNED_KEYS = {
-    "SimCLR": ["encoder.resnet.conv1.weight", "encoder.resnet.layer4.1.bn2.running_var", "projection.mlp.0.weight",
-               "projection.mlp.1.weight", "projection.mlp.1.running_mean", "projection.mlp.1.num_batches_tracked",
-               "projection.mlp.3.weight", "projection.mlp.3.bias"],
-    "MoCoV2": ["encoder.resnet.bn1.weight", "encoder_k.resnet.conv1.weight", "heads.projection.mlp.0.weight",
-               "heads.projection.mlp.2.bias", "heads_k.projection.mlp.2.weight", "queues.projection.keys",
-               "queues.projection.labels", "queues.projection.ptr"],
-    "CESelfSupCon": ["classifier.weight", "classifier.bias", "heads.projection.mlp.0.weight", "queues.projection.ptr"],
-    "SupConSelfSupCon": ["heads.instance.mlp.0.weight", "heads.supervised.mlp.2.weight",
-                         "heads_k.supervised.mlp.0.bias", "queues.instance.keys", "queues.supervised.labels"],
+    "SimCLR": [
+        "encoder.resnet.conv1.weight",
+        "encoder.resnet.layer4.1.bn2.running_var",
+        "projection.mlp.0.weight",
+        "projection.mlp.1.weight",
+        "projection.mlp.1.running_mean",
+        "projection.mlp.1.num_batches_tracked",
+        "projection.mlp.3.weight",
+        "projection.mlp.3.bias",
+    ],
+    "MoCoV2": [
+        "encoder.resnet.bn1.weight",
+        "encoder_k.resnet.conv1.weight",
+        "heads.projection.mlp.0.weight",
+        "heads.projection.mlp.2.bias",
+        "heads_k.projection.mlp.2.weight",
+        "queues.projection.keys",
+        "queues.projection.labels",
+        "queues.projection.ptr",
+    ],
+    "CESelfSupCon": [
+        "classifier.weight",
+        "classifier.bias",
+        "heads.projection.mlp.0.weight",
+        "queues.projection.ptr",
+    ],
+    "SupConSelfSupCon": [
+        "heads.instance.mlp.0.weight",
+        "heads.supervised.mlp.2.weight",
+        "heads_k.supervised.mlp.0.bias",
+        "queues.instance.keys",
+        "queues.supervised.labels",
+    ],
     "SCAN": ["heads_k.projection.mlp.0.weight", "queues.projection.labels"],
 }
 
@@ -67,8 +99,10 @@ def test_checkpoint_keys_are_stable(arch):
     missing = [k for k in PINNED_KEYS[arch] if k not in state]
     assert not missing, missing
     prefixes = {k.split(".")[0] for k in state}
-    expected = {"SimCLR": {"encoder", "projection"}, "CESelfSupCon": {"encoder", "encoder_k", "heads", "heads_k",
-                                                                       "queues", "classifier"}}
+    expected = {
+        "SimCLR": {"encoder", "projection"},
+        "CESelfSupCon": {"encoder", "encoder_k", "heads", "heads_k", "queues", "classifier"},
+    }
     assert prefixes == expected.get(arch, {"encoder", "encoder_k", "heads", "heads_k", "queues"})
 
 
@@ -79,8 +113,14 @@ def test_every_detectron2_batch_norm_builds_with_the_same_keys_and_loads_a_bn_ch
     synced = build_model(tiny_cfg("SimCLR", norm, proj_bn=True))
     assert list(synced.state_dict()) == list(bn.state_dict())
     synced.load_state_dict(bn.state_dict())  # strict
-    kinds = {type(m).__name__ for m in synced.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)}
-    assert "BatchNorm2d" not in kinds and "BatchNorm1d" not in kinds, kinds  # trunk AND head use the synced norm
+    kinds = {
+        type(m).__name__
+        for m in synced.modules()
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+    }
+    assert "BatchNorm2d" not in kinds and "BatchNorm1d" not in kinds, (
+        kinds
+    )  # trunk AND head use the synced norm
     # one process, eval and train: every flavour computes what plain BN computes
     x = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
     for model in (bn, synced):
@@ -107,7 +147,9 @@ def _cross_file_private_imports(package_dir):
             if name.endswith(".py"):
                 path = os.path.join(root, name)
                 for node in ast.walk(ast.parse(open(path).read())):
-                    if isinstance(node, ast.ImportFrom) and (node.level > 0 or "contrastive_det" in (node.module or "")):
+                    if isinstance(node, ast.ImportFrom) and (
+                        node.level > 0 or "contrastive_det" in (node.module or "")
+                    ):
                         bad += [f"{path}: {a.name}" for a in node.names if a.name.startswith("_")]
     return bad
 

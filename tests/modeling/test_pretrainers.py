@@ -22,8 +22,16 @@ def tiny_cfg(arch):
 
 def batch(n=4, size=32, labels=(0, 1, 0, 1)):
     g = torch.Generator().manual_seed(0)
-    return [{"views": [torch.randint(0, 256, (3, size, size), generator=g, dtype=torch.uint8) for _ in range(2)],
-             "label": labels[i]} for i in range(n)]
+    return [
+        {
+            "views": [
+                torch.randint(0, 256, (3, size, size), generator=g, dtype=torch.uint8)
+                for _ in range(2)
+            ],
+            "label": labels[i],
+        }
+        for i in range(n)
+    ]
 
 
 def test_momentum_update_and_queue_advance_by_hand():
@@ -36,15 +44,25 @@ def test_momentum_update_and_queue_advance_by_hand():
     losses = model(batch())
     assert set(losses) == {"loss_infonce"} and torch.isfinite(losses["loss_infonce"])
     # k <- 0.9 k + 0.1 q (q already shifted by +1)
-    torch.testing.assert_close(model.encoder_k.resnet.conv1.weight, 0.9 * k_before + 0.1 * (q_before + 1.0))
-    assert int(model.queues["projection"].ptr) == 4 and model.queues["projection"].labels[:4].tolist() == [0, 1, 0, 1]
+    torch.testing.assert_close(
+        model.encoder_k.resnet.conv1.weight, 0.9 * k_before + 0.1 * (q_before + 1.0)
+    )
+    assert int(model.queues["projection"].ptr) == 4 and model.queues["projection"].labels[
+        :4
+    ].tolist() == [0, 1, 0, 1]
     assert not any(p.requires_grad for p in model.encoder_k.parameters())
 
 
-@pytest.mark.parametrize("arch, keys", [
-    ("SimCLR", {"loss_ntxent"}), ("SupCon", {"loss_supcon"}), ("CESelfSupCon", {"loss_ce", "loss_instance"}),
-    ("SupConSelfSupCon", {"loss_instance", "loss_supcon"}), ("SCAN", {"loss_scan"}),
-])
+@pytest.mark.parametrize(
+    "arch, keys",
+    [
+        ("SimCLR", {"loss_ntxent"}),
+        ("SupCon", {"loss_supcon"}),
+        ("CESelfSupCon", {"loss_ce", "loss_instance"}),
+        ("SupConSelfSupCon", {"loss_instance", "loss_supcon"}),
+        ("SCAN", {"loss_scan"}),
+    ],
+)
 def test_every_method_returns_finite_losses_with_gradients(arch, keys):
     torch.manual_seed(0)
     model = build_model(tiny_cfg(arch)).train()
@@ -63,12 +81,19 @@ def test_supervised_methods_refuse_unlabelled_images():
 
 def test_queue_size_must_be_a_multiple_of_the_global_batch():
     queue = KeyQueue(size=6, dim=2)
-    with pytest.raises(ValueError, match="QUEUE_SIZE=6 must be a multiple of the global batch size 4"):
+    with pytest.raises(
+        ValueError, match="QUEUE_SIZE=6 must be a multiple of the global batch size 4"
+    ):
         queue.enqueue(torch.ones(4, 2))
 
 
 def test_inference_returns_normalised_embeddings():
     model = build_model(tiny_cfg("SimCLR")).eval()
-    out = model([{"image": torch.zeros(3, 32, 32, dtype=torch.uint8)}, {"image": torch.full((3, 32, 32), 200, dtype=torch.uint8)}])
+    out = model(
+        [
+            {"image": torch.zeros(3, 32, 32, dtype=torch.uint8)},
+            {"image": torch.full((3, 32, 32), 200, dtype=torch.uint8)},
+        ]
+    )
     norms = torch.stack([o["embedding"] for o in out]).norm(dim=1)
     torch.testing.assert_close(norms, torch.ones(2))

@@ -1,6 +1,7 @@
 """The published recipes (configs/pretrain) and their toy twins (configs/toy) follow the papers where the
 optimizer and the model differ from detectron2's defaults: MoCo decays BN, SimCLR/SupCon use global BN,
 SupCon's base temperature is the reference code's 0.07."""
+
 import os
 
 import pytest
@@ -14,7 +15,12 @@ from contrastive_det.losses import supcon_loss
 from contrastive_det.solver import build_optimizer
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-MOCO_FAMILY = ["mocov2_R50_200ep", "ce_selfsupcon_R50_200ep", "supcon_selfsupcon_R50_200ep", "scan_R50_200ep"]
+MOCO_FAMILY = [
+    "mocov2_R50_200ep",
+    "ce_selfsupcon_R50_200ep",
+    "supcon_selfsupcon_R50_200ep",
+    "scan_R50_200ep",
+]
 IN_BATCH = ["simclr_R50_1000ep", "supcon_R50_700ep"]
 
 
@@ -29,25 +35,38 @@ def load(path):
     return cfg
 
 
-@pytest.mark.parametrize("path", [f"pretrain/{r}" for r in MOCO_FAMILY] + [f"toy/{toy(r)}" for r in MOCO_FAMILY])
+@pytest.mark.parametrize(
+    "path", [f"pretrain/{r}" for r in MOCO_FAMILY] + [f"toy/{toy(r)}" for r in MOCO_FAMILY]
+)
 def test_moco_family_decays_every_bn_parameter(path):
     """MoCo's SGD decays all parameters; detectron2's groups give norms WEIGHT_DECAY_NORM (default 0)."""
     cfg = load(path)
     wd = cfg.SOLVER.WEIGHT_DECAY
     assert wd > 0 and cfg.SOLVER.WEIGHT_DECAY_NORM == wd
-    if path.startswith("pretrain/"):  # the recipe's values, on a smaller model (groups do not depend on size)
+    if path.startswith(
+        "pretrain/"
+    ):  # the recipe's values, on a smaller model (groups do not depend on size)
         cfg.MODEL.TV_RESNET.DEPTH, cfg.MODEL.CONTRASTIVE.PROJ_HIDDEN_DIM = 18, 64
     model = build_model(cfg)
     optimizer = build_optimizer(cfg, model)
     decay = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
-    bn_params = [p for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-                 for p in m.parameters(recurse=False) if p.requires_grad]
+    bn_params = [
+        p
+        for m in model.modules()
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+        for p in m.parameters(recurse=False)
+        if p.requires_grad
+    ]
     assert len(bn_params) >= 40  # ResNet-18: 20 norms x (weight, bias)
     assert all(decay[id(p)] == wd for p in bn_params)
-    assert all(v == wd for v in decay.values())  # and everything else too (biases: WEIGHT_DECAY_BIAS = WD)
+    assert all(
+        v == wd for v in decay.values()
+    )  # and everything else too (biases: WEIGHT_DECAY_BIAS = WD)
 
 
-@pytest.mark.parametrize("path", [f"pretrain/{r}" for r in IN_BATCH] + [f"toy/{toy(r)}" for r in IN_BATCH])
+@pytest.mark.parametrize(
+    "path", [f"pretrain/{r}" for r in IN_BATCH] + [f"toy/{toy(r)}" for r in IN_BATCH]
+)
 def test_simclr_and_supcon_use_global_bn_in_trunk_and_head(path):
     cfg = load(path)
     assert cfg.MODEL.TV_RESNET.NORM == "SyncBN" and cfg.MODEL.CONTRASTIVE.PROJ_BN
@@ -67,7 +86,9 @@ def test_supcon_base_temperature_is_the_reference_codes(path):
     cfg.MODEL.TV_RESNET.NORM, cfg.MODEL.CONTRASTIVE.PROJ_HIDDEN_DIM = "BN", 16
     model = build_model(cfg)
     assert model.base_temperature == 0.07 and model.temperature == 0.1
-    feats = torch.nn.functional.normalize(torch.randn(6, 2, 8, generator=torch.Generator().manual_seed(0)), dim=-1)
+    feats = torch.nn.functional.normalize(
+        torch.randn(6, 2, 8, generator=torch.Generator().manual_seed(0)), dim=-1
+    )
     labels = torch.tensor([0, 1, 0, 2, 1, 1])
     scaled = supcon_loss(feats, labels, temperature=0.1, base_temperature=model.base_temperature)
     unscaled = supcon_loss(feats, labels, temperature=0.1, base_temperature=0.1)

@@ -56,7 +56,11 @@ def test_basic_block_resnets_get_a_basic_res5_head(depth, blocks):
     from detectron2.modeling.backbone.resnet import BasicBlock
 
     cfg = toy_model_cfg()
-    cfg.MODEL.RESNETS.DEPTH, cfg.MODEL.RESNETS.RES2_OUT_CHANNELS, cfg.MODEL.RESNETS.STRIDE_IN_1X1 = depth, 64, False
+    (
+        cfg.MODEL.RESNETS.DEPTH,
+        cfg.MODEL.RESNETS.RES2_OUT_CHANNELS,
+        cfg.MODEL.RESNETS.STRIDE_IN_1X1,
+    ) = depth, 64, False
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     res5 = model.roi_heads.res5
@@ -64,7 +68,12 @@ def test_basic_block_resnets_get_a_basic_res5_head(depth, blocks):
     assert res5[0].conv1.stride == (2, 2) and all(b.conv1.stride == (1, 1) for b in res5[1:-1])
     assert isinstance(res5[-1], torch.nn.BatchNorm2d) and res5[-1].num_features == 512
     assert model.backbone.output_shape()["res4"].channels == 256
-    assert res5(torch.randn(2, 256, 14, 14)).shape == (2, 512, 7, 7)  # pooled RoIs -> R x 512 x 7 x 7
+    assert res5(torch.randn(2, 256, 14, 14)).shape == (
+        2,
+        512,
+        7,
+        7,
+    )  # pooled RoIs -> R x 512 x 7 x 7
     assert model.roi_heads.box_predictor.cls_score.in_features == 512
 
 
@@ -83,18 +92,33 @@ def test_converted_resnet18_fills_the_c4_backbone_and_res5_head(tmp_path):
         if isinstance(m, torch.nn.BatchNorm2d):
             set_nontrivial_norm_stats(m, seed=int(m.num_features))
     torch.save(source.state_dict(), tmp_path / "r18.pth")
-    convert_checkpoint(tmp_path / "r18.pth", tmp_path / "r18.pkl", write_config=str(tmp_path / "det.yaml"),
-                       base=TOY_CONFIG, log=lambda *a: None)
-    cfg = load_config(argparse.Namespace(config_file=str(tmp_path / "det.yaml"), opts=["MODEL.RESNETS.NORM", "BN"]))
+    convert_checkpoint(
+        tmp_path / "r18.pth",
+        tmp_path / "r18.pkl",
+        write_config=str(tmp_path / "det.yaml"),
+        base=TOY_CONFIG,
+        log=lambda *a: None,
+    )
+    cfg = load_config(
+        argparse.Namespace(
+            config_file=str(tmp_path / "det.yaml"), opts=["MODEL.RESNETS.NORM", "BN"]
+        )
+    )
     cfg.defrost()
     cfg.MODEL.DEVICE = "cpu"
     model = build_model(cfg).eval()
     AtomicDetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     torch.testing.assert_close(model.backbone.stem.conv1.weight, source.conv1.weight)
-    torch.testing.assert_close(model.backbone.res4[1].conv2.norm.running_var, source.layer3[1].bn2.running_var)
+    torch.testing.assert_close(
+        model.backbone.res4[1].conv2.norm.running_var, source.layer3[1].bn2.running_var
+    )
     torch.testing.assert_close(model.roi_heads.res5[0].conv1.weight, source.layer4[0].conv1.weight)
-    torch.testing.assert_close(model.roi_heads.res5[0].shortcut.weight, source.layer4[0].downsample[0].weight)
-    torch.testing.assert_close(model.roi_heads.res5[1].conv2.norm.running_mean, source.layer4[1].bn2.running_mean)
+    torch.testing.assert_close(
+        model.roi_heads.res5[0].shortcut.weight, source.layer4[0].downsample[0].weight
+    )
+    torch.testing.assert_close(
+        model.roi_heads.res5[1].conv2.norm.running_mean, source.layer4[1].bn2.running_mean
+    )
 
 
 def test_detectron2_pkl_with_matching_heuristics_loads_backbone(model, tmp_path):
@@ -117,9 +141,12 @@ def test_detectron2_pkl_with_matching_heuristics_loads_backbone(model, tmp_path)
     AtomicDetectionCheckpointer(model).load(str(path))
     torch.testing.assert_close(model.backbone.stem.conv1.weight, source.backbone.stem.conv1.weight)
     torch.testing.assert_close(
-        model.backbone.res4[5].conv3.norm.running_var, source.backbone.res4[5].conv3.norm.running_var
+        model.backbone.res4[5].conv3.norm.running_var,
+        source.backbone.res4[5].conv3.norm.running_var,
     )
-    torch.testing.assert_close(model.roi_heads.res5[2].conv2.weight, source.roi_heads.res5[2].conv2.weight)
+    torch.testing.assert_close(
+        model.roi_heads.res5[2].conv2.weight, source.roi_heads.res5[2].conv2.weight
+    )
     assert np.isfinite(model.roi_heads.res5[-1].running_var.numpy()).all()
 
 
@@ -144,14 +171,22 @@ def set_nontrivial_norm_stats(norm, seed=0):
 def bn_eval(z, mean, var, weight, bias, eps):
     """y[n, c, h, w] = (z - mean[c]) / sqrt(var[c] + eps) * weight[c] + bias[c]."""
     per_channel = lambda v: v[None, :, None, None]  # noqa: E731
-    return (z - per_channel(mean)) / torch.sqrt(per_channel(var) + eps) * per_channel(weight) + per_channel(bias)
+    return (z - per_channel(mean)) / torch.sqrt(per_channel(var) + eps) * per_channel(
+        weight
+    ) + per_channel(bias)
 
 
 def pooled_rois(head, seed=0):
     """Features of one 128x128 image (res4: 1024 x 8 x 8) and the 14x14 ROI crops of 3 boxes."""
     g = torch.Generator().manual_seed(seed)
     feature = torch.randn(1, 1024, 8, 8, generator=g)
-    boxes = [Boxes(torch.tensor([[0.0, 0.0, 64.0, 64.0], [32.0, 16.0, 120.0, 100.0], [8.0, 40.0, 50.0, 127.0]]))]
+    boxes = [
+        Boxes(
+            torch.tensor(
+                [[0.0, 0.0, 64.0, 64.0], [32.0, 16.0, 120.0, 100.0], [8.0, 40.0, 50.0, 127.0]]
+            )
+        )
+    ]
     return [feature], boxes, head.pooler([feature], boxes)
 
 
@@ -173,7 +208,9 @@ def test_extra_norm_applied_once_with_its_statistics(training):
         expected = bn_eval(z, batch_mean, batch_var, norm.weight, norm.bias, norm.eps)
         n = z.numel() / z.shape[1]
         m = norm.momentum
-        torch.testing.assert_close(norm.running_mean, (1 - m) * mean0 + m * batch_mean, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            norm.running_mean, (1 - m) * mean0 + m * batch_mean, rtol=1e-4, atol=1e-5
+        )
         torch.testing.assert_close(
             norm.running_var, (1 - m) * var0 + m * batch_var * n / (n - 1), rtol=1e-4, atol=1e-5
         )
@@ -219,8 +256,12 @@ def record_mask_head_inputs(model):
         seen["norm_calls"] += 1
 
     hooks = [
-        heads.mask_head.register_forward_pre_hook(lambda m, args: seen["mask_in"].append(args[0].detach())),
-        heads.res5.register_forward_hook(lambda m, args, out: seen["res5_out"].append(out.detach())),
+        heads.mask_head.register_forward_pre_hook(
+            lambda m, args: seen["mask_in"].append(args[0].detach())
+        ),
+        heads.res5.register_forward_hook(
+            lambda m, args, out: seen["res5_out"].append(out.detach())
+        ),
         heads.res5[-1].register_forward_hook(on_norm),
     ]
     return seen, hooks
@@ -252,7 +293,9 @@ def test_mask_rcnn_c4_training_step_uses_normalized_res5_features():
     assert len(seen["res5_out"]) == 1 and seen["norm_calls"] == 1
     (res5_out,), (mask_in,) = seen["res5_out"], seen["mask_in"]
     assert 0 < mask_in.shape[0] < res5_out.shape[0]
-    dist = (mask_in.flatten(1)[:, None, :] - res5_out.flatten(1)[None, :, :]).abs().amax(dim=2)  # fg x R
+    dist = (
+        (mask_in.flatten(1)[:, None, :] - res5_out.flatten(1)[None, :, :]).abs().amax(dim=2)
+    )  # fg x R
     assert (dist.amin(dim=1) == 0).all()
 
 
@@ -261,11 +304,15 @@ def test_mask_rcnn_c4_inference_masks_from_the_normalized_features():
     model = build_model(toy_mask_cfg()).eval()
     norm = model.roi_heads.res5[-1]
     set_nontrivial_norm_stats(norm)
-    with torch.no_grad():  # a random model's outputs are arbitrary: every RoI is class 3, box = proposal
+    with (
+        torch.no_grad()
+    ):  # a random model's outputs are arbitrary: every RoI is class 3, box = proposal
         model.roi_heads.box_predictor.bbox_pred.weight.zero_()
         model.roi_heads.box_predictor.bbox_pred.bias.zero_()
         model.roi_heads.box_predictor.cls_score.weight.zero_()
-        model.roi_heads.box_predictor.cls_score.bias[:] = torch.tensor([0.0] * 3 + [10.0] + [0.0] * 7)
+        model.roi_heads.box_predictor.cls_score.bias[:] = torch.tensor(
+            [0.0] * 3 + [10.0] + [0.0] * 7
+        )
     seen, hooks = record_mask_head_inputs(model)
     batch = tiny_batch()
     with torch.no_grad():

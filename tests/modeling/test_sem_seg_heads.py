@@ -1,4 +1,5 @@
 """FCN heads and the segmentor: the loss over valid pixels, output sizes, sliding windows, both protocols' shapes."""
+
 import math
 
 import pytest
@@ -15,7 +16,9 @@ REPO_CONFIGS = "configs/segmentation"
 def test_cross_entropy_averages_over_valid_pixels_only():
     logits = torch.zeros(1, 4, 1, 2)  # uniform over 4 classes at 2 pixels
     targets = torch.tensor([[[1, 255]]])  # one pixel ignored
-    assert sem_seg_cross_entropy(logits, targets, 255).item() == pytest.approx(math.log(4))  # 1.386294, not 0.693147
+    assert sem_seg_cross_entropy(logits, targets, 255).item() == pytest.approx(
+        math.log(4)
+    )  # 1.386294, not 0.693147
     assert sem_seg_cross_entropy(logits, torch.full((1, 1, 2), 255), 255).item() == 0.0
 
 
@@ -36,7 +39,9 @@ def _model(config, **overrides):
     return build_model(cfg), cfg
 
 
-@pytest.mark.parametrize("config,stride", [("voc12aug_R_50_FCN16s_30k.yaml", 16), ("voc12aug_R_50_FCN_D8_20k.yaml", 8)])
+@pytest.mark.parametrize(
+    "config,stride", [("voc12aug_R_50_FCN16s_30k.yaml", 16), ("voc12aug_R_50_FCN_D8_20k.yaml", 8)]
+)
 def test_output_stride_and_prediction_size(config, stride):
     model, _ = _model(config, r18=False)
     shapes = model.backbone.output_shape()
@@ -52,8 +57,13 @@ def test_output_stride_and_prediction_size(config, stride):
 def test_training_losses_of_both_protocols():
     model, _ = _model("voc12aug_R_50_FCN_D8_20k.yaml", r18=False)
     model.train()
-    batch = [{"image": torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8),
-              "sem_seg": torch.randint(0, 21, (64, 64))} for _ in range(2)]
+    batch = [
+        {
+            "image": torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8),
+            "sem_seg": torch.randint(0, 21, (64, 64)),
+        }
+        for _ in range(2)
+    ]
     losses = model(batch)
     assert set(losses) == {"loss_sem_seg", "loss_sem_seg_aux"}
     assert all(torch.isfinite(v) for v in losses.values())
@@ -66,7 +76,9 @@ def test_mocos_head_has_the_published_shape():
     model, _ = _model("voc12aug_R_50_FCN16s_30k.yaml", r18=False)
     convs = model.sem_seg_head.head.convs
     assert len(convs) == 2
-    assert all(c.dilation == (6, 6) and c.out_channels == 256 and c.kernel_size == (3, 3) for c in convs)
+    assert all(
+        c.dilation == (6, 6) and c.out_channels == 256 and c.kernel_size == (3, 3) for c in convs
+    )
     assert model.sem_seg_head.head.predictor.kernel_size == (1, 1)
     assert model.sem_seg_head.aux_head is None
 

@@ -20,6 +20,7 @@ Collectives that detectron2 or torch make themselves (DDP, naiveSyncBN) act on t
 which live on the GPU in a real NCCL run, and are left alone. Installed by ``sitecustomize`` (this
 folder on ``PYTHONPATH`` and ``CDET_SIMULATE_NCCL=1``) in every process a CLI launches.
 """
+
 import inspect
 import weakref
 
@@ -36,6 +37,8 @@ def _mark(tensor):
 def _marked(tensor):
     ref = _on_device.get(id(tensor))
     return ref is not None and ref() is tensor
+
+
 _installed = False
 
 
@@ -76,7 +79,9 @@ def install():
 
     real_barrier = dist.barrier
 
-    def barrier(group=None, async_op=False, device_ids=None, **kwargs):  # NCCL's device_ids mean nothing to gloo
+    def barrier(
+        group=None, async_op=False, device_ids=None, **kwargs
+    ):  # NCCL's device_ids mean nothing to gloo
         return real_barrier(group=group, async_op=async_op, **kwargs)
 
     dist.barrier = barrier
@@ -102,13 +107,23 @@ def install():
             if _is_default(group) and _from_package():
                 tensor = args[tensor_arg] if len(args) > tensor_arg else kwargs.get("tensor")
                 if tensor is not None and tensor.device.type == "cpu" and not _marked(tensor):
-                    raise RuntimeError(f"{ERROR} (simulated NCCL: dist.{name} got a CPU tensor of shape "
-                                       f"{tuple(tensor.shape)} from {inspect.stack()[1].filename})")
+                    raise RuntimeError(
+                        f"{ERROR} (simulated NCCL: dist.{name} got a CPU tensor of shape "
+                        f"{tuple(tensor.shape)} from {inspect.stack()[1].filename})"
+                    )
             return real(*args, **kwargs)
 
         setattr(dist, name, checked)
 
-    for name, index in (("all_reduce", 0), ("broadcast", 0), ("reduce", 0), ("all_gather", 1),
-                        ("all_gather_into_tensor", 1), ("reduce_scatter_tensor", 1), ("gather", 0),
-                        ("scatter", 0), ("all_to_all_single", 1)):
+    for name, index in (
+        ("all_reduce", 0),
+        ("broadcast", 0),
+        ("reduce", 0),
+        ("all_gather", 1),
+        ("all_gather_into_tensor", 1),
+        ("reduce_scatter_tensor", 1),
+        ("gather", 0),
+        ("scatter", 0),
+        ("all_to_all_single", 1),
+    ):
         guard(name, index)

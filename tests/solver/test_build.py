@@ -1,4 +1,5 @@
 """SOLVER.OPTIMIZER: SGD, LARS, AdamW with detectron2's parameter groups."""
+
 import pytest
 import torch
 
@@ -51,9 +52,13 @@ def test_adamw_matches_a_hand_written_update_per_parameter_group(wd_norm):
         model[1].bias.uniform_(-1, 1)
     start = {n: p.detach().clone() for n, p in model.named_parameters()}
     gen = torch.Generator().manual_seed(1)
-    grads = {n: [torch.randn(p.shape, generator=gen, dtype=p.dtype) * s for s in (1.0, 0.1, 3.0)]
-             for n, p in model.named_parameters()}
-    cfg = _tiny_cfg(OPTIMIZER="AdamW", ADAM_BETAS=(0.8, 0.95), WEIGHT_DECAY_NORM=wd_norm)  # lr 0.01, wd 0.1
+    grads = {
+        n: [torch.randn(p.shape, generator=gen, dtype=p.dtype) * s for s in (1.0, 0.1, 3.0)]
+        for n, p in model.named_parameters()
+    }
+    cfg = _tiny_cfg(
+        OPTIMIZER="AdamW", ADAM_BETAS=(0.8, 0.95), WEIGHT_DECAY_NORM=wd_norm
+    )  # lr 0.01, wd 0.1
     opt = build_optimizer(cfg, model)
     for step in range(3):
         for n, p in model.named_parameters():
@@ -61,15 +66,23 @@ def test_adamw_matches_a_hand_written_update_per_parameter_group(wd_norm):
         opt.step()
     for n, p in model.named_parameters():
         wd = wd_norm if n.startswith("1.") else 0.1
-        expected = _hand_adamw(start[n], grads[n], lr=0.01, betas=(0.8, 0.95), eps=1e-8, weight_decay=wd)
+        expected = _hand_adamw(
+            start[n], grads[n], lr=0.01, betas=(0.8, 0.95), eps=1e-8, weight_decay=wd
+        )
         torch.testing.assert_close(p.detach(), expected, rtol=1e-12, atol=1e-12, msg=n)
         assert not torch.allclose(expected, start[n])
 
 
-@pytest.mark.parametrize("solver, match", [
-    ({"OPTIMIZER": "Adam"}, "'SGD', 'LARS' or 'AdamW', got 'Adam'"),
-    ({"OPTIMIZER": "AdamW", "ADAM_BETAS": (0.9, 1.0)}, r"SOLVER.ADAM_BETAS must be two numbers in \[0, 1\)"),
-])
+@pytest.mark.parametrize(
+    "solver, match",
+    [
+        ({"OPTIMIZER": "Adam"}, "'SGD', 'LARS' or 'AdamW', got 'Adam'"),
+        (
+            {"OPTIMIZER": "AdamW", "ADAM_BETAS": (0.9, 1.0)},
+            r"SOLVER.ADAM_BETAS must be two numbers in \[0, 1\)",
+        ),
+    ],
+)
 def test_build_optimizer_rejects_bad_choices(solver, match):
     with pytest.raises(ValueError, match=match):
         build_optimizer(_tiny_cfg(**solver), torch.nn.Linear(2, 2))

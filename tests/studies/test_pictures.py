@@ -1,6 +1,7 @@
 """The report's pictures (contrastive_det/studies/pictures.py, seg_pictures.py): UMAP embeddings of
 classification transfers and prediction | ground-truth grids of detection and segmentation transfers,
 on a tiny real study."""
+
 import copy
 import json
 import os
@@ -30,7 +31,9 @@ def study(toy_root, tmp_path_factory):
     copy_crops(toy_root, sets / "plain", {"train": 6, "test": 3})
     copy_crops(toy_root, sets / "textured", {"train": 6, "test": TEST_IMAGES}, "crops_textured")
     tmp = tmp_path_factory.mktemp("pictures_study")
-    spec = load_study(real_study(tmp, sets, detection=True, name="pics", seeds=(0,), segmentation=True))
+    spec = load_study(
+        real_study(tmp, sets, detection=True, name="pics", seeds=(0,), segmentation=True)
+    )
     env = dict(os.environ, DETECTRON2_DATASETS=str(toy_root), PYTHONWARNINGS="ignore")
     lines = []
     status = run_study(spec, LocalExecutor(jobs=2, cwd=REPO, env=env), log=lines.append)
@@ -61,8 +64,11 @@ def _png(path):
 
 
 def _runs(plan, transfer, row):
-    return [r for r in plan["runs"] if r["kind"] == "transfer" and r["meta"]["transfer"] == transfer
-            and r["meta"]["row"] == row]
+    return [
+        r
+        for r in plan["runs"]
+        if r["kind"] == "transfer" and r["meta"]["transfer"] == transfer and r["meta"]["row"] == row
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -92,7 +98,11 @@ def test_one_detection_picture_per_detection_transfer_and_dataset(made):
     assert image.width >= 6 * 150 and image.height >= 2 * 150
     assert "first 3 images of toy_digits_test" in caption and "score >= 0.05" in caption
     assert "at most as many as the ground truth" in caption
-    assert "(simclr, random-init)" in caption and "transfer seed 0" in caption and "ground truth" in caption
+    assert (
+        "(simclr, random-init)" in caption
+        and "transfer seed 0" in caption
+        and "ground truth" in caption
+    )
 
 
 def test_one_segmentation_picture_per_segmentation_transfer_and_dataset(study, tmp_path):
@@ -104,8 +114,13 @@ def test_one_segmentation_picture_per_segmentation_transfer_and_dataset(study, t
     assert [f for f, _ in made] == ["segmentations__seg__toy_digits_sem_seg_test.png"]
     file, caption = made[0]
     image = _png(tmp_path / file)
-    assert image.width >= 4 * 150 and image.height >= 2 * 150  # 2 rows x (2 images x prediction | truth)
-    assert "first 2 images of toy_digits_sem_seg_test" in caption and "(simclr, random-init)" in caption
+    assert (
+        image.width >= 4 * 150 and image.height >= 2 * 150
+    )  # 2 rows x (2 images x prediction | truth)
+    assert (
+        "first 2 images of toy_digits_sem_seg_test" in caption
+        and "(simclr, random-init)" in caption
+    )
     assert not [line for line in lines if "left out" in line or "failed" in line], lines
 
 
@@ -123,11 +138,15 @@ def test_features_are_those_the_run_computed(study):
         dicts, total = pictures.pictured_dicts(name, 2000)
         feats, labels, ids = pictures.pooled_test_features(cfg, model, dicts)
         assert feats.shape == (total, 512) and total == 10 * TEST_IMAGES
-        cached = FeatureCache(cfg.CLASSIFICATION.FEATURE_CACHE).load(cache_keys(cfg, name)[("test", "res5")])
+        cached = FeatureCache(cfg.CLASSIFICATION.FEATURE_CACHE).load(
+            cache_keys(cfg, name)[("test", "res5")]
+        )
         assert cached is not None, "the run's test features are not in its cache"
         order = {i: k for k, i in enumerate(cached["image_ids"])}
         idx = [order[i] for i in ids]
-        np.testing.assert_allclose(feats, cached["features"][idx].numpy(), rtol=1e-4, atol=1e-4, err_msg=row)
+        np.testing.assert_allclose(
+            feats, cached["features"][idx].numpy(), rtol=1e-4, atol=1e-4, err_msg=row
+        )
         np.testing.assert_array_equal(labels, cached["targets"][idx].numpy())
         np.testing.assert_array_equal(labels, [d["label"] for d in dicts])
 
@@ -139,7 +158,9 @@ def test_a_trained_run_is_rebuilt_with_its_final_weights(study):
     cfg = pictures.load_run_config(run["out_dir"])
     model = pictures.build_run_model(cfg, run["out_dir"])
     assert not model.training
-    final = torch.load(os.path.join(run["out_dir"], "model_final.pth"), map_location="cpu", weights_only=True)["model"]
+    final = torch.load(
+        os.path.join(run["out_dir"], "model_final.pth"), map_location="cpu", weights_only=True
+    )["model"]
     state = model.state_dict()
     assert final.keys() == state.keys()
     for k, v in final.items():
@@ -151,10 +172,16 @@ def test_max_images_draws_a_fixed_subset(study):
     cfg = pictures.load_run_config(_runs(plan, "lbfgs", "simclr")[0]["out_dir"])
     a, total = pictures.pictured_dicts(cfg.DATASETS.TEST[0], 7)
     b, _ = pictures.pictured_dicts(cfg.DATASETS.TEST[0], 7)
-    assert len(a) == 7 and total == 10 * TEST_IMAGES and [d["image_id"] for d in a] == [d["image_id"] for d in b]
+    assert (
+        len(a) == 7
+        and total == 10 * TEST_IMAGES
+        and [d["image_id"] for d in a] == [d["image_id"] for d in b]
+    )
 
 
-def test_the_grid_shows_each_rows_predictions_next_to_the_ground_truth(study, tmp_path, monkeypatch):
+def test_the_grid_shows_each_rows_predictions_next_to_the_ground_truth(
+    study, tmp_path, monkeypatch
+):
     """Every cell pair: the predictions of that row's model at the threshold, then the image's ground truth."""
     study_dir, plan = study
     calls = {"pred": [], "gt": []}
@@ -170,14 +197,22 @@ def test_the_grid_shows_each_rows_predictions_next_to_the_ground_truth(study, tm
 
     monkeypatch.setattr(pictures, "draw_detections", fake_pred)
     monkeypatch.setattr(pictures, "draw_ground_truth", fake_gt)
-    made = pictures.detection_pictures(study_dir, plan, str(tmp_path), num_images=2, score_threshold=0.25,
-                                       log=lambda line: None)
+    made = pictures.detection_pictures(
+        study_dir, plan, str(tmp_path), num_images=2, score_threshold=0.25, log=lambda line: None
+    )
     assert len(made) == 1 and "first 2 images" in made[0][1] and "score >= 0.25" in made[0][1]
-    first_ids = sorted(d["image_id"] for d in pictures.first_test_images("toy_digits_test", 100))[:2]
+    first_ids = sorted(d["image_id"] for d in pictures.first_test_images("toy_digits_test", 100))[
+        :2
+    ]
     assert calls["gt"] == first_ids * 2  # 2 rows
     assert [t for _, t in calls["pred"]] == [0.25] * 4
-    gt_counts = {d["image_id"]: len(d["annotations"]) for d in pictures.first_test_images("toy_digits_test", 100)}
-    assert [m for m, _ in calls["pred"]] == [gt_counts[i] for i in first_ids] * 2  # at most as many as the truth
+    gt_counts = {
+        d["image_id"]: len(d["annotations"])
+        for d in pictures.first_test_images("toy_digits_test", 100)
+    }
+    assert [m for m, _ in calls["pred"]] == [
+        gt_counts[i] for i in first_ids
+    ] * 2  # at most as many as the truth
     pixels = np.asarray(Image.open(tmp_path / made[0][0]).convert("RGB")).reshape(-1, 3).astype(int)
     n_cyan = int((np.abs(pixels - cyan).sum(1) < 30).sum())
     n_magenta = int((np.abs(pixels - magenta).sum(1) < 30).sum())
@@ -195,7 +230,9 @@ def test_unfinished_runs_are_skipped_with_a_log_line(study, tmp_path):
     plan = copy.deepcopy(plan)
     empty = tmp_path / "never_ran"
     empty.mkdir()
-    for run in plan["runs"]:  # the random-init runs were killed before the end: config.yaml (+ a model), no results
+    for run in plan[
+        "runs"
+    ]:  # the random-init runs were killed before the end: config.yaml (+ a model), no results
         if run["kind"] == "transfer" and run["meta"]["row"] == "random-init":
             killed = tmp_path / "killed" / run["meta"]["transfer"]
             killed.mkdir(parents=True)
@@ -204,21 +241,32 @@ def test_unfinished_runs_are_skipped_with_a_log_line(study, tmp_path):
                     shutil.copy(os.path.join(run["out_dir"], name), killed / name)
             run["out_dir"] = str(killed)
     lines = []
-    det = pictures.detection_pictures(study_dir, plan, str(tmp_path / "r"), num_images=1, log=lines.append)
+    det = pictures.detection_pictures(
+        study_dir, plan, str(tmp_path / "r"), num_images=1, log=lines.append
+    )
     emb = pictures.embedding_pictures(study_dir, plan, str(tmp_path / "r"), log=lines.append)
     assert len(det) == 1 and len(emb) == 1
     assert "(simclr)" in det[0][1] and "(simclr)" in emb[0][1]  # the unfinished row is left out
     for t in ("det", "lbfgs"):
-        assert any(line.startswith(f"{'detections' if t == 'det' else 'embedding'}: skipped transfer/{t}/random-init/seed0: "
-                                   "not finished (no results.json in") for line in lines), lines
+        assert any(
+            line.startswith(
+                f"{'detections' if t == 'det' else 'embedding'}: skipped transfer/{t}/random-init/seed0: "
+                "not finished (no results.json in"
+            )
+            for line in lines
+        ), lines
         assert any(f"{t}: row random-init left out" in line for line in lines), lines
     # a transfer without any finished run: no picture, a log line
     for run in plan["runs"]:
         if run["kind"] == "transfer":
             run["out_dir"] = str(empty)
     lines = []
-    assert pictures.detection_pictures(study_dir, plan, str(tmp_path / "r2"), log=lines.append) == []
-    assert pictures.embedding_pictures(study_dir, plan, str(tmp_path / "r2"), log=lines.append) == []
+    assert (
+        pictures.detection_pictures(study_dir, plan, str(tmp_path / "r2"), log=lines.append) == []
+    )
+    assert (
+        pictures.embedding_pictures(study_dir, plan, str(tmp_path / "r2"), log=lines.append) == []
+    )
     assert "detections: det: no finished run; no picture" in lines
     assert "embedding: lbfgs: no finished run; no picture" in lines
     assert not (tmp_path / "r2").exists() or not os.listdir(tmp_path / "r2")
@@ -264,7 +312,9 @@ def test_points_are_coloured_by_their_class():
             assert seen == 30
         legend = fig.legends[0]
         assert [t.get_text() for t in legend.get_texts()] == classes
-        colours = {c.get_label(): tuple(c.get_facecolor()[0]) for ax in axes for c in ax.collections}
+        colours = {
+            c.get_label(): tuple(c.get_facecolor()[0]) for ax in axes for c in ax.collections
+        }
         assert len(set(colours.values())) == 3  # one colour per class, the same in both panels
     finally:
         pictures.pyplot().close(fig)
@@ -281,8 +331,14 @@ def test_detection_drawing_helpers(toy_root):
     gt = pictures.draw_ground_truth(image, meta, d)
     assert gt.shape == image.shape and (gt != image).any()
     h, w = image.shape[:2]
-    inst = Instances((h, w), pred_boxes=Boxes(torch.tensor([[2.0, 2.0, w / 2, h / 2], [w / 2, h / 2, w - 2.0, h - 2.0]])),
-                     scores=torch.tensor([0.9, 0.3]), pred_classes=torch.tensor([1, 2]))
+    inst = Instances(
+        (h, w),
+        pred_boxes=Boxes(
+            torch.tensor([[2.0, 2.0, w / 2, h / 2], [w / 2, h / 2, w - 2.0, h - 2.0]])
+        ),
+        scores=torch.tensor([0.9, 0.3]),
+        pred_classes=torch.tensor([1, 2]),
+    )
     drawn, count = pictures.draw_detections(image, meta, inst, 0.5)
     assert count == 1 and drawn.shape == image.shape and (drawn != image).any()
     none, count = pictures.draw_detections(image, meta, inst, 0.95)
@@ -308,10 +364,18 @@ def test_at_most_max_count_detections_are_drawn_the_highest_scoring(monkeypatch)
     import detectron2.utils.visualizer as visualizer
 
     monkeypatch.setattr(visualizer, "Visualizer", FakeVisualizer)
-    inst = Instances((8, 8), pred_boxes=Boxes(torch.zeros(4, 4)), scores=torch.tensor([0.2, 0.9, 0.01, 0.5]),
-                     pred_classes=torch.tensor([1, 2, 3, 4]))
+    inst = Instances(
+        (8, 8),
+        pred_boxes=Boxes(torch.zeros(4, 4)),
+        scores=torch.tensor([0.2, 0.9, 0.01, 0.5]),
+        pred_classes=torch.tensor([1, 2, 3, 4]),
+    )
     image = np.zeros((8, 8, 3), np.uint8)
     assert pictures.draw_detections(image, None, inst, 0.05, max_count=2)[1] == 2
-    assert pictures.draw_detections(image, None, inst, 0.05, max_count=5)[1] == 3  # 0.01 is under the threshold
+    assert (
+        pictures.draw_detections(image, None, inst, 0.05, max_count=5)[1] == 3
+    )  # 0.01 is under the threshold
     assert pictures.draw_detections(image, None, inst, 0.05)[1] == 3
-    assert drawn[0] == pytest.approx([0.9, 0.5]) and sorted(drawn[1]) == pytest.approx([0.2, 0.5, 0.9])
+    assert drawn[0] == pytest.approx([0.9, 0.5]) and sorted(drawn[1]) == pytest.approx(
+        [0.2, 0.5, 0.9]
+    )

@@ -1,4 +1,5 @@
 """The study report from files: hand-computed means, stds, ranks, bold, CI, CSV, plots."""
+
 import csv
 import json
 import os
@@ -17,13 +18,40 @@ def fake_study(root, results, axes=None, stale=(), episodes=None):
     runs = []
     for transfer, row, method, axes_, seed, metrics, *pseed in results:
         pseed = pseed[0] if pseed else None
-        rid = f"transfer/{transfer}/{row}" + (f"/pretrain_seed{pseed}" if pseed is not None else "") + f"/seed{seed}"
+        rid = (
+            f"transfer/{transfer}/{row}"
+            + (f"/pretrain_seed{pseed}" if pseed is not None else "")
+            + f"/seed{seed}"
+        )
         out = os.path.join(root, rid)
-        run = Run(rid, "transfer", ["/repo/tools/train_net.py", "SEED", str(seed)], [], out,
-                  [os.path.join(out, "results.json")],
-                  {"method": method, "row": row, "axes": axes_, "seed": seed, "pretrain_seed": pseed, "transfer": transfer})
-        runs.append({"id": run.id, "kind": run.kind, "argv": run.argv, "deps": [], "out_dir": out,
-                     "outputs": run.outputs, "meta": run.meta, "inputs": []})
+        run = Run(
+            rid,
+            "transfer",
+            ["/repo/tools/train_net.py", "SEED", str(seed)],
+            [],
+            out,
+            [os.path.join(out, "results.json")],
+            {
+                "method": method,
+                "row": row,
+                "axes": axes_,
+                "seed": seed,
+                "pretrain_seed": pseed,
+                "transfer": transfer,
+            },
+        )
+        runs.append(
+            {
+                "id": run.id,
+                "kind": run.kind,
+                "argv": run.argv,
+                "deps": [],
+                "out_dir": out,
+                "outputs": run.outputs,
+                "meta": run.meta,
+                "inputs": [],
+            }
+        )
         if metrics is not None:
             os.makedirs(out)
             with open(os.path.join(out, "results.json"), "w") as f:
@@ -34,26 +62,75 @@ def fake_study(root, results, axes=None, stale=(), episodes=None):
             with open(os.path.join(out, "few_shot_episodes", "toy_test.json"), "w") as f:
                 json.dump({"layer": "res5", "seed": seed, "episodes": {setting: accs}}, f)
     with open(os.path.join(root, "plan.json"), "w") as f:
-        json.dump({"study": "fake", "study_file": "fake.yaml",
-                   "axes": {"images": "DATASETS.PRETRAIN.SUBSET_COUNT"} if axes is None else axes, "runs": runs}, f)
+        json.dump(
+            {
+                "study": "fake",
+                "study_file": "fake.yaml",
+                "axes": {"images": "DATASETS.PRETRAIN.SUBSET_COUNT"} if axes is None else axes,
+                "runs": runs,
+            },
+            f,
+        )
 
 
 RESULTS = [
-    ("lbfgs", "simclr__images-100", "simclr", {"images": 100}, 0, {"linear/score": 80.0, "linear/reg": 1.0}),
-    ("lbfgs", "simclr__images-100", "simclr", {"images": 100}, 1, {"linear/score": 84.0, "linear/reg": 1.0}),
-    ("lbfgs", "simclr__images-1000", "simclr", {"images": 1000}, 0, {"linear/score": 90.0, "linear/reg": 0.1}),
-    ("lbfgs", "simclr__images-1000", "simclr", {"images": 1000}, 1, {"linear/score": 91.0, "linear/reg": 0.1}),
+    (
+        "lbfgs",
+        "simclr__images-100",
+        "simclr",
+        {"images": 100},
+        0,
+        {"linear/score": 80.0, "linear/reg": 1.0},
+    ),
+    (
+        "lbfgs",
+        "simclr__images-100",
+        "simclr",
+        {"images": 100},
+        1,
+        {"linear/score": 84.0, "linear/reg": 1.0},
+    ),
+    (
+        "lbfgs",
+        "simclr__images-1000",
+        "simclr",
+        {"images": 1000},
+        0,
+        {"linear/score": 90.0, "linear/reg": 0.1},
+    ),
+    (
+        "lbfgs",
+        "simclr__images-1000",
+        "simclr",
+        {"images": 1000},
+        1,
+        {"linear/score": 91.0, "linear/reg": 0.1},
+    ),
     ("lbfgs", "random-init", "random-init", {}, 0, {"linear/score": 50.0, "linear/reg": 10.0}),
     ("lbfgs", "random-init", "random-init", {}, 1, None),  # not run
-    ("fs", "simclr__images-100", "simclr", {"images": 100}, 0,
-     {"few_shot/5way_5shot": 70.0, "few_shot/5way_5shot_ci95": 1.0}),
-    ("fs", "simclr__images-100", "simclr", {"images": 100}, 1,
-     {"few_shot/5way_5shot": 72.0, "few_shot/5way_5shot_ci95": 2.0}),
+    (
+        "fs",
+        "simclr__images-100",
+        "simclr",
+        {"images": 100},
+        0,
+        {"few_shot/5way_5shot": 70.0, "few_shot/5way_5shot_ci95": 1.0},
+    ),
+    (
+        "fs",
+        "simclr__images-100",
+        "simclr",
+        {"images": 100},
+        1,
+        {"few_shot/5way_5shot": 72.0, "few_shot/5way_5shot_ci95": 2.0},
+    ),
 ]
 # each run's episodes: pooled [68, 72, 70, 74] -> mean 71, population std sqrt(5), CI 1.96 * sqrt(5) / 2 = 2.19;
 # the mean of the runs' intervals would be 1.5 (their stored values) or 2.77 (from these episodes)
-EPISODES = {"transfer/fs/simclr__images-100/seed0": {"5way_5shot": [68.0, 72.0]},
-            "transfer/fs/simclr__images-100/seed1": {"5way_5shot": [70.0, 74.0]}}
+EPISODES = {
+    "transfer/fs/simclr__images-100/seed0": {"5way_5shot": [68.0, 72.0]},
+    "transfer/fs/simclr__images-100/seed1": {"5way_5shot": [70.0, 74.0]},
+}
 
 
 def test_aggregate_means_and_sample_stds(tmp_path):
@@ -62,7 +139,9 @@ def test_aggregate_means_and_sample_stds(tmp_path):
     assert missing == ["transfer/lbfgs/random-init/seed1"] and stale == []
     agg = aggregate(records)
     s = agg[("lbfgs", "toy_test")]["simclr__images-100"]["linear/score"]
-    assert s["mean"] == 82.0 and s["n"] == 2 and s["std"] == pytest.approx(2.8284271, abs=1e-6)  # sqrt(8), n-1
+    assert (
+        s["mean"] == 82.0 and s["n"] == 2 and s["std"] == pytest.approx(2.8284271, abs=1e-6)
+    )  # sqrt(8), n-1
     assert s["over"] == "transfer seeds"
     r = agg[("lbfgs", "toy_test")]["random-init"]["linear/score"]
     assert (r["mean"], r["std"], r["n"]) == (50.0, None, 1)  # one run: no spread, not a spread of 0
@@ -79,24 +158,48 @@ def test_tables_csv_and_plots(tmp_path):
     assert "**71.0 ± 1.4 (2), CI95 ±2.19 (4 episodes)** [1]" in tables
     # tidy: one line per run and metric
     rows = list(csv.DictReader(open(tmp_path / "report" / "results.csv")))
-    assert list(rows[0]) == ["study", "transfer", "dataset", "row", "method", "axis_images", "pretrain_seed",
-                             "transfer_seed", "metric", "value"]
+    assert list(rows[0]) == [
+        "study",
+        "transfer",
+        "dataset",
+        "row",
+        "method",
+        "axis_images",
+        "pretrain_seed",
+        "transfer_seed",
+        "metric",
+        "value",
+    ]
     reg = [r for r in rows if r["row"] == "simclr__images-1000" and r["metric"] == "linear/reg"]
     assert [(r["transfer_seed"], r["value"], r["axis_images"], r["study"]) for r in reg] == [
-        ("0", "0.1", "1000", "fake"), ("1", "0.1", "1000", "fake")]
+        ("0", "0.1", "1000", "fake"),
+        ("1", "0.1", "1000", "fake"),
+    ]
     assert len(rows) == 2 * 7  # 7 runs with results, 2 metrics each
     summary = list(csv.DictReader(open(tmp_path / "report" / "summary.csv")))
-    reg = [r for r in summary if r["row"] == "simclr__images-1000" and r["metric"] == "linear/reg"][0]
-    assert (reg["mean"], reg["n"], reg["over"], reg["values"]) == ("0.1", "2", "transfer seeds", "0.1 0.1")
+    reg = [r for r in summary if r["row"] == "simclr__images-1000" and r["metric"] == "linear/reg"][
+        0
+    ]
+    assert (reg["mean"], reg["n"], reg["over"], reg["values"]) == (
+        "0.1",
+        "2",
+        "transfer seeds",
+        "0.1 0.1",
+    )
     plot = tmp_path / "report" / "images__lbfgs__toy_test__linear_score.png"
     assert plot.is_file() and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = open(path).read()
-    assert "images__lbfgs__toy_test__linear_score.png" in report and "n = 2 transfer seeds per point" in report
+    assert (
+        "images__lbfgs__toy_test__linear_score.png" in report
+        and "n = 2 transfer seeds per point" in report
+    )
     assert "1 transfer runs without results" in report and "stale" not in report
 
 
 def test_a_few_shot_row_without_every_runs_episodes_shows_no_interval(tmp_path):
-    fake_study(str(tmp_path), RESULTS, episodes={k: v for k, v in EPISODES.items() if k.endswith("seed0")})
+    fake_study(
+        str(tmp_path), RESULTS, episodes={k: v for k, v in EPISODES.items() if k.endswith("seed0")}
+    )
     write_report(str(tmp_path), pictures=False, log=lambda line: None)
     tables = (tmp_path / "report" / "tables.md").read_text()
     assert "**71.0 ± 1.4 (2)** [1]" in tables and "CI95" not in tables
@@ -122,32 +225,48 @@ def test_nan_metrics_are_na_never_ranked_and_never_crash(tmp_path):
     """detectron2 writes NaN for an AP without objects: the cell says n/a, is never ranked or bold, and the
     report's JSON stays valid JSON."""
     nan = float("nan")
-    results = [("det", "supcon", "supcon", {}, 0, {"bbox/AP50": 10.0, "bbox/APs": nan}),
-               ("det", "supcon", "supcon", {}, 1, {"bbox/AP50": 12.0, "bbox/APs": nan}),
-               ("det", "random-init", "random-init", {}, 0, {"bbox/AP50": nan, "bbox/APs": nan}),
-               ("det", "random-init", "random-init", {}, 1, {"bbox/AP50": 30.0, "bbox/APs": nan})]
+    results = [
+        ("det", "supcon", "supcon", {}, 0, {"bbox/AP50": 10.0, "bbox/APs": nan}),
+        ("det", "supcon", "supcon", {}, 1, {"bbox/AP50": 12.0, "bbox/APs": nan}),
+        ("det", "random-init", "random-init", {}, 0, {"bbox/AP50": nan, "bbox/APs": nan}),
+        ("det", "random-init", "random-init", {}, 1, {"bbox/AP50": 30.0, "bbox/APs": nan}),
+    ]
     fake_study(str(tmp_path), results, axes={})
     write_report(str(tmp_path), pictures=False, log=lambda line: None)
     tables = (tmp_path / "report" / "tables.md").read_text()
-    assert "| supcon | **11.0 ± 1.4 (2)** [1] |" in tables  # random init's 30.0 of one seed does not win
+    assert (
+        "| supcon | **11.0 ± 1.4 (2)** [1] |" in tables
+    )  # random init's 30.0 of one seed does not win
     assert "| random-init | n/a |" in tables
     with open(tmp_path / "report" / "results.json") as f:
         text = f.read()
-    assert "NaN" not in text and json.loads(text)["det|toy_test"]["random-init"]["bbox/AP50"]["mean"] is None
+    assert (
+        "NaN" not in text
+        and json.loads(text)["det|toy_test"]["random-init"]["bbox/AP50"]["mean"] is None
+    )
     summary = list(csv.DictReader(open(tmp_path / "report" / "summary.csv")))
-    assert [r["mean"] for r in summary if r["row"] == "random-init" and r["metric"] == "bbox/AP50"] == ["n/a"]
+    assert [
+        r["mean"] for r in summary if r["row"] == "random-init" and r["metric"] == "bbox/AP50"
+    ] == ["n/a"]
 
 
 def test_pretraining_and_transfer_seeds_are_not_pooled(tmp_path):
     """Two pretraining seeds x two transfer seeds: the spread is over the pretraining seeds (each the mean of
     its transfer seeds), n = 2, marked; pooling the four values would give std 5.9 (n = 4)."""
-    results = [("lin", "simclr", "simclr", {}, t, {"linear/score": v}, p)
-               for p, t, v in [(0, 0, 10.0), (0, 1, 12.0), (1, 0, 20.0), (1, 1, 22.0)]]
+    results = [
+        ("lin", "simclr", "simclr", {}, t, {"linear/score": v}, p)
+        for p, t, v in [(0, 0, 10.0), (0, 1, 12.0), (1, 0, 20.0), (1, 1, 22.0)]
+    ]
     fake_study(str(tmp_path), results, axes={})
     records, *_ = collect(str(tmp_path))
     s = aggregate(records)[("lin", "toy_test")]["simclr"]["linear/score"]
-    assert (s["mean"], s["n"], s["over"], s["values"]) == (16.0, 2, "pretraining seeds", [11.0, 21.0])
-    assert s["std"] == pytest.approx(50 ** 0.5)
+    assert (s["mean"], s["n"], s["over"], s["values"]) == (
+        16.0,
+        2,
+        "pretraining seeds",
+        [11.0, 21.0],
+    )
+    assert s["std"] == pytest.approx(50**0.5)
     write_report(str(tmp_path), pictures=False, log=lambda line: None)
     assert "**16.0 ± 7.1 (2†)** [1]" in (tmp_path / "report" / "tables.md").read_text()
 
@@ -157,16 +276,27 @@ def test_axis_plots_draw_the_baselines(tmp_path, monkeypatch):
     are dashed lines on the axis plot; the y axis names its unit and the title n."""
     import matplotlib.axes
 
-    results = [("lin", f"simclr__jpeg-{q}", "simclr", {"jpeg": q}, 0, {"linear/score": v}) for q, v in [(10, 40.0), (50, 60.0)]]
-    results += [("lin", "simclr", "simclr", {}, 0, {"linear/score": 70.0}),
-                ("lin", "random-init", "random-init", {}, 0, {"linear/score": 20.0})]
+    results = [
+        ("lin", f"simclr__jpeg-{q}", "simclr", {"jpeg": q}, 0, {"linear/score": v})
+        for q, v in [(10, 40.0), (50, 60.0)]
+    ]
+    results += [
+        ("lin", "simclr", "simclr", {}, 0, {"linear/score": 70.0}),
+        ("lin", "random-init", "random-init", {}, 0, {"linear/score": 20.0}),
+    ]
     fake_study(str(tmp_path), results, axes={"jpeg": "DATASETS.PRETRAIN.CORRUPTION"})
     lines, labels = [], []
     real_axhline, real_ylabel = matplotlib.axes.Axes.axhline, matplotlib.axes.Axes.set_ylabel
-    monkeypatch.setattr(matplotlib.axes.Axes, "axhline",
-                        lambda self, y, **kw: lines.append((y, kw.get("label"))) or real_axhline(self, y, **kw))
-    monkeypatch.setattr(matplotlib.axes.Axes, "set_ylabel",
-                        lambda self, text, **kw: labels.append(text) or real_ylabel(self, text, **kw))
+    monkeypatch.setattr(
+        matplotlib.axes.Axes,
+        "axhline",
+        lambda self, y, **kw: lines.append((y, kw.get("label"))) or real_axhline(self, y, **kw),
+    )
+    monkeypatch.setattr(
+        matplotlib.axes.Axes,
+        "set_ylabel",
+        lambda self, text, **kw: labels.append(text) or real_ylabel(self, text, **kw),
+    )
     path = write_report(str(tmp_path), pictures=False, log=lambda line: None)
     assert lines == [(70.0, "simclr (baseline)"), (20.0, "random init")]
     assert labels == ["linear/score (%)"]
@@ -177,18 +307,34 @@ def test_a_study_without_axes_gets_one_bar_chart_per_transfer(tmp_path, monkeypa
     """Islam-style: bars = the rows' means of the first headline metric, error bars = their stds."""
     import matplotlib.axes
 
-    results = [("det", "supcon", "supcon", {}, s, {"bbox/AP50": v, "bbox/AP": v / 2}) for s, v in enumerate([5.0, 6.0, 7.0])]
-    results += [("det", "random-init", "random-init", {}, s, {"bbox/AP50": v, "bbox/AP": 1.0}) for s, v in enumerate([2.0, 4.0])]
+    results = [
+        ("det", "supcon", "supcon", {}, s, {"bbox/AP50": v, "bbox/AP": v / 2})
+        for s, v in enumerate([5.0, 6.0, 7.0])
+    ]
+    results += [
+        ("det", "random-init", "random-init", {}, s, {"bbox/AP50": v, "bbox/AP": 1.0})
+        for s, v in enumerate([2.0, 4.0])
+    ]
     fake_study(str(tmp_path), results, axes={})
     bars = []
     real_bar = matplotlib.axes.Axes.bar
-    monkeypatch.setattr(matplotlib.axes.Axes, "bar",
-                        lambda self, x, height, **kw: bars.append((list(height), list(kw["yerr"]))) or real_bar(self, x, height, **kw))
+    monkeypatch.setattr(
+        matplotlib.axes.Axes,
+        "bar",
+        lambda self, x, height, **kw: (
+            bars.append((list(height), list(kw["yerr"]))) or real_bar(self, x, height, **kw)
+        ),
+    )
     path = write_report(str(tmp_path), pictures=False, log=lambda line: None)
-    assert bars == [([6.0, 3.0], [1.0, pytest.approx(2 ** 0.5)])]  # supcon first (plan order), then random init
+    assert bars == [
+        ([6.0, 3.0], [1.0, pytest.approx(2**0.5)])
+    ]  # supcon first (plan order), then random init
     name = "bars__det__toy_test__bbox_AP50.png"
     assert (tmp_path / "report" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert name in open(path).read() and "n = 2 transfer seeds, 3 transfer seeds per bar" in open(path).read()
+    assert (
+        name in open(path).read()
+        and "n = 2 transfer seeds, 3 transfer seeds per bar" in open(path).read()
+    )
 
 
 def test_not_a_study_folder(tmp_path):
@@ -199,16 +345,30 @@ def test_not_a_study_folder(tmp_path):
 def test_islam_table_per_protocol_with_mean_over_sets_and_mean_rank(tmp_path):
     """One table per protocol: rows = pretraining, columns = the test sets, mean over sets and mean rank, by hand.
     supcon 80/60/40 (ranks 1, 2, 1), simclr 70/65/30 (2, 1, 2), random-init 10/20/n/a."""
-    values = {"supcon": [80.0, 60.0, 40.0], "simclr": [70.0, 65.0, 30.0], "random-init": [10.0, 20.0, float("nan")]}
-    results = [(f"linear_{s}", row, row, {}, 0, {"linear/score": vals[i]})
-               for row, vals in values.items() for i, s in enumerate(("a", "b", "c"))]
-    results += [("det", row, row, {}, 0, {"bbox/AP50": 1.0}) for row in values]  # one set: no protocol table
+    values = {
+        "supcon": [80.0, 60.0, 40.0],
+        "simclr": [70.0, 65.0, 30.0],
+        "random-init": [10.0, 20.0, float("nan")],
+    }
+    results = [
+        (f"linear_{s}", row, row, {}, 0, {"linear/score": vals[i]})
+        for row, vals in values.items()
+        for i, s in enumerate(("a", "b", "c"))
+    ]
+    results += [
+        ("det", row, row, {}, 0, {"bbox/AP50": 1.0}) for row in values
+    ]  # one set: no protocol table
     fake_study(str(tmp_path), results, axes={})
-    for run in json.load(open(tmp_path / "plan.json"))["runs"]:  # results.json as classification writes it
+    for run in json.load(open(tmp_path / "plan.json"))[
+        "runs"
+    ]:  # results.json as classification writes it
         path = os.path.join(run["out_dir"], "results.json")
         res = json.load(open(path))
-        res["metrics"] = {f"set_{run['meta']['transfer'][-1]}" if run["meta"]["transfer"] != "det" else "voc":
-                          res["metrics"]["toy_test"]}
+        res["metrics"] = {
+            f"set_{run['meta']['transfer'][-1]}"
+            if run["meta"]["transfer"] != "det"
+            else "voc": res["metrics"]["toy_test"]
+        }
         res["protocol"] = "linear_lbfgs" if run["meta"]["transfer"] != "det" else None
         json.dump(res, open(path, "w"))
     write_report(str(tmp_path), pictures=False, log=lambda line: None)
@@ -219,4 +379,6 @@ def test_islam_table_per_protocol_with_mean_over_sets_and_mean_rank(tmp_path):
     assert "| simclr | 70.0 | **65.0** | 30.0 | 55.0 | 1.67 |" in tables
     assert "| random-init | 10.0 | 20.0 | n/a | n/a | n/a |" in tables
     assert "bbox/AP50 per test set" not in tables
-    assert tables.index("per test set") < tables.index("#### linear_a on set_a")  # first, before the details
+    assert tables.index("per test set") < tables.index(
+        "#### linear_a on set_a"
+    )  # first, before the details

@@ -1,5 +1,6 @@
 """The study runner: expansion of study files, digests, skipping, failures, resume, state; a tiny
 real study end to end (local and submitit's local executor), killed and resumed; the report."""
+
 import json
 import os
 import signal
@@ -25,15 +26,26 @@ def write_study(path, **overrides):
         "name": "tiny",
         "output_dir": str(path.parent / "study_out"),
         "pretrain": {
-            "methods": {"simclr": {"config": "configs/toy/pretrain_simclr_R18.yaml"},
-                        "supcon": {"config": "configs/toy/pretrain_supcon_R18.yaml", "opts": {"SOLVER.MAX_ITER": 5}}},
+            "methods": {
+                "simclr": {"config": "configs/toy/pretrain_simclr_R18.yaml"},
+                "supcon": {
+                    "config": "configs/toy/pretrain_supcon_R18.yaml",
+                    "opts": {"SOLVER.MAX_ITER": 5},
+                },
+            },
             "axes": {"images": {"key": "DATASETS.PRETRAIN.SUBSET_COUNT", "values": [20, 40]}},
             "seeds": [0],
         },
-        "transfer": {"seeds": [0, 1], "runs": {
-            "lbfgs": {"config": "configs/toy/cls_linear_lbfgs_R18.yaml", "opts": {"CLASSIFICATION.LAYERS": ["res5"]}},
-            "det": {"config": "configs/toy/digits_R_50_FPN.yaml"},
-        }},
+        "transfer": {
+            "seeds": [0, 1],
+            "runs": {
+                "lbfgs": {
+                    "config": "configs/toy/cls_linear_lbfgs_R18.yaml",
+                    "opts": {"CLASSIFICATION.LAYERS": ["res5"]},
+                },
+                "det": {"config": "configs/toy/digits_R_50_FPN.yaml"},
+            },
+        },
     }
     for key, value in overrides.items():
         section, _, sub = key.partition(".")
@@ -57,7 +69,8 @@ def test_expansion_ids_dependencies_and_commands(tmp_path):
     assert [i for i in ids if i.startswith("convert/")] == [f"convert/{r}/seed0/det" for r in rows]
     for t in ("lbfgs", "det"):
         assert [i for i in ids if i.startswith(f"transfer/{t}/")] == [
-            f"transfer/{t}/{r}/seed{s}" for r in rows + ["random-init"] for s in (0, 1)]
+            f"transfer/{t}/{r}/seed{s}" for r in rows + ["random-init"] for s in (0, 1)
+        ]
     assert len(ids) == len(set(ids)) == 4 + 4 + 2 * 10
     by_id = {r.id: r for r in runs}
     seen = set()
@@ -67,21 +80,33 @@ def test_expansion_ids_dependencies_and_commands(tmp_path):
     pre = by_id["pretrain/supcon__images-40/seed0"]
     assert pre.argv[0].endswith("tools/pretrain_net.py")
     i = pre.argv.index("SOLVER.MAX_ITER")
-    assert pre.argv[i + 1] == "5" and pre.argv[pre.argv.index("DATASETS.PRETRAIN.SUBSET_COUNT") + 1] == "40"
+    assert (
+        pre.argv[i + 1] == "5"
+        and pre.argv[pre.argv.index("DATASETS.PRETRAIN.SUBSET_COUNT") + 1] == "40"
+    )
     assert pre.argv[-4:] == ["SEED", "0", "OUTPUT_DIR", os.path.join(study.output_dir, pre.id)]
     assert pre.meta["axes"] == {"images": 40} and pre.meta["method"] == "supcon"
     cls = by_id["transfer/lbfgs/supcon__images-40/seed1"]
     assert cls.deps == [pre.id]
-    assert cls.argv[cls.argv.index("MODEL.WEIGHTS") + 1] == os.path.join(pre.out_dir, "backbone.pth")
+    assert cls.argv[cls.argv.index("MODEL.WEIGHTS") + 1] == os.path.join(
+        pre.out_dir, "backbone.pth"
+    )
     assert cls.argv[cls.argv.index("CLASSIFICATION.LAYERS") + 1] == "('res5', )"
     assert cls.argv[cls.argv.index("RESULTS.METHOD") + 1] == "supcon"
     conv = by_id["convert/supcon__images-40/seed0/det"]
     det = by_id["transfer/det/supcon__images-40/seed0"]
     # one shape: the transfer's own config, the converted weights (whose recorded keys train_net adopts)
-    assert conv.argv[1:] == [os.path.join(pre.out_dir, "backbone.pth"),
-                             conv.outputs[0], "--base", det.meta["config"]]
+    assert conv.argv[1:] == [
+        os.path.join(pre.out_dir, "backbone.pth"),
+        conv.outputs[0],
+        "--base",
+        det.meta["config"],
+    ]
     assert conv.outputs == [os.path.join(conv.out_dir, "weights.pkl")]
-    assert det.deps == [conv.id] and det.argv[det.argv.index("--config-file") + 1] == det.meta["config"]
+    assert (
+        det.deps == [conv.id]
+        and det.argv[det.argv.index("--config-file") + 1] == det.meta["config"]
+    )
     assert det.argv[det.argv.index("MODEL.WEIGHTS") + 1] == conv.outputs[0]
     assert "MODEL.KEYS_FROM_WEIGHTS" not in det.argv
     # random init: classification without weights; detection without weights, shaped like the first row
@@ -97,32 +122,63 @@ def test_expansion_ids_dependencies_and_commands(tmp_path):
 
 
 def test_several_pretraining_seeds_get_their_own_transfer_folders(tmp_path):
-    study = load_study(write_study(tmp_path / "s.yaml", **{"pretrain.seeds": [0, 1], "pretrain.axes": {}}))
+    study = load_study(
+        write_study(tmp_path / "s.yaml", **{"pretrain.seeds": [0, 1], "pretrain.axes": {}})
+    )
     ids = [r.id for r in expand(study)]
-    assert "transfer/lbfgs/simclr/pretrain_seed1/seed0" in ids and "transfer/lbfgs/random-init/seed0" in ids
+    assert (
+        "transfer/lbfgs/simclr/pretrain_seed1/seed0" in ids
+        and "transfer/lbfgs/random-init/seed0" in ids
+    )
 
 
 def test_a_transfer_can_name_its_rows_and_seeds(tmp_path):
-    runs = {"lbfgs": {"config": "configs/toy/cls_linear_lbfgs_R18.yaml"},
-            "det": {"config": "configs/toy/digits_R_50_FPN.yaml", "methods": ["supcon", "random-init"], "seeds": [3, 4, 5]}}
-    study = load_study(write_study(tmp_path / "s.yaml", **{"pretrain.axes": {}, "transfer.runs": runs}))
+    runs = {
+        "lbfgs": {"config": "configs/toy/cls_linear_lbfgs_R18.yaml"},
+        "det": {
+            "config": "configs/toy/digits_R_50_FPN.yaml",
+            "methods": ["supcon", "random-init"],
+            "seeds": [3, 4, 5],
+        },
+    }
+    study = load_study(
+        write_study(tmp_path / "s.yaml", **{"pretrain.axes": {}, "transfer.runs": runs})
+    )
     ids = [r.id for r in expand(study)]
     assert [i for i in ids if i.startswith("transfer/lbfgs/")] == [
-        f"transfer/lbfgs/{r}/seed{s}" for r in ("simclr", "supcon", "random-init") for s in (0, 1)]
+        f"transfer/lbfgs/{r}/seed{s}" for r in ("simclr", "supcon", "random-init") for s in (0, 1)
+    ]
     assert [i for i in ids if i.startswith("transfer/det/")] == [
-        f"transfer/det/{r}/seed{s}" for r in ("supcon", "random-init") for s in (3, 4, 5)]
+        f"transfer/det/{r}/seed{s}" for r in ("supcon", "random-init") for s in (3, 4, 5)
+    ]
     assert [i for i in ids if i.startswith("convert/")] == ["convert/supcon/seed0/det"]
     rdet = next(r for r in expand(study) if r.id == "transfer/det/random-init/seed3")
-    assert rdet.deps == ["convert/supcon/seed0/det"] and rdet.argv[rdet.argv.index("SEED") + 1] == "3"
+    assert (
+        rdet.deps == ["convert/supcon/seed0/det"] and rdet.argv[rdet.argv.index("SEED") + 1] == "3"
+    )
 
 
 def test_one_at_a_time_sweep_varies_each_axis_alone_from_the_baseline(tmp_path):
-    axes = {"jpeg": {"key": "INPUT.CORRUPTION.JPEG_QUALITY", "values": [10, 50]},
-            "downsample": {"key": "INPUT.CORRUPTION.DOWNSAMPLE", "values": [4]}}
-    study = load_study(write_study(tmp_path / "s.yaml", **{"pretrain.axes": axes, "pretrain.sweep": "one_at_a_time"}))
+    axes = {
+        "jpeg": {"key": "INPUT.CORRUPTION.JPEG_QUALITY", "values": [10, 50]},
+        "downsample": {"key": "INPUT.CORRUPTION.DOWNSAMPLE", "values": [4]},
+    }
+    study = load_study(
+        write_study(
+            tmp_path / "s.yaml", **{"pretrain.axes": axes, "pretrain.sweep": "one_at_a_time"}
+        )
+    )
     pre = [r for r in expand(study) if r.kind == "pretrain" and r.meta["method"] == "simclr"]
-    assert [r.meta["row"] for r in pre] == ["simclr", "simclr__jpeg-10", "simclr__jpeg-50", "simclr__downsample-4"]
-    assert "INPUT.CORRUPTION.JPEG_QUALITY" not in pre[0].argv and "INPUT.CORRUPTION.DOWNSAMPLE" not in pre[1].argv
+    assert [r.meta["row"] for r in pre] == [
+        "simclr",
+        "simclr__jpeg-10",
+        "simclr__jpeg-50",
+        "simclr__downsample-4",
+    ]
+    assert (
+        "INPUT.CORRUPTION.JPEG_QUALITY" not in pre[0].argv
+        and "INPUT.CORRUPTION.DOWNSAMPLE" not in pre[1].argv
+    )
     with pytest.raises(StudyError, match="pretrain.sweep: expected one of product, one_at_a_time"):
         load_study(write_study(tmp_path / "s.yaml", **{"pretrain.sweep": "grid"}))
 
@@ -152,28 +208,81 @@ def test_eta_costs_each_pending_run_by_its_own_groups_mean():
 def test_opt_values_as_yacs_reads_them():
     assert format_opt_value([1, 2]) == "(1, 2, )"
     assert format_opt_value(["a"]) == "('a', )"
-    assert format_opt_value(True) == "True" and format_opt_value(0.5) == "0.5" and format_opt_value("x") == "x"
+    assert (
+        format_opt_value(True) == "True"
+        and format_opt_value(0.5) == "0.5"
+        and format_opt_value("x") == "x"
+    )
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"name": "bad/name"}, "name: 'bad/name' must be a name"),
-    ({"pretrain.methods": {"simclr": {"config": "configs/toy/nope.yaml"}}}, "pretrain.methods.simclr.config: no such config file"),
-    ({"pretrain.methods": {"simclr": {"config": "configs/toy/pretrain_simclr_R18.yaml", "opt": {}}}},
-     "pretrain.methods.simclr: unknown keys \\['opt'\\]"),
-    ({"pretrain.seeds": [0, 0]}, "pretrain.seeds: repeated seeds"),
-    ({"pretrain.axes": {"images": {"key": "subset", "values": [1]}}}, "is not a config key"),
-    ({"pretrain.axes": {"images": {"key": "DATASETS.PRETRAIN.SUBSET_COUNT", "values": []}}}, "non-empty list"),
-    ({"transfer.runs": {}}, "transfer.runs: names no runs"),
-    ({"transfer.runs": {"det": {"config": "configs/toy/digits_R_50_FPN.yaml", "methods": ["mocov2"]}}},
-     "transfer.runs.det.methods: unknown methods \\['mocov2'\\]"),
-    ({"transfer.runs": {"det": {"config": "configs/toy/digits_R_50_FPN.yaml", "seeds": [1, 1]}}},
-     "transfer.runs.det.seeds: repeated seeds"),
-    ({"pretrain.methods": {"random-init": {"config": "configs/toy/pretrain_simclr_R18.yaml"}}}, "baseline row"),
-    ({"pretrain.axes": {"map": {"key": "DATASETS.PRETRAIN.LABEL_MAP", "values": ["a/coarse.yaml", "b/coarse.yaml"]}}},
-     "values 'a/coarse.yaml' and 'b/coarse.yaml' map to the same run folder name 'coarse'"),
-    ({"pretrain.axes": {"q": {"key": "INPUT.CORRUPTION.JPEG_QUALITY", "values": ["a b", "a_b"]}}},
-     "map to the same run folder name 'a_b'"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"name": "bad/name"}, "name: 'bad/name' must be a name"),
+        (
+            {"pretrain.methods": {"simclr": {"config": "configs/toy/nope.yaml"}}},
+            "pretrain.methods.simclr.config: no such config file",
+        ),
+        (
+            {
+                "pretrain.methods": {
+                    "simclr": {"config": "configs/toy/pretrain_simclr_R18.yaml", "opt": {}}
+                }
+            },
+            "pretrain.methods.simclr: unknown keys \\['opt'\\]",
+        ),
+        ({"pretrain.seeds": [0, 0]}, "pretrain.seeds: repeated seeds"),
+        ({"pretrain.axes": {"images": {"key": "subset", "values": [1]}}}, "is not a config key"),
+        (
+            {"pretrain.axes": {"images": {"key": "DATASETS.PRETRAIN.SUBSET_COUNT", "values": []}}},
+            "non-empty list",
+        ),
+        ({"transfer.runs": {}}, "transfer.runs: names no runs"),
+        (
+            {
+                "transfer.runs": {
+                    "det": {"config": "configs/toy/digits_R_50_FPN.yaml", "methods": ["mocov2"]}
+                }
+            },
+            "transfer.runs.det.methods: unknown methods \\['mocov2'\\]",
+        ),
+        (
+            {
+                "transfer.runs": {
+                    "det": {"config": "configs/toy/digits_R_50_FPN.yaml", "seeds": [1, 1]}
+                }
+            },
+            "transfer.runs.det.seeds: repeated seeds",
+        ),
+        (
+            {
+                "pretrain.methods": {
+                    "random-init": {"config": "configs/toy/pretrain_simclr_R18.yaml"}
+                }
+            },
+            "baseline row",
+        ),
+        (
+            {
+                "pretrain.axes": {
+                    "map": {
+                        "key": "DATASETS.PRETRAIN.LABEL_MAP",
+                        "values": ["a/coarse.yaml", "b/coarse.yaml"],
+                    }
+                }
+            },
+            "values 'a/coarse.yaml' and 'b/coarse.yaml' map to the same run folder name 'coarse'",
+        ),
+        (
+            {
+                "pretrain.axes": {
+                    "q": {"key": "INPUT.CORRUPTION.JPEG_QUALITY", "values": ["a b", "a_b"]}
+                }
+            },
+            "map to the same run folder name 'a_b'",
+        ),
+    ],
+)
 def test_bad_study_files_name_the_file_and_key(tmp_path, overrides, message):
     path = write_study(tmp_path / "s.yaml", **overrides)
     with pytest.raises(StudyError, match=message) as e:
@@ -186,7 +295,10 @@ def test_a_key_given_twice_in_a_study_file_is_named(tmp_path):
     text = path.read_text().replace("  seeds:\n  - 0\n", "  seeds:\n  - 0\n  seeds:\n  - 1\n", 1)
     assert text != path.read_text()
     path.write_text(text)
-    with pytest.raises(StudyError, match=rf"{path}:\d+: key 'seeds' is given twice in the same mapping \(first on line \d+\)"):
+    with pytest.raises(
+        StudyError,
+        match=rf"{path}:\d+: key 'seeds' is given twice in the same mapping \(first on line \d+\)",
+    ):
         load_study(path)
 
 
@@ -213,9 +325,19 @@ class WritingExecutor:
                 for p in self.runs[key].outputs:
                     os.makedirs(os.path.dirname(p), exist_ok=True)
                     # a converted config inherits the transfer config, as the converter writes it
-                    text = f'_BASE_: "{argv[argv.index("--base") + 1]}"\n' if p.endswith(".yaml") else "x"
+                    text = (
+                        f'_BASE_: "{argv[argv.index("--base") + 1]}"\n'
+                        if p.endswith(".yaml")
+                        else "x"
+                    )
                     open(p, "w").write(text)
-            self._ended.append((key, 0 if key not in self.fail else 3, None if key not in self.fail else "exit status 3"))
+            self._ended.append(
+                (
+                    key,
+                    0 if key not in self.fail else 3,
+                    None if key not in self.fail else "exit status 3",
+                )
+            )
 
     def poll(self):
         ended, self._ended = self._ended, []
@@ -246,25 +368,52 @@ def test_runner_skips_done_runs_and_reruns_changed_ones(tmp_path):
     run_study(study, ex2, log=lines.append)
     assert ex2.started == []
     # a changed override of one method: its pretraining and everything downstream of it run again
-    write_study(tmp_path / "s.yaml", **{"pretrain.axes": {}, "pretrain.methods": {
-        "simclr": {"config": "configs/toy/pretrain_simclr_R18.yaml"},
-        "supcon": {"config": "configs/toy/pretrain_supcon_R18.yaml", "opts": {"SOLVER.MAX_ITER": 6}}}})
+    write_study(
+        tmp_path / "s.yaml",
+        **{
+            "pretrain.axes": {},
+            "pretrain.methods": {
+                "simclr": {"config": "configs/toy/pretrain_simclr_R18.yaml"},
+                "supcon": {
+                    "config": "configs/toy/pretrain_supcon_R18.yaml",
+                    "opts": {"SOLVER.MAX_ITER": 6},
+                },
+            },
+        },
+    )
     study = load_study(tmp_path / "s.yaml")
     ex3 = WritingExecutor(expand(study))
     run_study(study, ex3, log=lines.append)
     again = sorted(k for k, _ in ex3.started)
-    assert again == sorted(["pretrain/supcon/seed0", "convert/supcon/seed0/det", "transfer/det/supcon/seed0",
-                            "transfer/det/supcon/seed1", "transfer/lbfgs/supcon/seed0", "transfer/lbfgs/supcon/seed1"])
+    assert again == sorted(
+        [
+            "pretrain/supcon/seed0",
+            "convert/supcon/seed0/det",
+            "transfer/det/supcon/seed0",
+            "transfer/det/supcon/seed1",
+            "transfer/lbfgs/supcon/seed0",
+            "transfer/lbfgs/supcon/seed1",
+        ]
+    )
 
 
 def test_a_label_map_edited_in_place_redoes_the_runs_that_read_it(tmp_path):
     """CLASSIFICATION.LABEL_MAP names a file: its content, not only its path, is in the run's digest."""
     label_map = tmp_path / "parity.json"
     label_map.write_text(json.dumps({str(d): ("even" if d % 2 == 0 else "odd") for d in range(10)}))
-    write_study(tmp_path / "s.yaml", **{"pretrain.axes": {}, "transfer.runs": {
-        "coarse": {"config": "configs/toy/cls_linear_lbfgs_R18.yaml",
-                   "opts": {"CLASSIFICATION.LABEL_MAP": str(label_map)}},
-        "fine": {"config": "configs/toy/cls_linear_lbfgs_R18.yaml"}}})
+    write_study(
+        tmp_path / "s.yaml",
+        **{
+            "pretrain.axes": {},
+            "transfer.runs": {
+                "coarse": {
+                    "config": "configs/toy/cls_linear_lbfgs_R18.yaml",
+                    "opts": {"CLASSIFICATION.LABEL_MAP": str(label_map)},
+                },
+                "fine": {"config": "configs/toy/cls_linear_lbfgs_R18.yaml"},
+            },
+        },
+    )
     study = load_study(tmp_path / "s.yaml")
     runs = expand(study)
     run_study(study, WritingExecutor(runs), log=lambda _: None)
@@ -275,8 +424,9 @@ def test_a_label_map_edited_in_place_redoes_the_runs_that_read_it(tmp_path):
     label_map.write_text(label_map.read_text().replace('"9": "odd"', '"9": "eve"'))
     ex = WritingExecutor(runs)
     run_study(study, ex, log=lambda _: None)
-    assert sorted(k for k, _ in ex.started) == sorted(f"transfer/coarse/{m}/seed{s}"
-                                                     for m in ("simclr", "supcon", "random-init") for s in (0, 1))
+    assert sorted(k for k, _ in ex.started) == sorted(
+        f"transfer/coarse/{m}/seed{s}" for m in ("simclr", "supcon", "random-init") for s in (0, 1)
+    )
 
 
 def test_a_pretraining_label_map_is_in_the_digest_by_content(tmp_path):
@@ -285,9 +435,20 @@ def test_a_pretraining_label_map_is_in_the_digest_by_content(tmp_path):
 
     label_map = tmp_path / "coarse.json"
     label_map.write_text('{"0": "a", "1": "b"}')
-    run = Run("pretrain/x/seed0", "pretrain", [os.path.join(REPO, "tools", "pretrain_net.py"), "--config-file",
-              os.path.join(TOY, "pretrain_supcon_R18.yaml"), "DATASETS.PRETRAIN.LABEL_MAP", str(label_map)],
-              [], str(tmp_path / "run"), [])
+    run = Run(
+        "pretrain/x/seed0",
+        "pretrain",
+        [
+            os.path.join(REPO, "tools", "pretrain_net.py"),
+            "--config-file",
+            os.path.join(TOY, "pretrain_supcon_R18.yaml"),
+            "DATASETS.PRETRAIN.LABEL_MAP",
+            str(label_map),
+        ],
+        [],
+        str(tmp_path / "run"),
+        [],
+    )
     before = run_digest(run, [])
     assert run_digest(run, []) == before
     label_map.write_text('{"0": "b", "1": "a"}')
@@ -298,15 +459,26 @@ def test_a_failed_run_skips_its_dependents_and_the_rest_go_on(tmp_path):
     study = small_study(tmp_path)
     runs = expand(study)
     lines = []
-    status = run_study(study, WritingExecutor(runs, fail={"pretrain/simclr/seed0"}), log=lines.append)
+    status = run_study(
+        study, WritingExecutor(runs, fail={"pretrain/simclr/seed0"}), log=lines.append
+    )
     assert status["pretrain/simclr/seed0"] == "failed"
-    assert status["transfer/lbfgs/simclr/seed0"] == "skipped" and status["convert/simclr/seed0/det"] == "skipped"
+    assert (
+        status["transfer/lbfgs/simclr/seed0"] == "skipped"
+        and status["convert/simclr/seed0/det"] == "skipped"
+    )
     # the detection random-init row uses simclr's converted config: skipped with it
     assert status["transfer/det/random-init/seed0"] == "skipped"
-    assert status["transfer/lbfgs/supcon/seed1"] == "done" and status["transfer/lbfgs/random-init/seed1"] == "done"
+    assert (
+        status["transfer/lbfgs/supcon/seed1"] == "done"
+        and status["transfer/lbfgs/random-init/seed1"] == "done"
+    )
     assert any(line.startswith("FAILED pretrain/simclr/seed0") for line in lines)
     state = StudyState(study.output_dir, "")
-    assert state.get("transfer/lbfgs/simclr/seed0")["error"] == "dependency pretrain/simclr/seed0 failed"
+    assert (
+        state.get("transfer/lbfgs/simclr/seed0")["error"]
+        == "dependency pretrain/simclr/seed0 failed"
+    )
     # the next start runs only what did not finish
     ex = WritingExecutor(runs)
     run_study(study, ex, log=lines.append)
@@ -336,7 +508,9 @@ def test_a_checkpoint_of_another_digest_is_never_resumed(tmp_path):
     runs = expand(study)
     run_study(study, WritingExecutor(runs, fail={"pretrain/supcon/seed0"}), log=lambda line: None)
     state = StudyState(study.output_dir, "")
-    state.set("pretrain/supcon/seed0", status="running", digest="0" * 64)  # killed under an older version
+    state.set(
+        "pretrain/supcon/seed0", status="running", digest="0" * 64
+    )  # killed under an older version
     pre = {r.id: r for r in runs}["pretrain/supcon/seed0"]
     tag = os.path.join(pre.out_dir, "last_checkpoint")
     open(tag, "w").write("model_0000002.pth")
@@ -344,7 +518,9 @@ def test_a_checkpoint_of_another_digest_is_never_resumed(tmp_path):
     run_study(study, ex, log=lines.append)
     assert "--resume" not in dict(ex.started)["pretrain/supcon/seed0"]
     assert not os.path.exists(tag)
-    assert any("checkpoint of an earlier version of the run; starting afresh" in line for line in lines)
+    assert any(
+        "checkpoint of an earlier version of the run; starting afresh" in line for line in lines
+    )
 
 
 def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path):
@@ -358,24 +534,56 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path):
 
 def test_relative_paths_start_at_the_root_and_runs_call_the_given_tools(tmp_path, monkeypatch):
     path = write_study(tmp_path / "s.yaml")
-    monkeypatch.chdir(tmp_path)  # configs/toy/... is not here: named with the root it was looked for in
-    with pytest.raises(StudyError, match=r"pretrain\.methods\.simclr\.config: no such config file "
-                                         rf"'configs/toy/pretrain_simclr_R18\.yaml'.*study's root {tmp_path}"):
+    monkeypatch.chdir(
+        tmp_path
+    )  # configs/toy/... is not here: named with the root it was looked for in
+    with pytest.raises(
+        StudyError,
+        match=r"pretrain\.methods\.simclr\.config: no such config file "
+        rf"'configs/toy/pretrain_simclr_R18\.yaml'.*study's root {tmp_path}",
+    ):
         load_study(str(path), tools_dir=os.path.join(REPO, "tools"))
-    (tmp_path / "configs").symlink_to(os.path.join(REPO, "configs"))  # a root with the configs, without tools/
-    with pytest.raises(StudyError, match=rf"{tmp_path / 'tools'} lacks pretrain_net.py, .*train_net.py, select_config.py, report.py"):
+    (tmp_path / "configs").symlink_to(
+        os.path.join(REPO, "configs")
+    )  # a root with the configs, without tools/
+    with pytest.raises(
+        StudyError,
+        match=rf"{tmp_path / 'tools'} lacks pretrain_net.py, .*train_net.py, select_config.py, report.py",
+    ):
         load_study(str(path))  # the tools default to <root>/tools
     tools = tmp_path / "my_tools"
     tools.mkdir()
-    for name in ("pretrain_net.py", "convert_to_detectron2.py", "train_net.py", "select_config.py", "report.py"):
+    for name in (
+        "pretrain_net.py",
+        "convert_to_detectron2.py",
+        "train_net.py",
+        "select_config.py",
+        "report.py",
+    ):
         (tools / name).write_text("")
     study = load_study(str(path), root=REPO, tools_dir=str(tools))
-    assert study.root == REPO and study.methods["simclr"]["config"] == os.path.join(TOY, "pretrain_simclr_R18.yaml")
+    assert study.root == REPO and study.methods["simclr"]["config"] == os.path.join(
+        TOY, "pretrain_simclr_R18.yaml"
+    )
     assert {os.path.dirname(r.argv[0]) for r in expand(study)} == {str(tools)}
     # the CLI: --root from anywhere, its own tools
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", "run_study.py"), str(path), "--dry-run",
-                           "--root", REPO], cwd=tmp_path, text=True, capture_output=True, timeout=300)
-    assert proc.returncode == 0 and "[todo] transfer/det/random-init/seed1" in proc.stdout, proc.stderr[-2000:]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, "tools", "run_study.py"),
+            str(path),
+            "--dry-run",
+            "--root",
+            REPO,
+        ],
+        cwd=tmp_path,
+        text=True,
+        capture_output=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0 and "[todo] transfer/det/random-init/seed1" in proc.stdout, (
+        proc.stderr[-2000:]
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -389,29 +597,68 @@ def mini_sets(toy_root, tmp_path_factory):
     return root
 
 
-def real_study(tmp_path, sets, detection=True, name="tiny", seeds=(0, 1), segmentation=False, checkpoints=None):
-    custom = (f"[{{'NAME': 'st_plain_train', 'FORMAT': 'folder', 'ROOT': '{sets / 'plain' / 'train'}'}}, "
-              f"{{'NAME': 'st_plain_test', 'FORMAT': 'folder', 'ROOT': '{sets / 'plain' / 'test'}'}}, "
-              f"{{'NAME': 'st_tex_train', 'FORMAT': 'folder', 'ROOT': '{sets / 'textured' / 'train'}'}}, "
-              f"{{'NAME': 'st_tex_test', 'FORMAT': 'folder', 'ROOT': '{sets / 'textured' / 'test'}'}}]")
+def real_study(
+    tmp_path, sets, detection=True, name="tiny", seeds=(0, 1), segmentation=False, checkpoints=None
+):
+    custom = (
+        f"[{{'NAME': 'st_plain_train', 'FORMAT': 'folder', 'ROOT': '{sets / 'plain' / 'train'}'}}, "
+        f"{{'NAME': 'st_plain_test', 'FORMAT': 'folder', 'ROOT': '{sets / 'plain' / 'test'}'}}, "
+        f"{{'NAME': 'st_tex_train', 'FORMAT': 'folder', 'ROOT': '{sets / 'textured' / 'train'}'}}, "
+        f"{{'NAME': 'st_tex_test', 'FORMAT': 'folder', 'ROOT': '{sets / 'textured' / 'test'}'}}]"
+    )
     small = {"DATASETS.CUSTOM": custom, "DATALOADER.NUM_WORKERS": 0}
-    runs = {"lbfgs": {"config": "configs/toy/cls_linear_lbfgs_R18.yaml", "opts": {
-        **small, "DATASETS.TRAIN": ["st_tex_train"], "DATASETS.TEST": ["st_tex_test"], "INPUT.CLS.CROP_SIZE": 32,
-        "INPUT.CLS.TEST_RESIZE": 32, "CLASSIFICATION.LBFGS.NUM_REGS": 3,
-        "CLASSIFICATION.FEATURE_CACHE": str(tmp_path / "cache")}}}
+    runs = {
+        "lbfgs": {
+            "config": "configs/toy/cls_linear_lbfgs_R18.yaml",
+            "opts": {
+                **small,
+                "DATASETS.TRAIN": ["st_tex_train"],
+                "DATASETS.TEST": ["st_tex_test"],
+                "INPUT.CLS.CROP_SIZE": 32,
+                "INPUT.CLS.TEST_RESIZE": 32,
+                "CLASSIFICATION.LBFGS.NUM_REGS": 3,
+                "CLASSIFICATION.FEATURE_CACHE": str(tmp_path / "cache"),
+            },
+        }
+    }
     if detection:
-        runs["det"] = {"config": "configs/toy/digits_R_50_FPN.yaml",
-                       "opts": {**dict(zip(FAST[::2], FAST[1::2])), "SOLVER.MAX_ITER": 1}}
-    if segmentation:  # the toy pretraining is a ResNet-18, which detectron2 cannot dilate: output stride 32
-        runs["seg"] = {"config": "configs/toy/seg_digits_R_50_FCN16s.yaml", "opts": {
-            "MODEL.RESNETS.RES5_DILATION": 1, "SOLVER.IMS_PER_BATCH": 2, "INPUT.SEM_SEG.CROP_SIZE": [64, 64],
-            "DATALOADER.NUM_WORKERS": 0, "SOLVER.MAX_ITER": 1}}
+        runs["det"] = {
+            "config": "configs/toy/digits_R_50_FPN.yaml",
+            "opts": {**dict(zip(FAST[::2], FAST[1::2])), "SOLVER.MAX_ITER": 1},
+        }
+    if (
+        segmentation
+    ):  # the toy pretraining is a ResNet-18, which detectron2 cannot dilate: output stride 32
+        runs["seg"] = {
+            "config": "configs/toy/seg_digits_R_50_FCN16s.yaml",
+            "opts": {
+                "MODEL.RESNETS.RES5_DILATION": 1,
+                "SOLVER.IMS_PER_BATCH": 2,
+                "INPUT.SEM_SEG.CROP_SIZE": [64, 64],
+                "DATALOADER.NUM_WORKERS": 0,
+                "SOLVER.MAX_ITER": 1,
+            },
+        }
     study = {
-        "name": name, "output_dir": str(tmp_path / name),
-        "pretrain": {"methods": {"simclr": {"config": "configs/toy/pretrain_simclr_R18.yaml", "opts": {
-            **small, "DATASETS.TRAIN": ["st_plain_train"], "DATASETS.TEST": ["st_plain_test"],
-            "SOLVER.IMS_PER_BATCH": 16, "SOLVER.MAX_ITER": 2, "SOLVER.WARMUP_ITERS": 1, "TEST.KNN.K": 5}}},
-            "seeds": [0]},
+        "name": name,
+        "output_dir": str(tmp_path / name),
+        "pretrain": {
+            "methods": {
+                "simclr": {
+                    "config": "configs/toy/pretrain_simclr_R18.yaml",
+                    "opts": {
+                        **small,
+                        "DATASETS.TRAIN": ["st_plain_train"],
+                        "DATASETS.TEST": ["st_plain_test"],
+                        "SOLVER.IMS_PER_BATCH": 16,
+                        "SOLVER.MAX_ITER": 2,
+                        "SOLVER.WARMUP_ITERS": 1,
+                        "TEST.KNN.K": 5,
+                    },
+                }
+            },
+            "seeds": [0],
+        },
         "transfer": {"seeds": list(seeds), "runs": runs},
     }
     if checkpoints:
@@ -423,8 +670,14 @@ def real_study(tmp_path, sets, detection=True, name="tiny", seeds=(0, 1), segmen
 
 def study_cli(args, toy_root, **kwargs):
     env = dict(os.environ, DETECTRON2_DATASETS=str(toy_root), PYTHONWARNINGS="ignore")
-    return subprocess.run([sys.executable, os.path.join(REPO, "tools", "run_study.py"), *args], cwd=REPO, env=env,
-                          text=True, capture_output=True, **kwargs)
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", "run_study.py"), *args],
+        cwd=REPO,
+        env=env,
+        text=True,
+        capture_output=True,
+        **kwargs,
+    )
 
 
 @pytest.mark.slow
@@ -434,14 +687,18 @@ def test_tiny_study_end_to_end_then_report(mini_sets, toy_root, tmp_path):
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     out = tmp_path / "tiny"
     det = json.load(open(out / "transfer/det/simclr/seed1/results.json"))
-    assert det["method"] == "simclr" and det["weights"].endswith("convert/simclr/seed0/det/weights.pkl")
+    assert det["method"] == "simclr" and det["weights"].endswith(
+        "convert/simclr/seed0/det/weights.pkl"
+    )
     assert det["seed"] == 1 and "bbox/AP50" in next(iter(det["metrics"].values()))
     rnd = json.load(open(out / "transfer/lbfgs/random-init/seed0/results.json"))
     assert rnd["method"] == "random-init" and rnd["protocol"] == "linear_lbfgs"
     # one shape: the R50 protocol's own config; the R18 rows adopt the .pkl's keys, random init too
     for row in ("simclr", "random-init"):
         saved = (out / f"transfer/det/{row}/seed0/config.yaml").read_text()
-        assert "DEPTH: 18" in saved and "RES2_OUT_CHANNELS: 64" in saved and "FORMAT: RGB" in saved, row
+        assert (
+            "DEPTH: 18" in saved and "RES2_OUT_CHANNELS: 64" in saved and "FORMAT: RGB" in saved
+        ), row
     assert json.load(open(out / "transfer/det/random-init/seed0/results.json"))["weights"] == ""
     assert (out / "pretrain/simclr/seed0" / RUN_RECORD).is_file()
     tables = (out / "report/tables.md").read_text()
@@ -466,18 +723,36 @@ def test_a_study_over_brought_checkpoints_and_a_pretraining_run(mini_sets, toy_r
     sup = tv_checkpoint(str(tmp_path / "resnet18_sup.pth"))
     broken = tmp_path / "not_a_resnet.pth"
     torch.save({"state_dict": {"encoder.weight": torch.zeros(3, 3)}}, broken)
-    path = real_study(tmp_path, mini_sets, name="brought", seeds=(0,), checkpoints={
-        "moco_v2": {"path": moco}, "sup_tv": {"path": sup}, "broken": {"path": str(broken)}})
+    path = real_study(
+        tmp_path,
+        mini_sets,
+        name="brought",
+        seeds=(0,),
+        checkpoints={
+            "moco_v2": {"path": moco},
+            "sup_tv": {"path": sup},
+            "broken": {"path": str(broken)},
+        },
+    )
     study = yaml.safe_load(path.read_text())
-    study["transfer"]["runs"]["det"]["methods"] = ["sup_tv"]  # detection of one brought row keeps the test short
+    study["transfer"]["runs"]["det"]["methods"] = [
+        "sup_tv"
+    ]  # detection of one brought row keeps the test short
     path.write_text(yaml.safe_dump(study, sort_keys=False))
     proc = study_cli([str(path), "--jobs", "2"], toy_root, timeout=1500)
     assert proc.returncode == 1, proc.stdout[-4000:] + proc.stderr[-4000:]  # the broken row failed
-    assert "FAILED checkpoint/broken" in proc.stdout and "SKIPPED transfer/lbfgs/broken/seed0" in proc.stdout
+    assert (
+        "FAILED checkpoint/broken" in proc.stdout
+        and "SKIPPED transfer/lbfgs/broken/seed0" in proc.stdout
+    )
     out = tmp_path / "brought"
-    assert "no ResNet" in (out / "logs/checkpoint__broken.log").read_text()  # the converter's own message
+    assert (
+        "no ResNet" in (out / "logs/checkpoint__broken.log").read_text()
+    )  # the converter's own message
     res = json.load(open(out / "transfer/lbfgs/moco_v2/seed0/results.json"))
-    assert res["method"] == "moco_v2" and res["weights_source"].endswith("checkpoint/moco_v2/backbone.pth")
+    assert res["method"] == "moco_v2" and res["weights_source"].endswith(
+        "checkpoint/moco_v2/backbone.pth"
+    )
     det = json.load(open(out / "transfer/det/sup_tv/seed0/results.json"))
     assert det["weights"].endswith("convert/sup_tv/det/weights.pkl")
     tables = (out / "report/tables.md").read_text()
@@ -486,13 +761,17 @@ def test_a_study_over_brought_checkpoints_and_a_pretraining_run(mini_sets, toy_r
     assert "| broken |" not in tables
     # the same command again: the conversions and transfers are not redone, the broken row is tried again
     proc = study_cli([str(path), "--no-report"], toy_root, timeout=600)
-    assert "START checkpoint/moco_v2" not in proc.stdout and "START checkpoint/broken" in proc.stdout
+    assert (
+        "START checkpoint/moco_v2" not in proc.stdout and "START checkpoint/broken" in proc.stdout
+    )
 
 
 @pytest.mark.slow
 def test_submitit_local_executor_runs_the_study(mini_sets, toy_root, tmp_path):
     path = real_study(tmp_path, mini_sets, detection=False, name="tiny_submitit", seeds=(1,))
-    proc = study_cli([str(path), "--executor", "submitit-local", "--no-report"], toy_root, timeout=1500)
+    proc = study_cli(
+        [str(path), "--executor", "submitit-local", "--no-report"], toy_root, timeout=1500
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     out = tmp_path / "tiny_submitit"
     assert (out / "transfer/lbfgs/simclr/seed1/results.json").is_file()
@@ -504,8 +783,15 @@ def test_killed_study_continues_where_it_stopped(mini_sets, toy_root, tmp_path):
     path = real_study(tmp_path, mini_sets, detection=False, name="tiny_killed")
     out = tmp_path / "tiny_killed"
     env = dict(os.environ, DETECTRON2_DATASETS=str(toy_root), PYTHONWARNINGS="ignore")
-    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "tools", "run_study.py"), str(path)], cwd=REPO,
-                            env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(REPO, "tools", "run_study.py"), str(path)],
+        cwd=REPO,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     record = out / "pretrain/simclr/seed0" / RUN_RECORD
     deadline = time.time() + 600
     while not record.is_file() and time.time() < deadline and proc.poll() is None:
@@ -532,22 +818,30 @@ def test_local_runs_on_a_gpu_machine_each_get_their_own_devices(tmp_path):
     from contrastive_det.studies.executors import LocalExecutor
 
     tool = tmp_path / "train_net.py"  # stands for the training CLI: records what it was given
-    tool.write_text("import os, sys, time\nprint('devices=' + os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>'))\n"
-                    "time.sleep(float(sys.argv[sys.argv.index('--sleep') + 1]))\n")
+    tool.write_text(
+        "import os, sys, time\nprint('devices=' + os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>'))\n"
+        "time.sleep(float(sys.argv[sys.argv.index('--sleep') + 1]))\n"
+    )
     other = tmp_path / "convert_to_detectron2.py"
     other.write_text(tool.read_text())
     ex = LocalExecutor(jobs=3, devices=["0", "1", "2", "3"])
     logs = {k: str(tmp_path / f"{k}.log") for k in "abcd"}
-    ex.start([("a", [str(tool), "--num-gpus", "2", "--sleep", "1.5"], logs["a"], {}),
-              ("b", [str(tool), "--num-gpus", "2", "--sleep", "0.5"], logs["b"], {}),
-              ("c", [str(tool), "--num-gpus", "1", "--sleep", "0"], logs["c"], {}),
-              ("d", [str(other), "--sleep", "0"], logs["d"], {})])
+    ex.start(
+        [
+            ("a", [str(tool), "--num-gpus", "2", "--sleep", "1.5"], logs["a"], {}),
+            ("b", [str(tool), "--num-gpus", "2", "--sleep", "0.5"], logs["b"], {}),
+            ("c", [str(tool), "--num-gpus", "1", "--sleep", "0"], logs["c"], {}),
+            ("d", [str(other), "--sleep", "0"], logs["d"], {}),
+        ]
+    )
     assert ex.capacity() == -1  # 4 items taken for 3 slots: the runner starts nothing more
     ended = []
     while len(ended) < 4:
         ended += ex.poll()
         time.sleep(0.05)
-    assert sorted(k for k, code, _ in ended) == list("abcd") and all(code == 0 for _, code, _ in ended)
+    assert sorted(k for k, code, _ in ended) == list("abcd") and all(
+        code == 0 for _, code, _ in ended
+    )
     seen = {k: open(logs[k]).read().split("devices=")[1].strip() for k in "abcd"}
     assert seen["a"] == "0,1" and seen["b"] == "2,3" and seen["d"] == ""
     assert seen["c"] in ("2", "3")  # started once b had finished and given its devices back
@@ -568,15 +862,19 @@ def test_each_kind_of_run_gets_its_own_resources(tmp_path):
     study = load_study(str(path))
     cli = {"gpus": 8, "cpus": 10, "time": 1440, "nodes": 1, "tasks_per_node": 1}
     runs = expand(study)
-    got = {r.kind if r.kind != "transfer" else r.meta["transfer"]: study.run_resources(r, cli) for r in runs}
+    got = {
+        r.kind if r.kind != "transfer" else r.meta["transfer"]: study.run_resources(r, cli)
+        for r in runs
+    }
     assert got["pretrain"] == {**cli, "time": 4320}
     assert got["convert"] == {"gpus": 0, "cpus": 2, "time": 60, "nodes": 1, "tasks_per_node": 1}
     assert got[first] == {**cli, "gpus": 1, "time": 120}
     others = [t for t in study.transfers if t != first]
     assert all(got[t] == {**cli, "gpus": 4} for t in others)
     assert num_gpus_per_task({"gpus": 8, "tasks_per_node": 2}) == 4 and num_gpus_per_task({}) == 0
-    assert [parse_slurm_time(t) for t in ("infinite", "30", "10:00", "2:00:00", "1-00:00:00", "1-12")] == \
-        [None, 30, 10, 120, 1440, 2160]
+    assert [
+        parse_slurm_time(t) for t in ("infinite", "30", "10:00", "2:00:00", "1-00:00:00", "1-12")
+    ] == [None, 30, 10, 120, 1440, 2160]
     raw["resources"] = {"pretrain": {"gpu": 1}}
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(StudyError, match=r"resources\.pretrain\.gpu: unknown resource"):
@@ -587,7 +885,9 @@ def test_a_second_driver_on_the_same_study_is_refused(tmp_path):
     from contrastive_det.studies.state import StudyLock, StudyLocked
 
     with StudyLock(str(tmp_path)):
-        with pytest.raises(StudyLocked, match=rf"being run by another driver \(pid {os.getpid()} on"):
+        with pytest.raises(
+            StudyLocked, match=rf"being run by another driver \(pid {os.getpid()} on"
+        ):
             StudyLock(str(tmp_path)).__enter__()
     with StudyLock(str(tmp_path)):  # released on exit
         pass
@@ -620,12 +920,15 @@ class _JobExecutor(WritingExecutor):
         return "cancelled" if cancel else "left running"
 
 
-@pytest.mark.parametrize("error, answer, cancelled", [
-    (RuntimeError("the driver's own bug"), None, False),  # a driver error never cancels jobs
-    (KeyboardInterrupt(), None, True),                    # Ctrl-C without a terminal: cancel, and say which
-    (KeyboardInterrupt(), False, False),                  # Ctrl-C on a terminal: only if the user says yes
-    (KeyboardInterrupt(), True, True),
-])
+@pytest.mark.parametrize(
+    "error, answer, cancelled",
+    [
+        (RuntimeError("the driver's own bug"), None, False),  # a driver error never cancels jobs
+        (KeyboardInterrupt(), None, True),  # Ctrl-C without a terminal: cancel, and say which
+        (KeyboardInterrupt(), False, False),  # Ctrl-C on a terminal: only if the user says yes
+        (KeyboardInterrupt(), True, True),
+    ],
+)
 def test_only_an_interrupt_cancels_cluster_jobs(tmp_path, error, answer, cancelled):
     study = small_study(tmp_path)
     executor = _JobExecutor(expand(study), error)
@@ -637,7 +940,9 @@ def test_only_an_interrupt_cancels_cluster_jobs(tmp_path, error, answer, cancell
     assert bool(asked) == (answer is not None) and all("Cancel the" in q for q in asked)
     state = json.load(open(os.path.join(study.output_dir, "state.json")))["runs"]
     started = [k for k, _ in executor.started]
-    assert started and all(state[k]["status"] == "running" and state[k]["job_id"] == f"job-{k}" for k in started)
+    assert started and all(
+        state[k]["status"] == "running" and state[k]["job_id"] == f"job-{k}" for k in started
+    )
 
 
 class _FollowingExecutor(WritingExecutor):
@@ -684,33 +989,60 @@ def test_cluster_resources_are_checked_against_the_partition_before_submitting(m
     ex.cluster, ex.parameters = "slurm", {"slurm_partition": "gpu"}
     monkeypatch.setattr(executors, "partition_time_limit", lambda p: 60 if p == "gpu" else None)
     monkeypatch.setattr(executors, "partition_has_gpus", lambda p: p == "gpu")
-    runs = {"pretrain/a/seed0": {"gpus": 8, "time": 30}, "convert/a/seed0/det": {"gpus": 0, "time": 60},
-            "transfer/t/a/seed0": {"gpus": 0, "time": 45}}
-    kinds = {"pretrain/a/seed0": "pretrain", "convert/a/seed0/det": "convert", "transfer/t/a/seed0": "transfer"}
+    runs = {
+        "pretrain/a/seed0": {"gpus": 8, "time": 30},
+        "convert/a/seed0/det": {"gpus": 0, "time": 60},
+        "transfer/t/a/seed0": {"gpus": 0, "time": 45},
+    }
+    kinds = {
+        "pretrain/a/seed0": "pretrain",
+        "convert/a/seed0/det": "convert",
+        "transfer/t/a/seed0": "transfer",
+    }
     lines = ex.check_resources(runs, kinds)
     assert len(lines) == 1 and "1 training runs ask for no GPU on partition 'gpu'" in lines[0]
     assert "transfer/t/a/seed0" in lines[0]  # a conversion without GPU is expected
     # the kind decides, not the id: a grid point is training, a select run is not
-    grid = {"select/t/a/00_lr0.1/seed0": {"gpus": 0, "time": 5}, "select/t/a/choice": {"gpus": 0, "time": 5}}
-    lines = ex.check_resources(grid, {"select/t/a/00_lr0.1/seed0": "grid", "select/t/a/choice": "select"})
+    grid = {
+        "select/t/a/00_lr0.1/seed0": {"gpus": 0, "time": 5},
+        "select/t/a/choice": {"gpus": 0, "time": 5},
+    }
+    lines = ex.check_resources(
+        grid, {"select/t/a/00_lr0.1/seed0": "grid", "select/t/a/choice": "select"}
+    )
     assert len(lines) == 1 and "1 training runs" in lines[0] and "00_lr0.1" in lines[0]
-    with pytest.raises(ValueError, match=r"1 runs ask for more time than partition 'gpu' allows \(60 min\): "
-                                         r"pretrain/a/seed0 \(90 min\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"1 runs ask for more time than partition 'gpu' allows \(60 min\): "
+        r"pretrain/a/seed0 \(90 min\)",
+    ):
         ex.check_resources({**runs, "pretrain/a/seed0": {"gpus": 8, "time": 90}})
 
 
 def test_an_axis_can_apply_to_some_methods_only(tmp_path):
     """SCAN's neighbourhood size swept for SCAN alone: the other methods run once, without the axis (their
     rows become the plots' dashed baselines), never once per value under other names."""
-    path = write_study(tmp_path / "s.yaml", **{"pretrain.axes": {
-        "k": {"key": "MODEL.SCAN.NUM_NEIGHBORS", "values": [8, 64], "methods": ["supcon"]}}})
+    path = write_study(
+        tmp_path / "s.yaml",
+        **{
+            "pretrain.axes": {
+                "k": {"key": "MODEL.SCAN.NUM_NEIGHBORS", "values": [8, 64], "methods": ["supcon"]}
+            }
+        },
+    )
     runs = expand(load_study(path))
     rows = sorted({r.meta["row"] for r in runs if r.kind == "pretrain"})
     assert rows == ["simclr", "supcon__k-64", "supcon__k-8"]
     pre = next(r for r in runs if r.id == "pretrain/supcon__k-64/seed0")
     assert pre.argv[pre.argv.index("MODEL.SCAN.NUM_NEIGHBORS") + 1] == "64"
-    assert "MODEL.SCAN.NUM_NEIGHBORS" not in next(r for r in runs if r.id == "pretrain/simclr/seed0").argv
-    bad = write_study(tmp_path / "bad.yaml", **{"pretrain.axes": {"k": {"key": "SOLVER.MAX_ITER", "values": [1], "methods": ["scan"]}}})
+    assert (
+        "MODEL.SCAN.NUM_NEIGHBORS"
+        not in next(r for r in runs if r.id == "pretrain/simclr/seed0").argv
+    )
+    bad = write_study(
+        tmp_path / "bad.yaml",
+        **{"pretrain.axes": {"k": {"key": "SOLVER.MAX_ITER", "values": [1], "methods": ["scan"]}}},
+    )
     with pytest.raises(StudyError, match=r"pretrain\.axes\.k\.methods: unknown methods \['scan'\]"):
         load_study(bad)
 
@@ -726,18 +1058,28 @@ def test_a_new_tasks_study_weights_and_checkpoint_opts_need_no_edit_in_studies(t
         checkpoint_row_opts = {"MODEL.RESNETS.NORM": "GN"}
 
     config = tmp_path / "depth.yaml"
-    config.write_text(f"_BASE_: {os.path.join(TOY, 'digits_R_50_FPN.yaml')}\nTASK: DepthEstimationTask\n")
+    config.write_text(
+        f"_BASE_: {os.path.join(TOY, 'digits_R_50_FPN.yaml')}\nTASK: DepthEstimationTask\n"
+    )
     ckpt = tmp_path / "brought.pth"
     torch.save({"state_dict": {}}, ckpt)
-    path = write_study(tmp_path / "s.yaml", **{"transfer.runs": {"depth": {"config": str(config)}},
-                                               "checkpoints": {"brought": {"path": str(ckpt)}}})
+    path = write_study(
+        tmp_path / "s.yaml",
+        **{
+            "transfer.runs": {"depth": {"config": str(config)}},
+            "checkpoints": {"brought": {"path": str(ckpt)}},
+        },
+    )
     try:
         runs = {r.id: r for r in expand(load_study(str(path)))}
     finally:
         TASK_REGISTRY._obj_map.pop("DepthEstimationTask")
     assert runs["convert/simclr__images-20/seed0/depth"].kind == "convert"
     rnd = runs["transfer/depth/random-init/seed0"]
-    assert rnd.deps == ["convert/simclr__images-20/seed0/depth"] and rnd.meta["task"] == "DepthEstimationTask"
+    assert (
+        rnd.deps == ["convert/simclr__images-20/seed0/depth"]
+        and rnd.meta["task"] == "DepthEstimationTask"
+    )
     brought = runs["transfer/depth/brought/seed0"].argv
     assert brought[brought.index("MODEL.RESNETS.NORM") + 1] == "GN"
     assert "MODEL.RESNETS.NORM" not in runs["transfer/depth/simclr__images-20/seed0"].argv

@@ -4,6 +4,7 @@ image added) or a run with other input normalisation never gets the features of 
 the feature cache; labels follow class names, so a test split missing a class keeps every other
 label and a test class unseen in training is an error naming it.
 """
+
 import csv
 import json
 import os
@@ -41,7 +42,11 @@ def test_swapped_class_folders_are_extracted_again_and_give_the_uncached_result(
     custom, cache = folder_sets("swap", root), tmp_path / "cache"
 
     def probe(out, cache):
-        proc = run_cli("train_net.py", ["--config-file", LBFGS, *opts(custom, "swap", tmp_path / out, cache)], toy_root)
+        proc = run_cli(
+            "train_net.py",
+            ["--config-file", LBFGS, *opts(custom, "swap", tmp_path / out, cache)],
+            toy_root,
+        )
         metrics = json.load(open(tmp_path / out / "results.json"))["metrics"]["swap_test"]
         return metrics, proc.stdout + proc.stderr
 
@@ -50,11 +55,15 @@ def test_swapped_class_folders_are_extracted_again_and_give_the_uncached_result(
     swap_folders(root / "train" / "0", root / "train" / "1")
     after, log = probe("after", cache)
     assert "dataset changed since it was cached" in log
-    assert "Features of split(s) ['test'] come from the cache" in log  # the test split did not change
+    assert (
+        "Features of split(s) ['test'] come from the cache" in log
+    )  # the test split did not change
     assert after != before
     fresh, _ = probe("fresh", tmp_path / "fresh_cache")  # the swapped data, nothing cached
     assert after == fresh
-    assert len(FeatureCache(cache).keys()) == 3  # the stale train/val entries were replaced, not kept
+    assert (
+        len(FeatureCache(cache).keys()) == 3
+    )  # the stale train/val entries were replaced, not kept
 
 
 def test_cache_keys_follow_every_edit_of_the_data_and_the_input(toy_root, tmp_path):
@@ -88,20 +97,31 @@ def write_csv(path, rows):
 
 def test_an_edited_csv_label_changes_the_key(toy_root, tmp_path):
     root = copy_crops(toy_root, tmp_path / "data", {"train": 6, "test": 4}, "crops_textured")
-    rows = {split: [(f"{split}/{c}/{n}", c) for c in map(str, range(10)) for n in sorted(os.listdir(root / split / c))]
-            for split in ("train", "test")}
+    rows = {
+        split: [
+            (f"{split}/{c}/{n}", c)
+            for c in map(str, range(10))
+            for n in sorted(os.listdir(root / split / c))
+        ]
+        for split in ("train", "test")
+    }
     for split in rows:
         write_csv(root / f"{split}.csv", rows[split])
     classes = str([str(c) for c in range(10)])
-    custom = (f"[{{'NAME': 'csv_train', 'FORMAT': 'csv', 'CSV': '{root / 'train.csv'}', 'CLASSES': {classes}}}, "
-              f"{{'NAME': 'csv_test', 'FORMAT': 'csv', 'CSV': '{root / 'test.csv'}', 'CLASSES': {classes}}}]")
+    custom = (
+        f"[{{'NAME': 'csv_train', 'FORMAT': 'csv', 'CSV': '{root / 'train.csv'}', 'CLASSES': {classes}}}, "
+        f"{{'NAME': 'csv_test', 'FORMAT': 'csv', 'CSV': '{root / 'test.csv'}', 'CLASSES': {classes}}}]"
+    )
     base = opts(custom, "csv", tmp_path / "o", tmp_path / "c")
     first = cache_keys(run_config(LBFGS, base), "csv_test")
     edited = list(rows["train"])
     edited[0] = (edited[0][0], "9")  # a user fixes one label
     write_csv(root / "train.csv", edited)
     second = cache_keys(run_config(LBFGS, base), "csv_test")
-    assert {first[("train", "res5")], first[("val", "res5")]} != {second[("train", "res5")], second[("val", "res5")]}
+    assert {first[("train", "res5")], first[("val", "res5")]} != {
+        second[("train", "res5")],
+        second[("val", "res5")],
+    }
     assert first[("test", "res5")] == second[("test", "res5")]
 
 
@@ -121,11 +141,17 @@ def test_a_test_class_unseen_in_training_is_named(toy_root, tmp_path):
     root = copy_crops(toy_root, tmp_path / "data", {"train": 6, "test": 4}, "crops_textured")
     shutil.rmtree(root / "train" / "7")
     out = tmp_path / "out"
-    proc = run_cli("train_net.py", ["--config-file", LBFGS, *opts(folder_sets("unseen", root), "unseen", out,
-                                                                   tmp_path / "c")], toy_root, check=False)
+    proc = run_cli(
+        "train_net.py",
+        ["--config-file", LBFGS, *opts(folder_sets("unseen", root), "unseen", out, tmp_path / "c")],
+        toy_root,
+        check=False,
+    )
     assert proc.returncode != 0
-    assert "Dataset 'unseen_test' has class(es) '7' (4 images) that the training set 'unseen_train' does not have" in (
-        proc.stdout + proc.stderr)
+    assert (
+        "Dataset 'unseen_test' has class(es) '7' (4 images) that the training set 'unseen_train' does not have"
+        in (proc.stdout + proc.stderr)
+    )
     assert not (out / "results.json").exists()
 
 
@@ -133,13 +159,17 @@ def test_declared_classes_with_a_missing_folder_keep_their_labels(toy_root, tmp_
     root = copy_crops(toy_root, tmp_path / "data", {"train": 6, "test": 4}, "crops_textured")
     shutil.rmtree(root / "test" / "0")
     classes = str([str(c) for c in range(10)])
-    custom = (f"[{{'NAME': 'decl_train', 'FORMAT': 'folder', 'ROOT': '{root / 'train'}', 'CLASSES': {classes}}}, "
-              f"{{'NAME': 'decl_test', 'FORMAT': 'folder', 'ROOT': '{root / 'test'}', 'CLASSES': {classes}}}]")
+    custom = (
+        f"[{{'NAME': 'decl_train', 'FORMAT': 'folder', 'ROOT': '{root / 'train'}', 'CLASSES': {classes}}}, "
+        f"{{'NAME': 'decl_test', 'FORMAT': 'folder', 'ROOT': '{root / 'test'}', 'CLASSES': {classes}}}]"
+    )
     cfg = run_config(LBFGS, opts(custom, "decl", tmp_path / "o", tmp_path / "c"))
     test = probe_dicts(cfg, "decl_test")["test"]
     assert test and all(d["label"] == int(d["class_name"]) for d in test)
     (root / "test" / "extra").mkdir()
-    with pytest.raises(ValueError, match=r"has folder\(s\) \['extra'\] that are not among its declared classes"):
+    with pytest.raises(
+        ValueError, match=r"has folder\(s\) \['extra'\] that are not among its declared classes"
+    ):
         probe_dicts(cfg, "decl_test")
 
 
@@ -157,12 +187,26 @@ def test_knn_queries_and_mixed_pretraining_sets_follow_class_names(toy_root, tmp
     other = copy_crops(toy_root, tmp_path / "other", {"train": 2}, "crops")
     shutil.rmtree(other / "train" / "0")
     shutil.rmtree(other / "train" / "1")
-    custom = (f"[{{'NAME': 'knn_train', 'FORMAT': 'folder', 'ROOT': '{root / 'train'}'}}, "
-              f"{{'NAME': 'knn_test', 'FORMAT': 'folder', 'ROOT': '{root / 'test'}'}}, "
-              f"{{'NAME': 'knn_other', 'FORMAT': 'folder', 'ROOT': '{other / 'train'}'}}]")
-    cfg = run_config(PRETRAIN, ["DATASETS.CUSTOM", custom, "DATASETS.TRAIN", "('knn_train', 'knn_other')",
-                                "DATASETS.TEST", "('knn_test',)", "OUTPUT_DIR", str(tmp_path / "o"),
-                                "DATALOADER.NUM_WORKERS", "0"])
+    custom = (
+        f"[{{'NAME': 'knn_train', 'FORMAT': 'folder', 'ROOT': '{root / 'train'}'}}, "
+        f"{{'NAME': 'knn_test', 'FORMAT': 'folder', 'ROOT': '{root / 'test'}'}}, "
+        f"{{'NAME': 'knn_other', 'FORMAT': 'folder', 'ROOT': '{other / 'train'}'}}]"
+    )
+    cfg = run_config(
+        PRETRAIN,
+        [
+            "DATASETS.CUSTOM",
+            custom,
+            "DATASETS.TRAIN",
+            "('knn_train', 'knn_other')",
+            "DATASETS.TEST",
+            "('knn_test',)",
+            "OUTPUT_DIR",
+            str(tmp_path / "o"),
+            "DATALOADER.NUM_WORKERS",
+            "0",
+        ],
+    )
     queries = [d for d in knn_dicts(cfg, "knn_test") if d["knn_role"] == "query"]
     assert queries and all(d["label"] == int(d["class_name"]) for d in queries)
     dicts, _ = pretrain_train_dicts(cfg)

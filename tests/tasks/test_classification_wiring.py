@@ -3,6 +3,7 @@ The classification task's wiring that every shipped per-dataset config relies on
 the train, validation and test splits (CLASSIFICATION.VAL_DATASET, the stratified hold-out,
 EVAL_ON_VAL), and the linear probe's own check that its trunk stays frozen.
 """
+
 import os
 import types
 
@@ -30,8 +31,13 @@ def three_sets(toy_root, tmp_path_factory):
 
 
 def wiring_config(root, protocol, **extra):
-    values = {"DATASETS.CUSTOM": folder_sets("w", root, ("train", "val", "test")), "DATASETS.TRAIN": "('w_train',)",
-              "DATASETS.TEST": "('w_test',)", "OUTPUT_DIR": str(root / "out"), **extra}
+    values = {
+        "DATASETS.CUSTOM": folder_sets("w", root, ("train", "val", "test")),
+        "DATASETS.TRAIN": "('w_train',)",
+        "DATASETS.TEST": "('w_test',)",
+        "OUTPUT_DIR": str(root / "out"),
+        **extra,
+    }
     return run_config(config(protocol), option_list(values), seed=0)
 
 
@@ -58,9 +64,14 @@ def test_without_val_dataset_a_stratified_part_of_train_is_held_out(three_sets):
 
 
 @pytest.mark.parametrize("eval_on_val", [True, False])
-def test_eval_on_val_trains_on_train_and_scores_val_else_train_plus_val_and_test(three_sets, eval_on_val):
-    cfg = wiring_config(three_sets, "finetune", **{"CLASSIFICATION.VAL_DATASET": "w_val",
-                                                "CLASSIFICATION.EVAL_ON_VAL": str(eval_on_val)})
+def test_eval_on_val_trains_on_train_and_scores_val_else_train_plus_val_and_test(
+    three_sets, eval_on_val
+):
+    cfg = wiring_config(
+        three_sets,
+        "finetune",
+        **{"CLASSIFICATION.VAL_DATASET": "w_val", "CLASSIFICATION.EVAL_ON_VAL": str(eval_on_val)},
+    )
     trained = ClassificationTask.training_dicts(cfg)
     scored = ClassificationTask.evaluation_dicts(cfg, "w_test")
     if eval_on_val:  # model selection: the grid's points train on train alone, scored on val
@@ -86,7 +97,13 @@ def classifier(freeze=True):
 
 def images(n=4):
     g = torch.Generator().manual_seed(0)
-    return [{"image": torch.randint(0, 256, (3, 32, 32), generator=g, dtype=torch.uint8), "label": i % 3} for i in range(n)]
+    return [
+        {
+            "image": torch.randint(0, 256, (3, 32, 32), generator=g, dtype=torch.uint8),
+            "label": i % 3,
+        }
+        for i in range(n)
+    ]
 
 
 def probe_step(model, check):
@@ -106,7 +123,9 @@ def test_frozen_trunk_check_passes_a_frozen_probe_and_fires_on_a_leak():
     # a trunk tensor that receives a gradient (freezing broken) stops the run naming it
     model.trunk.resnet.layer4[1].conv2.weight.requires_grad_(True)
     model.freeze_trunk = False
-    with pytest.raises(RuntimeError, match="Frozen trunk has gradients: .*trunk.resnet.layer4.1.conv2.weight"):
+    with pytest.raises(
+        RuntimeError, match="Frozen trunk has gradients: .*trunk.resnet.layer4.1.conv2.weight"
+    ):
         probe_step(model, check)
     # BN statistics that moved during training (a trunk left in train mode) are named after training
     fresh = classifier()
@@ -115,7 +134,9 @@ def test_frozen_trunk_check_passes_a_frozen_probe_and_fires_on_a_leak():
     check.before_train()
     with torch.no_grad():
         fresh.trunk.resnet.bn1.running_mean += 0.5
-    with pytest.raises(RuntimeError, match="Frozen trunk changed during training: resnet.bn1.running_mean"):
+    with pytest.raises(
+        RuntimeError, match="Frozen trunk changed during training: resnet.bn1.running_mean"
+    ):
         check.after_train()
 
 
@@ -125,39 +146,83 @@ def training_config(root, protocol, **extra):
 
     from contrastive_det.engine.defaults import build_run_config
 
-    values = {"DATASETS.CUSTOM": folder_sets("w", root, ("train", "val", "test")), "DATASETS.TRAIN": "('w_train',)",
-              "DATASETS.TEST": "('w_test',)", "OUTPUT_DIR": str(root / "out"), **extra}
-    args = argparse.Namespace(config_file=config(protocol), eval_only=False, resume=False, opts=option_list(values))
+    values = {
+        "DATASETS.CUSTOM": folder_sets("w", root, ("train", "val", "test")),
+        "DATASETS.TRAIN": "('w_train',)",
+        "DATASETS.TEST": "('w_test',)",
+        "OUTPUT_DIR": str(root / "out"),
+        **extra,
+    }
+    args = argparse.Namespace(
+        config_file=config(protocol), eval_only=False, resume=False, opts=option_list(values)
+    )
     return build_run_config(args, seed=0)
 
 
 @pytest.mark.parametrize("eval_on_val, images", [(True, 50), (False, 110)])
 def test_epochs_set_max_iter_and_steps_from_what_the_run_trains_on(three_sets, eval_on_val, images):
-    cfg, messages = training_config(three_sets, "finetune", **{
-        "CLASSIFICATION.VAL_DATASET": "w_val", "CLASSIFICATION.EVAL_ON_VAL": str(eval_on_val),
-        "CLASSIFICATION.EPOCHS": "3", "CLASSIFICATION.STEP_EPOCHS": "(1, 2)", "SOLVER.IMS_PER_BATCH": "8",
-        "SOLVER.LR_SCHEDULER_NAME": "WarmupMultiStepLR"})
-    per_epoch = images // 8  # 6 or 13 full batches (a partial last batch does not count: 50 / 8 = 6.25)
-    assert cfg.SOLVER.MAX_ITER == 3 * per_epoch and tuple(cfg.SOLVER.STEPS) == (per_epoch, 2 * per_epoch)
-    assert any(f"CLASSIFICATION.EPOCHS 3 of {images} training images at batch 8" in m for m in messages)
+    cfg, messages = training_config(
+        three_sets,
+        "finetune",
+        **{
+            "CLASSIFICATION.VAL_DATASET": "w_val",
+            "CLASSIFICATION.EVAL_ON_VAL": str(eval_on_val),
+            "CLASSIFICATION.EPOCHS": "3",
+            "CLASSIFICATION.STEP_EPOCHS": "(1, 2)",
+            "SOLVER.IMS_PER_BATCH": "8",
+            "SOLVER.LR_SCHEDULER_NAME": "WarmupMultiStepLR",
+        },
+    )
+    per_epoch = (
+        images // 8
+    )  # 6 or 13 full batches (a partial last batch does not count: 50 / 8 = 6.25)
+    assert cfg.SOLVER.MAX_ITER == 3 * per_epoch and tuple(cfg.SOLVER.STEPS) == (
+        per_epoch,
+        2 * per_epoch,
+    )
+    assert any(
+        f"CLASSIFICATION.EPOCHS 3 of {images} training images at batch 8" in m for m in messages
+    )
 
 
 def test_without_epochs_max_iter_and_steps_stay(three_sets):
-    cfg, _ = training_config(three_sets, "finetune", **{"SOLVER.MAX_ITER": "7", "SOLVER.STEPS": "(3,)"})
+    cfg, _ = training_config(
+        three_sets, "finetune", **{"SOLVER.MAX_ITER": "7", "SOLVER.STEPS": "(3,)"}
+    )
     assert cfg.SOLVER.MAX_ITER == 7 and tuple(cfg.SOLVER.STEPS) == (3,)
 
 
-@pytest.mark.parametrize("extra, message", [
-    ({"CLASSIFICATION.STEP_EPOCHS": "(1,)"}, "SOLVER.LR_SCHEDULER_NAME WarmupMultiStepLR"),
-    ({"CLASSIFICATION.STEP_EPOCHS": "(3,)", "SOLVER.LR_SCHEDULER_NAME": "WarmupMultiStepLR"}, r"in \(0, EPOCHS=3\)"),
-    ({"CLASSIFICATION.STEP_EPOCHS": "(2, 1)", "SOLVER.LR_SCHEDULER_NAME": "WarmupMultiStepLR"}, "increasing"),
-    ({"CLASSIFICATION.EPOCHS": "0", "CLASSIFICATION.STEP_EPOCHS": "(1,)"}, "needs CLASSIFICATION.EPOCHS > 0"),
-    ({"CLASSIFICATION.EPOCHS": "-1"}, "whole number >= 0"),
-    ({"SOLVER.IMS_PER_BATCH": "64"}, "no full batch of SOLVER.IMS_PER_BATCH 64"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"CLASSIFICATION.STEP_EPOCHS": "(1,)"}, "SOLVER.LR_SCHEDULER_NAME WarmupMultiStepLR"),
+        (
+            {"CLASSIFICATION.STEP_EPOCHS": "(3,)", "SOLVER.LR_SCHEDULER_NAME": "WarmupMultiStepLR"},
+            r"in \(0, EPOCHS=3\)",
+        ),
+        (
+            {
+                "CLASSIFICATION.STEP_EPOCHS": "(2, 1)",
+                "SOLVER.LR_SCHEDULER_NAME": "WarmupMultiStepLR",
+            },
+            "increasing",
+        ),
+        (
+            {"CLASSIFICATION.EPOCHS": "0", "CLASSIFICATION.STEP_EPOCHS": "(1,)"},
+            "needs CLASSIFICATION.EPOCHS > 0",
+        ),
+        ({"CLASSIFICATION.EPOCHS": "-1"}, "whole number >= 0"),
+        ({"SOLVER.IMS_PER_BATCH": "64"}, "no full batch of SOLVER.IMS_PER_BATCH 64"),
+    ],
+)
 def test_bad_epoch_schedules_are_named(three_sets, extra, message):
-    values = {"CLASSIFICATION.EPOCHS": "3", "CLASSIFICATION.EVAL_ON_VAL": "True", "SOLVER.IMS_PER_BATCH": "8",
-              "CLASSIFICATION.VAL_DATASET": "w_val", **extra}
+    values = {
+        "CLASSIFICATION.EPOCHS": "3",
+        "CLASSIFICATION.EVAL_ON_VAL": "True",
+        "SOLVER.IMS_PER_BATCH": "8",
+        "CLASSIFICATION.VAL_DATASET": "w_val",
+        **extra,
+    }
     with pytest.raises(ValueError, match=message):
         training_config(three_sets, "finetune", **values)
 

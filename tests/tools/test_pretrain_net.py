@@ -1,4 +1,5 @@
 """End to end: tools/pretrain_net.py for every method on tiny class-per-folder sets of the toy digit crops."""
+
 import json
 import math
 import os
@@ -12,8 +13,14 @@ import torch
 from conftest import REPO, copy_crops, free_port, run_cli, start_cli
 
 METHODS = ["simclr", "mocov2", "supcon", "ce_selfsupcon", "supcon_selfsupcon", "scan"]
-META_ARCH = {"simclr": "SimCLR", "mocov2": "MoCoV2", "supcon": "SupCon", "ce_selfsupcon": "CESelfSupCon",
-             "supcon_selfsupcon": "SupConSelfSupCon", "scan": "SCAN"}
+META_ARCH = {
+    "simclr": "SimCLR",
+    "mocov2": "MoCoV2",
+    "supcon": "SupCon",
+    "ce_selfsupcon": "CESelfSupCon",
+    "supcon_selfsupcon": "SupConSelfSupCon",
+    "scan": "SCAN",
+}
 
 
 def config(method):
@@ -27,14 +34,24 @@ def mini_crops(toy_root, tmp_path_factory):
 
 
 def fast_opts(mini_crops, out, max_iter=3, **extra):
-    custom = (f"[{{'NAME': 'mini_train', 'FORMAT': 'folder', 'ROOT': '{mini_crops / 'train'}'}}, "
-              f"{{'NAME': 'mini_test', 'FORMAT': 'folder', 'ROOT': '{mini_crops / 'test'}'}}]")
+    custom = (
+        f"[{{'NAME': 'mini_train', 'FORMAT': 'folder', 'ROOT': '{mini_crops / 'train'}'}}, "
+        f"{{'NAME': 'mini_test', 'FORMAT': 'folder', 'ROOT': '{mini_crops / 'test'}'}}]"
+    )
     opts = {
-        "DATASETS.CUSTOM": custom, "DATASETS.TRAIN": "('mini_train',)", "DATASETS.TEST": "('mini_test',)",
-        "SOLVER.IMS_PER_BATCH": "16", "SOLVER.MAX_ITER": str(max_iter), "SOLVER.WARMUP_ITERS": "1",
-        "MODEL.CONTRASTIVE.QUEUE_SIZE": "64", "MODEL.CONTRASTIVE.PROJ_HIDDEN_DIM": "64",
-        "MODEL.SCAN.NUM_NEIGHBORS": "8", "DATALOADER.NUM_WORKERS": "0", "SEED": "7",
-        "TEST.KNN.K": "10", "OUTPUT_DIR": str(out),
+        "DATASETS.CUSTOM": custom,
+        "DATASETS.TRAIN": "('mini_train',)",
+        "DATASETS.TEST": "('mini_test',)",
+        "SOLVER.IMS_PER_BATCH": "16",
+        "SOLVER.MAX_ITER": str(max_iter),
+        "SOLVER.WARMUP_ITERS": "1",
+        "MODEL.CONTRASTIVE.QUEUE_SIZE": "64",
+        "MODEL.CONTRASTIVE.PROJ_HIDDEN_DIM": "64",
+        "MODEL.SCAN.NUM_NEIGHBORS": "8",
+        "DATALOADER.NUM_WORKERS": "0",
+        "SEED": "7",
+        "TEST.KNN.K": "10",
+        "OUTPUT_DIR": str(out),
     }
     opts.update(extra)
     return [x for kv in opts.items() for x in kv]
@@ -43,7 +60,9 @@ def fast_opts(mini_crops, out, max_iter=3, **extra):
 @pytest.mark.parametrize("method", METHODS)
 def test_each_method_trains_evaluates_and_exports(method, mini_crops, toy_root, tmp_path):
     out = tmp_path / method
-    run_cli("pretrain_net.py", ["--config-file", config(method), *fast_opts(mini_crops, out)], toy_root)
+    run_cli(
+        "pretrain_net.py", ["--config-file", config(method), *fast_opts(mini_crops, out)], toy_root
+    )
     res = json.load(open(out / "results.json"))
     top1 = res["metrics"]["mini_test"]["knn/top1"]
     assert res["task"] == "pretraining" and res["method"] == META_ARCH[method]
@@ -55,10 +74,16 @@ def test_each_method_trains_evaluates_and_exports(method, mini_crops, toy_root, 
     state, meta = exported["state_dict"], exported["meta"]
     reference = torchvision_resnet18_keys()
     assert set(state) == reference
-    assert meta["arch"] == "resnet18" and meta["method"] == META_ARCH[method] and meta["input_format"] == "RGB"
+    assert (
+        meta["arch"] == "resnet18"
+        and meta["method"] == META_ARCH[method]
+        and meta["input_format"] == "RGB"
+    )
     # the exported trunk is the trained query encoder, not a fresh network
     final = torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)["model"]
-    torch.testing.assert_close(state["layer4.1.conv2.weight"], final["encoder.resnet.layer4.1.conv2.weight"])
+    torch.testing.assert_close(
+        state["layer4.1.conv2.weight"], final["encoder.resnet.layer4.1.conv2.weight"]
+    )
 
 
 def torchvision_resnet18_keys():
@@ -71,24 +96,58 @@ def torchvision_resnet18_keys():
 @pytest.mark.slow
 def test_export_from_any_checkpoint(mini_crops, toy_root, tmp_path):
     out = tmp_path / "run"
-    run_cli("pretrain_net.py", ["--config-file", config("simclr"),
-                                *fast_opts(mini_crops, out, 2, **{"SOLVER.CHECKPOINT_PERIOD": "1"})], toy_root)
+    run_cli(
+        "pretrain_net.py",
+        [
+            "--config-file",
+            config("simclr"),
+            *fast_opts(mini_crops, out, 2, **{"SOLVER.CHECKPOINT_PERIOD": "1"}),
+        ],
+        toy_root,
+    )
     target = tmp_path / "early.pth"
-    run_cli("pretrain_net.py", ["--config-file", config("simclr"), "--export-from", str(out / "model_0000000.pth"),
-                                "--export-to", str(target), *fast_opts(mini_crops, tmp_path / "x")], toy_root)
+    run_cli(
+        "pretrain_net.py",
+        [
+            "--config-file",
+            config("simclr"),
+            "--export-from",
+            str(out / "model_0000000.pth"),
+            "--export-to",
+            str(target),
+            *fast_opts(mini_crops, tmp_path / "x"),
+        ],
+        toy_root,
+    )
     early = torch.load(target, weights_only=True)["state_dict"]
     ckpt = torch.load(out / "model_0000000.pth", map_location="cpu", weights_only=False)["model"]
     torch.testing.assert_close(early["conv1.weight"], ckpt["encoder.resnet.conv1.weight"])
     # a checkpoint of another model (SimCLR's into MoCo v2's config) is refused, not half loaded
     refused = tmp_path / "refused.pth"
-    proc = run_cli("pretrain_net.py", ["--config-file", config("mocov2"), "--export-from", str(out / "model_final.pth"),
-                                       "--export-to", str(refused), *fast_opts(mini_crops, tmp_path / "y")], toy_root,
-                   check=False)
+    proc = run_cli(
+        "pretrain_net.py",
+        [
+            "--config-file",
+            config("mocov2"),
+            "--export-from",
+            str(out / "model_final.pth"),
+            "--export-to",
+            str(refused),
+            *fast_opts(mini_crops, tmp_path / "y"),
+        ],
+        toy_root,
+        check=False,
+    )
     assert proc.returncode != 0 and not refused.exists()
-    assert f"Checkpoint {out / 'model_final.pth'} does not fit the config's model (MoCoV2" in proc.stdout + proc.stderr
+    assert (
+        f"Checkpoint {out / 'model_final.pth'} does not fit the config's model (MoCoV2"
+        in proc.stdout + proc.stderr
+    )
 
 
-def test_pretraining_starts_from_a_resnet_of_any_layout_in_every_encoder(mini_crops, toy_root, tmp_path):
+def test_pretraining_starts_from_a_resnet_of_any_layout_in_every_encoder(
+    mini_crops, toy_root, tmp_path
+):
     """MODEL.WEIGHTS of a pretraining run: a MoCo-layout ResNet-18 fills the query and the momentum encoder."""
     import argparse
 
@@ -100,15 +159,27 @@ def test_pretraining_starts_from_a_resnet_of_any_layout_in_every_encoder(mini_cr
     torch.manual_seed(0)
     net = torchvision.models.resnet18(weights=None)
     source = tmp_path / "moco_r18.pth.tar"
-    torch.save({"state_dict": {f"module.encoder_q.{k}": v for k, v in net.state_dict().items() if not k.startswith("fc.")}},
-               source)
-    args = argparse.Namespace(config_file=config("mocov2"), opts=[*fast_opts(mini_crops, tmp_path / "o"),
-                                                                  "MODEL.WEIGHTS", str(source)])
+    torch.save(
+        {
+            "state_dict": {
+                f"module.encoder_q.{k}": v
+                for k, v in net.state_dict().items()
+                if not k.startswith("fc.")
+            }
+        },
+        source,
+    )
+    args = argparse.Namespace(
+        config_file=config("mocov2"),
+        opts=[*fast_opts(mini_crops, tmp_path / "o"), "MODEL.WEIGHTS", str(source)],
+    )
     cfg = load_config(args)
     overrides = prepare_pretraining_weights(cfg, str(tmp_path / "o"), log=lambda line: None)
     assert overrides[:1] == ["MODEL.WEIGHTS"] and overrides[3] == str(source)
     model = torch.load(overrides[1], weights_only=True)["model"]
-    prefixes = sorted({k[: -len("conv1.weight")] for k in model if k.endswith("resnet.conv1.weight")})
+    prefixes = sorted(
+        {k[: -len("conv1.weight")] for k in model if k.endswith("resnet.conv1.weight")}
+    )
     assert len(prefixes) == 2  # the query and the momentum encoder
     for prefix in prefixes:
         for k, v in net.state_dict().items():
@@ -118,8 +189,12 @@ def test_pretraining_starts_from_a_resnet_of_any_layout_in_every_encoder(mini_cr
     bad = tmp_path / "mobilenet.pth"
     torch.save(torchvision.models.mobilenet_v2(weights=None).state_dict(), bad)
     out = tmp_path / "bad"
-    proc = run_cli("pretrain_net.py", ["--config-file", config("simclr"), *fast_opts(mini_crops, out),
-                                       "MODEL.WEIGHTS", str(bad)], toy_root, check=False)
+    proc = run_cli(
+        "pretrain_net.py",
+        ["--config-file", config("simclr"), *fast_opts(mini_crops, out), "MODEL.WEIGHTS", str(bad)],
+        toy_root,
+        check=False,
+    )
     assert proc.returncode != 0 and str(bad) in proc.stdout + proc.stderr
     assert not (out / "metrics.json").exists() and not (out / "model_final.pth").exists()
 
@@ -128,9 +203,23 @@ def test_empty_and_unreadable_image_folders(mini_crops, toy_root, tmp_path):
     empty = tmp_path / "empty"
     (empty / "0").mkdir(parents=True)
     custom = f"[{{'NAME': 'empty_train', 'FORMAT': 'folder', 'ROOT': '{empty}'}}]"
-    proc = run_cli("pretrain_net.py", ["--config-file", config("simclr"), "DATASETS.CUSTOM", custom,
-                                       "DATASETS.TRAIN", "('empty_train',)", "DATASETS.TEST", "()",
-                                       "OUTPUT_DIR", str(tmp_path / "o1")], toy_root, check=False)
+    proc = run_cli(
+        "pretrain_net.py",
+        [
+            "--config-file",
+            config("simclr"),
+            "DATASETS.CUSTOM",
+            custom,
+            "DATASETS.TRAIN",
+            "('empty_train',)",
+            "DATASETS.TEST",
+            "()",
+            "OUTPUT_DIR",
+            str(tmp_path / "o1"),
+        ],
+        toy_root,
+        check=False,
+    )
     assert proc.returncode != 0 and f"Classification root {empty} has no images" in proc.stderr
 
     broken = tmp_path / "broken"
@@ -140,12 +229,34 @@ def test_empty_and_unreadable_image_folders(mini_crops, toy_root, tmp_path):
             (broken / str(cls) / name).write_bytes(b"not a png")
     bad_file = broken / "0" / sorted(os.listdir(broken / "0"))[0]
     custom = f"[{{'NAME': 'broken_train', 'FORMAT': 'folder', 'ROOT': '{broken}'}}]"
-    proc = run_cli("pretrain_net.py", ["--config-file", config("simclr"), "DATASETS.CUSTOM", custom,
-                                       "DATASETS.TRAIN", "('broken_train',)", "DATASETS.TEST", "()",
-                                       "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "8",
-                                       "DATALOADER.CHECK_IMAGES_MAX", "0",  # met in training, not by the scan
-                                       "OUTPUT_DIR", str(tmp_path / "o2")], toy_root, check=False)
-    assert proc.returncode != 0 and "Could not read image" in proc.stderr and str(broken) in proc.stderr
+    proc = run_cli(
+        "pretrain_net.py",
+        [
+            "--config-file",
+            config("simclr"),
+            "DATASETS.CUSTOM",
+            custom,
+            "DATASETS.TRAIN",
+            "('broken_train',)",
+            "DATASETS.TEST",
+            "()",
+            "DATALOADER.NUM_WORKERS",
+            "0",
+            "SOLVER.IMS_PER_BATCH",
+            "8",
+            "DATALOADER.CHECK_IMAGES_MAX",
+            "0",  # met in training, not by the scan
+            "OUTPUT_DIR",
+            str(tmp_path / "o2"),
+        ],
+        toy_root,
+        check=False,
+    )
+    assert (
+        proc.returncode != 0
+        and "Could not read image" in proc.stderr
+        and str(broken) in proc.stderr
+    )
     assert bad_file.exists()
 
 
@@ -156,8 +267,17 @@ MOCO_DDP = {"MODEL.CONTRASTIVE.QUEUE_SIZE": "48"}
 def mocov2_one_machine(mini_crops, toy_root, tmp_path_factory):
     """MoCo v2, 2 steps, --num-gpus 2 on CPU (one machine, 2 gloo processes); returns (output dir, process)."""
     out = tmp_path_factory.mktemp("mocov2_one_machine")
-    proc = run_cli("pretrain_net.py", ["--config-file", config("mocov2"), "--num-gpus", "2",
-                                       *fast_opts(mini_crops, out, 2, **MOCO_DDP)], toy_root)
+    proc = run_cli(
+        "pretrain_net.py",
+        [
+            "--config-file",
+            config("mocov2"),
+            "--num-gpus",
+            "2",
+            *fast_opts(mini_crops, out, 2, **MOCO_DDP),
+        ],
+        toy_root,
+    )
     return out, proc
 
 
@@ -169,7 +289,9 @@ def test_mocov2_on_two_cpu_processes_with_shuffled_bn(mocov2_one_machine):
     final = torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)["model"]
     # 2 steps of the global batch (16 = 2 processes x 8) went into the queue, with their labels
     assert int(final["queues.projection.ptr"]) == 32
-    assert (final["queues.projection.labels"][:32] >= 0).all() and (final["queues.projection.labels"][32:] == -1).all()
+    assert (final["queues.projection.labels"][:32] >= 0).all() and (
+        final["queues.projection.labels"][32:] == -1
+    ).all()
     assert json.load(open(out / "results.json"))["metrics"]["mini_test"]["knn/top1"] >= 0
 
 
@@ -185,10 +307,27 @@ def _run_two_machines(argv, out, datasets_root, attempts=3, machine_opts=((), ()
         shutil.rmtree(out, ignore_errors=True)
         url = f"tcp://127.0.0.1:{free_port()}"
         log_files = [open(f"{out}_machine{rank}_try{attempt}.log", "w+") for rank in (0, 1)]
-        procs = [start_cli("pretrain_net.py", ["--num-machines", "2", "--machine-rank", str(rank), "--num-gpus", "1",
-                                               "--dist-url", url, *argv, *machine_opts[rank]],
-                           datasets_root, stdout=log, stderr=subprocess.STDOUT)
-                 for rank, log in enumerate(log_files)]
+        procs = [
+            start_cli(
+                "pretrain_net.py",
+                [
+                    "--num-machines",
+                    "2",
+                    "--machine-rank",
+                    str(rank),
+                    "--num-gpus",
+                    "1",
+                    "--dist-url",
+                    url,
+                    *argv,
+                    *machine_opts[rank],
+                ],
+                datasets_root,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            for rank, log in enumerate(log_files)
+        ]
         deadline = time.monotonic() + 600
         while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
             if any(p.poll() not in (None, 0) for p in procs):
@@ -204,15 +343,21 @@ def _run_two_machines(argv, out, datasets_root, attempts=3, machine_opts=((), ()
             log.seek(0)
             logs.append(log.read())
             log.close()
-        aborted_at_start = any(p.returncode != 0 and "Starting training" not in log
-                               and (p.returncode < 0 or "signal" in log) for p, log in zip(procs, logs))
+        aborted_at_start = any(
+            p.returncode != 0
+            and "Starting training" not in log
+            and (p.returncode < 0 or "signal" in log)
+            for p, log in zip(procs, logs)
+        )
         if not aborted_at_start:
             break
     return procs, logs
 
 
 @pytest.mark.slow
-def test_two_machines_equal_one_machine_with_two_processes(mocov2_one_machine, mini_crops, toy_root, tmp_path):
+def test_two_machines_equal_one_machine_with_two_processes(
+    mocov2_one_machine, mini_crops, toy_root, tmp_path
+):
     """
     --num-machines 2 (two launches on localhost, one process each, joined by --dist-url) trains the
     same model as --num-gpus 2 on one machine: the same global ranks, seeds, gathers and queue.
@@ -220,8 +365,12 @@ def test_two_machines_equal_one_machine_with_two_processes(mocov2_one_machine, m
     """
     one, _ = mocov2_one_machine
     two = tmp_path / "two_machines"
-    procs, logs = _run_two_machines(["--config-file", config("mocov2"), *fast_opts(mini_crops, two, 2, **MOCO_DDP)],
-                                    two, toy_root, machine_opts=((), ("SEED", "-1")))
+    procs, logs = _run_two_machines(
+        ["--config-file", config("mocov2"), *fast_opts(mini_crops, two, 2, **MOCO_DDP)],
+        two,
+        toy_root,
+        machine_opts=((), ("SEED", "-1")),
+    )
     for rank, (p, log) in enumerate(zip(procs, logs)):
         assert p.returncode == 0, f"machine {rank} failed:\n{log[-5000:]}"
     assert "World size: 2" in logs[0]
@@ -230,7 +379,9 @@ def test_two_machines_equal_one_machine_with_two_processes(mocov2_one_machine, m
     b = torch.load(two / "model_final.pth", map_location="cpu", weights_only=False)["model"]
     assert set(a) == set(b) and int(b["queues.projection.ptr"]) == 32
     for key in a:
-        torch.testing.assert_close(b[key], a[key], rtol=0, atol=0, msg=f"{key} differs between one and two machines")
+        torch.testing.assert_close(
+            b[key], a[key], rtol=0, atol=0, msg=f"{key} differs between one and two machines"
+        )
     record = json.load(open(two / "results.json"))
     assert record["method"] == "MoCoV2" and record["seed"] == 7
 
@@ -238,8 +389,18 @@ def test_two_machines_equal_one_machine_with_two_processes(mocov2_one_machine, m
 def test_random_init_baseline_over_seeds(mini_crops, toy_root, tmp_path):
     """--eval-only without weights and --seeds: kNN of the randomly initialised network, one init per seed."""
     out = tmp_path / "random_init"
-    proc = run_cli("pretrain_net.py", ["--config-file", config("simclr"), "--eval-only", "--seeds", "0,1",
-                                       *fast_opts(mini_crops, out)], toy_root)
+    proc = run_cli(
+        "pretrain_net.py",
+        [
+            "--config-file",
+            config("simclr"),
+            "--eval-only",
+            "--seeds",
+            "0,1",
+            *fast_opts(mini_crops, out),
+        ],
+        toy_root,
+    )
     per_seed = [json.load(open(out / f"seed{s}" / "results.json")) for s in (0, 1)]
     assert [r["seed"] for r in per_seed] == [0, 1] and all(r["weights"] == "" for r in per_seed)
     values = [r["metrics"]["mini_test"]["knn/top1"] for r in per_seed]

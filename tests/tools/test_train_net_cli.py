@@ -1,4 +1,5 @@
 """tools/train_net.py: bad input, seed sweeps, user datasets from YAML, and DDP on 2 CPU processes."""
+
 import json
 import os
 import shutil
@@ -14,7 +15,12 @@ VOC_CONFIG = os.path.join(REPO, "configs", "detection", "voc0712_R_50_C4_24k.yam
 def test_missing_dataset_folder_names_path_and_layout(tmp_path):
     empty = tmp_path / "no_data"
     empty.mkdir()
-    proc = run_cli("train_net.py", ["--config-file", VOC_CONFIG, "OUTPUT_DIR", str(tmp_path / "out")], empty, check=False)
+    proc = run_cli(
+        "train_net.py",
+        ["--config-file", VOC_CONFIG, "OUTPUT_DIR", str(tmp_path / "out")],
+        empty,
+        check=False,
+    )
     err = proc.stderr
     assert proc.returncode != 0
     assert "DatasetLayoutError" in err and str(empty / "VOC2007") in err
@@ -23,7 +29,12 @@ def test_missing_dataset_folder_names_path_and_layout(tmp_path):
 
 
 def test_unknown_config_key_names_the_key(toy_root, tmp_path):
-    proc = run_cli("train_net.py", ["--config-file", TOY_CONFIG, "SOLVER.BASE_LRR", "0.1"], toy_root, check=False)
+    proc = run_cli(
+        "train_net.py",
+        ["--config-file", TOY_CONFIG, "SOLVER.BASE_LRR", "0.1"],
+        toy_root,
+        check=False,
+    )
     assert proc.returncode != 0 and "SOLVER.BASE_LRR" in proc.stderr
 
 
@@ -34,18 +45,36 @@ def test_corrupt_training_image_names_the_file(toy_root, tmp_path):
     for image_id in ids:
         (voc / "JPEGImages" / f"{image_id}.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     (voc / "ImageSets" / "Main" / "broken.txt").write_text("\n".join(ids) + "\n")
-    custom = f"[{{'NAME': 'broken_train', 'FORMAT': 'voc', 'ROOT': '{voc}', 'SPLIT': 'broken', 'CLASSES': {[str(i) for i in range(10)]}}}]"
-    args = ["--config-file", TOY_CONFIG, *FAST, "DATASETS.CUSTOM", custom, "DATASETS.TRAIN", "('broken_train',)",
-            "SOLVER.MAX_ITER", "2", "OUTPUT_DIR", str(tmp_path / "out")]
+    classes = [str(i) for i in range(10)]
+    custom = f"[{{'NAME': 'broken_train', 'FORMAT': 'voc', 'ROOT': '{voc}', 'SPLIT': 'broken', 'CLASSES': {classes}}}]"
+    args = [
+        "--config-file",
+        TOY_CONFIG,
+        *FAST,
+        "DATASETS.CUSTOM",
+        custom,
+        "DATASETS.TRAIN",
+        "('broken_train',)",
+        "SOLVER.MAX_ITER",
+        "2",
+        "OUTPUT_DIR",
+        str(tmp_path / "out"),
+    ]
     # the pre-flight scan (on by default for small sets) lists every bad file (train + test) before training
     proc = run_cli("train_net.py", args, toy_root, check=False)
-    assert proc.returncode != 0 and "2 of 6 images cannot be read" in proc.stderr, proc.stderr[-3000:]
+    assert proc.returncode != 0 and "2 of 6 images cannot be read" in proc.stderr, proc.stderr[
+        -3000:
+    ]
     assert all(f"{voc / 'JPEGImages' / i}.jpg" in proc.stderr for i in ids)
     assert not (tmp_path / "out" / "last_checkpoint").exists()
     # without the scan, the first bad image met in training names the file and stops the run
-    proc = run_cli("train_net.py", args + ["DATALOADER.CHECK_IMAGES_MAX", "0"], toy_root, check=False)
+    proc = run_cli(
+        "train_net.py", args + ["DATALOADER.CHECK_IMAGES_MAX", "0"], toy_root, check=False
+    )
     assert proc.returncode != 0
-    assert any(f"Could not read image {voc / 'JPEGImages' / i}.jpg" in proc.stderr for i in ids), proc.stderr[-3000:]
+    assert any(f"Could not read image {voc / 'JPEGImages' / i}.jpg" in proc.stderr for i in ids), (
+        proc.stderr[-3000:]
+    )
     assert not (tmp_path / "out" / "results.json").exists()
 
 
@@ -54,7 +83,17 @@ def test_seed_sweep_writes_mean_and_std(toy_root, tmp_path):
     out = tmp_path / "sweep"
     proc = run_cli(
         "train_net.py",
-        ["--config-file", TOY_CONFIG, "--seeds", "1,2", *FAST, "SOLVER.MAX_ITER", "2", "OUTPUT_DIR", str(out)],
+        [
+            "--config-file",
+            TOY_CONFIG,
+            "--seeds",
+            "1,2",
+            *FAST,
+            "SOLVER.MAX_ITER",
+            "2",
+            "OUTPUT_DIR",
+            str(out),
+        ],
         toy_root,
     )
     per_seed = [json.load(open(out / f"seed{s}" / "results.json")) for s in (1, 2)]
@@ -90,10 +129,16 @@ DATASETS:
 """
     )
     out = tmp_path / "out"
-    run_cli("train_net.py", ["--config-file", str(user_cfg), *FAST, "SOLVER.MAX_ITER", "1", "OUTPUT_DIR", str(out)], toy_root)
+    run_cli(
+        "train_net.py",
+        ["--config-file", str(user_cfg), *FAST, "SOLVER.MAX_ITER", "1", "OUTPUT_DIR", str(out)],
+        toy_root,
+    )
     res = json.load(open(out / "results.json"))
     metrics = res["metrics"]["my_digits_test"]
-    assert {"bbox/AP", "bbox/AP50", "bbox/AP75", "bbox/APs"} <= set(metrics)  # COCOEvaluator's metrics
+    assert {"bbox/AP", "bbox/AP50", "bbox/AP75", "bbox/APs"} <= set(
+        metrics
+    )  # COCOEvaluator's metrics
     assert res["dataset"] == {"train": ["my_digits_train"], "test": ["my_digits_test"]}
 
 
@@ -102,11 +147,25 @@ def test_two_cpu_processes_with_gloo(toy_root, tmp_path):
     out = tmp_path / "ddp"
     proc = run_cli(
         "train_net.py",
-        ["--config-file", TOY_CONFIG, "--num-gpus", "2", *FAST, "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "2",
-         "OUTPUT_DIR", str(out)],
+        [
+            "--config-file",
+            TOY_CONFIG,
+            "--num-gpus",
+            "2",
+            *FAST,
+            "SOLVER.IMS_PER_BATCH",
+            "2",
+            "SOLVER.MAX_ITER",
+            "2",
+            "OUTPUT_DIR",
+            str(out),
+        ],
         toy_root,
     )
     log = proc.stdout + proc.stderr
-    assert "2 CPU processes: synchronized BN replaced (MODEL.RESNETS.NORM SyncBN -> naiveSyncBN)" in log
+    assert (
+        "2 CPU processes: synchronized BN replaced (MODEL.RESNETS.NORM SyncBN -> naiveSyncBN)"
+        in log
+    )
     res = json.load(open(out / "results.json"))
     assert res["iteration"] == 2 and "bbox/AP50" in res["metrics"]["toy_digits_test"]

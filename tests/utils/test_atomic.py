@@ -1,4 +1,5 @@
 """utils/atomic.py: complete-or-untouched writes, the usual file mode, a durable rename."""
+
 import json
 import os
 import stat

@@ -1,4 +1,5 @@
 """The package's collectives choose the device the process group's backend serves."""
+
 import os
 import subprocess
 import sys
@@ -19,7 +20,9 @@ def test_single_process_is_the_identity():
     assert collectives.backend_device(t) == torch.device("cpu") and collectives.on_backend(t) is t
 
 
-@pytest.mark.parametrize("backend, expected", [("nccl", torch.device("cuda", 3)), ("gloo", torch.device("cpu"))])
+@pytest.mark.parametrize(
+    "backend, expected", [("nccl", torch.device("cuda", 3)), ("gloo", torch.device("cpu"))]
+)
 def test_backend_device_is_the_current_cuda_device_under_nccl_only(monkeypatch, backend, expected):
     monkeypatch.setattr(collectives, "_distributed", lambda: True)
     monkeypatch.setattr(dist, "get_backend", lambda group=None: backend)
@@ -34,7 +37,9 @@ def test_all_reduce_under_nccl_moves_the_flag_and_hands_it_back(monkeypatch):
     monkeypatch.setattr(collectives, "_distributed", lambda: True)
     monkeypatch.setattr(dist, "get_backend", lambda group=None: "nccl")
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
-    monkeypatch.setattr(collectives, "_to", lambda t, device: (seen.append(torch.device(device)), t.clone())[1])
+    monkeypatch.setattr(
+        collectives, "_to", lambda t, device: (seen.append(torch.device(device)), t.clone())[1]
+    )
 
     def fake_all_reduce(t, op=None, group=None):
         seen.append("reduce")
@@ -49,8 +54,19 @@ def test_all_reduce_under_nccl_moves_the_flag_and_hands_it_back(monkeypatch):
 def test_no_module_calls_torch_distributed_tensor_collectives_itself():
     """Only utils/collectives.py reaches torch.distributed's tensor collectives (NCCL's device rule
     is kept in one place); objects go through detectron2's comm."""
-    names = ("all_reduce", "broadcast", "all_gather", "all_gather_into_tensor", "reduce_scatter",
-             "reduce_scatter_tensor", "reduce", "gather", "scatter", "all_to_all", "all_to_all_single")
+    names = (
+        "all_reduce",
+        "broadcast",
+        "all_gather",
+        "all_gather_into_tensor",
+        "reduce_scatter",
+        "reduce_scatter_tensor",
+        "reduce",
+        "gather",
+        "scatter",
+        "all_to_all",
+        "all_to_all_single",
+    )
     offenders = []
     package = os.path.join(REPO, "contrastive_det")
     for folder, _, files in os.walk(package):
@@ -90,7 +106,9 @@ def test_simulated_nccl_refuses_a_cpu_tensor_from_the_package(tmp_path):
     from conftest import NCCL_SIM_DIR, free_port
 
     env = dict(os.environ, PYTHONPATH=NCCL_SIM_DIR, PORT=str(free_port()))
-    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert "helper ok nccl" in out.stdout
     assert "refused: No backend type associated with device type cpu" in out.stdout

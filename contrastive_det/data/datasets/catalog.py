@@ -1,4 +1,5 @@
 """Registration of the built-in toy datasets and of user datasets declared in the config."""
+
 import functools
 import logging
 import os
@@ -9,11 +10,22 @@ from detectron2.data.datasets.pascal_voc import load_voc_instances
 
 from . import toy_constants
 from ..checks import read_listed_dicts
-from ..classification import LazyClassList, class_folder_names, load_class_folders, load_classification_csv
+from ..classification import (
+    LazyClassList,
+    class_folder_names,
+    load_class_folders,
+    load_classification_csv,
+)
 from ..paths import datasets_root
 from ..sem_seg_folder import check_sem_seg_args, load_sem_seg_split, read_sem_seg_folder
 from ..sem_seg_labels import IGNORE_LABEL
-from .toy_constants import COCO_ANN_DIR, CROPS_SUBDIR, TOY_DIGITS_CLASSES, VOC_SUBDIR, default_output_dir
+from .toy_constants import (
+    COCO_ANN_DIR,
+    CROPS_SUBDIR,
+    TOY_DIGITS_CLASSES,
+    VOC_SUBDIR,
+    default_output_dir,
+)
 from .voc_sem_seg import SEGMENTATION_SETS, load_voc_sem_seg, voc_sem_seg_layout
 
 logger = logging.getLogger(__name__)
@@ -69,7 +81,9 @@ def register_coco(name, json_file, image_root, class_names=None):
 
 def _check_metric(metric, where):
     if metric not in SINGLE_LABEL_METRICS:
-        raise ValueError(f"{where}: metric must be one of {list(SINGLE_LABEL_METRICS)}, got {metric!r}")
+        raise ValueError(
+            f"{where}: metric must be one of {list(SINGLE_LABEL_METRICS)}, got {metric!r}"
+        )
     return metric
 
 
@@ -88,7 +102,9 @@ def register_classification(name, root, class_names=None, metric="top1"):
     classes = (
         list(class_names)
         if class_names
-        else LazyClassList(class_folder_names, root, description=f"the sorted folder names of {root}")
+        else LazyClassList(
+            class_folder_names, root, description=f"the sorted folder names of {root}"
+        )
     )
     register_dataset(
         name,
@@ -143,7 +159,10 @@ def _register_voc_sem_seg(name, dirname, split, stuff_classes, label_dir="Segmen
     register_dataset(
         name,
         lambda: read_listed_dicts(
-            name, layout, lambda: load_voc_sem_seg(dirname, split, label_dir, name=name), f"{list_file} lists no image"
+            name,
+            layout,
+            lambda: load_voc_sem_seg(dirname, split, label_dir, name=name),
+            f"{list_file} lists no image",
         ),
         stuff_classes=list(stuff_classes),
         ignore_label=IGNORE_LABEL,
@@ -179,10 +198,15 @@ def register_toy_digits(root=None):
             names.append(f"toy_digits_coco_{split}")
         if os.path.isdir(os.path.join(voc, toy_constants.SEM_SEG_LABEL_DIR)):
             name = f"toy_digits_sem_seg_{split}"
-            _register_voc_sem_seg(name, voc, split, toy_constants.SEM_SEG_CLASSES, toy_constants.SEM_SEG_LABEL_DIR)
+            _register_voc_sem_seg(
+                name, voc, split, toy_constants.SEM_SEG_CLASSES, toy_constants.SEM_SEG_LABEL_DIR
+            )
             names.append(name)
     for split in ("train", "test"):
-        for prefix, subdir in (("toy_digits_cls", CROPS_SUBDIR), ("toy_digits_textured_cls", CROPS_TEXTURED_SUBDIR)):
+        for prefix, subdir in (
+            ("toy_digits_cls", CROPS_SUBDIR),
+            ("toy_digits_textured_cls", CROPS_TEXTURED_SUBDIR),
+        ):
             crops = os.path.join(root, subdir, split)
             if os.path.isdir(crops):
                 register_classification(f"{prefix}_{split}", crops, TOY_DIGITS_CLASSES)
@@ -198,7 +222,9 @@ def register_imagenet(root=None):
     """
     root = root or os.path.join(datasets_root(), "imagenet")
     train = os.path.join(root, "train")
-    classes = LazyClassList(class_folder_names, train, description=f"the sorted wnid folders of {train}")
+    classes = LazyClassList(
+        class_folder_names, train, description=f"the sorted wnid folders of {train}"
+    )
 
     for split in ("train", "val"):
         split_root = os.path.join(root, split)
@@ -220,8 +246,15 @@ def register_imagenet(root=None):
 # ----------------------------------------------------------------------------------------------
 # A user's semantic segmentation set: an image folder and a label folder (the built-in sets:
 # contrastive_det/data/datasets/sem_seg_sets.py, which builds on the helpers here)
-def register_sem_seg(name, image_root, label_root, class_names, ignore_label=IGNORE_LABEL, list_file=None,
-                     reduce_zero_label=False):
+def register_sem_seg(
+    name,
+    image_root,
+    label_root,
+    class_names,
+    ignore_label=IGNORE_LABEL,
+    list_file=None,
+    reduce_zero_label=False,
+):
     """
     A semantic segmentation set of images ``<image_root>/<stem>.<jpg|jpeg|png|bmp|tif>`` and label
     maps ``<label_root>/<stem>.png`` (class indices, index = position in ``class_names``;
@@ -230,8 +263,13 @@ def register_sem_seg(name, image_root, label_root, class_names, ignore_label=IGN
     0 = other and the classes from 1 (ADE20K's convention): 0 becomes 255 and c becomes c-1.
     Raises ValueError when the arguments are malformed.
     """
-    check_sem_seg_args(f"register_sem_seg('{name}')", class_names, ignore_label, reduce_zero_label,
-                       keys=("class_names", "ignore_label", "reduce_zero_label"))
+    check_sem_seg_args(
+        f"register_sem_seg('{name}')",
+        class_names,
+        ignore_label,
+        reduce_zero_label,
+        keys=("class_names", "ignore_label", "reduce_zero_label"),
+    )
     image_root, label_root = os.path.expanduser(image_root), os.path.expanduser(label_root)
     list_file = os.path.expanduser(list_file) if list_file else None
     if os.path.abspath(image_root) == os.path.abspath(label_root):
@@ -239,19 +277,25 @@ def register_sem_seg(name, image_root, label_root, class_names, ignore_label=IGN
             f"register_sem_seg('{name}'): the images and the label maps must be in two folders, got {image_root} twice"
         )
     values = (
-        f"0 = other, c = class c-1, {IGNORE_LABEL} = ignore" if reduce_zero_label
+        f"0 = other, c = class c-1, {IGNORE_LABEL} = ignore"
+        if reduce_zero_label
         else f"class indices 0..{len(class_names) - 1}, {ignore_label} = ignore"
     )
     layout = (
         f"{image_root}/<stem>.{{jpg,jpeg,png,bmp,tif}} with {label_root}/<stem>.png ({values})"
         + (f"; stems listed one a line in {list_file}" if list_file else "")
     )
-    required = [image_root.rstrip("/") + "/", label_root.rstrip("/") + "/"] + ([list_file] if list_file else [])
+    required = [image_root.rstrip("/") + "/", label_root.rstrip("/") + "/"] + (
+        [list_file] if list_file else []
+    )
     register_dataset(
         name,
         functools.partial(
-            load_sem_seg_split, name,
-            functools.partial(read_sem_seg_folder, image_root, label_root, list_file, reduce_zero_label),
+            load_sem_seg_split,
+            name,
+            functools.partial(
+                read_sem_seg_folder, image_root, label_root, list_file, reduce_zero_label
+            ),
         ),
         stuff_classes=list(class_names),
         ignore_label=int(ignore_label),
@@ -271,7 +315,8 @@ _CUSTOM_KEYS = {
     "folder": ({"NAME", "FORMAT", "ROOT"}, {"CLASSES", "METRIC"}),
     "csv": ({"NAME", "FORMAT", "CSV", "CLASSES"}, {"ROOT", "METRIC"}),
     "sem_seg": (
-        {"NAME", "FORMAT", "IMAGE_ROOT", "LABEL_ROOT", "CLASSES"}, {"IGNORE_LABEL", "LIST", "REDUCE_ZERO_LABEL"}
+        {"NAME", "FORMAT", "IMAGE_ROOT", "LABEL_ROOT", "CLASSES"},
+        {"IGNORE_LABEL", "LIST", "REDUCE_ZERO_LABEL"},
     ),
 }
 
@@ -286,59 +331,100 @@ def register_datasets_from_config(cfg):
     for i, entry in enumerate(cfg.DATASETS.CUSTOM):
         where = f"DATASETS.CUSTOM[{i}]"
         if not isinstance(entry, dict):
-            raise ValueError(f"{where} must be a mapping with keys NAME, FORMAT, ...; got {entry!r}")
+            raise ValueError(
+                f"{where} must be a mapping with keys NAME, FORMAT, ...; got {entry!r}"
+            )
         fmt = str(entry.get("FORMAT", "")).lower()
         if fmt not in _CUSTOM_KEYS:
-            raise ValueError(f"{where}.FORMAT must be one of {sorted(_CUSTOM_KEYS)}, got {entry.get('FORMAT')!r}")
+            raise ValueError(
+                f"{where}.FORMAT must be one of {sorted(_CUSTOM_KEYS)}, got {entry.get('FORMAT')!r}"
+            )
         required, optional = _CUSTOM_KEYS[fmt]
         missing = sorted(required - set(entry))
         unknown = sorted(set(entry) - required - optional)
         if missing:
-            raise ValueError(f"{where} (FORMAT {fmt}) is missing key(s) {missing}; required: {sorted(required)}")
+            raise ValueError(
+                f"{where} (FORMAT {fmt}) is missing key(s) {missing}; required: {sorted(required)}"
+            )
         if unknown:
             raise ValueError(
                 f"{where} (FORMAT {fmt}) has unknown key(s) {unknown}; allowed: {sorted(required | optional)}"
             )
         classes = entry.get("CLASSES")
-        if classes is not None and (isinstance(classes, str) or not all(isinstance(c, str) for c in classes)):
+        if classes is not None and (
+            isinstance(classes, str) or not all(isinstance(c, str) for c in classes)
+        ):
             raise ValueError(f"{where}.CLASSES must be a list of class names, got {classes!r}")
         if fmt == "csv" and (not classes or len(set(classes)) != len(classes)):
-            raise ValueError(f"{where}.CLASSES must list the (unique) class names in label order, got {classes!r}")
+            raise ValueError(
+                f"{where}.CLASSES must list the (unique) class names in label order, got {classes!r}"
+            )
         if fmt == "sem_seg":
             check_sem_seg_args(
-                where, classes, entry.get("IGNORE_LABEL", 255), entry.get("REDUCE_ZERO_LABEL", False)
+                where,
+                classes,
+                entry.get("IGNORE_LABEL", 255),
+                entry.get("REDUCE_ZERO_LABEL", False),
             )
             if entry.get("LIST") is not None and not isinstance(entry["LIST"], str):
-                raise ValueError(f"{where}.LIST must be the path of a text file of image stems, got {entry['LIST']!r}")
+                raise ValueError(
+                    f"{where}.LIST must be the path of a text file of image stems, got {entry['LIST']!r}"
+                )
         metric = entry.get("METRIC", "top1")
         if metric not in SINGLE_LABEL_METRICS:
-            raise ValueError(f"{where}.METRIC must be one of {list(SINGLE_LABEL_METRICS)}, got {metric!r}")
+            raise ValueError(
+                f"{where}.METRIC must be one of {list(SINGLE_LABEL_METRICS)}, got {metric!r}"
+            )
         name = entry["NAME"]
-        builtin = MetadataCatalog.get(name).get("dataset_key", None) if name in DatasetCatalog.list() else None
+        builtin = (
+            MetadataCatalog.get(name).get("dataset_key", None)
+            if name in DatasetCatalog.list()
+            else None
+        )
         if builtin:
             logger.warning(
                 f"{where}: NAME '{name}' replaces the built-in dataset of the same name (downstream set "
                 f"'{builtin}'); choose another NAME to keep both"
             )
         if fmt == "voc":
-            register_voc(name, os.path.expanduser(entry["ROOT"]), entry["SPLIT"], classes, int(entry.get("YEAR", 2007)))
+            register_voc(
+                name,
+                os.path.expanduser(entry["ROOT"]),
+                entry["SPLIT"],
+                classes,
+                int(entry.get("YEAR", 2007)),
+            )
         elif fmt == "folder":
             register_classification(name, os.path.expanduser(entry["ROOT"]), classes, metric=metric)
         elif fmt == "csv":
             root = entry.get("ROOT")
             register_classification_csv(
-                name, os.path.expanduser(entry["CSV"]), classes, os.path.expanduser(root) if root else None, metric
+                name,
+                os.path.expanduser(entry["CSV"]),
+                classes,
+                os.path.expanduser(root) if root else None,
+                metric,
             )
         elif fmt == "sem_seg":
             try:
                 register_sem_seg(
-                    name, entry["IMAGE_ROOT"], entry["LABEL_ROOT"], classes, int(entry.get("IGNORE_LABEL", 255)),
-                    entry.get("LIST") or None, bool(entry.get("REDUCE_ZERO_LABEL", False)),
+                    name,
+                    entry["IMAGE_ROOT"],
+                    entry["LABEL_ROOT"],
+                    classes,
+                    int(entry.get("IGNORE_LABEL", 255)),
+                    entry.get("LIST") or None,
+                    bool(entry.get("REDUCE_ZERO_LABEL", False)),
                 )
             except ValueError as e:
                 raise ValueError(f"{where}: {e}") from e
         else:
-            register_coco(name, os.path.expanduser(entry["JSON"]), os.path.expanduser(entry["IMAGE_ROOT"]), classes)
+            register_coco(
+                name,
+                os.path.expanduser(entry["JSON"]),
+                os.path.expanduser(entry["IMAGE_ROOT"]),
+                classes,
+            )
         logger.info(f"Registered {fmt} dataset '{name}' from {where}")
         names.append(name)
     return names

@@ -25,6 +25,7 @@ A label map to the iNat 2021 orders, for ``DATASETS.PRETRAIN.LABEL_MAP`` (or ``C
 
     python -c "from contrastive_det.data import write_inat2021_label_map as w; w('inat2021_order.json', 'order')"
 """
+
 import functools
 import json
 import os
@@ -59,8 +60,12 @@ def _load(name, root, reader):
     """The DatasetCatalog loader: check the metadata's paths, read, sort, check ids are unique."""
     meta = MetadataCatalog.get(name)
     check_required_paths(name, list(meta.required_paths), meta.layout)
-    dicts = read_listed_dicts(name, meta.layout, lambda: reader(list(meta.classes)),
-                              f"no images are listed for this split under {root}")
+    dicts = read_listed_dicts(
+        name,
+        meta.layout,
+        lambda: reader(list(meta.classes)),
+        f"no images are listed for this split under {root}",
+    )
     return sorted(dicts, key=lambda d: (d["label"], d["image_id"]))
 
 
@@ -106,7 +111,9 @@ def _read_json(path):
 def _records(data, key, fields, path):
     """The list ``data[key]`` of a COCO-style JSON, each a mapping with ``fields``."""
     if not isinstance(data, dict) or not isinstance(data.get(key), list):
-        raise DatasetLayoutError(f"{path} has no list {key!r} (expected COCO-style images, annotations, categories)")
+        raise DatasetLayoutError(
+            f"{path} has no list {key!r} (expected COCO-style images, annotations, categories)"
+        )
     for i, record in enumerate(data[key]):
         missing = [f for f in fields if not isinstance(record, dict) or f not in record]
         if missing:
@@ -121,7 +128,10 @@ def _categories(data, path):
     if bad:
         raise DatasetLayoutError(f"{path}: category ids must be integers, got {bad[:5]}")
     categories = sorted(categories, key=lambda c: c["id"])
-    for what, values in (("id", [c["id"] for c in categories]), ("name", [str(c["name"]) for c in categories])):
+    for what, values in (
+        ("id", [c["id"] for c in categories]),
+        ("name", [str(c["name"]) for c in categories]),
+    ):
         dup = sorted((v for v, n in Counter(values).items() if n > 1), key=str)
         if dup:
             raise DatasetLayoutError(f"{path}: category {what}(s) {dup[:5]} appear twice")
@@ -145,7 +155,9 @@ def _class_source(root):
         if os.path.isfile(path):
             return path
     wanted = ", ".join(os.path.join(root, f"{s}.json") for s in _INAT2021_CLASS_SOURCES)
-    raise DatasetLayoutError(f"iNat 2021 has no JSON file to read its categories from: none of {wanted} exists")
+    raise DatasetLayoutError(
+        f"iNat 2021 has no JSON file to read its categories from: none of {wanted} exists"
+    )
 
 
 def inat2021_classes(root):
@@ -179,11 +191,17 @@ def read_inat2021(root, split, classes):
     for i, ann in enumerate(_records(data, "annotations", ("image_id", "category_id"), path)):
         image_id, category = ann["image_id"], ann["category_id"]
         if image_id not in file_of:
-            raise DatasetLayoutError(f"{path}: annotations[{i}] refers to image id {image_id!r}, not in 'images'")
+            raise DatasetLayoutError(
+                f"{path}: annotations[{i}] refers to image id {image_id!r}, not in 'images'"
+            )
         if category not in label_of:
-            raise DatasetLayoutError(f"{path}: annotations[{i}] has category_id {category!r}, not in 'categories'")
+            raise DatasetLayoutError(
+                f"{path}: annotations[{i}] has category_id {category!r}, not in 'categories'"
+            )
         if image_id in category_of:
-            raise DatasetLayoutError(f"{path}: image {file_of[image_id]} has more than one annotation")
+            raise DatasetLayoutError(
+                f"{path}: image {file_of[image_id]} has more than one annotation"
+            )
         category_of[image_id] = category
     dicts = []
     for image_id, rel in file_of.items():
@@ -191,7 +209,12 @@ def read_inat2021(root, split, classes):
             raise DatasetLayoutError(f"{path}: image {rel} has no annotation")
         label = label_of[category_of[image_id]]
         dicts.append(
-            {"file_name": os.path.join(root, rel), "image_id": rel, "label": label, "class_name": classes[label]}
+            {
+                "file_name": os.path.join(root, rel),
+                "image_id": rel,
+                "label": label,
+                "class_name": classes[label],
+            }
         )
     return dicts
 
@@ -214,7 +237,9 @@ def register_inat2021(root=None):
     Returns the names.
     """
     root = os.path.expanduser(root) if root else os.path.join(datasets_root(), INAT2021_FOLDER)
-    classes = LazyClassList(inat2021_classes, root, description=f"the category names of the iNat 2021 JSON in {root}")
+    classes = LazyClassList(
+        inat2021_classes, root, description=f"the category names of the iNat 2021 JSON in {root}"
+    )
     layout = _inat2021_layout(root)
     return [
         _register_split(
@@ -242,13 +267,17 @@ def inat2021_label_map(categories, level, lineage=True):
     lineages raises ValueError.
     """
     if level not in INAT2021_TAXONOMY_LEVELS:
-        raise ValueError(f"taxonomy level must be one of {list(INAT2021_TAXONOMY_LEVELS)}, got {level!r}")
+        raise ValueError(
+            f"taxonomy level must be one of {list(INAT2021_TAXONOMY_LEVELS)}, got {level!r}"
+        )
     levels = INAT2021_TAXONOMY_LEVELS[: INAT2021_TAXONOMY_LEVELS.index(level) + 1]
     mapping, lineage_of = {}, {}
     for c in categories:
         missing = [lv for lv in levels if not str(c.get(lv, "") or "").strip()]
         if missing:
-            raise ValueError(f"category {c.get('id')!r} ({c.get('name')!r}) has no taxonomy field(s) {missing}")
+            raise ValueError(
+                f"category {c.get('id')!r} ({c.get('name')!r}) has no taxonomy field(s) {missing}"
+            )
         path = "/".join(str(c[lv]).strip() for lv in levels)
         bare = str(c[level]).strip()
         if not lineage and lineage_of.setdefault(bare, path) != path:
@@ -278,7 +307,9 @@ def write_inat2021_label_map(output_file, level, root=None, json_file=None, line
         dict: the mapping written
     """
     root = os.path.expanduser(root) if root else os.path.join(datasets_root(), INAT2021_FOLDER)
-    mapping = inat2021_label_map(inat2021_categories(json_file or _class_source(root)), level, lineage)
+    mapping = inat2021_label_map(
+        inat2021_categories(json_file or _class_source(root)), level, lineage
+    )
     atomic_write_json(output_file, mapping)
     return mapping
 
@@ -290,7 +321,10 @@ PLACES365_FOLDER = "places365"
 PLACES365_CATEGORIES = "categories_places365.txt"
 # registered split -> (file list, image folders: the first that exists is read)
 PLACES365_SPLITS = {
-    "train": ("places365_train_standard.txt", ("data_256", "data_large", "data_256_standard", "data_large_standard")),
+    "train": (
+        "places365_train_standard.txt",
+        ("data_256", "data_large", "data_256_standard", "data_large_standard"),
+    ),
     "val": ("places365_val.txt", ("val_256", "val_large")),
 }
 
@@ -350,13 +384,20 @@ def read_places365(root, split, classes, image_dir):
             raise DatasetLayoutError(f"{path}:{line}: {text!r} is not '<image> <class id>'")
         rel, label = fields[0].lstrip("/"), int(fields[1])
         if label >= len(classes):
-            raise DatasetLayoutError(f"{path}:{line}: class id {label} is outside [0, {len(classes)})")
+            raise DatasetLayoutError(
+                f"{path}:{line}: class id {label} is outside [0, {len(classes)})"
+            )
         if split == "train" and _scene_class(os.path.dirname("/" + rel)) != classes[label]:
             raise DatasetLayoutError(
                 f"{path}:{line}: {fields[0]!r} is not in the folder of class {label} ({classes[label]!r})"
             )
         dicts.append(
-            {"file_name": os.path.join(image_dir, rel), "image_id": rel, "label": label, "class_name": classes[label]}
+            {
+                "file_name": os.path.join(image_dir, rel),
+                "image_id": rel,
+                "label": label,
+                "class_name": classes[label],
+            }
         )
     return dicts
 
@@ -379,13 +420,19 @@ def register_places365(root=None):
     :data:`PLACES365_SPLITS` (``data_256``/``val_256`` first). Returns the names.
     """
     root = os.path.expanduser(root) if root else os.path.join(datasets_root(), PLACES365_FOLDER)
-    classes = LazyClassList(places365_classes, root, description=f"the classes of {root}/{PLACES365_CATEGORIES}")
+    classes = LazyClassList(
+        places365_classes, root, description=f"the classes of {root}/{PLACES365_CATEGORIES}"
+    )
     layout = _places365_layout(root)
     names = []
     for split, (file_list, folders) in PLACES365_SPLITS.items():
         present = [os.path.join(root, f) for f in folders if os.path.isdir(os.path.join(root, f))]
         image_dir = present[0] if present else os.path.join(root, folders[0])
-        required = [os.path.join(root, PLACES365_CATEGORIES), os.path.join(root, file_list), image_dir + "/"]
+        required = [
+            os.path.join(root, PLACES365_CATEGORIES),
+            os.path.join(root, file_list),
+            image_dir + "/",
+        ]
         loader = functools.partial(read_places365, root, split, image_dir=image_dir)
         names.append(_register_split(f"places365_{split}", root, loader, classes, required, layout))
     return names
@@ -400,4 +447,3 @@ def register_pretraining_sets(root=None):
     return register_inat2021(os.path.join(base, INAT2021_FOLDER)) + register_places365(
         os.path.join(base, PLACES365_FOLDER)
     )
-

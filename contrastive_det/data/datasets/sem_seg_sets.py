@@ -47,6 +47,7 @@ Loading a set of the built-in root whose image count differs from the official o
 The VOC splits are read with :func:`contrastive_det.data.datasets.voc_sem_seg.load_voc_sem_seg` (which
 also gives ``height``/``width`` from the image headers); train_aug has its own reader.
 """
+
 import functools
 import logging
 import os
@@ -55,7 +56,13 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.builtin_meta import ADE20K_SEM_SEG_CATEGORIES, _get_builtin_metadata
 from detectron2.data.datasets.cityscapes import load_cityscapes_semantic
 
-from ..sem_seg_folder import SEM_SEG_IMAGE_EXTENSIONS, first_few, folder_entries, load_sem_seg_split, read_text_lines
+from ..sem_seg_folder import (
+    SEM_SEG_IMAGE_EXTENSIONS,
+    first_few,
+    folder_entries,
+    load_sem_seg_split,
+    read_text_lines,
+)
 from .catalog import register_dataset
 from ..checks import DatasetLayoutError
 from .downstream.meta import VOC_CLASSES
@@ -162,16 +169,20 @@ def _load(name, read, official_root=None):
     expected = OFFICIAL_COUNTS.get(name)
     if expected is not None and official_root is not None:
         folder, builtin_folder = official_root
-        if os.path.abspath(folder) == os.path.abspath(os.path.join(datasets_root(), builtin_folder)):
+        if os.path.abspath(folder) == os.path.abspath(
+            os.path.join(datasets_root(), builtin_folder)
+        ):
             if len(dicts) != expected:
                 logger.warning(
                     f"Dataset '{name}' has {len(dicts):,} images; the official split has {expected:,}. "
-                    f"Check the files under {folder} (datasets/README.md, \"Semantic segmentation sets\")."
+                    f'Check the files under {folder} (datasets/README.md, "Semantic segmentation sets").'
                 )
     return dicts
 
 
-def _register_sem_seg(name, read, classes, image_root, sem_seg_root, required, layout, official_root=None, **extra):
+def _register_sem_seg(
+    name, read, classes, image_root, sem_seg_root, required, layout, official_root=None, **extra
+):
     register_dataset(
         name,
         functools.partial(_load, name, read, official_root),
@@ -224,21 +235,31 @@ def read_voc_train_aug(voc_root, sbd_dir=None):
             val_ids = set(_read_ids(val_file)) if os.path.isfile(val_file) else set()
             overlap = sorted(val_ids.intersection(ids))
             if overlap:
-                logger.warning(f"{list_file} lists {len(overlap)} ids of the VOC val set: {first_few(overlap)}")
+                logger.warning(
+                    f"{list_file} lists {len(overlap)} ids of the VOC val set: {first_few(overlap)}"
+                )
         else:
             val_ids = set(_read_ids(val_file))
-            ids = sorted({n[:-4] for n in folder_entries(label_dir) if n.endswith(".png")} - val_ids)
+            ids = sorted(
+                {n[:-4] for n in folder_entries(label_dir) if n.endswith(".png")} - val_ids
+            )
             source = f"the PNGs of {label_dir}/ minus the ids of {val_file}"
         dicts = [
-            _record(i, os.path.join(images, f"{i}.jpg"), os.path.join(label_dir, f"{i}.png")) for i in ids
+            _record(i, os.path.join(images, f"{i}.jpg"), os.path.join(label_dir, f"{i}.png"))
+            for i in ids
         ]
         return _check_pairs(dicts, source)
 
     voc_train = _read_ids(os.path.join(voc_root, VOC_LIST_DIR, "train.txt"))
     voc_val = set(_read_ids(val_file))
-    sbd_ids = _read_ids(os.path.join(sbd_dir, "train.txt")) + _read_ids(os.path.join(sbd_dir, "val.txt"))
+    sbd_ids = _read_ids(os.path.join(sbd_dir, "train.txt")) + _read_ids(
+        os.path.join(sbd_dir, "val.txt")
+    )
     ids = sorted((set(sbd_ids) | set(voc_train)) - voc_val)
-    voc_labels, sbd_labels = folder_entries(os.path.join(voc_root, "SegmentationClass")), folder_entries(os.path.join(sbd_dir, "cls"))
+    voc_labels, sbd_labels = (
+        folder_entries(os.path.join(voc_root, "SegmentationClass")),
+        folder_entries(os.path.join(sbd_dir, "cls")),
+    )
     voc_images, sbd_images = folder_entries(images), folder_entries(os.path.join(sbd_dir, "img"))
     dicts, no_label, no_image = [], [], []
     for i in ids:
@@ -276,27 +297,38 @@ def register_voc_2012_sem_seg(voc_root=None, sbd_root=None):
     (default ``$DETECTRON2_DATASETS/VOC2012``) and SBD under ``sbd_root`` (default
     ``$DETECTRON2_DATASETS/SBD``). Returns the names.
     """
-    voc_root = os.path.expanduser(voc_root) if voc_root else os.path.join(datasets_root(), VOC_FOLDER)
-    sbd_root = os.path.expanduser(sbd_root) if sbd_root else os.path.join(datasets_root(), SBD_FOLDER)
+    voc_root = (
+        os.path.expanduser(voc_root) if voc_root else os.path.join(datasets_root(), VOC_FOLDER)
+    )
+    sbd_root = (
+        os.path.expanduser(sbd_root) if sbd_root else os.path.join(datasets_root(), SBD_FOLDER)
+    )
     official = (voc_root, VOC_FOLDER)
     lists = os.path.join(voc_root, VOC_LIST_DIR)
-    images, labels = os.path.join(voc_root, "JPEGImages"), os.path.join(voc_root, "SegmentationClass")
+    images, labels = (
+        os.path.join(voc_root, "JPEGImages"),
+        os.path.join(voc_root, "SegmentationClass"),
+    )
     names = []
     for split in VOC_SPLITS:
         layout = (
             f"{voc_root}/ImageSets/Segmentation/{split}.txt (one id a line), JPEGImages/<id>.jpg, "
             "SegmentationClass/<id>.png (palette PNGs) - the VOCtrainval_11-May-2012 devkit's VOC2012 folder"
         )
-        names.append(_register_sem_seg(
-            f"voc_2012_sem_seg_{split}",
-            functools.partial(read_voc_sem_seg, voc_root, split, name=f"voc_2012_sem_seg_{split}"),
-            VOC_SEM_SEG_CLASSES,
-            images,
-            labels,
-            [_folder(images), _folder(labels), os.path.join(lists, f"{split}.txt")],
-            layout,
-            official,
-        ))
+        names.append(
+            _register_sem_seg(
+                f"voc_2012_sem_seg_{split}",
+                functools.partial(
+                    read_voc_sem_seg, voc_root, split, name=f"voc_2012_sem_seg_{split}"
+                ),
+                VOC_SEM_SEG_CLASSES,
+                images,
+                labels,
+                [_folder(images), _folder(labels), os.path.join(lists, f"{split}.txt")],
+                layout,
+                official,
+            )
+        )
 
     aug = os.path.join(voc_root, "SegmentationClassAug")
     sbd_dir = None if os.path.isdir(aug) else _sbd_dir(sbd_root)
@@ -309,25 +341,34 @@ def register_voc_2012_sem_seg(voc_root=None, sbd_root=None):
     )
     if sbd_dir is None:
         train_aug_list = os.path.join(lists, "train_aug.txt")
-        id_source = train_aug_list if os.path.isfile(train_aug_list) else os.path.join(lists, "val.txt")
+        id_source = (
+            train_aug_list if os.path.isfile(train_aug_list) else os.path.join(lists, "val.txt")
+        )
         required = [_folder(images), _folder(aug), id_source]
         label_root = aug
     else:
         required = [
-            _folder(images), _folder(labels), os.path.join(lists, "train.txt"), os.path.join(lists, "val.txt"),
-            _folder(os.path.join(sbd_dir, "cls")), os.path.join(sbd_dir, "train.txt"), os.path.join(sbd_dir, "val.txt"),
+            _folder(images),
+            _folder(labels),
+            os.path.join(lists, "train.txt"),
+            os.path.join(lists, "val.txt"),
+            _folder(os.path.join(sbd_dir, "cls")),
+            os.path.join(sbd_dir, "train.txt"),
+            os.path.join(sbd_dir, "val.txt"),
         ]
         label_root = os.path.join(sbd_dir, "cls")
-    names.append(_register_sem_seg(
-        "voc_2012_sem_seg_train_aug",
-        functools.partial(read_voc_train_aug, voc_root, sbd_dir),
-        VOC_SEM_SEG_CLASSES,
-        images,
-        label_root,
-        required,
-        layout,
-        official,
-    ))
+    names.append(
+        _register_sem_seg(
+            "voc_2012_sem_seg_train_aug",
+            functools.partial(read_voc_train_aug, voc_root, sbd_dir),
+            VOC_SEM_SEG_CLASSES,
+            images,
+            label_root,
+            required,
+            layout,
+            official,
+        )
+    )
     return names
 
 
@@ -336,7 +377,9 @@ def register_voc_2012_sem_seg(voc_root=None, sbd_root=None):
 # ----------------------------------------------------------------------------------------------
 def _cityscapes_fix(image_dir):
     root = os.path.dirname(os.path.dirname(image_dir.rstrip("/")))
-    return f"CITYSCAPES_DATASET={root} python -m cityscapesscripts.preparation.createTrainIdLabelImgs"
+    return (
+        f"CITYSCAPES_DATASET={root} python -m cityscapesscripts.preparation.createTrainIdLabelImgs"
+    )
 
 
 def check_cityscapes_files(image_dir, gt_dir):
@@ -352,25 +395,39 @@ def check_cityscapes_files(image_dir, gt_dir):
             stray.append(city_dir)
             continue
         for base in sorted(os.listdir(city_dir)):
-            (images if base.endswith(CITYSCAPES_IMAGE_SUFFIX) else stray).append(os.path.join(city_dir, base))
+            (images if base.endswith(CITYSCAPES_IMAGE_SUFFIX) else stray).append(
+                os.path.join(city_dir, base)
+            )
     if stray:
         raise DatasetLayoutError(
             f"{image_dir} holds {len(stray)} entries that are not <city>/<name>{CITYSCAPES_IMAGE_SUFFIX}: "
             + first_few(stray)
         )
     if not images:
-        raise DatasetLayoutError(f"{image_dir} holds no <city>/<name>{CITYSCAPES_IMAGE_SUFFIX} images")
+        raise DatasetLayoutError(
+            f"{image_dir} holds no <city>/<name>{CITYSCAPES_IMAGE_SUFFIX} images"
+        )
     stems = [
-        os.path.join(gt_dir, os.path.basename(os.path.dirname(p)), os.path.basename(p)[: -len(CITYSCAPES_IMAGE_SUFFIX)])
+        os.path.join(
+            gt_dir,
+            os.path.basename(os.path.dirname(p)),
+            os.path.basename(p)[: -len(CITYSCAPES_IMAGE_SUFFIX)],
+        )
         for p in images
     ]
-    no_json = [s + CITYSCAPES_JSON_SUFFIX for s in stems if not os.path.isfile(s + CITYSCAPES_JSON_SUFFIX)]
+    no_json = [
+        s + CITYSCAPES_JSON_SUFFIX for s in stems if not os.path.isfile(s + CITYSCAPES_JSON_SUFFIX)
+    ]
     if no_json:
         raise DatasetLayoutError(
             f"{len(no_json)} of the {len(images)} images have no gtFine annotation: {first_few(no_json)} "
             "(unpack gtFine_trainvaltest.zip next to leftImg8bit/)"
         )
-    no_train_ids = [s + CITYSCAPES_TRAIN_ID_SUFFIX for s in stems if not os.path.isfile(s + CITYSCAPES_TRAIN_ID_SUFFIX)]
+    no_train_ids = [
+        s + CITYSCAPES_TRAIN_ID_SUFFIX
+        for s in stems
+        if not os.path.isfile(s + CITYSCAPES_TRAIN_ID_SUFFIX)
+    ]
     if no_train_ids:
         raise DatasetLayoutError(
             f"{len(no_train_ids)} of the {len(images)} images have no train-id label map: {first_few(no_train_ids)}. "
@@ -411,18 +468,20 @@ def register_cityscapes_sem_seg(root=None):
     for split in CITYSCAPES_SPLITS:
         image_dir = _folder(os.path.join(root, "leftImg8bit", split))
         gt_dir = _folder(os.path.join(root, "gtFine", split))
-        names.append(_register_sem_seg(
-            f"cityscapes_sem_seg_{split}",
-            functools.partial(read_cityscapes_sem_seg, image_dir, gt_dir),
-            classes,
-            image_dir,
-            gt_dir,
-            [image_dir, gt_dir],
-            _cityscapes_layout(root, split),
-            (root, CITYSCAPES_FOLDER),
-            image_dir=image_dir,
-            gt_dir=gt_dir,
-        ))
+        names.append(
+            _register_sem_seg(
+                f"cityscapes_sem_seg_{split}",
+                functools.partial(read_cityscapes_sem_seg, image_dir, gt_dir),
+                classes,
+                image_dir,
+                gt_dir,
+                [image_dir, gt_dir],
+                _cityscapes_layout(root, split),
+                (root, CITYSCAPES_FOLDER),
+                image_dir=image_dir,
+                gt_dir=gt_dir,
+            )
+        )
     for split in ("train", "val", "test"):
         name = f"cityscapes_fine_sem_seg_{split}"
         if name not in DatasetCatalog.list():
@@ -434,8 +493,12 @@ def register_cityscapes_sem_seg(root=None):
         DatasetCatalog.remove(name)
         DatasetCatalog.register(
             name,
-            functools.partial(_load, name, functools.partial(read_cityscapes_sem_seg, image_dir, gt_dir),
-                              (d2_root, CITYSCAPES_FOLDER)),
+            functools.partial(
+                _load,
+                name,
+                functools.partial(read_cityscapes_sem_seg, image_dir, gt_dir),
+                (d2_root, CITYSCAPES_FOLDER),
+            ),
         )
     return names
 
@@ -477,17 +540,19 @@ def register_ade20k_2016_sem_seg(root=None):
             f"{root}/images/{folder}/<id>.jpg and {root}/annotations/{folder}/<id>.png (ADEChallengeData2016.zip "
             "of the MIT SceneParsing benchmark; label 0 = other, classes 1..150)"
         )
-        names.append(_register_sem_seg(
-            f"ade20k_2016_sem_seg_{split}",
-            functools.partial(read_ade20k_sem_seg, image_dir, label_dir),
-            ADE20K_SEM_SEG_CATEGORIES,
-            image_dir,
-            label_dir,
-            [_folder(image_dir), _folder(label_dir)],
-            layout,
-            (root, ADE20K_FOLDER),
-            reduce_zero_label=True,
-        ))
+        names.append(
+            _register_sem_seg(
+                f"ade20k_2016_sem_seg_{split}",
+                functools.partial(read_ade20k_sem_seg, image_dir, label_dir),
+                ADE20K_SEM_SEG_CATEGORIES,
+                image_dir,
+                label_dir,
+                [_folder(image_dir), _folder(label_dir)],
+                layout,
+                (root, ADE20K_FOLDER),
+                reduce_zero_label=True,
+            )
+        )
     return names
 
 

@@ -5,11 +5,14 @@ Kept apart from the generator (:mod:`contrastive_det.data.toy`, which needs cv2,
 mlxtend) so that registering the datasets on ``import contrastive_det`` stays cheap, in the role of
 detectron2's ``builtin_meta.py``.
 """
+
 import os
 
 from ..paths import datasets_root
 
-TOY_DIGITS_CLASSES = tuple(str(i) for i in range(10))  # class names "0".."9"; COCO category ids 1..10
+TOY_DIGITS_CLASSES = tuple(
+    str(i) for i in range(10)
+)  # class names "0".."9"; COCO category ids 1..10
 # Semantic segmentation classes (label value = index): 0 background, digit c -> c + 1; 255 void
 SEM_SEG_CLASSES = ("background",) + TOY_DIGITS_CLASSES
 VOC_SUBDIR = "VOC"  # <root>/VOC/{JPEGImages,Annotations,ImageSets/Main}

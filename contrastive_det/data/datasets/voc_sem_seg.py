@@ -9,6 +9,7 @@ toy digit scenes' ``VOC/``):
 The dataset dicts follow the contract of :mod:`contrastive_det.data.sem_seg_labels` (read the label
 maps with :func:`~contrastive_det.data.sem_seg_labels.read_sem_seg_label`, never ``convert("L")``).
 """
+
 import os
 
 import numpy as np
@@ -84,13 +85,17 @@ def load_voc_sem_seg(dirname, split, label_dir="SegmentationClass", name=None):
         with open(list_file) as f:
             ids = [line.strip() for line in f if line.strip()]
     except OSError as e:
-        raise error(f"cannot read the image list {list_file} ({type(e).__name__}: {e.strerror or e})") from e
+        raise error(
+            f"cannot read the image list {list_file} ({type(e).__name__}: {e.strerror or e})"
+        ) from e
     dicts = []
     for image_id in ids:
         file_name = os.path.join(dirname, "JPEGImages", f"{image_id}.jpg")
         sem_seg_file_name = os.path.join(dirname, label_dir, f"{image_id}.png")
         if not os.path.isfile(sem_seg_file_name):
-            raise error(f"the label map {sem_seg_file_name} of image {image_id!r} (listed in {list_file}) is missing")
+            raise error(
+                f"the label map {sem_seg_file_name} of image {image_id!r} (listed in {list_file}) is missing"
+            )
         try:
             with Image.open(file_name) as im:  # reads the header only
                 width, height = im.size

@@ -4,6 +4,7 @@ memory, :mod:`.write` writes them in the VOC, COCO and class-folder layouts. Not
 the package (it needs cv2, PIL and mlxtend): the dataset names and folders are in
 :mod:`contrastive_det.data.datasets.toy_constants`.
 """
+
 from .write import FORMAT_VERSION, default_output_dir, generate_toy_digits
 
 __all__ = ["FORMAT_VERSION", "default_output_dir", "generate_toy_digits"]

@@ -5,6 +5,7 @@ rules), the textured single-digit crops of the second domain and a scene's seman
 Nothing here touches the disk; :mod:`.write` lays the pictures out in the VOC, COCO and class-folder
 layouts. Everything is a function of its arguments and random generator.
 """
+
 import functools
 
 import cv2
@@ -34,7 +35,10 @@ NORMAL_MIN_CONTRAST = 0.3
 # RandomState([seed, TEXTURED_STREAM, mnist_index]) (scenes use [seed, 0 or 1, scene_number]).
 TEXTURED_CROP_SIZE = 64  # px, square RGB
 TEXTURED_MAX_ROTATION = 30.0  # degrees; the angle is uniform in [-30, 30]
-TEXTURED_HEIGHT_RANGE = (0.45, 0.75)  # stroke-box height before rotation, fraction of the side; uniform
+TEXTURED_HEIGHT_RANGE = (
+    0.45,
+    0.75,
+)  # stroke-box height before rotation, fraction of the side; uniform
 TEXTURED_STREAM = 2
 
 
@@ -87,7 +91,9 @@ def split_digit_indices(labels, test_fraction, seed):
         n_test = int(min(max(round(test_fraction * len(idx)), 1), len(idx) - 1))
         test.append(perm[:n_test])
         train.append(perm[n_test:])
-    return np.sort(np.concatenate(train)).astype(np.int64), np.sort(np.concatenate(test)).astype(np.int64)
+    return np.sort(np.concatenate(train)).astype(np.int64), np.sort(np.concatenate(test)).astype(
+        np.int64
+    )
 
 
 def pools_by_class(labels, indices):
@@ -299,12 +305,16 @@ def render_scene(rng, images, pools, num_digits, image_hw):
             height = rng.uniform(*TINY_HEIGHT_RANGE)
         else:
             height = float(np.exp(rng.uniform(np.log(DIGIT_HEIGHT_RANGE[0]), np.log(max_height))))
-        placed = _place_digit(rng, images[digit_index], height, aspect, objects, (h, w), want_overlap, tiny)
+        placed = _place_digit(
+            rng, images[digit_index], height, aspect, objects, (h, w), want_overlap, tiny
+        )
         alpha, inner, (px, py) = placed  # alpha: hxw in [0,1]
         ph, pw = alpha.shape
         box = (px + inner[0], py + inner[1], px + inner[2], py + inner[3])
         region = canvas[py : py + ph, px : px + pw]  # hxwx3 view
-        bg_colour = (region * alpha[..., None]).sum(axis=(0, 1)) / max(float(alpha.sum()), 1e-6)  # 3
+        bg_colour = (region * alpha[..., None]).sum(axis=(0, 1)) / max(
+            float(alpha.sum()), 1e-6
+        )  # 3
         colour = _stroke_colour(rng, bg_colour, low_contrast)
         a = (alpha * opacity)[..., None]  # hxwx1
         region[...] = region * (1 - a) + colour * a
@@ -313,7 +323,9 @@ def render_scene(rng, images, pools, num_digits, image_hw):
         mask[py : py + ph, px : px + pw] = _stroke_mask(alpha)
         for earlier in objects:  # strokes drawn over earlier digits hide them there
             earlier["mask"] &= ~mask
-        objects.append(dict(label=label, digit_index=digit_index, box=box, contrast=contrast, mask=mask))
+        objects.append(
+            dict(label=label, digit_index=digit_index, box=box, contrast=contrast, mask=mask)
+        )
     _mark_difficult(objects)
     canvas = canvas + rng.normal(0.0, 0.015, size=canvas.shape).astype(np.float32)  # sensor noise
     image = np.clip(np.rint(canvas * 255.0), 0, 255).astype(np.uint8)  # HxWx3
@@ -330,7 +342,7 @@ def _place_digit(rng, digit, height, aspect, objects, img_hw, want_overlap, tiny
     min_height = TINY_HEIGHT_RANGE[0] if tiny else DIGIT_HEIGHT_RANGE[0]
     while True:
         alpha, inner = _digit_patch(digit, height, aspect)
-        for overlap in ((True, False) if want_overlap else (False,)):
+        for overlap in (True, False) if want_overlap else (False,):
             pos = _try_place(rng, alpha.shape, inner, boxes, img_hw, overlap)
             if pos is not None:
                 return alpha, inner, pos
@@ -339,7 +351,11 @@ def _place_digit(rng, digit, height, aspect, objects, img_hw, want_overlap, tiny
         height = max(height * 0.85, min_height)
     # Crowded scene: accept any position inside the image (rare with the limits on the sizes).
     ph, pw = alpha.shape
-    return alpha, inner, (int(rng.randint(0, img_hw[1] - pw + 1)), int(rng.randint(0, img_hw[0] - ph + 1)))
+    return (
+        alpha,
+        inner,
+        (int(rng.randint(0, img_hw[1] - pw + 1)), int(rng.randint(0, img_hw[0] - ph + 1))),
+    )
 
 
 def _mark_difficult(objects):
@@ -349,7 +365,10 @@ def _mark_difficult(objects):
         reasons = []
         if y1 - y0 + 1 < DIFFICULT_MAX_HEIGHT:
             reasons.append("small")
-        if _occluded_fraction(obj["box"], [o["box"] for o in objects[i + 1 :]]) > DIFFICULT_OCCLUSION:
+        if (
+            _occluded_fraction(obj["box"], [o["box"] for o in objects[i + 1 :]])
+            > DIFFICULT_OCCLUSION
+        ):
             reasons.append("occluded")
         if obj["contrast"] < DIFFICULT_CONTRAST:
             reasons.append("low_contrast")
@@ -391,9 +410,12 @@ def render_textured_crop(rng, digit, size=TEXTURED_CROP_SIZE):
     scale = float(rng.uniform(*TEXTURED_HEIGHT_RANGE)) * size / float(y1 - y0 + 1)
     centre = ((x0 + x1) / 2.0, (y0 + y1) / 2.0)
     corners = np.array(  # the stroke box with a 1 px margin, homogeneous: 4x3
-        [[x0 - 1, y0 - 1, 1], [x1 + 1, y0 - 1, 1], [x0 - 1, y1 + 1, 1], [x1 + 1, y1 + 1, 1]], np.float64
+        [[x0 - 1, y0 - 1, 1], [x1 + 1, y0 - 1, 1], [x0 - 1, y1 + 1, 1], [x1 + 1, y1 + 1, 1]],
+        np.float64,
     )
-    extent = np.ptp(corners @ cv2.getRotationMatrix2D(centre, angle, scale).T, axis=0)  # (w, h) after warp
+    extent = np.ptp(
+        corners @ cv2.getRotationMatrix2D(centre, angle, scale).T, axis=0
+    )  # (w, h) after warp
     scale *= min(1.0, (size - 3) / float(extent.max()))  # extents are linear in the scale
     matrix = cv2.getRotationMatrix2D(centre, angle, scale)  # 2x3, keeps the centre in place
     pts = corners @ matrix.T  # 4x2

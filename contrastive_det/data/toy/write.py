@@ -25,6 +25,7 @@ same call gives byte-identical annotation files and label PNGs, and identical im
 The pictures come from :mod:`.render`; this module writes them, their annotations and the manifest,
 atomically (a folder built aside and swapped into place).
 """
+
 import json
 import logging
 import os
@@ -131,7 +132,9 @@ def _write_crops(root, images, labels, indices, split, progress):
     for name in TOY_DIGITS_CLASSES:
         os.makedirs(os.path.join(root, CROPS_SUBDIR, split, name), exist_ok=True)
     for i in tqdm(indices, desc=f"crops/{split}", disable=not progress, leave=False):
-        path = os.path.join(root, CROPS_SUBDIR, split, TOY_DIGITS_CLASSES[labels[i]], f"{int(i)}.png")
+        path = os.path.join(
+            root, CROPS_SUBDIR, split, TOY_DIGITS_CLASSES[labels[i]], f"{int(i)}.png"
+        )
         Image.fromarray(np.ascontiguousarray(images[i])).save(path)
 
 
@@ -139,9 +142,13 @@ def _write_textured_crops(root, images, labels, indices, split, seed, progress):
     """Write a textured crop of every digit of ``indices`` to root/crops_textured/<split>/<label>/<index>.png."""
     for name in TOY_DIGITS_CLASSES:
         os.makedirs(os.path.join(root, CROPS_TEXTURED_SUBDIR, split, name), exist_ok=True)
-    for i in tqdm(indices, desc=f"{CROPS_TEXTURED_SUBDIR}/{split}", disable=not progress, leave=False):
+    for i in tqdm(
+        indices, desc=f"{CROPS_TEXTURED_SUBDIR}/{split}", disable=not progress, leave=False
+    ):
         image, _ = render_textured_crop(textured_crop_rng(seed, i), images[i])
-        path = os.path.join(root, CROPS_TEXTURED_SUBDIR, split, TOY_DIGITS_CLASSES[labels[i]], f"{int(i)}.png")
+        path = os.path.join(
+            root, CROPS_TEXTURED_SUBDIR, split, TOY_DIGITS_CLASSES[labels[i]], f"{int(i)}.png"
+        )
         Image.fromarray(image).save(path)
 
 
@@ -162,14 +169,18 @@ def _write_split(root, split, first_id, count, args, images, pools, ann_id, prog
         image, objects = render_scene(rng, images, pools, num, (h, w))
         num_id = first_id + k
         image_id = f"{num_id:06d}"
-        Image.fromarray(image).save(os.path.join(voc, "JPEGImages", image_id + ".jpg"), quality=JPEG_QUALITY)
+        Image.fromarray(image).save(
+            os.path.join(voc, "JPEGImages", image_id + ".jpg"), quality=JPEG_QUALITY
+        )
         with open(os.path.join(voc, "Annotations", image_id + ".xml"), "wb") as f:
             f.write(_voc_xml(image_id, w, h, objects))
         label = semantic_label(objects, (h, w))  # HxW uint8
         write_label_png(os.path.join(voc, SEM_SEG_LABEL_DIR, image_id + ".png"), label)
         n_void += int(np.count_nonzero(label == IGNORE_LABEL))
         n_digit_px += int(np.count_nonzero((label > 0) & (label != IGNORE_LABEL)))
-        coco["images"].append({"id": num_id, "file_name": image_id + ".jpg", "width": w, "height": h})
+        coco["images"].append(
+            {"id": num_id, "file_name": image_id + ".jpg", "width": w, "height": h}
+        )
         for obj in objects:
             coco["annotations"].append(_coco_annotation(ann_id, num_id, obj))
             ann_id += 1
@@ -185,7 +196,10 @@ def _write_split(root, split, first_id, count, args, images, pools, ann_id, prog
 
 
 def _coco_categories():
-    return [{"id": i + 1, "name": name, "supercategory": "digit"} for i, name in enumerate(TOY_DIGITS_CLASSES)]
+    return [
+        {"id": i + 1, "name": name, "supercategory": "digit"}
+        for i, name in enumerate(TOY_DIGITS_CLASSES)
+    ]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -200,7 +214,9 @@ def _check_int(name, value, low, high=None):
     return int(value)
 
 
-def _validated_args(num_trainval, num_test, seed, min_digits, max_digits, image_size, test_digit_fraction):
+def _validated_args(
+    num_trainval, num_test, seed, min_digits, max_digits, image_size, test_digit_fraction
+):
     """The generator arguments, checked and normalised to JSON types (stored in the manifest)."""
     # At least 2 scenes per split: detectron2's load_voc_instances reads the ImageSets file with
     # np.loadtxt, which returns a 0-d array (not iterable) for a single line.
@@ -212,18 +228,26 @@ def _validated_args(num_trainval, num_test, seed, min_digits, max_digits, image_
         "max_digits": _check_int("max_digits", max_digits, 1, MAX_DIGITS_LIMIT),
     }
     if args["min_digits"] > args["max_digits"]:
-        raise ValueError(f"min_digits must be <= max_digits, got min_digits={min_digits}, max_digits={max_digits}")
+        raise ValueError(
+            f"min_digits must be <= max_digits, got min_digits={min_digits}, max_digits={max_digits}"
+        )
     try:
         lo, hi = image_size
     except (TypeError, ValueError):
-        raise ValueError(f"image_size must be a pair (min_side, max_side), got {image_size!r}") from None
+        raise ValueError(
+            f"image_size must be a pair (min_side, max_side), got {image_size!r}"
+        ) from None
     lo = _check_int("image_size[0] (min_side)", lo, MIN_IMAGE_SIDE, MAX_IMAGE_SIDE)
     hi = _check_int("image_size[1] (max_side)", hi, MIN_IMAGE_SIDE, MAX_IMAGE_SIDE)
     if lo > hi:
         raise ValueError(f"image_size must have min_side <= max_side, got {image_size!r}")
     args["image_size"] = [lo, hi]
-    if isinstance(test_digit_fraction, bool) or not isinstance(test_digit_fraction, (int, float, np.floating)):
-        raise ValueError(f"test_digit_fraction must be a number in (0, 1), got {test_digit_fraction!r}")
+    if isinstance(test_digit_fraction, bool) or not isinstance(
+        test_digit_fraction, (int, float, np.floating)
+    ):
+        raise ValueError(
+            f"test_digit_fraction must be a number in (0, 1), got {test_digit_fraction!r}"
+        )
     if not 0.0 < float(test_digit_fraction) < 1.0:
         raise ValueError(f"test_digit_fraction must be in (0, 1), got {test_digit_fraction}")
     args["test_digit_fraction"] = float(test_digit_fraction)
@@ -269,12 +293,19 @@ def generate_toy_digits(
     (unless ``overwrite``), or rebuilt in place when an older ``FORMAT_VERSION`` wrote it; one
     built with other arguments raises FileExistsError.
     """
-    args = _validated_args(num_trainval, num_test, seed, min_digits, max_digits, image_size, test_digit_fraction)
+    args = _validated_args(
+        num_trainval, num_test, seed, min_digits, max_digits, image_size, test_digit_fraction
+    )
     output_dir = os.path.abspath(output_dir or default_output_dir())
     if os.path.exists(output_dir) and not overwrite:
         existing = _read_manifest(output_dir)
         version = existing.get("format_version") if existing else None
-        if existing and existing.get("args") == args and isinstance(version, int) and version <= FORMAT_VERSION:
+        if (
+            existing
+            and existing.get("args") == args
+            and isinstance(version, int)
+            and version <= FORMAT_VERSION
+        ):
             if version == FORMAT_VERSION:
                 logger.info("Reusing the toy digit dataset at %s (same arguments)", output_dir)
                 return existing
@@ -283,7 +314,9 @@ def generate_toy_digits(
             # segmentation labels in version 4), so replace it rather than refuse.
             logger.info(
                 "Rebuilding the toy digit dataset at %s: format version %s -> %s",
-                output_dir, existing.get("format_version"), FORMAT_VERSION,
+                output_dir,
+                existing.get("format_version"),
+                FORMAT_VERSION,
             )
             overwrite = True
     if os.path.exists(output_dir) and not overwrite:
@@ -330,15 +363,29 @@ def _build(root, args, progress):
     """Write every file of the dataset under ``root``; returns the manifest."""
     images, labels = load_mnist_digits()
     train_idx, test_idx = split_digit_indices(labels, args["test_digit_fraction"], args["seed"])
-    for sub in ("JPEGImages", "Annotations", os.path.join("ImageSets", "Main"), SEM_SEG_LABEL_DIR, SEM_SEG_SETS_DIR):
+    for sub in (
+        "JPEGImages",
+        "Annotations",
+        os.path.join("ImageSets", "Main"),
+        SEM_SEG_LABEL_DIR,
+        SEM_SEG_SETS_DIR,
+    ):
         os.makedirs(os.path.join(root, VOC_SUBDIR, sub))
     os.makedirs(os.path.join(root, COCO_ANN_DIR))
 
     counts, ann_id, first_id = {}, 1, 1
-    for split, count, pool_idx in (("trainval", args["num_trainval"], train_idx), ("test", args["num_test"], test_idx)):
+    for split, count, pool_idx in (
+        ("trainval", args["num_trainval"], train_idx),
+        ("test", args["num_test"], test_idx),
+    ):
         pools = pools_by_class(labels, pool_idx)
-        coco, ann_id, counts[split] = _write_split(root, split, first_id, count, args, images, pools, ann_id, progress)
-        coco["info"] = {"description": f"toy digit scenes ({split})", "version": str(FORMAT_VERSION)}
+        coco, ann_id, counts[split] = _write_split(
+            root, split, first_id, count, args, images, pools, ann_id, progress
+        )
+        coco["info"] = {
+            "description": f"toy digit scenes ({split})",
+            "version": str(FORMAT_VERSION),
+        }
         _write_json(os.path.join(root, COCO_ANN_DIR, f"instances_{split}.json"), coco)
         first_id += count
 

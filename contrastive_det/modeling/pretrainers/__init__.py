@@ -11,6 +11,7 @@ family (mirroring ``contrastive_det.losses``), each registered in detectron2's `
 
 A new method = one file here + one loss in ``contrastive_det/losses/`` + a recipe + tests.
 """
+
 from .base import ContrastivePretrainer, InBatchPretrainer
 from .joint import CESelfSupCon, SupConSelfSupCon
 from .moco import MoCoV2, MomentumPretrainer

@@ -14,6 +14,7 @@ Contract shared by every pretrainer (what :class:`ContrastivePretrainer` impleme
 The losses are the pure functions of ``contrastive_det.losses``; collectives (gathers, shuffled BN)
 come from ``contrastive_det.modeling.distributed`` and are identities in one process.
 """
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -30,7 +31,9 @@ __all__ = ["ContrastivePretrainer", "InBatchPretrainer", "require_labels"]
 def require_labels(labels, method):
     """Raise ValueError if a supervised ``method`` gets an unlabelled image (label -1)."""
     if (labels < 0).any():
-        raise ValueError(f"{method} needs labelled images; the training set has images without a label")
+        raise ValueError(
+            f"{method} needs labelled images; the training set has images without a label"
+        )
 
 
 class ContrastivePretrainer(nn.Module):
@@ -50,8 +53,10 @@ class ContrastivePretrainer(nn.Module):
     @classmethod
     def from_config(cls, cfg):
         if cfg.INPUT.TWO_VIEW.NUM_VIEWS != cls.num_views:
-            raise ValueError(f"{cls.__name__} takes {cls.num_views} view(s) per training image; "
-                             f"set INPUT.TWO_VIEW.NUM_VIEWS {cls.num_views} (got {cfg.INPUT.TWO_VIEW.NUM_VIEWS})")
+            raise ValueError(
+                f"{cls.__name__} takes {cls.num_views} view(s) per training image; "
+                f"set INPUT.TWO_VIEW.NUM_VIEWS {cls.num_views} (got {cfg.INPUT.TWO_VIEW.NUM_VIEWS})"
+            )
         return {
             "encoder": build_tv_resnet(cfg),
             "pixel_mean": list(cfg.MODEL.PIXEL_MEAN),
@@ -64,14 +69,20 @@ class ContrastivePretrainer(nn.Module):
         return self.pixel_mean.device
 
     def _images(self, tensors):
-        x = torch.stack([t.to(self.device, non_blocking=True) for t in tensors]).float()  # Nx3xHxW, 0-255
+        x = torch.stack(
+            [t.to(self.device, non_blocking=True) for t in tensors]
+        ).float()  # Nx3xHxW, 0-255
         return (x - self.pixel_mean) / self.pixel_std
 
     def forward(self, batched_inputs):
         if not self.training:
             return self.inference(batched_inputs)
-        views = [self._images([d["views"][i] for d in batched_inputs]) for i in range(self.num_views)]  # V x Nx3xHxW
-        labels = torch.tensor([int(d.get("label", -1)) for d in batched_inputs], device=self.device)  # N
+        views = [
+            self._images([d["views"][i] for d in batched_inputs]) for i in range(self.num_views)
+        ]  # V x Nx3xHxW
+        labels = torch.tensor(
+            [int(d.get("label", -1)) for d in batched_inputs], device=self.device
+        )  # N
         return self.losses(views, labels)
 
     def losses(self, views, labels):
@@ -80,7 +91,9 @@ class ContrastivePretrainer(nn.Module):
 
     @torch.no_grad()
     def inference(self, batched_inputs):
-        feats = F.normalize(self.encoder(self._images([d["image"] for d in batched_inputs])), dim=1)  # NxD
+        feats = F.normalize(
+            self.encoder(self._images([d["image"] for d in batched_inputs])), dim=1
+        )  # NxD
         return [{"embedding": f} for f in feats]
 
     def export_backbone(self):
@@ -107,5 +120,7 @@ class InBatchPretrainer(ContrastivePretrainer):
 
     def _projections(self, views):
         n = views[0].shape[0]
-        z = F.normalize(self.projection(self.encoder(torch.cat(views))), dim=1)  # 2NxD, BN over both views
+        z = F.normalize(
+            self.projection(self.encoder(torch.cat(views))), dim=1
+        )  # 2NxD, BN over both views
         return gather_with_grad(z[:n]), gather_with_grad(z[n:])  # global (W*N)xD each

@@ -1,5 +1,6 @@
 """The joint objectives of Islam et al. ("A Broad Study on the Transferability of Visual Representations with
 Contrastive Learning", ICCV 2021) on a MoCo encoder: CE+SelfSupCon and SupCon+SelfSupCon."""
+
 from torch import nn
 
 from detectron2.config import configurable
@@ -34,8 +35,13 @@ class CESelfSupCon(MomentumPretrainer):
         feats, q = self._queries(views[0])
         k = self._keys(views[1])
         losses = ce_selfsupcon_loss(
-            self.classifier(feats), labels, q["projection"], k["projection"],  # class logits: NxC_cls
-            self.queues["projection"].keys.clone(), self.temperature, self.instance_weight,
+            self.classifier(feats),
+            labels,
+            q["projection"],
+            k["projection"],  # class logits: NxC_cls
+            self.queues["projection"].keys.clone(),
+            self.temperature,
+            self.instance_weight,
         )
         self._enqueue(k, labels)
         return losses
@@ -67,9 +73,18 @@ class SupConSelfSupCon(MomentumPretrainer):
         k = self._keys(views[1])
         sup = self.queues["supervised"]
         losses = supcon_selfsupcon_loss(
-            q["instance"], k["instance"], self.queues["instance"].keys.clone(),
-            q["supervised"], labels, k["supervised"], labels, sup.keys.clone(), sup.labels.clone(),
-            temperature=self.temperature, instance_weight=self.instance_weight, supcon_weight=self.supcon_weight,
+            q["instance"],
+            k["instance"],
+            self.queues["instance"].keys.clone(),
+            q["supervised"],
+            labels,
+            k["supervised"],
+            labels,
+            sup.keys.clone(),
+            sup.labels.clone(),
+            temperature=self.temperature,
+            instance_weight=self.instance_weight,
+            supcon_weight=self.supcon_weight,
         )
         self._enqueue(k, labels)
         return losses

@@ -2,6 +2,7 @@
 Momentum-encoder methods: keys from a momentum copy of the query encoder, negatives from a queue.
 :class:`MomentumPretrainer` is the base of MoCo v2 and of the queue methods (joint objectives, SCAN).
 """
+
 import copy
 
 import torch
@@ -61,7 +62,9 @@ class MomentumPretrainer(ContrastivePretrainer):
     def _queries(self, view):
         """view: Nx3xHxW -> (trunk features NxD_trunk, {head name: L2-normalised NxD})."""
         feats = self.encoder(view)  # NxD_trunk
-        return feats, {name: F.normalize(head(feats), dim=1) for name, head in self.heads.items()}  # NxD each
+        return feats, {
+            name: F.normalize(head(feats), dim=1) for name, head in self.heads.items()
+        }  # NxD each
 
     @torch.no_grad()
     def _keys(self, view):
@@ -71,7 +74,8 @@ class MomentumPretrainer(ContrastivePretrainer):
         x, unshuffle = batch_shuffle(view) if self.shuffle_bn else (view, None)
         feats = self.encoder_k(x)
         return {
-            name: batch_unshuffle(F.normalize(head(feats), dim=1), unshuffle) for name, head in self.heads_k.items()
+            name: batch_unshuffle(F.normalize(head(feats), dim=1), unshuffle)
+            for name, head in self.heads_k.items()
         }
 
     def _enqueue(self, keys, labels):
@@ -91,6 +95,11 @@ class MoCoV2(MomentumPretrainer):
     def losses(self, views, labels):
         _, q = self._queries(views[0])
         k = self._keys(views[1])
-        loss = infonce_loss(q["projection"], k["projection"], self.queues["projection"].keys.clone(), self.temperature)
+        loss = infonce_loss(
+            q["projection"],
+            k["projection"],
+            self.queues["projection"].keys.clone(),
+            self.temperature,
+        )
         self._enqueue(k, labels)
         return {"loss_infonce": loss}

@@ -1,4 +1,5 @@
 """SCAN (Wei et al. 2020; this project's specification, docs/design.md section 5) on a MoCo encoder."""
+
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY
 
@@ -18,7 +19,9 @@ class SCAN(MomentumPretrainer):
     def __init__(self, *, num_neighbors, non_neighbor, **kwargs):
         super().__init__(**kwargs)
         if non_neighbor not in ("mask", "negative"):
-            raise ValueError(f"MODEL.SCAN.NON_NEIGHBOR must be 'mask' or 'negative', got {non_neighbor!r}")
+            raise ValueError(
+                f"MODEL.SCAN.NON_NEIGHBOR must be 'mask' or 'negative', got {non_neighbor!r}"
+            )
         self.num_neighbors = num_neighbors
         self.non_neighbor = non_neighbor
 
@@ -35,8 +38,15 @@ class SCAN(MomentumPretrainer):
         k = self._keys(views[1])
         queue = self.queues["projection"]
         loss = scan_loss(
-            q["projection"], labels, k["projection"], labels, queue.keys.clone(), queue.labels.clone(),
-            self.num_neighbors, self.temperature, self.non_neighbor,
+            q["projection"],
+            labels,
+            k["projection"],
+            labels,
+            queue.keys.clone(),
+            queue.labels.clone(),
+            self.num_neighbors,
+            self.temperature,
+            self.non_neighbor,
         )
         self._enqueue(k, labels)
         return {"loss_scan": loss}

@@ -1,4 +1,5 @@
 """SupCon (Khosla et al., "Supervised Contrastive Learning", NeurIPS 2020), in-batch like SimCLR."""
+
 import torch
 
 from detectron2.config import configurable

@@ -1,5 +1,6 @@
 """The supervised baseline every study compares against: cross-entropy classification pretraining (the
 torchvision ImageNet recipe; He et al., "Deep Residual Learning for Image Recognition", CVPR 2016)."""
+
 from torch import nn
 from torch.nn import functional as F
 
@@ -39,7 +40,9 @@ class Supervised(ContrastivePretrainer):
         require_labels(labels, "Supervised")
         num_classes = self.classifier.out_features
         if (labels >= num_classes).any():
-            raise ValueError(f"label {int(labels.max())} is outside [0, {num_classes}): "
-                             f"set MODEL.CONTRASTIVE.NUM_CLASSES to the number of training classes")
+            raise ValueError(
+                f"label {int(labels.max())} is outside [0, {num_classes}): "
+                f"set MODEL.CONTRASTIVE.NUM_CLASSES to the number of training classes"
+            )
         logits = self.classifier(self.encoder(views[0]))  # NxC
         return {"loss_ce": F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)}

@@ -7,7 +7,15 @@ names ``K_train``, ``K_val``, ``K_trainval`` and ``K_test`` are registered when
 :mod:`contrastive_det.data` is imported. Layouts, splits and metrics: datasets/README.md,
 "Downstream classification sets".
 """
-from .builtin import DOWNSTREAM_SETS, SPLITS, DownstreamSet, register_all_downstream, register_downstream, split_rule
+
+from .builtin import (
+    DOWNSTREAM_SETS,
+    SPLITS,
+    DownstreamSet,
+    register_all_downstream,
+    register_downstream,
+    split_rule,
+)
 from .splits import (
     SPLIT_SEED,
     TEST_FRACTION,

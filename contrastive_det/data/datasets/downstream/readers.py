@@ -13,13 +13,19 @@ Two kinds of functions, all module-level (they key :class:`LazyClassList`):
 required files first; content that does not parse raises :class:`DatasetLayoutError` naming the
 file and line.
 """
+
 import csv
 import logging
 import math
 import os
 
 from ...checks import DatasetLayoutError
-from ...classification import IMAGE_EXTENSIONS, class_folder_names, load_class_folders, unpickle_cifar
+from ...classification import (
+    IMAGE_EXTENSIONS,
+    class_folder_names,
+    load_class_folders,
+    unpickle_cifar,
+)
 from .meta import CHESTX_CLASSES, ISIC_CLASSES, KAOKORE_CLASSES, VOC_CLASSES
 
 logger = logging.getLogger(__name__)
@@ -29,7 +35,9 @@ logger = logging.getLogger(__name__)
 # Helpers
 # ----------------------------------------------------------------------------------------------
 def _item(file_name, image_id, label, classes, **extra):
-    return dict(file_name=file_name, image_id=image_id, label=int(label), class_name=classes[label], **extra)
+    return dict(
+        file_name=file_name, image_id=image_id, label=int(label), class_name=classes[label], **extra
+    )
 
 
 def _images_in(folder):
@@ -51,7 +59,9 @@ def _csv_rows(path, required_columns):
         if missing:
             raise DatasetLayoutError(f"{path}:1: header {header} lacks column(s) {missing}")
         reader.fieldnames = header
-        return [(reader.line_num, {k: (v or "").strip() for k, v in row.items() if k}) for row in reader]
+        return [
+            (reader.line_num, {k: (v or "").strip() for k, v in row.items() if k}) for row in reader
+        ]
 
 
 def _label_from(where, value, num_classes):
@@ -75,7 +85,9 @@ def read_class_folders(image_dir, classes, id_prefix=""):
         if not os.path.isdir(folder):
             raise DatasetLayoutError(f"the class folder {folder}/ is missing")
         for fname in _images_in(folder):
-            dicts.append(_item(os.path.join(folder, fname), f"{id_prefix}{cls}/{fname}", label, classes))
+            dicts.append(
+                _item(os.path.join(folder, fname), f"{id_prefix}{cls}/{fname}", label, classes)
+            )
     return dicts
 
 
@@ -85,7 +97,9 @@ def _mat(path, **kwargs):
     try:
         return loadmat(path, **kwargs)
     except Exception as e:  # noqa: BLE001  (scipy raises ValueError, TypeError, MatReadError, ...)
-        raise DatasetLayoutError(f"{path} is not a readable MATLAB file: {type(e).__name__}: {e}") from e
+        raise DatasetLayoutError(
+            f"{path} is not a readable MATLAB file: {type(e).__name__}: {e}"
+        ) from e
 
 
 def _flat(array):
@@ -169,7 +183,9 @@ def _omniglot_characters(root, subsets):
             for character in class_folder_names(os.path.join(base, alphabet)):
                 name = f"{alphabet}/{character}"
                 if name in characters:
-                    raise DatasetLayoutError(f"character {name} is in both {characters[name]} and {subset}/{name}")
+                    raise DatasetLayoutError(
+                        f"character {name} is in both {characters[name]} and {subset}/{name}"
+                    )
                 characters[name] = f"{subset}/{name}"
     return characters
 
@@ -185,7 +201,9 @@ def read_omniglot(root, split, classes, subsets):
     dicts = []
     for label, cls in enumerate(classes):
         if cls not in where:
-            raise DatasetLayoutError(f"the character folder of {cls} is missing under {root}/{'|'.join(subsets)}/")
+            raise DatasetLayoutError(
+                f"the character folder of {cls} is missing under {root}/{'|'.join(subsets)}/"
+            )
         folder = os.path.join(root, where[cls])
         for fname in _images_in(folder):
             dicts.append(_item(os.path.join(folder, fname), f"{cls}/{fname}", label, classes))
@@ -207,7 +225,9 @@ def read_chestx(root, split, classes):
         findings = row["Finding Labels"].split("|")
         if len(findings) == 1 and findings[0] in index:
             name = row["Image Index"]
-            dicts.append(_item(os.path.join(root, "images", name), name, index[findings[0]], classes))
+            dicts.append(
+                _item(os.path.join(root, "images", name), name, index[findings[0]], classes)
+            )
     return dicts
 
 
@@ -224,11 +244,17 @@ def read_isic(root, split, classes):
         try:
             hot = [float(row[c]) != 0 for c in ISIC_CLASSES]
         except ValueError:
-            raise DatasetLayoutError(f"{where}: the class columns must be numbers (one-hot)") from None
+            raise DatasetLayoutError(
+                f"{where}: the class columns must be numbers (one-hot)"
+            ) from None
         if sum(hot) != 1:
-            raise DatasetLayoutError(f"{where}: expected exactly one class column set, got {sum(hot)}")
+            raise DatasetLayoutError(
+                f"{where}: expected exactly one class column set, got {sum(hot)}"
+            )
         name = row["image"]
-        dicts.append(_item(os.path.join(root, ISIC_IMAGES, f"{name}.jpg"), name, hot.index(True), classes))
+        dicts.append(
+            _item(os.path.join(root, ISIC_IMAGES, f"{name}.jpg"), name, hot.index(True), classes)
+        )
     return dicts
 
 
@@ -238,13 +264,20 @@ def read_deepweeds(root, split, classes):
     dicts = []
     for line, row in _csv_rows(path, ["Filename", "Label"]):
         label = _label_from(f"{path}:{line}", row["Label"], len(classes))
-        dicts.append(_item(os.path.join(root, "images", row["Filename"]), row["Filename"], label, classes))
+        dicts.append(
+            _item(os.path.join(root, "images", row["Filename"]), row["Filename"], label, classes)
+        )
     return dicts
 
 
 # Rows per set (train, dev, test) of each KaoKore release's labels.csv (rois-codh/kaokore, download.py
 # --dataset_version V). Islam et al. use 1.1; the KaoKore paper's figures are of 1.0.
-KAOKORE_VERSIONS = {(4238, 533, 527): "1.0", (6568, 826, 821): "1.1", (6756, 845, 845): "1.2", (7405, 926, 926): "1.3"}
+KAOKORE_VERSIONS = {
+    (4238, 533, 527): "1.0",
+    (6568, 826, 821): "1.1",
+    (6756, 845, 845): "1.2",
+    (7405, 926, 926): "1.3",
+}
 KAOKORE_ISLAM_VERSION = "1.1"
 _kaokore_reported = set()
 
@@ -295,7 +328,9 @@ def read_kaokore(root, split, classes):
         dicts.append(_item(file_name, row["image"], label, classes))
     _report_kaokore_version(path, set_counts)
     if missing:
-        logger.warning(f"KaoKore {split}: {missing} image(s) of {path} are not in {root}/images_256/; skipped")
+        logger.warning(
+            f"KaoKore {split}: {missing} image(s) of {path} are not in {root}/images_256/; skipped"
+        )
     assert len(classes) == len(KAOKORE_CLASSES)
     return dicts
 
@@ -315,7 +350,9 @@ def read_dtd(root, split, classes):
     for line, text in _lines(path):
         cls = text.split("/")[0]
         if cls not in index or "/" not in text:
-            raise DatasetLayoutError(f"{path}:{line}: {text!r} is not '<class>/<image>' of a class of images/")
+            raise DatasetLayoutError(
+                f"{path}:{line}: {text!r} is not '<class>/<image>' of a class of images/"
+            )
         dicts.append(_item(os.path.join(root, "images", text), text, index[cls], classes))
     return dicts
 
@@ -336,7 +373,9 @@ def read_svhn(root, split, classes):
 def read_flowers102(root, split, classes):
     """``flowers-102/jpg/image_<nnnnn>.jpg`` with imagelabels.mat (labels 1..102) and setid.mat."""
     key = {"train": "trnid", "val": "valid", "test": "tstid"}[split]
-    labels = _flat(_mat(os.path.join(root, "imagelabels.mat"), squeeze_me=True).get("labels", [])).tolist()
+    labels = _flat(
+        _mat(os.path.join(root, "imagelabels.mat"), squeeze_me=True).get("labels", [])
+    ).tolist()
     setid = _mat(os.path.join(root, "setid.mat"), squeeze_me=True)
     if key not in setid:
         raise DatasetLayoutError(f"{os.path.join(root, 'setid.mat')} has no variable {key!r}")
@@ -344,7 +383,9 @@ def read_flowers102(root, split, classes):
     for image_id in _flat(setid[key]).tolist():
         image_id = int(image_id)
         if not 1 <= image_id <= len(labels):
-            raise DatasetLayoutError(f"setid.mat {key} lists image {image_id}, imagelabels.mat has {len(labels)}")
+            raise DatasetLayoutError(
+                f"setid.mat {key} lists image {image_id}, imagelabels.mat has {len(labels)}"
+            )
         name = f"image_{image_id:05d}"
         label = _one_based(labels[image_id - 1], len(classes), f"imagelabels.mat, label of {name}")
         dicts.append(_item(os.path.join(root, "jpg", f"{name}.jpg"), name, label, classes))
@@ -363,7 +404,9 @@ def read_food101(root, split, classes):
     for line, text in _lines(path):
         cls = text.split("/")[0]
         if cls not in index or "/" not in text:
-            raise DatasetLayoutError(f"{path}:{line}: {text!r} is not '<class>/<id>' of a class of meta/classes.txt")
+            raise DatasetLayoutError(
+                f"{path}:{line}: {text!r} is not '<class>/<id>' of a class of meta/classes.txt"
+            )
         dicts.append(_item(os.path.join(root, "images", f"{text}.jpg"), text, index[cls], classes))
     return dicts
 
@@ -376,7 +419,9 @@ def _cifar_batch(path):
     try:
         return unpickle_cifar(path)
     except Exception as e:  # noqa: BLE001  (pickle raises many kinds)
-        raise DatasetLayoutError(f"{path} is not a CIFAR python batch: {type(e).__name__}: {e}") from e
+        raise DatasetLayoutError(
+            f"{path} is not a CIFAR python batch: {type(e).__name__}: {e}"
+        ) from e
 
 
 def _names(values):
@@ -400,10 +445,14 @@ def _read_cifar(root, files, label_key, classes):
             raise DatasetLayoutError(f"{path} has no '{label_key}' or 'data' entry")
         labels = list(batch[label_key])
         if len(labels) != len(batch["data"]):
-            raise DatasetLayoutError(f"{path}: {len(labels)} labels for {len(batch['data'])} images")
+            raise DatasetLayoutError(
+                f"{path}: {len(labels)} labels for {len(batch['data'])} images"
+            )
         for i, y in enumerate(labels):
             if not 0 <= int(y) < len(classes):
-                raise DatasetLayoutError(f"{path}: {label_key}[{i}] = {y} is outside [0, {len(classes)})")
+                raise DatasetLayoutError(
+                    f"{path}: {label_key}[{i}] = {y} is outside [0, {len(classes)})"
+                )
             dicts.append(_item(path, f"{fname}/{i}", int(y), classes, array_index=i))
     return dicts
 
@@ -425,7 +474,9 @@ def _birdsnap_species(root):
     for line, text in _lines(path)[1:]:
         cells = text.split("\t")
         if len(cells) < 4 or not cells[0].strip().isdigit():
-            raise DatasetLayoutError(f"{path}:{line}: expected 'id<TAB>common<TAB>scientific<TAB>dir'")
+            raise DatasetLayoutError(
+                f"{path}:{line}: expected 'id<TAB>common<TAB>scientific<TAB>dir'"
+            )
         rows.append((int(cells[0]), cells[1].strip(), cells[3].strip()))
     return sorted(rows)
 
@@ -470,19 +521,26 @@ def read_sun397(root, split, classes):
         parts = text.strip("/").split("/")
         cls = "/".join(parts[1:-1])
         if len(parts) < 3 or cls not in index:
-            raise DatasetLayoutError(f"{path}:{line}: {text!r} is not '/<letter>/<class>/<image>' of ClassName.txt")
+            raise DatasetLayoutError(
+                f"{path}:{line}: {text!r} is not '/<letter>/<class>/<image>' of ClassName.txt"
+            )
         rel = "/".join(parts)
         dicts.append(_item(os.path.join(root, *parts), rel, index[cls], classes))
     return dicts
 
 
-CARS_ANNOTATIONS = {"train": "devkit/cars_train_annos.mat", "test": "cars_test_annos_withlabels.mat"}
+CARS_ANNOTATIONS = {
+    "train": "devkit/cars_train_annos.mat",
+    "test": "cars_test_annos_withlabels.mat",
+}
 
 
 def cars_classes(root):
     mat = _mat(os.path.join(root, "devkit", "cars_meta.mat"), squeeze_me=True)
     if "class_names" not in mat:
-        raise DatasetLayoutError(f"{os.path.join(root, 'devkit', 'cars_meta.mat')} has no variable 'class_names'")
+        raise DatasetLayoutError(
+            f"{os.path.join(root, 'devkit', 'cars_meta.mat')} has no variable 'class_names'"
+        )
     return [str(c) for c in _flat(mat["class_names"]).tolist()]
 
 
@@ -501,7 +559,9 @@ def read_cars(root, split, classes):
         try:
             fname, value = str(ann["fname"]), int(ann["class"])
         except (KeyError, ValueError, IndexError) as e:
-            raise DatasetLayoutError(f"{path}: annotation {i} has no 'fname'/'class' ({e})") from None
+            raise DatasetLayoutError(
+                f"{path}: annotation {i} has no 'fname'/'class' ({e})"
+            ) from None
         label = _one_based(value, len(classes), f"{path}: annotation {i} ({fname})")
         dicts.append(_item(os.path.join(images, fname), f"cars_{split}/{fname}", label, classes))
     return dicts
@@ -519,8 +579,17 @@ def read_aircraft(root, split, classes):
     for line, text in _lines(path):
         image_id, _, variant = text.partition(" ")
         if variant not in index:
-            raise DatasetLayoutError(f"{path}:{line}: variant {variant!r} is not in data/variants.txt")
-        dicts.append(_item(os.path.join(root, "data", "images", f"{image_id}.jpg"), image_id, index[variant], classes))
+            raise DatasetLayoutError(
+                f"{path}:{line}: variant {variant!r} is not in data/variants.txt"
+            )
+        dicts.append(
+            _item(
+                os.path.join(root, "data", "images", f"{image_id}.jpg"),
+                image_id,
+                index[variant],
+                classes,
+            )
+        )
     return dicts
 
 
@@ -533,11 +602,15 @@ def pets_classes(root):
             continue
         cells = text.split()
         if len(cells) < 2 or not cells[1].isdigit():
-            raise DatasetLayoutError(f"{path}:{line}: expected '<image> <class id> <species> <breed id>'")
+            raise DatasetLayoutError(
+                f"{path}:{line}: expected '<image> <class id> <species> <breed id>'"
+            )
         breed = " ".join(part.title() for part in cells[0].rsplit("_", 1)[0].split("_"))
         names.setdefault(int(cells[1]), breed)
     if sorted(names) != list(range(1, len(names) + 1)):
-        raise DatasetLayoutError(f"{path}: class ids {sorted(names)[:5]}... are not 1..{len(names)}")
+        raise DatasetLayoutError(
+            f"{path}: class ids {sorted(names)[:5]}... are not 1..{len(names)}"
+        )
     return [names[i] for i in range(1, len(names) + 1)]
 
 
@@ -555,7 +628,9 @@ def read_pets(root, split, classes):
         label = _label_from(where, cells[1], len(classes) + 1) - 1
         if label < 0:
             raise DatasetLayoutError(f"{where}: class id 0 (ids start at 1)")
-        dicts.append(_item(os.path.join(root, "images", f"{cells[0]}.jpg"), cells[0], label, classes))
+        dicts.append(
+            _item(os.path.join(root, "images", f"{cells[0]}.jpg"), cells[0], label, classes)
+        )
     return dicts
 
 
@@ -574,7 +649,9 @@ def read_voc2007_cls(root, split, classes):
         for line, text in _lines(path):
             cells = text.split()
             if len(cells) != 2 or cells[1] not in ("1", "0", "-1"):
-                raise DatasetLayoutError(f"{path}:{line}: expected '<image id> 1|0|-1', got {text!r}")
+                raise DatasetLayoutError(
+                    f"{path}:{line}: expected '<image id> 1|0|-1', got {text!r}"
+                )
             seen.append(cells[0])
             if cells[1] == "1":
                 positives.setdefault(cells[0], []).append(c)

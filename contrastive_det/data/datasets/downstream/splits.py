@@ -8,6 +8,7 @@ put in their canonical order (sorted by ``image_id``) and shuffled by a permutat
 A class's split therefore depends only on its own images, the seed and the salt ("test" for a
 generated test split, "val" for a validation split), not on the other classes or on listing order.
 """
+
 import hashlib
 import math
 from collections import OrderedDict
@@ -29,7 +30,9 @@ __all__ = [
     "islam_partial_split",
 ]
 
-ISLAM_TRAIN_FRACTION = 0.7  # Islam et al.'s linear evaluation: 70% of each class to train, 30% to test
+ISLAM_TRAIN_FRACTION = (
+    0.7  # Islam et al.'s linear evaluation: 70% of each class to train, 30% to test
+)
 
 
 def fraction_held_out(fraction):
@@ -81,7 +84,9 @@ def stratified_holdout(dicts, held_out_count, seed=SPLIT_SEED, salt="val"):
     groups = OrderedDict()
     for d in dicts:
         if "labels" in d or int(d.get("label", -1)) < 0:
-            raise ValueError(f"stratified_holdout needs single-label dicts; got {d.get('image_id')!r} without a label")
+            raise ValueError(
+                f"stratified_holdout needs single-label dicts; got {d.get('image_id')!r} without a label"
+            )
         groups.setdefault(int(d["label"]), []).append(d)
     kept, held = [], []
     for label in sorted(groups):
@@ -113,7 +118,9 @@ def islam_partial_split(dicts, fraction=ISLAM_TRAIN_FRACTION, seed=0):
     groups = OrderedDict()
     for d in dicts:
         if "labels" in d or int(d.get("label", -1)) < 0:
-            raise ValueError(f"islam_partial_split needs single-label dicts; got {d.get('image_id')!r} without a label")
+            raise ValueError(
+                f"islam_partial_split needs single-label dicts; got {d.get('image_id')!r} without a label"
+            )
         groups.setdefault(int(d["label"]), []).append(d)
     rng = np.random.RandomState(seed)
     train, test = [], []
