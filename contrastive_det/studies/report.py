@@ -42,6 +42,7 @@ import math
 import os
 import re
 import statistics
+import textwrap
 import warnings
 from collections import OrderedDict, defaultdict
 from typing import Any, Callable
@@ -598,7 +599,9 @@ def _finish(fig, ax, xlabel, ylabel, title, out_dir, stem, legend=True, grid="bo
     ``<out_dir>/<stem>.png`` (stem made file-safe); returns its name."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=9)
+    # wrapped to the figure's width (about 12 characters per inch at 9 pt): a narrow bar chart of two
+    # rows would cut a one-line title off
+    ax.set_title(textwrap.fill(title, width=max(24, int(fig.get_figwidth() * 12))), fontsize=9)
     if legend:
         ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis=grid)

@@ -382,3 +382,17 @@ def test_islam_table_per_protocol_with_mean_over_sets_and_mean_rank(tmp_path):
     assert tables.index("per test set") < tables.index(
         "#### linear_a on set_a"
     )  # first, before the details
+
+
+def test_a_title_wider_than_its_figure_is_wrapped_to_fit(tmp_path):
+    """A two-bar chart is 3 inches wide: its one-line title ran off the picture."""
+    from contrastive_det.studies.report import _finish, pyplot
+
+    fig, ax = pyplot().subplots(figsize=(3.0, 3.2))
+    ax.bar([0, 1], [1.0, 2.0])
+    title = "detection on toy_digits_test; n = 3 transfer seeds"
+    _finish(fig, ax, "", "AP50", title, str(tmp_path), "two_bars", legend=False)
+    assert ax.title.get_text().replace("\n", " ") == title and "\n" in ax.title.get_text()
+    fig.canvas.draw()
+    box = ax.title.get_window_extent()
+    assert 0 <= box.x0 and box.x1 <= fig.bbox.width
