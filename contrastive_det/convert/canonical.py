@@ -45,6 +45,16 @@ TORCHVISION_PIXEL_STD = (58.395, 57.12, 57.375)
 _META_KEYS = ("arch", "depth", "method", "pixel_mean", "pixel_std", "input_format")
 
 
+# meta["method"] of a checkpoint that does not name its pretraining method
+UNSPECIFIED_METHOD = "unspecified"
+
+
+def named_method(method):
+    """``method`` when a checkpoint names its pretraining method; None when it is empty, not a string or
+    ``"unspecified"``."""
+    return method if isinstance(method, str) and method and method != UNSPECIFIED_METHOD else None
+
+
 def _check_plain(value, where):
     """Raise unless ``value`` is made of types that ``torch.load(weights_only=True)`` accepts."""
     if value is None or isinstance(value, (str, bool, int, float)):

@@ -18,7 +18,7 @@ from ..utils.config_keys import get_key
 from .checkpoint_io import load_checkpoint_file
 from .errors import ConversionError
 from .canonical import TORCHVISION_PIXEL_MEAN, TORCHVISION_PIXEL_STD
-from .pipeline import canonicalise, read
+from .pipeline import canonicalise, method_override, read
 
 CLASSIFIER_WEIGHTS_FILE = "classifier_weights.pth"
 TORCHVISION_CONVENTIONS = {
@@ -255,7 +255,4 @@ def prepare_classifier_weights(cfg, output_dir, log=print):
         *depth_overrides,
         *input_overrides,
     ]
-    method = backbone.meta.get("method")
-    if not cfg.RESULTS.METHOD and method and method != "unspecified":
-        overrides += ["RESULTS.METHOD", method]
-    return overrides
+    return overrides + method_override(cfg, backbone.meta.get("method"))

@@ -28,7 +28,7 @@ from .checkpoint_io import load_checkpoint_file
 from .d2config import detectron2_config
 from .errors import AmbiguousCheckpointError, ConversionError
 from .extraction import container_at
-from .pipeline import convert_checkpoint
+from .pipeline import convert_checkpoint, method_override
 from .readers import read_checkpoint
 from .writers import WEIGHTS_KEYS, WEIGHTS_METHOD
 
@@ -156,8 +156,7 @@ def _recorded(ckpt) -> dict | None:
 
 def _recorded_method(ckpt) -> str | None:
     """The pretraining method a loaded converted ``.pkl`` records, or None."""
-    method = ckpt.get(WEIGHTS_METHOD) if isinstance(ckpt, dict) else None
-    return method if isinstance(method, str) else None
+    return ckpt.get(WEIGHTS_METHOD) if isinstance(ckpt, dict) else None
 
 
 def recorded_keys(path: str) -> dict | None:
@@ -260,7 +259,7 @@ def convert_weights_for_detection(
     if plan != "convert":
         ours = plan == "detectron2" and source.endswith(".pkl")
         overrides = adopt_keys(cfg, _recorded(ckpt) if ours else None, source, log)
-        return overrides + _method_override(cfg, _recorded_method(ckpt) if ours else None)
+        return overrides + method_override(cfg, _recorded_method(ckpt) if ours else None)
     os.makedirs(output_dir, exist_ok=True)
     target = os.path.join(output_dir, CONVERTED_FILE)
     log(f"MODEL.WEIGHTS {source} is not in detectron2's layout: converting it to {target}")
@@ -271,11 +270,4 @@ def convert_weights_for_detection(
     ):  # a detectron2-named source keeps its own layout and conventions
         overrides += adopt_keys(cfg, detectron2_config(result.depth, result.meta), source, log)
     overrides += ["MODEL.WEIGHTS", target, "RESULTS.WEIGHTS_SOURCE", os.path.abspath(source)]
-    return overrides + _method_override(cfg, result.meta.get("method"))
-
-
-def _method_override(cfg, method):
-    """``["RESULTS.METHOD", method]`` when the weights name their method and the config names none."""
-    if not cfg.RESULTS.METHOD and method and method != "unspecified":
-        return ["RESULTS.METHOD", str(method)]
-    return []
+    return overrides + method_override(cfg, result.meta.get("method"))

@@ -19,7 +19,12 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from .canonical import TORCHVISION_PIXEL_MEAN, TORCHVISION_PIXEL_STD
+from .canonical import (
+    TORCHVISION_PIXEL_MEAN,
+    TORCHVISION_PIXEL_STD,
+    UNSPECIFIED_METHOD,
+    named_method,
+)
 from .checkpoint_io import load_checkpoint_file
 from .d2config import (
     check_base,
@@ -85,9 +90,16 @@ def read(input_path, *, fmt=None, prefix=None, trust=False):
     return read_checkpoint(ckpt, fmt=fmt, prefix=prefix, where=input_path)
 
 
+def method_override(cfg, method) -> list[str]:
+    """``["RESULTS.METHOD", method]`` when the weights name their pretraining method (:func:`~.canonical.named_method`)
+    and ``cfg.RESULTS.METHOD`` names none; else ``[]``."""
+    named = named_method(method)
+    return ["RESULTS.METHOD", named] if named and not cfg.RESULTS.METHOD else []
+
+
 def _source_meta(ext, method):
     meta = {
-        "method": "unspecified",
+        "method": UNSPECIFIED_METHOD,
         "pixel_mean": list(TORCHVISION_PIXEL_MEAN),
         "pixel_std": list(TORCHVISION_PIXEL_STD),
         "input_format": "RGB",

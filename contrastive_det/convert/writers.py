@@ -34,7 +34,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from ..utils.atomic import atomic_open
-from .canonical import CANONICAL_FORMAT, canonical_payload, load_canonical
+from .canonical import CANONICAL_FORMAT, canonical_payload, load_canonical, named_method
 from .d2config import detectron2_config
 from .errors import ConversionError
 from .resnet_keys import torchvision_to_detectron2
@@ -154,8 +154,8 @@ def detectron2_payload(
     payload = {"model": dict(model), "__author__": DETECTRON2_AUTHOR, "matching_heuristics": True}
     if config:
         payload[WEIGHTS_KEYS] = dict(config)
-    if method and method != "unspecified":
-        payload[WEIGHTS_METHOD] = str(method)
+    if named_method(method):
+        payload[WEIGHTS_METHOD] = method
     return payload
 
 

@@ -75,7 +75,6 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
 import yaml
 
@@ -87,7 +86,7 @@ from ..utils.yaml_files import DuplicateKeyError, load_yaml_file
 from .resources import KINDS, check_resources, run_resources
 from .selection import CHOSEN_CONFIG, SELECTION_FILE, grid_points, point_name
 
-__all__ = ["Run", "Study", "StudyError", "load_study", "expand", "format_opt_value", "TOOLS"]
+__all__ = ["Run", "Study", "StudyError", "load_study", "expand", "TOOLS"]
 
 # the scripts a study's runs are commands of, looked up in Study.tools_dir
 TOOLS = (
@@ -674,25 +673,17 @@ def load_study(
     )
 
 
-def format_opt_value(value: Any) -> str:
-    """
-    A YAML value as yacs reads it from the command line (lists as tuples):
-    :func:`~contrastive_det.utils.config_keys.cli_value`.
-    """
-    return cli_value(value)
-
-
 def _argv_opts(*dicts):
     merged = {}
     for d in dicts:
         merged.update(d)
-    return [x for k, v in merged.items() for x in (k, format_opt_value(v))]
+    return [x for k, v in merged.items() for x in (k, cli_value(v))]
 
 
 def _value_name(value):
     if isinstance(value, str) and "/" in value:  # a file (e.g. a label map): its name
         value = os.path.splitext(os.path.basename(value))[0]
-    text = format_opt_value(value) if not isinstance(value, str) else value
+    text = cli_value(value) if not isinstance(value, str) else value
     text = re.sub(r"[^A-Za-z0-9_.+-]+", "_", text).strip("_")
     return text or "empty"
 

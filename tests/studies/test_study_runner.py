@@ -13,7 +13,6 @@ import torch
 import yaml
 
 from contrastive_det.studies import StudyError, expand, load_study, run_study
-from contrastive_det.studies.spec import format_opt_value
 from contrastive_det.studies.state import RUN_RECORD, StudyState
 
 from conftest import FAST, REPO, copy_crops
@@ -203,16 +202,6 @@ def test_eta_costs_each_pending_run_by_its_own_groups_mean():
     assert estimate_eta(durations, [det, det, lin, lin, lin], 2) == (3 * 20.0 / 2, 2)
     assert estimate_eta(durations, [pre], 1) == (250.0, 0)  # its group's mean, not the overall mean
     assert estimate_eta({}, [pre], 1) == (0.0, 1)
-
-
-def test_opt_values_as_yacs_reads_them():
-    assert format_opt_value([1, 2]) == "(1, 2, )"
-    assert format_opt_value(["a"]) == "('a', )"
-    assert (
-        format_opt_value(True) == "True"
-        and format_opt_value(0.5) == "0.5"
-        and format_opt_value("x") == "x"
-    )
 
 
 @pytest.mark.parametrize(

@@ -42,7 +42,7 @@ def test_cli_value_keeps_the_study_command_format():  # run digests hash the com
         and cli_value(["a"]) == "('a', )"
         and cli_value(None) == "None"
     )
-    assert cli_value(True) == "True" and cli_value(0.5) == "0.5"
+    assert cli_value(True) == "True" and cli_value(0.5) == "0.5" and cli_value("x") == "x"
 
 
 def test_nest_and_set_keys():

@@ -474,11 +474,17 @@ DOWNSTREAM_SETS = _sets()  # key -> DownstreamSet
 # ----------------------------------------------------------------------------------------------
 # Splits
 # ----------------------------------------------------------------------------------------------
+def _archive_split(spec, split):
+    """The official split an ``islam_*`` name reads where Islam et al. used the archive's own split
+    (``DownstreamSet.islam`` a mapping, e.g. CropDisease's test folder); None otherwise."""
+    return spec.islam.get(split) if isinstance(spec.islam, dict) else None
+
+
 def _official_used(spec, split):
     """The official splits whose files ``<key>_<split>`` reads."""
     off = spec.official
-    if split in ISLAM_SPLITS and isinstance(spec.islam, dict):
-        return [spec.islam[split]]
+    if _archive_split(spec, split):
+        return [_archive_split(spec, split)]
     if "all" in off:
         return ["all"]
     if split == "all":
@@ -492,8 +498,8 @@ def split_rule(key, split):
     """One line saying how ``<key>_<split>`` is made (recorded as metadata ``split_rule``)."""
     spec = DOWNSTREAM_SETS[key]
     off = spec.official
-    if split in ISLAM_SPLITS and isinstance(spec.islam, dict):
-        return f"Islam et al.'s: the archive's '{spec.islam[split]}' split"
+    if _archive_split(spec, split):
+        return f"Islam et al.'s: the archive's '{_archive_split(spec, split)}' split"
     if split in ISLAM_SPLITS:
         return (
             f"Islam et al.'s: {ISLAM_TRAIN_FRACTION:.0%} of each class (floor) to islam_train, the rest to "
@@ -526,8 +532,8 @@ def split_rule(key, split):
 
 def _split_dicts(spec, root, split, classes):
     off = spec.official
-    if split in ISLAM_SPLITS and isinstance(spec.islam, dict):
-        return list(spec.read(root, spec.islam[split], classes))
+    if _archive_split(spec, split):
+        return list(spec.read(root, _archive_split(spec, split), classes))
     if split in ISLAM_SPLITS:  # the reader's order is the reference's index order
         train, test = islam_partial_split(list(spec.read(root, "all", classes)))
         return train if split == "islam_train" else test

@@ -278,13 +278,14 @@ KAOKORE_VERSIONS = {
     (6756, 845, 845): "1.2",
     (7405, 926, 926): "1.3",
 }
+KAOKORE_SETS = ("train", "dev", "test")  # the order of the counts above
 KAOKORE_ISLAM_VERSION = "1.1"
 _kaokore_reported = set()
 
 
 def kaokore_version(set_counts):
     """The KaoKore release whose labels.csv has ``set_counts`` ({"train": n, "dev": n, "test": n}) rows, or None."""
-    return KAOKORE_VERSIONS.get(tuple(set_counts.get(s, 0) for s in ("train", "dev", "test")))
+    return KAOKORE_VERSIONS.get(tuple(set_counts.get(s, 0) for s in KAOKORE_SETS))
 
 
 def _report_kaokore_version(path, set_counts):
@@ -294,7 +295,7 @@ def _report_kaokore_version(path, set_counts):
         return
     _kaokore_reported.add(seen)
     version = kaokore_version(set_counts)
-    counts = "/".join(str(set_counts.get(s, 0)) for s in ("train", "dev", "test"))
+    counts = "/".join(str(set_counts.get(s, 0)) for s in KAOKORE_SETS)
     islam = next(c for c, v in KAOKORE_VERSIONS.items() if v == KAOKORE_ISLAM_VERSION)
     if version == KAOKORE_ISLAM_VERSION:
         logger.info(f"KaoKore {path}: version {version} ({counts} train/dev/test rows)")
