@@ -52,6 +52,7 @@ from ..engine.task import headline_patterns
 from ..utils.atomic import atomic_open, atomic_write_json
 from .claims import check_claims
 from .figures import pyplot, safe_name, save_png
+from .spec import Run
 from .state import PLAN_FILE, is_done, plan_digests
 
 __all__ = ["collect", "aggregate", "summarize", "write_report"]
@@ -69,8 +70,6 @@ def _headline_rank(metric):
 
 
 def _plan_runs(plan):
-    from .spec import Run
-
     return [
         Run(
             r["id"],

@@ -13,7 +13,8 @@ from typing import Any, Callable
 from ..utils.atomic import atomic_write_json
 from .executors import DISTRIBUTED_TOOLS
 from .resources import num_gpus_per_task, run_resources
-from .spec import Run, Study, expand
+from .expansion import expand
+from .spec import Run, Study
 from .state import PLAN_FILE, StudyLock, StudyState, is_done, mark_done, plan_digests, run_digest
 
 __all__ = ["plan", "run_study", "write_plan", "report_study"]

@@ -24,8 +24,10 @@ import os
 import socket
 import time
 
+from ..engine.defaults import load_config
 from ..utils.atomic import atomic_write_json
 from ..utils.config_keys import get_key
+from ..utils.file_digest import file_sha256
 
 __all__ = [
     "StudyState",
@@ -61,8 +63,6 @@ def _merged_config(argv):
     config = argv[i + 1]
     if not os.path.isfile(config):
         return None
-    from ..engine.defaults import load_config
-
     opts = [a for a in argv[i + 2 :]]
     # the KEY VALUE pairs follow the flags of the tools' parsers; only the pairs matter here
     while opts and opts[0].startswith("--"):
@@ -85,8 +85,6 @@ def run_digest(run, dep_digests):
     h.update((cfg.dump() if cfg is not None else "").encode())
     files = list(getattr(run, "inputs", ())) + (_content_files(cfg) if cfg is not None else [])
     for path in files:  # a brought checkpoint, a label map: changed on disk = another run
-        from ..utils.file_digest import file_sha256
-
         h.update(f"{path}:{file_sha256(path) if os.path.isfile(path) else 'missing'}".encode())
     for d in dep_digests:
         h.update(d.encode())
@@ -95,7 +93,7 @@ def run_digest(run, dep_digests):
 
 def plan_digests(runs):
     """{run id: digest, or None while a dependency is not done under its own digest}; ``runs`` in
-    dependency order (as :func:`~.spec.expand` lists them)."""
+    dependency order (as :func:`~.expansion.expand` lists them)."""
     by_id = {r.id: r for r in runs}
     digests = {}
     for r in runs:
