@@ -7,6 +7,10 @@ DEMO_CONFIG ?= configs/toy/digits_R_50_C4.yaml
 DEMO_STUDY ?= configs/studies/islam_toy.yaml
 DEMO_JOBS ?= 2
 PYTEST_ARGS ?=
+# pytest-xdist workers of `make test` (0: one process). The SLURM cluster tests share one worker
+# (xdist_group), so they never compete for the cluster's CPUs.
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadgroup
 
 .PHONY: env data demo detect-demo test test-fast lint bench clean-output
 
@@ -28,11 +32,11 @@ detect-demo: data
 	$(PY) tools/train_net.py --config-file $(DEMO_CONFIG)
 
 test: env
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(PY) -m pytest tests $(XDIST) $(PYTEST_ARGS)
 
 # The fast part: every test not marked slow (pytest.ini).
 test-fast: env
-	$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest tests -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 # The linter and the formatter check (ruff.toml): pyflakes, pycodestyle, bugbear; `ruff format` at 100
 # columns (run `.venv/bin/ruff format .` to apply it).

@@ -49,8 +49,9 @@ setup(
     install_requires=INSTALL_REQUIRES,
     extras_require={
         # scikit-learn: the L-BFGS probe is tested against its LogisticRegression
-        # ruff: the linter of `make lint` and .ci/run (ruff.toml)
-        "dev": ["pytest>=7", "pytest-timeout", "scikit-learn", "ruff==0.17.6"],
+        # ruff: the linter of `make lint` and .ci/run (ruff.toml); pytest-xdist: `make test` runs
+        # the suite on two workers
+        "dev": ["pytest>=7", "pytest-timeout", "pytest-xdist", "scikit-learn", "ruff==0.17.6"],
         # tools/benchmark.py --only lightly: the library a user would pick instead
         "bench": ["lightly==1.6.0"],
     },

@@ -484,9 +484,18 @@ cmd_status() {
     return 1
 }
 
+# start and stop hold a lock: two test workers (or two users) starting the cluster at once would
+# otherwise both write the configs and start the daemons
+with_lock() {
+    mkdir -p "$(dirname "$STATE_DIR")"
+    exec 9>"$STATE_DIR.lock"
+    flock 9
+    "$@"
+}
+
 case "${1:-}" in
-    start) cmd_start ;;
-    stop) cmd_stop ;;
+    start) with_lock cmd_start ;;
+    stop) with_lock cmd_stop ;;
     status) cmd_status ;;
     *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
 esac

@@ -34,7 +34,12 @@ def _why_not():
     return None
 
 
-pytestmark = pytest.mark.skipif(_why_not() is not None, reason=str(_why_not()))
+# one pytest-xdist worker runs them all (make test: --dist loadgroup): a preempting job of one test would
+# otherwise requeue another test's jobs, and their jobs would wait for each other's CPUs
+pytestmark = [
+    pytest.mark.skipif(_why_not() is not None, reason=str(_why_not())),
+    pytest.mark.xdist_group("slurm_cluster"),
+]
 
 
 @pytest.fixture(scope="module")
