@@ -160,9 +160,8 @@ def main(argv=None):
     if args.output:
         study.output_dir = os.path.abspath(args.output)
     gpus = args.gpus_per_node
-    if (
-        gpus is None and args.num_gpus > 0
-    ):  # and the other way round: --num-gpus N asks SLURM for the N GPUs
+    # and the other way round: --num-gpus N asks SLURM for the N GPUs
+    if gpus is None and args.num_gpus > 0:
         gpus = args.num_gpus * args.tasks_per_node
     resources = {
         "time": args.time,

@@ -77,9 +77,8 @@ class StepBench:
     def _torch_step(self, i):
         model, optimizer = self.trainer.model, self.trainer.optimizer
         batch = next(self._torch_batches)
-        if (
-            self.cfg.SOLVER.AMP.ENABLED
-        ):  # the bare AMP loop: autocast to float16 and a gradient scaler
+        # the bare AMP loop: autocast to float16 and a gradient scaler
+        if self.cfg.SOLVER.AMP.ENABLED:
             if self._scaler is None:
                 self._scaler = torch.cuda.amp.GradScaler()
             with torch.autocast("cuda", dtype=torch.float16):

@@ -22,12 +22,20 @@ lightly is optional (``pip install -e .[bench]``): :func:`lightly_missing` says 
 
 import argparse
 import json
+import logging
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from importlib.metadata import version
+
+from detectron2.data import DatasetCatalog
+from detectron2.engine import HookBase
+
+from ..engine import Trainer
+from ..engine.defaults import build_run_config, setup
 
 LIGHTLY_VERSION = "1.6.0"
 INSTALL_HINT = (
@@ -64,10 +72,6 @@ def time_ours(config_file, opts, warmup, iters, output_dir):
     ``warmup + iters`` iterations of the real engine; returns the wall seconds of the last
     ``iters`` (each from the end of the previous iteration to the end of its last hook).
     """
-    from detectron2.engine import HookBase
-
-    from ..engine import Trainer
-    from ..engine.defaults import setup
 
     class EndStamps(HookBase):
         def __init__(self):
@@ -100,8 +104,6 @@ def time_ours(config_file, opts, warmup, iters, output_dir):
 
 def image_folder_root(cfg):
     """The class-per-folder root of the first training dataset (``root/<class>/<image>``)."""
-    from detectron2.data import DatasetCatalog
-
     dicts = DatasetCatalog.get(cfg.DATASETS.TRAIN[0])
     roots = {os.path.dirname(os.path.dirname(d["file_name"])) for d in dicts}
     if len(roots) != 1:
@@ -202,8 +204,6 @@ def time_lightly(cfg, warmup, iters):
 
 
 def _cfg(config_file, opts, output_dir):
-    from ..engine.defaults import build_run_config
-
     args = argparse.Namespace(config_file=config_file, opts=list(opts) + OURS_OPTS)
     cfg, _ = build_run_config(args, seed=0, output_dir=output_dir)
     return cfg
@@ -256,8 +256,6 @@ def compare(config_file, opts, warmup, iters, trials, log=None):
         ours.append(got["ours"])
         theirs.append(got["lightly"])
         ratios.append(got["ours"] / got["lightly"])
-    from importlib.metadata import version
-
     return {
         "lightly_version": version("lightly"),
         "ours_images_per_s": statistics.median(ours),
@@ -281,9 +279,6 @@ def main(argv=None):
     parser.add_argument("--output-dir", help="OUTPUT_DIR of our run (default: a temporary folder)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args(argv)
-    import logging
-
-    import contrastive_det  # noqa: F401  (registers datasets, tasks, models)
 
     logging.getLogger("detectron2").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="cdet_block_") as tmp:

@@ -143,9 +143,8 @@ def honour_conventions(cfg, state_dict, conventions, where, source, log=print):
         )
     mean, std = list(conventions["pixel_mean"]), list(conventions["pixel_std"])
     if conventions["input_format"] == "BGR":
-        state_dict = dict(
-            state_dict, **{"conv1.weight": state_dict["conv1.weight"].flip(1)}
-        )  # BGR filters -> RGB input
+        # BGR filters -> RGB input
+        state_dict = dict(state_dict, **{"conv1.weight": state_dict["conv1.weight"].flip(1)})
         mean, std = mean[::-1], std[::-1]
         log(
             f"  input: BGR weights (from {where}): conv1's input channels reversed to take RGB images"

@@ -18,6 +18,10 @@ import tempfile
 from collections import OrderedDict
 from typing import Any, Mapping
 
+from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, Res5ROIHeads
+
+from ..config import get_cfg
+from ..modeling.roi_heads import Res5ROIHeadsExtraNorm
 from ..utils.config_keys import cli_value, get_key, nest_keys
 from .canonical import TORCHVISION_PIXEL_MEAN, TORCHVISION_PIXEL_STD
 from .errors import ConversionError
@@ -80,8 +84,6 @@ def render_config_yaml(cfg, base, header=()):
 
 
 def _load_cfg(path):
-    from ..config import get_cfg
-
     cfg = get_cfg()
     cfg.set_new_allowed(False)
     cfg.merge_from_file(path)
@@ -100,17 +102,12 @@ def check_base(base, depth):
         ) from None
     if cfg.MODEL.META_ARCHITECTURE != "GeneralizedRCNN":
         return cfg  # no ROI heads to check (semantic segmentation)
-    from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, Res5ROIHeads
-
-    from ..modeling.roi_heads import Res5ROIHeadsExtraNorm
-
     try:
         heads = ROI_HEADS_REGISTRY.get(cfg.MODEL.ROI_HEADS.NAME)
     except KeyError:
         heads = None
-    basic_ok = heads is not None and issubclass(
-        heads, Res5ROIHeadsExtraNorm
-    )  # builds a basic-block res5
+    # builds a basic-block res5
+    basic_ok = heads is not None and issubclass(heads, Res5ROIHeadsExtraNorm)
     if (
         depth not in BOTTLENECK_DEPTHS
         and heads is not None

@@ -265,9 +265,8 @@ def convert_weights_for_detection(
     log(f"MODEL.WEIGHTS {source} is not in detectron2's layout: converting it to {target}")
     result = convert_checkpoint(source, target, prefix=prefix, log=lambda line: log(f"  {line}"))
     overrides = []
-    if (
-        result.format != "detectron2"
-    ):  # a detectron2-named source keeps its own layout and conventions
+    # a detectron2-named source keeps its own layout and conventions
+    if result.format != "detectron2":
         overrides += adopt_keys(cfg, detectron2_config(result.depth, result.meta), source, log)
     overrides += ["MODEL.WEIGHTS", target, "RESULTS.WEIGHTS_SOURCE", os.path.abspath(source)]
     return overrides + method_override(cfg, result.meta.get("method"))

@@ -52,9 +52,8 @@ class ConversionResult:
     coverage: CoverageReport
     verification: Optional[VerificationResult]
     bytes_written: int
-    config: "OrderedDict" = field(
-        default_factory=OrderedDict
-    )  # dotted key -> value (detectron2 output)
+    # dotted key -> value (detectron2 output)
+    config: "OrderedDict" = field(default_factory=OrderedDict)
     config_path: Optional[str] = None
 
 

@@ -46,9 +46,8 @@ class CoverageReport:
     matched: List[Tuple[str, str, tuple]] = field(default_factory=list)  # (file key, d2 key, shape)
     missing: List[str] = field(default_factory=list)  # "d2 key (torchvision key)"
     mis_shaped: List[str] = field(default_factory=list)  # "file key -> d2 key: got S, expected T"
-    unexpected: List[str] = field(
-        default_factory=list
-    )  # backbone-scope file keys with no ResNet name
+    # backbone-scope file keys with no ResNet name
+    unexpected: List[str] = field(default_factory=list)
     dropped: Dict[str, str] = field(default_factory=dict)  # file key -> group label
 
     @property

@@ -13,6 +13,7 @@ from tqdm import tqdm
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.utils import comm
 
+from .classification import read_classification_image
 from .mapper import ImageReadError
 from .paths import datasets_root
 
@@ -192,8 +193,6 @@ def container_problem(file_name, max_index):
     serve items ``0..max_index``, or None. The container is decoded (and kept for the process, see
     :func:`contrastive_det.data.classification.read_classification_image`).
     """
-    from .classification import read_classification_image
-
     try:
         read_classification_image({"file_name": file_name, "array_index": int(max_index)})
     except ImageReadError as e:

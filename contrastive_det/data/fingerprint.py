@@ -23,9 +23,8 @@ def _file_stamp(path, stamps):
         try:
             st = os.stat(path)
             stamps[path] = [st.st_size, st.st_mtime_ns, st.st_ino]
-        except (
-            OSError
-        ):  # a missing file is reported by the reader; here it is just part of the state
+        # a missing file is reported by the reader; here it is just part of the state
+        except OSError:
             stamps[path] = None
     return stamps[path]
 

@@ -343,9 +343,8 @@ def describe(settings, before, after, mapping=None, map_path="", seed=0):
 def check_axes_config(cfg):
     """Validate ``DATASETS.PRETRAIN`` before any data is read; errors name the key."""
     p = cfg.DATASETS.PRETRAIN
-    subset_size(
-        max(int(p.SUBSET_COUNT), 0), p.SUBSET_COUNT, p.SUBSET_FRACTION
-    )  # count/fraction checks
+    # count/fraction checks
+    subset_size(max(int(p.SUBSET_COUNT), 0), p.SUBSET_COUNT, p.SUBSET_FRACTION)
     props = list(p.MIX_PROPORTIONS)
     if props:
         names = list(cfg.DATASETS.TRAIN)

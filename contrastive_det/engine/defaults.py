@@ -172,9 +172,8 @@ def check_config_bases(config_file: str) -> list[str]:
             raise ValueError(f"{config_file}: _BASE_ chain loops: {' -> '.join(seen + [path])}")
         seen.append(path)
         try:
-            data = (
-                load_yaml_file(path) or {}
-            )  # a key given twice is an error naming it, not a silent override
+            # a key given twice is an error naming it, not a silent override
+            data = load_yaml_file(path) or {}
         except yaml.YAMLError as e:
             raise ValueError(f"Config file {path} is not valid YAML: {e}") from None
         base = data.get("_BASE_") if isinstance(data, dict) else None
@@ -241,9 +240,8 @@ def build_run_config(
     registered = register_datasets_from_config(cfg)
     if registered:
         messages.append(f"Registered from DATASETS.CUSTOM: {', '.join(registered)}")
-    if (
-        trains
-    ):  # keys that follow from the data, before --resume compares the config with the checkpoint's
+    # keys that follow from the data, before --resume compares the config with the checkpoint's
+    if trains:
         messages += task.adapt_config(cfg)
         if cfg.SOLVER.MAX_ITER < 1:
             raise ValueError(
@@ -372,9 +370,8 @@ def launch_runs(run_fn: Callable[..., Any], args: argparse.Namespace) -> str | N
         [base_dir] if len(seeds) == 1 else [os.path.join(base_dir, f"seed{s}") for s in seeds]
     )
     if args.num_gpus > 1:
-        stop_request.install(
-            forward=True
-        )  # SIGTERM reaches the workers, which stop with a checkpoint
+        # SIGTERM reaches the workers, which stop with a checkpoint
+        stop_request.install(forward=True)
     for seed, run_dir in zip(seeds, run_dirs):
         try:
             launch(

@@ -18,10 +18,15 @@ import re
 import statistics
 from typing import Iterable, Sequence
 
+import torch
+import torchvision
+
+import detectron2
 from detectron2.config import CfgNode
 from detectron2.evaluation.testing import flatten_results_dict
 
 from ..utils.atomic import atomic_write_json
+from ..version import __version__
 
 RESULTS_FILE = "results.json"
 
@@ -33,13 +38,6 @@ def config_digest(cfg: CfgNode) -> str:
 
 def versions() -> dict[str, str | None]:
     """Versions of everything that can change a number."""
-    import torch
-    import torchvision
-
-    import detectron2
-
-    from ..version import __version__
-
     return {
         "contrastive_det": __version__,
         "detectron2": detectron2.__version__,

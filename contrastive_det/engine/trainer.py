@@ -58,9 +58,8 @@ class _FiniteLossCheck:
         finite = all(bool(torch.isfinite(v.detach()).all()) for v in loss_dict.values())
         go_on = not stop_request.requested()
         if comm.get_world_size() > 1:  # on the backend's device: NCCL refuses CPU tensors
-            flags = torch.tensor(
-                [1.0 if finite else 0.0, 1.0 if go_on else 0.0]
-            )  # flags: 2 = (finite, go on)
+            # flags: 2 = (finite, go on)
+            flags = torch.tensor([1.0 if finite else 0.0, 1.0 if go_on else 0.0])
             flags = collectives.all_reduce(flags, op=torch.distributed.ReduceOp.MIN)
             finite, go_on = bool(flags[0].item()), bool(flags[1].item())
         self.stop_agreed = not go_on
@@ -201,9 +200,8 @@ class Trainer(DefaultTrainer):
                 )
             )
             ret.append(hooks.PeriodicWriter(self.build_writers(), period=20))
-        ret.append(
-            StopOnRequest(self.checkpointer)
-        )  # last: after the LR step and the periodic checkpoint
+        # last: after the LR step and the periodic checkpoint
+        ret.append(StopOnRequest(self.checkpointer))
         return ret
 
     def train(self):

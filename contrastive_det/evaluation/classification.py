@@ -297,9 +297,8 @@ class ClassificationEvaluator(DatasetEvaluator):
     def process(self, inputs, outputs):
         for inp, out in zip(inputs, outputs):
             target = target_from_input(inp, self._multi_label, self.num_classes)
-            logits = (
-                out["logits"].detach().to("cpu", torch.float32).clone()
-            )  # logits: C (a copy, not a view of the batch)
+            # logits: C (a copy, not a view of the batch)
+            logits = out["logits"].detach().to("cpu", torch.float32).clone()
             if logits.shape != (self.num_classes,):
                 raise ValueError(
                     f"image {inp.get('image_id')!r}: logits must have shape ({self.num_classes},), "

@@ -132,9 +132,8 @@ def sample_episodes(
         chosen = rng.choice(classes, size=ways, replace=False)  # ways
         support_idx, query_idx = [], []
         for c in chosen:
-            picked = rng.choice(
-                members[int(c)], size=need, replace=False
-            )  # shots+queries, distinct
+            # shots+queries, distinct
+            picked = rng.choice(members[int(c)], size=need, replace=False)
             support_idx.append(picked[:shots])
             query_idx.append(picked[shots:])
         out.append(
@@ -150,9 +149,8 @@ def sample_episodes(
 
 def _centroid_predict(support, support_labels, query, ways):
     """Nearest class mean by cosine similarity (support, query: L2-normalised)."""
-    sums = torch.zeros(
-        ways, support.shape[1], dtype=support.dtype, device=support.device
-    )  # ways x D
+    # sums: ways x D
+    sums = torch.zeros(ways, support.shape[1], dtype=support.dtype, device=support.device)
     sums.index_add_(0, support_labels, support)
     centroids = F.normalize(sums, dim=1)  # ways x D; normalising the mean or the sum is the same
     return (query @ centroids.t()).argmax(dim=1)  # Q
@@ -161,9 +159,8 @@ def _centroid_predict(support, support_labels, query, ways):
 def _protonet_predict(support, support_labels, query, ways):
     """ProtoNet's rule (Snell et al. 2017; ssl-transfer's few-shot evaluation): the nearest class mean
     of the raw (not normalised) features by squared Euclidean distance."""
-    sums = torch.zeros(
-        ways, support.shape[1], dtype=support.dtype, device=support.device
-    )  # ways x D
+    # sums: ways x D
+    sums = torch.zeros(ways, support.shape[1], dtype=support.dtype, device=support.device)
     sums.index_add_(0, support_labels, support)
     counts = torch.bincount(support_labels, minlength=ways).to(support.dtype)  # ways
     prototypes = sums / counts[:, None]  # ways x D

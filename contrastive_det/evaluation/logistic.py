@@ -105,9 +105,8 @@ def _objective(weight, bias, x, y, reg):
         return F.cross_entropy(logits, y) + reg / (2 * x.shape[0]) * weight.pow(2).sum()
     valid = (y >= 0).to(x.dtype)  # valid: NxC, 0 where ignored
     n_c = valid.sum(0).clamp(min=1)  # n_c: C, images that count for each class
-    bce = F.binary_cross_entropy_with_logits(
-        logits, (y == 1).to(x.dtype), reduction="none"
-    )  # bce: NxC
+    # bce: NxC
+    bce = F.binary_cross_entropy_with_logits(logits, (y == 1).to(x.dtype), reduction="none")
     # sum over classes of independent binary objectives, each scikit-learn's on its non-ignored rows
     return ((bce * valid).sum(0) / n_c).sum() + (reg / (2 * n_c) * weight.pow(2).sum(1)).sum()
 
@@ -134,9 +133,8 @@ def _fit(x, y, c, reg, init, max_iter, tol):
                 f"init must be (weight {c}x{d}, bias {c}), got {tuple(weight.shape)} and {tuple(bias.shape)}"
             )
         weight = weight.detach().to(device=x.device, dtype=x.dtype).clone()
-        bias = (
-            bias.detach().to(device=x.device, dtype=x.dtype) + weight @ mu
-        )  # to the centred variables
+        # to the centred variables
+        bias = bias.detach().to(device=x.device, dtype=x.dtype) + weight @ mu
     weight.requires_grad_(True)
     bias.requires_grad_(True)
     # L-BFGS minimises N times the objective (the sum form, e.g. sum_i CE + reg/2 ||W||^2: the same
@@ -348,9 +346,8 @@ def select_and_refit(
     splits = {}
     for name, (features, targets) in (("train", train), ("val", val), ("test", test)):
         x = _prepare_features(features, device, dtype, what=f"{name} features")  # x: NxD
-        y, _ = _prepare_targets(
-            targets, x.shape[0], num_classes, x.device, what=f"{name} targets"
-        )  # y: N or NxC
+        # y: N or NxC
+        y, _ = _prepare_targets(targets, x.shape[0], num_classes, x.device, what=f"{name} targets")
         if (y.dim() == 2) != METRICS[metric]:
             kind = "NxC multi-label" if METRICS[metric] else "N single-label"
             raise ValueError(
@@ -362,9 +359,8 @@ def select_and_refit(
         raise ValueError(f"train, val and test features must have the same dimension, got {dims}")
 
     (x_tr, y_tr), (x_val, y_val), (x_te, y_te) = splits["train"], splits["val"], splits["test"]
-    order = sorted(
-        range(len(grid)), key=lambda i: -grid[i]
-    )  # strongest first; stable for equal values
+    # strongest first; stable for equal values
+    order = sorted(range(len(grid)), key=lambda i: -grid[i])
     val_scores = [None] * len(grid)
     best, solution = None, None
     bar = tqdm(order, desc=f"L-BFGS probe over {len(grid)} regs", disable=not progress)

@@ -186,9 +186,8 @@ class FeatureProbeEvaluator(DatasetEvaluator):
             self.needed = {split: (self.layers[0],) for split in SPLITS}
         else:
             self.needed = {split: tuple(self.layers) for split in SPLITS}
-        self.grid = (
-            regularisation_grid() if grid is None else [check_reg(r) for r in grid]
-        )  # fail before extraction
+        # fail before extraction
+        self.grid = regularisation_grid() if grid is None else [check_reg(r) for r in grid]
         if protocol != "few_shot" and not self.grid:
             raise ValueError(
                 "the L-BFGS probe needs a non-empty regularisation grid (CLASSIFICATION.LBFGS.NUM_REGS >= 1)"
@@ -211,9 +210,8 @@ class FeatureProbeEvaluator(DatasetEvaluator):
         self.episodes_file = (
             episodes_file  # few-shot: each episode's accuracy, for intervals pooled over runs
         )
-        self._cached = dict(
-            cached or {}
-        )  # (split, layer) -> entry loaded by splits_to_extract, reused by evaluate
+        # (split, layer) -> entry loaded by splits_to_extract, reused by evaluate
+        self._cached = dict(cached or {})
         self.expected_counts = dict(expected_counts or {})
         self.reset()
 
@@ -310,9 +308,8 @@ class FeatureProbeEvaluator(DatasetEvaluator):
                     "a partial split is neither fitted nor cached (did the processes disagree on what to extract?)"
                 )
             if items:
-                targets = torch.tensor(
-                    [t for _, _, t in items], dtype=torch.long
-                )  # targets: N or NxC
+                # targets: N or NxC
+                targets = torch.tensor([t for _, _, t in items], dtype=torch.long)
                 for layer in layers:
                     features = torch.stack([v[layer] for _, v, _ in items])  # features: NxD
                     data[(split, layer)] = (features, targets, ids)

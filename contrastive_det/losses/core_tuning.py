@@ -97,17 +97,15 @@ def focal_supcon_loss(z, labels, temperature=0.07, *, normalization="positives")
         logits = logits.masked_fill(~keep, mask_value(logits.dtype))  # exp(self) == 0
         log_prob = F.log_softmax(logits, dim=1)  # log_prob: NxN, log p_ij
         pos = ((labels[:, None] == labels[None, :]) & keep).to(log_prob.dtype)  # pos: NxN
-        weighted = (
-            pos * (1.0 - log_prob.exp()) * log_prob
-        )  # NxN, (1 - p) log p on positives, 0 elsewhere
+        # NxN, (1 - p) log p on positives, 0 elsewhere
+        weighted = pos * (1.0 - log_prob.exp()) * log_prob
         pos_count = pos.sum(dim=1)  # N
         valid = pos_count > 0  # N
         if normalization == "positives":
             denom = torch.where(valid, pos_count, torch.ones_like(pos_count))  # N, never 0
         else:
-            denom = torch.full_like(
-                pos_count, float(n)
-            )  # N: every column, as the authors' .mean(1)
+            # N: every column, as the authors' .mean(1)
+            denom = torch.full_like(pos_count, float(n))
         return mean_over_valid(-weighted.sum(dim=1) / denom, valid)
 
 
@@ -343,6 +341,5 @@ def core_tuning_mixup(features, labels, num_classes, perm, shuffled_weight, posi
         labels[hard_neg], labels[hard_pos], positive_weight, num_classes, dtype
     )  # NxC
 
-    return torch.cat([features, neg_f, pos_f], dim=0), torch.cat(
-        [one_hot, neg_y, pos_y], dim=0
-    )  # 3NxD, 3NxC
+    # features: 3NxD, targets: 3NxC
+    return torch.cat([features, neg_f, pos_f], dim=0), torch.cat([one_hot, neg_y, pos_y], dim=0)

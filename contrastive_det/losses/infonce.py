@@ -47,7 +47,6 @@ def infonce_loss(q, k, queue, temperature=0.2):
         l_pos = (q * k).sum(dim=1, keepdim=True)  # l_pos: Nx1
         l_neg = q @ queue.t()  # l_neg: NxK
         logits = torch.cat([l_pos, l_neg], dim=1) / temperature  # logits: Nx(1+K)
-        targets = torch.zeros(
-            q.shape[0], dtype=torch.long, device=q.device
-        )  # N: positive is column 0
+        # N: positive is column 0
+        targets = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
         return F.cross_entropy(logits, targets)

@@ -41,9 +41,8 @@ def ce_selfsupcon_loss(class_logits, labels, q, k, queue, temperature=0.2, insta
         >>> total = sum(out.values())  # loss_ce + 0.5 * InfoNCE
     """
     with autocast_off(class_logits.device):
-        logits = (
-            class_logits if class_logits.dtype == torch.float64 else class_logits.float()
-        )  # NxC_cls
+        # logits: NxC_cls
+        logits = class_logits if class_logits.dtype == torch.float64 else class_logits.float()
         loss_ce = F.cross_entropy(logits, labels)
     return {
         "loss_ce": loss_ce,

@@ -51,11 +51,9 @@ def nt_xent_loss(z1, z2, temperature=0.5):
         z = torch.cat([z1, z2], dim=0)  # z: 2NxD, rows 0..N-1 view 1, rows N..2N-1 view 2
         logits = (z @ z.t()) / temperature  # logits: 2Nx2N
         self_mask = torch.eye(2 * n, dtype=torch.bool, device=z.device)  # 2Nx2N
-        logits = logits.masked_fill(
-            self_mask, mask_value(logits.dtype)
-        )  # self excluded (out of place)
+        # self excluded (out of place)
+        logits = logits.masked_fill(self_mask, mask_value(logits.dtype))
         idx = torch.arange(n, device=z.device)
         targets = torch.cat([idx + n, idx])  # 2N: anchor i -> i+N, anchor i+N -> i
-        return F.cross_entropy(
-            logits, targets
-        )  # cross_entropy uses log_softmax (row max subtracted)
+        # cross_entropy uses log_softmax (row max subtracted)
+        return F.cross_entropy(logits, targets)

@@ -82,14 +82,12 @@ def scan_loss(
     device = q.device
     with autocast_off(device):
         q, keys, queue = to_logit_dtype(q, keys, queue)
-        memory, mem_labels = labelled_memory(
-            keys, key_labels, queue, queue_labels
-        )  # memory: MxD, M = N+K
+        # memory: MxD, M = N+K
+        memory, mem_labels = labelled_memory(keys, key_labels, queue, queue_labels)
         m = memory.shape[0]
         q_labels = q_labels.reshape(-1).to(mem_labels.dtype)  # N
-        own = torch.eye(
-            n, m, dtype=torch.bool, device=device
-        )  # NxM: entry i of the memory is key i
+        # NxM: entry i of the memory is key i
+        own = torch.eye(n, m, dtype=torch.bool, device=device)
 
         num_candidates = m - 1
         k_eff = num_candidates if num_neighbors is None else min(int(num_neighbors), num_candidates)
@@ -107,14 +105,12 @@ def scan_loss(
             same = q_labels[:, None] == mem_labels[None, :]  # same: NxM
             positive = own | (same & neighbor)  # NxM
             if non_neighbor_same_label == "mask":
-                keep = (
-                    ~(same & ~neighbor) | own
-                )  # NxM: same-label non-neighbours leave the denominator
+                # NxM: same-label non-neighbours leave the denominator
+                keep = ~(same & ~neighbor) | own
             else:
                 keep = torch.ones_like(positive)  # NxM: they stay, as negatives
 
         logits = (q @ memory.t()) / temperature  # logits: NxM
-        mean_log_prob_pos, valid = positive_mean_log_prob(
-            logits, positive.to(logits.dtype), keep
-        )  # N
+        # mean_log_prob_pos, valid: N
+        mean_log_prob_pos, valid = positive_mean_log_prob(logits, positive.to(logits.dtype), keep)
         return mean_over_valid(-mean_log_prob_pos, valid)

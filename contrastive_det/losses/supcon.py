@@ -102,9 +102,8 @@ def supcon_loss(
         logits = (anchor @ contrast.t()) / temperature  # logits: (A*B)x(V*B), A = anchor_count
         pos = sample_mask.repeat(anchor_count, n_views)  # pos: (A*B)x(V*B)
         # anchor r is contrast entry r (both view-major): exclude that self-contrast everywhere
-        keep = ~torch.eye(
-            anchor_count * bsz, n_views * bsz, dtype=torch.bool, device=device
-        )  # (A*B)x(V*B)
+        # keep: (A*B)x(V*B)
+        keep = ~torch.eye(anchor_count * bsz, n_views * bsz, dtype=torch.bool, device=device)
         mean_log_prob_pos, valid = positive_mean_log_prob(logits, pos, keep)  # A*B
         per_anchor = -(temperature / base_temperature) * mean_log_prob_pos  # A*B
         return mean_over_valid(per_anchor, valid)
@@ -153,9 +152,8 @@ def queue_supcon_loss(q, q_labels, keys, key_labels, queue, queue_labels, temper
         )
     with autocast_off(q.device):
         q, keys, queue = to_logit_dtype(q, keys, queue)
-        memory, mem_labels = labelled_memory(
-            keys, key_labels, queue, queue_labels
-        )  # (N+K)xD, (N+K)
+        # memory: (N+K)xD, mem_labels: N+K
+        memory, mem_labels = labelled_memory(keys, key_labels, queue, queue_labels)
         q_labels = q_labels.reshape(-1).to(mem_labels.dtype)  # N
         logits = (q @ memory.t()) / temperature  # logits: Nx(N+K)
         pos = (q_labels[:, None] == mem_labels[None, :]).to(logits.dtype)  # pos: Nx(N+K)

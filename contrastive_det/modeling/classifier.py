@@ -11,6 +11,7 @@ from detectron2.config import configurable
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import META_ARCH_REGISTRY
 
+from ..data.classification_loader import transfer_classes
 from .backbone import build_tv_resnet
 from .core_tuning import CoreTuningHead
 
@@ -64,11 +65,8 @@ def resolve_num_classes(cfg):
             f"MODEL.CLASSIFIER.NUM_CLASSES is 0 and dataset '{names[0]}' records no 'classes' in its metadata; "
             "set MODEL.CLASSIFIER.NUM_CLASSES"
         )
-    if (
-        cfg.CLASSIFICATION.LABEL_MAP
-    ):  # coarser labels: one class per coarse name the set's classes map to
-        from ..data.classification_loader import transfer_classes
-
+    # coarser labels: one class per coarse name the set's classes map to
+    if cfg.CLASSIFICATION.LABEL_MAP:
         return len(transfer_classes(cfg, names[0]))
     return len(classes)
 

@@ -91,9 +91,8 @@ def sample_mix_weights(n, alpha, min_weight=0.0, *, device=None):
     if n < 0:
         raise ValueError(f"sample_mix_weights: n must be >= 0, got {n}")
     concentration = torch.tensor(float(alpha))
-    lam = torch.distributions.Beta(concentration, concentration).sample(
-        (int(n),)
-    )  # n, CPU global RNG
+    # lam: n, drawn from the CPU global RNG
+    lam = torch.distributions.Beta(concentration, concentration).sample((int(n),))
     return lam.clamp_min(min_weight).to(device) if device is not None else lam.clamp_min(min_weight)
 
 

@@ -312,9 +312,8 @@ class FCNSemanticSegmentor(SemanticSegmentor):
         processed = []
         for result, inp, image_size in zip(results, batched_inputs, images.image_sizes):
             height, width = inp.get("height", image_size[0]), inp.get("width", image_size[1])
-            processed.append(
-                {"sem_seg": sem_seg_postprocess(result, image_size, height, width)}
-            )  # KxHxW
+            # sem_seg: KxHxW
+            processed.append({"sem_seg": sem_seg_postprocess(result, image_size, height, width)})
         return processed
 
     def _whole(self, x):

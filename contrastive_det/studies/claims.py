@@ -70,9 +70,8 @@ def difference_interval(a, b):
         n = len(d)
         mean = statistics.fmean(d)
         sd = statistics.stdev(d)
-        if (
-            sd == 0
-        ):  # identical differences: the seeds did not replicate anything (e.g. a deterministic probe)
+        # identical differences: the seeds did not replicate anything (e.g. a deterministic probe)
+        if sd == 0:
             return mean, None, NO_SPREAD, f"n = {n}"
         return mean, _t_quantile(n - 1) * sd / math.sqrt(n), "paired t over seeds", f"n = {n}"
     diff = statistics.fmean(a.values()) - statistics.fmean(b.values())
@@ -114,9 +113,8 @@ def _sides(claim, points):
     metric = claim["metric"]
     have = {(t, d, r) for (t, d, r, m) in points if m == metric}
     out = []
-    if claim.get(
-        "row"
-    ):  # two transfers of one row, paired by the part the "*" matches, then by test set
+    # two transfers of one row, paired by the part the "*" matches, then by test set
+    if claim.get("row"):
         row = claim["row"]
         prefix_b, _, suffix_b = claim["better"].partition("*")
         for t, d, r in sorted(have):
@@ -143,9 +141,8 @@ def check_claims(claims, records):
     :func:`~.report.collect` returns them (current runs only). A claim whose rows or metric have no
     results gets the verdict "not measured".
     """
-    points = defaultdict(
-        list
-    )  # (transfer, dataset, row) -> [(pretrain seed, transfer seed, value)]
+    # (transfer, dataset, row) -> [(pretrain seed, transfer seed, value)]
+    points = defaultdict(list)
     for r in records:
         for metric, value in r["metrics"].items():
             points[(r["transfer"], r["dataset"], r["row"], metric)].append(
@@ -153,9 +150,8 @@ def check_claims(claims, records):
             )
     out = []
     for claim in claims:
-        sides = _sides(
-            claim, points
-        )  # [(transfer label, dataset, better's points key, than's points key)]
+        # [(transfer label, dataset, better's points key, than's points key)]
+        sides = _sides(claim, points)
         base = {"claim": claim_text(claim)}
         pairs = [(t, d) for t, d, _, _ in sides]
         if not pairs:

@@ -323,9 +323,8 @@ class SubmititExecutor:
         elif cluster == "slurm":
             self.executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
             self._keep = None
-            parameters.setdefault(
-                "tasks_per_node", 1
-            )  # the CLIs launch their own processes per GPU
+            # the CLIs launch their own processes per GPU
+            parameters.setdefault("tasks_per_node", 1)
         else:
             raise ValueError(f"unknown submitit cluster {cluster!r}; use 'slurm' or 'local'")
         self.parameters = parameters

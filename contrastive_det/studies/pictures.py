@@ -26,13 +26,25 @@ import copy
 import gc
 import math
 import os
+import warnings
 from collections import OrderedDict
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.detection_utils import read_image
+from detectron2.utils.visualizer import Visualizer
+
+from ..data import CheckedDatasetMapper
+from ..data.classification import dataset_dicts
+from ..data.classification_loader import build_classification_test_loader
+from ..engine.defaults import build_run_config
 from ..engine.results import RESULTS_FILE
-from ..engine.trainer import FINAL_MODEL
+from ..engine.task import get_task
+from ..engine.trainer import FINAL_MODEL, Trainer
+from ..modeling.classifier import pooled_stage_features
 from .figures import pyplot, safe_name, save_png
 
 __all__ = [
@@ -59,8 +71,6 @@ CONFIG_FILE = "config.yaml"
 def load_run_config(out_dir):
     """The frozen config of the run in ``out_dir`` (its config.yaml), adapted to this machine as
     ``build_run_config`` adapts a run's: CPU without CUDA, BN flavour, DATASETS.CUSTOM registered."""
-    from ..engine.defaults import build_run_config
-
     args = argparse.Namespace(
         config_file=os.path.join(out_dir, CONFIG_FILE),
         opts=[],
@@ -126,8 +136,6 @@ def finished_runs(plan, task, needs, log, what):
 def build_run_model(cfg, out_dir):
     """The model the run in ``out_dir`` evaluated, in eval mode (the engine's
     :meth:`~contrastive_det.engine.trainer.Trainer.load_run_model`)."""
-    from ..engine.trainer import Trainer
-
     return Trainer.load_run_model(cfg, out_dir)
 
 
@@ -154,8 +162,6 @@ def pictured_dicts(dataset_name, max_images):
     The dicts of the test set pictured: all of them, or ``max_images`` drawn without replacement with
     seed SUBSET_SEED (kept in dataset order). Returns (dicts, the set's number of images).
     """
-    from ..data.classification import dataset_dicts
-
     dicts = dataset_dicts(dataset_name)
     total = len(dicts)
     if max_images and total > max_images:
@@ -170,9 +176,6 @@ def pooled_test_features(cfg, model, dicts):
     Pooled res5 features of ``dicts`` through the classification test loader (the run's test
     transform). Returns (features NxD float32 array, labels N int array, image ids list of N).
     """
-    from ..data.classification_loader import build_classification_test_loader
-    from ..modeling.classifier import pooled_stage_features
-
     feats, labels, ids = [], [], []
     for batch in build_classification_test_loader(cfg, list(dicts)):
         images = model.preprocess(batch)  # Nx3xHxW, normalised as in the run
@@ -189,8 +192,6 @@ def embed_2d(features, *, random_state=UMAP_PARAMS["random_state"]):
     2-D UMAP (umap-learn) of ``features`` (NxD): rows L2-normalised, cosine metric, n_neighbors 15
     (fewer when N <= 15), min_dist 0.1, fixed ``random_state``. Returns an Nx2 float array.
     """
-    import warnings
-
     import umap
 
     x = np.asarray(features, dtype=np.float32)
@@ -203,9 +204,8 @@ def embed_2d(features, *, random_state=UMAP_PARAMS["random_state"]):
         n_neighbors=min(UMAP_PARAMS["n_neighbors"], x.shape[0] - 1),
     )
     with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message=".*n_jobs value.*"
-        )  # a fixed random_state runs one thread
+        # a fixed random_state runs one thread
+        warnings.filterwarnings("ignore", message=".*n_jobs value.*")
         warnings.filterwarnings("ignore", category=UserWarning, module="umap")
         return umap.UMAP(n_components=2, **params).fit_transform(x).astype(np.float64)
 
@@ -292,9 +292,6 @@ def embedding_pictures(study_dir, plan, out_dir, *, max_images=2000, log=print):
     Returns:
         list of (PNG file name relative to ``out_dir``, caption), one per (transfer, test dataset).
     """
-    from detectron2.data import MetadataCatalog
-    from tqdm import tqdm
-
     made = []
     try:
         import umap  # noqa: F401
@@ -369,8 +366,6 @@ def embedding_pictures(study_dir, plan, out_dir, *, max_images=2000, log=print):
 
 
 def _classifier_needs(run, cfg):
-    from ..engine.task import get_task
-
     return missing_files(run["out_dir"], [FINAL_MODEL]) if get_task(cfg).trains(cfg) else []
 
 
@@ -379,8 +374,6 @@ def _classifier_needs(run, cfg):
 # ---------------------------------------------------------------------------------------------
 def first_test_images(dataset_name, num_images):
     """The first ``num_images`` dicts of a registered detection set, sorted by image id."""
-    from detectron2.data import DatasetCatalog
-
     dicts = DatasetCatalog.get(dataset_name)
     return sorted(dicts, key=lambda d: (str(type(d.get("image_id"))), d.get("image_id")))[
         :num_images
@@ -390,8 +383,6 @@ def first_test_images(dataset_name, num_images):
 @torch.no_grad()
 def predict(cfg, model, dicts):
     """The model's ``Instances`` (on the CPU, in original image coordinates) for each dict."""
-    from ..data import CheckedDatasetMapper
-
     mapper = CheckedDatasetMapper(cfg, is_train=False)  # the task's test mapper
     return [model([mapper(copy.deepcopy(d))])[0]["instances"].to("cpu") for d in dicts]
 
@@ -399,8 +390,6 @@ def predict(cfg, model, dicts):
 def draw_detections(image, metadata, instances, score_threshold, max_count=None):
     """RGB HxWx3 image with the ``instances`` of score >= ``score_threshold`` drawn (class and score on each
     box), at most ``max_count`` of them, the highest-scoring (None: all); returns (image, count)."""
-    from detectron2.utils.visualizer import Visualizer
-
     keep = instances[instances.scores >= score_threshold]
     if max_count is not None and len(keep) > max_count:
         keep = keep[keep.scores.argsort(descending=True)[:max_count]]
@@ -409,8 +398,6 @@ def draw_detections(image, metadata, instances, score_threshold, max_count=None)
 
 def draw_ground_truth(image, metadata, dataset_dict):
     """RGB HxWx3 image with the dict's annotations drawn (``Visualizer.draw_dataset_dict``)."""
-    from detectron2.utils.visualizer import Visualizer
-
     return Visualizer(image, metadata).draw_dataset_dict(dataset_dict).get_image()
 
 
@@ -492,10 +479,6 @@ def detection_pictures(
     Returns:
         list of (PNG file name relative to ``out_dir``, caption), one per (transfer, test dataset).
     """
-    from detectron2.data import MetadataCatalog
-    from detectron2.data.detection_utils import read_image
-    from tqdm import tqdm
-
     made = []
     chosen = finished_runs(
         plan,

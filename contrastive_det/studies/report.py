@@ -49,9 +49,12 @@ from typing import Any, Callable
 
 from ..engine.results import RESULTS_FILE, read_results, summarize_values
 from ..engine.task import headline_patterns
+from ..evaluation.few_shot import FEW_SHOT_EPISODES_DIR, mean_ci95
 from ..utils.atomic import atomic_open, atomic_write_json
 from .claims import check_claims
 from .figures import pyplot, safe_name, save_png
+from .pictures import detection_pictures, embedding_pictures
+from .seg_pictures import segmentation_pictures
 from .spec import Run
 from .state import PLAN_FILE, is_done, plan_digests
 
@@ -159,8 +162,6 @@ def summarize(points: list[tuple]) -> dict:
 def _pooled_episode_ci(records):
     """{(transfer, dataset, row, "<setting>_ci95"): stats} from the episodes of every run of the row
     (``few_shot_episodes/<dataset>.json``); a row with a run that kept none gets no interval."""
-    from ..evaluation.few_shot import FEW_SHOT_EPISODES_DIR, mean_ci95
-
     pooled, broken = defaultdict(list), set()
     for r in records:
         settings = [
@@ -399,9 +400,8 @@ def _axis_plots(agg, plan, out_dir):
             metrics = _headline_metrics(rows)
             for m in metrics:
                 lines = defaultdict(list)  # method -> [(x, stats)]
-                baselines = (
-                    OrderedDict()
-                )  # label -> stats: a method's run without any axis, random init
+                # label -> stats: a method's run without any axis, random init
+                baselines = OrderedDict()
                 for row, meta in order.items():
                     stats = rows.get(row, {}).get(m)
                     if not _finite(stats):
@@ -797,9 +797,6 @@ def write_report(study_dir: str, pictures: bool = True, log: Callable[[str], Any
     )
     shown = []
     if pictures:
-        from .pictures import detection_pictures, embedding_pictures
-        from .seg_pictures import segmentation_pictures
-
         current = {
             r["run"] for r in records
         }  # pictures only of runs whose numbers are in the tables

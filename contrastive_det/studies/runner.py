@@ -12,8 +12,9 @@ from typing import Any, Callable
 
 from ..utils.atomic import atomic_write_json
 from .executors import DISTRIBUTED_TOOLS
-from .resources import num_gpus_per_task, run_resources
 from .expansion import expand
+from .report import write_report
+from .resources import num_gpus_per_task, run_resources
 from .spec import Run, Study
 from .state import PLAN_FILE, StudyLock, StudyState, is_done, mark_done, plan_digests, run_digest
 
@@ -286,12 +287,8 @@ def run_study_locked(
                 items.append((rid, argv, log_path, run_res[rid]))
             executor.start(items)
             if hasattr(executor, "job_id"):
-                for (
-                    rid,
-                    *_,
-                ) in (
-                    items
-                ):  # kept so that a restarted driver follows the job instead of resubmitting
+                # kept so that a restarted driver follows the job instead of resubmitting
+                for rid, *_ in items:
                     state.set(rid, job_id=executor.job_id(rid), tasks=executor.job_tasks(rid))
             if not running:
                 if len(finished) < len(runs) and not ready:
@@ -337,9 +334,8 @@ def run_study_locked(
                 f"study {study.name}: {'interrupted' if interrupted else f'driver error ({type(e).__name__})'}: {what}"
             )
         for rid in running:
-            state.set(
-                rid, status="running"
-            )  # left as running: the next start follows or resumes it
+            # left as running: the next start follows or resumes it
+            state.set(rid, status="running")
         raise
     failed = [rid for rid, s in finished.items() if s == "failed"]
     skipped = [rid for rid, s in finished.items() if s == "skipped"]
@@ -365,8 +361,6 @@ def report_study(
     (an executor that keeps jobs: SLURM) the tables are written here and the pictures, which rebuild
     the runs' models, run as one job of kind "report" (:mod:`.resources`), never on the login node.
     """
-    from .report import write_report
-
     if not pictures or not hasattr(executor, "reattach"):
         return write_report(study.output_dir, pictures=pictures, log=log)
     path = write_report(study.output_dir, pictures=False, log=log)

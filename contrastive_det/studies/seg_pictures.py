@@ -10,15 +10,23 @@ import os
 
 import torch
 
+from detectron2.data import MetadataCatalog
+from detectron2.data.catalog import Metadata
+from detectron2.data.detection_utils import read_image
+from detectron2.utils.visualizer import Visualizer
+
+from ..data.datasets.voc_sem_seg import voc_palette
+from ..data.sem_seg_labels import read_sem_seg_label
+from ..data.sem_seg_mapper import SemSegDatasetMapper
 from .figures import safe_name
 from .pictures import (
     FINAL_MODEL,
-    finished_runs,
-    missing_files,
-    seeds_text,
     draw_rows,
+    finished_runs,
     first_test_images,
+    missing_files,
     save_pair_grid,
+    seeds_text,
 )
 
 __all__ = ["segmentation_pictures", "draw_label_map"]
@@ -27,19 +35,12 @@ __all__ = ["segmentation_pictures", "draw_label_map"]
 @torch.no_grad()
 def predict_label_maps(cfg, model, dicts):
     """HxW int64 arg-max label maps (original size, on the CPU) of each dict, through the task's test mapper."""
-    from ..data.sem_seg_mapper import SemSegDatasetMapper
-
     mapper = SemSegDatasetMapper(cfg, is_train=False)
     return [model([mapper(copy.deepcopy(d))])[0]["sem_seg"].argmax(dim=0).cpu() for d in dicts]
 
 
 def draw_label_map(image, class_names, label):
     """RGB HxWx3 ``image`` with the HxW ``label`` map drawn over it (classes named, 255 and unknown values undrawn)."""
-    from detectron2.data.catalog import Metadata
-    from detectron2.utils.visualizer import Visualizer
-
-    from ..data.datasets.voc_sem_seg import voc_palette
-
     palette = voc_palette(len(class_names))
     colours = [palette[3 * i : 3 * i + 3] for i in range(len(class_names))]
     meta = Metadata(stuff_classes=list(class_names), stuff_colors=colours)
@@ -51,11 +52,6 @@ def segmentation_pictures(study_dir, plan, out_dir, *, num_images=3, log=print):
     Prediction | ground-truth grids of the segmentation transfers of a study, one PNG per (transfer,
     test dataset), one grid row per pretraining row. Returns ``[(file name, caption)]``.
     """
-    from detectron2.data import MetadataCatalog
-    from detectron2.data.detection_utils import read_image
-
-    from ..data.sem_seg_labels import read_sem_seg_label
-
     made = []
     chosen = finished_runs(
         plan,
@@ -85,9 +81,8 @@ def segmentation_pictures(study_dir, plan, out_dir, *, num_images=3, log=print):
                 )
             return drawn
 
-        cells = draw_rows(
-            rows, datasets, draw, log, "segmentations"
-        )  # name -> [(row, [(prediction, truth, id)])]
+        # name -> [(row, [(prediction, truth, id)])]
+        cells = draw_rows(rows, datasets, draw, log, "segmentations")
         for name in datasets:
             grid = cells[name]
             if not grid or not grid[0][1]:

@@ -128,12 +128,10 @@ class Study:
     #                          "resources": {...}}
     raw: dict
     resources: dict = field(default_factory=dict)  # kind -> {resource: value} (see .resources)
-    checkpoints: dict = field(
-        default_factory=dict
-    )  # label -> {"path": abs path, "prefix", "format", "trust"}
-    claims: list = field(
-        default_factory=list
-    )  # [{better, than, metric, transfers, over, name}] (see .claims)
+    # label -> {"path": abs path, "prefix", "format", "trust"}
+    checkpoints: dict = field(default_factory=dict)
+    # [{better, than, metric, transfers, over, name}] (see .claims)
+    claims: list = field(default_factory=list)
     root: str = ""  # where the file's relative paths start (absolute)
     tools_dir: str = ""  # the folder of the scripts in TOOLS that the runs call (absolute)
 
@@ -422,9 +420,8 @@ def _add_cli_checkpoints(path, raw, checkpoints, no_pretrain):
     if no_pretrain and pre is not None:
         dropped = set(pre.get("methods") or {})
         raw["pretrain"] = {k: v for k, v in pre.items() if k == "random_init"}
-    if dropped and isinstance(
-        raw.get("claims"), list
-    ):  # claims about the left-out rows cannot be checked
+    # claims about the left-out rows cannot be checked
+    if dropped and isinstance(raw.get("claims"), list):
         raw["claims"] = [
             c
             for c in raw["claims"]
@@ -539,9 +536,8 @@ def load_study(
         if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
             _fail(path, f"pretrain.axes.{axis}.values", f"repeated values in {values!r}")
         folders = {}
-        for v in (
-            values
-        ):  # each value's runs go to a folder named after it: two values, one folder = one run
+        # each value's runs go to a folder named after it: two values, one folder = one run
+        for v in values:
             other = folders.setdefault(value_name(v), v)
             if other is not v:
                 _fail(

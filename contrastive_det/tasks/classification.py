@@ -83,12 +83,10 @@ def check_classification_config(cfg):
             "CLASSIFICATION.LAYERS is empty; name at least one of res2, res3, res4, res5"
         )
     if protocol in ("linear_lbfgs", "layerwise"):
-        regularisation_grid(
-            c.LBFGS.REG_MIN, c.LBFGS.REG_MAX, c.LBFGS.NUM_REGS
-        )  # raises naming the keys
-    if (
-        protocol in FEATURE_PROTOCOLS
-    ):  # the few-shot episodes' logistic fits take MAX_ITER and TOL too
+        # raises naming the keys
+        regularisation_grid(c.LBFGS.REG_MIN, c.LBFGS.REG_MAX, c.LBFGS.NUM_REGS)
+    # the few-shot episodes' logistic fits take MAX_ITER and TOL too
+    if protocol in FEATURE_PROTOCOLS:
         check_lbfgs_settings(c.LBFGS.MAX_ITER, c.LBFGS.TOL, c.LBFGS.DTYPE)
     if protocol == "few_shot":
         f = c.FEW_SHOT
@@ -133,9 +131,8 @@ def check_epoch_schedule(cfg):
 def epoch_schedule(cfg, num_images):
     """(MAX_ITER, STEPS) of ``CLASSIFICATION.EPOCHS`` / ``STEP_EPOCHS`` for ``num_images`` training images."""
     c, batch = cfg.CLASSIFICATION, cfg.SOLVER.IMS_PER_BATCH
-    per_epoch = (
-        num_images // batch
-    )  # full batches: a partial last batch is dropped, as the references' loaders
+    # full batches: a partial last batch is dropped, as the references' loaders
+    per_epoch = num_images // batch
     if per_epoch < 1:
         raise ValueError(
             f"CLASSIFICATION.EPOCHS: {num_images} training image(s) of {'+'.join(cfg.DATASETS.TRAIN)} make no full "

@@ -139,9 +139,8 @@ class ExportBackbone(HookBase):
 
     def after_train(self):
         trainer = self.trainer
-        if (
-            trainer.iter < trainer.max_iter
-        ):  # detectron2 sets iter = max_iter after the last iteration
+        # detectron2 sets iter = max_iter after the last iteration
+        if trainer.iter < trainer.max_iter:
             return  # stopped early (error or interruption): no export of a half-trained trunk
         path = export_backbone(
             trainer.model,

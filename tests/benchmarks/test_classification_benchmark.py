@@ -106,9 +106,8 @@ def test_cls_benchmarks_print_finite_ratios(textured_root, tmp_path):
     for key in ("ratio", "first_s", "second_s", "ratio_without_fit"):
         assert _positive_finite(cache[key]), (key, cache[key])
     assert cache["same_score"]  # the cached features give the probe the same result
-    assert (
-        cache["second"][0]["extract_s"] < cache["first"][0]["extract_s"]
-    )  # nothing to extract the second time
+    # nothing to extract the second time
+    assert cache["second"][0]["extract_s"] < cache["first"][0]["extract_s"]
     for line in (
         "probe_speed ratio",
         "extraction ratio real/bare time",

@@ -120,9 +120,8 @@ def test_trainer_blocks_include_hooks_and_periodic_writes(toy_root, tmp_path, mo
     r = trainer_overhead(cfg, warmup=1, block=block, trials=trials, baseline="torch")
     assert len(r["trainer_s"]) == len(r["baseline_s"]) == block * trials
     period = StepBench.WRITER_PERIOD
-    assert writes == [(period - 1, True), (2 * period - 1, True)], (
-        writes
-    )  # iterations 19 and 39, timed
+    # iterations 19 and 39, timed
+    assert writes == [(period - 1, True), (2 * period - 1, True)], writes
     slow = [t for t in r["trainer_s"] if t >= pause]
     assert len(slow) == len(writes), (r["trainer_s"], writes)
     assert not [t for t in r["baseline_s"] if t >= pause]

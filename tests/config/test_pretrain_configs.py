@@ -95,6 +95,5 @@ def test_toy_pretrain_configs_only_override_size_schedule_batch_data(toy, real):
     }, solver  # same optimizer, momentum, decay, schedule kind
     t = merged(toy).SOLVER
     assert t.BASE_LR == pytest.approx(0.1 * t.IMS_PER_BATCH / 256)  # the linear scaling rule
-    assert [x / t.MAX_ITER for x in t.STEPS] == pytest.approx(
-        [1 / 3, 2 / 3]
-    )  # epochs 30 and 60 of 90
+    # epochs 30 and 60 of 90
+    assert [x / t.MAX_ITER for x in t.STEPS] == pytest.approx([1 / 3, 2 / 3])

@@ -49,9 +49,8 @@ def test_an_old_name_on_the_command_line_sets_the_new_key(old, new, value, expec
         got = got[part]
     assert got[leaf] == expected and type(got[leaf]) is type(expected)
     assert f"{old} is deprecated and will be removed in 0.3.0: it now reads {new}" in caplog.text
-    assert (
-        cfg.MODEL.CONTRASTIVE[old.rsplit(".", 1)[1]] is None
-    )  # the saved config.yaml holds the new name only
+    # the saved config.yaml holds the new name only
+    assert cfg.MODEL.CONTRASTIVE[old.rsplit(".", 1)[1]] is None
 
 
 def test_an_old_name_in_a_config_file_reaches_the_model(tmp_path):

@@ -184,9 +184,8 @@ def test_a_detectron2_model_of_unknown_conventions_is_refused_unless_declared(tm
     cfg = cfg_with(path)
     cfg.MODEL.CLASSIFIER.WEIGHTS_CONVENTIONS = "torchvision"
     overrides = prepare_classifier_weights(cfg, str(tmp_path / "run"), log=lambda s: None)
-    assert (
-        overrides[0] == "MODEL.WEIGHTS" and len(overrides) == 4
-    )  # torchvision's conventions: nothing to change
+    # torchvision's conventions: nothing to change
+    assert overrides[0] == "MODEL.WEIGHTS" and len(overrides) == 4
 
 
 def test_msra_style_stride_in_the_1x1_conv_is_refused(tmp_path):
@@ -235,9 +234,8 @@ def test_bgr_weights_are_honoured_exactly_on_rgb_input(tmp_path):
     rgb = torch.rand(2, 3, 40, 40) * 255
     view = lambda v: torch.tensor(v).view(1, 3, 1, 1)  # noqa: E731
     with torch.no_grad():
-        reference = net(state)(
-            (rgb.flip(1) - view(bgr_mean)) / view(bgr_std)
-        )  # as trained: BGR input
+        # as trained: BGR input
+        reference = net(state)((rgb.flip(1) - view(bgr_mean)) / view(bgr_std))
         ours = net({k[len("trunk.resnet.") :]: v for k, v in converted.items()})(
             (rgb - view(bgr_mean[::-1])) / view(bgr_std[::-1])
         )

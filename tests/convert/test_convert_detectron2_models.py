@@ -103,9 +103,8 @@ def test_detectron2_detector_loads_every_backbone_weight(kind, depth, tmp_path):
     for key in backbone_keys:
         suffix = re.sub(r"^(backbone\.(bottom_up\.)?|roi_heads\.)", "", key)
         assert torch.equal(state[key], by_suffix[suffix]), key
-        assert not torch.equal(before[key], state[key]), (
-            key
-        )  # differs from detectron2's init: loaded
+        # differs from detectron2's init: loaded
+        assert not torch.equal(before[key], state[key]), key
     if kind == "C4":
         assert any(k.startswith("roi_heads.res5.0.") for k in backbone_keys)
         assert "roi_heads.res5.norm.weight" in inc.missing_keys  # the extra norm is a new layer

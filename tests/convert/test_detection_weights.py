@@ -121,9 +121,8 @@ def detectron2_files(tmp_path):
     """What detectron2 loads as it is: its .pkl layouts and a detector training checkpoint."""
     sd = random_resnet(18)
     torch.save(sd, tmp_path / "tv.pth")
-    convert_checkpoint(
-        tmp_path / "tv.pth", tmp_path / "converted.pkl", verify=False
-    )  # {"model", "__author__"}
+    # {"model", "__author__"}
+    convert_checkpoint(tmp_path / "tv.pth", tmp_path / "converted.pkl", verify=False)
     with open(tmp_path / "caffe2.pkl", "wb") as f:  # detectron2's ImageNet R-50.pkl: Caffe2 names
         pickle.dump(
             {
@@ -162,9 +161,8 @@ R18_KEYS = [
 
 def test_detectron2_files_are_loaded_as_they_are(tmp_path):
     for name in detectron2_files(tmp_path):
-        expected = (
-            R18_KEYS if name == "converted.pkl" else []
-        )  # a converted .pkl records the keys it needs
+        # a converted .pkl records the keys it needs
+        expected = R18_KEYS if name == "converted.pkl" else []
         assert (
             convert_weights_for_detection(cfg_with(tmp_path / name), str(tmp_path / "run"))
             == expected

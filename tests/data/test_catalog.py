@@ -241,9 +241,8 @@ def test_readme_own_data_examples_load(tmp_path):
         readme = f.read()
     configs = tmp_path / "configs"
     (configs / "my").mkdir(parents=True)
-    for entry in os.listdir(
-        os.path.join(repo, "configs")
-    ):  # a checkout's configs/, plus configs/my/
+    # a checkout's configs/, plus configs/my/
+    for entry in os.listdir(os.path.join(repo, "configs")):
         (configs / entry).symlink_to(os.path.join(repo, "configs", entry))
     examples = re.findall(r"```yaml\n# configs/my/(\S+)\n(.*?)```", readme, re.S)
     assert len(examples) >= 2

@@ -35,9 +35,8 @@ def test_csv_dataset_from_config(images):
         f"path,label\nimgs/a.png,cat\n\nimgs/b.png, 2\n{images}/other/d.png,bird\n"
     )
     (images / "lists").mkdir()
-    (images / "lists" / "test.csv").write_text(
-        "imgs/c.png,dog\n"
-    )  # no header; paths relative to ROOT
+    # no header; paths relative to ROOT
+    (images / "lists" / "test.csv").write_text("imgs/c.png,dog\n")
     names = register_datasets_from_config(
         cfg_with(
             [

@@ -251,9 +251,8 @@ def test_cropdisease_islam_split_is_the_archives_train_and_test_folders(tmp_path
     )
     # the generated splits still read dataset/train only
     assert all("/dataset/train/" in d["file_name"] for d in DatasetCatalog.get(f"{prefix}_test"))
-    img(
-        base / "test" / "Unknown___class" / "x.JPG"
-    )  # a test class the training folders do not have
+    # a test class the training folders do not have
+    img(base / "test" / "Unknown___class" / "x.JPG")
     with pytest.raises(DatasetLayoutError, match="Unknown___class"):
         DatasetCatalog.get(f"{prefix}_islam_test")
 
@@ -909,9 +908,8 @@ def test_lazy_class_list_reads_once_and_compares_by_source(tmp_path):
     (tmp_path / "a").mkdir()
     lazy = LazyClassList(class_folder_names, str(tmp_path))
     assert "read on first use" in repr(lazy)
-    assert lazy == LazyClassList(
-        class_folder_names, str(tmp_path)
-    )  # same source: equal without reading
+    # same source: equal without reading
+    assert lazy == LazyClassList(class_folder_names, str(tmp_path))
     assert lazy._names is None
     assert len(lazy) == 2 and list(lazy) == ["a", "b"] and lazy[1] == "b" and lazy == ["a", "b"]
     (tmp_path / "c").mkdir()
@@ -1067,9 +1065,8 @@ def test_eurosat_registers_islams_splits(tmp_path):
     ordered = [
         int(d["label"]) for d in sorted(train + test, key=lambda d: (d["label"], d["file_name"]))
     ]
-    ref_train, _ = reference_partial_split(
-        ordered
-    )  # the reference walks sorted class folders and files
+    # the reference walks sorted class folders and files
+    ref_train, _ = reference_partial_split(ordered)
     walk = sorted(train + test, key=lambda d: (d["label"], d["file_name"]))
     assert {walk[i]["image_id"] for i in ref_train} == ids(train)
     assert "Islam et al.'s" in MetadataCatalog.get(f"{prefix}_islam_train").split_rule

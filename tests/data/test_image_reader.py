@@ -27,9 +27,8 @@ def test_a_16_bit_png_keeps_its_top_8_bits_in_pretraining_and_in_transfer(tmp_pa
     values = sixteen_bit(path)
     with Image.open(path) as im:
         assert im.mode.startswith("I;16") or im.mode == "I"
-    expected = np.repeat(
-        (values >> 8).astype(np.uint8)[..., None], 3, axis=2
-    )  # 0, 1, 16, 128, 255, 255
+    # 0, 1, 16, 128, 255, 255
+    expected = np.repeat((values >> 8).astype(np.uint8)[..., None], 3, axis=2)
     pretrain = read_rgb_tensor(str(path)).permute(1, 2, 0).numpy()
     transfer = np.asarray(read_classification_image({"file_name": str(path)}))
     np.testing.assert_array_equal(pretrain, expected)

@@ -376,9 +376,8 @@ def test_missing_path_is_named_by_the_layout_check(d2root, name, remove):
 
 
 def test_missing_sets_raise_when_used_not_when_registered(d2root):
-    assert (
-        register_pretraining_sets() == INAT_NAMES + PLACES_NAMES
-    )  # empty root: registering reads nothing
+    # empty root: registering reads nothing
+    assert register_pretraining_sets() == INAT_NAMES + PLACES_NAMES
     for name in INAT_NAMES + PLACES_NAMES:
         with pytest.raises(DatasetLayoutError, match=rf"Dataset '{name}' is missing {d2root}/"):
             check_dataset_layout(name)
@@ -437,9 +436,8 @@ def test_label_map_writer_for_a_taxonomy_level(d2root, tmp_path):
     root = make_inat(d2root)
     out = tmp_path / "maps" / "order.json"
     out.parent.mkdir()
-    mapping = write_inat2021_label_map(
-        str(out), "order"
-    )  # root from $DETECTRON2_DATASETS, val.json
+    # root from $DETECTRON2_DATASETS, val.json
+    mapping = write_inat2021_label_map(str(out), "order")
     golden = {
         "Prunella modularis": "Animalia/Chordata/Aves/Passeriformes",
         "Prunella vulgaris": "Plantae/Tracheophyta/Magnoliopsida/Lamiales",

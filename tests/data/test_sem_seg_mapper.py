@@ -114,9 +114,8 @@ def test_random_scale_ratio_of_own_size_and_of_a_base_size():
     np.random.seed(0)
     t = RandomScaleRatio((0.5, 0.5)).get_transform(image)
     assert (t.new_h, t.new_w) == (50, 100)
-    t = RandomScaleRatio((1.0, 1.0), (2048, 512)).get_transform(
-        image
-    )  # short side 512, long <= 2048
+    # short side 512, long <= 2048
+    t = RandomScaleRatio((1.0, 1.0), (2048, 512)).get_transform(image)
     assert (t.new_h, t.new_w) == (512, 1024)
     t = RandomScaleRatio((0.5, 0.5), (2048, 512)).get_transform(np.zeros((100, 1000, 3), np.uint8))
     assert (t.new_h, t.new_w) == (102, 1024)  # long side limits: 2048 / 1000 * 0.5

@@ -213,9 +213,8 @@ def test_train_aug_from_sbd_release(d2root, sbd_sub, warnings_logged):
     for i in ("2008_000001", "2008_000002", "2007_000003", "2007_000001"):
         write_sbd_mat(str(sbd / "cls" / f"{i}.mat"), label_map(17))
         write_image(str(sbd / "img" / f"{i}.jpg"))
-    write_image(
-        str(voc / "JPEGImages" / "2008_000001.jpg")
-    )  # in VOC's JPEGImages; 2008_000002 only in SBD img/
+    # in VOC's JPEGImages; 2008_000002 only in SBD img/
+    write_image(str(voc / "JPEGImages" / "2008_000001.jpg"))
     register_sem_seg_sets()
 
     meta = MetadataCatalog.get("voc_2012_sem_seg_train_aug")
@@ -238,9 +237,8 @@ def test_train_aug_from_sbd_release(d2root, sbd_sub, warnings_logged):
         "2008_000001",
         "2008_000002",
     ]
-    assert (
-        by_id["2007_000001"]["sem_seg_file_name"] == f"{voc}/SegmentationClass/2007_000001.png"
-    )  # VOC preferred
+    # VOC preferred
+    assert by_id["2007_000001"]["sem_seg_file_name"] == f"{voc}/SegmentationClass/2007_000001.png"
     assert by_id["2008_000001"]["sem_seg_file_name"] == f"{sbd}/cls/2008_000001.mat"
     assert by_id["2008_000001"]["file_name"] == f"{voc}/JPEGImages/2008_000001.jpg"
     assert by_id["2008_000002"]["file_name"] == f"{sbd}/img/2008_000002.jpg"  # SBD img/ as fallback

@@ -72,9 +72,8 @@ def test_subset_is_deterministic_ordered_and_unique():
     a, b = stratified_subset(d, count=20, seed=3), stratified_subset(d, count=20, seed=3)
     assert files(a) == files(b) and len(set(files(a))) == 20
     position = {f: i for i, f in enumerate(files(d))}
-    assert [position[f] for f in files(a)] == sorted(
-        position[f] for f in files(a)
-    )  # original order kept
+    # original order kept
+    assert [position[f] for f in files(a)] == sorted(position[f] for f in files(a))
     assert stratified_subset(d, count=len(d)) == d and stratified_subset(d) == d
 
 
@@ -113,9 +112,8 @@ def test_subset_seeds_differ_and_classes_are_independent():
 
 
 def test_subset_strata_are_source_and_label():
-    d = make_dicts([10], source="a") + make_dicts(
-        [2], source="b"
-    )  # both label 0, different datasets
+    # both label 0, different datasets
+    d = make_dicts([10], source="a") + make_dicts([2], source="b")
     sub = stratified_subset(d, count=6)
     assert Counter(x["source"] for x in sub) == {"a": 5, "b": 1}
 

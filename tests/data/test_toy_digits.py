@@ -118,9 +118,8 @@ def test_coco_json_matches_voc_exactly(dataset):
             _, xml_objs = _xml_objects(root, d["image_id"])
             assert sorted(a["difficult"] for a in anns) == sorted(o[1] for o in xml_objs)
             for a in anns:
-                assert (
-                    a["area"] == int(coco.annToMask(a).sum()) and a["iscrowd"] == 0
-                )  # area of the mask
+                # area of the mask
+                assert a["area"] == int(coco.annToMask(a).sum()) and a["iscrowd"] == 0
 
 
 def _masks_by_image(root, split):
@@ -161,9 +160,8 @@ def test_coco_masks_are_the_visible_digit_strokes(dataset):
                 assert mask_util.area(seg) == a["area"]  # pycocotools reads it as it is
                 x, y, w, h = a["bbox"]
                 assert m[y : y + h, x : x + w].sum() == m.sum()  # inside the box
-                if (
-                    k == len(anns) - 1
-                ):  # the last digit drawn is never covered: its strokes fill the box
+                # the last digit drawn is never covered: its strokes fill the box
+                if k == len(anns) - 1:
                     assert _tight(m) == (x, y, x + w - 1, y + h - 1)
                 # the mask is drawn ink: its mean colour is not the image's mean colour
                 assert not np.array_equal(
@@ -349,9 +347,8 @@ def test_textured_crops_are_another_domain_than_the_raw_crops(dataset):
         assert spread > 2
         bg_spread.append(spread)
         lum = img @ np.array([0.299, 0.587, 0.114], np.float32)  # 64x64
-        assert (
-            abs(lum[info["mask"]].mean() - lum[ring].mean()) > 15
-        )  # the digit stands out from what is around it
+        # the digit stands out from what is around it
+        assert abs(lum[info["mask"]].mean() - lum[ring].mean()) > 15
     assert np.median(bg_spread) > 20
 
 
@@ -370,9 +367,8 @@ def test_render_textured_crop_rotation_scale_and_placement():
         assert image.shape == (64, 64, 3) and image.dtype == np.uint8
         mask = info["mask"]
         ys, xs = np.nonzero(mask)
-        assert (
-            len(ys) > 0 and xs.min() >= 1 and ys.min() >= 1 and xs.max() <= 62 and ys.max() <= 62
-        )  # whole digit inside
+        # whole digit inside
+        assert len(ys) > 0 and xs.min() >= 1 and ys.min() >= 1 and xs.max() <= 62 and ys.max() <= 62
         assert abs(info["angle"]) <= render.TEXTURED_MAX_ROTATION
         angles.append(info["angle"])
         upright = images[i] > render.STROKE_THRESHOLD * 255  # 28x28
@@ -523,9 +519,8 @@ def test_dataset_of_an_older_format_version_is_rebuilt(tmp_path, few_digits):
     expected = coco.read_bytes()
     textured = root / td.CROPS_TEXTURED_SUBDIR / "test" / "3"
     expected_textured = {p.name: p.read_bytes() for p in textured.iterdir()}
-    assert (
-        len(expected_textured) == 4
-    )  # 20 digits of class 3 in this build, 20% of them in the test part
+    # 20 digits of class 3 in this build, 20% of them in the test part
+    assert len(expected_textured) == 4
     old = json.loads(coco.read_text())
     for a in old["annotations"]:  # what format version 1 wrote: no masks
         del a["segmentation"]

@@ -17,9 +17,8 @@ from contrastive_det.data.checks import DatasetLayoutError, check_dataset_layout
 from contrastive_det.data.sem_seg_labels import read_sem_seg_label
 from contrastive_det.data.datasets.voc_sem_seg import load_voc_sem_seg
 
-ARGS = dict(
-    num_trainval=8, num_test=4, seed=5, min_digits=3, max_digits=6
-)  # seed 5: 11 difficult digits, touching strokes
+# seed 5: 11 difficult digits, touching strokes
+ARGS = dict(num_trainval=8, num_test=4, seed=5, min_digits=3, max_digits=6)
 VOID = 255
 
 
@@ -146,14 +145,12 @@ def test_label_values_strokes_and_void(recorded):
         for o in objects:
             strokes |= o["mask"]
             if o["difficult"]:
-                assert (label[o["mask"]] == VOID).all(), (
-                    image_id
-                )  # every pixel of a difficult digit
+                # every pixel of a difficult digit
+                assert (label[o["mask"]] == VOID).all(), image_id
             else:
                 assert (label[o["mask"]] == o["label"] + 1).all(), image_id  # class c -> c + 1
-        for o in (
-            o for o in objects if o["mask"].any()
-        ):  # the ring: next to a stroke of this digit, outside every stroke
+        # the ring: next to a stroke of this digit, outside every stroke
+        for o in (o for o in objects if o["mask"].any()):
             ring = _dilate3(o["mask"]) & ~strokes
             assert ring.any() and (label[ring] == VOID).all(), image_id
         rings = _dilate3(strokes)

@@ -34,9 +34,8 @@ def on_rank(rank, world):
     features, labels = batch()
     head = DistributedDataParallel(new_head().train())
     rows = slice(rank * N, (rank + 1) * N)
-    return step(
-        head, features[rows], labels[rows], seed=5 + 100 * rank
-    )  # each process seeded apart, as StepSeed does
+    # each process seeded apart, as StepSeed does
+    return step(head, features[rows], labels[rows], seed=5 + 100 * rank)
 
 
 def test_two_processes_equal_one_process_on_the_concatenated_batch(tmp_path):

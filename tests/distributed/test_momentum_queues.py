@@ -41,9 +41,8 @@ def encoded(rank, n=8):
 
 
 def shuffle_worker(rank, world):
-    torch.manual_seed(
-        rank
-    )  # processes draw different permutations unless the broadcast aligns them
+    # processes draw different permutations unless the broadcast aligns them
+    torch.manual_seed(rank)
     x = encoded(rank)
     shuffled, back = shuffle_round_trip(x)
     return x, shuffled, back
@@ -121,9 +120,8 @@ def test_batch_shuffle_on_two_processes_pairs_each_key_with_its_query(two_proces
     # and it really mixes the processes: rank 0 computes keys of some of rank 1's images
     assert (per_rank[0]["shuffle"][1][:, 0] >= 8).any()
     for x, _, back in (r["shuffle"] for r in per_rank):
-        assert torch.equal(
-            back, x * 10 + 1
-        )  # unshuffle(f(shuffle(x))) == f(x): each key back with its query
+        # unshuffle(f(shuffle(x))) == f(x): each key back with its query
+        assert torch.equal(back, x * 10 + 1)
 
 
 @pytest.mark.parametrize("arch", ARCHS)

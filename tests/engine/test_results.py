@@ -94,9 +94,8 @@ def test_summarize_values_by_hand_one_value_and_nan():
         3,
         [50.0, 52.0, 54.0],
     )
-    assert summarize_values([80.0, 81.0])["std"] == pytest.approx(
-        math.sqrt(0.5)
-    )  # n-1, not n (0.5)
+    # n-1, not n (0.5)
+    assert summarize_values([80.0, 81.0])["std"] == pytest.approx(math.sqrt(0.5))
     one = summarize_values([7.0])
     assert one["mean"] == 7.0 and one["std"] is None and one["n"] == 1  # no spread to show
     bad = summarize_values([1.0, float("nan")])
@@ -115,9 +114,8 @@ def test_read_results_names_the_file(tmp_path):
     assert read_results(str(tmp_path / "results.json"))["task"] == "t"
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "missing" / "results.json")):
         read_results(str(tmp_path / "missing"))
-    (tmp_path / "results.json").write_text(
-        '{"metrics": {"d": '
-    )  # cut off mid-write by another tool
+    # cut off mid-write by another tool
+    (tmp_path / "results.json").write_text('{"metrics": {"d": ')
     with pytest.raises(ValueError, match=r"results\.json: not a readable results file"):
         read_results(str(tmp_path))
     (tmp_path / "results.json").write_text("[1, 2]")

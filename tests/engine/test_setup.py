@@ -53,9 +53,8 @@ def test_fewer_gpus_rule_on_the_voc_protocol():
         (36000, 44000),
         200,
     )
-    assert (
-        s.CHECKPOINT_PERIOD == 2 * 5000
-    )  # the same number of checkpoints over the doubled schedule
+    # the same number of checkpoints over the doubled schedule
+    assert s.CHECKPOINT_PERIOD == 2 * 5000
 
 
 def test_fewer_gpus_rule_doubles_the_eval_period():
@@ -83,9 +82,8 @@ def test_missing_base_names_the_file_the_resolved_path_and_the_rule(tmp_path):
         load_config(Namespace(config_file=str(mine / "pets.yaml"), opts=[]))
     text = str(e.value)
     assert str(mine / "pets.yaml") in text and "configs/detection/voc0712_R_50_C4_24k.yaml" in text
-    assert (
-        str(mine / "configs" / "detection" / "voc0712_R_50_C4_24k.yaml") in text
-    )  # where it looked
+    # where it looked
+    assert str(mine / "configs" / "detection" / "voc0712_R_50_C4_24k.yaml") in text
     assert "folder of the file that names it" in text
 
 

@@ -91,9 +91,8 @@ def tiny_cfg(out, max_iter=6):
 
 
 def train(cfg, resume=False):
-    seed_all_rng(
-        cfg.SEED
-    )  # what default_setup does in the CLI: the initial weights follow the seed
+    # what default_setup does in the CLI: the initial weights follow the seed
+    seed_all_rng(cfg.SEED)
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=resume)
     trainer.train()

@@ -94,9 +94,8 @@ def test_failing_save_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         cache.save(key, torch.randn(2, 3), torch.tensor([0, 1]), [0, 1], meta={})
     folder = os.path.dirname(cache.path(key))
-    assert (
-        not os.path.exists(folder) or os.listdir(folder) == []
-    )  # neither the entry, nor its metadata, nor a temporary file
+    # neither the entry, nor its metadata, nor a temporary file
+    assert not os.path.exists(folder) or os.listdir(folder) == []
     monkeypatch.undo()
     # an existing entry survives a failed overwrite
     cache.save(key, torch.ones(2, 3), torch.tensor([0, 1]), [0, 1], meta={})

@@ -29,9 +29,8 @@ def as_tuples(episodes):
 
 def test_same_seed_same_episodes_other_seed_other_episodes():
     a = sample_episodes(LABELS, ways=5, shots=2, queries=3, episodes=20, seed=7)
-    b = sample_episodes(
-        torch.tensor(LABELS), ways=5, shots=2, queries=3, episodes=20, seed=7
-    )  # tensor labels too
+    # tensor labels too
+    b = sample_episodes(torch.tensor(LABELS), ways=5, shots=2, queries=3, episodes=20, seed=7)
     c = sample_episodes(LABELS, ways=5, shots=2, queries=3, episodes=20, seed=8)
     assert as_tuples(a) == as_tuples(b)
     assert as_tuples(a) != as_tuples(c)
@@ -60,9 +59,8 @@ def test_episode_structure():
 
 
 def test_too_small_classes_are_named_before_drawing(monkeypatch):
-    labels = np.concatenate(
-        [np.repeat(np.arange(5), 6), [5] * 3, [6] * 4]
-    )  # classes 5, 6 have 3 and 4 images
+    # classes 5, 6 have 3 and 4 images
+    labels = np.concatenate([np.repeat(np.arange(5), 6), [5] * 3, [6] * 4])
 
     def no_drawing(*args, **kwargs):
         raise AssertionError("episodes drawn before the class sizes were checked")
@@ -134,9 +132,8 @@ def test_protonet_by_hand_differs_from_the_cosine_centroid():
 
 def test_features_are_l2_normalised_first():
     rng = np.random.default_rng(1)
-    feats = torch.tensor(
-        rng.normal(size=(80, 6))
-    )  # overlapping classes: accuracies between 0 and 100
+    # overlapping classes: accuracies between 0 and 100
+    feats = torch.tensor(rng.normal(size=(80, 6)))
     feats[:, 0] += torch.tensor(LABELS % 3, dtype=torch.float64)
     scaled = feats * torch.tensor(rng.uniform(0.1, 10.0, size=(80, 1)))  # rows rescaled
     episodes = sample_episodes(LABELS, ways=3, shots=2, queries=4, episodes=8, seed=3)

@@ -245,9 +245,8 @@ def test_ties_go_to_the_weaker_regularisation_as_ssl_transfer():
         split, split, split, grid=[1e-3, 1e-2, 1e-1], metric="top1", num_classes=3, progress=False
     )
     assert r["val_scores"] == [100.0, 100.0, 100.0]
-    assert (
-        r["reg"] == 1e-3
-    )  # ssl-transfer: C from large to small (wd 1e-6 up), strict ">": the largest C wins a tie
+    # ssl-transfer: C from large to small (wd 1e-6 up), strict ">": the largest C wins a tie
+    assert r["reg"] == 1e-3
 
 
 def test_path_order_warm_starts_and_refit_on_train_plus_val(monkeypatch):

@@ -395,9 +395,8 @@ def test_constructor_errors():
     with pytest.raises(ValueError, match="unknown few_shot keys \\['way'\\]"):
         new_evaluator("few_shot", few_shot={"way": 5})
     with pytest.raises(ValueError, match="seed >= 0 .*got seed=-1"):
-        new_evaluator(
-            "few_shot", seed=-1
-        )  # detectron2's SEED -1 ("random") fails before any extraction
+        # detectron2's SEED -1 ("random") fails before any extraction
+        new_evaluator("few_shot", seed=-1)
     with pytest.raises(ValueError, match="layers must be a non-empty list"):
         new_evaluator(layers="res5")
     with pytest.raises(ValueError, match="non-empty regularisation grid"):

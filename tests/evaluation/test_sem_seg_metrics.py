@@ -57,16 +57,14 @@ def test_goldens_on_a_3x3_map(tmp_path):
     pred = [[0, 0, 1], [1, 1, 2], [2, 2, 0]]
     res = _evaluate(tmp_path, "seg_golden", [gt], [pred])
     # IoU: 2/3, 2/4, 2/3 -> mean 11/18; fw: 3/8*2/3 + 3/8*1/2 + 2/8*2/3 = 29/48; ACC 2/3, 2/3, 1; 6 of 8
-    assert res["mIoU"] == pytest.approx(
-        100 * 11 / 18
-    )  # 61.1111 (the void pixel counted: IoU0 = 1/2, 55.5556)
+    # 61.1111 (the void pixel counted: IoU0 = 1/2, 55.5556)
+    assert res["mIoU"] == pytest.approx(100 * 11 / 18)
     assert res["fwIoU"] == pytest.approx(100 * 29 / 48)  # 60.4167
     assert res["mACC"] == pytest.approx(100 * 7 / 9)  # 77.7778
     assert res["pACC"] == pytest.approx(75.0)
     assert res["IoU-c1"] == pytest.approx(50.0)
-    assert res["mIoU_mmseg"] == pytest.approx(
-        100 * 11 / 18
-    )  # every class in the ground truth: the rules agree
+    # every class in the ground truth: the rules agree
+    assert res["mIoU_mmseg"] == pytest.approx(100 * 11 / 18)
 
 
 def test_predicted_class_absent_from_ground_truth(tmp_path):
@@ -93,9 +91,8 @@ def test_scores_accumulate_over_the_dataset(tmp_path):
 def test_mmseg_miou_of_a_confusion_matrix():
     cm = np.zeros((4, 4), np.int64)  # rows: prediction, columns: truth, last: void
     cm[0, 0], cm[1, 1], cm[1, 0], cm[2, 2] = 3, 1, 1, 0
-    assert mmseg_miou(cm) == pytest.approx(
-        100 * (3 / 4 + 1 / 2) / 2
-    )  # class 2: empty union, left out
+    # class 2: empty union, left out
+    assert mmseg_miou(cm) == pytest.approx(100 * (3 / 4 + 1 / 2) / 2)
 
 
 def test_label_of_another_size_or_with_unknown_values_is_named(tmp_path):

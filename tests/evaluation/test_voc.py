@@ -83,9 +83,8 @@ def test_shifted_box_counts_only_at_low_iou(tmp_path):
     bbox = evaluator.evaluate()["bbox"]
     assert bbox["AP50"] == pytest.approx(100.0)
     assert bbox["AP75"] == pytest.approx(0.0)
-    assert bbox["AP"] == pytest.approx(
-        100.0 * 3 / 10
-    )  # matched at IoU .50, .55, .60 of 10 thresholds
+    # matched at IoU .50, .55, .60 of 10 thresholds
+    assert bbox["AP"] == pytest.approx(100.0 * 3 / 10)
 
 
 # One class, 2 ground-truth boxes, 1 exact detection (score 1): the PR curve is precision 1 up to

@@ -137,9 +137,8 @@ def test_focal_supcon_batch_order_invariance():
 def test_focal_supcon_anchor_without_positive_no_nan():
     gen = torch.Generator().manual_seed(1)
     z = _unit((5, 4), gen)
-    labels = torch.tensor(
-        [0, 0, 1, 2, 2]
-    )  # anchor 2 has no positive: excluded, but still a negative of the others
+    # anchor 2 has no positive: excluded, but still a negative of the others
+    labels = torch.tensor([0, 0, 1, 2, 2])
     zz = z.clone().requires_grad_(True)
     loss = focal_supcon_loss(zz, labels, 0.07)
     loss.backward()
@@ -338,9 +337,8 @@ def test_many_classes_match_a_reference_built_from_one_hot_rows(num_classes):
     assert all(
         (ids[i] == ids[j]) == (ref_ids[i] == ref_ids[j]) for i in range(3 * n) for j in range(3 * n)
     )
-    assert (
-        len(set(ref_ids)) < 3 * n - n // 2
-    )  # there are shared rows (otherwise the check above is weak)
+    # there are shared rows (otherwise the check above is weak)
+    assert len(set(ref_ids)) < 3 * n - n // 2
 
     z = F.normalize(torch.randn(3 * n, 8, generator=gen, dtype=torch.float64), dim=1)
     for normalization in ("positives", "batch"):

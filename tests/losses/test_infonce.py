@@ -57,9 +57,8 @@ def test_default_temperature_and_empty_queue():
     assert infonce_loss(q, k, queue).item() == pytest.approx(
         _ref_infonce(q, k, queue, 0.2).item(), rel=1e-10
     )
-    assert infonce_loss(q, k, queue[:0]).item() == pytest.approx(
-        0.0, abs=1e-12
-    )  # only the positive
+    # only the positive
+    assert infonce_loss(q, k, queue[:0]).item() == pytest.approx(0.0, abs=1e-12)
 
 
 def test_permutation_invariance():

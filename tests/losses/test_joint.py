@@ -30,9 +30,8 @@ def test_ce_selfsupcon_hand_value_and_weighting():
     labels = torch.tensor([0, 2])
     q = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
     queue = torch.tensor([[0.0, 1.0]], dtype=torch.float64)
-    out = ce_selfsupcon_loss(
-        logits, labels, q, q, queue, temperature=0.5
-    )  # default instance_weight 0.5
+    # default instance_weight 0.5
+    out = ce_selfsupcon_loss(logits, labels, q, q, queue, temperature=0.5)
     assert set(out) == {"loss_ce", "loss_instance"}
     assert out["loss_ce"].item() == pytest.approx(ce, rel=1e-12)
     assert out["loss_instance"].item() == pytest.approx(0.5 * inst, rel=1e-12)

@@ -203,9 +203,8 @@ def test_supcon_float32_low_temperature_finite():
     feats = _unit((4, 2, 3), gen)
     labels = torch.tensor([0, 0, 1, 1])
     f = feats.float().requires_grad_(True)
-    loss = supcon_loss(
-        f, labels=labels, temperature=0.005, base_temperature=0.07
-    )  # logits up to 200
+    # logits up to 200
+    loss = supcon_loss(f, labels=labels, temperature=0.005, base_temperature=0.07)
     loss.backward()
     assert loss.dtype == torch.float32 and torch.isfinite(loss) and torch.isfinite(f.grad).all()
     ref = _ref_supcon(feats, labels=labels, t=0.005, base_t=0.07)
@@ -264,9 +263,8 @@ def test_queue_supcon_matches_loop_reference(seed):
     t = [0.07, 0.2, 0.1, 0.5, 0.07][seed]
     q, keys, queue = _unit((n, 4), gen), _unit((n, 4), gen), _unit((k, 4), gen)
     labels = torch.randint(0, 3, (n,), generator=gen)
-    queue_labels = torch.randint(
-        -1, 3, (k,), generator=gen
-    )  # -1 = unlabelled slot, a plain negative
+    # -1 = unlabelled slot, a plain negative
+    queue_labels = torch.randint(-1, 3, (k,), generator=gen)
     args = (q, labels, keys, labels, queue, queue_labels)
     got = queue_supcon_loss(*args, temperature=t)
     assert got.item() == pytest.approx(_ref_queue_supcon(*args, t).item(), rel=1e-10, abs=1e-12)
@@ -305,9 +303,8 @@ def test_queue_supcon_permutation_invariance():
 def test_queue_supcon_label_only_on_own_key_and_no_positive_guard():
     gen = torch.Generator().manual_seed(6)
     q, keys, queue = _unit((3, 4), gen), _unit((3, 4), gen), _unit((5, 4), gen)
-    labels = torch.tensor(
-        [0, 0, 7]
-    )  # label 7 exists only on key 2: anchor 2's only positive is its own key
+    # label 7 exists only on key 2: anchor 2's only positive is its own key
+    labels = torch.tensor([0, 0, 7])
     queue_labels = torch.tensor([0, 1, 1, 0, 2])
     qq = q.clone().requires_grad_(True)
     loss = queue_supcon_loss(qq, labels, keys, labels, queue, queue_labels, 0.07)
@@ -322,9 +319,8 @@ def test_queue_supcon_label_only_on_own_key_and_no_positive_guard():
     loss = queue_supcon_loss(qq, labels, keys, key_labels, queue, queue_labels, 0.07)
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(qq.grad).all() and qq.grad[2].abs().sum() == 0
-    ref = _ref_queue_supcon(
-        q[:2], labels[:2], keys, key_labels, queue, queue_labels, 0.07
-    )  # mean of anchors 0, 1
+    # mean of anchors 0, 1
+    ref = _ref_queue_supcon(q[:2], labels[:2], keys, key_labels, queue, queue_labels, 0.07)
     assert loss.item() == pytest.approx(ref.item(), rel=1e-10)
     # no anchor with a positive -> 0, connected to the graph
     qq = q.clone().requires_grad_(True)

@@ -120,9 +120,8 @@ def test_core_tuning_head_returns_both_losses():
 
     torch.manual_seed(0)
     model = Classifier(make_cfg("core_tuning"))
-    assert (
-        isinstance(model.head, CoreTuningHead) and model.head.classifier.bias is None
-    )  # bias-free, as the authors'
+    # bias-free, as the authors'
+    assert isinstance(model.head, CoreTuningHead) and model.head.classifier.bias is None
     torch.manual_seed(1)
     losses = model(batch(8))
     assert set(losses) == {"loss_cls", "loss_con"} and all(

@@ -109,9 +109,8 @@ def test_sample_mix_weights_clipping_and_distribution():
     lam = sample_mix_weights(20000, alpha=1.0, min_weight=0.8)
     assert lam.dtype == torch.float32 and lam.shape == (20000,)
     assert lam.min().item() == pytest.approx(0.8) and lam.max() <= 1.0
-    assert (lam == lam.min()).float().mean().item() == pytest.approx(
-        0.8, abs=0.02
-    )  # Beta(1,1): P(lambda < .8) = .8
+    # Beta(1,1): P(lambda < .8) = .8
+    assert (lam == lam.min()).float().mean().item() == pytest.approx(0.8, abs=0.02)
     free = sample_mix_weights(20000, alpha=1.0)
     assert free.min() < 0.01 and free.mean().item() == pytest.approx(0.5, abs=0.01)
     u_shaped = sample_mix_weights(20000, alpha=0.2)
@@ -148,9 +147,8 @@ def test_loss_decreases_on_a_separable_problem():
         totals.append(total.item())
         cons.append(losses["loss_con"].item())
     assert sum(totals[-5:]) < 0.6 * sum(totals[:5])
-    assert sum(cons[-5:]) < 0.95 * sum(
-        cons[:5]
-    )  # the contrastive term too (mixtures keep it well above 0)
+    # the contrastive term too (mixtures keep it well above 0)
+    assert sum(cons[-5:]) < 0.95 * sum(cons[:5])
     head.eval()
     assert (head(trunk(x)).argmax(dim=1) == y).all()
 

@@ -49,9 +49,8 @@ def worker(rank, init_file, result_file):
         dist.all_reduce(grad)  # what DDP does: average the parameter gradients over processes
         out[name] = (loss, grad / WORLD)
     queue = KeyQueue(size=3 * WORLD * N, dim=D)
-    queue.keys.copy_(
-        F.normalize(torch.ones(3 * WORLD * N, D), dim=1)
-    )  # same start on every process
+    # same start on every process
+    queue.keys.copy_(F.normalize(torch.ones(3 * WORLD * N, D), dim=1))
     keys = F.normalize(x1[local] @ weight.T, dim=1)
     queue.enqueue(gather_no_grad(keys), gather_no_grad(labels[local]))
     out["queue"] = (queue.keys.clone(), queue.labels.clone(), int(queue.ptr))

@@ -118,9 +118,8 @@ def test_every_detectron2_batch_norm_builds_with_the_same_keys_and_loads_a_bn_ch
         for m in synced.modules()
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
     }
-    assert "BatchNorm2d" not in kinds and "BatchNorm1d" not in kinds, (
-        kinds
-    )  # trunk AND head use the synced norm
+    # trunk AND head use the synced norm
+    assert "BatchNorm2d" not in kinds and "BatchNorm1d" not in kinds, kinds
     # one process, eval and train: every flavour computes what plain BN computes
     x = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
     for model in (bn, synced):

@@ -43,9 +43,8 @@ def test_moco_family_decays_every_bn_parameter(path):
     cfg = load(path)
     wd = cfg.SOLVER.WEIGHT_DECAY
     assert wd > 0 and cfg.SOLVER.WEIGHT_DECAY_NORM == wd
-    if path.startswith(
-        "pretrain/"
-    ):  # the recipe's values, on a smaller model (groups do not depend on size)
+    # the recipe's values, on a smaller model (groups do not depend on size)
+    if path.startswith("pretrain/"):
         cfg.MODEL.TV_RESNET.DEPTH, cfg.MODEL.CONTRASTIVE.PROJ_HIDDEN_DIM = 18, 64
     model = build_model(cfg)
     optimizer = build_optimizer(cfg, model)
@@ -59,9 +58,8 @@ def test_moco_family_decays_every_bn_parameter(path):
     ]
     assert len(bn_params) >= 40  # ResNet-18: 20 norms x (weight, bias)
     assert all(decay[id(p)] == wd for p in bn_params)
-    assert all(
-        v == wd for v in decay.values()
-    )  # and everything else too (biases: WEIGHT_DECAY_BIAS = WD)
+    # and everything else too (biases: WEIGHT_DECAY_BIAS = WD)
+    assert all(v == wd for v in decay.values())
 
 
 @pytest.mark.parametrize(

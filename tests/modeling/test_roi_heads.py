@@ -293,9 +293,8 @@ def test_mask_rcnn_c4_training_step_uses_normalized_res5_features():
     assert len(seen["res5_out"]) == 1 and seen["norm_calls"] == 1
     (res5_out,), (mask_in,) = seen["res5_out"], seen["mask_in"]
     assert 0 < mask_in.shape[0] < res5_out.shape[0]
-    dist = (
-        (mask_in.flatten(1)[:, None, :] - res5_out.flatten(1)[None, :, :]).abs().amax(dim=2)
-    )  # fg x R
+    # dist: fg x R
+    dist = (mask_in.flatten(1)[:, None, :] - res5_out.flatten(1)[None, :, :]).abs().amax(dim=2)
     assert (dist.amin(dim=1) == 0).all()
 
 
@@ -304,9 +303,8 @@ def test_mask_rcnn_c4_inference_masks_from_the_normalized_features():
     model = build_model(toy_mask_cfg()).eval()
     norm = model.roi_heads.res5[-1]
     set_nontrivial_norm_stats(norm)
-    with (
-        torch.no_grad()
-    ):  # a random model's outputs are arbitrary: every RoI is class 3, box = proposal
+    # a random model's outputs are arbitrary: every RoI is class 3, box = proposal
+    with torch.no_grad():
         model.roi_heads.box_predictor.bbox_pred.weight.zero_()
         model.roi_heads.box_predictor.bbox_pred.bias.zero_()
         model.roi_heads.box_predictor.cls_score.weight.zero_()

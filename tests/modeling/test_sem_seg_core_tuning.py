@@ -54,9 +54,8 @@ def test_mixed_pixels_train_the_heads_classifier_and_the_features():
     head = PixelCoreTuning(8, 3, pixels_per_class=5, hidden_dim=16, proj_dim=4)
     losses = head(features, labels, predictor)
     sum(losses.values()).backward()
-    assert (
-        predictor.weight.grad.abs().sum() > 0
-    )  # the smooth boundary is the segmentation classifier's
+    # the smooth boundary is the segmentation classifier's
+    assert predictor.weight.grad.abs().sum() > 0
     assert (
         features.grad[:, :, 2:, 2:].abs().sum() > 0 and features.grad[:, :, :2, :2].abs().sum() == 0
     )
@@ -135,9 +134,8 @@ def test_pixel_flags_both_true_is_the_core_tuning_pipeline_bit_for_bit():
 def test_pixel_ce_plus_contrastive_is_eta_focal_supcon_on_the_sampled_pixels_only():
     head = _pixel_head(hard_pairs=False, smooth_boundary=False)
     losses, _, predictor_grad = _pixel_run(head)
-    assert (
-        set(losses) == {"loss_sem_seg_con"} and predictor_grad is None
-    )  # no mixup CE: the dense loss is the CE
+    # no mixup CE: the dense loss is the CE
+    assert set(losses) == {"loss_sem_seg_con"} and predictor_grad is None
     features, labels, predictor = _inputs()
     torch.manual_seed(7)
     small = F.interpolate(labels[:, None].float(), size=(4, 4), mode="nearest")[:, 0].long()
@@ -149,9 +147,8 @@ def test_pixel_ce_plus_contrastive_is_eta_focal_supcon_on_the_sampled_pixels_onl
     assert losses["loss_sem_seg_con"].item() == pytest.approx(expected, rel=1e-5) and expected > 0
     torch.manual_seed(7)
     head(features, labels, predictor)
-    assert torch.equal(
-        torch.get_rng_state(), rng
-    )  # only the pixel sampling draws: no mixing weights
+    # only the pixel sampling draws: no mixing weights
+    assert torch.equal(torch.get_rng_state(), rng)
     few = torch.full((2, 8, 8), 255)
     few[0, 0, 0] = 1  # one valid pixel
     assert set(head(features, few, predictor)) == {"loss_sem_seg_con"}

@@ -79,9 +79,8 @@ def install():
 
     real_barrier = dist.barrier
 
-    def barrier(
-        group=None, async_op=False, device_ids=None, **kwargs
-    ):  # NCCL's device_ids mean nothing to gloo
+    # NCCL's device_ids mean nothing to gloo
+    def barrier(group=None, async_op=False, device_ids=None, **kwargs):
         return real_barrier(group=group, async_op=async_op, **kwargs)
 
     dist.barrier = barrier

@@ -56,9 +56,8 @@ def test_adamw_matches_a_hand_written_update_per_parameter_group(wd_norm):
         n: [torch.randn(p.shape, generator=gen, dtype=p.dtype) * s for s in (1.0, 0.1, 3.0)]
         for n, p in model.named_parameters()
     }
-    cfg = _tiny_cfg(
-        OPTIMIZER="AdamW", ADAM_BETAS=(0.8, 0.95), WEIGHT_DECAY_NORM=wd_norm
-    )  # lr 0.01, wd 0.1
+    # lr 0.01, wd 0.1
+    cfg = _tiny_cfg(OPTIMIZER="AdamW", ADAM_BETAS=(0.8, 0.95), WEIGHT_DECAY_NORM=wd_norm)
     opt = build_optimizer(cfg, model)
     for step in range(3):
         for n, p in model.named_parameters():

@@ -96,9 +96,8 @@ def test_checkpoint_rows_are_converted_once_and_feed_every_transfer(tmp_path, ck
     assert lb.deps == ["checkpoint/moco_v2"]
     assert lb.argv[lb.argv.index("MODEL.WEIGHTS") + 1] == backbone
     assert lb.argv[lb.argv.index("MODEL.TV_RESNET.DEPTH") + 1] == "0"
-    assert (
-        "MODEL.TV_RESNET.DEPTH" not in runs["transfer/lbfgs/simclr/seed0"].argv
-    )  # a pretraining row keeps its config
+    # a pretraining row keeps its config
+    assert "MODEL.TV_RESNET.DEPTH" not in runs["transfer/lbfgs/simclr/seed0"].argv
     # detection: converted from the canonical backbone (no seed in the folder); the run adopts its keys
     det_conv = runs["convert/moco_v2/det"]
     assert det_conv.deps == ["checkpoint/moco_v2"] and det_conv.argv[1] == backbone
@@ -180,13 +179,11 @@ def test_a_checkpoint_changed_on_disk_is_converted_again(tmp_path):
     open(conv.outputs[0], "wb").close()
     mark_done(conv, digests[conv.id], 1.0)
     _, again = plan(study)
-    assert (
-        is_done(conv, again[conv.id]) and again["convert/m/det"] is not None
-    )  # unchanged: done, dependents plan
+    # unchanged: done, dependents plan
+    assert is_done(conv, again[conv.id]) and again["convert/m/det"] is not None
     before = dict(again)
-    tv_checkpoint(
-        ckpt, seed=1
-    )  # the user retrained it in place: same path, same size, other weights
+    # the user retrained it in place: same path, same size, other weights
+    tv_checkpoint(ckpt, seed=1)
     _, after = plan(study)
     assert after[conv.id] != before[conv.id] and not is_done(conv, after[conv.id])
     assert after["convert/m/det"] is None  # its dependents wait for the new conversion
@@ -243,14 +240,12 @@ def test_classification_takes_the_checkpoints_depth_with_depth_0(tmp_path):
     overrides = prepare_classifier_weights(cfg, str(tmp_path / "run"), log=lambda line: None)
     assert overrides[overrides.index("MODEL.TV_RESNET.DEPTH") + 1] == "34"
     written = torch.load(overrides[overrides.index("MODEL.WEIGHTS") + 1], weights_only=False)
-    assert (
-        "trunk.resnet.layer3.5.conv1.weight" in written["model"]
-    )  # ResNet-34 has 6 blocks in layer3
+    # ResNet-34 has 6 blocks in layer3
+    assert "trunk.resnet.layer3.5.conv1.weight" in written["model"]
     cfg.defrost()
     cfg.MODEL.TV_RESNET.DEPTH = 18
-    with pytest.raises(
-        ConversionError, match="depth"
-    ):  # a depth that is set is checked, never replaced
+    # a depth that is set is checked, never replaced
+    with pytest.raises(ConversionError, match="depth"):
         prepare_classifier_weights(cfg, str(tmp_path / "run18"), log=lambda line: None)
     cfg.MODEL.TV_RESNET.DEPTH, cfg.MODEL.WEIGHTS = 0, ""
     with pytest.raises(

@@ -44,9 +44,8 @@ def test_paired_interval_by_hand():
         {0: 10.0, 1: 12.0, 2: 14.0}, {0: 9.0, 1: 10.0, 2: 11.0}
     )
     assert (diff, test, n) == (2.0, "paired t over seeds", "n = 3")
-    assert half == pytest.approx(
-        T975[2] / math.sqrt(3)
-    )  # 2.484; Welch on the same numbers gives 4.1
+    # 2.484; Welch on the same numbers gives 4.1
+    assert half == pytest.approx(T975[2] / math.sqrt(3))
 
 
 def test_welch_interval_when_seeds_do_not_pair():
@@ -200,9 +199,8 @@ def test_claims_load_and_follow_no_pretrain(tmp_path):
         "over": "seeds",
         "name": None,
     }
-    only = load_study(
-        path, checkpoints={"brought": ckpt}, no_pretrain=True
-    )  # the supcon claim cannot be checked
+    # the supcon claim cannot be checked
+    only = load_study(path, checkpoints={"brought": ckpt}, no_pretrain=True)
     assert [c["better"] for c in only.claims] == ["brought"]
 
 

@@ -114,9 +114,8 @@ def test_one_segmentation_picture_per_segmentation_transfer_and_dataset(study, t
     assert [f for f, _ in made] == ["segmentations__seg__toy_digits_sem_seg_test.png"]
     file, caption = made[0]
     image = _png(tmp_path / file)
-    assert (
-        image.width >= 4 * 150 and image.height >= 2 * 150
-    )  # 2 rows x (2 images x prediction | truth)
+    # 2 rows x (2 images x prediction | truth)
+    assert image.width >= 4 * 150 and image.height >= 2 * 150
     assert (
         "first 2 images of toy_digits_sem_seg_test" in caption
         and "(simclr, random-init)" in caption
@@ -372,9 +371,8 @@ def test_at_most_max_count_detections_are_drawn_the_highest_scoring(monkeypatch)
     )
     image = np.zeros((8, 8, 3), np.uint8)
     assert pictures.draw_detections(image, None, inst, 0.05, max_count=2)[1] == 2
-    assert (
-        pictures.draw_detections(image, None, inst, 0.05, max_count=5)[1] == 3
-    )  # 0.01 is under the threshold
+    # 0.01 is under the threshold
+    assert pictures.draw_detections(image, None, inst, 0.05, max_count=5)[1] == 3
     assert pictures.draw_detections(image, None, inst, 0.05)[1] == 3
     assert drawn[0] == pytest.approx([0.9, 0.5]) and sorted(drawn[1]) == pytest.approx(
         [0.2, 0.5, 0.9]

@@ -139,9 +139,8 @@ def test_aggregate_means_and_sample_stds(tmp_path):
     assert missing == ["transfer/lbfgs/random-init/seed1"] and stale == []
     agg = aggregate(records)
     s = agg[("lbfgs", "toy_test")]["simclr__images-100"]["linear/score"]
-    assert (
-        s["mean"] == 82.0 and s["n"] == 2 and s["std"] == pytest.approx(2.8284271, abs=1e-6)
-    )  # sqrt(8), n-1
+    # sqrt(8), n-1
+    assert s["mean"] == 82.0 and s["n"] == 2 and s["std"] == pytest.approx(2.8284271, abs=1e-6)
     assert s["over"] == "transfer seeds"
     r = agg[("lbfgs", "toy_test")]["random-init"]["linear/score"]
     assert (r["mean"], r["std"], r["n"]) == (50.0, None, 1)  # one run: no spread, not a spread of 0
@@ -234,9 +233,8 @@ def test_nan_metrics_are_na_never_ranked_and_never_crash(tmp_path):
     fake_study(str(tmp_path), results, axes={})
     write_report(str(tmp_path), pictures=False, log=lambda line: None)
     tables = (tmp_path / "report" / "tables.md").read_text()
-    assert (
-        "| supcon | **11.0 ± 1.4 (2)** [1] |" in tables
-    )  # random init's 30.0 of one seed does not win
+    # random init's 30.0 of one seed does not win
+    assert "| supcon | **11.0 ± 1.4 (2)** [1] |" in tables
     assert "| random-init | n/a |" in tables
     with open(tmp_path / "report" / "results.json") as f:
         text = f.read()
@@ -379,9 +377,8 @@ def test_islam_table_per_protocol_with_mean_over_sets_and_mean_rank(tmp_path):
     assert "| simclr | 70.0 | **65.0** | 30.0 | 55.0 | 1.67 |" in tables
     assert "| random-init | 10.0 | 20.0 | n/a | n/a | n/a |" in tables
     assert "bbox/AP50 per test set" not in tables
-    assert tables.index("per test set") < tables.index(
-        "#### linear_a on set_a"
-    )  # first, before the details
+    # first, before the details
+    assert tables.index("per test set") < tables.index("#### linear_a on set_a")
 
 
 def test_a_title_wider_than_its_figure_is_wrapped_to_fit(tmp_path):

@@ -323,9 +323,8 @@ def test_a_selection_study_runs_end_to_end(toy_root, tmp_path):
     refit = json.load(open(out / "transfer/ft/random-init/seed3/results.json"))
     frozen = yaml.safe_load(open(out / "transfer/ft/random-init/seed3/config.yaml"))
     assert frozen["SOLVER"]["BASE_LR"] == sel["chosen"]["point"]["SOLVER.BASE_LR"]
-    assert (
-        frozen["CLASSIFICATION"]["EVAL_ON_VAL"] is False
-    )  # the refit trains on train + validation
+    # the refit trains on train + validation
+    assert frozen["CLASSIFICATION"]["EVAL_ON_VAL"] is False
     assert "sel_test" in refit["metrics"]
     report = (out / "report" / "tables.md").read_text()
     assert "ft" in report and "00_base_lr" not in report  # the grid runs are not rows of the report

@@ -35,9 +35,8 @@ def test_study_file_expands_and_every_run_config_loads(path):
             continue
         i = run.argv.index("--config-file")
         config = run.argv[i + 1]
-        if not os.path.isfile(
-            config
-        ):  # written by the conversion run: load the transfer config instead
+        # written by the conversion run: load the transfer config instead
+        if not os.path.isfile(config):
             config = run.meta["config"]
         cfg = load_config(argparse.Namespace(config_file=config, opts=run.argv[i + 2 :]))
         # the schedule the trainer builds (a bad poly floor, say: refused here, not at iteration 0); MAX_ITER 0
@@ -116,9 +115,8 @@ def _transfer_config(name, transfer):
     from contrastive_det.engine.task import get_task
 
     run = _transfers(name)[transfer][0]
-    if transfer in _selected(
-        name
-    ):  # the refit runs' chosen.yaml is written by the select run: its _BASE_
+    # the refit runs' chosen.yaml is written by the select run: its _BASE_
+    if transfer in _selected(name):
         argv = list(run.argv)
         argv[argv.index("--config-file") + 1] = load_study(_path(name)).transfers[transfer][
             "config"
@@ -174,9 +172,8 @@ def test_every_seed_study_has_a_toy_twin_of_the_same_design_and_a_time_estimate(
         assert {r.meta["task"] for r in _plan(f"{seed}_toy") if r.kind == "transfer"} == {
             r.meta["task"] for r in _plan(seed) if r.kind == "transfer"
         }, seed
-        if (
-            seed != "islam"
-        ):  # islam_toy is the main job (make demo): its rows are the demo's (README)
+        # islam_toy is the main job (make demo): its rows are the demo's (README)
+        if seed != "islam":
             arch = {c.MODEL.META_ARCHITECTURE for c in _pretrain(seed).values()}
             assert {c.MODEL.META_ARCHITECTURE for c in _pretrain(f"{seed}_toy").values()} == arch, (
                 seed
@@ -249,9 +246,8 @@ def test_islam_linear_evaluation_is_their_recipe_with_their_grid_on_their_splits
     assert grid == {
         (lr, b, wd) for lr in (0.01, 0.001) for b in (128, 32) for wd in (0.0, 1e-4, 1e-5)
     }
-    for sel in (
-        selected.values()
-    ):  # each point: 20 epochs, steps at 10 and 15, on 70% of train, scored on the 30%
+    # each point: 20 epochs, steps at 10 and 15, on 70% of train, scored on the 30%
+    for sel in selected.values():
         assert (
             sel["points"] == selected["linear_dtd"]["points"]
             and sel["metric"] == "classification/score"
@@ -312,9 +308,8 @@ def test_cole_quantity_plots_all_images_at_their_true_count():
     }
     assert rows == {(m, v) for m in ("simclr", "supervised") for v in values}
     toy = load_study(_path("cole_quantity_toy")).axes["images"]["values"]
-    assert (
-        0 not in toy and max(toy) == 4000
-    )  # the toy's training crops: 500 MNIST digits per class, 80% for training
+    # the toy's training crops: 500 MNIST digits per class, 80% for training
+    assert 0 not in toy and max(toy) == 4000
     assert max(toy) / min(toy) >= 10
 
 
@@ -346,9 +341,8 @@ def test_cole_corruption_has_the_clean_baseline_beside_each_corruption(name):
                 ]
                 assert len(row) == 1, (method, axis, v)
     (transfer,) = _transfers(name)
-    assert {r.meta["row"] for r in _transfers(name)[transfer]} == set(
-        pretrain
-    )  # the baseline is evaluated too
+    # the baseline is evaluated too
+    assert {r.meta["row"] for r in _transfers(name)[transfer]} == set(pretrain)
 
 
 @pytest.mark.parametrize(
@@ -446,9 +440,8 @@ def test_cole_granularity_evaluates_at_several_label_granularities(name, fine, a
             level
         )
         maps.add(cfg.CLASSIFICATION.LABEL_MAP)
-        if name.endswith(
-            "_toy"
-        ):  # the toy's maps are in the repository: every digit, 2 coarse classes
+        # the toy's maps are in the repository: every digit, 2 coarse classes
+        if name.endswith("_toy"):
             from contrastive_det.data.study_axes import load_label_map
 
             mapping = load_label_map(os.path.join(REPO, cfg.CLASSIFICATION.LABEL_MAP))
@@ -495,9 +488,8 @@ def test_core_tuning_puts_the_tuning_methods_side_by_side_on_every_set(name, set
             _transfer_config(name, f"core_tuning_{s}"),
         )
         ce_run, core_run = transfers[f"ce_finetune_{s}"][0], transfers[f"core_tuning_{s}"][0]
-        assert ce_run.meta["config"] == core_run.meta["config"], (
-            s
-        )  # one recipe, only the loss differs
+        # one recipe, only the loss differs
+        assert ce_run.meta["config"] == core_run.meta["config"], s
         if s in seg_sets:
             assert ce.TASK == core.TASK == "SegmentationTask"
             assert (
@@ -553,9 +545,8 @@ def test_core_tuning_runs_the_ce_plus_contrastive_ablation_on_every_set(name, se
             transfers[f"ce_contrastive_{s}"][0],
             transfers[f"core_tuning_{s}"][0],
         )
-        assert ablation_run.meta["config"] == core_run.meta["config"], (
-            s
-        )  # Core-tuning's recipe, two keys off
+        # Core-tuning's recipe, two keys off
+        assert ablation_run.meta["config"] == core_run.meta["config"], s
         ct, core_ct = ablation.CLASSIFICATION.CORE_TUNING, core.CLASSIFICATION.CORE_TUNING
         assert (ct.HARD_PAIRS, ct.SMOOTH_BOUNDARY) == (False, False), s
         assert (core_ct.HARD_PAIRS, core_ct.SMOOTH_BOUNDARY) == (True, True), s
@@ -595,9 +586,8 @@ def test_scan_cites_the_seed_and_runs_coco_mask_rcnn_voc_and_a_k_sweep():
     voc, coco, mask = (_transfer_config("scan", t) for t in ("voc0712", "coco", "coco_mask"))
     assert voc.DATASETS.TEST == ("voc_2007_test",) and not voc.MODEL.MASK_ON
     assert coco.DATASETS.TEST == mask.DATASETS.TEST == ("coco_2017_val",)
-    assert (
-        not coco.MODEL.MASK_ON and mask.MODEL.MASK_ON
-    )  # detection, and Mask R-CNN instance segmentation
+    # detection, and Mask R-CNN instance segmentation
+    assert not coco.MODEL.MASK_ON and mask.MODEL.MASK_ON
     main = {"supervised", "mocov2", "scan", "random-init"}
     for t in ("coco", "coco_mask"):
         assert _rows_and_seeds(transfers[t]) == (main, {0, 1, 2}), t
@@ -606,9 +596,8 @@ def test_scan_cites_the_seed_and_runs_coco_mask_rcnn_voc_and_a_k_sweep():
         for row, cfg in _pretrain("scan").items()
         if cfg.MODEL.META_ARCHITECTURE == "SCAN"
     }
-    assert (
-        sorted(ks.values()) == [10, 100, 1000, 10000] and ks["scan"] == 100
-    )  # the recipe's k is the main row
+    # the recipe's k is the main row
+    assert sorted(ks.values()) == [10, 100, 1000, 10000] and ks["scan"] == 100
     for t in ("linear_imagenet", "voc0712"):  # every k
         assert _rows_and_seeds(transfers[t])[0] == set(ks) | main, t
 
@@ -616,9 +605,8 @@ def test_scan_cites_the_seed_and_runs_coco_mask_rcnn_voc_and_a_k_sweep():
 def test_scan_toy_runs_the_same_transfers_and_a_k_sweep():
     transfers = _transfers("scan_toy")
     tasks = {t: _transfer_config("scan_toy", t) for t in transfers}
-    assert (
-        sum(c.TASK == "DetectionTask" and not c.MODEL.MASK_ON for c in tasks.values()) == 2
-    )  # VOC and COCO layouts
+    # VOC and COCO layouts
+    assert sum(c.TASK == "DetectionTask" and not c.MODEL.MASK_ON for c in tasks.values()) == 2
     assert sum(c.TASK == "DetectionTask" and c.MODEL.MASK_ON for c in tasks.values()) == 1
     assert {c.DATASETS.TEST for c in tasks.values() if c.TASK == "DetectionTask"} == {
         ("toy_digits_test",),

@@ -497,9 +497,8 @@ def test_a_checkpoint_of_another_digest_is_never_resumed(tmp_path):
     runs = expand(study)
     run_study(study, WritingExecutor(runs, fail={"pretrain/supcon/seed0"}), log=lambda line: None)
     state = StudyState(study.output_dir, "")
-    state.set(
-        "pretrain/supcon/seed0", status="running", digest="0" * 64
-    )  # killed under an older version
+    # killed under an older version
+    state.set("pretrain/supcon/seed0", status="running", digest="0" * 64)
     pre = {r.id: r for r in runs}["pretrain/supcon/seed0"]
     tag = os.path.join(pre.out_dir, "last_checkpoint")
     open(tag, "w").write("model_0000002.pth")
@@ -523,18 +522,16 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path):
 
 def test_relative_paths_start_at_the_root_and_runs_call_the_given_tools(tmp_path, monkeypatch):
     path = write_study(tmp_path / "s.yaml")
-    monkeypatch.chdir(
-        tmp_path
-    )  # configs/toy/... is not here: named with the root it was looked for in
+    # configs/toy/... is not here: named with the root it was looked for in
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(
         StudyError,
         match=r"pretrain\.methods\.simclr\.config: no such config file "
         rf"'configs/toy/pretrain_simclr_R18\.yaml'.*study's root {tmp_path}",
     ):
         load_study(str(path), tools_dir=os.path.join(REPO, "tools"))
-    (tmp_path / "configs").symlink_to(
-        os.path.join(REPO, "configs")
-    )  # a root with the configs, without tools/
+    # a root with the configs, without tools/
+    (tmp_path / "configs").symlink_to(os.path.join(REPO, "configs"))
     with pytest.raises(
         StudyError,
         match=rf"{tmp_path / 'tools'} lacks pretrain_net.py, .*train_net.py, select_config.py, report.py",
@@ -615,9 +612,8 @@ def real_study(
             "config": "configs/toy/digits_R_50_FPN.yaml",
             "opts": {**dict(zip(FAST[::2], FAST[1::2])), "SOLVER.MAX_ITER": 1},
         }
-    if (
-        segmentation
-    ):  # the toy pretraining is a ResNet-18, which detectron2 cannot dilate: output stride 32
+    # the toy pretraining is a ResNet-18, which detectron2 cannot dilate: output stride 32
+    if segmentation:
         runs["seg"] = {
             "config": "configs/toy/seg_digits_R_50_FCN16s.yaml",
             "opts": {
@@ -735,9 +731,8 @@ def test_a_study_over_brought_checkpoints_and_a_pretraining_run(mini_sets, toy_r
         and "SKIPPED transfer/lbfgs/broken/seed0" in proc.stdout
     )
     out = tmp_path / "brought"
-    assert (
-        "no ResNet" in (out / "logs/checkpoint__broken.log").read_text()
-    )  # the converter's own message
+    # the converter's own message
+    assert "no ResNet" in (out / "logs/checkpoint__broken.log").read_text()
     res = json.load(open(out / "transfer/lbfgs/moco_v2/seed0/results.json"))
     assert res["method"] == "moco_v2" and res["weights_source"].endswith(
         "checkpoint/moco_v2/backbone.pth"

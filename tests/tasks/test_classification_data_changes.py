@@ -55,15 +55,13 @@ def test_swapped_class_folders_are_extracted_again_and_give_the_uncached_result(
     swap_folders(root / "train" / "0", root / "train" / "1")
     after, log = probe("after", cache)
     assert "dataset changed since it was cached" in log
-    assert (
-        "Features of split(s) ['test'] come from the cache" in log
-    )  # the test split did not change
+    # the test split did not change
+    assert "Features of split(s) ['test'] come from the cache" in log
     assert after != before
     fresh, _ = probe("fresh", tmp_path / "fresh_cache")  # the swapped data, nothing cached
     assert after == fresh
-    assert (
-        len(FeatureCache(cache).keys()) == 3
-    )  # the stale train/val entries were replaced, not kept
+    # the stale train/val entries were replaced, not kept
+    assert len(FeatureCache(cache).keys()) == 3
 
 
 def test_cache_keys_follow_every_edit_of_the_data_and_the_input(toy_root, tmp_path):

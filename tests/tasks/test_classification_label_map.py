@@ -72,9 +72,8 @@ def test_a_parity_probe_has_two_classes_and_each_granularity_its_own_cache_entri
     assert fine["label_map"] is None and len(FeatureCache(cache).keys()) == 3
     parity, log = probe("parity", PARITY)
     assert "come from the cache" not in log  # the fine entries hold digit labels: extracted again
-    assert (
-        "dataset changed since it was cached" not in log
-    )  # another granularity, not a stale version
+    # another granularity, not a stale version
+    assert "dataset changed since it was cached" not in log
     from contrastive_det.utils.file_digest import file_sha256
 
     assert parity["label_map"] == {"file": PARITY, "path": PARITY, "sha256": file_sha256(PARITY)}
@@ -177,9 +176,8 @@ def test_cache_keys_change_with_the_maps_content(crops, tmp_path):
         )
 
     fine, parity, magnitude = keys(""), keys(PARITY), keys(MAGNITUDE)
-    for k in (
-        fine
-    ):  # each granularity: another identity, so one never replaces the other as a stale version
+    # each granularity: another identity, so one never replaces the other as a stale version
+    for k in fine:
         assert (
             len({fine[k].split("/")[0], parity[k].split("/")[0], magnitude[k].split("/")[0]}) == 3
         ), k

@@ -173,9 +173,8 @@ def test_epochs_set_max_iter_and_steps_from_what_the_run_trains_on(three_sets, e
             "SOLVER.LR_SCHEDULER_NAME": "WarmupMultiStepLR",
         },
     )
-    per_epoch = (
-        images // 8
-    )  # 6 or 13 full batches (a partial last batch does not count: 50 / 8 = 6.25)
+    # 6 or 13 full batches (a partial last batch does not count: 50 / 8 = 6.25)
+    per_epoch = images // 8
     assert cfg.SOLVER.MAX_ITER == 3 * per_epoch and tuple(cfg.SOLVER.STEPS) == (
         per_epoch,
         2 * per_epoch,

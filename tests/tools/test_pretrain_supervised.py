@@ -31,9 +31,8 @@ def test_supervised_trains_one_view_evaluates_knn_and_exports(supervised_run):
     assert math.isfinite(top1) and 0.0 <= top1 <= 100.0
     rows = [json.loads(line) for line in open(out / "metrics.json") if line.strip()]
     trained = [r for r in rows if "total_loss" in r]
-    assert trained and all(
-        math.isfinite(r["total_loss"]) and r["lr"] > 0 for r in trained
-    )  # = loss_ce
+    # = loss_ce
+    assert trained and all(math.isfinite(r["total_loss"]) and r["lr"] > 0 for r in trained)
     exported = torch.load(out / "backbone.pth", weights_only=True)
     state, meta = exported["state_dict"], exported["meta"]
     assert set(state) == torchvision_resnet18_keys()

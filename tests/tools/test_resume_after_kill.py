@@ -176,9 +176,8 @@ def test_detection_resumes_exactly_after_kill(toy_root, tmp_path):
 def test_pretraining_resumes_exactly_after_kill(method, mini_crops, toy_root, tmp_path):
     script, args = pretrain_args(method, mini_crops)
     ref_dir, run_dir = check_kill_and_resume(script, args, tmp_path, toy_root)
-    if (
-        method != "simclr" and method != "supcon"
-    ):  # the momentum encoder moved and is part of the state
+    # the momentum encoder moved and is part of the state
+    if method != "simclr" and method != "supcon":
         before = torch.load(ref_dir / "model_0000002.pth", map_location="cpu", weights_only=False)[
             "model"
         ]

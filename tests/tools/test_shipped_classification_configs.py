@@ -135,8 +135,7 @@ def test_shipped_config_runs_end_to_end_on_the_real_layout(protocol, eurosat_roo
     test_set = TEST_SET.get(protocol, "eurosat_test")
     assert record["dataset"]["test"] == [test_set]
     value = record["metrics"][test_set][HEADLINE[protocol]]
-    if (
-        protocol == "linear_sgd_islam"
-    ):  # 1 epoch of the 42 images of Islam's 70% (floor of 0.7 x 6 per class) at batch 8
+    # 1 epoch of the 42 images of Islam's 70% (floor of 0.7 x 6 per class) at batch 8
+    if protocol == "linear_sgd_islam":
         assert record["iteration"] == 42 // 8
     assert math.isfinite(value) and 0.0 <= value <= 100.0

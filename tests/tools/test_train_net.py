@@ -218,9 +218,8 @@ def test_resume_refuses_a_checkpoint_it_cannot_trust(
     )
     log = proc.stdout + proc.stderr
     assert proc.returncode != 0 and message in log, log[-3000:]
-    assert (
-        "Traceback" not in log.split(message)[0].splitlines()[-1]
-    )  # the message itself names the file
+    # the message itself names the file
+    assert "Traceback" not in log.split(message)[0].splitlines()[-1]
     assert not (resumed / "results.json").exists()
 
 

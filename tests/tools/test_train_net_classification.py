@@ -238,9 +238,8 @@ def test_few_shot_seeds_give_mean_std_and_ci(mini_textured, toy_root, tmp_path):
     # each seed's numbers are the episodes of that seed on the cached test features, refitted here
     from contrastive_det.evaluation import episode_accuracies, mean_ci95, sample_episodes
 
-    for seed, m in zip(
-        (1, 2), per_seed
-    ):  # random init: each seed is another network, with its own features
+    # random init: each seed is another network, with its own features
+    for seed, m in zip((1, 2), per_seed):
         keys = cache_keys(
             probe_cfg("few_shot", mini_textured, tmp_path, seed=seed), "mini_tex_test"
         )

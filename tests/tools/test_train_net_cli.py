@@ -136,9 +136,8 @@ DATASETS:
     )
     res = json.load(open(out / "results.json"))
     metrics = res["metrics"]["my_digits_test"]
-    assert {"bbox/AP", "bbox/AP50", "bbox/AP75", "bbox/APs"} <= set(
-        metrics
-    )  # COCOEvaluator's metrics
+    # COCOEvaluator's metrics
+    assert {"bbox/AP", "bbox/AP50", "bbox/AP75", "bbox/APs"} <= set(metrics)
     assert res["dataset"] == {"train": ["my_digits_train"], "test": ["my_digits_test"]}
 
 

@@ -133,9 +133,8 @@ def test_converted_r18_trains_under_an_r50_protocol_by_adopting_its_keys(toy_roo
     assert (
         "MODEL.RESNETS.DEPTH 50 -> 18" in log and "MODEL.RESNETS.RES2_OUT_CHANNELS 256 -> 64" in log
     )
-    assert (
-        "backbone.bottom_up.res" not in log and "backbone.bottom_up.stem" not in log
-    )  # nothing left at random init
+    # nothing left at random init
+    assert "backbone.bottom_up.res" not in log and "backbone.bottom_up.stem" not in log
     saved = open(out / "config.yaml").read()
     assert "DEPTH: 18" in saved and "RES2_OUT_CHANNELS: 64" in saved
     assert (out / "results.json").is_file()

@@ -56,6 +56,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.builtin_meta import ADE20K_SEM_SEG_CATEGORIES, _get_builtin_metadata
 from detectron2.data.datasets.cityscapes import load_cityscapes_semantic
 
+from ..checks import DatasetLayoutError
+from ..paths import datasets_root
 from ..sem_seg_folder import (
     SEM_SEG_IMAGE_EXTENSIONS,
     first_few,
@@ -63,11 +65,10 @@ from ..sem_seg_folder import (
     load_sem_seg_split,
     read_text_lines,
 )
-from .catalog import register_dataset
-from ..checks import DatasetLayoutError
-from .downstream.meta import VOC_CLASSES
-from ..paths import datasets_root
 from ..sem_seg_labels import IGNORE_LABEL
+from .catalog import register_dataset
+from .downstream.meta import VOC_CLASSES
+from .voc_sem_seg import load_voc_sem_seg
 
 __all__ = [
     "VOC_SEM_SEG_CLASSES",
@@ -206,8 +207,6 @@ def read_voc_sem_seg(voc_root, split, label_dir="SegmentationClass", name=None):
     The dicts of ``<voc_root>/ImageSets/Segmentation/<split>.txt``: :func:`.voc_sem_seg.load_voc_sem_seg`
     (which checks every label and reads each image's size from its header).
     """
-    from .voc_sem_seg import load_voc_sem_seg
-
     return load_voc_sem_seg(voc_root, split, label_dir, name=name)
 
 

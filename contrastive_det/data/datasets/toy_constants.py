@@ -10,9 +10,8 @@ import os
 
 from ..paths import datasets_root
 
-TOY_DIGITS_CLASSES = tuple(
-    str(i) for i in range(10)
-)  # class names "0".."9"; COCO category ids 1..10
+# class names "0".."9"; COCO category ids 1..10
+TOY_DIGITS_CLASSES = tuple(str(i) for i in range(10))
 # Semantic segmentation classes (label value = index): 0 background, digit c -> c + 1; 255 void
 SEM_SEG_CLASSES = ("background",) + TOY_DIGITS_CLASSES
 VOC_SUBDIR = "VOC"  # <root>/VOC/{JPEGImages,Annotations,ImageSets/Main}

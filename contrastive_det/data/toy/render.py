@@ -312,9 +312,8 @@ def render_scene(rng, images, pools, num_digits, image_hw):
         ph, pw = alpha.shape
         box = (px + inner[0], py + inner[1], px + inner[2], py + inner[3])
         region = canvas[py : py + ph, px : px + pw]  # hxwx3 view
-        bg_colour = (region * alpha[..., None]).sum(axis=(0, 1)) / max(
-            float(alpha.sum()), 1e-6
-        )  # 3
+        # bg_colour: 3 (RGB)
+        bg_colour = (region * alpha[..., None]).sum(axis=(0, 1)) / max(float(alpha.sum()), 1e-6)
         colour = _stroke_colour(rng, bg_colour, low_contrast)
         a = (alpha * opacity)[..., None]  # hxwx1
         region[...] = region * (1 - a) + colour * a
@@ -413,9 +412,8 @@ def render_textured_crop(rng, digit, size=TEXTURED_CROP_SIZE):
         [[x0 - 1, y0 - 1, 1], [x1 + 1, y0 - 1, 1], [x0 - 1, y1 + 1, 1], [x1 + 1, y1 + 1, 1]],
         np.float64,
     )
-    extent = np.ptp(
-        corners @ cv2.getRotationMatrix2D(centre, angle, scale).T, axis=0
-    )  # (w, h) after warp
+    # extent: (w, h) after the warp
+    extent = np.ptp(corners @ cv2.getRotationMatrix2D(centre, angle, scale).T, axis=0)
     scale *= min(1.0, (size - 3) / float(extent.max()))  # extents are linear in the scale
     matrix = cv2.getRotationMatrix2D(centre, angle, scale)  # 2x3, keeps the centre in place
     pts = corners @ matrix.T  # 4x2

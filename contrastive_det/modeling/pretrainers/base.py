@@ -80,9 +80,8 @@ class ContrastivePretrainer(nn.Module):
         views = [
             self._images([d["views"][i] for d in batched_inputs]) for i in range(self.num_views)
         ]  # V x Nx3xHxW
-        labels = torch.tensor(
-            [int(d.get("label", -1)) for d in batched_inputs], device=self.device
-        )  # N
+        # labels: N
+        labels = torch.tensor([int(d.get("label", -1)) for d in batched_inputs], device=self.device)
         return self.losses(views, labels)
 
     def losses(self, views, labels):
@@ -91,9 +90,8 @@ class ContrastivePretrainer(nn.Module):
 
     @torch.no_grad()
     def inference(self, batched_inputs):
-        feats = F.normalize(
-            self.encoder(self._images([d["image"] for d in batched_inputs])), dim=1
-        )  # NxD
+        # feats: NxD
+        feats = F.normalize(self.encoder(self._images([d["image"] for d in batched_inputs])), dim=1)
         return [{"embedding": f} for f in feats]
 
     def export_backbone(self):
@@ -120,7 +118,6 @@ class InBatchPretrainer(ContrastivePretrainer):
 
     def _projections(self, views):
         n = views[0].shape[0]
-        z = F.normalize(
-            self.projection(self.encoder(torch.cat(views))), dim=1
-        )  # 2NxD, BN over both views
+        # 2NxD, BN over both views
+        z = F.normalize(self.projection(self.encoder(torch.cat(views))), dim=1)
         return gather_with_grad(z[:n]), gather_with_grad(z[n:])  # global (W*N)xD each
