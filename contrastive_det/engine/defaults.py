@@ -26,7 +26,7 @@ from ..data.checks import check_images
 from ..utils import collectives
 from ..utils.yaml_files import load_yaml_file
 from . import stop_request
-from .checkpoint import read_resume_state, resumable_config
+from .checkpoint import ResumeState, read_resume_state, resumable_config
 from .results import (
     RESULTS_FILE,
     aggregate_seed_results,
@@ -257,7 +257,7 @@ def build_run_config(
     return cfg, [m for m in messages if m]
 
 
-def adopt_checkpoint_seed(cfg: CfgNode, state: dict | None) -> str | None:
+def adopt_checkpoint_seed(cfg: CfgNode, state: ResumeState | None) -> str | None:
     """
     A resumed run continues with the seed it started with: when ``OUTPUT_DIR`` holds a checkpoint
     that records a seed, ``cfg.SEED`` becomes that seed (whatever the command line says; the data
@@ -277,7 +277,9 @@ def adopt_checkpoint_seed(cfg: CfgNode, state: dict | None) -> str | None:
     return message
 
 
-def check_resume_config(cfg: CfgNode, state: dict | None, allow_change: bool = False) -> str | None:
+def check_resume_config(
+    cfg: CfgNode, state: ResumeState | None, allow_change: bool = False
+) -> str | None:
     """
     A resumed run continues the run of its checkpoint: a config that differs from the one the
     checkpoint recorded (other than the output folder, seed, device, workers and norm flavours:
@@ -354,6 +356,22 @@ def setup(
     return cfg
 
 
+def _run_then_close(run_fn: Callable[..., Any], *run_args: Any) -> Any:
+    """
+    One process of :func:`launch_runs`: ``run_fn(*run_args)``, then, when it returned on every
+    process, the process groups are destroyed before the process exits. detectron2's ``launch``
+    leaves them to the interpreter's exit, where gloo's threads can be torn down while still
+    joinable: the process then aborts ("terminate called without an active exception", SIGABRT)
+    after the run finished, and the launcher reports a failure. A run that raises skips this: its
+    peers may never reach the barrier.
+    """
+    result = run_fn(*run_args)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        comm.synchronize()
+        torch.distributed.destroy_process_group()
+    return result
+
+
 def launch_runs(run_fn: Callable[..., Any], args: argparse.Namespace) -> str | None:
     """
     Launch ``run_fn(args, seed, output_dir)`` on ``--num-gpus`` x ``--num-machines`` processes,
@@ -375,12 +393,12 @@ def launch_runs(run_fn: Callable[..., Any], args: argparse.Namespace) -> str | N
     for seed, run_dir in zip(seeds, run_dirs):
         try:
             launch(
-                run_fn,
+                _run_then_close,
                 args.num_gpus,
                 num_machines=args.num_machines,
                 machine_rank=args.machine_rank,
                 dist_url=args.dist_url,
-                args=(args, seed, run_dir),
+                args=(run_fn, args, seed, run_dir),
             )
         except torch.multiprocessing.ProcessExitedException as e:
             if e.exit_code == stop_request.STOPPED_EXIT_CODE:
