@@ -23,7 +23,7 @@ import math
 import os
 import re
 from collections import OrderedDict
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -49,7 +49,7 @@ _META_KEYS = ("arch", "depth", "method", "pixel_mean", "pixel_std", "input_forma
 UNSPECIFIED_METHOD = "unspecified"
 
 
-def named_method(method):
+def named_method(method: object) -> str | None:
     """``method`` when a checkpoint names its pretraining method; None when it is empty, not a string or
     ``"unspecified"``."""
     return method if isinstance(method, str) and method and method != UNSPECIFIED_METHOD else None
@@ -96,7 +96,13 @@ def _triple(values, name):
     return out
 
 
-def canonical_backbone(state_dict, depth=None, *, where="state_dict", depth_name="arch resnet"):
+def canonical_backbone(
+    state_dict: Mapping[str, torch.Tensor],
+    depth: int | None = None,
+    *,
+    where: str = "state_dict",
+    depth_name: str = "arch resnet",
+) -> tuple[OrderedDict[str, torch.Tensor], int]:
     """
     Validate a torchvision ResNet state dict and return its backbone part as canonical tensors
     (``fc.*`` and BN counters removed; detached, contiguous CPU copies; same key order).
@@ -208,7 +214,9 @@ def save_canonical(
     return payload["meta"]
 
 
-def parse_canonical(obj, where="checkpoint"):
+def parse_canonical(
+    obj: Any, where: str = "checkpoint"
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Validate a loaded canonical dict; return ``(state_dict, meta)``."""
     if not isinstance(obj, dict) or "format" not in obj:
         keys = list(obj)[:20] if isinstance(obj, dict) else type(obj).__name__

@@ -12,9 +12,12 @@ normally (``weights_only=False``), which can run arbitrary code: only for files 
 A missing, empty, truncated or corrupt file raises :class:`ConversionError` naming the file.
 """
 
+from __future__ import annotations
+
 import os
 import pickle
 import zipfile
+from typing import Any
 
 import numpy as np
 import torch
@@ -91,7 +94,7 @@ def _torch_load(path, trust):
         raise _corrupt(path, e) from None
 
 
-def load_checkpoint_file(path, *, trust=False):
+def load_checkpoint_file(path: str | os.PathLike[str], *, trust: bool = False) -> Any:
     """
     Load ``path`` (a torch checkpoint or a plain pickle) on CPU without executing code from it
     (unless ``trust``). Numpy arrays come back as tensors.

@@ -8,10 +8,15 @@ checkpoint of the classifier itself (``model_final.pth`` of a fine-tuning run) i
 anything else stops the run.
 """
 
+from __future__ import annotations
+
 import os
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import torch
 import torchvision
+
+from detectron2.config import CfgNode
 
 from ..utils.atomic import atomic_open
 from ..utils.config_keys import get_key
@@ -19,6 +24,9 @@ from .checkpoint_io import load_checkpoint_file
 from .errors import ConversionError
 from .canonical import TORCHVISION_PIXEL_MEAN, TORCHVISION_PIXEL_STD
 from .pipeline import canonicalise, method_override, read
+
+if TYPE_CHECKING:
+    from .writers import ConvertedBackbone
 
 CLASSIFIER_WEIGHTS_FILE = "classifier_weights.pth"
 TORCHVISION_CONVENTIONS = {
@@ -37,7 +45,7 @@ _D2_DEFAULTS = {
 TRUNK_PREFIX = "trunk.resnet."  # names of the trunk's tensors in contrastive_det's Classifier
 
 
-def is_classifier_checkpoint(ckpt):
+def is_classifier_checkpoint(ckpt: Any) -> bool:
     """A state dict of contrastive_det's Classifier (bare or under "model")."""
     sd = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
     return isinstance(sd, dict) and any(
@@ -79,7 +87,9 @@ def _d2_run_config(path):
     return {k: get_key(data, k, default=v) for k, v in _D2_DEFAULTS.items()}
 
 
-def input_conventions(cfg, source, ckpt, ext_format, meta):
+def input_conventions(
+    cfg: CfgNode, source: str, ckpt: Any, ext_format: str, meta: Mapping[str, Any]
+) -> tuple[dict[str, Any], str]:
     """
     ``(conventions, where)``: how the weights expect their input (``input_format``, ``pixel_mean``,
     ``pixel_std`` in that channel order, ``stride_in_1x1``) and where that was read.
@@ -123,7 +133,14 @@ def input_conventions(cfg, source, ckpt, ext_format, meta):
     )
 
 
-def honour_conventions(cfg, state_dict, conventions, where, source, log=print):
+def honour_conventions(
+    cfg: CfgNode,
+    state_dict: dict[str, torch.Tensor],
+    conventions: Mapping[str, Any],
+    where: str,
+    source: str,
+    log: Callable[[str], Any] = print,
+) -> tuple[dict[str, torch.Tensor], list[str]]:
     """
     Make the torchvision trunk compute what the weights were trained to compute, or refuse.
 
@@ -165,7 +182,9 @@ def honour_conventions(cfg, state_dict, conventions, where, source, log=print):
     return state_dict, overrides
 
 
-def read_trunk(cfg, purpose, log=print):
+def read_trunk(
+    cfg: CfgNode, purpose: str, log: Callable[[str], Any] = print
+) -> tuple[dict[str, torch.Tensor], ConvertedBackbone]:
     """
     The torchvision ResNet trunk of ``cfg.MODEL.WEIGHTS`` (any layout a reader recognises; the
     backbone prefix from ``MODEL.WEIGHTS_PREFIX`` when the config has it), checked against the
@@ -190,7 +209,9 @@ def read_trunk(cfg, purpose, log=print):
     return _complete_and_check(backbone.state_dict, backbone.depth, width, source), backbone
 
 
-def prepare_classifier_weights(cfg, output_dir, log=print):
+def prepare_classifier_weights(
+    cfg: CfgNode, output_dir: str, log: Callable[[str], Any] = print
+) -> list[str]:
     """
     Prepare ``cfg.MODEL.WEIGHTS`` for the classifier (before any process starts).
 

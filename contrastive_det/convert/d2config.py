@@ -16,8 +16,9 @@ import os
 import shlex
 import tempfile
 from collections import OrderedDict
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
+from detectron2.config import CfgNode
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, Res5ROIHeads
 
 from ..config import get_cfg
@@ -60,7 +61,7 @@ def _value_yaml(v):
     return str(v)
 
 
-def config_yaml_lines(cfg, indent=0):
+def config_yaml_lines(cfg: Mapping[str, Any], indent: int = 0) -> list[str]:
     lines = []
     for k, v in cfg.items():
         if isinstance(v, dict):
@@ -71,7 +72,7 @@ def config_yaml_lines(cfg, indent=0):
     return lines
 
 
-def render_config_yaml(cfg, base, header=()):
+def render_config_yaml(cfg: Mapping[str, Any], base: str, header: Iterable[str] = ()) -> str:
     """
     YAML text: comments, ``_BASE_`` and the keys of ``cfg``. ``_BASE_`` is absolute, like the
     ``MODEL.WEIGHTS`` it sits beside: the file is not meant to move, and a relative path would depend
@@ -90,7 +91,7 @@ def _load_cfg(path):
     return cfg
 
 
-def check_base(base, depth):
+def check_base(base: str, depth: int) -> CfgNode:
     """The base protocol exists, loads, and can hold a ResNet-``depth`` (C4 heads need bottlenecks)."""
     if not os.path.isfile(base):
         raise ConversionError(f"--base {base}: no such config file")
@@ -134,7 +135,7 @@ def _check_loaded(cfg, expected, path):
         raise ConversionError(f"{path} does not set what it should: {wrong}")
 
 
-def validate_config_text(text, yaml_path, expected):
+def validate_config_text(text: str, yaml_path: str, expected: Mapping[str, Any]) -> None:
     """Merge ``text`` as if it were at ``yaml_path`` into the suite's config; check ``expected``."""
     folder = os.path.dirname(os.path.abspath(yaml_path))
     os.makedirs(folder, exist_ok=True)

@@ -80,7 +80,7 @@ def _is_detectron2_model(ckpt):
     return False
 
 
-def weights_plan(path, prefix=None, prefix_key=None):
+def weights_plan(path: str, prefix: str | None = None, prefix_key: str | None = None) -> str:
     """
     What a detection run does with ``MODEL.WEIGHTS = path``.
 

@@ -1,5 +1,9 @@
 """Errors raised by the checkpoint converters. Every message names the file or key at fault."""
 
+from __future__ import annotations
+
+from typing import Iterable
+
 
 class ConversionError(ValueError):
     """A checkpoint cannot be converted (unknown layout, missing or mis-shaped keys, bad depth...)."""
@@ -21,6 +25,6 @@ class AmbiguousCheckpointError(ConversionError):
         candidates (list[str]): the ``--prefix`` value that selects each of them.
     """
 
-    def __init__(self, message, candidates):
+    def __init__(self, message: str, candidates: Iterable[str]):
         super().__init__(message)
         self.candidates = list(candidates)

@@ -8,9 +8,11 @@ container by a *prefix* such that ``prefix + name`` exists for every name of a *
 (e.g. ``conv1.weight`` and ``layer1.0.conv1.weight`` for torchvision names).
 """
 
+from __future__ import annotations
+
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
@@ -47,15 +49,15 @@ class Candidate:
     )
 
     @property
-    def dotted(self):
+    def dotted(self) -> str:
         """The prefix as if nested dicts were flattened with dots: ``("student",), ""`` -> ``"student."``."""
         return "".join(p + "." for p in self.path) + self.prefix
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.dotted or "<root>"
 
 
-def group_label(key):
+def group_label(key: str) -> str:
     """``module.encoder_k.layer1.0.conv1.weight`` -> ``module.encoder_k.*``; ``queue`` -> ``queue``."""
     parts = key.split(".")
     i = 0
@@ -65,7 +67,7 @@ def group_label(key):
     return label + ".*" if i + 1 < len(parts) else label
 
 
-def tensor_dict(obj):
+def tensor_dict(obj: Any) -> dict[str, Any] | None:
     """``obj`` if it is a dict holding at least one tensor under a string key, else None."""
     if isinstance(obj, dict) and any(
         isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items()
@@ -74,17 +76,19 @@ def tensor_dict(obj):
     return None
 
 
-def container_at(ckpt, path):
+def container_at(ckpt: Any, path: tuple[str, ...]) -> dict[str, Any] | None:
     """The tensor dict at ``path`` (a tuple of dict keys; ``()`` is the root), or None."""
     return tensor_dict(get_key(ckpt, path, default=None))
 
 
-def has_keys(sd, prefix, probe):
+def has_keys(sd: Mapping[str, Any], prefix: str, probe: Iterable[str]) -> bool:
     """True when ``prefix + name`` is a tensor of ``sd`` for every name of ``probe``."""
     return all(prefix + k in sd and torch.is_tensor(sd[prefix + k]) for k in probe)
 
 
-def iter_containers(ckpt, max_depth=4):
+def iter_containers(
+    ckpt: Any, max_depth: int = 4
+) -> Iterator[tuple[tuple[str, ...], dict[str, Any]]]:
     """Yield ``(path, dict)`` for ``ckpt`` and every nested dict that holds tensors, breadth first."""
     todo = [((), ckpt)]
     while todo:
@@ -99,11 +103,11 @@ def iter_containers(ckpt, max_depth=4):
                     todo.append((path + (k,), v))
 
 
-def path_str(path):
+def path_str(path: tuple[str, ...]) -> str:
     return ".".join(path) if path else "<root>"
 
 
-def find_prefixes(sd, probe):
+def find_prefixes(sd: Mapping[str, Any], probe: Sequence[str]) -> list[str]:
     """Every prefix P of ``sd`` (``""`` or ending with ``.``) with ``P + name`` present for all of ``probe``."""
     last = probe[-1]
     found = []
@@ -115,7 +119,9 @@ def find_prefixes(sd, probe):
     return found
 
 
-def first_prefix(sd, prefixes, probe=TV_PROBE):
+def first_prefix(
+    sd: Mapping[str, Any], prefixes: Iterable[str], probe: Sequence[str] = TV_PROBE
+) -> str | None:
     """The first of ``prefixes`` under which ``sd`` holds ``probe``, or None."""
     for p in prefixes:
         if has_keys(sd, p, probe):
@@ -123,7 +129,9 @@ def first_prefix(sd, prefixes, probe=TV_PROBE):
     return None
 
 
-def find_candidates(ckpt, probe, rename=None):
+def find_candidates(
+    ckpt: Any, probe: Sequence[str], rename: Callable[[str], str | None] | None = None
+) -> list[Candidate]:
     """Every :class:`Candidate` holding ``probe`` in any container of ``ckpt``."""
     return [
         Candidate(path, p, rename)
@@ -138,7 +146,16 @@ def _ignored(ckpt, path):
     return [str(k) for k in ckpt if k != path[0]]
 
 
-def take_prefix(fmt, ckpt, path, prefix, *, rename=None, meta=None, extra_sources=()):
+def take_prefix(
+    fmt: str,
+    ckpt: dict[str, Any],
+    path: tuple[str, ...],
+    prefix: str,
+    *,
+    rename: Callable[[str], str | None] | None = None,
+    meta: Mapping[str, Any] | None = None,
+    extra_sources: Iterable[tuple[tuple[str, ...], str, Callable[[str], str | None] | None]] = (),
+) -> Extraction:
     """
     Build an :class:`Extraction` from the tensors of the container at ``path`` whose keys start
     with ``prefix``; the container's other tensors are listed as dropped, with a group label.
@@ -199,14 +216,16 @@ def take_prefix(fmt, ckpt, path, prefix, *, rename=None, meta=None, extra_source
     )
 
 
-def take_candidate(fmt, ckpt, candidate, meta=None):
+def take_candidate(
+    fmt: str, ckpt: dict[str, Any], candidate: Candidate, meta: Mapping[str, Any] | None = None
+) -> Extraction:
     """:func:`take_prefix` for a :class:`Candidate`."""
     return take_prefix(
         fmt, ckpt, candidate.path, candidate.prefix, rename=candidate.rename, meta=meta
     )
 
 
-def parse_prefix(spec):
+def parse_prefix(spec: str) -> tuple[tuple[str, ...] | None, str]:
     """``"CONTAINER:PREFIX"`` (CONTAINER a dotted path of dict keys, empty for the root) or ``"PREFIX"``."""
     if ":" in spec:
         container, prefix = spec.split(":", 1)
@@ -214,7 +233,7 @@ def parse_prefix(spec):
     return None, spec
 
 
-def select_candidates(candidates, spec):
+def select_candidates(candidates: Iterable[Candidate], spec: str) -> list[Candidate]:
     """
     The candidates a ``--prefix`` ``spec`` names: ``"CONTAINER:PREFIX"`` exactly, or ``"PREFIX"``
     as the prefix inside any container or as the dotted prefix from the root
@@ -227,7 +246,7 @@ def select_candidates(candidates, spec):
     return [c for c in candidates if c.prefix == want_prefix or c.dotted == dotted]
 
 
-def describe_checkpoint(ckpt, max_groups=12):
+def describe_checkpoint(ckpt: Any, max_groups: int = 12) -> str:
     """Top-level keys and the key prefixes (with tensor counts) of every container, for errors."""
     if not isinstance(ckpt, dict):
         return f"the file holds a {type(ckpt).__name__}, not a dict"

@@ -15,9 +15,11 @@ import shutil
 import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 import torch
+
+from detectron2.config import CfgNode
 
 from .canonical import (
     TORCHVISION_PIXEL_MEAN,
@@ -37,7 +39,17 @@ from .errors import ConversionError
 from .readers import read_checkpoint
 from .resnet_keys import describe_depth
 from .verify import DEFAULT_TOLERANCE, CoverageReport, VerificationResult, check_coverage
-from .writers import WRITERS, ConvertedBackbone, check_output_path, get_writer, write_bytes_atomic
+from .writers import (
+    WRITERS,
+    ConvertedBackbone,
+    Writer,
+    check_output_path,
+    get_writer,
+    write_bytes_atomic,
+)
+
+if TYPE_CHECKING:
+    from .extraction import Extraction
 
 
 @dataclass
@@ -57,7 +69,13 @@ class ConversionResult:
     config_path: Optional[str] = None
 
 
-def check_request(input_path, output_path, to, write_config, base):
+def check_request(
+    input_path: str,
+    output_path: str,
+    to: str,
+    write_config: str | None,
+    base: str | Callable[[int], str] | None,
+) -> Writer:
     """
     Refuse a conversion that cannot succeed, before reading anything.
 
@@ -83,13 +101,15 @@ def check_request(input_path, output_path, to, write_config, base):
     return writer
 
 
-def read(input_path, *, fmt=None, prefix=None, trust=False):
+def read(
+    input_path: str, *, fmt: str | None = None, prefix: str | None = None, trust: bool = False
+) -> Extraction:
     """Load ``input_path`` safely and extract its backbone: an :class:`Extraction` (see readers)."""
     ckpt = load_checkpoint_file(input_path, trust=trust)
     return read_checkpoint(ckpt, fmt=fmt, prefix=prefix, where=input_path)
 
 
-def method_override(cfg, method) -> list[str]:
+def method_override(cfg: CfgNode, method: object) -> list[str]:
     """``["RESULTS.METHOD", method]`` when the weights name their pretraining method (:func:`~.canonical.named_method`)
     and ``cfg.RESULTS.METHOD`` names none; else ``[]``."""
     named = named_method(method)
@@ -114,7 +134,15 @@ def _normalise(tensor):
     return t.float() if t.dtype == torch.bfloat16 else t.contiguous()
 
 
-def canonicalise(ext, *, depth=None, method=None, verbose=False, where="checkpoint", say=print):
+def canonicalise(
+    ext: Extraction,
+    *,
+    depth: int | None = None,
+    method: str | None = None,
+    verbose: bool = False,
+    where: str = "checkpoint",
+    say: Callable[[str], Any] = print,
+) -> tuple[ConvertedBackbone, CoverageReport]:
     """
     Check the extraction's coverage of a standard ResNet and normalise its tensors.
 
@@ -141,7 +169,13 @@ def canonicalise(ext, *, depth=None, method=None, verbose=False, where="checkpoi
     return backbone, coverage
 
 
-def plan_config(writer, backbone, output_path, write_config, base):
+def plan_config(
+    writer: Writer,
+    backbone: ConvertedBackbone,
+    output_path: str,
+    write_config: str | None,
+    base: str | Callable[[int], str] | None,
+) -> tuple[OrderedDict[str, Any], str | None, str | Callable[[int], str] | None]:
     """
     The detectron2 config the output needs, and the text of ``write_config`` (validated).
 
@@ -174,7 +208,9 @@ def plan_config(writer, backbone, output_path, write_config, base):
     return cfg, text, base
 
 
-def verify_payload(writer, backbone, payload, tolerance):
+def verify_payload(
+    writer: Writer, backbone: ConvertedBackbone, payload: bytes, tolerance: float
+) -> VerificationResult:
     """Write ``payload`` to a temporary file and run the writer's check on it; see :class:`Writer`."""
     tmpdir = tempfile.mkdtemp(prefix="contrastive_det_convert_")
     try:
@@ -186,7 +222,17 @@ def verify_payload(writer, backbone, payload, tolerance):
         shutil.rmtree(tmpdir, ignore_errors=True)
 
 
-def commit(writer, backbone, payload, output_path, cfg, config_text, write_config, base, say=print):
+def commit(
+    writer: Writer,
+    backbone: ConvertedBackbone,
+    payload: bytes,
+    output_path: str,
+    cfg: Mapping[str, Any],
+    config_text: str | None,
+    write_config: str | None,
+    base: str | Callable[[int], str] | None,
+    say: Callable[[str], Any] = print,
+) -> tuple[int, str | None]:
     """Write the output (and the config) atomically and report. Returns ``(bytes, config path)``."""
     written = write_bytes_atomic(output_path, payload)
     config_path = None
@@ -223,7 +269,7 @@ def convert_checkpoint(
     trust: bool = False,
     method: str | None = None,
     write_config: str | None = None,
-    base: str | None = None,
+    base: str | Callable[[int], str] | None = None,
     verbose: bool = False,
     log: Callable[[str], Any] | None = None,
 ) -> ConversionResult:

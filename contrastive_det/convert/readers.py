@@ -59,7 +59,7 @@ SEQUENTIAL_PROBE = ("0.weight", "1.running_var", "4.0.conv1.weight", "7.0.conv1.
 _TRUNK_NAMES = ("backbone", "encoder")
 
 
-def read_canonical(ckpt):
+def read_canonical(ckpt: Any) -> Extraction | None:
     """
     contrastive_det canonical export: {"format": "contrastive_det.backbone/v1", "state_dict":
     torchvision keys, "meta": {...}}.
@@ -88,7 +88,7 @@ def _c4_res5_rename(name):
     return _d2_rename("res5." + name) if re.match(r"^\d+\.", name) else None
 
 
-def read_detectron2(ckpt):
+def read_detectron2(ckpt: Any) -> Extraction | None:
     """
     detectron2 ResNet names (stem.conv1.*, res2-res5.*): a converted .pkl {"model": ...,
     "__author__": ...} or a detectron2 model checkpoint (backbone.[bottom_up.]*; a C4 model's res5
@@ -130,7 +130,7 @@ _VISSL_TRUNKS = [
 ]
 
 
-def read_vissl(ckpt):
+def read_vissl(ckpt: Any) -> Extraction | None:
     """
     VISSL: {"classy_state_dict": {"base_model": {"model": {"trunk": {"_feature_blocks.conv1.weight",
     "_feature_blocks.layer1.0...", ...}, "heads": {...}}}}} (heads dropped).
@@ -158,7 +158,7 @@ def _state_dict_or_root(ckpt):
     return None, None
 
 
-def read_moco(ckpt):
+def read_moco(ckpt: Any) -> Extraction | None:
     """
     MoCo v1/v2: {"state_dict": {"module.encoder_q.*" (fc: linear v1 / MLP fc.0, fc.2 v2),
     "module.encoder_k.*", "module.queue", "module.queue_ptr"}, "arch", "epoch", "optimizer"}.
@@ -171,7 +171,7 @@ def read_moco(ckpt):
     return take_prefix("moco", ckpt, path, prefix, meta={"method": method})
 
 
-def read_mocov3(ckpt):
+def read_mocov3(ckpt: Any) -> Extraction | None:
     """
     MoCo v3: {"state_dict": {"module.base_encoder.*" (fc = projection MLP),
     "module.momentum_encoder.*", "module.predictor.*"}, "arch", "epoch", "optimizer", "scaler"}.
@@ -188,7 +188,7 @@ def _supcon_rename(name):
     return re.sub(r"\.shortcut\.([01])\.", r".downsample.\1.", name)
 
 
-def read_supcon(ckpt):
+def read_supcon(ckpt: Any) -> Extraction | None:
     """
     SupContrast: {"model": {"encoder.*" | "module.encoder.*" | "encoder.module.*", "head.*"}, "opt",
     "optimizer", "epoch"} (shortcut.0/1 read as downsample.0/1).
@@ -206,7 +206,7 @@ def read_supcon(ckpt):
     )
 
 
-def read_lightning(ckpt):
+def read_lightning(ckpt: Any) -> Extraction | None:
     """
     PyTorch Lightning SSL checkpoints, e.g. solo-learn: {"state_dict": {"backbone.*",
     "momentum_backbone.*", "projector.*", "classifier.*", ...}, "pytorch-lightning_version",
@@ -229,7 +229,7 @@ def read_lightning(ckpt):
     )
 
 
-def read_mmselfsup(ckpt):
+def read_mmselfsup(ckpt: Any) -> Extraction | None:
     """
     mmselfsup / OpenMMLab: {"meta": {...}, "state_dict": {"backbone.*", "neck.*", "head.*", momentum
     encoder, queue...}, "optimizer"}.
@@ -244,7 +244,7 @@ def read_mmselfsup(ckpt):
     )
 
 
-def read_timm(ckpt):
+def read_timm(ckpt: Any) -> Extraction | None:
     """
     timm training checkpoint: {"state_dict": torchvision-named ResNet (conv1, bn1, layer1-4, fc),
     "arch", "epoch", "args", "state_dict_ema"?} (timm's pretrained files are plain state dicts:
@@ -261,7 +261,7 @@ def read_timm(ckpt):
     return ext
 
 
-def read_torchvision(ckpt):
+def read_torchvision(ckpt: Any) -> Extraction | None:
     """
     torchvision ResNet state_dict (conv1, bn1, layer1-4, fc), bare or as {"model": ...}
     (torchvision's reference scripts), optionally under "module."; timm ResNet weights use the same
@@ -280,7 +280,7 @@ _PLAIN_PREFIXES = tuple(
 )
 
 
-def read_prefixed(ckpt):
+def read_prefixed(ckpt: Any) -> Extraction | None:
     """
     A torchvision-named ResNet under "backbone." or "encoder." (optionally inside
     "module."/"model."), in the file itself or in its "state_dict" / "model" entry.
@@ -303,7 +303,7 @@ def _is_trunk(candidate):
     return bool(parts) and parts[-1] in _TRUNK_NAMES
 
 
-def read_sequential(ckpt):
+def read_sequential(ckpt: Any) -> Extraction | None:
     """
     torchvision ResNet's children in an nn.Sequential (lightly, tutorials: backbone =
     nn.Sequential(*list(resnet.children())[:-1])): 0.* conv1, 1.* bn1, 4.*-7.* layer1-4, bare or
@@ -330,7 +330,7 @@ def _ambiguous(candidates):
     )
 
 
-def read_raw(ckpt, prefix=None):
+def read_raw(ckpt: Any, prefix: str | None = None) -> Extraction | None:
     """
     Any dict of tensors holding exactly one ResNet (torchvision names, or nn.Sequential indices)
     under some prefix, at any nesting level (--prefix picks one).
@@ -400,12 +400,12 @@ def register_reader(
     READERS.update(items)
 
 
-def format_names():
+def format_names() -> list[str]:
     """Every accepted ``--format`` name: the readers, then the aliases."""
     return list(READERS) + sorted(a for a in FORMAT_ALIASES if a not in READERS)
 
 
-def resolve_format(name):
+def resolve_format(name: str) -> str:
     """The reader name for a format name or alias; raises :class:`ConversionError` if unknown."""
     key = FORMAT_ALIASES.get(name, name)
     if key not in READERS:
@@ -413,7 +413,7 @@ def resolve_format(name):
     return key
 
 
-def layout_of(name):
+def layout_of(name: str) -> str:
     """The layout description of reader ``name`` on one line (its docstring's first paragraph)."""
     paragraph = (READERS[name].__doc__ or "").strip().split("\n\n")[0]
     return " ".join(line.strip() for line in paragraph.splitlines()) or name

@@ -20,11 +20,17 @@ from __future__ import annotations
 import functools
 import re
 from collections import OrderedDict
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import torch
 
 from .errors import ConversionError
+
+if TYPE_CHECKING:
+    import torchvision
+
+    from detectron2.config import CfgNode
+    from detectron2.modeling.backbone.resnet import ResNet
 
 # Blocks per stage (layer1..layer4 = res2..res5) and block type for every standard depth.
 STAGE_BLOCKS = {
@@ -106,12 +112,12 @@ def d2_to_tv_key(key: str) -> str | None:
     return _apply(_D2_PATTERNS, key)
 
 
-def is_classifier_key(tv_key):
+def is_classifier_key(tv_key: str) -> bool:
     """True for torchvision's ``fc.*`` (classifier, or a projection MLP stored as ``fc.0`` ...)."""
     return tv_key == "fc" or tv_key.startswith("fc.")
 
 
-def is_bn_counter(key):
+def is_bn_counter(key: str) -> bool:
     return key.endswith("." + BN_COUNTER)
 
 
@@ -128,7 +134,7 @@ _SEQUENTIAL_CHILDREN = {
 }
 
 
-def sequential_to_tv_key(key):
+def sequential_to_tv_key(key: str) -> str:
     """
     torchvision name of a key of ``nn.Sequential(*list(resnet.children())[:-1])``:
     ``0.weight`` -> ``conv1.weight``, ``4.0.conv1.weight`` -> ``layer1.0.conv1.weight``. Keys of
@@ -171,7 +177,7 @@ def detectron2_to_torchvision(state_dict: Mapping[str, Any]) -> OrderedDict:
     return out
 
 
-def describe_depth(depth):
+def describe_depth(depth: int) -> str:
     kind = "bottleneck" if depth in BOTTLENECK_DEPTHS else "basic"
     return f"ResNet-{depth} ({kind} blocks {'-'.join(map(str, STAGE_BLOCKS[depth]))})"
 
@@ -222,7 +228,7 @@ def infer_depth(
     return depth
 
 
-def detectron2_resnet_cfg(depth, norm="BN"):
+def detectron2_resnet_cfg(depth: int, norm: str = "BN") -> CfgNode:
     """
     A detectron2 config for a plain ResNet backbone of ``depth`` in torchvision layout:
     RES2_OUT_CHANNELS 64 (R18/34) or 256, STRIDE_IN_1X1 False, res2..res5 out, nothing frozen.
@@ -241,11 +247,11 @@ def detectron2_resnet_cfg(depth, norm="BN"):
     return cfg
 
 
-def res2_out_channels(depth):
+def res2_out_channels(depth: int) -> int:
     return 256 if depth in BOTTLENECK_DEPTHS else 64
 
 
-def build_detectron2_resnet(depth, device=None):
+def build_detectron2_resnet(depth: int, device: str | torch.device | None = None) -> ResNet:
     """detectron2's ResNet backbone (real BN) for ``depth``; ``device="meta"`` allocates nothing."""
     from detectron2.layers import ShapeSpec
     from detectron2.modeling.backbone.resnet import build_resnet_backbone
@@ -257,7 +263,9 @@ def build_detectron2_resnet(depth, device=None):
         return build_resnet_backbone(cfg, ShapeSpec(channels=3))
 
 
-def build_torchvision_resnet(depth, device=None):
+def build_torchvision_resnet(
+    depth: int, device: str | torch.device | None = None
+) -> torchvision.models.ResNet:
     import torchvision
 
     if depth not in STAGE_BLOCKS:
@@ -279,11 +287,11 @@ def _shapes(kind, depth):
     )
 
 
-def detectron2_backbone_shapes(depth):
+def detectron2_backbone_shapes(depth: int) -> OrderedDict[str, tuple[int, ...]]:
     """OrderedDict detectron2 key -> shape of every parameter and BN statistic of the backbone."""
     return OrderedDict(_shapes("d2", depth))
 
 
-def torchvision_backbone_shapes(depth):
+def torchvision_backbone_shapes(depth: int) -> OrderedDict[str, tuple[int, ...]]:
     """OrderedDict torchvision key -> shape for the backbone (no ``fc.*``, no BN counters)."""
     return OrderedDict(_shapes("tv", depth))

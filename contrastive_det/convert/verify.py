@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Tuple
@@ -51,10 +52,10 @@ class CoverageReport:
     dropped: Dict[str, str] = field(default_factory=dict)  # file key -> group label
 
     @property
-    def ok(self):
+    def ok(self) -> bool:
         return not (self.missing or self.mis_shaped or self.unexpected)
 
-    def problems(self):
+    def problems(self) -> str:
         out = []
         if self.missing:
             out.append(
@@ -72,7 +73,7 @@ class CoverageReport:
             )
         return "\n  ".join(out)
 
-    def format(self, verbose=False):
+    def format(self, verbose: bool = False) -> str:
         per_stage = OrderedDict((s, 0) for s in ("stem",) + STAGES)
         for _, d2_key, _ in self.matched:
             per_stage[d2_key.split(".", 1)[0]] += 1
@@ -176,14 +177,14 @@ class VerificationResult:
     loader: str  # how detectron2's weights were loaded
 
     @property
-    def max_diff(self):
+    def max_diff(self) -> float:
         return max(self.max_abs_diff.values())
 
     @property
-    def passed(self):
+    def passed(self) -> bool:
         return all(math.isfinite(v) and v <= self.tolerance for v in self.max_abs_diff.values())
 
-    def format(self):
+    def format(self) -> str:
         diffs = ", ".join(f"{k} {v:.2e}" for k, v in self.max_abs_diff.items())
         mags = ", ".join(f"{k} {v:.3g}" for k, v in self.max_abs_output.items())
         shape = "x".join(map(str, self.input_shape))
@@ -223,7 +224,9 @@ def _quiet(*names):
             lg.setLevel(lvl)
 
 
-def load_detectron2_file(model, path):
+def load_detectron2_file(
+    model: torch.nn.Module, path: str | os.PathLike[str]
+) -> tuple[list[str], list[str], list[str]]:
     """
     Load a detectron2 weights file into ``model`` with detectron2's own ``DetectionCheckpointer``
     (name-matching heuristics for ``.pkl``). Returns ``(missing, unexpected, mis_shaped)`` as

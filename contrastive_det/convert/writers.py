@@ -57,7 +57,7 @@ class ConvertedBackbone:
     source_format: str  # the reader that found it
 
     @property
-    def detectron2_state(self):
+    def detectron2_state(self) -> OrderedDict[str, torch.Tensor]:
         """The same tensors under detectron2 names."""
         return torchvision_to_detectron2(self.state_dict)
 
@@ -109,14 +109,14 @@ def get_writer(name: str) -> Writer:
     return WRITERS[name]
 
 
-def write_bytes_atomic(path, data):
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> int:
     """Write ``data`` to ``path`` atomically; returns the number of bytes written."""
     with atomic_open(os.fspath(path), "wb") as f:
         f.write(data)
     return len(data)
 
 
-def check_output_path(path, to):
+def check_output_path(path: str | os.PathLike[str], to: str) -> None:
     """Raise :class:`ConversionError` unless ``path`` can receive output layout ``to``."""
     path = os.fspath(path)
     get_writer(to).check_path(path)
@@ -159,12 +159,18 @@ def detectron2_payload(
     return payload
 
 
-def dumps_detectron2(d2_state_dict, config=None, method=None):
+def dumps_detectron2(
+    d2_state_dict: Mapping[str, torch.Tensor],
+    config: Mapping[str, Any] | None = None,
+    method: str | None = None,
+) -> bytes:
     """Bytes of the detectron2 ``.pkl`` for a detectron2-named state dict (and the keys and method it records)."""
     return pickle.dumps(detectron2_payload(d2_state_dict, config, method), protocol=4)
 
 
-def write_detectron2(path: str, d2_state_dict: Mapping[str, torch.Tensor], config=None) -> int:
+def write_detectron2(
+    path: str, d2_state_dict: Mapping[str, torch.Tensor], config: Mapping[str, Any] | None = None
+) -> int:
     """Write the detectron2 ``.pkl`` atomically; returns the number of bytes written."""
     check_output_path(path, "detectron2")
     return write_bytes_atomic(path, dumps_detectron2(d2_state_dict, config))

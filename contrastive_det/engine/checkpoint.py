@@ -3,12 +3,16 @@ Checkpointing that never leaves a half-written file behind, records the run's se
 and loads only what a checkpoint of ours can hold.
 """
 
+from __future__ import annotations
+
 import json
 import os
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import CfgNode
 
 from ..utils.atomic import atomic_open
 
@@ -29,7 +33,7 @@ class CheckpointReadError(RuntimeError):
     """A checkpoint file cannot be read (truncated, not a PyTorch file, or holding unsafe objects)."""
 
 
-def flat_config(cfg):
+def flat_config(cfg: CfgNode) -> dict[str, Any]:
     """``{dotted key: value}`` of every leaf of a config (tuples as lists), in key order."""
     out = {}
 
@@ -45,7 +49,7 @@ def flat_config(cfg):
     return out
 
 
-def resumable_config(cfg):
+def resumable_config(cfg: CfgNode) -> dict[str, Any]:
     """The settings a resumed run must share with its checkpoint: :func:`flat_config` less
     :data:`RESUMABLE_CHANGES` and every ``NORM`` key (SyncBN flavours follow the process count)."""
     return {
@@ -55,7 +59,7 @@ def resumable_config(cfg):
     }
 
 
-def load_checkpoint(path, mmap=False):
+def load_checkpoint(path: str, mmap: bool = False) -> dict[str, Any]:
     """
     A checkpoint file of ours, read with ``torch.load(weights_only=True)`` (tensors, numbers,
     strings and containers only: a file that needs arbitrary unpickling is not one of ours).
@@ -91,11 +95,18 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
     ``.pkl`` files (with ``matching_heuristics``) load as in detectron2.
     """
 
-    def __init__(self, model, save_dir="", *, extra_state=None, **kwargs):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        save_dir: str = "",
+        *,
+        extra_state: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(model, save_dir, **kwargs)
         self.extra_state = dict(extra_state or {})
 
-    def save(self, name, **kwargs):
+    def save(self, name: str, **kwargs: Any) -> None:
         if not self.save_dir or not self.save_to_disk:
             return
         data = {"model": self.model.state_dict()}
@@ -111,18 +122,18 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
             torch.save(data, f)
         self.tag_last_checkpoint(basename)
 
-    def tag_last_checkpoint(self, last_filename_basename):
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         with atomic_open(os.path.join(self.save_dir, "last_checkpoint"), "w") as f:
             f.write(last_filename_basename)
 
-    def get_checkpoint_file(self):
+    def get_checkpoint_file(self) -> str | None:
         return last_checkpoint_path(self.save_dir)
 
     def _torch_load(self, f):
         return load_checkpoint(f)
 
 
-def last_checkpoint_path(output_dir):
+def last_checkpoint_path(output_dir: str) -> str | None:
     """
     The file named by ``output_dir/last_checkpoint`` (what ``--resume`` loads), or None without a tag.
 
@@ -149,7 +160,11 @@ def last_checkpoint_path(output_dir):
     return os.path.join(output_dir, name)
 
 
-def read_resume_state(output_dir):
+# (checkpoint path, iteration, seed, resumable config): see read_resume_state
+ResumeState = Tuple[str, Optional[int], Optional[int], Optional[Dict[str, Any]]]
+
+
+def read_resume_state(output_dir: str) -> ResumeState | None:
     """
     ``(path, iteration, seed, config)`` of the checkpoint ``--resume`` would load from
     ``output_dir``, or None when there is none. ``seed`` and ``config`` (:func:`resumable_config`)

@@ -1,7 +1,10 @@
 """Hooks the Trainer adds to detectron2's defaults (none of them knows which task runs)."""
 
+from __future__ import annotations
+
 import logging
 import time
+from typing import TYPE_CHECKING, Any
 
 from detectron2.engine import HookBase
 from detectron2.engine.hooks import PreciseBN
@@ -10,6 +13,9 @@ from detectron2.utils import comm
 from ..utils.seeding import derive_seed, seed_global_rngs
 from .stop_request import TrainingStopped
 from .results import build_results, normalize_metrics, write_results
+
+if TYPE_CHECKING:
+    from .checkpoint import AtomicDetectionCheckpointer
 
 logger = logging.getLogger(__name__)
 
@@ -21,10 +27,10 @@ class StepSeed(HookBase):
     iteration, so a resumed run draws what the uninterrupted run drew without saving RNG states.
     """
 
-    def __init__(self, seed):
+    def __init__(self, seed: int):
         self._seed = seed
 
-    def before_step(self):
+    def before_step(self) -> None:
         seed_global_rngs(derive_seed(self._seed, self.trainer.iter, comm.get_rank()))
 
 
@@ -35,10 +41,10 @@ class StopOnRequest(HookBase):
     for it and raises :class:`TrainingStopped`. The last iteration finishes normally instead.
     """
 
-    def __init__(self, checkpointer):
+    def __init__(self, checkpointer: AtomicDetectionCheckpointer):
         self._checkpointer = checkpointer
 
-    def after_step(self):
+    def after_step(self) -> None:
         trainer = self.trainer
         if (
             not getattr(trainer._trainer, "stop_agreed", False)
@@ -67,7 +73,7 @@ class IterationPreciseBN(PreciseBN):
     instead of from wherever a long-lived iterator happened to be: the same after ``--resume``.
     """
 
-    def update_stat(self):
+    def update_stat(self) -> None:
         sampler = getattr(self._data_loader, "batch_sampler", None)
         if hasattr(sampler, "set_start_iter"):
             sampler.set_start_iter(self.trainer.iter)
@@ -78,7 +84,9 @@ class IterationPreciseBN(PreciseBN):
 class WriteResults(HookBase):
     """After the final evaluation, write ``OUTPUT_DIR/results.json`` from it (atomically)."""
 
-    def __init__(self, task, method, config_file="", extra=None):
+    def __init__(
+        self, task: str, method: str, config_file: str = "", extra: dict[str, Any] | None = None
+    ):
         """
         Args:
             task (str): the task's name recorded in the file.
@@ -91,7 +99,7 @@ class WriteResults(HookBase):
         self._config_file = config_file
         self._extra = extra
 
-    def after_train(self):
+    def after_train(self) -> None:
         trainer = self.trainer
         results = getattr(trainer, "_last_eval_results", None)
         # detectron2 sets iter = max_iter after the last iteration; a failed run stops below it
@@ -115,14 +123,14 @@ class WriteResults(HookBase):
 class ImagesPerSecond(HookBase):
     """Record ``images_per_s`` (global batch / wall time of the step) for metrics.json, TensorBoard and the console."""
 
-    def __init__(self, images_per_batch):
+    def __init__(self, images_per_batch: int):
         self._images = images_per_batch
         self._start = None
 
-    def before_step(self):
+    def before_step(self) -> None:
         self._start = time.perf_counter()
 
-    def after_step(self):
+    def after_step(self) -> None:
         elapsed = time.perf_counter() - self._start
         if elapsed > 0:
             self.trainer.storage.put_scalar(

@@ -11,6 +11,8 @@ requeue (``scontrol requeue``), ``scancel`` or a study's Ctrl-C sends.
   with the same code.
 """
 
+from __future__ import annotations
+
 import logging
 import multiprocessing
 import signal
@@ -28,7 +30,7 @@ _state = {"requested": False, "listening": False, "forward": False}
 class TrainingStopped(SystemExit):
     """Raised on every process when a stop was requested (exit status :data:`STOPPED_EXIT_CODE`)."""
 
-    def __init__(self, message=""):
+    def __init__(self, message: str = ""):
         super().__init__(STOPPED_EXIT_CODE)
         self.message = message
 
@@ -49,7 +51,7 @@ def _handler(signum, frame):
         raise TrainingStopped(f"stopped by {signal.Signals(signum).name}")
 
 
-def install(forward=False):
+def install(forward: bool = False) -> None:
     """Handle SIGTERM and SIGUSR2 in this process (main thread only; a no-op elsewhere). ``forward``: this process
     launched the workers and passes the signal on to them."""
     if threading.current_thread() is not threading.main_thread():
@@ -59,11 +61,11 @@ def install(forward=False):
         signal.signal(sig, _handler)
 
 
-def listen(on=True):
+def listen(on: bool = True) -> None:
     """A trainer honours the request at its next iteration (instead of the process exiting at once)."""
     _state["listening"] = on
 
 
-def requested():
+def requested() -> bool:
     """Whether SIGTERM was received by this process."""
     return _state["requested"]

@@ -5,13 +5,22 @@ from __future__ import annotations
 import logging
 import os
 import weakref
+from typing import Any, Iterable
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from detectron2.config import CfgNode
-from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, create_ddp_model, hooks
+from detectron2.engine import (
+    AMPTrainer,
+    DefaultTrainer,
+    HookBase,
+    SimpleTrainer,
+    create_ddp_model,
+    hooks,
+)
 from detectron2.engine.train_loop import TrainerBase
+from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
@@ -29,7 +38,7 @@ logger = logging.getLogger(__name__)
 FINAL_MODEL = "model_final.pth"  # detectron2's name for the checkpoint at the end of training
 
 
-def wrap_ddp(model, device):
+def wrap_ddp(model: torch.nn.Module, device: str) -> torch.nn.Module:
     """detectron2's ``create_ddp_model``, except CPU models get no ``device_ids`` (DDP over gloo)."""
     if comm.get_world_size() > 1 and device == "cpu":
         return DistributedDataParallel(model, broadcast_buffers=False)
@@ -156,14 +165,14 @@ class Trainer(DefaultTrainer):
             self.checkpointer.get_checkpoint_file() if self.checkpointer.has_checkpoint() else None
         )
 
-    def resume_or_load(self, resume=True):
+    def resume_or_load(self, resume: bool = True) -> None:
         """detectron2's, then the training loader is positioned at the first iteration to run."""
         super().resume_or_load(resume=resume)
         sampler = getattr(self._trainer.data_loader, "batch_sampler", None)
         if hasattr(sampler, "set_start_iter"):
             sampler.set_start_iter(self.start_iter)
 
-    def build_hooks(self):
+    def build_hooks(self) -> list[HookBase | None]:
         """
         detectron2's default hooks in detectron2's order (timer, LR schedule, PreciseBN,
         checkpointer, evaluation, writers), with the per-iteration seeding first, PreciseBN drawing
@@ -204,7 +213,7 @@ class Trainer(DefaultTrainer):
         ret.append(StopOnRequest(self.checkpointer))
         return ret
 
-    def train(self):
+    def train(self) -> dict[str, Any] | None:
         """detectron2's loop; a SIGTERM (preemption, requeue, cancel) stops it at an iteration every
         process agrees on, with a checkpoint (see :mod:`.stop_request`)."""
         stop_request.listen(True)
@@ -264,24 +273,28 @@ class Trainer(DefaultTrainer):
         return model
 
     @classmethod
-    def build_optimizer(cls, cfg, model):
+    def build_optimizer(cls, cfg: CfgNode, model: torch.nn.Module) -> torch.optim.Optimizer:
         return build_optimizer(cfg, model)
 
     @classmethod
-    def build_lr_scheduler(cls, cfg, optimizer):
+    def build_lr_scheduler(
+        cls, cfg: CfgNode, optimizer: torch.optim.Optimizer
+    ) -> torch.optim.lr_scheduler.LRScheduler:
         """detectron2's schedules plus "WarmupPolyLR" (:mod:`contrastive_det.solver.lr_schedule`)."""
         return build_lr_scheduler(cfg, optimizer)
 
     @classmethod
-    def build_train_loader(cls, cfg):
+    def build_train_loader(cls, cfg: CfgNode) -> Iterable:
         return get_task(cfg).build_train_loader(cfg)
 
     @classmethod
-    def build_test_loader(cls, cfg, dataset_name):
+    def build_test_loader(cls, cfg: CfgNode, dataset_name: str) -> Iterable:
         return get_task(cfg).build_test_loader(cfg, dataset_name)
 
     @classmethod
-    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+    def build_evaluator(
+        cls, cfg: CfgNode, dataset_name: str, output_folder: str | None = None
+    ) -> DatasetEvaluator:
         return get_task(cfg).build_evaluator(cfg, dataset_name, output_folder)
 
     @classmethod

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import numbers
 from collections import OrderedDict
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -213,7 +214,7 @@ def classification_scores(
     return {"score": out[metric], **out}
 
 
-def target_from_input(inp, multi_label, num_classes):
+def target_from_input(inp: dict[str, Any], multi_label: bool, num_classes: int) -> int | list[int]:
     """The classification target of one dataset dict: an int class id (single-label), or a list
     of C ints 1 / 0 / -1 built from ``labels`` (positives) and ``ignore_labels`` (multi-label; a
     class in both is positive, as VOC marks a class "difficult" only when all its objects are).
@@ -259,7 +260,7 @@ def target_from_input(inp, multi_label, num_classes):
     return target
 
 
-def sort_by_image_id(items, what):
+def sort_by_image_id(items: Iterable[tuple[Any, ...]], what: str) -> list[tuple[Any, ...]]:
     """Sort ``(image_id, ...)`` tuples by image id, so that results do not depend on how the
     images were split across processes."""
     try:
@@ -284,17 +285,17 @@ class ClassificationEvaluator(DatasetEvaluator):
             logits that are not a vector of num_classes; no images to evaluate.
     """
 
-    def __init__(self, metric, num_classes):
+    def __init__(self, metric: str, num_classes: int):
         self._multi_label = _check_metric(metric)
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
         self.metric, self.num_classes = metric, num_classes
         self.reset()
 
-    def reset(self):
+    def reset(self) -> None:
         self._items = []
 
-    def process(self, inputs, outputs):
+    def process(self, inputs: list[dict[str, Any]], outputs: list[dict[str, Any]]) -> None:
         for inp, out in zip(inputs, outputs):
             target = target_from_input(inp, self._multi_label, self.num_classes)
             # logits: C (a copy, not a view of the batch)
@@ -306,7 +307,7 @@ class ClassificationEvaluator(DatasetEvaluator):
                 )
             self._items.append((inp.get("image_id"), logits, target))
 
-    def evaluate(self):
+    def evaluate(self) -> dict[str, dict[str, float]] | None:
         gathered = comm.gather(self._items, dst=0)
         if not comm.is_main_process():
             return None

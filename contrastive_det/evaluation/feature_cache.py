@@ -24,6 +24,7 @@ import logging
 import numbers
 import os
 import re
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -91,13 +92,15 @@ class FeatureCache:
             cache.save(key, features, targets, image_ids, meta={"model": path})
     """
 
-    def __init__(self, root):
+    def __init__(self, root: str | os.PathLike[str]):
         if not root:
             raise ValueError(f"FeatureCache needs a directory, got {root!r}")
         self.root = os.fspath(root)
 
     @staticmethod
-    def key(*, weights, dataset, split, transform, layer, content):
+    def key(
+        *, weights: str, dataset: str, split: str, transform: str, layer: str, content: str
+    ) -> str:
         """``"<identity>/<content>"``: the identity is the sha256 (hex) of the canonical JSON (sorted
         keys, no spaces) of the first five fields and the cache format version; ``content`` is the
         split's content digest (64 lowercase hex characters, e.g. from ``dataset_fingerprint``).
@@ -135,17 +138,17 @@ class FeatureCache:
             )
         return match.group(1), match.group(2)
 
-    def path(self, key):
+    def path(self, key: str) -> str:
         """The ``.pt`` file of ``key`` (which may not exist)."""
         identity, content = self._split_key(key)
         return os.path.join(self.root, identity, content + ".pt")
 
-    def meta_path(self, key):
+    def meta_path(self, key: str) -> str:
         """The ``.json`` metadata file beside :meth:`path`."""
         identity, content = self._split_key(key)
         return os.path.join(self.root, identity, content + ".json")
 
-    def keys(self):
+    def keys(self) -> list[str]:
         """The keys of the entries stored under ``root`` (sorted; temporary files left out)."""
         found = []
         if os.path.isdir(self.root):
@@ -159,7 +162,7 @@ class FeatureCache:
                     ]
         return sorted(found)
 
-    def stale_contents(self, key):
+    def stale_contents(self, key: str) -> list[str]:
         """Content digests of the other entries of ``key``'s identity (the same features of the
         split as it was when they were cached), sorted; [] when there are none."""
         identity, content = self._split_key(key)
@@ -171,7 +174,7 @@ class FeatureCache:
         others = {n[:-3] for n in names if n.endswith(".pt") and _CONTENT_RE.match(n[:-3])}
         return sorted(others - {content})
 
-    def load(self, key):
+    def load(self, key: str) -> dict[str, Any] | None:
         """The entry of ``key``: ``{"features": NxD float tensor, "targets": tensor of N rows,
         "image_ids": list of N}`` on the CPU, or None when there is none. An unreadable or
         inconsistent file is a miss too: a warning is logged and the next :meth:`save`
@@ -202,7 +205,14 @@ class FeatureCache:
             return None
         return {"features": features, "targets": targets, "image_ids": image_ids}
 
-    def save(self, key, features, targets, image_ids, meta=None):
+    def save(
+        self,
+        key: str,
+        features: torch.Tensor,
+        targets: torch.Tensor | np.ndarray,
+        image_ids: Sequence[int | str],
+        meta: dict[str, Any] | None = None,
+    ) -> None:
         """Store an entry atomically (a temporary file renamed into place: readers see the old
         entry or the complete new one, two concurrent writers of one entry leave one of their
         complete files, and a failed save leaves no file), then ``meta`` as JSON beside it; then

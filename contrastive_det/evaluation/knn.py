@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections import OrderedDict
+from typing import Any
 
 import torch
 
@@ -41,17 +42,17 @@ class KNNEvaluator(DatasetEvaluator):
     ``build_knn_test_loader``) and reports ``{"knn": {"top1": %}}`` of the queries.
     """
 
-    def __init__(self, k=200, t=0.1):
+    def __init__(self, k: int = 200, t: float = 0.1):
         self.k, self.t = k, t
 
-    def reset(self):
+    def reset(self) -> None:
         self._items = {"bank": [], "query": []}
 
-    def process(self, inputs, outputs):
+    def process(self, inputs: list[dict[str, Any]], outputs: list[dict[str, Any]]) -> None:
         for inp, out in zip(inputs, outputs):
             self._items[inp["knn_role"]].append((out["embedding"].float().cpu(), int(inp["label"])))
 
-    def evaluate(self):
+    def evaluate(self) -> dict[str, dict[str, float]] | None:
         gathered = comm.gather(self._items, dst=0)
         if not comm.is_main_process():
             return None

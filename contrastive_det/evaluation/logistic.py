@@ -267,7 +267,9 @@ def regularisation_grid(reg_min: float = 1e-6, reg_max: float = 1e5, num: int = 
     return [float(v) for v in np.geomspace(reg_min, reg_max, int(num))]
 
 
-def check_lbfgs_settings(max_iter, tol, dtype="float64"):
+def check_lbfgs_settings(
+    max_iter: int, tol: float, dtype: str = "float64"
+) -> tuple[int, float, str]:
     """The one check of ``CLASSIFICATION.LBFGS.MAX_ITER`` / ``TOL`` / ``DTYPE`` (the probes' and the
     few-shot fits' settings). Returns ``(int, float, str)``; raises ValueError naming the key."""
     if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:

@@ -7,10 +7,13 @@ loader that tags each input with its ``probe_split``, completes them from a :cla
 probes in :meth:`FeatureProbeEvaluator.evaluate` on the main process.
 """
 
+from __future__ import annotations
+
 import itertools
 import logging
 import numbers
 from collections import Counter, OrderedDict
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import torch
 
@@ -27,6 +30,9 @@ from .logistic import (
     regularisation_grid,
     select_and_refit,
 )
+
+if TYPE_CHECKING:
+    from .feature_cache import FeatureCache
 
 __all__ = ["FeatureProbeEvaluator", "PROBE_PROTOCOLS", "FEW_SHOT_DEFAULTS"]
 
@@ -124,24 +130,24 @@ class FeatureProbeEvaluator(DatasetEvaluator):
 
     def __init__(
         self,
-        protocol,
+        protocol: str,
         *,
-        layers,
-        metric,
-        num_classes,
-        cache=None,
-        cache_keys=None,
-        cached=None,
-        expected_counts=None,
-        grid=None,
-        max_iter=1000,
-        tol=1e-4,
-        dtype="float64",
-        few_shot=None,
-        seed=0,
-        device=None,
-        progress=True,
-        episodes_file=None,
+        layers: Sequence[str],
+        metric: str,
+        num_classes: int,
+        cache: FeatureCache | None = None,
+        cache_keys: Mapping[tuple[str, str], str] | None = None,
+        cached: Mapping[tuple[str, str], dict[str, Any]] | None = None,
+        expected_counts: Mapping[str, int] | None = None,
+        grid: Sequence[float] | None = None,
+        max_iter: int = 1000,
+        tol: float = 1e-4,
+        dtype: str = "float64",
+        few_shot: Mapping[str, Any] | None = None,
+        seed: int = 0,
+        device: torch.device | str | None = None,
+        progress: bool = True,
+        episodes_file: str | None = None,
     ):
         if protocol not in PROBE_PROTOCOLS:
             raise ValueError(
@@ -215,7 +221,7 @@ class FeatureProbeEvaluator(DatasetEvaluator):
         self.expected_counts = dict(expected_counts or {})
         self.reset()
 
-    def splits_to_extract(self):
+    def splits_to_extract(self) -> list[str]:
         """The needed splits that are not complete in the cache (all of them without a cache);
         the others need not be in the loader. Loaded entries are kept for :meth:`evaluate`."""
         todo = []
@@ -236,10 +242,10 @@ class FeatureProbeEvaluator(DatasetEvaluator):
             self._cached[(split, layer)] = entry
         return self._cached[(split, layer)]
 
-    def reset(self):
+    def reset(self) -> None:
         self._items = {split: [] for split in self.needed}
 
-    def process(self, inputs, outputs):
+    def process(self, inputs: list[dict[str, Any]], outputs: list[dict[str, Any]]) -> None:
         for inp, out in zip(inputs, outputs):
             split = inp.get("probe_split")
             if split not in SPLITS:
@@ -367,7 +373,7 @@ class FeatureProbeEvaluator(DatasetEvaluator):
             progress=self.progress,
         )
 
-    def evaluate(self):
+    def evaluate(self) -> dict[str, dict[str, float]] | None:
         gathered = comm.gather(self._items, dst=0)
         data = self._collect(gathered) if comm.is_main_process() else None
         comm.synchronize()  # every process goes on once the new cache entries are complete

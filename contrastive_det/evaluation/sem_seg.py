@@ -11,6 +11,8 @@ truth (VOC val, Cityscapes val, ADE20K val). See docs/segmentation.md.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from detectron2.data import DatasetCatalog
@@ -42,7 +44,7 @@ class SemanticSegmentationEvaluator(SemSegEvaluator):
     whose results add ``mIoU_mmseg``.
     """
 
-    def __init__(self, dataset_name, distributed=True, output_dir=None):
+    def __init__(self, dataset_name: str, distributed: bool = True, output_dir: str | None = None):
         self._records = {d["sem_seg_file_name"]: d for d in DatasetCatalog.get(dataset_name)}
         self._last = (
             None,
@@ -60,7 +62,7 @@ class SemanticSegmentationEvaluator(SemSegEvaluator):
             self._last = (path, read_sem_seg_label(self._records[path]))
         return self._last[1].astype(dtype)  # a copy: detectron2 writes into it
 
-    def process(self, inputs, outputs):
+    def process(self, inputs: list[dict[str, Any]], outputs: list[dict[str, Any]]) -> None:
         for inp, out in zip(inputs, outputs):
             gt_file = self.input_file_to_gt_file[inp["file_name"]]
             pred_hw = tuple(out["sem_seg"].shape[-2:])
@@ -80,7 +82,7 @@ class SemanticSegmentationEvaluator(SemSegEvaluator):
                 )
         super().process(inputs, outputs)
 
-    def evaluate(self):
+    def evaluate(self) -> dict[str, dict[str, float]] | None:
         results = super().evaluate()
         if results is None:  # not the main process
             return None

@@ -1,8 +1,11 @@
 """Pascal VOC detection evaluation (AP over IoU .50:.95, AP50, AP75; 11-point metric for 2007)."""
 
+from __future__ import annotations
+
 import os
 import tempfile
 from collections import OrderedDict, defaultdict
+from typing import Sequence
 
 import numpy as np
 
@@ -13,7 +16,9 @@ from detectron2.utils import comm
 IOU_THRESHOLDS = tuple(range(50, 100, 5))  # percent
 
 
-def count_positives(anno_file_template, image_set_path, class_names):
+def count_positives(
+    anno_file_template: str, image_set_path: str, class_names: Sequence[str]
+) -> dict[str, int]:
     """Number of non-difficult ground-truth boxes per class name in an image set."""
     with open(image_set_path) as f:
         image_ids = [line.strip() for line in f if line.strip()]
@@ -34,7 +39,7 @@ class VOCDetectionEvaluator(PascalVOCDetectionEvaluator):
     * per-class AP50 is reported as ``AP50-<class>``.
     """
 
-    def evaluate(self):
+    def evaluate(self) -> dict[str, dict[str, float]] | None:
         all_predictions = comm.gather(self._predictions, dst=0)
         if not comm.is_main_process():
             return

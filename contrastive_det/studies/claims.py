@@ -29,10 +29,14 @@ two units on a side, or when the units gave identical values, as the transfer se
 probe do: no interval can be formed). A NaN anywhere makes the claim "n/a".
 """
 
+from __future__ import annotations
+
 import fnmatch
 import math
 import statistics
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 __all__ = ["check_claims", "claim_text", "difference_interval", "CLAIM_KEYS", "OVER"]
 
@@ -59,7 +63,9 @@ def _units(points):
     return {("transfer", t): v for _, t, v in points}
 
 
-def difference_interval(a, b):
+def difference_interval(
+    a: Mapping[Any, float], b: Mapping[Any, float]
+) -> tuple[float, float | None, str, str]:
     """
     ``a`` - ``b`` ({unit: value} each): (difference, half-width or None, test name, n text). Paired when the
     two have the same units (>= 2), Welch otherwise (>= 2 on each side); None half-width when neither can
@@ -96,7 +102,7 @@ def _verdict(diff, half, n_text):
     return f"inconclusive at {n_text}"
 
 
-def claim_text(claim):
+def claim_text(claim: Mapping[str, Any]) -> str:
     if claim.get("row"):
         text = f"{claim['better']} > {claim['than']} for {claim['row']} on {claim['metric']}"
         text += " (mean over datasets)" if claim.get("over") == "datasets" else ""
@@ -134,7 +140,9 @@ def _sides(claim, points):
     return out
 
 
-def check_claims(claims, records):
+def check_claims(
+    claims: Iterable[Mapping[str, Any]], records: Iterable[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
     """
     One result per claim (over datasets) or per claim and matched (transfer, test set) (over seeds):
     ``{claim, transfer, dataset, difference, ci95, test, n, verdict}``; ``records`` as

@@ -16,6 +16,8 @@ Executors that keep jobs beyond the driver's life also have ``job_id(key)`` and
 ``reattach(key, job_id, tasks)``.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import signal
@@ -23,9 +25,15 @@ import subprocess
 import sys
 import time
 import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..utils.exit_codes import STOPPED_EXIT_CODE
 from .resources import TRAINING_KINDS, partition_has_gpus, partition_time_limit, submitit_parameters
+
+if TYPE_CHECKING:
+    import submitit
+    from submitit.helpers import DelayedSubmission
 
 __all__ = [
     "LocalExecutor",
@@ -44,7 +52,9 @@ DISTRIBUTED_TOOLS = (
 )  # the tools that take --num-gpus / --num-machines
 
 
-def shared_thread_env(jobs, env=None, cpus=None):
+def shared_thread_env(
+    jobs: int, env: Mapping[str, str] | None = None, cpus: int | None = None
+) -> dict[str, str]:
     """
     The environment for ``jobs`` processes sharing this machine's ``cpus`` cores: each gets
     ``OMP_NUM_THREADS = max(1, cpus // jobs)`` (torch's intra-op threads), so that N runs at a time do
@@ -62,7 +72,7 @@ def shared_thread_env(jobs, env=None, cpus=None):
     return env
 
 
-def visible_gpus(env=None):
+def visible_gpus(env: Mapping[str, str] | None = None) -> list[str]:
     """The GPU ids this machine lets a run use: ``CUDA_VISIBLE_DEVICES`` when set, else torch's count."""
     env = os.environ if env is None else env
     if "CUDA_VISIBLE_DEVICES" in env:
@@ -96,7 +106,13 @@ class LocalExecutor:
 
     poll_interval = 0.2
 
-    def __init__(self, jobs=1, cwd=None, env=None, devices=None):
+    def __init__(
+        self,
+        jobs: int = 1,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        devices: Sequence[str] | None = None,
+    ):
         if jobs < 1:
             raise ValueError(f"--jobs must be >= 1, got {jobs}")
         self.jobs, self.cwd, self.env = jobs, cwd, shared_thread_env(jobs, env)
@@ -105,10 +121,10 @@ class LocalExecutor:
         self._waiting = []  # items started by the runner that wait for GPUs
         self._procs = {}  # key -> (Popen, log file, devices)
 
-    def capacity(self):
+    def capacity(self) -> int:
         return self.jobs - len(self._procs) - len(self._waiting)
 
-    def start(self, items):
+    def start(self, items: Iterable[tuple]) -> None:
         self._waiting.extend(items)
         self._launch_waiting()
 
@@ -141,7 +157,7 @@ class LocalExecutor:
             self._procs[key] = (proc, log, mine)
         self._waiting = still
 
-    def poll(self):
+    def poll(self) -> list[tuple[str, int, str | None]]:
         ended = []
         for key, (proc, log, mine) in list(self._procs.items()):
             code = proc.poll()
@@ -154,7 +170,7 @@ class LocalExecutor:
             self._launch_waiting()
         return ended
 
-    def stop(self, cancel=True):
+    def stop(self, cancel: bool = True) -> str | None:
         """Stop what is still running (SIGTERM: a training run saves a checkpoint and exits); local runs
         never outlive the study. Returns a line saying what was stopped."""
         for proc, _, _ in self._procs.values():
@@ -188,7 +204,14 @@ class CommandJob:
       (reported as such). See :meth:`_continue_later`.
     """
 
-    def __init__(self, argv, log_path, cwd=None, nodes=1, port=None):
+    def __init__(
+        self,
+        argv: Sequence[str],
+        log_path: str,
+        cwd: str | None = None,
+        nodes: int = 1,
+        port: int | None = None,
+    ):
         self.argv, self.log_path, self.cwd, self.nodes, self.port = (
             list(argv),
             log_path,
@@ -197,7 +220,7 @@ class CommandJob:
             port,
         )
 
-    def command(self, env=None):
+    def command(self, env: submitit.JobEnvironment | None = None) -> list[str]:
         argv = list(self.argv)
         tasks = env.num_tasks if env is not None else 1
         if tasks > 1 and os.path.basename(argv[0]) in DISTRIBUTED_TOOLS:
@@ -277,7 +300,7 @@ class CommandJob:
         if env.global_rank == 0 and countdown >= 0:
             env._requeue(countdown)
 
-    def checkpoint(self, *args, **kwargs):
+    def checkpoint(self, *args: Any, **kwargs: Any) -> DelayedSubmission:
         from submitit.helpers import DelayedSubmission
 
         argv = list(self.argv)
@@ -310,7 +333,14 @@ class SubmititExecutor:
 
     poll_interval = 1.0
 
-    def __init__(self, folder, cluster="slurm", cwd=None, max_jobs=None, **parameters):
+    def __init__(
+        self,
+        folder: str,
+        cluster: str = "slurm",
+        cwd: str | None = None,
+        max_jobs: int | None = None,
+        **parameters: Any,
+    ):
         import submitit
 
         self.folder, self.cluster, self.max_jobs = folder, cluster, max_jobs
@@ -331,7 +361,7 @@ class SubmititExecutor:
         self.cwd = cwd
         self._jobs = {}  # key -> job
 
-    def capacity(self):
+    def capacity(self) -> int | None:
         return None if self.max_jobs is None else self.max_jobs - len(self._jobs)
 
     def _parameters(self, resources):
@@ -341,7 +371,7 @@ class SubmititExecutor:
             params = {k: v for k, v in params.items() if k in self._keep}
         return params
 
-    def start(self, items):
+    def start(self, items: Iterable[tuple]) -> None:
         groups = {}  # the same resources -> one array
         for item in items:
             resources = item[3] if len(item) > 3 else {}
@@ -364,7 +394,9 @@ class SubmititExecutor:
             for (key, *_), job in zip(group, jobs):
                 self._jobs[key] = job
 
-    def check_resources(self, run_resources, kinds=None):
+    def check_resources(
+        self, run_resources: Mapping[str, Mapping[str, int]], kinds: Mapping[str, str] | None = None
+    ) -> list[str]:
         """Before anything is submitted: each run's time against the partition's limit (``sinfo``; an
         error naming the runs), and a warning line for CPU-only training runs (``kinds``: run id -> its
         :attr:`~.spec.Run.kind`, one of :data:`~.resources.TRAINING_KINDS`) on a partition with GPUs."""
@@ -398,15 +430,15 @@ class SubmititExecutor:
                 )
         return lines
 
-    def job_id(self, key):
+    def job_id(self, key: str) -> str | None:
         job = self._jobs.get(key)
         return None if job is None else str(job.job_id)
 
-    def job_tasks(self, key):
+    def job_tasks(self, key: str) -> int:
         job = self._jobs.get(key)
         return 1 if job is None else max(1, len(getattr(job, "_tasks", (0,))))
 
-    def reattach(self, key, job_id, tasks=1):
+    def reattach(self, key: str, job_id: str, tasks: int = 1) -> bool:
         """Follow job ``job_id`` (submitted by an earlier driver) as ``key``; False when this cluster
         cannot (submitit's local jobs die with their driver)."""
         if self.cluster != "slurm":
@@ -418,7 +450,7 @@ class SubmititExecutor:
         )
         return True
 
-    def poll(self):
+    def poll(self) -> list[tuple[str, int, str | None]]:
         ended = []
         for key, job in list(self._jobs.items()):
             if job.done():
@@ -430,7 +462,7 @@ class SubmititExecutor:
                     ended.append((key, 1, _job_error(e, job)))
         return ended
 
-    def stop(self, cancel=False):
+    def stop(self, cancel: bool = False) -> str | None:
         """``cancel``: cancel every job still queued or running (an explicit interrupt); otherwise leave
         them to SLURM (the next start of the study reattaches to them). Returns a line saying which."""
         ids = sorted(str(job.job_id) for job in self._jobs.values())
@@ -458,7 +490,15 @@ def _job_error(error, job):
     return f"job {getattr(job, 'job_id', '?')} failed: {tail}"
 
 
-def build_executor(name, study_dir, *, jobs=1, cwd=None, slurm=None, max_jobs=None):
+def build_executor(
+    name: str,
+    study_dir: str,
+    *,
+    jobs: int = 1,
+    cwd: str | None = None,
+    slurm: Mapping[str, Any] | None = None,
+    max_jobs: int | None = None,
+) -> LocalExecutor | SubmititExecutor:
     """``name`` in EXECUTORS; ``slurm``: submitit parameters shared by every job ("slurm" / "submitit-local")."""
     if name == "local":
         return LocalExecutor(jobs=jobs, cwd=cwd)

@@ -21,6 +21,8 @@ classification the prepared ``classifier_weights.pth`` that config.yaml records)
 ``--eval-only`` path loads it.
 """
 
+from __future__ import annotations
+
 import argparse
 import copy
 import gc
@@ -28,6 +30,8 @@ import math
 import os
 import warnings
 from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -46,6 +50,14 @@ from ..engine.task import get_task
 from ..engine.trainer import FINAL_MODEL, Trainer
 from ..modeling.classifier import pooled_stage_features
 from .figures import pyplot, safe_name, save_png
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from numpy.typing import ArrayLike
+
+    from detectron2.config import CfgNode
+    from detectron2.data.catalog import Metadata
+    from detectron2.structures import Instances
 
 __all__ = [
     "embedding_pictures",
@@ -68,7 +80,7 @@ CONFIG_FILE = "config.yaml"
 # ---------------------------------------------------------------------------------------------
 # runs and models
 # ---------------------------------------------------------------------------------------------
-def load_run_config(out_dir):
+def load_run_config(out_dir: str) -> CfgNode:
     """The frozen config of the run in ``out_dir`` (its config.yaml), adapted to this machine as
     ``build_run_config`` adapts a run's: CPU without CUDA, BN flavour, DATASETS.CUSTOM registered."""
     args = argparse.Namespace(
@@ -82,11 +94,17 @@ def load_run_config(out_dir):
     return cfg
 
 
-def missing_files(out_dir, names):
+def missing_files(out_dir: str, names: Iterable[str]) -> list[str]:
     return [n for n in names if not os.path.isfile(os.path.join(out_dir, n))]
 
 
-def finished_runs(plan, task, needs, log, what):
+def finished_runs(
+    plan: Mapping[str, Any],
+    task: str,
+    needs: Callable[[dict[str, Any], CfgNode], list[str]],
+    log: Callable[[str], Any],
+    what: str,
+) -> dict[str, dict[str, tuple[dict[str, Any], CfgNode]]]:
     """
     ``{transfer: {row: (run, cfg)}}`` in plan order: per (transfer, row) the finished run with the
     smallest (seed, pretraining seed). ``needs(run, cfg)`` returns the missing file names of a run
@@ -133,13 +151,13 @@ def finished_runs(plan, task, needs, log, what):
     return chosen
 
 
-def build_run_model(cfg, out_dir):
+def build_run_model(cfg: CfgNode, out_dir: str) -> torch.nn.Module:
     """The model the run in ``out_dir`` evaluated, in eval mode (the engine's
     :meth:`~contrastive_det.engine.trainer.Trainer.load_run_model`)."""
     return Trainer.load_run_model(cfg, out_dir)
 
 
-def seeds_text(chosen_rows):
+def seeds_text(chosen_rows: Mapping[str, tuple[dict[str, Any], CfgNode]]) -> str:
     seeds = sorted({run["meta"].get("seed") for run, _ in chosen_rows.values()})
     return ("transfer seed " if len(seeds) == 1 else "transfer seeds ") + "/".join(
         str(s) for s in seeds
@@ -157,7 +175,7 @@ def _label_of(d):
     return label
 
 
-def pictured_dicts(dataset_name, max_images):
+def pictured_dicts(dataset_name: str, max_images: int | None) -> tuple[list[dict[str, Any]], int]:
     """
     The dicts of the test set pictured: all of them, or ``max_images`` drawn without replacement with
     seed SUBSET_SEED (kept in dataset order). Returns (dicts, the set's number of images).
@@ -171,7 +189,9 @@ def pictured_dicts(dataset_name, max_images):
 
 
 @torch.no_grad()
-def pooled_test_features(cfg, model, dicts):
+def pooled_test_features(
+    cfg: CfgNode, model: torch.nn.Module, dicts: Iterable[dict[str, Any]]
+) -> tuple[np.ndarray, np.ndarray, list[Any]]:
     """
     Pooled res5 features of ``dicts`` through the classification test loader (the run's test
     transform). Returns (features NxD float32 array, labels N int array, image ids list of N).
@@ -187,7 +207,7 @@ def pooled_test_features(cfg, model, dicts):
     return torch.cat(feats).numpy(), np.asarray(labels, dtype=np.int64), ids
 
 
-def embed_2d(features, *, random_state=UMAP_PARAMS["random_state"]):
+def embed_2d(features: ArrayLike, *, random_state: int = UMAP_PARAMS["random_state"]) -> np.ndarray:
     """
     2-D UMAP (umap-learn) of ``features`` (NxD): rows L2-normalised, cosine metric, n_neighbors 15
     (fewer when N <= 15), min_dist 0.1, fixed ``random_state``. Returns an Nx2 float array.
@@ -216,7 +236,9 @@ def _class_colours(num):
     return [cmap(i % cmap.N) for i in range(num)]
 
 
-def draw_embedding_panels(panels, class_names, title):
+def draw_embedding_panels(
+    panels: Sequence[tuple[str, np.ndarray, np.ndarray]], class_names: Sequence[str], title: str
+) -> Figure:
     """
     One scatter panel per ``(row, embedding Nx2, labels N)``; one scatter (artist labelled with the
     class name) per class present, colours fixed per class across panels; one legend of classes.
@@ -279,7 +301,14 @@ def draw_embedding_panels(panels, class_names, title):
     return fig
 
 
-def embedding_pictures(study_dir, plan, out_dir, *, max_images=2000, log=print):
+def embedding_pictures(
+    study_dir: str,
+    plan: Mapping[str, Any],
+    out_dir: str,
+    *,
+    max_images: int | None = 2000,
+    log: Callable[[str], Any] = print,
+) -> list[tuple[str, str]]:
     """
     UMAP pictures of the classification transfers of a study (see the module docstring).
 
@@ -372,7 +401,7 @@ def _classifier_needs(run, cfg):
 # ---------------------------------------------------------------------------------------------
 # detections (detection transfers)
 # ---------------------------------------------------------------------------------------------
-def first_test_images(dataset_name, num_images):
+def first_test_images(dataset_name: str, num_images: int) -> list[dict[str, Any]]:
     """The first ``num_images`` dicts of a registered detection set, sorted by image id."""
     dicts = DatasetCatalog.get(dataset_name)
     return sorted(dicts, key=lambda d: (str(type(d.get("image_id"))), d.get("image_id")))[
@@ -381,13 +410,21 @@ def first_test_images(dataset_name, num_images):
 
 
 @torch.no_grad()
-def predict(cfg, model, dicts):
+def predict(
+    cfg: CfgNode, model: torch.nn.Module, dicts: Iterable[dict[str, Any]]
+) -> list[Instances]:
     """The model's ``Instances`` (on the CPU, in original image coordinates) for each dict."""
     mapper = CheckedDatasetMapper(cfg, is_train=False)  # the task's test mapper
     return [model([mapper(copy.deepcopy(d))])[0]["instances"].to("cpu") for d in dicts]
 
 
-def draw_detections(image, metadata, instances, score_threshold, max_count=None):
+def draw_detections(
+    image: np.ndarray,
+    metadata: Metadata,
+    instances: Instances,
+    score_threshold: float,
+    max_count: int | None = None,
+) -> tuple[np.ndarray, int]:
     """RGB HxWx3 image with the ``instances`` of score >= ``score_threshold`` drawn (class and score on each
     box), at most ``max_count`` of them, the highest-scoring (None: all); returns (image, count)."""
     keep = instances[instances.scores >= score_threshold]
@@ -396,12 +433,21 @@ def draw_detections(image, metadata, instances, score_threshold, max_count=None)
     return Visualizer(image, metadata).draw_instance_predictions(keep).get_image(), len(keep)
 
 
-def draw_ground_truth(image, metadata, dataset_dict):
+def draw_ground_truth(
+    image: np.ndarray, metadata: Metadata, dataset_dict: dict[str, Any]
+) -> np.ndarray:
     """RGB HxWx3 image with the dict's annotations drawn (``Visualizer.draw_dataset_dict``)."""
     return Visualizer(image, metadata).draw_dataset_dict(dataset_dict).get_image()
 
 
-def draw_rows(rows, datasets, draw, log, what, progress=lambda it: it):
+def draw_rows(
+    rows: Mapping[str, tuple[dict[str, Any], CfgNode]],
+    datasets: Iterable[str],
+    draw: Callable[[CfgNode, torch.nn.Module, str], Any],
+    log: Callable[[str], Any],
+    what: str,
+    progress: Callable[[Iterable[Any]], Iterable[Any]] = lambda it: it,
+) -> dict[str, list[tuple[str, Any]]]:
     """
     ``{dataset: [(row, cells)]}``: for each ``row: (run, cfg)`` of ``rows``, the run's model rebuilt once
     (:func:`build_run_model`) and ``draw(cfg, model, dataset)`` -> cells for each of ``datasets`` it
@@ -426,7 +472,11 @@ def draw_rows(rows, datasets, draw, log, what, progress=lambda it: it):
     return cells
 
 
-def save_pair_grid(rows, title, path):
+def save_pair_grid(
+    rows: Sequence[tuple[str, Sequence[tuple[np.ndarray, str, np.ndarray, str]]]],
+    title: str,
+    path: str,
+) -> None:
     """
     One PNG at ``path``: a grid with one line per ``(row, [(left image, left title, right image, right
     title), ...])`` of ``rows`` (e.g. prediction | ground truth per test image), axes off, ``title`` on top.
@@ -453,15 +503,15 @@ def save_pair_grid(rows, title, path):
 
 
 def detection_pictures(
-    study_dir,
-    plan,
-    out_dir,
+    study_dir: str,
+    plan: Mapping[str, Any],
+    out_dir: str,
     *,
-    num_images=3,
-    score_threshold=0.05,
-    as_many_as_truth=True,
-    log=print,
-):
+    num_images: int = 3,
+    score_threshold: float = 0.05,
+    as_many_as_truth: bool = True,
+    log: Callable[[str], Any] = print,
+) -> list[tuple[str, str]]:
     """
     Prediction | ground-truth grids of the detection transfers of a study (see the module docstring).
 

@@ -297,7 +297,7 @@ def _table(transfer, dataset, rows, order):
     return "\n".join(lines)
 
 
-def protocol_tables(agg, records, order):
+def protocol_tables(agg: dict, records: list[dict], order: list[str]) -> list[str]:
     """
     Islam et al.'s tables: per protocol (classification's CLASSIFICATION.PROTOCOL, else the task) and
     headline metric, rows = pretraining rows, columns = the test sets of the protocol's transfers, then

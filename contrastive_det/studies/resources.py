@@ -16,8 +16,12 @@ On a cluster the report's pictures run as one job of kind "report" (2 CPUs, two 
 unless ``--num-gpus`` was given to the study.
 """
 
+from __future__ import annotations
+
 import shutil
 import subprocess
+from collections.abc import Mapping
+from typing import Any
 
 __all__ = [
     "RESOURCE_KEYS",
@@ -53,7 +57,7 @@ KIND_DEFAULTS = {
 }
 
 
-def check_resources(where, value):
+def check_resources(where: str, value: Any) -> tuple[dict[str, int] | None, str | None]:
     """A ``resources`` mapping of a study file: known keys, positive integers (0 allowed for gpus).
     Returns (ok dict, error message or None)."""
     if not isinstance(value, dict):
@@ -70,7 +74,12 @@ def check_resources(where, value):
     return dict(value), None
 
 
-def run_resources(kind, cli, study_resources=None, entry_resources=None):
+def run_resources(
+    kind: str,
+    cli: Mapping[str, int | None] | None,
+    study_resources: Mapping[str, Mapping[str, int]] | None = None,
+    entry_resources: Mapping[str, int] | None = None,
+) -> dict[str, int]:
     """The resources of one run of ``kind`` (see the module docstring). ``cli``: the command line's values."""
     base = dict(KIND_DEFAULTS.get(kind) or cli or {})
     base.update((study_resources or {}).get(kind) or {})
@@ -78,13 +87,13 @@ def run_resources(kind, cli, study_resources=None, entry_resources=None):
     return {k: v for k, v in base.items() if v is not None}
 
 
-def num_gpus_per_task(resources):
+def num_gpus_per_task(resources: Mapping[str, int]) -> int:
     """``--num-gpus`` of a training CLI with these resources (0: the CLI's default)."""
     gpus = resources.get("gpus") or 0
     return gpus // max(1, resources.get("tasks_per_node", 1))
 
 
-def submitit_parameters(resources):
+def submitit_parameters(resources: Mapping[str, int]) -> dict[str, int]:
     """submitit's ``update_parameters`` keywords for these resources."""
     names = {
         "gpus": "gpus_per_node",
@@ -97,7 +106,7 @@ def submitit_parameters(resources):
     return {names[k]: v for k, v in resources.items() if k in names}
 
 
-def parse_slurm_time(text):
+def parse_slurm_time(text: str) -> float | None:
     """Minutes of a SLURM time limit ("infinite", "30", "1:00:00", "2-00:00:00", "UNLIMITED"); None = no limit."""
     text = text.strip()
     if not text or text.lower() in ("infinite", "unlimited", "n/a"):
@@ -117,7 +126,7 @@ def parse_slurm_time(text):
     return days * 1440 + h * 60 + m + s / 60
 
 
-def partition_time_limit(partition=None):
+def partition_time_limit(partition: str | None = None) -> float | None:
     """The time limit in minutes of ``partition`` (the default partition when None) from ``sinfo``;
     None when it has none or sinfo is not there."""
     if shutil.which("sinfo") is None:
@@ -139,7 +148,7 @@ def partition_time_limit(partition=None):
     return None
 
 
-def partition_has_gpus(partition=None):
+def partition_has_gpus(partition: str | None = None) -> bool:
     """Whether ``partition`` (None: the default one) has GPUs (``sinfo``'s generic resources name "gpu")."""
     if shutil.which("sinfo") is None:
         return False

@@ -61,7 +61,11 @@ def _group(run):
     return run.kind, run.meta.get("transfer")
 
 
-def estimate_eta(durations, pending, width):
+def estimate_eta(
+    durations: dict[tuple[str, str | None], list[float]],
+    pending: list[tuple[str, str | None]],
+    width: int,
+) -> tuple[float, int]:
     """
     (seconds, untimed): each pending run costs the mean duration of its group's finished runs (see
     :func:`_group`), ``width`` runs at a time; ``untimed`` counts the pending runs of groups none of whose
@@ -116,8 +120,15 @@ def run_study(
 
 
 def run_study_locked(
-    study, executor, *, dry_run=False, num_gpus=0, resources=None, log=print, confirm=None
-):
+    study: Study,
+    executor: Any,
+    *,
+    dry_run: bool = False,
+    num_gpus: int = 0,
+    resources: dict | None = None,
+    log: Callable[[str], Any] = print,
+    confirm: Callable[[str], bool] | None = None,
+) -> dict[str, str]:
     """
     Run every run of ``study`` that is not done, on ``executor``.
 

@@ -5,8 +5,12 @@ model) on the first test images, next to the ground truth, both drawn by detectr
 ``Visualizer.draw_sem_seg`` in the VOC colours (void pixels undrawn).
 """
 
+from __future__ import annotations
+
 import copy
 import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
@@ -29,17 +33,24 @@ from .pictures import (
     seeds_text,
 )
 
+if TYPE_CHECKING:
+    import numpy as np
+
+    from detectron2.config import CfgNode
+
 __all__ = ["segmentation_pictures", "draw_label_map"]
 
 
 @torch.no_grad()
-def predict_label_maps(cfg, model, dicts):
+def predict_label_maps(
+    cfg: CfgNode, model: torch.nn.Module, dicts: Iterable[dict[str, Any]]
+) -> list[torch.Tensor]:
     """HxW int64 arg-max label maps (original size, on the CPU) of each dict, through the task's test mapper."""
     mapper = SemSegDatasetMapper(cfg, is_train=False)
     return [model([mapper(copy.deepcopy(d))])[0]["sem_seg"].argmax(dim=0).cpu() for d in dicts]
 
 
-def draw_label_map(image, class_names, label):
+def draw_label_map(image: np.ndarray, class_names: Sequence[str], label: np.ndarray) -> np.ndarray:
     """RGB HxWx3 ``image`` with the HxW ``label`` map drawn over it (classes named, 255 and unknown values undrawn)."""
     palette = voc_palette(len(class_names))
     colours = [palette[3 * i : 3 * i + 3] for i in range(len(class_names))]
@@ -47,7 +58,14 @@ def draw_label_map(image, class_names, label):
     return Visualizer(image, meta).draw_sem_seg(label, alpha=0.6).get_image()
 
 
-def segmentation_pictures(study_dir, plan, out_dir, *, num_images=3, log=print):
+def segmentation_pictures(
+    study_dir: str,
+    plan: Mapping[str, Any],
+    out_dir: str,
+    *,
+    num_images: int = 3,
+    log: Callable[[str], Any] = print,
+) -> list[tuple[str, str]]:
     """
     Prediction | ground-truth grids of the segmentation transfers of a study, one PNG per (transfer,
     test dataset), one grid row per pretraining row. Returns ``[(file name, caption)]``.

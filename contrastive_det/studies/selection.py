@@ -26,7 +26,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -55,7 +55,7 @@ def grid_points(grid: dict[str, list]) -> list[dict[str, Any]]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
 
 
-def point_name(index: int, point: dict[str, Any], value_name) -> str:
+def point_name(index: int, point: dict[str, Any], value_name: Callable[[Any], str]) -> str:
     """A grid point's folder: its index, then each key's last part and value (``03_base_lr0.01_weight_decay0.0``)."""
     return f"{index:02d}_" + "_".join(
         f"{key.split('.')[-1].lower()}{value_name(v)}" for key, v in point.items()
@@ -110,7 +110,7 @@ def write_selection(
     points: list[tuple[dict, list[str]]],
     metric: str,
     mode: str = "max",
-    log=print,
+    log: Callable[[str], Any] = print,
 ) -> dict:
     """
     Score every ``(point, run dirs)``, choose, and write ``out_dir/chosen.yaml`` (``_BASE_`` the

@@ -52,7 +52,9 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import yaml
 
@@ -135,7 +137,9 @@ class Study:
     root: str = ""  # where the file's relative paths start (absolute)
     tools_dir: str = ""  # the folder of the scripts in TOOLS that the runs call (absolute)
 
-    def run_resources(self, run, cli=None):
+    def run_resources(
+        self, run: Run, cli: Mapping[str, int | None] | None = None
+    ) -> dict[str, int]:
         """The cluster resources of ``run`` (see :mod:`.resources`); ``cli``: the command line's values."""
         entry = (
             self.transfers.get(run.meta.get("transfer"), {})
@@ -144,7 +148,7 @@ class Study:
         )
         return run_resources(run.kind, cli, self.resources, entry.get("resources"))
 
-    def digest(self):
+    def digest(self) -> str:
         """sha256 of the study's content (not its path)."""
         return hashlib.sha256(
             json.dumps(self.raw, sort_keys=True, default=str).encode()
@@ -642,7 +646,7 @@ def load_study(
     )
 
 
-def value_name(value):
+def value_name(value: Any) -> str:
     """A value as it appears in a folder name (a file: its name without extension)."""
     if isinstance(value, str) and "/" in value:  # a file (e.g. a label map): its name
         value = os.path.splitext(os.path.basename(value))[0]

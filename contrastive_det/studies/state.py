@@ -16,6 +16,8 @@ depends on: a changed config file, override, seed, checkpoint file, label map or
 changes it, and the run is done again.
 """
 
+from __future__ import annotations
+
 import argparse
 import fcntl
 import hashlib
@@ -23,11 +25,16 @@ import json
 import os
 import socket
 import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..engine.defaults import load_config
 from ..utils.atomic import atomic_write_json
 from ..utils.config_keys import get_key
 from ..utils.file_digest import file_sha256
+
+if TYPE_CHECKING:
+    from .spec import Run
 
 __all__ = [
     "StudyState",
@@ -76,7 +83,7 @@ def _content_files(cfg):
     return [v for v in values if isinstance(v, str) and v]
 
 
-def run_digest(run, dep_digests):
+def run_digest(run: Run, dep_digests: Iterable[str]) -> str:
     """sha256 of the run's command, merged config and dependencies' digests (see the module docstring)."""
     h = hashlib.sha256()
     h.update(json.dumps(run.argv[1:]).encode())
@@ -91,7 +98,7 @@ def run_digest(run, dep_digests):
     return h.hexdigest()
 
 
-def plan_digests(runs):
+def plan_digests(runs: Sequence[Run]) -> dict[str, str | None]:
     """{run id: digest, or None while a dependency is not done under its own digest}; ``runs`` in
     dependency order (as :func:`~.expansion.expand` lists them)."""
     by_id = {r.id: r for r in runs}
@@ -108,7 +115,7 @@ def _record_path(run):
     return os.path.join(run.out_dir, RUN_RECORD)
 
 
-def is_done(run, digest):
+def is_done(run: Run, digest: str | None) -> bool:
     """The run's outputs exist and its record carries ``digest``."""
     if not all(os.path.isfile(p) for p in run.outputs):
         return False
@@ -119,7 +126,7 @@ def is_done(run, digest):
         return False
 
 
-def mark_done(run, digest, seconds):
+def mark_done(run: Run, digest: str, seconds: float) -> None:
     atomic_write_json(
         _record_path(run),
         {
@@ -134,7 +141,7 @@ def mark_done(run, digest, seconds):
 class StudyState:
     """``state.json`` of a study folder: {run id: {status, digest, attempts, seconds, error, log}}."""
 
-    def __init__(self, study_dir, study_digest):
+    def __init__(self, study_dir: str, study_digest: str):
         self.path = os.path.join(study_dir, STATE_FILE)
         self.study_digest = study_digest
         self.runs = {}
@@ -145,10 +152,10 @@ class StudyState:
                 except ValueError:
                     self.runs = {}  # only a torn copy could be unreadable; atomic writes make it unlikely
 
-    def get(self, run_id):
+    def get(self, run_id: str) -> dict[str, Any]:
         return self.runs.setdefault(run_id, {"status": "pending", "attempts": 0})
 
-    def set(self, run_id, **fields):
+    def set(self, run_id: str, **fields: Any) -> None:
         entry = self.get(run_id)
         status = fields.get("status")
         if status is not None and status not in STATUSES:
@@ -156,7 +163,7 @@ class StudyState:
         entry.update(fields)
         self.save()
 
-    def save(self):
+    def save(self) -> None:
         atomic_write_json(
             self.path,
             {
@@ -166,7 +173,7 @@ class StudyState:
             },
         )
 
-    def counts(self, ids):
+    def counts(self, ids: Iterable[str]) -> dict[str, int]:
         out = {s: 0 for s in STATUSES}
         for i in ids:
             out[self.get(i)["status"]] += 1
@@ -185,11 +192,11 @@ class StudyLock:
     kernel releases the lock when the holder dies, however it dies.
     """
 
-    def __init__(self, study_dir):
+    def __init__(self, study_dir: str):
         self.path = os.path.join(study_dir, LOCK_FILE)
         self._file = None
 
-    def __enter__(self):
+    def __enter__(self) -> StudyLock:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         f = open(self.path, "a+")
         try:
@@ -221,7 +228,7 @@ class StudyLock:
         self._file = f
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
         self._file.close()
         self._file = None

@@ -11,7 +11,7 @@ import hashlib
 import logging
 import os
 from collections import Counter
-from typing import Iterable
+from typing import Any, Iterable
 
 import torch
 
@@ -55,7 +55,7 @@ FEATURE_PROTOCOLS = ("linear_lbfgs", "layerwise", "few_shot")
 SPLITS = ("train", "val", "test")
 
 
-def check_classification_config(cfg):
+def check_classification_config(cfg: CfgNode) -> None:
     """Protocol, head and freezing agree; the grids and episode settings are usable. Raises ValueError."""
     c, m = cfg.CLASSIFICATION, cfg.MODEL.CLASSIFIER
     protocol = c.PROTOCOL
@@ -97,7 +97,7 @@ def check_classification_config(cfg):
             )
 
 
-def check_epoch_schedule(cfg):
+def check_epoch_schedule(cfg: CfgNode) -> None:
     """``CLASSIFICATION.EPOCHS`` / ``STEP_EPOCHS`` are usable (a whole number of epochs, steps inside them, the
     step scheduler, an SGD protocol); raises ValueError naming the key and value."""
     c, s = cfg.CLASSIFICATION, cfg.SOLVER
@@ -128,7 +128,7 @@ def check_epoch_schedule(cfg):
             )
 
 
-def epoch_schedule(cfg, num_images):
+def epoch_schedule(cfg: CfgNode, num_images: int) -> tuple[int, tuple[int, ...]]:
     """(MAX_ITER, STEPS) of ``CLASSIFICATION.EPOCHS`` / ``STEP_EPOCHS`` for ``num_images`` training images."""
     c, batch = cfg.CLASSIFICATION, cfg.SOLVER.IMS_PER_BATCH
     # full batches: a partial last batch is dropped, as the references' loaders
@@ -187,7 +187,7 @@ def _layers(cfg):
     return layers if cfg.CLASSIFICATION.PROTOCOL == "layerwise" else layers[:1]
 
 
-def feature_cache(cfg):
+def feature_cache(cfg: CfgNode) -> FeatureCache:
     """The run's :class:`FeatureCache`: ``CLASSIFICATION.FEATURE_CACHE``, else ``$CONTRASTIVE_DET_CACHE``,
     else the per-user ``~/.cache/contrastive_det/features`` (entries are keyed by the data's content)."""
     root = (
@@ -198,14 +198,14 @@ def feature_cache(cfg):
     return FeatureCache(root)
 
 
-def few_shot_num_classes(cfg, dataset_name):
+def few_shot_num_classes(cfg: CfgNode, dataset_name: str) -> int:
     """Few-shot episodes use the test set's own classes (novel classes need not be training classes),
     or the coarse classes they map to with CLASSIFICATION.LABEL_MAP."""
     classes = transfer_classes(cfg, dataset_name)
     return len(classes) if classes else resolve_num_classes(cfg)
 
 
-def probe_dicts(cfg, dataset_name):
+def probe_dicts(cfg: CfgNode, dataset_name: str) -> dict[str, list[dict[str, Any]]]:
     """``{split: dicts}`` of the splits the frozen-feature protocol needs, labels following class names:
     the training classes for the probes, the test set's own classes for few-shot episodes (coarse
     labels with CLASSIFICATION.LABEL_MAP)."""
@@ -236,7 +236,7 @@ def _cache_keys_of(cfg, dataset_name, dicts):
     }
 
 
-def cache_keys(cfg, dataset_name):
+def cache_keys(cfg: CfgNode, dataset_name: str) -> dict[tuple[str, str], str]:
     """``{(split, layer): key}`` of every split and layer the protocol needs; each key holds the
     content digest of the split as it is on disk now (:func:`dataset_fingerprint`)."""
     return _cache_keys_of(cfg, dataset_name, probe_dicts(cfg, dataset_name))
@@ -251,7 +251,7 @@ def _plan_id(cfg, dataset_name):
     return hashlib.sha256(cfg.dump().encode()).hexdigest(), dataset_name
 
 
-def plan_probe(cfg, dataset_name):
+def plan_probe(cfg: CfgNode, dataset_name: str) -> dict[str, Any]:
     """
     What the frozen-feature protocol on ``dataset_name`` extracts and what it takes from the cache,
     decided by the main process and shared with every process (each deciding alone could put a
@@ -290,7 +290,7 @@ def plan_probe(cfg, dataset_name):
     }
 
 
-def check_few_shot_counts(cfg, dicts, dataset_name):
+def check_few_shot_counts(cfg: CfgNode, dicts: Iterable[dict[str, Any]], dataset_name: str) -> None:
     """Every class of the episodes' split has at least max(SHOTS) + QUERIES images; else ValueError naming them."""
     f = cfg.CLASSIFICATION.FEW_SHOT
     need = max(f.SHOTS) + f.QUERIES
@@ -314,11 +314,11 @@ class FrozenTrunkCheck(HookBase):
     bit-identical to what it loaded. A violation raises RuntimeError naming the tensor.
     """
 
-    def before_train(self):
+    def before_train(self) -> None:
         trunk = getattr(self.trainer.model, "module", self.trainer.model).trunk
         self._reference = {k: v.detach().clone() for k, v in trunk.state_dict().items()}
 
-    def after_step(self):
+    def after_step(self) -> None:
         if self.trainer.iter != self.trainer.start_iter:
             return
         model = getattr(self.trainer.model, "module", self.trainer.model)
@@ -332,7 +332,7 @@ class FrozenTrunkCheck(HookBase):
         if not any(p.grad is not None for p in model.head.parameters()):
             raise RuntimeError("Linear probe: the head received no gradient")
 
-    def after_train(self):
+    def after_train(self) -> None:
         trunk = getattr(self.trainer.model, "module", self.trainer.model).trunk
         for k, v in trunk.state_dict().items():
             if not torch.equal(v.detach().cpu(), self._reference[k].cpu()):
@@ -392,14 +392,14 @@ class ClassificationTask(Task):
         ]
 
     @classmethod
-    def training_dicts(cls, cfg):
+    def training_dicts(cls, cfg: CfgNode) -> list[dict[str, Any]]:
         """What the SGD protocols train on: the training split alone with ``EVAL_ON_VAL`` (model
         selection), else train + val (the final training, tested on ``DATASETS.TEST``)."""
         train, val = train_val_dicts(cfg)
         return train if cfg.CLASSIFICATION.EVAL_ON_VAL else train + val
 
     @classmethod
-    def evaluation_dicts(cls, cfg, dataset_name):
+    def evaluation_dicts(cls, cfg: CfgNode, dataset_name: str) -> list[dict[str, Any]]:
         """What the SGD protocols are scored on: the validation split with ``EVAL_ON_VAL``, else ``dataset_name``."""
         return (
             train_val_dicts(cfg)[1]

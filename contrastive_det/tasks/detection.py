@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Iterable
+from typing import Any, Iterable
 
 from detectron2.config import CfgNode
 from detectron2.data import (
@@ -24,7 +24,7 @@ from ..evaluation import VOCDetectionEvaluator
 logger = logging.getLogger(__name__)
 
 
-def detection_train_dicts(cfg):
+def detection_train_dicts(cfg: CfgNode) -> list[dict[str, Any]]:
     """The training dicts of ``DATASETS.TRAIN`` with detectron2's filtering (empty images, keypoints)."""
     return get_detection_dataset_dicts(
         cfg.DATASETS.TRAIN,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 
@@ -42,7 +42,7 @@ def _model_state(ckpt):
     return sd if isinstance(sd, dict) else {}
 
 
-def check_pretraining_checkpoint(model, ckpt, path):
+def check_pretraining_checkpoint(model: torch.nn.Module, ckpt: Any, path: str) -> dict[str, Any]:
     """
     The state dict of ``ckpt`` (a pretraining checkpoint: ``model_*.pth``) when it fits ``model``
     exactly: every tensor present with its shape, nothing else. Raises ValueError naming the file
@@ -68,7 +68,9 @@ def check_pretraining_checkpoint(model, ckpt, path):
     return have
 
 
-def prepare_pretraining_weights(cfg, output_dir, log=print):
+def prepare_pretraining_weights(
+    cfg: CfgNode, output_dir: str, log: Callable[[str], Any] = print
+) -> list[str]:
     """
     ``MODEL.WEIGHTS`` of a pretraining run (the initial trunk), decided before any process starts:
     a checkpoint of the same pretraining model is used as it is; any ResNet checkpoint a reader
@@ -103,7 +105,7 @@ def prepare_pretraining_weights(cfg, output_dir, log=print):
     return ["MODEL.WEIGHTS", target, "RESULTS.WEIGHTS_SOURCE", os.path.abspath(source)]
 
 
-def export_backbone(model, cfg, path, method):
+def export_backbone(model: torch.nn.Module, cfg: CfgNode, path: str, method: str) -> str:
     """
     Write the model's trunk in the canonical torchvision form (docs/design.md section 3), atomically.
 
@@ -134,10 +136,10 @@ def export_backbone(model, cfg, path, method):
 class ExportBackbone(HookBase):
     """After the last iteration, export the pretrained trunk to ``OUTPUT_DIR/backbone.pth``."""
 
-    def __init__(self, method):
+    def __init__(self, method: str):
         self._method = method
 
-    def after_train(self):
+    def after_train(self) -> None:
         trainer = self.trainer
         # detectron2 sets iter = max_iter after the last iteration
         if trainer.iter < trainer.max_iter:

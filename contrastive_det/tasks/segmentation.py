@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from detectron2.config import CfgNode
 from detectron2.data import build_detection_test_loader, get_detection_dataset_dicts
@@ -21,7 +21,7 @@ from ..evaluation import SemanticSegmentationEvaluator
 logger = logging.getLogger(__name__)
 
 
-def check_datasets_match(cfg, names):
+def check_datasets_match(cfg: CfgNode, names: Iterable[str]) -> None:
     """
     Every dataset of ``names`` is a segmentation set whose classes are MODEL.SEM_SEG_HEAD.NUM_CLASSES
     (the same list across sets) and whose ignore label is MODEL.SEM_SEG_HEAD.IGNORE_VALUE.
@@ -49,7 +49,7 @@ def check_datasets_match(cfg, names):
             )
 
 
-def check_backbone_covered(cfg, weights, overrides=()):
+def check_backbone_covered(cfg: CfgNode, weights: str, overrides: Sequence[str] = ()) -> None:
     """
     Raise ConversionError when the detectron2-layout file ``weights`` leaves a backbone tensor of the
     model of ``cfg`` (with the ``KEY VALUE`` ``overrides`` the run will apply) at its random

@@ -360,9 +360,7 @@ def test_at_most_max_count_detections_are_drawn_the_highest_scoring(monkeypatch)
         def get_image(self):
             return self.image
 
-    import detectron2.utils.visualizer as visualizer
-
-    monkeypatch.setattr(visualizer, "Visualizer", FakeVisualizer)
+    monkeypatch.setattr(pictures, "Visualizer", FakeVisualizer)
     inst = Instances(
         (8, 8),
         pred_boxes=Boxes(torch.zeros(4, 4)),
