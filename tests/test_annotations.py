@@ -1,9 +1,10 @@
 """
-The public API of engine/, tasks/, evaluation/, convert/ and studies/ is annotated: every public function
-and every method of a public class has a type on each parameter (self/cls aside) and a return type
-(``__init__`` aside), and each name an annotation uses exists in its module (imported, defined, a
-builtin, or imported under ``if TYPE_CHECKING:``), so that a renamed class cannot leave a stale
-annotation behind (with ``from __future__ import annotations`` nothing evaluates them at run time).
+The public API of engine/, tasks/, evaluation/, convert/ and studies/ is annotated: every public
+function and every method of a public class has a type on each parameter (self/cls aside) and a
+return type (``__init__`` aside), and each name an annotation uses exists in its module (imported,
+defined, a builtin, or imported under ``if TYPE_CHECKING:``), so that a renamed class cannot leave a
+stale annotation behind (with ``from __future__ import annotations`` nothing evaluates them at run
+time).
 """
 
 import ast

@@ -11,8 +11,8 @@ forward, backward and step, and (``--only lightly``) images per second of tools/
 run of configs/toy/pretrain_simclr_R18.yaml against lightly's documented SimCLR loop on the same
 data and settings. Ratios are measured side by side in alternating blocks; a Trainer step includes
 every hook's before_step/after_step and the periodic writes. Classification transfer
-(contrastive_det/benchmarks/classification.py, configs/toy/cls_linear_lbfgs_R18.yaml on the textured toy
-crops): ``probe_speed`` (the cached L-BFGS probe against an SGD-trained linear layer on the same
+(contrastive_det/benchmarks/classification.py, configs/toy/cls_linear_lbfgs_R18.yaml on the textured
+toy crops): ``probe_speed`` (the cached L-BFGS probe against an SGD-trained linear layer on the same
 frozen features), ``extraction`` (feature extraction through the task's loader, inference_on_dataset
 and the probe evaluator against a bare no_grad loop) and ``probe_cache`` (a second L-BFGS probe run
 on cached features against the first, extracting run).
@@ -57,9 +57,9 @@ VOC_REDUCED = [
     "DATASETS.TEST",
     "()",
 ]
-# The VOC protocol at its own input sizes (480-800 px short side, up to 1333), 2 images per step: the
-# per-GPU work of detectron2's published 0.537 s/iter (8 V100s, 16 images per step), on the toy images
-# upscaled to those sizes. For a GPU (scripts/gpu_check.sh).
+# The VOC protocol at its own input sizes (480-800 px short side, up to 1333), 2 images per step:
+# the per-GPU work of detectron2's published 0.537 s/iter (8 V100s, 16 images per step), on the toy
+# images upscaled to those sizes. For a GPU (scripts/gpu_check.sh).
 VOC_FULL = [
     "SOLVER.IMS_PER_BATCH",
     "2",
@@ -125,8 +125,8 @@ def build_cfg(config_file, opts, output_dir):
 
 def _ratio_text(r):
     return (
-        f"ratio {r['ratio_total']:.3f} over all timed iterations; per block pair min {min(r['ratios']):.3f} "
-        f"median {r['ratio_median']:.3f} max {max(r['ratios']):.3f}"
+        f"ratio {r['ratio_total']:.3f} over all timed iterations; per block pair min "
+        f"{min(r['ratios']):.3f} median {r['ratio_median']:.3f} max {max(r['ratios']):.3f}"
     )
 
 
@@ -218,9 +218,10 @@ def main():
             cfg = build_cfg(VOC, VOC_FULL + list(args.opts), os.path.join(tmp, "voc_full"))
             out["voc_full_s_per_iter"], _ = seconds_per_iter(cfg, args.warmup, args.voc_iters)
             print(
-                f"VOC R50-C4 at the protocol's sizes ({cfg.SOLVER.IMS_PER_BATCH} img/iter, {cfg.MODEL.DEVICE}): "
-                f"{out['voc_full_s_per_iter']:.3f} s/iter; detectron2's published 0.537 s/iter on 8 V100s "
-                f"(2 img/GPU): ratio {out['voc_full_s_per_iter'] / 0.537:.2f}",
+                f"VOC R50-C4 at the protocol's sizes ({cfg.SOLVER.IMS_PER_BATCH} img/iter, "
+                f"{cfg.MODEL.DEVICE}): {out['voc_full_s_per_iter']:.3f} s/iter; detectron2's "
+                f"published 0.537 s/iter on 8 V100s (2 img/GPU): ratio "
+                f"{out['voc_full_s_per_iter'] / 0.537:.2f}",
                 flush=True,
             )
         if "voc" in parts:
@@ -237,8 +238,8 @@ def main():
             r = trainer_overhead(cfg, args.warmup, args.block, args.trials)
             out["ratio"] = r
             print(
-                f"train_net step / bare SimpleTrainer step (toy, {args.trials} x {args.block} iters each, "
-                f"alternating): {_ratio_text(r)}; "
+                f"train_net step / bare SimpleTrainer step (toy, {args.trials} x {args.block} "
+                f"iters each, alternating): {_ratio_text(r)}; "
                 f"{r['trainer_s_per_iter']:.3f} vs {r['bare_s_per_iter']:.3f} s/iter",
                 flush=True,
             )
@@ -248,8 +249,9 @@ def main():
             out["seg_ratio"] = r
             print(
                 f"train_net segmentation step / bare SemanticSegmentor loop (toy FCN-16s, "
-                f"{cfg.SOLVER.IMS_PER_BATCH} img/iter, {args.trials} x {args.block} iters each, alternating): "
-                f"{_ratio_text(r)}; {r['trainer_s_per_iter']:.3f} vs {r['bare_s_per_iter']:.3f} s/iter",
+                f"{cfg.SOLVER.IMS_PER_BATCH} img/iter, {args.trials} x {args.block} iters each, "
+                f"alternating): {_ratio_text(r)}; {r['trainer_s_per_iter']:.3f} vs "
+                f"{r['bare_s_per_iter']:.3f} s/iter",
                 flush=True,
             )
         for name, (opts, what) in PRETRAIN.items():
@@ -269,8 +271,8 @@ def main():
             r = trainer_overhead(cfg, args.warmup, args.block, args.trials, baseline="torch")
             out["pretrain_ratio"] = r
             print(
-                f"pretrain_net step / bare PyTorch loop (SimCLR R18 32 px, {args.trials} x {args.block} iters "
-                f"each, alternating): {_ratio_text(r)}; "
+                f"pretrain_net step / bare PyTorch loop (SimCLR R18 32 px, {args.trials} x "
+                f"{args.block} iters each, alternating): {_ratio_text(r)}; "
                 f"{r['trainer_s_per_iter']:.3f} vs {r['bare_s_per_iter']:.3f} s/iter",
                 flush=True,
             )

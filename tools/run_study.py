@@ -88,9 +88,9 @@ def main(argv=None):
     )
     slurm = parser.add_argument_group(
         "slurm (submitit)",
-        "Resources of the pretraining and transfer runs; conversions ask for 2 CPUs, no GPU and an hour. A study "
-        "file's `resources: {pretrain|convert|transfer: {gpus, cpus, mem_gb, time, nodes, tasks_per_node}}` and a "
-        "transfer entry's own `resources:` override these.",
+        "Resources of the pretraining and transfer runs; conversions ask for 2 CPUs, no GPU and an "
+        "hour. A study file's `resources: {pretrain|convert|transfer: {gpus, cpus, mem_gb, time, "
+        "nodes, tasks_per_node}}` and a transfer entry's own `resources:` override these.",
     )
     slurm.add_argument("--partition", help="SLURM partition")
     slurm.add_argument(

@@ -50,7 +50,8 @@ def main(argv=None):
             parser.error(f"--point {item[0]!r}: not a JSON object ({e})")
         if not isinstance(point, dict) or not point or len(item) < 2:
             parser.error(
-                f"--point {' '.join(item)}: expected a non-empty JSON object of keys, then run folders"
+                f"--point {' '.join(item)}: expected a non-empty JSON object of keys, then run "
+                f"folders"
             )
         points.append((point, item[1:]))
     try:

@@ -9,8 +9,8 @@ same data, model and machine:
   the config's LR, momentum, weight decay and batch, cosine schedule) on the same frozen
   features, train+val / test. The SGD side is timed until the epoch of its best test accuracy
   (evaluation excluded); the L-BFGS side is timed whole (sweep, validation scoring, refit), and
-  also as one fit at the chosen penalty and as the shortest such fit (L-BFGS iteration caps grown x1.25
-  from 1) that reaches the SGD probe's best accuracy.
+  also as one fit at the chosen penalty and as the shortest such fit (L-BFGS iteration caps grown
+  x1.25 from 1) that reaches the SGD probe's best accuracy.
 * ``extraction``: images/s of feature extraction through the real path (the ClassificationTask's
   test loader, the Classifier's inference through detectron2's ``inference_on_dataset`` and the
   FeatureProbeEvaluator's ``process``) against a bare ``torch.no_grad()`` loop calling the same
@@ -91,7 +91,8 @@ class ClsBench:
         self._features = None
 
     def cfg(self, name, cache=None, extra=()):
-        """The frozen run config of run ``name`` (OUTPUT_DIR workdir/name), feature cache ``cache``."""
+        """The frozen run config of run ``name`` (OUTPUT_DIR workdir/name), feature cache
+        ``cache``."""
         cache = cache or os.path.join(self.workdir, "cache_" + name)
         opts = self.opts + ["CLASSIFICATION.FEATURE_CACHE", cache] + list(extra)
         args = argparse.Namespace(
@@ -270,7 +271,8 @@ def lbfgs_time_to_reach(
     """
     The shortest L-BFGS fit at ``reg`` (from zeros, on ``train``) whose test score reaches
     ``target``: fits with max_iter 1, 2, 3, 4, 5, 7, 9, ... (each the larger of +1 and x1.25) up
-    to ``max_iter``, the first that does. Returns (seconds of that fit or None, its max_iter, its score).
+    to ``max_iter``, the first that does. Returns (seconds of that fit or None, its max_iter, its
+    score).
     """
     k, last = 1, None
     quiet = logging.getLogger(fit_logistic.__module__)
@@ -392,9 +394,9 @@ def probe_speed(bench, *, sgd, epochs, trials=3, log=print):
 def print_probe_speed(r, log=print):
     sg = r["sgd"]
     log(
-        f"probe_speed: {r['num_train']} train+val / {r['num_test']} test features of dim {r['dim']}; "
-        f"L-BFGS {r['lbfgs_dtype']}, tol {r['lbfgs_tol']:g}, max_iter {r['lbfgs_max_iter']}; "
-        f"medians of {r['trials']} alternating trials"
+        f"probe_speed: {r['num_train']} train+val / {r['num_test']} test features of dim "
+        f"{r['dim']}; L-BFGS {r['lbfgs_dtype']}, tol {r['lbfgs_tol']:g}, max_iter "
+        f"{r['lbfgs_max_iter']}; medians of {r['trials']} alternating trials"
     )
     rows = [
         (
@@ -413,7 +415,8 @@ def print_probe_speed(r, log=print):
             f"{r['lbfgs_reach_sgd_score']:.2f} ({r['lbfgs_reach_sgd_iters']} it.)",
         ),
         (
-            f"SGD probe (lr {sg['lr']:g}, batch {sg['batch_size']}, cosine {r['sgd_epochs']} epochs) to its best epoch",
+            f"SGD probe (lr {sg['lr']:g}, batch {sg['batch_size']}, cosine {r['sgd_epochs']} "
+            f"epochs) to its best epoch",
             f"{r['sgd_time_to_best_s']:.2f} s",
             f"{r['sgd_best_score']:.2f} (epochs {r['sgd_best_epochs']})",
         ),
@@ -428,9 +431,10 @@ def print_probe_speed(r, log=print):
     _table(["probe_speed", "time", "test score"], rows, log)
     reach = "n/a" if r["ratio_reach"] is None else f"{r['ratio_reach']:.3g}x"
     log(
-        f"probe_speed ratio (SGD time to best / L-BFGS time): whole protocol {r['ratio_sweep']:.3g}x, "
-        f"one fit {r['ratio_single_fit']:.3g}x, shortest fit reaching SGD {reach} (goal >= 10x); "
-        f"L-BFGS {'reaches' if r['lbfgs_reaches_sgd'] else 'does NOT reach'} the SGD probe's accuracy "
+        f"probe_speed ratio (SGD time to best / L-BFGS time): whole protocol "
+        f"{r['ratio_sweep']:.3g}x, one fit {r['ratio_single_fit']:.3g}x, shortest fit reaching SGD "
+        f"{reach} (goal >= 10x); L-BFGS "
+        f"{'reaches' if r['lbfgs_reaches_sgd'] else 'does NOT reach'} the SGD probe's accuracy "
         f"({r['lbfgs_sweep_score']:.2f} vs {r['sgd_best_score']:.2f})"
     )
 
@@ -522,7 +526,8 @@ def print_extraction(r, log=print):
     ]
     _table(
         [
-            f"extraction ({r['images']} images, batch {r['batch_size']}, {r['num_workers']} workers, {r['device']})",
+            f"extraction ({r['images']} images, batch {r['batch_size']}, {r['num_workers']} "
+            f"workers, {r['device']})",
             "images/s",
             "pass seconds",
         ],
@@ -530,8 +535,8 @@ def print_extraction(r, log=print):
         log,
     )
     log(
-        f"extraction ratio real/bare time: {r['ratio']:.3f} over {r['trials']} alternating passes each "
-        f"[per pair min {min(r['ratios']):.3f} median {r['ratio_median']:.3f} "
+        f"extraction ratio real/bare time: {r['ratio']:.3f} over {r['trials']} alternating passes "
+        f"each [per pair min {min(r['ratios']):.3f} median {r['ratio_median']:.3f} "
         f"max {max(r['ratios']):.3f}] (goal <= 1.05)"
     )
 
@@ -676,7 +681,8 @@ def print_probe_cache(r, log=print):
     if "ratio_without_fit" in r:
         extra = (
             f"; without the L-BFGS fit (same in both runs) {100 * r['ratio_without_fit']:.1f}%, "
-            f"also without the pre-flight image scan {100 * r['ratio_without_fit_and_image_check']:.1f}%"
+            f"also without the pre-flight image scan "
+            f"{100 * r['ratio_without_fit_and_image_check']:.1f}%"
         )
     log(
         f"probe_cache ratio second/first run: {100 * r['ratio']:.1f}% (goal <= 5%){extra}; "
@@ -719,8 +725,9 @@ def run(
 ):
     """
     Run the benchmarks named in ``parts``; returns {part: figures}, printing each table.
-    ``lbfgs_config`` / ``sgd_config``: the linear_lbfgs and linear_sgd probe configs (tools/benchmark.py
-    gives the toy ones); ``train_net``: the path of tools/train_net.py, for ``cli=True``.
+    ``lbfgs_config`` / ``sgd_config``: the linear_lbfgs and linear_sgd probe configs
+    (tools/benchmark.py gives the toy ones); ``train_net``: the path of tools/train_net.py, for
+    ``cli=True``.
     """
     if comm.get_world_size() != 1:
         raise RuntimeError("the classification benchmarks run in one process")

@@ -39,7 +39,8 @@ from ..engine.defaults import build_run_config, setup
 
 LIGHTLY_VERSION = "1.6.0"
 INSTALL_HINT = (
-    f"lightly is not installed: pip install --no-deps lightly=={LIGHTLY_VERSION} lightning-utilities "
+    f"lightly is not installed: pip install --no-deps lightly=={LIGHTLY_VERSION} "
+    f"lightning-utilities "
     "(keeps the pinned torch/torchvision; or pip install -e '.[bench]')"
 )
 # Checkpointing, evaluation and the final kNN evaluation are pushed out of the benchmark: their
@@ -48,7 +49,8 @@ OURS_OPTS = ["SOLVER.CHECKPOINT_PERIOD", "1000000", "TEST.EVAL_PERIOD", "0", "DA
 
 
 def lightly_missing():
-    """None when lightly (and what its SimCLR pieces import) is importable; else how to install it."""
+    """None when lightly (and what its SimCLR pieces import) is importable; else how to install
+    it."""
     try:
         import lightly.loss  # noqa: F401
         import lightly.models.modules  # noqa: F401
@@ -125,7 +127,8 @@ def time_lightly(cfg, warmup, iters):
     c, m, s = cfg.INPUT.TWO_VIEW, cfg.MODEL, cfg.SOLVER
     if tuple(c.CROP_SCALE)[1] != 1.0:
         raise ValueError(
-            "lightly's SimCLRTransform crops up to the whole image: INPUT.TWO_VIEW.CROP_SCALE must end at 1.0"
+            "lightly's SimCLRTransform crops up to the whole image: INPUT.TWO_VIEW.CROP_SCALE must "
+            "end at 1.0"
         )
     torch.manual_seed(cfg.SEED)
     brightness, contrast, saturation, hue = c.JITTER
@@ -233,7 +236,8 @@ def run_block(side, config_file, opts, warmup, iters):
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(
-                f"{side} block failed ({' '.join(cmd)}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+                f"{side} block failed "
+                f"({' '.join(cmd)}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
             )
         with open(out) as f:
             return json.load(f)

@@ -10,8 +10,9 @@ def add_contrastive_det_config(cfg):
     """Add contrastive-det's keys to a detectron2 config (in place). Safe to call twice."""
     if hasattr(cfg, "TASK"):
         return cfg
-    # The task the one Trainer runs: a class name in TASK_REGISTRY (one file per task in contrastive_det/tasks/)
-    # that supplies data loaders and evaluators. "DetectionTask": Faster R-CNN detection transfer.
+    # The task the one Trainer runs: a class name in TASK_REGISTRY (one file per task in
+    # contrastive_det/tasks/) that supplies data loaders and evaluators. "DetectionTask": Faster
+    # R-CNN detection transfer.
     cfg.TASK = "DetectionTask"
 
     # User datasets registered from the config, without writing Python. A list of dicts, each:
@@ -21,18 +22,23 @@ def add_contrastive_det_config(cfg):
     #    coco: JSON (instances file), IMAGE_ROOT (folder the file names are relative to)
     #    folder: ROOT (class-per-folder classification set: ROOT/<class>/<image>),
     #          METRIC ("top1", the default, or "mean_per_class")
-    #    csv:  CSV (file of "path,label" rows, optional header line "path,label"; a label is a name of
-    #          CLASSES or else an integer id in [0, len(CLASSES))), ROOT (optional: the folder relative
+    #    csv:  CSV (file of "path,label" rows, optional header line "path,label"; a label is a name
+    # of
+    #          CLASSES or else an integer id in [0, len(CLASSES))), ROOT (optional: the folder
+    # relative
     #          paths start from; default the CSV file's folder), METRIC ("top1", the default, or
     #          "mean_per_class")
-    #    sem_seg: IMAGE_ROOT/<stem>.{jpg,png,...} with LABEL_ROOT/<stem>.png (class indices); optional IGNORE_LABEL
-    #          (255), LIST (file of stems; default all images), REDUCE_ZERO_LABEL (0 = other, c -> class c-1)}
-    # CLASSES is required for voc, csv and sem_seg (the label order) and optional for coco (the JSON's
-    # categories) and folder (the sorted folder names). Examples (YAML and command line): datasets/README.md.
+    #    sem_seg: IMAGE_ROOT/<stem>.{jpg,png,...} with LABEL_ROOT/<stem>.png (class indices);
+    # optional IGNORE_LABEL
+    #          (255), LIST (file of stems; default all images), REDUCE_ZERO_LABEL (0 = other, c ->
+    # class c-1)} CLASSES is required for voc, csv and sem_seg (the label order) and optional for
+    # coco (the JSON's categories) and folder (the sorted folder names). Examples (YAML and command
+    # line): datasets/README.md.
     cfg.DATASETS.CUSTOM = []
 
     # Key prefix of the backbone inside MODEL.WEIGHTS when the file holds several ResNets (e.g.
-    # "student." of {"student": ..., "teacher": ...}), like the converter's --prefix. "" = detect it.
+    # "student." of {"student": ..., "teacher": ...}), like the converter's --prefix. "" = detect
+    # it.
     cfg.MODEL.WEIGHTS_PREFIX = ""
     # Detection and segmentation: a ResNet's depth, res2 width, stride_in_1x1, pixel mean/std and
     # input format come from the weights when they record them (a .pkl of
@@ -40,7 +46,8 @@ def add_contrastive_det_config(cfg):
     # each key changed. False: keep the config's values and only warn where they differ.
     cfg.MODEL.ADOPT_WEIGHTS_KEYS = True
     # Detection and segmentation: a converted .pkl whose keys (as above) this run adopts WITHOUT
-    # loading its weights: a random-init baseline shaped like the pretrained rows. Needs MODEL.WEIGHTS "".
+    # loading its weights: a random-init baseline shaped like the pretrained rows. Needs
+    # MODEL.WEIGHTS "".
     cfg.MODEL.KEYS_FROM_WEIGHTS = ""
 
     # Pre-flight image scan (contrastive_det.data.checks.check_images): before training, decode
@@ -50,10 +57,10 @@ def add_contrastive_det_config(cfg):
     cfg.DATALOADER.CHECK_IMAGES_MAX = 25000
 
     # Bitwise-repeatable training on GPU: cuDNN's deterministic kernels and torch's deterministic
-    # algorithms (an error names any operation without one), cuDNN autotuning off, and cuBLAS's fixed
-    # workspace (CUBLAS_WORKSPACE_CONFIG=:4096:8). Slower. Off: a resumed or repeated GPU run draws the
-    # same data and random numbers (SEED, iteration, rank) but its sums may differ in the last bits.
-    # The CPU path is repeatable either way.
+    # algorithms (an error names any operation without one), cuDNN autotuning off, and cuBLAS's
+    # fixed workspace (CUBLAS_WORKSPACE_CONFIG=:4096:8). Slower. Off: a resumed or repeated GPU run
+    # draws the same data and random numbers (SEED, iteration, rank) but its sums may differ in the
+    # last bits. The CPU path is repeatable either way.
     cfg.DETERMINISTIC = False
 
     add_pretrain_config(cfg)
@@ -68,7 +75,8 @@ def add_contrastive_det_config(cfg):
     # MODEL.WEIGHTS is empty and "unspecified" otherwise.
     cfg.RESULTS.METHOD = ""
     # The checkpoint MODEL.WEIGHTS was converted from (set by tools/train_net.py when it converts a
-    # torchvision-layout/SSL checkpoint on the fly; recorded in results.json). "" = MODEL.WEIGHTS itself.
+    # torchvision-layout/SSL checkpoint on the fly; recorded in results.json). "" = MODEL.WEIGHTS
+    # itself.
     cfg.RESULTS.WEIGHTS_SOURCE = ""
     return cfg
 
@@ -87,21 +95,24 @@ def add_pretrain_config(cfg):
     cfg.MODEL.TV_RESNET.WIDTH_PER_GROUP = (
         64  # bottleneck width (64 = standard; 128 = wide ResNet-50-2)
     )
-    # Batch norm of the trunk, by detectron2 name: "BN", or global BN "SyncBN" / "nnSyncBN" (torch's,
-    # CUDA) / "naiveSyncBN" (detectron2's, also on CPU over gloo). In one process every synced flavour
-    # becomes BN; on several CPU processes SyncBN becomes naiveSyncBN. The projection heads take it too.
+    # Batch norm of the trunk, by detectron2 name: "BN", or global BN "SyncBN" / "nnSyncBN"
+    # (torch's, CUDA) / "naiveSyncBN" (detectron2's, also on CPU over gloo). In one process every
+    # synced flavour becomes BN; on several CPU processes SyncBN becomes naiveSyncBN. The projection
+    # heads take it too.
     cfg.MODEL.TV_RESNET.NORM = "BN"
     cfg.MODEL.TV_RESNET.ZERO_INIT_RESIDUAL = (
         False  # zero-init the last BN gamma of each residual block
     )
 
     cfg.MODEL.CONTRASTIVE = CN()
-    # Projection MLP: PROJ_LAYERS linear layers (BN + ReLU between them), hidden width PROJ_HIDDEN_DIM,
-    # output PROJ_DIM. MoCo v2: 2 layers 2048-2048-128; SimCLR: 2 layers 2048-2048-128.
+    # Projection MLP: PROJ_LAYERS linear layers (BN + ReLU between them), hidden width
+    # PROJ_HIDDEN_DIM, output PROJ_DIM. MoCo v2: 2 layers 2048-2048-128; SimCLR: 2 layers
+    # 2048-2048-128.
     cfg.MODEL.CONTRASTIVE.PROJ_LAYERS = 2
     cfg.MODEL.CONTRASTIVE.PROJ_HIDDEN_DIM = 2048
     cfg.MODEL.CONTRASTIVE.PROJ_DIM = 128
-    # A norm after hidden linear layers (SimCLR v1 uses it; MoCo v2 not), of MODEL.TV_RESNET.NORM's kind.
+    # A norm after hidden linear layers (SimCLR v1 uses it; MoCo v2 not), of MODEL.TV_RESNET.NORM's
+    # kind.
     cfg.MODEL.CONTRASTIVE.PROJ_BN = False
     cfg.MODEL.CONTRASTIVE.TEMPERATURE = (
         0.2  # MoCo v2 0.2; SimCLR 0.5 (batch 256) / 0.1; SupCon 0.07
@@ -128,8 +139,8 @@ def add_pretrain_config(cfg):
     cfg.MODEL.SCAN = CN()
     cfg.MODEL.SCAN.NUM_NEIGHBORS = 100  # neighbourhood size k (momentum embeddings)
     cfg.MODEL.SCAN.NON_NEIGHBOR = "mask"  # same-label non-neighbours "mask"ed or "negative"
-    # Supervised (cross-entropy) baseline: label smoothing of its cross-entropy (0 = plain CE, torchvision's
-    # classic ImageNet recipe; torchvision's newer recipes use 0.1).
+    # Supervised (cross-entropy) baseline: label smoothing of its cross-entropy (0 = plain CE,
+    # torchvision's classic ImageNet recipe; torchvision's newer recipes use 0.1).
     cfg.MODEL.CONTRASTIVE.LABEL_SMOOTHING = 0.0
 
     # Two-view augmentation (torchvision.transforms.v2); defaults are MoCo v2's / SimCLR's.
@@ -153,7 +164,8 @@ def add_pretrain_config(cfg):
         256  # kNN/eval: resize shorter side, then center crop CROP_SIZE
     )
 
-    # kNN monitor on a held-out split (run by the eval hook): bank = TEST.KNN.BANK, queries = DATASETS.TEST.
+    # kNN monitor on a held-out split (run by the eval hook): bank = TEST.KNN.BANK, queries =
+    # DATASETS.TEST.
     cfg.TEST.KNN = CN()
     cfg.TEST.KNN.BANK = ""  # dataset whose embeddings form the bank ("" = DATASETS.TRAIN[0])
     cfg.TEST.KNN.K = 200  # neighbours that vote
@@ -163,7 +175,8 @@ def add_pretrain_config(cfg):
     # Study axes of Cole et al. (docs/design.md section 6), applied to the pretraining images.
     cfg.DATASETS.PRETRAIN = CN()
     # Data quantity: a deterministic, class-stratified subset of the (mixed) training images, by
-    # count (SUBSET_COUNT > 0) or by fraction (SUBSET_FRACTION < 1); never both. Seeded by SUBSET_SEED.
+    # count (SUBSET_COUNT > 0) or by fraction (SUBSET_FRACTION < 1); never both. Seeded by
+    # SUBSET_SEED.
     cfg.DATASETS.PRETRAIN.SUBSET_COUNT = 0
     cfg.DATASETS.PRETRAIN.SUBSET_FRACTION = 1.0
     cfg.DATASETS.PRETRAIN.SUBSET_SEED = 0
@@ -191,24 +204,29 @@ def add_pretrain_config(cfg):
 
 def add_classification_config(cfg):
     """Keys of classification transfer (TASK "ClassificationTask"); see docs/design.md section 8."""
-    # The classifier meta-architecture ("Classifier"): the torchvision trunk of MODEL.TV_RESNET + a head.
+    # The classifier meta-architecture ("Classifier"): the torchvision trunk of MODEL.TV_RESNET + a
+    # head.
     cfg.MODEL.CLASSIFIER = CN()
     # Classes of the head; 0 = the number of classes of DATASETS.TRAIN[0] (its metadata "classes").
     cfg.MODEL.CLASSIFIER.NUM_CLASSES = 0
-    # Freeze the trunk: no gradients, kept in eval mode (BN statistics untouched), asserted after training.
+    # Freeze the trunk: no gradients, kept in eval mode (BN statistics untouched), asserted after
+    # training.
     cfg.MODEL.CLASSIFIER.FREEZE_TRUNK = False
-    # Head: "linear"; "bn_linear" = non-affine BatchNorm1d then linear (Islam et al.'s linear probe);
-    # "core_tuning" = bias-free linear + Core-tuning's contrastive head (CLASSIFICATION.CORE_TUNING).
+    # Head: "linear"; "bn_linear" = non-affine BatchNorm1d then linear (Islam et al.'s linear
+    # probe); "core_tuning" = bias-free linear + Core-tuning's contrastive head
+    # (CLASSIFICATION.CORE_TUNING).
     cfg.MODEL.CLASSIFIER.HEAD = "linear"
-    # Input conventions of a detectron2-named MODEL.WEIGHTS that has no config.yaml beside it (they cannot
-    # be read from the tensors): "" = refuse such a file, "torchvision" = RGB, torchvision's mean/std,
-    # stride in the 3x3 conv. Other layouts carry (or imply) their own and ignore this key.
+    # Input conventions of a detectron2-named MODEL.WEIGHTS that has no config.yaml beside it (they
+    # cannot be read from the tensors): "" = refuse such a file, "torchvision" = RGB, torchvision's
+    # mean/std, stride in the 3x3 conv. Other layouts carry (or imply) their own and ignore this
+    # key.
     cfg.MODEL.CLASSIFIER.WEIGHTS_CONVENTIONS = ""
 
     cfg.CLASSIFICATION = CN()
-    # Protocol (docs/design.md section 8). Trained by SGD on the one Trainer: "linear_sgd" (frozen trunk),
-    # "finetune" (whole network), "core_tuning". Fitted on frozen features by the evaluator (no SGD
-    # iterations; MODEL.WEIGHTS is evaluated as with --eval-only): "linear_lbfgs", "layerwise", "few_shot".
+    # Protocol (docs/design.md section 8). Trained by SGD on the one Trainer: "linear_sgd" (frozen
+    # trunk), "finetune" (whole network), "core_tuning". Fitted on frozen features by the evaluator
+    # (no SGD iterations; MODEL.WEIGHTS is evaluated as with --eval-only): "linear_lbfgs",
+    # "layerwise", "few_shot".
     cfg.CLASSIFICATION.PROTOCOL = "linear_sgd"
     # Validation split (L-BFGS regularisation choice, fine-tuning grid). "" = a class-stratified
     # VAL_FRACTION of DATASETS.TRAIN (seed VAL_SEED), the rest being the training split.
@@ -218,29 +236,33 @@ def add_classification_config(cfg):
     # SGD protocols: train on the training split alone and evaluate on the validation split (model
     # selection, e.g. the fine-tuning grid). False: train on train+val, evaluate on DATASETS.TEST.
     cfg.CLASSIFICATION.EVAL_ON_VAL = False
-    # SGD protocols: the schedule in epochs of what the run trains on (the training split with EVAL_ON_VAL,
-    # else train + val). > 0: SOLVER.MAX_ITER = EPOCHS x floor(images / SOLVER.IMS_PER_BATCH) (full batches
-    # per epoch, as a loader that drops the last partial one), set when the run starts (logged; its
-    # config.yaml records it). 0 = SOLVER.MAX_ITER as given.
+    # SGD protocols: the schedule in epochs of what the run trains on (the training split with
+    # EVAL_ON_VAL, else train + val). > 0: SOLVER.MAX_ITER = EPOCHS x floor(images /
+    # SOLVER.IMS_PER_BATCH) (full batches per epoch, as a loader that drops the last partial one),
+    # set when the run starts (logged; its config.yaml records it). 0 = SOLVER.MAX_ITER as given.
     cfg.CLASSIFICATION.EPOCHS = 0
     # With EPOCHS: the epochs at which WarmupMultiStepLR multiplies the LR by SOLVER.GAMMA (they set
     # SOLVER.STEPS). () = SOLVER.STEPS as given.
     cfg.CLASSIFICATION.STEP_EPOCHS = ()
-    # Deprecated in 0.2.0, ignored with a warning, removed in 0.3.0: the fine-tuning grid of the former
-    # tools/finetune_sweep.py. A study transfer's select: (docs/studies.md) runs any grid on validation.
+    # Deprecated in 0.2.0, ignored with a warning, removed in 0.3.0: the fine-tuning grid of the
+    # former tools/finetune_sweep.py. A study transfer's select: (docs/studies.md) runs any grid on
+    # validation.
     for key in ("", ".BASE_LRS", ".WEIGHT_DECAYS", ".WD_OVER_LR"):
         cfg.register_deprecated_key("CLASSIFICATION.FINETUNE_GRID" + key)
-    # Metric reported as "score": "top1", "mean_per_class" or "map11"; "" = the test set's metadata "metric".
+    # Metric reported as "score": "top1", "mean_per_class" or "map11"; "" = the test set's metadata
+    # "metric".
     cfg.CLASSIFICATION.METRIC = ""
-    # Coarser labels (label granularity): a JSON file {"fine class name": "coarse class name", ...}, the format of
-    # DATASETS.PRETRAIN.LABEL_MAP, relabelling train, val and test by class name; the classes are the sorted coarse
-    # names. A leading $DETECTRON2_DATASETS is the dataset root. "" = the fine labels.
+    # Coarser labels (label granularity): a JSON file {"fine class name": "coarse class name", ...},
+    # the format of DATASETS.PRETRAIN.LABEL_MAP, relabelling train, val and test by class name; the
+    # classes are the sorted coarse names. A leading $DETECTRON2_DATASETS is the dataset root. "" =
+    # the fine labels.
     cfg.CLASSIFICATION.LABEL_MAP = ""
     # Pooled trunk outputs used by the frozen-feature protocols ("res2".."res5"); the first one for
     # linear_lbfgs and few_shot, every one for layerwise.
     cfg.CLASSIFICATION.LAYERS = ("res5",)
-    # Folder of the feature cache of the frozen-feature protocols, keyed by (weights digest, dataset,
-    # split, transform, layer). "" = $CONTRASTIVE_DET_CACHE or ~/.cache/contrastive_det/features.
+    # Folder of the feature cache of the frozen-feature protocols, keyed by (weights digest,
+    # dataset, split, transform, layer). "" = $CONTRASTIVE_DET_CACHE or
+    # ~/.cache/contrastive_det/features.
     cfg.CLASSIFICATION.FEATURE_CACHE = ""
     # Images per inference batch (per process) of evaluation and feature extraction.
     cfg.CLASSIFICATION.TEST_BATCH_SIZE = 64
@@ -267,8 +289,8 @@ def add_classification_config(cfg):
     cfg.CLASSIFICATION.FEW_SHOT.QUERIES = 15  # query images per class and episode
     cfg.CLASSIFICATION.FEW_SHOT.EPISODES = 600
     # "logistic" (Islam et al.: logistic regression on L2-normalised features), "centroid" (nearest
-    # class mean by cosine similarity) or "protonet" (ProtoNet / ssl-transfer: nearest mean of the raw
-    # features by squared Euclidean distance).
+    # class mean by cosine similarity) or "protonet" (ProtoNet / ssl-transfer: nearest mean of the
+    # raw features by squared Euclidean distance).
     cfg.CLASSIFICATION.FEW_SHOT.CLASSIFIER = "logistic"
     cfg.CLASSIFICATION.FEW_SHOT.REG = (
         1.0  # logistic regression's L2 penalty (scikit-learn's default C = 1)
@@ -286,16 +308,18 @@ def add_classification_config(cfg):
     cfg.CLASSIFICATION.CORE_TUNING.MIN_SHUFFLED_WEIGHT = (
         0.8  # hard negatives: weight of the shuffled side
     )
-    # Scale of the focal SupCon term: "batch" = each anchor's weighted sum divided by the batch rows, as
-    # the authors' code does (ETA 0.1 was tuned at this scale); "positives" = SupCon's mean over positives.
+    # Scale of the focal SupCon term: "batch" = each anchor's weighted sum divided by the batch
+    # rows, as the authors' code does (ETA 0.1 was tuned at this scale); "positives" = SupCon's mean
+    # over positives.
     cfg.CLASSIFICATION.CORE_TUNING.CON_NORMALIZATION = "batch"
-    # Contrastive term also on the hard negatives/positives made by feature mixup; False: on the batch's own only.
+    # Contrastive term also on the hard negatives/positives made by feature mixup; False: on the
+    # batch's own only.
     cfg.CLASSIFICATION.CORE_TUNING.HARD_PAIRS = True
     # Classifier also trained on the mixup samples' soft labels; False: CE on the real samples only.
     cfg.CLASSIFICATION.CORE_TUNING.SMOOTH_BOUNDARY = True
 
-    # Classification images (torchvision.transforms.v2): training RandomResizedCrop(CROP_SIZE, CROP_SCALE)
-    # + flip; test: the TEST_PIPELINE preset below.
+    # Classification images (torchvision.transforms.v2): training RandomResizedCrop(CROP_SIZE,
+    # CROP_SCALE) + flip; test: the TEST_PIPELINE preset below.
     cfg.INPUT.CLS = CN()
     cfg.INPUT.CLS.CROP_SIZE = 224
     cfg.INPUT.CLS.CROP_SCALE = (0.08, 1.0)
@@ -303,14 +327,15 @@ def add_classification_config(cfg):
     cfg.INPUT.CLS.TEST_RESIZE = 256
     # Test (and frozen-feature) image pipeline, a preset named for its reference
     # (contrastive_det/data/classification_loader.py TEST_PIPELINES): "resize_crop" (MoCo lincls:
-    # shorter side TEST_RESIZE, centre crop CROP_SIZE), "ssl_transfer" (shorter side CROP_SIZE, bicubic,
-    # centre crop) or "islam" (square resize to 1.15 x CROP_SIZE, centre crop).
+    # shorter side TEST_RESIZE, centre crop CROP_SIZE), "ssl_transfer" (shorter side CROP_SIZE,
+    # bicubic, centre crop) or "islam" (square resize to 1.15 x CROP_SIZE, centre crop).
     cfg.INPUT.CLS.TEST_PIPELINE = "resize_crop"
     return cfg
 
 
 def add_segmentation_config(cfg):
-    """Keys of semantic segmentation transfer (TASK "SegmentationTask"); see docs/segmentation.md."""
+    """Keys of semantic segmentation transfer (TASK "SegmentationTask"); see
+    docs/segmentation.md."""
     # FCNHead (contrastive_det/modeling/sem_seg_heads.py) on detectron2's MODEL.SEM_SEG_HEAD keys
     # (NAME, IN_FEATURES, NUM_CLASSES, CONVS_DIM, NORM, IGNORE_VALUE, LOSS_WEIGHT) plus these:
     head = cfg.MODEL.SEM_SEG_HEAD
@@ -322,25 +347,26 @@ def add_segmentation_config(cfg):
         False  # mmseg's concat_input: concat the input with the conv output, fuse by a 3x3 conv
     )
     head.DROPOUT = 0.0  # Dropout2d before the 1x1 classifier (mmseg: 0.1; MoCo: none)
-    # Auxiliary FCN head during training (mmseg: on "res4", 1 conv of 256 channels, loss weight 0.4).
-    # "" = none. The feature must be in MODEL.RESNETS.OUT_FEATURES.
+    # Auxiliary FCN head during training (mmseg: on "res4", 1 conv of 256 channels, loss weight
+    # 0.4). "" = none. The feature must be in MODEL.RESNETS.OUT_FEATURES.
     head.AUX_IN_FEATURE = ""
     head.AUX_CONVS_DIM = 256
     head.AUX_NUM_CONVS = 1
     head.AUX_LOSS_WEIGHT = 0.4
-    # Core-tuning on pixel embeddings: THIS SUITE'S ADAPTATION (the paper's segmentation recipe is not
-    # public; contrastive_det/modeling/sem_seg_core_tuning.py): per class up to PIXELS_PER_CLASS pixels of
-    # the batch, mixup hard pairs, focal SupCon on a HIDDEN_DIM -> CLASSIFICATION.CORE_TUNING.PROJ_DIM MLP;
-    # ETA, ALPHA, TEMPERATURE, MIN_SHUFFLED_WEIGHT, CON_NORMALIZATION, HARD_PAIRS, SMOOTH_BOUNDARY come from
-    # CLASSIFICATION.CORE_TUNING.
+    # Core-tuning on pixel embeddings: THIS SUITE'S ADAPTATION (the paper's segmentation recipe is
+    # not public; contrastive_det/modeling/sem_seg_core_tuning.py): per class up to PIXELS_PER_CLASS
+    # pixels of the batch, mixup hard pairs, focal SupCon on a HIDDEN_DIM ->
+    # CLASSIFICATION.CORE_TUNING.PROJ_DIM MLP; ETA, ALPHA, TEMPERATURE, MIN_SHUFFLED_WEIGHT,
+    # CON_NORMALIZATION, HARD_PAIRS, SMOOTH_BOUNDARY come from CLASSIFICATION.CORE_TUNING.
     head.CORE_TUNING = CN()
     head.CORE_TUNING.ENABLED = False
     head.CORE_TUNING.PIXELS_PER_CLASS = 32
     head.CORE_TUNING.HIDDEN_DIM = 512
 
-    # detectron2.projects.deeplab's ResNet (MODEL.BACKBONE.NAME "build_resnet_deeplab_backbone", output
-    # stride 8 with RES4_DILATION 2 + RESNETS.RES5_DILATION 4). Its stem must stay "basic" (one 7x7
-    # conv) for standard ResNet checkpoints: "deeplab" (three 3x3 convs) would be left at random init.
+    # detectron2.projects.deeplab's ResNet (MODEL.BACKBONE.NAME "build_resnet_deeplab_backbone",
+    # output stride 8 with RES4_DILATION 2 + RESNETS.RES5_DILATION 4). Its stem must stay "basic"
+    # (one 7x7 conv) for standard ResNet checkpoints: "deeplab" (three 3x3 convs) would be left at
+    # random init.
     cfg.MODEL.RESNETS.RES4_DILATION = 1
     cfg.MODEL.RESNETS.RES5_MULTI_GRID = [1, 1, 1]  # dilation multipliers of the 3 res5 blocks
     cfg.MODEL.RESNETS.STEM_TYPE = "basic"
@@ -352,10 +378,12 @@ def add_segmentation_config(cfg):
         0.0  # mmseg's min_lr (1e-4 in its FCN-D8 schedule); 0 = detectron2's poly
     )
 
-    # Training augmentation of segmentation images and label maps (data/sem_seg_mapper.py), in order:
+    # Training augmentation of segmentation images and label maps (data/sem_seg_mapper.py), in
+    # order:
     cfg.INPUT.SEM_SEG = CN()
     # 1. random rescale by a ratio drawn uniformly from SCALE_RATIO, of the image's own size when
-    #    BASE_SIZE is empty (MoCo), else of the largest size that fits BASE_SIZE = (long, short) keeping
+    #    BASE_SIZE is empty (MoCo), else of the largest size that fits BASE_SIZE = (long, short)
+    # keeping
     #    the aspect ratio (mmseg: (2048, 512) on VOC, (2048, 1024) on Cityscapes)
     cfg.INPUT.SEM_SEG.SCALE_RATIO = (0.5, 2.0)
     cfg.INPUT.SEM_SEG.BASE_SIZE = ()
@@ -369,9 +397,9 @@ def add_segmentation_config(cfg):
     # 4. mmseg's PhotoMetricDistortion (brightness +-32, contrast and saturation 0.5-1.5, hue +-18,
     #    each with probability 0.5); False = none (MoCo)
     cfg.INPUT.SEM_SEG.PHOTOMETRIC = False
-    # Test: one scale, the original size when TEST_BASE_SIZE is empty (MoCo), else the largest size that
-    # fits TEST_BASE_SIZE = (long, short) with the aspect ratio kept (mmseg: (2048, 512) on VOC); logits
-    # are resized back to the original size before scoring.
+    # Test: one scale, the original size when TEST_BASE_SIZE is empty (MoCo), else the largest size
+    # that fits TEST_BASE_SIZE = (long, short) with the aspect ratio kept (mmseg: (2048, 512) on
+    # VOC); logits are resized back to the original size before scoring.
     cfg.INPUT.SEM_SEG.TEST_BASE_SIZE = ()
     # Test windows: the whole image of TEST_CROP_SIZE with
     # TEST_STRIDE (mmseg's Cityscapes test: 769 / 513); () = whole image.

@@ -4,9 +4,10 @@ Config keys that moved, read under their old names for one version.
 Each old key stays in the default config with the value ``None`` (yacs then accepts any value for
 it). After a config file and the command line are merged, :func:`upgrade_renamed_keys` moves a value
 given under an old name to its new key, logs a deprecation message naming both, and resets the old
-key, so a run's saved config.yaml holds the new name only. The old name wins over the new key: only a
-user's own (older) config or command line gives it, which is more specific than the shipped configs it
-inherits from; the message names the value it replaced. A value of the wrong type names both keys.
+key, so a run's saved config.yaml holds the new name only. The old name wins over the new key: only
+a user's own (older) config or command line gives it, which is more specific than the shipped
+configs it inherits from; the message names the value it replaced. A value of the wrong type names
+both keys.
 """
 
 import logging
@@ -38,8 +39,9 @@ def upgrade_renamed_keys(
     cfg: CfgNode, defaults: CfgNode, logger: logging.Logger | None = None
 ) -> CfgNode:
     """
-    Move the values given under old names to their new keys (see the module docstring). ``defaults``:
-    the default config (:func:`contrastive_det.config.get_cfg`), to tell a new key the user set.
+    Move the values given under old names to their new keys (see the module docstring).
+    ``defaults``: the default config (:func:`contrastive_det.config.get_cfg`), to tell a new key the
+    user set.
     """
     logger = logger or logging.getLogger(__name__)
     for old, new in RENAMED_KEYS.items():

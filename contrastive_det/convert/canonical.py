@@ -50,8 +50,8 @@ UNSPECIFIED_METHOD = "unspecified"
 
 
 def named_method(method: object) -> str | None:
-    """``method`` when a checkpoint names its pretraining method; None when it is empty, not a string or
-    ``"unspecified"``."""
+    """``method`` when a checkpoint names its pretraining method; None when it is empty, not a
+    string or ``"unspecified"``."""
     return method if isinstance(method, str) and method and method != UNSPECIFIED_METHOD else None
 
 
@@ -81,7 +81,8 @@ def _arch_depth(arch):
     m = re.fullmatch(r"resnet(\d+)", str(arch))
     if not m or int(m[1]) not in STAGE_BLOCKS:
         raise ConversionError(
-            f"arch {arch!r} is not supported: one of {', '.join(f'resnet{d}' for d in STAGE_BLOCKS)}"
+            f"arch {arch!r} is not supported: one of "
+            f"{', '.join(f'resnet{d}' for d in STAGE_BLOCKS)}"
         )
     return int(m[1])
 

@@ -54,7 +54,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 def _corrupt(path, err):
     return ConversionError(
-        f"{path}: cannot read the checkpoint (truncated or corrupt file?): {type(err).__name__}: {err}"
+        f"{path}: cannot read the checkpoint (truncated or corrupt file?): {type(err).__name__}: "
+        f"{err}"
     )
 
 

@@ -35,7 +35,8 @@ TORCHVISION_CONVENTIONS = {
     "pixel_std": list(TORCHVISION_PIXEL_STD),
     "stride_in_1x1": False,
 }
-# detectron2's defaults (its config.yaml omits nothing, but an older one may): MSRA/Caffe2 conventions
+# detectron2's defaults (its config.yaml omits nothing, but an older one may): MSRA/Caffe2
+# conventions
 _D2_DEFAULTS = {
     "INPUT.FORMAT": "BGR",
     "MODEL.PIXEL_MEAN": [103.530, 116.280, 123.675],
@@ -73,8 +74,8 @@ def _complete_and_check(state_dict, depth, width, source):
         return state_dict
     except RuntimeError as e:
         raise ConversionError(
-            f"MODEL.WEIGHTS {source} does not fit the config's ResNet-{depth} (MODEL.TV_RESNET.DEPTH {depth}, "
-            f"WIDTH_PER_GROUP {width}): {str(e).splitlines()[0]}"
+            f"MODEL.WEIGHTS {source} does not fit the config's ResNet-{depth} "
+            f"(MODEL.TV_RESNET.DEPTH {depth}, WIDTH_PER_GROUP {width}): {str(e).splitlines()[0]}"
         ) from None
 
 
@@ -124,11 +125,13 @@ def input_conventions(
     if get_key(cfg, "MODEL.CLASSIFIER.WEIGHTS_CONVENTIONS", default="") == "torchvision":
         return dict(TORCHVISION_CONVENTIONS), "MODEL.CLASSIFIER.WEIGHTS_CONVENTIONS"
     raise ConversionError(
-        f"MODEL.WEIGHTS {source} is a detectron2 model whose input conventions cannot be told (BGR or RGB, "
-        "pixel mean/std, stride in the 1x1 or the 3x3 conv: an MSRA-initialised model differs from a "
-        "torchvision-initialised one in all three, with the same tensor shapes). Put the config.yaml of the run "
-        "that wrote it next to it, or set MODEL.CLASSIFIER.WEIGHTS_CONVENTIONS torchvision if it was trained "
-        "with torchvision's (RGB, mean [123.675, 116.28, 103.53], std [58.395, 57.12, 57.375], "
+        f"MODEL.WEIGHTS {source} is a detectron2 model whose input conventions cannot be told (BGR "
+        f"or RGB, "
+        "pixel mean/std, stride in the 1x1 or the 3x3 conv: an MSRA-initialised model differs from "
+        "a torchvision-initialised one in all three, with the same tensor shapes). Put the "
+        "config.yaml of the run that wrote it next to it, or set "
+        "MODEL.CLASSIFIER.WEIGHTS_CONVENTIONS torchvision if it was trained with torchvision's "
+        "(RGB, mean [123.675, 116.28, 103.53], std [58.395, 57.12, 57.375], "
         "MODEL.RESNETS.STRIDE_IN_1X1 False)."
     )
 
@@ -152,11 +155,13 @@ def honour_conventions(
     depth = int(cfg.MODEL.TV_RESNET.DEPTH)
     if conventions["stride_in_1x1"] and depth >= 50:
         raise ConversionError(
-            f"MODEL.WEIGHTS {source} was trained with the stride in the first 1x1 conv of each bottleneck "
-            f"(MODEL.RESNETS.STRIDE_IN_1X1 True, from {where}: MSRA/Caffe2 style); the torchvision trunk of "
-            "classification transfer has it in the 3x3 conv, so every strided block would compute other features "
-            "from the same tensors. Use weights trained with STRIDE_IN_1X1 False (e.g. from a torchvision or "
-            "contrastive checkpoint), or transfer these to detection, which keeps their layout."
+            f"MODEL.WEIGHTS {source} was trained with the stride in the first 1x1 conv of each "
+            f"bottleneck (MODEL.RESNETS.STRIDE_IN_1X1 True, from {where}: MSRA/Caffe2 style); the "
+            f"torchvision trunk of "
+            "classification transfer has it in the 3x3 conv, so every strided block would compute "
+            "other features from the same tensors. Use weights trained with STRIDE_IN_1X1 False "
+            "(e.g. from a torchvision or contrastive checkpoint), or transfer these to detection, "
+            "which keeps their layout."
         )
     mean, std = list(conventions["pixel_mean"]), list(conventions["pixel_std"])
     if conventions["input_format"] == "BGR":
@@ -164,7 +169,8 @@ def honour_conventions(
         state_dict = dict(state_dict, **{"conv1.weight": state_dict["conv1.weight"].flip(1)})
         mean, std = mean[::-1], std[::-1]
         log(
-            f"  input: BGR weights (from {where}): conv1's input channels reversed to take RGB images"
+            f"  input: BGR weights (from {where}): conv1's input channels reversed to take RGB "
+            f"images"
         )
     elif conventions["input_format"] != "RGB":
         raise ConversionError(
@@ -177,7 +183,8 @@ def honour_conventions(
         if len(have) != 3 or any(abs(a - b) > 1e-3 for a, b in zip(have, want)):
             overrides += [key, str([float(v) for v in want])]
             log(
-                f"  input: {key} {have} -> {[round(v, 4) for v in want]} (the weights' own, from {where})"
+                f"  input: {key} {have} -> {[round(v, 4) for v in want]} (the weights' own, from "
+                f"{where})"
             )
     return state_dict, overrides
 
@@ -191,8 +198,8 @@ def read_trunk(
     config's ``MODEL.TV_RESNET`` depth and width.
 
     Returns:
-        (dict, ConvertedBackbone): the state dict (torchvision names, no fc) and the converted backbone
-        (its ``meta``: method, pixel statistics, input format; ``source_format``).
+        (dict, ConvertedBackbone): the state dict (torchvision names, no fc) and the converted
+        backbone (its ``meta``: method, pixel statistics, input format; ``source_format``).
     Raises:
         ConversionError: see :func:`prepare_classifier_weights`.
     """
@@ -239,8 +246,8 @@ def prepare_classifier_weights(
         if int(cfg.MODEL.TV_RESNET.DEPTH) == 0:
             raise ConversionError(
                 f"MODEL.WEIGHTS {source} is a classifier checkpoint of this suite: set "
-                "MODEL.TV_RESNET.DEPTH to the depth it was trained with (0 reads it from a backbone "
-                "checkpoint only)"
+                "MODEL.TV_RESNET.DEPTH to the depth it was trained with (0 reads it from a "
+                "backbone checkpoint only)"
             )
         return []
     state_dict, backbone = read_trunk(cfg, "the classifier", log)

@@ -75,8 +75,8 @@ def config_yaml_lines(cfg: Mapping[str, Any], indent: int = 0) -> list[str]:
 def render_config_yaml(cfg: Mapping[str, Any], base: str, header: Iterable[str] = ()) -> str:
     """
     YAML text: comments, ``_BASE_`` and the keys of ``cfg``. ``_BASE_`` is absolute, like the
-    ``MODEL.WEIGHTS`` it sits beside: the file is not meant to move, and a relative path would depend
-    on where the two files happen to share a parent folder.
+    ``MODEL.WEIGHTS`` it sits beside: the file is not meant to move, and a relative path would
+    depend on where the two files happen to share a parent folder.
     """
     lines = [f"# {h}" for h in header]
     lines.append(f"_BASE_: {json.dumps(os.path.abspath(base))}")
@@ -92,7 +92,8 @@ def _load_cfg(path):
 
 
 def check_base(base: str, depth: int) -> CfgNode:
-    """The base protocol exists, loads, and can hold a ResNet-``depth`` (C4 heads need bottlenecks)."""
+    """The base protocol exists, loads, and can hold a ResNet-``depth`` (C4 heads need
+    bottlenecks)."""
     if not os.path.isfile(base):
         raise ConversionError(f"--base {base}: no such config file")
     try:
@@ -116,8 +117,9 @@ def check_base(base: str, depth: int) -> CfgNode:
         and not basic_ok
     ):
         raise ConversionError(
-            f"--base {base} is a C4 protocol ({cfg.MODEL.ROI_HEADS.NAME} builds a bottleneck res5), "
-            f"which ResNet-{depth} (basic blocks) cannot fill; use Res5ROIHeadsExtraNorm (the protocols' C4 "
+            f"--base {base} is a C4 protocol ({cfg.MODEL.ROI_HEADS.NAME} builds a bottleneck "
+            f"res5), which ResNet-{depth} (basic blocks) cannot fill; use Res5ROIHeadsExtraNorm "
+            f"(the protocols' C4 "
             "head, which builds basic-block res5 for ResNet-18/34) or an FPN protocol, e.g. "
             "configs/detection/voc0712_R_50_FPN_24k.yaml"
         )

@@ -46,10 +46,10 @@ _DETECTOR_HEADS = ("proposal_generator.", "roi_heads.", "head.", "sem_seg_head."
 
 WHAT_TO_DO = (
     "MODEL.WEIGHTS must be one of:\n"
-    "  - a detectron2 model: a .pkl (model zoo, tools/convert_to_detectron2.py) or a detectron2 training "
-    "checkpoint such as model_final.pth;\n"
-    "  - a ResNet checkpoint in a layout tools/convert_to_detectron2.py reads (its --help lists them): "
-    "it is converted here;\n"
+    "  - a detectron2 model: a .pkl (model zoo, tools/convert_to_detectron2.py) or a detectron2 "
+    "training checkpoint such as model_final.pth;\n"
+    "  - a ResNet checkpoint in a layout tools/convert_to_detectron2.py reads (its --help lists "
+    "them): it is converted here;\n"
     '  - "" to train from random initialisation on purpose.'
 )
 
@@ -67,7 +67,8 @@ def _is_detectron2_pkl(ckpt):
 
 
 def _is_detectron2_model(ckpt):
-    """A detectron2 meta-architecture's state dict (``backbone.*`` + a detector head), bare or under "model"."""
+    """A detectron2 meta-architecture's state dict (``backbone.*`` + a detector head), bare or under
+    "model"."""
     for path in (("model",), ()):
         sd = container_at(ckpt, path)
         if sd is None:
@@ -87,7 +88,8 @@ def weights_plan(path: str, prefix: str | None = None, prefix_key: str | None = 
     Args:
         path (str): the value of ``MODEL.WEIGHTS``.
         prefix (str or None): the backbone's key prefix (``--prefix`` syntax); forces conversion.
-        prefix_key (str or None): the config key that sets ``prefix``, suggested in errors when given.
+        prefix_key (str or None): the config key that sets ``prefix``, suggested in errors when
+            given.
 
     Returns:
         str: ``"none"`` (empty), ``"detectron2"`` (detectron2 loads it as it is) or ``"convert"``
@@ -110,7 +112,8 @@ def _plan(path, prefix, prefix_key):
     if path.startswith(REMOTE_PREFIXES):
         if prefix:
             raise ConversionError(
-                f"{PREFIX_KEY} {prefix!r} applies to local checkpoints, not {path}; download it first"
+                f"{PREFIX_KEY} {prefix!r} applies to local checkpoints, not {path}; download it "
+                f"first"
             )
         return "detectron2", None
     if not os.path.isfile(path):
@@ -134,7 +137,8 @@ def _plan(path, prefix, prefix_key):
     except AmbiguousCheckpointError as e:
         first = e.candidates[0]
         raise ConversionError(
-            f"MODEL.WEIGHTS {path} holds several ResNets, so it is not clear which one to train from:\n  {e}\n"
+            f"MODEL.WEIGHTS {path} holds several ResNets, so it is not clear which one to train "
+            f"from:\n  {e}\n"
             "Pick one: "
             + (f"set {prefix_key} {first}, or " if prefix_key else "")
             + f"convert it first with tools/convert_to_detectron2.py {path} converted.pkl --prefix {first} "
@@ -142,8 +146,9 @@ def _plan(path, prefix, prefix_key):
         ) from None
     except ConversionError as e:
         raise ConversionError(
-            f"MODEL.WEIGHTS {path} is neither a detectron2 model nor a ResNet checkpoint that can be "
-            f"converted; detectron2 would train from random weights, so the run stops here.\n  {e}\n{WHAT_TO_DO}"
+            f"MODEL.WEIGHTS {path} is neither a detectron2 model nor a ResNet checkpoint that can "
+            f"be converted; detectron2 would train from random weights, so the run stops here.\n  "
+            f"{e}\n{WHAT_TO_DO}"
         ) from None
     return "convert", ckpt
 
@@ -228,9 +233,9 @@ def convert_weights_for_detection(
 
     Returns:
         list[str]: config overrides ``[KEY, VALUE, ...]`` to apply: the adopted keys, after a
-        conversion ``MODEL.WEIGHTS`` and ``RESULTS.WEIGHTS_SOURCE``, and, when the checkpoint (or the
-        converted ``.pkl``) names it and the config does not, ``RESULTS.METHOD``; ``[]`` when nothing
-        changes.
+        conversion ``MODEL.WEIGHTS`` and ``RESULTS.WEIGHTS_SOURCE``, and, when the checkpoint (or
+        the converted ``.pkl``) names it and the config does not, ``RESULTS.METHOD``; ``[]`` when
+        nothing changes.
 
     Raises:
         ConversionError: missing, unreadable, unrecognised or ambiguous weights, or a conversion

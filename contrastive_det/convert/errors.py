@@ -6,7 +6,8 @@ from typing import Iterable
 
 
 class ConversionError(ValueError):
-    """A checkpoint cannot be converted (unknown layout, missing or mis-shaped keys, bad depth...)."""
+    """A checkpoint cannot be converted (unknown layout, missing or mis-shaped keys, bad
+    depth...)."""
 
 
 class UnsafeCheckpointError(ConversionError):

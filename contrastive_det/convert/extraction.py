@@ -40,7 +40,8 @@ class Extraction:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A ResNet found in a checkpoint: the tensors of ``container`` whose keys start with ``prefix``."""
+    """A ResNet found in a checkpoint: the tensors of ``container`` whose keys start with
+    ``prefix``."""
 
     path: Tuple[str, ...]  # dict keys from the root to the container
     prefix: str  # key prefix inside the container
@@ -50,7 +51,8 @@ class Candidate:
 
     @property
     def dotted(self) -> str:
-        """The prefix as if nested dicts were flattened with dots: ``("student",), ""`` -> ``"student."``."""
+        """The prefix as if nested dicts were flattened with dots: ``("student",), ""`` ->
+        ``"student."``."""
         return "".join(p + "." for p in self.path) + self.prefix
 
     def __str__(self) -> str:
@@ -58,7 +60,8 @@ class Candidate:
 
 
 def group_label(key: str) -> str:
-    """``module.encoder_k.layer1.0.conv1.weight`` -> ``module.encoder_k.*``; ``queue`` -> ``queue``."""
+    """``module.encoder_k.layer1.0.conv1.weight`` -> ``module.encoder_k.*``; ``queue`` ->
+    ``queue``."""
     parts = key.split(".")
     i = 0
     while i < len(parts) - 1 and parts[i] in WRAPPERS:
@@ -89,7 +92,8 @@ def has_keys(sd: Mapping[str, Any], prefix: str, probe: Iterable[str]) -> bool:
 def iter_containers(
     ckpt: Any, max_depth: int = 4
 ) -> Iterator[tuple[tuple[str, ...], dict[str, Any]]]:
-    """Yield ``(path, dict)`` for ``ckpt`` and every nested dict that holds tensors, breadth first."""
+    """Yield ``(path, dict)`` for ``ckpt`` and every nested dict that holds tensors, breadth
+    first."""
     todo = [((), ckpt)]
     while todo:
         path, obj = todo.pop(0)
@@ -108,7 +112,8 @@ def path_str(path: tuple[str, ...]) -> str:
 
 
 def find_prefixes(sd: Mapping[str, Any], probe: Sequence[str]) -> list[str]:
-    """Every prefix P of ``sd`` (``""`` or ending with ``.``) with ``P + name`` present for all of ``probe``."""
+    """Every prefix P of ``sd`` (``""`` or ending with ``.``) with ``P + name`` present for all of
+    ``probe``."""
     last = probe[-1]
     found = []
     for k in sd:
@@ -226,7 +231,8 @@ def take_candidate(
 
 
 def parse_prefix(spec: str) -> tuple[tuple[str, ...] | None, str]:
-    """``"CONTAINER:PREFIX"`` (CONTAINER a dotted path of dict keys, empty for the root) or ``"PREFIX"``."""
+    """``"CONTAINER:PREFIX"`` (CONTAINER a dotted path of dict keys, empty for the root) or
+    ``"PREFIX"``."""
     if ":" in spec:
         container, prefix = spec.split(":", 1)
         return (tuple(container.split(".")) if container else ()), prefix

@@ -110,8 +110,8 @@ def read(
 
 
 def method_override(cfg: CfgNode, method: object) -> list[str]:
-    """``["RESULTS.METHOD", method]`` when the weights name their pretraining method (:func:`~.canonical.named_method`)
-    and ``cfg.RESULTS.METHOD`` names none; else ``[]``."""
+    """``["RESULTS.METHOD", method]`` when the weights name their pretraining method
+    (:func:`~.canonical.named_method`) and ``cfg.RESULTS.METHOD`` names none; else ``[]``."""
     named = named_method(method)
     return ["RESULTS.METHOD", named] if named and not cfg.RESULTS.METHOD else []
 
@@ -200,7 +200,8 @@ def plan_config(
         base,
         header=(
             f"Written by tools/convert_to_detectron2.py for {os.path.basename(output_path)} "
-            f"({describe_depth(d)}, source format {backbone.source_format}, method {meta['method']}).",
+            f"({describe_depth(d)}, source format {backbone.source_format}, method "
+            f"{meta['method']}).",
             f"Train: tools/train_net.py --config-file {write_config} [KEY VALUE ...]",
         ),
     )
@@ -211,7 +212,8 @@ def plan_config(
 def verify_payload(
     writer: Writer, backbone: ConvertedBackbone, payload: bytes, tolerance: float
 ) -> VerificationResult:
-    """Write ``payload`` to a temporary file and run the writer's check on it; see :class:`Writer`."""
+    """Write ``payload`` to a temporary file and run the writer's check on it; see
+    :class:`Writer`."""
     tmpdir = tempfile.mkdtemp(prefix="contrastive_det_convert_")
     try:
         tmp = os.path.join(tmpdir, "converted" + writer.suffix)

@@ -100,7 +100,8 @@ def read_detectron2(ckpt: Any) -> Extraction | None:
     if len(candidates) > 1:
         specs = [f"{path_str(c.path) if c.path else ''}:{c.prefix}" for c in candidates]
         raise AmbiguousCheckpointError(
-            f"several detectron2 ResNets in the checkpoint: {', '.join(specs)}; choose one with --prefix "
+            f"several detectron2 ResNets in the checkpoint: {', '.join(specs)}; choose one with "
+            f"--prefix "
             "CONTAINER:PREFIX",
             specs,
         )
@@ -184,7 +185,8 @@ def read_mocov3(ckpt: Any) -> Extraction | None:
 
 
 def _supcon_rename(name):
-    # SupContrast's resnet_big names the projection shortcut "shortcut.0/1" (torchvision: downsample)
+    # SupContrast's resnet_big names the projection shortcut "shortcut.0/1" (torchvision:
+    # downsample)
     return re.sub(r"\.shortcut\.([01])\.", r".downsample.\1.", name)
 
 
@@ -294,7 +296,8 @@ def read_prefixed(ckpt: Any) -> Extraction | None:
 
 
 def _is_trunk(candidate):
-    """True for ``backbone.`` / ``model.encoder.`` ...: the trunk of a model, not a momentum copy or a teacher."""
+    """True for ``backbone.`` / ``model.encoder.`` ...: the trunk of a model, not a momentum copy or
+    a teacher."""
     parts = [
         p
         for p in candidate.dotted.rstrip(".").split(".")
@@ -342,8 +345,8 @@ def read_raw(ckpt: Any, prefix: str | None = None) -> Extraction | None:
         candidates = select_candidates(candidates, prefix)
         if not candidates:
             raise ConversionError(
-                f"no ResNet (torchvision names conv1.weight, layer1.0.conv1.weight, ... or nn.Sequential "
-                f"indices 0.weight, 4.0.conv1.weight, ...) under --prefix {prefix!r}"
+                f"no ResNet (torchvision names conv1.weight, layer1.0.conv1.weight, ... or "
+                f"nn.Sequential indices 0.weight, 4.0.conv1.weight, ...) under --prefix {prefix!r}"
             )
     if not candidates:
         return None
@@ -451,7 +454,8 @@ def read_checkpoint(
         ext = READERS[name](ckpt)
         if ext is None:
             raise ConversionError(
-                f"{where} is not a {fmt} checkpoint; expected {layout_of(name)}\n{describe_checkpoint(ckpt)}"
+                f"{where} is not a {fmt} checkpoint; expected "
+                f"{layout_of(name)}\n{describe_checkpoint(ckpt)}"
             )
         return ext
     for reader in READERS.values():
@@ -461,8 +465,8 @@ def read_checkpoint(
     raise ConversionError(
         f"no ResNet backbone found in {where} (tried formats: {', '.join(READERS)}).\n"
         f"{describe_checkpoint(ckpt)}\n"
-        "A ResNet is recognised by torchvision names (conv1.weight, bn1.*, layer1.0.conv1.weight, ...), "
-        "detectron2 names (stem.conv1.weight, res2.0.conv1.weight, ...) or nn.Sequential indices of "
-        "torchvision's ResNet (0.weight, 4.0.conv1.weight, ...) under some prefix; "
+        "A ResNet is recognised by torchvision names (conv1.weight, bn1.*, layer1.0.conv1.weight, "
+        "...), detectron2 names (stem.conv1.weight, res2.0.conv1.weight, ...) or nn.Sequential "
+        "indices of torchvision's ResNet (0.weight, 4.0.conv1.weight, ...) under some prefix; "
         "name the format with --format or the prefix with --prefix CONTAINER:PREFIX."
     )

@@ -221,8 +221,9 @@ def infer_depth(
     depth = found[0]
     if expected is not None and int(expected) != depth:
         raise ConversionError(
-            f"{expected_name}{expected} does not match the checkpoint: it is a {describe_depth(depth)}, "
-            f"while ResNet-{expected} has {list(STAGE_BLOCKS[int(expected)])} "
+            f"{expected_name}{expected} does not match the checkpoint: it is a "
+            f"{describe_depth(depth)}, while ResNet-{expected} has "
+            f"{list(STAGE_BLOCKS[int(expected)])} "
             f"{'bottleneck' if int(expected) in BOTTLENECK_DEPTHS else 'basic'} blocks"
         )
     return depth

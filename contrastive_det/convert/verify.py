@@ -78,9 +78,10 @@ class CoverageReport:
         for _, d2_key, _ in self.matched:
             per_stage[d2_key.split(".", 1)[0]] += 1
         lines = [
-            f"coverage: {len(self.matched)}/{self.expected} detectron2 backbone tensors matched with the "
-            f"right shape ({', '.join(f'{k} {v}' for k, v in per_stage.items())}); "
-            f"{len(self.missing)} missing, {len(self.mis_shaped)} mis-shaped, {len(self.unexpected)} unexpected"
+            f"coverage: {len(self.matched)}/{self.expected} detectron2 backbone tensors matched "
+            f"with the right shape ({', '.join(f'{k} {v}' for k, v in per_stage.items())}); "
+            f"{len(self.missing)} missing, {len(self.mis_shaped)} mis-shaped, "
+            f"{len(self.unexpected)} unexpected"
         ]
         if not self.ok:
             lines.append("  " + self.problems())
@@ -191,15 +192,16 @@ class VerificationResult:
         status = "OK" if self.passed else "FAILED"
         return (
             f"verify: {self.loader}\n"
-            f"  torchvision layer1..4 vs detectron2 res2..res5 on a random {shape} input (seed {self.seed}), "
-            f"eval mode:\n"
+            f"  torchvision layer1..4 vs detectron2 res2..res5 on a random {shape} input (seed "
+            f"{self.seed}), eval mode:\n"
             f"  max |diff| = {self.max_diff:.3e} ({diffs}); max |output| ({mags}); "
             f"tolerance {self.tolerance:g}: {status}"
         )
 
 
 def _recording_checkpointer(model):
-    """detectron2's DetectionCheckpointer that keeps the incompatible keys instead of logging them."""
+    """detectron2's DetectionCheckpointer that keeps the incompatible keys instead of logging
+    them."""
     from detectron2.checkpoint import DetectionCheckpointer
 
     class RecordingCheckpointer(DetectionCheckpointer):
@@ -354,7 +356,8 @@ def _verify(
     for stage in STAGES:
         if ref[stage].shape != got[stage].shape:
             raise VerificationError(
-                f"{stage}: torchvision output {tuple(ref[stage].shape)} vs detectron2 {tuple(got[stage].shape)}"
+                f"{stage}: torchvision output {tuple(ref[stage].shape)} vs detectron2 "
+                f"{tuple(got[stage].shape)}"
             )
         diffs[stage] = float((ref[stage].double() - got[stage].double()).abs().max())
         mags[stage] = float(ref[stage].abs().max())

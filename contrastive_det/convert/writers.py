@@ -145,10 +145,11 @@ def detectron2_payload(
     "matching_heuristics": True}``: what detectron2's ``DetectionCheckpointer`` reads from a
     ``.pkl`` (names are matched by suffix, so ``res2.0.conv1.weight`` finds
     ``backbone.res2.0.conv1.weight``, ``backbone.bottom_up.res2...`` or ``roi_heads.res5...``).
-    With ``config``, also ``WEIGHTS_KEYS: {dotted config key: value}``: the depth and input keys these
-    weights need (:func:`~.d2config.detectron2_config`), which ``tools/train_net.py`` adopts
-    (detectron2's loader ignores keys it does not know). With a known ``method`` (not "unspecified"),
-    also ``WEIGHTS_METHOD: method``, which a run from the file records in results.json.
+    With ``config``, also ``WEIGHTS_KEYS: {dotted config key: value}``: the depth and input keys
+    these weights need (:func:`~.d2config.detectron2_config`), which ``tools/train_net.py`` adopts
+    (detectron2's loader ignores keys it does not know). With a known ``method`` (not
+    "unspecified"), also ``WEIGHTS_METHOD: method``, which a run from the file records in
+    results.json.
     """
     model = OrderedDict((k, _to_numpy(v)) for k, v in d2_state_dict.items())
     payload = {"model": dict(model), "__author__": DETECTRON2_AUTHOR, "matching_heuristics": True}
@@ -164,7 +165,8 @@ def dumps_detectron2(
     config: Mapping[str, Any] | None = None,
     method: str | None = None,
 ) -> bytes:
-    """Bytes of the detectron2 ``.pkl`` for a detectron2-named state dict (and the keys and method it records)."""
+    """Bytes of the detectron2 ``.pkl`` for a detectron2-named state dict (and the keys and method
+    it records)."""
     return pickle.dumps(detectron2_payload(d2_state_dict, config, method), protocol=4)
 
 

@@ -60,7 +60,8 @@ def missing_path_error(name, path, layout, num_missing=1):
 
 
 def layout_error(name, layout, message):
-    """A :class:`DatasetLayoutError` for dataset ``name``: the problem, the expected layout, the README."""
+    """A :class:`DatasetLayoutError` for dataset ``name``: the problem, the expected layout, the
+    README."""
     message = str(message).rstrip()
     message += "" if message.endswith(".") else "."
     return DatasetLayoutError(
@@ -71,9 +72,10 @@ def layout_error(name, layout, message):
 
 def read_listed_dicts(name, layout, read, empty_message):
     """
-    ``read()`` -> the dataset dicts of ``name``, checked: a :class:`DatasetLayoutError` that does not
-    name a dataset yet is re-raised as :func:`layout_error` (with ``layout``), an empty list raises
-    ``empty_message``, and an ``image_id`` listed twice raises naming it. Returns the dicts as read.
+    ``read()`` -> the dataset dicts of ``name``, checked: a :class:`DatasetLayoutError` that does
+    not name a dataset yet is re-raised as :func:`layout_error` (with ``layout``), an empty list
+    raises ``empty_message``, and an ``image_id`` listed twice raises naming it. Returns the dicts
+    as read.
     """
     try:
         dicts = read()
@@ -118,7 +120,8 @@ def check_dataset_layout(name):
     """
     if name not in DatasetCatalog.list():
         raise KeyError(
-            f"Dataset '{name}' is not registered. Registered: {', '.join(sorted(DatasetCatalog.list()))}"
+            f"Dataset '{name}' is not registered. Registered: "
+            f"{', '.join(sorted(DatasetCatalog.list()))}"
         )
     meta = MetadataCatalog.get(name)
     hint = README_HINT.format(root=datasets_root())
@@ -139,9 +142,11 @@ def check_dataset_layout(name):
         with open(expected[2]) as f:
             num_ids = sum(1 for line in f if line.strip())
         if num_ids < 2:
-            # detectron2's load_voc_instances reads the list with np.loadtxt, which fails on one line
+            # detectron2's load_voc_instances reads the list with np.loadtxt, which fails on one
+            # line
             raise DatasetLayoutError(
-                f"Dataset '{name}': {expected[2]} lists {num_ids} image(s); detectron2's VOC loader "
+                f"Dataset '{name}': {expected[2]} lists {num_ids} image(s); detectron2's VOC "
+                f"loader "
                 "needs at least 2 ids in an image set."
             )
     elif hasattr(meta, "json_file"):
@@ -152,7 +157,8 @@ def check_dataset_layout(name):
             )
         if not os.path.isdir(meta.image_root):
             raise DatasetLayoutError(
-                f"Dataset '{name}' (COCO JSON) is missing its image folder {meta.image_root}. {hint}"
+                f"Dataset '{name}' (COCO JSON) is missing its image folder {meta.image_root}. "
+                f"{hint}"
             )
     elif getattr(meta, "evaluator_type", None) == "classification":
         if not os.path.isdir(meta.image_root):
@@ -291,8 +297,8 @@ def check_images(cfg, dataset_names):
     num_files = len({d["file_name"] for d in dicts})
     if num_files > limit:
         logger.info(
-            f"Not checking the {num_files} images of {names}: more than DATALOADER.CHECK_IMAGES_MAX "
-            f"({limit}). Raise it to scan them before training."
+            f"Not checking the {num_files} images of {names}: more than "
+            f"DATALOADER.CHECK_IMAGES_MAX ({limit}). Raise it to scan them before training."
         )
         return 0
     logger.info(f"Checking that the {num_files} images of {names} can be decoded ...")

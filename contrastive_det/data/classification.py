@@ -108,7 +108,8 @@ class LazyClassList(collections.abc.Sequence):
 # Class-per-folder sets
 # ----------------------------------------------------------------------------------------------
 def dataset_dicts(name):
-    """The dicts of the registered dataset ``name``; an empty dataset raises ValueError naming it."""
+    """The dicts of the registered dataset ``name``; an empty dataset raises ValueError naming
+    it."""
     from detectron2.data import DatasetCatalog
 
     dicts = DatasetCatalog.get(name)
@@ -118,7 +119,8 @@ def dataset_dicts(name):
 
 
 def class_folder_names(root, exclude=()):
-    """The sorted names of the sub-folders of ``root`` (minus ``exclude``): the default class order."""
+    """The sorted names of the sub-folders of ``root`` (minus ``exclude``): the default class
+    order."""
     if not os.path.isdir(root):
         raise FileNotFoundError(
             f"Classification root {root} does not exist; expected {root}/<class_name>/<image>"
@@ -130,19 +132,21 @@ def class_folder_names(root, exclude=()):
 
 def load_class_folders(root, class_names=None):
     """
-    Return detectron2-style dicts ``{"file_name", "image_id", "label", "class_name"}`` for ``root/<class>/<img>``,
-    sorted by class then file name. ``class_names`` fixes the label order (default: the sorted
-    folder names). With ``class_names``, a listed class without a folder is allowed (a test split
-    may lack a class; the others keep their labels) and logged; a folder that is not a listed class
-    raises ValueError naming it; no folder of any listed class raises FileNotFoundError.
+    Return detectron2-style dicts ``{"file_name", "image_id", "label", "class_name"}`` for
+    ``root/<class>/<img>``, sorted by class then file name. ``class_names`` fixes the label order
+    (default: the sorted folder names). With ``class_names``, a listed class without a folder is
+    allowed (a test split may lack a class; the others keep their labels) and logged; a folder that
+    is not a listed class raises ValueError naming it; no folder of any listed class raises
+    FileNotFoundError.
     """
     folders = class_folder_names(root)
     class_names = list(class_names) if class_names else folders
     unknown = [f for f in folders if f not in class_names]
     if unknown:
         raise ValueError(
-            f"Classification root {root} has folder(s) {unknown} that are not among its declared classes "
-            f"{class_names}; add them to the class list (CLASSES) or move them out of {root}"
+            f"Classification root {root} has folder(s) {unknown} that are not among its declared "
+            f"classes {class_names}; add them to the class list (CLASSES) or move them out of "
+            f"{root}"
         )
     missing = [c for c in class_names if c not in folders]
     if len(missing) == len(class_names):
@@ -151,7 +155,8 @@ def load_class_folders(root, class_names=None):
         )
     if missing:
         logger.warning(
-            f"Classification root {root} has no folder for class(es) {missing}; the other classes keep their labels"
+            f"Classification root {root} has no folder for class(es) {missing}; the other classes "
+            f"keep their labels"
         )
     dicts = []
     for label, cls in enumerate(class_names):
@@ -180,7 +185,8 @@ def load_class_folders(root, class_names=None):
 # Labels that follow class names
 # ----------------------------------------------------------------------------------------------
 def dataset_classes(name):
-    """The class names in registered dataset ``name``'s metadata (``classes``), or None without them."""
+    """The class names in registered dataset ``name``'s metadata (``classes``), or None without
+    them."""
     from detectron2.data import MetadataCatalog
 
     classes = MetadataCatalog.get(name).get("classes", None)
@@ -199,7 +205,8 @@ def relabel_by_name(dicts, classes, dataset_name, reference):
         dicts (list[dict]): single-label dataset dicts (``class_name``, ``label``)
         classes (list[str]): the reference class names, in label order
         dataset_name (str): the split's name, for messages
-        reference (str): where ``classes`` come from (e.g. "the training set 'x_train'"), for messages
+        reference (str): where ``classes`` come from (e.g. "the training set 'x_train'"), for
+            messages
     Raises:
         ValueError: naming the classes of ``dataset_name`` that are not in ``classes``
     """
@@ -218,9 +225,9 @@ def relabel_by_name(dicts, classes, dataset_name, reference):
     if unseen:
         listed = ", ".join(f"'{c}' ({n} images)" for c, n in sorted(unseen.items()))
         raise ValueError(
-            f"Dataset '{dataset_name}' has class(es) {listed} that {reference} does not have; its labels follow "
-            f"the class names of {reference} ({len(classes)} classes: {list(classes)[:10]}"
-            f"{' ...' if len(classes) > 10 else ''})"
+            f"Dataset '{dataset_name}' has class(es) {listed} that {reference} does not have; its "
+            f"labels follow the class names of {reference} ({len(classes)} classes: "
+            f"{list(classes)[:10]}{' ...' if len(classes) > 10 else ''})"
         )
     return out
 
@@ -229,7 +236,8 @@ def relabel_by_name(dicts, classes, dataset_name, reference):
 # CSV sets: one "path,label" row per image
 # ----------------------------------------------------------------------------------------------
 class ClassificationCSVError(ValueError):
-    """A classification CSV file is empty or has a malformed row; the message names ``file:line``."""
+    """A classification CSV file is empty or has a malformed row; the message names
+    ``file:line``."""
 
 
 def load_classification_csv(csv_file, class_names, root=None):
@@ -285,7 +293,8 @@ def load_classification_csv(csv_file, class_names, root=None):
                     label = int(raw)
                 except ValueError:
                     raise ClassificationCSVError(
-                        f"{where}: label {raw!r} is not one of CLASSES {class_names} nor an integer id"
+                        f"{where}: label {raw!r} is not one of CLASSES {class_names} nor an "
+                        f"integer id"
                     ) from None
                 if not 0 <= label < len(class_names):
                     raise ClassificationCSVError(

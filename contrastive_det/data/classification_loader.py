@@ -30,10 +30,11 @@ logger = logging.getLogger(__name__)
 PASSED_KEYS = ("image_id", "label", "labels", "ignore_labels", "probe_split")
 
 
-#: ``INPUT.CLS.TEST_PIPELINE`` presets: the test (and frozen-feature) image pipeline of each reference,
-#: as ``(description, cfg.INPUT.CLS -> list of torchvision v2 transforms)``
+#: ``INPUT.CLS.TEST_PIPELINE`` presets: the test (and frozen-feature) image pipeline of each
+# reference, : as ``(description, cfg.INPUT.CLS -> list of torchvision v2 transforms)``
 TEST_PIPELINES = {
-    # MoCo's lincls (ImageNet): shorter side to TEST_RESIZE (256), centre crop CROP_SIZE (224), bilinear
+    # MoCo's lincls (ImageNet): shorter side to TEST_RESIZE (256), centre crop CROP_SIZE (224),
+    # bilinear
     "resize_crop": (
         "resize the shorter side to TEST_RESIZE, centre crop CROP_SIZE (bilinear; MoCo lincls)",
         lambda c: [T.Resize(c.TEST_RESIZE, antialias=True), T.CenterCrop(c.CROP_SIZE)],
@@ -47,10 +48,11 @@ TEST_PIPELINES = {
             T.CenterCrop(c.CROP_SIZE),
         ],
     ),
-    # Islam et al.'s transfer code (the cross-domain few-shot benchmark's loader): a square resize to
-    # int(1.15 x CROP_SIZE) whatever the aspect ratio, then the centre CROP_SIZE square, bilinear
+    # Islam et al.'s transfer code (the cross-domain few-shot benchmark's loader): a square resize
+    # to int(1.15 x CROP_SIZE) whatever the aspect ratio, then the centre CROP_SIZE square, bilinear
     "islam": (
-        "resize to a square of int(1.15 x CROP_SIZE), centre crop CROP_SIZE (bilinear; Islam et al.)",
+        "resize to a square of int(1.15 x CROP_SIZE), centre crop CROP_SIZE (bilinear; Islam et "
+        "al.)",
         lambda c: [
             T.Resize([int(c.CROP_SIZE * 1.15)] * 2, antialias=True),
             T.CenterCrop(c.CROP_SIZE),
@@ -60,7 +62,8 @@ TEST_PIPELINES = {
 
 
 def check_test_pipeline(cfg):
-    """``INPUT.CLS.TEST_PIPELINE`` is a preset of :data:`TEST_PIPELINES`; else ValueError naming them."""
+    """``INPUT.CLS.TEST_PIPELINE`` is a preset of :data:`TEST_PIPELINES`; else ValueError naming
+    them."""
     name = cfg.INPUT.CLS.TEST_PIPELINE
     if name not in TEST_PIPELINES:
         raise ValueError(
@@ -70,7 +73,8 @@ def check_test_pipeline(cfg):
 
 
 def build_classification_transform(cfg, is_train):
-    """Training: RandomResizedCrop + flip (INPUT.CLS); test: the ``INPUT.CLS.TEST_PIPELINE`` preset."""
+    """Training: RandomResizedCrop + flip (INPUT.CLS); test: the ``INPUT.CLS.TEST_PIPELINE``
+    preset."""
     c = cfg.INPUT.CLS
     if is_train:
         return T.Compose(
@@ -83,7 +87,8 @@ def build_classification_transform(cfg, is_train):
 
 
 def describe_test_transform(cfg):
-    """The test transform and the input normalisation as a string (part of the feature cache key)."""
+    """The test transform and the input normalisation as a string (part of the feature cache
+    key)."""
     c = cfg.INPUT.CLS
     mean = ",".join(repr(float(v)) for v in cfg.MODEL.PIXEL_MEAN)
     std = ",".join(repr(float(v)) for v in cfg.MODEL.PIXEL_STD)
@@ -111,7 +116,8 @@ class ClassificationMapper:
 
 
 def check_labels(dicts, num_classes, name):
-    """Every label in [0, num_classes); the first one outside raises naming the image and dataset."""
+    """Every label in [0, num_classes); the first one outside raises naming the image and
+    dataset."""
     for d in dicts:
         labels = list(d.get("labels", [])) + list(d.get("ignore_labels", []))
         if "labels" not in d:
@@ -119,8 +125,9 @@ def check_labels(dicts, num_classes, name):
         for y in labels:
             if not 0 <= int(y) < num_classes:
                 raise ValueError(
-                    f"Dataset '{name}': image {d.get('image_id', d.get('file_name'))} has label {y}, "
-                    f"outside [0, {num_classes}) (MODEL.CLASSIFIER.NUM_CLASSES / the dataset's classes)"
+                    f"Dataset '{name}': image {d.get('image_id', d.get('file_name'))} has label "
+                    f"{y}, outside [0, {num_classes}) (MODEL.CLASSIFIER.NUM_CLASSES / the "
+                    f"dataset's classes)"
                 )
 
 
@@ -160,13 +167,15 @@ def label_map_file(cfg):
 
 def transfer_label_map(cfg):
     """``(mapping, file)`` of ``CLASSIFICATION.LABEL_MAP`` (the pretraining label maps' reader and
-    format, :func:`~.study_axes.load_label_map`), or ``(None, "")`` when the fine labels are used."""
+    format, :func:`~.study_axes.load_label_map`), or ``(None, "")`` when the fine labels are
+    used."""
     path = label_map_file(cfg)
     return (load_label_map(path, LABEL_MAP_KEY), path) if path else (None, "")
 
 
 def label_map_record(cfg):
-    """What ``results.json`` records of the label map: ``{"file" (as configured), "path", "sha256"}``, or None."""
+    """What ``results.json`` records of the label map: ``{"file" (as configured), "path",
+    "sha256"}``, or None."""
     mapping, path = transfer_label_map(cfg)  # a missing or malformed file raises naming the key
     if mapping is None:
         return None
@@ -178,8 +187,8 @@ def label_map_record(cfg):
 
 
 def label_map_identity(cfg):
-    """ "" without a label map, else ``"labelmap-<sha256 of the file>"``: part of the feature cache's
-    identity of each split, whose cached targets are the coarse labels."""
+    """ "" without a label map, else ``"labelmap-<sha256 of the file>"``: part of the feature
+    cache's identity of each split, whose cached targets are the coarse labels."""
     path = label_map_file(cfg)
     if not path:
         return ""
@@ -190,7 +199,8 @@ def label_map_identity(cfg):
 def _coarse_classes(classes, reference, mapping, path):
     if classes is None:
         raise ValueError(
-            f"{LABEL_MAP_KEY} {path} relabels images by class name, but {reference or 'the training set'} records "
+            f"{LABEL_MAP_KEY} {path} relabels images by class name, but "
+            f"{reference or 'the training set'} records "
             "no class names"
         )
     return mapped_classes(classes, mapping, path, reference)
@@ -211,8 +221,9 @@ def transfer_classes(cfg, name):
 
 
 def _coarsen(cfg, dicts, name, classes, reference):
-    """``dicts`` of dataset ``name`` (labels following ``classes``) with ``CLASSIFICATION.LABEL_MAP``
-    applied by class name: labels index the sorted coarse names of ``classes``; unchanged without a map."""
+    """``dicts`` of dataset ``name`` (labels following ``classes``) with
+    ``CLASSIFICATION.LABEL_MAP`` applied by class name: labels index the sorted coarse names of
+    ``classes``; unchanged without a map."""
     mapping, path = transfer_label_map(cfg)
     if mapping is None:
         return dicts
@@ -228,15 +239,16 @@ def _fine_labelled_dicts(cfg, name):
 
 
 def labelled_dicts(cfg, name):
-    """The dicts of dataset ``name`` with labels following the class names of :func:`training_classes`;
-    with ``CLASSIFICATION.LABEL_MAP``, the coarse labels of those class names (:func:`transfer_classes`)."""
+    """The dicts of dataset ``name`` with labels following the class names of
+    :func:`training_classes`; with ``CLASSIFICATION.LABEL_MAP``, the coarse labels of those class
+    names (:func:`transfer_classes`)."""
     classes, reference = training_classes(cfg)
     return _coarsen(cfg, _fine_labelled_dicts(cfg, name), name, classes, reference)
 
 
 def own_labelled_dicts(cfg, name):
-    """The dicts of dataset ``name`` with its own labels (few-shot episodes: the test set's own classes),
-    coarse ones with ``CLASSIFICATION.LABEL_MAP``."""
+    """The dicts of dataset ``name`` with its own labels (few-shot episodes: the test set's own
+    classes), coarse ones with ``CLASSIFICATION.LABEL_MAP``."""
     return _coarsen(cfg, dataset_dicts(name), name, dataset_classes(name), f"the dataset '{name}'")
 
 
@@ -259,7 +271,8 @@ def train_val_dicts(cfg):
         raise ValueError(f"CLASSIFICATION.VAL_FRACTION must be in (0, 1), got {c.VAL_FRACTION}")
     if any("labels" in d for d in fine):
         raise ValueError(
-            f"{', '.join(cfg.DATASETS.TRAIN)} is multi-label: name its validation split in CLASSIFICATION.VAL_DATASET"
+            f"{', '.join(cfg.DATASETS.TRAIN)} is multi-label: name its validation split in "
+            f"CLASSIFICATION.VAL_DATASET"
         )
     kept, held = stratified_holdout(
         fine, fraction_held_out(float(c.VAL_FRACTION)), seed=int(c.VAL_SEED), salt="val"

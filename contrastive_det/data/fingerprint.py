@@ -17,8 +17,8 @@ __all__ = ["dataset_fingerprint"]
 
 
 def _file_stamp(path, stamps):
-    """``[size, mtime_ns, inode]`` of ``path`` (memoised in ``stamps``: containers hold many items), or
-    None. The inode tells apart two files swapped by renaming (``mv`` keeps size and mtime)."""
+    """``[size, mtime_ns, inode]`` of ``path`` (memoised in ``stamps``: containers hold many items),
+    or None. The inode tells apart two files swapped by renaming (``mv`` keeps size and mtime)."""
     if path not in stamps:
         try:
             st = os.stat(path)
@@ -34,9 +34,9 @@ def dataset_fingerprint(dicts):
     sha256 (hex) of the content of a list of dataset dicts.
 
     Each dict is encoded as canonical JSON (sorted keys; values JSON cannot hold are written with
-    ``str``) with the ``[size, mtime_ns, inode]`` of its ``file_name`` added; the encodings are sorted, so
-    the order of the dicts does not matter (a cache entry of features sorted by image id does not
-    depend on it either).
+    ``str``) with the ``[size, mtime_ns, inode]`` of its ``file_name`` added; the encodings are
+    sorted, so the order of the dicts does not matter (a cache entry of features sorted by image id
+    does not depend on it either).
 
     Args:
         dicts (list[dict]): detectron2-style dataset dicts.

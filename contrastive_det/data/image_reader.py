@@ -1,8 +1,8 @@
 """
-The one way an image file becomes RGB pixels for pretraining and classification: decoded with its EXIF
-orientation applied; grayscale, palette, binary and RGBA images become RGB; 16-bit grayscale keeps its
-top 8 bits (PIL's own ``convert("RGB")`` clips it, which turns most 16-bit images white); 32-bit
-integer and float images are clipped to [0, 255]. A file that cannot be decoded raises
+The one way an image file becomes RGB pixels for pretraining and classification: decoded with its
+EXIF orientation applied; grayscale, palette, binary and RGBA images become RGB; 16-bit grayscale
+keeps its top 8 bits (PIL's own ``convert("RGB")`` clips it, which turns most 16-bit images white);
+32-bit integer and float images are clipped to [0, 255]. A file that cannot be decoded raises
 :class:`ImageReadError` naming it.
 """
 

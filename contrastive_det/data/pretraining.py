@@ -31,7 +31,8 @@ PRETRAIN_IMAGES_FILE = "pretrain_images.txt"
 
 
 def classification_dicts(names):
-    """The concatenated dicts of registered classification datasets; an empty one raises naming it."""
+    """The concatenated dicts of registered classification datasets; an empty one raises naming
+    it."""
     dicts = []
     for name in names:
         dicts.extend(dataset_dicts(name))
@@ -115,7 +116,8 @@ def pretrain_train_dicts(cfg):
 
 
 def write_pretrain_data(output_dir, dicts, record):
-    """``pretrain_data.json`` and ``pretrain_images.txt`` (``file_name<TAB>label`` per image), atomically."""
+    """``pretrain_data.json`` and ``pretrain_images.txt`` (``file_name<TAB>label`` per image),
+    atomically."""
     atomic_write_json(os.path.join(output_dir, PRETRAIN_DATA_FILE), record)
     with atomic_open(os.path.join(output_dir, PRETRAIN_IMAGES_FILE)) as f:
         f.write("".join(f"{d['file_name']}\t{int(d.get('label', -1))}\n" for d in dicts))
@@ -126,7 +128,8 @@ def build_pretrain_train_loader(cfg):
     after = record["after"]
     logger.info(
         f"Pretraining images: {after['total']} of {record['before']['total']} "
-        f"(per dataset {after['per_dataset']}); label map: {cfg.DATASETS.PRETRAIN.LABEL_MAP or 'none'}"
+        f"(per dataset {after['per_dataset']}); label map: "
+        f"{cfg.DATASETS.PRETRAIN.LABEL_MAP or 'none'}"
     )
     if comm.is_main_process() and cfg.OUTPUT_DIR:
         write_pretrain_data(cfg.OUTPUT_DIR, dicts, record)

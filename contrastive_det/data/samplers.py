@@ -159,7 +159,8 @@ class SeededMapDataset(torchdata.Dataset):
             logger.warning(f"Mapper returned nothing for item {index}; retrying with item {retry}")
             index = int(retry)
         raise RuntimeError(
-            f"The mapper returned nothing for {self.MAX_RETRIES} items in a row (last: item {index})"
+            f"The mapper returned nothing for {self.MAX_RETRIES} items in a row (last: item "
+            f"{index})"
         )
 
 
@@ -186,8 +187,8 @@ def build_resumable_train_loader(
     world_size = comm.get_world_size()
     if total_batch_size <= 0 or total_batch_size % world_size:
         raise ValueError(
-            f"SOLVER.IMS_PER_BATCH ({total_batch_size}) must be a positive multiple of the number of "
-            f"processes ({world_size})"
+            f"SOLVER.IMS_PER_BATCH ({total_batch_size}) must be a positive multiple of the number "
+            f"of processes ({world_size})"
         )
     if seed < 0:  # library use with detectron2's default SEED -1 (the CLIs always resolve it)
         seed = comm.shared_random_seed()

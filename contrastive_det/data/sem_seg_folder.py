@@ -32,7 +32,8 @@ def folder_entries(folder):
 
 
 def load_sem_seg_split(name, read):
-    """A sem_seg loader: check the metadata's paths, read, check ids are unique, sort by ``image_id``."""
+    """A sem_seg loader: check the metadata's paths, read, check ids are unique, sort by
+    ``image_id``."""
     meta = MetadataCatalog.get(name)
     check_required_paths(name, list(meta.required_paths), meta.layout)
     dicts = read_listed_dicts(name, meta.layout, read, "no images are listed for this split")
@@ -60,8 +61,8 @@ def check_sem_seg_args(
         or len(set(class_names)) != len(class_names)
     ):
         raise ValueError(
-            f"{where}.{k_classes} must list the class names (non-empty, unique strings; index = label value), "
-            f"got {class_names!r}"
+            f"{where}.{k_classes} must list the class names (non-empty, unique strings; index = "
+            f"label value), got {class_names!r}"
         )
     if (
         isinstance(ignore_label, bool)
@@ -69,20 +70,21 @@ def check_sem_seg_args(
         or not 0 <= ignore_label <= 65535
     ):
         raise ValueError(
-            f"{where}.{k_ignore} must be an integer in [0, 65535] (the label value of unlabelled pixels; "
-            f"default 255), got {ignore_label!r}"
+            f"{where}.{k_ignore} must be an integer in [0, 65535] (the label value of unlabelled "
+            f"pixels; default 255), got {ignore_label!r}"
         )
     if ignore_label < len(class_names):
         raise ValueError(
-            f"{where}.{k_ignore} {ignore_label} is the index of class {class_names[ignore_label]!r}; "
-            f"it must be >= the number of classes ({len(class_names)})"
+            f"{where}.{k_ignore} {ignore_label} is the index of class "
+            f"{class_names[ignore_label]!r}; it must be >= the number of classes "
+            f"({len(class_names)})"
         )
     if not isinstance(reduce_zero_label, bool):
         raise ValueError(f"{where}.{k_reduce} must be true or false, got {reduce_zero_label!r}")
     if reduce_zero_label and ignore_label != IGNORE_LABEL:
         raise ValueError(
-            f"{where}.{k_reduce} maps label 0 to {IGNORE_LABEL}, so {k_ignore} must be {IGNORE_LABEL}, "
-            f"got {ignore_label}"
+            f"{where}.{k_reduce} maps label 0 to {IGNORE_LABEL}, so {k_ignore} must be "
+            f"{IGNORE_LABEL}, got {ignore_label}"
         )
 
 
@@ -131,7 +133,8 @@ def read_sem_seg_folder(image_root, label_root, list_file=None, reduce_zero_labe
         no_image = [os.path.join(image_root, f"{s}.{exts}") for s in stems if s not in by_stem]
         if no_image:
             raise DatasetLayoutError(
-                f"{len(no_image)} of the {len(stems)} stems listed in {list_file} have no image: {first_few(no_image)}"
+                f"{len(no_image)} of the {len(stems)} stems listed in {list_file} have no image: "
+                f"{first_few(no_image)}"
             )
     else:
         stems = sorted(by_stem)

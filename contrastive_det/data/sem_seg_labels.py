@@ -42,9 +42,12 @@ def _read_png(path):
             mode = im.mode
             if mode not in INDEX_MODES:
                 raise LabelMapError(
-                    f"Label map {path} is a {mode} image; expected class indices: a palette ('P') PNG such as "
-                    "VOC's SegmentationClass files, or a single-channel PNG whose values are the class ids "
-                    f"(ignore = {IGNORE_LABEL}). A colour-coded label image must be converted to class ids "
+                    f"Label map {path} is a {mode} image; expected class indices: a palette ('P') "
+                    f"PNG such as "
+                    "VOC's SegmentationClass files, or a single-channel PNG whose values are the "
+                    "class ids "
+                    f"(ignore = {IGNORE_LABEL}). A colour-coded label image must be converted to "
+                    f"class ids "
                     "first (e.g. Cityscapes' createTrainIdLabelImgs.py writes *_labelTrainIds.png)."
                 )
             return np.asarray(im, dtype=np.int64)  # HxW: palette images give their indices
@@ -55,7 +58,8 @@ def _read_png(path):
 
 
 def _read_sbd_mat(path):
-    """SBD's ``dataset/cls/<id>.mat``: ``GTcls.Segmentation`` (HxW uint8, 0 background, 1..20, 255 void)."""
+    """SBD's ``dataset/cls/<id>.mat``: ``GTcls.Segmentation`` (HxW uint8, 0 background, 1..20, 255
+    void)."""
     from scipy.io import loadmat
 
     try:
@@ -104,7 +108,8 @@ def check_label_values(label, num_classes, path, ignore_label=IGNORE_LABEL):
     bad = values[(values >= num_classes) & (values != ignore_label) | (values < 0)]
     if bad.size:
         raise LabelMapError(
-            f"Label map {path} holds value(s) {bad.tolist()[:10]} outside the {num_classes} classes "
-            f"[0, {num_classes}) and the ignore label {ignore_label}; check the dataset's class list "
+            f"Label map {path} holds value(s) {bad.tolist()[:10]} outside the {num_classes} "
+            f"classes [0, {num_classes}) and the ignore label {ignore_label}; check the dataset's "
+            f"class list "
             "and MODEL.SEM_SEG_HEAD.NUM_CLASSES"
         )

@@ -47,7 +47,8 @@ class RandomScaleRatio(T.Augmentation):
         super().__init__()
         if len(ratio_range) != 2 or not 0 < ratio_range[0] <= ratio_range[1]:
             raise ValueError(
-                f"INPUT.SEM_SEG.SCALE_RATIO must be (low, high) with 0 < low <= high, got {ratio_range}"
+                f"INPUT.SEM_SEG.SCALE_RATIO must be (low, high) with 0 < low <= high, got "
+                f"{ratio_range}"
             )
         if base_size and (len(base_size) != 2 or min(base_size) <= 0):
             raise ValueError(
@@ -154,7 +155,8 @@ def build_sem_seg_augmentation(cfg, is_train):
 
 
 def _pad_to(image, label, size, pad_pixel, ignore_value):
-    """Pad HxWxC ``image`` (with ``pad_pixel`` per channel) and HxW ``label`` at the bottom/right to ``size``."""
+    """Pad HxWxC ``image`` (with ``pad_pixel`` per channel) and HxW ``label`` at the bottom/right to
+    ``size``."""
     h, w = label.shape
     ph, pw = max(size[0] - h, 0), max(size[1] - w, 0)
     if not (ph or pw):
@@ -194,7 +196,8 @@ class SemSegDatasetMapper:
         self.crop_size = crop_size
         self.pad_pixel = pad_pixel
         logger.info(
-            f"[SemSegDatasetMapper] augmentations ({'train' if is_train else 'test'}): {augmentations}"
+            f"[SemSegDatasetMapper] augmentations ({'train' if is_train else 'test'}): "
+            f"{augmentations}"
         )
 
     @classmethod

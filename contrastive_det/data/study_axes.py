@@ -1,15 +1,17 @@
 """
-Data axes of the pretraining study (docs/design.md section 6, after Cole et al.), as pure functions on
-lists of dataset dicts ``{"file_name", "label", "class_name", ...}``:
+Data axes of the pretraining study (docs/design.md section 6, after Cole et al.), as pure functions
+on lists of dataset dicts ``{"file_name", "label", "class_name", ...}``:
 
-* :func:`stratified_subset` - data quantity: a deterministic, class-stratified subset by count or fraction;
+* :func:`stratified_subset` - data quantity: a deterministic, class-stratified subset by count or
+  fraction;
 * :func:`mix_datasets` - domain mixing: several datasets combined with given proportions;
-* :func:`load_label_map` / :func:`apply_label_map` - label granularity: fine -> coarse classes (also read
-  by the classification transfer, ``CLASSIFICATION.LABEL_MAP``);
+* :func:`load_label_map` / :func:`apply_label_map` - label granularity: fine -> coarse classes (also
+  read by the classification transfer, ``CLASSIFICATION.LABEL_MAP``);
 * :func:`describe` - the record of what was used (``OUTPUT_DIR/pretrain_data.json``).
 
 Corruption of the images is in :mod:`contrastive_det.data.corruptions`. Nothing here reads a
-config; :func:`check_axes_config` validates the ``DATASETS.PRETRAIN`` keys with messages naming them.
+config; :func:`check_axes_config` validates the ``DATASETS.PRETRAIN`` keys with messages naming
+them.
 """
 
 import json
@@ -64,8 +66,8 @@ def subset_size(total, count=0, fraction=1.0):
         raise ValueError(f"DATASETS.PRETRAIN.SUBSET_FRACTION must be in (0, 1], got {fraction}")
     if count > 0 and fraction < 1.0:
         raise ValueError(
-            f"Set either DATASETS.PRETRAIN.SUBSET_COUNT ({count}) or DATASETS.PRETRAIN.SUBSET_FRACTION "
-            f"({fraction}), not both"
+            f"Set either DATASETS.PRETRAIN.SUBSET_COUNT ({count}) or "
+            f"DATASETS.PRETRAIN.SUBSET_FRACTION ({fraction}), not both"
         )
     if count > total:
         raise ValueError(
@@ -89,12 +91,12 @@ def stratified_subset(dicts, count=0, fraction=1.0, seed=0):
 
     Rule: every class is shuffled by a generator seeded with ``seed`` and the class (so a class's
     order does not depend on the other classes), and the images of all classes are merged into one
-    sequence in which the ``k``-th image of a class of ``n`` images comes at position ``(k + 0.5) / n``
-    (ties: the class seen first in ``dicts`` first). A subset of size ``m`` is the first ``m`` of that
-    sequence. This is the sequential Sainte-Lague (Webster) apportionment: class ``c`` gets about
-    ``m * n_c / N`` images (exactly that when it is an integer for every class), totals are exact,
-    and a smaller subset at the same seed is always contained in a larger one (nested) - a property
-    largest-remainder quotas lack (the Alabama paradox).
+    sequence in which the ``k``-th image of a class of ``n`` images comes at position ``(k + 0.5) /
+    n`` (ties: the class seen first in ``dicts`` first). A subset of size ``m`` is the first ``m``
+    of that sequence. This is the sequential Sainte-Lague (Webster) apportionment: class ``c`` gets
+    about ``m * n_c / N`` images (exactly that when it is an integer for every class), totals are
+    exact, and a smaller subset at the same seed is always contained in a larger one (nested) - a
+    property largest-remainder quotas lack (the Alabama paradox).
 
     Example: classes of 10/5/5 images, fraction 0.5 -> 10 images: 5/3/2 (classes 2 and 3 tie at
     2.5 for the last image; the one seen first wins).
@@ -168,21 +170,22 @@ def mix_datasets(parts, proportions, total=0, seed=0, names=None):
         names: names of the parts (default: their indices)
     Returns:
         the concatenation of the parts' selections (each in its original order); every dict is
-        a copy tagged ``"source"`` = the part's name. Part sizes are ``apportion(total, proportions)``
-        (largest remainder: ``round(total * p / sum(p))`` up to the rounding that makes them sum to
-        ``total``); images are drawn without replacement.
+        a copy tagged ``"source"`` = the part's name. Part sizes are ``apportion(total,
+        proportions)`` (largest remainder: ``round(total * p / sum(p))`` up to the rounding that
+        makes them sum to ``total``); images are drawn without replacement.
     """
     names = list(range(len(parts))) if names is None else list(names)
     proportions = [float(p) for p in proportions]
     if len(proportions) != len(parts):
         raise ValueError(
-            f"DATASETS.PRETRAIN.MIX_PROPORTIONS has {len(proportions)} entries but DATASETS.TRAIN has "
-            f"{len(parts)} datasets {names}; give one proportion per dataset"
+            f"DATASETS.PRETRAIN.MIX_PROPORTIONS has {len(proportions)} entries but DATASETS.TRAIN "
+            f"has {len(parts)} datasets {names}; give one proportion per dataset"
         )
     for name, p in zip(names, proportions):
         if not p >= 0 or math.isinf(p):
             raise ValueError(
-                f"DATASETS.PRETRAIN.MIX_PROPORTIONS must be finite and >= 0; got {p} for dataset {name}"
+                f"DATASETS.PRETRAIN.MIX_PROPORTIONS must be finite and >= 0; got {p} for dataset "
+                f"{name}"
             )
     if sum(proportions) <= 0:
         raise ValueError(f"DATASETS.PRETRAIN.MIX_PROPORTIONS must not all be 0, got {proportions}")
@@ -198,8 +201,8 @@ def mix_datasets(parts, proportions, total=0, seed=0, names=None):
     for name, k, n, _p in zip(names, counts, sizes, proportions):
         if k > n:
             raise ValueError(
-                f"DATASETS.PRETRAIN.MIX_TOTAL {total} with proportions {proportions} needs {k} images of "
-                f"dataset {name}, which has only {n}"
+                f"DATASETS.PRETRAIN.MIX_TOTAL {total} with proportions {proportions} needs {k} "
+                f"images of dataset {name}, which has only {n}"
             )
     mixed = []
     for i, (name, part, k) in enumerate(zip(names, parts, counts)):
@@ -225,7 +228,8 @@ def load_label_map(path, key="DATASETS.PRETRAIN.LABEL_MAP"):
         raise ValueError(f"Label map {path} is not valid JSON: {e}") from e
     if not isinstance(mapping, dict) or not mapping:
         raise ValueError(
-            f'Label map {path} must be a non-empty JSON object {{"fine class": "coarse class", ...}}, '
+            f'Label map {path} must be a non-empty JSON object {{"fine class": "coarse class", '
+            f"...}}, "
             f"got {type(mapping).__name__}"
         )
     bad = {k: v for k, v in mapping.items() if not isinstance(v, str) or not v}
@@ -237,7 +241,8 @@ def load_label_map(path, key="DATASETS.PRETRAIN.LABEL_MAP"):
 
 
 def coarse_classes(mapping):
-    """The coarse class names of a label map, sorted: coarse label ``i`` is ``coarse_classes(m)[i]``."""
+    """The coarse class names of a label map, sorted: coarse label ``i`` is
+    ``coarse_classes(m)[i]``."""
     return sorted(set(mapping.values()))
 
 
@@ -251,8 +256,8 @@ def mapped_classes(classes, mapping, path="", where=""):
     missing = [str(c) for c in classes if str(c) not in mapping]
     if missing:
         raise ValueError(
-            f"Label map {path} has no entry for class '{missing[0]}' (a class of {where or 'the data'}); classes "
-            f"missing: {sorted(missing)}"
+            f"Label map {path} has no entry for class '{missing[0]}' (a class of "
+            f"{where or 'the data'}); classes missing: {sorted(missing)}"
         )
     return sorted({mapping[str(c)] for c in classes})
 
@@ -277,13 +282,14 @@ def apply_label_map(dicts, mapping, path="", classes=None):
     if missing:
         cls, example = next(iter(missing.items()))
         raise ValueError(
-            f"Label map {path} has no entry for class '{cls}' (e.g. image {example}); classes missing: "
-            f"{sorted(missing)}"
+            f"Label map {path} has no entry for class '{cls}' (e.g. image {example}); classes "
+            f"missing: {sorted(missing)}"
         )
     outside = sorted({mapping[d["class_name"]] for d in dicts} - set(index))
     if outside:
         raise ValueError(
-            f"Label map {path}: coarse class(es) {outside} are not among the coarse classes {list(index)}"
+            f"Label map {path}: coarse class(es) {outside} are not among the coarse classes "
+            f"{list(index)}"
         )
     return [
         dict(
@@ -297,7 +303,8 @@ def apply_label_map(dicts, mapping, path="", classes=None):
 
 
 def count_images(dicts):
-    """``{"total": N, "per_dataset": {source: n}, "per_class": {source: {class: n}}}`` (source "" if untagged)."""
+    """``{"total": N, "per_dataset": {source: n}, "per_class": {source: {class: n}}}`` (source "" if
+    untagged)."""
     per_class = {}
     for d in dicts:
         source = "" if d.get("source") is None else str(d["source"])
@@ -350,13 +357,14 @@ def check_axes_config(cfg):
         names = list(cfg.DATASETS.TRAIN)
         if len(props) != len(names):
             raise ValueError(
-                f"DATASETS.PRETRAIN.MIX_PROPORTIONS has {len(props)} entries {props} but DATASETS.TRAIN has "
-                f"{len(names)} datasets {names}; give one proportion per dataset"
+                f"DATASETS.PRETRAIN.MIX_PROPORTIONS has {len(props)} entries {props} but "
+                f"DATASETS.TRAIN has {len(names)} datasets {names}; give one proportion per dataset"
             )
         for name, v in zip(names, props):
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v < math.inf:
                 raise ValueError(
-                    f"DATASETS.PRETRAIN.MIX_PROPORTIONS must be numbers >= 0; got {v!r} for dataset {name}"
+                    f"DATASETS.PRETRAIN.MIX_PROPORTIONS must be numbers >= 0; got {v!r} for "
+                    f"dataset {name}"
                 )
         if sum(props) <= 0:
             raise ValueError(f"DATASETS.PRETRAIN.MIX_PROPORTIONS must not all be 0, got {props}")

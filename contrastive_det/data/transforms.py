@@ -69,7 +69,8 @@ def build_two_view_transform(cfg):
 
 
 def build_test_transform(cfg):
-    """Resize the shorter side to INPUT.TWO_VIEW.TEST_RESIZE, then centre-crop CROP_SIZE (PIL or tensor)."""
+    """Resize the shorter side to INPUT.TWO_VIEW.TEST_RESIZE, then centre-crop CROP_SIZE (PIL or
+    tensor)."""
     c = cfg.INPUT.TWO_VIEW
     return T.Compose([T.Resize(c.TEST_RESIZE, antialias=True), T.CenterCrop(c.CROP_SIZE)])
 

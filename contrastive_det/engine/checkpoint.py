@@ -30,7 +30,8 @@ RESUMABLE_CHANGES = (
 
 
 class CheckpointReadError(RuntimeError):
-    """A checkpoint file cannot be read (truncated, not a PyTorch file, or holding unsafe objects)."""
+    """A checkpoint file cannot be read (truncated, not a PyTorch file, or holding unsafe
+    objects)."""
 
 
 def flat_config(cfg: CfgNode) -> dict[str, Any]:
@@ -76,9 +77,10 @@ def load_checkpoint(path: str, mmap: bool = False) -> dict[str, Any]:
         raise CheckpointReadError(
             f"Checkpoint {path} ({size} bytes) cannot be read: {type(e).__name__}: "
             f"{str(e).splitlines()[0] if str(e) else ''}. "
-            "It is truncated (a copy or a disk that filled up?), not a PyTorch checkpoint, or holds objects "
-            "that weights_only loading refuses. Delete it, or write the name of an earlier model_*.pth of the "
-            "same folder into its last_checkpoint file, then resume again."
+            "It is truncated (a copy or a disk that filled up?), not a PyTorch checkpoint, or "
+            "holds objects that weights_only loading refuses. Delete it, or write the name of an "
+            "earlier model_*.pth of the same folder into its last_checkpoint file, then resume "
+            "again."
         ) from None
 
 
@@ -135,7 +137,8 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
 
 def last_checkpoint_path(output_dir: str) -> str | None:
     """
-    The file named by ``output_dir/last_checkpoint`` (what ``--resume`` loads), or None without a tag.
+    The file named by ``output_dir/last_checkpoint`` (what ``--resume`` loads), or None without a
+    tag.
 
     Raises:
         ValueError: the tag names a file outside ``output_dir`` (an absolute path, ``..``).
@@ -150,7 +153,8 @@ def last_checkpoint_path(output_dir: str) -> str | None:
     path = os.path.realpath(os.path.join(output_dir, name))
     if not name or os.path.dirname(path) != folder:
         raise ValueError(
-            f"{tag} names {name!r}, which is not a file of {output_dir}; --resume only loads checkpoints of "
+            f"{tag} names {name!r}, which is not a file of {output_dir}; --resume only loads "
+            f"checkpoints of "
             "the run's own OUTPUT_DIR (write the name of one of its model_*.pth files into the tag)"
         )
     if not os.path.isfile(path):

@@ -49,7 +49,8 @@ def _seed_list(text):
 
 
 def argument_parser(epilog: str | None = None) -> argparse.ArgumentParser:
-    """detectron2's ``default_argument_parser`` plus ``--fewer-gpus``, ``--seeds``, ``--num-seeds``."""
+    """detectron2's ``default_argument_parser`` plus ``--fewer-gpus``, ``--seeds``,
+    ``--num-seeds``."""
     parser = default_argument_parser(epilog)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument(
@@ -83,8 +84,9 @@ def argument_parser(epilog: str | None = None) -> argparse.ArgumentParser:
 
 def resolve_seeds(args: argparse.Namespace, cfg_seed: int) -> list[int]:
     """
-    The seeds to run: ``--seeds``, or ``--num-seeds``, or the config's SEED (``cfg_seed``); a negative
-    SEED is replaced by a drawn one so that results.json always records the seed actually used.
+    The seeds to run: ``--seeds``, or ``--num-seeds``, or the config's SEED (``cfg_seed``); a
+    negative SEED is replaced by a drawn one so that results.json always records the seed actually
+    used.
     """
     if args.seeds and args.num_seeds:
         raise ValueError("Give --seeds or --num-seeds, not both")
@@ -182,10 +184,12 @@ def check_config_bases(config_file: str) -> list[str]:
         resolved = base if os.path.isabs(base) else os.path.join(os.path.dirname(path), base)
         if not os.path.isfile(resolved):
             raise FileNotFoundError(
-                f"{path}: _BASE_ {base!r} resolved to {os.path.normpath(resolved)}, which does not exist. "
-                f"A relative _BASE_ is resolved against the folder of the file that names it "
-                f"({os.path.dirname(path) or '.'}), not the working directory; use a path relative to "
-                'that folder (e.g. "../detection/voc0712_R_50_C4_24k.yaml" from configs/my/) or an absolute path.'
+                f"{path}: _BASE_ {base!r} resolved to {os.path.normpath(resolved)}, which does not "
+                f"exist. A relative _BASE_ is resolved against the folder of the file that names "
+                f"it ({os.path.dirname(path) or '.'}), not the working directory; use a path "
+                f"relative to "
+                'that folder (e.g. "../detection/voc0712_R_50_C4_24k.yaml" from configs/my/) or an '
+                "absolute path."
             )
         path = resolved
 
@@ -219,8 +223,8 @@ def build_run_config(
     """
     The frozen config of one run: :func:`load_config`, then the seed and output folder of this run,
     the machine's device and BN flavour, the fewer-GPU rule (``--fewer-gpus``), the datasets
-    declared in DATASETS.CUSTOM and the task's keys that follow from the data (``Task.adapt_config``).
-    Returns (cfg, messages describing each adaptation).
+    declared in DATASETS.CUSTOM and the task's keys that follow from the data
+    (``Task.adapt_config``). Returns (cfg, messages describing each adaptation).
     """
     cfg = load_config(args)
     task = get_task(cfg)
@@ -270,7 +274,8 @@ def adopt_checkpoint_seed(cfg: CfgNode, state: ResumeState | None) -> str | None
     if seed is None or int(seed) == cfg.SEED:
         return None
     message = (
-        f"--resume: SEED {seed} recorded in {path} (iteration {iteration}) replaces SEED {cfg.SEED} "
+        f"--resume: SEED {seed} recorded in {path} (iteration {iteration}) replaces SEED "
+        f"{cfg.SEED} "
         "given by the config/command line; a resumed run keeps the seed it started with"
     )
     cfg.SEED = int(seed)
@@ -301,15 +306,17 @@ def check_resume_config(
     listing = "\n  ".join(diffs)
     if not allow_change:
         raise ValueError(
-            f"--resume: the config differs from the one recorded in {path} (iteration {iteration}):\n  {listing}\n"
-            "Resume with the same settings, start a new OUTPUT_DIR, or add --allow-config-change to continue anyway."
+            f"--resume: the config differs from the one recorded in {path} (iteration "
+            f"{iteration}):\n  {listing}\n"
+            "Resume with the same settings, start a new OUTPUT_DIR, or add --allow-config-change "
+            "to continue anyway."
         )
     return f"--resume with --allow-config-change: the config differs from {path} (iteration {iteration}):\n  {listing}"
 
 
 def set_deterministic() -> None:
-    """``DETERMINISTIC True``: deterministic cuDNN and torch algorithms, cuDNN autotuning off, cuBLAS's
-    fixed workspace (set before the first cuBLAS call of the process)."""
+    """``DETERMINISTIC True``: deterministic cuDNN and torch algorithms, cuDNN autotuning off,
+    cuBLAS's fixed workspace (set before the first cuBLAS call of the process)."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False

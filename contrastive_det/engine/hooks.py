@@ -121,7 +121,8 @@ class WriteResults(HookBase):
 
 
 class ImagesPerSecond(HookBase):
-    """Record ``images_per_s`` (global batch / wall time of the step) for metrics.json, TensorBoard and the console."""
+    """Record ``images_per_s`` (global batch / wall time of the step) for metrics.json, TensorBoard
+    and the console."""
 
     def __init__(self, images_per_batch: int):
         self._images = images_per_batch

@@ -6,9 +6,10 @@ requeue (``scontrol requeue``), ``scancel`` or a study's Ctrl-C sends.
   stopping at the same iteration (the flag rides on the non-finite-loss all-reduce, no extra
   collective); the main process writes a checkpoint of that iteration (``last_checkpoint`` names it)
   and every process exits with :data:`STOPPED_EXIT_CODE`. ``--resume`` continues from there exactly.
-* A process that is not training (an evaluation, a probe) exits with :data:`STOPPED_EXIT_CODE` at once.
-* The launching process of several local processes passes SIGTERM on to them, waits for them and exits
-  with the same code.
+* A process that is not training (an evaluation, a probe) exits with :data:`STOPPED_EXIT_CODE` at
+  once.
+* The launching process of several local processes passes SIGTERM on to them, waits for them and
+  exits with the same code.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ def _handler(signum, frame):
 
 
 def install(forward: bool = False) -> None:
-    """Handle SIGTERM and SIGUSR2 in this process (main thread only; a no-op elsewhere). ``forward``: this process
-    launched the workers and passes the signal on to them."""
+    """Handle SIGTERM and SIGUSR2 in this process (main thread only; a no-op elsewhere).
+    ``forward``: this process launched the workers and passes the signal on to them."""
     if threading.current_thread() is not threading.main_thread():
         return
     _state.update(requested=False, forward=forward)
@@ -62,7 +63,8 @@ def install(forward: bool = False) -> None:
 
 
 def listen(on: bool = True) -> None:
-    """A trainer honours the request at its next iteration (instead of the process exiting at once)."""
+    """A trainer honours the request at its next iteration (instead of the process exiting at
+    once)."""
     _state["listening"] = on
 
 

@@ -17,8 +17,8 @@ a training loop. It provides:
 * ``build_evaluator(cfg, dataset_name, output_folder)``: a ``DatasetEvaluator``;
 
 and may override the documented defaults below (``check_config``, ``trains``,
-``datasets_to_check``, ``build_hooks``, ``headline_metrics``, ``adapt_config``, ``prepare_weights``, ``method_name``,
-``results_extra``).
+``datasets_to_check``, ``build_hooks``, ``headline_metrics``, ``adapt_config``, ``prepare_weights``,
+``method_name``, ``results_extra``).
 """
 
 from __future__ import annotations
@@ -50,9 +50,10 @@ class Task:
     headline_metrics = ()
     #: how a study gives the task a pretrained trunk: "backbone" = the exported backbone.pth as
     #: MODEL.WEIGHTS; "converted" = a conversion run first (tools/convert_to_detectron2.py --base
-    #: <the transfer's config>: detectron2's layout, verified once), whose weights.pkl is MODEL.WEIGHTS
-    #: and whose recorded depth and input keys the task adopts (prepare_weights); the random-init row
-    #: adopts the first row's keys (MODEL.KEYS_FROM_WEIGHTS), so that the rows differ by their weights only
+    #: <the transfer's config>: detectron2's layout, verified once), whose weights.pkl is
+    # MODEL.WEIGHTS : and whose recorded depth and input keys the task adopts (prepare_weights); the
+    # random-init row : adopts the first row's keys (MODEL.KEYS_FROM_WEIGHTS), so that the rows
+    # differ by their weights only
     study_weights = "backbone"
     #: config overrides of a study row whose weights are a brought checkpoint (e.g. "take the
     #: checkpoint's own depth")
@@ -74,7 +75,8 @@ class Task:
 
     @classmethod
     def check_config(cls, cfg: CfgNode) -> None:
-        """Raise ValueError naming the key when the task's settings cannot work. Default: no check."""
+        """Raise ValueError naming the key when the task's settings cannot work. Default: no
+        check."""
 
     @classmethod
     def trains(cls, cfg: CfgNode) -> bool:
@@ -89,7 +91,8 @@ class Task:
     def datasets_to_check(cls, cfg: CfgNode, eval_only: bool) -> list[str]:
         """
         Names of the registered datasets whose files must exist before a run (checked by
-        ``check_dataset_layout``). Default: ``DATASETS.TEST``, plus ``DATASETS.TRAIN`` when training.
+        ``check_dataset_layout``). Default: ``DATASETS.TEST``, plus ``DATASETS.TRAIN`` when
+        training.
         """
         return list(cfg.DATASETS.TEST) + ([] if eval_only else list(cfg.DATASETS.TRAIN))
 

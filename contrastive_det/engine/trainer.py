@@ -39,7 +39,8 @@ FINAL_MODEL = "model_final.pth"  # detectron2's name for the checkpoint at the e
 
 
 def wrap_ddp(model: torch.nn.Module, device: str) -> torch.nn.Module:
-    """detectron2's ``create_ddp_model``, except CPU models get no ``device_ids`` (DDP over gloo)."""
+    """detectron2's ``create_ddp_model``, except CPU models get no ``device_ids`` (DDP over
+    gloo)."""
     if comm.get_world_size() > 1 and device == "cpu":
         return DistributedDataParallel(model, broadcast_buffers=False)
     return create_ddp_model(model, broadcast_buffers=False)
@@ -84,9 +85,11 @@ class _FiniteLossCheck:
             )
             raise NonFiniteLossError(
                 f"Loss became infinite or NaN at iteration {self.iter} on at least one process "
-                f"(this process: {terms}); training stopped on every process before the optimizer step. "
+                f"(this process: {terms}); training stopped on every process before the optimizer "
+                f"step. "
                 + (
-                    f"Last good checkpoint: {last} (continue with --resume after fixing the cause, e.g. a lower "
+                    f"Last good checkpoint: {last} (continue with --resume after fixing the cause, "
+                    f"e.g. a lower "
                     "SOLVER.BASE_LR)"
                     if last
                     else "No checkpoint was written yet."
@@ -121,8 +124,9 @@ class Trainer(DefaultTrainer):
         Mirrors ``DefaultTrainer.__init__`` step for step (logger, worker scaling, model, optimizer,
         loader, DDP, step trainer, scheduler, checkpointer, hooks) and differs where noted:
 
-        * ``TrainerBase.__init__`` is called instead of ``DefaultTrainer.__init__``, which would build
-          the model, loader and checkpointer its own way (twice the work, and the wrong kinds);
+        * ``TrainerBase.__init__`` is called instead of ``DefaultTrainer.__init__``, which would
+          build the model, loader and checkpointer its own way (twice the work, and the wrong
+          kinds);
         * the config ``--resume`` compares (:func:`resumable_config`) is taken before the worker
           scaling, so that a resume on another number of processes compares the user's settings;
         * the model is wrapped with :func:`wrap_ddp` (no ``device_ids`` on CPU: DDP over gloo);
@@ -280,7 +284,8 @@ class Trainer(DefaultTrainer):
     def build_lr_scheduler(
         cls, cfg: CfgNode, optimizer: torch.optim.Optimizer
     ) -> torch.optim.lr_scheduler.LRScheduler:
-        """detectron2's schedules plus "WarmupPolyLR" (:mod:`contrastive_det.solver.lr_schedule`)."""
+        """detectron2's schedules plus "WarmupPolyLR"
+        (:mod:`contrastive_det.solver.lr_schedule`)."""
         return build_lr_scheduler(cfg, optimizer)
 
     @classmethod

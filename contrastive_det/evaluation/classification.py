@@ -44,15 +44,18 @@ def _check_metric(metric):
 
 
 def _check_single_label(scores, labels, num_classes=None):
-    """Validate NxC scores and N labels in [0, C); returns labels as a long tensor on scores' device."""
+    """Validate NxC scores and N labels in [0, C); returns labels as a long tensor on scores'
+    device."""
     if not torch.is_tensor(scores) or scores.dim() != 2:
         raise ValueError(
-            f"scores must be an NxC tensor, got {type(scores).__name__} of shape {tuple(getattr(scores, 'shape', ()))}"
+            f"scores must be an NxC tensor, got {type(scores).__name__} of shape "
+            f"{tuple(getattr(scores, 'shape', ()))}"
         )
     labels = torch.as_tensor(labels, device=scores.device)
     if labels.dim() != 1 or labels.shape[0] != scores.shape[0]:
         raise ValueError(
-            f"labels must be a vector of N={scores.shape[0]} class ids, got shape {tuple(labels.shape)}"
+            f"labels must be a vector of N={scores.shape[0]} class ids, got shape "
+            f"{tuple(labels.shape)}"
         )
     if labels.is_floating_point() or labels.dtype == torch.bool:
         raise ValueError(f"labels must be integer class ids, got dtype {labels.dtype}")
@@ -113,17 +116,20 @@ def mean_per_class_accuracy(scores: torch.Tensor, labels: torch.Tensor, num_clas
 def _check_multi_label(scores, targets):
     if not torch.is_tensor(scores) or scores.dim() != 2:
         raise ValueError(
-            f"scores must be an NxC tensor, got {type(scores).__name__} of shape {tuple(getattr(scores, 'shape', ()))}"
+            f"scores must be an NxC tensor, got {type(scores).__name__} of shape "
+            f"{tuple(getattr(scores, 'shape', ()))}"
         )
     targets = torch.as_tensor(targets, device=scores.device)
     if targets.shape != scores.shape:
         raise ValueError(
-            f"multi-label targets must have the shape of the scores {tuple(scores.shape)}, got {tuple(targets.shape)}"
+            f"multi-label targets must have the shape of the scores {tuple(scores.shape)}, got "
+            f"{tuple(targets.shape)}"
         )
     bad = ~((targets == 1) | (targets == 0) | (targets == -1))
     if bad.any():
         raise ValueError(
-            f"multi-label targets must be 1 (positive), 0 (negative) or -1 (ignore), got {targets[bad][0].item()!r}"
+            f"multi-label targets must be 1 (positive), 0 (negative) or -1 (ignore), got "
+            f"{targets[bad][0].item()!r}"
         )
     return targets.long()
 
@@ -132,7 +138,8 @@ _VOC11_THRESHOLDS = [float(t) for t in np.arange(0.0, 1.1, 0.1)]
 
 
 def _ap11(scores, targets):
-    """11-point interpolated AP of one class (scores N, targets N with 1 / 0 / -1); None without positives."""
+    """11-point interpolated AP of one class (scores N, targets N with 1 / 0 / -1); None without
+    positives."""
     keep = targets != -1  # "difficult": neither a true nor a false positive (VOCevalcls)
     scores, positive = scores[keep], targets[keep] == 1  # N'
     npos = int(positive.sum())
@@ -146,7 +153,8 @@ def _ap11(scores, targets):
     precision = tp.double() / ranks.double()  # N'
     recall = tp.double() / npos  # N'
     ap = 0.0
-    # the devkit's thresholds (VOCevalcls; detectron2's VOC detection AP too), floating point as they
+    # the devkit's thresholds (VOCevalcls; detectron2's VOC detection AP too), floating point as
+    # they
     # are: np.arange(0, 1.1, 0.1)[3] is 0.30000000000000004, so a recall of exactly 3/10 does not
     # reach it, as it does not in the references' numbers
     for t in _VOC11_THRESHOLDS:
@@ -241,7 +249,8 @@ def target_from_input(inp: dict[str, Any], multi_label: bool, num_classes: int) 
     if not multi_label:
         if "label" not in inp:
             raise ValueError(
-                f"image {image_id!r}: a single-label metric needs the key 'label', got keys {sorted(inp)}"
+                f"image {image_id!r}: a single-label metric needs the key 'label', got keys "
+                f"{sorted(inp)}"
             )
         return check(inp["label"])
     if "labels" in inp:
@@ -250,7 +259,8 @@ def target_from_input(inp: dict[str, Any], multi_label: bool, num_classes: int) 
         positives, ignored = [inp["label"]], []
     else:
         raise ValueError(
-            f"image {image_id!r}: a multi-label metric needs the key 'labels' (or 'label'), got keys {sorted(inp)}"
+            f"image {image_id!r}: a multi-label metric needs the key 'labels' (or 'label'), got "
+            f"keys {sorted(inp)}"
         )
     target = [0] * num_classes
     for c in ignored:

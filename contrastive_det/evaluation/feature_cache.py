@@ -36,7 +36,8 @@ __all__ = ["weights_digest", "FeatureCache"]
 
 logger = logging.getLogger(__name__)
 
-# Part of every identity: bump it when the stored layout changes, so old entries are no longer found.
+# Part of every identity: bump it when the stored layout changes, so old entries are no longer
+# found.
 _FORMAT = 2
 _HEX64 = "[0-9a-f]{64}"
 _KEY_RE = re.compile(rf"^({_HEX64})/({_HEX64})$")
@@ -57,7 +58,8 @@ def weights_digest(path: str) -> str:
     """
     if not path:
         raise ValueError(
-            f"weights_digest needs a weights file, got {path!r}; for a randomly initialised model use "
+            f"weights_digest needs a weights file, got {path!r}; for a randomly initialised model "
+            f"use "
             "weights='random-init-seed{seed}' in the cache key"
         )
     return file_sha256(path)
@@ -77,7 +79,8 @@ def _plain_image_id(image_id):
 
 
 class FeatureCache:
-    """Features of one (weights, dataset, split, transform, layer) and split content per file under ``root``.
+    """Features of one (weights, dataset, split, transform, layer) and split content per file under
+    ``root``.
 
     Example::
 
@@ -101,10 +104,11 @@ class FeatureCache:
     def key(
         *, weights: str, dataset: str, split: str, transform: str, layer: str, content: str
     ) -> str:
-        """``"<identity>/<content>"``: the identity is the sha256 (hex) of the canonical JSON (sorted
-        keys, no spaces) of the first five fields and the cache format version; ``content`` is the
-        split's content digest (64 lowercase hex characters, e.g. from ``dataset_fingerprint``).
-        ``transform`` is a string describing the test transform and input normalisation.
+        """``"<identity>/<content>"``: the identity is the sha256 (hex) of the canonical JSON
+        (sorted keys, no spaces) of the first five fields and the cache format version; ``content``
+        is the split's content digest (64 lowercase hex characters, e.g. from
+        ``dataset_fingerprint``). ``transform`` is a string describing the test transform and input
+        normalisation.
 
         Raises:
             ValueError: a field that is not a non-empty string, or a content that is not a digest.
@@ -123,7 +127,8 @@ class FeatureCache:
                 )
         if not isinstance(content, str) or not _CONTENT_RE.match(content):
             raise ValueError(
-                f"FeatureCache.key: content must be a sha256 hex digest (dataset_fingerprint), got {content!r}"
+                f"FeatureCache.key: content must be a sha256 hex digest (dataset_fingerprint), got "
+                f"{content!r}"
             )
         canonical = json.dumps(
             {"format": _FORMAT, **fields}, sort_keys=True, separators=(",", ":"), ensure_ascii=True
@@ -233,7 +238,8 @@ class FeatureCache:
         features = torch.as_tensor(features).detach().cpu().contiguous()
         if features.dim() != 2 or not features.is_floating_point():
             raise ValueError(
-                f"features must be an NxD floating-point tensor, got {features.dtype} of shape {tuple(features.shape)}"
+                f"features must be an NxD floating-point tensor, got {features.dtype} of shape "
+                f"{tuple(features.shape)}"
             )
         n = features.shape[0]
         targets = (

@@ -30,8 +30,8 @@ __all__ = [
     "FEW_SHOT_EPISODES_DIR",
 ]
 
-# <OUTPUT_DIR>/few_shot_episodes/<test set>.json of a few-shot run: each episode's accuracy per setting, so that
-# a study's interval can come from all the episodes of a row's runs
+# <OUTPUT_DIR>/few_shot_episodes/<test set>.json of a few-shot run: each episode's accuracy per
+# setting, so that a study's interval can come from all the episodes of a row's runs
 FEW_SHOT_EPISODES_DIR = "few_shot_episodes"
 
 CLASSIFIERS = ("logistic", "centroid", "protonet")
@@ -111,7 +111,8 @@ def sample_episodes(
     classes, counts = np.unique(labels, return_counts=True)  # sorted class ids: K, K
     if len(classes) < ways:
         raise ValueError(
-            f"{ways}-way episodes need at least {ways} classes, the labels have {len(classes)}: {classes.tolist()}"
+            f"{ways}-way episodes need at least {ways} classes, the labels have {len(classes)}: "
+            f"{classes.tolist()}"
         )
     need = shots + queries
     short = counts < need
@@ -120,8 +121,8 @@ def sample_episodes(
             f"{c}: {n}" for c, n in zip(classes[short].tolist(), counts[short].tolist())
         )
         raise ValueError(
-            f"{ways}-way {shots}-shot episodes with {queries} queries need shots+queries={need} images of every class; "
-            f"{int(short.sum())} classes have fewer (class: count) {listed}"
+            f"{ways}-way {shots}-shot episodes with {queries} queries need shots+queries={need} "
+            f"images of every class; {int(short.sum())} classes have fewer (class: count) {listed}"
         )
     members = {
         int(c): np.flatnonzero(labels == c) for c in classes
@@ -157,8 +158,8 @@ def _centroid_predict(support, support_labels, query, ways):
 
 
 def _protonet_predict(support, support_labels, query, ways):
-    """ProtoNet's rule (Snell et al. 2017; ssl-transfer's few-shot evaluation): the nearest class mean
-    of the raw (not normalised) features by squared Euclidean distance."""
+    """ProtoNet's rule (Snell et al. 2017; ssl-transfer's few-shot evaluation): the nearest class
+    mean of the raw (not normalised) features by squared Euclidean distance."""
     # sums: ways x D
     sums = torch.zeros(ways, support.shape[1], dtype=support.dtype, device=support.device)
     sums.index_add_(0, support_labels, support)
@@ -179,7 +180,8 @@ def episode_accuracies(
 ) -> np.ndarray:
     """Query accuracy of each episode, in percent.
 
-    The features are L2-normalised first (each row; "protonet" takes them as they are). Then per episode:
+    The features are L2-normalised first (each row; "protonet" takes them as they are). Then per
+    episode:
 
     - "logistic": :func:`fit_logistic` on the support set with ``reg`` (multinomial, L-BFGS,
       float64; scikit-learn's default ``LogisticRegression()``, C=1, is reg=1), the queries
@@ -194,7 +196,8 @@ def episode_accuracies(
         episodes: from :func:`sample_episodes`.
         classifier: "logistic", "centroid" or "protonet".
         reg: the logistic regularisation (reg = 1 / C).
-        tol, max_iter: each logistic fit's gradient tolerance and iteration cap (:func:`fit_logistic`;
+        tol, max_iter: each logistic fit's gradient tolerance and iteration cap
+        (:func:`fit_logistic`;
             ``CLASSIFICATION.LBFGS.TOL`` / ``MAX_ITER`` in a run; 1e-4 is scikit-learn's default).
         progress: show a tqdm bar over the episodes.
         device: where to compute; None = the features' device.
@@ -215,7 +218,8 @@ def episode_accuracies(
     features = torch.as_tensor(features)
     if features.dim() != 2 or not features.is_floating_point():
         raise ValueError(
-            f"features must be a floating-point NxD tensor, got {features.dtype} of shape {tuple(features.shape)}"
+            f"features must be a floating-point NxD tensor, got {features.dtype} of shape "
+            f"{tuple(features.shape)}"
         )
     device = features.device if device is None else torch.device(device)
     raw = features.to(device=device, dtype=torch.float64)  # raw: NxD

@@ -68,7 +68,8 @@ def _prepare_features(features, device, dtype, what="features"):
 
 
 def _prepare_targets(targets, n, num_classes, device, what="labels"):
-    """Class ids (N, long) or multi-label indicators (NxC, long with 1 / 0 / -1); returns (targets, C)."""
+    """Class ids (N, long) or multi-label indicators (NxC, long with 1 / 0 / -1); returns (targets,
+    C)."""
     targets = torch.as_tensor(targets, device=device)
     if targets.is_floating_point() and targets.dim() == 1:
         raise ValueError(f"{what} must be integer class ids, got dtype {targets.dtype}")
@@ -79,14 +80,16 @@ def _prepare_targets(targets, n, num_classes, device, what="labels"):
         c = int(targets.max()) + 1 if num_classes is None else num_classes
         if int(targets.min()) < 0 or int(targets.max()) >= c:
             raise ValueError(
-                f"{what} must lie in [0, {c}), got values in [{int(targets.min())}, {int(targets.max())}]"
+                f"{what} must lie in [0, {c}), got values in [{int(targets.min())}, "
+                f"{int(targets.max())}]"
             )
         return targets, c
     if targets.dim() == 2:
         if targets.shape[0] != n or (num_classes is not None and targets.shape[1] != num_classes):
             expected = f"{n}x{num_classes if num_classes is not None else 'C'}"
             raise ValueError(
-                f"multi-label {what} must be {expected} (1 / 0 / -1), got shape {tuple(targets.shape)}"
+                f"multi-label {what} must be {expected} (1 / 0 / -1), got shape "
+                f"{tuple(targets.shape)}"
             )
         if not ((targets == 1) | (targets == 0) | (targets == -1)).all():
             raise ValueError(
@@ -94,7 +97,8 @@ def _prepare_targets(targets, n, num_classes, device, what="labels"):
             )
         return targets.long(), targets.shape[1]
     raise ValueError(
-        f"{what} must be N class ids or NxC multi-label indicators, got shape {tuple(targets.shape)}"
+        f"{what} must be N class ids or NxC multi-label indicators, got shape "
+        f"{tuple(targets.shape)}"
     )
 
 
@@ -112,7 +116,8 @@ def _objective(weight, bias, x, y, reg):
 
 
 def _fit(x, y, c, reg, init, max_iter, tol):
-    """L-BFGS on prepared tensors (x: NxD, y: N or NxC on x's device and dtype); returns (W CxD, b C).
+    """L-BFGS on prepared tensors (x: NxD, y: N or NxC on x's device and dtype); returns (W CxD, b
+    C).
 
     The fit runs on centred features: ``W x + b = W (x - mu) + (b + W mu)`` with ``mu`` the mean
     training feature, an exact change of variables (the bias is not penalised, so the objective and
@@ -130,7 +135,8 @@ def _fit(x, y, c, reg, init, max_iter, tol):
         weight, bias = init
         if tuple(weight.shape) != (c, d) or tuple(bias.shape) != (c,):
             raise ValueError(
-                f"init must be (weight {c}x{d}, bias {c}), got {tuple(weight.shape)} and {tuple(bias.shape)}"
+                f"init must be (weight {c}x{d}, bias {c}), got {tuple(weight.shape)} and "
+                f"{tuple(bias.shape)}"
             )
         weight = weight.detach().to(device=x.device, dtype=x.dtype).clone()
         # to the centred variables
@@ -260,7 +266,8 @@ def regularisation_grid(reg_min: float = 1e-6, reg_max: float = 1e5, num: int = 
             )
     if reg_min > reg_max:
         raise ValueError(
-            f"CLASSIFICATION.LBFGS.REG_MIN ({reg_min!r}) must not exceed CLASSIFICATION.LBFGS.REG_MAX ({reg_max!r})"
+            f"CLASSIFICATION.LBFGS.REG_MIN ({reg_min!r}) must not exceed "
+            f"CLASSIFICATION.LBFGS.REG_MAX ({reg_max!r})"
         )
     if num == 1:
         return [float(reg_min)]
@@ -340,7 +347,8 @@ def select_and_refit(
     grid = [check_reg(r) for r in grid]
     if not grid:
         raise ValueError(
-            "select_and_refit needs a non-empty regularisation grid (CLASSIFICATION.LBFGS.NUM_REGS >= 1)"
+            "select_and_refit needs a non-empty regularisation grid (CLASSIFICATION.LBFGS.NUM_REGS "
+            ">= 1)"
         )
     dtype = torch.float64 if dtype is None else dtype
     if device is None:
@@ -353,7 +361,8 @@ def select_and_refit(
         if (y.dim() == 2) != METRICS[metric]:
             kind = "NxC multi-label" if METRICS[metric] else "N single-label"
             raise ValueError(
-                f"metric {metric!r} needs {kind} targets, got {name} targets of shape {tuple(y.shape)}"
+                f"metric {metric!r} needs {kind} targets, got {name} targets of shape "
+                f"{tuple(y.shape)}"
             )
         splits[name] = (x, y)
     dims = {name: x.shape[1] for name, (x, _) in splits.items()}
@@ -381,7 +390,8 @@ def select_and_refit(
     chosen, init = best
     reg = grid[chosen]
     logger.info(
-        f"L-BFGS probe: reg={reg:g} chosen on val ({metric} {val_scores[chosen]:.2f}); refitting on train+val"
+        f"L-BFGS probe: reg={reg:g} chosen on val ({metric} {val_scores[chosen]:.2f}); refitting "
+        f"on train+val"
     )
     weight, bias = _fit(
         torch.cat([x_tr, x_val]), torch.cat([y_tr, y_val]), num_classes, reg, init, max_iter, tol

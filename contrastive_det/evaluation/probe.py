@@ -71,7 +71,8 @@ def _few_shot_config(few_shot):
     cfg["episodes"] = _positive_int("episodes", cfg["episodes"])
     if cfg["classifier"] not in CLASSIFIERS:
         raise ValueError(
-            f"few_shot['classifier'] must be one of {', '.join(CLASSIFIERS)}, got {cfg['classifier']!r}"
+            f"few_shot['classifier'] must be one of {', '.join(CLASSIFIERS)}, got "
+            f"{cfg['classifier']!r}"
         )
     reg = cfg["reg"]
     if isinstance(reg, bool) or not isinstance(reg, numbers.Real) or not reg > 0:
@@ -101,7 +102,8 @@ class FeatureProbeEvaluator(DatasetEvaluator):
         expected_counts: {split: N} images of each split the loader extracts; a split whose
             collected images (over every process) are not N is refused (never fitted nor cached).
         grid: the regularisation values of the L-BFGS probes; None = :func:`regularisation_grid`.
-        max_iter, tol: each L-BFGS fit's iteration cap and gradient tolerance (:func:`fit_logistic`),
+        max_iter, tol: each L-BFGS fit's iteration cap and gradient tolerance
+        (:func:`fit_logistic`),
             the probes' and the few-shot episodes' logistic fits alike.
         dtype: the L-BFGS fits' precision, "float64" or "float32" (see :func:`fit_logistic`).
         few_shot: overrides of :data:`FEW_SHOT_DEFAULTS` (ways, shots, queries, episodes,
@@ -196,7 +198,8 @@ class FeatureProbeEvaluator(DatasetEvaluator):
         self.grid = regularisation_grid() if grid is None else [check_reg(r) for r in grid]
         if protocol != "few_shot" and not self.grid:
             raise ValueError(
-                "the L-BFGS probe needs a non-empty regularisation grid (CLASSIFICATION.LBFGS.NUM_REGS >= 1)"
+                "the L-BFGS probe needs a non-empty regularisation grid "
+                "(CLASSIFICATION.LBFGS.NUM_REGS >= 1)"
             )
         self.max_iter, self.tol, self.dtype = check_lbfgs_settings(max_iter, tol, dtype)
         self.cache, self.cache_keys = cache, dict(cache_keys or {})
@@ -209,8 +212,8 @@ class FeatureProbeEvaluator(DatasetEvaluator):
             ]
             if missing:
                 raise ValueError(
-                    f"cache_keys must give a key for every (split, layer) the {protocol} protocol needs; "
-                    f"missing {missing}"
+                    f"cache_keys must give a key for every (split, layer) the {protocol} protocol "
+                    f"needs; missing {missing}"
                 )
         self.seed, self.device, self.progress = seed, device, progress
         self.episodes_file = (
@@ -250,7 +253,8 @@ class FeatureProbeEvaluator(DatasetEvaluator):
             split = inp.get("probe_split")
             if split not in SPLITS:
                 raise ValueError(
-                    f"image {inp.get('image_id')!r}: probe_split must be one of {', '.join(SPLITS)}, got {split!r}"
+                    f"image {inp.get('image_id')!r}: probe_split must be one of "
+                    f"{', '.join(SPLITS)}, got {split!r}"
                 )
             if split not in self.needed:
                 continue
@@ -269,8 +273,8 @@ class FeatureProbeEvaluator(DatasetEvaluator):
                 v = out["features"][layer].detach().to("cpu", torch.float32).clone()  # v: D
                 if v.dim() != 1:
                     raise ValueError(
-                        f"image {image_id!r}: features of layer {layer!r} must be a vector (pooled), "
-                        f"got shape {tuple(v.shape)}"
+                        f"image {image_id!r}: features of layer {layer!r} must be a vector "
+                        f"(pooled), got shape {tuple(v.shape)}"
                     )
                 vectors[layer] = v
             self._items[split].append((image_id, vectors, target))
@@ -311,7 +315,8 @@ class FeatureProbeEvaluator(DatasetEvaluator):
                 raise ValueError(
                     f"{split} split: {len(items)} images were extracted, "
                     f"the dataset has {self.expected_counts[split]}; "
-                    "a partial split is neither fitted nor cached (did the processes disagree on what to extract?)"
+                    "a partial split is neither fitted nor cached (did the processes disagree on "
+                    "what to extract?)"
                 )
             if items:
                 # targets: N or NxC
@@ -336,8 +341,9 @@ class FeatureProbeEvaluator(DatasetEvaluator):
                 entry = self._load_cached(split, layer)
                 if entry is None:
                     raise ValueError(
-                        f"no {split} features of layer {layer!r}: the split was not in the loader and is not in the "
-                        f"feature cache{'' if self.cache is None else ' (key ' + self.cache_keys[(split, layer)] + ')'}"
+                        f"no {split} features of layer {layer!r}: the split was not in the loader "
+                        f"and is not in the feature "
+                        f"cache{'' if self.cache is None else ' (key ' + self.cache_keys[(split, layer)] + ')'}"
                     )
                 self._check_cached_targets(split, layer, entry["targets"])
                 order = sorted(range(len(entry["image_ids"])), key=lambda i: entry["image_ids"][i])
@@ -427,7 +433,8 @@ class FeatureProbeEvaluator(DatasetEvaluator):
             result[name], result[f"{name}_ci95"] = float(mean), float(ci)
             per_episode[name] = [float(a) for a in accs]
             logger.info(
-                f"few-shot {name} on {self.layers[0]}: {mean:.2f} +- {ci:.2f} ({cfg['episodes']} episodes)"
+                f"few-shot {name} on {self.layers[0]}: {mean:.2f} +- {ci:.2f} ({cfg['episodes']} "
+                f"episodes)"
             )
         if self.episodes_file:
             atomic_write_json(

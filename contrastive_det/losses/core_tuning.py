@@ -48,10 +48,11 @@ def focal_supcon_loss(z, labels, temperature=0.07, *, normalization="positives")
         l_i = -(1 / n_i) * sum_{j in P(i)} (1 - p_ij) * log p_ij
 
     with ``n_i = |P(i)|`` (``normalization="positives"``, SupCon's mean over positives) or
-    ``n_i = N`` (``normalization="batch"``, the authors' code: ``(weight * mask * log_prob).mean(1)``
-    averages over all N columns, the anchor's own included). The loss is the mean of ``l_i`` over
-    the anchors that have a positive; the others contribute nothing (no NaN). The weight (1 - p) is
-    not detached: gradients flow through it, as in the authors' code and in focal loss.
+    ``n_i = N`` (``normalization="batch"``, the authors' code: ``(weight * mask *
+    log_prob).mean(1)`` averages over all N columns, the anchor's own included). The loss is the
+    mean of ``l_i`` over the anchors that have a positive; the others contribute nothing (no NaN).
+    The weight (1 - p) is not detached: gradients flow through it, as in the authors' code and in
+    focal loss.
 
     The authors' code hard-codes T = base_T = 0.07, so SupCon's T / base_T factor is 1; no such
     factor is applied here, for any T.
@@ -83,7 +84,8 @@ def focal_supcon_loss(z, labels, temperature=0.07, *, normalization="positives")
         raise ValueError(f"focal_supcon_loss expects z NxD, got shape {tuple(z.shape)}")
     if normalization not in NORMALIZATIONS:
         raise ValueError(
-            f"focal_supcon_loss: unknown normalization {normalization!r} (expected one of {NORMALIZATIONS})"
+            f"focal_supcon_loss: unknown normalization {normalization!r} (expected one of "
+            f"{NORMALIZATIONS})"
         )
     n = z.shape[0]
     labels = labels.reshape(-1)
@@ -110,7 +112,8 @@ def focal_supcon_loss(z, labels, temperature=0.07, *, normalization="positives")
 
 
 def soft_target_cross_entropy(logits, targets):
-    """Cross-entropy against soft targets: mean over rows of ``-sum_c targets[c] * log_softmax(logits)[c]``.
+    """Cross-entropy against soft targets: mean over rows of ``-sum_c targets[c] *
+    log_softmax(logits)[c]``.
 
     With one-hot targets it equals ``F.cross_entropy(logits, labels)``. Core-tuning trains its
     classifier with it on [original; mixed] features (the "smooth decision boundary").
@@ -215,7 +218,8 @@ def mix_rows(a, b, weight_b):
 
 
 def mixed_soft_targets(labels_a, labels_b, weight_b, num_classes, dtype=torch.float32):
-    """Soft targets of the mixtures of ``mix_rows``: ``(1 - w_i) * onehot(a_i) + w_i * onehot(b_i)``.
+    """Soft targets of the mixtures of ``mix_rows``: ``(1 - w_i) * onehot(a_i) + w_i *
+    onehot(b_i)``.
 
     Built from one-hot rows (``F.one_hot``), so any number of classes works. A mixture of two
     samples of the same class gets exactly that class's one-hot row (for w in [0, 1], (1 - w) + w
@@ -326,8 +330,8 @@ def core_tuning_mixup(features, labels, num_classes, perm, shuffled_weight, posi
         labels.numel() == perm.numel() == shuffled_weight.numel() == positive_weight.numel() == n
     ):
         raise ValueError(
-            f"core_tuning_mixup: {n} features but {labels.numel()} labels, {perm.numel()} perm entries, "
-            f"{shuffled_weight.numel()} and {positive_weight.numel()} weights"
+            f"core_tuning_mixup: {n} features but {labels.numel()} labels, {perm.numel()} perm "
+            f"entries, {shuffled_weight.numel()} and {positive_weight.numel()} weights"
         )
     dtype = logit_dtype(features)
     one_hot = F.one_hot(labels, num_classes).to(dtype)  # NxC

@@ -1,6 +1,6 @@
-"""MoCo's InfoNCE loss with a queue of negatives (He et al., "Momentum Contrast for Unsupervised Visual
-Representation Learning", CVPR 2020; MoCo v2: Chen et al., "Improved Baselines with Momentum Contrastive
-Learning", arXiv:2003.04297)."""
+"""MoCo's InfoNCE loss with a queue of negatives (He et al., "Momentum Contrast for Unsupervised
+Visual Representation Learning", CVPR 2020; MoCo v2: Chen et al., "Improved Baselines with Momentum
+Contrastive Learning", arXiv:2003.04297)."""
 
 import torch
 from torch.nn import functional as F
@@ -13,10 +13,11 @@ __all__ = ["infonce_loss"]
 def infonce_loss(q, k, queue, temperature=0.2):
     """MoCo InfoNCE: each query against its key (the positive) and the queue (the negatives).
 
-    logits = [q.k, q.queue^T] / T, cross-entropy with target 0 (the positive), mean over the N queries.
+    logits = [q.k, q.queue^T] / T, cross-entropy with target 0 (the positive), mean over the N
+    queries.
 
-    Reference: He et al., "Momentum Contrast for Unsupervised Visual Representation Learning", CVPR 2020;
-    Chen et al., "Improved Baselines with Momentum Contrastive Learning", arXiv:2003.04297.
+    Reference: He et al., "Momentum Contrast for Unsupervised Visual Representation Learning", CVPR
+    2020; Chen et al., "Improved Baselines with Momentum Contrastive Learning", arXiv:2003.04297.
 
     Args:
         q: L2-normalised queries (query encoder).
@@ -39,8 +40,8 @@ def infonce_loss(q, k, queue, temperature=0.2):
     """
     if q.dim() != 2 or q.shape != k.shape or queue.dim() != 2 or queue.shape[1] != q.shape[1]:
         raise ValueError(
-            f"infonce_loss expects q, k: NxC and queue: KxC, got {tuple(q.shape)}, {tuple(k.shape)}, "
-            f"{tuple(queue.shape)}"
+            f"infonce_loss expects q, k: NxC and queue: KxC, got {tuple(q.shape)}, "
+            f"{tuple(k.shape)}, {tuple(queue.shape)}"
         )
     with autocast_off(q.device):
         q, k, queue = to_logit_dtype(q, k, queue)

@@ -1,6 +1,7 @@
-"""The joint objectives of Islam et al. ("A Broad Study on the Transferability of Visual Representations
-with Contrastive Learning", ICCV 2021): CE+SelfSupCon and SupCon+SelfSupCon. Each returns a dict of already
-weighted terms (so trainers can log them); the total loss is the sum of the values."""
+"""The joint objectives of Islam et al. ("A Broad Study on the Transferability of Visual
+Representations with Contrastive Learning", ICCV 2021): CE+SelfSupCon and SupCon+SelfSupCon. Each
+returns a dict of already weighted terms (so trainers can log them); the total loss is the sum of
+the values."""
 
 import torch
 from torch.nn import functional as F
@@ -26,8 +27,8 @@ def ce_selfsupcon_loss(class_logits, labels, q, k, queue, temperature=0.2, insta
 
     Returns:
         ``{"loss_ce": cross_entropy(class_logits, labels), "loss_instance": instance_weight *
-        infonce_loss(q, k, queue, temperature)}``; the CE is computed in float32 (float64 if the logits are
-        float64), also under autocast.
+        infonce_loss(q, k, queue, temperature)}``; the CE is computed in float32 (float64 if the
+        logits are float64), also under autocast.
 
     Shape:
         - class_logits: NxC_cls; labels: N; q, k: NxD; queue: KxD.
@@ -64,18 +65,19 @@ def supcon_selfsupcon_loss(
     instance_weight=0.5,
     supcon_weight=1.0,
 ):
-    """SupCon+SelfSupCon: ``instance_weight`` x InfoNCE (instance head) + ``supcon_weight`` x queue SupCon
-    (supervised head).
+    """SupCon+SelfSupCon: ``instance_weight`` x InfoNCE (instance head) + ``supcon_weight`` x queue
+    SupCon (supervised head).
 
-    The instance and supervised terms use the two projection heads' (L2-normalised) outputs and their own
-    queues; both use the same temperature T.
+    The instance and supervised terms use the two projection heads' (L2-normalised) outputs and
+    their own queues; both use the same temperature T.
 
     Reference: Islam et al., "A Broad Study on the Transferability of Visual Representations with
     Contrastive Learning", ICCV 2021 (K 64000, T 0.07, weights 0.5 and 1.0).
 
     Args:
         q_inst, k_inst, queue_inst: instance head: queries, keys, queue (see :func:`infonce_loss`).
-        q_sup, q_labels, k_sup, k_labels, queue_sup, queue_labels: supervised head: anchors, keys and the
+        q_sup, q_labels, k_sup, k_labels, queue_sup, queue_labels: supervised head: anchors, keys
+        and the
             labelled queue (see :func:`queue_supcon_loss`).
         temperature: T of both terms.
         instance_weight, supcon_weight: the weights of the two terms.

@@ -43,7 +43,8 @@ def nt_xent_loss(z1, z2, temperature=0.5):
     """
     if z1.dim() != 2 or z1.shape != z2.shape:
         raise ValueError(
-            f"nt_xent_loss expects two NxD tensors of the same shape, got {tuple(z1.shape)} and {tuple(z2.shape)}"
+            f"nt_xent_loss expects two NxD tensors of the same shape, got {tuple(z1.shape)} and "
+            f"{tuple(z2.shape)}"
         )
     n = z1.shape[0]
     with autocast_off(z1.device):

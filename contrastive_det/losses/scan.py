@@ -1,6 +1,7 @@
-"""SCAN: supervised contrast restricted to label-sharing nearest neighbours (this project's specification,
-docs/design.md section 5): a MoCo-style labelled memory; for each anchor the positives are its other view plus the
-memory entries that share its label AND are among the k nearest neighbours of its momentum embedding."""
+"""SCAN: supervised contrast restricted to label-sharing nearest neighbours (this project's
+specification, docs/design.md section 5): a MoCo-style labelled memory; for each anchor the
+positives are its other view plus the memory entries that share its label AND are among the k
+nearest neighbours of its momentum embedding."""
 
 import torch
 
@@ -28,29 +29,30 @@ def scan_loss(
     temperature=0.07,
     non_neighbor_same_label="mask",
 ):
-    """SCAN (our specification, docs/design.md section 5): queue SupCon whose positives are restricted to
-    label-sharing nearest neighbours of the anchor's momentum embedding.
+    """SCAN (our specification, docs/design.md section 5): queue SupCon whose positives are
+    restricted to label-sharing nearest neighbours of the anchor's momentum embedding.
 
-    Same memory as :func:`queue_supcon_loss`: memory = cat[keys, queue] with labels. For anchor i the
-    positives are its other view (key i, always) plus the memory entries that share its label AND are among
-    the ``num_neighbors`` nearest neighbours of anchor i's MOMENTUM embedding keys[i] (cosine = dot product)
-    in the memory excluding entry i itself. Same-label entries outside that neighbourhood:
-    ``non_neighbor_same_label="mask"`` (default) removes them from the denominator (neither positive nor
-    negative); ``"negative"`` keeps them in the denominator as negatives. Entries with another label are
-    always negatives. loss_i = -mean over positives of log_prob over the kept entries; mean over anchors.
+    Same memory as :func:`queue_supcon_loss`: memory = cat[keys, queue] with labels. For anchor i
+    the positives are its other view (key i, always) plus the memory entries that share its label
+    AND are among the ``num_neighbors`` nearest neighbours of anchor i's MOMENTUM embedding keys[i]
+    (cosine = dot product) in the memory excluding entry i itself. Same-label entries outside that
+    neighbourhood: ``non_neighbor_same_label="mask"`` (default) removes them from the denominator
+    (neither positive nor negative); ``"negative"`` keeps them in the denominator as negatives.
+    Entries with another label are always negatives. loss_i = -mean over positives of log_prob over
+    the kept entries; mean over anchors.
 
-    Reference: Wei et al., "Supervised Contrastive Adjustment in Neighborhood" (SCAN), 2020; the exact rule
-    is this project's specification.
+    Reference: Wei et al., "Supervised Contrastive Adjustment in Neighborhood" (SCAN), 2020; the
+    exact rule is this project's specification.
 
     Args:
         q: L2-normalised query-encoder projections (the anchors); q_labels: their labels.
         keys: L2-normalised momentum projections of the same images; key_labels: their labels.
         queue, queue_labels: the labelled queue (L2-normalised keys).
-        num_neighbors: k. The neighbourhood is label-agnostic: the k memory entries (any label, entry i
-            excluded) most similar to keys[i], computed under ``torch.no_grad`` (ties broken by
-            ``torch.topk``). k >= N+K-1 (the number of candidates) or None means all: the loss then equals
-            ``queue_supcon_loss`` on the same inputs (when key_labels == q_labels); 0 means the only
-            positive is key i.
+        num_neighbors: k. The neighbourhood is label-agnostic: the k memory entries (any label,
+            entry i excluded) most similar to keys[i], computed under ``torch.no_grad`` (ties broken
+            by ``torch.topk``). k >= N+K-1 (the number of candidates) or None means all: the loss
+            then equals ``queue_supcon_loss`` on the same inputs (when key_labels == q_labels); 0
+            means the only positive is key i.
         temperature: T.
         non_neighbor_same_label: "mask" or "negative" (see above).
 
@@ -59,7 +61,8 @@ def scan_loss(
         - Output: scalar, float32 (float64 if an input is float64), also under autocast.
 
     Raises:
-        ValueError: unknown ``non_neighbor_same_label``, negative ``num_neighbors``, q and keys not both
+        ValueError: unknown ``non_neighbor_same_label``, negative ``num_neighbors``, q and keys not
+        both
             NxD, or memory shapes / label counts that do not match.
 
     Examples:
@@ -70,7 +73,8 @@ def scan_loss(
     """
     if non_neighbor_same_label not in _NON_NEIGHBOR_MODES:
         raise ValueError(
-            f"scan_loss: non_neighbor_same_label must be one of {_NON_NEIGHBOR_MODES}, got {non_neighbor_same_label!r}"
+            f"scan_loss: non_neighbor_same_label must be one of {_NON_NEIGHBOR_MODES}, got "
+            f"{non_neighbor_same_label!r}"
         )
     if num_neighbors is not None and num_neighbors < 0:
         raise ValueError(f"scan_loss: num_neighbors must be >= 0, got {num_neighbors}")

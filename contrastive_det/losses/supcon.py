@@ -1,11 +1,12 @@
 """Supervised contrastive losses.
 
 - ``supcon_loss``: SupCon (Khosla et al., "Supervised Contrastive Learning", NeurIPS 2020), with the
-  semantics of the authors' reference code (SupContrast): features [bsz, n_views, D], optional labels or
-  explicit positive mask, contrast modes "all"/"one", loss scaled by T / base_T.
-- ``queue_supcon_loss``: the supervised queue term of SupCon+SelfSupCon (Islam et al., "A Broad Study on
-  the Transferability of Visual Representations with Contrastive Learning", ICCV 2021): SupCon of
-  query-encoder anchors against a labelled MoCo memory (the batch's momentum keys + the queue).
+  semantics of the authors' reference code (SupContrast): features [bsz, n_views, D], optional
+  labels or explicit positive mask, contrast modes "all"/"one", loss scaled by T / base_T.
+- ``queue_supcon_loss``: the supervised queue term of SupCon+SelfSupCon (Islam et al., "A Broad
+  Study on the Transferability of Visual Representations with Contrastive Learning", ICCV 2021):
+  SupCon of query-encoder anchors against a labelled MoCo memory (the batch's momentum keys + the
+  queue).
 
 Inputs are L2-normalised embeddings (the callers normalise; nothing is re-normalised here).
 """
@@ -34,18 +35,20 @@ def supcon_loss(
     -(T/base_T) * mean over its positives of log_prob; the loss is the mean over anchors.
 
     Reference: Khosla et al., "Supervised Contrastive Learning", NeurIPS 2020 (and the authors'
-    SupContrast code, whose ``SupConLoss`` keeps ``base_temperature`` 0.07 whatever the temperature).
+    SupContrast code, whose ``SupConLoss`` keeps ``base_temperature`` 0.07 whatever the
+    temperature).
 
     Args:
         features: L2-normalised along the last dimension (not re-normalised here); extra trailing
             dimensions are flattened into D as in the reference code.
         labels: class of each sample, or None.
         mask: explicit positive mask; ``mask[i, j]`` (bool or float) marks sample j as a positive of
-            sample i for every pair of views, so ``mask[i, i]`` decides whether the other views of sample i
-            are positives (labels / None set it to 1). Non-binary values act as positive weights.
+            sample i for every pair of views, so ``mask[i, i]`` decides whether the other views of
+            sample i are positives (labels / None set it to 1). Non-binary values act as positive
+            weights.
         temperature: T.
-        contrast_mode: "all" (every view of every sample is an anchor) or "one" (only view 0 is the anchor,
-            contrasted against all views).
+        contrast_mode: "all" (every view of every sample is an anchor) or "one" (only view 0 is the
+            anchor, contrasted against all views).
         base_temperature: base_T; the loss is scaled by T / base_T.
 
     Shape:
@@ -53,11 +56,12 @@ def supcon_loss(
         - Output: scalar, float32 (float64 if ``features`` is float64), also under autocast.
 
     An anchor with no positive (e.g. n_views=1 and a label no other sample has) is excluded from the
-    mean over anchors (the reference code would count it as 0); if no anchor has a positive the loss is
-    0, still connected to the graph (zero gradients), never NaN.
+    mean over anchors (the reference code would count it as 0); if no anchor has a positive the loss
+    is 0, still connected to the graph (zero gradients), never NaN.
 
     Raises:
-        ValueError: features has fewer than 3 dimensions, both labels and mask are given, the contrast
+        ValueError: features has fewer than 3 dimensions, both labels and mask are given, the
+        contrast
             mode is unknown, or labels / mask do not match the batch size.
 
     Examples:
@@ -110,12 +114,13 @@ def supcon_loss(
 
 
 def queue_supcon_loss(q, q_labels, keys, key_labels, queue, queue_labels, temperature=0.07):
-    """The supervised queue term of SupCon+SelfSupCon: SupCon of query anchors against a labelled memory.
+    """The supervised queue term of SupCon+SelfSupCon: SupCon of query anchors against a labelled
+    memory.
 
     Contrast set: memory = cat[keys, queue] with labels cat[key_labels, queue_labels]; logits = q @
-    memory^T / T. Positives of anchor i = every memory entry with label q_labels[i] (this includes key i
-    itself). loss_i = -sum_p mask_ip * log_softmax_i(p) / #positives_i; mean over anchors. There is no
-    self-contrast to exclude (q_i is not in the memory).
+    memory^T / T. Positives of anchor i = every memory entry with label q_labels[i] (this includes
+    key i itself). loss_i = -sum_p mask_ip * log_softmax_i(p) / #positives_i; mean over anchors.
+    There is no self-contrast to exclude (q_i is not in the memory).
 
     Reference: Islam et al., "A Broad Study on the Transferability of Visual Representations with
     Contrastive Learning", ICCV 2021.
@@ -123,22 +128,23 @@ def queue_supcon_loss(q, q_labels, keys, key_labels, queue, queue_labels, temper
     Args:
         q: L2-normalised query-encoder projections of the SupCon head (the anchors).
         q_labels: their labels.
-        keys: L2-normalised momentum-encoder projections of the same images (key i is anchor i's other
-            view); not detached here.
+        keys: L2-normalised momentum-encoder projections of the same images (key i is anchor i's
+            other view); not detached here.
         key_labels: their labels (normally ``q_labels``).
-        queue: L2-normalised queued keys; queue_labels: their labels. Slots with a label no anchor has
-            (e.g. -1, "no label yet") are plain negatives.
+        queue: L2-normalised queued keys; queue_labels: their labels. Slots with a label no anchor
+            has (e.g. -1, "no label yet") are plain negatives.
         temperature: T.
 
     Shape:
         - q, keys: NxD; q_labels, key_labels: N; queue: KxD; queue_labels: K.
         - Output: scalar, float32 (float64 if an input is float64), also under autocast.
 
-    An anchor without positives (only possible when key_labels[i] != q_labels[i]) is excluded from the
-    mean, as in :func:`supcon_loss`; if none has one, the loss is 0 (connected to the graph).
+    An anchor without positives (only possible when key_labels[i] != q_labels[i]) is excluded from
+    the mean, as in :func:`supcon_loss`; if none has one, the loss is 0 (connected to the graph).
 
     Raises:
-        ValueError: q and keys are not both NxD, the queue's D differs, or a label count does not match.
+        ValueError: q and keys are not both NxD, the queue's D differs, or a label count does not
+        match.
 
     Examples:
         >>> q, k = F.normalize(torch.randn(4, 16), dim=1), F.normalize(torch.randn(4, 16), dim=1)

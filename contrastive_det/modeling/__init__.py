@@ -1,4 +1,5 @@
-"""Importing this package registers every model part of contrastive-det in detectron2's registries."""
+"""Importing this package registers every model part of contrastive-det in detectron2's
+registries."""
 
 from .backbone import TorchvisionResNetTrunk, build_tv_resnet
 from .heads import ProjectionMLP, build_projection

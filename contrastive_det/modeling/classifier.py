@@ -31,7 +31,8 @@ def pooled_stage_features(resnet, images, layers):
         images: NxCxHxW normalised images.
         layers: stage names.
     Returns:
-        dict ``{layer: NxD_layer}`` (D = 256/512/1024/2048 for ResNet-50, 64/128/256/512 for ResNet-18).
+        dict ``{layer: NxD_layer}`` (D = 256/512/1024/2048 for ResNet-50, 64/128/256/512 for
+        ResNet-18).
     """
     unknown = [name for name in layers if name not in STAGES]
     if unknown:
@@ -50,19 +51,21 @@ def pooled_stage_features(resnet, images, layers):
 
 
 def resolve_num_classes(cfg):
-    """``MODEL.CLASSIFIER.NUM_CLASSES``, or the class count of ``DATASETS.TRAIN[0]`` when it is 0 (with
-    ``CLASSIFICATION.LABEL_MAP``, the count of the coarse classes its classes map to)."""
+    """``MODEL.CLASSIFIER.NUM_CLASSES``, or the class count of ``DATASETS.TRAIN[0]`` when it is 0
+    (with ``CLASSIFICATION.LABEL_MAP``, the count of the coarse classes its classes map to)."""
     if cfg.MODEL.CLASSIFIER.NUM_CLASSES > 0:
         return int(cfg.MODEL.CLASSIFIER.NUM_CLASSES)
     names = list(cfg.DATASETS.TRAIN) or list(cfg.DATASETS.TEST)
     if not names:
         raise ValueError(
-            "MODEL.CLASSIFIER.NUM_CLASSES is 0 and there is no dataset in DATASETS.TRAIN/TEST to take it from"
+            "MODEL.CLASSIFIER.NUM_CLASSES is 0 and there is no dataset in DATASETS.TRAIN/TEST to "
+            "take it from"
         )
     classes = MetadataCatalog.get(names[0]).get("classes", None)
     if not classes:
         raise ValueError(
-            f"MODEL.CLASSIFIER.NUM_CLASSES is 0 and dataset '{names[0]}' records no 'classes' in its metadata; "
+            f"MODEL.CLASSIFIER.NUM_CLASSES is 0 and dataset '{names[0]}' records no 'classes' in "
+            f"its metadata; "
             "set MODEL.CLASSIFIER.NUM_CLASSES"
         )
     # coarser labels: one class per coarse name the set's classes map to
@@ -133,7 +136,8 @@ class Classifier(nn.Module):
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
         if multi_label and isinstance(head, CoreTuningHead):
             raise ValueError(
-                "MODEL.CLASSIFIER.HEAD core_tuning needs single-label data; this dataset is multi-label"
+                "MODEL.CLASSIFIER.HEAD core_tuning needs single-label data; this dataset is "
+                "multi-label"
             )
         if freeze_trunk:
             for p in self.trunk.parameters():

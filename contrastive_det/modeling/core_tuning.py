@@ -1,6 +1,7 @@
 """
-Core-tuning's classification head (Zhang et al., "Unleashing the Power of Contrastive Self-Supervised
-Visual Models via Contrast-Regularized Fine-Tuning", NeurIPS 2021; docs/design.md section 5).
+Core-tuning's classification head (Zhang et al., "Unleashing the Power of Contrastive
+Self-Supervised Visual Models via Contrast-Regularized Fine-Tuning", NeurIPS 2021; docs/design.md
+section 5).
 
 The head sits on the trunk's pooled features: a bias-free linear classifier and a contrastive head
 (Linear -> ReLU -> Linear, L2-normalised). In training it builds the Core-tuning batch (hard
@@ -62,7 +63,8 @@ __all__ = ["CoreTuningHead", "sample_mix_weights", "check_flags"]
 
 
 def check_flags(owner, **flags):
-    """Raise ValueError naming ``owner`` unless every flag (``hard_pairs``, ``smooth_boundary``) is a bool."""
+    """Raise ValueError naming ``owner`` unless every flag (``hard_pairs``, ``smooth_boundary``) is
+    a bool."""
     for name, value in flags.items():
         if not isinstance(value, bool):
             raise ValueError(f"{owner}: {name} must be True or False, got {value!r}")
@@ -97,7 +99,8 @@ def sample_mix_weights(n, alpha, min_weight=0.0, *, device=None):
 
 
 class CoreTuningHead(nn.Module):
-    """Core-tuning head: bias-free linear classifier + contrastive head, with Core-tuning's training losses.
+    """Core-tuning head: bias-free linear classifier + contrastive head, with Core-tuning's training
+    losses.
 
     ``forward(features, labels)`` in training mode returns ``{"loss_cls", "loss_con"}``:
 
@@ -152,7 +155,8 @@ class CoreTuningHead(nn.Module):
     ``contrastor.mlp.2`` Linear (see :class:`~contrastive_det.modeling.heads.ProjectionMLP`).
 
     Raises:
-        ValueError: a hyper-parameter is out of range or a flag is not a bool (constructor); features
+        ValueError: a hyper-parameter is out of range or a flag is not a bool (constructor);
+        features
             are not NxD or the label count differs from N (forward).
 
     Examples:
@@ -191,7 +195,8 @@ class CoreTuningHead(nn.Module):
             )
         if con_normalization not in NORMALIZATIONS:
             raise ValueError(
-                f"CoreTuningHead: con_normalization must be one of {NORMALIZATIONS}, got {con_normalization!r}"
+                f"CoreTuningHead: con_normalization must be one of {NORMALIZATIONS}, got "
+                f"{con_normalization!r}"
             )
         check_flags("CoreTuningHead", hard_pairs=hard_pairs, smooth_boundary=smooth_boundary)
         self.num_classes = int(num_classes)
@@ -252,7 +257,8 @@ class CoreTuningHead(nn.Module):
 
     def extra_repr(self):
         return (
-            f"num_classes={self.num_classes}, eta={self.eta}, alpha={self.alpha}, temperature={self.temperature}, "
-            f"min_shuffled_weight={self.min_shuffled_weight}, con_normalization={self.con_normalization!r}, "
-            f"hard_pairs={self.hard_pairs}, smooth_boundary={self.smooth_boundary}"
+            f"num_classes={self.num_classes}, eta={self.eta}, alpha={self.alpha}, "
+            f"temperature={self.temperature}, min_shuffled_weight={self.min_shuffled_weight}, "
+            f"con_normalization={self.con_normalization!r}, hard_pairs={self.hard_pairs}, "
+            f"smooth_boundary={self.smooth_boundary}"
         )

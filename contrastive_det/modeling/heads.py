@@ -13,8 +13,8 @@ class ProjectionMLP(nn.Module):
     ``use_bn``, a batch norm of kind ``norm`` (see :mod:`contrastive_det.modeling.norms`) after each
     hidden linear layer (SimCLR: global BN, i.e. a synchronised norm).
 
-    Layout (``state_dict`` keys, stable across norm kinds): ``mlp.0`` Linear, [``mlp.1`` norm], ReLU,
-    ..., last Linear.
+    Layout (``state_dict`` keys, stable across norm kinds): ``mlp.0`` Linear, [``mlp.1`` norm],
+    ReLU, ..., last Linear.
     """
 
     def __init__(self, in_dim, hidden_dim, out_dim, num_layers=2, use_bn=False, norm="BN"):
@@ -40,8 +40,9 @@ class ProjectionMLP(nn.Module):
 
 
 def build_projection(cfg, in_dim):
-    """The projection MLP of MODEL.CONTRASTIVE; its norm (with PROJ_BN) is the trunk's MODEL.TV_RESNET.NORM,
-    so a synchronised trunk (SimCLR's global BN) has a synchronised head too."""
+    """The projection MLP of MODEL.CONTRASTIVE; its norm (with PROJ_BN) is the trunk's
+    MODEL.TV_RESNET.NORM, so a synchronised trunk (SimCLR's global BN) has a synchronised head
+    too."""
     c = cfg.MODEL.CONTRASTIVE
     return ProjectionMLP(
         in_dim, c.PROJ_HIDDEN_DIM, c.PROJ_DIM, c.PROJ_LAYERS, c.PROJ_BN, cfg.MODEL.TV_RESNET.NORM

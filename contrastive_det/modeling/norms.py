@@ -6,7 +6,8 @@
 - ``"SyncBN"`` / ``"nnSyncBN"``: ``torch.nn.SyncBatchNorm`` (statistics over the global batch; needs
   CUDA when several processes run);
 - ``"naiveSyncBN"`` / ``"naiveSyncBN_N"``: detectron2's ``NaiveSyncBatchNorm`` (an all-reduce of the
-  statistics, works on CPU over gloo; ``engine.setup.adapt_norms`` picks it for several CPU processes).
+  statistics, works on CPU over gloo; ``engine.setup.adapt_norms`` picks it for several CPU
+  processes).
 
 All of them have BatchNorm's parameters and buffers (weight, bias, running_mean, running_var,
 num_batches_tracked), so a checkpoint written with one loads into a model built with another and the
@@ -31,8 +32,8 @@ def _check(norm, key):
 
 
 class NaiveSyncBatchNorm1d(NaiveSyncBatchNorm):
-    """detectron2's ``NaiveSyncBatchNorm`` for NxC inputs (projection heads): statistics all-reduced over
-    the processes in training, plain BatchNorm in one process or in eval mode."""
+    """detectron2's ``NaiveSyncBatchNorm`` for NxC inputs (projection heads): statistics all-reduced
+    over the processes in training, plain BatchNorm in one process or in eval mode."""
 
     def forward(self, input):
         if input.dim() != 2:
@@ -43,7 +44,8 @@ class NaiveSyncBatchNorm1d(NaiveSyncBatchNorm):
 
 
 def batch_norm_2d(norm, key="MODEL.TV_RESNET.NORM"):
-    """A ``channels -> module`` factory for images (NxCxHxW), as torchvision's ``norm_layer`` expects."""
+    """A ``channels -> module`` factory for images (NxCxHxW), as torchvision's ``norm_layer``
+    expects."""
     _check(norm, key)
     return lambda channels: get_norm(norm, channels)
 

@@ -29,7 +29,8 @@ class KeyQueue(nn.Module):
         n = keys.shape[0]  # global batch
         if self.size % n:
             raise ValueError(
-                f"MODEL.CONTRASTIVE.QUEUE_SIZE={self.size} must be a multiple of the global batch size {n}"
+                f"MODEL.CONTRASTIVE.QUEUE_SIZE={self.size} must be a multiple of the global batch "
+                f"size {n}"
             )
         p = int(self.ptr)
         self.keys[p : p + n] = keys.detach().to(self.keys.dtype)

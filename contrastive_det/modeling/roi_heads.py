@@ -38,8 +38,9 @@ class Res5ROIHeadsExtraNorm(Res5ROIHeads):
 
     @staticmethod
     def _build_basic_res5(cfg, num_blocks):
-        """res5 of ResNet-18/34 as detectron2's backbone names it: ``num_blocks`` BasicBlocks, the first
-        with stride 2; pooled RoIs R x C/2 x 14 x 14 -> R x C x 7 x 7 with C = 8 x RES2_OUT_CHANNELS."""
+        """res5 of ResNet-18/34 as detectron2's backbone names it: ``num_blocks`` BasicBlocks, the
+        first with stride 2; pooled RoIs R x C/2 x 14 x 14 -> R x C x 7 x 7 with C = 8 x
+        RES2_OUT_CHANNELS."""
         if cfg.MODEL.RESNETS.DEFORM_ON_PER_STAGE[-1]:
             raise ValueError(
                 "MODEL.RESNETS.DEFORM_ON_PER_STAGE: deformable res5 needs bottleneck blocks"

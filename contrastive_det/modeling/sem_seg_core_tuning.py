@@ -18,9 +18,9 @@ embeddings, the FCN head's features before its classifier:
    the 3M rows, positives = rows with identical soft targets.
 
 ``CLASSIFICATION.CORE_TUNING.SMOOTH_BOUNDARY`` False drops step 3 (no ``loss_sem_seg_mix``: the real
-pixels' cross-entropy is the dense loss); ``CLASSIFICATION.CORE_TUNING.HARD_PAIRS`` False runs step 4 on
-the M sampled pixels only, positives = same class; with both False (Core-tuning's "CE + contrastive"
-ablation) step 2 is skipped, no mixing weights are drawn.
+pixels' cross-entropy is the dense loss); ``CLASSIFICATION.CORE_TUNING.HARD_PAIRS`` False runs step
+4 on the M sampled pixels only, positives = same class; with both False (Core-tuning's "CE +
+contrastive" ablation) step 2 is skipped, no mixing weights are drawn.
 
 The dense pixel cross-entropy stays the main loss. Pixels are mixed within each process's batch (the
 sampled counts differ between processes); Core-tuning's classification head mixes over the global
@@ -62,10 +62,10 @@ def sample_pixels_per_class(labels, pixels_per_class, ignore_value):
 class PixelCoreTuning(nn.Module):
     """
     The Core-tuning terms over sampled pixel embeddings (module docstring). ``forward(features,
-    labels, predictor)`` with NxDxhxw features, NxHxW labels and the head's 1x1 ``Conv2d`` classifier
-    returns ``{"loss_sem_seg_mix", "loss_sem_seg_con"}`` (both 0 when fewer than 2 pixels are valid);
-    ``loss_sem_seg_mix`` only with ``smooth_boundary`` True. ``hard_pairs`` False: the contrastive term
-    on the sampled pixels only.
+    labels, predictor)`` with NxDxhxw features, NxHxW labels and the head's 1x1 ``Conv2d``
+    classifier returns ``{"loss_sem_seg_mix", "loss_sem_seg_con"}`` (both 0 when fewer than 2 pixels
+    are valid); ``loss_sem_seg_mix`` only with ``smooth_boundary`` True. ``hard_pairs`` False: the
+    contrastive term on the sampled pixels only.
     """
 
     def __init__(
@@ -88,7 +88,8 @@ class PixelCoreTuning(nn.Module):
         super().__init__()
         if pixels_per_class < 1:
             raise ValueError(
-                f"MODEL.SEM_SEG_HEAD.CORE_TUNING.PIXELS_PER_CLASS must be >= 1, got {pixels_per_class}"
+                f"MODEL.SEM_SEG_HEAD.CORE_TUNING.PIXELS_PER_CLASS must be >= 1, got "
+                f"{pixels_per_class}"
             )
         check_flags("PixelCoreTuning", hard_pairs=hard_pairs, smooth_boundary=smooth_boundary)
         self.hard_pairs, self.smooth_boundary = hard_pairs, smooth_boundary

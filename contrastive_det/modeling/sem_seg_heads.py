@@ -66,7 +66,8 @@ def _conv_stack(in_channels, channels, num_convs, dilation, norm):
 
 
 class _FCNBranch(nn.Module):
-    """[3x3 conv, norm, ReLU] x num_convs (+ concat with the input and a 3x3 fuse conv) -> dropout -> 1x1."""
+    """[3x3 conv, norm, ReLU] x num_convs (+ concat with the input and a 3x3 fuse conv) -> dropout
+    -> 1x1."""
 
     def __init__(
         self, in_channels, channels, num_convs, dilation, concat_input, dropout, num_classes, norm
@@ -184,7 +185,8 @@ class FCNHead(nn.Module):
         head = cfg.MODEL.SEM_SEG_HEAD
         if len(head.IN_FEATURES) != 1:
             raise ValueError(
-                f"MODEL.SEM_SEG_HEAD.IN_FEATURES: FCNHead reads one feature, got {list(head.IN_FEATURES)}"
+                f"MODEL.SEM_SEG_HEAD.IN_FEATURES: FCNHead reads one feature, got "
+                f"{list(head.IN_FEATURES)}"
             )
         return {
             "input_shape": input_shape,

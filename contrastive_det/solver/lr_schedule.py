@@ -27,7 +27,8 @@ __all__ = ["PolyParamScheduler", "build_lr_scheduler"]
 
 
 class PolyParamScheduler(ParamScheduler):
-    """Multiplier ``floor + (1 - floor) * (1 - where)^power`` of the base value, ``where`` in [0, 1]."""
+    """Multiplier ``floor + (1 - floor) * (1 - where)^power`` of the base value, ``where`` in [0,
+    1]."""
 
     def __init__(self, power, floor=0.0):
         if power <= 0:
@@ -47,7 +48,8 @@ def build_lr_scheduler(cfg, optimizer):
         cfg.SOLVER.STEPS
     ):
         logging.getLogger(__name__).warning(
-            "SOLVER.STEPS %s has a step at SOLVER.MAX_ITER %d, after the last iteration: it is ignored",
+            "SOLVER.STEPS %s has a step at SOLVER.MAX_ITER %d, after the last iteration: it is "
+            "ignored",
             tuple(cfg.SOLVER.STEPS),
             cfg.SOLVER.MAX_ITER,
         )
@@ -58,7 +60,8 @@ def build_lr_scheduler(cfg, optimizer):
         return build_d2_lr_scheduler(cfg, optimizer)
     if cfg.SOLVER.POLY_LR_MIN < 0 or cfg.SOLVER.POLY_LR_MIN > cfg.SOLVER.BASE_LR:
         raise ValueError(
-            f"SOLVER.POLY_LR_MIN must be in [0, SOLVER.BASE_LR = {cfg.SOLVER.BASE_LR}], got {cfg.SOLVER.POLY_LR_MIN}"
+            f"SOLVER.POLY_LR_MIN must be in [0, SOLVER.BASE_LR = {cfg.SOLVER.BASE_LR}], got "
+            f"{cfg.SOLVER.POLY_LR_MIN}"
         )
     floor = cfg.SOLVER.POLY_LR_MIN / cfg.SOLVER.BASE_LR if cfg.SOLVER.BASE_LR > 0 else 0.0
     sched = WarmupParamScheduler(

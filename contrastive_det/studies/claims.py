@@ -25,8 +25,8 @@ have the same seeds (a paired t interval on the per-seed differences), Welch's i
 Over datasets, each dataset's difference of the rows' means is one unit, paired by dataset (a t
 interval over datasets, n = the number of datasets). Verdict: "supported" when the whole interval is
 above 0, "contradicted" when it is below, otherwise "inconclusive at n = ..." (also with fewer than
-two units on a side, or when the units gave identical values, as the transfer seeds of a deterministic
-probe do: no interval can be formed). A NaN anywhere makes the claim "n/a".
+two units on a side, or when the units gave identical values, as the transfer seeds of a
+deterministic probe do: no interval can be formed). A NaN anywhere makes the claim "n/a".
 """
 
 from __future__ import annotations
@@ -52,8 +52,9 @@ def _t_quantile(df):
 
 
 def _units(points):
-    """{unit key: value}: per transfer seed, or per pretraining seed (mean of its transfer seeds) where the row
-    has several pretraining seeds; points = [(pretrain_seed, transfer_seed, value)]."""
+    """{unit key: value}: per transfer seed, or per pretraining seed (mean of its transfer seeds)
+    where the row has several pretraining seeds; points = [(pretrain_seed, transfer_seed,
+    value)]."""
     pretrain_seeds = {p for p, _, _ in points}
     if len(pretrain_seeds) > 1:
         by = defaultdict(list)
@@ -67,9 +68,9 @@ def difference_interval(
     a: Mapping[Any, float], b: Mapping[Any, float]
 ) -> tuple[float, float | None, str, str]:
     """
-    ``a`` - ``b`` ({unit: value} each): (difference, half-width or None, test name, n text). Paired when the
-    two have the same units (>= 2), Welch otherwise (>= 2 on each side); None half-width when neither can
-    be formed.
+    ``a`` - ``b`` ({unit: value} each): (difference, half-width or None, test name, n text). Paired
+    when the two have the same units (>= 2), Welch otherwise (>= 2 on each side); None half-width
+    when neither can be formed.
     """
     if set(a) == set(b) and len(a) >= 2:
         d = [a[k] - b[k] for k in sorted(a, key=str)]

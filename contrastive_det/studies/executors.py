@@ -5,8 +5,8 @@ Where a study's runs execute. An executor starts commands and reports when they 
   with its own GPUs when the machine has some (``CUDA_VISIBLE_DEVICES``).
 * :class:`SubmititExecutor`: SLURM through submitit (the way detectron2 / VISSL users submit), one
   job per run; the runs that are ready together and ask for the same resources are submitted as one
-  array job. A preempted, requeued or timed-out job continues with ``--resume`` (see :class:`CommandJob`).
-  With ``cluster="local"`` submitit runs the same jobs as local processes.
+  array job. A preempted, requeued or timed-out job continues with ``--resume`` (see
+  :class:`CommandJob`). With ``cluster="local"`` submitit runs the same jobs as local processes.
 
 Contract: ``capacity()`` (how many more commands may start now, None = no limit),
 ``start(items)`` with items ``(key, argv, log_path, resources)`` (argv after the interpreter;
@@ -57,8 +57,8 @@ def shared_thread_env(
 ) -> dict[str, str]:
     """
     The environment for ``jobs`` processes sharing this machine's ``cpus`` cores: each gets
-    ``OMP_NUM_THREADS = max(1, cpus // jobs)`` (torch's intra-op threads), so that N runs at a time do
-    not oversubscribe the cores. A value the user set in ``env`` is kept.
+    ``OMP_NUM_THREADS = max(1, cpus // jobs)`` (torch's intra-op threads), so that N runs at a time
+    do not oversubscribe the cores. A value the user set in ``env`` is kept.
     """
     env = dict(os.environ if env is None else env)
     if "OMP_NUM_THREADS" not in env:
@@ -73,7 +73,8 @@ def shared_thread_env(
 
 
 def visible_gpus(env: Mapping[str, str] | None = None) -> list[str]:
-    """The GPU ids this machine lets a run use: ``CUDA_VISIBLE_DEVICES`` when set, else torch's count."""
+    """The GPU ids this machine lets a run use: ``CUDA_VISIBLE_DEVICES`` when set, else torch's
+    count."""
     env = os.environ if env is None else env
     if "CUDA_VISIBLE_DEVICES" in env:
         return [
@@ -90,7 +91,8 @@ def visible_gpus(env: Mapping[str, str] | None = None) -> list[str]:
 
 
 def _num_gpus(argv):
-    """``--num-gpus`` of a training command (1 when absent: the CLIs' default), 0 for other tools."""
+    """``--num-gpus`` of a training command (1 when absent: the CLIs' default), 0 for other
+    tools."""
     if os.path.basename(argv[0]) not in DISTRIBUTED_TOOLS:
         return 0
     return int(argv[argv.index("--num-gpus") + 1]) if "--num-gpus" in argv else 1
@@ -99,9 +101,9 @@ def _num_gpus(argv):
 class LocalExecutor:
     """
     Subprocesses on this machine, ``jobs`` at a time, sharing its cores (:func:`shared_thread_env`);
-    each writes its output to its log file. With GPUs (``devices``: ids, default :func:`visible_gpus`)
-    each training run gets its ``--num-gpus`` devices of its own through ``CUDA_VISIBLE_DEVICES``
-    (a run waits until enough are free); other tools see no GPU.
+    each writes its output to its log file. With GPUs (``devices``: ids, default
+    :func:`visible_gpus`) each training run gets its ``--num-gpus`` devices of its own through
+    ``CUDA_VISIBLE_DEVICES`` (a run waits until enough are free); other tools see no GPU.
     """
 
     poll_interval = 0.2
@@ -171,8 +173,8 @@ class LocalExecutor:
         return ended
 
     def stop(self, cancel: bool = True) -> str | None:
-        """Stop what is still running (SIGTERM: a training run saves a checkpoint and exits); local runs
-        never outlive the study. Returns a line saying what was stopped."""
+        """Stop what is still running (SIGTERM: a training run saves a checkpoint and exits); local
+        runs never outlive the study. Returns a line saying what was stopped."""
         for proc, _, _ in self._procs.values():
             proc.terminate()
         for proc, log, _ in self._procs.values():
@@ -194,8 +196,8 @@ class CommandJob:
     (task ``r > 0`` of a job of several tasks: ``log_path.rank<r>``).
 
     * Several tasks (nodes x tasks per node): each runs the training CLI as one machine of
-      ``--num-machines`` (= the job's tasks), ``--machine-rank`` = its global rank, ``--dist-url`` on the
-      first node at a port derived from the job id.
+      ``--num-machines`` (= the job's tasks), ``--machine-rank`` = its global rank, ``--dist-url``
+      on the first node at a port derived from the job id.
     * SIGTERM (preemption, ``scontrol requeue``, ``scancel``) and SIGUSR2 (submitit's time-limit
       signal) are passed to the CLI, which stops at an agreed iteration with a checkpoint (exit
       status 75). The job then writes its next submission, the same command with ``--resume``, and
@@ -270,11 +272,11 @@ class CommandJob:
 
     def _continue_later(self, env, received):
         """
-        The next submission of this job is the command with ``--resume``. Then, on SIGUSR2 first (time
-        limit) the job requeues itself, as submitit does; on SIGTERM it waits to be killed: SLURM requeues
-        a preempted job only when it kills it (a job that exits in its grace time counts as finished), and
-        a cancelled job stays cancelled. If nothing kills it within :attr:`stop_wait_s` (a bare
-        ``scancel --signal=TERM``), it requeues itself.
+        The next submission of this job is the command with ``--resume``. Then, on SIGUSR2 first
+        (time limit) the job requeues itself, as submitit does; on SIGTERM it waits to be killed:
+        SLURM requeues a preempted job only when it kills it (a job that exits in its grace time
+        counts as finished), and a cancelled job stays cancelled. If nothing kills it within
+        :attr:`stop_wait_s` (a bare ``scancel --signal=TERM``), it requeues itself.
         """
         if env is None:
             return
@@ -397,9 +399,10 @@ class SubmititExecutor:
     def check_resources(
         self, run_resources: Mapping[str, Mapping[str, int]], kinds: Mapping[str, str] | None = None
     ) -> list[str]:
-        """Before anything is submitted: each run's time against the partition's limit (``sinfo``; an
-        error naming the runs), and a warning line for CPU-only training runs (``kinds``: run id -> its
-        :attr:`~.spec.Run.kind`, one of :data:`~.resources.TRAINING_KINDS`) on a partition with GPUs."""
+        """Before anything is submitted: each run's time against the partition's limit (``sinfo``;
+        an error naming the runs), and a warning line for CPU-only training runs (``kinds``: run id
+        -> its :attr:`~.spec.Run.kind`, one of :data:`~.resources.TRAINING_KINDS`) on a partition
+        with GPUs."""
         if self.cluster != "slurm":
             return []
         partition = self.parameters.get("slurm_partition")
@@ -414,7 +417,8 @@ class SubmititExecutor:
             first = ", ".join(f"{rid} ({m} min)" for rid, m in list(over.items())[:5])
             raise ValueError(
                 f"{len(over)} runs ask for more time than {where} allows ({limit:g} min): {first}"
-                f"{' ...' if len(over) > 5 else ''}; lower --time or the study's resources.<kind>.time"
+                f"{' ...' if len(over) > 5 else ''}; lower --time or the study's "
+                f"resources.<kind>.time"
             )
         lines = []
         if partition_has_gpus(partition):
@@ -425,8 +429,8 @@ class SubmititExecutor:
             ]
             if cpu_only:
                 lines.append(
-                    f"warning: {len(cpu_only)} training runs ask for no GPU on {where}, which has GPUs "
-                    f"(e.g. {cpu_only[0]}); give --gpus-per-node or resources.<kind>.gpus"
+                    f"warning: {len(cpu_only)} training runs ask for no GPU on {where}, which has "
+                    f"GPUs (e.g. {cpu_only[0]}); give --gpus-per-node or resources.<kind>.gpus"
                 )
         return lines
 
@@ -439,8 +443,8 @@ class SubmititExecutor:
         return 1 if job is None else max(1, len(getattr(job, "_tasks", (0,))))
 
     def reattach(self, key: str, job_id: str, tasks: int = 1) -> bool:
-        """Follow job ``job_id`` (submitted by an earlier driver) as ``key``; False when this cluster
-        cannot (submitit's local jobs die with their driver)."""
+        """Follow job ``job_id`` (submitted by an earlier driver) as ``key``; False when this
+        cluster cannot (submitit's local jobs die with their driver)."""
         if self.cluster != "slurm":
             return False
         import submitit
@@ -463,8 +467,9 @@ class SubmititExecutor:
         return ended
 
     def stop(self, cancel: bool = False) -> str | None:
-        """``cancel``: cancel every job still queued or running (an explicit interrupt); otherwise leave
-        them to SLURM (the next start of the study reattaches to them). Returns a line saying which."""
+        """``cancel``: cancel every job still queued or running (an explicit interrupt); otherwise
+        leave them to SLURM (the next start of the study reattaches to them). Returns a line saying
+        which."""
         ids = sorted(str(job.job_id) for job in self._jobs.values())
         if not ids:
             return None
@@ -499,7 +504,8 @@ def build_executor(
     slurm: Mapping[str, Any] | None = None,
     max_jobs: int | None = None,
 ) -> LocalExecutor | SubmititExecutor:
-    """``name`` in EXECUTORS; ``slurm``: submitit parameters shared by every job ("slurm" / "submitit-local")."""
+    """``name`` in EXECUTORS; ``slurm``: submitit parameters shared by every job ("slurm" /
+    "submitit-local")."""
     if name == "local":
         return LocalExecutor(jobs=jobs, cwd=cwd)
     if name in ("slurm", "submitit-local"):

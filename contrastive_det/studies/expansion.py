@@ -19,9 +19,9 @@ The runs, with their folders under the study folder:
 * ``transfer/<transfer>/<row>[/pretrain_seed<S>]/seed<T>``: every transfer run has one shape,
   ``tools/train_net.py --config-file <transfer config> MODEL.WEIGHTS <exported backbone or
   weights.pkl> SEED <T>`` (detection and segmentation adopt the keys the .pkl records); the
-  random-init row has ``MODEL.WEIGHTS ""`` (detection, segmentation: plus ``MODEL.KEYS_FROM_WEIGHTS``
-  = the first row's weights.pkl, so that the rows differ only by their weights).
-  ``/pretrain_seed<S>`` appears when there are several pretraining seeds.
+  random-init row has ``MODEL.WEIGHTS ""`` (detection, segmentation: plus
+  ``MODEL.KEYS_FROM_WEIGHTS`` = the first row's weights.pkl, so that the rows differ only by their
+  weights). ``/pretrain_seed<S>`` appears when there are several pretraining seeds.
 """
 
 from __future__ import annotations
@@ -56,8 +56,9 @@ def _task_of(config):
 
 
 def _combos(study, method):
-    """The axis values ``method`` is pretrained with: [{axis: value}], by the study's sweep, over the axes
-    that apply to it (an axis with ``methods:`` applies to those only; the others run once, without it)."""
+    """The axis values ``method`` is pretrained with: [{axis: value}], by the study's sweep, over
+    the axes that apply to it (an axis with ``methods:`` applies to those only; the others run once,
+    without it)."""
     axes = {
         a: spec
         for a, spec in study.axes.items()
@@ -72,8 +73,9 @@ def _combos(study, method):
 
 
 def _check_claim_is_measured(study, i, claim, method_of):
-    """A claim whose rows never run on its transfers (a transfer's ``methods:`` leaves one out) could only
-    ever be "not measured": refuse it at expansion, naming the transfers and the rows they run."""
+    """A claim whose rows never run on its transfers (a transfer's ``methods:`` leaves one out)
+    could only ever be "not measured": refuse it at expansion, naming the transfers and the rows
+    they run."""
 
     def runs(tname, row):
         methods = study.transfers[tname]["methods"]
@@ -106,8 +108,8 @@ def _check_claim_is_measured(study, i, claim, method_of):
             or "none match"
         )
         raise StudyError(
-            f"{study.path}: claims[{i}]: no transfer of {patterns} runs both {claim['better']!r} and "
-            f"{claim['than']!r} ({detail}); the claim could never be measured"
+            f"{study.path}: claims[{i}]: no transfer of {patterns} runs both {claim['better']!r} "
+            f"and {claim['than']!r} ({detail}); the claim could never be measured"
         )
 
 
@@ -138,7 +140,8 @@ class _RowTransfer:
         }
 
     def train_argv(self, tools, seed, out, *opts):
-        """``train_net.py --config-file C [opts] MODEL.WEIGHTS W RESULTS.METHOD M SEED t OUTPUT_DIR out``."""
+        """``train_net.py --config-file C [opts] MODEL.WEIGHTS W RESULTS.METHOD M SEED t OUTPUT_DIR
+        out``."""
         return [
             os.path.join(tools, "train_net.py"),
             "--config-file",

@@ -82,7 +82,8 @@ CONFIG_FILE = "config.yaml"
 # ---------------------------------------------------------------------------------------------
 def load_run_config(out_dir: str) -> CfgNode:
     """The frozen config of the run in ``out_dir`` (its config.yaml), adapted to this machine as
-    ``build_run_config`` adapts a run's: CPU without CUDA, BN flavour, DATASETS.CUSTOM registered."""
+    ``build_run_config`` adapts a run's: CPU without CUDA, BN flavour, DATASETS.CUSTOM
+    registered."""
     args = argparse.Namespace(
         config_file=os.path.join(out_dir, CONFIG_FILE),
         opts=[],
@@ -133,20 +134,23 @@ def finished_runs(
                         Exception
                     ) as e:  # a config this code base cannot load any more: say so, go on
                         log(
-                            f"{what}: skipped {run['id']}: its {CONFIG_FILE} does not load ({type(e).__name__}: {e})"
+                            f"{what}: skipped {run['id']}: its {CONFIG_FILE} does not load "
+                            f"({type(e).__name__}: {e})"
                         )
                         continue
                     missing = needs(run, cfg)
                 if missing:
                     log(
-                        f"{what}: skipped {run['id']}: not finished (no {', '.join(missing)} in {run['out_dir']})"
+                        f"{what}: skipped {run['id']}: not finished (no {', '.join(missing)} in "
+                        f"{run['out_dir']})"
                     )
                     continue
                 chosen[transfer][row] = (run, cfg)
                 break
             else:
                 log(
-                    f"{what}: {transfer}: row {row} left out: none of its {len(runs)} run(s) finished"
+                    f"{what}: {transfer}: row {row} left out: none of its {len(runs)} run(s) "
+                    f"finished"
                 )
     return chosen
 
@@ -177,8 +181,8 @@ def _label_of(d):
 
 def pictured_dicts(dataset_name: str, max_images: int | None) -> tuple[list[dict[str, Any]], int]:
     """
-    The dicts of the test set pictured: all of them, or ``max_images`` drawn without replacement with
-    seed SUBSET_SEED (kept in dataset order). Returns (dicts, the set's number of images).
+    The dicts of the test set pictured: all of them, or ``max_images`` drawn without replacement
+    with seed SUBSET_SEED (kept in dataset order). Returns (dicts, the set's number of images).
     """
     dicts = dataset_dicts(dataset_name)
     total = len(dicts)
@@ -326,7 +330,8 @@ def embedding_pictures(
         import umap  # noqa: F401
     except ImportError as e:
         log(
-            f"embedding: umap-learn does not import ({e}); no embedding pictures (pip install umap-learn)"
+            f"embedding: umap-learn does not import ({e}); no embedding pictures (pip install "
+            f"umap-learn)"
         )
         return made
     chosen = finished_runs(
@@ -345,14 +350,16 @@ def embedding_pictures(
                 for name in datasets:
                     if name not in cfg.DATASETS.TEST:
                         log(
-                            f"embedding: {run['id']} does not test on {name}; row {row} left out of its picture"
+                            f"embedding: {run['id']} does not test on {name}; row {row} left out "
+                            f"of its picture"
                         )
                         continue
                     dicts, totals[name] = pictured_dicts(name, max_images)
                     feats, labels, _ = pooled_test_features(cfg, model, dicts)
                     if len(feats) < 3:
                         log(
-                            f"embedding: {transfer} on {name}: {len(feats)} test image(s); too few for a UMAP"
+                            f"embedding: {transfer} on {name}: {len(feats)} test image(s); too few "
+                            f"for a UMAP"
                         )
                         continue
                     panels[name].append((row, embed_2d(feats), labels))
@@ -381,12 +388,13 @@ def embedding_pictures(
                     file,
                     (
                         f"UMAP (2-D; cosine metric on L2-normalised features, "
-                        f"n_neighbors {UMAP_PARAMS['n_neighbors']}, min_dist {UMAP_PARAMS['min_dist']}, "
-                        f"random_state {UMAP_PARAMS['random_state']}) of the pooled res5 "
-                        f"features of {name} test images after {transfer}: one panel per pretraining row "
-                        f"({', '.join(r for r, _, _ in panels[name])}), points coloured by class; "
-                        f"n = {n} images per panel "
-                        f"({subset}); the model of {seeds_text({r: rows[r] for r, _, _ in panels[name]})}."
+                        f"n_neighbors {UMAP_PARAMS['n_neighbors']}, min_dist "
+                        f"{UMAP_PARAMS['min_dist']}, random_state {UMAP_PARAMS['random_state']}) "
+                        f"of the pooled res5 features of {name} test images after {transfer}: one "
+                        f"panel per pretraining row ({', '.join(r for r, _, _ in panels[name])}), "
+                        f"points coloured by class; n = {n} images per panel "
+                        f"({subset}); the model of "
+                        f"{seeds_text({r: rows[r] for r, _, _ in panels[name]})}."
                     ),
                 )
             )
@@ -425,8 +433,9 @@ def draw_detections(
     score_threshold: float,
     max_count: int | None = None,
 ) -> tuple[np.ndarray, int]:
-    """RGB HxWx3 image with the ``instances`` of score >= ``score_threshold`` drawn (class and score on each
-    box), at most ``max_count`` of them, the highest-scoring (None: all); returns (image, count)."""
+    """RGB HxWx3 image with the ``instances`` of score >= ``score_threshold`` drawn (class and score
+    on each box), at most ``max_count`` of them, the highest-scoring (None: all); returns (image,
+    count)."""
     keep = instances[instances.scores >= score_threshold]
     if max_count is not None and len(keep) > max_count:
         keep = keep[keep.scores.argsort(descending=True)[:max_count]]
@@ -449,9 +458,10 @@ def draw_rows(
     progress: Callable[[Iterable[Any]], Iterable[Any]] = lambda it: it,
 ) -> dict[str, list[tuple[str, Any]]]:
     """
-    ``{dataset: [(row, cells)]}``: for each ``row: (run, cfg)`` of ``rows``, the run's model rebuilt once
-    (:func:`build_run_model`) and ``draw(cfg, model, dataset)`` -> cells for each of ``datasets`` it
-    tests on. A run that fails loses its row (logged), not the picture; each model is freed after its row.
+    ``{dataset: [(row, cells)]}``: for each ``row: (run, cfg)`` of ``rows``, the run's model rebuilt
+    once (:func:`build_run_model`) and ``draw(cfg, model, dataset)`` -> cells for each of
+    ``datasets`` it tests on. A run that fails loses its row (logged), not the picture; each model
+    is freed after its row.
     """
     cells = {name: [] for name in datasets}
     for row, (run, cfg) in progress(rows.items()):
@@ -461,7 +471,8 @@ def draw_rows(
             for name in datasets:
                 if name not in cfg.DATASETS.TEST:
                     log(
-                        f"{what}: {run['id']} does not test on {name}; row {row} left out of its picture"
+                        f"{what}: {run['id']} does not test on {name}; row {row} left out of its "
+                        f"picture"
                     )
                     continue
                 cells[name].append((row, draw(cfg, model, name)))
@@ -478,8 +489,9 @@ def save_pair_grid(
     path: str,
 ) -> None:
     """
-    One PNG at ``path``: a grid with one line per ``(row, [(left image, left title, right image, right
-    title), ...])`` of ``rows`` (e.g. prediction | ground truth per test image), axes off, ``title`` on top.
+    One PNG at ``path``: a grid with one line per ``(row, [(left image, left title, right image,
+    right title), ...])`` of ``rows`` (e.g. prediction | ground truth per test image), axes off,
+    ``title`` on top.
     """
     plt = pyplot()
     ncols = 2 * max(len(cells) for _, cells in rows)
@@ -520,11 +532,11 @@ def detection_pictures(
         plan: the study's ``plan.json`` (dict).
         out_dir: where the PNGs go (the report folder).
         num_images: the first this many test images (sorted by image id).
-        score_threshold: predictions below this score are not drawn (default: detectron2's test threshold,
-            the lowest score the AP counts).
-        as_many_as_truth: draw at most as many predictions per image as it has ground-truth objects, the
-            highest-scoring: a weakly trained detector (a toy study) scores its best boxes low, and a fixed
-            high threshold would show it as blank; each box shows its class and score.
+        score_threshold: predictions below this score are not drawn (default: detectron2's test
+            threshold, the lowest score the AP counts).
+        as_many_as_truth: draw at most as many predictions per image as it has ground-truth objects,
+            the highest-scoring: a weakly trained detector (a toy study) scores its best boxes low,
+            and a fixed high threshold would show it as blank; each box shows its class and score.
         log: takes one line.
     Returns:
         list of (PNG file name relative to ``out_dir``, caption), one per (transfer, test dataset).
@@ -580,7 +592,8 @@ def detection_pictures(
             if not grid or not grid[0][1]:
                 continue
             shown = (
-                f"highest-scoring predictions, at most as many as the ground truth, score >= {score_threshold:g}"
+                f"highest-scoring predictions, at most as many as the ground truth, score >= "
+                f"{score_threshold:g}"
                 if as_many_as_truth
                 else f"predictions (score >= {score_threshold:g})"
             )
@@ -608,8 +621,9 @@ def detection_pictures(
                 (
                     file,
                     (
-                        f"Detections of {transfer} on the first {k} images of {name} (sorted by image id): one row per "
-                        f"pretraining row ({', '.join(r for r, _ in grid)}), each image's {shown} (left, class and "
+                        f"Detections of {transfer} on the first {k} images of {name} (sorted by "
+                        f"image id): one row per pretraining row "
+                        f"({', '.join(r for r, _ in grid)}), each image's {shown} (left, class and "
                         f"score on each box) next to its ground truth (right); model_final.pth of "
                         f"{seeds_text({r: rows[r] for r, _ in grid})}."
                     ),

@@ -64,8 +64,8 @@ LOWER_IS_BETTER = ()  # every headline metric: higher is better
 
 
 def _headline_rank(metric):
-    """The table column order: the tasks' ``headline_metrics`` (engine.task.headline_patterns); other
-    metrics (None) go to results.csv only."""
+    """The table column order: the tasks' ``headline_metrics`` (engine.task.headline_patterns);
+    other metrics (None) go to results.csv only."""
     for i, p in enumerate(headline_patterns()):
         if re.fullmatch(p, metric):
             return i
@@ -90,10 +90,11 @@ def _plan_runs(plan):
 
 def collect(study_dir: str) -> tuple[list[dict], dict, list[str], list[str]]:
     """
-    ``(records, plan, missing, stale)``: a record ``{row, method, axes, seed, pretrain_seed, transfer,
-    task, dataset, run, out_dir, metrics: {name: value}}`` per test set of every transfer run done under
-    its current digest (its command, config and dependencies now: see :mod:`.state`); ``missing``: the
-    transfer runs without results; ``stale``: those whose ``results.json`` is not of their current digest.
+    ``(records, plan, missing, stale)``: a record ``{row, method, axes, seed, pretrain_seed,
+    transfer, task, dataset, run, out_dir, metrics: {name: value}}`` per test set of every transfer
+    run done under its current digest (its command, config and dependencies now: see :mod:`.state`);
+    ``missing``: the transfer runs without results; ``stale``: those whose ``results.json`` is not
+    of their current digest.
     """
     path = os.path.join(study_dir, PLAN_FILE)
     if not os.path.isfile(path):
@@ -142,9 +143,10 @@ def collect(study_dir: str) -> tuple[list[dict], dict, list[str], list[str]]:
 def summarize(points: list[tuple]) -> dict:
     """
     Stats of one metric of one row: ``points`` = [(pretraining seed or None, transfer seed, value)].
-    With several pretraining seeds, each pretraining seed's transfer seeds are averaged first and the
-    spread is over pretraining seeds (``over``); otherwise over transfer seeds. A NaN value anywhere
-    makes the whole cell n/a (``mean`` None). ``std`` is None for one value (no spread to show).
+    With several pretraining seeds, each pretraining seed's transfer seeds are averaged first and
+    the spread is over pretraining seeds (``over``); otherwise over transfer seeds. A NaN value
+    anywhere makes the whole cell n/a (``mean`` None). ``std`` is None for one value (no spread to
+    show).
     """
     values = [v for _, _, v in points]
     pretrain_seeds = {p for p, _, _ in points}
@@ -236,7 +238,8 @@ def _fmt(stats, digits=1):
 
 
 def _headline_metrics(rows):
-    """The headline metrics present in ``rows`` ({row: {metric: stats}}), in headline order (no CI columns)."""
+    """The headline metrics present in ``rows`` ({row: {metric: stats}}), in headline order (no CI
+    columns)."""
     return sorted(
         {
             m
@@ -249,9 +252,9 @@ def _headline_metrics(rows):
 
 
 TABLE_NOTE = (
-    "mean ± sample std over transfer seeds (n runs; † n pretraining seeds, each the mean of its transfer "
-    "seeds); one run shows its value alone; [rank] in the column, 1 = best, best in bold; n/a: NaN in a run "
-    "(e.g. a class or area range without objects), never ranked."
+    "mean ± sample std over transfer seeds (n runs; † n pretraining seeds, each the mean of its "
+    "transfer seeds); one run shows its value alone; [rank] in the column, 1 = best, best in bold; "
+    "n/a: NaN in a run (e.g. a class or area range without objects), never ranked."
 )
 
 
@@ -299,10 +302,11 @@ def _table(transfer, dataset, rows, order):
 
 def protocol_tables(agg: dict, records: list[dict], order: list[str]) -> list[str]:
     """
-    Islam et al.'s tables: per protocol (classification's CLASSIFICATION.PROTOCOL, else the task) and
-    headline metric, rows = pretraining rows, columns = the test sets of the protocol's transfers, then
-    the mean over the sets and the mean rank (1 = best in a column); only protocols with two sets or
-    more. A row without a finite value in every column has no mean and no mean rank (n/a).
+    Islam et al.'s tables: per protocol (classification's CLASSIFICATION.PROTOCOL, else the task)
+    and headline metric, rows = pretraining rows, columns = the test sets of the protocol's
+    transfers, then the mean over the sets and the mean rank (1 = best in a column); only protocols
+    with two sets or more. A row without a finite value in every column has no mean and no mean rank
+    (n/a).
     """
     protocol_of = {(r["transfer"], r["dataset"]): r["protocol"] for r in records}
     groups = defaultdict(lambda: defaultdict(dict))  # (protocol, metric) -> column -> {row: stats}
@@ -364,8 +368,10 @@ def protocol_tables(agg: dict, records: list[dict], order: list[str]) -> list[st
             lines.append(f"| {r} | " + " | ".join(cells) + f" | {mean_text} | {rank_text} |")
         lines += [
             "",
-            f"{metric}: mean over seeds per test set (spread and n in the per-transfer tables below); best of "
-            "each column in bold; mean rank over the sets, 1 = best; n/a: not measured or NaN in some set.",
+            f"{metric}: mean over seeds per test set (spread and n in the per-transfer tables "
+            f"below); best of "
+            "each column in bold; mean rank over the sets, 1 = best; n/a: not measured or NaN in "
+            "some set.",
         ]
         out.append("\n".join(lines))
     return out
@@ -389,7 +395,8 @@ def _ylabel(metric):
 
 
 def _axis_plots(agg, plan, out_dir):
-    """Metric vs each study axis, one line per method, its baselines dashed; returns [(file, caption)]."""
+    """Metric vs each study axis, one line per method, its baselines dashed; returns [(file,
+    caption)]."""
     plt = pyplot()
 
     order = _row_order(plan)
@@ -489,8 +496,9 @@ def _axis_plots(agg, plan, out_dir):
 
 
 def _method_bars(agg, plan, out_dir):
-    """Studies without axes (Islam-style): per transfer and dataset, its first headline metric as one bar
-    per row (mean, error bar = std over seeds, each seed's value as a dot); returns [(file, caption)]."""
+    """Studies without axes (Islam-style): per transfer and dataset, its first headline metric as
+    one bar per row (mean, error bar = std over seeds, each seed's value as a dot); returns [(file,
+    caption)]."""
     if plan.get("axes"):
         return []
     plt = pyplot()
@@ -532,8 +540,8 @@ def _method_bars(agg, plan, out_dir):
         made.append(
             (
                 name,
-                f"{m} (%) of {transfer} on {dataset} per pretraining (random init in grey): bar = mean, "
-                f"error bar = std, dots = the values; n = {n_text} per bar.",
+                f"{m} (%) of {transfer} on {dataset} per pretraining (random init in grey): bar = "
+                f"mean, error bar = std, dots = the values; n = {n_text} per bar.",
             )
         )
     return made
@@ -586,8 +594,8 @@ def _layer_plots(agg, plan, out_dir):
         made.append(
             (
                 name,
-                f"Layer-wise L-BFGS probes of {transfer} on {dataset}: score (%) per layer and pretraining; "
-                f"mean ± std, n = {n_text} per point.",
+                f"Layer-wise L-BFGS probes of {transfer} on {dataset}: score (%) per layer and "
+                f"pretraining; mean ± std, n = {n_text} per point.",
             )
         )
     return made
@@ -598,8 +606,8 @@ def _finish(fig, ax, xlabel, ylabel, title, out_dir, stem, legend=True, grid="bo
     ``<out_dir>/<stem>.png`` (stem made file-safe); returns its name."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    # wrapped to the figure's width (about 12 characters per inch at 9 pt): a narrow bar chart of two
-    # rows would cut a one-line title off
+    # wrapped to the figure's width (about 12 characters per inch at 9 pt): a narrow bar chart of
+    # two rows would cut a one-line title off
     ax.set_title(textwrap.fill(title, width=max(24, int(fig.get_figwidth() * 12))), fontsize=9)
     if legend:
         ax.legend(fontsize=8)
@@ -614,7 +622,8 @@ def _finish(fig, ax, xlabel, ylabel, title, out_dir, stem, legend=True, grid="bo
 @contextlib.contextmanager
 def _quiet_model_loading():
     """The pictures rebuild each run's model in this process: keep the checkpoint loaders' notes (a
-    classification head not in a backbone file, ...) and library warnings off the study's console."""
+    classification head not in a backbone file, ...) and library warnings off the study's
+    console."""
     names = (
         "fvcore.common.checkpoint",
         "d2.checkpoint",
@@ -737,13 +746,14 @@ def _claims_table(results):
             f"**{c['verdict']}**" if c["verdict"] in ("supported", "contradicted") else c["verdict"]
         )
         lines.append(
-            f"| {c['claim']} | {c['transfer']} | {c['dataset']} | {_fmt_signed(c['difference'])} | {interval} "
-            f"| {c['test']} | {c['n']} | {verdict} |"
+            f"| {c['claim']} | {c['transfer']} | {c['dataset']} | {_fmt_signed(c['difference'])} | "
+            f"{interval} | {c['test']} | {c['n']} | {verdict} |"
         )
     lines += [
         "",
-        "difference = better - than, in the metric's points; supported: the whole 95% interval above 0, "
-        "contradicted: below 0; measured on this study's runs, whatever the seed paper found.",
+        "difference = better - than, in the metric's points; supported: the whole 95% interval "
+        "above 0, contradicted: below 0; measured on this study's runs, whatever the seed paper "
+        "found.",
     ]
     return "\n".join(lines)
 
@@ -832,8 +842,9 @@ def write_report(study_dir: str, pictures: bool = True, log: Callable[[str], Any
     if stale:
         lines += [
             "",
-            f"[^stale]: not done under their current digest (the config, an upstream run or the checkpoint "
-            f"changed since, or the run was started again and has not finished): {', '.join(stale[:10])}"
+            f"[^stale]: not done under their current digest (the config, an upstream run or the "
+            f"checkpoint changed since, or the run was started again and has not finished): "
+            f"{', '.join(stale[:10])}"
             + (f" and {len(stale) - 10} more" if len(stale) > 10 else "")
             + ". `tools/run_study.py` redoes them.",
         ]

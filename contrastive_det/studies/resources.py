@@ -5,8 +5,8 @@ A run's resources are a dict of :data:`RESOURCE_KEYS`; they come, later entries 
 
 1. the base of its kind: the command line's ``--gpus-per-node``, ``--cpus-per-task``, ``--mem-gb``,
    ``--time`` and ``--nodes`` for pretraining, transfer and grid runs; :data:`KIND_DEFAULTS` for
-   conversions (no GPU, 2 CPUs, one hour: a conversion never inherits a training job's 8 GPUs and days) and
-   select runs (no GPU, 1 CPU, 10 minutes);
+   conversions (no GPU, 2 CPUs, one hour: a conversion never inherits a training job's 8 GPUs and
+   days) and select runs (no GPU, 1 CPU, 10 minutes);
 2. the study file's ``resources: {pretrain: {...}, convert: {...}, transfer: {...}}``;
 3. a transfer entry's own ``resources: {...}`` (e.g. 1 GPU and 2 hours for a few-shot or probe run).
 
@@ -80,7 +80,8 @@ def run_resources(
     study_resources: Mapping[str, Mapping[str, int]] | None = None,
     entry_resources: Mapping[str, int] | None = None,
 ) -> dict[str, int]:
-    """The resources of one run of ``kind`` (see the module docstring). ``cli``: the command line's values."""
+    """The resources of one run of ``kind`` (see the module docstring). ``cli``: the command line's
+    values."""
     base = dict(KIND_DEFAULTS.get(kind) or cli or {})
     base.update((study_resources or {}).get(kind) or {})
     base.update(entry_resources or {})
@@ -107,7 +108,8 @@ def submitit_parameters(resources: Mapping[str, int]) -> dict[str, int]:
 
 
 def parse_slurm_time(text: str) -> float | None:
-    """Minutes of a SLURM time limit ("infinite", "30", "1:00:00", "2-00:00:00", "UNLIMITED"); None = no limit."""
+    """Minutes of a SLURM time limit ("infinite", "30", "1:00:00", "2-00:00:00", "UNLIMITED"); None
+    = no limit."""
     text = text.strip()
     if not text or text.lower() in ("infinite", "unlimited", "n/a"):
         return None
@@ -149,7 +151,8 @@ def partition_time_limit(partition: str | None = None) -> float | None:
 
 
 def partition_has_gpus(partition: str | None = None) -> bool:
-    """Whether ``partition`` (None: the default one) has GPUs (``sinfo``'s generic resources name "gpu")."""
+    """Whether ``partition`` (None: the default one) has GPUs (``sinfo``'s generic resources name
+    "gpu")."""
     if shutil.which("sinfo") is None:
         return False
     out = subprocess.run(["sinfo", "-h", "-o", "%P %G"], capture_output=True, text=True, timeout=60)

@@ -56,8 +56,8 @@ def plan(study: Study) -> tuple[list[Run], dict[str, str | None]]:
 
 
 def _group(run):
-    """Runs that take about as long as each other: the same kind and transfer (pretraining, conversion,
-    each transfer run)."""
+    """Runs that take about as long as each other: the same kind and transfer (pretraining,
+    conversion, each transfer run)."""
     return run.kind, run.meta.get("transfer")
 
 
@@ -68,8 +68,8 @@ def estimate_eta(
 ) -> tuple[float, int]:
     """
     (seconds, untimed): each pending run costs the mean duration of its group's finished runs (see
-    :func:`_group`), ``width`` runs at a time; ``untimed`` counts the pending runs of groups none of whose
-    runs has finished yet (not guessed: a probe and a detector differ by minutes).
+    :func:`_group`), ``width`` runs at a time; ``untimed`` counts the pending runs of groups none of
+    whose runs has finished yet (not guessed: a probe and a detector differ by minutes).
     durations: {group: [seconds, ...]}; pending: [group, ...].
     """
     means = {g: sum(ss) / len(ss) for g, ss in durations.items() if ss}
@@ -104,9 +104,9 @@ def run_study(
     confirm: Callable[[str], bool] | None = None,
 ) -> dict[str, str]:
     """
-    :func:`run_study_locked` while holding the study's lock (one driver per study folder: a second one
-    stops with :class:`~.state.StudyLocked`). ``resources``: the command line's per-run resources
-    (see :mod:`.resources`).
+    :func:`run_study_locked` while holding the study's lock (one driver per study folder: a second
+    one stops with :class:`~.state.StudyLocked`). ``resources``: the command line's per-run
+    resources (see :mod:`.resources`).
     """
     if dry_run:
         return run_study_locked(
@@ -141,11 +141,13 @@ def run_study_locked(
         study: a :class:`~.spec.Study`.
         executor: see :mod:`.executors`.
         dry_run: print the plan (each run's state and command) and run nothing.
-        num_gpus: ``--num-gpus`` for the training CLIs (0 = each run's resources decide: its GPUs per
-            task, else the CLI's default).
-        resources: the command line's resources for pretraining and transfer runs (:mod:`.resources`).
+        num_gpus: ``--num-gpus`` for the training CLIs (0 = each run's resources decide: its GPUs
+            per task, else the CLI's default).
+        resources: the command line's resources for pretraining and transfer runs
+            (:mod:`.resources`).
         log: takes one line.
-        confirm: question -> bool, asked on an interrupt before cluster jobs are cancelled (None: cancel).
+        confirm: question -> bool, asked on an interrupt before cluster jobs are cancelled (None:
+            cancel).
 
     A run whose job an earlier driver submitted (its job id is in ``state.json``) and that has the
     same digest is followed again, not submitted twice. An interrupt (Ctrl-C) stops or cancels what
@@ -231,8 +233,9 @@ def run_study_locked(
                 f" + {untimed} runs of kinds not timed yet" if untimed else ""
             )
         log(
-            f"[study {study.name}] {counts['done']} done, {counts['failed']} failed, {counts['skipped']} skipped, "
-            f"{left} left ({len(running)} running){eta}; {_fmt_s(time.time() - start)} elapsed"
+            f"[study {study.name}] {counts['done']} done, {counts['failed']} failed, "
+            f"{counts['skipped']} skipped, {left} left ({len(running)} running){eta}; "
+            f"{_fmt_s(time.time() - start)} elapsed"
         )
 
     try:
@@ -276,11 +279,13 @@ def run_study_locked(
                 os.makedirs(run.out_dir, exist_ok=True)
                 stale = os.path.join(run.out_dir, "last_checkpoint")
                 if not resume and os.path.isfile(stale):
-                    # a checkpoint of another digest (or of a run whose state was lost): the fresh run
-                    # must never resume from it, so a later --resume only finds what this run wrote
+                    # a checkpoint of another digest (or of a run whose state was lost): the fresh
+                    # run must never resume from it, so a later --resume only finds what this run
+                    # wrote
                     os.remove(stale)
                     log(
-                        f"{rid}: its folder holds a checkpoint of an earlier version of the run; starting afresh"
+                        f"{rid}: its folder holds a checkpoint of an earlier version of the run; "
+                        f"starting afresh"
                     )
                 log_path = os.path.join(logs_dir, rid.replace("/", "__") + ".log")
                 argv = _launch_argv(run, resume, num_gpus or num_gpus_per_task(run_res[rid]))
@@ -342,7 +347,8 @@ def run_study_locked(
         what = executor.stop(cancel=cancel)
         if what:
             log(
-                f"study {study.name}: {'interrupted' if interrupted else f'driver error ({type(e).__name__})'}: {what}"
+                f"study {study.name}: "
+                f"{'interrupted' if interrupted else f'driver error ({type(e).__name__})'}: {what}"
             )
         for rid in running:
             # left as running: the next start follows or resumes it
@@ -351,7 +357,8 @@ def run_study_locked(
     failed = [rid for rid, s in finished.items() if s == "failed"]
     skipped = [rid for rid, s in finished.items() if s == "skipped"]
     log(
-        f"study {study.name}: {sum(1 for s in finished.values() if s == 'done')} of {len(runs)} runs done"
+        f"study {study.name}: {sum(1 for s in finished.values() if s == 'done')} of {len(runs)} "
+        f"runs done"
         + f" in {_fmt_s(time.time() - start)}"
         + (f"; failed: {', '.join(failed)}" if failed else "")
         + (f"; skipped: {len(skipped)}" if skipped else "")

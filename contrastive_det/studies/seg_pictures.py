@@ -45,13 +45,15 @@ __all__ = ["segmentation_pictures", "draw_label_map"]
 def predict_label_maps(
     cfg: CfgNode, model: torch.nn.Module, dicts: Iterable[dict[str, Any]]
 ) -> list[torch.Tensor]:
-    """HxW int64 arg-max label maps (original size, on the CPU) of each dict, through the task's test mapper."""
+    """HxW int64 arg-max label maps (original size, on the CPU) of each dict, through the task's
+    test mapper."""
     mapper = SemSegDatasetMapper(cfg, is_train=False)
     return [model([mapper(copy.deepcopy(d))])[0]["sem_seg"].argmax(dim=0).cpu() for d in dicts]
 
 
 def draw_label_map(image: np.ndarray, class_names: Sequence[str], label: np.ndarray) -> np.ndarray:
-    """RGB HxWx3 ``image`` with the HxW ``label`` map drawn over it (classes named, 255 and unknown values undrawn)."""
+    """RGB HxWx3 ``image`` with the HxW ``label`` map drawn over it (classes named, 255 and unknown
+    values undrawn)."""
     palette = voc_palette(len(class_names))
     colours = [palette[3 * i : 3 * i + 3] for i in range(len(class_names))]
     meta = Metadata(stuff_classes=list(class_names), stuff_colors=colours)

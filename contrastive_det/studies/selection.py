@@ -56,7 +56,8 @@ def grid_points(grid: dict[str, list]) -> list[dict[str, Any]]:
 
 
 def point_name(index: int, point: dict[str, Any], value_name: Callable[[Any], str]) -> str:
-    """A grid point's folder: its index, then each key's last part and value (``03_base_lr0.01_weight_decay0.0``)."""
+    """A grid point's folder: its index, then each key's last part and value
+    (``03_base_lr0.01_weight_decay0.0``)."""
     return f"{index:02d}_" + "_".join(
         f"{key.split('.')[-1].lower()}{value_name(v)}" for key, v in point.items()
     )
@@ -85,7 +86,8 @@ def point_score(run_dirs: list[str], metric: str) -> float:
             )
         if any(math.isnan(v) for v in per_set):
             raise ValueError(
-                f"{os.path.join(run_dir, 'results.json')}: {metric!r} is NaN; the grid point cannot be ranked"
+                f"{os.path.join(run_dir, 'results.json')}: {metric!r} is NaN; the grid point "
+                f"cannot be ranked"
             )
         scores.append(sum(per_set) / len(per_set))
     return summarize_values(scores)["mean"]
@@ -129,7 +131,8 @@ def write_selection(
     os.makedirs(out_dir, exist_ok=True)
     with atomic_open(os.path.join(out_dir, CHOSEN_CONFIG)) as f:
         f.write(
-            f"# Chosen on validation by {metric} ({mode}) among {len(points)} points: {SELECTION_FILE}\n"
+            f"# Chosen on validation by {metric} ({mode}) among {len(points)} points: "
+            f"{SELECTION_FILE}\n"
         )
         yaml.safe_dump({"_BASE_": record["base"], **nest_keys(points[best][0])}, f, sort_keys=False)
     atomic_write_json(os.path.join(out_dir, SELECTION_FILE), record)
@@ -137,6 +140,7 @@ def write_selection(
     for i, ((p, _), s) in enumerate(zip(points, scores)):
         log(f"{'*' if i == best else ' '} {str(p):<{width}}  {metric} {s:.4f}")
     log(
-        f"chosen: {points[best][0]} ({metric} {scores[best]:.4f}) -> {os.path.join(out_dir, CHOSEN_CONFIG)}"
+        f"chosen: {points[best][0]} ({metric} {scores[best]:.4f}) -> "
+        f"{os.path.join(out_dir, CHOSEN_CONFIG)}"
     )
     return record

@@ -36,10 +36,11 @@ A study's rows can also be checkpoints that already exist, beside or instead of 
       dino_r50: {path: /models/dino_resnet50_pretrain.pth, prefix: "", format: torchvision, trust: false}
 
 Relative paths (configs, checkpoints, ``output_dir``) start at the study's root folder: the working
-directory unless :func:`load_study` is given another (``tools/run_study.py`` runs from the repository
-root in every example). The runs are commands of the scripts in the study's ``tools_dir``
-(``tools/run_study.py`` gives its own folder); the library itself never assumes a checkout. ``opts`` values are
-written on the command line as yacs reads them: lists become tuples, strings stay as they are.
+directory unless :func:`load_study` is given another (``tools/run_study.py`` runs from the
+repository root in every example). The runs are commands of the scripts in the study's ``tools_dir``
+(``tools/run_study.py`` gives its own folder); the library itself never assumes a checkout. ``opts``
+values are written on the command line as yacs reads them: lists become tuples, strings stay as they
+are.
 
 The runs a study file expands into, and their folders: :mod:`.expansion`.
 """
@@ -90,7 +91,8 @@ class Run:
     One run of a study: a CLI invocation with its folder and the runs it needs first.
 
     Attributes:
-        id: stable identifier, also the folder below the study folder (e.g. "pretrain/simclr/seed0").
+        id: stable identifier, also the folder below the study folder (e.g.
+            "pretrain/simclr/seed0").
         kind: "pretrain", "convert" or "transfer".
         argv: the command after the interpreter: [tool path, args...] (paths absolute).
         deps: ids of the runs that must be done first.
@@ -140,7 +142,8 @@ class Study:
     def run_resources(
         self, run: Run, cli: Mapping[str, int | None] | None = None
     ) -> dict[str, int]:
-        """The cluster resources of ``run`` (see :mod:`.resources`); ``cli``: the command line's values."""
+        """The cluster resources of ``run`` (see :mod:`.resources`); ``cli``: the command line's
+        values."""
         entry = (
             self.transfers.get(run.meta.get("transfer"), {})
             if run.kind in ("transfer", "grid")
@@ -217,8 +220,8 @@ def _label(path, where, name):
 
 
 def _entries(path, where, value, root, extra=()):
-    """``{name: {config, opts}}`` (also accepts a list of ``{name, config, opts}``); ``extra``: further
-    allowed keys, kept as written (validated by the caller)."""
+    """``{name: {config, opts}}`` (also accepts a list of ``{name, config, opts}``); ``extra``:
+    further allowed keys, kept as written (validated by the caller)."""
     if isinstance(value, list):
         out = {}
         for i, item in enumerate(value):
@@ -283,7 +286,8 @@ def _checkpoints(path, raw, methods, root):
             _fail(
                 path,
                 where,
-                f"{full} has the same content (sha256 {digest[:12]}) as checkpoints.{by_digest[digest]}; "
+                f"{full} has the same content (sha256 {digest[:12]}) as "
+                f"checkpoints.{by_digest[digest]}; "
                 "one checkpoint is one row",
             )
         by_digest[digest] = label
@@ -468,7 +472,8 @@ def load_study(
     missing = [t for t in TOOLS if not os.path.isfile(os.path.join(tools_dir, t))]
     if missing:
         raise StudyError(
-            f"{path}: the runs call {', '.join(TOOLS)}, and {tools_dir} lacks {', '.join(missing)}; "
+            f"{path}: the runs call {', '.join(TOOLS)}, and {tools_dir} lacks "
+            f"{', '.join(missing)}; "
             "run from the repository root or give the folder of contrastive-det's tools/"
         )
     try:
@@ -548,7 +553,8 @@ def load_study(
                     path,
                     f"pretrain.axes.{axis}.values",
                     f"values {other!r} and {v!r} map to the same run folder "
-                    f"name {value_name(v)!r}; rename one (e.g. a file) so that their runs stay apart",
+                    f"name {value_name(v)!r}; rename one (e.g. a file) so that their runs stay "
+                    f"apart",
                 )
         only = spec.get("methods")
         if only is not None:  # an axis of some methods only (e.g. SCAN's neighbourhood size)
@@ -663,7 +669,8 @@ def _select(path, where, value, entry):
         _fail(
             path,
             where,
-            "give grid: {KEY: [values]} (every combination) or points: [{KEY: value}, ...], one of them",
+            "give grid: {KEY: [values]} (every combination) or points: [{KEY: value}, ...], one of "
+            "them",
         )
     if "grid" in value:
         grid = _opts(path, f"{where}.grid", value["grid"])
@@ -697,7 +704,8 @@ def _select(path, where, value, entry):
         _fail(
             path,
             f"{where}.metric",
-            f"expected a metric of the runs' results.json (e.g. classification/score), got {metric!r}",
+            f"expected a metric of the runs' results.json (e.g. classification/score), got "
+            f"{metric!r}",
         )
     mode = value.get("mode", "max")
     if mode not in ("max", "min"):

@@ -57,7 +57,8 @@ RUN_RECORD = "study_run.json"
 LOCK_FILE = "driver.lock"
 STATUSES = ("pending", "running", "done", "failed", "skipped")
 # config keys whose value is a file the run reads: the file's content is part of the run's digest
-# (the key's value, a path, is already in the merged config; editing the file in place must count too)
+# (the key's value, a path, is already in the merged config; editing the file in place must count
+# too)
 CONTENT_KEYS = ("CLASSIFICATION.LABEL_MAP", "DATASETS.PRETRAIN.LABEL_MAP")
 
 
@@ -84,7 +85,8 @@ def _content_files(cfg):
 
 
 def run_digest(run: Run, dep_digests: Iterable[str]) -> str:
-    """sha256 of the run's command, merged config and dependencies' digests (see the module docstring)."""
+    """sha256 of the run's command, merged config and dependencies' digests (see the module
+    docstring)."""
     h = hashlib.sha256()
     h.update(json.dumps(run.argv[1:]).encode())
     h.update(os.path.basename(run.argv[0]).encode())
@@ -139,7 +141,8 @@ def mark_done(run: Run, digest: str, seconds: float) -> None:
 
 
 class StudyState:
-    """``state.json`` of a study folder: {run id: {status, digest, attempts, seconds, error, log}}."""
+    """``state.json`` of a study folder: {run id: {status, digest, attempts, seconds, error,
+    log}}."""
 
     def __init__(self, study_dir: str, study_digest: str):
         self.path = os.path.join(study_dir, STATE_FILE)
@@ -186,10 +189,10 @@ class StudyLocked(RuntimeError):
 
 class StudyLock:
     """
-    One driver per study folder: an exclusive ``flock`` on ``<study>/driver.lock``, which records the
-    holder's pid, host and start time. A second driver stops with :class:`StudyLocked` naming the first
-    (two drivers would submit the same runs twice and overwrite each other's ``state.json``). The
-    kernel releases the lock when the holder dies, however it dies.
+    One driver per study folder: an exclusive ``flock`` on ``<study>/driver.lock``, which records
+    the holder's pid, host and start time. A second driver stops with :class:`StudyLocked` naming
+    the first (two drivers would submit the same runs twice and overwrite each other's
+    ``state.json``). The kernel releases the lock when the holder dies, however it dies.
     """
 
     def __init__(self, study_dir: str):
@@ -209,8 +212,9 @@ class StudyLock:
                 holder = {}
             f.close()
             raise StudyLocked(
-                f"{os.path.dirname(self.path)} is being run by another driver (pid {holder.get('pid', '?')} on "
-                f"{holder.get('host', '?')}, started {holder.get('started', '?')}; lock {self.path}); "
+                f"{os.path.dirname(self.path)} is being run by another driver (pid "
+                f"{holder.get('pid', '?')} on {holder.get('host', '?')}, started "
+                f"{holder.get('started', '?')}; lock {self.path}); "
                 "wait for it to finish or stop it first"
             ) from None
         f.seek(0)

@@ -1,6 +1,6 @@
 """
-Classification transfer (docs/design.md section 8) on the one Trainer: a linear probe trained by SGD,
-full fine-tuning and Core-tuning train with the Trainer's loop and hooks; the L-BFGS probe, the
+Classification transfer (docs/design.md section 8) on the one Trainer: a linear probe trained by
+SGD, full fine-tuning and Core-tuning train with the Trainer's loop and hooks; the L-BFGS probe, the
 layer-wise probes and few-shot episodes are fitted by the evaluator on frozen, cached features
 (the run evaluates MODEL.WEIGHTS, as ``--eval-only`` does).
 """
@@ -56,12 +56,14 @@ SPLITS = ("train", "val", "test")
 
 
 def check_classification_config(cfg: CfgNode) -> None:
-    """Protocol, head and freezing agree; the grids and episode settings are usable. Raises ValueError."""
+    """Protocol, head and freezing agree; the grids and episode settings are usable. Raises
+    ValueError."""
     c, m = cfg.CLASSIFICATION, cfg.MODEL.CLASSIFIER
     protocol = c.PROTOCOL
     if protocol not in SGD_PROTOCOLS + FEATURE_PROTOCOLS:
         raise ValueError(
-            f"CLASSIFICATION.PROTOCOL must be one of {SGD_PROTOCOLS + FEATURE_PROTOCOLS}, got {protocol!r}"
+            f"CLASSIFICATION.PROTOCOL must be one of {SGD_PROTOCOLS + FEATURE_PROTOCOLS}, got "
+            f"{protocol!r}"
         )
     if protocol == "linear_sgd" and not m.FREEZE_TRUNK:
         raise ValueError(
@@ -69,11 +71,13 @@ def check_classification_config(cfg: CfgNode) -> None:
         )
     if protocol in ("finetune", "core_tuning") and m.FREEZE_TRUNK:
         raise ValueError(
-            f"CLASSIFICATION.PROTOCOL {protocol} trains the trunk: set MODEL.CLASSIFIER.FREEZE_TRUNK False"
+            f"CLASSIFICATION.PROTOCOL {protocol} trains the trunk: set "
+            f"MODEL.CLASSIFIER.FREEZE_TRUNK False"
         )
     if (protocol == "core_tuning") != (m.HEAD == "core_tuning"):
         raise ValueError(
-            f"CLASSIFICATION.PROTOCOL {protocol} with MODEL.CLASSIFIER.HEAD {m.HEAD}: the core_tuning protocol and "
+            f"CLASSIFICATION.PROTOCOL {protocol} with MODEL.CLASSIFIER.HEAD {m.HEAD}: the "
+            f"core_tuning protocol and "
             "head go together"
         )
     check_test_pipeline(cfg)
@@ -92,19 +96,23 @@ def check_classification_config(cfg: CfgNode) -> None:
         f = c.FEW_SHOT
         if f.WAYS < 2 or not f.SHOTS or min(f.SHOTS) < 1 or f.QUERIES < 1 or f.EPISODES < 1:
             raise ValueError(
-                "CLASSIFICATION.FEW_SHOT needs WAYS >= 2, SHOTS a non-empty list of values >= 1, QUERIES >= 1 and "
-                f"EPISODES >= 1; got WAYS {f.WAYS}, SHOTS {list(f.SHOTS)}, QUERIES {f.QUERIES}, EPISODES {f.EPISODES}"
+                "CLASSIFICATION.FEW_SHOT needs WAYS >= 2, SHOTS a non-empty list of values >= 1, "
+                "QUERIES >= 1 and "
+                f"EPISODES >= 1; got WAYS {f.WAYS}, SHOTS {list(f.SHOTS)}, QUERIES {f.QUERIES}, "
+                f"EPISODES {f.EPISODES}"
             )
 
 
 def check_epoch_schedule(cfg: CfgNode) -> None:
-    """``CLASSIFICATION.EPOCHS`` / ``STEP_EPOCHS`` are usable (a whole number of epochs, steps inside them, the
-    step scheduler, an SGD protocol); raises ValueError naming the key and value."""
+    """``CLASSIFICATION.EPOCHS`` / ``STEP_EPOCHS`` are usable (a whole number of epochs, steps
+    inside them, the step scheduler, an SGD protocol); raises ValueError naming the key and
+    value."""
     c, s = cfg.CLASSIFICATION, cfg.SOLVER
     epochs, steps = c.EPOCHS, list(c.STEP_EPOCHS)
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(
-            f"CLASSIFICATION.EPOCHS must be a whole number >= 0 (0 = SOLVER.MAX_ITER as given), got {epochs!r}"
+            f"CLASSIFICATION.EPOCHS must be a whole number >= 0 (0 = SOLVER.MAX_ITER as given), "
+            f"got {epochs!r}"
         )
     if not epochs:
         if steps:
@@ -119,30 +127,33 @@ def check_epoch_schedule(cfg: CfgNode) -> None:
             set(steps)
         ):
             raise ValueError(
-                f"CLASSIFICATION.STEP_EPOCHS must be increasing whole numbers in (0, EPOCHS={epochs}), got {steps}"
+                f"CLASSIFICATION.STEP_EPOCHS must be increasing whole numbers in (0, "
+                f"EPOCHS={epochs}), got {steps}"
             )
         if s.LR_SCHEDULER_NAME != "WarmupMultiStepLR":
             raise ValueError(
-                f"CLASSIFICATION.STEP_EPOCHS {steps} are LR steps: set SOLVER.LR_SCHEDULER_NAME WarmupMultiStepLR "
-                f"(got {s.LR_SCHEDULER_NAME})"
+                f"CLASSIFICATION.STEP_EPOCHS {steps} are LR steps: set SOLVER.LR_SCHEDULER_NAME "
+                f"WarmupMultiStepLR (got {s.LR_SCHEDULER_NAME})"
             )
 
 
 def epoch_schedule(cfg: CfgNode, num_images: int) -> tuple[int, tuple[int, ...]]:
-    """(MAX_ITER, STEPS) of ``CLASSIFICATION.EPOCHS`` / ``STEP_EPOCHS`` for ``num_images`` training images."""
+    """(MAX_ITER, STEPS) of ``CLASSIFICATION.EPOCHS`` / ``STEP_EPOCHS`` for ``num_images`` training
+    images."""
     c, batch = cfg.CLASSIFICATION, cfg.SOLVER.IMS_PER_BATCH
     # full batches: a partial last batch is dropped, as the references' loaders
     per_epoch = num_images // batch
     if per_epoch < 1:
         raise ValueError(
-            f"CLASSIFICATION.EPOCHS: {num_images} training image(s) of {'+'.join(cfg.DATASETS.TRAIN)} make no full "
-            f"batch of SOLVER.IMS_PER_BATCH {batch}"
+            f"CLASSIFICATION.EPOCHS: {num_images} training image(s) of "
+            f"{'+'.join(cfg.DATASETS.TRAIN)} make no full batch of SOLVER.IMS_PER_BATCH {batch}"
         )
     return c.EPOCHS * per_epoch, tuple(e * per_epoch for e in c.STEP_EPOCHS)
 
 
 def _weights_identity(cfg):
-    """What the features depend on besides the images: the weights file's digest, or the random init."""
+    """What the features depend on besides the images: the weights file's digest, or the random
+    init."""
     if cfg.MODEL.WEIGHTS:
         return weights_digest(cfg.MODEL.WEIGHTS)
     r = cfg.MODEL.TV_RESNET
@@ -150,7 +161,8 @@ def _weights_identity(cfg):
 
 
 def _data_source(name):
-    """Where registered dataset ``name`` lives (the paths its metadata records), for the cache identity."""
+    """Where registered dataset ``name`` lives (the paths its metadata records), for the cache
+    identity."""
     meta = MetadataCatalog.get(name)
     paths = [
         str(meta.get(k))
@@ -161,9 +173,10 @@ def _data_source(name):
 
 
 def _split_names(cfg, dataset_name):
-    """Names of the probe's splits in the feature cache (the validation rule and data roots are part of
-    them, and the label map's digest: the cached targets are its coarse labels, so each granularity of
-    a split has entries of its own rather than replacing the others' as a stale version)."""
+    """Names of the probe's splits in the feature cache (the validation rule and data roots are part
+    of them, and the label map's digest: the cached targets are its coarse labels, so each
+    granularity of a split has entries of its own rather than replacing the others' as a stale
+    version)."""
     c = cfg.CLASSIFICATION
     train = "+".join(_data_source(n) for n in cfg.DATASETS.TRAIN)
     test = _data_source(dataset_name)
@@ -188,8 +201,9 @@ def _layers(cfg):
 
 
 def feature_cache(cfg: CfgNode) -> FeatureCache:
-    """The run's :class:`FeatureCache`: ``CLASSIFICATION.FEATURE_CACHE``, else ``$CONTRASTIVE_DET_CACHE``,
-    else the per-user ``~/.cache/contrastive_det/features`` (entries are keyed by the data's content)."""
+    """The run's :class:`FeatureCache`: ``CLASSIFICATION.FEATURE_CACHE``, else
+    ``$CONTRASTIVE_DET_CACHE``, else the per-user ``~/.cache/contrastive_det/features`` (entries are
+    keyed by the data's content)."""
     root = (
         cfg.CLASSIFICATION.FEATURE_CACHE
         or os.getenv("CONTRASTIVE_DET_CACHE")
@@ -199,16 +213,16 @@ def feature_cache(cfg: CfgNode) -> FeatureCache:
 
 
 def few_shot_num_classes(cfg: CfgNode, dataset_name: str) -> int:
-    """Few-shot episodes use the test set's own classes (novel classes need not be training classes),
-    or the coarse classes they map to with CLASSIFICATION.LABEL_MAP."""
+    """Few-shot episodes use the test set's own classes (novel classes need not be training
+    classes), or the coarse classes they map to with CLASSIFICATION.LABEL_MAP."""
     classes = transfer_classes(cfg, dataset_name)
     return len(classes) if classes else resolve_num_classes(cfg)
 
 
 def probe_dicts(cfg: CfgNode, dataset_name: str) -> dict[str, list[dict[str, Any]]]:
-    """``{split: dicts}`` of the splits the frozen-feature protocol needs, labels following class names:
-    the training classes for the probes, the test set's own classes for few-shot episodes (coarse
-    labels with CLASSIFICATION.LABEL_MAP)."""
+    """``{split: dicts}`` of the splits the frozen-feature protocol needs, labels following class
+    names: the training classes for the probes, the test set's own classes for few-shot episodes
+    (coarse labels with CLASSIFICATION.LABEL_MAP)."""
     if cfg.CLASSIFICATION.PROTOCOL == "few_shot":
         return {"test": own_labelled_dicts(cfg, dataset_name)}
     train, val = train_val_dicts(cfg)
@@ -242,8 +256,9 @@ def cache_keys(cfg: CfgNode, dataset_name: str) -> dict[tuple[str, str], str]:
     return _cache_keys_of(cfg, dataset_name, probe_dicts(cfg, dataset_name))
 
 
-# The plan of the last frozen-feature test set, made by build_test_loader and taken by build_evaluator
-# (detectron2's test loop calls them one after the other for each test set): {(config, dataset): plan}.
+# The plan of the last frozen-feature test set, made by build_test_loader and taken by
+# build_evaluator (detectron2's test loop calls them one after the other for each test set):
+# {(config, dataset): plan}.
 _PLANS = {}
 
 
@@ -274,8 +289,8 @@ def plan_probe(cfg: CfgNode, dataset_name: str) -> dict[str, Any]:
             todo.append(split)
             if any(cache.stale_contents(keys[(split, layer)]) for layer in _layers(cfg)):
                 logger.info(
-                    f"Features of the {split} split ({len(dicts[split])} images): dataset changed since it was cached "
-                    f"in {cache.root}; extracting them again"
+                    f"Features of the {split} split ({len(dicts[split])} images): dataset changed "
+                    f"since it was cached in {cache.root}; extracting them again"
                 )
         decision = {"keys": keys, "todo": todo}
     if comm.get_world_size() > 1:
@@ -291,7 +306,8 @@ def plan_probe(cfg: CfgNode, dataset_name: str) -> dict[str, Any]:
 
 
 def check_few_shot_counts(cfg: CfgNode, dicts: Iterable[dict[str, Any]], dataset_name: str) -> None:
-    """Every class of the episodes' split has at least max(SHOTS) + QUERIES images; else ValueError naming them."""
+    """Every class of the episodes' split has at least max(SHOTS) + QUERIES images; else ValueError
+    naming them."""
     f = cfg.CLASSIFICATION.FEW_SHOT
     need = max(f.SHOTS) + f.QUERIES
     counts = Counter(int(d["label"]) for d in dicts)
@@ -376,7 +392,8 @@ class ClassificationTask(Task):
 
     @classmethod
     def adapt_config(cls, cfg: CfgNode) -> list[str]:
-        """``CLASSIFICATION.EPOCHS`` (and ``STEP_EPOCHS``) -> ``SOLVER.MAX_ITER`` (and ``SOLVER.STEPS``)."""
+        """``CLASSIFICATION.EPOCHS`` (and ``STEP_EPOCHS``) -> ``SOLVER.MAX_ITER`` (and
+        ``SOLVER.STEPS``)."""
         if not cfg.CLASSIFICATION.EPOCHS:
             return []
         images = len(cls.training_dicts(cfg))
@@ -387,8 +404,8 @@ class ClassificationTask(Task):
             cfg.SOLVER.STEPS = steps
             text += f", SOLVER.STEPS {list(steps)}"
         return [
-            f"CLASSIFICATION.EPOCHS {cfg.CLASSIFICATION.EPOCHS} of {images} training images at batch "
-            f"{cfg.SOLVER.IMS_PER_BATCH}: {text}"
+            f"CLASSIFICATION.EPOCHS {cfg.CLASSIFICATION.EPOCHS} of {images} training images at "
+            f"batch {cfg.SOLVER.IMS_PER_BATCH}: {text}"
         ]
 
     @classmethod
@@ -400,7 +417,8 @@ class ClassificationTask(Task):
 
     @classmethod
     def evaluation_dicts(cls, cfg: CfgNode, dataset_name: str) -> list[dict[str, Any]]:
-        """What the SGD protocols are scored on: the validation split with ``EVAL_ON_VAL``, else ``dataset_name``."""
+        """What the SGD protocols are scored on: the validation split with ``EVAL_ON_VAL``, else
+        ``dataset_name``."""
         return (
             train_val_dicts(cfg)[1]
             if cfg.CLASSIFICATION.EVAL_ON_VAL
@@ -411,7 +429,8 @@ class ClassificationTask(Task):
     def build_train_loader(cls, cfg: CfgNode) -> Iterable:
         if not cls.trains(cfg):
             raise ValueError(
-                f"CLASSIFICATION.PROTOCOL {cfg.CLASSIFICATION.PROTOCOL} is fitted on features, not trained"
+                f"CLASSIFICATION.PROTOCOL {cfg.CLASSIFICATION.PROTOCOL} is fitted on features, not "
+                f"trained"
             )
         return build_classification_train_loader(
             cfg, cls.training_dicts(cfg), resolve_num_classes(cfg)
@@ -510,6 +529,7 @@ class ClassificationTask(Task):
             "evaluated_on": "validation split"
             if cfg.CLASSIFICATION.EVAL_ON_VAL and cls.trains(cfg)
             else "test",
-            # the labels' granularity: the CLASSIFICATION.LABEL_MAP file and its sha256, or null (fine labels)
+            # the labels' granularity: the CLASSIFICATION.LABEL_MAP file and its sha256, or null
+            # (fine labels)
             "label_map": label_map_record(cfg),
         }

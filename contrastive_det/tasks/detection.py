@@ -25,7 +25,8 @@ logger = logging.getLogger(__name__)
 
 
 def detection_train_dicts(cfg: CfgNode) -> list[dict[str, Any]]:
-    """The training dicts of ``DATASETS.TRAIN`` with detectron2's filtering (empty images, keypoints)."""
+    """The training dicts of ``DATASETS.TRAIN`` with detectron2's filtering (empty images,
+    keypoints)."""
     return get_detection_dataset_dicts(
         cfg.DATASETS.TRAIN,
         filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
@@ -54,7 +55,8 @@ class DetectionTask(Task):
         mapper = CheckedDatasetMapper(cfg, is_train=True)
         if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
             logger.warning(
-                f"DATALOADER.SAMPLER_TRAIN {cfg.DATALOADER.SAMPLER_TRAIN}: detectron2's loader is used and "
+                f"DATALOADER.SAMPLER_TRAIN {cfg.DATALOADER.SAMPLER_TRAIN}: detectron2's loader is "
+                f"used and "
                 "--resume does not restore the data order (only TrainingSampler is resumable)"
             )
             return build_detection_train_loader(cfg, mapper=mapper)
@@ -90,7 +92,8 @@ class DetectionTask(Task):
             tasks = ("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",)
             return COCOEvaluator(dataset_name, tasks=tasks, output_dir=output_folder)
         raise NotImplementedError(
-            f"No detection evaluator for dataset '{dataset_name}' (evaluator_type={evaluator_type!r}); "
+            f"No detection evaluator for dataset '{dataset_name}' "
+            f"(evaluator_type={evaluator_type!r}); "
             "register it as Pascal VOC or COCO (see DATASETS.CUSTOM)."
         )
 

@@ -31,7 +31,8 @@ INIT_WEIGHTS_FILE = "pretrain_init_weights.pth"
 
 
 def _trunk_prefixes(state_dict):
-    """Key prefixes of the torchvision trunks in a model's state dict (query and momentum encoders)."""
+    """Key prefixes of the torchvision trunks in a model's state dict (query and momentum
+    encoders)."""
     return sorted(
         k[: -len("conv1.weight")] for k in state_dict if k.endswith("resnet.conv1.weight")
     )
@@ -61,8 +62,9 @@ def check_pretraining_checkpoint(model: torch.nn.Module, ckpt: Any, path: str) -
     if missing or unexpected or shapes:
         raise ValueError(
             f"Checkpoint {path} does not fit the config's model ({type(model).__name__}, "
-            f"{len(want)} tensors): missing {missing[:5]}{' ...' if len(missing) > 5 else ''}, unexpected "
-            f"{unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}, shapes {shapes[:3]}. Use the config of the "
+            f"{len(want)} tensors): missing {missing[:5]}{' ...' if len(missing) > 5 else ''}, "
+            f"unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}, shapes "
+            f"{shapes[:3]}. Use the config of the "
             "pretraining run that wrote it (the same MODEL.META_ARCHITECTURE and MODEL.TV_RESNET)."
         )
     return have
@@ -107,7 +109,8 @@ def prepare_pretraining_weights(
 
 def export_backbone(model: torch.nn.Module, cfg: CfgNode, path: str, method: str) -> str:
     """
-    Write the model's trunk in the canonical torchvision form (docs/design.md section 3), atomically.
+    Write the model's trunk in the canonical torchvision form (docs/design.md section 3),
+    atomically.
 
     Args:
         model: a pretraining meta-architecture (DDP-wrapped or not) with ``export_backbone()``.

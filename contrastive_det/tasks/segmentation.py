@@ -1,4 +1,5 @@
-"""Semantic segmentation transfer: an FCN head on a dilated ResNet (MoCo's FCN-16s, mmseg's FCN-D8)."""
+"""Semantic segmentation transfer: an FCN head on a dilated ResNet (MoCo's FCN-16s, mmseg's
+FCN-D8)."""
 
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ logger = logging.getLogger(__name__)
 
 def check_datasets_match(cfg: CfgNode, names: Iterable[str]) -> None:
     """
-    Every dataset of ``names`` is a segmentation set whose classes are MODEL.SEM_SEG_HEAD.NUM_CLASSES
-    (the same list across sets) and whose ignore label is MODEL.SEM_SEG_HEAD.IGNORE_VALUE.
+    Every dataset of ``names`` is a segmentation set whose classes are
+    MODEL.SEM_SEG_HEAD.NUM_CLASSES (the same list across sets) and whose ignore label is
+    MODEL.SEM_SEG_HEAD.IGNORE_VALUE.
     """
     head = cfg.MODEL.SEM_SEG_HEAD
     first = None
@@ -51,8 +53,8 @@ def check_datasets_match(cfg: CfgNode, names: Iterable[str]) -> None:
 
 def check_backbone_covered(cfg: CfgNode, weights: str, overrides: Sequence[str] = ()) -> None:
     """
-    Raise ConversionError when the detectron2-layout file ``weights`` leaves a backbone tensor of the
-    model of ``cfg`` (with the ``KEY VALUE`` ``overrides`` the run will apply) at its random
+    Raise ConversionError when the detectron2-layout file ``weights`` leaves a backbone tensor of
+    the model of ``cfg`` (with the ``KEY VALUE`` ``overrides`` the run will apply) at its random
     initialisation (detectron2 only warns): e.g. the three-conv "deeplab" stem
     (MODEL.RESNETS.STEM_TYPE) under a standard ResNet-50 checkpoint.
     """
@@ -71,9 +73,9 @@ def check_backbone_covered(cfg: CfgNode, weights: str, overrides: Sequence[str] 
         listed = "\n    ".join((missing + mis_shaped)[:12])
         stem = any(".stem." in k or k.startswith("backbone.stem") for k in missing + mis_shaped)
         raise ConversionError(
-            f"MODEL.WEIGHTS {weights} leaves {len(missing)} backbone tensor(s) missing and {len(mis_shaped)} "
-            f"mis-shaped in the {cfg.MODEL.BACKBONE.NAME} of this config; they would train from random "
-            f"initialisation:\n    {listed}\n"
+            f"MODEL.WEIGHTS {weights} leaves {len(missing)} backbone tensor(s) missing and "
+            f"{len(mis_shaped)} mis-shaped in the {cfg.MODEL.BACKBONE.NAME} of this config; they "
+            f"would train from random initialisation:\n    {listed}\n"
             + (
                 "The stem is not covered: a standard ResNet has one 7x7 stem conv, so set "
                 "MODEL.RESNETS.STEM_TYPE basic (the deeplab stem has three 3x3 convs)."
@@ -102,7 +104,8 @@ class SegmentationTask(Task):
     def check_config(cls, cfg: CfgNode) -> None:
         if not cfg.MODEL.META_ARCHITECTURE.endswith("SemanticSegmentor"):
             raise ValueError(
-                f"MODEL.META_ARCHITECTURE {cfg.MODEL.META_ARCHITECTURE!r}: SegmentationTask trains a "
+                f"MODEL.META_ARCHITECTURE {cfg.MODEL.META_ARCHITECTURE!r}: SegmentationTask trains "
+                f"a "
                 'semantic segmentor ("FCNSemanticSegmentor", see configs/segmentation/)'
             )
         if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
@@ -140,7 +143,8 @@ class SegmentationTask(Task):
 
     @classmethod
     def prepare_weights(cls, cfg: CfgNode, output_dir: str) -> list[str]:
-        """Convert ``MODEL.WEIGHTS`` to detectron2's layout, then check that it covers the whole backbone."""
+        """Convert ``MODEL.WEIGHTS`` to detectron2's layout, then check that it covers the whole
+        backbone."""
         overrides = convert_weights_for_detection(cfg, output_dir)
         weights = (
             overrides[overrides.index("MODEL.WEIGHTS") + 1]

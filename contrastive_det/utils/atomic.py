@@ -30,7 +30,8 @@ def _create_temp(directory, basename):
 
 
 def _fsync_directory(directory):
-    """Make a rename inside ``directory`` durable (POSIX); a no-op where directories cannot be opened."""
+    """Make a rename inside ``directory`` durable (POSIX); a no-op where directories cannot be
+    opened."""
     try:
         fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError:  # e.g. Windows

@@ -3,11 +3,12 @@ The package's tensor collectives, on the device the process group's backend serv
 
 detectron2's ``launch`` starts NCCL whenever CUDA is available, and NCCL reduces CUDA tensors only:
 a flag made with ``torch.tensor([...])`` on the CPU fails there ("No backend type associated with
-device type cpu") while the same call passes on gloo, which is all a CPU test ever sees. So no module
-of the package calls ``torch.distributed``'s tensor collectives itself: it calls the functions here,
-which move the tensor to :func:`backend_device` (a no-op when it is there already), run the
-collective and hand the result back on the tensor's own device. Small Python objects go through
-detectron2's ``comm`` (``all_gather``, ``gather``), which uses a gloo group on every backend.
+device type cpu") while the same call passes on gloo, which is all a CPU test ever sees. So no
+module of the package calls ``torch.distributed``'s tensor collectives itself: it calls the
+functions here, which move the tensor to :func:`backend_device` (a no-op when it is there already),
+run the collective and hand the result back on the tensor's own device. Small Python objects go
+through detectron2's ``comm`` (``all_gather``, ``gather``), which uses a gloo group on every
+backend.
 
 Every function is the identity (or a copy) in a single process.
 """
@@ -30,8 +31,8 @@ def _distributed():
 def backend_device(tensor=None, group=None):
     """
     The device on which ``group``'s (default: the world's) backend reduces tensors: this process's
-    current CUDA device under NCCL; elsewhere (gloo, which reduces CPU and CUDA tensors) the tensor's
-    own device, or the CPU without a tensor.
+    current CUDA device under NCCL; elsewhere (gloo, which reduces CPU and CUDA tensors) the
+    tensor's own device, or the CPU without a tensor.
     """
     if _distributed() and str(dist.get_backend(group)).lower() in _CUDA_ONLY_BACKENDS:
         return torch.device("cuda", torch.cuda.current_device())
@@ -50,7 +51,8 @@ def on_backend(tensor, group=None):
 
 
 def all_reduce(tensor, op=None, group=None):
-    """In place on ``tensor`` (any device): the reduction over processes (``op`` default SUM); returns it."""
+    """In place on ``tensor`` (any device): the reduction over processes (``op`` default SUM);
+    returns it."""
     if not _distributed():
         return tensor
     op = dist.ReduceOp.SUM if op is None else op
@@ -62,7 +64,8 @@ def all_reduce(tensor, op=None, group=None):
 
 
 def broadcast(tensor, src=0, group=None):
-    """In place on ``tensor`` (any device): process ``src``'s values on every process; returns it."""
+    """In place on ``tensor`` (any device): process ``src``'s values on every process; returns
+    it."""
     if not _distributed():
         return tensor
     moved = on_backend(tensor, group)
@@ -86,7 +89,8 @@ def all_gather(tensor, group=None):
 
 
 def shared_value(value):
-    """The main process's ``value`` (any picklable object) on every process, through detectron2's gloo group."""
+    """The main process's ``value`` (any picklable object) on every process, through detectron2's
+    gloo group."""
     if comm.get_world_size() == 1:
         return value
     return comm.all_gather(value)[0]

@@ -31,8 +31,8 @@ def get_key(node, key, default=_RAISE):
 
 
 def nest_keys(flat):
-    """``{"SOLVER.BASE_LR": 0.1, "SOLVER.STEPS": [...]}`` -> ``{"SOLVER": {"BASE_LR": 0.1, "STEPS": [...]}}``
-    (plain dicts, in the order given)."""
+    """``{"SOLVER.BASE_LR": 0.1, "SOLVER.STEPS": [...]}`` -> ``{"SOLVER": {"BASE_LR": 0.1, "STEPS":
+    [...]}}`` (plain dicts, in the order given)."""
     root = {}
     for key, value in flat.items():
         node = root
@@ -44,7 +44,8 @@ def nest_keys(flat):
 
 
 def set_key(node, key, value):
-    """Set the value at a dotted key of nested mappings; every parent must exist (a missing one raises KeyError)."""
+    """Set the value at a dotted key of nested mappings; every parent must exist (a missing one
+    raises KeyError)."""
     *parents, leaf = key.split(".")
     parent = get_key(node, ".".join(parents)) if parents else node
     if not isinstance(parent, dict):

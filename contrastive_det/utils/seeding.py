@@ -1,4 +1,5 @@
-"""Randomness as a pure function of integers, so that a resumed run draws what the first run drew."""
+"""Randomness as a pure function of integers, so that a resumed run draws what the first run
+drew."""
 
 import random
 
@@ -29,7 +30,8 @@ def derive_seed(*keys):
 
 
 def seed_global_rngs(seed):
-    """Seed python's ``random``, numpy's global generator and torch's CPU (and, once initialised, CUDA) generators."""
+    """Seed python's ``random``, numpy's global generator and torch's CPU (and, once initialised,
+    CUDA) generators."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     # the CPU generator directly: torch.manual_seed also queues lazy CUDA/XPU/MTIA seeding (with a

@@ -1,4 +1,5 @@
-"""YAML files read strictly: a key written twice in one mapping is an error, not a silent override."""
+"""YAML files read strictly: a key written twice in one mapping is an error, not a silent
+override."""
 
 import yaml
 
@@ -6,11 +7,13 @@ __all__ = ["DuplicateKeyError", "load_yaml_file"]
 
 
 class DuplicateKeyError(ValueError):
-    """A mapping of a YAML file has the same key twice; the message names the file, key and lines."""
+    """A mapping of a YAML file has the same key twice; the message names the file, key and
+    lines."""
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a key that appears twice in one mapping (PyYAML keeps the last)."""
+    """PyYAML's safe loader, refusing a key that appears twice in one mapping (PyYAML keeps the
+    last)."""
 
     def construct_mapping(self, node, deep=False):
         seen = {}
@@ -22,8 +25,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 continue
             if first is not None:
                 raise DuplicateKeyError(
-                    f"{self.name}:{key_node.start_mark.line + 1}: key {key!r} is given twice in the same mapping "
-                    f"(first on line {first}); YAML would keep only the last one: remove one of them"
+                    f"{self.name}:{key_node.start_mark.line + 1}: key {key!r} is given twice in "
+                    f"the same mapping (first on line {first}); YAML would keep only the last one: "
+                    f"remove one of them"
                 )
             seen[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep=deep)

@@ -1,5 +1,5 @@
-"""The pretraining recipes (configs/pretrain): published values asserted from the merged config, and their
-toy twins (configs/toy/pretrain_*_R18.yaml) overriding only size, schedule, batch and data."""
+"""The pretraining recipes (configs/pretrain): published values asserted from the merged config, and
+their toy twins (configs/toy/pretrain_*_R18.yaml) overriding only size, schedule, batch and data."""
 
 import pytest
 
@@ -8,8 +8,9 @@ from test_protocol_configs import assert_config_values, flat, merged
 IMAGENET_TRAIN = 1281167
 
 PUBLISHED = {
-    # torchvision's ImageNet classification recipe for ResNet-50 (references/classification, defaults):
-    # batch 256, SGD lr 0.1 momentum 0.9, wd 1e-4 on every parameter, 90 epochs, lr x0.1 at epochs 30, 60.
+    # torchvision's ImageNet classification recipe for ResNet-50 (references/classification,
+    # defaults): batch 256, SGD lr 0.1 momentum 0.9, wd 1e-4 on every parameter, 90 epochs, lr x0.1
+    # at epochs 30, 60.
     "pretrain/supervised_R50_90ep.yaml": {
         "MODEL.META_ARCHITECTURE": "Supervised",
         "RESULTS.METHOD": "supervised",

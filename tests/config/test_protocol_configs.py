@@ -1,4 +1,5 @@
-"""Every value of docs/design.md section 4, asserted from the merged config of each protocol file."""
+"""Every value of docs/design.md section 4, asserted from the merged config of each protocol
+file."""
 
 import os
 from argparse import Namespace
@@ -110,7 +111,8 @@ def as_comparable(value):
 
 
 def assert_config_values(path, expected):
-    """The merged config of ``configs/<path>`` has every {key: value} of ``expected`` (floats approx)."""
+    """The merged config of ``configs/<path>`` has every {key: value} of ``expected`` (floats
+    approx)."""
     cfg = merged(path)
     for key, want in expected.items():
         got = get_key(cfg, key)

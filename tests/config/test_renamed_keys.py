@@ -1,6 +1,7 @@
 """
 Keys moved in 0.2.0 (contrastive_det/config/renamed.py) are still read under their old names for one
-version: the value reaches the new key (over an inherited value) with a deprecation message naming both,
+version: the value reaches the new key (over an inherited value) with a deprecation message naming
+    both,
 and the saved config holds the new name only.
 """
 
@@ -63,7 +64,8 @@ def test_an_old_name_in_a_config_file_reaches_the_model(tmp_path):
     assert (kwargs["num_neighbors"], kwargs["non_neighbor"]) == (12, "negative")
     joint = tmp_path / "joint.yaml"
     joint.write_text(
-        f"_BASE_: {JOINT_TOY}\nMODEL:\n  CONTRASTIVE:\n    INSTANCE_WEIGHT: 0.1\n    SUPCON_WEIGHT: 3.0\n"
+        f"_BASE_: {JOINT_TOY}\nMODEL:\n  CONTRASTIVE:\n    INSTANCE_WEIGHT: 0.1\n    "
+        f"SUPCON_WEIGHT: 3.0\n"
     )
     kwargs = SupConSelfSupCon.from_config(load(str(joint)))
     assert (kwargs["instance_weight"], kwargs["supcon_weight"]) == (0.1, 3.0)

@@ -1,4 +1,5 @@
-"""Every published value of the two segmentation protocols (docs/segmentation.md), asserted per config file."""
+"""Every published value of the two segmentation protocols (docs/segmentation.md), asserted per
+config file."""
 
 import os
 

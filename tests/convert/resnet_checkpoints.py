@@ -5,7 +5,8 @@ import torchvision
 
 
 def random_resnet(depth, seed=0):
-    """state_dict of a torchvision ResNet with random weights, BN affine parameters and statistics."""
+    """state_dict of a torchvision ResNet with random weights, BN affine parameters and
+    statistics."""
     torch.manual_seed(seed)
     model = getattr(torchvision.models, f"resnet{depth}")(weights=None)
     for m in model.modules():

@@ -1,4 +1,5 @@
-"""MODEL.WEIGHTS of a classification run: any ResNet layout the readers know -> the classifier's trunk, or refused."""
+"""MODEL.WEIGHTS of a classification run: any ResNet layout the readers know -> the classifier's
+trunk, or refused."""
 
 import os
 

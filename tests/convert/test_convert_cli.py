@@ -1,4 +1,5 @@
-"""tools/convert_to_detectron2.py in a subprocess: report, config file, exit codes, no partial outputs."""
+"""tools/convert_to_detectron2.py in a subprocess: report, config file, exit codes, no partial
+outputs."""
 
 import argparse
 import os

@@ -305,8 +305,9 @@ def test_load_canonical_errors(tmp_path):
 
 
 def test_write_config_refuses_a_bottleneck_only_c4_head_for_basic_blocks(tmp_path):
-    """detectron2's own Res5ROIHeads builds bottlenecks only; the protocols' Res5ROIHeadsExtraNorm builds
-    basic-block res5 for ResNet-18/34 (tests/modeling/test_roi_heads.py), so only the former is refused."""
+    """detectron2's own Res5ROIHeads builds bottlenecks only; the protocols' Res5ROIHeadsExtraNorm
+    builds basic-block res5 for ResNet-18/34 (tests/modeling/test_roi_heads.py), so only the former
+    is refused."""
     c4 = tmp_path / "plain_c4.yaml"
     c4.write_text(
         '_BASE_: "%s"\nMODEL:\n  ROI_HEADS:\n    NAME: "Res5ROIHeads"\n'

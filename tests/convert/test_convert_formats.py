@@ -40,7 +40,8 @@ def prefixed(sd, prefix, skip_fc=False):
 
 
 def load_into_detectron2_backbone(pkl, depth):
-    """detectron2 ResNet (BN) loaded by DetectionCheckpointer; returns (state_dict, incompatible)."""
+    """detectron2 ResNet (BN) loaded by DetectionCheckpointer; returns (state_dict,
+    incompatible)."""
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.config import get_cfg
     from detectron2.layers import ShapeSpec

@@ -1,4 +1,5 @@
-"""The converter's structure: writers are a table, the pipeline is named steps, one dotted-key lookup."""
+"""The converter's structure: writers are a table, the pipeline is named steps, one dotted-key
+lookup."""
 
 from collections import OrderedDict
 

@@ -19,7 +19,8 @@ def sequential_trunk(depth, seed):
 
 
 class LightlySimCLR(nn.Module):
-    """Like lightly's examples: a Sequential trunk beside a projection head (and a momentum copy)."""
+    """Like lightly's examples: a Sequential trunk beside a projection head (and a momentum
+    copy)."""
 
     def __init__(self, depth, seed=0, momentum=False):
         super().__init__()
@@ -76,7 +77,8 @@ def test_sequential_trunk_converts_and_matches_the_trunk(depth, layout, tmp_path
     assert result.verification.passed and result.verification.max_diff < 1e-4
     assert max(result.verification.max_abs_output.values()) > 1e-2
 
-    # independent of the library: detectron2's backbone loaded from the .pkl computes the trunk's features
+    # independent of the library: detectron2's backbone loaded from the .pkl computes the trunk's
+    # features
     from contrastive_det.convert.verify import load_detectron2_file
     from contrastive_det.convert.resnet_keys import build_detectron2_resnet
 

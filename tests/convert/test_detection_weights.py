@@ -1,4 +1,5 @@
-"""MODEL.WEIGHTS of a detection run: loaded as it is, converted, or refused (never silently ignored)."""
+"""MODEL.WEIGHTS of a detection run: loaded as it is, converted, or refused (never silently
+ignored)."""
 
 import os
 import pickle
@@ -142,7 +143,8 @@ def detectron2_files(tmp_path):
     return ["converted.pkl", "caffe2.pkl", "model_final.pth"]
 
 
-# what a converted ResNet-18 needs from detectron2's default config (BGR, caffe2 mean/std, R50, stride_in_1x1)
+# what a converted ResNet-18 needs from detectron2's default config (BGR, caffe2 mean/std, R50,
+# stride_in_1x1)
 R18_KEYS = [
     "MODEL.PIXEL_MEAN",
     "(123.675, 116.28, 103.53, )",
@@ -180,8 +182,8 @@ def test_recorded_keys_are_adopted_and_round_trip(tmp_path):
     cfg = cfg_with(pkl)
     overrides = convert_weights_for_detection(cfg, str(tmp_path / "run"), log=lines.append)
     assert (
-        f"Keys adopted from {pkl} (config -> weights): MODEL.PIXEL_MEAN [103.53, 116.28, 123.675] -> "
-        in lines[0]
+        f"Keys adopted from {pkl} (config -> weights): MODEL.PIXEL_MEAN [103.53, 116.28, 123.675] "
+        f"-> " in lines[0]
     )
     cfg.merge_from_list(overrides)
     for key, value in recorded.items():
@@ -217,7 +219,8 @@ def test_a_converted_pkl_names_its_method_for_results_json(tmp_path):
     assert "RESULTS.METHOD" not in convert_weights_for_detection(
         named, str(tmp_path / "run"), log=lambda s: None
     )
-    # a state dict that names no method: no "method" entry, no override (results.json says "unspecified")
+    # a state dict that names no method: no "method" entry, no override (results.json says
+    # "unspecified")
     detectron2_files(tmp_path)
     assert "method" not in pickle.load(open(tmp_path / "converted.pkl", "rb"))
 

@@ -132,7 +132,8 @@ def test_custom_voc_and_coco_datasets_from_config(toy_root):
     [
         (
             {"NAME": "x", "FORMAT": "yolo"},
-            r"DATASETS.CUSTOM\[0\].FORMAT must be one of \['coco', 'csv', 'folder', 'sem_seg', 'voc'\]",
+            r"DATASETS.CUSTOM\[0\].FORMAT must be one of \['coco', 'csv', 'folder', 'sem_seg', "
+            r"'voc'\]",
         ),
         (
             {"NAME": "x", "FORMAT": "voc", "ROOT": "/d", "SPLIT": "test"},
@@ -223,16 +224,18 @@ def test_importing_the_package_does_not_import_the_toy_generator():
         "assert 'contrastive_det.data.datasets.toy_constants' in sys.modules\n"
         "assert 'contrastive_det.data.toy.write' not in sys.modules, 'generator imported'\n"
         "assert 'mlxtend' not in sys.modules\n"
-        "from contrastive_det.data.toy.write import generate_toy_digits, default_output_dir, TOY_DIGITS_CLASSES\n"
-        "from contrastive_det.data.datasets import toy_constants as c\n"
-        "assert default_output_dir is c.default_output_dir and TOY_DIGITS_CLASSES is c.TOY_DIGITS_CLASSES\n"
+        "from contrastive_det.data.toy.write import generate_toy_digits, default_output_dir, "
+        "TOY_DIGITS_CLASSES\nfrom contrastive_det.data.datasets import toy_constants as c\n"
+        "assert default_output_dir is c.default_output_dir and TOY_DIGITS_CLASSES is "
+        "c.TOY_DIGITS_CLASSES\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 
 
 def test_readme_own_data_examples_load(tmp_path):
-    """datasets/README.md's DATASETS.CUSTOM examples: the YAML files (from configs/my/) and the commands."""
+    """datasets/README.md's DATASETS.CUSTOM examples: the YAML files (from configs/my/) and the
+    commands."""
     import re
     import shlex
 

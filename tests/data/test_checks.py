@@ -1,4 +1,5 @@
-"""The pre-flight image scan (data/checks.py): every bad file listed in one error, before training."""
+"""The pre-flight image scan (data/checks.py): every bad file listed in one error, before
+training."""
 
 import pytest
 from PIL import Image
@@ -116,7 +117,8 @@ def test_check_images_on_good_registered_data(toy_root):
 
 
 def test_required_paths_are_checked_in_order_with_the_layout(tmp_path):
-    """Metadata ``required_paths`` (folders end with "/"): the first missing one is named, with the layout line."""
+    """Metadata ``required_paths`` (folders end with "/"): the first missing one is named, with the
+    layout line."""
     from detectron2.data import MetadataCatalog
 
     from contrastive_det.data import DatasetLayoutError, check_dataset_layout

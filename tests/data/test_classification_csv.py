@@ -1,4 +1,5 @@
-"""User classification sets without code: DATASETS.CUSTOM entries of FORMAT csv (and folder's METRIC)."""
+"""User classification sets without code: DATASETS.CUSTOM entries of FORMAT csv (and folder's
+METRIC)."""
 
 import pytest
 from PIL import Image

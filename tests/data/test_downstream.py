@@ -1,7 +1,7 @@
 """
-Downstream classification sets (contrastive_det/data/datasets/downstream): every layout is built tiny in
-tmp_path exactly as its official archive / torchvision leaves it, registered under a test prefix,
-and checked for classes, labels of named files, split sizes, disjointness and determinism.
+Downstream classification sets (contrastive_det/data/datasets/downstream): every layout is built
+tiny in tmp_path exactly as its official archive / torchvision leaves it, registered under a test
+prefix, and checked for classes, labels of named files, split sizes, disjointness and determinism.
 """
 
 import pickle
@@ -280,8 +280,8 @@ def test_chestx_keeps_the_cd_fsl_single_label_subset(tmp_path):
         rows.append(f"{n:08d}_000.png,{finding},0,{n},58,M,PA,2682,2749,0.143,0.143")
         n += 1
     header = (
-        "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
-        "OriginalImage[Width,Height],,OriginalImagePixelSpacing[x,y],"
+        "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View "
+        "Position,OriginalImage[Width,Height],,OriginalImagePixelSpacing[x,y],"
     )
     write(root / "Data_Entry_2017.csv", header + "\n" + "\n".join(rows) + "\n")
     for i in range(n):
@@ -384,7 +384,8 @@ def test_deepweeds_labels_csv(tmp_path):
 
 
 def test_caltech101_keeps_30_per_class_for_trainval_and_background_as_the_102nd_class(tmp_path):
-    """ssl-transfer's linear.py and VISSL's split script: 102 classes, BACKGROUND_Google included."""
+    """ssl-transfer's linear.py and VISSL's split script: 102 classes, BACKGROUND_Google
+    included."""
     base = tmp_path / "caltech101" / "101_ObjectCategories"
     for cls, n in (("Faces", 32), ("accordion", 31), ("ant", 33), ("BACKGROUND_Google", 31)):
         for i in range(1, n + 1):
@@ -1008,7 +1009,8 @@ def test_preflight_scan_checks_array_containers(tmp_path):
 # ----------------------------------------------------------------------------------------------
 def reference_partial_split(labels, fraction=0.7, seed=0):
     """A transcription of Islam et al.'s create_partial_data on the {label: [dataset indices]} their
-    loader builds by walking the dataset in index order (ours: written here from their description)."""
+    loader builds by walking the dataset in index order (ours: written here from their
+    description)."""
     data_dict = {}
     for i, label in enumerate(labels):
         data_dict.setdefault(label, []).append(i)

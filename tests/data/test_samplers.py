@@ -1,4 +1,5 @@
-"""The resumable training loader: batches and augmentations are functions of (seed, iteration, rank)."""
+"""The resumable training loader: batches and augmentations are functions of (seed, iteration,
+rank)."""
 
 import itertools
 import random

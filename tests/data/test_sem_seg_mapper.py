@@ -1,4 +1,5 @@
-"""Label maps as class indices (the VOC palette trap), the training augmentations, and named errors."""
+"""Label maps as class indices (the VOC palette trap), the training augmentations, and named
+errors."""
 
 import numpy as np
 import pytest

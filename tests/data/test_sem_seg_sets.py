@@ -32,7 +32,8 @@ H, W = 6, 8
 
 @pytest.fixture
 def d2root(tmp_path, monkeypatch):
-    """``$DETECTRON2_DATASETS`` = an empty tmp folder; afterwards the built-in names point back at the real root."""
+    """``$DETECTRON2_DATASETS`` = an empty tmp folder; afterwards the built-in names point back at
+    the real root."""
     root = tmp_path / "d2"
     root.mkdir()
     monkeypatch.setenv("DETECTRON2_DATASETS", str(root))
@@ -87,7 +88,8 @@ def write_image(path, fmt="JPEG"):
 
 
 def write_sbd_mat(path, label):
-    """SBD's cls/<id>.mat: struct GTcls with Boundaries (cell of sparse maps), Segmentation, CategoriesPresent."""
+    """SBD's cls/<id>.mat: struct GTcls with Boundaries (cell of sparse maps), Segmentation,
+    CategoriesPresent."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     boundaries = np.empty((20, 1), dtype=object)
     for k in range(20):
@@ -112,7 +114,8 @@ def write_list(path, ids):
 
 
 def make_voc(root, train, val, extra_images=()):
-    """VOC2012 with segmentation lists train/val/trainval, JPEGs and palette PNGs (label = 1 + position)."""
+    """VOC2012 with segmentation lists train/val/trainval, JPEGs and palette PNGs (label = 1 +
+    position)."""
     voc = root / "VOC2012"
     for k, i in enumerate(list(train) + list(val)):
         write_image(str(voc / "JPEGImages" / f"{i}.jpg"))

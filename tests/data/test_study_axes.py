@@ -47,9 +47,10 @@ def files(dicts):
 # ---------------------------------------------------------------------------------------------
 def test_subset_quotas_by_hand():
     d = make_dicts([10, 5, 5])
-    # Exact shares of 10 images: 5 / 2.5 / 2.5. The k-th image of a class of n comes at (k + .5) / n:
-    # class 0 at .05 .15 .25 .35 .45 .55 ...; classes 1 and 2 at .1 .3 .5 .7 .9. Merged (ties: class
-    # 1 before 2): 0 1 2 0 0 1 2 0 0 1 | 2 ... -> the first 10 are 5 / 3 / 2 (as largest remainder).
+    # Exact shares of 10 images: 5 / 2.5 / 2.5. The k-th image of a class of n comes at (k + .5) /
+    # n: class 0 at .05 .15 .25 .35 .45 .55 ...; classes 1 and 2 at .1 .3 .5 .7 .9. Merged (ties:
+    # class 1 before 2): 0 1 2 0 0 1 2 0 0 1 | 2 ... -> the first 10 are 5 / 3 / 2 (as largest
+    # remainder).
     assert per_class(stratified_subset(d, fraction=0.5)) == [5, 3, 2]
     assert per_class(stratified_subset(d, count=10)) == [5, 3, 2]
     # first 4 of the sequence: 0 1 2 0 -> 2 / 1 / 1; first 6: 0 1 2 0 0 1 -> 3 / 2 / 1

@@ -1,5 +1,5 @@
-"""INPUT.CLS.TEST_PIPELINE: each preset equals its reference's pipeline, written here with torchvision's
-classic transforms as the references write it."""
+"""INPUT.CLS.TEST_PIPELINE: each preset equals its reference's pipeline, written here with
+torchvision's classic transforms as the references write it."""
 
 import numpy as np
 import pytest

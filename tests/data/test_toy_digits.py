@@ -26,7 +26,8 @@ def _generate(path, **overrides):
 
 @pytest.fixture
 def few_digits(monkeypatch):
-    """Builds in this test use 20 MNIST digits per class (200 raw and 200 textured crops, not 5000 of each)."""
+    """Builds in this test use 20 MNIST digits per class (200 raw and 200 textured crops, not 5000
+    of each)."""
     images, labels = render.load_mnist_digits()
     keep = np.concatenate([np.flatnonzero(labels == c)[:20] for c in range(10)])
     monkeypatch.setattr(td, "load_mnist_digits", lambda: (images[keep], labels[keep]))
@@ -311,7 +312,8 @@ def test_textured_crops_follow_the_split(dataset):
             with Image.open(os.path.join(split_dir, str(labels[i]), f"{i}.png")) as im:
                 assert im.format == "PNG" and im.mode == "RGB" and im.size == (64, 64)
                 pixels = np.asarray(im)
-            # the file is the digit's own stream: it does not depend on the other digits or their order
+            # the file is the digit's own stream: it does not depend on the other digits or their
+            # order
             expected, _ = render.render_textured_crop(render.textured_crop_rng(0, i), images[i])
             assert np.array_equal(pixels, expected)
 
@@ -374,20 +376,21 @@ def test_render_textured_crop_rotation_scale_and_placement():
         upright = images[i] > render.STROKE_THRESHOLD * 255  # 28x28
         up_ys, _ = np.nonzero(upright)
         mnist_heights.append(up_ys.max() - up_ys.min() + 1)
-        # the stroke area grows with the square of the scale, whatever the rotation: the drawn height
-        # (before rotation) as a fraction of the crop side, estimated from the pixels
+        # the stroke area grows with the square of the scale, whatever the rotation: the drawn
+        # height (before rotation) as a fraction of the crop side, estimated from the pixels
         fractions.append(np.sqrt(mask.sum() / upright.sum()) * mnist_heights[-1] / 64)
         if labels[i] == 1:  # an elongated digit: its axis turns by -angle (image y points down)
             errors.append(
                 abs((_orientation(mask) - _orientation(upright) + info["angle"] + 90) % 180 - 90)
             )
     assert min(angles) < -20 and max(angles) > 20 and np.std(angles) > 10
-    # scaled to a random height (TEXTURED_HEIGHT_RANGE, 0.45-0.75 of the side; the area estimate is ~4% high),
-    # not to a fixed factor of the MNIST height
+    # scaled to a random height (TEXTURED_HEIGHT_RANGE, 0.45-0.75 of the side; the area estimate is
+    # ~4% high), not to a fixed factor of the MNIST height
     assert 0.4 < min(fractions) and max(fractions) < 0.9 and np.std(fractions) > 0.06
     assert abs(np.corrcoef(fractions, mnist_heights)[0, 1]) < 0.35
     assert len(errors) >= 20 and np.median(errors) < 3 and np.mean(np.array(errors) < 8) > 0.8
-    # the stream is the seed's and the digit's: another seed, another crop; the same, the same pixels
+    # the stream is the seed's and the digit's: another seed, another crop; the same, the same
+    # pixels
     a, _ = render.render_textured_crop(render.textured_crop_rng(3, 17), images[17])
     b, _ = render.render_textured_crop(render.textured_crop_rng(3, 17), images[17])
     c, _ = render.render_textured_crop(render.textured_crop_rng(4, 17), images[17])
@@ -527,7 +530,8 @@ def test_dataset_of_an_older_format_version_is_rebuilt(tmp_path, few_digits):
     coco.write_text(json.dumps(old))
     shutil.rmtree(root / td.CROPS_TEXTURED_SUBDIR)  # nor textured crops (versions 1 and 2)
     counts = {k: v for k, v in manifest["counts"].items() if not k.startswith("crops_textured")}
-    # format version 2 is the newest without textured crops: such a dataset must be rebuilt, not reused
+    # format version 2 is the newest without textured crops: such a dataset must be rebuilt, not
+    # reused
     (root / td.MANIFEST).write_text(json.dumps(dict(manifest, counts=counts, format_version=2)))
     assert _generate(root, num_trainval=2, num_test=2) == manifest
     assert coco.read_bytes() == expected

@@ -1,4 +1,5 @@
-"""Semantic segmentation labels of the toy digit scenes (VOC/SegmentationClass) and their registration."""
+"""Semantic segmentation labels of the toy digit scenes (VOC/SegmentationClass) and their
+registration."""
 
 import json
 import os
@@ -54,7 +55,8 @@ def _generate(path, **overrides):
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
-    """A tiny build plus the objects of every scene as render_scene returned them: (root, {image_id: objects})."""
+    """A tiny build plus the objects of every scene as render_scene returned them: (root, {image_id:
+    objects})."""
     root = tmp_path_factory.mktemp("toy_sem_seg") / "toy_digits"
     scenes = []
     real = render.render_scene

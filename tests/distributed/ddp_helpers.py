@@ -1,4 +1,5 @@
-"""Run a function on W CPU processes joined by gloo over tcp://127.0.0.1 (what --num-gpus W does on CPU)."""
+"""Run a function on W CPU processes joined by gloo over tcp://127.0.0.1 (what --num-gpus W does on
+CPU)."""
 
 import os
 import sys
@@ -32,9 +33,10 @@ def _entry(rank, fn, world, url, result_file, args):
 
 
 def run_on_processes(fn, world, tmp_path, *args, timeout=240):
-    """``fn(rank, world, *args)`` on ``world`` gloo processes; returns the list of its per-rank results
-    (objects torch.save can store). The processes are forked (no re-import of torch and detectron2: seconds
-    per process on a busy 2-core machine) and killed if they outlive ``timeout`` seconds."""
+    """``fn(rank, world, *args)`` on ``world`` gloo processes; returns the list of its per-rank
+    results (objects torch.save can store). The processes are forked (no re-import of torch and
+    detectron2: seconds per process on a busy 2-core machine) and killed if they outlive ``timeout``
+    seconds."""
     result_file = str(tmp_path / f"result_{fn.__name__}.pt")
     url = f"tcp://127.0.0.1:{free_port()}"
     ctx = mp.start_processes(

@@ -1,6 +1,7 @@
 """
 End to end: the L-BFGS probe of a randomly initialised ResNet on 2 CPU processes (--num-gpus 2,
-gloo: the same init on both, features split across processes and gathered) gives the 1-process numbers.
+gloo: the same init on both, features split across processes and gathered) gives the 1-process
+    numbers.
 """
 
 import json

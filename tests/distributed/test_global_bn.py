@@ -1,5 +1,6 @@
-"""SimCLR's global BN: the real SimCLR model (ResNet-18 trunk + BN projection head) on 2 gloo processes with
-synchronised BN gives the loss and the gradients of one process with plain BN on the concatenated batch."""
+"""SimCLR's global BN: the real SimCLR model (ResNet-18 trunk + BN projection head) on 2 gloo
+processes with synchronised BN gives the loss and the gradients of one process with plain BN on the
+concatenated batch."""
 
 import os
 
@@ -29,7 +30,8 @@ def global_batch():
 
 
 def step(model, batch):
-    """One forward/backward; returns the loss, every parameter's gradient and the BN running means."""
+    """One forward/backward; returns the loss, every parameter's gradient and the BN running
+    means."""
     model.train()
     loss = model(batch)["loss_ntxent"]
     loss.backward()

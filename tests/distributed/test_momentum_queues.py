@@ -1,6 +1,6 @@
-"""MoCo-style methods on 2 gloo processes: shuffled BN pairs every key with its own query, and the queues
-(keys, labels, pointer) receive the GLOBAL batch: identical on both processes and equal to what one process
-enqueues for the concatenated batch."""
+"""MoCo-style methods on 2 gloo processes: shuffled BN pairs every key with its own query, and the
+queues (keys, labels, pointer) receive the GLOBAL batch: identical on both processes and equal to
+what one process enqueues for the concatenated batch."""
 
 import os
 
@@ -22,7 +22,8 @@ ARCHS = ["MoCoV2", "SupConSelfSupCon", "SCAN"]
 
 # ------------------------------------------------------------------ batch_shuffle / batch_unshuffle
 def shuffle_round_trip(x):
-    """shuffle -> a per-sample function -> unshuffle; returns (local shuffled input, output brought back)."""
+    """shuffle -> a per-sample function -> unshuffle; returns (local shuffled input, output brought
+    back)."""
     shuffled, unshuffle = batch_shuffle(x)
     return shuffled, batch_unshuffle(shuffled * 10 + 1, unshuffle)
 
@@ -54,8 +55,8 @@ def momentum_cfg(arch):
     cfg.merge_from_file(os.path.join(REPO, "configs/toy/pretrain_supcon_selfsupcon_R18.yaml"))
     cfg.MODEL.META_ARCHITECTURE = arch
     cfg.MODEL.DEVICE = "cpu"
-    # synchronised BN makes the keys independent of how the batch is split (and of the shuffle), so the
-    # 2-process keys can be compared with one process's; SHUFFLE_BN stays on (the recipe's).
+    # synchronised BN makes the keys independent of how the batch is split (and of the shuffle), so
+    # the 2-process keys can be compared with one process's; SHUFFLE_BN stays on (the recipe's).
     cfg.MODEL.TV_RESNET.NORM = "naiveSyncBN"
     cfg.MODEL.CONTRASTIVE.SHUFFLE_BN = True
     cfg.MODEL.CONTRASTIVE.PROJ_HIDDEN_DIM = 16
@@ -88,7 +89,8 @@ def queue_worker(rank, world, state_files):
     return out
 
 
-# ------------------------------------------------------------------ one set of 2 processes for all tests
+# ------------------------------------------------------------------ one set of 2 processes for all
+# tests
 def both_workers(rank, world, state_files):
     return {
         "shuffle": shuffle_worker(rank, world),

@@ -1,7 +1,7 @@
-"""End to end: toy segmentation (MoCo's FCN-16s protocol, SyncBN in trunk and head) on 2 CPU processes
-(--num-gpus 2: gloo under the simulated NCCL device rule; SyncBN becomes naiveSyncBN). The scores of the
-2-process evaluation equal a 1-process evaluation of the same final model: every test image is counted
-once, whichever process predicted it."""
+"""End to end: toy segmentation (MoCo's FCN-16s protocol, SyncBN in trunk and head) on 2 CPU
+processes (--num-gpus 2: gloo under the simulated NCCL device rule; SyncBN becomes naiveSyncBN). The
+scores of the 2-process evaluation equal a 1-process evaluation of the same final model: every test
+image is counted once, whichever process predicted it."""
 
 import json
 import os

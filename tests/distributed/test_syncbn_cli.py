@@ -1,5 +1,6 @@
-"""End to end: SimCLR with its recipe's global BN (MODEL.TV_RESNET.NORM SyncBN) through tools/pretrain_net.py
-on 2 CPU processes (--num-gpus 2: gloo; SyncBN becomes detectron2's naiveSyncBN in trunk and head)."""
+"""End to end: SimCLR with its recipe's global BN (MODEL.TV_RESNET.NORM SyncBN) through
+tools/pretrain_net.py on 2 CPU processes (--num-gpus 2: gloo; SyncBN becomes detectron2's
+naiveSyncBN in trunk and head)."""
 
 import json
 
@@ -52,7 +53,8 @@ def test_simclr_global_bn_on_two_cpu_processes(toy_root, tmp_path):
     res = json.load(open(out / "results.json"))
     assert res["method"] == "SimCLR" and res["iteration"] == 2
     final = torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)["model"]
-    # BN statistics were collected (running means start at 0) in the trunk and in the projection head
+    # BN statistics were collected (running means start at 0) in the trunk and in the projection
+    # head
     for key in (
         "encoder.resnet.bn1.running_mean",
         "encoder.resnet.layer4.1.bn2.running_mean",

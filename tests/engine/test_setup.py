@@ -95,7 +95,8 @@ def test_missing_base_deeper_in_the_chain_names_that_file(tmp_path):
 
 
 def test_a_key_given_twice_in_a_config_is_named_anywhere_in_the_chain(tmp_path):
-    """YAML keeps the last of two equal keys: a config whose SOLVER says BASE_LR twice must not run."""
+    """YAML keeps the last of two equal keys: a config whose SOLVER says BASE_LR twice must not
+    run."""
     (tmp_path / "a.yaml").write_text('_BASE_: "b.yaml"\nSOLVER:\n  MAX_ITER: 5\n')
     (tmp_path / "b.yaml").write_text(
         f'_BASE_: "{TOY_CONFIG}"\nSOLVER:\n  BASE_LR: 0.1\n  STEPS: (3,)\n  BASE_LR: 0.01\n'

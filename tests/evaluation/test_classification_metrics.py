@@ -90,8 +90,8 @@ def test_voc11_ignores_difficult_entries_and_classes_without_positives():
 
 def test_voc11_recall_thresholds_are_the_devkits():
     # 10 positives: P P P (recall exactly 3/10, precision 1), then N N N, then 7 P.
-    # The devkit's t = np.arange(0, 1.1, 0.1)[3] = 0.30000000000000004: recall 0.3 does not reach it,
-    # so t[3] gets the best precision at recall >= 0.4, max_k k/(k+3) for k = 4..10 = 10/13.
+    # The devkit's t = np.arange(0, 1.1, 0.1)[3] = 0.30000000000000004: recall 0.3 does not reach
+    # it, so t[3] gets the best precision at recall >= 0.4, max_k k/(k+3) for k = 4..10 = 10/13.
     # (Exact decimals, t = 0.3, would give (4 + 7 * 10/13) / 11 instead.)
     ranked = [1, 1, 1, 0, 0, 0] + [1] * 7
     scores = torch.arange(len(ranked), 0, -1).double()[:, None]

@@ -190,7 +190,8 @@ def test_a_new_content_is_a_miss_that_names_the_stale_entry_and_replaces_it(tmp_
 
 
 def test_two_concurrent_writers_of_one_entry_leave_a_complete_file(tmp_path):
-    """Two processes save the same entry at once: every read in between and after gets a whole entry."""
+    """Two processes save the same entry at once: every read in between and after gets a whole
+    entry."""
     import multiprocessing as mp
 
     cache = FeatureCache(tmp_path)

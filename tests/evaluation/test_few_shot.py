@@ -119,9 +119,9 @@ def test_centroid_by_hand():
 
 def test_protonet_by_hand_differs_from_the_cosine_centroid():
     # 2-way 2-shot, raw support means: class 0 ((2,0) + (5,0)) / 2 = (3.5, 0); class 1
-    # ((2.4,1.8) + (-.8,.6)) / 2 = (.8, 1.2). Query (.6,.8), label 1: squared distances 9.05 vs .2 ->
-    # right. Query (.8, 0), label 0: 7.29 vs 1.44 -> class 1, wrong: 50%. The cosine centroid puts
-    # (.8, 0) on class 0's direction (1, 0): right, 100%.
+    # ((2.4,1.8) + (-.8,.6)) / 2 = (.8, 1.2). Query (.6,.8), label 1: squared distances 9.05 vs .2
+    # -> right. Query (.8, 0), label 0: 7.29 vs 1.44 -> class 1, wrong: 50%. The cosine centroid
+    # puts (.8, 0) on class 0's direction (1, 0): right, 100%.
     feats = torch.tensor([[2.0, 0.0], [5.0, 0.0], [2.4, 1.8], [-0.8, 0.6], [0.6, 0.8], [0.8, 0.0]])
     ep = Episode(np.array([0, 1, 2, 3]), np.array([0, 0, 1, 1]), np.array([4, 5]), np.array([1, 0]))
     assert episode_accuracies(feats, [ep], classifier="protonet", progress=False).tolist() == [50.0]

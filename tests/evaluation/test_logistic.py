@@ -1,4 +1,5 @@
-"""evaluation/logistic.py: the objective against scikit-learn, warm starts, the grid, the selection."""
+"""evaluation/logistic.py: the objective against scikit-learn, warm starts, the grid, the
+selection."""
 
 import numpy as np
 import pytest
@@ -11,7 +12,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def noisy_problem(seed=0, n=60, d=8, c=3, noise=2.0):
-    """Features NxD and labels of a noisy linear rule (not separable: a finite optimum at any reg)."""
+    """Features NxD and labels of a noisy linear rule (not separable: a finite optimum at any
+    reg)."""
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, d))
     y = (x @ rng.normal(size=(c, d)).T + rng.normal(scale=noise, size=(n, c))).argmax(1)

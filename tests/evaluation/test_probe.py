@@ -25,7 +25,8 @@ C = 3
 
 
 def make_data(seed=0):
-    """{split: (image_ids, labels, {layer: features NxD float32})}, noisy enough that regs differ."""
+    """{split: (image_ids, labels, {layer: features NxD float32})}, noisy enough that regs
+    differ."""
     rng = np.random.default_rng(seed)
     centers = {layer: rng.normal(size=(C, d)) for layer, d in LAYERS.items()}
     data = {}
@@ -171,7 +172,8 @@ def test_missing_split_or_keys_are_errors(tmp_path):
 
 
 def test_a_partial_split_is_neither_fitted_nor_cached(tmp_path):
-    """A split with fewer images than the dataset (processes that disagreed on what to extract) is refused."""
+    """A split with fewer images than the dataset (processes that disagreed on what to extract) is
+    refused."""
     data = make_data()
     cache = FeatureCache(tmp_path)
     keys = cache_keys(cache)
@@ -451,7 +453,8 @@ def test_lbfgs_max_iter_and_tol_reach_every_fit(monkeypatch):
 
 
 def _load_ddp_helpers():
-    """tests/distributed/ddp_helpers.py (gloo CPU processes), loaded by path: tests/ is no package."""
+    """tests/distributed/ddp_helpers.py (gloo CPU processes), loaded by path: tests/ is no
+    package."""
     import importlib.util
 
     path = os.path.join(os.path.dirname(__file__), "..", "distributed", "ddp_helpers.py")

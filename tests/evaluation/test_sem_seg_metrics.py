@@ -1,4 +1,5 @@
-"""Segmentation scores: detectron2's SemSegEvaluator through the suite's reader, pinned on hand-made label maps."""
+"""Segmentation scores: detectron2's SemSegEvaluator through the suite's reader, pinned on hand-made
+label maps."""
 
 import numpy as np
 import pytest
@@ -52,12 +53,13 @@ def _evaluate(tmp_path, name, gts, preds, num_classes=3):
 
 
 def test_goldens_on_a_3x3_map(tmp_path):
-    # class 0: 3 px, 2 right; class 1: 3 px, 2 right; class 2: 2 px, both right; one void pixel predicted 0
+    # class 0: 3 px, 2 right; class 1: 3 px, 2 right; class 2: 2 px, both right; one void pixel
+    # predicted 0
     gt = [[0, 0, 0], [1, 1, 1], [2, 2, IGN]]
     pred = [[0, 0, 1], [1, 1, 2], [2, 2, 0]]
     res = _evaluate(tmp_path, "seg_golden", [gt], [pred])
-    # IoU: 2/3, 2/4, 2/3 -> mean 11/18; fw: 3/8*2/3 + 3/8*1/2 + 2/8*2/3 = 29/48; ACC 2/3, 2/3, 1; 6 of 8
-    # 61.1111 (the void pixel counted: IoU0 = 1/2, 55.5556)
+    # IoU: 2/3, 2/4, 2/3 -> mean 11/18; fw: 3/8*2/3 + 3/8*1/2 + 2/8*2/3 = 29/48; ACC 2/3, 2/3, 1; 6
+    # of 8 61.1111 (the void pixel counted: IoU0 = 1/2, 55.5556)
     assert res["mIoU"] == pytest.approx(100 * 11 / 18)
     assert res["fwIoU"] == pytest.approx(100 * 29 / 48)  # 60.4167
     assert res["mACC"] == pytest.approx(100 * 7 / 9)  # 77.7778
@@ -84,7 +86,8 @@ def test_scores_accumulate_over_the_dataset(tmp_path):
     gts = [[[0, 0], [1, 1]], [[0, 0], [0, 1]]]
     preds = [[[0, 0], [1, 1]], [[0, 0], [1, 0]]]
     res = _evaluate(tmp_path, "seg_accumulate", gts, preds)
-    # per image: 100 and (2/4 + 0/2) / 2 = 25 -> mean 62.5; over the dataset: class 0 4/6, class 1 2/4
+    # per image: 100 and (2/4 + 0/2) / 2 = 25 -> mean 62.5; over the dataset: class 0 4/6, class 1
+    # 2/4
     assert res["mIoU"] == pytest.approx(100 * 7 / 12)  # 58.3333, not 62.5
 
 

@@ -36,8 +36,8 @@ def prediction(boxes, scores, classes):
 
 
 def test_hand_computed_ap_and_absent_class(tmp_path):
-    # VOC boxes are 1-based inclusive; the evaluator writes predictions as xmin+1, ymin+1, xmax, ymax,
-    # so the 0-based prediction [x0-1, y0-1, x1, y1] matches the ground truth exactly.
+    # VOC boxes are 1-based inclusive; the evaluator writes predictions as xmin+1, ymin+1, xmax,
+    # ymax, so the 0-based prediction [x0-1, y0-1, x1, y1] matches the ground truth exactly.
     write_voc(
         tmp_path,
         {
@@ -77,8 +77,8 @@ def test_shifted_box_counts_only_at_low_iou(tmp_path):
     register_voc("test_voc_shift", str(tmp_path), "test", ["a"], year=2007)
     evaluator = VOCDetectionEvaluator("test_voc_shift")
     evaluator.reset()
-    # The prediction is written as (x0+1, y0+1, x1, y1) = (1, 1, 100, 62): 100 x 62 pixels inside the
-    # 100 x 100 ground truth, IoU 0.62; voc_eval matches when IoU > threshold (strictly).
+    # The prediction is written as (x0+1, y0+1, x1, y1) = (1, 1, 100, 62): 100 x 62 pixels inside
+    # the 100 x 100 ground truth, IoU 0.62; voc_eval matches when IoU > threshold (strictly).
     evaluator.process([{"image_id": "img1"}], [prediction([[0, 0, 100, 62]], [0.9], [0])])
     bbox = evaluator.evaluate()["bbox"]
     assert bbox["AP50"] == pytest.approx(100.0)

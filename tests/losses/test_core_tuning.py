@@ -1,5 +1,6 @@
-"""Core-tuning's pure parts (Zhang et al., NeurIPS 2021): focal SupCon, soft-target CE, hard pair mining,
-mixup with soft targets and the soft-label ids that replace the authors' ``10**arange(C)`` encoding."""
+"""Core-tuning's pure parts (Zhang et al., NeurIPS 2021): focal SupCon, soft-target CE, hard pair
+mining, mixup with soft targets and the soft-label ids that replace the authors' ``10**arange(C)``
+encoding."""
 
 import math
 
@@ -49,7 +50,8 @@ def _ref_by_labels(z, labels, t, normalization="positives"):
     return _ref_focal(z, lambda i, j: labels[i] == labels[j], t, normalization)
 
 
-# ------------------------------------------------------------------------------------------- focal_supcon_loss
+# -------------------------------------------------------------------------------------------
+# focal_supcon_loss
 def test_focal_supcon_hand_value():
     # a=(1,0) L0, c=(.6,.8) L0, b=(0,1) L1, d=(.8,-.6) L0; T = .5, so logits = 2 * dot:
     #   a.c=.6 -> 1.2, a.b=0 -> 0, a.d=.8 -> 1.6, c.b=.8 -> 1.6, c.d=0 -> 0, b.d=-.6 -> -1.2
@@ -57,7 +59,8 @@ def test_focal_supcon_hand_value():
     # anchor c: Z = e^1.2 (a) + e^1.6 (b) + e^0 (d); positives a (1.2), d (0)
     # anchor d: Z = e^1.6 (a) + e^0 (c) + e^-1.2 (b); positives a (1.6), c (0)
     # anchor b: no positive -> excluded
-    # term(s, Z) = (1 - e^s / Z) * (s - log Z); l = -(sum of terms) / n_i, n_i = 2 (positives) or 4 (batch)
+    # term(s, Z) = (1 - e^s / Z) * (s - log Z); l = -(sum of terms) / n_i, n_i = 2 (positives) or 4
+    # (batch)
     e = math.exp
 
     def term(s, z):
@@ -186,7 +189,8 @@ def test_focal_supcon_rejects_bad_arguments():
         focal_supcon_loss(torch.zeros(2, 3), torch.tensor([0, 1]), normalization="mean")
 
 
-# ----------------------------------------------------------------------------------- soft_target_cross_entropy
+# -----------------------------------------------------------------------------------
+# soft_target_cross_entropy
 def test_soft_target_cross_entropy_hand_value_and_reference():
     # row 1: logits (1, 0, 0), targets (.5, .5, 0): log_softmax = (1 - L, -L, -L), L = log(e + 2)
     #        loss = -(.5 (1 - L) + .5 (-L)) = L - .5
@@ -214,7 +218,8 @@ def test_soft_target_cross_entropy_hand_value_and_reference():
         soft_target_cross_entropy(x, soft[:, :4])
 
 
-# ------------------------------------------------------------------------------------------ hard_pair_indices
+# ------------------------------------------------------------------------------------------
+# hard_pair_indices
 def test_hard_pair_indices_hand_value():
     # f0=(1,0) L0, f1=(.8,.6) L0, f2=(0,1) L0, f3=(.6,.8) L1, f4=(-1,0) L2
     # anchor 0: same {1: .8, 2: 0} -> least similar 2; other {3: .6, 4: -1} -> most similar 3
@@ -237,7 +242,8 @@ def test_hard_pair_indices_hand_value():
     assert neg.tolist() == list(range(5))
 
 
-# ------------------------------------------------------------------------------------------- mixup and targets
+# ------------------------------------------------------------------------------------------- mixup
+# and targets
 def test_mixed_soft_targets_and_mix_rows():
     a, b = torch.tensor([[1.0, 2.0], [3.0, 4.0]]), torch.tensor([[5.0, 6.0], [7.0, 8.0]])
     torch.testing.assert_close(
@@ -259,8 +265,8 @@ def test_core_tuning_mixup_hand_value():
     # mixed negatives: .2 f0 + .8 f2 = (.68, .64), y = .2 e0 + .8 e1
     #                  .1 f1 + .9 f0 = (.9, .1),   y = .9 e0 + .1 e1
     #                  .2 f2 + .8 f1 = (.12, .96), y = e1 (both class 1)
-    # hard pairs: anchor 0 -> hp itself, hn 2 (cos .6 > 0); anchor 1 -> hp 2, hn 0; anchor 2 -> hp 1, hn 0
-    # mixed positives: .5 f0 + .5 f2 = (.8, .4),     y = .5 e0 + .5 e1
+    # hard pairs: anchor 0 -> hp itself, hn 2 (cos .6 > 0); anchor 1 -> hp 2, hn 0; anchor 2 -> hp
+    # 1, hn 0 mixed positives: .5 f0 + .5 f2 = (.8, .4),     y = .5 e0 + .5 e1
     #                  .25 f2 + .75 f0 = (.9, .2),   y = .75 e0 + .25 e1
     #                  1 f1 + 0 f0 = (0, 1),         y = e1
     f = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], dtype=torch.float64, requires_grad=True)
@@ -290,7 +296,8 @@ def test_core_tuning_mixup_hand_value():
     torch.testing.assert_close(targets, torch.tensor(expected_y, dtype=torch.float64))
     ids = soft_label_ids(targets).tolist()
     assert len(set(ids)) == 6 and ids[1] == ids[2] == ids[5] == ids[8]
-    # every block stays attached to the features, the originals included (the authors' code detaches them)
+    # every block stays attached to the features, the originals included (the authors' code detaches
+    # them)
     feats[:3].sum().backward()
     torch.testing.assert_close(f.grad, torch.ones_like(f))
 
@@ -321,7 +328,8 @@ def test_many_classes_match_a_reference_built_from_one_hot_rows(num_classes):
     torch.testing.assert_close(targets.sum(dim=1), torch.ones(3 * n, dtype=torch.float64))
     assert torch.equal(targets[:n], F.one_hot(labels, num_classes).double())
 
-    # reference: rows built one by one as (1 - w) onehot(a) + w onehot(b), grouped by their exact values
+    # reference: rows built one by one as (1 - w) onehot(a) + w onehot(b), grouped by their exact
+    # values
     rows = []
     for i in range(n):
         j = int(perm[i])

@@ -148,7 +148,8 @@ def test_supcon_selfsupcon_against_loop_reference():
     inst = _loop_infonce(q_inst, k_inst, queue_inst, 0.15)
     sup = _loop_queue_supcon(q_sup, labels, k_sup, labels, queue_sup, queue_labels, 0.15)
     assert abs(inst - sup) > 0.1
-    # wrong formulas that must not agree with the reference: heads swapped, memory without the batch keys
+    # wrong formulas that must not agree with the reference: heads swapped, memory without the batch
+    # keys
     assert abs(_loop_infonce(q_sup, k_sup, queue_sup, 0.15) - inst) > 0.05
     no_keys = _loop_queue_supcon(
         q_sup, labels, k_sup[:0], labels[:0], queue_sup, queue_labels, 0.15

@@ -14,7 +14,8 @@ def _unit(n, d, gen):
 
 
 def _ref_nt_xent(z1, z2, t):
-    """Loop reference on torch scalars: 2N anchors, positive = other view, denominator = all but self."""
+    """Loop reference on torch scalars: 2N anchors, positive = other view, denominator = all but
+    self."""
     n = z1.shape[0]
     z = [z1[i] for i in range(n)] + [z2[i] for i in range(n)]
     total = 0.0

@@ -1,5 +1,6 @@
-"""Cross-cutting properties of all losses: float32 logits under autocast / for half inputs, no in-place
-modification of inputs, scalar outputs, CUDA parity (skipped without a GPU), package exports."""
+"""Cross-cutting properties of all losses: float32 logits under autocast / for half inputs, no
+in-place modification of inputs, scalar outputs, CUDA parity (skipped without a GPU), package
+exports."""
 
 import pytest
 import torch

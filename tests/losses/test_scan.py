@@ -1,4 +1,5 @@
-"""SCAN (docs/design.md section 5): hand values, loop reference, reduction to queue SupCon, masking modes."""
+"""SCAN (docs/design.md section 5): hand values, loop reference, reduction to queue SupCon, masking
+modes."""
 
 import math
 
@@ -14,7 +15,8 @@ def _unit(shape, gen):
 
 
 def _ref_scan(q, q_labels, keys, key_labels, queue, queue_labels, num_neighbors, t, mode="mask"):
-    """Loop reference. Neighbours: python sort of keys[i].memory[j] (j != i) on floats (no gradient)."""
+    """Loop reference. Neighbours: python sort of keys[i].memory[j] (j != i) on floats (no
+    gradient)."""
     n = q.shape[0]
     memory = [keys[j] for j in range(n)] + [queue[j] for j in range(queue.shape[0])]
     mem_labels = [int(x) for x in key_labels] + [int(x) for x in queue_labels]
@@ -44,7 +46,8 @@ def _ref_scan(q, q_labels, keys, key_labels, queue, queue_labels, num_neighbors,
 
 
 def _hand_inputs():
-    # N=1, K=3. q = (0,1) label 0; keys = [(1,0)] label 0; queue = [(.6,.8) L0, (.8,.6) L1, (0,1) L0]
+    # N=1, K=3. q = (0,1) label 0; keys = [(1,0)] label 0; queue = [(.6,.8) L0, (.8,.6) L1, (0,1)
+    # L0]
     q = torch.tensor([[0.0, 1.0]], dtype=torch.float64)
     keys = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
     queue = torch.tensor([[0.6, 0.8], [0.8, 0.6], [0.0, 1.0]], dtype=torch.float64)
@@ -52,11 +55,12 @@ def _hand_inputs():
 
 
 def test_hand_values_mask_vs_negative():
-    # Neighbours of the MOMENTUM key (1,0): dots queue0 .6, queue1 .8, queue2 0 -> top-2 = {queue1, queue0}.
-    # Positives: key0 + queue0 (same label, neighbour); queue1 other label -> negative;
+    # Neighbours of the MOMENTUM key (1,0): dots queue0 .6, queue1 .8, queue2 0 -> top-2 = {queue1,
+    # queue0}. Positives: key0 + queue0 (same label, neighbour); queue1 other label -> negative;
     # queue2 same label but outside the neighbourhood -> masked ("mask") or negative ("negative").
     # Logits of q=(0,1) / .5: key0 0, queue0 1.6, queue1 1.2, queue2 2.
-    # mask:     lse = log(e^0 + e^1.6 + e^1.2);        loss = -((0 - lse) + (1.6 - lse)) / 2 = lse - .8
+    # mask:     lse = log(e^0 + e^1.6 + e^1.2);        loss = -((0 - lse) + (1.6 - lse)) / 2 = lse -
+    # .8
     # negative: lse = log(e^0 + e^1.6 + e^1.2 + e^2);  loss = lse - .8
     # (neighbours taken from q instead would be {queue2, queue0}: positives key0, queue0, queue2.)
     e = math.exp
@@ -74,7 +78,8 @@ def test_hand_values_mask_vs_negative():
 
 
 def test_hand_values_zero_neighbours():
-    # num_neighbors=0: only key0 is positive (logit 0). mask: queue0, queue2 masked -> kept key0, queue1:
+    # num_neighbors=0: only key0 is positive (logit 0). mask: queue0, queue2 masked -> kept key0,
+    # queue1:
     #   loss = -(0 - log(e^0 + e^1.2)); negative: loss = -(0 - log(e^0 + e^1.6 + e^1.2 + e^2))
     e = math.exp
     args = _hand_inputs()

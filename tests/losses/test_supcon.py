@@ -1,4 +1,5 @@
-"""SupCon (Khosla et al., SupContrast semantics) and the queue SupCon term of SupCon+SelfSupCon (Islam et al.)."""
+"""SupCon (Khosla et al., SupContrast semantics) and the queue SupCon term of SupCon+SelfSupCon
+(Islam et al.)."""
 
 import math
 
@@ -14,8 +15,9 @@ def _unit(shape, gen):
 
 
 def _ref_supcon(features, labels=None, mask=None, t=0.07, mode="all", base_t=0.07):
-    """Loop reference. Contrast entries in view-major order (view v, sample s); an anchor is a contrast entry
-    (all of view 0 in mode "one"); self excluded; anchors without positives skipped; mean over the rest."""
+    """Loop reference. Contrast entries in view-major order (view v, sample s); an anchor is a
+    contrast entry (all of view 0 in mode "one"); self excluded; anchors without positives skipped;
+    mean over the rest."""
     bsz, n_views = features.shape[0], features.shape[1]
     entries = [(v, s) for v in range(n_views) for s in range(bsz)]
     anchors = entries if mode == "all" else entries[:bsz]
@@ -63,10 +65,11 @@ def _ref_queue_supcon(q, q_labels, keys, key_labels, queue, queue_labels, t):
     return sum(per_anchor) / len(per_anchor) if per_anchor else q.sum() * 0
 
 
-# ----------------------------------------------------------------------------------------------- supcon_loss
+# -----------------------------------------------------------------------------------------------
+# supcon_loss
 def test_supcon_hand_value_with_anchor_without_positive():
-    # features (n_views=1): a=(1,0) label 0, c=(.6,.8) label 0, b=(0,1) label 1; T=.5, base_T=.25 -> scale 2
-    # anchor a: pos c (logit 1.2), neg b (0)   -> lp = 1.2 - log(e^1.2 + e^0)
+    # features (n_views=1): a=(1,0) label 0, c=(.6,.8) label 0, b=(0,1) label 1; T=.5, base_T=.25 ->
+    # scale 2 anchor a: pos c (logit 1.2), neg b (0)   -> lp = 1.2 - log(e^1.2 + e^0)
     # anchor c: pos a (1.2), neg b (.8/.5=1.6) -> lp = 1.2 - log(e^1.2 + e^1.6)
     # anchor b: no positive -> excluded from the mean
     e = math.exp
@@ -85,8 +88,8 @@ def test_supcon_hand_value_with_anchor_without_positive():
 
 
 def test_supcon_hand_value_contrast_mode_one():
-    # bsz=2, n_views=2, labels=None: sample 0 views (a, c), sample 1 views (b, d); a=(1,0) b=(0,1) c=(.6,.8)
-    # d=(.8,-.6); T = base_T = .5. Anchors: a, b (view 0); contrast: a, b, c, d.
+    # bsz=2, n_views=2, labels=None: sample 0 views (a, c), sample 1 views (b, d); a=(1,0) b=(0,1)
+    # c=(.6,.8) d=(.8,-.6); T = base_T = .5. Anchors: a, b (view 0); contrast: a, b, c, d.
     # anchor a: others b 0, c 1.2 (pos), d 1.6 -> -1.2 + log(1 + e^1.2 + e^1.6)
     # anchor b: others a 0, c 1.6, d -1.2 (pos) -> 1.2 + log(1 + e^1.6 + e^-1.2)
     e = math.exp
@@ -236,10 +239,12 @@ def test_supcon_gradcheck(mode):
     )
 
 
-# ----------------------------------------------------------------------------------------- queue_supcon_loss
+# -----------------------------------------------------------------------------------------
+# queue_supcon_loss
 def test_queue_supcon_hand_value():
-    # q = [a=(1,0) label 0, b=(0,1) label 1]; keys = [(1,0) L0, (.6,.8) L1]; queue = [(.8,.6) L0, (0,1) L0]; T=.5
-    # anchor a: logits key0 2, key1 1.2, queue0 1.6, queue1 0; positives key0, queue0, queue1
+    # q = [a=(1,0) label 0, b=(0,1) label 1]; keys = [(1,0) L0, (.6,.8) L1]; queue = [(.8,.6) L0,
+    # (0,1) L0]; T=.5 anchor a: logits key0 2, key1 1.2, queue0 1.6, queue1 0; positives key0,
+    # queue0, queue1
     #   lse0 = log(e^2 + e^1.2 + e^1.6 + e^0); loss0 = -((2 - lse0) + (1.6 - lse0) + (0 - lse0)) / 3
     # anchor b: logits key0 0, key1 1.6, queue0 1.2, queue1 2; positive key1 only
     #   lse1 = log(e^0 + e^1.6 + e^1.2 + e^2); loss1 = -(1.6 - lse1)
@@ -313,7 +318,8 @@ def test_queue_supcon_label_only_on_own_key_and_no_positive_guard():
     assert loss.item() == pytest.approx(
         _ref_queue_supcon(q, labels, keys, labels, queue, queue_labels, 0.07).item(), rel=1e-10
     )
-    # anchor 2 with no positive at all (its key carries another label): excluded from the mean, no NaN
+    # anchor 2 with no positive at all (its key carries another label): excluded from the mean, no
+    # NaN
     key_labels = torch.tensor([0, 0, 1])
     qq = q.clone().requires_grad_(True)
     loss = queue_supcon_loss(qq, labels, keys, key_labels, queue, queue_labels, 0.07)

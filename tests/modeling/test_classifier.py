@@ -76,7 +76,8 @@ def test_finetuning_trains_the_trunk_and_loss_is_cross_entropy():
     assert loss.requires_grad
     loss.backward()
     assert model.trunk.resnet.conv1.weight.grad is not None
-    # the same batch in eval mode uses running BN statistics: compare with a fresh train-mode pass instead
+    # the same batch in eval mode uses running BN statistics: compare with a fresh train-mode pass
+    # instead
     torch.manual_seed(0)
     again = Classifier(make_cfg("linear"))
     feats = again.trunk(

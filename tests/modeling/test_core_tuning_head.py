@@ -1,5 +1,5 @@
-"""CoreTuningHead (Zhang et al., NeurIPS 2021): layout, losses, randomness from torch's global RNG, many classes,
-the ablation flags (hard pairs, smooth boundary)."""
+"""CoreTuningHead (Zhang et al., NeurIPS 2021): layout, losses, randomness from torch's global RNG,
+many classes, the ablation flags (hard pairs, smooth boundary)."""
 
 import math
 
@@ -59,7 +59,8 @@ def test_forward_is_the_pure_pipeline_with_draws_from_the_global_rng():
     x, y = torch.randn(10, 16), torch.tensor([0, 1, 1, 2, 3, 3, 3, 4, 0, 2])
     torch.manual_seed(123)
     out = head(x, y)
-    # the same draws, in the same order: permutation, clipped shuffled weights, unclipped positive weights
+    # the same draws, in the same order: permutation, clipped shuffled weights, unclipped positive
+    # weights
     torch.manual_seed(123)
     perm = torch.randperm(10)
     shuffled = sample_mix_weights(10, 0.5, 0.7)
@@ -212,8 +213,9 @@ def test_rejects_bad_arguments():
 # paper's "CE + contrastive" row
 # ------------------------------------------------------------------------------------------------
 def _slow_focal_supcon(z, labels, temperature, normalization):
-    """Core-tuning's focal SupCon by loops in float64: l_i = -(1/n_i) sum_{j in P(i)} (1 - p_ij) log p_ij,
-    p_ij = exp(z_i.z_j/T) / sum_{k != i} exp(z_i.z_k/T); n_i = |P(i)| or N; mean over anchors with a positive."""
+    """Core-tuning's focal SupCon by loops in float64: l_i = -(1/n_i) sum_{j in P(i)} (1 - p_ij) log
+    p_ij, p_ij = exp(z_i.z_j/T) / sum_{k != i} exp(z_i.z_k/T); n_i = |P(i)| or N; mean over anchors
+    with a positive."""
     z, labels = z.detach().double().tolist(), labels.tolist()
     n, per_anchor = len(z), []
     for i in range(n):
@@ -257,7 +259,8 @@ def test_flags_default_to_core_tuning_and_both_true_is_the_core_tuning_pipeline_
     out, grad = _run(default, x, y)
     out2, grad2 = _run(explicit, x, y)
     assert all(torch.equal(out[k], out2[k]) for k in out) and torch.equal(grad, grad2)
-    # the Core-tuning path as it was before the flags: draws, 3N mixup batch, soft-target CE, focal SupCon on soft ids
+    # the Core-tuning path as it was before the flags: draws, 3N mixup batch, soft-target CE, focal
+    # SupCon on soft ids
     xr = x.clone().requires_grad_(True)
     torch.manual_seed(3)
     perm, shuffled, positive = (
@@ -308,7 +311,8 @@ def test_each_flag_alone_changes_only_its_part():
         for sb in (True, False)
     }
     full, ablation = runs[True, True], runs[False, False]
-    # the classifier's term follows SMOOTH_BOUNDARY only, the contrastive term HARD_PAIRS only (same draws)
+    # the classifier's term follows SMOOTH_BOUNDARY only, the contrastive term HARD_PAIRS only (same
+    # draws)
     for hp, sb in runs:
         assert torch.equal(runs[hp, sb]["loss_cls"], (full if sb else ablation)["loss_cls"]), (
             hp,

@@ -21,7 +21,8 @@ def global_batch():
 
 
 def losses_and_grads(x1, x2, labels, weight, gather):
-    """SimCLR and SupCon losses of the (gathered) batch and their gradients w.r.t. the shared weight."""
+    """SimCLR and SupCon losses of the (gathered) batch and their gradients w.r.t. the shared
+    weight."""
     out = {}
     for name in ("simclr", "supcon"):
         w = weight.clone().requires_grad_(True)

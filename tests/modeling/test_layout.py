@@ -1,5 +1,5 @@
-"""Layout of the modeling and losses packages: one file per pretraining family, registration on import,
-checkpoint keys that do not move, and no private helper imported across files."""
+"""Layout of the modeling and losses packages: one file per pretraining family, registration on
+import, checkpoint keys that do not move, and no private helper imported across files."""
 
 import ast
 import importlib

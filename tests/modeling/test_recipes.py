@@ -1,6 +1,6 @@
-"""The published recipes (configs/pretrain) and their toy twins (configs/toy) follow the papers where the
-optimizer and the model differ from detectron2's defaults: MoCo decays BN, SimCLR/SupCon use global BN,
-SupCon's base temperature is the reference code's 0.07."""
+"""The published recipes (configs/pretrain) and their toy twins (configs/toy) follow the papers
+where the optimizer and the model differ from detectron2's defaults: MoCo decays BN, SimCLR/SupCon
+use global BN, SupCon's base temperature is the reference code's 0.07."""
 
 import os
 
@@ -39,7 +39,8 @@ def load(path):
     "path", [f"pretrain/{r}" for r in MOCO_FAMILY] + [f"toy/{toy(r)}" for r in MOCO_FAMILY]
 )
 def test_moco_family_decays_every_bn_parameter(path):
-    """MoCo's SGD decays all parameters; detectron2's groups give norms WEIGHT_DECAY_NORM (default 0)."""
+    """MoCo's SGD decays all parameters; detectron2's groups give norms WEIGHT_DECAY_NORM (default
+    0)."""
     cfg = load(path)
     wd = cfg.SOLVER.WEIGHT_DECAY
     assert wd > 0 and cfg.SOLVER.WEIGHT_DECAY_NORM == wd
@@ -76,8 +77,9 @@ def test_simclr_and_supcon_use_global_bn_in_trunk_and_head(path):
 
 @pytest.mark.parametrize("path", ["pretrain/supcon_R50_700ep", "toy/pretrain_supcon_R18"])
 def test_supcon_base_temperature_is_the_reference_codes(path):
-    """SupContrast: SupConLoss(temperature=opt.temp) keeps base_temperature=0.07, so with T 0.1 the loss is
-    scaled by 0.1 / 0.07 (a recipe with BASE_TEMPERATURE == TEMPERATURE drops that factor)."""
+    """SupContrast: SupConLoss(temperature=opt.temp) keeps base_temperature=0.07, so with T 0.1 the
+    loss is scaled by 0.1 / 0.07 (a recipe with BASE_TEMPERATURE == TEMPERATURE drops that
+    factor)."""
     cfg = load(path)
     assert cfg.MODEL.CONTRASTIVE.BASE_TEMPERATURE == 0.07
     assert cfg.MODEL.CONTRASTIVE.TEMPERATURE == 0.1

@@ -52,7 +52,8 @@ def test_res5_head_ends_with_one_norm_of_the_config_type(model):
 
 @pytest.mark.parametrize("depth, blocks", [(18, 2), (34, 3)])
 def test_basic_block_resnets_get_a_basic_res5_head(depth, blocks):
-    """ResNet-18/34 under the C4 protocol: res5 of BasicBlocks (512 channels), as the backbone names it."""
+    """ResNet-18/34 under the C4 protocol: res5 of BasicBlocks (512 channels), as the backbone names
+    it."""
     from detectron2.modeling.backbone.resnet import BasicBlock
 
     cfg = toy_model_cfg()
@@ -78,8 +79,9 @@ def test_basic_block_resnets_get_a_basic_res5_head(depth, blocks):
 
 
 def test_converted_resnet18_fills_the_c4_backbone_and_res5_head(tmp_path):
-    """convert_to_detectron2 --base <C4 toy config> on a torchvision ResNet-18: every backbone tensor and
-    the res5 head (layer4) load from the written .pkl; only the extra norm and the heads stay fresh."""
+    """convert_to_detectron2 --base <C4 toy config> on a torchvision ResNet-18: every backbone
+    tensor and the res5 head (layer4) load from the written .pkl; only the extra norm and the heads
+    stay fresh."""
     import torchvision
 
     from contrastive_det.convert import convert_checkpoint
@@ -122,7 +124,8 @@ def test_converted_resnet18_fills_the_c4_backbone_and_res5_head(tmp_path):
 
 
 def test_detectron2_pkl_with_matching_heuristics_loads_backbone(model, tmp_path):
-    """MODEL.WEIGHTS takes a .pkl in the layout MoCo's converter writes (short names, numpy arrays)."""
+    """MODEL.WEIGHTS takes a .pkl in the layout MoCo's converter writes (short names, numpy
+    arrays)."""
     torch.manual_seed(1)
     source = build_model(toy_model_cfg())
     state = {}
@@ -248,7 +251,8 @@ def tiny_batch():
 
 
 def record_mask_head_inputs(model):
-    """Hooks: what the mask head receives, what res5 (with its norm) outputs, how often the norm runs."""
+    """Hooks: what the mask head receives, what res5 (with its norm) outputs, how often the norm
+    runs."""
     seen = {"mask_in": [], "res5_out": [], "norm_calls": 0}
     heads = model.roi_heads
 

@@ -1,5 +1,5 @@
-"""Core-tuning on pixel embeddings (this suite's adaptation): sampling, void pixels, gradients into the classifier,
-the ablation flags (hard pairs, smooth boundary)."""
+"""Core-tuning on pixel embeddings (this suite's adaptation): sampling, void pixels, gradients into
+the classifier, the ablation flags (hard pairs, smooth boundary)."""
 
 import math
 
@@ -65,8 +65,8 @@ def test_mixed_pixels_train_the_heads_classifier_and_the_features():
 # The ablation flags (CLASSIFICATION.CORE_TUNING.HARD_PAIRS / SMOOTH_BOUNDARY) on pixels
 # ------------------------------------------------------------------------------------------------
 def _slow_focal_supcon(z, labels, temperature):
-    """Focal SupCon by loops in float64, "batch" normalisation (each anchor's sum over its positives divided by
-    the M rows), mean over the anchors that have a positive."""
+    """Focal SupCon by loops in float64, "batch" normalisation (each anchor's sum over its positives
+    divided by the M rows), mean over the anchors that have a positive."""
     z, labels = z.detach().double().tolist(), labels.tolist()
     m, per_anchor = len(z), []
     for i in range(m):
@@ -98,7 +98,8 @@ def test_pixel_flags_both_true_is_the_core_tuning_pipeline_bit_for_bit():
         explicit[0]
     )
     assert torch.equal(grad, explicit[1]) and torch.equal(predictor_grad, explicit[2])
-    # the pipeline as it was before the flags: sample, mix, soft CE of the 1x1 classifier on 2M mixtures, SupCon on 3M
+    # the pipeline as it was before the flags: sample, mix, soft CE of the 1x1 classifier on 2M
+    # mixtures, SupCon on 3M
     head = _pixel_head()
     features, labels, predictor = _inputs()
     torch.manual_seed(7)

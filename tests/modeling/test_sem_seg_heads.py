@@ -1,4 +1,5 @@
-"""FCN heads and the segmentor: the loss over valid pixels, output sizes, sliding windows, both protocols' shapes."""
+"""FCN heads and the segmentor: the loss over valid pixels, output sizes, sliding windows, both
+protocols' shapes."""
 
 import math
 

@@ -1,4 +1,5 @@
-"""The supervised (cross-entropy) baseline pretrainer: golden loss, one view per image, labels, export."""
+"""The supervised (cross-entropy) baseline pretrainer: golden loss, one view per image, labels,
+export."""
 
 import os
 
@@ -44,8 +45,9 @@ def batch(labels=(3, 0, 4, 1, 3, 2), size=32, seed=0):
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 def test_loss_is_cross_entropy_of_its_own_trunk_and_classifier(smoothing):
-    """Golden: the loss equals F.cross_entropy of logits computed by hand (torchvision normalisation,
-    torchvision trunk, the linear classifier) on the one view, against the dicts' labels."""
+    """Golden: the loss equals F.cross_entropy of logits computed by hand (torchvision
+    normalisation, torchvision trunk, the linear classifier) on the one view, against the dicts'
+    labels."""
     torch.manual_seed(0)
     model = build_model(tiny_cfg(**{"MODEL.CONTRASTIVE.LABEL_SMOOTHING": smoothing})).train()
     inputs = batch()

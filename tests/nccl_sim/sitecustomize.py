@@ -1,4 +1,5 @@
-"""Installs the simulated NCCL device rule (simulated_nccl.py) in every process when CDET_SIMULATE_NCCL=1."""
+"""Installs the simulated NCCL device rule (simulated_nccl.py) in every process when
+CDET_SIMULATE_NCCL=1."""
 
 import os
 

@@ -21,15 +21,16 @@ def test_build_optimizer_choices():
     assert isinstance(build_optimizer(_tiny_cfg(OPTIMIZER="LARS"), model), LARS)
     adamw = build_optimizer(_tiny_cfg(OPTIMIZER="AdamW", ADAM_BETAS=(0.8, 0.99)), model)
     assert isinstance(adamw, torch.optim.AdamW)
-    # detectron2's groups: norm parameters get WEIGHT_DECAY_NORM (0.0), the linear weight WEIGHT_DECAY
+    # detectron2's groups: norm parameters get WEIGHT_DECAY_NORM (0.0), the linear weight
+    # WEIGHT_DECAY
     decays = {tuple(p.shape): g["weight_decay"] for g in adamw.param_groups for p in g["params"]}
     assert decays[(3, 2)] == 0.1 and decays[(3,)] == 0.0
     assert all(g["betas"] == (0.8, 0.99) and g["lr"] == 0.01 for g in adamw.param_groups)
 
 
 def _hand_adamw(p, grads, lr, betas, eps, weight_decay):
-    """Loshchilov & Hutter's AdamW written out: decoupled decay p <- p - lr*wd*p, then the bias-corrected
-    Adam step lr * m_hat / (sqrt(v_hat) + eps)."""
+    """Loshchilov & Hutter's AdamW written out: decoupled decay p <- p - lr*wd*p, then the
+    bias-corrected Adam step lr * m_hat / (sqrt(v_hat) + eps)."""
     b1, b2 = betas
     p, m, v = p.clone(), torch.zeros_like(p), torch.zeros_like(p)
     for t, g in enumerate(grads, start=1):
@@ -44,7 +45,8 @@ def _hand_adamw(p, grads, lr, betas, eps, weight_decay):
 @pytest.mark.parametrize("wd_norm", [0.0, 0.05])
 def test_adamw_matches_a_hand_written_update_per_parameter_group(wd_norm):
     """Three AdamW steps with fixed gradients against the update written out by hand: decoupled
-    WEIGHT_DECAY on the linear weight and bias, WEIGHT_DECAY_NORM on the norm's parameters, ADAM_BETAS."""
+    WEIGHT_DECAY on the linear weight and bias, WEIGHT_DECAY_NORM on the norm's parameters,
+    ADAM_BETAS."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3)).double()
     with torch.no_grad():

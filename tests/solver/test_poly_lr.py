@@ -1,4 +1,5 @@
-"""Poly learning rate: detectron2's form and mmseg's form with a floor, told apart at one iteration."""
+"""Poly learning rate: detectron2's form and mmseg's form with a floor, told apart at one
+iteration."""
 
 import pytest
 import torch

@@ -24,7 +24,8 @@ def tv_checkpoint(path, depth=18, seed=0):
 
 
 def moco_checkpoint(path, seed=1):
-    """MoCo v2's layout: {"state_dict": {"module.encoder_q.<resnet key>", MLP head fc.0/fc.2}, "epoch", ...}."""
+    """MoCo v2's layout: {"state_dict": {"module.encoder_q.<resnet key>", MLP head fc.0/fc.2},
+    "epoch", ...}."""
     torch.manual_seed(seed)
     model = torchvision.models.resnet18(weights=None)
     sd = OrderedDict(
@@ -98,7 +99,8 @@ def test_checkpoint_rows_are_converted_once_and_feed_every_transfer(tmp_path, ck
     assert lb.argv[lb.argv.index("MODEL.TV_RESNET.DEPTH") + 1] == "0"
     # a pretraining row keeps its config
     assert "MODEL.TV_RESNET.DEPTH" not in runs["transfer/lbfgs/simclr/seed0"].argv
-    # detection: converted from the canonical backbone (no seed in the folder); the run adopts its keys
+    # detection: converted from the canonical backbone (no seed in the folder); the run adopts its
+    # keys
     det_conv = runs["convert/moco_v2/det"]
     assert det_conv.deps == ["checkpoint/moco_v2"] and det_conv.argv[1] == backbone
     det = runs["transfer/det/moco_v2/seed0"]

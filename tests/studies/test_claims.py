@@ -1,5 +1,5 @@
-"""Claims of a study file, checked: intervals computed by hand, paired vs Welch, over datasets, verdicts,
-NaN, the study file's validation and the report's claims table."""
+"""Claims of a study file, checked: intervals computed by hand, paired vs Welch, over datasets,
+verdicts, NaN, the study file's validation and the report's claims table."""
 
 import csv
 import json
@@ -83,7 +83,8 @@ def test_verdicts_over_seeds(better, verdict):
 
 
 def test_one_verdict_per_matched_transfer_over_seeds_and_one_over_datasets():
-    # per-dataset differences of the means: 2, 3, 4 -> mean 3, sd 1, half t(0.975, 2) / sqrt(3) = 2.48: supported
+    # per-dataset differences of the means: 2, 3, 4 -> mean 3, sd 1, half t(0.975, 2) / sqrt(3) =
+    # 2.48: supported
     records = []
     for transfer, gap in (("linear_a", 2.0), ("linear_b", 3.0), ("linear_c", 4.0)):
         records += [rec(transfer, "supcon", s, 50.0 + gap + s) for s in range(2)]
@@ -102,8 +103,8 @@ def test_one_verdict_per_matched_transfer_over_seeds_and_one_over_datasets():
 
 
 def test_several_pretraining_seeds_are_the_unit():
-    """Two pretraining seeds x two transfer seeds per row: the units are the pretraining seeds (means of their
-    transfer seeds), so n = 2, never 4 pooled runs."""
+    """Two pretraining seeds x two transfer seeds per row: the units are the pretraining seeds
+    (means of their transfer seeds), so n = 2, never 4 pooled runs."""
     records = [
         rec("linear_a", "supcon", t, v, pretrain_seed=p)
         for p, t, v in [(0, 0, 10), (0, 1, 12), (1, 0, 14), (1, 1, 16)]
@@ -113,7 +114,8 @@ def test_several_pretraining_seeds_are_the_unit():
         for p, t, v in [(0, 0, 9), (0, 1, 9), (1, 0, 10), (1, 1, 10)]
     ]
     (r,) = check_claims([CLAIM], records)
-    # units: supcon 11, 15; supervised 9, 10 -> paired differences 2, 5: mean 3.5, sd 2.12, t(0.975, 1) = 12.71
+    # units: supcon 11, 15; supervised 9, 10 -> paired differences 2, 5: mean 3.5, sd 2.12, t(0.975,
+    # 1) = 12.71
     assert r["n"] == "n = 2" and r["difference"] == pytest.approx(3.5)
     assert r["ci95"] == pytest.approx(12.706204736174698 * math.sqrt(4.5) / math.sqrt(2))
 
@@ -217,8 +219,8 @@ def test_the_report_ends_with_the_claims_table(tmp_path):
     path = write_report(str(tmp_path), pictures=False, log=lambda line: None)
     tables = (tmp_path / "report" / "tables.md").read_text()
     assert (
-        "| SupCon transfers better: supcon > supervised on linear/score (linear_*) | linear_dtd | toy_test | +1.00 "
-        "| [+0.75, +1.25] | paired t over seeds | n = 3 | **supported** |"
+        "| SupCon transfers better: supcon > supervised on linear/score (linear_*) | linear_dtd | "
+        "toy_test | +1.00 | [+0.75, +1.25] | paired t over seeds | n = 3 | **supported** |"
     ) in tables
     assert "#### Claims" in open(path).read()
     (row,) = list(csv.DictReader(open(tmp_path / "report" / "claims.csv")))
@@ -228,8 +230,9 @@ def test_the_report_ends_with_the_claims_table(tmp_path):
 
 
 def test_a_claim_can_compare_two_transfers_of_one_row():
-    """Rows = tuning methods (Core-tuning's table): core_tuning_<set> against ce_finetune_<set> of the MoCo v2
-    row, paired by set; mean differences 2.25, 3.25, 4.25 over three sets -> mean 3.25, half t(0.975, 2) / sqrt(3)."""
+    """Rows = tuning methods (Core-tuning's table): core_tuning_<set> against ce_finetune_<set> of
+    the MoCo v2 row, paired by set; mean differences 2.25, 3.25, 4.25 over three sets -> mean 3.25,
+    half t(0.975, 2) / sqrt(3)."""
     records = []
     for s, gap in (("dtd", 2.0), ("cars", 3.0), ("pets", 4.0)):
         records += [rec(f"core_tuning_{s}", "mocov2", t, 60.0 + gap + 1.5 * t) for t in range(2)]
@@ -317,7 +320,8 @@ def test_a_claim_naming_a_row_the_study_does_not_make_is_refused(tmp_path):
 
 
 def test_a_claim_whose_rows_never_run_on_its_transfers_is_refused(tmp_path):
-    """A transfer's methods: that leaves out a row of the claim: it could only ever be "not measured"."""
+    """A transfer's methods: that leaves out a row of the claim: it could only ever be "not
+    measured"."""
     from contrastive_det.studies import expand
 
     runs = {
@@ -376,8 +380,8 @@ def test_a_claim_whose_rows_never_run_on_its_transfers_is_refused(tmp_path):
 
 
 def test_seeds_that_replicate_nothing_give_no_verdict():
-    """A deterministic probe gives every transfer seed the same value: a difference of 5 with zero spread is not
-    evidence of anything (a t interval of width 0 would call it supported)."""
+    """A deterministic probe gives every transfer seed the same value: a difference of 5 with zero
+    spread is not evidence of anything (a t interval of width 0 would call it supported)."""
     records = [rec("linear_a", "supcon", s, 15.0) for s in range(3)] + [
         rec("linear_a", "supervised", s, 10.0) for s in range(3)
     ]

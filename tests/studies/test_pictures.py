@@ -25,8 +25,8 @@ TEST_IMAGES = 4  # textured crops per class in the study's classification test s
 
 @pytest.fixture(scope="module")
 def study(toy_root, tmp_path_factory):
-    """One SimCLR pretraining (2 iterations), an L-BFGS probe and 1-iteration detection and segmentation
-    transfers, seed 0, run for real; returns (study folder, plan)."""
+    """One SimCLR pretraining (2 iterations), an L-BFGS probe and 1-iteration detection and
+    segmentation transfers, seed 0, run for real; returns (study folder, plan)."""
     sets = tmp_path_factory.mktemp("pictures_sets")
     copy_crops(toy_root, sets / "plain", {"train": 6, "test": 3})
     copy_crops(toy_root, sets / "textured", {"train": 6, "test": TEST_IMAGES}, "crops_textured")
@@ -124,7 +124,8 @@ def test_one_segmentation_picture_per_segmentation_transfer_and_dataset(study, t
 
 
 def test_features_are_those_the_run_computed(study):
-    """The rebuilt model (weights, random init, test transform) gives the features the probe cached."""
+    """The rebuilt model (weights, random init, test transform) gives the features the probe
+    cached."""
     from contrastive_det.evaluation import FeatureCache
     from contrastive_det.tasks.classification import cache_keys
 
@@ -151,7 +152,8 @@ def test_features_are_those_the_run_computed(study):
 
 
 def test_a_trained_run_is_rebuilt_with_its_final_weights(study):
-    """A detection transfer trained: the engine rebuilds it from model_final.pth, not MODEL.WEIGHTS."""
+    """A detection transfer trained: the engine rebuilds it from model_final.pth, not
+    MODEL.WEIGHTS."""
     _, plan = study
     run = _runs(plan, "det", "simclr")[0]
     cfg = pictures.load_run_config(run["out_dir"])
@@ -181,7 +183,8 @@ def test_max_images_draws_a_fixed_subset(study):
 def test_the_grid_shows_each_rows_predictions_next_to_the_ground_truth(
     study, tmp_path, monkeypatch
 ):
-    """Every cell pair: the predictions of that row's model at the threshold, then the image's ground truth."""
+    """Every cell pair: the predictions of that row's model at the threshold, then the image's
+    ground truth."""
     study_dir, plan = study
     calls = {"pred": [], "gt": []}
     cyan, magenta = np.array([0, 255, 255], np.uint8), np.array([255, 0, 255], np.uint8)
@@ -249,7 +252,8 @@ def test_unfinished_runs_are_skipped_with_a_log_line(study, tmp_path):
     for t in ("det", "lbfgs"):
         assert any(
             line.startswith(
-                f"{'detections' if t == 'det' else 'embedding'}: skipped transfer/{t}/random-init/seed0: "
+                f"{'detections' if t == 'det' else 'embedding'}: skipped "
+                f"transfer/{t}/random-init/seed0: "
                 "not finished (no results.json in"
             )
             for line in lines

@@ -12,9 +12,10 @@ from contrastive_det.studies.state import mark_done, run_digest
 
 
 def fake_study(root, results, axes=None, stale=(), episodes=None):
-    """plan.json with one transfer run per (transfer, row, method, axes, seed, metrics[, pretrain seed]), their
-    results.json and study_run.json (done under their digest, except the ids in ``stale``); ``episodes``:
-    {run id: {setting: [accuracy, ...]}} written as the few-shot runs' episode files."""
+    """plan.json with one transfer run per (transfer, row, method, axes, seed, metrics[, pretrain
+    seed]), their results.json and study_run.json (done under their digest, except the ids in
+    ``stale``); ``episodes``: {run id: {setting: [accuracy, ...]}} written as the few-shot runs'
+    episode files."""
     runs = []
     for transfer, row, method, axes_, seed, metrics, *pseed in results:
         pseed = pseed[0] if pseed else None
@@ -125,8 +126,9 @@ RESULTS = [
         {"few_shot/5way_5shot": 72.0, "few_shot/5way_5shot_ci95": 2.0},
     ),
 ]
-# each run's episodes: pooled [68, 72, 70, 74] -> mean 71, population std sqrt(5), CI 1.96 * sqrt(5) / 2 = 2.19;
-# the mean of the runs' intervals would be 1.5 (their stored values) or 2.77 (from these episodes)
+# each run's episodes: pooled [68, 72, 70, 74] -> mean 71, population std sqrt(5), CI 1.96 * sqrt(5)
+# / 2 = 2.19; the mean of the runs' intervals would be 1.5 (their stored values) or 2.77 (from these
+# episodes)
 EPISODES = {
     "transfer/fs/simclr__images-100/seed0": {"5way_5shot": [68.0, 72.0]},
     "transfer/fs/simclr__images-100/seed1": {"5way_5shot": [70.0, 74.0]},
@@ -205,8 +207,8 @@ def test_a_few_shot_row_without_every_runs_episodes_shows_no_interval(tmp_path):
 
 
 def test_stale_results_are_left_out_and_counted(tmp_path):
-    """A results.json whose run record is of another digest (the run was changed or redone since) never
-    feeds a table; the report says how many were left out and which."""
+    """A results.json whose run record is of another digest (the run was changed or redone since)
+    never feeds a table; the report says how many were left out and which."""
     fake_study(str(tmp_path), RESULTS, stale={"transfer/lbfgs/simclr__images-1000/seed1"})
     records, _, _, stale = collect(str(tmp_path))
     assert stale == ["transfer/lbfgs/simclr__images-1000/seed1"]
@@ -221,8 +223,8 @@ def test_stale_results_are_left_out_and_counted(tmp_path):
 
 
 def test_nan_metrics_are_na_never_ranked_and_never_crash(tmp_path):
-    """detectron2 writes NaN for an AP without objects: the cell says n/a, is never ranked or bold, and the
-    report's JSON stays valid JSON."""
+    """detectron2 writes NaN for an AP without objects: the cell says n/a, is never ranked or bold,
+    and the report's JSON stays valid JSON."""
     nan = float("nan")
     results = [
         ("det", "supcon", "supcon", {}, 0, {"bbox/AP50": 10.0, "bbox/APs": nan}),
@@ -249,8 +251,9 @@ def test_nan_metrics_are_na_never_ranked_and_never_crash(tmp_path):
 
 
 def test_pretraining_and_transfer_seeds_are_not_pooled(tmp_path):
-    """Two pretraining seeds x two transfer seeds: the spread is over the pretraining seeds (each the mean of
-    its transfer seeds), n = 2, marked; pooling the four values would give std 5.9 (n = 4)."""
+    """Two pretraining seeds x two transfer seeds: the spread is over the pretraining seeds (each
+    the mean of its transfer seeds), n = 2, marked; pooling the four values would give std 5.9 (n =
+    4)."""
     results = [
         ("lin", "simclr", "simclr", {}, t, {"linear/score": v}, p)
         for p, t, v in [(0, 0, 10.0), (0, 1, 12.0), (1, 0, 20.0), (1, 1, 22.0)]
@@ -270,8 +273,8 @@ def test_pretraining_and_transfer_seeds_are_not_pooled(tmp_path):
 
 
 def test_axis_plots_draw_the_baselines(tmp_path, monkeypatch):
-    """A one-at-a-time sweep's baseline (the method's run without the axis: the clean images) and random init
-    are dashed lines on the axis plot; the y axis names its unit and the title n."""
+    """A one-at-a-time sweep's baseline (the method's run without the axis: the clean images) and
+    random init are dashed lines on the axis plot; the y axis names its unit and the title n."""
     import matplotlib.axes
 
     results = [
@@ -341,8 +344,9 @@ def test_not_a_study_folder(tmp_path):
 
 
 def test_islam_table_per_protocol_with_mean_over_sets_and_mean_rank(tmp_path):
-    """One table per protocol: rows = pretraining, columns = the test sets, mean over sets and mean rank, by hand.
-    supcon 80/60/40 (ranks 1, 2, 1), simclr 70/65/30 (2, 1, 2), random-init 10/20/n/a."""
+    """One table per protocol: rows = pretraining, columns = the test sets, mean over sets and mean
+    rank, by hand. supcon 80/60/40 (ranks 1, 2, 1), simclr 70/65/30 (2, 1, 2), random-init
+    10/20/n/a."""
     values = {
         "supcon": [80.0, 60.0, 40.0],
         "simclr": [70.0, 65.0, 30.0],

@@ -243,8 +243,9 @@ def test_select_config_cli_names_a_grid_run_without_results(tmp_path):
 @pytest.mark.usefixtures("one_thread")
 @pytest.mark.slow
 def test_a_selection_study_runs_end_to_end(toy_root, tmp_path):
-    """Two fine-tuning points of 2 iterations on a tiny folder set, for random init: the refit runs use
-    the point that scored best on the held-out validation split, trained on train + validation."""
+    """Two fine-tuning points of 2 iterations on a tiny folder set, for random init: the refit runs
+    use the point that scored best on the held-out validation split, trained on train +
+    validation."""
     sets = copy_crops(toy_root, tmp_path / "sets", {"train": 6, "test": 3}, "crops_textured")
     small = {
         "DATASETS.CUSTOM": folder_sets("sel", sets),

@@ -1,7 +1,7 @@
 """
-The SLURM path on a real one-node SLURM cluster (scripts/slurm_cluster.sh: slurmctld, slurmd, slurmdbd
-with MariaDB, munge), through submitit as users run it. CI runs these as root; elsewhere they skip
-with the reason.
+The SLURM path on a real one-node SLURM cluster (scripts/slurm_cluster.sh: slurmctld, slurmd,
+slurmdbd with MariaDB, munge), through submitit as users run it. CI runs these as root; elsewhere
+they skip with the reason.
 
 One study carries the cluster's events in order: array jobs, a second driver refused by the lock,
 ``scontrol requeue`` of the running pretraining job (SIGTERM, then SLURM runs it again), the
@@ -34,8 +34,8 @@ def _why_not():
     return None
 
 
-# one pytest-xdist worker runs them all (make test: --dist loadgroup): a preempting job of one test would
-# otherwise requeue another test's jobs, and their jobs would wait for each other's CPUs
+# one pytest-xdist worker runs them all (make test: --dist loadgroup): a preempting job of one test
+# would otherwise requeue another test's jobs, and their jobs would wait for each other's CPUs
 pytestmark = [
     pytest.mark.skipif(_why_not() is not None, reason=str(_why_not())),
     pytest.mark.xdist_group("slurm_cluster"),
@@ -217,7 +217,8 @@ def test_study_on_slurm_survives_requeue_time_limit_and_a_killed_driver(
     )
     assert second.returncode == 2 and f"pid {driver.pid}" in second.stderr, second.stderr[-2000:]
 
-    # scontrol requeue: SIGTERM to the job (the CLI saves a checkpoint and stops), SLURM runs it again
+    # scontrol requeue: SIGTERM to the job (the CLI saves a checkpoint and stops), SLURM runs it
+    # again
     _wait("training to start", lambda: _training_starts(run_log), 600, driver, log1)
     time.sleep(3)
     subprocess.run(["scontrol", "requeue", job], check=True, timeout=60)
@@ -237,7 +238,8 @@ def test_study_on_slurm_survives_requeue_time_limit_and_a_killed_driver(
     )
     assert "--resume" in _tail(run_log, 10**7)
 
-    # the time-limit signal (SIGUSR2, what --signal=USR2@120 sends): the job requeues itself, resumes again
+    # the time-limit signal (SIGUSR2, what --signal=USR2@120 sends): the job requeues itself,
+    # resumes again
     time.sleep(3)
     subprocess.run(["scancel", "--signal=USR2", job], check=True, timeout=60)
     _wait(
@@ -324,9 +326,9 @@ def test_a_job_of_two_tasks_is_read_with_results(cluster, tmp_path):
 
 @pytest.mark.slow
 def test_preempted_run_continues_with_resume(cluster, toy_root, tmp_path, monkeypatch):
-    """SLURM's preemption (PreemptMode=REQUEUE): a job of the high-priority partition takes the CPUs;
-    the running pretraining job gets SIGTERM, stops with a checkpoint, is requeued by SLURM and ends
-    with --resume from that checkpoint; the executor reports one success."""
+    """SLURM's preemption (PreemptMode=REQUEUE): a job of the high-priority partition takes the
+    CPUs; the running pretraining job gets SIGTERM, stops with a checkpoint, is requeued by SLURM
+    and ends with --resume from that checkpoint; the executor reports one success."""
     from contrastive_det.studies.executors import SubmititExecutor
 
     monkeypatch.setenv("DETECTRON2_DATASETS", str(toy_root))

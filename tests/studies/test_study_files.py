@@ -39,8 +39,8 @@ def test_study_file_expands_and_every_run_config_loads(path):
         if not os.path.isfile(config):
             config = run.meta["config"]
         cfg = load_config(argparse.Namespace(config_file=config, opts=run.argv[i + 2 :]))
-        # the schedule the trainer builds (a bad poly floor, say: refused here, not at iteration 0); MAX_ITER 0
-        # is a protocol without SGD iterations (L-BFGS probe, few-shot)
+        # the schedule the trainer builds (a bad poly floor, say: refused here, not at iteration 0);
+        # MAX_ITER 0 is a protocol without SGD iterations (L-BFGS probe, few-shot)
         if cfg.SOLVER.MAX_ITER > 0:
             build_lr_scheduler(
                 cfg, torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.SOLVER.BASE_LR)
@@ -48,8 +48,9 @@ def test_study_file_expands_and_every_run_config_loads(path):
 
 
 def test_the_demo_study_covers_what_the_main_job_promises():
-    """`make demo` runs Makefile's DEMO_STUDY: SimCLR, SupCon and a joint objective against random init,
-    linear probe and few-shot for every row and detection for SupCon and random init, each over >= 3 seeds."""
+    """`make demo` runs Makefile's DEMO_STUDY: SimCLR, SupCon and a joint objective against random
+    init, linear probe and few-shot for every row and detection for SupCon and random init, each
+    over >= 3 seeds."""
     import re
 
     makefile = open(os.path.join(REPO, "Makefile")).read()
@@ -71,8 +72,8 @@ def test_the_demo_study_covers_what_the_main_job_promises():
 
 
 # ------------------------------------------------------------------------------------------------
-# The seed studies' designs, asserted on their expanded plans (the runs tools/run_study.py would start)
-# ------------------------------------------------------------------------------------------------
+# The seed studies' designs, asserted on their expanded plans (the runs tools/run_study.py would
+# start) ------------------------------------------------------------------------------------------------
 SEED_STUDIES = (
     "islam",
     "cole_quantity",
@@ -111,7 +112,8 @@ def _transfers(name):
 
 @functools.lru_cache(maxsize=None)
 def _transfer_config(name, transfer):
-    """The checked config of the transfer's first run (as tools/train_net.py checks it before training)."""
+    """The checked config of the transfer's first run (as tools/train_net.py checks it before
+    training)."""
     from contrastive_det.engine.task import get_task
 
     run = _transfers(name)[transfer][0]
@@ -164,7 +166,8 @@ def test_every_seed_study_has_a_toy_twin_of_the_same_design_and_a_time_estimate(
             a["key"] for a in study.axes.values()
         ), seed
         assert toy.sweep == study.sweep, seed
-        # the seed's claims, stated in both, with the same kind of comparison (rows or two transfers of a row)
+        # the seed's claims, stated in both, with the same kind of comparison (rows or two transfers
+        # of a row)
         assert study.claims and toy.claims, seed
         assert {bool(c.get("row")) for c in toy.claims} == {
             bool(c.get("row")) for c in study.claims
@@ -178,10 +181,11 @@ def test_every_seed_study_has_a_toy_twin_of_the_same_design_and_a_time_estimate(
             assert {c.MODEL.META_ARCHITECTURE for c in _pretrain(f"{seed}_toy").values()} == arch, (
                 seed
             )
-            # well under an hour on 2 CPU cores, the figure marked as an estimate until measured (then with its commit)
+            # well under an hour on 2 CPU cores, the figure marked as an estimate until measured
+            # (then with its commit)
             minutes = re.search(
-                r"Time on 2 CPU cores with --jobs 2: (?:about (\d+) minutes \(ESTIMATE|(\d+) min \d+ s "
-                r"\(MEASURED, commit [0-9a-f]{7})",
+                r"Time on 2 CPU cores with --jobs 2: (?:about (\d+) minutes \(ESTIMATE|(\d+) min "
+                r"\d+ s \(MEASURED, commit [0-9a-f]{7})",
                 _header(f"{seed}_toy"),
             )
             assert minutes and int(minutes.group(1) or minutes.group(2)) <= 45, seed
@@ -228,7 +232,8 @@ def test_islam_runs_four_protocols_on_the_12_sets_and_two_detection_transfers():
             "res4",
             "res5",
         )  # layerwise: the low/mid-level probes
-        # linear, fine-tuning and the layer-wise probes score on the same test split (Islam's own where they made one)
+        # linear, fine-tuning and the layer-wise probes score on the same test split (Islam's own
+        # where they made one)
         assert tests["linear"] == tests["finetune"] == tests["layerwise"], s
         assert tests["few_shot"] == (f"{s}_all",), s
     voc, coco = _transfer_config("islam", "voc0712"), _transfer_config("islam", "coco")
@@ -297,7 +302,8 @@ def test_cole_quantity_plots_all_images_at_their_true_count():
     study = load_study(_path("cole_quantity"))
     values = study.axes["images"]["values"]
     assert study.axes["images"]["key"] == "DATASETS.PRETRAIN.SUBSET_COUNT" and 0 not in values
-    # ImageNet-1k's training images, the count linear_sgd/imagenet.yaml's 100 epochs are computed from
+    # ImageNet-1k's training images, the count linear_sgd/imagenet.yaml's 100 epochs are computed
+    # from
     imagenet = _transfer_config("cole_quantity", "linear_imagenet")
     assert max(values) == 1281167 and imagenet.SOLVER.MAX_ITER == round(100 * 1281167 / 256)
     assert values == sorted(values) and max(values) / min(values) >= 10  # the report's log axis
@@ -419,7 +425,8 @@ def test_cole_granularity_compares_simclr_and_supervised_on_a_fine_grained_task(
     ],
 )
 def test_cole_granularity_evaluates_at_several_label_granularities(name, fine, allowed, minimum):
-    """The fine transfer and one per coarser level: the same recipe, data and rows, CLASSIFICATION.LABEL_MAP apart."""
+    """The fine transfer and one per coarser level: the same recipe, data and rows,
+    CLASSIFICATION.LABEL_MAP apart."""
     transfers = _transfers(name)
     levels = {t[len(fine) + 1 :] for t in transfers if t.startswith(fine + "_")}
     assert len(levels) >= minimum and levels <= allowed
@@ -533,7 +540,8 @@ def test_core_tuning_puts_the_tuning_methods_side_by_side_on_every_set(name, set
     ],
 )
 def test_core_tuning_runs_the_ce_plus_contrastive_ablation_on_every_set(name, sets, seg_sets):
-    """The paper's "CE + contrastive" row: Core-tuning's run with hard-pair mining and the smooth boundary off."""
+    """The paper's "CE + contrastive" row: Core-tuning's run with hard-pair mining and the smooth
+    boundary off."""
     transfers, spec = _transfers(name), load_study(_path(name)).transfers
     assert {f"ce_contrastive_{s}" for s in sets} <= set(transfers)
     for s in sets:

@@ -94,7 +94,8 @@ def test_expansion_ids_dependencies_and_commands(tmp_path):
     assert cls.argv[cls.argv.index("RESULTS.METHOD") + 1] == "supcon"
     conv = by_id["convert/supcon__images-40/seed0/det"]
     det = by_id["transfer/det/supcon__images-40/seed0"]
-    # one shape: the transfer's own config, the converted weights (whose recorded keys train_net adopts)
+    # one shape: the transfer's own config, the converted weights (whose recorded keys train_net
+    # adopts)
     assert conv.argv[1:] == [
         os.path.join(pre.out_dir, "backbone.pth"),
         conv.outputs[0],
@@ -108,7 +109,8 @@ def test_expansion_ids_dependencies_and_commands(tmp_path):
     )
     assert det.argv[det.argv.index("MODEL.WEIGHTS") + 1] == conv.outputs[0]
     assert "MODEL.KEYS_FROM_WEIGHTS" not in det.argv
-    # random init: classification without weights; detection without weights, shaped like the first row
+    # random init: classification without weights; detection without weights, shaped like the first
+    # row
     rnd = by_id["transfer/lbfgs/random-init/seed0"]
     assert rnd.deps == [] and rnd.argv[rnd.argv.index("MODEL.WEIGHTS") + 1] == ""
     assert "MODEL.KEYS_FROM_WEIGHTS" not in rnd.argv
@@ -198,7 +200,8 @@ def test_eta_costs_each_pending_run_by_its_own_groups_mean():
 
     pre, det, lin = ("pretrain", None), ("transfer", "det"), ("transfer", "lin")
     durations = {pre: [300.0, 200.0], lin: [10.0, 30.0]}
-    # 3 linear runs (20 s each), 2 at a time; the 2 detection runs have no finished one: counted, not guessed
+    # 3 linear runs (20 s each), 2 at a time; the 2 detection runs have no finished one: counted,
+    # not guessed
     assert estimate_eta(durations, [det, det, lin, lin, lin], 2) == (3 * 20.0 / 2, 2)
     assert estimate_eta(durations, [pre], 1) == (250.0, 0)  # its group's mean, not the overall mean
     assert estimate_eta({}, [pre], 1) == (0.0, 1)
@@ -387,7 +390,8 @@ def test_runner_skips_done_runs_and_reruns_changed_ones(tmp_path):
 
 
 def test_a_label_map_edited_in_place_redoes_the_runs_that_read_it(tmp_path):
-    """CLASSIFICATION.LABEL_MAP names a file: its content, not only its path, is in the run's digest."""
+    """CLASSIFICATION.LABEL_MAP names a file: its content, not only its path, is in the run's
+    digest."""
     label_map = tmp_path / "parity.json"
     label_map.write_text(json.dumps({str(d): ("even" if d % 2 == 0 else "odd") for d in range(10)}))
     write_study(
@@ -492,7 +496,8 @@ def test_a_run_killed_with_a_checkpoint_continues_with_resume(tmp_path):
 
 
 def test_a_checkpoint_of_another_digest_is_never_resumed(tmp_path):
-    """The run's state says another digest (its config changed): it starts afresh and the stale tag goes."""
+    """The run's state says another digest (its config changed): it starts afresh and the stale tag
+    goes."""
     study = small_study(tmp_path)
     runs = expand(study)
     run_study(study, WritingExecutor(runs, fail={"pretrain/supcon/seed0"}), log=lambda line: None)
@@ -700,8 +705,9 @@ def test_tiny_study_end_to_end_then_report(mini_sets, toy_root, tmp_path):
 
 @pytest.mark.slow
 def test_a_study_over_brought_checkpoints_and_a_pretraining_run(mini_sets, toy_root, tmp_path):
-    """Two existing checkpoints (MoCo v2's layout, torchvision's) and one pretraining run end in one report
-    whose rows are all three (and random init); a conversion that fails fails only its row."""
+    """Two existing checkpoints (MoCo v2's layout, torchvision's) and one pretraining run end in one
+    report whose rows are all three (and random init); a conversion that fails fails only its
+    row."""
     from test_checkpoint_rows import moco_checkpoint, tv_checkpoint
 
     moco = moco_checkpoint(str(tmp_path / "moco_v2_800ep_pretrain.pth.tar"))
@@ -743,7 +749,8 @@ def test_a_study_over_brought_checkpoints_and_a_pretraining_run(mini_sets, toy_r
     for row in ("simclr", "moco_v2", "sup_tv", "random-init"):
         assert f"| {row} |" in tables, tables
     assert "| broken |" not in tables
-    # the same command again: the conversions and transfers are not redone, the broken row is tried again
+    # the same command again: the conversions and transfers are not redone, the broken row is tried
+    # again
     proc = study_cli([str(path), "--no-report"], toy_root, timeout=600)
     assert (
         "START checkpoint/moco_v2" not in proc.stdout and "START checkpoint/broken" in proc.stdout
@@ -797,14 +804,15 @@ def test_killed_study_continues_where_it_stopped(mini_sets, toy_root, tmp_path):
 
 
 def test_local_runs_on_a_gpu_machine_each_get_their_own_devices(tmp_path):
-    """--jobs N with 4 GPUs: each training run sees only its --num-gpus devices (CUDA_VISIBLE_DEVICES),
-    a run waits until enough are free, other tools see none; never two runs on one device."""
+    """--jobs N with 4 GPUs: each training run sees only its --num-gpus devices
+    (CUDA_VISIBLE_DEVICES), a run waits until enough are free, other tools see none; never two runs
+    on one device."""
     from contrastive_det.studies.executors import LocalExecutor
 
     tool = tmp_path / "train_net.py"  # stands for the training CLI: records what it was given
     tool.write_text(
-        "import os, sys, time\nprint('devices=' + os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>'))\n"
-        "time.sleep(float(sys.argv[sys.argv.index('--sleep') + 1]))\n"
+        "import os, sys, time\nprint('devices=' + os.environ.get('CUDA_VISIBLE_DEVICES', "
+        "'<unset>'))\ntime.sleep(float(sys.argv[sys.argv.index('--sleep') + 1]))\n"
     )
     other = tmp_path / "convert_to_detectron2.py"
     other.write_text(tool.read_text())
@@ -833,8 +841,8 @@ def test_local_runs_on_a_gpu_machine_each_get_their_own_devices(tmp_path):
 
 
 def test_each_kind_of_run_gets_its_own_resources(tmp_path):
-    """Conversions never inherit a training job's GPUs and days; the study file's per-kind and per-transfer
-    resources override the command line's; --num-gpus follows the GPUs per task."""
+    """Conversions never inherit a training job's GPUs and days; the study file's per-kind and
+    per-transfer resources override the command line's; --num-gpus follows the GPUs per task."""
     from contrastive_det.studies.resources import num_gpus_per_task, parse_slurm_time
 
     path = write_study(tmp_path / "s.yaml", **{"pretrain.axes": {}})
@@ -1004,8 +1012,8 @@ def test_cluster_resources_are_checked_against_the_partition_before_submitting(m
 
 
 def test_an_axis_can_apply_to_some_methods_only(tmp_path):
-    """SCAN's neighbourhood size swept for SCAN alone: the other methods run once, without the axis (their
-    rows become the plots' dashed baselines), never once per value under other names."""
+    """SCAN's neighbourhood size swept for SCAN alone: the other methods run once, without the axis
+    (their rows become the plots' dashed baselines), never once per value under other names."""
     path = write_study(
         tmp_path / "s.yaml",
         **{
@@ -1032,7 +1040,8 @@ def test_an_axis_can_apply_to_some_methods_only(tmp_path):
 
 
 def test_a_new_tasks_study_weights_and_checkpoint_opts_need_no_edit_in_studies(tmp_path):
-    """How a study feeds a task its trunk comes from the Task class (study_weights, checkpoint_row_opts)."""
+    """How a study feeds a task its trunk comes from the Task class (study_weights,
+    checkpoint_row_opts)."""
     from contrastive_det.engine.task import TASK_REGISTRY
     from contrastive_det.tasks.detection import DetectionTask
 

@@ -107,8 +107,9 @@ def test_an_edited_csv_label_changes_the_key(toy_root, tmp_path):
         write_csv(root / f"{split}.csv", rows[split])
     classes = str([str(c) for c in range(10)])
     custom = (
-        f"[{{'NAME': 'csv_train', 'FORMAT': 'csv', 'CSV': '{root / 'train.csv'}', 'CLASSES': {classes}}}, "
-        f"{{'NAME': 'csv_test', 'FORMAT': 'csv', 'CSV': '{root / 'test.csv'}', 'CLASSES': {classes}}}]"
+        f"[{{'NAME': 'csv_train', 'FORMAT': 'csv', 'CSV': '{root / 'train.csv'}', 'CLASSES': "
+        f"{classes}}}, {{'NAME': 'csv_test', 'FORMAT': 'csv', 'CSV': '{root / 'test.csv'}', "
+        f"'CLASSES': {classes}}}]"
     )
     base = opts(custom, "csv", tmp_path / "o", tmp_path / "c")
     first = cache_keys(run_config(LBFGS, base), "csv_test")
@@ -147,8 +148,8 @@ def test_a_test_class_unseen_in_training_is_named(toy_root, tmp_path):
     )
     assert proc.returncode != 0
     assert (
-        "Dataset 'unseen_test' has class(es) '7' (4 images) that the training set 'unseen_train' does not have"
-        in (proc.stdout + proc.stderr)
+        "Dataset 'unseen_test' has class(es) '7' (4 images) that the training set 'unseen_train' "
+        "does not have" in (proc.stdout + proc.stderr)
     )
     assert not (out / "results.json").exists()
 
@@ -158,8 +159,9 @@ def test_declared_classes_with_a_missing_folder_keep_their_labels(toy_root, tmp_
     shutil.rmtree(root / "test" / "0")
     classes = str([str(c) for c in range(10)])
     custom = (
-        f"[{{'NAME': 'decl_train', 'FORMAT': 'folder', 'ROOT': '{root / 'train'}', 'CLASSES': {classes}}}, "
-        f"{{'NAME': 'decl_test', 'FORMAT': 'folder', 'ROOT': '{root / 'test'}', 'CLASSES': {classes}}}]"
+        f"[{{'NAME': 'decl_train', 'FORMAT': 'folder', 'ROOT': '{root / 'train'}', 'CLASSES': "
+        f"{classes}}}, {{'NAME': 'decl_test', 'FORMAT': 'folder', 'ROOT': '{root / 'test'}', "
+        f"'CLASSES': {classes}}}]"
     )
     cfg = run_config(LBFGS, opts(custom, "decl", tmp_path / "o", tmp_path / "c"))
     test = probe_dicts(cfg, "decl_test")["test"]

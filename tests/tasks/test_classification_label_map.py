@@ -1,9 +1,9 @@
 """
-CLASSIFICATION.LABEL_MAP: a classification transfer evaluated at a coarser label granularity (Cole et
-al. 2022, finding iv) on a tiny class-per-folder copy of the textured toy digits: digit -> parity gives
-2 classes everywhere (head, labels of every split, evaluator, cached targets), results.json names the
-map, a class missing from the map stops the run naming it, and each granularity has its own feature
-cache entries (a changed map is extracted again, never served the other map's labels).
+CLASSIFICATION.LABEL_MAP: a classification transfer evaluated at a coarser label granularity (Cole
+et al. 2022, finding iv) on a tiny class-per-folder copy of the textured toy digits: digit -> parity
+gives 2 classes everywhere (head, labels of every split, evaluator, cached targets), results.json
+names the map, a class missing from the map stops the run naming it, and each granularity has its
+own feature cache entries (a changed map is extracted again, never served the other map's labels).
 """
 
 import json
@@ -80,7 +80,8 @@ def test_a_parity_probe_has_two_classes_and_each_granularity_its_own_cache_entri
     assert parity["config_digest"] != fine["config_digest"]
     score = parity["metrics"]["gran_test"]["linear/score"]
     assert 0.0 <= score <= 100.0 and score != fine["metrics"]["gran_test"]["linear/score"]
-    # the cached targets of every split are the parity labels: even = 0, odd = 1 (sorted coarse names)
+    # the cached targets of every split are the parity labels: even = 0, odd = 1 (sorted coarse
+    # names)
     cfg = run_config(LBFGS, opts(crops, tmp_path / "x", cache, PARITY))
     keys, store = cache_keys(cfg, "gran_test"), FeatureCache(cache)
     for split in ("train", "val", "test"):
@@ -181,7 +182,8 @@ def test_cache_keys_change_with_the_maps_content(crops, tmp_path):
         assert (
             len({fine[k].split("/")[0], parity[k].split("/")[0], magnitude[k].split("/")[0]}) == 3
         ), k
-    # the same file rewritten with another map (same name, same size: labels swapped) is another entry
+    # the same file rewritten with another map (same name, same size: labels swapped) is another
+    # entry
     edited = write_map(tmp_path / "edit.json", json.load(open(PARITY)))
     before = keys(edited)
     write_map(

@@ -1,4 +1,5 @@
-"""A NaN/inf loss stops every process at the same iteration, names it, and keeps the last checkpoint loadable."""
+"""A NaN/inf loss stops every process at the same iteration, names it, and keeps the last checkpoint
+loadable."""
 
 import os
 

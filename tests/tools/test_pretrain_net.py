@@ -1,4 +1,5 @@
-"""End to end: tools/pretrain_net.py for every method on tiny class-per-folder sets of the toy digit crops."""
+"""End to end: tools/pretrain_net.py for every method on tiny class-per-folder sets of the toy digit
+crops."""
 
 import json
 import math
@@ -148,7 +149,8 @@ def test_export_from_any_checkpoint(mini_crops, toy_root, tmp_path):
 def test_pretraining_starts_from_a_resnet_of_any_layout_in_every_encoder(
     mini_crops, toy_root, tmp_path
 ):
-    """MODEL.WEIGHTS of a pretraining run: a MoCo-layout ResNet-18 fills the query and the momentum encoder."""
+    """MODEL.WEIGHTS of a pretraining run: a MoCo-layout ResNet-18 fills the query and the momentum
+    encoder."""
     import argparse
 
     import torchvision
@@ -265,7 +267,8 @@ MOCO_DDP = {"MODEL.CONTRASTIVE.QUEUE_SIZE": "48"}
 
 @pytest.fixture(scope="module")
 def mocov2_one_machine(mini_crops, toy_root, tmp_path_factory):
-    """MoCo v2, 2 steps, --num-gpus 2 on CPU (one machine, 2 gloo processes); returns (output dir, process)."""
+    """MoCo v2, 2 steps, --num-gpus 2 on CPU (one machine, 2 gloo processes); returns (output dir,
+    process)."""
     out = tmp_path_factory.mktemp("mocov2_one_machine")
     proc = run_cli(
         "pretrain_net.py",
@@ -283,7 +286,8 @@ def mocov2_one_machine(mini_crops, toy_root, tmp_path_factory):
 
 @pytest.mark.slow
 def test_mocov2_on_two_cpu_processes_with_shuffled_bn(mocov2_one_machine):
-    """--num-gpus 2 on CPU: gloo, MoCo's shuffled BN across the 2 processes, the global batch enqueued."""
+    """--num-gpus 2 on CPU: gloo, MoCo's shuffled BN across the 2 processes, the global batch
+    enqueued."""
     out, proc = mocov2_one_machine
     assert "World size: 2" in proc.stdout + proc.stderr
     final = torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)["model"]
@@ -297,11 +301,11 @@ def test_mocov2_on_two_cpu_processes_with_shuffled_bn(mocov2_one_machine):
 
 def _run_two_machines(argv, out, datasets_root, attempts=3, machine_opts=((), ())):
     """
-    Launch ``pretrain_net.py argv`` as machine 0 and machine 1 of two on localhost; return (procs, logs).
-    When one machine fails, the other (left waiting for its peer) is stopped. gloo's tcp transport can
-    abort a process (SIGABRT, "terminate called without an active exception") when a connection of its
-    full-mesh set-up fails transiently (pytorch/gloo#162): such a start, killed by a signal before
-    training began, is retried on a fresh port. Any other failure is returned as is.
+    Launch ``pretrain_net.py argv`` as machine 0 and machine 1 of two on localhost; return (procs,
+    logs). When one machine fails, the other (left waiting for its peer) is stopped. gloo's tcp
+    transport can abort a process (SIGABRT, "terminate called without an active exception") when a
+    connection of its full-mesh set-up fails transiently (pytorch/gloo#162): such a start, killed by
+    a signal before training began, is retried on a fresh port. Any other failure is returned as is.
     """
     for attempt in range(attempts):
         shutil.rmtree(out, ignore_errors=True)
@@ -361,7 +365,8 @@ def test_two_machines_equal_one_machine_with_two_processes(
     """
     --num-machines 2 (two launches on localhost, one process each, joined by --dist-url) trains the
     same model as --num-gpus 2 on one machine: the same global ranks, seeds, gathers and queue.
-    Machine 1 is given SEED -1 (a seed drawn on each machine): the main process's SEED 7 is the run's.
+    Machine 1 is given SEED -1 (a seed drawn on each machine): the main process's SEED 7 is the
+    run's.
     """
     one, _ = mocov2_one_machine
     two = tmp_path / "two_machines"
@@ -387,7 +392,8 @@ def test_two_machines_equal_one_machine_with_two_processes(
 
 
 def test_random_init_baseline_over_seeds(mini_crops, toy_root, tmp_path):
-    """--eval-only without weights and --seeds: kNN of the randomly initialised network, one init per seed."""
+    """--eval-only without weights and --seeds: kNN of the randomly initialised network, one init
+    per seed."""
     out = tmp_path / "random_init"
     proc = run_cli(
         "pretrain_net.py",

@@ -1,4 +1,5 @@
-"""End to end: tools/pretrain_net.py with the study axes (subset, label map, corruption) on toy digit crops."""
+"""End to end: tools/pretrain_net.py with the study axes (subset, label map, corruption) on toy
+digit crops."""
 
 import json
 import os
@@ -107,8 +108,8 @@ def test_subset_larger_than_the_data_fails_before_training(axes_crops, toy_root,
     )
     assert proc.returncode != 0
     assert (
-        "DATASETS.PRETRAIN.SUBSET_COUNT 1000 is larger than the data: the training set has 80 images"
-        in proc.stderr
+        "DATASETS.PRETRAIN.SUBSET_COUNT 1000 is larger than the data: the training set has 80 "
+        "images" in proc.stderr
     )
     assert "Starting training" not in proc.stdout + proc.stderr
     assert not (out / "results.json").exists() and not (out / "pretrain_data.json").exists()

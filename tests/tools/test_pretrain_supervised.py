@@ -1,5 +1,5 @@
-"""End to end: the supervised baseline through tools/pretrain_net.py (toy config, 3 iterations), then its
-backbone.pth through tools/convert_to_detectron2.py."""
+"""End to end: the supervised baseline through tools/pretrain_net.py (toy config, 3 iterations),
+then its backbone.pth through tools/convert_to_detectron2.py."""
 
 import json
 import math
@@ -14,7 +14,8 @@ from test_pretrain_net import config, fast_opts, torchvision_resnet18_keys
 
 @pytest.fixture(scope="module")
 def supervised_run(toy_root, tmp_path_factory):
-    """3 iterations of configs/toy/pretrain_supervised_R18.yaml on 8 train / 4 test crops per class."""
+    """3 iterations of configs/toy/pretrain_supervised_R18.yaml on 8 train / 4 test crops per
+    class."""
     crops = copy_crops(toy_root, tmp_path_factory.mktemp("sup_crops"), {"train": 8, "test": 4})
     out = tmp_path_factory.mktemp("supervised")
     run_cli(

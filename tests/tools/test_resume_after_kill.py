@@ -96,13 +96,15 @@ def _finish(proc, timeout=600):
 
 
 def _kill_after_first_checkpoint(proc, out, timeout=600):
-    """SIGKILL ``proc`` as soon as ``out/last_checkpoint`` names a periodic (not final) checkpoint."""
+    """SIGKILL ``proc`` as soon as ``out/last_checkpoint`` names a periodic (not final)
+    checkpoint."""
     tag = out / "last_checkpoint"
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
             pytest.fail(
-                f"the run ended ({proc.returncode}) before it could be killed:\n{open(proc.log_path).read()[-4000:]}"
+                f"the run ended ({proc.returncode}) before it could be "
+                f"killed:\n{open(proc.log_path).read()[-4000:]}"
             )
         name = tag.read_text().strip() if tag.is_file() else ""
         if name.startswith("model_0") and name != "model_final.pth":
@@ -128,7 +130,8 @@ def assert_same_run(ref_dir, resumed_dir):
         if a.shape != b.shape or diff > 1e-6:
             different[key] = diff
     assert not different, (
-        f"{len(different)} of {len(ref)} tensors differ after resume: {dict(list(different.items())[:8])}"
+        f"{len(different)} of {len(ref)} tensors differ after resume: "
+        f"{dict(list(different.items())[:8])}"
     )
     r_ref = json.loads((ref_dir / "results.json").read_text())
     r_got = json.loads((resumed_dir / "results.json").read_text())
@@ -190,7 +193,8 @@ def test_pretraining_resumes_exactly_after_kill(method, mini_crops, toy_root, tm
 
 @pytest.mark.slow
 def test_segmentation_resumes_exactly_after_kill(toy_root, tmp_path):
-    """Random scale/crop/flip, photometric distortion, dropout and the pixel Core-tuning draws included."""
+    """Random scale/crop/flip, photometric distortion, dropout and the pixel Core-tuning draws
+    included."""
     config = os.path.join(REPO, "configs", "toy", "seg_digits_R_50_FCN_D8.yaml")
     opts = [
         "SOLVER.MAX_ITER",

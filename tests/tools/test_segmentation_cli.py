@@ -1,4 +1,5 @@
-"""tools/train_net.py on the toy segmentation configs: plumbing, an oracle score, converted weights, the stem check."""
+"""tools/train_net.py on the toy segmentation configs: plumbing, an oracle score, converted weights,
+the stem check."""
 
 import json
 import os
@@ -70,7 +71,8 @@ def _test_labels(toy_root):
 
 
 def test_all_background_prediction_scores_the_oracle_values(toy_root, tmp_path):
-    """A head that always says "background": mIoU = background IoU / classes present, mACC = 100 / classes present."""
+    """A head that always says "background": mIoU = background IoU / classes present, mACC = 100 /
+    classes present."""
     from contrastive_det.config import get_cfg
     from detectron2.modeling import build_model
 

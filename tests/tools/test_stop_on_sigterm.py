@@ -22,7 +22,8 @@ def _wait_for(proc, text, timeout=600):
     while time.time() < deadline:
         if proc.poll() is not None:
             pytest.fail(
-                f"the run ended ({proc.returncode}) before {text!r}:\n{open(proc.log_path).read()[-4000:]}"
+                f"the run ended ({proc.returncode}) before "
+                f"{text!r}:\n{open(proc.log_path).read()[-4000:]}"
             )
         if text in open(proc.log_path).read():
             return

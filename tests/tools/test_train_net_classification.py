@@ -59,7 +59,8 @@ def results(out):
 
 
 def save_moco_checkpoint(path, seed=0):
-    """A MoCo-layout checkpoint (module.encoder_q.*) of a torchvision ResNet-18 with non-trivial BN statistics."""
+    """A MoCo-layout checkpoint (module.encoder_q.*) of a torchvision ResNet-18 with non-trivial BN
+    statistics."""
     torch.manual_seed(seed)
     net = torchvision.models.resnet18(weights=None)
     for m in net.modules():
@@ -74,7 +75,8 @@ def save_moco_checkpoint(path, seed=0):
 
 
 def test_linear_sgd_probe_keeps_the_trunk_frozen_with_precise_bn(mini_textured, toy_root, tmp_path):
-    """Weights from MoCo's layout; PreciseBN on: the trunk (weights and BN statistics) ends bit-identical."""
+    """Weights from MoCo's layout; PreciseBN on: the trunk (weights and BN statistics) ends
+    bit-identical."""
     source = tmp_path / "moco.pth.tar"
     net = save_moco_checkpoint(source)
     out = tmp_path / "lin"
@@ -180,7 +182,8 @@ def test_layerwise_probe_reports_every_layer(mini_textured, toy_root, tmp_path):
     )
     m = results(out)["metrics"]["mini_tex_test"]
     assert not any(k.startswith("layerwise/res3") for k in m)
-    # res5: the linear probe of the same weights and data reads the same cached features and fits the same
+    # res5: the linear probe of the same weights and data reads the same cached features and fits
+    # the same
     lin = tmp_path / "lin"
     run_cli(
         "train_net.py",
@@ -258,7 +261,8 @@ def test_few_shot_seeds_give_mean_std_and_ci(mini_textured, toy_root, tmp_path):
             mean, ci = mean_ci95(accs)
             assert math.isclose(m[f"few_shot/5way_{shots}shot"], mean, abs_tol=1e-9)
             assert math.isclose(m[f"few_shot/5way_{shots}shot_ci95"], ci, abs_tol=1e-9) and ci > 0
-            # each episode's accuracy is kept, so that a study pools the episodes of its seeds for one interval
+            # each episode's accuracy is kept, so that a study pools the episodes of its seeds for
+            # one interval
             kept = json.load(open(out / f"seed{seed}" / "few_shot_episodes" / "mini_tex_test.json"))
             assert kept["seed"] == seed and kept["layer"] == "res5"
             assert kept["episodes"][f"5way_{shots}shot"] == pytest.approx(
@@ -333,8 +337,8 @@ def test_epoch_schedule_is_recorded_and_resumes_without_a_config_change(
     )
     first = run_cli("train_net.py", ["--config-file", config("linear_sgd"), *overrides], toy_root)
     assert (
-        "CLASSIFICATION.EPOCHS 2 of 100 training images at batch 32: SOLVER.MAX_ITER 6, SOLVER.STEPS [3]"
-        in first.stdout + first.stderr
+        "CLASSIFICATION.EPOCHS 2 of 100 training images at batch 32: SOLVER.MAX_ITER 6, "
+        "SOLVER.STEPS [3]" in first.stdout + first.stderr
     )
     assert results(out)["iteration"] == 6
     with open(out / "config.yaml") as f:

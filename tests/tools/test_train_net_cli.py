@@ -1,4 +1,5 @@
-"""tools/train_net.py: bad input, seed sweeps, user datasets from YAML, and DDP on 2 CPU processes."""
+"""tools/train_net.py: bad input, seed sweeps, user datasets from YAML, and DDP on 2 CPU
+processes."""
 
 import json
 import os
@@ -60,7 +61,8 @@ def test_corrupt_training_image_names_the_file(toy_root, tmp_path):
         "OUTPUT_DIR",
         str(tmp_path / "out"),
     ]
-    # the pre-flight scan (on by default for small sets) lists every bad file (train + test) before training
+    # the pre-flight scan (on by default for small sets) lists every bad file (train + test) before
+    # training
     proc = run_cli("train_net.py", args, toy_root, check=False)
     assert proc.returncode != 0 and "2 of 6 images cannot be read" in proc.stderr, proc.stderr[
         -3000:

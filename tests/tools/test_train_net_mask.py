@@ -1,4 +1,5 @@
-"""End to end: Mask R-CNN R50-C4 (MoCo's COCO protocol) on the toy digits' COCO JSON with stroke masks."""
+"""End to end: Mask R-CNN R50-C4 (MoCo's COCO protocol) on the toy digits' COCO JSON with stroke
+masks."""
 
 import json
 import math

@@ -45,7 +45,8 @@ def test_canonical_export_as_model_weights(toy_root, tmp_path):
     log = proc.stdout + proc.stderr
     assert f"MODEL.WEIGHTS {weights} is not in detectron2's layout" in log
     assert "265/265 detectron2 backbone tensors matched" in log and "tolerance 0.0001: OK" in log
-    # the toy config is the caffe2-layout protocol: the run adopts the converted weights' keys, listed
+    # the toy config is the caffe2-layout protocol: the run adopts the converted weights' keys,
+    # listed
     assert (
         f"Keys adopted from {weights} (config -> weights):" in log
         and "INPUT.FORMAT 'BGR' -> 'RGB'" in log
@@ -98,8 +99,9 @@ def test_unrecognised_weights_stop_the_run_before_training(toy_root, tmp_path):
 
 
 def test_converted_r18_trains_under_an_r50_protocol_by_adopting_its_keys(toy_root, tmp_path):
-    """The README's quick start: convert with --base (fit checked), then train the protocol's own config
-    with MODEL.WEIGHTS r18.pkl; the run adopts the keys the .pkl records and loads every backbone tensor."""
+    """The README's quick start: convert with --base (fit checked), then train the protocol's own
+    config with MODEL.WEIGHTS r18.pkl; the run adopts the keys the .pkl records and loads every
+    backbone tensor."""
     torch.manual_seed(0)
     state = {
         k: v

@@ -82,8 +82,8 @@ def test_no_module_calls_torch_distributed_tensor_collectives_itself():
 
 
 def test_simulated_nccl_refuses_a_cpu_tensor_from_the_package(tmp_path):
-    """The test harness itself (tests/nccl_sim): a package collective on a CPU tensor that did not go
-    through collectives.on_backend fails as NCCL fails; the same through the helpers passes."""
+    """The test harness itself (tests/nccl_sim): a package collective on a CPU tensor that did not
+    go through collectives.on_backend fails as NCCL fails; the same through the helpers passes."""
     script = tmp_path / "probe.py"
     script.write_text(
         "import os, torch, torch.distributed as dist\n"

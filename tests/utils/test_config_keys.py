@@ -1,4 +1,5 @@
-"""utils/config_keys.py: dotted keys, and the one writer of command-line override values (cli_value)."""
+"""utils/config_keys.py: dotted keys, and the one writer of command-line override values
+(cli_value)."""
 
 import pytest
 

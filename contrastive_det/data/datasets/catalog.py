@@ -30,7 +30,8 @@ from .voc_sem_seg import SEGMENTATION_SETS, load_voc_sem_seg, voc_sem_seg_layout
 
 logger = logging.getLogger(__name__)
 
-# The textured-background digit crops (a second toy domain): <toy_root>/crops_textured/{train,test}/<class>/
+# The textured-background digit crops (a second toy domain):
+# <toy_root>/crops_textured/{train,test}/<class>/
 CROPS_TEXTURED_SUBDIR = getattr(toy_constants, "CROPS_TEXTURED_SUBDIR", "crops_textured")
 
 # Metrics a single-label classification set may declare (the evaluator's names): top-1 accuracy and
@@ -39,7 +40,8 @@ SINGLE_LABEL_METRICS = ("top1", "mean_per_class")
 
 
 def _same(old, new):
-    """Metadata equality that reads no file: a lazy class list equals only a lazy list of the same source."""
+    """Metadata equality that reads no file: a lazy class list equals only a lazy list of the same
+    source."""
     if isinstance(old, LazyClassList) or isinstance(new, LazyClassList):
         return isinstance(old, LazyClassList) and isinstance(new, LazyClassList) and old == new
     return old == new
@@ -58,7 +60,8 @@ def register_dataset(name, loader, **metadata):
 
 
 def register_voc(name, dirname, split, class_names, year=2007):
-    """A dataset in Pascal VOC layout, evaluated with detectron2's VOC evaluator (2007: 11-point)."""
+    """A dataset in Pascal VOC layout, evaluated with detectron2's VOC evaluator (2007:
+    11-point)."""
     class_names = list(class_names)
     register_dataset(
         name,
@@ -135,7 +138,8 @@ def register_classification_csv(name, csv_file, class_names, root=None, metric="
     class_names = [str(c) for c in class_names]
     if not class_names or len(set(class_names)) != len(class_names):
         raise ValueError(
-            f"register_classification_csv('{name}'): class names must be non-empty and unique, got {class_names}"
+            f"register_classification_csv('{name}'): class names must be non-empty and unique, got "
+            f"{class_names}"
         )
     image_root = root or os.path.dirname(os.path.abspath(csv_file))
     register_dataset(
@@ -153,7 +157,8 @@ def register_classification_csv(name, csv_file, class_names, root=None, metric="
 
 
 def _register_voc_sem_seg(name, dirname, split, stuff_classes, label_dir="SegmentationClass"):
-    """A semantic segmentation set in VOC2012's layout (:func:`.voc_sem_seg.load_voc_sem_seg`), registered lazily."""
+    """A semantic segmentation set in VOC2012's layout (:func:`.voc_sem_seg.load_voc_sem_seg`),
+    registered lazily."""
     layout = voc_sem_seg_layout(dirname, split, label_dir)
     list_file = os.path.join(dirname, SEGMENTATION_SETS, f"{split}.txt")
     register_dataset(
@@ -274,7 +279,8 @@ def register_sem_seg(
     list_file = os.path.expanduser(list_file) if list_file else None
     if os.path.abspath(image_root) == os.path.abspath(label_root):
         raise ValueError(
-            f"register_sem_seg('{name}'): the images and the label maps must be in two folders, got {image_root} twice"
+            f"register_sem_seg('{name}'): the images and the label maps must be in two folders, "
+            f"got {image_root} twice"
         )
     values = (
         f"0 = other, c = class c-1, {IGNORE_LABEL} = ignore"
@@ -348,7 +354,8 @@ def register_datasets_from_config(cfg):
             )
         if unknown:
             raise ValueError(
-                f"{where} (FORMAT {fmt}) has unknown key(s) {unknown}; allowed: {sorted(required | optional)}"
+                f"{where} (FORMAT {fmt}) has unknown key(s) {unknown}; allowed: "
+                f"{sorted(required | optional)}"
             )
         classes = entry.get("CLASSES")
         if classes is not None and (
@@ -357,7 +364,8 @@ def register_datasets_from_config(cfg):
             raise ValueError(f"{where}.CLASSES must be a list of class names, got {classes!r}")
         if fmt == "csv" and (not classes or len(set(classes)) != len(classes)):
             raise ValueError(
-                f"{where}.CLASSES must list the (unique) class names in label order, got {classes!r}"
+                f"{where}.CLASSES must list the (unique) class names in label order, got "
+                f"{classes!r}"
             )
         if fmt == "sem_seg":
             check_sem_seg_args(
@@ -368,7 +376,8 @@ def register_datasets_from_config(cfg):
             )
             if entry.get("LIST") is not None and not isinstance(entry["LIST"], str):
                 raise ValueError(
-                    f"{where}.LIST must be the path of a text file of image stems, got {entry['LIST']!r}"
+                    f"{where}.LIST must be the path of a text file of image stems, got "
+                    f"{entry['LIST']!r}"
                 )
         metric = entry.get("METRIC", "top1")
         if metric not in SINGLE_LABEL_METRICS:
@@ -383,8 +392,8 @@ def register_datasets_from_config(cfg):
         )
         if builtin:
             logger.warning(
-                f"{where}: NAME '{name}' replaces the built-in dataset of the same name (downstream set "
-                f"'{builtin}'); choose another NAME to keep both"
+                f"{where}: NAME '{name}' replaces the built-in dataset of the same name "
+                f"(downstream set '{builtin}'); choose another NAME to keep both"
             )
         if fmt == "voc":
             register_voc(

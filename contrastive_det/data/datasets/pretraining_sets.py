@@ -6,7 +6,8 @@ leave on disk (datasets/README.md, "Pretraining sets"):
 * iNaturalist 2021 (``$DETECTRON2_DATASETS/inat2021/``): ``inat2021_train``,
   ``inat2021_train_mini`` and ``inat2021_val``, from the COCO-style ``{train,train_mini,val}.json``;
   the taxonomy of its categories gives label maps to coarser levels
-  (:func:`write_inat2021_label_map`, for ``DATASETS.PRETRAIN.LABEL_MAP`` and ``CLASSIFICATION.LABEL_MAP``);
+  (:func:`write_inat2021_label_map`, for ``DATASETS.PRETRAIN.LABEL_MAP`` and
+  ``CLASSIFICATION.LABEL_MAP``);
 * Places365-Standard (``$DETECTRON2_DATASETS/places365/``): ``places365_train`` and
   ``places365_val``, from the official file lists.
 
@@ -21,7 +22,8 @@ The dataset dicts follow the classification contract of
 :mod:`contrastive_det.data.classification` (``file_name``, ``image_id``, ``label``,
 ``class_name``), sorted by label then image id, as the pretraining loader consumes them.
 
-A label map to the iNat 2021 orders, for ``DATASETS.PRETRAIN.LABEL_MAP`` (or ``CLASSIFICATION.LABEL_MAP``)::
+A label map to the iNat 2021 orders, for ``DATASETS.PRETRAIN.LABEL_MAP`` (or
+``CLASSIFICATION.LABEL_MAP``)::
 
     python -c "from contrastive_det.data import write_inat2021_label_map as w; w('inat2021_order.json', 'order')"
 """
@@ -144,7 +146,8 @@ def inat2021_categories(json_file):
     """
     The categories of an iNat 2021 JSON file, sorted by ``id``: label ``i`` is the ``i``-th
     (contiguous ``0..C-1`` whatever the ids are). Each is the file's dict (``id``, ``name``,
-    ``kingdom``, ``phylum``, ``class``, ``order``, ``family``, ``genus``, ``specific_epithet``, ...).
+    ``kingdom``, ``phylum``, ``class``, ``order``, ``family``, ``genus``, ``specific_epithet``,
+    ...).
     """
     return _categories(_read_json(json_file), json_file)
 
@@ -221,9 +224,10 @@ def read_inat2021(root, split, classes):
 
 def _inat2021_layout(root):
     return (
-        f"{root}/{{train,train_mini,val}}.json (COCO-style: images[id, file_name], annotations[image_id, "
-        f"category_id], categories[id, name, kingdom, phylum, class, order, family, genus, specific_epithet]) "
-        f"+ {root}/{{train,train_mini,val}}/<nnnnn>_<Kingdom>_..._<genus>_<epithet>/<uuid>.jpg "
+        f"{root}/{{train,train_mini,val}}.json (COCO-style: images[id, file_name], "
+        f"annotations[image_id, category_id], categories[id, name, kingdom, phylum, class, order, "
+        f"family, genus, specific_epithet]) + "
+        f"{root}/{{train,train_mini,val}}/<nnnnn>_<Kingdom>_..._<genus>_<epithet>/<uuid>.jpg "
         "(the iNat 2021 archives unpacked)"
     )
 
@@ -232,9 +236,9 @@ def register_inat2021(root=None):
     """
     Register iNaturalist 2021 in ``root`` (default ``$DETECTRON2_DATASETS/inat2021``) as
     ``inat2021_train``, ``inat2021_train_mini`` and ``inat2021_val`` (lazily; see the module
-    docstring). ``inat2021_<split>`` reads ``root/<split>.json`` and the images under ``root/<split>/``.
-    Labels are the categories sorted by id (``0..C-1``); metadata ``classes`` are their names.
-    Returns the names.
+    docstring). ``inat2021_<split>`` reads ``root/<split>.json`` and the images under
+    ``root/<split>/``. Labels are the categories sorted by id (``0..C-1``); metadata ``classes`` are
+    their names. Returns the names.
     """
     root = os.path.expanduser(root) if root else os.path.join(datasets_root(), INAT2021_FOLDER)
     classes = LazyClassList(
@@ -282,7 +286,8 @@ def inat2021_label_map(categories, level, lineage=True):
         bare = str(c[level]).strip()
         if not lineage and lineage_of.setdefault(bare, path) != path:
             raise ValueError(
-                f"the {level} name {bare!r} is used by two lineages ({lineage_of[bare]} and {path}); "
+                f"the {level} name {bare!r} is used by two lineages ({lineage_of[bare]} and "
+                f"{path}); "
                 "use lineage=True for unambiguous coarse classes"
             )
         mapping[str(c["name"])] = path if lineage else bare
@@ -292,9 +297,9 @@ def inat2021_label_map(categories, level, lineage=True):
 def write_inat2021_label_map(output_file, level, root=None, json_file=None, lineage=True):
     """
     Write the label map of iNat 2021 at taxonomy ``level`` (see :func:`inat2021_label_map`) to
-    ``output_file`` as the JSON object ``DATASETS.PRETRAIN.LABEL_MAP`` and ``CLASSIFICATION.LABEL_MAP`` expect
-    (``{"fine class name": "coarse class name", ...}``, fine names = metadata ``classes`` of the
-    ``inat2021_*`` sets, in label order), atomically.
+    ``output_file`` as the JSON object ``DATASETS.PRETRAIN.LABEL_MAP`` and
+    ``CLASSIFICATION.LABEL_MAP`` expect (``{"fine class name": "coarse class name", ...}``, fine
+    names = metadata ``classes`` of the ``inat2021_*`` sets, in label order), atomically.
 
     Args:
         output_file (str): the JSON file to write
@@ -339,7 +344,8 @@ def _lines(path):
 
 
 def _scene_class(path_text):
-    """``/a/airfield`` -> ``airfield``, ``/a/apartment_building/outdoor`` -> ``apartment_building/outdoor``."""
+    """``/a/airfield`` -> ``airfield``, ``/a/apartment_building/outdoor`` ->
+    ``apartment_building/outdoor``."""
     parts = path_text.strip("/").split("/")
     if len(parts) < 2 or len(parts[0]) != 1 or not all(parts):
         return None
@@ -389,7 +395,8 @@ def read_places365(root, split, classes, image_dir):
             )
         if split == "train" and _scene_class(os.path.dirname("/" + rel)) != classes[label]:
             raise DatasetLayoutError(
-                f"{path}:{line}: {fields[0]!r} is not in the folder of class {label} ({classes[label]!r})"
+                f"{path}:{line}: {fields[0]!r} is not in the folder of class {label} "
+                f"({classes[label]!r})"
             )
         dicts.append(
             {
@@ -404,11 +411,13 @@ def read_places365(root, split, classes, image_dir):
 
 def _places365_layout(root):
     return (
-        f"{root}/{PLACES365_CATEGORIES} (lines '/a/airfield 0') + {root}/places365_train_standard.txt "
-        f"(lines '/a/airfield/00000001.jpg 0') + {root}/places365_val.txt (lines 'Places365_val_00000001.jpg 165') "
-        f"+ {root}/data_256/<letter>/<class>/<nnnnnnnn>.jpg + {root}/val_256/Places365_val_<nnnnnnnn>.jpg "
-        "(filelist_places365-standard.tar, train_256_places365standard.tar and val_256.tar unpacked; "
-        "data_large/ and val_large/ are read when the 256 px folders are absent)"
+        f"{root}/{PLACES365_CATEGORIES} (lines '/a/airfield 0') + "
+        f"{root}/places365_train_standard.txt (lines '/a/airfield/00000001.jpg 0') + "
+        f"{root}/places365_val.txt (lines 'Places365_val_00000001.jpg 165') + "
+        f"{root}/data_256/<letter>/<class>/<nnnnnnnn>.jpg + "
+        f"{root}/val_256/Places365_val_<nnnnnnnn>.jpg "
+        "(filelist_places365-standard.tar, train_256_places365standard.tar and val_256.tar "
+        "unpacked; data_large/ and val_large/ are read when the 256 px folders are absent)"
     )
 
 

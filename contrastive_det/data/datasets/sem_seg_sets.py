@@ -2,9 +2,10 @@
 Semantic segmentation sets, registered by name and read from the files their official archives
 leave on disk under ``$DETECTRON2_DATASETS`` (datasets/README.md, "Semantic segmentation sets"):
 
-* Pascal VOC 2012 (``VOC2012/``, detectron2's own VOC root): ``voc_2012_sem_seg_{train,val,trainval}``
-  from ``ImageSets/Segmentation/<split>.txt``, ``JPEGImages/`` and the palette PNGs of
-  ``SegmentationClass/``; 21 classes, "background" then VOC's 20.
+* Pascal VOC 2012 (``VOC2012/``, detectron2's own VOC root):
+  ``voc_2012_sem_seg_{train,val,trainval}`` from ``ImageSets/Segmentation/<split>.txt``,
+  ``JPEGImages/`` and the palette PNGs of ``SegmentationClass/``; 21 classes, "background" then
+  VOC's 20.
 * ``voc_2012_sem_seg_train_aug`` (10,582 images), from whichever exists of (a) the widely shared
   pre-converted ``VOC2012/SegmentationClassAug/`` (ids: ``ImageSets/Segmentation/train_aug.txt``
   when present, else every id with a PNG there minus the VOC val ids) and (b) SBD's own release
@@ -20,9 +21,9 @@ leave on disk under ``$DETECTRON2_DATASETS`` (datasets/README.md, "Semantic segm
   ``ade20k_sem_seg_{train,val}`` read a pre-converted ``annotations_detectron2/`` instead.
 
 A user's own image and label folders are registered by
-:func:`contrastive_det.data.datasets.catalog.register_sem_seg` (``DATASETS.CUSTOM`` entries ``FORMAT: sem_seg``),
-which lives in the catalog with the other user formats (this module imports the catalog, not the
-reverse).
+:func:`contrastive_det.data.datasets.catalog.register_sem_seg` (``DATASETS.CUSTOM`` entries
+``FORMAT: sem_seg``), which lives in the catalog with the other user formats (this module imports
+the catalog, not the reverse).
 
 Cityscapes, the decision: detectron2 registers ``cityscapes_fine_sem_seg_{train,val,test}`` with
 ``evaluator_type`` "cityscapes_sem_seg" (its ``CityscapesSemSegEvaluator``, which needs
@@ -44,8 +45,8 @@ dicts follow :mod:`contrastive_det.data.sem_seg_labels` (``file_name``, ``sem_se
 ``image_id``; ``height``/``width`` only for the VOC splits, see below), sorted by ``image_id``.
 Loading a set of the built-in root whose image count differs from the official one logs a warning.
 
-The VOC splits are read with :func:`contrastive_det.data.datasets.voc_sem_seg.load_voc_sem_seg` (which
-also gives ``height``/``width`` from the image headers); train_aug has its own reader.
+The VOC splits are read with :func:`contrastive_det.data.datasets.voc_sem_seg.load_voc_sem_seg`
+(which also gives ``height``/``width`` from the image headers); train_aug has its own reader.
 """
 
 import functools
@@ -111,7 +112,8 @@ VOC_FOLDER = "VOC2012"
 VOC_SPLITS = ("train", "val", "trainval")
 VOC_LIST_DIR = os.path.join("ImageSets", "Segmentation")
 SBD_FOLDER = "SBD"
-# where SBD's dataset/ folder (cls/, img/, train.txt, val.txt) may sit under $DETECTRON2_DATASETS/SBD
+# where SBD's dataset/ folder (cls/, img/, train.txt, val.txt) may sit under
+# $DETECTRON2_DATASETS/SBD
 SBD_SUBDIRS = ("", "dataset", os.path.join("benchmark_RELEASE", "dataset"))
 CITYSCAPES_FOLDER = "cityscapes"
 CITYSCAPES_SPLITS = ("train", "val")
@@ -129,8 +131,8 @@ def _folder(path):
 def _read_ids(path):
     """
     The ids of an image-set file: the first token of each non-blank line; a token that is a path
-    or a file name (DeepLab's ``train_aug.txt``: ``/JPEGImages/<id>.jpg /SegmentationClassAug/<id>.png``)
-    gives its base name without extension.
+    or a file name (DeepLab's ``train_aug.txt``: ``/JPEGImages/<id>.jpg
+    /SegmentationClassAug/<id>.png``) gives its base name without extension.
     """
     lines = read_text_lines(path, "image ids")
     ids = []
@@ -155,16 +157,17 @@ def _check_pairs(dicts, what):
         missing = [d[key] for d in dicts if not os.path.isfile(d[key])]
         if missing:
             raise DatasetLayoutError(
-                f"{len(missing)} of the {len(dicts)} {kind} files of {what} are missing: {first_few(missing)}"
+                f"{len(missing)} of the {len(dicts)} {kind} files of {what} are missing: "
+                f"{first_few(missing)}"
             )
     return dicts
 
 
 def _load(name, read, official_root=None):
     """
-    The DatasetCatalog loader (:func:`.catalog.load_sem_seg_split`: check the metadata's paths, read,
-    check ids are unique, sort by id); warn when ``official_root`` is the built-in root and the
-    count is not the official one.
+    The DatasetCatalog loader (:func:`.catalog.load_sem_seg_split`: check the metadata's paths,
+    read, check ids are unique, sort by id); warn when ``official_root`` is the built-in root and
+    the count is not the official one.
     """
     dicts = load_sem_seg_split(name, read)
     expected = OFFICIAL_COUNTS.get(name)
@@ -175,8 +178,10 @@ def _load(name, read, official_root=None):
         ):
             if len(dicts) != expected:
                 logger.warning(
-                    f"Dataset '{name}' has {len(dicts):,} images; the official split has {expected:,}. "
-                    f'Check the files under {folder} (datasets/README.md, "Semantic segmentation sets").'
+                    f"Dataset '{name}' has {len(dicts):,} images; the official split has "
+                    f"{expected:,}. "
+                    f'Check the files under {folder} (datasets/README.md, "Semantic segmentation '
+                    f'sets").'
                 )
     return dicts
 
@@ -204,8 +209,9 @@ def _register_sem_seg(
 # ----------------------------------------------------------------------------------------------
 def read_voc_sem_seg(voc_root, split, label_dir="SegmentationClass", name=None):
     """
-    The dicts of ``<voc_root>/ImageSets/Segmentation/<split>.txt``: :func:`.voc_sem_seg.load_voc_sem_seg`
-    (which checks every label and reads each image's size from its header).
+    The dicts of ``<voc_root>/ImageSets/Segmentation/<split>.txt``:
+    :func:`.voc_sem_seg.load_voc_sem_seg` (which checks every label and reads each image's size from
+    its header).
     """
     return load_voc_sem_seg(voc_root, split, label_dir, name=name)
 
@@ -222,7 +228,8 @@ def _sbd_dir(sbd_root):
 def read_voc_train_aug(voc_root, sbd_dir=None):
     """
     VOC2012 train_aug: from ``<voc_root>/SegmentationClassAug/`` when ``sbd_dir`` is None, else
-    from SBD's ``sbd_dir/{cls,img,train.txt,val.txt}`` with VOC's labels preferred (module docstring).
+    from SBD's ``sbd_dir/{cls,img,train.txt,val.txt}`` with VOC's labels preferred (module
+    docstring).
     """
     val_file = os.path.join(voc_root, VOC_LIST_DIR, "val.txt")
     images = os.path.join(voc_root, "JPEGImages")
@@ -279,8 +286,9 @@ def read_voc_train_aug(voc_root, sbd_dir=None):
         dicts.append(_record(i, image, label))
     if no_label:
         raise DatasetLayoutError(
-            f"{len(no_label)} of the {len(ids)} train_aug ids have neither {voc_root}/SegmentationClass/<id>.png "
-            f"nor {sbd_dir}/cls/<id>.mat: {first_few(no_label)}"
+            f"{len(no_label)} of the {len(ids)} train_aug ids have neither "
+            f"{voc_root}/SegmentationClass/<id>.png nor {sbd_dir}/cls/<id>.mat: "
+            f"{first_few(no_label)}"
         )
     if no_image:
         raise DatasetLayoutError(
@@ -312,7 +320,8 @@ def register_voc_2012_sem_seg(voc_root=None, sbd_root=None):
     for split in VOC_SPLITS:
         layout = (
             f"{voc_root}/ImageSets/Segmentation/{split}.txt (one id a line), JPEGImages/<id>.jpg, "
-            "SegmentationClass/<id>.png (palette PNGs) - the VOCtrainval_11-May-2012 devkit's VOC2012 folder"
+            "SegmentationClass/<id>.png (palette PNGs) - the VOCtrainval_11-May-2012 devkit's "
+            "VOC2012 folder"
         )
         names.append(
             _register_sem_seg(
@@ -332,10 +341,14 @@ def register_voc_2012_sem_seg(voc_root=None, sbd_root=None):
     aug = os.path.join(voc_root, "SegmentationClassAug")
     sbd_dir = None if os.path.isdir(aug) else _sbd_dir(sbd_root)
     layout = (
-        f"either {voc_root}/SegmentationClassAug/<id>.png (the pre-converted SBD+VOC labels; ids from "
-        "ImageSets/Segmentation/train_aug.txt, else every PNG there minus the ids of val.txt) or SBD's "
-        f"benchmark_RELEASE/dataset unpacked as {sbd_root}/{{cls/<id>.mat,img/<id>.jpg,train.txt,val.txt}} "
-        "together with VOC2012's ImageSets/Segmentation/{train,val}.txt and SegmentationClass/; images from "
+        f"either {voc_root}/SegmentationClassAug/<id>.png (the pre-converted SBD+VOC labels; ids "
+        f"from "
+        "ImageSets/Segmentation/train_aug.txt, else every PNG there minus the ids of val.txt) or "
+        "SBD's "
+        f"benchmark_RELEASE/dataset unpacked as "
+        f"{sbd_root}/{{cls/<id>.mat,img/<id>.jpg,train.txt,val.txt}} "
+        "together with VOC2012's ImageSets/Segmentation/{train,val}.txt and SegmentationClass/; "
+        "images from "
         f"{voc_root}/JPEGImages/<id>.jpg"
     )
     if sbd_dir is None:
@@ -399,8 +412,8 @@ def check_cityscapes_files(image_dir, gt_dir):
             )
     if stray:
         raise DatasetLayoutError(
-            f"{image_dir} holds {len(stray)} entries that are not <city>/<name>{CITYSCAPES_IMAGE_SUFFIX}: "
-            + first_few(stray)
+            f"{image_dir} holds {len(stray)} entries that are not "
+            f"<city>/<name>{CITYSCAPES_IMAGE_SUFFIX}: " + first_few(stray)
         )
     if not images:
         raise DatasetLayoutError(
@@ -419,7 +432,8 @@ def check_cityscapes_files(image_dir, gt_dir):
     ]
     if no_json:
         raise DatasetLayoutError(
-            f"{len(no_json)} of the {len(images)} images have no gtFine annotation: {first_few(no_json)} "
+            f"{len(no_json)} of the {len(images)} images have no gtFine annotation: "
+            f"{first_few(no_json)} "
             "(unpack gtFine_trainvaltest.zip next to leftImg8bit/)"
         )
     no_train_ids = [
@@ -429,14 +443,16 @@ def check_cityscapes_files(image_dir, gt_dir):
     ]
     if no_train_ids:
         raise DatasetLayoutError(
-            f"{len(no_train_ids)} of the {len(images)} images have no train-id label map: {first_few(no_train_ids)}. "
-            f"Write them with: {_cityscapes_fix(image_dir)} (pip install cityscapesscripts; it writes "
+            f"{len(no_train_ids)} of the {len(images)} images have no train-id label map: "
+            f"{first_few(no_train_ids)}. Write them with: {_cityscapes_fix(image_dir)} (pip "
+            f"install cityscapesscripts; it writes "
             "<name>_gtFine_labelTrainIds.png next to every <name>_gtFine_polygons.json)"
         )
 
 
 def read_cityscapes_sem_seg(image_dir, gt_dir):
-    """detectron2's ``load_cityscapes_semantic`` after :func:`check_cityscapes_files`, with ``image_id``."""
+    """detectron2's ``load_cityscapes_semantic`` after :func:`check_cityscapes_files`, with
+    ``image_id``."""
     check_cityscapes_files(image_dir, gt_dir)
     try:
         dicts = load_cityscapes_semantic(image_dir, gt_dir)
@@ -449,17 +465,20 @@ def read_cityscapes_sem_seg(image_dir, gt_dir):
 
 def _cityscapes_layout(root, split):
     return (
-        f"{root}/leftImg8bit/{split}/<city>/<name>_leftImg8bit.png and {root}/gtFine/{split}/<city>/"
-        "<name>_gtFine_{polygons.json,labelTrainIds.png} (leftImg8bit_trainvaltest.zip + gtFine_trainvaltest.zip; "
+        f"{root}/leftImg8bit/{split}/<city>/<name>_leftImg8bit.png and "
+        f"{root}/gtFine/{split}/<city>/"
+        "<name>_gtFine_{polygons.json,labelTrainIds.png} (leftImg8bit_trainvaltest.zip + "
+        "gtFine_trainvaltest.zip; "
         f"the labelTrainIds from: {_cityscapes_fix(os.path.join(root, 'leftImg8bit', split))})"
     )
 
 
 def register_cityscapes_sem_seg(root=None):
     """
-    Register ``cityscapes_sem_seg_{train,val}`` for ``root`` (default ``$DETECTRON2_DATASETS/cityscapes``),
-    and give detectron2's ``cityscapes_fine_sem_seg_{train,val,test}`` (rooted where detectron2
-    registered them) ``required_paths``, ``layout`` and the checked loader. Returns the new names.
+    Register ``cityscapes_sem_seg_{train,val}`` for ``root`` (default
+    ``$DETECTRON2_DATASETS/cityscapes``), and give detectron2's
+    ``cityscapes_fine_sem_seg_{train,val,test}`` (rooted where detectron2 registered them)
+    ``required_paths``, ``layout`` and the checked loader. Returns the new names.
     """
     root = os.path.expanduser(root) if root else os.path.join(datasets_root(), CITYSCAPES_FOLDER)
     classes = _get_builtin_metadata("cityscapes")["stuff_classes"]
@@ -506,7 +525,8 @@ def register_cityscapes_sem_seg(root=None):
 # ADE20K (SceneParsing, ADEChallengeData2016)
 # ----------------------------------------------------------------------------------------------
 def read_ade20k_sem_seg(image_dir, label_dir):
-    """``<image_dir>/<id>.jpg`` with ``<label_dir>/<id>.png`` (raw labels: 0 = other, reduced on read)."""
+    """``<image_dir>/<id>.jpg`` with ``<label_dir>/<id>.png`` (raw labels: 0 = other, reduced on
+    read)."""
     ids = sorted(n[:-4] for n in folder_entries(image_dir) if n.endswith(".jpg"))
     if not ids:
         raise DatasetLayoutError(f"{image_dir} holds no .jpg images")
@@ -514,7 +534,8 @@ def read_ade20k_sem_seg(image_dir, label_dir):
     missing = [os.path.join(label_dir, f"{i}.png") for i in ids if f"{i}.png" not in labels]
     if missing:
         raise DatasetLayoutError(
-            f"{len(missing)} of the {len(ids)} images of {image_dir} have no label: {first_few(missing)}"
+            f"{len(missing)} of the {len(ids)} images of {image_dir} have no label: "
+            f"{first_few(missing)}"
         )
     return [
         dict(
@@ -536,7 +557,8 @@ def register_ade20k_2016_sem_seg(root=None):
         image_dir = os.path.join(root, "images", folder)
         label_dir = os.path.join(root, "annotations", folder)
         layout = (
-            f"{root}/images/{folder}/<id>.jpg and {root}/annotations/{folder}/<id>.png (ADEChallengeData2016.zip "
+            f"{root}/images/{folder}/<id>.jpg and {root}/annotations/{folder}/<id>.png "
+            f"(ADEChallengeData2016.zip "
             "of the MIT SceneParsing benchmark; label 0 = other, classes 1..150)"
         )
         names.append(

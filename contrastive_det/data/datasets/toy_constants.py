@@ -21,8 +21,8 @@ SEM_SEG_LABEL_DIR = "SegmentationClass"
 SEM_SEG_SETS_DIR = os.path.join("ImageSets", "Segmentation")
 COCO_ANN_DIR = "coco/annotations"  # <root>/coco/annotations/instances_{trainval,test}.json
 CROPS_SUBDIR = "crops"  # <root>/crops/{train,test}/<class_name>/<mnist_index>.png
-# <root>/crops_textured/{train,test}/<class_name>/<mnist_index>.png: the same digits, 64x64 RGB, rotated and
-# scaled on textured backgrounds (a second domain for toy transfer)
+# <root>/crops_textured/{train,test}/<class_name>/<mnist_index>.png: the same digits, 64x64 RGB,
+# rotated and scaled on textured backgrounds (a second domain for toy transfer)
 CROPS_TEXTURED_SUBDIR = "crops_textured"
 MANIFEST = "manifest.json"  # <root>/manifest.json: arguments, counts, digit split
 

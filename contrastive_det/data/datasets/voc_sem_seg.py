@@ -40,7 +40,8 @@ def voc_palette(num_colors=256):
 
 
 def write_label_png(path, label):
-    """Write ``label`` (HxW integer class indices in 0..255) as a palette PNG with :func:`voc_palette`."""
+    """Write ``label`` (HxW integer class indices in 0..255) as a palette PNG with
+    :func:`voc_palette`."""
     label = np.ascontiguousarray(label, dtype=np.uint8)  # HxW
     image = Image.frombytes("P", (label.shape[1], label.shape[0]), label.tobytes())
     image.putpalette(voc_palette())
@@ -48,10 +49,11 @@ def write_label_png(path, label):
 
 
 def voc_sem_seg_layout(dirname, split, label_dir="SegmentationClass"):
-    """The one-line expected layout of :func:`load_voc_sem_seg` (for error messages and metadata)."""
+    """The one-line expected layout of :func:`load_voc_sem_seg` (for error messages and
+    metadata)."""
     return (
-        f"{dirname}/{{JPEGImages/<id>.jpg, {label_dir}/<id>.png (palette PNG of class indices, 255 void), "
-        f"{SEGMENTATION_SETS}/{split}.txt (one id per line)}}"
+        f"{dirname}/{{JPEGImages/<id>.jpg, {label_dir}/<id>.png (palette PNG of class indices, 255 "
+        f"void), {SEGMENTATION_SETS}/{split}.txt (one id per line)}}"
     )
 
 
@@ -94,14 +96,16 @@ def load_voc_sem_seg(dirname, split, label_dir="SegmentationClass", name=None):
         sem_seg_file_name = os.path.join(dirname, label_dir, f"{image_id}.png")
         if not os.path.isfile(sem_seg_file_name):
             raise error(
-                f"the label map {sem_seg_file_name} of image {image_id!r} (listed in {list_file}) is missing"
+                f"the label map {sem_seg_file_name} of image {image_id!r} (listed in {list_file}) "
+                f"is missing"
             )
         try:
             with Image.open(file_name) as im:  # reads the header only
                 width, height = im.size
         except (OSError, SyntaxError, ValueError) as e:
             raise error(
-                f"the image {file_name} (listed in {list_file}) is missing or unreadable ({type(e).__name__}: {e})"
+                f"the image {file_name} (listed in {list_file}) is missing or unreadable "
+                f"({type(e).__name__}: {e})"
             ) from e
         dicts.append(
             {

@@ -400,7 +400,8 @@ def render_textured_crop(rng, digit, size=TEXTURED_CROP_SIZE):
         size: side of the square crop
     Returns:
         image: size x size x 3 uint8 RGB
-        info: {"angle": degrees, "scale": digit px -> crop px, "mask": size x size bool stroke pixels}
+        info: {"angle": degrees, "scale": digit px -> crop px, "mask": size x size bool stroke
+            pixels}
     """
     canvas = make_background(rng, size, size)  # size x size x 3 float32
     src = digit.astype(np.float32) / 255.0  # 28x28 alpha
@@ -441,7 +442,8 @@ def semantic_label(objects, image_hw):
     0 for background and c + 1 for the visible stroke pixels of a digit of class c, with
     IGNORE_LABEL (255, void) on a 1-pixel ring around every digit's stroke pixels (the 3x3 dilation
     of its mask minus the mask) and on every stroke pixel of a difficult digit. All rings are drawn
-    first, then the strokes (the masks never overlap), so a ring never covers another digit's stroke.
+    first, then the strokes (the masks never overlap), so a ring never covers another digit's
+    stroke.
 
     Args:
         objects: :func:`render_scene`'s objects ("mask" HxW bool, "label", "difficult")

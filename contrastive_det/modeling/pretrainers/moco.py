@@ -1,6 +1,7 @@
 """
 Momentum-encoder methods: keys from a momentum copy of the query encoder, negatives from a queue.
-:class:`MomentumPretrainer` is the base of MoCo v2 and of the queue methods (joint objectives, SCAN).
+:class:`MomentumPretrainer` is the base of MoCo v2 and of the queue methods (joint objectives,
+SCAN).
 """
 
 import copy
@@ -68,8 +69,9 @@ class MomentumPretrainer(ContrastivePretrainer):
 
     @torch.no_grad()
     def _keys(self, view):
-        """Momentum update, then the keys of view (Nx3xHxW): {head name: L2-normalised NxD}, local batch.
-        With ``shuffle_bn`` the key encoder sees a batch shuffled across processes (MoCo's shuffled BN)."""
+        """Momentum update, then the keys of view (Nx3xHxW): {head name: L2-normalised NxD}, local
+        batch. With ``shuffle_bn`` the key encoder sees a batch shuffled across processes (MoCo's
+        shuffled BN)."""
         self._momentum_update()
         x, unshuffle = batch_shuffle(view) if self.shuffle_bn else (view, None)
         feats = self.encoder_k(x)
@@ -79,7 +81,8 @@ class MomentumPretrainer(ContrastivePretrainer):
         }
 
     def _enqueue(self, keys, labels):
-        """Enqueue the global batch: keys {head: NxD} and labels N of every process, in rank order."""
+        """Enqueue the global batch: keys {head: NxD} and labels N of every process, in rank
+        order."""
         global_labels = gather_no_grad(labels)  # W*N
         for name, k in keys.items():
             self.queues[name].enqueue(gather_no_grad(k), global_labels)  # (W*N)xD
@@ -90,7 +93,8 @@ class MomentumPretrainer(ContrastivePretrainer):
 
 @META_ARCH_REGISTRY.register()
 class MoCoV2(MomentumPretrainer):
-    """MoCo v2 (Chen et al., arXiv:2003.04297): InfoNCE of queries against their momentum keys and the queue."""
+    """MoCo v2 (Chen et al., arXiv:2003.04297): InfoNCE of queries against their momentum keys and
+    the queue."""
 
     def losses(self, views, labels):
         _, q = self._queries(views[0])

@@ -1,4 +1,5 @@
-"""SCAN (Wei et al. 2020; this project's specification, docs/design.md section 5) on a MoCo encoder."""
+"""SCAN (Wei et al. 2020; this project's specification, docs/design.md section 5) on a MoCo
+encoder."""
 
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY
@@ -12,8 +13,8 @@ __all__ = ["SCAN"]
 
 @META_ARCH_REGISTRY.register()
 class SCAN(MomentumPretrainer):
-    """SCAN: labels used only inside each anchor's momentum-embedding neighbourhood; the label queue receives
-    the global batch (keys and labels of every process)."""
+    """SCAN: labels used only inside each anchor's momentum-embedding neighbourhood; the label queue
+    receives the global batch (keys and labels of every process)."""
 
     @configurable
     def __init__(self, *, num_neighbors, non_neighbor, **kwargs):

@@ -1,4 +1,5 @@
-"""SimCLR (Chen et al., "A Simple Framework for Contrastive Learning of Visual Representations", ICML 2020)."""
+"""SimCLR (Chen et al., "A Simple Framework for Contrastive Learning of Visual Representations",
+ICML 2020)."""
 
 from detectron2.modeling import META_ARCH_REGISTRY
 

@@ -14,8 +14,8 @@ __all__ = ["SupCon"]
 
 @META_ARCH_REGISTRY.register()
 class SupCon(InBatchPretrainer):
-    """Supervised contrastive (Khosla et al.): positives are all views of same-label images of the global
-    batch; loss scaled by TEMPERATURE / BASE_TEMPERATURE as in the SupContrast code."""
+    """Supervised contrastive (Khosla et al.): positives are all views of same-label images of the
+    global batch; loss scaled by TEMPERATURE / BASE_TEMPERATURE as in the SupContrast code."""
 
     @configurable
     def __init__(self, *, base_temperature, contrast_mode, **kwargs):

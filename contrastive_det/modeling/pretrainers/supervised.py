@@ -1,5 +1,6 @@
-"""The supervised baseline every study compares against: cross-entropy classification pretraining (the
-torchvision ImageNet recipe; He et al., "Deep Residual Learning for Image Recognition", CVPR 2016)."""
+"""The supervised baseline every study compares against: cross-entropy classification pretraining
+(the torchvision ImageNet recipe; He et al., "Deep Residual Learning for Image Recognition", CVPR
+2016)."""
 
 from torch import nn
 from torch.nn import functional as F
@@ -17,8 +18,9 @@ class Supervised(ContrastivePretrainer):
     """
     Cross-entropy pretraining: the trunk's pooled feature -> one linear classifier of
     ``MODEL.CONTRASTIVE.NUM_CLASSES`` classes; loss ``cross_entropy(logits, labels)`` with
-    ``MODEL.CONTRASTIVE.LABEL_SMOOTHING``. One augmented view per image (``INPUT.TWO_VIEW.NUM_VIEWS 1``).
-    The classifier is not exported: ``backbone.pth`` holds the trunk, like every other method's.
+    ``MODEL.CONTRASTIVE.LABEL_SMOOTHING``. One augmented view per image (``INPUT.TWO_VIEW.NUM_VIEWS
+    1``). The classifier is not exported: ``backbone.pth`` holds the trunk, like every other
+    method's.
     """
 
     num_views = 1

@@ -17,7 +17,8 @@ Splits (datasets/README.md has the table):
   set, or for Caltech101 all but 30 images per class), ``K_trainval`` is the rest, and ``K_val`` /
   ``K_train`` are drawn from it as above.
 
-Generated splits follow :func:`contrastive_det.data.datasets.downstream.splits.stratified_holdout` (seed 0).
+Generated splits follow :func:`contrastive_det.data.datasets.downstream.splits.stratified_holdout`
+(seed 0).
 """
 
 import functools
@@ -54,8 +55,8 @@ from .splits import (
 )
 
 SPLITS = ("train", "val", "trainval", "test", "all")  # all = trainval + test (few-shot episodes)
-# Sets with Islam et al.'s own train/test split (DownstreamSet.islam) are registered also as K_islam_train /
-# K_islam_test, the splits of their linear evaluation.
+# Sets with Islam et al.'s own train/test split (DownstreamSet.islam) are registered also as
+# K_islam_train / K_islam_test, the splits of their linear evaluation.
 ISLAM_SPLITS = ("islam_train", "islam_test")
 ISLAM_PARTIAL = "partial"  # DownstreamSet.islam: their 70/30 per-class draw (islam_partial_split)
 METRICS = ("top1", "mean_per_class", "map11")
@@ -92,8 +93,9 @@ class DownstreamSet:
         source: where the files come from
         papers: which transfer studies use the set
         islam: Islam et al.'s own split, registered as ``K_islam_train`` / ``K_islam_test``:
-            ``"partial"`` (their 70/30 per-class draw of the whole set) or ``{"islam_train": official
-            split, "islam_test": official split}`` (folders of the archive); None = they used ours
+            ``"partial"`` (their 70/30 per-class draw of the whole set) or ``{"islam_train":
+            official split, "islam_test": official split}`` (folders of the archive); None = they
+            used ours
     """
 
     key: str
@@ -130,7 +132,8 @@ def _sets():
             "eurosat",
             "EuroSAT (RGB)",
             ("eurosat",),
-            "eurosat/2750/<class>/<class>_<n>.jpg (EuroSAT.zip unpacked into eurosat/, as torchvision's EuroSAT)",
+            "eurosat/2750/<class>/<class>_<n>.jpg (EuroSAT.zip unpacked into eurosat/, as "
+            "torchvision's EuroSAT)",
             ("2750/",),
             _ALL,
             R.read_eurosat,
@@ -144,8 +147,8 @@ def _sets():
             "cropdisease",
             "CropDisease (PlantVillage, CD-FSL)",
             ("CropDiseases",),
-            "CropDiseases/dataset/train/<class>/<image> (the Kaggle 'plant-disease' archive the CD-FSL benchmark uses; "
-            "its dataset/test/<class>/<image> is Islam et al.'s test split)",
+            "CropDiseases/dataset/train/<class>/<image> (the Kaggle 'plant-disease' archive the "
+            "CD-FSL benchmark uses; its dataset/test/<class>/<image> is Islam et al.'s test split)",
             ("dataset/train/",),
             _ALL,
             R.read_cropdisease,
@@ -160,8 +163,8 @@ def _sets():
             "chestx",
             "ChestX-ray14 (CD-FSL 7-class subset)",
             ("ChestX",),
-            "ChestX/Data_Entry_2017.csv + ChestX/images/<Image Index> (NIH ChestX-ray14; every images_*.tar.gz "
-            "unpacks into images/)",
+            "ChestX/Data_Entry_2017.csv + ChestX/images/<Image Index> (NIH ChestX-ray14; every "
+            "images_*.tar.gz unpacks into images/)",
             ("images/", R.CHESTX_CSV),
             _ALL,
             R.read_chestx,
@@ -175,7 +178,8 @@ def _sets():
             "isic",
             "ISIC 2018 task 3 (HAM10000)",
             ("ISIC",),
-            f"ISIC/{R.ISIC_IMAGES}/<image>.jpg + ISIC/{R.ISIC_CSV} (the two ISIC 2018 task 3 training zips unpacked)",
+            f"ISIC/{R.ISIC_IMAGES}/<image>.jpg + ISIC/{R.ISIC_CSV} (the two ISIC 2018 task 3 "
+            f"training zips unpacked)",
             (R.ISIC_IMAGES + "/", R.ISIC_CSV),
             _ALL,
             R.read_isic,
@@ -189,8 +193,8 @@ def _sets():
             "dtd",
             "Describable Textures (DTD), split 1",
             ("dtd", "dtd/dtd"),
-            "dtd/images/<class>/<class>_<nnnn>.jpg + dtd/labels/{train,val,test}1.txt (dtd-r1.0.1.tar.gz unpacked; "
-            "torchvision's dtd/dtd/ is accepted too)",
+            "dtd/images/<class>/<class>_<nnnn>.jpg + dtd/labels/{train,val,test}1.txt "
+            "(dtd-r1.0.1.tar.gz unpacked; torchvision's dtd/dtd/ is accepted too)",
             ("images/", "labels/"),
             _TVT,
             R.read_dtd,
@@ -203,8 +207,8 @@ def _sets():
             "omniglot",
             "Omniglot (evaluation alphabets, 659 characters)",
             ("omniglot-py",),
-            "omniglot-py/images_evaluation/<alphabet>/<character>/<nnnn>_<drawer>.png (torchvision's Omniglot, "
-            "background=False)",
+            "omniglot-py/images_evaluation/<alphabet>/<character>/<nnnn>_<drawer>.png "
+            "(torchvision's Omniglot, background=False)",
             ("images_evaluation/",),
             _ALL,
             functools.partial(R.read_omniglot, subsets=("images_evaluation",)),
@@ -234,7 +238,8 @@ def _sets():
             "resisc45",
             "NWPU-RESISC45",
             ("NWPU-RESISC45",),
-            "NWPU-RESISC45/<class>/<class>_<nnn>.jpg (NWPU-RESISC45.rar unpacked: 45 class folders)",
+            "NWPU-RESISC45/<class>/<class>_<nnn>.jpg (NWPU-RESISC45.rar unpacked: 45 class "
+            "folders)",
             (),
             _ALL,
             R.read_resisc45,
@@ -248,7 +253,8 @@ def _sets():
             "svhn",
             "SVHN (cropped digits)",
             ("svhn",),
-            "svhn/{train,test}_32x32.mat (X: 32x32x3xN uint8, y: Nx1, 10 = digit 0; torchvision's SVHN files)",
+            "svhn/{train,test}_32x32.mat (X: 32x32x3xN uint8, y: Nx1, 10 = digit 0; torchvision's "
+            "SVHN files)",
             (),
             _TT,
             R.read_svhn,
@@ -261,7 +267,8 @@ def _sets():
             "deepweeds",
             "DeepWeeds",
             ("DeepWeeds",),
-            "DeepWeeds/images/<Filename>.jpg + DeepWeeds/labels.csv (Filename,Label,Species; Label 0..8)",
+            "DeepWeeds/images/<Filename>.jpg + DeepWeeds/labels.csv (Filename,Label,Species; Label "
+            "0..8)",
             ("images/", "labels.csv"),
             _ALL,
             R.read_deepweeds,
@@ -275,8 +282,8 @@ def _sets():
             "kaokore",
             "KaoKore (gender x status, 8 classes)",
             ("kaokore",),
-            "kaokore/images_256/<image>.jpg + kaokore/labels.csv (image,set,gender,status; set train|dev|test), "
-            "as the official download.py writes them",
+            "kaokore/images_256/<image>.jpg + kaokore/labels.csv (image,set,gender,status; set "
+            "train|dev|test), as the official download.py writes them",
             ("images_256/", "labels.csv"),
             {"train": "train", "val": "dev", "test": "test"},
             R.read_kaokore,
@@ -302,8 +309,8 @@ def _sets():
             "flowers102",
             "Oxford 102 Flowers",
             ("flowers-102",),
-            "flowers-102/jpg/image_<nnnnn>.jpg + flowers-102/imagelabels.mat + flowers-102/setid.mat "
-            "(torchvision's Flowers102 files)",
+            "flowers-102/jpg/image_<nnnnn>.jpg + flowers-102/imagelabels.mat + "
+            "flowers-102/setid.mat (torchvision's Flowers102 files)",
             ("jpg/", "imagelabels.mat", "setid.mat"),
             _TVT,
             R.read_flowers102,
@@ -316,7 +323,8 @@ def _sets():
             "food101",
             "Food-101",
             ("food-101",),
-            "food-101/images/<class>/<id>.jpg + food-101/meta/{classes,train,test}.txt (food-101.tar.gz unpacked)",
+            "food-101/images/<class>/<id>.jpg + food-101/meta/{classes,train,test}.txt "
+            "(food-101.tar.gz unpacked)",
             ("images/", "meta/classes.txt"),
             _TT,
             R.read_food101,
@@ -329,7 +337,8 @@ def _sets():
             "cifar10",
             "CIFAR-10",
             ("cifar-10-batches-py",),
-            "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta} (cifar-10-python.tar.gz unpacked)",
+            "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta} (cifar-10-python.tar.gz "
+            "unpacked)",
             ("batches.meta",),
             _TT,
             R.read_cifar10,
@@ -371,8 +380,9 @@ def _sets():
             "sun397",
             "SUN397 (partition 01)",
             ("SUN397",),
-            "SUN397/<letter>/<class>/sun_<id>.jpg + SUN397/ClassName.txt + SUN397/Partitions/{Training,Testing}_01.txt "
-            "(SUN397.tar.gz unpacked; Partitions.zip's files in SUN397/Partitions/)",
+            "SUN397/<letter>/<class>/sun_<id>.jpg + SUN397/ClassName.txt + "
+            "SUN397/Partitions/{Training,Testing}_01.txt (SUN397.tar.gz unpacked; Partitions.zip's "
+            "files in SUN397/Partitions/)",
             ("ClassName.txt",),
             _TT,
             R.read_sun397,
@@ -385,8 +395,9 @@ def _sets():
             "cars",
             "Stanford Cars",
             ("stanford_cars",),
-            "stanford_cars/{cars_train,cars_test}/<nnnnn>.jpg + stanford_cars/devkit/{cars_meta,cars_train_annos}.mat "
-            "+ stanford_cars/cars_test_annos_withlabels.mat (torchvision's StanfordCars files)",
+            "stanford_cars/{cars_train,cars_test}/<nnnnn>.jpg + "
+            "stanford_cars/devkit/{cars_meta,cars_train_annos}.mat + "
+            "stanford_cars/cars_test_annos_withlabels.mat (torchvision's StanfordCars files)",
             ("devkit/cars_meta.mat",),
             _TT,
             R.read_cars,
@@ -403,7 +414,8 @@ def _sets():
             "FGVC Aircraft (variants)",
             ("fgvc-aircraft-2013b",),
             "fgvc-aircraft-2013b/data/images/<id>.jpg + fgvc-aircraft-2013b/data/{variants,"
-            "images_variant_train,images_variant_val,images_variant_test}.txt (fgvc-aircraft-2013b.tar.gz unpacked)",
+            "images_variant_train,images_variant_val,images_variant_test}.txt "
+            "(fgvc-aircraft-2013b.tar.gz unpacked)",
             ("data/images/", "data/variants.txt"),
             _TVT,
             R.read_aircraft,
@@ -417,8 +429,9 @@ def _sets():
             "voc2007_cls",
             "Pascal VOC 2007 classification (multi-label)",
             ("VOCdevkit/VOC2007", "VOC2007"),
-            "VOCdevkit/VOC2007/ (or VOC2007/): JPEGImages/<id>.jpg + ImageSets/Main/<class>_{train,val,test}.txt "
-            "(lines '<id> 1|0|-1'; the VOCtrainval and VOCtest 2007 tarballs unpacked)",
+            "VOCdevkit/VOC2007/ (or VOC2007/): JPEGImages/<id>.jpg + "
+            "ImageSets/Main/<class>_{train,val,test}.txt (lines '<id> 1|0|-1'; the VOCtrainval and "
+            "VOCtest 2007 tarballs unpacked)",
             ("JPEGImages/", "ImageSets/Main/"),
             _TVT,
             R.read_voc2007_cls,
@@ -435,8 +448,8 @@ def _sets():
             "pets",
             "Oxford-IIIT Pets",
             ("oxford-iiit-pet",),
-            "oxford-iiit-pet/images/<Breed>_<n>.jpg + oxford-iiit-pet/annotations/{trainval,test}.txt "
-            "(torchvision's OxfordIIITPet files)",
+            "oxford-iiit-pet/images/<Breed>_<n>.jpg + "
+            "oxford-iiit-pet/annotations/{trainval,test}.txt (torchvision's OxfordIIITPet files)",
             ("images/", "annotations/trainval.txt"),
             {"train": "trainval", "test": "test"},
             R.read_pets,
@@ -453,8 +466,8 @@ def _sets():
             "caltech101",
             "Caltech-101",
             ("caltech101",),
-            "caltech101/101_ObjectCategories/<class>/image_<nnnn>.jpg (torchvision's Caltech101 files; 102 classes, "
-            "BACKGROUND_Google is one, as in ssl-transfer and VISSL)",
+            "caltech101/101_ObjectCategories/<class>/image_<nnnn>.jpg (torchvision's Caltech101 "
+            "files; 102 classes, BACKGROUND_Google is one, as in ssl-transfer and VISSL)",
             ("101_ObjectCategories/",),
             _ALL,
             R.read_caltech101,
@@ -502,7 +515,8 @@ def split_rule(key, split):
         return f"Islam et al.'s: the archive's '{_archive_split(spec, split)}' split"
     if split in ISLAM_SPLITS:
         return (
-            f"Islam et al.'s: {ISLAM_TRAIN_FRACTION:.0%} of each class (floor) to islam_train, the rest to "
+            f"Islam et al.'s: {ISLAM_TRAIN_FRACTION:.0%} of each class (floor) to islam_train, the "
+            f"rest to "
             "islam_test; one RandomState(0) over the classes in the order they first appear"
         )
     if split == "all":
@@ -586,7 +600,8 @@ def _required_paths(spec, root, split=None):
 
 
 def _classes_of(key, root):
-    """The class names of set ``key`` in folder ``root`` (read from disk; the LazyClassList reader)."""
+    """The class names of set ``key`` in folder ``root`` (read from disk; the LazyClassList
+    reader)."""
     spec = DOWNSTREAM_SETS[key]
     check_required_paths(key, _required_paths(spec, root), spec.layout)
     try:
@@ -666,5 +681,6 @@ def register_downstream(key, root=None, name_prefix=None):
 
 
 def register_all_downstream(root=None):
-    """Register every set of :data:`DOWNSTREAM_SETS` (see :func:`register_downstream`); returns the names."""
+    """Register every set of :data:`DOWNSTREAM_SETS` (see :func:`register_downstream`); returns the
+    names."""
     return [name for key in DOWNSTREAM_SETS for name in register_downstream(key, root)]

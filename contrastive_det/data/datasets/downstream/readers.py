@@ -51,7 +51,8 @@ def _lines(path):
 
 
 def _csv_rows(path, required_columns):
-    """(line number, row dict) of a CSV file with a header, checking that the header has ``required_columns``."""
+    """(line number, row dict) of a CSV file with a header, checking that the header has
+    ``required_columns``."""
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         header = [h.strip() for h in (reader.fieldnames or [])]
@@ -78,7 +79,8 @@ def _label_from(where, value, num_classes):
 
 
 def read_class_folders(image_dir, classes, id_prefix=""):
-    """``image_dir/<class>/<image>`` for each class of ``classes`` (a missing class folder is an error)."""
+    """``image_dir/<class>/<image>`` for each class of ``classes`` (a missing class folder is an
+    error)."""
     dicts = []
     for label, cls in enumerate(classes):
         folder = os.path.join(image_dir, cls)
@@ -109,7 +111,8 @@ def _flat(array):
 
 
 def _one_based(value, count, where):
-    """A MATLAB class number 1..``count`` -> the 0-based label; else an error naming ``where`` and the range."""
+    """A MATLAB class number 1..``count`` -> the 0-based label; else an error naming ``where`` and
+    the range."""
     label = int(value) - 1
     if not 0 <= label < count:
         raise DatasetLayoutError(f"{where}: class {label + 1} is outside 1..{count}")
@@ -130,10 +133,10 @@ def cropdisease_classes(root):
 
 def read_cropdisease(root, split, classes):
     """
-    ``CropDiseases/dataset/train/<class>/<image>`` (split "all" or "train": CD-FSL samples this folder only)
-    or ``CropDiseases/dataset/test/<class>/<image>`` (split "test", Islam et al.'s test split; labels by the
-    training folders' class names: a class without a test folder keeps the others' labels, an unknown one
-    is an error).
+    ``CropDiseases/dataset/train/<class>/<image>`` (split "all" or "train": CD-FSL samples this
+    folder only) or ``CropDiseases/dataset/test/<class>/<image>`` (split "test", Islam et al.'s test
+    split; labels by the training folders' class names: a class without a test folder keeps the
+    others' labels, an unknown one is an error).
     """
     if split != "test":
         return read_class_folders(os.path.join(root, "dataset", "train"), classes)
@@ -163,9 +166,10 @@ def read_sketch(root, split, classes):
 
 
 def caltech101_classes(root):
-    """The 102 sorted folder names (Python's order: upper case first), ``BACKGROUND_Google`` included:
-    the class list of ssl-transfer's ``linear.py`` (102 classes) and of VISSL's split script, whose
-    numbers the Kornblith et al. protocol is compared with (torchvision's loader drops it: 101)."""
+    """The 102 sorted folder names (Python's order: upper case first), ``BACKGROUND_Google``
+    included: the class list of ssl-transfer's ``linear.py`` (102 classes) and of VISSL's split
+    script, whose numbers the Kornblith et al. protocol is compared with (torchvision's loader drops
+    it: 101)."""
     return class_folder_names(os.path.join(root, "101_ObjectCategories"))
 
 
@@ -217,7 +221,8 @@ CHESTX_CSV = "Data_Entry_2017.csv"
 
 
 def read_chestx(root, split, classes):
-    """``ChestX/Data_Entry_2017.csv`` ("Image Index", "Finding Labels") + ``ChestX/images/<Image Index>``."""
+    """``ChestX/Data_Entry_2017.csv`` ("Image Index", "Finding Labels") + ``ChestX/images/<Image
+    Index>``."""
     path = os.path.join(root, CHESTX_CSV)
     index = {c: i for i, c in enumerate(CHESTX_CLASSES)}
     dicts = []
@@ -236,7 +241,8 @@ ISIC_IMAGES = "ISIC2018_Task3_Training_Input"
 
 
 def read_isic(root, split, classes):
-    """One-hot ground truth CSV (image, MEL, NV, BCC, AKIEC, BKL, DF, VASC) + ``<image>.jpg`` files."""
+    """One-hot ground truth CSV (image, MEL, NV, BCC, AKIEC, BKL, DF, VASC) + ``<image>.jpg``
+    files."""
     path = os.path.join(root, ISIC_CSV)
     dicts = []
     for line, row in _csv_rows(path, ["image", *ISIC_CLASSES]):
@@ -259,7 +265,8 @@ def read_isic(root, split, classes):
 
 
 def read_deepweeds(root, split, classes):
-    """``DeepWeeds/labels.csv`` (Filename, Label 0..8, Species) + ``DeepWeeds/images/<Filename>``."""
+    """``DeepWeeds/labels.csv`` (Filename, Label 0..8, Species) +
+    ``DeepWeeds/images/<Filename>``."""
     path = os.path.join(root, "labels.csv")
     dicts = []
     for line, row in _csv_rows(path, ["Filename", "Label"]):
@@ -270,8 +277,8 @@ def read_deepweeds(root, split, classes):
     return dicts
 
 
-# Rows per set (train, dev, test) of each KaoKore release's labels.csv (rois-codh/kaokore, download.py
-# --dataset_version V). Islam et al. use 1.1; the KaoKore paper's figures are of 1.0.
+# Rows per set (train, dev, test) of each KaoKore release's labels.csv (rois-codh/kaokore,
+# download.py --dataset_version V). Islam et al. use 1.1; the KaoKore paper's figures are of 1.0.
 KAOKORE_VERSIONS = {
     (4238, 533, 527): "1.0",
     (6568, 826, 821): "1.1",
@@ -284,12 +291,14 @@ _kaokore_reported = set()
 
 
 def kaokore_version(set_counts):
-    """The KaoKore release whose labels.csv has ``set_counts`` ({"train": n, "dev": n, "test": n}) rows, or None."""
+    """The KaoKore release whose labels.csv has ``set_counts`` ({"train": n, "dev": n, "test": n})
+    rows, or None."""
     return KAOKORE_VERSIONS.get(tuple(set_counts.get(s, 0) for s in KAOKORE_SETS))
 
 
 def _report_kaokore_version(path, set_counts):
-    """Log once per file and content which release ``path`` is, warning unless it is the one Islam et al. used."""
+    """Log once per file and content which release ``path`` is, warning unless it is the one Islam
+    et al. used."""
     seen = (path, tuple(sorted(set_counts.items())))
     if seen in _kaokore_reported:
         return
@@ -302,9 +311,11 @@ def _report_kaokore_version(path, set_counts):
         return
     what = f"version {version} of KaoKore" if version else "no released KaoKore version (edited?)"
     logger.warning(
-        f"KaoKore {path} has {counts} train/dev/test rows: {what}. Islam et al. (configs/studies/islam.yaml) use "
-        f"version {KAOKORE_ISLAM_VERSION} ({islam[0]}/{islam[1]}/{islam[2]}): python3 download.py --dataset_version "
-        f"{KAOKORE_ISLAM_VERSION} (https://github.com/rois-codh/kaokore); results on another version are not comparable"
+        f"KaoKore {path} has {counts} train/dev/test rows: {what}. Islam et al. "
+        f"(configs/studies/islam.yaml) use version {KAOKORE_ISLAM_VERSION} "
+        f"({islam[0]}/{islam[1]}/{islam[2]}): python3 download.py --dataset_version "
+        f"{KAOKORE_ISLAM_VERSION} (https://github.com/rois-codh/kaokore); results on another "
+        f"version are not comparable"
     )
 
 
@@ -359,7 +370,8 @@ def read_dtd(root, split, classes):
 
 
 def read_svhn(root, split, classes):
-    """``svhn/<split>_32x32.mat`` (X: 32x32x3xN uint8, y: Nx1 with 10 for the digit 0); array-stored."""
+    """``svhn/<split>_32x32.mat`` (X: 32x32x3xN uint8, y: Nx1 with 10 for the digit 0);
+    array-stored."""
     path = os.path.join(root, f"{split}_32x32.mat")
     mat = _mat(path, variable_names=["y"])
     if "y" not in mat:
@@ -398,7 +410,8 @@ def food101_classes(root):
 
 
 def read_food101(root, split, classes):
-    """``food-101/meta/<split>.txt`` lines ``<class>/<id>`` -> ``food-101/images/<class>/<id>.jpg``."""
+    """``food-101/meta/<split>.txt`` lines ``<class>/<id>`` ->
+    ``food-101/images/<class>/<id>.jpg``."""
     path = os.path.join(root, "meta", f"{split}.txt")
     index = {c: i for i, c in enumerate(classes)}
     dicts = []
@@ -459,7 +472,8 @@ def _read_cifar(root, files, label_key, classes):
 
 
 def read_cifar10(root, split, classes):
-    """``cifar-10-batches-py/{data_batch_1..5,test_batch}`` (python pickles; "labels"); array-stored."""
+    """``cifar-10-batches-py/{data_batch_1..5,test_batch}`` (python pickles; "labels");
+    array-stored."""
     return _read_cifar(root, CIFAR10_FILES[split], "labels", classes)
 
 
@@ -469,7 +483,8 @@ def read_cifar100(root, split, classes):
 
 
 def _birdsnap_species(root):
-    """[(id, common name, dir)] of species.txt (tab-separated, header "id common scientific dir"), by id."""
+    """[(id, common name, dir)] of species.txt (tab-separated, header "id common scientific dir"),
+    by id."""
     path = os.path.join(root, "species.txt")
     rows = []
     for line, text in _lines(path)[1:]:
@@ -509,12 +524,14 @@ SUN397_PARTITIONS = {"train": "Partitions/Training_01.txt", "test": "Partitions/
 
 
 def sun397_classes(root):
-    """ClassName.txt lines ``/a/abbey`` -> ``abbey`` (``/b/bakery/shop`` -> ``bakery/shop``), in file order."""
+    """ClassName.txt lines ``/a/abbey`` -> ``abbey`` (``/b/bakery/shop`` -> ``bakery/shop``), in
+    file order."""
     return [text[3:] for _, text in _lines(os.path.join(root, "ClassName.txt"))]
 
 
 def read_sun397(root, split, classes):
-    """``SUN397/Partitions/{Training,Testing}_01.txt`` lines ``/a/abbey/sun_<id>.jpg`` -> ``SUN397/a/abbey/...``."""
+    """``SUN397/Partitions/{Training,Testing}_01.txt`` lines ``/a/abbey/sun_<id>.jpg`` ->
+    ``SUN397/a/abbey/...``."""
     path = os.path.join(root, SUN397_PARTITIONS[split])
     index = {c: i for i, c in enumerate(classes)}
     dicts = []
@@ -573,7 +590,8 @@ def aircraft_classes(root):
 
 
 def read_aircraft(root, split, classes):
-    """``fgvc-aircraft-2013b/data/images_variant_<split>.txt`` lines ``<id> <variant>`` -> ``data/images/<id>.jpg``."""
+    """``fgvc-aircraft-2013b/data/images_variant_<split>.txt`` lines ``<id> <variant>`` ->
+    ``data/images/<id>.jpg``."""
     path = os.path.join(root, "data", f"images_variant_{split}.txt")
     index = {c: i for i, c in enumerate(classes)}
     dicts = []
@@ -595,7 +613,8 @@ def read_aircraft(root, split, classes):
 
 
 def pets_classes(root):
-    """Breed names by class id (annotations/trainval.txt), as torchvision: "american_bulldog" -> "American Bulldog"."""
+    """Breed names by class id (annotations/trainval.txt), as torchvision: "american_bulldog" ->
+    "American Bulldog"."""
     path = os.path.join(root, "annotations", "trainval.txt")
     names = {}
     for line, text in _lines(path):
@@ -616,7 +635,8 @@ def pets_classes(root):
 
 
 def read_pets(root, split, classes):
-    """``oxford-iiit-pet/annotations/<split>.txt`` lines ``<image> <class id 1..37> <species> <breed id>``."""
+    """``oxford-iiit-pet/annotations/<split>.txt`` lines ``<image> <class id 1..37> <species> <breed
+    id>``."""
     path = os.path.join(root, "annotations", f"{split}.txt")
     dicts = []
     for line, text in _lines(path):
@@ -638,7 +658,8 @@ def read_pets(root, split, classes):
 def read_voc2007_cls(root, split, classes):
     """
     ``ImageSets/Main/<class>_<split>.txt`` lines ``<id> 1|0|-1`` (present, difficult only, absent)
-    for the 20 classes -> multi-label dicts with ``labels`` (1), ``ignore_labels`` (0), ``label`` -1.
+    for the 20 classes -> multi-label dicts with ``labels`` (1), ``ignore_labels`` (0), ``label``
+    -1.
     """
     assert list(classes) == list(VOC_CLASSES)
     positives, difficult, ids = {}, {}, None

@@ -51,7 +51,8 @@ def fraction_held_out(fraction):
 
 
 def keep_per_class_held_out(num_keep):
-    """``n -> k``: keep ``num_keep`` images of each class and hold out the rest (keep n - 1 if n <= num_keep)."""
+    """``n -> k``: keep ``num_keep`` images of each class and hold out the rest (keep n - 1 if n <=
+    num_keep)."""
 
     def count(n):
         if n < 2:
@@ -69,7 +70,8 @@ def _class_seed(seed, salt, class_key):
 
 def stratified_holdout(dicts, held_out_count, seed=SPLIT_SEED, salt="val"):
     """
-    Split single-label dataset dicts into (kept, held_out), class by class (see the module docstring).
+    Split single-label dataset dicts into (kept, held_out), class by class (see the module
+    docstring).
 
     Args:
         dicts (list[dict]): with ``image_id`` and ``label`` (and ``class_name``, which keys the
@@ -85,7 +87,8 @@ def stratified_holdout(dicts, held_out_count, seed=SPLIT_SEED, salt="val"):
     for d in dicts:
         if "labels" in d or int(d.get("label", -1)) < 0:
             raise ValueError(
-                f"stratified_holdout needs single-label dicts; got {d.get('image_id')!r} without a label"
+                f"stratified_holdout needs single-label dicts; got {d.get('image_id')!r} without a "
+                f"label"
             )
         groups.setdefault(int(d["label"]), []).append(d)
     kept, held = [], []
@@ -119,7 +122,8 @@ def islam_partial_split(dicts, fraction=ISLAM_TRAIN_FRACTION, seed=0):
     for d in dicts:
         if "labels" in d or int(d.get("label", -1)) < 0:
             raise ValueError(
-                f"islam_partial_split needs single-label dicts; got {d.get('image_id')!r} without a label"
+                f"islam_partial_split needs single-label dicts; got {d.get('image_id')!r} without "
+                f"a label"
             )
         groups.setdefault(int(d["label"]), []).append(d)
     rng = np.random.RandomState(seed)
