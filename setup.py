@@ -37,7 +37,8 @@ INSTALL_REQUIRES = [
     "scipy",
     # tools/run_study.py --executor slurm: SLURM jobs (and its local executor, tested)
     "submitit==1.5.4",
-    "umap-learn==0.5.12",  # the report's embedding pictures (numba 0.68.1 / llvmlite 0.50.0 work with numpy<2)
+    # the report's embedding pictures (numba 0.68.1 / llvmlite 0.50.0 work with numpy<2)
+    "umap-learn==0.5.12",
 ]
 
 setup(

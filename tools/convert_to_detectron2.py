@@ -95,13 +95,14 @@ def build_parser():
     p.add_argument(
         "--write-config",
         metavar="CFG.yaml",
-        help="also write a detectron2 config inheriting --base with MODEL.WEIGHTS and the keys these weights need",
+        help="also write a detectron2 config inheriting --base with MODEL.WEIGHTS and the keys "
+        "these weights need",
     )
     p.add_argument(
         "--base",
         metavar="PROTOCOL.yaml",
-        help="the protocol --write-config inherits; alone, a protocol to check the backbone fits (default: "
-        f"{DEFAULT_BASES['bottleneck']} for R50+, {DEFAULT_BASES['basic']} for R18/34)",
+        help="the protocol --write-config inherits; alone, a protocol to check the backbone fits "
+        f"(default: {DEFAULT_BASES['bottleneck']} for R50+, {DEFAULT_BASES['basic']} for R18/34)",
     )
     p.add_argument("--verbose", action="store_true", help="list every dropped key")
     return p

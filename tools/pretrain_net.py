@@ -31,7 +31,8 @@ MoCo v2 ResNet-50, ImageNet, 8 GPUs (200 epochs):
 Resume after a crash (bit-exact, with the checkpoint's seed):  add --resume
 
 Export the backbone of any checkpoint:
-    tools/pretrain_net.py --config-file CONFIG --export-from output/x/model_0004999.pth [--export-to out.pth]
+    tools/pretrain_net.py --config-file CONFIG --export-from output/x/model_0004999.pth \
+[--export-to out.pth]
 """
 
 

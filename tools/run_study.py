@@ -9,7 +9,8 @@ a killed study continues where it stopped. At the end, tools/report.py writes th
     tools/run_study.py configs/studies/islam_toy.yaml --dry-run       # print the plan
     tools/run_study.py configs/studies/islam_toy.yaml --jobs 4        # 4 runs at a time
     # the study's battery on checkpoints you have (rows: the labels, and random init)
-    tools/run_study.py configs/studies/islam.yaml --checkpoint moco=/models/moco_v2_800ep_pretrain.pth.tar \
+    tools/run_study.py configs/studies/islam.yaml \\
+        --checkpoint moco=/models/moco_v2_800ep_pretrain.pth.tar \\
         --checkpoint sup=/models/resnet50-0676ba61.pth --no-pretrain
     tools/run_study.py configs/studies/islam.yaml --executor slurm --partition gpu \\
         --gpus-per-node 8 --time 2880 --max-jobs 16
@@ -74,8 +75,8 @@ def main(argv=None):
         "--num-gpus",
         type=int,
         default=0,
-        help="--num-gpus of every training run (0: each run's GPUs per task, else the CLI's default); "
-        "on SLURM also the GPUs per task asked for when --gpus-per-node is not given",
+        help="--num-gpus of every training run (0: each run's GPUs per task, else the CLI's "
+        "default); on SLURM also the GPUs per task asked for when --gpus-per-node is not given",
     )
     parser.add_argument("--output", help="study folder instead of the file's output_dir")
     parser.add_argument(
@@ -128,7 +129,8 @@ def main(argv=None):
         "--max-jobs",
         type=int,
         default=None,
-        help="at most this many of the study's jobs queued or running at once (all arrays together)",
+        help="at most this many of the study's jobs queued or running at once "
+        "(all arrays together)",
     )
     slurm.add_argument(
         "--slurm-extra",

@@ -26,7 +26,8 @@ Linear probe (L-BFGS on cached features) of any checkpoint the converter reads, 
 
 Mean and std over 5 seeds:  add --num-seeds 5
 4 GPUs instead of 8:         add --num-gpus 4 --fewer-gpus
-Resume after a crash:        add --resume (same OUTPUT_DIR; continues bit-exactly with the checkpoint's seed)
+Resume after a crash:        add --resume (same OUTPUT_DIR; continues bit-exactly with the \
+checkpoint's seed)
 Evaluate only:               add --eval-only MODEL.WEIGHTS out/model_final.pth
 Two machines of 8 GPUs:
     (machine0)$ tools/train_net.py --machine-rank 0 --num-machines 2 --num-gpus 8 \\

@@ -98,9 +98,10 @@ def input_conventions(
     Layouts of torchvision-style trunks (our export, torchvision, MoCo, VISSL, ...) carry it in
     their metadata or follow torchvision. A detectron2-named model is told by the ``config.yaml``
     of the run that wrote it (next to the file, as detectron2 leaves it in OUTPUT_DIR) or, for
-    tools/convert_to_detectron2.py's output, is torchvision's; ``MODEL.CLASSIFIER.WEIGHTS_CONVENTIONS
-    torchvision`` declares it. Otherwise it cannot be told (an MSRA-initialised model is BGR,
-    Caffe2-normalised, with the stride in the 1x1 conv) and ConversionError says what to do.
+    tools/convert_to_detectron2.py's output, is torchvision's;
+    ``MODEL.CLASSIFIER.WEIGHTS_CONVENTIONS torchvision`` declares it. Otherwise it cannot be told
+    (an MSRA-initialised model is BGR, Caffe2-normalised, with the stride in the 1x1 conv) and
+    ConversionError says what to do.
     """
     if ext_format != "detectron2":
         conv = {

@@ -141,8 +141,8 @@ def _plan(path, prefix, prefix_key):
             f"from:\n  {e}\n"
             "Pick one: "
             + (f"set {prefix_key} {first}, or " if prefix_key else "")
-            + f"convert it first with tools/convert_to_detectron2.py {path} converted.pkl --prefix {first} "
-            "and set MODEL.WEIGHTS converted.pkl."
+            + f"convert it first with tools/convert_to_detectron2.py {path} converted.pkl "
+            f"--prefix {first} and set MODEL.WEIGHTS converted.pkl."
         ) from None
     except ConversionError as e:
         raise ConversionError(

@@ -1,7 +1,8 @@
 """
 One conversion, end to end, as named steps::
 
-    check_request -> load -> read (extract) -> canonicalise -> plan_config -> serialise -> verify -> commit
+    check_request -> load -> read (extract) -> canonicalise -> plan_config
+        -> serialise -> verify -> commit
 
 never leaving a partial or unverified output behind: nothing is written before ``commit``.
 A new layout plugs in as a reader (:mod:`~contrastive_det.convert.readers`) or a writer

@@ -195,7 +195,8 @@ def _verify_detectron2(backbone, path, tolerance):
 DETECTRON2_WRITER = register_writer(
     Writer(
         name="detectron2",
-        help="detectron2 .pkl for MODEL.WEIGHTS (read by DetectionCheckpointer, names matched by suffix)",
+        help="detectron2 .pkl for MODEL.WEIGHTS (read by DetectionCheckpointer, "
+        "names matched by suffix)",
         suffix=".pkl",
         check_path=_check_pkl,
         dumps=lambda backbone: dumps_detectron2(

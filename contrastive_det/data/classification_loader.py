@@ -101,8 +101,8 @@ def describe_test_transform(cfg):
 class ClassificationMapper:
     """
     Dataset dict (see contrastive_det/data/classification.py) -> ``{"image": 3xHxW uint8 RGB tensor,
-    "image_id", "label" | "labels"/"ignore_labels", ["probe_split"]}``. Augmentation randomness comes
-    from torch's global generator, which the resumable loader seeds per item.
+    "image_id", "label" | "labels"/"ignore_labels", ["probe_split"]}``. Augmentation randomness
+    comes from torch's global generator, which the resumable loader seeds per item.
     """
 
     def __init__(self, cfg, is_train):

@@ -62,8 +62,8 @@ def argument_parser(epilog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--allow-config-change",
         action="store_true",
-        help="with --resume: continue although the config differs from the checkpoint's (the differing "
-        "keys are logged); without it such a resume stops and names them",
+        help="with --resume: continue although the config differs from the checkpoint's "
+        "(the differing keys are logged); without it such a resume stops and names them",
     )
     parser.add_argument(
         "--seeds",
@@ -311,7 +311,10 @@ def check_resume_config(
             "Resume with the same settings, start a new OUTPUT_DIR, or add --allow-config-change "
             "to continue anyway."
         )
-    return f"--resume with --allow-config-change: the config differs from {path} (iteration {iteration}):\n  {listing}"
+    return (
+        f"--resume with --allow-config-change: the config differs from {path} "
+        f"(iteration {iteration}):\n  {listing}"
+    )
 
 
 def set_deterministic() -> None:
@@ -330,7 +333,8 @@ def setup(
     :func:`build_run_config`, then detectron2's ``default_setup`` (logging, OUTPUT_DIR/config.yaml,
     seeding), every adaptation logged once, and the files of the task's datasets checked.
     """
-    stop_request.install()  # SIGTERM: stop at an agreed iteration with a checkpoint (see stop_request)
+    # SIGTERM: stop at an agreed iteration with a checkpoint (see stop_request)
+    stop_request.install()
     if comm.get_world_size() > 1:
         # one seed for every process: a drawn SEED (-1) differs between machines, each launching
         # its own processes; the main process's is the run's (the data order and resume follow it)

@@ -280,7 +280,10 @@ class FeatureProbeEvaluator(DatasetEvaluator):
             self._items[split].append((image_id, vectors, target))
 
     def _check_cached_targets(self, split, layer, targets):
-        where = f"cached {split} features of layer {layer!r} ({self.cache.path(self.cache_keys[(split, layer)])})"
+        where = (
+            f"cached {split} features of layer {layer!r} "
+            f"({self.cache.path(self.cache_keys[(split, layer)])})"
+        )
         if self._multi_label:
             if targets.dim() != 2 or targets.shape[1] != self.num_classes:
                 raise ValueError(
@@ -340,10 +343,10 @@ class FeatureProbeEvaluator(DatasetEvaluator):
             for layer in layers:
                 entry = self._load_cached(split, layer)
                 if entry is None:
+                    key = "" if self.cache is None else f" (key {self.cache_keys[(split, layer)]})"
                     raise ValueError(
                         f"no {split} features of layer {layer!r}: the split was not in the loader "
-                        f"and is not in the feature "
-                        f"cache{'' if self.cache is None else ' (key ' + self.cache_keys[(split, layer)] + ')'}"
+                        f"and is not in the feature cache{key}"
                     )
                 self._check_cached_targets(split, layer, entry["targets"])
                 order = sorted(range(len(entry["image_ids"])), key=lambda i: entry["image_ids"][i])

@@ -233,7 +233,9 @@ def mixed_soft_targets(labels_a, labels_b, weight_b, num_classes, dtype=torch.fl
         ValueError: the three inputs do not have the same number of entries.
 
     Examples:
-        >>> mixed_soft_targets(torch.tensor([0, 2]), torch.tensor([1, 2]), torch.tensor([0.8, 0.3]), 3)
+        >>> mixed_soft_targets(
+        ...     torch.tensor([0, 2]), torch.tensor([1, 2]), torch.tensor([0.8, 0.3]), 3
+        ... )
         tensor([[0.2000, 0.8000, 0.0000],
                 [0.0000, 0.0000, 1.0000]])
     """
@@ -314,7 +316,9 @@ def core_tuning_mixup(features, labels, num_classes, perm, shuffled_weight, posi
 
     Examples:
         >>> f, y = torch.randn(4, 8), torch.tensor([0, 1, 1, 2])
-        >>> feats, targets = core_tuning_mixup(f, y, 3, torch.randperm(4), torch.full((4,), 0.8), torch.rand(4))
+        >>> feats, targets = core_tuning_mixup(
+        ...     f, y, 3, torch.randperm(4), torch.full((4,), 0.8), torch.rand(4)
+        ... )
     """
     if features.dim() != 2:
         raise ValueError(

@@ -95,7 +95,9 @@ def supcon_selfsupcon_loss(
         ValueError: from the two terms for mismatched shapes.
 
     Examples:
-        >>> out = supcon_selfsupcon_loss(q_i, k_i, queue_i, q_s, labels, k_s, labels, queue_s, queue_labels)
+        >>> out = supcon_selfsupcon_loss(
+        ...     q_i, k_i, queue_i, q_s, labels, k_s, labels, queue_s, queue_labels
+        ... )
         >>> total = sum(out.values())  # 0.5 * InfoNCE + 1.0 * queue SupCon
     """
     return {

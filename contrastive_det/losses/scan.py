@@ -69,7 +69,9 @@ def scan_loss(
         >>> q, k = F.normalize(torch.randn(4, 16), dim=1), F.normalize(torch.randn(4, 16), dim=1)
         >>> queue, queue_labels = F.normalize(torch.randn(8, 16), dim=1), torch.randint(0, 3, (8,))
         >>> labels = torch.tensor([0, 1, 2, 1])
-        >>> loss = scan_loss(q, labels, k, labels, queue, queue_labels, num_neighbors=5, temperature=0.07)
+        >>> loss = scan_loss(
+        ...     q, labels, k, labels, queue, queue_labels, num_neighbors=5, temperature=0.07
+        ... )
     """
     if non_neighbor_same_label not in _NON_NEIGHBOR_MODES:
         raise ValueError(

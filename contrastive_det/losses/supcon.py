@@ -66,8 +66,12 @@ def supcon_loss(
 
     Examples:
         >>> feats = F.normalize(torch.randn(8, 2, 128), dim=-1)  # 8 images, 2 views
-        >>> loss = supcon_loss(feats, labels=torch.tensor([0, 1, 0, 2, 1, 1, 3, 2]), temperature=0.1)
-        >>> simclr = supcon_loss(feats, temperature=0.1, base_temperature=0.1)  # == nt_xent_loss(views, 0.1)
+        >>> loss = supcon_loss(
+        ...     feats, labels=torch.tensor([0, 1, 0, 2, 1, 1, 3, 2]), temperature=0.1
+        ... )
+        >>> simclr = supcon_loss(
+        ...     feats, temperature=0.1, base_temperature=0.1
+        ... )  # == nt_xent_loss(views, 0.1)
     """
     if features.dim() < 3:
         raise ValueError(

@@ -161,7 +161,9 @@ class CoreTuningHead(nn.Module):
 
     Examples:
         >>> head = CoreTuningHead(2048, 10)
-        >>> losses = head(torch.randn(32, 2048), torch.randint(0, 10, (32,)))  # {"loss_cls", "loss_con"}
+        >>> losses = head(
+        ...     torch.randn(32, 2048), torch.randint(0, 10, (32,))
+        ... )  # {"loss_cls", "loss_con"}
         >>> logits = head.eval()(torch.randn(4, 2048))  # 4x10
     """
 

@@ -5,17 +5,18 @@ transfers it names, and gets the measured difference, its 95% interval and a ver
 A claim in the study file::
 
     claims:
-      - better: supcon_selfsupcon     # a row (method, checkpoint or random-init label; with its axes:
-        than: supervised              #   simclr__images-1000)
+      - better: supcon_selfsupcon     # a row (method, checkpoint or random-init label; with its
+        than: supervised              #   axes: simclr__images-1000)
         metric: linear/score          # a metric of the transfers' results.json (higher is better)
         transfers: [linear_*]         # fnmatch patterns of transfer names (default: every transfer)
-        over: datasets                # "seeds" (default): one verdict per matched transfer and test set;
+        over: datasets                # "seeds" (default): one verdict per matched transfer
+                                      #   and test set;
                                       # "datasets": one verdict on the mean over the matched ones
         name: joint beats supervised  # optional, shown in the table
 
-      - row: mocov2                   # two transfers of one row (e.g. two tuning methods), paired by set:
-        better: core_tuning_*         #   transfer patterns with one "*"; core_tuning_dtd is compared with
-        than: ce_finetune_*           #   ce_finetune_dtd on the test sets both have
+      - row: mocov2                   # two transfers of one row (e.g. two tuning methods), paired
+        better: core_tuning_*         #   by set: transfer patterns with one "*"; core_tuning_dtd is
+        than: ce_finetune_*           #   compared with ce_finetune_dtd on the test sets both have
         metric: classification/score
         over: datasets
 

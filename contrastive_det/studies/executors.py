@@ -479,7 +479,10 @@ class SubmititExecutor:
             self._jobs.clear()
             return f"cancelled {len(ids)} jobs: {', '.join(ids)}"
         self._jobs.clear()
-        return f"left {len(ids)} jobs running: {', '.join(ids)} (the next start of the study follows them)"
+        return (
+            f"left {len(ids)} jobs running: {', '.join(ids)} "
+            "(the next start of the study follows them)"
+        )
 
 
 def _job_error(error, job):

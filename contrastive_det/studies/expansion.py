@@ -216,7 +216,8 @@ def expand(study: Study) -> list[Run]:
     tools = study.tools_dir
     root = study.output_dir
     runs = []
-    rows = []  # (row label, method, axes, pretrain seed, backbone path or None, pretrain run id or None)
+    # (row label, method, axes, pretrain seed, backbone path or None, pretrain run id or None)
+    rows = []
     for method, entry in study.methods.items():
         for combo in _combos(study, method):
             row = method + "".join(f"__{axis}-{value_name(v)}" for axis, v in combo.items())

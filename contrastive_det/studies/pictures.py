@@ -525,7 +525,8 @@ def detection_pictures(
     log: Callable[[str], Any] = print,
 ) -> list[tuple[str, str]]:
     """
-    Prediction | ground-truth grids of the detection transfers of a study (see the module docstring).
+    Prediction | ground-truth grids of the detection transfers of a study (see the module
+    docstring).
 
     Args:
         study_dir: the study folder (runs' folders are read from ``plan``).

@@ -459,7 +459,9 @@ def _axis_plots(agg, plan, out_dir):
                         colour = f"C{methods.index(owner)}"
                     elif label == "random init":
                         colour = "0.5"
-                    else:  # another method's row (e.g. MoCo v2 beside SCAN's k sweep): a colour of its own
+                    else:
+                        # another method's row (e.g. MoCo v2 beside SCAN's k sweep): a colour of
+                        # its own
                         colour, others = f"C{len(methods) + others}", others + 1
                     ax.axhline(
                         stats["mean"], linestyle="--", linewidth=1, color=colour, label=label

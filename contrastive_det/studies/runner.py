@@ -330,7 +330,8 @@ def run_study_locked(
                 else:
                     why = (
                         error
-                        or f"finished without {', '.join(os.path.relpath(p, run.out_dir) for p in missing)}"
+                        or "finished without "
+                        f"{', '.join(os.path.relpath(p, run.out_dir) for p in missing)}"
                     )
                     finished[rid] = "failed"
                     state.set(rid, status="failed", seconds=seconds, error=why)

@@ -12,9 +12,11 @@ A transfer entry::
       select:
         grid: {SOLVER.BASE_LR: [0.1, 0.01], SOLVER.WEIGHT_DECAY: [0.0, 0.0001]}  # every combination
         # points: [{SOLVER.BASE_LR: 0.1, SOLVER.WEIGHT_DECAY: 0.001}, ...]        # or these points
-        metric: classification/score    # in each grid run's results.json (mean over test sets, seeds)
+        metric: classification/score    # in each grid run's results.json
+                                        #   (mean over test sets, seeds)
         mode: max                       # max (default) or min
-        opts: {CLASSIFICATION.EVAL_ON_VAL: true}  # what makes a grid run score on the validation split
+        opts: {CLASSIFICATION.EVAL_ON_VAL: true}  # what makes a grid run score on the
+                                                  #   validation split
         seeds: [0]                      # the grid's seeds (default: the transfer's first seed)
 
 The point chosen is the best mean score; ties go to the earlier point (grid order: the last key

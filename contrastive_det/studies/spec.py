@@ -4,7 +4,7 @@ the transfer runs; :func:`expand` turns it into the runs of the real CLIs.
 
 A study file::
 
-    name: islam_toy                      # the study's folder: output/studies/<name> unless output_dir
+    name: islam_toy                      # the study's folder: output/studies/<name>, or output_dir
     output_dir: output/studies/islam_toy # optional
     pretrain:
       methods:                           # label -> pretraining config (+ overrides)
@@ -12,16 +12,19 @@ A study file::
         supcon: {config: configs/toy/pretrain_supcon_R18.yaml, opts: {SOLVER.MAX_ITER: 240}}
       axes:                              # optional (Cole et al.): the swept config keys
         images: {key: DATASETS.PRETRAIN.SUBSET_COUNT, values: [500, 1000]}
-        # k: {key: ..., values: [...], methods: [scan]}  # an axis of some methods only; the others run once
-      sweep: product                     # every combination of the axes (default), or one_at_a_time:
-                                         # each value alone, plus the methods' own configs as baseline
+        # an axis of some methods only; the others run once:
+        # k: {key: ..., values: [...], methods: [scan]}
+      sweep: product                     # every combination of the axes (default), or
+                                         # one_at_a_time: each value alone, plus the methods'
+                                         # own configs as baseline
       seeds: [0]                         # pretraining seeds (default [0])
       opts: {}                           # overrides for every pretraining run
       random_init: true                  # a random-init row in every transfer (default true)
     transfer:
       seeds: [0, 1, 2]                   # transfer seeds (default [0])
-      runs:                              # name -> config (+ overrides); the task comes from its TASK
-        linear_lbfgs: {config: configs/toy/cls_linear_lbfgs_R18.yaml, opts: {CLASSIFICATION.LBFGS.NUM_REGS: 12}}
+      runs:                              # name -> config (+ overrides); its TASK gives the task
+        linear_lbfgs: {config: configs/toy/cls_linear_lbfgs_R18.yaml,
+                       opts: {CLASSIFICATION.LBFGS.NUM_REGS: 12}}
         detection:
           config: configs/toy/digits_R_50_FPN.yaml
           methods: [supcon, random-init]  # optional: only these rows (method labels, random-init)
@@ -33,7 +36,8 @@ A study's rows can also be checkpoints that already exist, beside or instead of 
     checkpoints:                         # label -> any file tools/convert_to_detectron2.py reads
       moco_v2_800ep: {path: /models/moco_v2_800ep_pretrain.pth.tar}
       supervised_tv: {path: /models/resnet50-0676ba61.pth}
-      dino_r50: {path: /models/dino_resnet50_pretrain.pth, prefix: "", format: torchvision, trust: false}
+      dino_r50: {path: /models/dino_resnet50_pretrain.pth, prefix: "", format: torchvision,
+                 trust: false}
 
 Relative paths (configs, checkpoints, ``output_dir``) start at the study's root folder: the working
 directory unless :func:`load_study` is given another (``tools/run_study.py`` runs from the
@@ -128,8 +132,8 @@ class Study:
     pretrain_opts: dict
     random_init: bool
     transfer_seeds: list
-    transfers: dict  # name -> {"config": abs path, "opts": {key: value}, "seeds": [...], "methods": [...] or None,
-    #                          "resources": {...}}
+    transfers: dict  # name -> {"config": abs path, "opts": {key: value}, "seeds": [...],
+    #                          "methods": [...] or None, "resources": {...}}
     raw: dict
     resources: dict = field(default_factory=dict)  # kind -> {resource: value} (see .resources)
     # label -> {"path": abs path, "prefix", "format", "trust"}

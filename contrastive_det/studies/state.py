@@ -153,7 +153,8 @@ class StudyState:
                 try:
                     self.runs = json.load(f).get("runs", {})
                 except ValueError:
-                    self.runs = {}  # only a torn copy could be unreadable; atomic writes make it unlikely
+                    # only a torn copy could be unreadable; atomic writes make it unlikely
+                    self.runs = {}
 
     def get(self, run_id: str) -> dict[str, Any]:
         return self.runs.setdefault(run_id, {"status": "pending", "attempts": 0})

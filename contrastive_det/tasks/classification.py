@@ -520,7 +520,8 @@ class ClassificationTask(Task):
         c = cfg.CLASSIFICATION
         val = (
             c.VAL_DATASET
-            or f"{c.VAL_FRACTION:.0%} of {'+'.join(cfg.DATASETS.TRAIN)}, class-stratified (seed {c.VAL_SEED})"
+            or f"{c.VAL_FRACTION:.0%} of {'+'.join(cfg.DATASETS.TRAIN)}, "
+            f"class-stratified (seed {c.VAL_SEED})"
         )
         return {
             "protocol": cfg.CLASSIFICATION.PROTOCOL,

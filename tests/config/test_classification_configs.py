@@ -34,7 +34,8 @@ PUBLISHED = {
         "INPUT.CLS.FLIP_PROB": 0.5,
         "INPUT.CLS.TEST_PIPELINE": "resize_crop",  # resize 256, centre crop 224
     },
-    "classification/linear_sgd/Base-Linear-SGD.yaml": {  # Islam et al.: non-affine BN before the linear layer
+    # Islam et al.: non-affine BN before the linear layer
+    "classification/linear_sgd/Base-Linear-SGD.yaml": {
         "MODEL.CLASSIFIER.HEAD": "bn_linear",
         "MODEL.CLASSIFIER.FREEZE_TRUNK": True,
     },
@@ -44,7 +45,8 @@ PUBLISHED = {
         "CLASSIFICATION.LBFGS.REG_MAX": 1e5,
         "CLASSIFICATION.LBFGS.NUM_REGS": 45,
         "CLASSIFICATION.LAYERS": ("res5",),
-        "INPUT.CLS.TEST_PIPELINE": "ssl_transfer",  # ssl-transfer's linear.py: Resize(224, bicubic) + CenterCrop(224)
+        # ssl-transfer's linear.py: Resize(224, bicubic) + CenterCrop(224)
+        "INPUT.CLS.TEST_PIPELINE": "ssl_transfer",
     },
     "classification/layerwise/Base-Layerwise.yaml": {
         "CLASSIFICATION.PROTOCOL": "layerwise",
@@ -58,7 +60,8 @@ PUBLISHED = {
         "CLASSIFICATION.FEW_SHOT.EPISODES": 600,
         "CLASSIFICATION.FEW_SHOT.CLASSIFIER": "logistic",
         "CLASSIFICATION.FEW_SHOT.REG": 1.0,
-        "INPUT.CLS.TEST_PIPELINE": "islam",  # Islam et al.: square resize to int(1.15 * 224), centre crop 224
+        # Islam et al.: square resize to int(1.15 * 224), centre crop 224
+        "INPUT.CLS.TEST_PIPELINE": "islam",
     },
     "classification/finetune/Base-Finetune.yaml": {  # ssl-transfer's finetune.py
         "MODEL.CLASSIFIER.FREEZE_TRUNK": False,

@@ -87,7 +87,8 @@ def test_each_layout_lands_in_the_trunk_exactly(layout, tmp_path):
     assert set(loaded) == {f"trunk.resnet.{k}" for k in tv}
     for k, v in tv.items():
         if "num_batches" in k:
-            continue  # BN batch counters are not converted (written as 0): only momentum=None BN reads them
+            # BN batch counters are not converted (written as 0): only momentum=None BN reads them
+            continue
         assert torch.equal(
             loaded[f"trunk.resnet.{k}"], v.float() if v.is_floating_point() else v
         ), k

@@ -459,7 +459,8 @@ def test_check_dataset_layout_names_the_missing_path(d2root):
         "voc_2012_sem_seg_val": r"missing .*/VOC2012/JPEGImages/ \(and 2 more\)\. "
         r"Expected layout: .*ImageSets/Segmentation/val\.txt",
         "cityscapes_sem_seg_train": r"missing .*/cityscapes/leftImg8bit/train/ \(and 1 more\)",
-        "ade20k_2016_sem_seg_train": r"missing .*/ADEChallengeData2016/images/training/ \(and 1 more\)",
+        "ade20k_2016_sem_seg_train": r"missing .*/ADEChallengeData2016/images/training/ "
+        r"\(and 1 more\)",
     }
     for name, pattern in cases.items():
         with pytest.raises(DatasetLayoutError, match=pattern):
@@ -551,7 +552,8 @@ def test_custom_sem_seg_image_without_label_is_named(tmp_path):
         f"""
 DATASETS:
   CUSTOM:
-    - {{NAME: my_bad_seg, FORMAT: sem_seg, IMAGE_ROOT: {images}, LABEL_ROOT: {labels}, CLASSES: [a, b]}}
+    - {{NAME: my_bad_seg, FORMAT: sem_seg, IMAGE_ROOT: {images}, LABEL_ROOT: {labels}, \
+CLASSES: [a, b]}}
 """,
     )
     register_datasets_from_config(cfg)

@@ -267,7 +267,8 @@ def test_check_axes_config_names_the_keys():
     cfg.DATASETS.PRETRAIN.MIX_PROPORTIONS = (1.0,)
     with pytest.raises(
         ValueError,
-        match=r"MIX_PROPORTIONS has 1 entries \[1.0\] but DATASETS.TRAIN has 2 datasets \['a', 'b'\]",
+        match=r"MIX_PROPORTIONS has 1 entries \[1.0\] "
+        r"but DATASETS.TRAIN has 2 datasets \['a', 'b'\]",
     ):
         check_axes_config(cfg)
     cfg.DATASETS.PRETRAIN.MIX_PROPORTIONS = (1.0, -0.5)

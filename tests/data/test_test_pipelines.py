@@ -55,6 +55,7 @@ def test_presets_differ_and_name_themselves_in_the_cache_key():
     cfg.INPUT.CLS.TEST_PIPELINE = "vissl"
     with pytest.raises(
         ValueError,
-        match="INPUT.CLS.TEST_PIPELINE must be one of resize_crop, ssl_transfer, islam, got 'vissl'",
+        match="INPUT.CLS.TEST_PIPELINE must be one of resize_crop, ssl_transfer, islam, "
+        "got 'vissl'",
     ):
         build_classification_transform(cfg, is_train=False)

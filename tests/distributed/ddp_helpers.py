@@ -21,7 +21,8 @@ def _entry(rank, fn, world, url, result_file, args):
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=url, rank=rank, world_size=world)
-    simulated_nccl.install()  # the package's collectives must take what NCCL takes (see tests/nccl_sim)
+    # the package's collectives must take what NCCL takes (see tests/nccl_sim)
+    simulated_nccl.install()
     try:
         out = fn(rank, world, *args)
         gathered = [None] * world

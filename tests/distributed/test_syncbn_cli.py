@@ -23,7 +23,8 @@ def test_simclr_global_bn_on_two_cpu_processes(toy_root, tmp_path):
         "DATASETS.CUSTOM": custom,
         "DATASETS.TRAIN": "('syncbn_train',)",
         "DATASETS.TEST": "('syncbn_test',)",
-        "MODEL.TV_RESNET.NORM": "SyncBN",  # the recipe's value, stated so the test does not depend on it
+        # the recipe's value, stated so the test does not depend on it
+        "MODEL.TV_RESNET.NORM": "SyncBN",
         "SOLVER.IMS_PER_BATCH": "4",
         "SOLVER.MAX_ITER": "2",
         "SOLVER.WARMUP_ITERS": "1",

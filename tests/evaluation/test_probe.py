@@ -371,7 +371,8 @@ def test_input_errors():
         ev.process([{"probe_split": "trainval", "image_id": 1, "label": 0}], [out])
     with pytest.raises(
         ValueError,
-        match=r"image 4: features of layer 'res5' must be a vector \(pooled\), got shape \(6, 1, 1\)",
+        match=r"image 4: features of layer 'res5' must be a vector \(pooled\), "
+        r"got shape \(6, 1, 1\)",
     ):
         ev.process(
             [{"probe_split": "val", "image_id": 4, "label": 0}],

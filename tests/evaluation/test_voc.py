@@ -8,10 +8,16 @@ from detectron2.structures import Boxes, Instances
 from contrastive_det.data.datasets.catalog import register_voc
 from contrastive_det.evaluation import VOCDetectionEvaluator
 
-XML = """<annotation><filename>{id}.jpg</filename><size><width>100</width><height>100</height><depth>3</depth></size>
-{objects}</annotation>"""
-OBJ = """<object><name>{name}</name><pose>Unspecified</pose><truncated>0</truncated><difficult>{difficult}</difficult>
-<bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>"""
+XML = (
+    "<annotation><filename>{id}.jpg</filename>"
+    "<size><width>100</width><height>100</height><depth>3</depth></size>\n"
+    "{objects}</annotation>"
+)
+OBJ = (
+    "<object><name>{name}</name><pose>Unspecified</pose>"
+    "<truncated>0</truncated><difficult>{difficult}</difficult>\n"
+    "<bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>"
+)
 
 
 def write_voc(root, images):

@@ -1,6 +1,6 @@
 """The report's pictures (contrastive_det/studies/pictures.py, seg_pictures.py): UMAP embeddings of
-classification transfers and prediction | ground-truth grids of detection and segmentation transfers,
-on a tiny real study."""
+classification transfers and prediction | ground-truth grids of detection and segmentation
+transfers, on a tiny real study."""
 
 import copy
 import json

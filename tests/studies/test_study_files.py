@@ -73,7 +73,8 @@ def test_the_demo_study_covers_what_the_main_job_promises():
 
 # ------------------------------------------------------------------------------------------------
 # The seed studies' designs, asserted on their expanded plans (the runs tools/run_study.py would
-# start) ------------------------------------------------------------------------------------------------
+# start)
+# ------------------------------------------------------------------------------------------------
 SEED_STUDIES = (
     "islam",
     "cole_quantity",

@@ -539,7 +539,8 @@ def test_relative_paths_start_at_the_root_and_runs_call_the_given_tools(tmp_path
     (tmp_path / "configs").symlink_to(os.path.join(REPO, "configs"))
     with pytest.raises(
         StudyError,
-        match=rf"{tmp_path / 'tools'} lacks pretrain_net.py, .*train_net.py, select_config.py, report.py",
+        match=rf"{tmp_path / 'tools'} lacks pretrain_net.py, "
+        r".*train_net.py, select_config.py, report.py",
     ):
         load_study(str(path))  # the tools default to <root>/tools
     tools = tmp_path / "my_tools"

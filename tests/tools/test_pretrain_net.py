@@ -412,6 +412,9 @@ def test_random_init_baseline_over_seeds(mini_crops, toy_root, tmp_path):
     values = [r["metrics"]["mini_test"]["knn/top1"] for r in per_seed]
     top1 = json.load(open(out / "results.json"))["metrics"]["mini_test"]["knn/top1"]
     assert top1["values"] == values and top1["n"] == 2
-    expected = f"mini_test knn/top1: {top1['mean']:.2f} +- {top1['std']:.2f} (n=2: {values[0]:.2f}, {values[1]:.2f})"
+    expected = (
+        f"mini_test knn/top1: {top1['mean']:.2f} +- {top1['std']:.2f} "
+        f"(n=2: {values[0]:.2f}, {values[1]:.2f})"
+    )
     assert expected in proc.stdout
     assert "evaluating the randomly initialised model" in proc.stdout + proc.stderr

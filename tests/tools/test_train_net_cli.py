@@ -47,7 +47,10 @@ def test_corrupt_training_image_names_the_file(toy_root, tmp_path):
         (voc / "JPEGImages" / f"{image_id}.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     (voc / "ImageSets" / "Main" / "broken.txt").write_text("\n".join(ids) + "\n")
     classes = [str(i) for i in range(10)]
-    custom = f"[{{'NAME': 'broken_train', 'FORMAT': 'voc', 'ROOT': '{voc}', 'SPLIT': 'broken', 'CLASSES': {classes}}}]"
+    custom = (
+        f"[{{'NAME': 'broken_train', 'FORMAT': 'voc', 'ROOT': '{voc}', 'SPLIT': 'broken', "
+        f"'CLASSES': {classes}}}]"
+    )
     args = [
         "--config-file",
         TOY_CONFIG,

@@ -37,7 +37,8 @@ def plain(value):
     return [plain(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
-def test_cli_value_keeps_the_study_command_format():  # run digests hash the commands: a change redoes runs
+# run digests hash the commands: a change redoes runs
+def test_cli_value_keeps_the_study_command_format():
     assert (
         cli_value([1, 2]) == "(1, 2, )"
         and cli_value(["a"]) == "('a', )"

@@ -152,7 +152,8 @@ def register_classification_csv(name, csv_file, class_names, root=None, metric="
         metric=metric,
         multi_label=False,
         required_paths=[csv_file],
-        layout=f"{csv_file}: rows 'path,label' (optional header 'path,label'; paths relative to {image_root})",
+        layout=f"{csv_file}: rows 'path,label' (optional header 'path,label'; "
+        f"paths relative to {image_root})",
     )
 
 
@@ -243,7 +244,8 @@ def register_imagenet(root=None):
             metric="top1",
             multi_label=False,
             required_paths=[train + "/", split_root + "/"],
-            layout=f"{root}/{{train,val}}/<wnid>/<image>.JPEG (class-per-folder; labels: the sorted wnids of train)",
+            layout=f"{root}/{{train,val}}/<wnid>/<image>.JPEG "
+            "(class-per-folder; labels: the sorted wnids of train)",
         )
     return ["imagenet_train", "imagenet_val"]
 

@@ -25,7 +25,8 @@ The dataset dicts follow the classification contract of
 A label map to the iNat 2021 orders, for ``DATASETS.PRETRAIN.LABEL_MAP`` (or
 ``CLASSIFICATION.LABEL_MAP``)::
 
-    python -c "from contrastive_det.data import write_inat2021_label_map as w; w('inat2021_order.json', 'order')"
+    python -c "from contrastive_det.data import write_inat2021_label_map as w; \
+        w('inat2021_order.json', 'order')"
 """
 
 import functools

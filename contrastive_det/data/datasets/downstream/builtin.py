@@ -186,7 +186,8 @@ def _sets():
             ISIC_CLASSES,
             test_held_out=_TEST,
             islam=ISLAM_PARTIAL,
-            source="https://challenge.isic-archive.com/data/#2018 (task 3 training data; CD-FSL benchmark)",
+            source="https://challenge.isic-archive.com/data/#2018 "
+            "(task 3 training data; CD-FSL benchmark)",
             papers=ISLAM,
         ),
         DownstreamSet(
@@ -215,15 +216,16 @@ def _sets():
             functools.partial(R.omniglot_classes, subsets=("images_evaluation",)),
             test_held_out=_TEST,
             islam=ISLAM_PARTIAL,
-            source="https://github.com/brendenlake/omniglot (images_evaluation.zip); torchvision.datasets.Omniglot",
+            source="https://github.com/brendenlake/omniglot (images_evaluation.zip); "
+            "torchvision.datasets.Omniglot",
             papers=ISLAM,
         ),
         DownstreamSet(
             "omniglot_all",
             "Omniglot (all 50 alphabets, 1623 characters)",
             ("omniglot-py",),
-            "omniglot-py/{images_background,images_evaluation}/<alphabet>/<character>/<nnnn>_<drawer>.png "
-            "(torchvision's Omniglot, both subsets)",
+            "omniglot-py/{images_background,images_evaluation}/<alphabet>/<character>/"
+            "<nnnn>_<drawer>.png (torchvision's Omniglot, both subsets)",
             ("images_background/", "images_evaluation/"),
             _ALL,
             functools.partial(R.read_omniglot, subsets=("images_background", "images_evaluation")),
@@ -316,7 +318,8 @@ def _sets():
             R.read_flowers102,
             FLOWERS102_CLASSES,
             metric="mean_per_class",
-            source="https://www.robots.ox.ac.uk/~vgg/data/flowers/102/; torchvision.datasets.Flowers102",
+            source="https://www.robots.ox.ac.uk/~vgg/data/flowers/102/; "
+            "torchvision.datasets.Flowers102",
             papers=BOTH,
         ),
         DownstreamSet(
@@ -330,7 +333,8 @@ def _sets():
             R.read_food101,
             R.food101_classes,
             split_files={"train": ("meta/train.txt",), "test": ("meta/test.txt",)},
-            source="https://data.vision.ee.ethz.ch/cvl/datasets_extra/food-101/; torchvision.datasets.Food101",
+            source="https://data.vision.ee.ethz.ch/cvl/datasets_extra/food-101/; "
+            "torchvision.datasets.Food101",
             papers=KORNBLITH,
         ),
         DownstreamSet(
@@ -388,7 +392,8 @@ def _sets():
             R.read_sun397,
             R.sun397_classes,
             split_files={s: (p,) for s, p in R.SUN397_PARTITIONS.items()},
-            source="https://vision.princeton.edu/projects/2010/SUN/ (SUN397.tar.gz, Partitions.zip)",
+            source="https://vision.princeton.edu/projects/2010/SUN/ "
+            "(SUN397.tar.gz, Partitions.zip)",
             papers=KORNBLITH,
         ),
         DownstreamSet(
@@ -406,7 +411,8 @@ def _sets():
                 "train": ("cars_train/", R.CARS_ANNOTATIONS["train"]),
                 "test": ("cars_test/", R.CARS_ANNOTATIONS["test"]),
             },
-            source="https://ai.stanford.edu/~jkrause/cars/car_dataset.html; torchvision.datasets.StanfordCars",
+            source="https://ai.stanford.edu/~jkrause/cars/car_dataset.html; "
+            "torchvision.datasets.StanfordCars",
             papers=KORNBLITH,
         ),
         DownstreamSet(
@@ -422,7 +428,8 @@ def _sets():
             R.aircraft_classes,
             split_files={s: (f"data/images_variant_{s}.txt",) for s in ("train", "val", "test")},
             metric="mean_per_class",
-            source="https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/; torchvision.datasets.FGVCAircraft",
+            source="https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/; "
+            "torchvision.datasets.FGVCAircraft",
             papers=KORNBLITH,
         ),
         DownstreamSet(
@@ -459,7 +466,8 @@ def _sets():
                 "test": ("annotations/test.txt",),
             },
             metric="mean_per_class",
-            source="https://www.robots.ox.ac.uk/~vgg/data/pets/; torchvision.datasets.OxfordIIITPet",
+            source="https://www.robots.ox.ac.uk/~vgg/data/pets/; "
+            "torchvision.datasets.OxfordIIITPet",
             papers=KORNBLITH,
         ),
         DownstreamSet(
@@ -531,7 +539,10 @@ def split_rule(key, split):
         return f"official '{off[split]}' split"
     if split == "test":
         if "all" in off:
-            return f"generated: {spec.test_held_out.rule} of the whole set (seed {SPLIT_SEED}, salt 'test')"
+            return (
+                f"generated: {spec.test_held_out.rule} of the whole set "
+                f"(seed {SPLIT_SEED}, salt 'test')"
+            )
         return f"official '{off['test']}' split"
     if split == "trainval":
         return (

@@ -46,7 +46,10 @@ def fraction_held_out(fraction):
             return 0
         return min(n - 1, max(1, int(math.floor(fraction * n + 0.5))))
 
-    count.rule = f"{fraction:.0%} of each class (rounded half up; at least 1, and 1 kept, per class of 2+ images)"
+    count.rule = (
+        f"{fraction:.0%} of each class "
+        "(rounded half up; at least 1, and 1 kept, per class of 2+ images)"
+    )
     return count
 
 
