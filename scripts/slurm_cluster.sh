@@ -485,17 +485,18 @@ cmd_status() {
 }
 
 # start and stop hold a lock: two test workers (or two users) starting the cluster at once would
-# otherwise both write the configs and start the daemons
-with_lock() {
+# otherwise both write the configs and start the daemons. The script runs again under
+# `flock -o`, which keeps the lock in flock's own process: the daemons it starts must not inherit
+# the locked descriptor, or the lock would last as long as they run and the next start would wait
+# forever.
+if [[ "${1:-}" == start || "${1:-}" == stop ]] && [[ "${SLURM_CLUSTER_LOCKED:-}" != 1 ]]; then
     mkdir -p "$(dirname "$STATE_DIR")"
-    exec 9>"$STATE_DIR.lock"
-    flock 9
-    "$@"
-}
+    SLURM_CLUSTER_LOCKED=1 exec flock -o "$STATE_DIR.lock" bash "$0" "$@"
+fi
 
 case "${1:-}" in
-    start) with_lock cmd_start ;;
-    stop) with_lock cmd_stop ;;
+    start) cmd_start ;;
+    stop) cmd_stop ;;
     status) cmd_status ;;
     *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
 esac
