@@ -212,7 +212,8 @@ db_password() {
 
 write_configs() {
     local cpus mem_kb real_mem
-    cpus="$(nproc)"
+    # the CPUs this machine gives us, whatever OMP_NUM_THREADS says (nproc honours it; the tests set 1)
+    cpus="$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)"
     mem_kb="$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)"
     real_mem=$((mem_kb * 9 / 10 / 1024))
     mkdir -p "$CONF_DIR"
