@@ -363,12 +363,17 @@ def add_segmentation_config(cfg):
     head.CORE_TUNING.PIXELS_PER_CLASS = 32
     head.CORE_TUNING.HIDDEN_DIM = 512
 
-    # detectron2.projects.deeplab's ResNet (MODEL.BACKBONE.NAME "build_resnet_deeplab_backbone",
-    # output stride 8 with RES4_DILATION 2 + RESNETS.RES5_DILATION 4). Its stem must stay "basic"
-    # (one 7x7 conv) for standard ResNet checkpoints: "deeplab" (three 3x3 convs) would be left at
-    # random init.
+    # Dilated ResNets (MODEL.BACKBONE.NAME "build_dilated_resnet_backbone", every depth,
+    # contrastive_det/modeling/dilated_resnet.py; or detectron2.projects.deeplab's
+    # "build_resnet_deeplab_backbone", ResNet-50 and deeper): output stride 16 with RES4_DILATION 1
+    # + RESNETS.RES5_DILATION 2, 8 with 2 + 4.
     cfg.MODEL.RESNETS.RES4_DILATION = 1
     cfg.MODEL.RESNETS.RES5_MULTI_GRID = [1, 1, 1]  # dilation multipliers of the 3 res5 blocks
+    # mmseg's contract_dilation (build_dilated_resnet_backbone only): the first block of a dilated
+    # stage dilates its strided 3x3 conv by half the stage's dilation
+    cfg.MODEL.RESNETS.CONTRACT_DILATION = False
+    # The stem must stay "basic" (one 7x7 conv) for standard ResNet checkpoints: "deeplab" (three
+    # 3x3 convs) would be left at random init.
     cfg.MODEL.RESNETS.STEM_TYPE = "basic"
 
     # Poly learning rate ("WarmupPolyLR", contrastive_det/solver/lr_schedule.py):

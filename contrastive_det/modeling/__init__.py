@@ -15,6 +15,7 @@ from .pretrainers import (
 )
 from .classifier import Classifier
 from .roi_heads import Res5ROIHeadsExtraNorm
+from .dilated_resnet import build_dilated_resnet_backbone
 from .sem_seg_heads import FCNHead, FCNSemanticSegmentor
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "SCAN",
     "Supervised",
     "Res5ROIHeadsExtraNorm",
+    "build_dilated_resnet_backbone",
     "FCNHead",
     "FCNSemanticSegmentor",
 ]

@@ -10,11 +10,13 @@ from test_protocol_configs import CAFFE2, CONFIGS, TORCHVISION, assert_config_va
 MOCO = {  # He et al. 2020, appendix A.5
     "TASK": "SegmentationTask",
     "MODEL.META_ARCHITECTURE": "FCNSemanticSegmentor",
-    "MODEL.BACKBONE.NAME": "build_resnet_backbone",
+    "MODEL.BACKBONE.NAME": "build_dilated_resnet_backbone",
     "MODEL.BACKBONE.FREEZE_AT": 0,
     "MODEL.RESNETS.DEPTH": 50,
     "MODEL.RESNETS.NORM": "SyncBN",
+    "MODEL.RESNETS.RES4_DILATION": 1,
     "MODEL.RESNETS.RES5_DILATION": 2,
+    "MODEL.RESNETS.CONTRACT_DILATION": False,  # every res5 block at dilation 2, as detectron2's
     "MODEL.RESNETS.OUT_FEATURES": ["res5"],
     "MODEL.SEM_SEG_HEAD.NAME": "FCNHead",
     "MODEL.SEM_SEG_HEAD.IN_FEATURES": ["res5"],
@@ -62,7 +64,7 @@ MOCO_CITYSCAPES = {
 MMSEG = {  # mmseg fcn_r50-d8, the DenseCL / mmselfsup benchmark
     "TASK": "SegmentationTask",
     "MODEL.META_ARCHITECTURE": "FCNSemanticSegmentor",
-    "MODEL.BACKBONE.NAME": "build_resnet_deeplab_backbone",
+    "MODEL.BACKBONE.NAME": "build_dilated_resnet_backbone",
     "MODEL.BACKBONE.FREEZE_AT": 0,
     "MODEL.RESNETS.DEPTH": 50,
     "MODEL.RESNETS.NORM": "SyncBN",
@@ -70,6 +72,7 @@ MMSEG = {  # mmseg fcn_r50-d8, the DenseCL / mmselfsup benchmark
     "MODEL.RESNETS.RES4_DILATION": 2,
     "MODEL.RESNETS.RES5_DILATION": 4,
     "MODEL.RESNETS.RES5_MULTI_GRID": [1, 1, 1],
+    "MODEL.RESNETS.CONTRACT_DILATION": True,  # mmseg's contract_dilation
     "MODEL.RESNETS.OUT_FEATURES": ["res4", "res5"],
     "MODEL.SEM_SEG_HEAD.NAME": "FCNHead",
     "MODEL.SEM_SEG_HEAD.IN_FEATURES": ["res5"],

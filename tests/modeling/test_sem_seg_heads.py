@@ -39,11 +39,13 @@ def _model(config, **overrides):
     return build_model(cfg), cfg
 
 
+@pytest.mark.parametrize("r18", [False, True], ids=["R50", "R18"])
 @pytest.mark.parametrize(
     "config,stride", [("voc12aug_R_50_FCN16s_30k.yaml", 16), ("voc12aug_R_50_FCN_D8_20k.yaml", 8)]
 )
-def test_output_stride_and_prediction_size(config, stride):
-    model, _ = _model(config, r18=False)
+def test_output_stride_and_prediction_size(config, stride, r18):
+    # both protocols dilate a ResNet-18 too (build_dilated_resnet_backbone)
+    model, _ = _model(config, r18=r18)
     shapes = model.backbone.output_shape()
     head_in = model.sem_seg_head.in_feature
     assert shapes[head_in].stride == stride

@@ -618,12 +618,11 @@ def real_study(
             "config": "configs/toy/digits_R_50_FPN.yaml",
             "opts": {**dict(zip(FAST[::2], FAST[1::2])), "SOLVER.MAX_ITER": 1},
         }
-    # the toy pretraining is a ResNet-18, which detectron2 cannot dilate: output stride 32
+    # the toy pretraining is a ResNet-18: build_dilated_resnet_backbone gives it output stride 16
     if segmentation:
         runs["seg"] = {
             "config": "configs/toy/seg_digits_R_50_FCN16s.yaml",
             "opts": {
-                "MODEL.RESNETS.RES5_DILATION": 1,
                 "SOLVER.IMS_PER_BATCH": 2,
                 "INPUT.SEM_SEG.CROP_SIZE": [64, 64],
                 "DATALOADER.NUM_WORKERS": 0,
