@@ -19,7 +19,7 @@ on cached features against the first, extracting run).
 
     tools/benchmark.py                                  # everything (lightly's row needs lightly)
     tools/benchmark.py --only ratio --only pretrain_ratio --trials 10
-    tools/benchmark.py --only lightly --trials 4        # ours against lightly 1.6.0
+    tools/benchmark.py --only lightly --lightly-trials 4   # ours against lightly 1.6.0
     # trailing KEY VALUE overrides apply to every config
     tools/benchmark.py MODEL.DEVICE cuda
     # classification; MODEL.WEIGHTS "" (default) = random init
