@@ -238,8 +238,8 @@ def test_study_on_slurm_survives_requeue_time_limit_and_a_killed_driver(
     )
     assert "--resume" in _tail(run_log, 10**7)
 
-    # the time-limit signal (SIGUSR2, what submitit sends 90 s before the limit): the job requeues itself,
-    # resumes again
+    # the time-limit signal (SIGUSR2, what submitit sends 90 s before the limit): the job requeues
+    # itself, resumes again
     time.sleep(3)
     subprocess.run(["scancel", "--signal=USR2", job], check=True, timeout=60)
     _wait(
