@@ -51,7 +51,7 @@ def main(argv=None):
         if not isinstance(point, dict) or not point or len(item) < 2:
             parser.error(
                 f"--point {' '.join(item)}: expected a non-empty JSON object of keys, then run "
-                f"folders"
+                "folders"
             )
         points.append((point, item[1:]))
     try:

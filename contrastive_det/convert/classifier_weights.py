@@ -127,10 +127,9 @@ def input_conventions(
         return dict(TORCHVISION_CONVENTIONS), "MODEL.CLASSIFIER.WEIGHTS_CONVENTIONS"
     raise ConversionError(
         f"MODEL.WEIGHTS {source} is a detectron2 model whose input conventions cannot be told (BGR "
-        f"or RGB, "
-        "pixel mean/std, stride in the 1x1 or the 3x3 conv: an MSRA-initialised model differs from "
-        "a torchvision-initialised one in all three, with the same tensor shapes). Put the "
-        "config.yaml of the run that wrote it next to it, or set "
+        "or RGB, pixel mean/std, stride in the 1x1 or the 3x3 conv: an MSRA-initialised model "
+        "differs from a torchvision-initialised one in all three, with the same tensor shapes). "
+        "Put the config.yaml of the run that wrote it next to it, or set "
         "MODEL.CLASSIFIER.WEIGHTS_CONVENTIONS torchvision if it was trained with torchvision's "
         "(RGB, mean [123.675, 116.28, 103.53], std [58.395, 57.12, 57.375], "
         "MODEL.RESNETS.STRIDE_IN_1X1 False)."
@@ -171,7 +170,7 @@ def honour_conventions(
         mean, std = mean[::-1], std[::-1]
         log(
             f"  input: BGR weights (from {where}): conv1's input channels reversed to take RGB "
-            f"images"
+            "images"
         )
     elif conventions["input_format"] != "RGB":
         raise ConversionError(

@@ -113,7 +113,7 @@ def _plan(path, prefix, prefix_key):
         if prefix:
             raise ConversionError(
                 f"{PREFIX_KEY} {prefix!r} applies to local checkpoints, not {path}; download it "
-                f"first"
+                "first"
             )
         return "detectron2", None
     if not os.path.isfile(path):
@@ -138,8 +138,7 @@ def _plan(path, prefix, prefix_key):
         first = e.candidates[0]
         raise ConversionError(
             f"MODEL.WEIGHTS {path} holds several ResNets, so it is not clear which one to train "
-            f"from:\n  {e}\n"
-            "Pick one: "
+            f"from:\n  {e}\nPick one: "
             + (f"set {prefix_key} {first}, or " if prefix_key else "")
             + f"convert it first with tools/convert_to_detectron2.py {path} converted.pkl "
             f"--prefix {first} and set MODEL.WEIGHTS converted.pkl."

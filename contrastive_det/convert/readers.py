@@ -101,7 +101,7 @@ def read_detectron2(ckpt: Any) -> Extraction | None:
         specs = [f"{path_str(c.path) if c.path else ''}:{c.prefix}" for c in candidates]
         raise AmbiguousCheckpointError(
             f"several detectron2 ResNets in the checkpoint: {', '.join(specs)}; choose one with "
-            f"--prefix "
+            "--prefix "
             "CONTAINER:PREFIX",
             specs,
         )

@@ -146,8 +146,7 @@ def check_dataset_layout(name):
             # line
             raise DatasetLayoutError(
                 f"Dataset '{name}': {expected[2]} lists {num_ids} image(s); detectron2's VOC "
-                f"loader "
-                "needs at least 2 ids in an image set."
+                f"loader needs at least 2 ids in an image set."
             )
     elif hasattr(meta, "json_file"):
         if not os.path.isfile(meta.json_file):

@@ -294,7 +294,7 @@ def load_classification_csv(csv_file, class_names, root=None):
                 except ValueError:
                     raise ClassificationCSVError(
                         f"{where}: label {raw!r} is not one of CLASSES {class_names} nor an "
-                        f"integer id"
+                        "integer id"
                     ) from None
                 if not 0 <= label < len(class_names):
                     raise ClassificationCSVError(

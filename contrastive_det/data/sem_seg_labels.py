@@ -43,12 +43,10 @@ def _read_png(path):
             if mode not in INDEX_MODES:
                 raise LabelMapError(
                     f"Label map {path} is a {mode} image; expected class indices: a palette ('P') "
-                    f"PNG such as "
-                    "VOC's SegmentationClass files, or a single-channel PNG whose values are the "
-                    "class ids "
-                    f"(ignore = {IGNORE_LABEL}). A colour-coded label image must be converted to "
-                    f"class ids "
-                    "first (e.g. Cityscapes' createTrainIdLabelImgs.py writes *_labelTrainIds.png)."
+                    "PNG such as VOC's SegmentationClass files, or a single-channel PNG whose "
+                    f"values are the class ids (ignore = {IGNORE_LABEL}). A colour-coded label "
+                    "image must be converted to class ids first (e.g. Cityscapes' "
+                    "createTrainIdLabelImgs.py writes *_labelTrainIds.png)."
                 )
             return np.asarray(im, dtype=np.int64)  # HxW: palette images give their indices
     except LabelMapError:
@@ -110,6 +108,5 @@ def check_label_values(label, num_classes, path, ignore_label=IGNORE_LABEL):
         raise LabelMapError(
             f"Label map {path} holds value(s) {bad.tolist()[:10]} outside the {num_classes} "
             f"classes [0, {num_classes}) and the ignore label {ignore_label}; check the dataset's "
-            f"class list "
-            "and MODEL.SEM_SEG_HEAD.NUM_CLASSES"
+            f"class list and MODEL.SEM_SEG_HEAD.NUM_CLASSES"
         )

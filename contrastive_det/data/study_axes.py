@@ -229,8 +229,7 @@ def load_label_map(path, key="DATASETS.PRETRAIN.LABEL_MAP"):
     if not isinstance(mapping, dict) or not mapping:
         raise ValueError(
             f'Label map {path} must be a non-empty JSON object {{"fine class": "coarse class", '
-            f"...}}, "
-            f"got {type(mapping).__name__}"
+            f"...}}, got {type(mapping).__name__}"
         )
     bad = {k: v for k, v in mapping.items() if not isinstance(v, str) or not v}
     if bad:

@@ -76,11 +76,10 @@ def load_checkpoint(path: str, mmap: bool = False) -> dict[str, Any]:
         size = os.path.getsize(path) if os.path.exists(path) else 0
         raise CheckpointReadError(
             f"Checkpoint {path} ({size} bytes) cannot be read: {type(e).__name__}: "
-            f"{str(e).splitlines()[0] if str(e) else ''}. "
-            "It is truncated (a copy or a disk that filled up?), not a PyTorch checkpoint, or "
-            "holds objects that weights_only loading refuses. Delete it, or write the name of an "
-            "earlier model_*.pth of the same folder into its last_checkpoint file, then resume "
-            "again."
+            f"{str(e).splitlines()[0] if str(e) else ''}. It is truncated (a copy or a disk that "
+            "filled up?), not a PyTorch checkpoint, or holds objects that weights_only loading "
+            "refuses. Delete it, or write the name of an earlier model_*.pth of the same folder "
+            "into its last_checkpoint file, then resume again."
         ) from None
 
 

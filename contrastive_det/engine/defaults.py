@@ -185,9 +185,9 @@ def check_config_bases(config_file: str) -> list[str]:
         if not os.path.isfile(resolved):
             raise FileNotFoundError(
                 f"{path}: _BASE_ {base!r} resolved to {os.path.normpath(resolved)}, which does not "
-                f"exist. A relative _BASE_ is resolved against the folder of the file that names "
+                "exist. A relative _BASE_ is resolved against the folder of the file that names "
                 f"it ({os.path.dirname(path) or '.'}), not the working directory; use a path "
-                f"relative to "
+                "relative to "
                 'that folder (e.g. "../detection/voc0712_R_50_C4_24k.yaml" from configs/my/) or an '
                 "absolute path."
             )
@@ -275,8 +275,7 @@ def adopt_checkpoint_seed(cfg: CfgNode, state: ResumeState | None) -> str | None
         return None
     message = (
         f"--resume: SEED {seed} recorded in {path} (iteration {iteration}) replaces SEED "
-        f"{cfg.SEED} "
-        "given by the config/command line; a resumed run keeps the seed it started with"
+        f"{cfg.SEED} given by the config/command line; a resumed run keeps the seed it started with"
     )
     cfg.SEED = int(seed)
     return message

@@ -86,7 +86,7 @@ class _FiniteLossCheck:
             raise NonFiniteLossError(
                 f"Loss became infinite or NaN at iteration {self.iter} on at least one process "
                 f"(this process: {terms}); training stopped on every process before the optimizer "
-                f"step. "
+                "step. "
                 + (
                     f"Last good checkpoint: {last} (continue with --resume after fixing the cause, "
                     f"e.g. a lower "

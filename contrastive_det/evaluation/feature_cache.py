@@ -59,8 +59,7 @@ def weights_digest(path: str) -> str:
     if not path:
         raise ValueError(
             f"weights_digest needs a weights file, got {path!r}; for a randomly initialised model "
-            f"use "
-            "weights='random-init-seed{seed}' in the cache key"
+            f"use weights='random-init-seed{{seed}}' in the cache key"
         )
     return file_sha256(path)
 
@@ -127,7 +126,7 @@ class FeatureCache:
                 )
         if not isinstance(content, str) or not _CONTENT_RE.match(content):
             raise ValueError(
-                f"FeatureCache.key: content must be a sha256 hex digest (dataset_fingerprint), got "
+                "FeatureCache.key: content must be a sha256 hex digest (dataset_fingerprint), got "
                 f"{content!r}"
             )
         canonical = json.dumps(

@@ -391,7 +391,7 @@ def select_and_refit(
     reg = grid[chosen]
     logger.info(
         f"L-BFGS probe: reg={reg:g} chosen on val ({metric} {val_scores[chosen]:.2f}); refitting "
-        f"on train+val"
+        "on train+val"
     )
     weight, bias = _fit(
         torch.cat([x_tr, x_val]), torch.cat([y_tr, y_val]), num_classes, reg, init, max_iter, tol

@@ -437,7 +437,7 @@ class FeatureProbeEvaluator(DatasetEvaluator):
             per_episode[name] = [float(a) for a in accs]
             logger.info(
                 f"few-shot {name} on {self.layers[0]}: {mean:.2f} +- {ci:.2f} ({cfg['episodes']} "
-                f"episodes)"
+                "episodes)"
             )
         if self.episodes_file:
             atomic_write_json(

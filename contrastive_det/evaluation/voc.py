@@ -60,7 +60,7 @@ class VOCDetectionEvaluator(PascalVOCDetectionEvaluator):
         if len(absent) == len(self._class_names):
             raise ValueError(
                 f"{self._dataset_name} has no non-difficult ground truth at all; nothing to "
-                f"evaluate."
+                "evaluate."
             )
 
         aps = defaultdict(dict)  # iou -> {class name: AP in percent}

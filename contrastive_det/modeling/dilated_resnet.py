@@ -99,7 +99,7 @@ def build_dilated_resnet_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> Backb
         raise ValueError(f"MODEL.RESNETS.STEM_TYPE {r.STEM_TYPE!r}: expected basic or deeplab")
     if r.STEM_TYPE == "deeplab" and r.DEPTH < 50:
         raise ValueError(
-            f"MODEL.RESNETS.STEM_TYPE deeplab needs a bottleneck ResNet (DEPTH >= 50), got "
+            "MODEL.RESNETS.STEM_TYPE deeplab needs a bottleneck ResNet (DEPTH >= 50), got "
             f"{r.DEPTH}"
         )
 

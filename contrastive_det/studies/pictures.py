@@ -150,7 +150,7 @@ def finished_runs(
             else:
                 log(
                     f"{what}: {transfer}: row {row} left out: none of its {len(runs)} run(s) "
-                    f"finished"
+                    "finished"
                 )
     return chosen
 
@@ -331,7 +331,7 @@ def embedding_pictures(
     except ImportError as e:
         log(
             f"embedding: umap-learn does not import ({e}); no embedding pictures (pip install "
-            f"umap-learn)"
+            "umap-learn)"
         )
         return made
     chosen = finished_runs(
@@ -359,7 +359,7 @@ def embedding_pictures(
                     if len(feats) < 3:
                         log(
                             f"embedding: {transfer} on {name}: {len(feats)} test image(s); too few "
-                            f"for a UMAP"
+                            "for a UMAP"
                         )
                         continue
                     panels[name].append((row, embed_2d(feats), labels))
@@ -472,7 +472,7 @@ def draw_rows(
                 if name not in cfg.DATASETS.TEST:
                     log(
                         f"{what}: {run['id']} does not test on {name}; row {row} left out of its "
-                        f"picture"
+                        "picture"
                     )
                     continue
                 cells[name].append((row, draw(cfg, model, name)))

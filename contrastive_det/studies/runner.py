@@ -359,7 +359,7 @@ def run_study_locked(
     skipped = [rid for rid, s in finished.items() if s == "skipped"]
     log(
         f"study {study.name}: {sum(1 for s in finished.values() if s == 'done')} of {len(runs)} "
-        f"runs done"
+        "runs done"
         + f" in {_fmt_s(time.time() - start)}"
         + (f"; failed: {', '.join(failed)}" if failed else "")
         + (f"; skipped: {len(skipped)}" if skipped else "")

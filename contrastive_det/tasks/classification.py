@@ -430,7 +430,7 @@ class ClassificationTask(Task):
         if not cls.trains(cfg):
             raise ValueError(
                 f"CLASSIFICATION.PROTOCOL {cfg.CLASSIFICATION.PROTOCOL} is fitted on features, not "
-                f"trained"
+                "trained"
             )
         return build_classification_train_loader(
             cfg, cls.training_dicts(cfg), resolve_num_classes(cfg)

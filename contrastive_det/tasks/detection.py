@@ -56,8 +56,8 @@ class DetectionTask(Task):
         if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
             logger.warning(
                 f"DATALOADER.SAMPLER_TRAIN {cfg.DATALOADER.SAMPLER_TRAIN}: detectron2's loader is "
-                f"used and "
-                "--resume does not restore the data order (only TrainingSampler is resumable)"
+                "used and --resume does not restore the data order (only TrainingSampler is "
+                "resumable)"
             )
             return build_detection_train_loader(cfg, mapper=mapper)
         return build_resumable_train_loader(

@@ -105,8 +105,7 @@ class SegmentationTask(Task):
         if not cfg.MODEL.META_ARCHITECTURE.endswith("SemanticSegmentor"):
             raise ValueError(
                 f"MODEL.META_ARCHITECTURE {cfg.MODEL.META_ARCHITECTURE!r}: SegmentationTask trains "
-                f"a "
-                'semantic segmentor ("FCNSemanticSegmentor", see configs/segmentation/)'
+                'a semantic segmentor ("FCNSemanticSegmentor", see configs/segmentation/)'
             )
         if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
             raise ValueError(

@@ -288,8 +288,7 @@ def inat2021_label_map(categories, level, lineage=True):
         if not lineage and lineage_of.setdefault(bare, path) != path:
             raise ValueError(
                 f"the {level} name {bare!r} is used by two lineages ({lineage_of[bare]} and "
-                f"{path}); "
-                "use lineage=True for unambiguous coarse classes"
+                f"{path}); use lineage=True for unambiguous coarse classes"
             )
         mapping[str(c["name"])] = path if lineage else bare
     return mapping

@@ -342,13 +342,10 @@ def register_voc_2012_sem_seg(voc_root=None, sbd_root=None):
     sbd_dir = None if os.path.isdir(aug) else _sbd_dir(sbd_root)
     layout = (
         f"either {voc_root}/SegmentationClassAug/<id>.png (the pre-converted SBD+VOC labels; ids "
-        f"from "
-        "ImageSets/Segmentation/train_aug.txt, else every PNG there minus the ids of val.txt) or "
-        "SBD's "
-        f"benchmark_RELEASE/dataset unpacked as "
-        f"{sbd_root}/{{cls/<id>.mat,img/<id>.jpg,train.txt,val.txt}} "
-        "together with VOC2012's ImageSets/Segmentation/{train,val}.txt and SegmentationClass/; "
-        "images from "
+        "from ImageSets/Segmentation/train_aug.txt, else every PNG there minus the ids of "
+        "val.txt) or SBD's benchmark_RELEASE/dataset unpacked as "
+        f"{sbd_root}/{{cls/<id>.mat,img/<id>.jpg,train.txt,val.txt}} together with VOC2012's "
+        f"ImageSets/Segmentation/{{train,val}}.txt and SegmentationClass/; images from "
         f"{voc_root}/JPEGImages/<id>.jpg"
     )
     if sbd_dir is None:

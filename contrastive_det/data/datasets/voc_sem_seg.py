@@ -97,7 +97,7 @@ def load_voc_sem_seg(dirname, split, label_dir="SegmentationClass", name=None):
         if not os.path.isfile(sem_seg_file_name):
             raise error(
                 f"the label map {sem_seg_file_name} of image {image_id!r} (listed in {list_file}) "
-                f"is missing"
+                "is missing"
             )
         try:
             with Image.open(file_name) as im:  # reads the header only

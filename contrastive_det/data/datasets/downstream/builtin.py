@@ -524,8 +524,8 @@ def split_rule(key, split):
     if split in ISLAM_SPLITS:
         return (
             f"Islam et al.'s: {ISLAM_TRAIN_FRACTION:.0%} of each class (floor) to islam_train, the "
-            f"rest to "
-            "islam_test; one RandomState(0) over the classes in the order they first appear"
+            "rest to islam_test; one RandomState(0) over the classes in the order they first "
+            "appear"
         )
     if split == "all":
         return f"the whole set: {key}_trainval + {key}_test"

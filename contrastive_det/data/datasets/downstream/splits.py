@@ -91,7 +91,7 @@ def stratified_holdout(dicts, held_out_count, seed=SPLIT_SEED, salt="val"):
         if "labels" in d or int(d.get("label", -1)) < 0:
             raise ValueError(
                 f"stratified_holdout needs single-label dicts; got {d.get('image_id')!r} without a "
-                f"label"
+                "label"
             )
         groups.setdefault(int(d["label"]), []).append(d)
     kept, held = [], []
@@ -126,7 +126,7 @@ def islam_partial_split(dicts, fraction=ISLAM_TRAIN_FRACTION, seed=0):
         if "labels" in d or int(d.get("label", -1)) < 0:
             raise ValueError(
                 f"islam_partial_split needs single-label dicts; got {d.get('image_id')!r} without "
-                f"a label"
+                "a label"
             )
         groups.setdefault(int(d["label"]), []).append(d)
     rng = np.random.RandomState(seed)
