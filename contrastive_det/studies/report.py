@@ -237,6 +237,13 @@ def _fmt(stats, digits=1):
     return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f} ({stats['n']}{mark})"
 
 
+def _rank(value, values, digits=1):
+    """Competition rank (1 = best) of ``value`` among ``values`` as the table prints them (rounded
+    to ``digits``): rows that print the same number share a rank, as in a paper's table."""
+    shown = round(value, digits)
+    return 1 + sum(1 for v in values if round(v, digits) > shown)
+
+
 def _headline_metrics(rows):
     """The headline metrics present in ``rows`` ({row: {metric: stats}}), in headline order (no CI
     columns)."""
@@ -253,8 +260,9 @@ def _headline_metrics(rows):
 
 TABLE_NOTE = (
     "mean ± sample std over transfer seeds (n runs; † n pretraining seeds, each the mean of its "
-    "transfer seeds); one run shows its value alone; [rank] in the column, 1 = best, best in bold; "
-    "n/a: NaN in a run (e.g. a class or area range without objects), never ranked."
+    "transfer seeds); one run shows its value alone; [rank] in the column, 1 = best, best in bold, "
+    "rows that print the same value share a rank; n/a: NaN in a run (e.g. a class or area range "
+    "without objects), never ranked."
 )
 
 
@@ -272,7 +280,7 @@ def _table(transfer, dataset, rows, order):
         )
         for r in names:
             if m in rows[r] and rows[r][m]["mean"] is not None:
-                ranks[(r, m)] = 1 + sum(1 for v in have if v > rows[r][m]["mean"])
+                ranks[(r, m)] = _rank(rows[r][m]["mean"], have)
     lines = [
         f"#### {transfer} on {dataset}",
         "",
@@ -332,7 +340,7 @@ def protocol_tables(agg: dict, records: list[dict], order: list[str]) -> list[st
             for r in names:
                 st = groups[key][c].get(r)
                 if _finite(st):
-                    ranks[r][c] = 1 + sum(1 for v in have if v > st["mean"])
+                    ranks[r][c] = _rank(st["mean"], have)
         protocol, metric = key
         lines = [
             f"#### {protocol}: {metric} per test set",

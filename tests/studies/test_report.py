@@ -250,6 +250,23 @@ def test_nan_metrics_are_na_never_ranked_and_never_crash(tmp_path):
     ] == ["n/a"]
 
 
+def test_rows_that_print_the_same_number_share_their_rank(tmp_path):
+    """Ranks follow the printed values (detection_toy's AP75: 0.32, 0.0 and 0.017 print 0.3, 0.0,
+    0.0): the two 0.0 rows are both 2nd, not 2nd and 3rd by digits the table hides; the best two
+    rows tie for bold when they print alike."""
+    results = [
+        ("det", "simclr", "simclr", {}, 0, {"bbox/AP75": 0.3207, "bbox/AP50": 1.94}),
+        ("det", "supcon", "supcon", {}, 0, {"bbox/AP75": 0.0, "bbox/AP50": 1.86}),
+        ("det", "random-init", "random-init", {}, 0, {"bbox/AP75": 0.0172, "bbox/AP50": 0.39}),
+    ]
+    fake_study(str(tmp_path), results, axes={})
+    write_report(str(tmp_path), pictures=False, log=lambda line: None)
+    tables = (tmp_path / "report" / "tables.md").read_text()
+    assert "| simclr | **1.9 (1)** [1] | **0.3 (1)** [1] |" in tables
+    assert "| supcon | **1.9 (1)** [1] | 0.0 (1) [2] |" in tables
+    assert "| random-init | 0.4 (1) [3] | 0.0 (1) [2] |" in tables
+
+
 def test_pretraining_and_transfer_seeds_are_not_pooled(tmp_path):
     """Two pretraining seeds x two transfer seeds: the spread is over the pretraining seeds (each
     the mean of its transfer seeds), n = 2, marked; pooling the four values would give std 5.9 (n =
