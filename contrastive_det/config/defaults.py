@@ -131,6 +131,10 @@ def add_pretrain_config(cfg):
         True  # MoCo's shuffled BN for the key encoder (needs > 1 process)
     )
     cfg.MODEL.CONTRASTIVE.NUM_CLASSES = 1000  # classes of the supervised/joint objectives' labels
+    # In-batch methods (SimCLR, SupCon): "concat" forwards both views as one batch of 2N (BN
+    # statistics over both views, as SimCLR's own code); "separate" forwards each view alone (BN
+    # statistics per view, as lightly's documented loop and many PyTorch re-implementations).
+    cfg.MODEL.CONTRASTIVE.VIEW_BATCHING = "concat"
     # The joint objectives (CE+SelfSupCon "CESelfSupCon", SupCon+SelfSupCon "SupConSelfSupCon").
     cfg.MODEL.JOINT = CN()
     cfg.MODEL.JOINT.INSTANCE_WEIGHT = 0.5  # weight of the MoCo instance term

@@ -9,7 +9,9 @@ The study folder's bookkeeping, each file written atomically:
   outputs exist and this digest equals the digest the study computes for it now.
 
 A run's digest (:func:`run_digest`) is the sha256 of its command, of the fully merged config of
-the config file it names (``_BASE_`` chain and overrides, as the CLI loads it), of the content of
+the config file it names (``_BASE_`` chain and overrides, as the CLI loads it; the keys whose
+value differs from the package's defaults, so that a new version adding a key with a default
+does not redo finished runs), of the content of
 the files outside the study it reads (``Run.inputs``: a brought checkpoint; and the files that the
 config keys of :data:`CONTENT_KEYS` name, e.g. a label map) and of the digests of the runs it
 depends on: a changed config file, override, seed, checkpoint file, label map or upstream run
@@ -28,6 +30,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..config import get_cfg
 from ..engine.defaults import load_config
 from ..utils.atomic import atomic_write_json
 from ..utils.config_keys import get_key
@@ -41,6 +44,7 @@ __all__ = [
     "StudyLock",
     "StudyLocked",
     "run_digest",
+    "config_fingerprint",
     "plan_digests",
     "is_done",
     "mark_done",
@@ -78,6 +82,37 @@ def _merged_config(argv):
     return load_config(argparse.Namespace(config_file=config, opts=opts))
 
 
+def _flat(node, prefix=""):
+    """{"A.B.C": value} of a config node's leaves."""
+    out = {}
+    for key, value in node.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def config_fingerprint(cfg: Any, defaults: Any = None) -> str:
+    """
+    The text a run's digest takes from its merged config: one ``KEY: value`` line per leaf whose
+    value differs from ``defaults`` (the package's :func:`~contrastive_det.config.get_cfg`), keys
+    sorted. A key that a newer version adds with its default leaves the text unchanged; any value
+    a config file or override sets apart from the default is in it.
+    """
+
+    def text(value):  # a tuple and a list of the same items read alike
+        return json.dumps(value, sort_keys=True, default=repr)
+
+    base = {k: text(v) for k, v in _flat(defaults if defaults is not None else get_cfg()).items()}
+    lines = [
+        f"{key}: {text(value)}"
+        for key, value in sorted(_flat(cfg).items())
+        if base.get(key) != text(value)
+    ]
+    return "\n".join(lines)
+
+
 def _content_files(cfg):
     """The non-empty file paths that the keys of :data:`CONTENT_KEYS` hold in ``cfg``."""
     values = (get_key(cfg, key, None) for key in CONTENT_KEYS)
@@ -91,7 +126,7 @@ def run_digest(run: Run, dep_digests: Iterable[str]) -> str:
     h.update(json.dumps(run.argv[1:]).encode())
     h.update(os.path.basename(run.argv[0]).encode())
     cfg = _merged_config(run.argv)
-    h.update((cfg.dump() if cfg is not None else "").encode())
+    h.update((config_fingerprint(cfg) if cfg is not None else "").encode())
     files = list(getattr(run, "inputs", ())) + (_content_files(cfg) if cfg is not None else [])
     for path in files:  # a brought checkpoint, a label map: changed on disk = another run
         h.update(f"{path}:{file_sha256(path) if os.path.isfile(path) else 'missing'}".encode())

@@ -73,6 +73,33 @@ def test_every_method_returns_finite_losses_with_gradients(arch, keys):
     assert torch.isfinite(total) and model.encoder.resnet.conv1.weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("arch", ["SimCLR", "SupCon"])
+def test_view_batching_sets_which_images_bn_normalises_together(arch):
+    # "concat": one forward of 2N (BN over both views); "separate": a forward per view. Both give
+    # the per-view forward in eval mode; in training BN statistics tell them apart.
+    views = [torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(i)) for i in (1, 2)]
+    out = {}
+    for batching in ("concat", "separate"):
+        cfg = tiny_cfg(arch)
+        cfg.MODEL.CONTRASTIVE.VIEW_BATCHING = batching
+        torch.manual_seed(0)
+        model = build_model(cfg).eval()
+        with torch.no_grad():
+            out[batching + "_eval"] = model._projections(views)  # before BN's running stats move
+            model.train()
+            out[batching] = model._projections(views)
+            alone = [model._project(v) for v in views]  # NxD each, BN over one view
+    for z, ref in zip(out["separate"], alone):
+        torch.testing.assert_close(z, ref)
+    assert not torch.allclose(out["concat"][0], out["separate"][0], atol=1e-4)
+    for a, b in zip(out["concat_eval"], out["separate_eval"]):
+        torch.testing.assert_close(a, b)
+    cfg = tiny_cfg(arch)
+    cfg.MODEL.CONTRASTIVE.VIEW_BATCHING = "split"
+    with pytest.raises(ValueError, match="VIEW_BATCHING 'split': expected one of concat, separate"):
+        build_model(cfg)
+
+
 def test_supervised_methods_refuse_unlabelled_images():
     model = build_model(tiny_cfg("SupCon")).train()
     with pytest.raises(ValueError, match="SupCon needs labelled images"):

@@ -448,6 +448,37 @@ def test_a_pretraining_label_map_is_in_the_digest_by_content(tmp_path):
     assert run_digest(run, []) != before
 
 
+def test_a_new_default_key_keeps_the_digest_a_changed_value_does_not(tmp_path, monkeypatch):
+    """A version that adds a config key with its default must not redo finished runs; a value set
+    apart from the defaults (here back to another value of an existing key) must."""
+    from contrastive_det.config import defaults as config_defaults
+    from contrastive_det.studies import state as state_module
+    from contrastive_det.studies.spec import Run
+    from contrastive_det.studies.state import run_digest
+
+    def run(*opts):
+        argv = [os.path.join(REPO, "tools", "train_net.py"), "--config-file"]
+        argv += [os.path.join(TOY, "cls_linear_sgd_R18.yaml"), *opts]
+        return Run("transfer/x/seed0", "transfer", argv, [], str(tmp_path / "run"), [])
+
+    before = run_digest(run(), [])
+    original = config_defaults.get_cfg
+
+    def get_cfg_with_a_new_key():
+        cfg = original()
+        cfg.MODEL.NEW_KEY_OF_A_LATER_VERSION = 7
+        return cfg
+
+    for module in (config_defaults, state_module):
+        monkeypatch.setattr(module, "get_cfg", get_cfg_with_a_new_key)
+    monkeypatch.setattr("contrastive_det.engine.defaults.get_cfg", get_cfg_with_a_new_key)
+    assert run_digest(run(), []) == before
+    assert run_digest(run("MODEL.NEW_KEY_OF_A_LATER_VERSION", "8"), []) != before
+    monkeypatch.undo()
+    assert run_digest(run("SOLVER.BASE_LR", "0.5"), []) != before
+    assert run_digest(run(), []) == before
+
+
 def test_a_failed_run_skips_its_dependents_and_the_rest_go_on(tmp_path):
     study = small_study(tmp_path)
     runs = expand(study)

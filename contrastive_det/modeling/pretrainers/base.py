@@ -104,24 +104,40 @@ class ContrastivePretrainer(nn.Module):
 class InBatchPretrainer(ContrastivePretrainer):
     """
     Base of the in-batch methods (SimCLR, SupCon): negatives are the other images of the global
-    batch. One projection head; both views go through trunk and head together, so BN statistics
-    cover both views (and, with a synchronised MODEL.TV_RESNET.NORM, every process's images:
-    SimCLR's global BN).
+    batch. One projection head; by default (``MODEL.CONTRASTIVE.VIEW_BATCHING`` "concat") both
+    views go through trunk and head together, so BN statistics cover both views (and, with a
+    synchronised MODEL.TV_RESNET.NORM, every process's images: SimCLR's global BN); "separate"
+    forwards each view alone (BN statistics per view).
     """
 
+    VIEW_BATCHINGS = ("concat", "separate")
+
     @configurable
-    def __init__(self, *, projection, **kwargs):
+    def __init__(self, *, projection, view_batching="concat", **kwargs):
         super().__init__(**kwargs)
+        if view_batching not in self.VIEW_BATCHINGS:
+            raise ValueError(
+                f"MODEL.CONTRASTIVE.VIEW_BATCHING {view_batching!r}: expected one of "
+                f"{', '.join(self.VIEW_BATCHINGS)}"
+            )
         self.projection = projection
+        self.view_batching = view_batching
 
     @classmethod
     def from_config(cls, cfg):
         ret = super().from_config(cfg)
         ret["projection"] = build_projection(cfg, ret["encoder"].out_dim)
+        ret["view_batching"] = cfg.MODEL.CONTRASTIVE.VIEW_BATCHING
         return ret
 
+    def _project(self, x):
+        return F.normalize(self.projection(self.encoder(x)), dim=1)  # NxD
+
     def _projections(self, views):
-        n = views[0].shape[0]
-        # 2NxD, BN over both views
-        z = F.normalize(self.projection(self.encoder(torch.cat(views))), dim=1)
-        return gather_with_grad(z[:n]), gather_with_grad(z[n:])  # global (W*N)xD each
+        if self.view_batching == "separate":
+            z1, z2 = (self._project(v) for v in views)  # NxD each, BN per view
+        else:
+            n = views[0].shape[0]
+            z = self._project(torch.cat(views))  # 2NxD, BN over both views
+            z1, z2 = z[:n], z[n:]
+        return gather_with_grad(z1), gather_with_grad(z2)  # global (W*N)xD each
