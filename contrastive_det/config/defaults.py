@@ -92,17 +92,15 @@ def add_pretrain_config(cfg):
     cfg.MODEL.TV_RESNET = CN()
     # 18, 34, 50, 101 or 152; 0 (classification transfer): the depth of the MODEL.WEIGHTS checkpoint
     cfg.MODEL.TV_RESNET.DEPTH = 50
-    cfg.MODEL.TV_RESNET.WIDTH_PER_GROUP = (
-        64  # bottleneck width (64 = standard; 128 = wide ResNet-50-2)
-    )
+    # bottleneck width (64 = standard; 128 = wide ResNet-50-2)
+    cfg.MODEL.TV_RESNET.WIDTH_PER_GROUP = 64
     # Batch norm of the trunk, by detectron2 name: "BN", or global BN "SyncBN" / "nnSyncBN"
     # (torch's, CUDA) / "naiveSyncBN" (detectron2's, also on CPU over gloo). In one process every
     # synced flavour becomes BN; on several CPU processes SyncBN becomes naiveSyncBN. The projection
     # heads take it too.
     cfg.MODEL.TV_RESNET.NORM = "BN"
-    cfg.MODEL.TV_RESNET.ZERO_INIT_RESIDUAL = (
-        False  # zero-init the last BN gamma of each residual block
-    )
+    # zero-init the last BN gamma of each residual block
+    cfg.MODEL.TV_RESNET.ZERO_INIT_RESIDUAL = False
 
     cfg.MODEL.CONTRASTIVE = CN()
     # Projection MLP: PROJ_LAYERS linear layers (BN + ReLU between them), hidden width
@@ -114,22 +112,18 @@ def add_pretrain_config(cfg):
     # A norm after hidden linear layers (SimCLR v1 uses it; MoCo v2 not), of MODEL.TV_RESNET.NORM's
     # kind.
     cfg.MODEL.CONTRASTIVE.PROJ_BN = False
-    cfg.MODEL.CONTRASTIVE.TEMPERATURE = (
-        0.2  # MoCo v2 0.2; SimCLR 0.5 (batch 256) / 0.1; SupCon 0.07
-    )
-    cfg.MODEL.CONTRASTIVE.BASE_TEMPERATURE = (
-        0.07  # SupCon: loss scaled by TEMPERATURE / BASE_TEMPERATURE
-    )
+    # MoCo v2 0.2; SimCLR 0.5 (batch 256) / 0.1; SupCon 0.07
+    cfg.MODEL.CONTRASTIVE.TEMPERATURE = 0.2
+    # SupCon: loss scaled by TEMPERATURE / BASE_TEMPERATURE
+    cfg.MODEL.CONTRASTIVE.BASE_TEMPERATURE = 0.07
     cfg.MODEL.CONTRASTIVE.CONTRAST_MODE = (
         "all"  # SupCon: "all" views are anchors, or only view "one"
     )
     cfg.MODEL.CONTRASTIVE.MOMENTUM = 0.999  # momentum of the key encoder (MoCo-style methods)
-    cfg.MODEL.CONTRASTIVE.QUEUE_SIZE = (
-        65536  # keys (and labels) kept in the queue; multiple of the global batch
-    )
-    cfg.MODEL.CONTRASTIVE.SHUFFLE_BN = (
-        True  # MoCo's shuffled BN for the key encoder (needs > 1 process)
-    )
+    # keys (and labels) kept in the queue; multiple of the global batch
+    cfg.MODEL.CONTRASTIVE.QUEUE_SIZE = 65536
+    # MoCo's shuffled BN for the key encoder (needs > 1 process)
+    cfg.MODEL.CONTRASTIVE.SHUFFLE_BN = True
     cfg.MODEL.CONTRASTIVE.NUM_CLASSES = 1000  # classes of the supervised/joint objectives' labels
     # In-batch methods (SimCLR, SupCon): "concat" forwards both views as one batch of 2N (BN
     # statistics over both views, as SimCLR's own code); "separate" forwards each view alone (BN
@@ -160,13 +154,11 @@ def add_pretrain_config(cfg):
     cfg.INPUT.TWO_VIEW.GRAYSCALE_PROB = 0.2
     cfg.INPUT.TWO_VIEW.BLUR_PROB = 0.5  # Gaussian blur probability (0 disables)
     cfg.INPUT.TWO_VIEW.BLUR_SIGMA = (0.1, 2.0)
-    cfg.INPUT.TWO_VIEW.BLUR_KERNEL_FRACTION = (
-        0.1  # kernel side as a fraction of CROP_SIZE (made odd)
-    )
+    # kernel side as a fraction of CROP_SIZE (made odd)
+    cfg.INPUT.TWO_VIEW.BLUR_KERNEL_FRACTION = 0.1
     cfg.INPUT.TWO_VIEW.SOLARIZE_PROB = 0.0  # optional solarization (BYOL-style), threshold 128
-    cfg.INPUT.TWO_VIEW.TEST_RESIZE = (
-        256  # kNN/eval: resize shorter side, then center crop CROP_SIZE
-    )
+    # kNN/eval: resize shorter side, then center crop CROP_SIZE
+    cfg.INPUT.TWO_VIEW.TEST_RESIZE = 256
 
     # kNN monitor on a held-out split (run by the eval hook): bank = TEST.KNN.BANK, queries =
     # DATASETS.TEST.
@@ -296,22 +288,19 @@ def add_classification_config(cfg):
     # class mean by cosine similarity) or "protonet" (ProtoNet / ssl-transfer: nearest mean of the
     # raw features by squared Euclidean distance).
     cfg.CLASSIFICATION.FEW_SHOT.CLASSIFIER = "logistic"
-    cfg.CLASSIFICATION.FEW_SHOT.REG = (
-        1.0  # logistic regression's L2 penalty (scikit-learn's default C = 1)
-    )
+    # logistic regression's L2 penalty (scikit-learn's default C = 1)
+    cfg.CLASSIFICATION.FEW_SHOT.REG = 1.0
 
     # Core-tuning (Zhang et al. 2021; docs/design.md section 5): loss = CE + ETA * focal SupCon.
     cfg.CLASSIFICATION.CORE_TUNING = CN()
     cfg.CLASSIFICATION.CORE_TUNING.ETA = 0.1
     cfg.CLASSIFICATION.CORE_TUNING.ALPHA = 1.0  # mixup lambda ~ Beta(ALPHA, ALPHA)
     cfg.CLASSIFICATION.CORE_TUNING.TEMPERATURE = 0.07
-    cfg.CLASSIFICATION.CORE_TUNING.HIDDEN_DIM = (
-        2048  # contrastive head in_dim -> HIDDEN_DIM -> PROJ_DIM
-    )
+    # contrastive head in_dim -> HIDDEN_DIM -> PROJ_DIM
+    cfg.CLASSIFICATION.CORE_TUNING.HIDDEN_DIM = 2048
     cfg.CLASSIFICATION.CORE_TUNING.PROJ_DIM = 256
-    cfg.CLASSIFICATION.CORE_TUNING.MIN_SHUFFLED_WEIGHT = (
-        0.8  # hard negatives: weight of the shuffled side
-    )
+    # hard negatives: weight of the shuffled side
+    cfg.CLASSIFICATION.CORE_TUNING.MIN_SHUFFLED_WEIGHT = 0.8
     # Scale of the focal SupCon term: "batch" = each anchor's weighted sum divided by the batch
     # rows, as the authors' code does (ETA 0.1 was tuned at this scale); "positives" = SupCon's mean
     # over positives.
@@ -343,13 +332,11 @@ def add_segmentation_config(cfg):
     # FCNHead (contrastive_det/modeling/sem_seg_heads.py) on detectron2's MODEL.SEM_SEG_HEAD keys
     # (NAME, IN_FEATURES, NUM_CLASSES, CONVS_DIM, NORM, IGNORE_VALUE, LOSS_WEIGHT) plus these:
     head = cfg.MODEL.SEM_SEG_HEAD
-    head.NUM_CONVS = (
-        2  # 3x3 conv + norm + ReLU blocks of the head (MoCo's FCN-16s and mmseg's FCN: 2)
-    )
+    # 3x3 conv + norm + ReLU blocks of the head (MoCo's FCN-16s and mmseg's FCN: 2)
+    head.NUM_CONVS = 2
     head.DILATION = 1  # dilation (= padding) of those convs (MoCo's FCN-16s: 6; mmseg's FCN-D8: 1)
-    head.CONCAT_INPUT = (
-        False  # mmseg's concat_input: concat the input with the conv output, fuse by a 3x3 conv
-    )
+    # mmseg's concat_input: concat the input with the conv output, fuse by a 3x3 conv
+    head.CONCAT_INPUT = False
     head.DROPOUT = 0.0  # Dropout2d before the 1x1 classifier (mmseg: 0.1; MoCo: none)
     # Auxiliary FCN head during training (mmseg: on "res4", 1 conv of 256 channels, loss weight
     # 0.4). "" = none. The feature must be in MODEL.RESNETS.OUT_FEATURES.
@@ -383,9 +370,8 @@ def add_segmentation_config(cfg):
     # Poly learning rate ("WarmupPolyLR", contrastive_det/solver/lr_schedule.py):
     # (BASE_LR - POLY_LR_MIN) * (1 - iter / MAX_ITER) ^ POLY_LR_POWER + POLY_LR_MIN.
     cfg.SOLVER.POLY_LR_POWER = 0.9
-    cfg.SOLVER.POLY_LR_MIN = (
-        0.0  # mmseg's min_lr (1e-4 in its FCN-D8 schedule); 0 = detectron2's poly
-    )
+    # mmseg's min_lr (1e-4 in its FCN-D8 schedule); 0 = detectron2's poly
+    cfg.SOLVER.POLY_LR_MIN = 0.0
 
     # Training augmentation of segmentation images and label maps (data/sem_seg_mapper.py), in
     # order:

@@ -45,9 +45,8 @@ class Candidate:
 
     path: Tuple[str, ...]  # dict keys from the root to the container
     prefix: str  # key prefix inside the container
-    rename: Optional[Callable[[str], Optional[str]]] = (
-        None  # name after the prefix -> torchvision name
-    )
+    # name after the prefix -> torchvision name
+    rename: Optional[Callable[[str], Optional[str]]] = None
 
     @property
     def dotted(self) -> str:

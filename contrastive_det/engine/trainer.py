@@ -60,9 +60,8 @@ class _FiniteLossCheck:
     """
 
     last_checkpoint = staticmethod(lambda: None)  # set by the Trainer: () -> path or None
-    stop_agreed = (
-        False  # every process saw that one of them was asked to stop (SIGTERM) by this step
-    )
+    # every process saw that one of them was asked to stop (SIGTERM) by this step
+    stop_agreed = False
 
     def _write_metrics(self, loss_dict, data_time, prefix="", iter=None):
         finite = all(bool(torch.isfinite(v.detach()).all()) for v in loss_dict.values())

@@ -216,9 +216,8 @@ class FeatureProbeEvaluator(DatasetEvaluator):
                     f"needs; missing {missing}"
                 )
         self.seed, self.device, self.progress = seed, device, progress
-        self.episodes_file = (
-            episodes_file  # few-shot: each episode's accuracy, for intervals pooled over runs
-        )
+        # few-shot: each episode's accuracy, for intervals pooled over runs
+        self.episodes_file = episodes_file
         # (split, layer) -> entry loaded by splits_to_extract, reused by evaluate
         self._cached = dict(cached or {})
         self.expected_counts = dict(expected_counts or {})

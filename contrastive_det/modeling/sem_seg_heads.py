@@ -171,9 +171,8 @@ class FCNHead(nn.Module):
                 num_classes,
                 norm,
             )
-        self.core_tuning = (
-            None  # this suite's pixel adaptation of Core-tuning (sem_seg_core_tuning.py)
-        )
+        # this suite's pixel adaptation of Core-tuning (sem_seg_core_tuning.py)
+        self.core_tuning = None
         if core_tuning:
             in_dim = conv_dims if num_convs or concat_input else input_shape[in_feature].channels
             self.core_tuning = PixelCoreTuning(

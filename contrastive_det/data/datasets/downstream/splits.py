@@ -30,9 +30,8 @@ __all__ = [
     "islam_partial_split",
 ]
 
-ISLAM_TRAIN_FRACTION = (
-    0.7  # Islam et al.'s linear evaluation: 70% of each class to train, 30% to test
-)
+# Islam et al.'s linear evaluation: 70% of each class to train, 30% to test
+ISLAM_TRAIN_FRACTION = 0.7
 
 
 def fraction_held_out(fraction):
