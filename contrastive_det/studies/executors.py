@@ -362,6 +362,7 @@ class SubmititExecutor:
         self.parameters = parameters
         self.cwd = cwd
         self._jobs = {}  # key -> job
+        self._no_output_since = {}  # key -> when a job was first seen ended without a result
 
     def capacity(self) -> int | None:
         return None if self.max_jobs is None else self.max_jobs - len(self._jobs)
@@ -457,14 +458,36 @@ class SubmititExecutor:
     def poll(self) -> list[tuple[str, int, str | None]]:
         ended = []
         for key, job in list(self._jobs.items()):
-            if job.done():
-                del self._jobs[key]
-                try:
-                    job.results()  # every task's (result() refuses jobs of several tasks)
-                    ended.append((key, 0, None))
-                except Exception as e:  # the command failed, or the job system did
-                    ended.append((key, 1, _job_error(e, job)))
+            if not job.done():
+                continue
+            try:
+                job.results()  # every task's (result() refuses jobs of several tasks)
+                ended.append((key, 0, None))
+            except Exception as e:  # the command failed, or the job system did
+                if self._maybe_requeued(key, job, e):
+                    continue
+                ended.append((key, 1, _job_error(e, job)))
+            del self._jobs[key]
+            self._no_output_since.pop(key, None)
         return ended
+
+    def _maybe_requeued(self, key: str, job: Any, error: Exception) -> bool:
+        """
+        True while a SLURM job that ended without a result may still run again. A requeue
+        (``scontrol requeue``, preemption) can show the old attempt in a terminal state for a
+        moment; submitit then calls the job done and never asks again. So a job without output is
+        followed with ``sacct`` of its own until its state stays terminal for REQUEUE_GRACE_S.
+        """
+        from submitit.core.utils import UncompletedJobError
+
+        if self.cluster != "slurm" or not isinstance(error, UncompletedJobError):
+            return False
+        now = time.time()
+        first = self._no_output_since.setdefault(key, now)
+        if slurm_job_state(str(job.job_id)) in SLURM_INCOMPLETE_STATES:
+            self._no_output_since[key] = now  # requeued: wait for its result again
+            return True
+        return now - first < REQUEUE_GRACE_S
 
     def stop(self, cancel: bool = False) -> str | None:
         """``cancel``: cancel every job still queued or running (an explicit interrupt); otherwise
@@ -483,6 +506,42 @@ class SubmititExecutor:
             f"left {len(ids)} jobs running: {', '.join(ids)} "
             "(the next start of the study follows them)"
         )
+
+
+#: how long a SLURM job without a result must stay in a terminal state to count as failed
+REQUEUE_GRACE_S = 60.0
+SLURM_INCOMPLETE_STATES = frozenset(
+    {
+        "READY",
+        "PENDING",
+        "RUNNING",
+        "REQUEUED",
+        "REQUEUE_HOLD",
+        "REQUEUE_FED",
+        "COMPLETING",
+        "CONFIGURING",
+        "PREEMPTED",
+        "RESIZING",
+        "SUSPENDED",
+        "UNKNOWN",
+    }
+)
+
+
+def slurm_job_state(job_id: str) -> str:
+    """The state ``sacct`` reports for the job's allocation now (e.g. "PENDING", "FAILED");
+    "UNKNOWN" when sacct cannot say."""
+    try:
+        out = subprocess.run(
+            ["sacct", "-j", job_id, "-X", "-n", "-P", "-o", "State"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return "UNKNOWN"
+    states = [line.split()[0].upper() for line in out.splitlines() if line.strip()]
+    return states[-1] if states else "UNKNOWN"
 
 
 def _job_error(error, job):

@@ -1107,3 +1107,46 @@ def test_a_new_tasks_study_weights_and_checkpoint_opts_need_no_edit_in_studies(t
     brought = runs["transfer/depth/brought/seed0"].argv
     assert brought[brought.index("MODEL.RESNETS.NORM") + 1] == "GN"
     assert "MODEL.RESNETS.NORM" not in runs["transfer/depth/simclr__images-20/seed0"].argv
+
+
+def test_a_slurm_job_seen_ended_without_result_is_followed_while_sacct_says_requeued(monkeypatch):
+    """The requeue race the real-cluster test met once: after ``scontrol requeue`` sacct showed the
+    old attempt ended, submitit called the job done without a result and the study failed while
+    SLURM ran the job again. Such a job is followed while sacct says it is queued or running, and
+    fails only once its state stays terminal for REQUEUE_GRACE_S."""
+    from submitit.core.utils import UncompletedJobError
+
+    from contrastive_det.studies import executors
+
+    class EndedJob:
+        job_id = "188"
+        result = None  # None: no result file yet
+
+        def done(self):
+            return True  # what submitit says once sacct showed a terminal state
+
+        def results(self):
+            if self.result is None:
+                raise UncompletedJobError("Job 188 has not produced any output (state: FAILED)")
+            return [self.result]
+
+    ex = executors.SubmititExecutor.__new__(executors.SubmititExecutor)
+    ex.cluster, ex._jobs, ex._no_output_since = "slurm", {}, {}
+    job = EndedJob()
+    ex._jobs["pretrain/x"] = job
+    clock = {"t": 1000.0, "state": "PENDING"}
+    monkeypatch.setattr(executors.time, "time", lambda: clock["t"])
+    monkeypatch.setattr(executors, "slurm_job_state", lambda job_id: clock["state"])
+    assert ex.poll() == []  # requeued: followed
+    clock["t"] += 500
+    assert ex.poll() == []  # still pending after a long time: followed
+    job.result = 0  # the rerun finished
+    assert ex.poll() == [("pretrain/x", 0, None)] and not ex._jobs
+
+    job = EndedJob()
+    ex._jobs["pretrain/y"] = job
+    clock["state"] = "FAILED"
+    assert ex.poll() == []  # terminal, but within the grace period
+    clock["t"] += executors.REQUEUE_GRACE_S + 1
+    (key, status, error), *rest = ex.poll()
+    assert (key, status, rest) == ("pretrain/y", 1, []) and "188" in error
