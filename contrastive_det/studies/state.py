@@ -31,6 +31,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..config import get_cfg
+from ..engine.checkpoint import flat_config
 from ..engine.defaults import load_config
 from ..utils.atomic import atomic_write_json
 from ..utils.config_keys import get_key
@@ -82,17 +83,6 @@ def _merged_config(argv):
     return load_config(argparse.Namespace(config_file=config, opts=opts))
 
 
-def _flat(node, prefix=""):
-    """{"A.B.C": value} of a config node's leaves."""
-    out = {}
-    for key, value in node.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[prefix + key] = value
-    return out
-
-
 def config_fingerprint(cfg: Any, defaults: Any = None) -> str:
     """
     The text a run's digest takes from its merged config: one ``KEY: value`` line per leaf whose
@@ -101,14 +91,13 @@ def config_fingerprint(cfg: Any, defaults: Any = None) -> str:
     a config file or override sets apart from the default is in it.
     """
 
-    def text(value):  # a tuple and a list of the same items read alike
-        return json.dumps(value, sort_keys=True, default=repr)
-
-    base = {k: text(v) for k, v in _flat(defaults if defaults is not None else get_cfg()).items()}
+    # flat_config writes values as JSON reads them back: a tuple and a list of the same items alike
+    base = flat_config(defaults if defaults is not None else get_cfg())
+    missing = object()
     lines = [
-        f"{key}: {text(value)}"
-        for key, value in sorted(_flat(cfg).items())
-        if base.get(key) != text(value)
+        f"{key}: {json.dumps(value, sort_keys=True)}"
+        for key, value in flat_config(cfg).items()
+        if base.get(key, missing) != value
     ]
     return "\n".join(lines)
 
