@@ -363,6 +363,7 @@ class SubmititExecutor:
         self.cwd = cwd
         self._jobs = {}  # key -> job
         self._no_output_since = {}  # key -> when a job was first seen ended without a result
+        self._sacct_state = {}  # key -> (when sacct was last asked, the state it gave)
 
     def capacity(self) -> int | None:
         return None if self.max_jobs is None else self.max_jobs - len(self._jobs)
@@ -469,6 +470,7 @@ class SubmititExecutor:
                 ended.append((key, 1, _job_error(e, job)))
             del self._jobs[key]
             self._no_output_since.pop(key, None)
+            self._sacct_state.pop(key, None)
         return ended
 
     def _maybe_requeued(self, key: str, job: Any, error: Exception) -> bool:
@@ -484,7 +486,10 @@ class SubmititExecutor:
             return False
         now = time.time()
         first = self._no_output_since.setdefault(key, now)
-        if slurm_job_state(str(job.job_id)) in SLURM_INCOMPLETE_STATES:
+        asked = self._sacct_state.get(key)
+        if asked is None or now - asked[0] >= SACCT_EVERY_S:  # spare slurmdbd: one sacct per 10 s
+            asked = self._sacct_state[key] = (now, slurm_job_state(str(job.job_id)))
+        if asked[1] in SLURM_INCOMPLETE_STATES:
             self._no_output_since[key] = now  # requeued: wait for its result again
             return True
         return now - first < REQUEUE_GRACE_S
@@ -510,6 +515,8 @@ class SubmititExecutor:
 
 #: how long a SLURM job without a result must stay in a terminal state to count as failed
 REQUEUE_GRACE_S = 60.0
+#: how often such a job's state is asked of sacct (the driver polls every second)
+SACCT_EVERY_S = 10.0
 SLURM_INCOMPLETE_STATES = frozenset(
     {
         "READY",
@@ -530,7 +537,8 @@ SLURM_INCOMPLETE_STATES = frozenset(
 
 def slurm_job_state(job_id: str) -> str:
     """The state ``sacct`` reports for the job's allocation now (e.g. "PENDING", "FAILED");
-    "UNKNOWN" when sacct cannot say."""
+    "" when sacct cannot say (not installed, no answer, job unknown): such a job is not followed
+    beyond REQUEUE_GRACE_S, so a cluster without accounting never holds the driver."""
     try:
         out = subprocess.run(
             ["sacct", "-j", job_id, "-X", "-n", "-P", "-o", "State"],
@@ -539,9 +547,9 @@ def slurm_job_state(job_id: str) -> str:
             timeout=60,
         ).stdout
     except (OSError, subprocess.TimeoutExpired):
-        return "UNKNOWN"
+        return ""
     states = [line.split()[0].upper() for line in out.splitlines() if line.strip()]
-    return states[-1] if states else "UNKNOWN"
+    return states[-1] if states else ""
 
 
 def _job_error(error, job):

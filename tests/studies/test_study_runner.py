@@ -1131,12 +1131,17 @@ def test_a_slurm_job_seen_ended_without_result_is_followed_while_sacct_says_requ
             return [self.result]
 
     ex = executors.SubmititExecutor.__new__(executors.SubmititExecutor)
-    ex.cluster, ex._jobs, ex._no_output_since = "slurm", {}, {}
+    ex.cluster, ex._jobs, ex._no_output_since, ex._sacct_state = "slurm", {}, {}, {}
     job = EndedJob()
     ex._jobs["pretrain/x"] = job
-    clock = {"t": 1000.0, "state": "PENDING"}
+    clock = {"t": 1000.0, "state": "PENDING", "asked": 0}
+
+    def state(job_id):
+        clock["asked"] += 1
+        return clock["state"]
+
     monkeypatch.setattr(executors.time, "time", lambda: clock["t"])
-    monkeypatch.setattr(executors, "slurm_job_state", lambda job_id: clock["state"])
+    monkeypatch.setattr(executors, "slurm_job_state", state)
     assert ex.poll() == []  # requeued: followed
     clock["t"] += 500
     assert ex.poll() == []  # still pending after a long time: followed
@@ -1150,3 +1155,71 @@ def test_a_slurm_job_seen_ended_without_result_is_followed_while_sacct_says_requ
     clock["t"] += executors.REQUEUE_GRACE_S + 1
     (key, status, error), *rest = ex.poll()
     assert (key, status, rest) == ("pretrain/y", 1, []) and "188" in error
+    assert not ex._no_output_since and not ex._sacct_state
+
+
+def test_a_job_followed_after_a_requeue_asks_sacct_once_per_interval(monkeypatch):
+    """The driver polls every second; sacct (slurmdbd) is asked about a job without result at most
+    once per SACCT_EVERY_S, and the answer it gave is used in between."""
+    from submitit.core.utils import UncompletedJobError
+
+    from contrastive_det.studies import executors
+
+    class EndedJob:
+        job_id = "189"
+
+        def done(self):
+            return True
+
+        def results(self):
+            raise UncompletedJobError("Job 189 has not produced any output (state: REQUEUED)")
+
+    ex = executors.SubmititExecutor.__new__(executors.SubmititExecutor)
+    ex.cluster, ex._jobs, ex._no_output_since, ex._sacct_state = "slurm", {}, {}, {}
+    ex._jobs["pretrain/x"] = EndedJob()
+    clock = {"t": 1000.0, "asked": 0}
+
+    def state(job_id):
+        clock["asked"] += 1
+        return "PENDING"
+
+    monkeypatch.setattr(executors.time, "time", lambda: clock["t"])
+    monkeypatch.setattr(executors, "slurm_job_state", state)
+    for _ in range(25):  # 25 polls one second apart
+        assert ex.poll() == []
+        clock["t"] += 1.0
+    assert clock["asked"] == 3  # at 0, 10 and 20 s
+    assert executors.SACCT_EVERY_S == 10.0
+
+
+def test_without_an_answer_from_sacct_a_job_without_result_fails_after_the_grace(monkeypatch):
+    """A cluster where sacct is missing or silent must not hold the driver: the state "" counts as
+    ended, so the job fails once REQUEUE_GRACE_S have passed."""
+    from submitit.core.utils import UncompletedJobError
+
+    from contrastive_det.studies import executors
+
+    def no_sacct(*args, **kwargs):
+        raise FileNotFoundError("sacct")
+
+    monkeypatch.setattr(executors.subprocess, "run", no_sacct)
+    assert executors.slurm_job_state("190") == ""
+
+    class EndedJob:
+        job_id = "190"
+
+        def done(self):
+            return True
+
+        def results(self):
+            raise UncompletedJobError("Job 190 has not produced any output")
+
+    ex = executors.SubmititExecutor.__new__(executors.SubmititExecutor)
+    ex.cluster, ex._jobs, ex._no_output_since, ex._sacct_state = "slurm", {}, {}, {}
+    ex._jobs["pretrain/z"] = EndedJob()
+    clock = {"t": 1000.0}
+    monkeypatch.setattr(executors.time, "time", lambda: clock["t"])
+    assert ex.poll() == []
+    clock["t"] += executors.REQUEUE_GRACE_S + 1
+    (key, status, error), *rest = ex.poll()
+    assert (key, status, rest) == ("pretrain/z", 1, []) and "190" in error
