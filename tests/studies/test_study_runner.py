@@ -1109,46 +1109,52 @@ def test_a_new_tasks_study_weights_and_checkpoint_opts_need_no_edit_in_studies(t
     assert "MODEL.RESNETS.NORM" not in runs["transfer/depth/simclr__images-20/seed0"].argv
 
 
+class _EndedSlurmJob:
+    """A SLURM job as submitit shows it once sacct gave a terminal state: done, and without a result
+    file until ``result`` is set (then ``results()`` returns it)."""
+
+    def __init__(self, job_id):
+        self.job_id, self.result = job_id, None
+
+    def done(self):
+        return True
+
+    def results(self):
+        from submitit.core.utils import UncompletedJobError
+
+        if self.result is None:
+            raise UncompletedJobError(f"Job {self.job_id} has not produced any output")
+        return [self.result]
+
+
+def _slurm_executor_following(jobs):
+    """A SubmititExecutor on "slurm" that follows ``jobs`` (key -> job), without a cluster."""
+    from contrastive_det.studies import executors
+
+    ex = executors.SubmititExecutor.__new__(executors.SubmititExecutor)
+    ex.cluster, ex._jobs, ex._no_output_since, ex._sacct_state = "slurm", dict(jobs), {}, {}
+    return ex
+
+
 def test_a_slurm_job_seen_ended_without_result_is_followed_while_sacct_says_requeued(monkeypatch):
     """The requeue race the real-cluster test met once: after ``scontrol requeue`` sacct showed the
     old attempt ended, submitit called the job done without a result and the study failed while
     SLURM ran the job again. Such a job is followed while sacct says it is queued or running, and
     fails only once its state stays terminal for REQUEUE_GRACE_S."""
-    from submitit.core.utils import UncompletedJobError
-
     from contrastive_det.studies import executors
 
-    class EndedJob:
-        job_id = "188"
-        result = None  # None: no result file yet
-
-        def done(self):
-            return True  # what submitit says once sacct showed a terminal state
-
-        def results(self):
-            if self.result is None:
-                raise UncompletedJobError("Job 188 has not produced any output (state: FAILED)")
-            return [self.result]
-
-    ex = executors.SubmititExecutor.__new__(executors.SubmititExecutor)
-    ex.cluster, ex._jobs, ex._no_output_since, ex._sacct_state = "slurm", {}, {}, {}
-    job = EndedJob()
-    ex._jobs["pretrain/x"] = job
-    clock = {"t": 1000.0, "state": "PENDING", "asked": 0}
-
-    def state(job_id):
-        clock["asked"] += 1
-        return clock["state"]
-
+    job = _EndedSlurmJob("188")
+    ex = _slurm_executor_following({"pretrain/x": job})
+    clock = {"t": 1000.0, "state": "PENDING"}
     monkeypatch.setattr(executors.time, "time", lambda: clock["t"])
-    monkeypatch.setattr(executors, "slurm_job_state", state)
+    monkeypatch.setattr(executors, "slurm_job_state", lambda job_id: clock["state"])
     assert ex.poll() == []  # requeued: followed
     clock["t"] += 500
     assert ex.poll() == []  # still pending after a long time: followed
     job.result = 0  # the rerun finished
     assert ex.poll() == [("pretrain/x", 0, None)] and not ex._jobs
 
-    job = EndedJob()
+    job = _EndedSlurmJob("188")
     ex._jobs["pretrain/y"] = job
     clock["state"] = "FAILED"
     assert ex.poll() == []  # terminal, but within the grace period
@@ -1161,22 +1167,9 @@ def test_a_slurm_job_seen_ended_without_result_is_followed_while_sacct_says_requ
 def test_a_job_followed_after_a_requeue_asks_sacct_once_per_interval(monkeypatch):
     """The driver polls every second; sacct (slurmdbd) is asked about a job without result at most
     once per SACCT_EVERY_S, and the answer it gave is used in between."""
-    from submitit.core.utils import UncompletedJobError
-
     from contrastive_det.studies import executors
 
-    class EndedJob:
-        job_id = "189"
-
-        def done(self):
-            return True
-
-        def results(self):
-            raise UncompletedJobError("Job 189 has not produced any output (state: REQUEUED)")
-
-    ex = executors.SubmititExecutor.__new__(executors.SubmititExecutor)
-    ex.cluster, ex._jobs, ex._no_output_since, ex._sacct_state = "slurm", {}, {}, {}
-    ex._jobs["pretrain/x"] = EndedJob()
+    ex = _slurm_executor_following({"pretrain/x": _EndedSlurmJob("189")})
     clock = {"t": 1000.0, "asked": 0}
 
     def state(job_id):
@@ -1195,8 +1188,6 @@ def test_a_job_followed_after_a_requeue_asks_sacct_once_per_interval(monkeypatch
 def test_without_an_answer_from_sacct_a_job_without_result_fails_after_the_grace(monkeypatch):
     """A cluster where sacct is missing or silent must not hold the driver: the state "" counts as
     ended, so the job fails once REQUEUE_GRACE_S have passed."""
-    from submitit.core.utils import UncompletedJobError
-
     from contrastive_det.studies import executors
 
     def no_sacct(*args, **kwargs):
@@ -1205,18 +1196,7 @@ def test_without_an_answer_from_sacct_a_job_without_result_fails_after_the_grace
     monkeypatch.setattr(executors.subprocess, "run", no_sacct)
     assert executors.slurm_job_state("190") == ""
 
-    class EndedJob:
-        job_id = "190"
-
-        def done(self):
-            return True
-
-        def results(self):
-            raise UncompletedJobError("Job 190 has not produced any output")
-
-    ex = executors.SubmititExecutor.__new__(executors.SubmititExecutor)
-    ex.cluster, ex._jobs, ex._no_output_since, ex._sacct_state = "slurm", {}, {}, {}
-    ex._jobs["pretrain/z"] = EndedJob()
+    ex = _slurm_executor_following({"pretrain/z": _EndedSlurmJob("190")})
     clock = {"t": 1000.0}
     monkeypatch.setattr(executors.time, "time", lambda: clock["t"])
     assert ex.poll() == []
