@@ -22,7 +22,7 @@ dilated network computes the undilated one's features at every ``s``-th position
 stride removed): the "a trous" identity, tested.
 """
 
-from typing import Dict, Sequence
+from typing import Sequence
 
 from torch import nn
 
@@ -129,11 +129,10 @@ def build_dilated_resnet_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> Backb
     return backbone
 
 
-def _recompute_strides(backbone: Backbone) -> Dict[str, int]:
-    """Refresh the backbone's per-feature strides (``output_shape``) after dilation."""
+def _recompute_strides(backbone: Backbone) -> None:
+    """Refresh the backbone's per-feature strides (``output_shape``) after dilation, in place."""
     stride = backbone.stem.stride
     for name, stage in zip(backbone.stage_names, backbone.stages):
         for block in stage:
             stride *= block.stride
         backbone._out_feature_strides[name] = stride
-    return backbone._out_feature_strides
