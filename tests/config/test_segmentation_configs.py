@@ -125,15 +125,10 @@ MMSEG_CITYSCAPES = {
     "SOLVER.MAX_ITER": 40000,
 }
 MMSEG_ADE20K = {  # mmseg fcn_r50-d8_512x512_80k_ade20k (model zoo: mIoU 35.94, ResNet-50 V1c)
-    **MMSEG,
+    **MMSEG_VOC,  # the same sizes, batch and LR as VOC12aug 512x512
     "DATASETS.TRAIN": ("ade20k_2016_sem_seg_train",),
     "DATASETS.TEST": ("ade20k_2016_sem_seg_val",),
     "MODEL.SEM_SEG_HEAD.NUM_CLASSES": 150,
-    "INPUT.SEM_SEG.BASE_SIZE": (2048, 512),
-    "INPUT.SEM_SEG.CROP_SIZE": (512, 512),
-    "INPUT.SEM_SEG.TEST_BASE_SIZE": (2048, 512),
-    "INPUT.SEM_SEG.TEST_CROP_SIZE": (),
-    "SOLVER.IMS_PER_BATCH": 16,
     "SOLVER.MAX_ITER": 80000,
 }
 
