@@ -140,6 +140,13 @@ def add_pretrain_config(cfg):
     cfg.MODEL.SCAN = CN()
     cfg.MODEL.SCAN.NUM_NEIGHBORS = 100  # neighbourhood size k (momentum embeddings)
     cfg.MODEL.SCAN.NON_NEIGHBOR = "mask"  # same-label non-neighbours "mask"ed or "negative"
+    # SimCLR (Chen et al. 2020).
+    cfg.MODEL.SIMCLR = CN()
+    # Factor on the NT-Xent loss, which is the mean over the 2N anchors (lightly's NTXentLoss and
+    # most PyTorch ports). Google's TF SimCLR adds the two views' means: 2.0 reproduces its scale,
+    # which matters for LARS's 1-D parameters (BN, biases: plain momentum SGD) and for the weight of
+    # the decay; AdamW and LARS's adapted tensors hardly see it.
+    cfg.MODEL.SIMCLR.LOSS_SCALE = 1.0
     # Supervised (cross-entropy) baseline: label smoothing of its cross-entropy (0 = plain CE,
     # torchvision's classic ImageNet recipe; torchvision's newer recipes use 0.1).
     cfg.MODEL.CONTRASTIVE.LABEL_SMOOTHING = 0.0

@@ -93,3 +93,43 @@ def test_supcon_base_temperature_is_the_reference_codes(path):
     scaled = supcon_loss(feats, labels, temperature=0.1, base_temperature=model.base_temperature)
     unscaled = supcon_loss(feats, labels, temperature=0.1, base_temperature=0.1)
     torch.testing.assert_close(scaled, unscaled * (0.1 / 0.07))
+
+
+def _google_simclr_loss(z1, z2, temperature):
+    """The form of Google's TF SimCLR (objective.py ``add_contrastive_loss``): for each view, a
+    cross-entropy over [logits_ab, logits_aa] (self-similarity masked), the two views' means
+    added."""
+    n = z1.shape[0]
+    eye = torch.eye(n, dtype=torch.bool)
+    labels = torch.arange(n)
+    ab, ba = z1 @ z2.t() / temperature, z2 @ z1.t() / temperature
+    aa = (z1 @ z1.t() / temperature).masked_fill(eye, -1e9)
+    bb = (z2 @ z2.t() / temperature).masked_fill(eye, -1e9)
+    ce = torch.nn.functional.cross_entropy
+    return ce(torch.cat([ab, aa], 1), labels) + ce(torch.cat([ba, bb], 1), labels)
+
+
+def test_simclr_recipe_loss_has_googles_scale_and_the_toy_keeps_the_mean():
+    cfg = load("pretrain/simclr_R50_1000ep")
+    assert cfg.MODEL.SIMCLR.LOSS_SCALE == 2.0
+    assert load("toy/pretrain_simclr_R18").MODEL.SIMCLR.LOSS_SCALE == 1.0  # AdamW
+    cfg.MODEL.TV_RESNET.DEPTH, cfg.MODEL.CONTRASTIVE.PROJ_HIDDEN_DIM = 18, 16
+    cfg.MODEL.TV_RESNET.NORM = "BN"
+    torch.manual_seed(0)
+    model = build_model(cfg).double()
+    g = torch.Generator().manual_seed(1)
+    views = [torch.randn(4, 3, 32, 32, generator=g, dtype=torch.float64) for _ in range(2)]
+    loss = model.losses(views, torch.full((4,), -1))["loss_ntxent"]
+    z1, z2 = model._projections(views)  # train-mode BN: the same batch gives the same output
+    torch.testing.assert_close(loss, _google_simclr_loss(z1, z2, 0.1), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("recipe", ["ce_selfsupcon_R50_200ep", "supcon_selfsupcon_R50_200ep"])
+def test_joint_recipes_take_the_authors_queue_and_temperature(recipe):
+    """Islam et al.'s code (transfer_broad: system_base_plus_moco.py, system_moco_mit.py): K 64000,
+    T 0.07, instance weight 0.5 for both joint objectives (not MoCo v2's K 65536, T 0.2)."""
+    cfg = load(f"pretrain/{recipe}")
+    assert cfg.MODEL.CONTRASTIVE.QUEUE_SIZE == 64000
+    assert cfg.MODEL.CONTRASTIVE.TEMPERATURE == 0.07
+    assert cfg.MODEL.JOINT.INSTANCE_WEIGHT == 0.5
+    assert cfg.MODEL.CONTRASTIVE.QUEUE_SIZE % cfg.SOLVER.IMS_PER_BATCH == 0
