@@ -34,7 +34,8 @@ def dataset_fingerprint(dicts):
     sha256 (hex) of the content of a list of dataset dicts.
 
     Each dict is encoded as canonical JSON (sorted keys; values JSON cannot hold are written with
-    ``str``) with the ``[size, mtime_ns, inode]`` of its ``file_name`` added; the encodings are
+    ``str``) with the ``[size, mtime_ns, inode]`` of its ``file_name`` (and ``sem_seg_file_name``)
+    added; the encodings are
     sorted, so the order of the dicts does not matter (a cache entry of features sorted by image id
     does not depend on it either).
 
@@ -56,6 +57,9 @@ def dataset_fingerprint(dicts):
         file_name = item.get("file_name")
         if isinstance(file_name, str):
             item["__file__"] = _file_stamp(os.path.abspath(file_name), stamps)
+        label_file = item.get("sem_seg_file_name")  # a label map edited in place counts too
+        if isinstance(label_file, str):
+            item["__sem_seg_file__"] = _file_stamp(os.path.abspath(label_file), stamps)
         lines.append(
             json.dumps(item, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=True)
         )

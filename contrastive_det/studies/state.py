@@ -15,7 +15,12 @@ does not redo finished runs), of the content of
 the files outside the study it reads (``Run.inputs``: a brought checkpoint; and the files that the
 config keys of :data:`CONTENT_KEYS` name, e.g. a label map) and of the digests of the runs it
 depends on: a changed config file, override, seed, checkpoint file, label map or upstream run
-changes it, and the run is done again.
+changes it, and the run is done again. It also takes the content of every registered dataset the
+config names, in any key (``DATASETS.TRAIN``/``TEST``, ``CLASSIFICATION.VAL_DATASET``,
+``TEST.KNN.BANK``, ...): the :func:`~contrastive_det.data.fingerprint.dataset_fingerprint` of its
+dicts (every annotation, label and file name, each file's size, mtime and inode), so that an image
+replaced, a folder renamed or an annotation edited on disk redoes the runs that read it. A driver
+loads each dataset once (``data_stamps``).
 """
 
 from __future__ import annotations
@@ -30,7 +35,11 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from detectron2.data import DatasetCatalog
+
 from ..config import get_cfg
+from ..data import register_datasets_from_config
+from ..data.fingerprint import dataset_fingerprint
 from ..engine.checkpoint import flat_config
 from ..engine.defaults import load_config
 from ..utils.atomic import atomic_write_json
@@ -45,6 +54,7 @@ __all__ = [
     "StudyLock",
     "StudyLocked",
     "run_digest",
+    "dataset_stamps",
     "config_fingerprint",
     "plan_digests",
     "is_done",
@@ -108,14 +118,52 @@ def _content_files(cfg):
     return [v for v in values if isinstance(v, str) and v]
 
 
-def run_digest(run: Run, dep_digests: Iterable[str]) -> str:
-    """sha256 of the run's command, merged config and dependencies' digests (see the module
-    docstring)."""
+def dataset_stamps(cfg: Any, cache: dict[str, str] | None = None) -> list[str]:
+    """
+    ``["name:fingerprint", ...]`` of every registered dataset whose name is a value (or an item of
+    a value) of ``cfg``, its ``DATASETS.CUSTOM`` entries registered first, names sorted. A dataset
+    that cannot be read (missing, bad layout) stamps as unreadable: the run itself says why.
+    ``cache``: {key: fingerprint} shared by the runs of one driver, so each dataset is read once;
+    the key holds the name and its ``DATASETS.CUSTOM`` entry (two runs may declare one name
+    differently).
+    """
+    cache = {} if cache is None else cache
+    custom = {}
+    try:
+        register_datasets_from_config(cfg)
+        custom = {str(e.get("NAME")): e for e in cfg.DATASETS.CUSTOM}
+    except Exception as e:  # the run fails on it with the full message
+        return [f"DATASETS.CUSTOM: unreadable ({type(e).__name__})"]
+    registered = set(DatasetCatalog.list())
+    names = set()
+    for value in flat_config(cfg).values():
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, str) and v in registered:
+                names.add(v)
+    stamps = []
+    for name in sorted(names):
+        key = f"{name}|{json.dumps(custom.get(name), sort_keys=True, default=str)}"
+        if key not in cache:
+            try:
+                cache[key] = dataset_fingerprint(DatasetCatalog.get(name))
+            except Exception as e:  # any reader error: the run itself reports it
+                cache[key] = f"unreadable ({type(e).__name__})"
+        stamps.append(f"{name}:{cache[key]}")
+    return stamps
+
+
+def run_digest(
+    run: Run, dep_digests: Iterable[str], data_stamps: dict[str, str] | None = None
+) -> str:
+    """sha256 of the run's command, merged config, datasets and dependencies' digests (see the
+    module docstring); ``data_stamps``: the driver's cache of dataset fingerprints."""
     h = hashlib.sha256()
     h.update(json.dumps(run.argv[1:]).encode())
     h.update(os.path.basename(run.argv[0]).encode())
     cfg = _merged_config(run.argv)
     h.update((config_fingerprint(cfg) if cfg is not None else "").encode())
+    for stamp in dataset_stamps(cfg, data_stamps) if cfg is not None else []:
+        h.update(stamp.encode())
     files = list(getattr(run, "inputs", ())) + (_content_files(cfg) if cfg is not None else [])
     for path in files:  # a brought checkpoint, a label map: changed on disk = another run
         h.update(f"{path}:{file_sha256(path) if os.path.isfile(path) else 'missing'}".encode())
@@ -124,14 +172,18 @@ def run_digest(run: Run, dep_digests: Iterable[str]) -> str:
     return h.hexdigest()
 
 
-def plan_digests(runs: Sequence[Run]) -> dict[str, str | None]:
+def plan_digests(
+    runs: Sequence[Run], data_stamps: dict[str, str] | None = None
+) -> dict[str, str | None]:
     """{run id: digest, or None while a dependency is not done under its own digest}; ``runs`` in
-    dependency order (as :func:`~.expansion.expand` lists them)."""
+    dependency order (as :func:`~.expansion.expand` lists them); ``data_stamps`` as in
+    :func:`run_digest` (a new cache when None)."""
     by_id = {r.id: r for r in runs}
+    data_stamps = {} if data_stamps is None else data_stamps
     digests = {}
     for r in runs:
         if all(digests.get(d) and is_done(by_id[d], digests[d]) for d in r.deps):
-            digests[r.id] = run_digest(r, [digests[d] for d in r.deps])
+            digests[r.id] = run_digest(r, [digests[d] for d in r.deps], data_stamps)
         else:
             digests[r.id] = None
     return digests

@@ -422,6 +422,82 @@ def test_a_label_map_edited_in_place_redoes_the_runs_that_read_it(tmp_path):
     )
 
 
+def _folder_set(root, classes=("a", "b"), per_class=2):
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for c in classes:
+            os.makedirs(root / split / c, exist_ok=True)
+            for i in range(per_class):
+                Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(root / split / c / f"{i}.png")
+
+
+def test_a_dataset_edited_on_disk_redoes_the_runs_that_read_it(tmp_path):
+    """The digest takes the content of every dataset a run's config names: swapping two class
+    folders, or replacing one image, redoes the transfers on that set and nothing else."""
+    data = tmp_path / "set"
+    _folder_set(data)
+    config = tmp_path / "cls_custom.yaml"
+    config.write_text(
+        f'_BASE_: "{TOY}/cls_linear_lbfgs_R18.yaml"\n'
+        "DATASETS:\n"
+        "  CUSTOM:\n"
+        f"    - {{NAME: ab_train, FORMAT: folder, ROOT: {data}/train, CLASSES: [a, b]}}\n"
+        f"    - {{NAME: ab_test, FORMAT: folder, ROOT: {data}/test, CLASSES: [a, b]}}\n"
+        '  TRAIN: ("ab_train",)\n'
+        '  TEST: ("ab_test",)\n'
+    )
+    write_study(
+        tmp_path / "s.yaml",
+        **{
+            "pretrain.axes": {},
+            "transfer.runs": {
+                "custom": {"config": str(config)},
+                "toy": {"config": "configs/toy/cls_linear_lbfgs_R18.yaml"},
+            },
+        },
+    )
+    study = load_study(tmp_path / "s.yaml")
+    runs = expand(study)
+    lines = []
+    run_study(study, WritingExecutor(runs), log=lines.append)
+    assert any("dataset(s) checked on disk" in line for line in lines)
+    ex = WritingExecutor(runs)
+    run_study(study, ex, log=lambda _: None)
+    assert ex.started == []
+    redone = sorted(
+        f"transfer/custom/{m}/seed{s}" for m in ("simclr", "supcon", "random-init") for s in (0, 1)
+    )
+    # the user swaps the two test class folders (same files, same sizes, other labels)
+    os.rename(data / "test" / "a", data / "test" / "tmp")
+    os.rename(data / "test" / "b", data / "test" / "a")
+    os.rename(data / "test" / "tmp", data / "test" / "b")
+    ex = WritingExecutor(runs)
+    run_study(study, ex, log=lambda _: None)
+    assert sorted(k for k, _ in ex.started) == redone
+    # one training image replaced in place by another of the same size
+    from PIL import Image
+
+    time.sleep(0.01)
+    Image.new("RGB", (8, 8), (0, 200, 0)).save(data / "train" / "a" / "0.png")
+    ex = WritingExecutor(runs)
+    run_study(study, ex, log=lambda _: None)
+    assert sorted(k for k, _ in ex.started) == redone
+
+
+def test_a_dataset_that_cannot_be_read_stamps_as_unreadable(tmp_path):
+    from contrastive_det.config import get_cfg
+    from contrastive_det.studies.state import dataset_stamps
+
+    cfg = get_cfg()
+    cfg.DATASETS.CUSTOM = [
+        {"NAME": "gone_train", "FORMAT": "folder", "ROOT": str(tmp_path / "gone"), "CLASSES": ["a"]}
+    ]
+    cfg.DATASETS.TRAIN = ("gone_train",)
+    cfg.DATASETS.TEST = ()
+    assert dataset_stamps(cfg) == ["gone_train:unreadable (FileNotFoundError)"]
+
+
 def test_a_pretraining_label_map_is_in_the_digest_by_content(tmp_path):
     from contrastive_det.studies.spec import Run
     from contrastive_det.studies.state import run_digest
