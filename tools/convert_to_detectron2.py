@@ -9,6 +9,7 @@ report and a numeric check; or a detectron2 ResNet back to the canonical torchvi
 
 import argparse
 import os
+import signal
 import sys
 import warnings
 
@@ -112,6 +113,8 @@ def main(argv=None):
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.")
     args = build_parser().parse_args(argv)
+    # SIGTERM (kill, a scheduler's stop) as an exit, so that temporary files are removed on the way
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
 
     from contrastive_det.convert import ConversionError, convert_checkpoint
 

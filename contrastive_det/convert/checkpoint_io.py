@@ -5,6 +5,8 @@ Reading checkpoint files without running code from them.
   tensors, containers and primitive types.
 * plain pickles (detectron2 ``.pkl``): a restricted unpickler that accepts dicts, lists and numpy
   arrays of numbers only. Numpy arrays are turned into tensors.
+* safetensors files (timm's and Hugging Face's weights): read here from the format's JSON header
+  and raw little-endian data (no pickle at all, and no dependency on the safetensors package).
 
 Anything else (``argparse.Namespace``, custom classes, ...) is refused with
 :class:`UnsafeCheckpointError`, naming ``--trust``; with ``trust=True`` the file is unpickled
@@ -14,8 +16,11 @@ A missing, empty, truncated or corrupt file raises :class:`ConversionError` nami
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
+import re
+import struct
 import zipfile
 from typing import Any
 
@@ -80,6 +85,62 @@ def _arrays_to_tensors(obj):
     return obj
 
 
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+
+
+def _is_safetensors(head):
+    """A safetensors file: an 8-byte little-endian header length, then the JSON header."""
+    return len(head) >= 10 and head[8:10] == b'{"'
+
+
+def _load_safetensors(path):
+    """{name: tensor} of a safetensors file (its ``__metadata__`` left out)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        (n,) = struct.unpack("<Q", data[:8])
+        header = json.loads(data[8 : 8 + n])
+        out = {}
+        for name, entry in header.items():
+            if name == "__metadata__":
+                continue
+            dtype = _SAFETENSORS_DTYPES[entry["dtype"]]
+            begin, end = (8 + n + int(o) for o in entry["data_offsets"])
+            if end > len(data):
+                raise ValueError(f"{name} runs past the end of the file")
+            raw = bytearray(data[begin:end])
+            t = torch.frombuffer(raw, dtype=dtype) if raw else torch.empty(0, dtype=dtype)
+            out[name] = t.reshape(entry["shape"])
+        return out
+    except (ValueError, KeyError, TypeError, RuntimeError, struct.error) as e:
+        raise _corrupt(path, e) from None
+
+
+def _bad_zip_member(path):
+    """The first member of a zip checkpoint whose CRC does not match its data, or None."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        return f"({type(e).__name__}: {e})"
+
+
+def _unsafe_globals_from_error(err):
+    """The globals named by torch's weights-only error text ('Unsupported global: GLOBAL x.y')."""
+    return sorted(set(re.findall(r"GLOBAL ([\w.]+)", str(err))))
+
+
 def _torch_load(path, trust):
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust)
@@ -89,6 +150,8 @@ def _torch_load(path, trust):
                 names = list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
             except Exception:  # noqa: BLE001 (the names are only for the message)
                 names = []
+            # legacy (non-zip) files: get_unsafe_globals_in_checkpoint reads zip files only
+            names = names or _unsafe_globals_from_error(e)
             raise _unsafe(path, names) from None
         raise _corrupt(path, e) from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError) as e:
@@ -109,7 +172,7 @@ def load_checkpoint_file(path: str | os.PathLike[str], *, trust: bool = False) -
     if size == 0:
         raise ConversionError(f"{path}: empty file")
     with open(path, "rb") as f:
-        head = f.read(4)
+        head = f.read(16)
     if head.startswith(b"PK"):
         # torch.save's zip format (the default since torch 1.6)
         if not zipfile.is_zipfile(path):
@@ -117,7 +180,15 @@ def load_checkpoint_file(path: str | os.PathLike[str], *, trust: bool = False) -
                 f"{path}: truncated or corrupt torch checkpoint (its zip directory is unreadable, "
                 f"{size} bytes)"
             )
+        bad = _bad_zip_member(path)  # torch reads the data without checking the CRCs
+        if bad is not None:
+            raise ConversionError(
+                f"{path}: corrupt torch checkpoint: member {bad} does not match its checksum "
+                f"(damaged copy or download? fetch the file again)"
+            )
         return _torch_load(path, trust)
+    if _is_safetensors(head):
+        return _load_safetensors(path)
 
     # A plain pickle (detectron2 .pkl) or torch's legacy format: read the first object safely.
     try:

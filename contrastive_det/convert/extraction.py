@@ -242,13 +242,16 @@ def select_candidates(candidates: Iterable[Candidate], spec: str) -> list[Candid
     """
     The candidates a ``--prefix`` ``spec`` names: ``"CONTAINER:PREFIX"`` exactly, or ``"PREFIX"``
     as the prefix inside any container or as the dotted prefix from the root
-    (``"student."`` for ``{"student": {"conv1.weight": ...}}``).
+    (``"student."`` for ``{"student": {"conv1.weight": ...}}``); when none is exactly there, the
+    candidates under it (``"teacher."`` for DINO's ``{"teacher": {"module.backbone.*", ...}}``).
     """
+    candidates = list(candidates)
     want_path, want_prefix = parse_prefix(spec)
     if want_path is not None:
         return [c for c in candidates if c.path == want_path and c.prefix == want_prefix]
     dotted = want_prefix if want_prefix.endswith(".") or not want_prefix else want_prefix + "."
-    return [c for c in candidates if c.prefix == want_prefix or c.dotted == dotted]
+    exact = [c for c in candidates if c.prefix == want_prefix or c.dotted == dotted]
+    return exact or [c for c in candidates if c.dotted.startswith(dotted)]
 
 
 def describe_checkpoint(ckpt: Any, max_groups: int = 12) -> str:

@@ -45,6 +45,7 @@ from .writers import (
     ConvertedBackbone,
     Writer,
     check_output_path,
+    check_writable_file,
     get_writer,
     write_bytes_atomic,
 )
@@ -84,8 +85,9 @@ def check_request(
         Writer: the output layout ``to``.
 
     Raises:
-        ConversionError: bad output name for the layout, ``--write-config`` without a detectron2
-            output or without ``base``, output == input.
+        ConversionError: bad output name for the layout, an output or config path that cannot
+            be written, ``--write-config`` without a detectron2 output or without ``base``, or
+            equal to the input or the output, output == input.
     """
     writer = get_writer(to)
     check_output_path(output_path, to)
@@ -97,6 +99,10 @@ def check_request(
             )
         if base is None:
             raise ConversionError("--write-config needs --base (the detection protocol to inherit)")
+        check_writable_file(write_config, "--write-config file")
+        for other, what in ((input_path, "the input"), (output_path, "the output weights")):
+            if os.path.abspath(write_config) == os.path.abspath(other):
+                raise ConversionError(f"--write-config {write_config} would overwrite {what}")
     if os.path.abspath(input_path) == os.path.abspath(output_path):
         raise ConversionError(f"{output_path}: output would overwrite the input")
     return writer
@@ -151,7 +157,8 @@ def canonicalise(
         (ConvertedBackbone, CoverageReport)
 
     Raises:
-        ConversionError: missing, mis-shaped or unexpected backbone tensors, or a depth mismatch.
+        ConversionError: missing, mis-shaped or unexpected backbone tensors, a depth mismatch, or
+            tensors holding NaN or inf (named).
     """
     coverage, tv_state = check_coverage(ext, depth=depth)
     say(f"architecture: {describe_depth(coverage.depth)}")
@@ -160,6 +167,18 @@ def canonicalise(
         raise ConversionError(
             f"{where}: the backbone does not match detectron2's ResNet-{coverage.depth}:\n  "
             + coverage.problems()
+        )
+    broken = [
+        f"{ext.original_names.get(k, k)} ({int((~torch.isfinite(v)).sum())} of {v.numel()})"
+        for k, v in tv_state.items()
+        if v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
+    if broken:
+        raise ConversionError(
+            f"{where}: {len(broken)} backbone tensor(s) hold NaN or inf values: "
+            + ", ".join(broken[:8])
+            + (" ..." if len(broken) > 8 else "")
+            + " (a diverged or damaged run?)"
         )
     backbone = ConvertedBackbone(
         depth=coverage.depth,
@@ -236,12 +255,23 @@ def commit(
     base: str | Callable[[int], str] | None,
     say: Callable[[str], Any] = print,
 ) -> tuple[int, str | None]:
-    """Write the output (and the config) atomically and report. Returns ``(bytes, config path)``."""
-    written = write_bytes_atomic(output_path, payload)
+    """Write the output (and the config) atomically and report. Returns ``(bytes, config path)``.
+    The config is written first and removed again if the weights cannot be written (disk full,
+    permissions), so a config never names weights that are not there; either failure is a
+    :class:`ConversionError` naming the path."""
     config_path = None
     if config_text is not None:
-        write_bytes_atomic(write_config, config_text.encode())
+        try:
+            write_bytes_atomic(write_config, config_text.encode())
+        except OSError as e:
+            raise ConversionError(f"{write_config}: cannot write the config: {e}") from e
         config_path = write_config
+    try:
+        written = write_bytes_atomic(output_path, payload)
+    except OSError as e:
+        if config_path is not None:
+            os.remove(config_path)
+        raise ConversionError(f"{output_path}: cannot write the output: {e}") from e
     say(
         f"wrote {output_path}: {len(backbone.state_dict)} tensors, {written / 2**20:.1f} MiB"
         + writer.describe(backbone)

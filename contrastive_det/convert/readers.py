@@ -47,6 +47,7 @@ from .extraction import (
     find_candidates,
     first_prefix,
     has_keys,
+    iter_containers,
     path_str,
     select_candidates,
     take_candidate,
@@ -246,6 +247,18 @@ def read_mmselfsup(ckpt: Any) -> Extraction | None:
     )
 
 
+# Top-level modules that SSL methods keep beside a torchvision ResNet's own children in one state
+# dict (SwAV: projection_head, prototypes): heads, dropped like fc. Any other unknown key stays in
+# and fails the coverage check (a modified trunk must not pass for a standard one).
+_HEAD_MODULES = frozenset(
+    ("projection_head", "prototypes", "projector", "projection", "predictor", "head", "heads")
+)
+
+
+def _without_heads(name):
+    return None if name.split(".", 1)[0] in _HEAD_MODULES else name
+
+
 def read_timm(ckpt: Any) -> Extraction | None:
     """
     timm training checkpoint: {"state_dict": torchvision-named ResNet (conv1, bn1, layer1-4, fc),
@@ -256,7 +269,14 @@ def read_timm(ckpt: Any) -> Extraction | None:
     prefix = first_prefix(sd, ("", "module.")) if sd is not None else None
     if prefix is None:
         return None
-    ext = take_prefix("timm", ckpt, ("state_dict",), prefix, meta={"method": "unspecified"})
+    ext = take_prefix(
+        "timm",
+        ckpt,
+        ("state_dict",),
+        prefix,
+        rename=_without_heads,
+        meta={"method": "unspecified"},
+    )
     for key, value in (container_at(ckpt, ("state_dict_ema",)) or {}).items():
         if torch.is_tensor(value):
             ext.dropped[f"state_dict_ema: {key}"] = "state_dict_ema.*"
@@ -267,13 +287,20 @@ def read_torchvision(ckpt: Any) -> Extraction | None:
     """
     torchvision ResNet state_dict (conv1, bn1, layer1-4, fc), bare or as {"model": ...}
     (torchvision's reference scripts), optionally under "module."; timm ResNet weights use the same
-    names.
+    names; SwAV's files add projection_head.* and prototypes.* beside them (dropped as heads).
     """
     for path in ((), ("model",)):
         sd = container_at(ckpt, path)
         prefix = first_prefix(sd, ("", "module.")) if sd is not None else None
         if prefix is not None:
-            return take_prefix("torchvision", ckpt, path, prefix, meta={"method": "unspecified"})
+            return take_prefix(
+                "torchvision",
+                ckpt,
+                path,
+                prefix,
+                rename=_without_heads,
+                meta={"method": "unspecified"},
+            )
     return None
 
 
@@ -326,11 +353,31 @@ def read_sequential(ckpt: Any) -> Extraction | None:
 
 def _ambiguous(candidates):
     names = [str(c) for c in candidates]
+    # DINO keeps a teacher and a student: the teacher is the one its authors evaluate
+    example = next((n for n in names if "teacher" in n), names[0])
     return AmbiguousCheckpointError(
         f"several ResNets in the checkpoint: {', '.join(names)}; choose one with --prefix, "
-        f"e.g. --prefix {names[0]} (or --prefix CONTAINER:PREFIX)",
+        f"e.g. --prefix {example} (or --prefix CONTAINER:PREFIX)",
         names,
     )
+
+
+def _unsupported_hint(ckpt):
+    """A sentence for layouts that are recognisably a ResNet this converter does not read."""
+    keys = [k for _, sd in iter_containers(ckpt) for k in sd if isinstance(k, str)]
+    if any(re.search(r"(^|\.)stem\.[036]\.weight$", k) for k in keys) and any(
+        re.search(r"(^|\.)layer1\.0\.conv1\.weight$", k) for k in keys
+    ):
+        return (
+            "\nIt looks like a deep-stem ResNet (stem.0/3/6: ResNet-C/D, mmseg's ResNetV1c), which "
+            "detectron2's standard-stem R50 protocols cannot hold; convert a 7x7-stem ResNet."
+        )
+    if any(re.search(r"_branch2a_w$|^conv1_w$", k) for k in keys):
+        return (
+            "\nIt looks like a Caffe2/MSRA detectron2 file (res2_0_branch2a_w, ...): detectron2 "
+            "loads those itself; give it as MODEL.WEIGHTS without converting."
+        )
+    return ""
 
 
 def read_raw(ckpt: Any, prefix: str | None = None) -> Extraction | None:
@@ -342,11 +389,14 @@ def read_raw(ckpt: Any, prefix: str | None = None) -> Extraction | None:
         ckpt, SEQUENTIAL_PROBE, rename=sequential_to_tv_key
     )
     if prefix is not None:
-        candidates = select_candidates(candidates, prefix)
+        found = candidates
+        candidates = select_candidates(found, prefix)
         if not candidates:
+            there = ", ".join(str(c) for c in found) or "none"
             raise ConversionError(
                 f"no ResNet (torchvision names conv1.weight, layer1.0.conv1.weight, ... or "
-                f"nn.Sequential indices 0.weight, 4.0.conv1.weight, ...) under --prefix {prefix!r}"
+                f"nn.Sequential indices 0.weight, 4.0.conv1.weight, ...) under --prefix "
+                f"{prefix!r}; ResNets in the file: {there}"
             )
     if not candidates:
         return None
@@ -447,6 +497,13 @@ def read_checkpoint(
         ckpt = ckpt.state_dict()
     if not isinstance(ckpt, dict):
         raise ConversionError(f"{where}: {describe_checkpoint(ckpt)}")
+    try:
+        return _read(ckpt, fmt, prefix, where)
+    except AmbiguousCheckpointError as e:
+        raise AmbiguousCheckpointError(f"{where}: {e}", e.candidates) from None
+
+
+def _read(ckpt, fmt, prefix, where):
     if prefix is not None:
         return read_raw(ckpt, prefix=prefix)
     if fmt is not None:
@@ -469,4 +526,5 @@ def read_checkpoint(
         "...), detectron2 names (stem.conv1.weight, res2.0.conv1.weight, ...) or nn.Sequential "
         "indices of torchvision's ResNet (0.weight, 4.0.conv1.weight, ...) under some prefix; "
         "name the format with --format or the prefix with --prefix CONTAINER:PREFIX."
+        + _unsupported_hint(ckpt)
     )

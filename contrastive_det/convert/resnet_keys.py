@@ -89,6 +89,8 @@ _D2_PATTERNS = [
         lambda m: f"layer{int(m[1]) - 1}.{m[2]}.downsample.1.{m[3]}",
     ),
     (re.compile(r"^linear\.(weight|bias)$"), lambda m: f"fc.{m[1]}"),
+    # detectron2's tools/convert-torchvision-to-d2.py keeps the classifier as stem.fc.*
+    (re.compile(r"^stem\.fc\.(weight|bias)$"), lambda m: f"fc.{m[1]}"),
 ]
 
 _TV_BLOCK = re.compile(r"^layer([1-4])\.(\d+)\.")

@@ -179,7 +179,8 @@ class VerificationResult:
 
     @property
     def max_diff(self) -> float:
-        return max(self.max_abs_diff.values())
+        values = list(self.max_abs_diff.values())
+        return math.nan if any(math.isnan(v) for v in values) else max(values)
 
     @property
     def passed(self) -> bool:

@@ -116,12 +116,31 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> int:
     return len(data)
 
 
+def check_writable_file(path: str | os.PathLike[str], what: str = "output") -> None:
+    """Raise :class:`ConversionError` unless a file can be written at ``path``: not a directory,
+    and its nearest existing parent a folder this process may write in (missing folders are
+    created)."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ConversionError(f"{path}: the {what} is a directory; give a file name")
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ConversionError(
+            f"{path}: the {what} cannot be written: {parent} is a file, not a folder"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConversionError(
+            f"{path}: the {what} cannot be written: no write permission in {parent}"
+        )
+
+
 def check_output_path(path: str | os.PathLike[str], to: str) -> None:
     """Raise :class:`ConversionError` unless ``path`` can receive output layout ``to``."""
     path = os.fspath(path)
     get_writer(to).check_path(path)
-    if os.path.isdir(path):
-        raise ConversionError(f"{path} is a directory")
+    check_writable_file(path, "output")
 
 
 # ----------------------------------------------------------------------------------------------
