@@ -16,6 +16,7 @@ from detectron2.utils import comm
 from .classification import read_classification_image
 from .mapper import ImageReadError
 from .paths import datasets_root
+from .sem_seg_labels import INDEX_MODES
 
 logger = logging.getLogger(__name__)
 
@@ -206,6 +207,52 @@ def container_problem(file_name, max_index):
     return None
 
 
+# EXIF orientations that swap width and height (detectron2's read_image applies them)
+_TRANSPOSED = (5, 6, 7, 8)
+
+
+def label_problem(label_file, image_file):
+    """
+    Why ``label_file`` cannot be the label map of ``image_file``, or None: a PNG that is not of
+    class indices (RGB, say), that cannot be opened, or whose size differs from the image's as
+    detectron2 reads it (after its EXIF rotation). Reads headers only; an SBD ``.mat`` is checked
+    when it is read.
+    """
+    if not label_file.lower().endswith(".png"):
+        return None
+    try:
+        with Image.open(label_file) as lab:
+            mode, size = lab.mode, lab.size
+    except Exception as e:  # noqa: BLE001  (PIL raises OSError, SyntaxError, ValueError, ...)
+        return f"label map: {type(e).__name__}: {e}"
+    if mode not in INDEX_MODES:
+        return (
+            f"label map is a {mode} image; expected class indices (a palette or single-channel "
+            "PNG; a colour-coded map must be converted to class ids first)"
+        )
+    try:
+        with Image.open(image_file) as im:
+            w, h = im.size
+            if im.getexif().get(0x0112) in _TRANSPOSED:
+                w, h = h, w
+    except Exception:  # noqa: BLE001  (the image's own check reports it)
+        return None
+    if size != (w, h):
+        return f"label map is {size[0]}x{size[1]} but its image {image_file} is {w}x{h}"
+    return None
+
+
+def _label_pairs(datasets):
+    """``[(label file, image file)]``, in order and without repeats, of the dicts of ``datasets``
+    that have a ``sem_seg_file_name``."""
+    seen = {}
+    for item in datasets:
+        for d in DatasetCatalog.get(item) if isinstance(item, str) else [item]:
+            if d.get("sem_seg_file_name"):
+                seen.setdefault(d["sem_seg_file_name"], d["file_name"])
+    return list(seen.items())
+
+
 def _file_names(datasets):
     """
     ``{file_name: None or the largest array_index}``, in order, of ``datasets`` (registered names
@@ -225,7 +272,9 @@ def _file_names(datasets):
 
 
 def _problem(item):
-    file_name, max_index = item
+    file_name, max_index, image_file = item
+    if image_file is not None:  # a label map and the image it belongs to
+        return label_problem(file_name, image_file)
     return (
         image_problem(file_name) if max_index is None else container_problem(file_name, max_index)
     )
@@ -234,7 +283,8 @@ def _problem(item):
 def scan_images(datasets, max_listed=20, progress=True, num_threads=None):
     """
     Open and decode every image of ``datasets`` (see :func:`image_problem`; array-stored items:
-    :func:`container_problem` on their container file) and raise one error that lists ALL the bad
+    :func:`container_problem` on their container file), check each segmentation label map against
+    its image (:func:`label_problem`: headers only), and raise one error that lists ALL the bad
     files (the first ``max_listed`` in the message, and the count).
 
     Args:
@@ -249,8 +299,11 @@ def scan_images(datasets, max_listed=20, progress=True, num_threads=None):
         UnreadableImagesError: listing every unreadable, truncated, missing or non-image file
             (``.bad``: [(file_name, reason), ...])
     """
-    items = list(_file_names(datasets).items())
-    files = [f for f, _ in items]
+    datasets = list(datasets)
+    items = [(f, i, None) for f, i in _file_names(datasets).items()]
+    labels = [(lab, None, image) for lab, image in _label_pairs(datasets)]
+    items += labels
+    files = [f for f, _, _ in items]
     num_threads = num_threads or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=num_threads) as pool:
         problems = list(
@@ -267,8 +320,9 @@ def scan_images(datasets, max_listed=20, progress=True, num_threads=None):
     if bad:
         listed = "\n".join(f"  {f}: {p}" for f, p in bad[:max_listed])
         more = f"\n  ... and {len(bad) - max_listed} more" if len(bad) > max_listed else ""
+        what = "files (images and label maps)" if labels else "images"
         raise UnreadableImagesError(
-            f"{len(bad)} of {len(files)} images cannot be read:\n{listed}{more}\n"
+            f"{len(bad)} of {len(files)} {what} cannot be read:\n{listed}{more}\n"
             "Fix or remove these files (or their annotations). To skip this check, set "
             "DATALOADER.CHECK_IMAGES_MAX 0.",
             bad,

@@ -269,7 +269,7 @@ def load_classification_csv(csv_file, class_names, root=None):
             f"Classification CSV {csv_file} does not exist (expected rows 'path,label')"
         )
     dicts, started, line_of = [], False, {}
-    with open(csv_file, newline="") as f:
+    with open(csv_file, newline="", encoding="utf-8-sig") as f:  # Excel writes a BOM
         for line_no, row in enumerate(csv.reader(f), start=1):
             where = f"{csv_file}:{line_no}"
             if not row or all(not cell.strip() for cell in row):

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 import tempfile
+from unittest import mock
 from collections import OrderedDict, defaultdict
 from typing import Sequence
 
 import numpy as np
 
-from detectron2.evaluation import PascalVOCDetectionEvaluator
-from detectron2.evaluation.pascal_voc_evaluation import parse_rec, voc_eval
+from detectron2.evaluation import PascalVOCDetectionEvaluator, pascal_voc_evaluation
+from detectron2.evaluation.pascal_voc_evaluation import voc_eval
 from detectron2.utils import comm
+
+from ..data.datasets.voc_detection import parse_voc_record
 
 IOU_THRESHOLDS = tuple(range(50, 100, 5))  # percent
 
@@ -24,7 +27,7 @@ def count_positives(
         image_ids = [line.strip() for line in f if line.strip()]
     counts = dict.fromkeys(class_names, 0)
     for image_id in image_ids:
-        for obj in parse_rec(anno_file_template.format(image_id)):
+        for obj in parse_voc_record(anno_file_template.format(image_id)):
             if obj["name"] in counts and not obj["difficult"]:
                 counts[obj["name"]] += 1
     return counts
@@ -36,7 +39,10 @@ class VOCDetectionEvaluator(PascalVOCDetectionEvaluator):
 
     * a class with no non-difficult ground truth in the evaluated split is left out of the means
       (detectron2 averages in a NaN and reports NaN AP), with a log line naming it;
-    * per-class AP50 is reported as ``AP50-<class>``.
+    * per-class AP50 is reported as ``AP50-<class>``;
+    * annotations are read with ``parse_voc_record`` (``data/datasets/voc_detection.py``:
+      float coordinates, optional pose/truncated/difficult tags, read afresh: detectron2's
+      ``parse_rec`` wants integers and every tag, and caches each file for the process's life).
     """
 
     def evaluate(self) -> dict[str, dict[str, float]] | None:
@@ -72,14 +78,16 @@ class VOCDetectionEvaluator(PascalVOCDetectionEvaluator):
                 with open(res_file_template.format(cls_name), "w") as f:
                     f.write("\n".join(predictions.get(cls_id, [])))
                 for thresh in IOU_THRESHOLDS:
-                    _, _, ap = voc_eval(
-                        res_file_template,
-                        self._anno_file_template,
-                        self._image_set_path,
-                        cls_name,
-                        ovthresh=thresh / 100.0,
-                        use_07_metric=self._is_2007,
-                    )
+                    # voc_eval's matching, on our reading of the annotations
+                    with mock.patch.object(pascal_voc_evaluation, "parse_rec", parse_voc_record):
+                        _, _, ap = voc_eval(
+                            res_file_template,
+                            self._anno_file_template,
+                            self._image_set_path,
+                            cls_name,
+                            ovthresh=thresh / 100.0,
+                            use_07_metric=self._is_2007,
+                        )
                     aps[thresh][cls_name] = ap * 100
 
         mean_ap = {iou: float(np.mean(list(per_class.values()))) for iou, per_class in aps.items()}

@@ -8,6 +8,7 @@ from typing import Any, Iterable
 
 from detectron2.config import CfgNode
 from detectron2.data import (
+    DatasetCatalog,
     MetadataCatalog,
     build_detection_test_loader,
     build_detection_train_loader,
@@ -17,6 +18,7 @@ from detectron2.evaluation import COCOEvaluator, DatasetEvaluator
 
 from ..convert.detection_weights import convert_weights_for_detection
 from ..data import CheckedDatasetMapper
+from ..data.datasets.voc_detection import check_voc_annotations
 from ..data.samplers import build_resumable_train_loader
 from ..engine.task import TASK_REGISTRY, Task
 from ..evaluation import VOCDetectionEvaluator
@@ -37,6 +39,53 @@ def detection_train_dicts(cfg: CfgNode) -> list[dict[str, Any]]:
     )
 
 
+def _num_classes_key(cfg: CfgNode) -> str | None:
+    """The config key of the detector's class count (None: a proposal network has none)."""
+    arch = cfg.MODEL.META_ARCHITECTURE
+    if arch == "ProposalNetwork":
+        return None
+    return "MODEL.RETINANET.NUM_CLASSES" if arch == "RetinaNet" else "MODEL.ROI_HEADS.NUM_CLASSES"
+
+
+def thing_classes(name: str) -> list[str]:
+    """The class names of detection dataset ``name`` (a COCO set records them once loaded)."""
+    meta = MetadataCatalog.get(name)
+    if meta.get("thing_classes") is None:
+        DatasetCatalog.get(name)  # load_coco_json sets thing_classes from the JSON's categories
+    classes = meta.get("thing_classes")
+    if classes is None:
+        raise ValueError(f"dataset '{name}' records no thing_classes: is it a detection set?")
+    return list(classes)
+
+
+def check_detection_classes(cfg: CfgNode, names: Iterable[str]) -> None:
+    """
+    Every dataset of ``names`` has as many classes as the detector predicts, and the same list (a
+    label means one class in training and in evaluation); else ValueError naming the key, the
+    dataset and its classes. Without it a class past the head's count trains as background.
+    """
+    key = _num_classes_key(cfg)
+    if key is None:
+        return
+    node = cfg.MODEL.RETINANET if key.startswith("MODEL.RETINANET") else cfg.MODEL.ROI_HEADS
+    first = None
+    for name in names:
+        classes = thing_classes(name)
+        if len(classes) != node.NUM_CLASSES:
+            raise ValueError(
+                f"{key} is {node.NUM_CLASSES} but dataset '{name}' has {len(classes)} classes "
+                f"({', '.join(classes[:6])}{', ...' if len(classes) > 6 else ''}); set {key} "
+                f"{len(classes)}"
+            )
+        if first is None:
+            first = (name, classes)
+        elif classes != first[1]:
+            raise ValueError(
+                f"datasets '{first[0]}' and '{name}' list different classes ({first[1][:4]}... vs "
+                f"{classes[:4]}...): a label would mean another class in evaluation"
+            )
+
+
 @TASK_REGISTRY.register()
 class DetectionTask(Task):
     """
@@ -52,6 +101,11 @@ class DetectionTask(Task):
 
     @classmethod
     def build_train_loader(cls, cfg: CfgNode) -> Iterable:
+        check_detection_classes(cfg, list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST))
+        for name in cfg.DATASETS.TEST:  # a broken test annotation must fail before training
+            meta = MetadataCatalog.get(name)
+            if meta.get("evaluator_type") == "pascal_voc":
+                check_voc_annotations(meta.dirname, meta.split, meta.thing_classes)
         mapper = CheckedDatasetMapper(cfg, is_train=True)
         if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
             logger.warning(
@@ -71,6 +125,7 @@ class DetectionTask(Task):
 
     @classmethod
     def build_test_loader(cls, cfg: CfgNode, dataset_name: str) -> Iterable:
+        check_detection_classes(cfg, [dataset_name])
         return build_detection_test_loader(
             cfg, dataset_name, mapper=CheckedDatasetMapper(cfg, is_train=False)
         )

@@ -156,3 +156,32 @@ def test_required_paths_are_checked_in_order_with_the_layout(tmp_path):
     (tmp_path / "set" / "x.csv").rmdir()
     (tmp_path / "set" / "x.csv").write_text("")
     check_dataset_layout(name)
+
+
+def test_label_maps_are_checked_against_their_images_before_training(tmp_path):
+    """An RGB label PNG, or one of another size than its image, is listed with the images (not
+    found mid-training by the mapper, or after training by the evaluator)."""
+    from contrastive_det.data.checks import scan_images
+
+    Image.new("RGB", (64, 48)).save(tmp_path / "a.jpg")
+    Image.new("P", (64, 48)).save(tmp_path / "a.png")  # fine
+    Image.new("RGB", (64, 48)).save(tmp_path / "b.jpg")
+    Image.new("RGB", (64, 48)).save(tmp_path / "b.png")  # colour-coded
+    Image.new("RGB", (64, 48)).save(tmp_path / "c.jpg")
+    Image.new("L", (60, 40)).save(tmp_path / "c.png")  # another size
+    rotated = Image.new("RGB", (64, 48))
+    exif = rotated.getexif()
+    exif[0x0112] = 6  # shown rotated by 90 degrees: detectron2 reads it as 48x64
+    rotated.save(tmp_path / "d.jpg", exif=exif)
+    Image.new("P", (48, 64)).save(tmp_path / "d.png")  # fine: the image as read is 48 wide
+    dicts = [
+        {"file_name": str(tmp_path / f"{k}.jpg"), "sem_seg_file_name": str(tmp_path / f"{k}.png")}
+        for k in "abcd"
+    ]
+    with pytest.raises(UnreadableImagesError) as info:
+        scan_images(dicts, progress=False)
+    bad = dict(info.value.bad)
+    assert sorted(bad) == [str(tmp_path / "b.png"), str(tmp_path / "c.png")]
+    assert "RGB image; expected class indices" in bad[str(tmp_path / "b.png")]
+    assert "60x40 but its image" in bad[str(tmp_path / "c.png")]
+    assert "2 of 8 files (images and label maps) cannot be read" in str(info.value)

@@ -189,3 +189,9 @@ def test_folder_format_takes_a_metric(tmp_path):
         and meta.multi_label is False
     )
     assert [d["label"] for d in DatasetCatalog.get("folder_mpc")] == [0, 1]
+
+
+def test_a_csv_saved_by_excel_with_a_byte_order_mark_reads_its_header(images):
+    (images / "bom.csv").write_bytes("path,label\nimgs/a.png,cat\n".encode("utf-8-sig"))
+    dicts = load_classification_csv(str(images / "bom.csv"), CLASSES)
+    assert [d["label"] for d in dicts] == [1]

@@ -158,3 +158,55 @@ def test_toy_digits_are_scored_as_voc2007(toy_root, tmp_path):
     assert evaluate_half_recall("toy_digits_test", tmp_path, "3")["AP50"] == pytest.approx(
         AP_11_POINT
     )
+
+
+def test_float_coordinates_and_missing_tags_score_as_their_integer_twin(tmp_path):
+    """CVAT and Label Studio write float coordinates and may leave out <pose>, <truncated>,
+    <difficult>; detectron2's parse_rec stops on them (int('3.0'), None.text) after training."""
+    from contrastive_det.data.datasets.voc_detection import parse_voc_record
+
+    write_voc(tmp_path / "int", {"img1": [("a", (11, 11, 40, 40), 0)]})
+    write_voc(tmp_path / "flt", {"img1": [("a", (11, 11, 40, 40), 0)]})
+    xml = tmp_path / "flt" / "Annotations" / "img1.xml"
+    text = xml.read_text().replace("<xmin>11</xmin>", "<xmin>11.0</xmin>")
+    text = text.replace(
+        "<pose>Unspecified</pose><truncated>0</truncated><difficult>0</difficult>", ""
+    )
+    xml.write_text(text)
+    rec = parse_voc_record(str(xml))
+    assert rec == [
+        {
+            "name": "a",
+            "pose": "Unspecified",
+            "bbox": [11.0, 11.0, 40.0, 40.0],
+            "truncated": 0,
+            "difficult": 0,
+        }
+    ]
+    scores = []
+    for kind in ("int", "flt"):
+        register_voc(f"test_voc_{kind}", str(tmp_path / kind), "test", ["a"], year=2007)
+        ev = VOCDetectionEvaluator(f"test_voc_{kind}")
+        ev.reset()
+        ev.process([{"image_id": "img1"}], [prediction([[10, 10, 40, 30]], [0.9], [0])])
+        scores.append(ev.evaluate()["bbox"])
+    assert scores[0] == scores[1] and scores[0]["AP50"] == pytest.approx(100.0)
+    assert scores[0]["AP75"] == pytest.approx(0.0)
+
+
+def test_a_broken_annotation_is_named_before_training(tmp_path):
+    from contrastive_det.data.datasets.voc_detection import check_voc_annotations
+
+    write_voc(tmp_path, {"img1": [("a", (1, 1, 4, 4), 0)], "img2": [("car", (1, 1, 4, 4), 0)]})
+    xml = tmp_path / "Annotations" / "img1.xml"
+    xml.write_text(xml.read_text().replace("<ymax>4</ymax>", ""))
+    with pytest.raises(ValueError) as info:
+        check_voc_annotations(str(tmp_path), "test", ["a"])
+    message = str(info.value)
+    assert "img1.xml: an <object> has no <ymax>" in message
+    assert "img2.xml: class(es) ['car'] not among the dataset's classes" in message
+    register_voc("test_voc_unknown_class", str(tmp_path), "test", ["a"], year=2007)
+    from detectron2.data import DatasetCatalog
+
+    with pytest.raises(ValueError, match="img2.xml: class"):  # not detectron2's bare "not in list"
+        DatasetCatalog.get("test_voc_unknown_class")

@@ -1,12 +1,12 @@
 """Registration of the built-in toy datasets and of user datasets declared in the config."""
 
 import functools
+import json
 import logging
 import os
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
-from detectron2.data.datasets.pascal_voc import load_voc_instances
 
 from . import toy_constants
 from ..checks import read_listed_dicts
@@ -26,6 +26,7 @@ from .toy_constants import (
     VOC_SUBDIR,
     default_output_dir,
 )
+from .voc_detection import load_voc_detection
 from .voc_sem_seg import SEGMENTATION_SETS, load_voc_sem_seg, voc_sem_seg_layout
 
 logger = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def register_voc(name, dirname, split, class_names, year=2007):
     class_names = list(class_names)
     register_dataset(
         name,
-        lambda: load_voc_instances(dirname, split, class_names),
+        lambda: load_voc_detection(dirname, split, class_names),
         thing_classes=class_names,
         dirname=dirname,
         split=split,
@@ -79,7 +80,24 @@ def register_coco(name, json_file, image_root, class_names=None):
     metadata = dict(json_file=json_file, image_root=image_root, evaluator_type="coco")
     if class_names:
         metadata["thing_classes"] = list(class_names)
-    register_dataset(name, lambda: load_coco_json(json_file, image_root, name), **metadata)
+    register_dataset(name, lambda: _load_coco(json_file, image_root, name), **metadata)
+
+
+def _load_coco(json_file, image_root, name):
+    """detectron2's ``load_coco_json``; a class list declared for the set (DATASETS.CUSTOM
+    ``CLASSES``) that is not the JSON's category names in id order is named, with both lists."""
+    try:
+        return load_coco_json(json_file, image_root, name)
+    except AssertionError as e:
+        if "thing_classes" not in str(e):
+            raise
+        with open(json_file) as f:
+            cats = sorted(json.load(f).get("categories", []), key=lambda c: c["id"])
+        raise ValueError(
+            f"dataset '{name}': its CLASSES {list(MetadataCatalog.get(name).thing_classes)} are "
+            f"not the category names of {json_file} in id order {[c['name'] for c in cats]}; "
+            "list those (or leave CLASSES out: the JSON's are taken)"
+        ) from None
 
 
 def _check_metric(metric, where):
