@@ -18,6 +18,7 @@ a killed study continues where it stopped. At the end, tools/report.py writes th
 
 import argparse
 import os
+import signal
 import sys
 
 from contrastive_det.studies import StudyError, load_study, run_study
@@ -140,6 +141,9 @@ def main(argv=None):
         help="more sbatch parameters (submitit's slurm_additional_parameters), e.g. account=abc",
     )
     args = parser.parse_args(argv)
+    # SIGTERM (kill, the driver's own job being stopped) as an exit: local runs are stopped with
+    # SIGTERM (each writes a checkpoint), cluster jobs keep running, the next start goes on
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     checkpoints = {}
     for item in args.checkpoint:
         label, sep, path = item.partition("=")

@@ -20,6 +20,7 @@ from .classification import (
 )
 from .datasets.downstream.splits import fraction_held_out, stratified_holdout
 from .paths import datasets_root
+from .loader_signals import shield_workers
 from .samplers import build_resumable_train_loader
 from .study_axes import apply_label_map, load_label_map, mapped_classes
 from .transforms import to_chw_uint8
@@ -304,12 +305,13 @@ def build_classification_test_loader(cfg, dicts):
     """
     if not dicts:
         return []
-    return build_detection_test_loader(
+    loader = build_detection_test_loader(
         dicts,
         mapper=ClassificationMapper(cfg, is_train=False),
         batch_size=cfg.CLASSIFICATION.TEST_BATCH_SIZE,
         num_workers=cfg.DATALOADER.NUM_WORKERS,
     )
+    return shield_workers(loader)
 
 
 def dataset_metric(cfg, dataset_name):

@@ -13,6 +13,7 @@ from detectron2.utils import comm
 from ..utils.atomic import atomic_open, atomic_write_json
 from .classification import dataset_classes, dataset_dicts, relabel_by_name
 from .corruptions import check_corruption_config
+from .loader_signals import shield_workers
 from .samplers import build_resumable_train_loader
 from .study_axes import (
     apply_label_map,
@@ -170,9 +171,10 @@ def knn_dicts(cfg, dataset_name):
 
 def build_knn_test_loader(cfg, dataset_name):
     """The kNN monitor's inference loader over :func:`knn_dicts`."""
-    return build_detection_test_loader(
+    loader = build_detection_test_loader(
         knn_dicts(cfg, dataset_name),
         mapper=TwoViewMapper(cfg, is_train=False),
         batch_size=cfg.TEST.KNN.BATCH_SIZE,
         num_workers=cfg.DATALOADER.NUM_WORKERS,
     )
+    return shield_workers(loader)

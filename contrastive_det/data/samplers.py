@@ -24,6 +24,7 @@ from detectron2.data.common import DatasetFromList
 from detectron2.utils import comm
 
 from ..utils.seeding import derive_seed, isolated_global_rngs, seed_global_rngs
+from .loader_signals import shield_workers
 
 logger = logging.getLogger(__name__)
 
@@ -199,7 +200,7 @@ def build_resumable_train_loader(
     sampler = ResumableBatchSampler(
         len(dicts), total_batch_size // world_size, seed, group_ids=groups
     )
-    return torchdata.DataLoader(
+    loader = torchdata.DataLoader(
         SeededMapDataset(dicts, mapper),
         batch_sampler=sampler,
         num_workers=num_workers,
@@ -208,3 +209,4 @@ def build_resumable_train_loader(
         # global generator (a resumed run starts its iterator at a different iteration)
         generator=torch.Generator().manual_seed(derive_seed(seed, comm.get_rank())),
     )
+    return shield_workers(loader)  # a stop signal reaches the training process alone

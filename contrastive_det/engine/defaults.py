@@ -281,6 +281,23 @@ def adopt_checkpoint_seed(cfg: CfgNode, state: ResumeState | None) -> str | None
     return message
 
 
+# Keys whose values a resumed run takes from the checkpoint's optimizer and LR scheduler state (the
+# param groups' lr, weight decay, momentum, betas; the scheduler's base LRs), not from the config:
+# changed on resume they would be recorded in config.yaml and results.json but not applied.
+OPTIMIZER_STATE_KEYS = (
+    "SOLVER.OPTIMIZER",
+    "SOLVER.BASE_LR",
+    "SOLVER.BIAS_LR_FACTOR",
+    "SOLVER.WEIGHT_DECAY",
+    "SOLVER.WEIGHT_DECAY_NORM",
+    "SOLVER.WEIGHT_DECAY_BIAS",
+    "SOLVER.MOMENTUM",
+    "SOLVER.NESTEROV",
+    "SOLVER.ADAM_BETAS",
+    "SOLVER.LARS_ETA",
+)
+
+
 def check_resume_config(
     cfg: CfgNode, state: ResumeState | None, allow_change: bool = False
 ) -> str | None:
@@ -288,8 +305,9 @@ def check_resume_config(
     A resumed run continues the run of its checkpoint: a config that differs from the one the
     checkpoint recorded (other than the output folder, seed, device, workers and norm flavours:
     :func:`resumable_config`) stops it with the differing keys named, unless ``allow_change``
-    (``--allow-config-change``), when they are returned as a message to log instead. ``state`` is
-    :func:`read_resume_state` of ``cfg.OUTPUT_DIR``.
+    (``--allow-config-change``), when they are returned as a message to log instead; a change of
+    :data:`OPTIMIZER_STATE_KEYS` stops it even then (the checkpoint's optimizer state would win
+    without a word). ``state`` is :func:`read_resume_state` of ``cfg.OUTPUT_DIR``.
     """
     if state is None or state[3] is None:
         return None
@@ -303,6 +321,19 @@ def check_resume_config(
     if not diffs:
         return None
     listing = "\n  ".join(diffs)
+    restored = [
+        k
+        for k in OPTIMIZER_STATE_KEYS
+        if k in recorded or k in now
+        if recorded.get(k, "<absent>") != now.get(k, "<absent>")
+    ]
+    if allow_change and restored:
+        raise ValueError(
+            f"--resume --allow-config-change: {', '.join(restored)} cannot change on resume: the "
+            f"optimizer and LR scheduler state of {path} bring back their values, so the change "
+            "would be recorded but not applied. To go on with other optimizer settings, start a "
+            f"new OUTPUT_DIR with MODEL.WEIGHTS {path}."
+        )
     if not allow_change:
         raise ValueError(
             f"--resume: the config differs from the one recorded in {path} (iteration "

@@ -225,6 +225,15 @@ class Trainer(DefaultTrainer):
         finally:
             stop_request.listen(False)
 
+    def after_train(self) -> None:
+        """The iterations are over (``model_final.pth`` is written): from here on a SIGTERM stops
+        the process at once (exit 75) instead of waiting for the final evaluation, which may take
+        longer than a scheduler's grace time; ``--resume`` then only evaluates."""
+        stop_request.listen(False)
+        if stop_request.requested():
+            raise stop_request.TrainingStopped("stopped before the final evaluation")
+        super().after_train()
+
     @classmethod
     def build_model(cls, cfg: CfgNode) -> torch.nn.Module:
         """

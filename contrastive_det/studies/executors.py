@@ -18,6 +18,7 @@ Executors that keep jobs beyond the driver's life also have ``job_id(key)`` and
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -98,12 +99,32 @@ def _num_gpus(argv):
     return int(argv[argv.index("--num-gpus") + 1]) if "--num-gpus" in argv else 1
 
 
+_PR_SET_PDEATHSIG = 1  # prctl(2), Linux
+
+
+def _stop_with_the_driver():
+    """``preexec_fn`` of a local run: SIGTERM it when the driver dies (Linux ``prctl``), so a driver
+    killed with SIGKILL leaves no run behind; the run stops with a checkpoint and the next start
+    resumes it. Elsewhere a no-op."""
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the driver died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 class LocalExecutor:
     """
     Subprocesses on this machine, ``jobs`` at a time, sharing its cores (:func:`shared_thread_env`);
     each writes its output to its log file. With GPUs (``devices``: ids, default
     :func:`visible_gpus`) each training run gets its ``--num-gpus`` devices of its own through
     ``CUDA_VISIBLE_DEVICES`` (a run waits until enough are free); other tools see no GPU.
+
+    Each run is a session of its own: a Ctrl-C on the driver's terminal reaches the driver alone,
+    which stops the runs with SIGTERM (each writes a checkpoint); and a run gets SIGTERM when the
+    driver dies, however it dies (:func:`_stop_with_the_driver`).
     """
 
     poll_interval = 0.2
@@ -155,6 +176,8 @@ class LocalExecutor:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_stop_with_the_driver,
             )
             self._procs[key] = (proc, log, mine)
         self._waiting = still

@@ -19,6 +19,7 @@ from detectron2.evaluation import COCOEvaluator, DatasetEvaluator
 from ..convert.detection_weights import convert_weights_for_detection
 from ..data import CheckedDatasetMapper
 from ..data.datasets.voc_detection import check_voc_annotations
+from ..data.loader_signals import shield_workers
 from ..data.samplers import build_resumable_train_loader
 from ..engine.task import TASK_REGISTRY, Task
 from ..evaluation import VOCDetectionEvaluator
@@ -113,7 +114,7 @@ class DetectionTask(Task):
                 "used and --resume does not restore the data order (only TrainingSampler is "
                 "resumable)"
             )
-            return build_detection_train_loader(cfg, mapper=mapper)
+            return shield_workers(build_detection_train_loader(cfg, mapper=mapper))
         return build_resumable_train_loader(
             detection_train_dicts(cfg),
             mapper,
@@ -126,8 +127,10 @@ class DetectionTask(Task):
     @classmethod
     def build_test_loader(cls, cfg: CfgNode, dataset_name: str) -> Iterable:
         check_detection_classes(cfg, [dataset_name])
-        return build_detection_test_loader(
-            cfg, dataset_name, mapper=CheckedDatasetMapper(cfg, is_train=False)
+        return shield_workers(
+            build_detection_test_loader(
+                cfg, dataset_name, mapper=CheckedDatasetMapper(cfg, is_train=False)
+            )
         )
 
     @classmethod

@@ -14,6 +14,7 @@ from detectron2.evaluation import DatasetEvaluator
 from ..convert.detection_weights import REMOTE_PREFIXES, convert_weights_for_detection
 from ..convert.errors import ConversionError
 from ..convert.verify import load_detectron2_file
+from ..data.loader_signals import shield_workers
 from ..data.samplers import build_resumable_train_loader
 from ..data.sem_seg_mapper import SemSegDatasetMapper, sem_seg_metadata
 from ..engine.task import TASK_REGISTRY, Task
@@ -128,8 +129,10 @@ class SegmentationTask(Task):
 
     @classmethod
     def build_test_loader(cls, cfg: CfgNode, dataset_name: str) -> Iterable:
-        return build_detection_test_loader(
-            cfg, dataset_name, mapper=SemSegDatasetMapper(cfg, is_train=False)
+        return shield_workers(
+            build_detection_test_loader(
+                cfg, dataset_name, mapper=SemSegDatasetMapper(cfg, is_train=False)
+            )
         )
 
     @classmethod

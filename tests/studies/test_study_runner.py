@@ -1279,3 +1279,39 @@ def test_without_an_answer_from_sacct_a_job_without_result_fails_after_the_grace
     clock["t"] += executors.REQUEUE_GRACE_S + 1
     (key, status, error), *rest = ex.poll()
     assert (key, status, rest) == ("pretrain/z", 1, []) and "190" in error
+
+
+def test_local_runs_stop_with_the_driver_however_it_dies(tmp_path):
+    """A driver killed with SIGKILL left its runs training on as orphans (and a restart put a
+    second trainer in their folders): each run now gets SIGTERM when the driver dies, and runs in a
+    session of its own (a terminal's Ctrl-C reaches the driver only, which stops them with
+    SIGTERM)."""
+    run = tmp_path / "run.py"
+    run.write_text(
+        "import os, signal, sys, time\n"
+        "def stop(*_):\n"
+        f"    open({str(tmp_path / 'stopped')!r}, 'w').write(str(os.getpid()))\n"
+        "    sys.exit(75)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        f"open({str(tmp_path / 'ready')!r}, 'w').write(f'{{os.getpid()}} {{os.getsid(0)}}')\n"
+        "time.sleep(120)\n"
+    )
+    driver = tmp_path / "driver.py"
+    driver.write_text(
+        "import time\n"
+        "from contrastive_det.studies.executors import LocalExecutor\n"
+        "ex = LocalExecutor(jobs=1)\n"
+        f"ex.start([('r', [{str(run)!r}], {str(tmp_path / 'r.log')!r})])\n"
+        "time.sleep(120)\n"
+    )
+    proc = subprocess.Popen([sys.executable, str(driver)], cwd=REPO)
+    deadline = time.time() + 60
+    while not (tmp_path / "ready").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    child, session = map(int, (tmp_path / "ready").read_text().split())
+    assert session == child != os.getsid(proc.pid)  # its own session
+    proc.kill()
+    proc.wait()
+    while not (tmp_path / "stopped").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert (tmp_path / "stopped").read_text() == str(child)

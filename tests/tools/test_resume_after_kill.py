@@ -72,7 +72,7 @@ def detection_args():
     return "train_net.py", ["--config-file", TOY_CONFIG, *opts]
 
 
-def _start(script, args, out, seed, datasets_root, extra=()):
+def _start(script, args, out, seed, datasets_root, extra=(), **popen_kwargs):
     out.mkdir(parents=True, exist_ok=True)
     log = open(
         out.parent / f"{out.name}.{len(list(out.parent.glob(out.name + '.*.log')))}.log", "w"
@@ -83,6 +83,7 @@ def _start(script, args, out, seed, datasets_root, extra=()):
         datasets_root,
         stdout=log,
         stderr=subprocess.STDOUT,
+        **popen_kwargs,
     )
     proc.log_path = log.name
     return proc

@@ -72,3 +72,68 @@ def test_sigterm_stops_both_processes_with_a_checkpoint_and_resume_is_exact(
     assert f"Starting training from iteration {iteration + 1}" in text
     _finish(reference)
     assert_same_run(ref_dir, run_dir)
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_whole_process_group_with_loader_workers_still_stops_with_a_checkpoint(
+    mini_crops,  # noqa: F811 (the fixture, imported)
+    toy_root,
+    tmp_path,
+):
+    """SLURM's preemption and ``kill -- -PGID`` signal every process, loader workers included:
+    the workers ignore it (they died before, and the run failed on "DataLoader worker ... killed
+    by signal" without its stop checkpoint), the run stops with a checkpoint, exits 75 without
+    hanging on the workers, and resumes exactly."""
+    import os
+
+    script, args = pretrain_args("simclr", mini_crops)
+    args = [*args, "SOLVER.MAX_ITER", "30", "SOLVER.CHECKPOINT_PERIOD", "1000"]
+    args += ["DATALOADER.NUM_WORKERS", "2"]
+    ref_dir, run_dir = tmp_path / "uninterrupted", tmp_path / "stopped"
+    reference = _start(script, args, ref_dir, SEED, toy_root)
+    _finish(reference)
+    stopped = _start(script, args, run_dir, SEED, toy_root, start_new_session=True)
+    _wait_for(stopped, "Starting training from iteration 0")
+    time.sleep(1.0)
+    os.killpg(stopped.pid, signal.SIGTERM)  # the run and its loader workers
+    stopped.wait(timeout=300)
+    text = open(stopped.log_path).read()
+    assert stopped.returncode == STOPPED_EXIT_CODE, text[-4000:]
+    assert "killed by signal" not in text
+    name = (run_dir / "last_checkpoint").read_text().strip()
+    iteration = int(name[len("model_") : -len(".pth")])
+    assert f"Stopped on request after iteration {iteration}" in text
+    resumed = _start(script, args, run_dir, SEED, toy_root, extra=["--resume"])
+    assert f"Starting training from iteration {iteration + 1}" in _finish(resumed)
+    assert_same_run(ref_dir, run_dir)
+
+
+@pytest.mark.slow
+def test_sigterm_during_the_final_evaluation_exits_at_once_and_resume_only_evaluates(
+    toy_root, tmp_path
+):
+    """After the last iteration (model_final.pth written) the run no longer waits: a COCO-size
+    evaluation outlasts a scheduler's grace time. Exit 75, no results.json; --resume evaluates."""
+    from conftest import FAST, TOY_CONFIG
+
+    args = [
+        "--config-file",
+        TOY_CONFIG,
+        *FAST,
+        "SOLVER.MAX_ITER",
+        "2",
+        "INPUT.MIN_SIZE_TEST",
+        "320",
+    ]
+    out = tmp_path / "run"
+    proc = _start("train_net.py", args, out, SEED, toy_root)
+    _wait_for(proc, "Start inference on")
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    text = open(proc.log_path).read()
+    assert proc.returncode == STOPPED_EXIT_CODE, text[-4000:]
+    assert "Total inference time" not in text  # stopped inside the evaluation
+    assert (out / "model_final.pth").is_file() and not (out / "results.json").exists()
+    resumed = _finish(_start("train_net.py", args, out, SEED, toy_root, extra=["--resume"]))
+    assert "Starting training from iteration 2" in resumed
+    assert (out / "results.json").is_file()
