@@ -14,7 +14,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode
 
-from ..utils.atomic import atomic_open
+from ..utils.atomic import atomic_open, remove_stale_temporaries
 
 #: settings a resumed run may change: the machine's and the launcher's (device, workers; norms
 #: become BN on one process, see resumable_config), where the run writes, the seed (a resumed run
@@ -88,7 +88,9 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
     :class:`DetectionCheckpointer` whose ``save`` writes ``<name>.pth`` and the
     ``last_checkpoint`` tag through a temporary file and a rename: an interrupted save (even
     ``kill -9``) leaves the previous checkpoint and tag intact, so ``--resume`` always finds a
-    loadable file. ``extra_state`` (e.g. ``{"seed": 3, "config": {...}}``) is stored in every
+    loadable file, and the next checkpointer on that folder removes the temporary file such a kill
+    left (:func:`~contrastive_det.utils.atomic.remove_stale_temporaries`). ``extra_state`` (e.g.
+    ``{"seed": 3, "config": {...}}``) is stored in every
     checkpoint; a resumed run reads it back with :func:`read_resume_state`.
 
     Loading ``.pth`` files uses ``weights_only=True`` and names the file when it cannot be read;
@@ -106,6 +108,13 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
     ):
         super().__init__(model, save_dir, **kwargs)
         self.extra_state = dict(extra_state or {})
+        if self.save_dir and self.save_to_disk:
+            stale = remove_stale_temporaries(self.save_dir)
+            if stale:
+                self.logger.info(
+                    f"Removed {len(stale)} temporary file(s) of an interrupted save in "
+                    f"{self.save_dir}: {', '.join(stale[:4])}{' ...' if len(stale) > 4 else ''}"
+                )
 
     def save(self, name: str, **kwargs: Any) -> None:
         if not self.save_dir or not self.save_to_disk:

@@ -3,7 +3,9 @@
 import contextlib
 import json
 import os
+import re
 import secrets
+import time
 
 # Permissions asked for when creating the temporary file; the process umask applies to them, as
 # for open(path, "w"): 0644 with umask 022, 0640 with 027. (tempfile.mkstemp would give 0600,
@@ -27,6 +29,34 @@ def _create_temp(directory, basename):
         except FileExistsError:
             continue
     raise FileExistsError(f"could not create a unique temporary file for {basename} in {directory}")
+
+
+# the temporary files of atomic_open: ".<basename>.<12 hex digits>.tmp"
+_TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
+
+
+def remove_stale_temporaries(directory, older_than_s=60.0):
+    """
+    Remove the temporary files that :func:`atomic_open` left in ``directory`` when its process was
+    killed mid-write (SIGKILL, out of memory): a checkpoint's can take 100 MB. Only files of its
+    naming pattern, untouched for ``older_than_s`` seconds (a write in progress refreshes its
+    file); returns the names removed.
+    """
+    removed = []
+    now = time.time()
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        path = os.path.join(directory, name)
+        if not _TEMP_NAME.match(name):
+            continue
+        with contextlib.suppress(OSError):
+            if os.path.isfile(path) and now - os.path.getmtime(path) > older_than_s:
+                os.remove(path)
+                removed.append(name)
+    return removed
 
 
 def _fsync_directory(directory):

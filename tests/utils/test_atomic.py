@@ -87,3 +87,34 @@ def test_creates_missing_parent_folders(tmp_path):
     path = tmp_path / "a" / "b" / "results.json"
     atomic_write_json(str(path), [1])
     assert json.loads(path.read_text()) == [1]
+
+
+def test_stale_temporaries_of_a_killed_save_are_removed_and_nothing_else(tmp_path):
+    import time as _time
+
+    from contrastive_det.utils.atomic import remove_stale_temporaries
+
+    old = tmp_path / ".model_0000004.pth.0123456789ab.tmp"
+    fresh = tmp_path / ".model_0000005.pth.ba9876543210.tmp"  # a save in progress
+    keep = [tmp_path / "model_0000004.pth", tmp_path / "notes.tmp", tmp_path / ".x.tmp"]
+    for p in [old, fresh, *keep]:
+        p.write_bytes(b"x")
+    past = _time.time() - 3600
+    for p in [old, *keep]:
+        os.utime(p, (past, past))
+    assert remove_stale_temporaries(str(tmp_path)) == [old.name]
+    assert not old.exists() and fresh.exists() and all(p.exists() for p in keep)
+
+
+def test_a_new_checkpointer_clears_what_a_killed_save_left(tmp_path):
+    import time as _time
+
+    import torch
+
+    from contrastive_det.engine.checkpoint import AtomicDetectionCheckpointer
+
+    left = tmp_path / ".model_0000009.pth.00000000abcd.tmp"
+    left.write_bytes(b"half a checkpoint")
+    os.utime(left, (_time.time() - 600, _time.time() - 600))
+    AtomicDetectionCheckpointer(torch.nn.Linear(2, 2), str(tmp_path))
+    assert not left.exists()
