@@ -330,6 +330,31 @@ def scan_images(datasets, max_listed=20, progress=True, num_threads=None):
     return len(files)
 
 
+def check_class_lists(sets, key, expected):
+    """
+    ``sets``: ``[(dataset name, its class names), ...]`` of one run. Each must have ``expected``
+    classes (the model's output count, config key ``key``) and all must list the same classes (a
+    label means one class in training and in evaluation); else ValueError naming the key, the
+    dataset and its classes.
+    """
+    first = None
+    for name, classes in sets:
+        classes = list(classes)
+        if len(classes) != expected:
+            raise ValueError(
+                f"{key} is {expected} but dataset '{name}' has {len(classes)} classes "
+                f"({', '.join(map(str, classes[:6]))}{', ...' if len(classes) > 6 else ''}); "
+                f"set {key} {len(classes)}"
+            )
+        if first is None:
+            first = (name, classes)
+        elif classes != first[1]:
+            raise ValueError(
+                f"datasets '{first[0]}' and '{name}' list different classes ({first[1][:4]}... vs "
+                f"{classes[:4]}...): a label would mean another class in evaluation"
+            )
+
+
 def check_images(cfg, dataset_names):
     """
     The pre-flight image scan of the datasets ``dataset_names`` (e.g. ``cfg.DATASETS.TRAIN``),

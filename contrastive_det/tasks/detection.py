@@ -18,6 +18,7 @@ from detectron2.evaluation import COCOEvaluator, DatasetEvaluator
 
 from ..convert.detection_weights import convert_weights_for_detection
 from ..data import CheckedDatasetMapper
+from ..data.checks import check_class_lists
 from ..data.datasets.voc_detection import check_voc_annotations
 from ..data.loader_signals import shield_workers
 from ..data.samplers import build_resumable_train_loader
@@ -69,22 +70,7 @@ def check_detection_classes(cfg: CfgNode, names: Iterable[str]) -> None:
     if key is None:
         return
     node = cfg.MODEL.RETINANET if key.startswith("MODEL.RETINANET") else cfg.MODEL.ROI_HEADS
-    first = None
-    for name in names:
-        classes = thing_classes(name)
-        if len(classes) != node.NUM_CLASSES:
-            raise ValueError(
-                f"{key} is {node.NUM_CLASSES} but dataset '{name}' has {len(classes)} classes "
-                f"({', '.join(classes[:6])}{', ...' if len(classes) > 6 else ''}); set {key} "
-                f"{len(classes)}"
-            )
-        if first is None:
-            first = (name, classes)
-        elif classes != first[1]:
-            raise ValueError(
-                f"datasets '{first[0]}' and '{name}' list different classes ({first[1][:4]}... vs "
-                f"{classes[:4]}...): a label would mean another class in evaluation"
-            )
+    check_class_lists([(n, thing_classes(n)) for n in names], key, node.NUM_CLASSES)
 
 
 @TASK_REGISTRY.register()

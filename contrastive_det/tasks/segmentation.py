@@ -14,6 +14,7 @@ from detectron2.evaluation import DatasetEvaluator
 from ..convert.detection_weights import REMOTE_PREFIXES, convert_weights_for_detection
 from ..convert.errors import ConversionError
 from ..convert.verify import load_detectron2_file
+from ..data.checks import check_class_lists
 from ..data.loader_signals import shield_workers
 from ..data.samplers import build_resumable_train_loader
 from ..data.sem_seg_mapper import SemSegDatasetMapper, sem_seg_metadata
@@ -30,26 +31,16 @@ def check_datasets_match(cfg: CfgNode, names: Iterable[str]) -> None:
     MODEL.SEM_SEG_HEAD.IGNORE_VALUE.
     """
     head = cfg.MODEL.SEM_SEG_HEAD
-    first = None
+    sets = []
     for name in names:
         classes, ignore = sem_seg_metadata(name)
-        if len(classes) != head.NUM_CLASSES:
-            raise ValueError(
-                f"MODEL.SEM_SEG_HEAD.NUM_CLASSES is {head.NUM_CLASSES} but dataset '{name}' has "
-                f"{len(classes)} classes ({', '.join(classes[:5])}, ...); set it to {len(classes)}"
-            )
         if ignore != head.IGNORE_VALUE:
             raise ValueError(
                 f"MODEL.SEM_SEG_HEAD.IGNORE_VALUE is {head.IGNORE_VALUE} but dataset '{name}' "
                 f"ignores {ignore}"
             )
-        if first is None:
-            first = (name, classes)
-        elif classes != first[1]:
-            raise ValueError(
-                f"Datasets '{first[0]}' and '{name}' list different classes: their label maps "
-                "do not mean the same thing"
-            )
+        sets.append((name, classes))
+    check_class_lists(sets, "MODEL.SEM_SEG_HEAD.NUM_CLASSES", head.NUM_CLASSES)
 
 
 def check_backbone_covered(cfg: CfgNode, weights: str, overrides: Sequence[str] = ()) -> None:

@@ -62,3 +62,20 @@ def test_coco_classes_declared_out_of_the_jsons_order_are_named(tmp_path):
     register_datasets_from_config(cfg)
     with pytest.raises(ValueError, match=r"CLASSES \['cat', 'car'\] are not .* \['car', 'cat'\]"):
         DatasetCatalog.get("dc_order")
+
+
+def test_segmentation_checks_its_class_count_the_same_way(toy_root):
+    from contrastive_det.tasks.segmentation import check_datasets_match
+
+    cfg = get_cfg()
+    cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE = 11, 255
+    names = ["toy_digits_sem_seg_trainval", "toy_digits_sem_seg_test"]
+    check_datasets_match(cfg, names)
+    cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES = 21
+    with pytest.raises(
+        ValueError, match="SEM_SEG_HEAD.NUM_CLASSES is 21 but dataset 'toy_digits_sem"
+    ):
+        check_datasets_match(cfg, names)
+    cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE = 11, 0
+    with pytest.raises(ValueError, match="IGNORE_VALUE is 0"):
+        check_datasets_match(cfg, names)
