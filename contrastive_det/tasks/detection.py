@@ -88,11 +88,6 @@ class DetectionTask(Task):
 
     @classmethod
     def build_train_loader(cls, cfg: CfgNode) -> Iterable:
-        check_detection_classes(cfg, list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST))
-        for name in cfg.DATASETS.TEST:  # a broken test annotation must fail before training
-            meta = MetadataCatalog.get(name)
-            if meta.get("evaluator_type") == "pascal_voc":
-                check_voc_annotations(meta.dirname, meta.split, meta.thing_classes)
         mapper = CheckedDatasetMapper(cfg, is_train=True)
         if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
             logger.warning(
@@ -100,24 +95,33 @@ class DetectionTask(Task):
                 "used and --resume does not restore the data order (only TrainingSampler is "
                 "resumable)"
             )
-            return shield_workers(build_detection_train_loader(cfg, mapper=mapper))
-        return build_resumable_train_loader(
-            detection_train_dicts(cfg),
-            mapper,
-            seed=cfg.SEED,
-            total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
-            num_workers=cfg.DATALOADER.NUM_WORKERS,
-            aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
-        )
+            loader = shield_workers(build_detection_train_loader(cfg, mapper=mapper))
+        else:
+            loader = build_resumable_train_loader(
+                detection_train_dicts(cfg),
+                mapper,
+                seed=cfg.SEED,
+                total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
+                num_workers=cfg.DATALOADER.NUM_WORKERS,
+                aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
+            )
+        # after the training dicts are read (a COCO JSON records its classes then: read once),
+        # before any iteration
+        check_detection_classes(cfg, list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST))
+        for name in cfg.DATASETS.TEST:  # a broken test annotation must fail before training
+            meta = MetadataCatalog.get(name)
+            if meta.get("evaluator_type") == "pascal_voc":
+                check_voc_annotations(meta.dirname, meta.split, meta.thing_classes)
+        return loader
 
     @classmethod
     def build_test_loader(cls, cfg: CfgNode, dataset_name: str) -> Iterable:
-        check_detection_classes(cfg, [dataset_name])
-        return shield_workers(
-            build_detection_test_loader(
-                cfg, dataset_name, mapper=CheckedDatasetMapper(cfg, is_train=False)
-            )
+        loader = build_detection_test_loader(
+            cfg, dataset_name, mapper=CheckedDatasetMapper(cfg, is_train=False)
         )
+        # after the loader read the set: a COCO JSON records its classes then, and is read once
+        check_detection_classes(cfg, [dataset_name])
+        return shield_workers(loader)
 
     @classmethod
     def build_evaluator(
