@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from unittest import mock
 from collections import OrderedDict, defaultdict
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -20,14 +21,18 @@ IOU_THRESHOLDS = tuple(range(50, 100, 5))  # percent
 
 
 def count_positives(
-    anno_file_template: str, image_set_path: str, class_names: Sequence[str]
+    anno_file_template: str,
+    image_set_path: str,
+    class_names: Sequence[str],
+    parse: Callable[[str], list] = parse_voc_record,
 ) -> dict[str, int]:
-    """Number of non-difficult ground-truth boxes per class name in an image set."""
+    """Number of non-difficult ground-truth boxes per class name in an image set (``parse``: the
+    annotation reader)."""
     with open(image_set_path) as f:
         image_ids = [line.strip() for line in f if line.strip()]
     counts = dict.fromkeys(class_names, 0)
     for image_id in image_ids:
-        for obj in parse_voc_record(anno_file_template.format(image_id)):
+        for obj in parse(anno_file_template.format(image_id)):
             if obj["name"] in counts and not obj["difficult"]:
                 counts[obj["name"]] += 1
     return counts
@@ -56,7 +61,12 @@ class VOCDetectionEvaluator(PascalVOCDetectionEvaluator):
 
         metric = 2007 if self._is_2007 else 2012
         self._logger.info(f"Evaluating {self._dataset_name} with the VOC{metric} metric.")
-        npos = count_positives(self._anno_file_template, self._image_set_path, self._class_names)
+        # each file read once per evaluation (voc_eval reads every file for each class and IoU),
+        # and afresh in the next one
+        parse = functools.lru_cache(maxsize=None)(parse_voc_record)
+        npos = count_positives(
+            self._anno_file_template, self._image_set_path, self._class_names, parse
+        )
         absent = [c for c in self._class_names if npos[c] == 0]
         if absent:
             self._logger.warning(
@@ -79,7 +89,7 @@ class VOCDetectionEvaluator(PascalVOCDetectionEvaluator):
                     f.write("\n".join(predictions.get(cls_id, [])))
                 for thresh in IOU_THRESHOLDS:
                     # voc_eval's matching, on our reading of the annotations
-                    with mock.patch.object(pascal_voc_evaluation, "parse_rec", parse_voc_record):
+                    with mock.patch.object(pascal_voc_evaluation, "parse_rec", parse):
                         _, _, ap = voc_eval(
                             res_file_template,
                             self._anno_file_template,
