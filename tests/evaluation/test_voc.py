@@ -210,3 +210,26 @@ def test_a_broken_annotation_is_named_before_training(tmp_path):
 
     with pytest.raises(ValueError, match="img2.xml: class"):  # not detectron2's bare "not in list"
         DatasetCatalog.get("test_voc_unknown_class")
+
+
+def test_each_annotation_is_parsed_once_per_evaluation_and_afresh_in_the_next(
+    tmp_path, monkeypatch
+):
+    """voc_eval reads every annotation for each class and IoU threshold (10 x classes times)."""
+    from contrastive_det.evaluation import voc
+
+    write_voc(tmp_path, {"img1": [("a", (11, 11, 40, 40), 0)], "img2": [("b", (5, 5, 9, 9), 0)]})
+    register_voc("test_voc_parse_count", str(tmp_path), "test", ["a", "b"], year=2007)
+    original, calls = voc.parse_voc_record, []
+
+    def counting(path):
+        calls.append(path)
+        return original(path)
+
+    monkeypatch.setattr(voc, "parse_voc_record", counting)
+    for expected in (2, 4):  # two files; a second evaluation reads them again
+        ev = VOCDetectionEvaluator("test_voc_parse_count")
+        ev.reset()
+        ev.process([{"image_id": "img1"}], [prediction([[10, 10, 40, 40]], [0.9], [0])])
+        ev.evaluate()
+        assert len(calls) == expected
